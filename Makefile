@@ -1,0 +1,46 @@
+# Two entry points: `make demo` (the main job) and `make test` (the whole suite).
+# Each creates or updates the virtual environment in .venv/ as needed.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.mmlego-installed
+# The CPU build of torch keeps setup small where there is no CUDA; override on other machines,
+# e.g. TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu".
+TORCH_SPEC ?= torch==2.13.0
+TORCH_CUDA_SPEC ?= torch>=2.4,<2.15
+
+export FLWR_TELEMETRY_ENABLED=0
+export FLWR_DISABLE_UPDATE_CHECK=1
+
+.PHONY: demo test lint typecheck venv clean
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@if ! $(BIN)/python -c "import torch" >/dev/null 2>&1; then \
+	  if command -v nvidia-smi >/dev/null 2>&1; then \
+	    echo "installing torch with CUDA ($(TORCH_CUDA_SPEC))"; $(BIN)/python -m pip install --quiet "$(TORCH_CUDA_SPEC)"; \
+	  else \
+	    echo "installing the CPU build of torch ($(TORCH_SPEC))"; $(BIN)/python -m pip install --quiet $(TORCH_SPEC); \
+	  fi; \
+	fi
+	$(BIN)/python -m pip install --quiet -e ".[datasets,dev]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mmlego demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check common site_client coordinator tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy common site_client coordinator
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

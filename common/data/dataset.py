@@ -1,0 +1,108 @@
+"""In-memory multimodal dataset: per-modality tensors with presence and padding masks, targets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+import torch
+
+from ..lego.inputs import ModalityInput
+
+ModalityKind = Literal["tabular", "sequence"]
+
+
+@dataclass
+class ModalityData:
+    """One modality for n patients. Tabular ``x`` (n, F); sequence ``x`` (n, T, F) with
+    ``mask`` (n, T) True = real step/instance. ``present`` (n,) says who has it."""
+
+    kind: ModalityKind
+    x: torch.Tensor
+    present: torch.Tensor
+    features: list[str]
+    mask: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        n = self.x.shape[0]
+        want = 2 if self.kind == "tabular" else 3
+        if self.x.dim() != want:
+            raise ValueError(f"{self.kind} data must have {want} dims, got {tuple(self.x.shape)}")
+        if self.x.shape[-1] != len(self.features):
+            raise ValueError(f"{len(self.features)} feature names for {self.x.shape[-1]} features")
+        if self.present.shape != (n,) or self.present.dtype != torch.bool:
+            raise ValueError(f"present must be bool of shape ({n},)")
+        if self.kind == "sequence" and (self.mask is None or self.mask.shape != self.x.shape[:2]):
+            raise ValueError("sequence data needs a bool mask of shape (n, T)")
+
+    @property
+    def n_features(self) -> int:
+        return self.x.shape[-1]
+
+    def subset(self, idx: torch.Tensor) -> ModalityData:
+        return replace(self, x=self.x[idx], present=self.present[idx],
+                       mask=None if self.mask is None else self.mask[idx])
+
+    def to_input(self, idx: torch.Tensor | None = None) -> ModalityInput:
+        sel = self if idx is None else self.subset(idx)
+        return ModalityInput(sel.x, sel.mask, sel.present)
+
+
+@dataclass
+class MultimodalDataset:
+    """Patients (``ids``) x modalities, with survival (time, event) or class (label) targets."""
+
+    name: str
+    task: Literal["survival", "classification"]
+    ids: list[str]
+    modalities: dict[str, ModalityData]
+    time: np.ndarray | None = None
+    event: np.ndarray | None = None
+    label: np.ndarray | None = None
+    n_classes: int = 0
+    groups: np.ndarray | None = None  # optional site/study label per patient
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        for name, mod in self.modalities.items():
+            if mod.x.shape[0] != n:
+                raise ValueError(f"modality {name!r} has {mod.x.shape[0]} rows for {n} patients")
+        if self.task == "survival":
+            if self.time is None or self.event is None or len(self.time) != n or len(self.event) != n:
+                raise ValueError("survival data needs time and event for every patient")
+        elif self.label is None or len(self.label) != n:
+            raise ValueError("classification data needs a label for every patient")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, idx: Sequence[int] | np.ndarray | torch.Tensor) -> MultimodalDataset:
+        ix = np.asarray(idx, dtype=np.int64)
+        t = torch.as_tensor(ix)
+
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[ix]
+
+        return replace(self, ids=[self.ids[i] for i in ix],
+                       modalities={k: v.subset(t) for k, v in self.modalities.items()},
+                       time=pick(self.time), event=pick(self.event), label=pick(self.label),
+                       groups=pick(self.groups))
+
+    def select_modalities(self, names: Sequence[str]) -> MultimodalDataset:
+        missing = [m for m in names if m not in self.modalities]
+        if missing:
+            raise KeyError(f"dataset {self.name!r} has no modality {missing}; it has {sorted(self.modalities)}")
+        return replace(self, modalities={m: self.modalities[m] for m in names})
+
+    def targets(self) -> dict[str, np.ndarray]:
+        if self.task == "survival":
+            assert self.time is not None and self.event is not None
+            return {"time": self.time, "event": self.event}
+        assert self.label is not None
+        return {"label": self.label}
+
+    def inputs(self, idx: torch.Tensor | None = None) -> dict[str, ModalityInput]:
+        return {k: v.to_input(idx) for k, v in self.modalities.items()}

@@ -1,0 +1,118 @@
+"""One evaluation split of MM-Lego on a dataset: train a block per modality, LegoMerge them,
+LegoFuse them, and measure every model on the held-out test patients."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .data.dataset import MultimodalDataset
+from .data.splits import Split, Standardizer, random_split
+from .lego import BlockConfig, EncoderConfig, LegoBlock, LegoFuse, LegoMerge, SingleModality
+from .tasks import TaskSpec, inverse_frequency_weights, survival_bins
+from .train import TrainConfig, evaluate, fit
+
+log = logging.getLogger("mmlego.experiment")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    latent_rows: int = 16
+    latent_dim: int = 64
+    depth: int = 2
+    fourier: str = "2d"
+    n_tokens: int = 4
+    token_dim: int = 64
+    n_bins: int = 4
+    shared_init: bool = True  # all blocks start from the same L0 and head
+    train: TrainConfig = field(default_factory=TrainConfig)
+    fuse: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, patience=2, lr=5e-4, select_initial=True))
+    fuse_modes: tuple[str, ...] = ("stack", "weave")
+
+
+@dataclass
+class SplitResult:
+    seed: int
+    metric: str
+    test: dict[str, float] = field(default_factory=dict)  # method -> test metric
+    val: dict[str, float] = field(default_factory=dict)
+    samples_per_second: dict[str, float] = field(default_factory=dict)
+
+
+def prepare_split(data: MultimodalDataset, seed: int) -> tuple[Split, MultimodalDataset, MultimodalDataset, MultimodalDataset]:
+    """Stratified 70/15/15 split; standardisation fitted on the training part only."""
+    strata = data.event if data.task == "survival" else data.label
+    split = random_split(len(data), seed, stratify=strata)
+    train, val, test = (data.subset(ix) for ix in (split.train, split.val, split.test))
+    scaler = Standardizer.fit(train)
+    return split, scaler.apply(train), scaler.apply(val), scaler.apply(test)
+
+
+def task_for(train: MultimodalDataset, n_bins: int) -> TaskSpec:
+    """The task spec, with survival bins / class weights computed on the training split only."""
+    if train.task == "survival":
+        assert train.time is not None and train.event is not None
+        return TaskSpec("survival", n_bins=n_bins, bin_edges=survival_bins(train.time, train.event, n_bins))
+    assert train.label is not None
+    return TaskSpec("classification", n_classes=train.n_classes,
+                    class_weights=inverse_frequency_weights(train.label, train.n_classes))
+
+
+def block_config(data: MultimodalDataset, modality: str, task: TaskSpec, cfg: ExperimentConfig, seed: int) -> BlockConfig:
+    mod = data.modalities[modality]
+    kind = "tabular" if mod.kind == "tabular" else "bag"
+    enc = EncoderConfig(kind=kind, in_features=mod.n_features, token_dim=cfg.token_dim, n_tokens=cfg.n_tokens)
+    return BlockConfig(modality=modality, encoder=enc, task=task, latent_rows=cfg.latent_rows,
+                       latent_dim=cfg.latent_dim, depth=cfg.depth, fourier=cfg.fourier,  # type: ignore[arg-type]
+                       init_seed=seed if cfg.shared_init else None)
+
+
+def train_block(train: MultimodalDataset, val: MultimodalDataset, modality: str, task: TaskSpec,
+                cfg: ExperimentConfig, seed: int, progress: bool = False) -> tuple[LegoBlock, float, float]:
+    """Train one block on the patients that have ``modality``; returns (block, val metric, samples/s)."""
+    import torch
+
+    torch.manual_seed(seed * 1000 + sum(map(ord, modality)))  # encoder init differs per modality
+    block = LegoBlock(block_config(train, modality, task, cfg, seed))
+    has_tr = np.flatnonzero(train.modalities[modality].present.numpy())
+    has_va = np.flatnonzero(val.modalities[modality].present.numpy())
+    tr, va = train.subset(has_tr).select_modalities([modality]), val.subset(has_va).select_modalities([modality])
+    res = fit(SingleModality(block, modality), tr, va, task, cfg.train, progress, label=f"block:{modality}")
+    return block, res.best_metric, res.samples_per_second
+
+
+def run_split(data: MultimodalDataset, seed: int, cfg: ExperimentConfig = ExperimentConfig(),
+              modalities: Sequence[str] | None = None, progress: bool = False) -> SplitResult:
+    mods = list(modalities or data.modalities)
+    _, train, val, test = prepare_split(data, seed)
+    task = task_for(train, cfg.n_bins)
+    out = SplitResult(seed=seed, metric=task.metric_name)
+    blocks = []
+    for m in mods:
+        block, vmetric, sps = train_block(train, val, m, task, cfg, seed, progress)
+        blocks.append(block)
+        name = f"block:{m}"
+        out.val[name] = vmetric
+        out.samples_per_second[name] = sps
+        has = np.flatnonzero(test.modalities[m].present.numpy())
+        out.test[name] = evaluate(SingleModality(block, m), test.subset(has), task)
+    merged = LegoMerge(blocks).eval()
+    out.test["legomerge"] = evaluate(merged, test, task)
+    out.val["legomerge"] = evaluate(merged, val, task)
+    for mode in cfg.fuse_modes:
+        fused = LegoFuse(blocks, mode=mode)  # type: ignore[arg-type]
+        res = fit(fused, train, val, task, cfg.fuse, progress, label=f"legofuse-{mode}")
+        out.val[f"legofuse-{mode}"] = res.best_metric
+        out.test[f"legofuse-{mode}"] = evaluate(fused, test, task)
+    log.info("split %d: %s", seed, {k: round(v, 4) for k, v in out.test.items()})
+    return out
+
+
+def summarise(results: Sequence[SplitResult]) -> dict[str, tuple[float, float]]:
+    """method -> (mean, std) of the test metric over splits."""
+    methods = list(results[0].test)
+    return {m: (float(np.mean([r.test[m] for r in results])), float(np.std([r.test[m] for r in results])))
+            for m in methods}

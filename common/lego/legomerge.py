@@ -1,0 +1,101 @@
+"""LegoMerge: a multimodal model built from trained blocks with no training (paper, Sec. 3.2)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .block import LegoBlock
+from .head import LegoHead
+from .inputs import Inputs, batch_size, presence
+from .merge import HEAD_MERGES, LATENT_MERGES
+
+
+def check_compatible(blocks: Sequence[LegoBlock]) -> None:
+    """Raise naming the mismatch unless all blocks share latent shape, Fourier mode and task."""
+    if len(blocks) == 0:
+        raise ValueError("need at least one block")
+    ref = blocks[0].config
+    for i, b in enumerate(blocks[1:], start=1):
+        c = b.config
+        for name, mine, theirs in (("latent shape", c.latent_shape, ref.latent_shape),
+                                   ("fourier mode", c.fourier, ref.fourier), ("task", c.task, ref.task)):
+            if mine != theirs:
+                raise ValueError(f"block {i} ({c.modality}) has {name} {mine}, block 0 ({ref.modality}) has {theirs}")
+
+
+def merged_head(blocks: Sequence[LegoBlock], method: str = "spherical") -> LegoHead:
+    """A new head whose weights are the merge of the blocks' heads."""
+    cfg = blocks[0].config
+    head = LegoHead(cfg.latent_dim, cfg.task.n_outputs)
+    state = HEAD_MERGES.get(method)([b.head.state_dict() for b in blocks])
+    head.load_state_dict(state)
+    return head.to(blocks[0].latent.device)
+
+
+class LegoMerge(nn.Module):
+    """Each present block encodes and updates its own latent; the latents are merged
+    (:func:`merge_latents`), and the head merged from the present blocks' heads predicts.
+
+    Per sample, only the blocks whose modality it has take part, so a patient with one
+    modality gets exactly that block's prediction. Blocks may share a modality (two sites
+    with the same data type); each block reads ``inputs[block.modality]``.
+    """
+
+    def __init__(self, blocks: Sequence[LegoBlock], latent_merge: str = "harmonic",
+                 head_merge: str = "spherical") -> None:
+        super().__init__()
+        check_compatible(blocks)
+        self.blocks = nn.ModuleList(blocks)
+        self._block_list: list[LegoBlock] = list(blocks)  # typed view of the same modules
+        self.latent_merge = latent_merge
+        self.head_merge = head_merge
+        self._merge = LATENT_MERGES.get(latent_merge)
+        HEAD_MERGES.get(head_merge)  # fail early on an unknown name
+        self.head = merged_head(blocks, head_merge)  # all blocks present
+        self._subset_heads: dict[tuple[int, ...], LegoHead] = {}
+
+    @property
+    def modalities(self) -> list[str]:
+        return [b.modality for b in self._block_list]
+
+    def head_for(self, subset: tuple[int, ...]) -> nn.Module:
+        """The head for samples that have exactly the blocks in ``subset``."""
+        if len(subset) == 1:
+            return self._block_list[subset[0]].head
+        if len(subset) == len(self.blocks):
+            return self.head
+        if subset not in self._subset_heads:
+            self._subset_heads[subset] = merged_head([self._block_list[i] for i in subset], self.head_merge)
+        return self._subset_heads[subset]
+
+    def block_latents(self, inputs: Inputs) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Frequency latents of every block (zeros where absent) and the presence (b, M)."""
+        b = batch_size(inputs)
+        device = self._block_list[0].latent.device
+        present = presence(inputs, self.modalities, b, device)
+        latents = []
+        for m, block in enumerate(self._block_list):
+            c, d = block.config.latent_shape
+            z = torch.zeros(b, c, d, dtype=torch.complex64, device=device)
+            rows = present[:, m].nonzero().flatten()
+            if rows.numel():
+                z[rows] = block.frequency_latent(*inputs[block.modality].rows(rows)).to(z.dtype)
+            latents.append(z)
+        return latents, present
+
+    def merged_latent(self, inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        latents, present = self.block_latents(inputs)
+        return self._merge(latents, present), present
+
+    def forward(self, inputs: Inputs) -> torch.Tensor:
+        merged, present = self.merged_latent(inputs)
+        n_out = self._block_list[0].config.task.n_outputs
+        out = torch.empty(merged.shape[0], n_out, device=merged.device)
+        for pattern in torch.unique(present, dim=0):
+            rows = (present == pattern).all(dim=1).nonzero().flatten()
+            subset = tuple(pattern.nonzero().flatten().tolist())
+            out[rows] = self.head_for(subset)(merged[rows]).to(out.dtype)
+        return out

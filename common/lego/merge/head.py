@@ -1,0 +1,64 @@
+"""Merging of task heads: an N-way, order-independent spherical mean that is SLERP for two."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+
+from .registry import Registry
+
+HeadState = Mapping[str, torch.Tensor]
+HeadMerge = Callable[[Sequence[HeadState]], dict[str, torch.Tensor]]
+HEAD_MERGES: Registry[HeadMerge] = Registry("head merge")
+
+ANTIPODAL = 1e-3  # |mean of unit directions| below this: no great circle is defined; use the mean
+
+
+def _check_heads(heads: Sequence[HeadState]) -> list[str]:
+    if len(heads) == 0:
+        raise ValueError("merge_heads needs at least one head")
+    keys = sorted(heads[0])
+    for i, h in enumerate(heads[1:], start=1):
+        if sorted(h) != keys:
+            raise ValueError(f"head {i} has keys {sorted(h)}, head 0 has {keys}")
+        for k in keys:
+            if h[k].shape != heads[0][k].shape:
+                raise ValueError(f"head {i} tensor {k!r} has shape {tuple(h[k].shape)}, head 0 has {tuple(heads[0][k].shape)}")
+    return keys
+
+
+def spherical_mean(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Spherical mean of M same-shape tensors, each taken as one vector.
+
+    ``sum_m v_m / |sum_m v_m/|v_m||``: for two vectors at angle W this is
+    ``(v0 + v1) / (2 cos(W/2))``, i.e. SLERP at t = 0.5; for equal norms r it is r times the
+    normalised mean direction. Symmetric in its arguments, so order-independent; identical
+    inputs return themselves. When the directions (nearly) cancel (antipodal weights), no
+    great circle is defined and the arithmetic mean is returned, which is finite.
+    """
+    v = torch.stack([t.detach().to(torch.float64).flatten() for t in tensors])  # (m, n)
+    norms = v.norm(dim=1, keepdim=True)
+    units = torch.where(norms > 0, v / norms.clamp_min(1e-300), torch.zeros_like(v))
+    m = v.shape[0]
+    spread = (units.sum(dim=0).norm() / m).item()  # |mean direction| in [0, 1]
+    mean = v.mean(dim=0)
+    out = mean if spread < ANTIPODAL else mean / spread
+    return out.reshape(tensors[0].shape).to(tensors[0].dtype)
+
+
+@HEAD_MERGES.register("spherical")
+def merge_heads(heads: Sequence[HeadState]) -> dict[str, torch.Tensor]:
+    """Merge M >= 1 head state dicts tensor by tensor with :func:`spherical_mean`.
+    M = 1 returns (copies of) the head unchanged."""
+    keys = _check_heads(heads)
+    if len(heads) == 1:
+        return {k: heads[0][k].detach().clone() for k in keys}
+    return {k: spherical_mean([h[k] for h in heads]) for k in keys}
+
+
+@HEAD_MERGES.register("linear")
+def merge_heads_linear(heads: Sequence[HeadState]) -> dict[str, torch.Tensor]:
+    """Ablation: plain arithmetic mean of each tensor."""
+    keys = _check_heads(heads)
+    return {k: torch.stack([h[k].detach() for h in heads]).mean(dim=0) for k in keys}

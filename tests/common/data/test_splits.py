@@ -1,0 +1,38 @@
+"""Splits and train-only standardisation."""
+
+import numpy as np
+import pytest
+import torch
+
+from common.data import ModalityData, MultimodalDataset, Standardizer, random_split
+
+
+def test_split_is_seeded_disjoint_and_complete() -> None:
+    s = random_split(100, seed=3)
+    again = random_split(100, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip((s.train, s.val, s.test), (again.train, again.val, again.test), strict=True))
+    assert sorted(np.concatenate([s.train, s.val, s.test]).tolist()) == list(range(100))
+    assert (s.train.size, s.val.size, s.test.size) == (70, 15, 15)
+    assert not np.array_equal(random_split(100, seed=4).test, s.test)
+
+
+def test_stratified_split_keeps_events_everywhere() -> None:
+    event = np.zeros(40, dtype=bool)
+    event[:8] = True
+    s = random_split(40, seed=0, stratify=event)
+    for part in (s.train, s.val, s.test):
+        assert event[part].any()
+
+
+def test_too_few_samples() -> None:
+    with pytest.raises(ValueError, match="too few"):
+        random_split(3, seed=0)
+
+
+def test_standardizer_uses_training_rows_only() -> None:
+    x = torch.tensor([[1.0], [3.0], [100.0]])
+    present = torch.tensor([True, True, False])
+    data = MultimodalDataset("t", "classification", ["a", "b", "c"],
+                             {"m": ModalityData("tabular", x, present, ["f"])}, label=np.array([0, 1, 0]))
+    out = Standardizer.fit(data).apply(data)
+    assert out.modalities["m"].x[:, 0].tolist() == [-1.0, 1.0, 0.0]  # absent row zeroed, not used to fit
