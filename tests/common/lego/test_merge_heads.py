@@ -100,3 +100,18 @@ def test_mismatch_is_named() -> None:
         merge_heads([a, {**a, "linear.bias": torch.zeros(5, dtype=torch.float64)}])
     with pytest.raises(ValueError, match="at least one"):
         merge_heads([])
+
+
+def test_weighted_endpoints_are_exact_and_half_is_slerp() -> None:
+    a, b = head(0), head(1, scale=2.0)
+    for k in a:
+        assert torch.equal(merge_heads([a, b], weights=[1.0, 0.0])[k], a[k])
+        assert torch.equal(merge_heads([a, b], weights=[0.0, 3.0])[k], b[k])
+        assert_close(merge_heads([a, b], weights=[2.0, 2.0])[k], slerp(a[k], b[k], 0.5))
+
+
+def test_bad_weights_are_named() -> None:
+    with pytest.raises(ValueError, match="weights must be 2"):
+        merge_heads([head(0), head(1)], weights=[1.0, -1.0])
+    with pytest.raises(ValueError, match="weights must be 2"):
+        merge_heads([head(0), head(1)], weights=[0.0, 0.0])
