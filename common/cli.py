@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import typer
 
@@ -36,6 +37,27 @@ def version() -> None:
     typer.echo(f"mmlego {code_version()}")
 
 
+def _load_dataset(name: str):  # type: ignore[no-untyped-def]
+    from .data import DatasetUnavailable, load_builtin
+
+    try:
+        return load_builtin(name)
+    except KeyError as exc:
+        raise fail(str(exc.args[0]), EXIT_BAD_INPUT) from None
+    except DatasetUnavailable as exc:
+        raise fail(str(exc), EXIT_MISSING_DEPENDENCY) from None
+
+
+def _dataset_names(text: str) -> list[str]:
+    from .data import BUILTIN
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BUILTIN]
+    if not names or unknown:
+        raise fail(f"unknown dataset {unknown[0] if unknown else text!r}; known: {', '.join(BUILTIN)}", EXIT_BAD_INPUT)
+    return names
+
+
 @app.command()
 def demo(
     dataset: str = typer.Option("nki70", help="Built-in dataset to run on."),
@@ -47,34 +69,114 @@ def demo(
     the test metric of every model (mean +- std over splits)."""
     from dataclasses import replace
 
-    from .data import DatasetUnavailable, load_builtin
-    from .experiment import ExperimentConfig, run_split, summarise
+    import numpy as np
+
+    from .bench import CORE_METHODS, BenchConfig, run_job
 
     if fourier not in ("2d", "1d"):
         raise fail(f"--fourier must be 2d or 1d, got {fourier!r}", EXIT_BAD_INPUT)
-    try:
-        data = load_builtin(dataset)
-    except KeyError as exc:
-        raise fail(str(exc.args[0]), EXIT_BAD_INPUT) from None
-    except DatasetUnavailable as exc:
-        raise fail(str(exc), EXIT_MISSING_DEPENDENCY) from None
-    cfg = ExperimentConfig(fourier=fourier)
-    cfg = replace(cfg, train=replace(cfg.train, epochs=epochs))
+    data = _load_dataset(dataset)
+    cfg = BenchConfig.make([dataset], splits, methods=CORE_METHODS, figure6=False)
+    exp = replace(cfg.experiment, fourier=fourier, train=replace(cfg.experiment.train, epochs=epochs))
+    cfg = replace(cfg, experiment=exp)  # type: ignore[arg-type]
     typer.echo(f"{data.name}: {len(data)} patients, modalities {', '.join(data.modalities)}; "
-               f"{splits} random 70/15/15 splits, blocks trained per modality on CPU/GPU as available")
+               f"{splits} random 70/15/15 splits, a block trained per modality")
     results = []
     for seed in range(splits):
-        res = run_split(data, seed, cfg, progress=sys.stderr.isatty())
+        res = run_job(dataset, seed, cfg)
         results.append(res)
         typer.echo(f"  split {seed}: " + "  ".join(f"{k} {v:.3f}" for k, v in res.test.items()))
-    summary = summarise(results)
-    metric = results[0].metric
-    width = max(len(m) for m in summary)
-    typer.echo(f"\ntest {metric}, mean +- std over {splits} splits")
-    for method, (mean, std) in summary.items():
-        typer.echo(f"  {method:<{width}}  {mean:.3f} +- {std:.3f}")
-    best_block = max((v for k, v in summary.items() if k.startswith("block:")), key=lambda t: t[0])
-    typer.echo(f"  merge uplift vs best block: {summary['legomerge'][0] - best_block[0]:+.3f}")
+    methods = list(results[0].test)
+    width = max(len(m) for m in methods)
+    typer.echo(f"\ntest {results[0].metric}, mean +- std over {splits} splits")
+    means = {}
+    for m in methods:
+        vals = [r.test[m] for r in results]
+        means[m] = float(np.mean(vals))
+        typer.echo(f"  {m:<{width}}  {means[m]:.3f} +- {np.std(vals):.3f}")
+    best_block = max(v for k, v in means.items() if k.startswith("block:"))
+    typer.echo(f"  merge uplift vs best block: {means['legomerge'] - best_block:+.3f}")
+
+
+datasets_app = typer.Typer(help="Built-in real datasets: list them, export them as site data folders.",
+                           no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """Show every built-in dataset: size, events or classes, modalities, task, source, licence."""
+    import numpy as np
+
+    from .data import BUILTIN, DatasetUnavailable
+
+    for name, entry in BUILTIN.items():
+        try:
+            d = entry.loader()
+        except DatasetUnavailable:
+            typer.echo(f"{name:<13} (not installed: pip install 'mmlego[datasets]')  {entry.description}")
+            continue
+        target = (f"{int(d.event.sum())} events" if d.task == "survival" and d.event is not None
+                  else f"{d.n_classes} classes ({' '.join(map(str, np.bincount(d.label)))})")
+        mods = " | ".join(f"{m} ({v.kind}, {v.n_features} features)" for m, v in d.modalities.items())
+        typer.echo(f"{name:<13} n={len(d):<5} {target:<22} {d.task:<14} {mods}; from {entry.package} ({entry.licence})")
+
+
+@datasets_app.command("export")
+def datasets_export(
+    name: str = typer.Argument(..., help="Built-in dataset name."),
+    out: Path = typer.Option(..., "--out", help="Folder to write (created)."),
+    split_by: str | None = typer.Option(None, "--split-by", help="Write one site folder per value of this column "
+                                        "(the dataset's group column, e.g. 'study' for ovarian)."),
+) -> None:
+    """Write a built-in dataset in the site-folder format (data.toml + CSV files)."""
+    from .data.export import export_by_group, export_site_folder
+
+    data = _load_dataset(name)
+    if split_by is not None:
+        group = data.meta.get("group")
+        if group is None or split_by not in (group, "group"):
+            raise fail(f"dataset {name!r} cannot be split by {split_by!r}; "
+                       f"{'its group column is ' + repr(group) if group else 'it has no group column'}", EXIT_BAD_INPUT)
+        for folder in export_by_group(data, out):
+            typer.echo(f"wrote {folder}")
+        return
+    typer.echo(f"wrote {export_site_folder(data, out)}")
+
+
+@app.command()
+def bench(
+    datasets: str = typer.Option(",".join(("nki70", "gse7390", "ovarian", "pbc", "mfeat")), "--datasets",
+                                 help="Comma-separated built-in datasets."),
+    folds: int = typer.Option(5, "--folds", min=1, max=50, help="Repeated random 70/15/15 splits (seeds 0..N-1)."),
+    quick: bool = typer.Option(False, "--quick", help="One split and a few epochs (for CI)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    workers: int = typer.Option(2, "--workers", min=1, max=64, help="Parallel processes (each gets its share of the cores)."),
+    ablations: bool = typer.Option(False, "--ablations", help="Also LegoMerge without shared init and with the 1-D Fourier mode."),
+    no_figure6: bool = typer.Option(False, "--no-figure6", help="Skip the patient-overlap experiment (Figure 6)."),
+    out: Path = typer.Option(..., "--out", help="Folder for results.json, results.md and the plots."),
+) -> None:
+    """The paper's Table 2 and Figure 6 on the built-in real datasets."""
+    from .bench import BenchConfig, benchmark
+    from .data import BUILTIN, DatasetUnavailable
+
+    names = _dataset_names(datasets)
+    for n in names:
+        try:
+            BUILTIN[n].loader()
+        except DatasetUnavailable as exc:
+            raise fail(str(exc), EXIT_MISSING_DEPENDENCY) from None
+    try:
+        from .train import resolve_device
+
+        resolve_device(device)
+    except (ValueError, RuntimeError) as exc:
+        raise fail(f"--device: {exc}", EXIT_BAD_INPUT) from None
+    cfg = BenchConfig.make(names, folds, quick=quick, device=device, ablations=ablations, figure6=not no_figure6)
+    doc = benchmark(cfg, out, workers=workers, device=device, quick=quick, show_progress=sys.stderr.isatty())
+    typer.echo((out / "results.md").read_text())
+    typer.echo(f"wrote {out / 'results.json'}, {out / 'results.md'} and {len(doc['meta']['plots'])} plots "
+               f"in {doc['meta']['wall_seconds']:.0f} s")
 
 
 def run() -> None:

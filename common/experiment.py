@@ -1,19 +1,18 @@
-"""One evaluation split of MM-Lego on a dataset: train a block per modality, LegoMerge them,
-LegoFuse them, and measure every model on the held-out test patients."""
+"""The pieces of one evaluation split: a seeded 70/15/15 split with train-only preprocessing, the
+task spec from the training part, and training one LegoBlock per modality."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .data.dataset import MultimodalDataset
 from .data.splits import Split, Standardizer, random_split
-from .lego import BlockConfig, EncoderConfig, LegoBlock, LegoFuse, LegoMerge, SingleModality
+from .lego import BlockConfig, EncoderConfig, LegoBlock, SingleModality
 from .tasks import TaskSpec, inverse_frequency_weights, survival_bins
-from .train import TrainConfig, evaluate, fit
+from .train import TrainConfig, fit
 
 log = logging.getLogger("mmlego.experiment")
 
@@ -31,15 +30,6 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     fuse: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, patience=2, lr=5e-4, select_initial=True))
     fuse_modes: tuple[str, ...] = ("stack", "weave")
-
-
-@dataclass
-class SplitResult:
-    seed: int
-    metric: str
-    test: dict[str, float] = field(default_factory=dict)  # method -> test metric
-    val: dict[str, float] = field(default_factory=dict)
-    samples_per_second: dict[str, float] = field(default_factory=dict)
 
 
 def prepare_split(data: MultimodalDataset, seed: int) -> tuple[Split, MultimodalDataset, MultimodalDataset, MultimodalDataset]:
@@ -82,37 +72,3 @@ def train_block(train: MultimodalDataset, val: MultimodalDataset, modality: str,
     tr, va = train.subset(has_tr).select_modalities([modality]), val.subset(has_va).select_modalities([modality])
     res = fit(SingleModality(block, modality), tr, va, task, cfg.train, progress, label=f"block:{modality}")
     return block, res.best_metric, res.samples_per_second
-
-
-def run_split(data: MultimodalDataset, seed: int, cfg: ExperimentConfig = ExperimentConfig(),
-              modalities: Sequence[str] | None = None, progress: bool = False) -> SplitResult:
-    mods = list(modalities or data.modalities)
-    _, train, val, test = prepare_split(data, seed)
-    task = task_for(train, cfg.n_bins)
-    out = SplitResult(seed=seed, metric=task.metric_name)
-    blocks = []
-    for m in mods:
-        block, vmetric, sps = train_block(train, val, m, task, cfg, seed, progress)
-        blocks.append(block)
-        name = f"block:{m}"
-        out.val[name] = vmetric
-        out.samples_per_second[name] = sps
-        has = np.flatnonzero(test.modalities[m].present.numpy())
-        out.test[name] = evaluate(SingleModality(block, m), test.subset(has), task)
-    merged = LegoMerge(blocks).eval()
-    out.test["legomerge"] = evaluate(merged, test, task)
-    out.val["legomerge"] = evaluate(merged, val, task)
-    for mode in cfg.fuse_modes:
-        fused = LegoFuse(blocks, mode=mode)  # type: ignore[arg-type]
-        res = fit(fused, train, val, task, cfg.fuse, progress, label=f"legofuse-{mode}")
-        out.val[f"legofuse-{mode}"] = res.best_metric
-        out.test[f"legofuse-{mode}"] = evaluate(fused, test, task)
-    log.info("split %d: %s", seed, {k: round(v, 4) for k, v in out.test.items()})
-    return out
-
-
-def summarise(results: Sequence[SplitResult]) -> dict[str, tuple[float, float]]:
-    """method -> (mean, std) of the test metric over splits."""
-    methods = list(results[0].test)
-    return {m: (float(np.mean([r.test[m] for r in results])), float(np.std([r.test[m] for r in results])))
-            for m in methods}

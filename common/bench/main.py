@@ -1,0 +1,70 @@
+"""The whole ``mmlego bench`` run: jobs, progress, metadata, report."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..train import resolve_device
+from .report import write_report
+from .runner import BenchConfig, JobResult, run_bench
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    return f"{platform.system()} {cpu}, {os.cpu_count()} cores{gpu}; Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def benchmark(cfg: BenchConfig, out: Path, workers: int = 1, device: str = "auto", quick: bool = False,
+              show_progress: bool = True) -> dict[str, Any]:
+    """Run every job of ``cfg`` and write the report into ``out``; returns results.json's content."""
+    resolve_device(device)  # fail before any work if e.g. CUDA was asked for and is missing
+    t0 = time.perf_counter()
+    bar = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(cfg.datasets) * cfg.splits, desc="bench", unit="split", file=sys.stderr)
+
+    def progress(r: JobResult) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"{r.dataset} seed {r.seed}: legomerge {r.test.get('legomerge', float('nan')):.3f}")
+
+    results = run_bench(cfg, workers=workers, progress=progress)
+    if bar is not None:
+        bar.close()
+    meta = {
+        "command": "mmlego " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith("mmlego") else " ".join(sys.argv),
+        "machine": machine(),
+        "device": device,
+        "workers": workers,
+        "quick": quick,
+        "splits": cfg.splits,
+        "seeds": list(range(cfg.splits)),
+        "wall_seconds": time.perf_counter() - t0,
+        "datasets": list(cfg.datasets),
+        "config": {"latent": [cfg.experiment.latent_rows, cfg.experiment.latent_dim], "depth": cfg.experiment.depth,
+                   "fourier": cfg.experiment.fourier, "n_tokens": cfg.experiment.n_tokens,
+                   "shared_init": cfg.experiment.shared_init, "train": vars(cfg.experiment.train),
+                   "fuse": vars(cfg.experiment.fuse)},
+        "samples_per_second": {f"{r.dataset}/{k}": v for r in results for k, v in r.samples_per_second.items()},
+        "seconds_per_method": _mean_seconds(results),
+    }
+    return write_report(results, meta, out)
+
+
+def _mean_seconds(results: list[JobResult]) -> dict[str, float]:
+    acc: dict[str, list[float]] = {}
+    for r in results:
+        for k, v in r.seconds.items():
+            acc.setdefault(f"{r.dataset}/{k}", []).append(v)
+    return {k: sum(v) / len(v) for k, v in acc.items()}

@@ -1,0 +1,274 @@
+"""Bring-your-own data: a site folder described by ``data.toml`` (format in the README).
+
+A label table (patient id; ``time`` + ``event``, or ``label``) and one entry per modality:
+``tabular`` (CSV or Parquet, one row per patient) or ``sequence`` (long format, CSV or Parquet:
+one row per patient and step/instance, ordered by an ``order`` column). Patients are joined by
+id; a patient may lack any modality, but every modality row must belong to a labelled patient.
+All checks run before anything is returned: a bad folder raises :class:`DataError` naming the
+file, the column and the row.
+"""
+
+from __future__ import annotations
+
+import sys
+from itertools import pairwise
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .dataset import ModalityData, MultimodalDataset
+from .errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_NAME = "data.toml"
+MIN_PATIENTS = 10
+MIN_EVENTS = 5
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LabelsSpec(_Strict):
+    file: str
+    id: str = "patient_id"
+    time: str | None = None  # survival
+    event: str | None = None  # survival: 1 = event, 0 = censored
+    label: str | None = None  # classification: integer class 0..K-1
+    group: str | None = None  # optional site/study column, kept for multi-site scenarios
+
+
+class ModalitySpec(_Strict):
+    kind: Literal["tabular", "sequence"]
+    file: str
+    id: str = "patient_id"
+    columns: list[str] | None = None  # default: every column but id (and order)
+    categorical: list[str] = Field(default_factory=list)  # tabular: one-hot encoded
+    order: str | None = None  # sequence: column that orders a patient's rows
+    max_length: int | None = Field(default=None, ge=1)  # sequence: keep the last N rows
+
+
+class DataSpec(_Strict):
+    name: str = "site-data"
+    task: Literal["survival", "classification"]
+    n_classes: int | None = Field(default=None, ge=2)  # classification; default: max label + 1
+    labels: LabelsSpec
+    modalities: dict[str, ModalitySpec]
+
+    @model_validator(mode="after")
+    def _check(self) -> DataSpec:
+        if self.task == "survival" and (self.labels.time is None or self.labels.event is None):
+            raise ValueError("a survival task needs [labels] time and event columns")
+        if self.task == "classification" and self.labels.label is None:
+            raise ValueError("a classification task needs a [labels] label column")
+        if not self.modalities:
+            raise ValueError("at least one [modalities.NAME] entry is needed")
+        for name, mod in self.modalities.items():
+            if mod.kind == "sequence" and mod.order is None:
+                raise ValueError(f"[modalities.{name}] is a sequence and needs an 'order' column")
+        return self
+
+
+def read_spec(folder: Path) -> DataSpec:
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise DataError(str(path), "not found: a site data folder needs a data.toml")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(str(path), f"not valid TOML: {exc}") from exc
+    try:
+        return DataSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise DataError(str(path), f"{loc}: {first['msg']}") from exc
+
+
+def read_table(path: Path, id_column: str) -> pd.DataFrame:
+    import pandas as pd
+
+    if not path.is_file():
+        raise DataError(str(path), "file not found")
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pd.read_parquet(path)
+        if path.suffix.lower() in (".csv", ".txt"):
+            return pd.read_csv(path, dtype={id_column: str}, low_memory=False)
+    except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
+        raise DataError(str(path), f"cannot be read as a table: {str(exc).splitlines()[0]}") from exc
+    raise DataError(str(path), "unsupported file type; use .csv or .parquet")
+
+
+def _require(df: pd.DataFrame, path: Path, columns: list[str]) -> None:
+    for col in columns:
+        if col not in df.columns:
+            raise DataError(str(path), f"column missing (has: {', '.join(map(str, df.columns[:12]))})", column=col)
+
+
+def _ids(df: pd.DataFrame, path: Path, col: str, unique: bool) -> list[str]:
+    ids = df[col]
+    bad = ids.isna() | (ids.astype(str).str.strip() == "")
+    if bad.any():
+        raise DataError(str(path), "empty patient id", column=col, row=int(np.flatnonzero(bad.to_numpy())[0]) + 1)
+    out = ids.astype(str).str.strip().tolist()
+    if unique:
+        seen: dict[str, int] = {}
+        for i, pid in enumerate(out):
+            if pid in seen:
+                raise DataError(str(path), f"duplicate patient id (first at row {seen[pid] + 1})", column=col,
+                                row=i + 1, patient=pid)
+            seen[pid] = i
+    return out
+
+
+def _numeric(df: pd.DataFrame, path: Path, columns: list[str], ids: list[str]) -> np.ndarray:
+    """Columns as float; the first non-number or non-finite cell is reported (row = file line)."""
+    import pandas as pd
+
+    out = np.empty((len(df), len(columns)), dtype=np.float64)
+    for j, col in enumerate(columns):
+        values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(str(path), f"value {df[col].iloc[i]!r} is not a finite number", column=col, row=i + 1,
+                            patient=ids[i])
+        out[:, j] = values
+    return out
+
+
+def _tabular(name: str, spec: ModalitySpec, folder: Path, index: dict[str, int]) -> ModalityData:
+    path = folder / spec.file
+    df = read_table(path, spec.id)
+    _require(df, path, [spec.id])
+    columns = spec.columns if spec.columns is not None else [c for c in df.columns if c != spec.id]
+    _require(df, path, columns + spec.categorical)
+    ids = _ids(df, path, spec.id, unique=True)
+    unknown = [i for i, p in enumerate(ids) if p not in index]
+    if unknown:
+        raise DataError(str(path), "patient has no row in the label table", column=spec.id, row=unknown[0] + 1,
+                        patient=ids[unknown[0]])
+    numeric = [c for c in columns if c not in spec.categorical]
+    parts, names = [_numeric(df, path, numeric, ids)], list(numeric)
+    for col in spec.categorical:
+        values = df[col]
+        if values.isna().any():
+            i = int(np.flatnonzero(values.isna().to_numpy())[0])
+            raise DataError(str(path), "missing category", column=col, row=i + 1, patient=ids[i])
+        levels = sorted(values.astype(str).unique())
+        parts.append(np.stack([(values.astype(str) == lv).to_numpy(dtype=np.float64) for lv in levels], axis=1))
+        names += [f"{col}={lv}" for lv in levels]
+    if not names:
+        raise DataError(str(path), "no feature columns")
+    table = np.concatenate(parts, axis=1)
+    x = np.zeros((len(index), table.shape[1]), dtype=np.float32)
+    present = np.zeros(len(index), dtype=bool)
+    rows = [index[p] for p in ids]
+    x[rows] = table
+    present[rows] = True
+    return ModalityData("tabular", torch.from_numpy(x), torch.from_numpy(present), names)
+
+
+def _sequence(name: str, spec: ModalitySpec, folder: Path, index: dict[str, int]) -> ModalityData:
+    path = folder / spec.file
+    df = read_table(path, spec.id)
+    assert spec.order is not None
+    _require(df, path, [spec.id, spec.order])
+    columns = spec.columns if spec.columns is not None else [c for c in df.columns if c not in (spec.id, spec.order)]
+    _require(df, path, columns)
+    if not columns:
+        raise DataError(str(path), "no feature columns")
+    ids = _ids(df, path, spec.id, unique=False)
+    unknown = [i for i, p in enumerate(ids) if p not in index]
+    if unknown:
+        raise DataError(str(path), "patient has no row in the label table", column=spec.id, row=unknown[0] + 1,
+                        patient=ids[unknown[0]])
+    order = _numeric(df, path, [spec.order], ids)[:, 0]
+    values = _numeric(df, path, columns, ids)
+    rows_of: dict[int, list[int]] = {}
+    for i, p in enumerate(ids):
+        rows_of.setdefault(index[p], []).append(i)
+    for r in rows_of.values():
+        r.sort(key=lambda i: order[i])
+        for a, b in pairwise(r):
+            if order[a] == order[b]:
+                raise DataError(str(path), f"two rows of one patient share the order value {order[a]:g} (first at row {a + 1})",
+                                column=spec.order, row=b + 1, patient=ids[b])
+    length = max(len(r) for r in rows_of.values())
+    if spec.max_length is not None:
+        length = min(length, spec.max_length)
+    x = np.zeros((len(index), length, len(columns)), dtype=np.float32)
+    mask = np.zeros((len(index), length), dtype=bool)
+    for patient, r in rows_of.items():
+        r = r[-length:]  # the most recent steps when truncating
+        x[patient, : len(r)] = values[r]
+        mask[patient, : len(r)] = True
+    present = mask.any(axis=1)
+    return ModalityData("sequence", torch.from_numpy(x), torch.from_numpy(present), list(columns), torch.from_numpy(mask))
+
+
+def load_site_folder(folder: str | Path) -> MultimodalDataset:
+    """Load and validate a site data folder; raises :class:`DataError` on the first problem."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(str(root), "not a folder")
+    spec = read_spec(root)
+    lpath = root / spec.labels.file
+    labels = read_table(lpath, spec.labels.id)
+    cols = [c for c in (spec.labels.id, spec.labels.time, spec.labels.event, spec.labels.label, spec.labels.group) if c]
+    _require(labels, lpath, cols)
+    ids = _ids(labels, lpath, spec.labels.id, unique=True)
+    if len(ids) < MIN_PATIENTS:
+        raise DataError(str(lpath), f"only {len(ids)} patients; at least {MIN_PATIENTS} are needed")
+    index = {p: i for i, p in enumerate(ids)}
+    time = event = label = None
+    n_classes = 0
+    if spec.task == "survival":
+        assert spec.labels.time and spec.labels.event
+        tv = _numeric(labels, lpath, [spec.labels.time, spec.labels.event], ids)
+        time, ev = tv[:, 0], tv[:, 1]
+        if (time < 0).any():
+            i = int(np.flatnonzero(time < 0)[0])
+            raise DataError(str(lpath), "negative time", column=spec.labels.time, row=i + 1, patient=ids[i])
+        if not np.isin(ev, (0, 1)).all():
+            i = int(np.flatnonzero(~np.isin(ev, (0, 1)))[0])
+            raise DataError(str(lpath), f"event must be 0 or 1, got {ev[i]:g}", column=spec.labels.event, row=i + 1,
+                            patient=ids[i])
+        event = ev.astype(bool)
+        if event.sum() < MIN_EVENTS:
+            raise DataError(str(lpath), f"only {int(event.sum())} events; at least {MIN_EVENTS} are needed",
+                            column=spec.labels.event)
+    else:
+        assert spec.labels.label
+        lv = _numeric(labels, lpath, [spec.labels.label], ids)[:, 0]
+        bad = (lv < 0) | (lv != np.round(lv))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(str(lpath), f"class label must be an integer >= 0, got {lv[i]:g}", column=spec.labels.label,
+                            row=i + 1, patient=ids[i])
+        label = lv.astype(np.int64)
+        n_classes = spec.n_classes or int(label.max()) + 1
+        if label.max() >= n_classes:
+            i = int(np.argmax(label))
+            raise DataError(str(lpath), f"class {label[i]} but n_classes = {n_classes}", column=spec.labels.label,
+                            row=i + 1, patient=ids[i])
+        if np.unique(label).size < 2:
+            raise DataError(str(lpath), "only one class occurs", column=spec.labels.label)
+    modalities = {}
+    for name, mspec in spec.modalities.items():
+        loader = _tabular if mspec.kind == "tabular" else _sequence
+        modalities[name] = loader(name, mspec, root, index)
+    groups = labels[spec.labels.group].astype(str).to_numpy() if spec.labels.group else None
+    return MultimodalDataset(name=spec.name, task=spec.task, ids=ids, modalities=modalities, time=time, event=event,
+                             label=label, n_classes=n_classes, groups=groups, meta={"source": str(root)})
