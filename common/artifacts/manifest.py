@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..fields import reject_unknown
 from ..lego.config import BlockConfig
 from ..version import code_version
 
@@ -53,9 +54,7 @@ class BlockManifest:
             raise ValueError(f"manifest format is {data.get('format')!r}, expected {FORMAT!r}")
         data.pop("latent_shape", None)
         data.pop("fourier", None)
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"manifest has unknown fields: {', '.join(unknown)}")
+        reject_unknown(cls, data, "manifest")
         try:
             data["config"] = BlockConfig.from_dict(data["config"])
             return cls(**data)

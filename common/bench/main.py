@@ -43,7 +43,7 @@ def benchmark(cfg: BenchConfig, out: Path, workers: int = 1, device: str = "auto
     if bar is not None:
         bar.close()
     meta = {
-        "command": "mmlego " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith("mmlego") else " ".join(sys.argv),
+        "command": "mmlego " + " ".join(shlex.quote(a) for a in sys.argv[1:]),  # never a local path
         "machine": machine(),
         "device": device,
         "workers": workers,

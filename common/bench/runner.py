@@ -132,8 +132,11 @@ def run_job(dataset: str, seed: int, cfg: BenchConfig, threads: int | None = Non
         out.test[f"block:{m}"] = score(SingleModality(block, m), f"block:{m}")
         out.seconds[f"block:{m}"] = time.perf_counter() - t0
     if "legomerge" in cfg.methods:
-        _timed(out, "legomerge", lambda: score(LegoMerge(blocks).eval(), "legomerge"))
+        merged = LegoMerge(blocks).eval()
+        out.val["legomerge"] = metric(task, predict_scores(merged, val, task), val.targets())
+        _timed(out, "legomerge", lambda: score(merged, "legomerge"))
     if "ensemble" in cfg.methods:
+        out.val["ensemble"] = metric(task, ensemble_scores(task, blocks, val), val.targets())
         _timed(out, "ensemble", lambda: measured(ensemble_scores(task, blocks, test), "ensemble"))
     for mode in ("stack", "weave"):
         if f"legofuse-{mode}" in cfg.methods:

