@@ -68,35 +68,14 @@ def demo(
 ) -> None:
     """Train one LegoBlock per modality on a real dataset, LegoMerge and LegoFuse them, and print
     the test metric of every model (mean +- std over splits)."""
-    from dataclasses import replace
-
-    import numpy as np
-
-    from .bench import CORE_METHODS, BenchConfig, run_job
+    from .bench import demo as run_demo
 
     if fourier not in ("2d", "1d"):
         raise fail(f"--fourier must be 2d or 1d, got {fourier!r}", EXIT_BAD_INPUT)
     data = _load_dataset(dataset)
-    cfg = BenchConfig.make([dataset], splits, methods=CORE_METHODS, figure6=False)
-    exp = replace(cfg.experiment, fourier=fourier, train=replace(cfg.experiment.train, epochs=epochs))
-    cfg = replace(cfg, experiment=exp)  # type: ignore[arg-type]
     typer.echo(f"{data.name}: {len(data)} patients, modalities {', '.join(data.modalities)}; "
                f"{splits} random 70/15/15 splits, a block trained per modality")
-    results = []
-    for seed in range(splits):
-        res = run_job(dataset, seed, cfg)
-        results.append(res)
-        typer.echo(f"  split {seed}: " + "  ".join(f"{k} {v:.3f}" for k, v in res.test.items()))
-    methods = list(results[0].test)
-    width = max(len(m) for m in methods)
-    typer.echo(f"\ntest {results[0].metric}, mean +- std over {splits} splits")
-    means = {}
-    for m in methods:
-        vals = [r.test[m] for r in results]
-        means[m] = float(np.mean(vals))
-        typer.echo(f"  {m:<{width}}  {means[m]:.3f} +- {np.std(vals):.3f}")
-    best_block = max(v for k, v in means.items() if k.startswith("block:"))
-    typer.echo(f"  merge uplift vs best block: {means['legomerge'] - best_block:+.3f}")
+    run_demo(dataset, splits, epochs, fourier, typer.echo)
 
 
 datasets_app = typer.Typer(help="Built-in real datasets: list them, export them as site data folders.",

@@ -3,7 +3,6 @@ task spec from the training part, and training one LegoBlock per modality."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,22 +13,22 @@ from .lego import BlockConfig, EncoderConfig, LegoBlock, SingleModality
 from .tasks import TaskSpec, inverse_frequency_weights, survival_bins
 from .train import TrainConfig, fit
 
-log = logging.getLogger("mmlego.experiment")
-
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    latent_rows: int = 16
-    latent_dim: int = 64
-    depth: int = 2
-    fourier: str = "2d"
-    n_tokens: int = 4
-    token_dim: int = 64
-    n_bins: int = 4
-    shared_init: bool = True  # all blocks start from the same L0 and head
+    """Block hyper-parameters and training settings used by ``mmlego demo`` and ``mmlego bench``."""
+
+    latent_rows: int = 16  # c
+    latent_dim: int = 64  # d
+    depth: int = 2  # S update steps
+    fourier: str = "2d"  # the paper's mode; "1d" measured as an ablation (docs/RESULTS.md)
+    n_tokens: int = 4  # K tokens per encoder
+    token_dim: int = 64  # D
+    n_bins: int = 4  # survival time bins
+    shared_init: bool = True  # all blocks start from the same L0 and head (wins on validation)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # LegoFuse: 2 epochs from the trained blocks; the start is kept if validation does not improve
     fuse: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, patience=2, lr=5e-4, select_initial=True))
-    fuse_modes: tuple[str, ...] = ("stack", "weave")
 
 
 def prepare_split(data: MultimodalDataset, seed: int) -> tuple[Split, MultimodalDataset, MultimodalDataset, MultimodalDataset]:

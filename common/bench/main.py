@@ -7,12 +7,14 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..train import resolve_device
-from .report import write_report
-from .runner import BenchConfig, JobResult, run_bench
+from .report import aggregate, uplift, write_report
+from .runner import CORE_METHODS, BenchConfig, JobResult, run_bench, run_job
 
 
 def machine() -> str:
@@ -68,3 +70,20 @@ def _mean_seconds(results: list[JobResult]) -> dict[str, float]:
         for k, v in r.seconds.items():
             acc.setdefault(f"{r.dataset}/{k}", []).append(v)
     return {k: sum(v) / len(v) for k, v in acc.items()}
+
+
+def demo(dataset: str, splits: int, epochs: int, fourier: str, echo: Callable[[str], Any]) -> None:
+    """``mmlego demo``: blocks, LegoMerge and LegoFuse on one dataset; prints test metrics."""
+    cfg = BenchConfig.make([dataset], splits, methods=CORE_METHODS, figure6=False)
+    exp = replace(cfg.experiment, fourier=fourier, train=replace(cfg.experiment.train, epochs=epochs))
+    cfg = replace(cfg, experiment=exp)
+    results = []
+    for seed in range(splits):
+        results.append(run_job(dataset, seed, cfg))
+        echo(f"  split {seed}: " + "  ".join(f"{k} {v:.3f}" for k, v in results[-1].test.items()))
+    rows = [r for r in aggregate(results) if r["metric"] != "accuracy"]
+    width = max(len(r["method"]) for r in rows)
+    echo(f"\ntest {results[0].metric}, mean +- std over {splits} splits")
+    for r in rows:
+        echo(f"  {r['method']:<{width}}  {r['mean']:.3f} +- {r['std']:.3f}")
+    echo(f"  merge uplift vs best block: {uplift(rows, dataset):+.3f}")
