@@ -177,6 +177,91 @@ def bench(
                f"in {doc['meta']['wall_seconds']:.0f} s")
 
 
+ca_app = typer.Typer(help="The consortium certificate authority: create it, enrol sites and operators, revoke.",
+                      no_args_is_help=True)
+app.add_typer(ca_app, name="ca")
+CA_DIR = typer.Option(Path("ca"), "--dir", help="The CA folder.")
+
+
+def _ca(folder: Path):  # type: ignore[no-untyped-def]
+    from .pki import CAError, CertificateAuthority
+
+    try:
+        return CertificateAuthority(folder)
+    except CAError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
+
+
+def _pki_call(fn: Any, *args: Any, **kw: Any) -> Any:
+    from .pki import CAError
+
+    try:
+        return fn(*args, **kw)
+    except (CAError, ValueError, FileExistsError) as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
+
+
+@ca_app.command("init")
+def ca_init(folder: Path = CA_DIR, name: str = typer.Option("mmlego consortium CA", help="The CA's common name."),
+            days: int = typer.Option(3650, min=1, help="Validity of the CA certificate.")) -> None:
+    """Create a new consortium CA (refuses to overwrite one)."""
+    from .pki import CertificateAuthority
+
+    _pki_call(CertificateAuthority.init, folder, name=name, days=days)
+    typer.echo(f"created CA in {folder} (keep {folder / 'ca.key'} offline; hand out {folder / 'ca.crt'})")
+
+
+@ca_app.command("enroll")
+def ca_enroll(site: str = typer.Argument(..., help="Site name (lower-case letters, digits, . _ -)."),
+              modality: list[str] = typer.Option(..., "--modality", help="A modality the site may upload; repeat for more."),
+              paired: bool = typer.Option(False, "--paired", help="The site holds paired data (takes part in LegoFuse rounds)."),
+              out: Path = typer.Option(..., "--out", help="New folder for the site kit."),
+              coordinator: str = typer.Option("127.0.0.1:50051", help="Registry address written into site.toml."),
+              days: int = typer.Option(365, min=1), folder: Path = CA_DIR) -> None:
+    """Issue a site kit: TLS certificate and key, CA certificate, signing key, Flower node key, site.toml."""
+    from .pki import enroll_site
+
+    kit = _pki_call(enroll_site, _ca(folder), site, modality, out, paired=paired, coordinator=coordinator, days=days)
+    typer.echo(f"wrote site kit for {site!r} ({', '.join(modality)}{', paired' if paired else ''}) to {kit}")
+
+
+@ca_app.command("enroll-admin")
+def ca_enroll_admin(name: str = typer.Argument(..., help="Operator name."), out: Path = typer.Option(..., "--out"),
+                    coordinator: str = typer.Option("127.0.0.1:50051"), days: int = typer.Option(365, min=1),
+                    folder: Path = CA_DIR) -> None:
+    """Issue an operator (admin) kit."""
+    from .pki import enroll_admin
+
+    typer.echo(f"wrote admin kit for {name!r} to {_pki_call(enroll_admin, _ca(folder), name, out, coordinator=coordinator, days=days)}")
+
+
+@ca_app.command("server-cert")
+def ca_server_cert(name: str = typer.Argument("coordinator"), host: list[str] = typer.Option(..., "--host",
+                   help="DNS name or IP address clients connect to; repeat for more."),
+                   out: Path = typer.Option(..., "--out"), days: int = typer.Option(365, min=1), folder: Path = CA_DIR) -> None:
+    """Issue the TLS server certificate of the coordinator (or a Flower SuperLink)."""
+    from .pki import server_credentials
+
+    written = _pki_call(server_credentials, _ca(folder), name, host, out, days=days)
+    typer.echo(f"wrote server credentials for {', '.join(host)} to {written}")
+
+
+@ca_app.command("revoke")
+def ca_revoke(who: str = typer.Argument(..., help="Name or serial number."), folder: Path = CA_DIR) -> None:
+    """Revoke a certificate and rewrite the revocation list (crl.pem)."""
+    for e in _pki_call(_ca(folder).revoke, who):
+        typer.echo(f"revoked {e.role} {e.name!r} (serial {e.serial}); {folder / 'crl.pem'} updated")
+
+
+@ca_app.command("list")
+def ca_list(folder: Path = CA_DIR) -> None:
+    """Every certificate the CA issued, with its state."""
+    for e in _ca(folder).issued():
+        state = f"revoked {e.revoked_at}" if e.revoked_at else f"valid until {e.not_after}"
+        extra = f" modalities={','.join(e.modalities)}{' paired' if e.paired else ''}" if e.role == "site" else ""
+        typer.echo(f"{e.role:<6} {e.name:<20} serial={e.serial} {state}{extra}")
+
+
 def run() -> None:
     """Console entry point."""
     app()

@@ -107,3 +107,24 @@ def test_bench_quick_writes_the_report(tmp_path: Path) -> None:
         assert r["seeds"] == [0] and 0.0 <= r["mean"] <= 1.0
     assert "merge uplift vs best block" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "nki70-km.png").stat().st_size > 1000
+
+
+def test_ca_commands(tmp_path: Path) -> None:
+    ca = str(tmp_path / "ca")
+    assert mmlego("ca", "init", "--dir", ca).returncode == 0
+    again = mmlego("ca", "init", "--dir", ca)
+    assert again.returncode == 2 and "already holds a CA" in again.stderr
+    out = mmlego("ca", "enroll", "hosp-a", "--modality", "genes", "--modality", "clinical", "--paired",
+                 "--out", str(tmp_path / "kit-a"), "--dir", ca)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "kit-a" / "signing.key").exists()
+    assert mmlego("ca", "enroll-admin", "ops", "--out", str(tmp_path / "ops"), "--dir", ca).returncode == 0
+    assert mmlego("ca", "server-cert", "--host", "127.0.0.1", "--out", str(tmp_path / "srv"), "--dir", ca).returncode == 0
+    bad = mmlego("ca", "enroll", "../evil", "--modality", "genes", "--out", str(tmp_path / "evil"), "--dir", ca)
+    assert bad.returncode == 2 and "not allowed" in bad.stderr and not (tmp_path / "evil").exists()
+    assert mmlego("ca", "revoke", "hosp-a", "--dir", ca).returncode == 0
+    listing = mmlego("ca", "list", "--dir", ca).stdout
+    assert "hosp-a" in listing and "revoked" in listing and "modalities=genes,clinical paired" in listing
+    assert "admin  ops" in listing
+    missing = mmlego("ca", "list", "--dir", str(tmp_path / "none"))
+    assert missing.returncode == 2 and "mmlego ca init" in missing.stderr

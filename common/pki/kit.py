@@ -1,0 +1,100 @@
+"""Enrolment kits: everything a site (or an operator) needs, written by the CA into one folder.
+
+Site kit:  tls.crt, tls.key (0600)      mutual-TLS identity for the registry (role, modalities,
+           ca.crt                        paired flag and the signing key are bound into tls.crt)
+           signing.key (0600), signing.pub   Ed25519, signs the site's blocks
+           flower-node.key (0600), flower-node.pub   ECDSA P-384 in OpenSSH format (Flower node auth)
+           site.toml                     ready configuration (data folder and coordinator to fill in)
+Admin kit: tls.crt, tls.key, ca.crt, admin.toml.
+Server:    server.crt, server.key, ca.crt (the coordinator's TLS server identity).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from .ca import CertificateAuthority, key_pem, new_key
+from .files import write_private, write_public
+from .identity import Identity, check_name
+
+
+def _prepare(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty; a kit is written into a new or empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    os.chmod(out, 0o700)
+
+
+def _pem_cert(cert: object) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)  # type: ignore[attr-defined]
+
+
+def enroll_site(ca: CertificateAuthority, site: str, modalities: list[str], out: str | os.PathLike[str],
+                paired: bool = False, coordinator: str = "127.0.0.1:50051", days: int = 365) -> Path:
+    check_name("site", site)
+    if not modalities:
+        raise ValueError("a site needs at least one --modality")
+    for m in modalities:
+        check_name("modality", m)
+    root = Path(out)
+    _prepare(root)
+    signing = ed25519.Ed25519PrivateKey.generate()
+    raw_pub = signing.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    tls_key = new_key()
+    identity = Identity(site, "site", tuple(dict.fromkeys(modalities)), paired, raw_pub)
+    cert = ca.issue(identity, tls_key.public_key(), days=days)
+    node = ec.generate_private_key(ec.SECP384R1())
+    write_private(root / "tls.key", key_pem(tls_key))
+    write_public(root / "tls.crt", _pem_cert(cert))
+    write_public(root / "ca.crt", _pem_cert(ca.cert))
+    write_private(root / "signing.key", signing.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                              serialization.NoEncryption()))
+    write_public(root / "signing.pub", signing.public_key().public_bytes(serialization.Encoding.PEM,
+                                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
+    write_private(root / "flower-node.key", node.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                                               serialization.NoEncryption()))
+    write_public(root / "flower-node.pub", node.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                                                          serialization.PublicFormat.OpenSSH) + b"\n")
+    mods = ", ".join(f'"{m}"' for m in identity.modalities)
+    write_public(root / "site.toml", (
+        f'# Site kit for {site}; keys in this folder. Fill in the data folder before `mmlego site train`.\n'
+        f'site = "{site}"\nmodalities = [{mods}]\npaired = {str(paired).lower()}\n'
+        f'coordinator = "{coordinator}"\ndata = "data"  # the site data folder (data.toml), relative to this file\n\n'
+        '[tls]\ncert = "tls.crt"\nkey = "tls.key"\nca = "ca.crt"\n\n'
+        '[signing]\nkey = "signing.key"\n\n[flower]\nnode_key = "flower-node.key"\nnode_pub = "flower-node.pub"\n').encode())
+    return root
+
+
+def enroll_admin(ca: CertificateAuthority, name: str, out: str | os.PathLike[str], coordinator: str = "127.0.0.1:50051",
+                 days: int = 365) -> Path:
+    check_name("admin", name)
+    root = Path(out)
+    _prepare(root)
+    key = new_key()
+    cert = ca.issue(Identity(name, "admin"), key.public_key(), days=days)
+    write_private(root / "tls.key", key_pem(key))
+    write_public(root / "tls.crt", _pem_cert(cert))
+    write_public(root / "ca.crt", _pem_cert(ca.cert))
+    write_public(root / "admin.toml", (f'# Operator kit for {name}.\nadmin = "{name}"\ncoordinator = "{coordinator}"\n\n'
+                                       '[tls]\ncert = "tls.crt"\nkey = "tls.key"\nca = "ca.crt"\n').encode())
+    return root
+
+
+def server_credentials(ca: CertificateAuthority, name: str, hosts: list[str], out: str | os.PathLike[str],
+                       days: int = 365) -> Path:
+    """TLS server key and certificate for the coordinator (or a Flower SuperLink) at ``hosts``."""
+    check_name("server", name)
+    if not hosts:
+        raise ValueError("a server certificate needs at least one --host (DNS name or IP address)")
+    root = Path(out)
+    _prepare(root)
+    key = new_key()
+    cert = ca.issue(Identity(name, "server"), key.public_key(), days=days, hosts=tuple(hosts))
+    write_private(root / "server.key", key_pem(key))
+    write_public(root / "server.crt", _pem_cert(cert))
+    write_public(root / "ca.crt", _pem_cert(ca.cert))
+    return root
