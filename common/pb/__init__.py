@@ -1,0 +1,1 @@
+"""Generated protobuf/gRPC code of the mmlego.v1 protocol (regenerate with python -m common.pb.regenerate)."""
