@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -11,6 +10,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from ..fileio import atomic_write
 from ..lego.block import LegoBlock
 from .hashing import sha256_bytes
 from .manifest import BlockManifest
@@ -21,19 +21,6 @@ MANIFEST = "manifest.json"
 
 class IntegrityError(ValueError):
     """A block's weights do not match its manifest (hash, names, shapes or values)."""
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def weights_bytes(block: LegoBlock) -> bytes:
@@ -55,8 +42,8 @@ def save_block(block: LegoBlock, directory: str | os.PathLike[str], site: str = 
         site=site,
         train_stats=dict(train_stats or {}),
     )
-    _atomic_write(out / WEIGHTS, data)
-    _atomic_write(out / MANIFEST, manifest.to_json().encode())
+    atomic_write(out / WEIGHTS, data)
+    atomic_write(out / MANIFEST, manifest.to_json().encode())
     return manifest
 
 
