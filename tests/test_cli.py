@@ -105,6 +105,9 @@ def test_bench_quick_writes_the_report(tmp_path: Path) -> None:
             "late-concat", "early-fusion", "classical", "fig6:legomerge@0.5", "fig6:ensemble@1"} <= methods
     for r in doc["rows"]:
         assert r["seeds"] == [0] and 0.0 <= r["mean"] <= 1.0
+    assert doc["meta"]["command"] == f"mmlego bench --datasets nki70 --quick --workers 1 --out {tmp_path}"
+    assert 0.0 < doc["meta"]["validation_metric_mean"]["nki70/legomerge"] <= 1.0
+    assert doc["meta"]["split_sizes"]["nki70/seed0"] == {"train": 101, "val": 21, "test": 22}
     assert "merge uplift vs best block" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "nki70-km.png").stat().st_size > 1000
 

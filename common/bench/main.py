@@ -59,15 +59,18 @@ def benchmark(cfg: BenchConfig, out: Path, workers: int = 1, device: str = "auto
                    "shared_init": cfg.experiment.shared_init, "train": vars(cfg.experiment.train),
                    "fuse": vars(cfg.experiment.fuse)},
         "samples_per_second": {f"{r.dataset}/{k}": v for r in results for k, v in r.samples_per_second.items()},
-        "seconds_per_method": _mean_seconds(results),
+        "seconds_per_method": _mean_of(results, "seconds"),
+        "validation_metric_mean": _mean_of(results, "val"),
+        "split_sizes": {f"{r.dataset}/seed{r.seed}": r.n for r in results},
     }
     return write_report(results, meta, out)
 
 
-def _mean_seconds(results: list[JobResult]) -> dict[str, float]:
+def _mean_of(results: list[JobResult], attr: str) -> dict[str, float]:
+    """dataset/method -> mean over splits of one per-method figure of the jobs."""
     acc: dict[str, list[float]] = {}
     for r in results:
-        for k, v in r.seconds.items():
+        for k, v in getattr(r, attr).items():
             acc.setdefault(f"{r.dataset}/{k}", []).append(v)
     return {k: sum(v) / len(v) for k, v in acc.items()}
 
