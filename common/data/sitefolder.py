@@ -132,6 +132,16 @@ def _ids(df: pd.DataFrame, path: Path, col: str, unique: bool) -> list[str]:
     return out
 
 
+def _labelled_ids(df: pd.DataFrame, path: Path, col: str, index: dict[str, int], unique: bool) -> list[str]:
+    """The id column of a modality file; every id must be a patient of the label table."""
+    ids = _ids(df, path, col, unique)
+    unknown = [i for i, p in enumerate(ids) if p not in index]
+    if unknown:
+        raise DataError(str(path), "patient has no row in the label table", column=col, row=unknown[0] + 1,
+                        patient=ids[unknown[0]])
+    return ids
+
+
 def _numeric(df: pd.DataFrame, path: Path, columns: list[str], ids: list[str]) -> np.ndarray:
     """Columns as float; the first non-number or non-finite cell is reported (row = file line)."""
     import pandas as pd
@@ -148,17 +158,13 @@ def _numeric(df: pd.DataFrame, path: Path, columns: list[str], ids: list[str]) -
     return out
 
 
-def _tabular(name: str, spec: ModalitySpec, folder: Path, index: dict[str, int]) -> ModalityData:
+def _tabular(spec: ModalitySpec, folder: Path, index: dict[str, int]) -> ModalityData:
     path = folder / spec.file
     df = read_table(path, spec.id)
     _require(df, path, [spec.id])
     columns = spec.columns if spec.columns is not None else [c for c in df.columns if c != spec.id]
     _require(df, path, columns + spec.categorical)
-    ids = _ids(df, path, spec.id, unique=True)
-    unknown = [i for i, p in enumerate(ids) if p not in index]
-    if unknown:
-        raise DataError(str(path), "patient has no row in the label table", column=spec.id, row=unknown[0] + 1,
-                        patient=ids[unknown[0]])
+    ids = _labelled_ids(df, path, spec.id, index, unique=True)
     numeric = [c for c in columns if c not in spec.categorical]
     parts, names = [_numeric(df, path, numeric, ids)], list(numeric)
     for col in spec.categorical:
@@ -180,7 +186,7 @@ def _tabular(name: str, spec: ModalitySpec, folder: Path, index: dict[str, int])
     return ModalityData("tabular", torch.from_numpy(x), torch.from_numpy(present), names)
 
 
-def _sequence(name: str, spec: ModalitySpec, folder: Path, index: dict[str, int]) -> ModalityData:
+def _sequence(spec: ModalitySpec, folder: Path, index: dict[str, int]) -> ModalityData:
     path = folder / spec.file
     df = read_table(path, spec.id)
     assert spec.order is not None
@@ -189,11 +195,7 @@ def _sequence(name: str, spec: ModalitySpec, folder: Path, index: dict[str, int]
     _require(df, path, columns)
     if not columns:
         raise DataError(str(path), "no feature columns")
-    ids = _ids(df, path, spec.id, unique=False)
-    unknown = [i for i, p in enumerate(ids) if p not in index]
-    if unknown:
-        raise DataError(str(path), "patient has no row in the label table", column=spec.id, row=unknown[0] + 1,
-                        patient=ids[unknown[0]])
+    ids = _labelled_ids(df, path, spec.id, index, unique=False)
     order = _numeric(df, path, [spec.order], ids)[:, 0]
     values = _numeric(df, path, columns, ids)
     rows_of: dict[int, list[int]] = {}
@@ -268,7 +270,7 @@ def load_site_folder(folder: str | Path) -> MultimodalDataset:
     modalities = {}
     for name, mspec in spec.modalities.items():
         loader = _tabular if mspec.kind == "tabular" else _sequence
-        modalities[name] = loader(name, mspec, root, index)
+        modalities[name] = loader(mspec, root, index)
     groups = labels[spec.labels.group].astype(str).to_numpy() if spec.labels.group else None
     return MultimodalDataset(name=spec.name, task=spec.task, ids=ids, modalities=modalities, time=time, event=event,
                              label=label, n_classes=n_classes, groups=groups, meta={"source": str(root)})
