@@ -105,3 +105,17 @@ def test_report_aggregates_by_hand(tmp_path: Path) -> None:
     doc = write_report(fake_results(), {"command": "x"}, tmp_path)
     assert json.loads((tmp_path / "results.json").read_text())["rows"] == doc["rows"]
     assert {"d-bars.png", "d-km.png"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def test_ablations_add_their_rows_and_leave_the_uplift_alone() -> None:
+    from dataclasses import replace
+
+    from common.bench.runner import BenchConfig, run_job
+
+    cfg = BenchConfig.make(["nki70"], 1, quick=True, methods=("blocks", "legomerge"), figure6=False, ablations=True)
+    cfg = replace(cfg, experiment=replace(cfg.experiment, train=replace(cfg.experiment.train, epochs=1)))
+    r = run_job("nki70", 0, cfg)
+    assert {"legomerge:no-shared-init", "legomerge:fourier-1d", "block:genes:fourier-1d"} <= set(r.test)
+    rows = aggregate([r])
+    best = max(r.test["block:genes"], r.test["block:clinical"])
+    assert uplift(rows, "nki70") == pytest.approx(r.test["legomerge"] - best)  # ablation blocks not counted
