@@ -262,8 +262,18 @@ def ca_list(folder: Path = CA_DIR) -> None:
         typer.echo(f"{e.role:<6} {e.name:<20} serial={e.serial} {state}{extra}")
 
 
+def add_plugins() -> None:
+    """Command groups of the other packages (``mmlego coordinator``, ``mmlego site``), found through
+    the ``mmlego.commands`` entry points so that ``common`` imports neither."""
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group="mmlego.commands"), key=lambda e: e.name):
+        app.add_typer(ep.load(), name=ep.name)
+
+
 def run() -> None:
     """Console entry point."""
+    add_plugins()
     app()
 
 

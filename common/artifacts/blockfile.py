@@ -1,26 +1,49 @@
-"""Block files: ``DIR/weights.safetensors`` + ``DIR/manifest.json`` (no pickle anywhere)."""
+"""Block folders: ``weights.safetensors`` + ``manifest.pb`` (protobuf BlockManifest, the bytes a
+site signs) + ``manifest.sig`` (Ed25519, once signed) + ``manifest.json`` (a view for people).
+No pickle anywhere; every load checks hash, names, shapes, dtypes and finiteness."""
 
 from __future__ import annotations
 
+import json
 import os
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from ..fileio import atomic_write
 from ..lego.block import LegoBlock
-from .hashing import sha256_bytes
+from ..lego.config import BlockConfig
+from .hashing import sha256_bytes, sha256_file
 from .manifest import BlockManifest
+from .signing import sign
 
-WEIGHTS = "weights.safetensors"
-MANIFEST = "manifest.json"
+WEIGHTS, MANIFEST, SIGNATURE, MANIFEST_VIEW = "weights.safetensors", "manifest.pb", "manifest.sig", "manifest.json"
+DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64", torch.int64: "I64",
+          torch.int32: "I32", torch.bool: "BOOL", torch.uint8: "U8"}
 
 
 class IntegrityError(ValueError):
-    """A block's weights do not match its manifest (hash, names, shapes or values)."""
+    """A block's weights do not match its manifest (hash, names, shapes, dtypes or values)."""
+
+
+@dataclass(frozen=True)
+class BlockFiles:
+    """A block folder as read from disk, not yet checked."""
+
+    folder: Path
+    manifest_bytes: bytes
+    manifest: BlockManifest
+    signature: bytes | None
+
+    @property
+    def weights(self) -> Path:
+        return self.folder / WEIGHTS
 
 
 def weights_bytes(block: LegoBlock) -> bytes:
@@ -29,62 +52,141 @@ def weights_bytes(block: LegoBlock) -> bytes:
     return st_save(state)
 
 
-def save_block(block: LegoBlock, directory: str | os.PathLike[str], site: str = "",
-               train_stats: dict[str, float] | None = None) -> BlockManifest:
-    """Write weights and manifest into ``directory`` (created if needed); returns the manifest."""
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    data = weights_bytes(block)
-    manifest = BlockManifest(
-        config=block.config,
-        weights_sha256=sha256_bytes(data),
-        tensors={k: list(v.shape) for k, v in block.state_dict().items()},
-        site=site,
-        train_stats=dict(train_stats or {}),
-    )
-    atomic_write(out / WEIGHTS, data)
-    atomic_write(out / MANIFEST, manifest.to_json().encode())
-    return manifest
+def expected_tensors(config: BlockConfig) -> dict[str, tuple[list[int], str]]:
+    """Name -> (shape, dtype) of the weights a block with ``config`` has (built on the meta device)."""
+    with torch.device("meta"):
+        block = LegoBlock(config.with_(init_seed=None))
+    return {k: (list(v.shape), DTYPES.get(v.dtype, str(v.dtype))) for k, v in block.state_dict().items()}
+
+
+def header(data: bytes) -> dict[str, tuple[list[int], str]]:
+    """Name -> (shape, dtype) from a safetensors header (``data`` may be just the file's start)."""
+    if len(data) < 8:
+        raise IntegrityError("weights are not a valid safetensors file: shorter than its 8-byte header length")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > 100 << 20 or len(data) < 8 + n:
+        raise IntegrityError(f"weights are not a valid safetensors file: header length {n} is implausible")
+    try:
+        raw = json.loads(data[8:8 + n])
+        return {k: (list(v["shape"]), str(v["dtype"])) for k, v in raw.items() if k != "__metadata__"}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise IntegrityError(f"weights are not a valid safetensors file: bad header ({exc})") from exc
+
+
+def check_against(found: dict[str, tuple[list[int], str]], manifest: BlockManifest, what: str = "weights") -> None:
+    """Names, shapes and dtypes of ``found`` must equal what the manifest lists."""
+    if sorted(found) != sorted(manifest.tensors):
+        extra, missing = sorted(set(found) - set(manifest.tensors)), sorted(set(manifest.tensors) - set(found))
+        raise IntegrityError(f"tensor names of the {what} differ from the manifest: extra {extra[:5]}, missing {missing[:5]}")
+    for name, (shape, dtype) in found.items():
+        if list(shape) != list(manifest.tensors[name]):
+            raise IntegrityError(f"tensor {name!r} has shape {list(shape)} in the {what}, the manifest says {manifest.tensors[name]}")
+        if manifest.dtypes.get(name, dtype) != dtype:
+            raise IntegrityError(f"tensor {name!r} has dtype {dtype} in the {what}, the manifest says {manifest.dtypes[name]}")
+
+
+def check_manifest(manifest: BlockManifest) -> None:
+    """The manifest must list exactly the tensors a block with its config has."""
+    want = expected_tensors(manifest.config)
+    check_against(want, manifest, what="block its config describes")
+
+
+def _check_finite(name: str, tensor: torch.Tensor) -> None:
+    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        raise IntegrityError(f"tensor {name!r} contains NaN or infinity")
 
 
 def parse_weights(data: bytes, manifest: BlockManifest) -> dict[str, torch.Tensor]:
-    """Check ``data`` against ``manifest`` (hash, parse, names, shapes, finiteness) and return
-    the tensors; raise :class:`IntegrityError` naming the first mismatch."""
+    """Check ``data`` against ``manifest`` (hash, header, parse, finiteness) and return the
+    tensors; raise :class:`IntegrityError` naming the first mismatch."""
     digest = sha256_bytes(data)
     if digest != manifest.weights_sha256:
         raise IntegrityError(f"weights sha256 {digest[:16]}... does not match the manifest's {manifest.weights_sha256[:16]}...")
+    check_against(header(data), manifest)
     try:
         state = st_load(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise IntegrityError(f"weights are not a valid safetensors file: {exc}") from exc
-    if sorted(state) != sorted(manifest.tensors):
-        extra, missing = sorted(set(state) - set(manifest.tensors)), sorted(set(manifest.tensors) - set(state))
-        raise IntegrityError(f"tensor names differ from the manifest: extra {extra}, missing {missing}")
     for name, tensor in state.items():
-        if list(tensor.shape) != list(manifest.tensors[name]):
-            raise IntegrityError(f"tensor {name!r} has shape {list(tensor.shape)}, manifest says {manifest.tensors[name]}")
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise IntegrityError(f"tensor {name!r} contains NaN or infinity")
+        _check_finite(name, tensor)
     return state
 
 
+def check_weights_file(path: Path, manifest: BlockManifest, digest: str | None = None) -> None:
+    """Like :func:`parse_weights` for a file on disk, one tensor at a time (memory-mapped), so a
+    500 MB block needs no 500 MB buffer. ``digest``: the sha256 if the caller already computed it."""
+    size = path.stat().st_size
+    if size != manifest.weights_size and manifest.weights_size:
+        raise IntegrityError(f"weights are {size} bytes, the manifest says {manifest.weights_size}")
+    digest = digest or sha256_file(path)
+    if digest != manifest.weights_sha256:
+        raise IntegrityError(f"weights sha256 {digest[:16]}... does not match the manifest's {manifest.weights_sha256[:16]}...")
+    with open(path, "rb") as f:
+        start = f.read(8)
+        n = struct.unpack("<Q", start)[0] if len(start) == 8 else 0
+        check_against(header(start + f.read(min(n, 100 << 20))), manifest)
+    try:
+        with safe_open(str(path), framework="pt") as st:  # type: ignore[no-untyped-call]
+            for name in st.keys():  # noqa: SIM118 (safe_open has no __iter__)
+                _check_finite(name, st.get_tensor(name))
+    except (SafetensorError, ValueError, RuntimeError, OSError) as exc:
+        raise IntegrityError(f"weights are not a valid safetensors file: {exc}") from exc
+
+
 def build_block(manifest: BlockManifest, state: dict[str, torch.Tensor]) -> LegoBlock:
-    """A block rebuilt from its manifest's config with ``state`` loaded (names/shapes checked)."""
-    block = LegoBlock(manifest.config)
+    """A block rebuilt from its manifest's config with ``state`` loaded (names/shapes checked).
+    Built on the meta device and given ``state``'s tensors, so no time goes into initialising."""
+    with torch.device("meta"):
+        block = LegoBlock(manifest.config)
     expected = {k: list(v.shape) for k, v in block.state_dict().items()}
     if expected != {k: list(v.shape) for k, v in state.items()}:
         diff = sorted(k for k in set(expected) | set(state) if expected.get(k) != (list(state[k].shape) if k in state else None))
         raise IntegrityError(f"weights do not fit the block the manifest describes; differing tensors: {diff[:5]}")
-    block.load_state_dict(state, strict=True)
+    block.load_state_dict(state, strict=True, assign=True)
     return block
 
 
-def load_block(directory: str | os.PathLike[str]) -> tuple[LegoBlock, BlockManifest]:
-    """Read, verify and rebuild a block written by :func:`save_block`."""
+def save_block(block: LegoBlock, directory: str | os.PathLike[str], site: str = "", task_id: str = "",
+               train_stats: dict[str, float] | None = None,
+               signing_key: ed25519.Ed25519PrivateKey | None = None) -> BlockManifest:
+    """Write weights, manifest (and its signature when a key is given) into ``directory``."""
+    from ..serde import manifest_to_bytes
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    data = weights_bytes(block)
+    found = header(data)
+    manifest = BlockManifest(config=block.config, weights_sha256=sha256_bytes(data), weights_size=len(data),
+                             tensors={k: v[0] for k, v in found.items()}, dtypes={k: v[1] for k, v in found.items()},
+                             task_id=task_id, site=site, train_stats=dict(train_stats or {}))
+    raw = manifest_to_bytes(manifest)
+    atomic_write(out / WEIGHTS, data)
+    atomic_write(out / MANIFEST, raw)
+    atomic_write(out / MANIFEST_VIEW, manifest.to_json().encode())
+    if signing_key is not None:
+        atomic_write(out / SIGNATURE, sign(raw, signing_key))
+    return manifest
+
+
+def read_block_files(directory: str | os.PathLike[str]) -> BlockFiles:
+    """Read a block folder's manifest (and signature, if any); the weights are not read."""
+    from ..serde import manifest_from_bytes
+
     src = Path(directory)
     for name in (MANIFEST, WEIGHTS):
         if not (src / name).is_file():
             raise FileNotFoundError(f"block folder {src} has no {name}")
-    manifest = BlockManifest.from_json((src / MANIFEST).read_text())
-    state = parse_weights((src / WEIGHTS).read_bytes(), manifest)
-    return build_block(manifest, state), manifest
+    raw = (src / MANIFEST).read_bytes()
+    try:
+        manifest = manifest_from_bytes(raw)
+    except ValueError as exc:
+        raise IntegrityError(f"{src / MANIFEST}: {exc}") from exc
+    sig = (src / SIGNATURE).read_bytes() if (src / SIGNATURE).is_file() else None
+    return BlockFiles(src, raw, manifest, sig)
+
+
+def load_block(directory: str | os.PathLike[str]) -> tuple[LegoBlock, BlockManifest]:
+    """Read, verify and rebuild a block written by :func:`save_block`."""
+    files = read_block_files(directory)
+    state = parse_weights(files.weights.read_bytes(), files.manifest)
+    return build_block(files.manifest, state), files.manifest

@@ -1,4 +1,8 @@
-"""The manifest of a block: what it is, how to rebuild it, and the hash of its weights."""
+"""The manifest of a block: what it is, how to rebuild it, and the hash of its weights.
+
+On disk and on the wire it is a protobuf ``BlockManifest`` (``common.serde`` converts); the
+JSON written beside it is a view for people and is never read back.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..fields import reject_unknown
 from ..lego.config import BlockConfig
 from ..version import code_version
-
-FORMAT = "mmlego-block/1"
 
 
 @dataclass(frozen=True)
@@ -22,11 +23,13 @@ class BlockManifest:
     config: BlockConfig
     weights_sha256: str
     tensors: dict[str, list[int]]  # name -> shape, as written in the weights file
+    weights_size: int = 0  # bytes of the weights file
+    dtypes: dict[str, str] = field(default_factory=dict)  # name -> safetensors dtype ("F32")
+    task_id: str = ""
     site: str = ""
     train_stats: dict[str, float] = field(default_factory=dict)
     code_version: str = field(default_factory=code_version)
-    created_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    format: str = FORMAT
+    created_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"))
 
     @property
     def modality(self) -> str:
@@ -41,22 +44,3 @@ class BlockManifest:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> BlockManifest:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"manifest is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ValueError("manifest must be a JSON object")
-        if data.get("format") != FORMAT:
-            raise ValueError(f"manifest format is {data.get('format')!r}, expected {FORMAT!r}")
-        data.pop("latent_shape", None)
-        data.pop("fourier", None)
-        reject_unknown(cls, data, "manifest")
-        try:
-            data["config"] = BlockConfig.from_dict(data["config"])
-            return cls(**data)
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"manifest is incomplete or malformed: {exc}") from exc

@@ -10,25 +10,20 @@ file, the column and the row.
 
 from __future__ import annotations
 
-import sys
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..tomlconfig import ConfigError, read_toml
 from .dataset import ModalityData, MultimodalDataset
 from .errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 CONFIG_NAME = "data.toml"
 MIN_PATIENTS = 10
@@ -84,15 +79,9 @@ def read_spec(folder: Path) -> DataSpec:
     if not path.is_file():
         raise DataError(str(path), "not found: a site data folder needs a data.toml")
     try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(str(path), f"not valid TOML: {exc}") from exc
-    try:
-        return DataSpec.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise DataError(str(path), f"{loc}: {first['msg']}") from exc
+        return read_toml(path, DataSpec)
+    except ConfigError as exc:
+        raise DataError(str(path), str(exc).removeprefix(f"{path}: ")) from exc
 
 
 def read_table(path: Path, id_column: str) -> pd.DataFrame:

@@ -21,7 +21,7 @@ def check_compatible(blocks: Sequence[LegoBlock]) -> None:
     for i, b in enumerate(blocks[1:], start=1):
         c = b.config
         for name, mine, theirs in (("latent shape", c.latent_shape, ref.latent_shape),
-                                   ("fourier mode", c.fourier, ref.fourier), ("task", c.task, ref.task)):
+                                   ("fourier mode", c.fourier, ref.fourier), ("task", c.task.merge_key(), ref.task.merge_key())):
             if mine != theirs:
                 raise ValueError(f"block {i} ({c.modality}) has {name} {mine}, block 0 ({ref.modality}) has {theirs}")
 

@@ -46,6 +46,11 @@ class TaskSpec:
         """Width of the head: hazard logits per bin, or class logits."""
         return self.n_bins if self.kind == "survival" else self.n_classes
 
+    def merge_key(self) -> tuple[object, ...]:
+        """What blocks must share to be merged: the outputs' meaning. Loss settings (``alpha``,
+        ``class_weights``) are local to a site's training and may differ."""
+        return (self.kind, self.n_bins, self.bin_edges) if self.kind == "survival" else (self.kind, self.n_classes)
+
     @property
     def metric_name(self) -> str:
         return "c-index" if self.kind == "survival" else "auc"

@@ -1,14 +1,16 @@
 """Block files: bit-identical round trip; tampering of any kind is detected."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save as st_save
 
-from common.artifacts import BlockManifest, IntegrityError, load_block, save_block, sha256_bytes
-from common.artifacts.blockfile import MANIFEST, WEIGHTS
+from common.artifacts import IntegrityError, load_block, read_block_files, save_block, sha256_bytes
+from common.artifacts.blockfile import MANIFEST, MANIFEST_VIEW, WEIGHTS
+from common.serde import manifest_to_bytes
 from tests.factories import bag, block, tabular
 
 
@@ -28,8 +30,11 @@ def test_round_trip_is_bit_identical(tmp_path: Path, kind: str, fourier: str) ->
 
 
 def test_manifest_records_what_the_issue_asks(tmp_path: Path) -> None:
-    save_block(block(), tmp_path)
-    data = json.loads((tmp_path / MANIFEST).read_text())
+    save_block(block(), tmp_path, site="hospa", task_id="t1")
+    data = json.loads((tmp_path / MANIFEST_VIEW).read_text())
+    assert data["site"] == "hospa" and data["task_id"] == "t1" and data["weights_size"] == (tmp_path / WEIGHTS).stat().st_size
+    assert data["dtypes"]["latent"] == "F32" and data["tensors"]["input_mean"] == [5]
+    assert read_block_files(tmp_path).manifest.to_dict() == data  # the view says what the protobuf says
     assert data["latent_shape"] == [6, 8] and data["fourier"] == "2d"
     assert data["config"]["modality"] == "a" and data["config"]["task"]["kind"] == "survival"
     assert data["code_version"] and data["weights_sha256"] == sha256_bytes((tmp_path / WEIGHTS).read_bytes())
@@ -49,9 +54,8 @@ def rewrite(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
     """Replace the weights and make the manifest's hash agree: only deeper checks can catch it."""
     data = st_save(state)
     (tmp_path / WEIGHTS).write_bytes(data)
-    m = json.loads((tmp_path / MANIFEST).read_text())
-    m["weights_sha256"] = sha256_bytes(data)
-    (tmp_path / MANIFEST).write_text(json.dumps(m))
+    m = read_block_files(tmp_path).manifest
+    (tmp_path / MANIFEST).write_bytes(manifest_to_bytes(replace(m, weights_sha256=sha256_bytes(data), weights_size=len(data))))
 
 
 def test_nan_weights_are_refused(tmp_path: Path) -> None:
@@ -80,21 +84,18 @@ def test_wrong_shape_and_missing_tensor_are_refused(tmp_path: Path) -> None:
 
 def test_lying_manifest_is_refused(tmp_path: Path) -> None:
     save_block(block(), tmp_path)
-    m = json.loads((tmp_path / MANIFEST).read_text())
-    m["config"]["latent_rows"] = 9
-    m["tensors"]["latent"] = [9, 8]
-    (tmp_path / MANIFEST).write_text(json.dumps(m))
+    m = read_block_files(tmp_path).manifest
+    lying = replace(m, config=m.config.with_(latent_rows=9), tensors={**m.tensors, "latent": [9, 8]})
+    (tmp_path / MANIFEST).write_bytes(manifest_to_bytes(lying))
     with pytest.raises(IntegrityError):
         load_block(tmp_path)
 
 
 def test_garbage_is_refused(tmp_path: Path) -> None:
     save_block(block(), tmp_path)
-    (tmp_path / MANIFEST).write_text("{not json")
-    with pytest.raises(ValueError, match="not valid JSON"):
+    (tmp_path / MANIFEST).write_bytes(b"\xff\xff not a protobuf")
+    with pytest.raises(IntegrityError, match="manifest"):
         load_block(tmp_path)
-    with pytest.raises(ValueError, match="format"):
-        BlockManifest.from_json('{"format": "other"}')
     (tmp_path / WEIGHTS).unlink()
     with pytest.raises(FileNotFoundError, match=r"weights\.safetensors"):
         load_block(tmp_path)

@@ -129,7 +129,7 @@ class UploadResult(_message.Message):
     def __init__(self, block: _Optional[_Union[BlockInfo, _Mapping]] = ..., already_present: _Optional[bool] = ...) -> None: ...
 
 class BlockInfo(_message.Message):
-    __slots__ = ("block_id", "task_id", "site", "modality", "size", "accepted_at", "state", "manifest")
+    __slots__ = ("block_id", "task_id", "site", "modality", "size", "accepted_at", "state", "manifest", "signer_certificate")
     BLOCK_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +138,7 @@ class BlockInfo(_message.Message):
     ACCEPTED_AT_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    SIGNER_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     block_id: str
     task_id: str
     site: str
@@ -146,7 +147,8 @@ class BlockInfo(_message.Message):
     accepted_at: _timestamp_pb2.Timestamp
     state: str
     manifest: SignedManifest
-    def __init__(self, block_id: _Optional[str] = ..., task_id: _Optional[str] = ..., site: _Optional[str] = ..., modality: _Optional[str] = ..., size: _Optional[int] = ..., accepted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[str] = ..., manifest: _Optional[_Union[SignedManifest, _Mapping]] = ...) -> None: ...
+    signer_certificate: bytes
+    def __init__(self, block_id: _Optional[str] = ..., task_id: _Optional[str] = ..., site: _Optional[str] = ..., modality: _Optional[str] = ..., size: _Optional[int] = ..., accepted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[str] = ..., manifest: _Optional[_Union[SignedManifest, _Mapping]] = ..., signer_certificate: _Optional[bytes] = ...) -> None: ...
 
 class DownloadBlockRequest(_message.Message):
     __slots__ = ("block_id", "offset")

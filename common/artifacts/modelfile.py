@@ -1,0 +1,77 @@
+"""Model versions as files. A merge version's weights are its merged head (``head.*``); the
+blocks travel as block folders. A pulled model folder:
+
+    DIR/model.pb            the ModelVersion record (protobuf)      DIR/card.json, DIR/card.md
+    DIR/weights.safetensors the version's own weights               DIR/blocks/<block_id>/  block folders
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from ..fileio import atomic_write
+from ..lego.block import LegoBlock
+from ..lego.legomerge import LegoMerge
+from ..records import ModelRecord
+from .blockfile import IntegrityError, WEIGHTS, load_block
+from .hashing import sha256_bytes
+from .modelcard import render_markdown
+
+MODEL_RECORD = "model.pb"
+
+
+def merge_model(blocks: Sequence[LegoBlock], parameters: dict[str, str]) -> LegoMerge:
+    """The LegoMerge a merge version describes (operators from its parameters)."""
+    return LegoMerge(list(blocks), latent_merge=parameters.get("latent_merge", "harmonic"),
+                     head_merge=parameters.get("head_merge", "spherical")).eval()
+
+
+def version_weights(model: LegoMerge) -> bytes:
+    """The version's own weights: the merged head, as safetensors."""
+    return st_save({f"head.{k}": v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()})
+
+
+def check_version_weights(model: LegoMerge, data: bytes, sha256: str) -> None:
+    """The downloaded head must hash as recorded and equal, bit for bit, the head merged here."""
+    if sha256_bytes(data) != sha256:
+        raise IntegrityError("model weights do not match the version's sha256")
+    state = st_load(data)
+    mine = {f"head.{k}": v for k, v in model.head.state_dict().items()}
+    if sorted(state) != sorted(mine) or any(not torch.equal(state[k], mine[k]) for k in mine):
+        raise IntegrityError("the version's merged head differs from the merge of its blocks")
+
+
+def write_model_folder(out: Path, record_bytes: bytes, record: ModelRecord, weights: bytes) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / WEIGHTS, weights)
+    atomic_write(out / "card.json", json.dumps(record.card, indent=2, sort_keys=True).encode())
+    atomic_write(out / "card.md", render_markdown(record.card).encode())
+    atomic_write(out / MODEL_RECORD, record_bytes)  # last: its presence marks a complete folder
+
+
+def load_model_folder(folder: str | os.PathLike[str]) -> tuple[LegoMerge, ModelRecord]:
+    """Rebuild a pulled merge version from its block folders and check its head."""
+    from ..serde import model_from_bytes
+
+    src = Path(folder)
+    if not (src / MODEL_RECORD).is_file():
+        raise FileNotFoundError(f"{src} is not a model folder (no {MODEL_RECORD}); get one with: mmlego site pull MODEL --out {src}")
+    record = model_from_bytes((src / MODEL_RECORD).read_bytes())
+    if record.recipe != "merge":
+        raise ValueError(f"model {record.model_id!r} has recipe {record.recipe!r}; this version of mmlego predicts with merges")
+    blocks = []
+    for block_id in record.block_ids:
+        block, manifest = load_block(src / "blocks" / block_id)
+        if manifest.weights_sha256 != block_id:
+            raise IntegrityError(f"block folder {block_id[:12]} holds other weights")
+        blocks.append(block.eval())
+    model = merge_model(blocks, record.parameters)
+    check_version_weights(model, (src / WEIGHTS).read_bytes(), record.weights_sha256)
+    return model, record

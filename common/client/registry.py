@@ -1,0 +1,235 @@
+"""A typed client of the BlockRegistry: push a block (retry with exponential back-off and
+jitter, resume where the coordinator stopped), pull model versions and blocks with every hash
+and signature checked, and the admin calls."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from cryptography import x509
+
+from .. import serde
+from ..artifacts import IntegrityError, SignatureError, read_block_files, verify
+from ..artifacts.blockfile import MANIFEST, MANIFEST_VIEW, SIGNATURE, WEIGHTS
+from ..artifacts.modelfile import load_model_folder, write_model_folder
+from ..fileio import atomic_write
+from ..pb.mmlego.v1 import registry_pb2 as pb
+from ..pb.mmlego.v1 import registry_pb2_grpc as pb_grpc
+from ..pki import identity_from_cert
+from ..records import BlockRecord, ModelRecord, SiteRecord, TaskRecord, UploadData, UploadHeader
+from .connect import TLSFiles, open_channel
+from .errors import CallError
+
+log = logging.getLogger("mmlego.client")
+CHUNK = 1 << 20
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED,
+             grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Exponential back-off with full jitter: attempt k waits uniform(0, min(cap, base * 2**k))."""
+
+    attempts: int = 8
+    base_s: float = 0.5
+    cap_s: float = 30.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0.0, min(self.cap_s, self.base_s * (2 ** attempt)))
+
+
+class RegistryClient:
+    def __init__(self, address: str, tls: TLSFiles, insecure: bool = False, timeout_s: float = 30.0) -> None:
+        self.address = address
+        self.channel, self.metadata = open_channel(address, tls, insecure)
+        self.stub = pb_grpc.BlockRegistryStub(self.channel)
+        self.ca = x509.load_pem_x509_certificate(tls.ca.read_bytes())
+        self.timeout_s = timeout_s
+        self.rng = random.Random()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        try:
+            return getattr(self.stub, method)(request, timeout=timeout or self.timeout_s, metadata=self.metadata)
+        except grpc.RpcError as exc:
+            raise CallError.of(exc) from None
+
+    # ---- reads -------------------------------------------------------------------------------
+    def task(self, task_id: str) -> TaskRecord:
+        return serde.task_from_pb(self.call("GetTask", pb.GetTaskRequest(task_id=task_id)))
+
+    def tasks(self) -> list[TaskRecord]:
+        return [serde.task_from_pb(t) for t in self.call("ListTasks", pb.ListTasksRequest()).tasks]
+
+    def blocks(self, task_id: str = "", site: str = "", modality: str = "", include_withdrawn: bool = False) -> list[BlockRecord]:
+        req = pb.ListBlocksRequest(task_id=task_id, site=site, modality=modality, include_withdrawn=include_withdrawn)
+        return [serde.block_from_pb(b) for b in self.call("ListBlocks", req).blocks]
+
+    def sites(self) -> list[SiteRecord]:
+        return [serde.site_from_pb(s) for s in self.call("ListSites", pb.ListSitesRequest()).sites]
+
+    def models(self, task_id: str = "") -> list[ModelRecord]:
+        return [serde.model_from_pb(m) for m in self.call("ListModels", pb.ListModelsRequest(task_id=task_id)).models]
+
+    def model(self, model_id: str) -> ModelRecord:
+        return serde.model_from_pb(self.call("GetModel", pb.GetModelRequest(model_id=model_id)))
+
+    # ---- admin -------------------------------------------------------------------------------
+    def create_task(self, task: TaskRecord) -> TaskRecord:
+        return serde.task_from_pb(self.call("CreateTask", serde.task_to_pb(task)))
+
+    def merge(self, task_id: str, latent_merge: str = "", head_merge: str = "") -> ModelRecord:
+        req = pb.MergeRequest(task_id=task_id, latent_merge=latent_merge, head_merge=head_merge)
+        return serde.model_from_pb(self.call("Merge", req, timeout=600))
+
+    def withdraw(self, site: str, reason: str) -> SiteRecord:
+        return serde.site_from_pb(self.call("WithdrawSite", pb.WithdrawSiteRequest(site=site, reason=reason)))
+
+    # ---- push --------------------------------------------------------------------------------
+    def upload_status(self, upload_id: str) -> int:
+        """Bytes the coordinator holds of ``upload_id`` (0 if it holds none)."""
+        try:
+            return int(self.call("GetUploadStatus", pb.UploadStatusRequest(upload_id=upload_id)).received_bytes)
+        except CallError as err:
+            if err.code == grpc.StatusCode.NOT_FOUND:
+                return 0
+            raise
+
+    def push(self, folder: str | Path, retry: Retry = Retry(), limit_bytes: int | None = None,
+             on_attempt: Callable[[int, int], None] | None = None) -> tuple[BlockRecord, bool]:
+        """Upload a signed block folder; returns (record, already_present). Resumes from what the
+        coordinator holds after every failure that may be temporary; ``limit_bytes`` stops a
+        stream after that many bytes (tests of resumption)."""
+        files = read_block_files(folder)
+        if files.signature is None:
+            raise SignatureError(f"block folder {folder} is not signed (no {SIGNATURE}); sign it with the site's signing key")
+        upload_id = "u-" + hashlib.sha256(files.manifest_bytes + files.signature).hexdigest()[:40]
+        size = files.manifest.weights_size
+        last: CallError | None = None
+        for attempt in range(retry.attempts):
+            try:
+                offset = self.upload_status(upload_id)
+                if on_attempt:
+                    on_attempt(attempt, offset)
+                stream = self._chunks(files.weights, upload_id, files.manifest_bytes, files.signature, offset, limit_bytes)
+                result = self.stub.UploadBlock(stream, timeout=60 + size / (1 << 20), metadata=self.metadata)
+                return serde.block_from_pb(result.block), bool(result.already_present)
+            except grpc.RpcError as exc:
+                last = CallError.of(exc)
+            except CallError as err:
+                last = err
+            if not (last.code in RETRYABLE or (last.code == grpc.StatusCode.FAILED_PRECONDITION and "resume" in last.message)):
+                raise last
+            if limit_bytes is not None:
+                limit_bytes = None  # the simulated cut happens once
+            if attempt + 1 == retry.attempts:
+                break
+            wait = retry.delay(attempt, self.rng)
+            log.warning("upload of %s: %s; retrying in %.1f s", files.folder, last, wait)
+            time.sleep(wait)
+        assert last is not None
+        raise last
+
+    @staticmethod
+    def _chunks(path: Path, upload_id: str, manifest: bytes, signature: bytes, offset: int,
+                limit: int | None) -> Iterator[pb.UploadChunk]:
+        yield serde.chunk_to_pb(UploadHeader(upload_id, manifest, signature, offset))
+        sent = 0
+        with open(path, "rb") as f:
+            f.seek(offset)
+            while buf := f.read(CHUNK):
+                if limit is not None and sent + len(buf) > limit:
+                    return  # end the stream early, as a cut connection would
+                yield serde.chunk_to_pb(UploadData(buf, offset))
+                offset += len(buf)
+                sent += len(buf)
+
+    # ---- pull --------------------------------------------------------------------------------
+    def _download(self, method: str, request: Any) -> tuple[Any, bytes]:
+        head, parts = None, []
+        try:
+            for msg in getattr(self.stub, method)(request, timeout=600, metadata=self.metadata):
+                part = msg.WhichOneof("part")
+                if part in ("block", "model"):
+                    head = getattr(msg, part)
+                elif part == "data":
+                    if msg.offset != sum(map(len, parts)):
+                        raise IntegrityError(f"download chunk at offset {msg.offset} is out of order")
+                    parts.append(msg.data)
+        except grpc.RpcError as exc:
+            raise CallError.of(exc) from None
+        if head is None:
+            raise IntegrityError(f"{method} sent no record")
+        return head, b"".join(parts)
+
+    def check_block(self, record: BlockRecord, data: bytes) -> None:
+        """Weights hash to the block id and the manifest's hash; the manifest's signature verifies
+        against the signing key in the signer's certificate, which the consortium CA issued."""
+        manifest = serde.manifest_from_bytes(record.manifest)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != record.block_id or digest != manifest.weights_sha256:
+            raise IntegrityError(f"block {record.block_id[:12]}: weights hash to {digest[:12]}")
+        try:
+            cert = x509.load_pem_x509_certificate(record.signer_certificate)
+            cert.verify_directly_issued_by(self.ca)
+            signer = identity_from_cert(cert)
+        except Exception as exc:
+            raise SignatureError(f"block {record.block_id[:12]}: signer certificate is not one our CA issued ({exc})") from None
+        if signer.name != manifest.site or manifest.modality not in signer.modalities:
+            raise SignatureError(f"block {record.block_id[:12]}: signed by {signer.name!r}, not enrolled for "
+                                 f"{manifest.site!r}/{manifest.modality!r}")
+        verify(record.manifest, record.signature, signer.signing_key)
+
+    def pull_block(self, block_id: str, out: Path) -> BlockRecord:
+        msg, data = self._download("DownloadBlock", pb.DownloadBlockRequest(block_id=block_id))
+        record = serde.block_from_pb(msg)
+        self.check_block(record, data)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / WEIGHTS, data)
+        atomic_write(out / MANIFEST, record.manifest)
+        atomic_write(out / SIGNATURE, record.signature)
+        atomic_write(out / MANIFEST_VIEW, serde.manifest_from_bytes(record.manifest).to_json().encode())
+        atomic_write(out / "signer.crt", record.signer_certificate)
+        return record
+
+    def pull_model(self, model_id: str, out: str | Path) -> ModelRecord:
+        """Download a model version and its blocks into ``out`` (written whole or not at all)."""
+        dest = Path(out)
+        if dest.exists() and any(dest.iterdir()):
+            raise FileExistsError(f"{dest} is not empty; pull into a new folder")
+        msg, weights = self._download("DownloadModel", pb.DownloadModelRequest(model_id=model_id))
+        record = serde.model_from_pb(msg)
+        if hashlib.sha256(weights).hexdigest() != record.weights_sha256:
+            raise IntegrityError(f"model {model_id}: weights do not match the recorded sha256")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+        try:
+            for block_id in record.block_ids:
+                self.pull_block(block_id, tmp / "blocks" / block_id)
+            write_model_folder(tmp, msg.SerializeToString(deterministic=True), record, weights)
+            load_model_folder(tmp)  # rebuilds the merge here and checks the head bit for bit
+            if dest.exists():
+                dest.rmdir()
+            tmp.rename(dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return record

@@ -1,0 +1,136 @@
+"""What the registry keeps: tasks, accepted blocks, sites, model versions (plain dataclasses;
+:mod:`common.serde` converts them to and from the wire)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from .lego.config import BlockConfig
+from .pki.identity import check_name
+from .tasks.spec import TaskSpec
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A federation's task: what every block must agree on to be merged."""
+
+    task_id: str
+    spec: TaskSpec  # kind and outputs (bins / classes)
+    latent_rows: int = 16
+    latent_dim: int = 64
+    fourier: str = "2d"
+    init_seed: int = 0  # shared initialisation of L0 and the head
+    modalities: tuple[str, ...] = ()
+    description: str = ""
+    created_at: str = ""
+
+    def __post_init__(self) -> None:
+        check_name("task", self.task_id)
+        for m in self.modalities:
+            check_name("modality", m)
+        if not self.modalities:
+            raise ValueError(f"task {self.task_id!r} names no modalities")
+        if self.latent_rows < 1 or self.latent_dim < 1:
+            raise ValueError(f"task {self.task_id!r}: latent shape must be positive, got {self.latent_rows}x{self.latent_dim}")
+        if self.fourier not in ("1d", "2d"):
+            raise ValueError(f"task {self.task_id!r}: fourier must be '1d' or '2d', got {self.fourier!r}")
+        if self.spec.kind == "survival" and len(self.spec.bin_edges) != self.spec.n_bins - 1:
+            raise ValueError(f"task {self.task_id!r}: survival needs {self.spec.n_bins - 1} bin edges, got {len(self.spec.bin_edges)}")
+
+    def check_block(self, config: BlockConfig) -> None:
+        """Raise ``ValueError`` naming the first way a block does not fit this task."""
+        problems = [
+            ("modality", config.modality in self.modalities, config.modality, f"one of {list(self.modalities)}"),
+            ("latent shape", config.latent_shape == (self.latent_rows, self.latent_dim), list(config.latent_shape),
+             [self.latent_rows, self.latent_dim]),
+            ("fourier mode", config.fourier == self.fourier, config.fourier, self.fourier),
+            ("task outputs", config.task.merge_key() == self.spec.merge_key(), config.task.merge_key(), self.spec.merge_key()),
+            ("init seed", config.init_seed == self.init_seed, config.init_seed, self.init_seed),
+        ]
+        for what, ok, got, want in problems:
+            if not ok:
+                raise ValueError(f"block does not fit task {self.task_id!r}: {what} is {got}, the task needs {want}")
+
+    def block_config(self, modality: str, encoder: Any, **overrides: Any) -> BlockConfig:
+        """A block config for ``modality`` that fits this task (sites start from this)."""
+        return BlockConfig(modality=modality, encoder=encoder, task=self.spec, latent_rows=self.latent_rows,
+                           latent_dim=self.latent_dim, fourier=self.fourier, init_seed=self.init_seed,  # type: ignore[arg-type]
+                           **overrides)
+
+
+@dataclass(frozen=True)
+class BlockRecord:
+    """An accepted block: its id is the sha256 of its weights."""
+
+    block_id: str
+    task_id: str
+    site: str
+    modality: str
+    size: int
+    accepted_at: str
+    state: str  # "accepted" | "withdrawn"
+    manifest: bytes  # the serialized BlockManifest exactly as signed
+    signature: bytes
+    signer_certificate: bytes = b""  # PEM
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """An immutable model version."""
+
+    model_id: str
+    task_id: str
+    block_ids: tuple[str, ...]
+    recipe: str  # "merge" | "fuse"
+    parameters: dict[str, str]
+    weights_sha256: str
+    weights_size: int
+    card: dict[str, Any]
+    created_at: str
+    code_version: str
+    parent_id: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SiteRecord:
+    name: str
+    modalities: tuple[str, ...]
+    paired: bool
+    withdrawn: bool = False
+    block_count: int = 0
+    withdrawn_reason: str = ""
+
+
+@dataclass(frozen=True)
+class UploadProgress:
+    upload_id: str
+    received: int
+    total: int
+
+
+@dataclass(frozen=True)
+class UploadHeader:
+    """First message of an upload stream."""
+
+    upload_id: str
+    manifest: bytes
+    signature: bytes
+    offset: int
+
+
+@dataclass(frozen=True)
+class UploadData:
+    """A later message: bytes of the weights at ``offset``."""
+
+    data: bytes
+    offset: int
+
+
+Chunk = UploadHeader | UploadData

@@ -1,0 +1,130 @@
+"""``mmlego coordinator ...``: set up, serve, define tasks, merge and withdraw on the registry."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail
+
+app = typer.Typer(help="The coordinator: the block registry (gRPC, mutual TLS), LegoMerge and model versions.",
+                  no_args_is_help=True)
+task_app = typer.Typer(help="Tasks: what every block of a federation is trained for.", no_args_is_help=True)
+app.add_typer(task_app, name="task")
+CONFIG = typer.Option(Path("coordinator.toml"), "--config", "-c", help="The coordinator's configuration file.")
+
+
+def _config(path: Path, insecure: bool | None = None) -> Any:
+    from .config import load_config
+
+    try:
+        return load_config(path, insecure)
+    except ValueError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
+
+
+def _registry(path: Path) -> Any:
+    """The store of a (possibly running) coordinator, opened beside it: no recovery pass."""
+    from .registry import Registry
+
+    return Registry.open(_config(path), recover=False)
+
+
+def _domain(fn: Any, *args: Any) -> Any:
+    from .errors import RegistryError
+
+    try:
+        return fn(*args)
+    except RegistryError as exc:
+        raise fail(exc.message, EXIT_BAD_INPUT if exc.kind.name in ("INVALID", "NOT_FOUND", "EXISTS") else EXIT_FAILED) from None
+
+
+@app.command("init")
+def init(out: Path = typer.Option(..., "--out", help="New folder for the coordinator's configuration and credentials."),
+         ca: Path = typer.Option(Path("ca"), "--ca", help="The consortium CA folder."),
+         host: list[str] = typer.Option(["127.0.0.1"], "--host", help="Name or address sites connect to; repeat for more."),
+         port: int = typer.Option(50051, min=0, max=65535)) -> None:
+    """Write server credentials and a ready coordinator.toml (revocation list: the CA's crl.pem)."""
+    from common.pki import CAError, CertificateAuthority, server_credentials
+
+    from .config import render_config
+
+    try:
+        authority = CertificateAuthority(ca)
+        server_credentials(authority, "coordinator", host, out)
+    except (CAError, ValueError, FileExistsError) as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
+    crl = os.path.relpath((ca / "crl.pem").resolve(), out.resolve())
+    (out / "coordinator.toml").write_text(render_config(f"{host[0]}:{port}", "server.crt", "server.key", "ca.crt", crl))
+    typer.echo(f"wrote {out / 'coordinator.toml'}; start with: mmlego coordinator serve --config {out / 'coordinator.toml'}")
+
+
+@app.command("serve")
+def serve(config: Path = CONFIG, insecure: bool = typer.Option(
+        False, "--insecure", help="Plaintext, no TLS: only on a loopback address, for debugging.")) -> None:
+    """Run the registry until SIGTERM or Ctrl-C."""
+    from .server import serve_forever
+
+    cfg = _config(config, insecure or None)
+    try:
+        serve_forever(cfg)
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
+
+
+@task_app.command("create")
+def task_create(file: Path = typer.Argument(..., help="task.toml: id, kind, outputs, latent, modalities."),
+                config: Path = CONFIG) -> None:
+    """Define a task (immutable once created)."""
+    from .tasks import read_task_file
+
+    try:
+        task = read_task_file(file)
+    except ValueError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
+    reg = _registry(config)
+    try:
+        t = _domain(reg.create_task, task, "operator")
+    finally:
+        reg.close()
+    typer.echo(f"created task {t.task_id} ({t.spec.kind}; modalities {', '.join(t.modalities)})")
+
+
+@task_app.command("list")
+def task_list(config: Path = CONFIG) -> None:
+    """Every task of the registry."""
+    reg = _registry(config)
+    try:
+        for t in reg.tasks():
+            typer.echo(f"{t.task_id:<20} {t.spec.kind:<15} latent {t.latent_rows}x{t.latent_dim} {t.fourier}  "
+                       f"modalities {', '.join(t.modalities)}")
+    finally:
+        reg.close()
+
+
+@app.command("merge")
+def merge(task: str = typer.Option(..., "--task", help="The task whose latest blocks to merge."), config: Path = CONFIG,
+          latent_merge: str = typer.Option("harmonic"), head_merge: str = typer.Option("spherical")) -> None:
+    """LegoMerge the latest accepted block of every (site, modality) into a new model version."""
+    reg = _registry(config)
+    try:
+        m = _domain(reg.merge, task, latent_merge, head_merge, "operator")
+    finally:
+        reg.close()
+    typer.echo(f"created model version {m.model_id} from {len(m.block_ids)} blocks (card: "
+               f"{reg.store.models_dir / m.model_id / 'card.md'})")
+
+
+@app.command("withdraw")
+def withdraw(site: str = typer.Argument(...), reason: str = typer.Option(..., help="Why (kept in the audit log)."),
+             config: Path = CONFIG) -> None:
+    """Remove a site's blocks from future merges (its data stays stored for audit)."""
+    reg = _registry(config)
+    try:
+        s = _domain(reg.withdraw, site, reason, "operator")
+    finally:
+        reg.close()
+    typer.echo(f"withdrew site {s.name}; its {s.block_count} block(s) leave future merges")

@@ -1,0 +1,110 @@
+"""coordinator.toml: where the coordinator listens, its TLS material, its store and limits."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field
+
+from common.tomlconfig import Strict as _Strict
+from common.tomlconfig import read_toml
+
+
+class ServerSection(_Strict):
+    listen: str = "127.0.0.1:50051"  # host:port; port 0 picks a free one
+    insecure: bool = False  # plaintext; allowed only on a loopback address
+    workers: int = Field(64, ge=1, le=1024)  # concurrent RPCs served (an upload holds one for its duration)
+
+
+class TLSSection(_Strict):
+    cert: str = "server.crt"
+    key: str = "server.key"
+    ca: str = "ca.crt"
+    crl: str | None = None  # the CA's revocation list; re-read when it changes
+
+
+class StoreSection(_Strict):
+    path: str = "store"
+    max_block_mb: float = Field(1024, gt=0)  # largest accepted block
+    max_open_uploads_per_site: int = Field(8, ge=1)
+    upload_ttl_hours: float = Field(24, gt=0)  # unfinished uploads older than this are removed on start
+    verify_on_start: bool = True  # re-hash every stored blob on start
+
+
+class CoordinatorFile(_Strict):
+    server: ServerSection = ServerSection()
+    tls: TLSSection = TLSSection()
+    store: StoreSection = StoreSection()
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    """Resolved configuration: paths are absolute (relative ones are taken from the file's folder)."""
+
+    host: str
+    port: int
+    insecure: bool
+    workers: int
+    cert: Path
+    key: Path
+    ca: Path
+    crl: Path | None
+    store: Path
+    max_block_bytes: int
+    max_open_uploads_per_site: int
+    upload_ttl_s: float
+    verify_on_start: bool
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def split_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"address {text!r} must be host:port")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_config(path: str | Path, insecure: bool | None = None) -> CoordinatorConfig:
+    """Read and validate ``path``; raise ``ValueError`` naming the file and the field."""
+    p = Path(path)
+    f = read_toml(p, CoordinatorFile)
+    try:
+        host, port = split_address(f.server.listen)
+    except ValueError as exc:
+        raise ValueError(f"{p}: server.listen: {exc}") from None
+    plain = f.server.insecure if insecure is None else insecure
+    if plain and not is_loopback(host):
+        raise ValueError(f"{p}: plaintext (insecure) serving is allowed only on a loopback address, not {host!r}")
+    base = p.resolve().parent
+
+    def at(x: str) -> Path:
+        return (base / x).resolve()
+
+    return CoordinatorConfig(host=host, port=port, insecure=plain, workers=f.server.workers, cert=at(f.tls.cert),
+                             key=at(f.tls.key), ca=at(f.tls.ca), crl=at(f.tls.crl) if f.tls.crl else None,
+                             store=at(f.store.path), max_block_bytes=int(f.store.max_block_mb * (1 << 20)),
+                             max_open_uploads_per_site=f.store.max_open_uploads_per_site,
+                             upload_ttl_s=f.store.upload_ttl_hours * 3600, verify_on_start=f.store.verify_on_start)
+
+
+def render_config(listen: str, cert: str, key: str, ca: str, crl: str | None, store: str = "store") -> str:
+    """A coordinator.toml with these settings (paths relative to the file's folder)."""
+    crl_line = f'crl = "{crl}"\n' if crl else "# crl = \"../ca/crl.pem\"  # the CA's revocation list\n"
+    return (f'# mmlego coordinator configuration; paths are relative to this file.\n[server]\nlisten = "{listen}"\n'
+            f'insecure = false\nworkers = 64\n\n[tls]\ncert = "{cert}"\nkey = "{key}"\nca = "{ca}"\n{crl_line}\n'
+            f'[store]\npath = "{store}"\nmax_block_mb = 1024\nmax_open_uploads_per_site = 8\nupload_ttl_hours = 24\n'
+            'verify_on_start = true\n')

@@ -1,0 +1,82 @@
+"""LegoMerge as a service: the latest accepted block of every (site, modality) of a task, merged
+with no training into an immutable model version with a model card."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from cryptography import x509
+
+from common.artifacts import build_block, parse_weights
+from common.artifacts.modelcard import render_markdown
+from common.artifacts.modelfile import merge_model, version_weights
+from common.fileio import atomic_write
+from common.lego.merge import HEAD_MERGES, LATENT_MERGES
+from common.pb.mmlego.v1 import registry_pb2 as pb
+from common.pki import identity_from_cert
+from common.records import BlockRecord, ModelRecord, TaskRecord, utc_now
+from common.serde import manifest_from_bytes, model_to_bytes, task_from_pb
+from common.version import code_version
+
+from .errors import invalid, not_found, precondition
+from .store import Store
+
+log = logging.getLogger("mmlego.coordinator")
+
+
+def _signer(b: BlockRecord) -> dict[str, Any]:
+    ident = identity_from_cert(x509.load_pem_x509_certificate(b.signer_certificate)) if b.signer_certificate else None
+    return {"site": b.site, "certificate_serial": str(ident.serial) if ident else "",
+            "signing_key_sha256": hashlib.sha256(ident.signing_key).hexdigest() if ident else ""}
+
+
+def task_card(t: TaskRecord) -> dict[str, Any]:
+    return {"kind": t.spec.kind, "n_bins": t.spec.n_bins, "bin_edges": list(t.spec.bin_edges), "n_classes": t.spec.n_classes,
+            "latent_rows": t.latent_rows, "latent_dim": t.latent_dim, "fourier": t.fourier, "init_seed": t.init_seed,
+            "modalities": list(t.modalities)}
+
+
+def merge_task(store: Store, task_id: str, latent_merge: str = "", head_merge: str = "", actor: str = "operator") -> ModelRecord:
+    """Build, store and return a new merge version of ``task_id``."""
+    raw = store.db.task_message(task_id)
+    if raw is None:
+        raise not_found(f"task {task_id!r} does not exist")
+    task = task_from_pb(pb.Task.FromString(raw))
+    params = {"latent_merge": latent_merge or "harmonic", "head_merge": head_merge or "spherical"}
+    for reg, name in ((LATENT_MERGES, params["latent_merge"]), (HEAD_MERGES, params["head_merge"])):
+        try:
+            reg.get(name)
+        except KeyError as exc:
+            raise invalid(str(exc.args[0])) from None
+    records = store.db.latest_blocks(task_id)
+    if not records:
+        raise precondition(f"task {task_id!r} has no accepted blocks of sites that are not withdrawn; nothing to merge")
+    blocks, entries = [], []
+    for r in records:
+        manifest = manifest_from_bytes(r.manifest)
+        blocks.append(build_block(manifest, parse_weights(store.blobs.read(r.block_id), manifest)).eval())
+        entries.append({"block_id": r.block_id, "site": r.site, "modality": r.modality, "size": r.size,
+                        "accepted_at": r.accepted_at, "signer": _signer(r), "train_stats": dict(manifest.train_stats),
+                        "code_version": manifest.code_version})
+    weights = version_weights(merge_model(blocks, params))
+    sha = store.blobs.put_bytes(weights)
+    created = utc_now()
+    with store.db.tx() as c:
+        n = c.execute("SELECT COUNT(*) FROM models WHERE task_id = ?", (task_id,)).fetchone()[0]
+        model_id = f"{task_id}-v{n + 1}"
+        card = {"model_id": model_id, "task_id": task_id, "task": task_card(task), "recipe": "merge", "parameters": params,
+                "blocks": entries, "created_at": created, "code_version": code_version(), "weights_sha256": sha}
+        record = ModelRecord(model_id=model_id, task_id=task_id, block_ids=tuple(r.block_id for r in records), recipe="merge",
+                             parameters=params, weights_sha256=sha, weights_size=len(weights), card=card, created_at=created,
+                             code_version=code_version())
+        c.execute("INSERT INTO models(model_id, task_id, message, weights_sha256, created_at) VALUES(?,?,?,?,?)",
+                  (model_id, task_id, model_to_bytes(record), sha, created))
+        store.db.event(c, actor, "merge", model_id=model_id, blocks=len(records))
+    folder = store.models_dir / model_id
+    atomic_write(folder / "card.json", json.dumps(card, indent=2, sort_keys=True).encode())
+    atomic_write(folder / "card.md", render_markdown(card).encode())
+    log.info("merged %d blocks of %s into %s", len(records), task_id, model_id)
+    return record

@@ -1,0 +1,112 @@
+"""The registry's domain operations (no gRPC here): tasks, listings, downloads, withdrawals,
+uploads and merges over one :class:`Store`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from common.pb.mmlego.v1 import registry_pb2 as pb
+from common.pki import Identity
+from common.records import BlockRecord, Chunk, ModelRecord, SiteRecord, TaskRecord, utc_now
+from common.serde import model_from_bytes, task_from_pb, task_to_pb
+
+from .config import CoordinatorConfig
+from .errors import Kind, RegistryError, invalid, not_found
+from .merging import merge_task
+from .store import Store
+from .uploads import CHUNK_MAX, Uploads
+
+log = logging.getLogger("mmlego.coordinator")
+
+
+class Registry:
+    def __init__(self, store: Store, max_block_bytes: int = 1 << 30, max_open_uploads_per_site: int = 8) -> None:
+        self.store = store
+        self.uploads = Uploads(store, max_block_bytes, max_open_uploads_per_site)
+
+    @classmethod
+    def open(cls, config: CoordinatorConfig, recover: bool = True) -> Registry:
+        store = Store(config.store, config.upload_ttl_s, config.verify_on_start, recover=recover)
+        return cls(store, config.max_block_bytes, config.max_open_uploads_per_site)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ---- callers ------------------------------------------------------------------------------
+    def seen(self, who: Identity) -> None:
+        if who.role == "site":
+            self.store.db.touch_site(who.name, who.modalities, who.paired)
+
+    # ---- tasks --------------------------------------------------------------------------------
+    def create_task(self, task: TaskRecord, actor: str) -> TaskRecord:
+        from dataclasses import replace
+
+        task = replace(task, created_at=utc_now())
+        raw = task_to_pb(task).SerializeToString(deterministic=True)
+        with self.store.db.tx() as c:
+            if c.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task.task_id,)).fetchone():
+                raise RegistryError(Kind.EXISTS, f"task {task.task_id!r} already exists; tasks are immutable, choose a new id")
+            c.execute("INSERT INTO tasks(task_id, message, created_at) VALUES(?,?,?)", (task.task_id, raw, task.created_at))
+            self.store.db.event(c, actor, "task-created", task_id=task.task_id)
+        return task
+
+    def task(self, task_id: str) -> TaskRecord:
+        return self.uploads.task(task_id)
+
+    def tasks(self) -> list[TaskRecord]:
+        return [task_from_pb(pb.Task.FromString(m)) for m in self.store.db.task_messages()]
+
+    # ---- blocks, sites, models ----------------------------------------------------------------
+    def block(self, block_id: str) -> BlockRecord:
+        b = self.store.db.block(block_id)
+        if b is None or b.state == "corrupt":
+            raise not_found(f"no block {block_id[:80]!r}")
+        return b
+
+    def blocks(self, task_id: str = "", site: str = "", modality: str = "", include_withdrawn: bool = False) -> list[BlockRecord]:
+        return self.store.db.blocks(task_id, site, modality, include_withdrawn)
+
+    def sites(self) -> list[SiteRecord]:
+        return self.store.db.sites()
+
+    def model(self, model_id: str) -> ModelRecord:
+        raw = self.store.db.model_message(model_id)
+        if raw is None:
+            raise not_found(f"no model version {model_id[:80]!r}")
+        return model_from_bytes(raw)
+
+    def models(self, task_id: str = "") -> list[ModelRecord]:
+        return [model_from_bytes(m) for m in self.store.db.model_messages(task_id)]
+
+    def read_chunks(self, sha: str, offset: int = 0) -> Iterator[tuple[int, bytes]]:
+        """(offset, bytes) of a stored blob from ``offset``, in chunks of at most 1 MiB."""
+        path = self.store.blobs.path(sha)
+        size = path.stat().st_size
+        if not 0 <= offset <= size:
+            raise invalid(f"offset {offset} is outside the {size} bytes stored")
+        with open(path, "rb") as f:
+            f.seek(offset)
+            while buf := f.read(CHUNK_MAX):
+                yield offset, buf
+                offset += len(buf)
+
+    # ---- writes -------------------------------------------------------------------------------
+    def upload(self, who: Identity, signer_cert: bytes, chunks: Iterator[Chunk]) -> tuple[BlockRecord, bool]:
+        return self.uploads.receive(who, signer_cert, chunks)
+
+    def merge(self, task_id: str, latent_merge: str = "", head_merge: str = "", actor: str = "operator") -> ModelRecord:
+        return merge_task(self.store, task_id, latent_merge, head_merge, actor)
+
+    def withdraw(self, site: str, reason: str, actor: str) -> SiteRecord:
+        db = self.store.db
+        with db.tx() as c:
+            if not c.execute("SELECT 1 FROM sites WHERE name = ?", (site,)).fetchone():
+                raise not_found(f"no site {site[:80]!r} has contacted this registry")
+            c.execute("UPDATE sites SET withdrawn = 1, withdrawn_reason = ? WHERE name = ?", (reason, site))
+            c.execute("UPDATE blocks SET state = 'withdrawn' WHERE site = ? AND state = 'accepted'", (site,))
+            db.event(c, actor, "site-withdrawn", site=site, reason=reason)
+        log.info("withdrew site %s (%s)", site, reason)
+        rec = db.site(site)
+        assert rec is not None
+        return rec

@@ -1,0 +1,94 @@
+"""Building and running the coordinator's gRPC server: mutual TLS (plaintext only on loopback
+with an explicit flag), the auth interceptor, the registry servicer and the standard health
+service."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from common.pb.mmlego.v1 import registry_pb2_grpc as pb_grpc
+
+from .auth import AuthInterceptor, Authenticator
+from .config import CoordinatorConfig, is_loopback
+from .errors import RegistryError
+from .registry import Registry
+from .servicer import BlockRegistryServicer
+
+log = logging.getLogger("mmlego.coordinator")
+MAX_MESSAGE = 2 << 20  # a 1 MiB chunk or a manifest, with room for framing
+SERVICE_NAME = "mmlego.v1.BlockRegistry"
+
+
+@dataclass
+class Running:
+    server: grpc.Server
+    port: int
+    registry: Registry
+    health: health.HealthServicer
+
+
+def _credentials(config: CoordinatorConfig) -> grpc.ServerCredentials:
+    for what, path in (("certificate", config.cert), ("key", config.key), ("CA certificate", config.ca)):
+        if not path.is_file():
+            raise ValueError(f"TLS {what} {path} not found; create server credentials with: mmlego coordinator init")
+    return grpc.ssl_server_credentials([(config.key.read_bytes(), config.cert.read_bytes())],
+                                       root_certificates=config.ca.read_bytes(), require_client_auth=True)
+
+
+@contextmanager
+def serve(config: CoordinatorConfig) -> Iterator[Running]:
+    """Start the coordinator; yields the running server (``port`` is the bound one) and stops it on exit."""
+    if config.insecure and not is_loopback(config.host):
+        raise ValueError(f"plaintext serving is allowed only on a loopback address, not {config.host!r}")
+    registry = Registry.open(config)
+    auth = Authenticator(config.ca, config.crl)
+
+    def refused(method: str, err: RegistryError) -> None:
+        log.warning("refused %s: %s", method, err.message)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
+                         interceptors=[AuthInterceptor(auth, config.insecure, refused)],
+                         options=[("grpc.max_receive_message_length", MAX_MESSAGE),
+                                  ("grpc.max_send_message_length", MAX_MESSAGE)])
+    pb_grpc.add_BlockRegistryServicer_to_server(BlockRegistryServicer(registry, auth, config.insecure), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    try:
+        if config.insecure:
+            log.warning("serving WITHOUT TLS on %s (loopback only; for debugging)", config.host)
+            port = server.add_insecure_port(config.address)
+        else:
+            port = server.add_secure_port(config.address, _credentials(config))
+        if port == 0:
+            raise OSError(f"could not listen on {config.address}")
+        server.start()
+        for name in ("", SERVICE_NAME):
+            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("coordinator listening on %s:%d (%s)", config.host, port, "plaintext" if config.insecure else "mutual TLS")
+        yield Running(server, port, registry, health_servicer)
+    finally:
+        health_servicer.enter_graceful_shutdown()
+        server.stop(grace=2.0).wait(5.0)
+        registry.close()
+
+
+def serve_forever(config: CoordinatorConfig, ready: threading.Event | None = None) -> None:
+    """Run until SIGTERM or SIGINT; prints the bound address once listening."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with serve(config) as running:
+        print(f"mmlego coordinator listening on {config.host}:{running.port}", flush=True)
+        if ready is not None:
+            ready.set()
+        stop.wait()
+    print("mmlego coordinator stopped", flush=True)

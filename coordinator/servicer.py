@@ -1,0 +1,165 @@
+"""The BlockRegistry servicer: thin. It takes the caller from the auth interceptor, converts
+messages with :mod:`common.serde`, calls :class:`~coordinator.registry.Registry`, and maps domain
+errors to status codes (unknown errors become INTERNAL; details go to the log)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+
+from common import serde
+from common.pb.mmlego.v1 import registry_pb2 as pb
+from common.pb.mmlego.v1 import registry_pb2_grpc as pb_grpc
+from common.records import Chunk
+
+from .auth import Authenticator, caller, status_of
+from .errors import Kind, RegistryError, invalid
+from .registry import Registry
+
+log = logging.getLogger("mmlego.coordinator")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> None:
+    """Map ``exc`` to a status and abort (raises). Servicer methods never abort themselves."""
+    if isinstance(exc, RegistryError):
+        log.info("%s refused (%s): %s", method, exc.kind.value, exc.message)
+        context.abort(status_of(exc.kind), exc.message)
+    if not context.is_active():
+        log.info("%s: the client went away (%s)", method, type(exc).__name__)
+        context.abort(grpc.StatusCode.CANCELLED, "the call was cancelled")
+    log.exception("%s failed", method)
+    context.abort(grpc.StatusCode.INTERNAL, f"{method} failed inside the coordinator; the operator finds the cause in its log")
+
+
+def translated(fn: F) -> F:
+    """Run a unary-response handler; domain errors become their status code."""
+
+    @functools.wraps(fn)
+    def inner(self: BlockRegistryServicer, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return fn(self, request, context)
+        except Exception as exc:
+            _abort(context, fn.__name__, exc)
+
+    return inner  # type: ignore[return-value]
+
+
+def streamed(fn: F) -> F:
+    """Like :func:`translated` for a server-streaming handler (a generator)."""
+
+    @functools.wraps(fn)
+    def inner(self: BlockRegistryServicer, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from fn(self, request, context)
+        except Exception as exc:
+            _abort(context, fn.__name__, exc)
+
+    return inner  # type: ignore[return-value]
+
+
+class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
+    def __init__(self, registry: Registry, auth: Authenticator, insecure: bool) -> None:
+        self.registry = registry
+        self.auth = auth
+        self.insecure = insecure
+
+    # ---- uploads ------------------------------------------------------------------------------
+    @translated
+    def UploadBlock(self, request_iterator: Iterator[pb.UploadChunk], context: grpc.ServicerContext) -> pb.UploadResult:
+        who = caller()
+        self.registry.seen(who)
+
+        def chunks() -> Iterator[Chunk]:
+            for msg in request_iterator:
+                if not isinstance(msg, pb.UploadChunk):
+                    raise invalid(f"an upload message is not a valid UploadChunk ({getattr(msg, 'error', '?')})")
+                c = serde.chunk_from_pb(msg)
+                if c is None:
+                    raise invalid("an upload message must carry a header or data")
+                yield c
+
+        block, present = self.registry.upload(who, self.auth.signer_certificate(context, self.insecure), chunks())
+        return pb.UploadResult(block=serde.block_to_pb(block), already_present=present)
+
+    @translated
+    def GetUploadStatus(self, request: pb.UploadStatusRequest, context: grpc.ServicerContext) -> pb.UploadStatus:
+        return serde.upload_to_pb(self.registry.uploads.status(caller(), request.upload_id))
+
+    # ---- downloads ----------------------------------------------------------------------------
+    @streamed
+    def DownloadBlock(self, request: pb.DownloadBlockRequest, context: grpc.ServicerContext) -> Iterator[pb.DownloadChunk]:
+        block = self.registry.block(request.block_id)
+        chunks = self.registry.read_chunks(block.block_id, request.offset)
+        yield pb.DownloadChunk(block=serde.block_to_pb(block))
+        for offset, data in chunks:
+            if not context.is_active():
+                return
+            yield pb.DownloadChunk(data=data, offset=offset)
+
+    @streamed
+    def DownloadModel(self, request: pb.DownloadModelRequest, context: grpc.ServicerContext) -> Iterator[pb.DownloadChunk]:
+        model = self.registry.model(request.model_id)
+        yield pb.DownloadChunk(model=serde.model_to_pb(model))
+        for offset, data in self.registry.read_chunks(model.weights_sha256):
+            if not context.is_active():
+                return
+            yield pb.DownloadChunk(data=data, offset=offset)
+
+    # ---- reads --------------------------------------------------------------------------------
+    @translated
+    def ListTasks(self, request: pb.ListTasksRequest, context: grpc.ServicerContext) -> pb.ListTasksResponse:
+        return pb.ListTasksResponse(tasks=[serde.task_to_pb(t) for t in self.registry.tasks()])
+
+    @translated
+    def GetTask(self, request: pb.GetTaskRequest, context: grpc.ServicerContext) -> pb.Task:
+        return serde.task_to_pb(self.registry.task(request.task_id))
+
+    @translated
+    def ListBlocks(self, request: pb.ListBlocksRequest, context: grpc.ServicerContext) -> pb.ListBlocksResponse:
+        blocks = self.registry.blocks(request.task_id, request.site, request.modality, request.include_withdrawn)
+        return pb.ListBlocksResponse(blocks=[serde.block_to_pb(b) for b in blocks])
+
+    @translated
+    def GetBlock(self, request: pb.GetBlockRequest, context: grpc.ServicerContext) -> pb.BlockInfo:
+        return serde.block_to_pb(self.registry.block(request.block_id))
+
+    @translated
+    def ListSites(self, request: pb.ListSitesRequest, context: grpc.ServicerContext) -> pb.ListSitesResponse:
+        return pb.ListSitesResponse(sites=[serde.site_to_pb(s) for s in self.registry.sites()])
+
+    @translated
+    def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(models=[serde.model_to_pb(m) for m in self.registry.models(request.task_id)])
+
+    @translated
+    def GetModel(self, request: pb.GetModelRequest, context: grpc.ServicerContext) -> pb.ModelVersion:
+        return serde.model_to_pb(self.registry.model(request.model_id))
+
+    # ---- admin --------------------------------------------------------------------------------
+    @translated
+    def CreateTask(self, request: pb.Task, context: grpc.ServicerContext) -> pb.Task:
+        try:
+            task = serde.task_from_pb(request)
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+        return serde.task_to_pb(self.registry.create_task(task, caller().name))
+
+    @translated
+    def Merge(self, request: pb.MergeRequest, context: grpc.ServicerContext) -> pb.ModelVersion:
+        model = self.registry.merge(request.task_id, request.latent_merge, request.head_merge, caller().name)
+        return serde.model_to_pb(model)
+
+    @translated
+    def Fuse(self, request: pb.FuseRequest, context: grpc.ServicerContext) -> pb.ModelVersion:
+        raise RegistryError(Kind.UNIMPLEMENTED, "LegoFuse rounds are not available in this version of the coordinator yet")
+
+    @translated
+    def WithdrawSite(self, request: pb.WithdrawSiteRequest, context: grpc.ServicerContext) -> pb.Site:
+        if not request.reason.strip():
+            raise invalid("withdrawing a site needs a reason (it goes to the audit log)")
+        return serde.site_to_pb(self.registry.withdraw(request.site, request.reason, caller().name))

@@ -1,0 +1,80 @@
+"""The coordinator's store: SQLite metadata + content-addressed blobs, and recovery on start."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .blobs import BlobStore, fsync_dir
+from .db import Database
+
+log = logging.getLogger("mmlego.coordinator")
+
+__all__ = ["BlobStore", "Database", "Recovery", "Store", "fsync_dir"]
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What start-up found and repaired."""
+
+    temporaries_removed: int
+    stale_uploads_removed: int
+    orphan_blobs_removed: int
+    blobs_verified: int
+    corrupt_blocks: tuple[str, ...]
+
+
+class Store:
+    def __init__(self, root: Path, upload_ttl_s: float = 86400.0, verify: bool = True, recover: bool = True) -> None:
+        """``recover=False`` for tools that open the store beside a running server (they must not
+        touch its unfinished uploads)."""
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.db = Database(root / "registry.sqlite")
+        self.blobs = BlobStore(root)
+        self.models_dir = root / "models"
+        self.recovery = self.recover(upload_ttl_s, verify) if recover else None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def recover(self, upload_ttl_s: float, verify: bool) -> Recovery:
+        """Make the store consistent after any crash: no temporary or orphan file survives, an
+        unfinished upload is kept (resumable) only if its record and its partial file both exist
+        and it is younger than ``upload_ttl_s``; optionally every blob is re-hashed."""
+        temps = self.blobs.remove_temporaries()
+        now, stale = time.time(), 0
+        live = set()
+        for site, upload_id, key, started in self.db.open_uploads():
+            part = self.blobs.partial(key)
+            if not part.is_file() or now - started > upload_ttl_s:
+                part.unlink(missing_ok=True)
+                self.db.delete_upload(key)
+                stale += 1
+                log.info("removed unfinished upload %s of %s", upload_id, site)
+            else:
+                live.add(part.name)
+        for part in self.blobs.partials.iterdir():
+            if part.name not in live:
+                part.unlink()
+                stale += 1
+        referenced, orphans = self.db.referenced_blobs(), 0
+        for sha, path in list(self.blobs.all_blobs()):
+            if sha not in referenced:
+                path.unlink()  # renamed in, but the crash came before its record was committed
+                orphans += 1
+        corrupt, checked = [], 0
+        if verify:
+            for block_id, state in self.db.all_block_ids():
+                if state == "corrupt":
+                    continue
+                checked += 1
+                if not self.blobs.verify(block_id):
+                    self.db.mark_corrupt(block_id, "blob missing or its hash differs")
+                    corrupt.append(block_id)
+                    log.error("block %s failed its hash check on start; it is excluded from listings and merges", block_id)
+        rec = Recovery(temps, stale, orphans, checked, tuple(corrupt))
+        log.info("store recovery: %s", rec)
+        return rec

@@ -1,0 +1,103 @@
+"""``mmlego site ...``: train, push, pull and predict at a hospital site."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail
+
+app = typer.Typer(help="A hospital site: train blocks on local data, push them, pull and use model versions.",
+                  no_args_is_help=True)
+CONFIG = typer.Option(Path("site.toml"), "--config", "-c", help="The site's site.toml (from its enrolment kit).")
+
+
+def _config(path: Path) -> Any:
+    from .config import ConfigError, load_site_config
+
+    try:
+        return load_site_config(path)
+    except ConfigError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
+
+
+def _client(cfg: Any) -> Any:
+    from common.client import RegistryClient
+
+    try:
+        return RegistryClient(cfg.coordinator, cfg.tls, insecure=cfg.insecure)
+    except FileNotFoundError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
+
+
+def _call(fn: Any, *args: Any, **kw: Any) -> Any:
+    """Run a client call; refused calls and bad files become one line and an exit code."""
+    from common.artifacts import IntegrityError, SignatureError
+    from common.client import CallError
+    from common.data.errors import DataError
+
+    try:
+        return fn(*args, **kw)
+    except CallError as exc:
+        raise fail(f"coordinator: {exc}", EXIT_FAILED) from None
+    except (IntegrityError, SignatureError, DataError, FileNotFoundError, FileExistsError, ValueError) as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
+
+
+@app.command("train")
+def train(config: Path = CONFIG, task: str = typer.Option("", help="Task id (default: site.toml's task)."),
+          data: Path = typer.Option(None, help="Site data folder (default: site.toml's data).")) -> None:
+    """Train, sign and write one block per enrolled modality (the task comes from the coordinator)."""
+    from common.data.sitefolder import load_site_folder
+
+    from .train import train_site
+
+    cfg = _config(config)
+    task_id = task or cfg.task
+    if not task_id:
+        raise fail("no task: pass --task or set task = \"...\" in site.toml", EXIT_BAD_INPUT)
+    with _client(cfg) as client:
+        record = _call(client.task, task_id)
+    dataset = _call(load_site_folder, data or cfg.data)
+    for tb in _call(train_site, cfg, record, dataset):
+        typer.echo(f"trained block {tb.modality}: validation {record.spec.metric_name} {tb.val_metric:.3f} -> {tb.folder}")
+
+
+@app.command("push")
+def push(block: list[Path] = typer.Argument(..., help="Block folder(s) to upload."), config: Path = CONFIG,
+         attempts: int = typer.Option(8, min=1, help="Tries per block (back-off with jitter between them).")) -> None:
+    """Upload signed blocks; interrupted uploads resume where the coordinator stopped."""
+    from common.client import Retry
+
+    cfg = _config(config)
+    with _client(cfg) as client:
+        for folder in block:
+            rec, present = _call(client.push, folder, Retry(attempts=attempts))
+            typer.echo(f"{'already stored' if present else 'accepted'}: block {rec.block_id} ({rec.modality}, {rec.size} bytes)")
+
+
+@app.command("pull")
+def pull(model: str = typer.Argument(..., help="Model version id, e.g. nki70-v1."), config: Path = CONFIG,
+         out: Path = typer.Option(..., "--out", help="New folder for the model.")) -> None:
+    """Download a model version and its blocks; every hash and signature is checked."""
+    cfg = _config(config)
+    with _client(cfg) as client:
+        rec = _call(client.pull_model, model, out)
+    typer.echo(f"pulled {rec.model_id} ({len(rec.block_ids)} blocks, {rec.recipe}) to {out}")
+
+
+@app.command("predict")
+def predict(model: Path = typer.Option(..., "--model", help="A folder written by `mmlego site pull`."),
+            data: Path = typer.Option(..., "--data", help="A site data folder (data.toml)."),
+            out: Path = typer.Option(..., "--out", help="CSV to write.")) -> None:
+    """Predict for every patient that has at least one of the model's modalities."""
+    from common.data.sitefolder import load_site_folder
+    from common.fileio import atomic_write
+
+    from .predict import predict_frame
+
+    frame = _call(predict_frame, model, _call(load_site_folder, data))
+    atomic_write(out, frame.to_csv(index=False).encode())
+    typer.echo(f"wrote {len(frame)} predictions of {frame.attrs['model_id']} to {out}")
