@@ -15,7 +15,7 @@ from common.tomlconfig import read_toml
 class ServerSection(_Strict):
     listen: str = "127.0.0.1:50051"  # host:port; port 0 picks a free one
     insecure: bool = False  # plaintext; allowed only on a loopback address
-    workers: int = Field(64, ge=1, le=1024)  # concurrent RPCs served (an upload holds one for its duration)
+    workers: int = Field(default=64, ge=1, le=1024)  # concurrent RPCs served (an upload holds one for its duration)
 
 
 class TLSSection(_Strict):
@@ -27,16 +27,16 @@ class TLSSection(_Strict):
 
 class StoreSection(_Strict):
     path: str = "store"
-    max_block_mb: float = Field(1024, gt=0)  # largest accepted block
-    max_open_uploads_per_site: int = Field(8, ge=1)
-    upload_ttl_hours: float = Field(24, gt=0)  # unfinished uploads older than this are removed on start
+    max_block_mb: float = Field(default=1024, gt=0)  # largest accepted block
+    max_open_uploads_per_site: int = Field(default=8, ge=1)
+    upload_ttl_hours: float = Field(default=24, gt=0)  # unfinished uploads older than this are removed on start
     verify_on_start: bool = True  # re-hash every stored blob on start
 
 
 class CoordinatorFile(_Strict):
-    server: ServerSection = ServerSection()
-    tls: TLSSection = TLSSection()
-    store: StoreSection = StoreSection()
+    server: ServerSection = Field(default_factory=ServerSection)
+    tls: TLSSection = Field(default_factory=TLSSection)
+    store: StoreSection = Field(default_factory=StoreSection)
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,11 @@ class TaskFile(Strict):
     id: str
     kind: Literal["survival", "classification"]
     modalities: list[str] = Field(min_length=1)
-    n_bins: int = Field(4, ge=2)
-    bin_edges: list[float] = []
-    n_classes: int = Field(2, ge=2)
-    latent_rows: int = Field(16, ge=1)
-    latent_dim: int = Field(64, ge=1)
+    n_bins: int = Field(default=4, ge=2)
+    bin_edges: list[float] = Field(default_factory=list)
+    n_classes: int = Field(default=2, ge=2)
+    latent_rows: int = Field(default=16, ge=1)
+    latent_dim: int = Field(default=64, ge=1)
     fourier: Literal["1d", "2d"] = "2d"
     init_seed: int = 0
     description: str = ""

@@ -28,14 +28,14 @@ class FlowerSection(Strict):
 
 
 class TrainSection(Strict):
-    epochs: int = Field(50, ge=1)
-    patience: int = Field(10, ge=1)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    n_tokens: int = Field(4, ge=1)
-    token_dim: int = Field(64, ge=1)
-    depth: int = Field(2, ge=1)  # update steps S
-    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    epochs: int = Field(default=50, ge=1)
+    patience: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    n_tokens: int = Field(default=4, ge=1)
+    token_dim: int = Field(default=64, ge=1)
+    depth: int = Field(default=2, ge=1)  # update steps S
+    val_fraction: float = Field(default=0.15, gt=0, lt=0.5)
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1"
 
@@ -49,10 +49,10 @@ class SiteFile(Strict):
     data: str = "data"
     task: str = ""
     blocks: str = "blocks"  # where trained, signed blocks are written
-    tls: TLSSection = TLSSection()
-    signing: SigningSection = SigningSection()
-    flower: FlowerSection = FlowerSection()
-    train: TrainSection = TrainSection()
+    tls: TLSSection = Field(default_factory=TLSSection)
+    signing: SigningSection = Field(default_factory=SigningSection)
+    flower: FlowerSection = Field(default_factory=FlowerSection)
+    train: TrainSection = Field(default_factory=TrainSection)
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,7 @@ def check_weights_file(path: Path, manifest: BlockManifest, digest: str | None =
         check_against(header(start + f.read(min(n, 100 << 20))), manifest)
     try:
         with safe_open(str(path), framework="pt") as st:  # type: ignore[no-untyped-call]
-            for name in st.keys():  # noqa: SIM118 (safe_open has no __iter__)
+            for name in st.keys():
                 _check_finite(name, st.get_tensor(name))
     except (SafetensorError, ValueError, RuntimeError, OSError) as exc:
         raise IntegrityError(f"weights are not a valid safetensors file: {exc}") from exc

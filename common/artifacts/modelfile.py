@@ -20,7 +20,7 @@ from ..fileio import atomic_write
 from ..lego.block import LegoBlock
 from ..lego.legomerge import LegoMerge
 from ..records import ModelRecord
-from .blockfile import IntegrityError, WEIGHTS, load_block
+from .blockfile import WEIGHTS, IntegrityError, load_block
 from .hashing import sha256_bytes
 from .modelcard import render_markdown
 

@@ -19,7 +19,10 @@ class CallError(Exception):
     def of(cls, exc: grpc.RpcError) -> CallError:
         code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
         details = exc.details() or ""  # type: ignore[attr-defined]
-        if code == grpc.StatusCode.UNAVAILABLE and any(s in details.lower() for s in ("handshake", "ssl", "tls", "certificate", "socket closed",
-                                                                                        "connection reset")):
+        low = details.lower()
+        if code == grpc.StatusCode.UNAVAILABLE and "stream removed" in low:
+            details = f"the connection to the coordinator broke during the call (it stopped, or the network failed) ({details})"
+        elif code == grpc.StatusCode.UNAVAILABLE and any(s in low for s in ("handshake", "ssl", "tls", "certificate", "socket closed",
+                                                                          "connection reset")):
             details = f"{HANDSHAKE_HINT} ({details})"
         return cls(code, details)

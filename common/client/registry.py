@@ -164,16 +164,17 @@ class RegistryClient:
 
     # ---- pull --------------------------------------------------------------------------------
     def _download(self, method: str, request: Any) -> tuple[Any, bytes]:
-        head, parts = None, []
+        head, parts, received = None, list[bytes](), 0
         try:
             for msg in getattr(self.stub, method)(request, timeout=600, metadata=self.metadata):
                 part = msg.WhichOneof("part")
                 if part in ("block", "model"):
                     head = getattr(msg, part)
                 elif part == "data":
-                    if msg.offset != sum(map(len, parts)):
+                    if msg.offset != received:
                         raise IntegrityError(f"download chunk at offset {msg.offset} is out of order")
                     parts.append(msg.data)
+                    received += len(msg.data)
         except grpc.RpcError as exc:
             raise CallError.of(exc) from None
         if head is None:

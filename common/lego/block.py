@@ -38,6 +38,9 @@ class LatentStep(nn.Module):
 class LegoBlock(nn.Module):
     """A unimodal block. ``forward`` gives logits; :meth:`frequency_latent` the latent to merge."""
 
+    input_mean: torch.Tensor  # buffers, (F,)
+    input_std: torch.Tensor
+
     def __init__(self, config: BlockConfig, encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.config = config

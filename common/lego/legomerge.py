@@ -58,6 +58,10 @@ class LegoMerge(nn.Module):
         self._subset_heads: dict[tuple[int, ...], LegoHead] = {}
 
     @property
+    def block_list(self) -> list[LegoBlock]:
+        return self._block_list
+
+    @property
     def modalities(self) -> list[str]:
         return [b.modality for b in self._block_list]
 

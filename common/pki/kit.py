@@ -63,7 +63,8 @@ def enroll_site(ca: CertificateAuthority, site: str, modalities: list[str], out:
     write_public(root / "site.toml", (
         f'# Site kit for {site}; keys in this folder. Fill in the data folder before `mmlego site train`.\n'
         f'site = "{site}"\nmodalities = [{mods}]\npaired = {str(paired).lower()}\n'
-        f'coordinator = "{coordinator}"\ndata = "data"  # the site data folder (data.toml), relative to this file\ntask = ""  # the task id the operator created (or pass --task)\n\n'
+        f'coordinator = "{coordinator}"\ndata = "data"  # the site data folder (data.toml), relative to this file\n'
+        'task = ""  # the task id the operator created (or pass --task)\n\n'
         '[tls]\ncert = "tls.crt"\nkey = "tls.key"\nca = "ca.crt"\n\n'
         '[signing]\nkey = "signing.key"\n\n[flower]\nnode_key = "flower-node.key"\nnode_pub = "flower-node.pub"\n').encode())
     return root

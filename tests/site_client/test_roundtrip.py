@@ -1,0 +1,107 @@
+"""The whole path on real data through the command line: CA, two sites with different modalities
+and an operator; tasks, training, push, merge, pull, predict; and the pulled model predicts bit for
+bit what an in-process LegoMerge of the same blocks predicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from typer.testing import CliRunner
+
+from common.artifacts import load_block
+from common.artifacts.modelfile import merge_model
+from common.cli import EXIT_BAD_INPUT, add_plugins, app
+from common.data import load_builtin
+from common.data.export import export_site_folder
+from common.data.sitefolder import load_site_folder
+from common.tasks import survival_bins
+from common.train import predict_scores
+from coordinator.config import load_config
+from coordinator.server import serve
+
+add_plugins()
+
+
+def mmlego(*args: str | Path, code: int = 0) -> str:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def site_toml(kit: Path, data: Path, port: int) -> Path:
+    text = (kit / "site.toml").read_text().replace('data = "data"', f'data = "{data}"').replace('task = ""', 'task = "nki70"')
+    text = text.replace("127.0.0.1:50051", f"127.0.0.1:{port}") + "\n[train]\nepochs = 4\npatience = 2\n"
+    (kit / "site.toml").write_text(text)
+    return kit / "site.toml"
+
+
+def test_round_trip_on_nki70(tmp_path: Path) -> None:
+    data = load_builtin("nki70")
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(data))
+    a_rows, b_rows, test_rows = order[:55], order[55:110], order[110:]
+    export_site_folder(data.subset(a_rows).select_modalities(["genes"]), tmp_path / "data-a")
+    export_site_folder(data.subset(b_rows).select_modalities(["clinical"]), tmp_path / "data-b")
+    export_site_folder(data.subset(test_rows), tmp_path / "data-test")
+    assert data.time is not None and data.event is not None
+    edges = survival_bins(data.time[a_rows], data.event[a_rows], 4)  # the operator's choice of time bins
+    (tmp_path / "task.toml").write_text(f'id = "nki70"\nkind = "survival"\nn_bins = 4\nbin_edges = {list(edges)}\n'
+                                        'modalities = ["genes", "clinical"]\nlatent_rows = 8\nlatent_dim = 16\n')
+
+    mmlego("ca", "init", "--dir", tmp_path / "ca")
+    mmlego("ca", "enroll", "hosp-a", "--modality", "genes", "--out", tmp_path / "kit-a", "--dir", tmp_path / "ca")
+    mmlego("ca", "enroll", "hosp-b", "--modality", "clinical", "--paired", "--out", tmp_path / "kit-b", "--dir", tmp_path / "ca")
+    mmlego("ca", "enroll-admin", "ops", "--out", tmp_path / "kit-ops", "--dir", tmp_path / "ca")
+    mmlego("coordinator", "init", "--out", tmp_path / "coord", "--ca", tmp_path / "ca", "--port", "0")
+    config = tmp_path / "coord" / "coordinator.toml"
+    mmlego("coordinator", "task", "create", tmp_path / "task.toml", "--config", config)
+    assert "already exists" in mmlego("coordinator", "task", "create", tmp_path / "task.toml", "--config", config, code=EXIT_BAD_INPUT)
+
+    with serve(load_config(config)) as running:
+        kits = {s: site_toml(tmp_path / f"kit-{s}", tmp_path / f"data-{s}", running.port) for s in "ab"}
+        blocks = {}
+        for s, cfg in kits.items():
+            out = mmlego("site", "train", "--config", cfg)
+            assert "trained block" in out and "validation c-index" in out
+            (folder,) = sorted((tmp_path / f"kit-{s}" / "blocks").glob("nki70-*"))
+            blocks[s] = folder
+            assert "accepted: block" in mmlego("site", "push", folder, "--config", cfg)
+            assert "already stored" in mmlego("site", "push", folder, "--config", cfg)
+        out = mmlego("coordinator", "merge", "--task", "nki70", "--config", config)
+        assert "created model version nki70-v1 from 2 blocks" in out
+        mmlego("site", "pull", "nki70-v1", "--config", kits["a"], "--out", tmp_path / "model")
+        assert "not empty" in mmlego("site", "pull", "nki70-v1", "--config", kits["a"], "--out", tmp_path / "model",
+                                     code=EXIT_BAD_INPUT)
+        assert "NOT_FOUND" in mmlego("site", "pull", "nki70-v9", "--config", kits["a"], "--out", tmp_path / "m9", code=1)
+
+    mmlego("site", "predict", "--model", tmp_path / "model", "--data", tmp_path / "data-test", "--out", tmp_path / "preds.csv")
+    preds = pd.read_csv(tmp_path / "preds.csv")
+    assert len(preds) == len(test_rows) and set(preds["modalities"]) == {"genes+clinical"}
+    # In process, from the sites' own block folders: the same numbers, bit for bit.
+    local = merge_model([load_block(blocks["b"])[0].eval(), load_block(blocks["a"])[0].eval()], {})  # clinical, genes
+    test = load_site_folder(tmp_path / "data-test")
+    expected = predict_scores(local, test, local.block_list[0].config.task, amp=False)
+    assert np.array_equal(preds["risk"].to_numpy(dtype=np.float32), expected.astype(np.float32))
+    # One modality only: exactly that block's own prediction.
+    export_site_folder(data.subset(test_rows).select_modalities(["genes"]), tmp_path / "data-genes")
+    mmlego("site", "predict", "--model", tmp_path / "model", "--data", tmp_path / "data-genes", "--out", tmp_path / "g.csv")
+    genes_only = pd.read_csv(tmp_path / "g.csv")
+    block_a = load_block(blocks["a"])[0].eval()
+    from common.lego import SingleModality
+
+    own = predict_scores(SingleModality(block_a, "genes"), test.select_modalities(["genes"]), block_a.config.task, amp=False)
+    assert np.array_equal(genes_only["risk"].to_numpy(dtype=np.float32), own.astype(np.float32))
+    assert torch.is_tensor(block_a.input_mean) and float(block_a.input_std.min()) > 0  # site scaling travels with the block
+
+
+def test_site_cli_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "site.toml").write_text('site = "x"\nmodalities = ["a"]\nbogus = 1\n')
+    assert "bogus" in mmlego("site", "train", "--config", tmp_path / "site.toml", code=EXIT_BAD_INPUT)
+    assert "not found" in mmlego("site", "push", tmp_path, "--config", tmp_path / "nope.toml", code=EXIT_BAD_INPUT)
+    (tmp_path / "c.toml").write_text('[server]\nlisten = "0.0.0.0:1"\ninsecure = true\n')
+    assert "loopback" in mmlego("coordinator", "serve", "--config", tmp_path / "c.toml", code=EXIT_BAD_INPUT)
+    assert "missing.toml: not found" in mmlego("coordinator", "merge", "--task", "t", "--config", tmp_path / "missing.toml",
+                                               code=EXIT_BAD_INPUT)
