@@ -8,11 +8,13 @@ import json
 import logging
 from typing import Any
 
+import torch
 from cryptography import x509
+from safetensors import safe_open
 
-from common.artifacts import build_block, parse_weights
+from common.artifacts import sha256_file
 from common.artifacts.modelcard import render_markdown
-from common.artifacts.modelfile import merge_model, version_weights
+from common.artifacts.modelfile import merged_head_weights
 from common.fileio import atomic_write
 from common.lego.merge import HEAD_MERGES, LATENT_MERGES
 from common.pb.mmlego.v1 import registry_pb2 as pb
@@ -21,7 +23,7 @@ from common.records import BlockRecord, ModelRecord, TaskRecord, utc_now
 from common.serde import manifest_from_bytes, model_to_bytes, task_from_pb
 from common.version import code_version
 
-from .errors import invalid, not_found, precondition
+from .errors import Kind, RegistryError, invalid, not_found, precondition
 from .store import Store
 
 log = logging.getLogger("mmlego.coordinator")
@@ -31,6 +33,16 @@ def _signer(b: BlockRecord) -> dict[str, Any]:
     ident = identity_from_cert(x509.load_pem_x509_certificate(b.signer_certificate)) if b.signer_certificate else None
     return {"site": b.site, "certificate_serial": str(ident.serial) if ident else "",
             "signing_key_sha256": hashlib.sha256(ident.signing_key).hexdigest() if ident else ""}
+
+
+def head_tensors(store: Store, block_id: str) -> dict[str, torch.Tensor]:
+    """A stored block's head (``head.*``, prefix removed), after re-checking the blob's hash."""
+    path = store.blobs.path(block_id)
+    if not path.is_file() or sha256_file(path) != block_id:
+        raise RegistryError(Kind.DATA_LOSS, f"stored block {block_id[:12]} is missing or damaged on the coordinator's disk; "
+                            "the operator must restore it from backup or withdraw it")
+    with safe_open(str(path), framework="pt") as st:  # type: ignore[no-untyped-call]
+        return {k[len("head."):]: st.get_tensor(k) for k in st.keys() if k.startswith("head.")}
 
 
 def task_card(t: TaskRecord) -> dict[str, Any]:
@@ -54,14 +66,14 @@ def merge_task(store: Store, task_id: str, latent_merge: str = "", head_merge: s
     records = store.db.latest_blocks(task_id)
     if not records:
         raise precondition(f"task {task_id!r} has no accepted blocks of sites that are not withdrawn; nothing to merge")
-    blocks, entries = [], []
+    heads, entries = [], []
     for r in records:
         manifest = manifest_from_bytes(r.manifest)
-        blocks.append(build_block(manifest, parse_weights(store.blobs.read(r.block_id), manifest)).eval())
+        heads.append(head_tensors(store, r.block_id))
         entries.append({"block_id": r.block_id, "site": r.site, "modality": r.modality, "size": r.size,
                         "accepted_at": r.accepted_at, "signer": _signer(r), "train_stats": dict(manifest.train_stats),
                         "code_version": manifest.code_version})
-    weights = version_weights(merge_model(blocks, params))
+    weights = merged_head_weights(heads, params)
     sha = store.blobs.put_bytes(weights)
     created = utc_now()
     with store.db.tx() as c:

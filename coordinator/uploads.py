@@ -5,6 +5,7 @@ the blob store and recorded, in that order. A broken stream can be resumed."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -12,8 +13,12 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
-from common.artifacts import BlockManifest, IntegrityError, SignatureError, check_manifest, check_weights_file, verify
+from safetensors import SafetensorError, safe_open
+
+from common.artifacts import BlockManifest, IntegrityError, SignatureError, check_manifest, verify
+from common.artifacts.streamcheck import StreamCheck
 from common.pki import Identity
 from common.records import BlockRecord, Chunk, TaskRecord, UploadData, UploadHeader, UploadProgress, utc_now
 from common.serde import manifest_from_bytes, task_from_pb
@@ -30,6 +35,15 @@ UPLOAD_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 def _key(site: str, upload_id: str) -> str:
     return hashlib.sha256(f"{site}\0{upload_id}".encode()).hexdigest()
+
+
+def check_safetensors_header(path: Path) -> None:
+    """safetensors' own parser accepts the file (header and offsets; the data is not read)."""
+    try:
+        with safe_open(str(path), framework="pt") as st:  # type: ignore[no-untyped-call]
+            st.keys()
+    except (SafetensorError, ValueError, RuntimeError, OSError) as exc:
+        raise IntegrityError(f"weights are not a valid safetensors file: {exc}") from exc
 
 
 class Uploads:
@@ -137,49 +151,62 @@ class Uploads:
                  chunks: Iterator[Chunk]) -> tuple[BlockRecord, bool]:
         held = self._open(site, h, m, key)
         part = self.store.blobs.partial(key)
-        digest = hashlib.sha256()
-        mode = "r+b" if part.exists() else "w+b"
-        with open(part, mode) as f:
-            remaining = held  # a resumed upload: hash what is already held
-            while remaining:
-                buf = f.read(min(remaining, 8 << 20))
-                if not buf:
-                    raise precondition(f"upload {h.upload_id!r}: the partial file shrank; resume from offset 0")
-                digest.update(buf)
-                remaining -= len(buf)
-            f.seek(held)
-            f.truncate()
-            try:
-                for c in chunks:
-                    if not isinstance(c, UploadData):
-                        raise invalid("only the first message of an upload may carry a header")
-                    if len(c.data) > CHUNK_MAX:
-                        raise invalid(f"chunk of {len(c.data)} bytes; the limit is {CHUNK_MAX}")
-                    if c.offset != held:
-                        raise invalid(f"chunk at offset {c.offset}, expected {held}: send chunks in order, without gaps")
-                    if held + len(c.data) > m.weights_size:
-                        raise invalid(f"more bytes than the manifest announced ({m.weights_size})")
-                    f.write(c.data)
-                    digest.update(c.data)
-                    held += len(c.data)
-            finally:
-                f.flush()
-                os.fsync(f.fileno())
+        digest, check = hashlib.sha256(), StreamCheck(m)
+        try:
+            with open(part, "r+b" if part.exists() else "w+b") as f:
+                remaining = held  # a resumed upload: hash and check what is already held
+                while remaining:
+                    buf = f.read(min(remaining, 8 << 20))
+                    if not buf:
+                        raise precondition(f"upload {h.upload_id!r}: the partial file shrank; resume from offset 0")
+                    digest.update(buf)
+                    check.feed(buf)
+                    remaining -= len(buf)
+                f.seek(held)
+                f.truncate()
+                try:
+                    for c in chunks:
+                        if not isinstance(c, UploadData):
+                            raise invalid("only the first message of an upload may carry a header")
+                        if len(c.data) > CHUNK_MAX:
+                            raise invalid(f"chunk of {len(c.data)} bytes; the limit is {CHUNK_MAX}")
+                        if c.offset != held:
+                            raise invalid(f"chunk at offset {c.offset}, expected {held}: send chunks in order, without gaps")
+                        if held + len(c.data) > m.weights_size:
+                            raise invalid(f"more bytes than the manifest announced ({m.weights_size})")
+                        f.write(c.data)
+                        digest.update(c.data)
+                        check.feed(c.data)
+                        held += len(c.data)
+                finally:
+                    f.flush()
+                    os.fsync(f.fileno())  # what was received is durable, also when the stream broke
+        except IntegrityError as exc:
+            self._discard(key, part)
+            raise invalid(f"{exc}; the upload was discarded") from None
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise RegistryError(Kind.EXHAUSTED, "the coordinator's disk is full; try again later") from None
+            raise
         if held < m.weights_size:
             raise precondition(f"upload {h.upload_id!r} is incomplete: {held} of {m.weights_size} bytes received; "
                                f"resume from offset {held}")
-        return self._accept(site, signer_cert, h, m, key, part, digest.hexdigest())
+        return self._accept(site, signer_cert, h, m, key, part, digest.hexdigest(), check)
 
-    def _accept(self, site: Identity, signer_cert: bytes, h: UploadHeader, m: BlockManifest, key: str, part: os.PathLike[str],
-                digest: str) -> tuple[BlockRecord, bool]:
-        from pathlib import Path
+    def _discard(self, key: str, part: Path) -> None:
+        part.unlink(missing_ok=True)
+        self.store.db.delete_upload(key)
 
-        part = Path(part)
+    def _accept(self, site: Identity, signer_cert: bytes, h: UploadHeader, m: BlockManifest, key: str, part: Path,
+                digest: str, check: StreamCheck) -> tuple[BlockRecord, bool]:
         try:
-            check_weights_file(part, m, digest)
+            if digest != m.weights_sha256:
+                raise IntegrityError(f"weights sha256 {digest[:16]}... does not match the signed manifest's "
+                                     f"{m.weights_sha256[:16]}...")
+            check.finish()
+            check_safetensors_header(part)
         except IntegrityError as exc:
-            part.unlink(missing_ok=True)
-            self.store.db.delete_upload(key)
+            self._discard(key, part)
             kind = Kind.DATA_LOSS if "sha256" in str(exc) else Kind.INVALID
             raise RegistryError(kind, f"{exc}; the upload was discarded, send the block again") from None
         self.store.blobs.adopt(part, m.weights_sha256)  # 1. the blob is durable under its hash

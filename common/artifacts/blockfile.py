@@ -4,6 +4,7 @@ No pickle anywhere; every load checks hash, names, shapes, dtypes and finiteness
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import struct
@@ -53,10 +54,17 @@ def weights_bytes(block: LegoBlock) -> bytes:
 
 
 def expected_tensors(config: BlockConfig) -> dict[str, tuple[list[int], str]]:
-    """Name -> (shape, dtype) of the weights a block with ``config`` has (built on the meta device)."""
+    """Name -> (shape, dtype) of the weights a block with ``config`` has (built on the meta device;
+    remembered per configuration, since a coordinator sees the same few again and again)."""
+    return {k: (list(shape), dtype) for k, (shape, dtype) in _expected(json.dumps(config.to_dict(), sort_keys=True)).items()}
+
+
+@functools.lru_cache(maxsize=256)
+def _expected(config_json: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    config = BlockConfig.from_dict(json.loads(config_json))
     with torch.device("meta"):
         block = LegoBlock(config.with_(init_seed=None))
-    return {k: (list(v.shape), DTYPES.get(v.dtype, str(v.dtype))) for k, v in block.state_dict().items()}
+    return {k: (tuple(v.shape), DTYPES.get(v.dtype, str(v.dtype))) for k, v in block.state_dict().items()}
 
 
 def header(data: bytes) -> dict[str, tuple[list[int], str]]:

@@ -19,6 +19,7 @@ from safetensors.torch import save as st_save
 from ..fileio import atomic_write
 from ..lego.block import LegoBlock
 from ..lego.legomerge import LegoMerge
+from ..lego.merge import HEAD_MERGES
 from ..records import ModelRecord
 from .blockfile import WEIGHTS, IntegrityError, load_block
 from .hashing import sha256_bytes
@@ -35,7 +36,17 @@ def merge_model(blocks: Sequence[LegoBlock], parameters: dict[str, str]) -> Lego
 
 def version_weights(model: LegoMerge) -> bytes:
     """The version's own weights: the merged head, as safetensors."""
-    return st_save({f"head.{k}": v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()})
+    return _head_bytes(model.head.state_dict())
+
+
+def merged_head_weights(heads: Sequence[dict[str, torch.Tensor]], parameters: dict[str, str]) -> bytes:
+    """The same bytes as :func:`version_weights` of the merge, from the blocks' head tensors only
+    (``head.*`` of each block's weights, prefix removed): a merge service need not rebuild blocks."""
+    return _head_bytes(HEAD_MERGES.get(parameters.get("head_merge", "spherical"))(list(heads)))
+
+
+def _head_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    return st_save({f"head.{k}": v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()})
 
 
 def check_version_weights(model: LegoMerge, data: bytes, sha256: str) -> None:

@@ -4,11 +4,7 @@ lost, no partial block is visible, and every site finishes by resuming."""
 from __future__ import annotations
 
 import random
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,48 +17,9 @@ from common.artifacts.blockfile import read_block_files
 from common.client import CallError, RegistryClient, Retry
 from common.lego import EncoderConfig, LegoBlock
 from coordinator.config import render_config
+from coordinator.launch import CoordinatorProcess, free_port
 from tests.coordinator.conftest import TASK, Consortium, signed_block
 from tests.factories import block
-
-START_TIMEOUT_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class CoordinatorProcess:
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config, self.log = config, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        seen = self.log.stat().st_size if self.log.exists() else 0
-        out = open(self.log, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-c", "from common.cli import run; run()", "coordinator", "serve",
-                                      "--config", str(self.config)], stdout=out, stderr=subprocess.STDOUT)
-        out.close()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while b"listening on" not in self.log.read_bytes()[seen:]:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"coordinator did not start:\n{self.log.read_text()[-2000:]}")
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 @pytest.fixture()
@@ -78,6 +35,16 @@ def process(consortium: Consortium, tmp_path: Path) -> Iterator[tuple[Coordinato
         yield p, f"127.0.0.1:{port}", tmp_path / "store"
     finally:
         p.stop()
+
+
+def partial_bytes(store: Path) -> int:
+    total = 0
+    for p in (store / "uploads").iterdir():
+        try:
+            total += p.stat().st_size
+        except FileNotFoundError:
+            pass  # it just became a blob
+    return total
 
 
 def check_invariants(store: Path, acknowledged: set[str]) -> set[str]:
@@ -117,10 +84,14 @@ def test_sigkill_during_uploads_loses_nothing_and_exposes_nothing(consortium: Co
             except CallError:
                 pass  # the coordinator died under it
 
+        before = partial_bytes(store)
         threads = [threading.Thread(target=upload, args=(f,)) for f in folders]
         for t in threads:
             t.start()
-        time.sleep(rng.uniform(0.2, 0.8))
+        deadline = time.monotonic() + 30
+        while partial_bytes(store) <= before and time.monotonic() < deadline:
+            time.sleep(0.005)  # wait until bytes are flowing, then kill at a random moment
+        time.sleep(rng.uniform(0.0, 0.2))
         proc.kill()
         for t in threads:
             t.join(30)

@@ -144,3 +144,20 @@ def test_plaintext_only_on_loopback_and_still_authenticated(consortium: Consorti
             with pytest.raises(grpc.RpcError) as err:
                 pb_grpc.BlockRegistryStub(ch).ListTasks(pb.ListTasksRequest(), timeout=5)
             assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+
+
+def test_pull_catches_a_block_altered_on_the_coordinators_disk(consortium: Consortium, coordinator: Coord, tmp_path: Path) -> None:
+    address, cfg = coordinator
+    folder = signed_block(consortium, "hosp-a", tmp_path / "a")
+    with RegistryClient(address, consortium.tls("hosp-a")) as site, RegistryClient(address, consortium.tls("ops")) as admin:
+        record, _ = site.push(folder)
+        model = admin.merge("t1")
+        blob = cfg.store / "blobs" / record.block_id[:2] / record.block_id
+        raw = bytearray(blob.read_bytes())
+        raw[-3] ^= 0x01
+        blob.write_bytes(bytes(raw))
+        from common.artifacts import IntegrityError
+
+        with pytest.raises(IntegrityError, match="hash"):
+            site.pull_model(model.model_id, tmp_path / "pulled")
+    assert not (tmp_path / "pulled").exists()  # nothing half-written is left behind
