@@ -58,9 +58,9 @@ def train(config: Path = CONFIG, task: str = typer.Option("", help="Task id (def
     task_id = task or cfg.task
     if not task_id:
         raise fail("no task: pass --task or set task = \"...\" in site.toml", EXIT_BAD_INPUT)
+    dataset = _call(load_site_folder, data or cfg.data)  # local problems first, before any network call
     with _client(cfg) as client:
         record = _call(client.task, task_id)
-    dataset = _call(load_site_folder, data or cfg.data)
     for tb in _call(train_site, cfg, record, dataset):
         typer.echo(f"trained block {tb.modality}: validation {record.spec.metric_name} {tb.val_metric:.3f} -> {tb.folder}")
 
@@ -90,7 +90,7 @@ def pull(model: str = typer.Argument(..., help="Model version id, e.g. nki70-v1.
 
 @app.command("predict")
 def predict(model: Path = typer.Option(..., "--model", help="A folder written by `mmlego site pull`."),
-            data: Path = typer.Option(..., "--data", help="A site data folder (data.toml)."),
+            data: Path = typer.Option(..., "--data", help="A site data folder (data.toml); outcome columns are not needed."),
             out: Path = typer.Option(..., "--out", help="CSV to write.")) -> None:
     """Predict for every patient that has at least one of the model's modalities."""
     from common.data.sitefolder import load_site_folder
@@ -98,6 +98,6 @@ def predict(model: Path = typer.Option(..., "--model", help="A folder written by
 
     from .predict import predict_frame
 
-    frame = _call(predict_frame, model, _call(load_site_folder, data))
+    frame = _call(predict_frame, model, _call(load_site_folder, data, outcomes=False))
     atomic_write(out, frame.to_csv(index=False).encode())
     typer.echo(f"wrote {len(frame)} predictions of {frame.attrs['model_id']} to {out}")

@@ -60,12 +60,16 @@ class DataSpec(_Strict):
     labels: LabelsSpec
     modalities: dict[str, ModalitySpec]
 
+    def outcome_problem(self) -> str | None:
+        """Why the outcome columns cannot be read (training needs them; prediction does not)."""
+        if self.task == "survival" and (self.labels.time is None or self.labels.event is None):
+            return "labels: a survival task needs [labels] time and event columns"
+        if self.task == "classification" and self.labels.label is None:
+            return "labels: a classification task needs a [labels] label column"
+        return None
+
     @model_validator(mode="after")
     def _check(self) -> DataSpec:
-        if self.task == "survival" and (self.labels.time is None or self.labels.event is None):
-            raise ValueError("a survival task needs [labels] time and event columns")
-        if self.task == "classification" and self.labels.label is None:
-            raise ValueError("a classification task needs a [labels] label column")
         if not self.modalities:
             raise ValueError("at least one [modalities.NAME] entry is needed")
         for name, mod in self.modalities.items():
@@ -209,23 +213,32 @@ def _sequence(spec: ModalitySpec, folder: Path, index: dict[str, int]) -> Modali
     return ModalityData("sequence", torch.from_numpy(x), torch.from_numpy(present), list(columns), torch.from_numpy(mask))
 
 
-def load_site_folder(folder: str | Path) -> MultimodalDataset:
-    """Load and validate a site data folder; raises :class:`DataError` on the first problem."""
+def load_site_folder(folder: str | Path, outcomes: bool = True) -> MultimodalDataset:
+    """Load and validate a site data folder; raises :class:`DataError` on the first problem.
+    ``outcomes=False`` (prediction): only patient ids are read from the label table, outcome
+    columns may be absent, and the returned outcomes are placeholders (``meta["outcomes"]``)."""
     root = Path(folder)
     if not root.is_dir():
         raise DataError(str(root), "not a folder")
     spec = read_spec(root)
+    problem = spec.outcome_problem()
+    if outcomes and problem:
+        raise DataError(str(root / CONFIG_NAME), problem)
     lpath = root / spec.labels.file
     labels = read_table(lpath, spec.labels.id)
-    cols = [c for c in (spec.labels.id, spec.labels.time, spec.labels.event, spec.labels.label, spec.labels.group) if c]
+    outcome_cols = (spec.labels.time, spec.labels.event, spec.labels.label) if outcomes else ()
+    cols = [c for c in (spec.labels.id, *outcome_cols, spec.labels.group) if c]
     _require(labels, lpath, cols)
     ids = _ids(labels, lpath, spec.labels.id, unique=True)
-    if len(ids) < MIN_PATIENTS:
+    if outcomes and len(ids) < MIN_PATIENTS:
         raise DataError(str(lpath), f"only {len(ids)} patients; at least {MIN_PATIENTS} are needed")
     index = {p: i for i, p in enumerate(ids)}
     time = event = label = None
     n_classes = 0
-    if spec.task == "survival":
+    if not outcomes:
+        n = len(ids)
+        time, event, label, n_classes = np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64), 2
+    elif spec.task == "survival":
         assert spec.labels.time and spec.labels.event
         tv = _numeric(labels, lpath, [spec.labels.time, spec.labels.event], ids)
         time, ev = tv[:, 0], tv[:, 1]
@@ -261,5 +274,6 @@ def load_site_folder(folder: str | Path) -> MultimodalDataset:
         loader = _tabular if mspec.kind == "tabular" else _sequence
         modalities[name] = loader(mspec, root, index)
     groups = labels[spec.labels.group].astype(str).to_numpy() if spec.labels.group else None
+    meta = {"source": str(root)} | ({} if outcomes else {"outcomes": "placeholders (loaded for prediction)"})
     return MultimodalDataset(name=spec.name, task=spec.task, ids=ids, modalities=modalities, time=time, event=event,
-                             label=label, n_classes=n_classes, groups=groups, meta={"source": str(root)})
+                             label=label, n_classes=n_classes, groups=groups, meta=meta)

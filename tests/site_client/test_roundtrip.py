@@ -86,7 +86,13 @@ def test_round_trip_on_nki70(tmp_path: Path) -> None:
     expected = predict_scores(local, test, local.block_list[0].config.task, amp=False)
     assert np.array_equal(preds["risk"].to_numpy(dtype=np.float32), expected.astype(np.float32))
     # One modality only: exactly that block's own prediction.
-    export_site_folder(data.subset(test_rows).select_modalities(["genes"]), tmp_path / "data-genes")
+    genes = export_site_folder(data.subset(test_rows).select_modalities(["genes"]), tmp_path / "data-genes")
+    # New patients: no outcome columns at all (prediction needs only ids and features).
+    labels = pd.read_csv(genes / "labels.csv")
+    labels[["patient_id"]].to_csv(genes / "labels.csv", index=False)
+    toml = (genes / "data.toml").read_text()
+    (genes / "data.toml").write_text(toml.replace('time = "time"\n', "").replace('event = "event"\n', ""))
+    assert "time and event" in mmlego("site", "train", "--config", kits["a"], "--data", genes, code=EXIT_BAD_INPUT)
     mmlego("site", "predict", "--model", tmp_path / "model", "--data", tmp_path / "data-genes", "--out", tmp_path / "g.csv")
     genes_only = pd.read_csv(tmp_path / "g.csv")
     block_a = load_block(blocks["a"])[0].eval()
