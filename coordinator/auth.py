@@ -85,6 +85,8 @@ class Authenticator:
                 except Exception as exc:  # InvalidSignature and friends
                     raise RegistryError(Kind.UNAUTHENTICATED, "client certificate is not issued by the consortium CA") from exc
                 hit = (cert, ident)
+                if len(self._cache) > 10_000:
+                    self._cache.clear()  # bounded: certificates are few, but callers are not trusted
                 self._cache[key] = hit
             cert, ident = hit
             revoked = cert.serial_number in self._revoked

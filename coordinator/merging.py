@@ -80,7 +80,8 @@ def merge_task(store: Store, task_id: str, latent_merge: str = "", head_merge: s
         n = c.execute("SELECT COUNT(*) FROM models WHERE task_id = ?", (task_id,)).fetchone()[0]
         model_id = f"{task_id}-v{n + 1}"
         card = {"model_id": model_id, "task_id": task_id, "task": task_card(task), "recipe": "merge", "parameters": params,
-                "blocks": entries, "created_at": created, "code_version": code_version(), "weights_sha256": sha}
+                "blocks": entries, "created_at": created, "created_by": actor, "code_version": code_version(),
+                "weights_sha256": sha}
         record = ModelRecord(model_id=model_id, task_id=task_id, block_ids=tuple(r.block_id for r in records), recipe="merge",
                              parameters=params, weights_sha256=sha, weights_size=len(weights), card=card, created_at=created,
                              code_version=code_version())

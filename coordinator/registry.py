@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 
 from common.pb.mmlego.v1 import registry_pb2 as pb
 from common.pki import Identity
@@ -40,8 +41,6 @@ class Registry:
 
     # ---- tasks --------------------------------------------------------------------------------
     def create_task(self, task: TaskRecord, actor: str) -> TaskRecord:
-        from dataclasses import replace
-
         task = replace(task, created_at=utc_now())
         raw = task_to_pb(task).SerializeToString(deterministic=True)
         with self.store.db.tx() as c:

@@ -1,7 +1,8 @@
 """Receiving a block: the header is checked before any weights are read (signature, site,
-modality, task, shapes, size); chunks are appended at their offset to a partial file; a complete
-file is verified (hash, safetensors, names/shapes/dtypes, finiteness) and only then renamed into
-the blob store and recorded, in that order. A broken stream can be resumed."""
+modality, task, shapes, size); chunks are appended at their offset to a partial file while the
+bytes are hashed and checked (safetensors header, names/shapes/dtypes, finiteness); a complete
+file whose hash matches the signed manifest is fsynced, renamed into the blob store, and only then
+recorded. A broken stream can be resumed from the bytes held."""
 
 from __future__ import annotations
 
@@ -83,12 +84,11 @@ class Uploads:
         record = self.store.db.site(site.name)
         if record is not None and record.withdrawn:
             raise precondition(f"site {site.name!r} was withdrawn from the consortium; it may not upload blocks")
+        task = self.task(m.task_id)
         try:
-            self.task(m.task_id).check_block(m.config)
+            task.check_block(m.config)
             check_manifest(m)
-        except (ValueError, IntegrityError) as exc:
-            if isinstance(exc, RegistryError):
-                raise
+        except ValueError as exc:  # IntegrityError included
             raise invalid(str(exc)) from None
         if m.weights_size > self.max_block_bytes:
             raise RegistryError(Kind.EXHAUSTED, f"block is {m.weights_size} bytes; this coordinator accepts at most "

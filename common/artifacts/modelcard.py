@@ -13,7 +13,7 @@ def render_markdown(card: dict[str, Any]) -> str:
              f"- task: `{card.get('task_id', '?')}` ({task.get('kind', '?')}; latent {task.get('latent_rows')}x"
              f"{task.get('latent_dim')}, fourier {task.get('fourier')})",
              f"- recipe: **{card.get('recipe', '?')}** " + ", ".join(f"{k}={v}" for k, v in sorted(card.get("parameters", {}).items())),
-             f"- created: {card.get('created_at', '?')} by mmlego {card.get('code_version', '?')}",
+             f"- created: {card.get('created_at', '?')} by {card.get('created_by', '?')} with mmlego {card.get('code_version', '?')}",
              f"- weights sha256: `{card.get('weights_sha256', '?')}`"]
     if card.get("parent_id"):
         lines.append(f"- parent version: `{card['parent_id']}`")
