@@ -10,6 +10,7 @@ from .config import BlockConfig
 from .encoders import build_encoder, check_tokens
 from .fourier import FourierMode, to_frequency, to_spatial
 from .head import LegoHead
+from .scaling import InputScaling
 
 
 class LatentStep(nn.Module):
@@ -38,9 +39,6 @@ class LatentStep(nn.Module):
 class LegoBlock(nn.Module):
     """A unimodal block. ``forward`` gives logits; :meth:`frequency_latent` the latent to merge."""
 
-    input_mean: torch.Tensor  # buffers, (F,)
-    input_std: torch.Tensor
-
     def __init__(self, config: BlockConfig, encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.config = config
@@ -48,10 +46,7 @@ class LegoBlock(nn.Module):
         self.latent = nn.Parameter(torch.empty(config.latent_rows, config.latent_dim))  # L0 (c, d)
         self.steps = nn.ModuleList(LatentStep(config) for _ in range(config.depth))
         self.head = LegoHead(config.latent_dim, config.task.n_outputs)
-        # Per-feature standardisation of the input, fitted on the site's training rows (aggregates
-        # only); identity by default. Stored with the weights so that any site can predict.
-        self.register_buffer("input_mean", torch.zeros(config.encoder.in_features))
-        self.register_buffer("input_std", torch.ones(config.encoder.in_features))
+        self.scaling = InputScaling(config.encoder.in_features)  # the site's input standardisation
         self.reset_shared(config.init_seed)
 
     @property
@@ -68,23 +63,13 @@ class LegoBlock(nn.Module):
 
     def encode(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Standardise, then run the encoder once: tokens (b, n, D) and their mask (b, n)."""
-        x = (x - self.input_mean) / self.input_std
-        if mask is not None and x.dim() == 3:
-            x = torch.where(mask.unsqueeze(-1), x, torch.zeros_like(x))  # padded instances stay 0
-        tokens, tmask = self.encoder(x, mask)
+        tokens, tmask = self.encoder(self.scaling(x, mask), mask)
         check_tokens(tokens, tmask, x.shape[0], self.config.encoder.token_dim)
         return tokens, tmask
 
     def set_input_scaling(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Store the training rows' per-feature mean and std (constant features: std 1)."""
-        n = self.config.encoder.in_features
-        if mean.shape != (n,) or std.shape != (n,):
-            raise ValueError(f"input scaling needs shapes ({n},), got {tuple(mean.shape)} and {tuple(std.shape)}")
-        if not (std > 0).all():
-            raise ValueError("input scaling std must be > 0")
-        with torch.no_grad():
-            self.input_mean.copy_(mean)
-            self.input_std.copy_(std)
+        self.scaling.set(mean, std)
 
     def initial_latent(self, batch: int) -> torch.Tensor:
         return self.latent.unsqueeze(0).expand(batch, -1, -1)  # (b, c, d), a view: L0 stays a parameter

@@ -44,6 +44,7 @@ class LegoFuse(nn.Module):
         self.order = order
         self.modalities = [b.modality for b in blocks]
         self.fourier = blocks[0].config.fourier
+        self.scalings = nn.ModuleList(copy.deepcopy(b.scaling) for b in blocks)
         self.encoders = nn.ModuleList(copy.deepcopy(b.encoder) for b in blocks)
         self.steps = nn.ModuleList(copy.deepcopy(b.steps) for b in blocks)
         self.depths = [b.config.depth for b in blocks]
@@ -71,7 +72,7 @@ class LegoFuse(nn.Module):
         for k, enc in enumerate(self.encoders):
             if present[:, k].any():
                 item = inputs[self.modalities[k]]
-                tokens, mask = enc(item.x, item.mask)
+                tokens, mask = enc(self.scalings[k](item.x, item.mask), item.mask)
                 encoded[k] = (tokens, mask & present[:, k : k + 1])
         spatial = self.latent.unsqueeze(0).expand(b, -1, -1)  # (b, c, d)
         freq = to_frequency(spatial, self.fourier)

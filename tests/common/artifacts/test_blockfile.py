@@ -33,7 +33,7 @@ def test_manifest_records_what_the_issue_asks(tmp_path: Path) -> None:
     save_block(block(), tmp_path, site="hospa", task_id="t1")
     data = json.loads((tmp_path / MANIFEST_VIEW).read_text())
     assert data["site"] == "hospa" and data["task_id"] == "t1" and data["weights_size"] == (tmp_path / WEIGHTS).stat().st_size
-    assert data["dtypes"]["latent"] == "F32" and data["tensors"]["input_mean"] == [5]
+    assert data["dtypes"]["latent"] == "F32" and data["tensors"]["scaling.mean"] == [5]
     assert read_block_files(tmp_path).manifest.to_dict() == data  # the view says what the protobuf says
     assert data["latent_shape"] == [6, 8] and data["fourier"] == "2d"
     assert data["config"]["modality"] == "a" and data["config"]["task"]["kind"] == "survival"

@@ -64,3 +64,12 @@ def test_bad_mode_and_order() -> None:
         LegoFuse(blocks(), mode="braid")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="permutation"):
         LegoFuse(blocks(), order=[0, 0])
+
+
+@pytest.mark.parametrize("kind", ["tabular", "bag"])
+def test_fused_single_block_sees_the_blocks_input_scaling(kind: str) -> None:
+    src = block("a", kind=kind, in_features=4, seed=3)
+    src.set_input_scaling(torch.tensor([1.0, -2.0, 0.5, 3.0]), torch.tensor([2.0, 0.5, 1.0, 4.0]))
+    item = tabular(f=4) if kind == "tabular" else bag()
+    fused = LegoFuse([src], "stack").eval()
+    assert torch.allclose(fused({"a": item}), src(item.x, item.mask), atol=1e-5)
