@@ -74,22 +74,31 @@ def merge_task(store: Store, task_id: str, latent_merge: str = "", head_merge: s
                         "accepted_at": r.accepted_at, "signer": _signer(r), "train_stats": dict(manifest.train_stats),
                         "code_version": manifest.code_version})
     weights = merged_head_weights(heads, params)
+    extra = {"task": task_card(task), "blocks": entries}
+    record = insert_version(store, task_id, "merge", tuple(r.block_id for r in records), params, weights, extra, actor)
+    log.info("merged %d blocks of %s into %s", len(records), task_id, record.model_id)
+    return record
+
+
+def insert_version(store: Store, task_id: str, recipe: str, block_ids: tuple[str, ...], params: dict[str, str], weights: bytes,
+                   card_extra: dict[str, Any], actor: str, parent_id: str = "", metrics: dict[str, float] | None = None) -> ModelRecord:
+    """Store ``weights`` as a blob and a new immutable model version of ``task_id`` (id
+    ``<task>-v<n>``) with its model card (also written as card.json / card.md for operators)."""
     sha = store.blobs.put_bytes(weights)
     created = utc_now()
     with store.db.tx() as c:
         n = c.execute("SELECT COUNT(*) FROM models WHERE task_id = ?", (task_id,)).fetchone()[0]
         model_id = f"{task_id}-v{n + 1}"
-        card = {"model_id": model_id, "task_id": task_id, "task": task_card(task), "recipe": "merge", "parameters": params,
-                "blocks": entries, "created_at": created, "created_by": actor, "code_version": code_version(),
-                "weights_sha256": sha}
-        record = ModelRecord(model_id=model_id, task_id=task_id, block_ids=tuple(r.block_id for r in records), recipe="merge",
-                             parameters=params, weights_sha256=sha, weights_size=len(weights), card=card, created_at=created,
-                             code_version=code_version())
+        card = {"model_id": model_id, "task_id": task_id, "recipe": recipe, "parameters": params, "parent_id": parent_id,
+                "created_at": created, "created_by": actor, "code_version": code_version(), "weights_sha256": sha,
+                "metrics": dict(metrics or {}), **card_extra}
+        record = ModelRecord(model_id=model_id, task_id=task_id, block_ids=block_ids, recipe=recipe, parameters=params,
+                             weights_sha256=sha, weights_size=len(weights), card=card, created_at=created,
+                             code_version=code_version(), parent_id=parent_id, metrics=dict(metrics or {}))
         c.execute("INSERT INTO models(model_id, task_id, message, weights_sha256, created_at) VALUES(?,?,?,?,?)",
                   (model_id, task_id, model_to_bytes(record), sha, created))
-        store.db.event(c, actor, "merge", model_id=model_id, blocks=len(records))
+        store.db.event(c, actor, recipe, model_id=model_id, blocks=len(block_ids), parent_id=parent_id)
     folder = store.models_dir / model_id
     atomic_write(folder / "card.json", json.dumps(card, indent=2, sort_keys=True).encode())
     atomic_write(folder / "card.md", render_markdown(card).encode())
-    log.info("merged %d blocks of %s into %s", len(records), task_id, model_id)
     return record

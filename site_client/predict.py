@@ -23,7 +23,7 @@ def predict_frame(model_dir: str | Path, data: MultimodalDataset) -> pd.DataFram
     present = np.stack([subset.modalities[m].present.numpy() for m in usable], axis=1)
     keep = np.flatnonzero(present.any(axis=1))  # a patient with none of the model's modalities gets no prediction
     subset, present = subset.subset(keep), present[keep]
-    spec = model.block_list[0].config.task
+    spec = model.task
     scores = predict_scores(model, subset, spec, amp=False)
     used = ["+".join(m for m, p in zip(usable, row, strict=True) if p) for row in present]
     frame = pd.DataFrame({"patient_id": subset.ids, "modalities": used})

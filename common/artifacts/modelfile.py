@@ -18,6 +18,7 @@ from safetensors.torch import save as st_save
 
 from ..fileio import atomic_write
 from ..lego.block import LegoBlock
+from ..lego.legofuse import LegoFuse
 from ..lego.legomerge import LegoMerge
 from ..lego.merge import HEAD_MERGES
 from ..records import ModelRecord
@@ -67,22 +68,40 @@ def write_model_folder(out: Path, record_bytes: bytes, record: ModelRecord, weig
     atomic_write(out / MODEL_RECORD, record_bytes)  # last: its presence marks a complete folder
 
 
-def load_model_folder(folder: str | os.PathLike[str]) -> tuple[LegoMerge, ModelRecord]:
-    """Rebuild a pulled merge version from its block folders and check its head."""
+def fused_version_weights(model: LegoFuse) -> bytes:
+    """A fuse version's own weights: the whole fine-tuned LegoFuse."""
+    return st_save({k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()})
+
+
+def load_model_folder(folder: str | os.PathLike[str]) -> tuple[LegoMerge | LegoFuse, ModelRecord]:
+    """Rebuild a pulled model version from its block folders: a merge (its head checked bit for
+    bit against the merge of the blocks) or a fuse (the fine-tuned weights loaded into the
+    LegoFuse of the blocks)."""
     from ..serde import model_from_bytes
 
     src = Path(folder)
     if not (src / MODEL_RECORD).is_file():
         raise FileNotFoundError(f"{src} is not a model folder (no {MODEL_RECORD}); get one with: mmlego site pull MODEL --out {src}")
     record = model_from_bytes((src / MODEL_RECORD).read_bytes())
-    if record.recipe != "merge":
-        raise ValueError(f"model {record.model_id!r} has recipe {record.recipe!r}; this version of mmlego predicts with merges")
+    if record.recipe not in ("merge", "fuse"):
+        raise ValueError(f"model {record.model_id!r} has unknown recipe {record.recipe!r}")
     blocks = []
     for block_id in record.block_ids:
         block, manifest = load_block(src / "blocks" / block_id)
         if manifest.weights_sha256 != block_id:
             raise IntegrityError(f"block folder {block_id[:12]} holds other weights")
         blocks.append(block.eval())
+    data = (src / WEIGHTS).read_bytes()
+    if record.recipe == "fuse":
+        if sha256_bytes(data) != record.weights_sha256:
+            raise IntegrityError("model weights do not match the version's sha256")
+        fused = LegoFuse(blocks, mode=record.parameters.get("mode", "stack"),  # type: ignore[arg-type]
+                         head_merge=record.parameters.get("head_merge", "spherical"))
+        try:
+            fused.load_state_dict(st_load(data), strict=True)
+        except RuntimeError as exc:
+            raise IntegrityError(f"fused weights do not fit the LegoFuse of the version's blocks: {exc}") from None
+        return fused.eval(), record
     model = merge_model(blocks, record.parameters)
-    check_version_weights(model, (src / WEIGHTS).read_bytes(), record.weights_sha256)
+    check_version_weights(model, data, record.weights_sha256)
     return model, record

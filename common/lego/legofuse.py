@@ -43,6 +43,7 @@ class LegoFuse(nn.Module):
         self.mode = mode
         self.order = order
         self.modalities = [b.modality for b in blocks]
+        self.task = blocks[0].config.task
         self.fourier = blocks[0].config.fourier
         self.scalings = nn.ModuleList(copy.deepcopy(b.scaling) for b in blocks)
         self.encoders = nn.ModuleList(copy.deepcopy(b.encoder) for b in blocks)

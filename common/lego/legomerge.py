@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..tasks.spec import TaskSpec
 from .block import LegoBlock
 from .head import LegoHead
 from .inputs import Inputs, batch_size, presence
@@ -56,6 +57,10 @@ class LegoMerge(nn.Module):
         HEAD_MERGES.get(head_merge)  # fail early on an unknown name
         self.head = merged_head(blocks, head_merge)  # all blocks present
         self._subset_heads: dict[tuple[int, ...], LegoHead] = {}
+
+    @property
+    def task(self) -> TaskSpec:
+        return self._block_list[0].config.task
 
     @property
     def block_list(self) -> list[LegoBlock]:

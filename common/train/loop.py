@@ -7,7 +7,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,6 +114,51 @@ def _validate(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, device:
     return metric(spec, scores(spec, logits).numpy(), data.targets()), loss
 
 
+def run_epoch(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, opt: torch.optim.Optimizer,
+              scaler: torch.amp.GradScaler, gen: torch.Generator, device: torch.device, config: TrainConfig,
+              penalty: Callable[[], torch.Tensor] | None = None) -> float:
+    """One pass over ``data`` in shuffled mini-batches; returns the summed task loss. ``penalty``
+    is added to every batch's loss (FedProx's proximal term)."""
+    model.train()
+    total = 0.0
+    for idx in _batches(len(data), config.batch_size, gen):
+        inputs = batch_inputs(data, idx, device)
+        targets = batch_targets(data, spec, idx, device)
+        with _autocast(device, config.amp):
+            batch_loss = task_loss(spec, model(inputs), targets)
+        loss = batch_loss + penalty() if penalty is not None else batch_loss
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        total += batch_loss.item() * len(idx)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return total
+
+
+def train_epochs(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, config: TrainConfig,
+                 proximal_mu: float = 0.0) -> dict[str, float]:
+    """Exactly ``config.epochs`` epochs of Adam from the model's current weights, no early stopping
+    (one LegoFuse round at a site). ``proximal_mu`` > 0 adds FedProx's mu/2 ||w - w_start||^2."""
+    device = resolve_device(config.device)
+    model.to(device)
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported())
+    penalty = None
+    if proximal_mu > 0:
+        start = [p.detach().clone() for p in model.parameters()]
+
+        def penalty() -> torch.Tensor:
+            sq = [(p - s).pow(2).sum() for p, s in zip(model.parameters(), start, strict=True)]
+            return 0.5 * proximal_mu * torch.stack(sq).sum()
+
+    total = sum(run_epoch(model, data, spec, opt, scaler, gen, device, config, penalty) for _ in range(config.epochs))
+    return {"train_loss": total / max(1, len(data) * config.epochs), "num-examples": float(len(data))}
+
+
 def fit(model: nn.Module, train: MultimodalDataset, val: MultimodalDataset, spec: TaskSpec,
         config: TrainConfig = TrainConfig(), progress: bool = False, label: str = "train") -> FitResult:
     """Train ``model`` (a function of :data:`Inputs` returning logits) in place and leave it
@@ -144,21 +189,9 @@ def fit(model: nn.Module, train: MultimodalDataset, val: MultimodalDataset, spec
         bar = tqdm(total=config.epochs, desc=label, unit="ep", leave=False, file=sys.stderr)
     epoch = 0
     for epoch in range(1, config.epochs + 1):
-        model.train()
-        t0, total = time.perf_counter(), 0.0
-        for idx in _batches(len(train), config.batch_size, gen):
-            inputs = batch_inputs(train, idx, device)
-            targets = batch_targets(train, spec, idx, device)
-            with _autocast(device, config.amp):
-                batch_loss = task_loss(spec, model(inputs), targets)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(batch_loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            total += batch_loss.item() * len(idx)
-            seen += len(idx)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        total = run_epoch(model, train, spec, opt, scaler, gen, device, config)
+        seen += len(train)
         busy += time.perf_counter() - t0
         m, vloss = _validate(model, val, spec, device, config.amp)
         history.append({"epoch": epoch, "train_loss": total / len(train), "val_metric": m, "val_loss": vloss})

@@ -1,0 +1,67 @@
+"""A site's part in LegoFuse rounds, as plain handlers (the Flower ClientApp in
+:mod:`site_client.flower_app` only wraps them): say who the site is, and run one round of local
+fine-tuning on the site's paired patients. Only weights, the patient count and the mean loss
+leave the site."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+
+from common.artifacts.modelfile import load_model_folder
+from common.data.sitefolder import load_site_folder
+from common.fuse import FuseConfig, fused_model, local_round, paired_only
+from common.lego import LegoMerge
+
+from .config import SiteConfig, load_site_config
+
+log = logging.getLogger("mmlego.site")
+MIN_CELL = 5  # fewer paired patients than this and the site does not take part (their count would leak)
+
+
+def site_config(node_config: dict[str, Any]) -> SiteConfig:
+    path = node_config.get("site-config")
+    if not isinstance(path, str) or not path:
+        raise ValueError("the node config has no site-config (path of the site's site.toml)")
+    return load_site_config(Path(path))
+
+
+def describe(node_config: dict[str, Any]) -> RecordDict:
+    """Who this node is: site name, enrolled modalities, paired flag (from the site's kit)."""
+    cfg = site_config(node_config)
+    return RecordDict({"site": ConfigRecord({"site": cfg.site, "modalities": list(cfg.modalities), "paired": cfg.paired})})
+
+
+def model_folder(cfg: SiteConfig, model_id: str) -> Path:
+    """The model version's folder at this site, pulled from the registry once (hashes and signatures checked)."""
+    folder = cfg.path.resolve().parent / "models" / model_id
+    if not (folder / "model.pb").is_file():
+        from common.client import RegistryClient
+
+        with RegistryClient(cfg.coordinator, cfg.tls, insecure=cfg.insecure) as client:
+            client.pull_model(model_id, folder)
+    return folder
+
+
+def train(content: RecordDict, node_config: dict[str, Any]) -> RecordDict:
+    """One round: load the global weights into the LegoFuse of the model's blocks, train
+    ``epochs`` epochs on the paired patients, return the weights and aggregate metrics."""
+    cfg = site_config(node_config)
+    settings = dict(content["config"])  # type: ignore[arg-type]
+    model_id, round_ = str(settings.pop("model-id")), int(settings.pop("round"))  # type: ignore[call-overload]
+    fuse = FuseConfig.from_dict(settings)
+    merged, record = load_model_folder(model_folder(cfg, model_id))
+    assert isinstance(merged, LegoMerge), "fuse rounds start from a merge version"
+    model = fused_model(merged.block_list, fuse.mode, record.parameters)
+    data = paired_only(load_site_folder(cfg.data), model.modalities)
+    if len(data) < MIN_CELL:
+        raise ValueError(f"site {cfg.site!r} has {len(data)} paired patients; at least {MIN_CELL} are needed to take part")
+    state = content["arrays"].to_torch_state_dict()  # type: ignore[union-attr]
+    new_state, metrics = local_round(model, dict(state), data, model.task, fuse, round_, device=cfg.train.device)
+    log.info("fuse round %d of %s at %s: %d paired patients, loss %.4f", round_, model_id, cfg.site, len(data),
+             metrics["train_loss"])
+    return RecordDict({"arrays": ArrayRecord.from_torch_state_dict(new_state),
+                       "metrics": MetricRecord({"num-examples": len(data), "train_loss": float(metrics["train_loss"])})})

@@ -1,0 +1,161 @@
+"""LegoFuse rounds without Flower processes: the site handlers are called in this process
+(what each SuperNode's ClientApp runs), the coordinator's round loop and FedAvg are the real ones,
+and the registry is a real server. FedAvg over one paired site equals centralized fine-tuning."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import RecordDict
+
+from common.client import RegistryClient
+from common.data.dataset import ModalityData, MultimodalDataset
+from common.data.export import export_site_folder
+from common.data.sitefolder import load_site_folder
+from common.fuse import FuseConfig, centralized_fuse, paired_only
+from common.lego import LegoFuse
+from coordinator.config import CoordinatorConfig
+from coordinator.fuse_rounds import FuseError, NodeInfo, discover, run_rounds
+from coordinator.fusing import starting_model, state_of, store_fused
+from coordinator.registry import Registry
+from site_client import fuse_client
+from site_client.predict import predict_frame
+from tests.coordinator.conftest import Consortium, signed_block
+
+Coord = tuple[str, CoordinatorConfig]
+
+
+class InProcessTransport:
+    """Delivers every message by calling the node's handler here; ``silent`` nodes never answer
+    (as a killed SuperNode); a handler's exception becomes an error reply."""
+
+    def __init__(self, nodes: dict[int, dict[str, str]], silent: Iterable[int] = ()) -> None:
+        self.nodes, self.silent, self.calls = nodes, set(silent), 0
+
+    def node_ids(self) -> list[int]:
+        return list(self.nodes)
+
+    def ask(self, node_ids: Iterable[int], message_type: str, content: Callable[[int], RecordDict], group: str,
+            timeout_s: float) -> dict[int, RecordDict | str]:
+        out: dict[int, RecordDict | str] = {}
+        for n in node_ids:
+            self.calls += 1
+            if n in self.silent:
+                continue
+            try:
+                if message_type == "query.describe":
+                    out[n] = fuse_client.describe(self.nodes[n])
+                else:
+                    out[n] = fuse_client.train(content(n), self.nodes[n])
+            except Exception as exc:
+                out[n] = f"{type(exc).__name__}: {exc}"
+        return out
+
+
+def paired_data(n: int, seed: int) -> MultimodalDataset:
+    rng = np.random.default_rng(seed)
+    g, c = rng.normal(size=(n, 5)).astype(np.float32), rng.normal(size=(n, 5)).astype(np.float32)
+    risk = g[:, 0] + c[:, 1]
+    time = rng.exponential(np.exp(-risk)) * 3
+    event = rng.random(n) < 0.7
+    ones = torch.ones(n, dtype=torch.bool)
+    feats = [f"f{i}" for i in range(5)]
+    mods = {"genes": ModalityData("tabular", torch.tensor(g), ones.clone(), feats),
+            "clinical": ModalityData("tabular", torch.tensor(c), ones.clone(), feats)}
+    return MultimodalDataset("synthetic", "survival", [f"p{seed}-{i}" for i in range(n)], mods, time=time, event=event)
+
+
+def site_node(consortium: Consortium, site: str, address: str, data: Path, home: Path) -> dict[str, str]:
+    home.mkdir(parents=True)
+    kit = consortium.kit(site)
+    modalities = '"genes", "clinical"' if site == "hosp-b" else '"genes"'
+    (home / "site.toml").write_text(
+        f'site = "{site}"\nmodalities = [{modalities}]\npaired = true\ncoordinator = "{address}"\ndata = "{data}"\n'
+        f'[tls]\ncert = "{kit / "tls.crt"}"\nkey = "{kit / "tls.key"}"\nca = "{kit / "ca.crt"}"\n'
+        f'[signing]\nkey = "{kit / "signing.key"}"\n[train]\ndevice = "cpu"\n')
+    return {"site-config": str(home / "site.toml")}
+
+
+@pytest.fixture()
+def merged(consortium: Consortium, coordinator: Coord, tmp_path: Path) -> tuple[str, Registry, str]:
+    address, cfg = coordinator
+    with RegistryClient(address, consortium.tls("hosp-a")) as a, RegistryClient(address, consortium.tls("hosp-b")) as b:
+        a.push(signed_block(consortium, "hosp-a", tmp_path / "ba", modality="genes", seed=1))
+        b.push(signed_block(consortium, "hosp-b", tmp_path / "bb", modality="clinical", seed=2))
+    with RegistryClient(address, consortium.tls("ops")) as admin:
+        model = admin.merge("t1")
+    registry = Registry.open(cfg, recover=False)
+    yield address, registry, model.model_id
+    registry.close()
+
+
+def test_fedavg_over_one_paired_site_equals_centralized_fine_tuning(consortium: Consortium, merged: tuple[str, Registry, str],
+                                                                    tmp_path: Path) -> None:
+    address, registry, model_id = merged
+    export_site_folder(paired_data(40, 0), tmp_path / "data-b")
+    node = site_node(consortium, "hosp-b", address, tmp_path / "data-b", tmp_path / "b")
+    cfg = FuseConfig(mode="weave", rounds=2, epochs=2, lr=1e-3, batch_size=8)
+    parent, start = starting_model(registry, model_id, cfg)
+    nodes = discover(InProcessTransport({7: node}), deadline_s=5, want_paired=1)
+    assert nodes == [NodeInfo(7, "hosp-b", ("genes", "clinical"), True)]
+    outcome = run_rounds(InProcessTransport({7: node}), nodes, state_of(start), cfg, model_id, round_timeout_s=60, min_sites=1)
+
+    central = starting_model(registry, model_id, cfg)[1]
+    data = paired_only(load_site_folder(tmp_path / "data-b"), central.modalities)
+    history = centralized_fuse(central, data, central.task, cfg)
+    expected = state_of(central)
+    assert set(outcome.state) == set(expected)
+    for k, v in expected.items():
+        assert torch.allclose(outcome.state[k], v, rtol=0, atol=1e-6), k
+    assert not torch.equal(outcome.state["latent"], state_of(start)["latent"])  # it did train
+    assert [h["train_loss"] for h in outcome.history] == pytest.approx([h["train_loss"] for h in history], abs=1e-6)
+
+    fused = store_fused(registry, parent, outcome, cfg, "ops")
+    assert fused.recipe == "fuse" and fused.parent_id == model_id and fused.card["fuse"]["participants"] == ["hosp-b"]
+    assert [r["round"] for r in fused.card["fuse"]["rounds"]] == [1, 2] and fused.parameters["strategy"] == "fedavg"
+    with RegistryClient(address, consortium.tls("hosp-a")) as site:
+        site.pull_model(fused.model_id, tmp_path / "pulled")
+    frame = predict_frame(tmp_path / "pulled", load_site_folder(tmp_path / "data-b", outcomes=False))
+    central.eval()
+    from common.train import predict_scores
+
+    assert isinstance(central, LegoFuse)
+    assert np.array_equal(frame["risk"].to_numpy(), predict_scores(central, data, central.task, amp=False))
+
+
+def test_a_silent_site_is_left_behind_by_the_deadline_or_the_run_fails_below_min_sites(
+        consortium: Consortium, merged: tuple[str, Registry, str], tmp_path: Path) -> None:
+    address, registry, model_id = merged
+    export_site_folder(paired_data(30, 1), tmp_path / "d1")
+    export_site_folder(paired_data(30, 2), tmp_path / "d2")
+    nodes_cfg = {1: site_node(consortium, "hosp-b", address, tmp_path / "d1", tmp_path / "n1"),
+                 2: site_node(consortium, "hosp-a", address, tmp_path / "d2", tmp_path / "n2")}
+    cfg = FuseConfig(rounds=2, epochs=1)
+    _, start = starting_model(registry, model_id, cfg)
+    nodes = discover(InProcessTransport(nodes_cfg), deadline_s=5, want_paired=2)
+    assert [n.site for n in nodes] == ["hosp-a", "hosp-b"]
+    outcome = run_rounds(InProcessTransport(nodes_cfg, silent=[2]), nodes, state_of(start), cfg, model_id, 30, min_sites=1)
+    assert outcome.participants == ["hosp-b"] and all(h["no_answer"] == ["hosp-a"] for h in outcome.history)
+    with pytest.raises(FuseError, match=r"round 1: 1 of 2 paired sites answered.*no answer within 30 s: \['hosp-a'\]"):
+        run_rounds(InProcessTransport(nodes_cfg, silent=[2]), nodes, state_of(start), cfg, model_id, 30, min_sites=2)
+    broken = dict(nodes_cfg)
+    broken[1] = {"site-config": str(tmp_path / "missing.toml")}
+    with pytest.raises(FuseError, match=r"failed: \['hosp-b'\]"):
+        run_rounds(InProcessTransport(broken), nodes, state_of(start), cfg, model_id, 30, min_sites=2)
+    with pytest.raises(FuseError, match="min_sites is 3"):
+        run_rounds(InProcessTransport(nodes_cfg), nodes, state_of(start), cfg, model_id, 30, min_sites=3)
+
+
+def test_discovery_stops_at_its_deadline(consortium: Consortium, merged: tuple[str, Registry, str], tmp_path: Path) -> None:
+    address, _, _ = merged
+    export_site_folder(paired_data(20, 3), tmp_path / "d")
+    transport = InProcessTransport({1: site_node(consortium, "hosp-b", address, tmp_path / "d", tmp_path / "n")})
+    import time
+
+    t0 = time.monotonic()
+    nodes = discover(transport, deadline_s=1.0, want_paired=3, poll_s=0.2)  # only one paired site exists
+    assert len(nodes) == 1 and 0.9 < time.monotonic() - t0 < 5
