@@ -50,8 +50,8 @@ def train(content: RecordDict, node_config: dict[str, Any]) -> RecordDict:
     """One round: load the global weights into the LegoFuse of the model's blocks, train
     ``epochs`` epochs on the paired patients, return the weights and aggregate metrics."""
     cfg = site_config(node_config)
-    settings = dict(content["config"])  # type: ignore[arg-type]
-    model_id, round_ = str(settings.pop("model-id")), int(settings.pop("round"))  # type: ignore[call-overload]
+    settings: dict[str, Any] = dict(content["config"])  # type: ignore[arg-type]
+    model_id, round_ = str(settings.pop("model-id")), int(settings.pop("round"))
     fuse = FuseConfig.from_dict(settings)
     merged, record = load_model_folder(model_folder(cfg, model_id))
     assert isinstance(merged, LegoMerge), "fuse rounds start from a merge version"

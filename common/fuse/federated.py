@@ -8,7 +8,7 @@ exactly :func:`centralized_fuse` on that site's data: the same seeds, the same s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -56,7 +56,7 @@ class FuseConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> FuseConfig:
+    def from_dict(cls, data: Mapping[str, object]) -> FuseConfig:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
