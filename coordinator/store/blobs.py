@@ -43,10 +43,10 @@ class BlobStore:
         """Move a complete, fsynced file in as blob ``sha`` (the caller checked the hash)."""
         dest = self.path(sha)
         dest.parent.mkdir(exist_ok=True)
-        if dest.is_file():
-            tmp.unlink()
+        if dest.is_file() and sha256_file(dest) == sha:
+            tmp.unlink()  # the same bytes are already stored
         else:
-            os.replace(tmp, dest)
+            os.replace(tmp, dest)  # new, or replacing a damaged copy (a re-upload repairs it)
             fsync_dir(dest.parent)
         return dest
 

@@ -65,3 +65,18 @@ def test_tools_beside_a_running_server_do_not_recover(tmp_path: Path) -> None:
     assert side.recovery is None and part.exists()
     side.close()
     store.close()
+
+
+def test_adopting_a_blob_repairs_a_damaged_copy(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    data = b"the block's bytes"
+    sha = store.blobs.put_bytes(data)
+    store.blobs.path(sha).write_bytes(b"rotted")
+    part = store.blobs.partials / "x.part"
+    part.write_bytes(data)
+    store.blobs.adopt(part, sha)
+    assert store.blobs.read(sha) == data and not part.exists()
+    part.write_bytes(data)
+    store.blobs.adopt(part, sha)  # identical bytes again: the partial is dropped
+    assert store.blobs.read(sha) == data and not part.exists()
+    store.close()
