@@ -128,3 +128,63 @@ def withdraw(site: str = typer.Argument(...), reason: str = typer.Option(..., he
     finally:
         reg.close()
     typer.echo(f"withdrew site {s.name}; its {s.block_count} block(s) leave future merges")
+
+
+@app.command("superlink")
+def superlink(config: Path = CONFIG) -> None:
+    """Run the Flower SuperLink for LegoFuse rounds (TLS with the coordinator's certificate,
+    SuperNode authentication), until SIGTERM / Ctrl-C."""
+    import subprocess
+
+    from common.flowerenv import flower_env
+
+    from .flower import superlink_command
+
+    cfg = _config(config)
+    home = cfg.flower_home / "superlink"
+    command = superlink_command(cfg, home / "superlink.db")
+    typer.echo(f"starting the Flower SuperLink on {cfg.flower.superlink}")
+    try:
+        raise typer.Exit(subprocess.call(command, env=flower_env(home)))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+@app.command("flower-register")
+def flower_register(site: str = typer.Argument(..., help="The enrolled site."),
+                    key: Path = typer.Option(..., "--key", help="The site kit's flower-node.pub."),
+                    config: Path = CONFIG) -> None:
+    """Let a site's SuperNode join LegoFuse rounds: register its node key, bound to the site's name."""
+    from .flower import register_node
+    from .fuse_rounds import FuseError
+
+    cfg = _config(config)
+    try:
+        node_id = register_node(cfg, site, key)
+    except (FuseError, FileNotFoundError) as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
+    typer.echo(f"registered {site}'s Flower node key (node id {node_id})")
+
+
+@app.command("fuse")
+def fuse(model: str = typer.Option(..., "--model", help="The merge version to fine-tune."), config: Path = CONFIG,
+         rounds: int = typer.Option(2, min=1), epochs: int = typer.Option(1, min=1),
+         mode: str = typer.Option("stack", help="stack or weave"), lr: float = typer.Option(5e-4, min=0.0),
+         proximal_mu: float = typer.Option(0.0, min=0.0, help="> 0: FedProx"),
+         expect_paired: int = typer.Option(0, min=0, help="Paired sites to wait for (default: min_sites).")) -> None:
+    """Run LegoFuse rounds on the sites with paired data and wait for the new model version."""
+    from common.fuse import FuseConfig
+
+    from .flower import fuse as run_fuse
+    from .fuse_rounds import FuseError
+
+    cfg = _config(config)
+    try:
+        fuse_cfg = FuseConfig(mode=mode, rounds=rounds, epochs=epochs, lr=lr, proximal_mu=proximal_mu)
+    except ValueError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
+    try:
+        model_id = run_fuse(cfg, config, model, fuse_cfg, expect_paired or None)
+    except FuseError as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
+    typer.echo(f"created model version {model_id} (LegoFuse of {model}, {rounds} rounds)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import Field
@@ -33,10 +33,20 @@ class StoreSection(_Strict):
     verify_on_start: bool = True  # re-hash every stored blob on start
 
 
+class FlowerSection(_Strict):
+    superlink: str = "127.0.0.1:9093"  # the SuperLink beside the coordinator (its one HTTP port)
+    home: str = "flower"  # FLWR_HOME of the coordinator's Flower processes and CLI
+    round_timeout_s: float = Field(default=600.0, gt=0)  # a round goes on without sites that did not answer by then
+    discovery_timeout_s: float = Field(default=60.0, gt=0)  # how long to wait for paired sites to connect
+    min_sites: int = Field(default=1, ge=1)  # fewer paired sites answering a round and the run fails
+    run_timeout_s: float = Field(default=3600.0, gt=0)  # a whole fuse run
+
+
 class CoordinatorFile(_Strict):
     server: ServerSection = Field(default_factory=ServerSection)
     tls: TLSSection = Field(default_factory=TLSSection)
     store: StoreSection = Field(default_factory=StoreSection)
+    flower: FlowerSection = Field(default_factory=FlowerSection)
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,9 @@ class CoordinatorConfig:
     max_open_uploads_per_site: int
     upload_ttl_s: float
     verify_on_start: bool
+    flower: FlowerSection = field(default_factory=FlowerSection)
+    flower_home: Path = Path("flower")
+    path: Path | None = None  # the file it was read from
 
     @property
     def address(self) -> str:
@@ -98,7 +111,8 @@ def load_config(path: str | Path, insecure: bool | None = None) -> CoordinatorCo
                              key=at(f.tls.key), ca=at(f.tls.ca), crl=at(f.tls.crl) if f.tls.crl else None,
                              store=at(f.store.path), max_block_bytes=int(f.store.max_block_mb * (1 << 20)),
                              max_open_uploads_per_site=f.store.max_open_uploads_per_site,
-                             upload_ttl_s=f.store.upload_ttl_hours * 3600, verify_on_start=f.store.verify_on_start)
+                             upload_ttl_s=f.store.upload_ttl_hours * 3600, verify_on_start=f.store.verify_on_start,
+                             flower=f.flower, flower_home=at(f.flower.home), path=p.resolve())
 
 
 def render_config(listen: str, cert: str, key: str, ca: str, crl: str | None, store: str = "store") -> str:

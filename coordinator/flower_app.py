@@ -1,7 +1,8 @@
 """The Flower ServerApp of LegoFuse rounds (started by the SuperLink for ``flwr run``): loads the
 merge version from the registry's store, finds the paired sites, runs the rounds with deadlines
 and stores the fused version. Run config keys: model-id, coordinator-config, mode, rounds, epochs,
-lr, batch-size, proximal-mu, seed, min-sites, round-timeout, discovery-timeout, expect-paired."""
+lr, batch-size, proximal-mu, seed, min-sites, round-timeout, discovery-timeout, expect-paired,
+node-sites ("<node id>=<site>,...": who registered each node key; a node claiming another site is left out)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,33 @@ from flwr.serverapp import Grid, ServerApp
 from common.fuse import FuseConfig
 
 from .config import load_config
-from .fuse_rounds import FuseError, GridTransport, discover, run_rounds
+from .fuse_rounds import FuseError, GridTransport, NodeInfo, discover, run_rounds
 from .fusing import starting_model, state_of, store_fused
 from .registry import Registry
 
 log = logging.getLogger("mmlego.coordinator")
 app = ServerApp()
+
+
+def enrolled(registry: Registry, nodes: list[NodeInfo]) -> list[NodeInfo]:
+    """Modalities and the paired flag as the site's certificate says (the registry saw it), not as
+    the node says; nodes of sites the registry never saw, or withdrew, are left out."""
+    out = []
+    for n in nodes:
+        site = registry.store.db.site(n.site)
+        if site is None or site.withdrawn:
+            log.warning("node %s (%s) is not an active site of this registry; left out", n.node_id, n.site)
+            continue
+        out.append(NodeInfo(n.node_id, n.site, site.modalities, site.paired))
+    return out
+
+
+def parse_node_sites(text: str) -> dict[int, str]:
+    out = {}
+    for item in filter(None, text.split(",")):
+        node, _, site = item.partition("=")
+        out[int(node)] = site
+    return out
 
 
 @app.main()
@@ -34,6 +56,14 @@ def main(grid: Grid, context: Context) -> None:
         transport = GridTransport(grid)
         min_sites = int(rc.get("min-sites", 1))
         nodes = discover(transport, float(rc.get("discovery-timeout", 60)), int(rc.get("expect-paired", min_sites)))
+        registered = parse_node_sites(str(rc.get("node-sites", "")))
+        if registered:
+            for n in nodes:
+                if registered.get(n.node_id) != n.site:
+                    log.warning("node %s says it is %s but is registered as %s; left out", n.node_id, n.site,
+                                registered.get(n.node_id, "nobody"))
+            nodes = [n for n in nodes if registered.get(n.node_id) == n.site]
+        nodes = enrolled(registry, nodes)
         paired = [n for n in nodes if n.paired]
         log.info("fuse %s: nodes %s; paired %s", parent.model_id, [n.site for n in nodes], [n.site for n in paired])
         outcome = run_rounds(transport, paired, state_of(start), cfg, parent.model_id, float(rc.get("round-timeout", 600)),

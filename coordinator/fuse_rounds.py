@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 
 from common.fuse import FuseConfig, fedavg
 
@@ -121,7 +121,7 @@ class GridTransport:
 
     def ask(self, node_ids: Iterable[int], message_type: str, content: Callable[[int], RecordDict], group: str,
             timeout_s: float) -> dict[int, RecordDict | str]:
-        msgs = [self.grid.create_message(content(n), message_type, n, group) for n in node_ids]
+        msgs = [Message(content(n), dst_node_id=n, message_type=message_type, group_id=group) for n in node_ids]
         out: dict[int, RecordDict | str] = {}
         for reply in self.grid.send_and_receive(msgs, timeout=timeout_s):
             node = int(reply.metadata.src_node_id)

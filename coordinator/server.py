@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from common.fuse import FuseConfig
 from common.pb.mmlego.v1 import registry_pb2_grpc as pb_grpc
 
 from .auth import Authenticator, AuthInterceptor
@@ -69,7 +70,14 @@ def serve(config: CoordinatorConfig) -> Iterator[Running]:
                          interceptors=[AuthInterceptor(auth, config.insecure, refused)],
                          options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                                   ("grpc.max_send_message_length", MAX_MESSAGE)])
-    pb_grpc.add_BlockRegistryServicer_to_server(BlockRegistryServicer(registry, auth, config.insecure), server)
+    def fuse_runner(model_id: str, cfg: FuseConfig) -> str:
+        from .flower import fuse
+
+        assert config.path is not None
+        return fuse(config, config.path, model_id, cfg)
+
+    runner = fuse_runner if config.path is not None else None
+    pb_grpc.add_BlockRegistryServicer_to_server(BlockRegistryServicer(registry, auth, config.insecure, runner), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     try:

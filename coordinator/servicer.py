@@ -12,12 +12,14 @@ from typing import Any, TypeVar
 import grpc
 
 from common import serde
+from common.fuse import FuseConfig
 from common.pb.mmlego.v1 import registry_pb2 as pb
 from common.pb.mmlego.v1 import registry_pb2_grpc as pb_grpc
 from common.records import Chunk
 
 from .auth import Authenticator, caller, status_of
-from .errors import Kind, RegistryError, invalid
+from .errors import Kind, RegistryError, invalid, precondition
+from .fuse_rounds import FuseError
 from .registry import Registry
 
 log = logging.getLogger("mmlego.coordinator")
@@ -63,10 +65,12 @@ def streamed(fn: F) -> F:
 
 
 class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
-    def __init__(self, registry: Registry, auth: Authenticator, insecure: bool) -> None:
+    def __init__(self, registry: Registry, auth: Authenticator, insecure: bool,
+                 fuse_runner: Callable[[str, FuseConfig], str] | None = None) -> None:
         self.registry = registry
         self.auth = auth
         self.insecure = insecure
+        self.fuse_runner = fuse_runner  # starts a LegoFuse run on the SuperLink and waits; returns the new version id
 
     # ---- uploads ------------------------------------------------------------------------------
     @translated
@@ -156,7 +160,21 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
 
     @translated
     def Fuse(self, request: pb.FuseRequest, context: grpc.ServicerContext) -> pb.ModelVersion:
-        raise RegistryError(Kind.UNIMPLEMENTED, "LegoFuse rounds are not available in this version of the coordinator yet")
+        if self.fuse_runner is None:
+            raise RegistryError(Kind.UNIMPLEMENTED, "this coordinator has no Flower SuperLink configured for LegoFuse rounds")
+        parent = self.registry.model(request.model_id)
+        if parent.recipe != "merge":
+            raise precondition(f"model {parent.model_id!r} is a {parent.recipe} version; LegoFuse rounds start from a merge")
+        defaults = FuseConfig()
+        try:
+            cfg = FuseConfig(rounds=request.rounds or defaults.rounds, epochs=request.epochs or defaults.epochs)
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+        try:
+            model_id = self.fuse_runner(parent.model_id, cfg)
+        except FuseError as exc:
+            raise RegistryError(Kind.UNAVAILABLE if "did not register" in str(exc) else Kind.PRECONDITION, str(exc)) from None
+        return serde.model_to_pb(self.registry.model(model_id))
 
     @translated
     def WithdrawSite(self, request: pb.WithdrawSiteRequest, context: grpc.ServicerContext) -> pb.Site:

@@ -101,3 +101,25 @@ def predict(model: Path = typer.Option(..., "--model", help="A folder written by
     frame = _call(predict_frame, model, _call(load_site_folder, data, outcomes=False))
     atomic_write(out, frame.to_csv(index=False).encode())
     typer.echo(f"wrote {len(frame)} predictions of {frame.attrs['model_id']} to {out}")
+
+
+@app.command("supernode")
+def supernode(config: Path = CONFIG) -> None:
+    """Run this site's Flower SuperNode (LegoFuse rounds) until SIGTERM / Ctrl-C; the node key
+    must have been registered by the operator (mmlego coordinator flower-register)."""
+    import subprocess
+
+    from common.flowerenv import flower_env
+
+    from .flower import supernode_command
+
+    cfg = _config(config)
+    try:
+        command = supernode_command(cfg)
+    except FileNotFoundError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
+    typer.echo(f"starting the Flower SuperNode of {cfg.site} (SuperLink {cfg.flower.superlink})")
+    try:
+        raise typer.Exit(subprocess.call(command, env=flower_env(cfg.path.resolve().parent / "flower")))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None

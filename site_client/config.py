@@ -25,6 +25,8 @@ class SigningSection(Strict):
 class FlowerSection(Strict):
     node_key: str = "flower-node.key"
     node_pub: str = "flower-node.pub"
+    superlink: str = "127.0.0.1:9093"  # the consortium's SuperLink
+    port: int = Field(default=9094, ge=0, le=65535)  # this SuperNode's local runtime API
 
 
 class TrainSection(Strict):
@@ -69,6 +71,8 @@ class SiteConfig:
     tls: TLSFiles
     signing_key: Path
     train: TrainSection
+    flower: FlowerSection
+    node_key: Path
 
 
 def load_site_config(path: str | Path) -> SiteConfig:
@@ -78,7 +82,7 @@ def load_site_config(path: str | Path) -> SiteConfig:
     return SiteConfig(path=p, site=f.site, modalities=tuple(f.modalities), paired=f.paired, coordinator=f.coordinator,
                       insecure=f.insecure, data=base / f.data, task=f.task, blocks=base / f.blocks,
                       tls=TLSFiles(base / f.tls.cert, base / f.tls.key, base / f.tls.ca), signing_key=base / f.signing.key,
-                      train=f.train)
+                      train=f.train, flower=f.flower, node_key=base / f.flower.node_key)
 
 
 __all__ = ["ConfigError", "SiteConfig", "load_site_config"]

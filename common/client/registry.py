@@ -100,6 +100,11 @@ class RegistryClient:
         req = pb.MergeRequest(task_id=task_id, latent_merge=latent_merge, head_merge=head_merge)
         return serde.model_from_pb(self.call("Merge", req, timeout=600))
 
+    def fuse(self, model_id: str, rounds: int = 0, epochs: int = 0, timeout_s: float = 3600.0) -> ModelRecord:
+        """Run LegoFuse rounds from a merge version on the paired sites; waits for the new version."""
+        req = pb.FuseRequest(model_id=model_id, rounds=rounds, epochs=epochs)
+        return serde.model_from_pb(self.call("Fuse", req, timeout=timeout_s))
+
     def withdraw(self, site: str, reason: str) -> SiteRecord:
         return serde.site_from_pb(self.call("WithdrawSite", pb.WithdrawSiteRequest(site=site, reason=reason)))
 

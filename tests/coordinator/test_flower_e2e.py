@@ -1,11 +1,11 @@
-"""LegoFuse rounds through real Flower processes on loopback: a SuperLink, two SuperNodes (one
-site with paired data, one without), `flwr run` of deploy/flower-app, and the coordinator's
-registry process; the run stores a fused model version made by the paired site only.
-(Plaintext Flower transport here; TLS and node authentication are not wired yet.)"""
+"""LegoFuse rounds through real Flower processes on loopback, as an operator runs them: the
+coordinator (registry) process, `mmlego coordinator superlink` (TLS with the coordinator's
+certificate, SuperNode authentication), node keys from the enrolment kits registered and bound to
+site names, two site SuperNodes (one paired, one not) and one SuperNode whose key nobody
+registered; the admin's Fuse RPC runs the rounds and returns the fused model version."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -16,19 +16,14 @@ import pytest
 
 from common.client import RegistryClient
 from common.data.export import export_site_folder
-from coordinator.config import render_config
+from common.flowerenv import flower_env
+from coordinator.config import load_config, render_config
+from coordinator.flower import register_node
 from coordinator.launch import CoordinatorProcess, free_port
+from site_client.config import load_site_config
+from site_client.flower import supernode_command
 from tests.coordinator.conftest import TASK, Consortium, signed_block
 from tests.coordinator.test_fuse_rounds import paired_data, site_node
-
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-
-def flower_env(home: Path) -> dict[str, str]:
-    home.mkdir(parents=True, exist_ok=True)
-    return dict(os.environ, FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1", FLWR_HOME=str(home),
-                PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
 @pytest.fixture()
@@ -46,12 +41,16 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
             p.wait(10)
 
 
-def test_fuse_rounds_on_real_flower_processes(consortium: Consortium, tmp_path: Path,
-                                              processes: list[subprocess.Popen[bytes]]) -> None:
-    port, s = free_port(), consortium.root / "server"
-    (tmp_path / "coordinator.toml").write_text(render_config(
-        f"127.0.0.1:{port}", str(s / "server.crt"), str(s / "server.key"), str(s / "ca.crt"), None, store=str(tmp_path / "store")))
-    coord = CoordinatorProcess(tmp_path / "coordinator.toml", tmp_path / "coordinator.log")
+def test_fuse_rounds_on_real_flower_processes_with_tls_and_node_auth(consortium: Consortium, tmp_path: Path,
+                                                                    processes: list[subprocess.Popen[bytes]]) -> None:
+    port, link_port, s = free_port(), free_port(), consortium.root / "server"
+    superlink = f"127.0.0.1:{link_port}"
+    config = tmp_path / "coordinator.toml"
+    config.write_text(render_config(f"127.0.0.1:{port}", str(s / "server.crt"), str(s / "server.key"), str(s / "ca.crt"), None,
+                                    store=str(tmp_path / "store"))
+                      + f'\n[flower]\nsuperlink = "{superlink}"\nhome = "flower"\nround_timeout_s = 120.0\n'
+                        'discovery_timeout_s = 60.0\nmin_sites = 1\nrun_timeout_s = 400.0\n')
+    coord = CoordinatorProcess(config, tmp_path / "coordinator.log")
     coord.start()
     try:
         address = f"127.0.0.1:{port}"
@@ -62,42 +61,41 @@ def test_fuse_rounds_on_real_flower_processes(consortium: Consortium, tmp_path: 
                 b.push(signed_block(consortium, "hosp-b", tmp_path / "bb", modality="clinical", seed=2))
             merged = admin.merge("t1")
         export_site_folder(paired_data(40, 0), tmp_path / "data-b")
-        export_site_folder(paired_data(20, 1).select_modalities(["genes"]), tmp_path / "data-a")
-        paired = site_node(consortium, "hosp-b", address, tmp_path / "data-b", tmp_path / "node-b")
-        unpaired = site_node(consortium, "hosp-a", address, tmp_path / "data-a", tmp_path / "node-a")
-        toml = Path(unpaired["site-config"])
-        toml.write_text(toml.read_text().replace("paired = true", "paired = false"))
+        export_site_folder(paired_data(20, 1), tmp_path / "data-a")
+        export_site_folder(paired_data(20, 2), tmp_path / "data-x")
+        # hosp-a's site.toml claims paired data, but its certificate does not: it must not take part.
+        nodes = {"b": site_node(consortium, "hosp-b", address, tmp_path / "data-b", tmp_path / "node-b", superlink),
+                 "a": site_node(consortium, "hosp-a", address, tmp_path / "data-a", tmp_path / "node-a", superlink),
+                 "x": site_node(consortium, "hosp-b", address, tmp_path / "data-x", tmp_path / "node-x", superlink, kit="rogue")}
 
-        link_port = free_port()
-        processes.append(subprocess.Popen(
-            [str(BIN / "flower-superlink"), "--insecure", "--host", "127.0.0.1", "--port", str(link_port),
-             "--disable-runtime-dependency-installation", "--database", str(tmp_path / "link.db")],
-            env=flower_env(tmp_path / "home-link"), stdout=open(tmp_path / "link.log", "wb"), stderr=subprocess.STDOUT))
-        for name, node in (("b", paired), ("a", unpaired)):
-            processes.append(subprocess.Popen(
-                [str(BIN / "flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{link_port}", "--port",
-                 str(free_port()), "--node-config", f'site-config="{node["site-config"]}"'],
-                env=flower_env(tmp_path / f"home-{name}"), stdout=open(tmp_path / f"node-{name}.log", "wb"),
-                stderr=subprocess.STDOUT))
-        cli_home = tmp_path / "home-cli"
-        cli_home.mkdir()
-        (cli_home / "config.toml").write_text(f'[superlink]\ndefault = "local"\n\n[superlink.local]\n'
-                                              f'address = "127.0.0.1:{link_port}"\ninsecure = true\n')
-        run_config = (f'model-id="{merged.model_id}" coordinator-config="{tmp_path / "coordinator.toml"}" mode="weave" '
-                      'rounds=2 epochs=1 min-sites=1 expect-paired=1 discovery-timeout=60.0 round-timeout=120.0')
+        cfg = load_config(config)
+        processes.append(subprocess.Popen([sys.executable, "-c", "from common.cli import run; run()", "coordinator", "superlink",
+                                           "--config", str(config)], stdout=open(tmp_path / "link.log", "wb"),
+                                          stderr=subprocess.STDOUT))
         deadline = time.monotonic() + 60
-        while True:  # the SuperLink needs a few seconds before it takes runs
-            run = subprocess.run([str(BIN / "flwr"), "run", str(REPO / "deploy" / "flower-app"), "local", "--run-config",
-                                  run_config, "--stream"], env=flower_env(cli_home), capture_output=True, text=True, timeout=400)
-            if "unavailable" not in (run.stdout + run.stderr).lower() or time.monotonic() > deadline:
+        while True:  # the SuperLink takes a few seconds to listen
+            try:
+                ids = {site: register_node(cfg, f"hosp-{site}", consortium.kit(f"hosp-{site}") / "flower-node.pub")
+                       for site in ("b", "a")}
                 break
-            time.sleep(2)
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
+        assert len(set(ids.values())) == 2
+        for name, node in nodes.items():
+            site_cfg = load_site_config(node["site-config"])
+            processes.append(subprocess.Popen(supernode_command(site_cfg), env=flower_env(tmp_path / f"home-{name}"),
+                                              stdout=open(tmp_path / f"node-{name}.log", "wb"), stderr=subprocess.STDOUT))
+        rogue = processes[-1]
+
         with RegistryClient(address, consortium.tls("ops")) as admin:
-            models = admin.models("t1")
-        assert [m.recipe for m in models] == ["fuse", "merge"], run.stdout[-3000:] + run.stderr[-3000:]
-        fused = models[0]
-        assert fused.parent_id == merged.model_id and fused.card["fuse"]["participants"] == ["hosp-b"]
-        assert [r["round"] for r in fused.card["fuse"]["rounds"]] == [1, 2]
-        assert fused.parameters["mode"] == "weave" and fused.metrics["num-examples"] == 40
+            fused = admin.fuse(merged.model_id, rounds=2, epochs=1, timeout_s=400)
+        assert fused.recipe == "fuse" and fused.parent_id == merged.model_id, (tmp_path / "coordinator.log").read_text()[-3000:]
+        assert fused.card["fuse"]["participants"] == ["hosp-b"]
+        assert [r["round"] for r in fused.card["fuse"]["rounds"]] == [1, 2] and fused.metrics["num-examples"] == 40
+        assert rogue.poll() is not None and rogue.returncode != 0, "a SuperNode with an unregistered key was not refused"
+        with RegistryClient(address, consortium.tls("hosp-a")) as site:
+            site.pull_model(fused.model_id, tmp_path / "pulled")
     finally:
         coord.stop()

@@ -21,6 +21,7 @@ from common.lego import LegoFuse
 from coordinator.config import CoordinatorConfig
 from coordinator.fuse_rounds import FuseError, NodeInfo, discover, run_rounds
 from coordinator.fusing import starting_model, state_of, store_fused
+from coordinator.launch import free_port
 from coordinator.registry import Registry
 from site_client import fuse_client
 from site_client.predict import predict_frame
@@ -69,14 +70,16 @@ def paired_data(n: int, seed: int) -> MultimodalDataset:
     return MultimodalDataset("synthetic", "survival", [f"p{seed}-{i}" for i in range(n)], mods, time=time, event=event)
 
 
-def site_node(consortium: Consortium, site: str, address: str, data: Path, home: Path) -> dict[str, str]:
+def site_node(consortium: Consortium, site: str, address: str, data: Path, home: Path, superlink: str = "127.0.0.1:9093",
+              kit: str | None = None) -> dict[str, str]:
     home.mkdir(parents=True)
-    kit = consortium.kit(site)
+    kit_dir = consortium.kit(kit or site)
     modalities = '"genes", "clinical"' if site == "hosp-b" else '"genes"'
     (home / "site.toml").write_text(
         f'site = "{site}"\nmodalities = [{modalities}]\npaired = true\ncoordinator = "{address}"\ndata = "{data}"\n'
-        f'[tls]\ncert = "{kit / "tls.crt"}"\nkey = "{kit / "tls.key"}"\nca = "{kit / "ca.crt"}"\n'
-        f'[signing]\nkey = "{kit / "signing.key"}"\n[train]\ndevice = "cpu"\n')
+        f'[tls]\ncert = "{kit_dir / "tls.crt"}"\nkey = "{kit_dir / "tls.key"}"\nca = "{kit_dir / "ca.crt"}"\n'
+        f'[signing]\nkey = "{kit_dir / "signing.key"}"\n[train]\ndevice = "cpu"\n'
+        f'[flower]\nnode_key = "{kit_dir / "flower-node.key"}"\nsuperlink = "{superlink}"\nport = {free_port()}\n')
     return {"site-config": str(home / "site.toml")}
 
 
