@@ -123,3 +123,48 @@ def supernode(config: Path = CONFIG) -> None:
         raise typer.Exit(subprocess.call(command, env=flower_env(cfg.path.resolve().parent / "flower")))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+
+
+@app.command("run")
+def run(config: Path = CONFIG) -> None:
+    """The site daemon: train the block(s) if there is no current one, push them, and on a paired
+    site keep a Flower SuperNode running for LegoFuse rounds. SIGTERM / Ctrl-C stop it cleanly.
+    Logs are JSON lines on stderr."""
+    import signal
+    import threading
+
+    from .daemon import Daemon
+
+    cfg = _config(config)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    raise typer.Exit(Daemon(cfg, stop).run())
+
+
+@app.command("status")
+def status(config: Path = CONFIG) -> None:
+    """This site's blocks (local and in the registry) and the task's latest model versions."""
+    from .train import current_blocks
+
+    cfg = _config(config)
+    if not cfg.task:
+        raise fail('no task: set task = "..." in site.toml', EXIT_BAD_INPUT)
+    local = current_blocks(cfg, cfg.task)
+    with _client(cfg) as client:
+        remote = {b.block_id: b for b in _call(client.blocks, cfg.task, cfg.site, "", True)}
+        models = _call(client.models, cfg.task)
+    typer.echo(f"site {cfg.site} ({', '.join(cfg.modalities)}{', paired' if cfg.paired else ''}); task {cfg.task}; "
+               f"coordinator {cfg.coordinator}")
+    from common.artifacts import read_block_files
+
+    for modality, folder in sorted(local.items()):
+        block_id = read_block_files(folder).manifest.weights_sha256
+        state = remote[block_id].state if block_id in remote else "not pushed"
+        typer.echo(f"  block {modality:<12} {block_id[:16]}  {state:<10} {folder}")
+    for modality in [m for m in cfg.modalities if m not in local]:
+        typer.echo(f"  block {modality:<12} (none trained yet)")
+    for m in models[:5]:
+        typer.echo(f"  model {m.model_id:<16} {m.recipe:<6} {len(m.block_ids)} blocks  {m.created_at}")
+    if not models:
+        typer.echo("  no model versions yet")

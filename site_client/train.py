@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -71,10 +72,11 @@ def train_modality(data: MultimodalDataset, modality: str, task: TaskRecord, cfg
     return block.cpu().eval(), stats
 
 
-def train_site(cfg: SiteConfig, task: TaskRecord, data: MultimodalDataset) -> list[TrainedBlock]:
-    """Train, sign and write a block for every enrolled modality the task accepts and the data has."""
+def train_site(cfg: SiteConfig, task: TaskRecord, data: MultimodalDataset, only: Sequence[str] | None = None) -> list[TrainedBlock]:
+    """Train, sign and write a block for every enrolled modality the task accepts and the data has
+    (or just those in ``only``)."""
     key = load_signing_key(cfg.signing_key)
-    wanted = [m for m in cfg.modalities if m in task.modalities]
+    wanted = [m for m in cfg.modalities if m in task.modalities and (only is None or m in only)]
     if not wanted:
         raise ValueError(f"task {task.task_id!r} accepts {list(task.modalities)}; site {cfg.site!r} is enrolled for "
                          f"{list(cfg.modalities)}: nothing to train")
@@ -97,3 +99,20 @@ def train_site(cfg: SiteConfig, task: TaskRecord, data: MultimodalDataset) -> li
             tmp.rename(folder)
         out.append(TrainedBlock(modality, folder, manifest, stats["val_metric"]))
     return out
+
+
+def current_blocks(cfg: SiteConfig, task_id: str) -> dict[str, Path]:
+    """The newest readable block folder of every modality of ``task_id`` in the site's block folder."""
+    from common.artifacts import read_block_files
+
+    out: dict[str, tuple[float, Path]] = {}
+    for folder in cfg.blocks.glob(f"{task_id}-*") if cfg.blocks.is_dir() else []:
+        try:
+            m = read_block_files(folder).manifest
+        except (OSError, ValueError):
+            continue  # a half-written or foreign folder is not a block
+        if m.task_id == task_id and m.site == cfg.site:
+            stamp = folder.stat().st_mtime
+            if m.modality not in out or stamp > out[m.modality][0]:
+                out[m.modality] = (stamp, folder)
+    return {k: v[1] for k, v in out.items()}

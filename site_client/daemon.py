@@ -1,0 +1,132 @@
+"""``mmlego site run``: the site daemon. It trains the site's block(s) for the task if there is
+no current one, pushes them (retry, back-off, resume), and on a site with paired data keeps a
+Flower SuperNode running for LegoFuse rounds. Restart-safe: the block folders are its state, and
+a push of a block the coordinator holds is a no-op. SIGTERM stops it cleanly. Every log line is a
+JSON object (time, level, site, event, details) an operator can read or ship."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from common.client import CallError, RegistryClient, Retry
+from common.data.sitefolder import load_site_folder
+from common.flowerenv import flower_env
+
+from .config import SiteConfig
+from .flower import supernode_command
+from .train import current_blocks, train_site
+
+# Flower's code for a SuperNode whose key the SuperLink does not know is 305; as a process exit
+# status it arrives modulo 256.
+UNREGISTERED_NODE = {305, 305 % 256}
+
+
+class Daemon:
+    def __init__(self, cfg: SiteConfig, stop: threading.Event, out: TextIO = sys.stderr,
+                 spawn: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen) -> None:
+        self.cfg, self.stop, self.out, self.spawn = cfg, stop, out, spawn
+        self.node: subprocess.Popen[bytes] | None = None
+
+    def event(self, name: str, level: str = "info", **fields: Any) -> None:
+        line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "level": level, "site": self.cfg.site, "event": name, **fields}
+        self.out.write(json.dumps(line, default=str) + "\n")
+        self.out.flush()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep unless stopped; True when a stop was asked for."""
+        return self.stop.wait(seconds)
+
+    def task(self) -> Any:
+        delay = 1.0
+        while not self.stop.is_set():
+            try:
+                with RegistryClient(self.cfg.coordinator, self.cfg.tls, insecure=self.cfg.insecure) as client:
+                    return client.task(self.cfg.task)
+            except CallError as exc:
+                self.event("registry-unreachable", "warning", error=str(exc), retry_in_s=delay)
+                if self.wait(delay):
+                    return None
+                delay = min(60.0, delay * 2)
+        return None
+
+    def blocks(self, task: Any) -> dict[str, Any]:
+        have = current_blocks(self.cfg, task.task_id)
+        wanted = [m for m in self.cfg.modalities if m in task.modalities]
+        todo = [m for m in wanted if m not in have]
+        for m in wanted:
+            if m in have:
+                self.event("block-current", modality=m, folder=have[m].name)
+        if todo:
+            self.event("training", modalities=todo)
+            data = load_site_folder(self.cfg.data)
+            for tb in train_site(self.cfg, task, data, only=todo):
+                self.event("trained", modality=tb.modality, folder=tb.folder.name, val_metric=round(tb.val_metric, 4))
+                have[tb.modality] = tb.folder
+        return have
+
+    def push(self, blocks: dict[str, Any]) -> None:
+        with RegistryClient(self.cfg.coordinator, self.cfg.tls, insecure=self.cfg.insecure) as client:
+            for modality, folder in sorted(blocks.items()):
+                self.event("pushing", modality=modality, folder=folder.name)
+                record, present = client.push(folder, Retry(attempts=10))
+                self.event("pushed", modality=modality, block_id=record.block_id, already_present=present)
+
+    def supervise_node(self) -> None:
+        """Keep the SuperNode running (restart with back-off if it exits) until stopped."""
+        delay = 2.0
+        while not self.stop.is_set():
+            if self.node is None or self.node.poll() is not None:
+                if self.node is not None:
+                    code = self.node.returncode
+                    hint = "its node key is not registered: ask the operator (mmlego coordinator flower-register)" \
+                        if code in UNREGISTERED_NODE else "restarting"
+                    self.event("supernode-exited", "error" if code in UNREGISTERED_NODE else "warning", code=code, hint=hint)
+                    if self.wait(delay):
+                        break
+                    delay = min(300.0, delay * 2)
+                command = supernode_command(self.cfg)
+                self.node = self.spawn(command, env=flower_env(self.cfg.path.resolve().parent / "flower"))
+                self.event("supernode-started", superlink=self.cfg.flower.superlink, pid=self.node.pid)
+            if self.wait(1.0):
+                break
+
+    def run(self) -> int:
+        self.event("starting", task=self.cfg.task, paired=self.cfg.paired, coordinator=self.cfg.coordinator)
+        if not self.cfg.task:
+            self.event("no-task", "error", hint='set task = "..." in site.toml')
+            return 2
+        try:
+            task = self.task()
+            if task is None:
+                return 0
+            blocks = self.blocks(task)
+            if not self.stop.is_set():
+                self.push(blocks)
+            if self.cfg.paired:
+                self.supervise_node()
+            else:
+                self.event("idle", hint="no paired data: nothing more to do until stopped")
+                self.stop.wait()
+        except (CallError, ValueError, OSError) as exc:
+            self.event("failed", "error", error=str(exc))
+            return 1
+        finally:
+            self.shutdown()
+        return 0
+
+    def shutdown(self) -> None:
+        if self.node is not None and self.node.poll() is None:
+            self.node.terminate()
+            try:
+                self.node.wait(20)
+            except subprocess.TimeoutExpired:
+                self.node.kill()
+                self.node.wait(10)
+            self.event("supernode-stopped")
+        self.event("stopped")

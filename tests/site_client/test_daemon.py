@@ -1,0 +1,99 @@
+"""The site daemon as a real process against a real registry: it trains and pushes, stops
+cleanly on SIGTERM, and after a restart reuses its block instead of retraining. SuperNode
+supervision: a node that exits is restarted with back-off, an unregistered key is named."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from common.client import RegistryClient
+from common.data.export import export_site_folder
+from coordinator.config import CoordinatorConfig
+from site_client.config import load_site_config
+from site_client.daemon import Daemon
+from tests.coordinator.conftest import Consortium, consortium, coordinator  # noqa: F401  (fixtures)
+from tests.coordinator.test_fuse_rounds import paired_data, site_node
+
+
+def events(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+
+
+def start(config: str, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "from common.cli import run; run()", "site", "run", "--config", config],
+                            stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+
+
+def wait_for(log: Path, name: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(e["event"] == name for e in events(log)):
+        assert proc.poll() is None, log.read_text()[-2000:]
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.3)
+
+
+def test_daemon_trains_pushes_stops_and_resumes_without_retraining(consortium: Consortium,  # noqa: F811
+                                                                  coordinator: tuple[str, CoordinatorConfig],  # noqa: F811
+                                                                  tmp_path: Path) -> None:
+    address, _ = coordinator
+    export_site_folder(paired_data(40, 5).select_modalities(["genes"]), tmp_path / "data")
+    node = site_node(consortium, "hosp-a", address, tmp_path / "data", tmp_path / "kit")
+    toml = Path(node["site-config"])
+    toml.write_text(toml.read_text().replace("paired = true", 'paired = false\ntask = "t1"')
+                    .replace('device = "cpu"', 'device = "cpu"\nepochs = 3\npatience = 2\ntoken_dim = 16\nn_tokens = 2'))
+    first = start(str(toml), tmp_path / "run1.log")
+    try:
+        wait_for(tmp_path / "run1.log", "idle", first)
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(30) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+    names = [e["event"] for e in events(tmp_path / "run1.log")]
+    assert names[0] == "starting" and "trained" in names and "pushed" in names and names[-1] == "stopped"
+    with RegistryClient(address, consortium.tls("hosp-a")) as client:
+        (block,) = client.blocks("t1", "hosp-a")
+    second = start(str(toml), tmp_path / "run2.log")
+    try:
+        wait_for(tmp_path / "run2.log", "idle", second)
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+    finally:
+        if second.poll() is None:
+            second.kill()
+    again = events(tmp_path / "run2.log")
+    assert "training" not in [e["event"] for e in again] and "block-current" in [e["event"] for e in again]
+    assert next(e for e in again if e["event"] == "pushed")["already_present"] is True
+    assert [e["block_id"] for e in again if e["event"] == "pushed"] == [block.block_id]
+
+
+def test_supernode_is_restarted_with_back_off_and_an_unregistered_key_is_named(consortium: Consortium,  # noqa: F811
+                                                                              tmp_path: Path) -> None:
+    node = site_node(consortium, "hosp-b", "127.0.0.1:1", tmp_path / "data", tmp_path / "kit")
+    cfg = load_site_config(node["site-config"])
+    out, stop, started = io.StringIO(), threading.Event(), []
+
+    def spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        started.append(command)
+        assert "--auth-supernode-private-key" in command and env["FLWR_TELEMETRY_ENABLED"] == "0"
+        return subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(305)"])
+
+    daemon = Daemon(cfg, stop, out, spawn)
+    worker = threading.Thread(target=daemon.supervise_node)
+    worker.start()
+    time.sleep(4.5)
+    stop.set()
+    worker.join(10)
+    daemon.shutdown()
+    lines = [json.loads(x) for x in out.getvalue().splitlines()]
+    exits = [e for e in lines if e["event"] == "supernode-exited"]
+    assert 2 <= len(started) <= 3 and exits and all(e["code"] == 305 % 256 and "flower-register" in e["hint"] for e in exits)
+    assert lines[-1]["event"] == "stopped" and not worker.is_alive()
