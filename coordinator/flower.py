@@ -55,6 +55,8 @@ min-sites = 1
 expect-paired = 1
 round-timeout = 600.0
 discovery-timeout = 60.0
+dp-clipping-norm = 0.0
+dp-noise-multiplier = 0.0
 """
 NODES_FILE = "flower-nodes.json"
 
@@ -123,7 +125,8 @@ def fuse(config: CoordinatorConfig, config_path: Path, model_id: str, cfg: FuseC
         "node-sites": ",".join(f"{k}={v}" for k, v in sorted(nodes.items())), "mode": cfg.mode, "rounds": cfg.rounds,
         "epochs": cfg.epochs, "lr": cfg.lr, "batch-size": cfg.batch_size, "proximal-mu": cfg.proximal_mu, "seed": cfg.seed,
         "min-sites": config.flower.min_sites, "expect-paired": expect_paired or config.flower.min_sites,
-        "round-timeout": config.flower.round_timeout_s, "discovery-timeout": config.flower.discovery_timeout_s}
+        "round-timeout": config.flower.round_timeout_s, "discovery-timeout": config.flower.discovery_timeout_s,
+        "dp-clipping-norm": config.flower.dp_clipping_norm, "dp-noise-multiplier": config.flower.dp_noise_multiplier}
     try:
         done = flwr(config, "run", str(app), "coordinator", "--run-config", run_config(values), "--stream",
                     timeout=config.flower.run_timeout_s)

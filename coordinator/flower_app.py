@@ -2,7 +2,8 @@
 merge version from the registry's store, finds the paired sites, runs the rounds with deadlines
 and stores the fused version. Run config keys: model-id, coordinator-config, mode, rounds, epochs,
 lr, batch-size, proximal-mu, seed, min-sites, round-timeout, discovery-timeout, expect-paired,
-node-sites ("<node id>=<site>,...": who registered each node key; a node claiming another site is left out)."""
+node-sites ("<node id>=<site>,...": who registered each node key; a node claiming another site is left out),
+dp-clipping-norm and dp-noise-multiplier (central DP when the norm is > 0)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from flwr.serverapp import Grid, ServerApp
 from common.fuse import FuseConfig
 
 from .config import load_config
-from .fuse_rounds import FuseError, GridTransport, NodeInfo, discover, run_rounds
+from .fuse_rounds import FuseError, GridTransport, NodeInfo, Privacy, discover, run_rounds
 from .fusing import starting_model, state_of, store_fused
 from .registry import Registry
 
@@ -66,9 +67,13 @@ def main(grid: Grid, context: Context) -> None:
         nodes = enrolled(registry, nodes)
         paired = [n for n in nodes if n.paired]
         log.info("fuse %s: nodes %s; paired %s", parent.model_id, [n.site for n in nodes], [n.site for n in paired])
+        clip = float(rc.get("dp-clipping-norm", 0.0))
+        privacy = Privacy(float(rc.get("dp-noise-multiplier", 0.0)), clip) if clip > 0 else None
+        trainable = {name for name, _ in start.named_parameters()}
         outcome = run_rounds(transport, paired, state_of(start), cfg, parent.model_id, float(rc.get("round-timeout", 600)),
-                             min_sites)
-        record = store_fused(registry, parent, outcome, cfg, actor="flower-serverapp")
+                             min_sites, privacy, trainable)
+        record = store_fused(registry, parent, outcome, cfg, actor="flower-serverapp",
+                             privacy=privacy.card(len(paired)) if privacy else None)
         print(f"mmlego fuse: stored {record.model_id}", flush=True)
     except FuseError as exc:
         print(f"mmlego fuse: failed: {exc}", flush=True)

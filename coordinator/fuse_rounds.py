@@ -11,8 +11,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.supercore.differential_privacy import add_gaussian_noise_inplace, compute_clip_model_update, compute_stdv
 
 from common.fuse import FuseConfig, fedavg
 
@@ -60,6 +62,46 @@ def discover(transport: Transport, deadline_s: float, want_paired: int, poll_s: 
         time.sleep(poll_s)
 
 
+@dataclass(frozen=True)
+class Privacy:
+    """Central differential privacy by server-side fixed clipping (Flower's mechanism, with its
+    functions): every site's update is clipped to L2 norm ``clipping_norm``, the updates are
+    averaged uniformly, and Gaussian noise of std ``noise_multiplier * clipping_norm / sites`` is
+    added to the average. Only trainable tensors are clipped and noised."""
+
+    noise_multiplier: float
+    clipping_norm: float
+
+    def __post_init__(self) -> None:
+        if self.noise_multiplier < 0 or self.clipping_norm <= 0:
+            raise ValueError("differential privacy needs noise_multiplier >= 0 and clipping_norm > 0")
+
+    def card(self, sites: int) -> dict[str, str]:
+        return {"mechanism": "central DP, server-side fixed clipping (flwr.supercore.differential_privacy)",
+                "noise_multiplier": str(self.noise_multiplier), "clipping_norm": str(self.clipping_norm),
+                "noise_std": str(compute_stdv(self.noise_multiplier, self.clipping_norm, max(1, sites))),
+                "aggregation": "uniform mean of clipped updates"}
+
+
+def private_mean(states: list[dict[str, torch.Tensor]], start: dict[str, torch.Tensor], privacy: Privacy,
+                 trainable: set[str]) -> dict[str, torch.Tensor]:
+    """The DP aggregate: clipped updates, uniform mean, Gaussian noise; other tensors as FedAvg of the copies."""
+    keys = [k for k in start if k in trainable]
+    base = [start[k].detach().double().numpy() for k in keys]
+    clipped = []
+    for s in states:
+        arrays = [s[k].detach().double().numpy().copy() for k in keys]
+        compute_clip_model_update(arrays, base, privacy.clipping_norm)  # arrays := base + clip(arrays - base)
+        clipped.append(arrays)
+    mean = [np.mean([c[i] for c in clipped], axis=0) for i in range(len(keys))]
+    update = [m - b for m, b in zip(mean, base, strict=True)]
+    add_gaussian_noise_inplace(update, compute_stdv(privacy.noise_multiplier, privacy.clipping_norm, len(states)))
+    out = fedavg(states, [1.0] * len(states))
+    for k, b, u in zip(keys, base, update, strict=True):
+        out[k] = torch.from_numpy(b + u).to(start[k].dtype)
+    return out
+
+
 @dataclass
 class FuseOutcome:
     state: dict[str, torch.Tensor]
@@ -68,7 +110,8 @@ class FuseOutcome:
 
 
 def run_rounds(transport: Transport, nodes: list[NodeInfo], state: dict[str, torch.Tensor], cfg: FuseConfig, model_id: str,
-               round_timeout_s: float, min_sites: int) -> FuseOutcome:
+               round_timeout_s: float, min_sites: int, privacy: Privacy | None = None,
+               trainable: set[str] | None = None) -> FuseOutcome:
     """R rounds of FedAvg over ``nodes``; a round goes on with the sites that answered by its
     deadline if at least ``min_sites`` did, else the run fails naming who was missing."""
     if len(nodes) < min_sites:
@@ -99,7 +142,11 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], state: dict[str, tor
         states = [rep["arrays"].to_torch_state_dict() for rep in ok.values()]  # type: ignore[union-attr]
         counts = [float(rep["metrics"]["num-examples"]) for rep in ok.values()]  # type: ignore[index, arg-type]
         losses = [float(rep["metrics"]["train_loss"]) for rep in ok.values()]  # type: ignore[index, arg-type]
-        state = fedavg([dict(s) for s in states], counts)
+        if privacy is None:
+            state = fedavg([dict(s) for s in states], counts)
+        else:
+            keys = trainable if trainable is not None else {k for k, v in state.items() if v.is_floating_point()}
+            state = private_mean([dict(s) for s in states], state, privacy, keys)
         sites = sorted(by_id[n].site for n in ok)
         participants.update(sites)
         history.append({"round": r, "sites": sites, "num-examples": int(sum(counts)),

@@ -2,7 +2,7 @@
 coordinator (registry) process, `mmlego coordinator superlink` (TLS with the coordinator's
 certificate, SuperNode authentication), node keys from the enrolment kits registered and bound to
 site names, two site SuperNodes (one paired, one not) and one SuperNode whose key nobody
-registered; the admin's Fuse RPC runs the rounds and returns the fused model version."""
+registered; the admin's Fuse RPC runs the rounds (with central DP) and returns the fused model version."""
 
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ def test_fuse_rounds_on_real_flower_processes_with_tls_and_node_auth(consortium:
     config.write_text(render_config(f"127.0.0.1:{port}", str(s / "server.crt"), str(s / "server.key"), str(s / "ca.crt"), None,
                                     store=str(tmp_path / "store"))
                       + f'\n[flower]\nsuperlink = "{superlink}"\nhome = "flower"\nround_timeout_s = 120.0\n'
-                        'discovery_timeout_s = 60.0\nmin_sites = 1\nrun_timeout_s = 400.0\n')
+                        'discovery_timeout_s = 60.0\nmin_sites = 1\nrun_timeout_s = 400.0\n'
+                        'dp_clipping_norm = 10.0\ndp_noise_multiplier = 0.01\n')
     coord = CoordinatorProcess(config, tmp_path / "coordinator.log")
     coord.start()
     try:
@@ -93,6 +94,8 @@ def test_fuse_rounds_on_real_flower_processes_with_tls_and_node_auth(consortium:
             fused = admin.fuse(merged.model_id, rounds=2, epochs=1, timeout_s=400)
         assert fused.recipe == "fuse" and fused.parent_id == merged.model_id, (tmp_path / "coordinator.log").read_text()[-3000:]
         assert fused.card["fuse"]["participants"] == ["hosp-b"]
+        privacy = fused.card["fuse"]["privacy"]
+        assert "fixed clipping" in privacy["mechanism"] and privacy["clipping_norm"] == "10.0" and privacy["noise_std"] == "0.1"
         assert [r["round"] for r in fused.card["fuse"]["rounds"]] == [1, 2] and fused.metrics["num-examples"] == 40
         assert rogue.poll() is not None and rogue.returncode != 0, "a SuperNode with an unregistered key was not refused"
         with RegistryClient(address, consortium.tls("hosp-a")) as site:

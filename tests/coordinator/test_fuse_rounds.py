@@ -162,3 +162,21 @@ def test_discovery_stops_at_its_deadline(consortium: Consortium, merged: tuple[s
     t0 = time.monotonic()
     nodes = discover(transport, deadline_s=1.0, want_paired=3, poll_s=0.2)  # only one paired site exists
     assert len(nodes) == 1 and 0.9 < time.monotonic() - t0 < 5
+
+
+def test_private_aggregation_clips_every_update_and_adds_the_stated_noise() -> None:
+    from coordinator.fuse_rounds import Privacy, private_mean
+
+    start = {"w": torch.zeros(2000), "buf": torch.ones(3)}
+    far = [{"w": torch.full((2000,), 5.0), "buf": torch.ones(3)}, {"w": torch.full((2000,), -1.0), "buf": torch.ones(3)}]
+    clip = Privacy(noise_multiplier=0.0, clipping_norm=1.0)
+    out = private_mean(far, start, clip, {"w"})
+    per_site = [torch.full((2000,), 5.0) / torch.full((2000,), 5.0).norm(), torch.full((2000,), -1.0) / torch.full((2000,), -1.0).norm()]
+    assert torch.allclose(out["w"], (per_site[0] + per_site[1]) / 2, atol=1e-6)  # clipped to norm 1, uniform mean
+    assert torch.equal(out["buf"], torch.ones(3))  # not trainable: untouched
+    noisy = private_mean(far, start, Privacy(noise_multiplier=2.0, clipping_norm=1.0), {"w"})
+    std = float((noisy["w"] - out["w"]).std())
+    assert abs(std - 2.0 * 1.0 / 2) < 0.1  # std = multiplier * norm / sites
+    assert Privacy(2.0, 1.0).card(2)["noise_std"] == "1.0"
+    with pytest.raises(ValueError, match="clipping_norm > 0"):
+        Privacy(1.0, 0.0)
