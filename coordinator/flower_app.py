@@ -57,13 +57,12 @@ def main(grid: Grid, context: Context) -> None:
         transport = GridTransport(grid)
         min_sites = int(rc.get("min-sites", 1))
         nodes = discover(transport, float(rc.get("discovery-timeout", 60)), int(rc.get("expect-paired", min_sites)))
-        registered = parse_node_sites(str(rc.get("node-sites", "")))
-        if registered:
-            for n in nodes:
-                if registered.get(n.node_id) != n.site:
-                    log.warning("node %s says it is %s but is registered as %s; left out", n.node_id, n.site,
-                                registered.get(n.node_id, "nobody"))
-            nodes = [n for n in nodes if registered.get(n.node_id) == n.site]
+        registered = parse_node_sites(str(rc.get("node-sites", "")))  # from `mmlego coordinator flower-register`
+        for n in nodes:
+            if registered.get(n.node_id) != n.site:
+                log.warning("node %s says it is %s but its key is registered as %s; left out", n.node_id, n.site,
+                            registered.get(n.node_id, "nobody"))
+        nodes = [n for n in nodes if registered.get(n.node_id) == n.site]
         nodes = enrolled(registry, nodes)
         paired = [n for n in nodes if n.paired]
         log.info("fuse %s: nodes %s; paired %s", parent.model_id, [n.site for n in nodes], [n.site for n in paired])

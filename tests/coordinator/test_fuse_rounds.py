@@ -180,3 +180,14 @@ def test_private_aggregation_clips_every_update_and_adds_the_stated_noise() -> N
     assert Privacy(2.0, 1.0).card(2)["noise_std"] == "1.0"
     with pytest.raises(ValueError, match="clipping_norm > 0"):
         Privacy(1.0, 0.0)
+
+
+def test_the_serverapp_trusts_certificates_and_key_registrations_not_what_nodes_say(merged: tuple[str, Registry, str]) -> None:
+    from coordinator.flower_app import enrolled, parse_node_sites
+
+    _, registry, _ = merged
+    claims = [NodeInfo(1, "hosp-a", ("genes", "clinical"), True), NodeInfo(2, "hosp-b", ("clinical",), False),
+              NodeInfo(3, "hosp-z", ("genes",), True)]
+    out = enrolled(registry, claims)  # hosp-a's certificate is not paired, hosp-b's is; hosp-z never called the registry
+    assert [(n.site, n.modalities, n.paired) for n in out] == [("hosp-a", ("genes",), False), ("hosp-b", ("clinical",), True)]
+    assert parse_node_sites("11=hosp-a,22=hosp-b") == {11: "hosp-a", 22: "hosp-b"} and parse_node_sites("") == {}
