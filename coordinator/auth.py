@@ -118,10 +118,12 @@ class AuthInterceptor(grpc.ServerInterceptor):
     """Authenticates every BlockRegistry call and checks the caller's role; the identity is
     available to the servicer through :func:`caller`. Health checks need no identity."""
 
-    def __init__(self, auth: Authenticator, insecure: bool, on_refused: Callable[[str, RegistryError], None]) -> None:
+    def __init__(self, auth: Authenticator, insecure: bool, on_refused: Callable[[str, RegistryError], None],
+                 on_caller: Callable[[Identity], None] | None = None) -> None:
         self.auth = auth
         self.insecure = insecure
         self.on_refused = on_refused
+        self.on_caller = on_caller  # told of every authenticated caller (the registry records sites)
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
@@ -141,6 +143,8 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 self.on_refused(name, err)
                 context.abort(_STATUS[err.kind], err.message)
             CALLER.set(ident)
+            if self.on_caller is not None:
+                self.on_caller(ident)
 
         def wrap(fn: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
             def inner(request: Any, context: grpc.ServicerContext) -> Any:

@@ -134,7 +134,8 @@ def withdraw(site: str = typer.Argument(...), reason: str = typer.Option(..., he
 def superlink(config: Path = CONFIG) -> None:
     """Run the Flower SuperLink for LegoFuse rounds (TLS with the coordinator's certificate,
     SuperNode authentication), until SIGTERM / Ctrl-C."""
-    import subprocess
+    import os
+    import sys
 
     from common.flowerenv import flower_env
 
@@ -144,10 +145,8 @@ def superlink(config: Path = CONFIG) -> None:
     home = cfg.flower_home / "superlink"
     command = superlink_command(cfg, home / "superlink.db")
     typer.echo(f"starting the Flower SuperLink on {cfg.flower.superlink}")
-    try:
-        raise typer.Exit(subprocess.call(command, env=flower_env(home)))
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+    sys.stdout.flush()
+    os.execve(command[0], command, flower_env(home))  # the SuperLink replaces this process: signals reach it
 
 
 @app.command("flower-register")

@@ -39,6 +39,7 @@ class FlowerSection(_Strict):
     round_timeout_s: float = Field(default=600.0, gt=0)  # a round goes on without sites that did not answer by then
     discovery_timeout_s: float = Field(default=60.0, gt=0)  # how long to wait for paired sites to connect
     min_sites: int = Field(default=1, ge=1)  # fewer paired sites answering a round and the run fails
+    expect_sites: int = Field(default=0, ge=0)  # paired sites discovery waits for (0: min_sites), up to its timeout
     run_timeout_s: float = Field(default=3600.0, gt=0)  # a whole fuse run
     dp_clipping_norm: float = Field(default=0.0, ge=0)  # > 0: central DP (server-side fixed clipping) in fuse rounds
     dp_noise_multiplier: float = Field(default=0.0, ge=0)  # Gaussian noise std = multiplier * clipping norm / sites

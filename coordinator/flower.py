@@ -124,7 +124,7 @@ def fuse(config: CoordinatorConfig, config_path: Path, model_id: str, cfg: FuseC
         "model-id": model_id, "coordinator-config": str(config_path.resolve()),
         "node-sites": ",".join(f"{k}={v}" for k, v in sorted(nodes.items())), "mode": cfg.mode, "rounds": cfg.rounds,
         "epochs": cfg.epochs, "lr": cfg.lr, "batch-size": cfg.batch_size, "proximal-mu": cfg.proximal_mu, "seed": cfg.seed,
-        "min-sites": config.flower.min_sites, "expect-paired": expect_paired or config.flower.min_sites,
+        "min-sites": config.flower.min_sites, "expect-paired": expect_paired or config.flower.expect_sites or config.flower.min_sites,
         "round-timeout": config.flower.round_timeout_s, "discovery-timeout": config.flower.discovery_timeout_s,
         "dp-clipping-norm": config.flower.dp_clipping_norm, "dp-noise-multiplier": config.flower.dp_noise_multiplier}
     try:
@@ -137,4 +137,5 @@ def fuse(config: CoordinatorConfig, config_path: Path, model_id: str, cfg: FuseC
     if stored:
         return stored.group(1)
     failed = re.search(r"mmlego fuse: failed: (.+)", out)
-    raise FuseError(failed.group(1) if failed else f"the fuse run ended without a model version: {out.strip()[-800:]}")
+    tail = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout).strip()[-1500:]
+    raise FuseError(failed.group(1) if failed else f"the fuse run ended without a model version; its output ends: {tail}")

@@ -56,14 +56,16 @@ def main(grid: Grid, context: Context) -> None:
         parent, start = starting_model(registry, str(rc["model-id"]), cfg)
         transport = GridTransport(grid)
         min_sites = int(rc.get("min-sites", 1))
-        nodes = discover(transport, float(rc.get("discovery-timeout", 60)), int(rc.get("expect-paired", min_sites)))
         registered = parse_node_sites(str(rc.get("node-sites", "")))  # from `mmlego coordinator flower-register`
-        for n in nodes:
-            if registered.get(n.node_id) != n.site:
-                log.warning("node %s says it is %s but its key is registered as %s; left out", n.node_id, n.site,
-                            registered.get(n.node_id, "nobody"))
-        nodes = [n for n in nodes if registered.get(n.node_id) == n.site]
-        nodes = enrolled(registry, nodes)
+
+        def vet(claims: list[NodeInfo]) -> list[NodeInfo]:
+            for n in claims:
+                if registered.get(n.node_id) != n.site:
+                    log.warning("node %s says it is %s but its key is registered as %s; left out", n.node_id, n.site,
+                                registered.get(n.node_id, "nobody"))
+            return enrolled(registry, [n for n in claims if registered.get(n.node_id) == n.site])
+
+        nodes = discover(transport, float(rc.get("discovery-timeout", 60)), int(rc.get("expect-paired", min_sites)), vet=vet)
         paired = [n for n in nodes if n.paired]
         log.info("fuse %s: nodes %s; paired %s", parent.model_id, [n.site for n in nodes], [n.site for n in paired])
         clip = float(rc.get("dp-clipping-norm", 0.0))

@@ -43,8 +43,11 @@ class NodeInfo:
     paired: bool
 
 
-def discover(transport: Transport, deadline_s: float, want_paired: int, poll_s: float = 1.0) -> list[NodeInfo]:
-    """Ask every connected node who it is, until ``want_paired`` paired sites answered or the deadline."""
+def discover(transport: Transport, deadline_s: float, want_paired: int, poll_s: float = 1.0,
+             vet: Callable[[list[NodeInfo]], list[NodeInfo]] | None = None) -> list[NodeInfo]:
+    """Ask every connected node who it is, until ``want_paired`` paired sites answered or the
+    deadline. ``vet`` replaces what nodes say by what is known of them (and drops impostors)
+    before they are counted."""
     end = time.monotonic() + deadline_s
     known: dict[int, NodeInfo] = {}
     while True:
@@ -57,8 +60,11 @@ def discover(transport: Transport, deadline_s: float, want_paired: int, poll_s: 
                     continue
                 info = reply["site"]
                 known[node] = NodeInfo(node, str(info["site"]), tuple(info["modalities"]), bool(info["paired"]))  # type: ignore[index, arg-type]
-        if sum(n.paired for n in known.values()) >= want_paired or time.monotonic() >= end:
-            return sorted(known.values(), key=lambda n: n.site)
+        nodes = sorted(known.values(), key=lambda n: n.site)
+        if vet is not None:
+            nodes = vet(nodes)
+        if sum(n.paired for n in nodes) >= want_paired or time.monotonic() >= end:
+            return nodes
         time.sleep(poll_s)
 
 

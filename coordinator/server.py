@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from common.fuse import FuseConfig
 from common.pb.mmlego.v1 import registry_pb2_grpc as pb_grpc
+from common.pki import Identity
 
 from .auth import Authenticator, AuthInterceptor
 from .config import CoordinatorConfig, is_loopback
@@ -66,8 +68,17 @@ def serve(config: CoordinatorConfig) -> Iterator[Running]:
     def refused(method: str, err: RegistryError) -> None:
         log.warning("refused %s: %s", method, err.message)
 
+    last_seen: dict[str, float] = {}
+
+    def seen(who: Identity) -> None:
+        """Record a site when it first calls, and at most once a minute after that."""
+        now = time.monotonic()
+        if who.role == "site" and now - last_seen.get(who.name, -1e9) > 60:
+            last_seen[who.name] = now
+            registry.seen(who)
+
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
-                         interceptors=[AuthInterceptor(auth, config.insecure, refused)],
+                         interceptors=[AuthInterceptor(auth, config.insecure, refused, seen)],
                          options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                                   ("grpc.max_send_message_length", MAX_MESSAGE)])
     def fuse_runner(model_id: str, cfg: FuseConfig) -> str:

@@ -76,7 +76,6 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
     @translated
     def UploadBlock(self, request_iterator: Iterator[pb.UploadChunk], context: grpc.ServicerContext) -> pb.UploadResult:
         who = caller()
-        self.registry.seen(who)
 
         def chunks() -> Iterator[Chunk]:
             for msg in request_iterator:

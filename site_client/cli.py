@@ -107,7 +107,8 @@ def predict(model: Path = typer.Option(..., "--model", help="A folder written by
 def supernode(config: Path = CONFIG) -> None:
     """Run this site's Flower SuperNode (LegoFuse rounds) until SIGTERM / Ctrl-C; the node key
     must have been registered by the operator (mmlego coordinator flower-register)."""
-    import subprocess
+    import os
+    import sys
 
     from common.flowerenv import flower_env
 
@@ -119,10 +120,8 @@ def supernode(config: Path = CONFIG) -> None:
     except FileNotFoundError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     typer.echo(f"starting the Flower SuperNode of {cfg.site} (SuperLink {cfg.flower.superlink})")
-    try:
-        raise typer.Exit(subprocess.call(command, env=flower_env(cfg.path.resolve().parent / "flower")))
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+    sys.stdout.flush()
+    os.execve(command[0], command, flower_env(cfg.path.resolve().parent / "flower"))  # signals reach the SuperNode
 
 
 @app.command("run")

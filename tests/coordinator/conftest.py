@@ -62,6 +62,7 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Consortium:
     c = Consortium(root, ca)
     enroll_site(ca, "hosp-a", ["genes"], c.kit("hosp-a"))
     enroll_site(ca, "hosp-b", ["clinical"], c.kit("hosp-b"), paired=True)
+    enroll_site(ca, "hosp-c", ["clinical"], c.kit("hosp-c"), paired=True)
     enroll_site(ca, "hosp-r", ["genes"], c.kit("hosp-r"))  # revoked by a test
     enroll_admin(ca, "ops", c.kit("ops"))
     pem = serialization.Encoding.PEM
