@@ -97,3 +97,28 @@ def test_supernode_is_restarted_with_back_off_and_an_unregistered_key_is_named(c
     exits = [e for e in lines if e["event"] == "supernode-exited"]
     assert 2 <= len(started) <= 3 and exits and all(e["code"] == 305 % 256 and "flower-register" in e["hint"] for e in exits)
     assert lines[-1]["event"] == "stopped" and not worker.is_alive()
+
+
+def test_site_status_shows_local_and_registry_state(consortium: Consortium,  # noqa: F811
+                                                    coordinator: tuple[str, CoordinatorConfig], tmp_path: Path) -> None:  # noqa: F811
+    from typer.testing import CliRunner
+
+    from common.artifacts import load_signing_key, save_block
+    from common.cli import add_plugins, app
+    from tests.factories import block
+
+    add_plugins()
+    address, _ = coordinator
+    node = site_node(consortium, "hosp-a", address, tmp_path / "data", tmp_path / "kit")
+    toml = Path(node["site-config"])
+    toml.write_text(toml.read_text().replace("paired = true", 'paired = false\ntask = "t1"'))
+    cfg = load_site_config(toml)
+    save_block(block(modality="genes", seed=4), cfg.blocks / "t1-genes-local", site="hosp-a", task_id="t1",
+               signing_key=load_signing_key(consortium.kit("hosp-a") / "signing.key"))
+    out = CliRunner().invoke(app, ["site", "status", "--config", str(toml)])
+    assert out.exit_code == 0, out.output
+    assert "block genes" in out.output and "not pushed" in out.output and "no model versions yet" in out.output
+    with RegistryClient(address, consortium.tls("hosp-a")) as client:
+        client.push(cfg.blocks / "t1-genes-local")
+    out = CliRunner().invoke(app, ["site", "status", "--config", str(toml)])
+    assert "accepted" in out.output and "not pushed" not in out.output
