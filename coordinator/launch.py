@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from common.processes import stop_process
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (for a server that must keep its port across restarts)."""
@@ -53,10 +55,5 @@ class CoordinatorProcess:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop_process(self.proc)

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from common.client import CallError, RegistryClient, Retry
 from common.data.sitefolder import load_site_folder
 from common.flowerenv import flower_env
+from common.processes import stop_process
 
 from .config import SiteConfig
 from .flower import supernode_command
@@ -122,11 +123,6 @@ class Daemon:
 
     def shutdown(self) -> None:
         if self.node is not None and self.node.poll() is None:
-            self.node.terminate()
-            try:
-                self.node.wait(20)
-            except subprocess.TimeoutExpired:
-                self.node.kill()
-                self.node.wait(10)
+            stop_process(self.node, 20)
             self.event("supernode-stopped")
         self.event("stopped")

@@ -17,6 +17,7 @@ import pytest
 from common.client import RegistryClient
 from common.data.export import export_site_folder
 from common.flowerenv import flower_env
+from common.processes import stop_process
 from coordinator.config import load_config, render_config
 from coordinator.flower import register_node
 from coordinator.launch import CoordinatorProcess, free_port
@@ -31,14 +32,7 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
     yield procs
     for p in reversed(procs):
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(10)
+        stop_process(p, 20)
 
 
 def test_fuse_rounds_on_real_flower_processes_with_tls_and_node_auth(consortium: Consortium, tmp_path: Path,

@@ -16,6 +16,7 @@ from typing import Any
 
 from common.client import RegistryClient
 from common.data.export import export_site_folder
+from common.processes import stop_process
 from coordinator.config import CoordinatorConfig
 from site_client.config import load_site_config
 from site_client.daemon import Daemon
@@ -40,6 +41,17 @@ def wait_for(log: Path, name: str, proc: subprocess.Popen[bytes], timeout: float
         time.sleep(0.3)
 
 
+def run_until_idle(config: str, log: Path) -> None:
+    """Start the daemon, wait until it is idle, SIGTERM it: it must exit 0."""
+    proc = start(config, log)
+    try:
+        wait_for(log, "idle", proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        stop_process(proc)
+
+
 def test_daemon_trains_pushes_stops_and_resumes_without_retraining(consortium: Consortium,  # noqa: F811
                                                                   coordinator: tuple[str, CoordinatorConfig],  # noqa: F811
                                                                   tmp_path: Path) -> None:
@@ -49,26 +61,12 @@ def test_daemon_trains_pushes_stops_and_resumes_without_retraining(consortium: C
     toml = Path(node["site-config"])
     toml.write_text(toml.read_text().replace("paired = true", 'paired = false\ntask = "t1"')
                     .replace('device = "cpu"', 'device = "cpu"\nepochs = 3\npatience = 2\ntoken_dim = 16\nn_tokens = 2'))
-    first = start(str(toml), tmp_path / "run1.log")
-    try:
-        wait_for(tmp_path / "run1.log", "idle", first)
-        first.send_signal(signal.SIGTERM)
-        assert first.wait(30) == 0
-    finally:
-        if first.poll() is None:
-            first.kill()
+    run_until_idle(str(toml), tmp_path / "run1.log")
     names = [e["event"] for e in events(tmp_path / "run1.log")]
     assert names[0] == "starting" and "trained" in names and "pushed" in names and names[-1] == "stopped"
     with RegistryClient(address, consortium.tls("hosp-a")) as client:
         (block,) = client.blocks("t1", "hosp-a")
-    second = start(str(toml), tmp_path / "run2.log")
-    try:
-        wait_for(tmp_path / "run2.log", "idle", second)
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(30) == 0
-    finally:
-        if second.poll() is None:
-            second.kill()
+    run_until_idle(str(toml), tmp_path / "run2.log")
     again = events(tmp_path / "run2.log")
     assert "training" not in [e["event"] for e in again] and "block-current" in [e["event"] for e in again]
     assert next(e for e in again if e["event"] == "pushed")["already_present"] is True

@@ -1,0 +1,17 @@
+"""Stopping a child process: SIGTERM, a grace period, then SIGKILL."""
+
+from __future__ import annotations
+
+import subprocess
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> int | None:
+    """Terminate ``proc`` (if it still runs) and reap it; returns its exit status."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode
