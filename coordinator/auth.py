@@ -99,19 +99,21 @@ class Authenticator:
                                 "ask the consortium operator for a new kit")
         return ident
 
-    def identify(self, context: grpc.ServicerContext, insecure: bool) -> Identity:
+    @staticmethod
+    def peer_certificate(context: grpc.ServicerContext, insecure: bool) -> bytes:
+        """The caller's PEM certificate: from the TLS session, or (plaintext mode only) from metadata."""
         pems = context.auth_context().get("x509_pem_cert")
         if not pems and insecure:
             pems = [v for k, v in context.invocation_metadata() if k == INSECURE_CERT_KEY]  # type: ignore[misc]
         if not pems:
-            raise RegistryError(Kind.UNAUTHENTICATED, "no client certificate: connect with your kit's tls.crt and tls.key")
-        pem = pems[0] if isinstance(pems[0], bytes) else str(pems[0]).encode()
-        return self.identify_pem(pem)
+            return b""
+        return pems[0] if isinstance(pems[0], bytes) else str(pems[0]).encode()
 
-    def signer_certificate(self, context: grpc.ServicerContext, insecure: bool) -> bytes:
-        pems = context.auth_context().get("x509_pem_cert") or (
-            [v for k, v in context.invocation_metadata() if k == INSECURE_CERT_KEY] if insecure else [])  # type: ignore[misc]
-        return bytes(pems[0]) if pems else b""
+    def identify(self, context: grpc.ServicerContext, insecure: bool) -> Identity:
+        pem = self.peer_certificate(context, insecure)
+        if not pem:
+            raise RegistryError(Kind.UNAUTHENTICATED, "no client certificate: connect with your kit's tls.crt and tls.key")
+        return self.identify_pem(pem)
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
@@ -181,7 +183,6 @@ _STATUS = {
     Kind.EXISTS: grpc.StatusCode.ALREADY_EXISTS, Kind.PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
     Kind.EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED, Kind.DATA_LOSS: grpc.StatusCode.DATA_LOSS,
     Kind.ABORTED: grpc.StatusCode.ABORTED, Kind.UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
-    Kind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
 }
 
 

@@ -17,7 +17,6 @@ class Kind(enum.Enum):
     DATA_LOSS = "data loss"
     ABORTED = "aborted"
     UNIMPLEMENTED = "unimplemented"
-    UNAVAILABLE = "unavailable"
 
 
 class RegistryError(Exception):

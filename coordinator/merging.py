@@ -17,10 +17,9 @@ from common.artifacts.modelcard import render_markdown
 from common.artifacts.modelfile import merged_head_weights
 from common.fileio import atomic_write
 from common.lego.merge import HEAD_MERGES, LATENT_MERGES
-from common.pb.mmlego.v1 import registry_pb2 as pb
 from common.pki import identity_from_cert
 from common.records import BlockRecord, ModelRecord, TaskRecord, utc_now
-from common.serde import manifest_from_bytes, model_to_bytes, task_from_pb
+from common.serde import manifest_from_bytes, model_to_bytes
 from common.version import code_version
 
 from .errors import Kind, RegistryError, invalid, not_found, precondition
@@ -53,10 +52,9 @@ def task_card(t: TaskRecord) -> dict[str, Any]:
 
 def merge_task(store: Store, task_id: str, latent_merge: str = "", head_merge: str = "", actor: str = "operator") -> ModelRecord:
     """Build, store and return a new merge version of ``task_id``."""
-    raw = store.db.task_message(task_id)
-    if raw is None:
+    task = store.task(task_id)
+    if task is None:
         raise not_found(f"task {task_id!r} does not exist")
-    task = task_from_pb(pb.Task.FromString(raw))
     params = {"latent_merge": latent_merge or "harmonic", "head_merge": head_merge or "spherical"}
     for reg, name in ((LATENT_MERGES, params["latent_merge"]), (HEAD_MERGES, params["head_merge"])):
         try:

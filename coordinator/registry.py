@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import replace
 
+from common.client.connect import CHUNK_BYTES
 from common.pb.mmlego.v1 import registry_pb2 as pb
 from common.pki import Identity
 from common.records import BlockRecord, Chunk, ModelRecord, SiteRecord, TaskRecord, utc_now
@@ -16,7 +17,7 @@ from .config import CoordinatorConfig
 from .errors import Kind, RegistryError, invalid, not_found
 from .merging import merge_task
 from .store import Store
-from .uploads import CHUNK_MAX, Uploads
+from .uploads import Uploads
 
 log = logging.getLogger("mmlego.coordinator")
 
@@ -86,7 +87,7 @@ class Registry:
             raise invalid(f"offset {offset} is outside the {size} bytes stored")
         with open(path, "rb") as f:
             f.seek(offset)
-            while buf := f.read(CHUNK_MAX):
+            while buf := f.read(CHUNK_BYTES):
                 yield offset, buf
                 offset += len(buf)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from common.client.connect import MAX_MESSAGE
 from common.fuse import FuseConfig
 from common.pb.mmlego.v1 import registry_pb2_grpc as pb_grpc
 from common.pki import Identity
@@ -27,7 +28,6 @@ from .registry import Registry
 from .servicer import BlockRegistryServicer
 
 log = logging.getLogger("mmlego.coordinator")
-MAX_MESSAGE = 2 << 20  # a 1 MiB chunk or a manifest, with room for framing
 SERVICE_NAME = "mmlego.v1.BlockRegistry"
 
 
@@ -110,14 +110,12 @@ def serve(config: CoordinatorConfig) -> Iterator[Running]:
         registry.close()
 
 
-def serve_forever(config: CoordinatorConfig, ready: threading.Event | None = None) -> None:
+def serve_forever(config: CoordinatorConfig) -> None:
     """Run until SIGTERM or SIGINT; prints the bound address once listening."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     with serve(config) as running:
         print(f"mmlego coordinator listening on {config.host}:{running.port}", flush=True)
-        if ready is not None:
-            ready.set()
         stop.wait()
     print("mmlego coordinator stopped", flush=True)

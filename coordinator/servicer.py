@@ -86,7 +86,7 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
                     raise invalid("an upload message must carry a header or data")
                 yield c
 
-        block, present = self.registry.upload(who, self.auth.signer_certificate(context, self.insecure), chunks())
+        block, present = self.registry.upload(who, self.auth.peer_certificate(context, self.insecure), chunks())
         return pb.UploadResult(block=serde.block_to_pb(block), already_present=present)
 
     @translated
@@ -172,7 +172,7 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
         try:
             model_id = self.fuse_runner(parent.model_id, cfg)
         except FuseError as exc:
-            raise RegistryError(Kind.UNAVAILABLE if "did not register" in str(exc) else Kind.PRECONDITION, str(exc)) from None
+            raise precondition(str(exc)) from None
         return serde.model_to_pb(self.registry.model(model_id))
 
     @translated

@@ -20,16 +20,16 @@ from safetensors import SafetensorError, safe_open
 
 from common.artifacts import BlockManifest, IntegrityError, SignatureError, check_manifest, verify
 from common.artifacts.streamcheck import StreamCheck
+from common.client.connect import CHUNK_BYTES
 from common.pki import Identity
 from common.records import BlockRecord, Chunk, TaskRecord, UploadData, UploadHeader, UploadProgress, utc_now
-from common.serde import manifest_from_bytes, task_from_pb
+from common.serde import manifest_from_bytes
 
 from .errors import Kind, RegistryError, forbidden, invalid, not_found, precondition
 from .store import Store, fsync_dir
 
 log = logging.getLogger("mmlego.coordinator")
 
-CHUNK_MAX = 1 << 20  # bytes of weights per message
 MANIFEST_MAX = 1 << 20
 UPLOAD_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -57,12 +57,10 @@ class Uploads:
 
     # ---- header checks, before any weights are read ------------------------------------------
     def task(self, task_id: str) -> TaskRecord:
-        from common.pb.mmlego.v1 import registry_pb2 as pb
-
-        raw = self.store.db.task_message(task_id)
-        if raw is None:
+        task = self.store.task(task_id)
+        if task is None:
             raise not_found(f"task {task_id!r} does not exist; ask the operator to create it (mmlego coordinator task create)")
-        return task_from_pb(pb.Task.FromString(raw))
+        return task
 
     def check_header(self, site: Identity, h: UploadHeader) -> BlockManifest:
         if not UPLOAD_ID_RE.match(h.upload_id):
@@ -168,8 +166,8 @@ class Uploads:
                     for c in chunks:
                         if not isinstance(c, UploadData):
                             raise invalid("only the first message of an upload may carry a header")
-                        if len(c.data) > CHUNK_MAX:
-                            raise invalid(f"chunk of {len(c.data)} bytes; the limit is {CHUNK_MAX}")
+                        if len(c.data) > CHUNK_BYTES:
+                            raise invalid(f"chunk of {len(c.data)} bytes; the limit is {CHUNK_BYTES}")
                         if c.offset != held:
                             raise invalid(f"chunk at offset {c.offset}, expected {held}: send chunks in order, without gaps")
                         if held + len(c.data) > m.weights_size:

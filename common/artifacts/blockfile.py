@@ -13,14 +13,14 @@ from pathlib import Path
 
 import torch
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from ..fileio import atomic_write
 from ..lego.block import LegoBlock
 from ..lego.config import BlockConfig
-from .hashing import sha256_bytes, sha256_file
+from .hashing import sha256_bytes
 from .manifest import BlockManifest
 from .signing import sign
 
@@ -118,27 +118,6 @@ def parse_weights(data: bytes, manifest: BlockManifest) -> dict[str, torch.Tenso
     for name, tensor in state.items():
         _check_finite(name, tensor)
     return state
-
-
-def check_weights_file(path: Path, manifest: BlockManifest, digest: str | None = None) -> None:
-    """Like :func:`parse_weights` for a file on disk, one tensor at a time (memory-mapped), so a
-    500 MB block needs no 500 MB buffer. ``digest``: the sha256 if the caller already computed it."""
-    size = path.stat().st_size
-    if size != manifest.weights_size and manifest.weights_size:
-        raise IntegrityError(f"weights are {size} bytes, the manifest says {manifest.weights_size}")
-    digest = digest or sha256_file(path)
-    if digest != manifest.weights_sha256:
-        raise IntegrityError(f"weights sha256 {digest[:16]}... does not match the manifest's {manifest.weights_sha256[:16]}...")
-    with open(path, "rb") as f:
-        start = f.read(8)
-        n = struct.unpack("<Q", start)[0] if len(start) == 8 else 0
-        check_against(header(start + f.read(min(n, 100 << 20))), manifest)
-    try:
-        with safe_open(str(path), framework="pt") as st:  # type: ignore[no-untyped-call]
-            for name in st.keys():
-                _check_finite(name, st.get_tensor(name))
-    except (SafetensorError, ValueError, RuntimeError, OSError) as exc:
-        raise IntegrityError(f"weights are not a valid safetensors file: {exc}") from exc
 
 
 def build_block(manifest: BlockManifest, state: dict[str, torch.Tensor]) -> LegoBlock:

@@ -68,11 +68,6 @@ def write_model_folder(out: Path, record_bytes: bytes, record: ModelRecord, weig
     atomic_write(out / MODEL_RECORD, record_bytes)  # last: its presence marks a complete folder
 
 
-def fused_version_weights(model: LegoFuse) -> bytes:
-    """A fuse version's own weights: the whole fine-tuned LegoFuse."""
-    return st_save({k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()})
-
-
 def load_model_folder(folder: str | os.PathLike[str]) -> tuple[LegoMerge | LegoFuse, ModelRecord]:
     """Rebuild a pulled model version from its block folders: a merge (its head checked bit for
     bit against the merge of the blocks) or a fuse (the fine-tuned weights loaded into the

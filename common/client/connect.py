@@ -7,7 +7,8 @@ from pathlib import Path
 
 import grpc
 
-MAX_MESSAGE = 2 << 20
+CHUNK_BYTES = 1 << 20  # weights per upload/download message (the protocol's limit)
+MAX_MESSAGE = 2 << 20  # a chunk or a manifest, with room for framing
 INSECURE_CERT_KEY = "mmlego-client-cert-bin"
 
 

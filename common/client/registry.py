@@ -27,11 +27,10 @@ from ..pb.mmlego.v1 import registry_pb2 as pb
 from ..pb.mmlego.v1 import registry_pb2_grpc as pb_grpc
 from ..pki import identity_from_cert
 from ..records import BlockRecord, ModelRecord, SiteRecord, TaskRecord, UploadData, UploadHeader
-from .connect import TLSFiles, open_channel
+from .connect import CHUNK_BYTES, TLSFiles, open_channel
 from .errors import CallError
 
 log = logging.getLogger("mmlego.client")
-CHUNK = 1 << 20
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED,
              grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
@@ -160,7 +159,7 @@ class RegistryClient:
         sent = 0
         with open(path, "rb") as f:
             f.seek(offset)
-            while buf := f.read(CHUNK):
+            while buf := f.read(CHUNK_BYTES):
                 if limit is not None and sent + len(buf) > limit:
                     return  # end the stream early, as a cut connection would
                 yield serde.chunk_to_pb(UploadData(buf, offset))

@@ -7,6 +7,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.pb.mmlego.v1 import registry_pb2 as pb
+from common.records import TaskRecord
+from common.serde import task_from_pb
+
 from .blobs import BlobStore, fsync_dir
 from .db import Database
 
@@ -39,6 +43,10 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    def task(self, task_id: str) -> TaskRecord | None:
+        raw = self.db.task_message(task_id)
+        return task_from_pb(pb.Task.FromString(raw)) if raw is not None else None
 
     def recover(self, upload_ttl_s: float, verify: bool) -> Recovery:
         """Make the store consistent after any crash: no temporary or orphan file survives, an

@@ -80,6 +80,3 @@ class BlobStore:
             p.unlink(missing_ok=True)
             n += 1
         return n
-
-    def size_bytes(self) -> int:
-        return sum(p.stat().st_size for _, p in self.all_blobs())
