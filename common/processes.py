@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import subprocess
+from typing import Any
 
 
-def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> int | None:
+def stop_process(proc: subprocess.Popen[Any], grace_s: float = 15.0) -> int | None:
     """Terminate ``proc`` (if it still runs) and reap it; returns its exit status."""
     if proc.poll() is None:
         proc.terminate()

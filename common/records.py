@@ -29,6 +29,7 @@ class TaskRecord:
     modalities: tuple[str, ...] = ()
     description: str = ""
     created_at: str = ""
+    fuse_mode: str = "stack"  # how LegoFuse runs fuse the blocks: "stack" or "weave"
 
     def __post_init__(self) -> None:
         check_name("task", self.task_id)
@@ -40,6 +41,8 @@ class TaskRecord:
             raise ValueError(f"task {self.task_id!r}: latent shape must be positive, got {self.latent_rows}x{self.latent_dim}")
         if self.fourier not in ("1d", "2d"):
             raise ValueError(f"task {self.task_id!r}: fourier must be '1d' or '2d', got {self.fourier!r}")
+        if self.fuse_mode not in ("stack", "weave"):
+            raise ValueError(f"task {self.task_id!r}: fuse_mode must be 'stack' or 'weave', got {self.fuse_mode!r}")
         if self.spec.kind == "survival" and len(self.spec.bin_edges) != self.spec.n_bins - 1:
             raise ValueError(f"task {self.task_id!r}: survival needs {self.spec.n_bins - 1} bin edges, got {len(self.spec.bin_edges)}")
 

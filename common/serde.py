@@ -78,7 +78,8 @@ def task_to_pb(t: TaskRecord) -> pb.Task:
     return pb.Task(task_id=t.task_id, kind=t.spec.kind, n_bins=t.spec.n_bins if t.spec.kind == "survival" else 0,
                    bin_edges=list(t.spec.bin_edges), n_classes=t.spec.n_classes if t.spec.kind == "classification" else 0,
                    latent_rows=t.latent_rows, latent_dim=t.latent_dim, fourier=t.fourier, init_seed=t.init_seed,
-                   modalities=list(t.modalities), description=t.description, created_at=_ts(t.created_at))
+                   modalities=list(t.modalities), description=t.description, created_at=_ts(t.created_at),
+                   fuse_mode=t.fuse_mode)
 
 
 def task_from_pb(msg: pb.Task) -> TaskRecord:
@@ -91,7 +92,7 @@ def task_from_pb(msg: pb.Task) -> TaskRecord:
         raise ValueError(f"task kind must be 'survival' or 'classification', got {msg.kind!r}")
     return TaskRecord(task_id=msg.task_id, spec=spec, latent_rows=msg.latent_rows, latent_dim=msg.latent_dim,
                       fourier=msg.fourier, init_seed=msg.init_seed, modalities=tuple(msg.modalities),
-                      description=msg.description, created_at=_iso(msg.created_at))
+                      description=msg.description, created_at=_iso(msg.created_at), fuse_mode=msg.fuse_mode or "stack")
 
 
 # ---- blocks, sites, models, uploads -------------------------------------------------------------

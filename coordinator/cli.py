@@ -168,7 +168,7 @@ def flower_register(site: str = typer.Argument(..., help="The enrolled site."),
 @app.command("fuse")
 def fuse(model: str = typer.Option(..., "--model", help="The merge version to fine-tune."), config: Path = CONFIG,
          rounds: int = typer.Option(2, min=1), epochs: int = typer.Option(1, min=1),
-         mode: str = typer.Option("stack", help="stack or weave"), lr: float = typer.Option(5e-4, min=0.0),
+         mode: str = typer.Option("", help="stack or weave (default: the task's fuse_mode)"), lr: float = typer.Option(5e-4, min=0.0),
          proximal_mu: float = typer.Option(0.0, min=0.0, help="> 0: FedProx"),
          expect_paired: int = typer.Option(0, min=0, help="Paired sites to wait for (default: min_sites).")) -> None:
     """Run LegoFuse rounds on the sites with paired data and wait for the new model version."""
@@ -178,12 +178,18 @@ def fuse(model: str = typer.Option(..., "--model", help="The merge version to fi
     from .fuse_rounds import FuseError
 
     cfg = _config(config)
+    if not mode:  # the task decides
+        registry = _registry(config)
+        try:
+            mode = _domain(lambda: registry.task(registry.model(model).task_id).fuse_mode)
+        finally:
+            registry.close()
     try:
         fuse_cfg = FuseConfig(mode=mode, rounds=rounds, epochs=epochs, lr=lr, proximal_mu=proximal_mu)
     except ValueError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     try:
-        model_id = run_fuse(cfg, config, model, fuse_cfg, expect_paired or None)
+        model_id = run_fuse(cfg, config, model, fuse_cfg, expect_paired or None, progress=lambda line: typer.echo(line, err=True))
     except FuseError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
     typer.echo(f"created model version {model_id} (LegoFuse of {model}, {rounds} rounds)")

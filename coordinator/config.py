@@ -43,6 +43,7 @@ class FlowerSection(_Strict):
     run_timeout_s: float = Field(default=3600.0, gt=0)  # a whole fuse run
     dp_clipping_norm: float = Field(default=0.0, ge=0)  # > 0: central DP (server-side fixed clipping) in fuse rounds
     dp_noise_multiplier: float = Field(default=0.0, ge=0)  # Gaussian noise std = multiplier * clipping norm / sites
+    dp_delta: float = Field(default=1e-5, gt=0, lt=1)  # the delta at which the card reports the epsilon spent
 
 
 class CoordinatorFile(_Strict):

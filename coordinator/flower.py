@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from common.fileio import atomic_write
 from common.flowerenv import flower_env, flower_tool
 from common.fuse import FuseConfig
+from common.processes import stop_process
 
 from .config import CoordinatorConfig
 from .fuse_rounds import FuseError
@@ -57,6 +59,7 @@ round-timeout = 600.0
 discovery-timeout = 60.0
 dp-clipping-norm = 0.0
 dp-noise-multiplier = 0.0
+dp-delta = 0.00001
 """
 NODES_FILE = "flower-nodes.json"
 
@@ -114,8 +117,37 @@ def run_config(values: Mapping[str, str | int | float]) -> str:
     return " ".join(parts)
 
 
-def fuse(config: CoordinatorConfig, config_path: Path, model_id: str, cfg: FuseConfig, expect_paired: int | None = None) -> str:
-    """Start a LegoFuse run on the SuperLink and wait for it; returns the new model version's id."""
+def streamed(command: list[str], env: dict[str, str], timeout: float, line: Callable[[str], None]) -> str:
+    """Run ``command``, hand every output line (colour codes removed) to ``line`` as it comes,
+    and return the whole output; killed (``TimeoutExpired``) after ``timeout`` seconds."""
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            text = ANSI.sub("", raw.rstrip("\n"))
+            lines.append(text)
+            line(text)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        stop_process(proc, 10)
+        raise
+    reader.join(10)
+    return "\n".join(lines)
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def fuse(config: CoordinatorConfig, config_path: Path, model_id: str, cfg: FuseConfig, expect_paired: int | None = None,
+         progress: Callable[[str], None] = lambda _: None) -> str:
+    """Start a LegoFuse run on the SuperLink and wait for it; returns the new model version's id.
+    ``progress`` gets the run's own log lines (discovery, rounds) as they happen."""
     app = config.flower_home / "app"
     app.mkdir(parents=True, exist_ok=True)
     atomic_write(app / "pyproject.toml", APP.encode())
@@ -126,16 +158,21 @@ def fuse(config: CoordinatorConfig, config_path: Path, model_id: str, cfg: FuseC
         "epochs": cfg.epochs, "lr": cfg.lr, "batch-size": cfg.batch_size, "proximal-mu": cfg.proximal_mu, "seed": cfg.seed,
         "min-sites": config.flower.min_sites, "expect-paired": expect_paired or config.flower.expect_sites or config.flower.min_sites,
         "round-timeout": config.flower.round_timeout_s, "discovery-timeout": config.flower.discovery_timeout_s,
-        "dp-clipping-norm": config.flower.dp_clipping_norm, "dp-noise-multiplier": config.flower.dp_noise_multiplier}
+        "dp-clipping-norm": config.flower.dp_clipping_norm, "dp-noise-multiplier": config.flower.dp_noise_multiplier,
+        "dp-delta": config.flower.dp_delta}
+    command = [flower_tool("flwr"), "run", str(app), "coordinator", "--run-config", run_config(values), "--stream"]
+
+    def relay(text: str) -> None:
+        if "mmlego" in text:
+            progress(text.strip())
+
     try:
-        done = flwr(config, "run", str(app), "coordinator", "--run-config", run_config(values), "--stream",
-                    timeout=config.flower.run_timeout_s)
+        out = streamed(command, flower_env(cli_home(config)), config.flower.run_timeout_s, relay)
     except subprocess.TimeoutExpired:
         raise FuseError(f"the fuse run did not finish within {config.flower.run_timeout_s:.0f} s") from None
-    out = done.stdout + done.stderr
     stored = re.search(r"mmlego fuse: stored (\S+)", out)
     if stored:
         return stored.group(1)
     failed = re.search(r"mmlego fuse: failed: (.+)", out)
-    tail = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout).strip()[-1500:]
+    tail = out.strip()[-1500:]
     raise FuseError(failed.group(1) if failed else f"the fuse run ended without a model version; its output ends: {tail}")

@@ -3,7 +3,7 @@ merge version from the registry's store, finds the paired sites, runs the rounds
 and stores the fused version. Run config keys: model-id, coordinator-config, mode, rounds, epochs,
 lr, batch-size, proximal-mu, seed, min-sites, round-timeout, discovery-timeout, expect-paired,
 node-sites ("<node id>=<site>,...": who registered each node key; a node claiming another site is left out),
-dp-clipping-norm and dp-noise-multiplier (central DP when the norm is > 0)."""
+dp-clipping-norm, dp-noise-multiplier and dp-delta (central DP when the norm is > 0)."""
 
 from __future__ import annotations
 
@@ -47,6 +47,11 @@ def parse_node_sites(text: str) -> dict[int, str]:
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
+    if not log.handlers and not logging.getLogger().handlers:  # the run's output (`flwr run --stream`) shows the rounds
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s mmlego: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     rc = context.run_config
     cfg = FuseConfig(mode=str(rc.get("mode", "stack")), rounds=int(rc.get("rounds", 2)), epochs=int(rc.get("epochs", 1)),
                      lr=float(rc.get("lr", 5e-4)), batch_size=int(rc.get("batch-size", 32)),
@@ -69,12 +74,12 @@ def main(grid: Grid, context: Context) -> None:
         paired = [n for n in nodes if n.paired]
         log.info("fuse %s: nodes %s; paired %s", parent.model_id, [n.site for n in nodes], [n.site for n in paired])
         clip = float(rc.get("dp-clipping-norm", 0.0))
-        privacy = Privacy(float(rc.get("dp-noise-multiplier", 0.0)), clip) if clip > 0 else None
+        privacy = Privacy(float(rc.get("dp-noise-multiplier", 0.0)), clip, float(rc.get("dp-delta", 1e-5))) if clip > 0 else None
         trainable = {name for name, _ in start.named_parameters()}
         outcome = run_rounds(transport, paired, state_of(start), cfg, parent.model_id, float(rc.get("round-timeout", 600)),
                              min_sites, privacy, trainable)
         record = store_fused(registry, parent, outcome, cfg, actor="flower-serverapp",
-                             privacy=privacy.card(len(paired)) if privacy else None)
+                             privacy=outcome.privacy)
         print(f"mmlego fuse: stored {record.model_id}", flush=True)
     except FuseError as exc:
         print(f"mmlego fuse: failed: {exc}", flush=True)

@@ -6,6 +6,7 @@ step. Messages travel through a :class:`Transport` (Flower's Grid in deployment,
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -13,10 +14,14 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
-from flwr.supercore.differential_privacy import add_gaussian_noise_inplace, compute_clip_model_update, compute_stdv
+from flwr.app import DEFAULT_TTL, Array, ArrayRecord, ConfigRecord, Message, Metadata, MetricRecord, RecordDict
+from flwr.common.constant import ErrorCode
+from flwr.serverapp import PrivacyConfig, RdpAccountant
+from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, FedProx
+from flwr.supercore.differential_privacy import compute_stdv
+from flwr.supercore.privacy_accounting import GaussianPrivacyEvent, NeighboringRelation, SamplingMethod
 
-from common.fuse import FuseConfig, fedavg
+from common.fuse import FuseConfig
 
 log = logging.getLogger("mmlego.coordinator")
 
@@ -70,41 +75,98 @@ def discover(transport: Transport, deadline_s: float, want_paired: int, poll_s: 
 
 @dataclass(frozen=True)
 class Privacy:
-    """Central differential privacy by server-side fixed clipping (Flower's mechanism, with its
-    functions): every site's update is clipped to L2 norm ``clipping_norm``, the updates are
+    """Central differential privacy by server-side fixed clipping, applied by Flower's
+    ``DifferentialPrivacyServerSideFixedClipping`` wrapper around ``FedAvg``: every site's update
+    of the trainable tensors is clipped to L2 norm ``clipping_norm``, the clipped models are
     averaged uniformly, and Gaussian noise of std ``noise_multiplier * clipping_norm / sites`` is
-    added to the average. Only trainable tensors are clipped and noised."""
+    added. The privacy spent (site-level, RDP accounting without sampling amplification) is
+    tracked with Flower's ``RdpAccountant`` and reported at ``delta``."""
 
     noise_multiplier: float
     clipping_norm: float
+    delta: float = 1e-5
 
     def __post_init__(self) -> None:
         if self.noise_multiplier < 0 or self.clipping_norm <= 0:
             raise ValueError("differential privacy needs noise_multiplier >= 0 and clipping_norm > 0")
+        if not 0 < self.delta < 1:
+            raise ValueError("differential privacy needs 0 < delta < 1")
 
-    def card(self, sites: int) -> dict[str, str]:
-        return {"mechanism": "central DP, server-side fixed clipping (flwr.supercore.differential_privacy)",
+    def strategy(self, sites: int) -> Any:
+        return DifferentialPrivacyServerSideFixedClipping(FedAvg(weighted_by_key=UNIT_WEIGHT), self.noise_multiplier,
+                                                          self.clipping_norm, sites)
+
+    def accountant(self, population: int) -> Any:
+        if self.noise_multiplier <= 0:
+            return None  # no noise: no finite guarantee to account
+        return RdpAccountant(PrivacyConfig(target_delta=self.delta, population_size=max(1, population),
+                                           neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+                                           sampling_method=SamplingMethod.NO_AMPLIFICATION))
+
+    def card(self, accountant: Any, noise_std: list[float]) -> dict[str, str]:
+        spent = accountant.get_privacy_spent() if accountant is not None and accountant.num_releases else None
+        return {"mechanism": "central DP, server-side fixed clipping (flwr DifferentialPrivacyServerSideFixedClipping + FedAvg)",
                 "noise_multiplier": str(self.noise_multiplier), "clipping_norm": str(self.clipping_norm),
-                "noise_std": str(compute_stdv(self.noise_multiplier, self.clipping_norm, max(1, sites))),
-                "aggregation": "uniform mean of clipped updates"}
+                "noise_std_per_round": ", ".join(f"{s:.6g}" for s in noise_std),
+                "aggregation": "uniform mean of clipped updates of the trainable tensors",
+                "epsilon": f"{spent.epsilon:.4f}" if spent else "inf (no noise)" if self.noise_multiplier <= 0 else "n/a",
+                "delta": str(self.delta), "accounting": "site-level RDP, no sampling amplification (flwr RdpAccountant)"}
 
 
-def private_mean(states: list[dict[str, torch.Tensor]], start: dict[str, torch.Tensor], privacy: Privacy,
-                 trainable: set[str]) -> dict[str, torch.Tensor]:
-    """The DP aggregate: clipped updates, uniform mean, Gaussian noise; other tensors as FedAvg of the copies."""
-    keys = [k for k in start if k in trainable]
-    base = [start[k].detach().double().numpy() for k in keys]
-    clipped = []
-    for s in states:
-        arrays = [s[k].detach().double().numpy().copy() for k in keys]
-        compute_clip_model_update(arrays, base, privacy.clipping_norm)  # arrays := base + clip(arrays - base)
-        clipped.append(arrays)
-    mean = [np.mean([c[i] for c in clipped], axis=0) for i in range(len(keys))]
-    update = [m - b for m, b in zip(mean, base, strict=True)]
-    add_gaussian_noise_inplace(update, compute_stdv(privacy.noise_multiplier, privacy.clipping_norm, len(states)))
-    out = fedavg(states, [1.0] * len(states))
-    for k, b, u in zip(keys, base, update, strict=True):
-        out[k] = torch.from_numpy(b + u).to(start[k].dtype)
+UNIT_WEIGHT = "unit-weight"  # DP averages the sites uniformly (the noise is calibrated to that)
+
+
+def check_reply(content: RecordDict, state: dict[str, torch.Tensor], keys: list[str]) -> str | None:
+    """Why a site's train reply cannot be aggregated (wrong tensors, shapes, dtypes, non-finite
+    values, a bad example count), or None."""
+    try:
+        arrays = content["arrays"]
+        count = float(content["metrics"]["num-examples"])  # type: ignore[index, arg-type]
+        float(content["metrics"]["train_loss"])  # type: ignore[index, arg-type]
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"malformed reply ({exc})"
+    if not isinstance(arrays, ArrayRecord):
+        return "malformed reply (arrays is not an ArrayRecord)"
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        return f"reply lacks tensors {missing[:3]}"
+    if not math.isfinite(count) or count < 1:
+        return f"reply has num-examples {count}"
+    for k in keys:
+        a = arrays[k].numpy()
+        if tuple(a.shape) != tuple(state[k].shape) or str(a.dtype) != str(state[k].numpy().dtype):
+            return f"tensor {k} is {a.dtype}{list(a.shape)}, expected {state[k].numpy().dtype}{list(state[k].shape)}"
+        if not np.isfinite(a).all():
+            return f"tensor {k} has non-finite values"
+    return None
+
+
+def aggregate(round_: int, state: dict[str, torch.Tensor], replies: dict[int, RecordDict], keys: list[str],
+              cfg: FuseConfig, privacy: Privacy | None) -> dict[str, torch.Tensor]:
+    """One round's aggregate by a Flower strategy (``FedAvg``/``FedProx`` weighted by examples,
+    or the DP wrapper): the trainable tensors ``keys`` are aggregated; the rest keep ``state``'s
+    values (sites cannot change frozen parts)."""
+    if privacy is not None:
+        strategy = privacy.strategy(len(replies))
+        strategy.current_arrays = ArrayRecord({k: Array(state[k].detach().cpu().numpy()) for k in keys})
+    else:
+        strategy = FedProx(proximal_mu=cfg.proximal_mu) if cfg.proximal_mu > 0 else FedAvg()
+    msgs = []
+    for node, content in replies.items():
+        arrays = content["arrays"]
+        metrics = MetricRecord({"num-examples": float(content["metrics"]["num-examples"]), UNIT_WEIGHT: 1.0})  # type: ignore[index, arg-type]
+        body = RecordDict({"arrays": ArrayRecord({k: arrays[k] for k in keys}), "metrics": metrics})  # type: ignore[index]
+        meta = Metadata(run_id=0, message_id="", src_node_id=node, dst_node_id=0, reply_to_message_id="",
+                        group_id=f"round-{round_}", created_at=time.time(), ttl=DEFAULT_TTL, message_type="train")
+        # Flower's strategies aggregate reply Messages; the content may come from a transport
+        # other than the Grid (tests, benchmarks), so each is wrapped with metadata of its own.
+        msgs.append(Message(content=body, metadata=meta))  # type: ignore[call-overload]
+    result, _ = strategy.aggregate_train(round_, msgs)
+    if result is None:
+        raise FuseError(f"round {round_}: the strategy produced no aggregate")
+    out = dict(state)
+    for k in keys:
+        out[k] = torch.from_numpy(np.array(result[k].numpy(), copy=True)).to(state[k].dtype)
     return out
 
 
@@ -113,17 +175,24 @@ class FuseOutcome:
     state: dict[str, torch.Tensor]
     history: list[dict[str, Any]]
     participants: list[str]
+    privacy: dict[str, str] | None = None
 
 
 def run_rounds(transport: Transport, nodes: list[NodeInfo], state: dict[str, torch.Tensor], cfg: FuseConfig, model_id: str,
                round_timeout_s: float, min_sites: int, privacy: Privacy | None = None,
                trainable: set[str] | None = None) -> FuseOutcome:
     """R rounds of FedAvg over ``nodes``; a round goes on with the sites that answered by its
-    deadline if at least ``min_sites`` did, else the run fails naming who was missing."""
+    deadline if at least ``min_sites`` did, else the run fails naming who was missing. A reply
+    that cannot be aggregated counts as a failed site; a site that did not answer at all is not
+    asked again in this run (a dead node would cost every later round its whole deadline)."""
     if len(nodes) < min_sites:
         raise FuseError(f"{len(nodes)} paired site(s) available ({', '.join(n.site for n in nodes) or 'none'}); "
                         f"min_sites is {min_sites}")
     by_id = {n.node_id: n for n in nodes}
+    active = dict(by_id)
+    keys = [k for k, v in state.items() if v.is_floating_point() and (trainable is None or k in trainable)]
+    accountant = privacy.accountant(len(nodes)) if privacy is not None else None
+    noise_std: list[float] = []
     history: list[dict[str, Any]] = []
     participants: set[str] = set()
     for r in range(1, cfg.rounds + 1):
@@ -134,33 +203,47 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], state: dict[str, tor
             return RecordDict({"arrays": arrays, "config": settings})
 
         t0 = time.monotonic()
-        replies = transport.ask(list(by_id), "train", content, f"round-{r}", round_timeout_s)
-        ok = {n: rep for n, rep in replies.items() if not isinstance(rep, str)}
-        failed = {by_id[n].site: rep for n, rep in replies.items() if isinstance(rep, str)}
-        silent = [by_id[n].site for n in by_id if n not in replies]
+        if len(active) < min_sites:
+            raise FuseError(f"round {r}: {len(active)} paired site(s) left ({', '.join(n.site for n in active.values()) or 'none'}; "
+                            f"the others stopped answering); min_sites is {min_sites}")
+        replies = transport.ask(list(active), "train", content, f"round-{r}", round_timeout_s)
+        ok: dict[int, RecordDict] = {}
+        failed: dict[str, str] = {}
+        for n, rep in replies.items():
+            problem = rep if isinstance(rep, str) else check_reply(rep, state, keys)
+            if problem is None:
+                ok[n] = rep  # type: ignore[assignment]
+            else:
+                failed[by_id[n].site] = problem
+        silent = [active.pop(n).site for n in list(active) if n not in replies]
         for site, err in failed.items():
             log.warning("round %d: site %s failed: %s", r, site, err)
         if silent:
             log.warning("round %d: no answer from %s within %.0f s", r, ", ".join(silent), round_timeout_s)
         if len(ok) < min_sites:
-            raise FuseError(f"round {r}: {len(ok)} of {len(by_id)} paired sites answered (failed: {sorted(failed) or 'none'}, "
+            asked = len(ok) + len(failed) + len(silent)
+            raise FuseError(f"round {r}: {len(ok)} of {asked} paired sites answered (failed: {sorted(failed) or 'none'}, "
                             f"no answer within {round_timeout_s:.0f} s: {silent or 'none'}); min_sites is {min_sites}")
-        states = [rep["arrays"].to_torch_state_dict() for rep in ok.values()]  # type: ignore[union-attr]
         counts = [float(rep["metrics"]["num-examples"]) for rep in ok.values()]  # type: ignore[index, arg-type]
         losses = [float(rep["metrics"]["train_loss"]) for rep in ok.values()]  # type: ignore[index, arg-type]
-        if privacy is None:
-            state = fedavg([dict(s) for s in states], counts)
-        else:
-            keys = trainable if trainable is not None else {k for k, v in state.items() if v.is_floating_point()}
-            state = private_mean([dict(s) for s in states], state, privacy, keys)
+        state = aggregate(r, state, ok, keys, cfg, privacy)
+        if privacy is not None:
+            noise_std.append(compute_stdv(privacy.noise_multiplier, privacy.clipping_norm, len(ok)))
+            if accountant is not None:
+                accountant.compose(GaussianPrivacyEvent(privacy.noise_multiplier, len(ok), len(nodes)))
         sites = sorted(by_id[n].site for n in ok)
         participants.update(sites)
         history.append({"round": r, "sites": sites, "num-examples": int(sum(counts)),
                         "train_loss": sum(c * x for c, x in zip(counts, losses, strict=True)) / sum(counts),
-                        "failed": sorted(failed), "no_answer": silent, "seconds": round(time.monotonic() - t0, 2)})
+                        "failed": sorted(failed), "errors": failed, "no_answer": silent, "seconds": round(time.monotonic() - t0, 2)})
         log.info("round %d of %d: %d sites, %d patients, loss %.4f", r, cfg.rounds, len(ok), int(sum(counts)),
                  history[-1]["train_loss"])
-    return FuseOutcome(state, history, sorted(participants))
+    card = privacy.card(accountant, noise_std) if privacy is not None else None
+    return FuseOutcome(state, history, sorted(participants), card)
+
+
+# The SuperLink's own error replies for a node that disconnected or lost the message.
+NODE_GONE = {ErrorCode.NODE_UNAVAILABLE, ErrorCode.MESSAGE_UNAVAILABLE, ErrorCode.REPLY_MESSAGE_UNAVAILABLE}
 
 
 class GridTransport:
@@ -175,8 +258,18 @@ class GridTransport:
     def ask(self, node_ids: Iterable[int], message_type: str, content: Callable[[int], RecordDict], group: str,
             timeout_s: float) -> dict[int, RecordDict | str]:
         msgs = [Message(content(n), dst_node_id=n, message_type=message_type, group_id=group) for n in node_ids]
+        replies = list(self.grid.send_and_receive(msgs, timeout=timeout_s))
+        # Replies are matched to what was sent, not to their source: the SuperLink answers for a
+        # node it lost (an error reply from itself).
+        sent = {m.metadata.message_id: m.metadata.dst_node_id for m in msgs}
         out: dict[int, RecordDict | str] = {}
-        for reply in self.grid.send_and_receive(msgs, timeout=timeout_s):
-            node = int(reply.metadata.src_node_id)
-            out[node] = str(reply.error.reason) if reply.has_error() else reply.content
+        for reply in replies:
+            node = sent.get(reply.metadata.reply_to_message_id)
+            if node is None:
+                log.warning("a reply to no message of this round (from node %s) is ignored", reply.metadata.src_node_id)
+                continue
+            if reply.has_error() and reply.error.code in NODE_GONE:
+                log.warning("node %s is gone (%s): counted as not answering", node, reply.error.reason)
+                continue
+            out[int(node)] = f"error {reply.error.code}: {reply.error.reason}" if reply.has_error() else reply.content
         return out

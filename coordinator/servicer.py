@@ -166,7 +166,8 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
             raise precondition(f"model {parent.model_id!r} is a {parent.recipe} version; LegoFuse rounds start from a merge")
         defaults = FuseConfig()
         try:
-            cfg = FuseConfig(rounds=request.rounds or defaults.rounds, epochs=request.epochs or defaults.epochs)
+            cfg = FuseConfig(mode=self.registry.task(parent.task_id).fuse_mode, rounds=request.rounds or defaults.rounds,
+                             epochs=request.epochs or defaults.epochs)
         except ValueError as exc:
             raise invalid(str(exc)) from None
         try:

@@ -5,6 +5,7 @@
     n_classes = 2                 # classification
     modalities = ["genes", "clinical"]
     latent_rows = 16  latent_dim = 64  fourier = "2d"  init_seed = 0  description = "..."
+    fuse_mode = "stack"           # LegoFuse runs: "stack" or "weave"
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class TaskFile(Strict):
     fourier: Literal["1d", "2d"] = "2d"
     init_seed: int = 0
     description: str = ""
+    fuse_mode: Literal["stack", "weave"] = "stack"
 
 
 def read_task_file(path: Path) -> TaskRecord:
@@ -38,6 +40,7 @@ def read_task_file(path: Path) -> TaskRecord:
     try:
         spec = (TaskSpec("survival", n_bins=f.n_bins, bin_edges=tuple(f.bin_edges)) if f.kind == "survival"
                 else TaskSpec("classification", n_classes=f.n_classes))
-        return TaskRecord(f.id, spec, f.latent_rows, f.latent_dim, f.fourier, f.init_seed, tuple(f.modalities), f.description)
+        return TaskRecord(f.id, spec, f.latent_rows, f.latent_dim, f.fourier, f.init_seed, tuple(f.modalities), f.description,
+                          fuse_mode=f.fuse_mode)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None

@@ -18,6 +18,7 @@ from common.client import CallError, RegistryClient, Retry
 from common.data.sitefolder import load_site_folder
 from common.flowerenv import flower_env
 from common.processes import stop_process
+from common.train import Interrupted
 
 from .config import SiteConfig
 from .flower import supernode_command
@@ -66,7 +67,7 @@ class Daemon:
         if todo:
             self.event("training", modalities=todo)
             data = load_site_folder(self.cfg.data)
-            for tb in train_site(self.cfg, task, data, only=todo):
+            for tb in train_site(self.cfg, task, data, only=todo, stop=self.stop.is_set):
                 self.event("trained", modality=tb.modality, folder=tb.folder.name, val_metric=round(tb.val_metric, 4))
                 have[tb.modality] = tb.folder
         return have
@@ -114,6 +115,8 @@ class Daemon:
             else:
                 self.event("idle", hint="no paired data: nothing more to do until stopped")
                 self.stop.wait()
+        except Interrupted:
+            self.event("training-interrupted", hint="no block was written for the unfinished modality; it trains again on the next start")
         except (CallError, ValueError, OSError) as exc:
             self.event("failed", "error", error=str(exc))
             return 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -46,7 +46,8 @@ def local_spec(task: TaskRecord, train: MultimodalDataset) -> TaskSpec:
     return task.spec
 
 
-def train_modality(data: MultimodalDataset, modality: str, task: TaskRecord, cfg: SiteConfig) -> tuple[LegoBlock, dict[str, float]]:
+def train_modality(data: MultimodalDataset, modality: str, task: TaskRecord, cfg: SiteConfig,
+                   stop: Callable[[], bool] | None = None) -> tuple[LegoBlock, dict[str, float]]:
     """Train one block on the site's patients that have ``modality``; returns it and aggregate stats."""
     t = cfg.train
     has = np.flatnonzero(data.modalities[modality].present.numpy())
@@ -64,7 +65,7 @@ def train_modality(data: MultimodalDataset, modality: str, task: TaskRecord, cfg
     mean, std = Standardizer.fit(train).stats[modality]
     block.set_input_scaling(mean, std)
     tc = TrainConfig(epochs=t.epochs, patience=t.patience, batch_size=t.batch_size, lr=t.lr, seed=t.seed, device=t.device)
-    res = fit(SingleModality(block, modality), train, val, spec, tc, label=f"block:{modality}")
+    res = fit(SingleModality(block, modality), train, val, spec, tc, label=f"block:{modality}", stop=stop)
     stats = {"n_train": float(len(train)), "n_val": float(len(val)), "val_metric": float(res.best_metric),
              "epochs": float(res.epochs_run)}
     if own.event is not None:
@@ -72,9 +73,11 @@ def train_modality(data: MultimodalDataset, modality: str, task: TaskRecord, cfg
     return block.cpu().eval(), stats
 
 
-def train_site(cfg: SiteConfig, task: TaskRecord, data: MultimodalDataset, only: Sequence[str] | None = None) -> list[TrainedBlock]:
+def train_site(cfg: SiteConfig, task: TaskRecord, data: MultimodalDataset, only: Sequence[str] | None = None,
+               stop: Callable[[], bool] | None = None) -> list[TrainedBlock]:
     """Train, sign and write a block for every enrolled modality the task accepts and the data has
-    (or just those in ``only``)."""
+    (or just those in ``only``). ``stop`` interrupts training
+    (:class:`common.train.Interrupted`); nothing of an unfinished block is left behind."""
     key = load_signing_key(cfg.signing_key)
     wanted = [m for m in cfg.modalities if m in task.modalities and (only is None or m in only)]
     if not wanted:
@@ -89,7 +92,7 @@ def train_site(cfg: SiteConfig, task: TaskRecord, data: MultimodalDataset, only:
             log.warning("the data folder has no modality %r; no block for it", modality)
             continue
         log.info("training block %s on %s", modality, cfg.site)
-        block, stats = train_modality(data, modality, task, cfg)
+        block, stats = train_modality(data, modality, task, cfg, stop)
         tmp = cfg.blocks / f".{modality}.partial"
         manifest = save_block(block, tmp, site=cfg.site, task_id=task.task_id, train_stats=stats, signing_key=key)
         folder = cfg.blocks / f"{task.task_id}-{modality}-{manifest.weights_sha256[:12]}"

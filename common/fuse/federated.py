@@ -86,22 +86,6 @@ def local_round(model: LegoFuse, state: dict[str, torch.Tensor], data: Multimoda
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, metrics
 
 
-def fedavg(states: Sequence[dict[str, torch.Tensor]], weights: Sequence[float]) -> dict[str, torch.Tensor]:
-    """The weighted mean of the sites' weights (accumulated in float64; buffers too)."""
-    if not states or len(states) != len(weights) or min(weights) <= 0:
-        raise ValueError("fedavg needs one positive weight per state and at least one state")
-    keys = set(states[0])
-    for s in states[1:]:
-        if set(s) != keys:
-            raise ValueError(f"sites returned different tensors: {sorted(keys ^ set(s))[:5]}")
-    total = float(sum(weights))
-    out = {}
-    for k in states[0]:
-        acc = sum((w / total) * s[k].double() for s, w in zip(states, weights, strict=True))
-        out[k] = acc.to(states[0][k].dtype)  # type: ignore[union-attr]
-    return out
-
-
 def centralized_fuse(model: LegoFuse, data: MultimodalDataset, spec: TaskSpec, cfg: FuseConfig,
                      device: str = "cpu") -> list[dict[str, float]]:
     """The same R x E epochs in one process on ``data``: what FedAvg over one site must equal."""

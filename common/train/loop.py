@@ -114,14 +114,21 @@ def _validate(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, device:
     return metric(spec, scores(spec, logits).numpy(), data.targets()), loss
 
 
+class Interrupted(RuntimeError):
+    """Training stopped because its ``stop`` callable said so (a daemon shutting down)."""
+
+
 def run_epoch(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, opt: torch.optim.Optimizer,
               scaler: torch.amp.GradScaler, gen: torch.Generator, device: torch.device, config: TrainConfig,
-              penalty: Callable[[], torch.Tensor] | None = None) -> float:
+              penalty: Callable[[], torch.Tensor] | None = None, stop: Callable[[], bool] | None = None) -> float:
     """One pass over ``data`` in shuffled mini-batches; returns the summed task loss. ``penalty``
-    is added to every batch's loss (FedProx's proximal term)."""
+    is added to every batch's loss (FedProx's proximal term); ``stop`` is asked before every
+    batch and ends training with :class:`Interrupted`."""
     model.train()
     total = 0.0
     for idx in _batches(len(data), config.batch_size, gen):
+        if stop is not None and stop():
+            raise Interrupted("training stopped on request")
         inputs = batch_inputs(data, idx, device)
         targets = batch_targets(data, spec, idx, device)
         with _autocast(device, config.amp):
@@ -160,9 +167,11 @@ def train_epochs(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, conf
 
 
 def fit(model: nn.Module, train: MultimodalDataset, val: MultimodalDataset, spec: TaskSpec,
-        config: TrainConfig = TrainConfig(), progress: bool = False, label: str = "train") -> FitResult:
+        config: TrainConfig = TrainConfig(), progress: bool = False, label: str = "train",
+        stop: Callable[[], bool] | None = None) -> FitResult:
     """Train ``model`` (a function of :data:`Inputs` returning logits) in place and leave it
-    holding the weights that were best on ``val`` (by metric, then by lower loss)."""
+    holding the weights that were best on ``val`` (by metric, then by lower loss). ``stop`` is
+    asked before every batch; when it says yes, :class:`Interrupted` is raised."""
     device = resolve_device(config.device)
     model.to(device)
     torch.manual_seed(config.seed)
@@ -190,7 +199,7 @@ def fit(model: nn.Module, train: MultimodalDataset, val: MultimodalDataset, spec
     epoch = 0
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
-        total = run_epoch(model, train, spec, opt, scaler, gen, device, config)
+        total = run_epoch(model, train, spec, opt, scaler, gen, device, config, stop=stop)
         seen += len(train)
         busy += time.perf_counter() - t0
         m, vloss = _validate(model, val, spec, device, config.amp)

@@ -38,9 +38,14 @@ def test_bad_manifests_are_named(change: dict[str, object], message: str) -> Non
 
 def test_records_round_trip() -> None:
     now = utc_now()
-    for task in (TaskRecord("t1", SURV, 6, 8, "1d", 3, ("a", "b"), "d", now),
+    for task in (TaskRecord("t1", SURV, 6, 8, "1d", 3, ("a", "b"), "d", now, fuse_mode="weave"),
                  TaskRecord("t2", TaskSpec("classification", n_classes=3), modalities=("img",), created_at=now)):
         assert serde.task_from_pb(serde.task_to_pb(task)) == task
+    old = serde.task_to_pb(TaskRecord("t3", SURV, modalities=("a",)))
+    old.ClearField("fuse_mode")  # a task stored before fuse_mode existed
+    assert serde.task_from_pb(old).fuse_mode == "stack"
+    with pytest.raises(ValueError, match="fuse_mode"):
+        TaskRecord("t4", SURV, modalities=("a",), fuse_mode="glue")
     blk = BlockRecord("ab" * 32, "t1", "hosp-a", "a", 10, now, "accepted", b"m", b"s", b"pem")
     assert serde.block_from_pb(serde.block_to_pb(blk)) == blk
     model = ModelRecord("t1-v1", "t1", ("ab" * 32,), "merge", {"head_merge": "spherical"}, "cd" * 32, 5, {"k": [1]}, now, "0.1")

@@ -1,11 +1,14 @@
 """LegoFuse rounds through real Flower processes on loopback, as an operator runs them: the
 coordinator (registry) process, `mmlego coordinator superlink` (TLS with the coordinator's
 certificate, SuperNode authentication), node keys from the enrolment kits registered and bound to
-site names, two site SuperNodes (one paired, one not) and one SuperNode whose key nobody
-registered; the admin's Fuse RPC runs the rounds (with central DP) and returns the fused model version."""
+site names, SuperNodes of two paired sites and one unpaired site, one SuperNode whose key nobody
+registered, and `mmlego coordinator fuse` (with central DP). One paired site is killed in the
+middle of the run: the round finishes with the other by its deadline and the fused version is stored."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -26,24 +29,35 @@ from site_client.flower import supernode_command
 from tests.coordinator.conftest import TASK, Consortium, signed_block
 from tests.coordinator.test_fuse_rounds import paired_data, site_node
 
+MMLEGO = [sys.executable, "-c", "from common.cli import run; run()"]
+
 
 @pytest.fixture()
 def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
     yield procs
     for p in reversed(procs):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)  # the SuperNode and any ClientApp it started
+            except ProcessLookupError:
+                pass
         stop_process(p, 20)
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
-def test_fuse_rounds_on_real_flower_processes_with_tls_and_node_auth(consortium: Consortium, tmp_path: Path,
-                                                                    processes: list[subprocess.Popen[bytes]]) -> None:
+def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(consortium: Consortium, tmp_path: Path,
+                                                                        processes: list[subprocess.Popen[bytes]]) -> None:
     port, link_port, s = free_port(), free_port(), consortium.root / "server"
     superlink = f"127.0.0.1:{link_port}"
     config = tmp_path / "coordinator.toml"
     config.write_text(render_config(f"127.0.0.1:{port}", str(s / "server.crt"), str(s / "server.key"), str(s / "ca.crt"), None,
                                     store=str(tmp_path / "store"))
-                      + f'\n[flower]\nsuperlink = "{superlink}"\nhome = "flower"\nround_timeout_s = 120.0\n'
-                        'discovery_timeout_s = 60.0\nmin_sites = 1\nrun_timeout_s = 400.0\n'
+                      + f'\n[flower]\nsuperlink = "{superlink}"\nhome = "flower"\nround_timeout_s = 90.0\n'
+                        'discovery_timeout_s = 90.0\nmin_sites = 1\nexpect_sites = 2\nrun_timeout_s = 400.0\n'
                         'dp_clipping_norm = 10.0\ndp_noise_multiplier = 0.01\n')
     coord = CoordinatorProcess(config, tmp_path / "coordinator.log")
     coord.start()
@@ -55,44 +69,78 @@ def test_fuse_rounds_on_real_flower_processes_with_tls_and_node_auth(consortium:
                 a.push(signed_block(consortium, "hosp-a", tmp_path / "ba", modality="genes", seed=1))
                 b.push(signed_block(consortium, "hosp-b", tmp_path / "bb", modality="clinical", seed=2))
             merged = admin.merge("t1")
+        with RegistryClient(address, consortium.tls("hosp-c")) as c:
+            c.models()  # hosp-c has no block here, but the registry knows it (it fuses with its paired data)
         export_site_folder(paired_data(40, 0), tmp_path / "data-b")
+        export_site_folder(paired_data(400, 3), tmp_path / "data-c")
         export_site_folder(paired_data(20, 1), tmp_path / "data-a")
         export_site_folder(paired_data(20, 2), tmp_path / "data-x")
         # hosp-a's site.toml claims paired data, but its certificate does not: it must not take part.
         nodes = {"b": site_node(consortium, "hosp-b", address, tmp_path / "data-b", tmp_path / "node-b", superlink),
+                 "c": site_node(consortium, "hosp-c", address, tmp_path / "data-c", tmp_path / "node-c", superlink),
                  "a": site_node(consortium, "hosp-a", address, tmp_path / "data-a", tmp_path / "node-a", superlink),
                  "x": site_node(consortium, "hosp-b", address, tmp_path / "data-x", tmp_path / "node-x", superlink, kit="rogue")}
 
         cfg = load_config(config)
-        processes.append(subprocess.Popen([sys.executable, "-c", "from common.cli import run; run()", "coordinator", "superlink",
-                                           "--config", str(config)], stdout=open(tmp_path / "link.log", "wb"),
-                                          stderr=subprocess.STDOUT))
+        processes.append(subprocess.Popen([*MMLEGO, "coordinator", "superlink", "--config", str(config)],
+                                          stdout=open(tmp_path / "link.log", "wb"), stderr=subprocess.STDOUT,
+                                          start_new_session=True))
         deadline = time.monotonic() + 60
         while True:  # the SuperLink takes a few seconds to listen
             try:
                 ids = {site: register_node(cfg, f"hosp-{site}", consortium.kit(f"hosp-{site}") / "flower-node.pub")
-                       for site in ("b", "a")}
+                       for site in ("b", "c", "a")}
                 break
             except Exception:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(2)
-        assert len(set(ids.values())) == 2
+        assert len(set(ids.values())) == 3
+        supernodes = {}
         for name, node in nodes.items():
             site_cfg = load_site_config(node["site-config"])
-            processes.append(subprocess.Popen(supernode_command(site_cfg), env=flower_env(tmp_path / f"home-{name}"),
-                                              stdout=open(tmp_path / f"node-{name}.log", "wb"), stderr=subprocess.STDOUT))
-        rogue = processes[-1]
+            supernodes[name] = subprocess.Popen(supernode_command(site_cfg), env=flower_env(tmp_path / f"home-{name}"),
+                                                stdout=open(tmp_path / f"node-{name}.log", "wb"), stderr=subprocess.STDOUT,
+                                                start_new_session=True)
+            processes.append(supernodes[name])
+
+        fuse_log = open(tmp_path / "fuse.log", "wb")
+        run = subprocess.Popen([*MMLEGO, "coordinator", "fuse", "--model", merged.model_id, "--config", str(config),
+                                "--rounds", "2", "--epochs", "1"], stdout=fuse_log, stderr=subprocess.STDOUT, env=os.environ.copy(),
+                               start_new_session=True)
+        processes.append(run)
+        # Kill hosp-c (its SuperNode and the ClientApp it runs) once it has started a round: it pulls
+        # the model version when its first training message arrives.
+        pulled = tmp_path / "node-c" / "models" / merged.model_id / "model.pb"
+        deadline = time.monotonic() + 300
+        while not pulled.exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pulled.exists(), (tmp_path / "fuse.log").read_text()[-3000:]
+        os.killpg(supernodes["c"].pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        run.wait(timeout=400)
+        out = (tmp_path / "fuse.log").read_text()
+        assert run.returncode == 0, out[-3000:]
+        assert "round 1 of 2" in out and "round 2 of 2" in out  # the run shows its progress
+        assert time.monotonic() - killed_at < 90 + 60, "the round did not end by its deadline"
 
         with RegistryClient(address, consortium.tls("ops")) as admin:
-            fused = admin.fuse(merged.model_id, rounds=2, epochs=1, timeout_s=400)
-        assert fused.recipe == "fuse" and fused.parent_id == merged.model_id, (tmp_path / "coordinator.log").read_text()[-3000:]
-        assert fused.card["fuse"]["participants"] == ["hosp-b"]
-        privacy = fused.card["fuse"]["privacy"]
-        assert "fixed clipping" in privacy["mechanism"] and privacy["clipping_norm"] == "10.0" and privacy["noise_std"] == "0.1"
-        assert [r["round"] for r in fused.card["fuse"]["rounds"]] == [1, 2] and fused.metrics["num-examples"] == 40
+            fused = [m for m in admin.models("t1") if m.recipe == "fuse"]
+        assert len(fused) == 1 and fused[0].model_id in out and fused[0].parent_id == merged.model_id
+        card = fused[0].card["fuse"]
+        rounds = card["rounds"]
+        # hosp-c answered no round after it was killed (nearly always round 1; round 2 if it replied first),
+        # and is not asked again; hosp-b carried the rounds; hosp-a (unpaired) and the rogue node never took part.
+        dead = [r["round"] for r in rounds if r["no_answer"] == ["hosp-c"]]
+        assert len(dead) == 1 and all(r["sites"] == ["hosp-b"] for r in rounds if r["round"] >= dead[0]), rounds
+        assert set(card["participants"]) <= {"hosp-b", "hosp-c"} and "hosp-b" in card["participants"]
+        assert [r["round"] for r in rounds] == [1, 2] and fused[0].metrics["num-examples"] == 40
+        privacy = card["privacy"]
+        assert "fixed clipping" in privacy["mechanism"] and privacy["clipping_norm"] == "10.0"
+        assert privacy["noise_std_per_round"].split(", ")[-1] == "0.1" and float(privacy["epsilon"]) > 0  # 0.01 * 10 / 1 site
+        rogue = supernodes["x"]
         assert rogue.poll() is not None and rogue.returncode != 0, "a SuperNode with an unregistered key was not refused"
         with RegistryClient(address, consortium.tls("hosp-a")) as site:
-            site.pull_model(fused.model_id, tmp_path / "pulled")
+            site.pull_model(fused[0].model_id, tmp_path / "pulled")
     finally:
         coord.stop()

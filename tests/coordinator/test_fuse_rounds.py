@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from flwr.app import RecordDict
+from flwr.app import ArrayRecord, MetricRecord, RecordDict
+from flwr.supercore.privacy_accounting import GaussianPrivacyEvent
 
 from common.client import RegistryClient
 from common.data.dataset import ModalityData, MultimodalDataset
@@ -74,7 +75,7 @@ def site_node(consortium: Consortium, site: str, address: str, data: Path, home:
               kit: str | None = None) -> dict[str, str]:
     home.mkdir(parents=True)
     kit_dir = consortium.kit(kit or site)
-    modalities = '"genes", "clinical"' if site == "hosp-b" else '"genes"'
+    modalities = '"genes", "clinical"' if site in ("hosp-b", "hosp-c") else '"genes"'
     (home / "site.toml").write_text(
         f'site = "{site}"\nmodalities = [{modalities}]\npaired = true\ncoordinator = "{address}"\ndata = "{data}"\n'
         f'[tls]\ncert = "{kit_dir / "tls.crt"}"\nkey = "{kit_dir / "tls.key"}"\nca = "{kit_dir / "ca.crt"}"\n'
@@ -141,8 +142,10 @@ def test_a_silent_site_is_left_behind_by_the_deadline_or_the_run_fails_below_min
     _, start = starting_model(registry, model_id, cfg)
     nodes = discover(InProcessTransport(nodes_cfg), deadline_s=5, want_paired=2)
     assert [n.site for n in nodes] == ["hosp-a", "hosp-b"]
-    outcome = run_rounds(InProcessTransport(nodes_cfg, silent=[2]), nodes, state_of(start), cfg, model_id, 30, min_sites=1)
-    assert outcome.participants == ["hosp-b"] and all(h["no_answer"] == ["hosp-a"] for h in outcome.history)
+    transport = InProcessTransport(nodes_cfg, silent=[2])
+    outcome = run_rounds(transport, nodes, state_of(start), cfg, model_id, 30, min_sites=1)
+    assert outcome.participants == ["hosp-b"] and [h["no_answer"] for h in outcome.history] == [["hosp-a"], []]
+    assert transport.calls == 3  # the silent site is not asked again in round 2
     with pytest.raises(FuseError, match=r"round 1: 1 of 2 paired sites answered.*no answer within 30 s: \['hosp-a'\]"):
         run_rounds(InProcessTransport(nodes_cfg, silent=[2]), nodes, state_of(start), cfg, model_id, 30, min_sites=2)
     broken = dict(nodes_cfg)
@@ -164,22 +167,70 @@ def test_discovery_stops_at_its_deadline(consortium: Consortium, merged: tuple[s
     assert len(nodes) == 1 and 0.9 < time.monotonic() - t0 < 5
 
 
+def _replies(states: list[dict[str, torch.Tensor]], counts: list[int]) -> dict[int, RecordDict]:
+    return {i + 1: RecordDict({"arrays": ArrayRecord.from_torch_state_dict(s),
+                               "metrics": MetricRecord({"num-examples": c, "train_loss": 0.5})})
+            for i, (s, c) in enumerate(zip(states, counts, strict=True))}
+
+
+def test_flower_fedavg_weights_sites_by_examples_and_keeps_frozen_tensors() -> None:
+    from coordinator.fuse_rounds import aggregate
+
+    start = {"w": torch.zeros(4), "buf": torch.ones(3)}
+    sites = [{"w": torch.full((4,), 1.0), "buf": torch.full((3,), 9.0)}, {"w": torch.full((4,), 4.0), "buf": torch.ones(3)}]
+    out = aggregate(1, start, _replies(sites, [30, 10]), ["w"], FuseConfig(), None)
+    assert torch.allclose(out["w"], torch.full((4,), 1.75)) and out["w"].dtype == torch.float32  # (30*1 + 10*4) / 40
+    assert torch.equal(out["buf"], torch.ones(3))  # not trainable: a site cannot change it
+
+
 def test_private_aggregation_clips_every_update_and_adds_the_stated_noise() -> None:
-    from coordinator.fuse_rounds import Privacy, private_mean
+    from coordinator.fuse_rounds import Privacy, aggregate
 
     start = {"w": torch.zeros(2000), "buf": torch.ones(3)}
     far = [{"w": torch.full((2000,), 5.0), "buf": torch.ones(3)}, {"w": torch.full((2000,), -1.0), "buf": torch.ones(3)}]
-    clip = Privacy(noise_multiplier=0.0, clipping_norm=1.0)
-    out = private_mean(far, start, clip, {"w"})
+    replies = _replies(far, [50, 10])  # DP averages uniformly: the counts must not matter
+    out = aggregate(1, start, replies, ["w"], FuseConfig(), Privacy(noise_multiplier=0.0, clipping_norm=1.0))
     per_site = [torch.full((2000,), 5.0) / torch.full((2000,), 5.0).norm(), torch.full((2000,), -1.0) / torch.full((2000,), -1.0).norm()]
     assert torch.allclose(out["w"], (per_site[0] + per_site[1]) / 2, atol=1e-6)  # clipped to norm 1, uniform mean
-    assert torch.equal(out["buf"], torch.ones(3))  # not trainable: untouched
-    noisy = private_mean(far, start, Privacy(noise_multiplier=2.0, clipping_norm=1.0), {"w"})
+    assert torch.equal(out["buf"], torch.ones(3))
+    noisy = aggregate(1, start, _replies(far, [50, 10]), ["w"], FuseConfig(), Privacy(noise_multiplier=2.0, clipping_norm=1.0))
     std = float((noisy["w"] - out["w"]).std())
     assert abs(std - 2.0 * 1.0 / 2) < 0.1  # std = multiplier * norm / sites
-    assert Privacy(2.0, 1.0).card(2)["noise_std"] == "1.0"
     with pytest.raises(ValueError, match="clipping_norm > 0"):
         Privacy(1.0, 0.0)
+
+
+def test_the_privacy_spent_is_accounted_over_the_rounds_released() -> None:
+    from coordinator.fuse_rounds import Privacy
+
+    privacy = Privacy(noise_multiplier=1.0, clipping_norm=1.0, delta=1e-5)
+    eps = []
+    for rounds in (1, 2, 4):
+        acc = privacy.accountant(population=3)
+        for _ in range(rounds):
+            acc.compose(GaussianPrivacyEvent(1.0, 2, 3))
+        card = privacy.card(acc, [0.5] * rounds)
+        eps.append(float(card["epsilon"]))
+        assert card["delta"] == "1e-05" and card["noise_std_per_round"].count("0.5") == rounds
+    assert 0 < eps[0] < eps[1] < eps[2]  # more releases spend more
+    assert Privacy(0.0, 1.0).card(Privacy(0.0, 1.0).accountant(3), [])["epsilon"] == "inf (no noise)"
+
+
+@pytest.mark.parametrize("change,why", [
+    (lambda s: {**s, "w": torch.zeros(5)}, "expected"),
+    (lambda s: {**s, "w": torch.full((4,), float("nan"))}, "non-finite"),
+    (lambda s: {"buf": s["buf"]}, "lacks tensors"),
+    (lambda s: {**s, "w": torch.zeros(4, dtype=torch.float64)}, "expected"),
+])
+def test_a_reply_that_cannot_be_aggregated_is_named(change: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]],
+                                                    why: str) -> None:
+    from coordinator.fuse_rounds import check_reply
+
+    start = {"w": torch.zeros(4), "buf": torch.ones(3)}
+    assert check_reply(_replies([start], [5])[1], start, ["w"]) is None
+    problem = check_reply(_replies([change(start)], [5])[1], start, ["w"])
+    assert problem is not None and why in problem
+    assert "num-examples" in str(check_reply(_replies([start], [0])[1], start, ["w"]))
 
 
 def test_the_serverapp_trusts_certificates_and_key_registrations_not_what_nodes_say(merged: tuple[str, Registry, str]) -> None:

@@ -120,3 +120,32 @@ def test_site_status_shows_local_and_registry_state(consortium: Consortium,  # n
         client.push(cfg.blocks / "t1-genes-local")
     out = CliRunner().invoke(app, ["site", "status", "--config", str(toml)])
     assert "accepted" in out.output and "not pushed" not in out.output
+
+
+def test_sigterm_while_training_stops_the_daemon_promptly_and_writes_no_block(consortium: Consortium,  # noqa: F811
+                                                                             coordinator: tuple[str, CoordinatorConfig],  # noqa: F811
+                                                                             tmp_path: Path) -> None:
+    from site_client.train import current_blocks
+
+    address, _ = coordinator
+    export_site_folder(paired_data(400, 6).select_modalities(["genes"]), tmp_path / "data")
+    node = site_node(consortium, "hosp-a", address, tmp_path / "data", tmp_path / "kit")
+    toml = Path(node["site-config"])
+    toml.write_text(toml.read_text().replace("paired = true", 'paired = false\ntask = "t1"')
+                    .replace('device = "cpu"', 'device = "cpu"\nepochs = 100000\npatience = 100000'))  # would train for hours
+    log = tmp_path / "run.log"
+    proc = start(str(toml), log)
+    try:
+        wait_for(log, "training", proc)
+        time.sleep(2.0)  # well inside the first epochs
+        proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        assert proc.wait(60) == 0, log.read_text()[-2000:]
+        assert time.monotonic() - t0 < 30
+    finally:
+        stop_process(proc)
+    names = [e["event"] for e in events(log)]
+    assert "training-interrupted" in names and "trained" not in names and names[-1] == "stopped"
+    assert current_blocks(load_site_config(toml), "t1") == {}
+    with RegistryClient(address, consortium.tls("hosp-a")) as client:
+        assert client.blocks("t1", "hosp-a") == []

@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Task(_message.Message):
-    __slots__ = ("task_id", "kind", "n_bins", "bin_edges", "n_classes", "latent_rows", "latent_dim", "fourier", "init_seed", "modalities", "description", "created_at")
+    __slots__ = ("task_id", "kind", "n_bins", "bin_edges", "n_classes", "latent_rows", "latent_dim", "fourier", "init_seed", "modalities", "description", "created_at", "fuse_mode")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     N_BINS_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class Task(_message.Message):
     MODALITIES_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FUSE_MODE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     kind: str
     n_bins: int
@@ -35,7 +36,8 @@ class Task(_message.Message):
     modalities: _containers.RepeatedScalarFieldContainer[str]
     description: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, task_id: _Optional[str] = ..., kind: _Optional[str] = ..., n_bins: _Optional[int] = ..., bin_edges: _Optional[_Iterable[float]] = ..., n_classes: _Optional[int] = ..., latent_rows: _Optional[int] = ..., latent_dim: _Optional[int] = ..., fourier: _Optional[str] = ..., init_seed: _Optional[int] = ..., modalities: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    fuse_mode: str
+    def __init__(self, task_id: _Optional[str] = ..., kind: _Optional[str] = ..., n_bins: _Optional[int] = ..., bin_edges: _Optional[_Iterable[float]] = ..., n_classes: _Optional[int] = ..., latent_rows: _Optional[int] = ..., latent_dim: _Optional[int] = ..., fourier: _Optional[str] = ..., init_seed: _Optional[int] = ..., modalities: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fuse_mode: _Optional[str] = ...) -> None: ...
 
 class TensorSpec(_message.Message):
     __slots__ = ("name", "shape", "dtype")
