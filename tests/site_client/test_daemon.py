@@ -52,15 +52,20 @@ def run_until_idle(config: str, log: Path) -> None:
         stop_process(proc)
 
 
+def genes_site(consortium: Consortium, address: str, tmp_path: Path, patients: int, train: str) -> Path:  # noqa: F811
+    """hosp-a's site.toml (unpaired, task t1) over ``patients`` genes-only patients; ``train``: extra [train] lines."""
+    export_site_folder(paired_data(patients, 5).select_modalities(["genes"]), tmp_path / "data")
+    toml = Path(site_node(consortium, "hosp-a", address, tmp_path / "data", tmp_path / "kit")["site-config"])
+    toml.write_text(toml.read_text().replace("paired = true", 'paired = false\ntask = "t1"')
+                    .replace('device = "cpu"', f'device = "cpu"\n{train}'))
+    return toml
+
+
 def test_daemon_trains_pushes_stops_and_resumes_without_retraining(consortium: Consortium,  # noqa: F811
                                                                   coordinator: tuple[str, CoordinatorConfig],  # noqa: F811
                                                                   tmp_path: Path) -> None:
-    address, _ = coordinator
-    export_site_folder(paired_data(40, 5).select_modalities(["genes"]), tmp_path / "data")
-    node = site_node(consortium, "hosp-a", address, tmp_path / "data", tmp_path / "kit")
-    toml = Path(node["site-config"])
-    toml.write_text(toml.read_text().replace("paired = true", 'paired = false\ntask = "t1"')
-                    .replace('device = "cpu"', 'device = "cpu"\nepochs = 3\npatience = 2\ntoken_dim = 16\nn_tokens = 2'))
+    address = coordinator[0]
+    toml = genes_site(consortium, address, tmp_path, 40, "epochs = 3\npatience = 2\ntoken_dim = 16\nn_tokens = 2")
     run_until_idle(str(toml), tmp_path / "run1.log")
     names = [e["event"] for e in events(tmp_path / "run1.log")]
     assert names[0] == "starting" and "trained" in names and "pushed" in names and names[-1] == "stopped"
@@ -127,12 +132,8 @@ def test_sigterm_while_training_stops_the_daemon_promptly_and_writes_no_block(co
                                                                              tmp_path: Path) -> None:
     from site_client.train import current_blocks
 
-    address, _ = coordinator
-    export_site_folder(paired_data(400, 6).select_modalities(["genes"]), tmp_path / "data")
-    node = site_node(consortium, "hosp-a", address, tmp_path / "data", tmp_path / "kit")
-    toml = Path(node["site-config"])
-    toml.write_text(toml.read_text().replace("paired = true", 'paired = false\ntask = "t1"')
-                    .replace('device = "cpu"', 'device = "cpu"\nepochs = 100000\npatience = 100000'))  # would train for hours
+    address = coordinator[0]
+    toml = genes_site(consortium, address, tmp_path, 400, "epochs = 100000\npatience = 100000")  # would train for hours
     log = tmp_path / "run.log"
     proc = start(str(toml), log)
     try:
