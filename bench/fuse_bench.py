@@ -11,45 +11,20 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
 from common.data import load_builtin
-from common.data.dataset import MultimodalDataset
 from common.experiment import ExperimentConfig, prepare_split, task_for, train_block
-from common.fuse import FuseConfig, centralized_fuse, fused_model, local_round, paired_only
+from common.fuse import FuseConfig, centralized_fuse, fused_model, paired_only
 from common.lego import LegoMerge
 from common.tasks import metric
 from common.train import predict_scores
 from coordinator.fuse_rounds import NodeInfo, run_rounds
-
-
-class PartitionTransport:
-    """Site k trains on partition k (what its ClientApp would do), in this process."""
-
-    def __init__(self, model_factory: Callable[[], Any], parts: list[MultimodalDataset], cfg: FuseConfig) -> None:
-        self.factory, self.parts, self.cfg = model_factory, parts, cfg
-
-    def node_ids(self) -> list[int]:
-        return list(range(len(self.parts)))
-
-    def ask(self, node_ids: Iterable[int], message_type: str, content: Callable[[int], RecordDict], group: str,
-            timeout_s: float) -> dict[int, RecordDict | str]:
-        out: dict[int, RecordDict | str] = {}
-        for n in node_ids:
-            msg = content(n)
-            model = self.factory()
-            settings = dict(msg["config"])  # type: ignore[arg-type]
-            state, metrics = local_round(model, dict(msg["arrays"].to_torch_state_dict()), self.parts[n], model.task,  # type: ignore[union-attr]
-                                         self.cfg, int(settings["round"]))  # type: ignore[arg-type]
-            out[n] = RecordDict({"arrays": ArrayRecord.from_torch_state_dict(state),
-                                 "metrics": MetricRecord({"num-examples": len(self.parts[n]), "train_loss": metrics["train_loss"]})})
-        return out
+from coordinator.simulate.inprocess import LocalSites
 
 
 def one(dataset: str, seed: int, ks: list[int], cfg: FuseConfig) -> list[dict[str, Any]]:
@@ -78,7 +53,7 @@ def one(dataset: str, seed: int, ks: list[int], cfg: FuseConfig) -> list[dict[st
         parts = [paired.subset(np.sort(ix)) for ix in np.array_split(order, k)]
         start = factory()
         nodes = [NodeInfo(i, f"site-{i}", tuple(mods), True) for i in range(k)]
-        outcome = run_rounds(PartitionTransport(factory, parts, cfg), nodes, dict(start.state_dict()), cfg, "bench", 1e9, k)
+        outcome = run_rounds(LocalSites(factory, parts, cfg), nodes, dict(start.state_dict()), cfg, "bench", 1e9, k)
         start.load_state_dict(outcome.state)
         rows.append({"dataset": dataset, "seed": seed, "sites": k, "method": "fedavg", "test": score(start.eval()),
                      "n_paired_train": len(paired), "n_test": len(test_paired)})

@@ -1,0 +1,107 @@
+"""The processes of a simulated consortium: each started in its own process group (so a site
+daemon's SuperNode and ClientApps go with it), each with its own log file; a process that dies
+unexpectedly is named with the end of its log; peak memory is sampled from /proc; everything is
+stopped at the end, on Ctrl-C and on failure."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MMLEGO = [sys.executable, "-c", "from common.cli import run; run()"]
+
+
+class SimulationError(RuntimeError):
+    """A simulated run that cannot go on; the message names the process or step."""
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join("    " + line for line in text[-lines:])
+
+
+def peak_rss(pid: int) -> int:
+    """Peak resident memory of a live process in bytes (Linux VmHWM); 0 when unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
+@dataclass
+class Member:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    peak: int = 0
+
+
+@dataclass
+class Fleet:
+    logs: Path
+    members: dict[str, Member] = field(default_factory=dict)
+
+    def start(self, name: str, command: list[str], env: dict[str, str] | None = None) -> Member:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = self.logs / (name.replace(" ", "-") + ".log")
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.members[name] = Member(name, proc, log)
+        return self.members[name]
+
+    def wait_for_text(self, name: str, text: str, timeout_s: float) -> None:
+        member = self.members[name]
+        deadline = time.monotonic() + timeout_s
+        while text not in member.log.read_text(errors="replace"):
+            self.check()
+            if time.monotonic() > deadline:
+                raise SimulationError(f"{name} did not get ready within {timeout_s:.0f} s; its log ends:\n{tail(member.log)}")
+            time.sleep(0.2)
+
+    def check(self) -> None:
+        """Raise naming the first member that is no longer running, with the end of its log."""
+        self.sample()
+        for m in self.members.values():
+            if m.proc.poll() is not None:
+                raise SimulationError(f"{m.name} (pid {m.proc.pid}) exited with status {m.proc.returncode}; "
+                                      f"its log {m.log} ends:\n{tail(m.log)}")
+
+    def sample(self) -> None:
+        for m in self.members.values():
+            if m.proc.poll() is None:
+                m.peak = max(m.peak, peak_rss(m.proc.pid))
+
+    def stop_all(self, grace_s: float = 20.0) -> None:
+        """SIGTERM every process group (newest first), wait, then SIGKILL what is left."""
+        self.sample()
+        live = [m for m in reversed(list(self.members.values())) if m.proc.poll() is None]
+        for m in live:
+            _signal_group(m.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for m in live:
+            try:
+                m.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for m in self.members.values():
+            _signal_group(m.proc.pid, signal.SIGKILL)  # also children the leader left behind
+            if m.proc.poll() is None:
+                m.proc.wait(10)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

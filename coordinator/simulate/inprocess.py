@@ -1,0 +1,37 @@
+"""LegoFuse-style rounds with every site in this process: a :class:`Transport` whose nodes are
+datasets. The coordinator's real round loop and aggregation run on it; what each node does is a
+site's real local round. Used for centralized references and baselines (simulate, benchmarks),
+where the Flower transport itself is not what is measured."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flwr.app import ArrayRecord, MetricRecord, RecordDict
+
+from common.data.dataset import MultimodalDataset
+from common.fuse import FuseConfig, local_round
+
+
+class LocalSites:
+    """Node i trains on ``parts[i]`` with a model from ``model_factory`` (the state arrives in the message)."""
+
+    def __init__(self, model_factory: Callable[[], Any], parts: list[MultimodalDataset], cfg: FuseConfig) -> None:
+        self.factory, self.parts, self.cfg = model_factory, parts, cfg
+
+    def node_ids(self) -> list[int]:
+        return list(range(len(self.parts)))
+
+    def ask(self, node_ids: Iterable[int], message_type: str, content: Callable[[int], RecordDict], group: str,
+            timeout_s: float) -> dict[int, RecordDict | str]:
+        out: dict[int, RecordDict | str] = {}
+        for n in node_ids:
+            msg = content(n)
+            model = self.factory()
+            settings = dict(msg["config"])  # type: ignore[arg-type]
+            state, metrics = local_round(model, dict(msg["arrays"].to_torch_state_dict()), self.parts[n], model.task,  # type: ignore[union-attr]
+                                         self.cfg, int(settings["round"]))  # type: ignore[arg-type]
+            out[n] = RecordDict({"arrays": ArrayRecord.from_torch_state_dict(state),
+                                 "metrics": MetricRecord({"num-examples": len(self.parts[n]), "train_loss": metrics["train_loss"]})})
+        return out

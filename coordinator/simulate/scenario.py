@@ -1,0 +1,252 @@
+"""Scenario files of ``mmlego simulate``: which data, which hospital holds which modality, who
+holds paired data, how much the hospitals' patients overlap, rounds, epochs and seeds; and the
+split of the data into the hospitals' training patients, a validation set and a held-out test set
+that no hospital trains on.
+
+    name = "nki70-3"
+    dataset = "nki70"                 # a built-in dataset; or give every site its own `data` folder
+    seed = 0                          # the test/validation split and the assignment of patients
+    overlap = 0.0                     # fraction of training patients that every site holds (its modalities)
+    rounds = 2   epochs = 1           # LegoFuse rounds and local epochs per round (0 rounds: no fuse)
+    block_epochs = 30                 # at most, per site block (early stopping on the site's own validation part)
+    [[sites]]
+    name = "hosp-a"   modalities = ["genes"]   share = 1.0     # or group = "study16", or data = "folder"
+
+A site with more than one modality holds them for the same patients (paired data). ``share``
+splits the training patients that no ``group`` took, in proportion. Built-in scenarios live in
+``scenarios/``; ``scale`` is made for ``--sites N`` with synthetic data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from common.data.dataset import ModalityData, MultimodalDataset
+from common.data.splits import random_split
+from common.pki.identity import check_name
+from common.tomlconfig import ConfigError, Strict, read_toml
+
+BUILTIN_DIR = Path(__file__).parent / "scenarios"
+DEFAULT = "ovarian-4"
+
+
+class SiteEntry(Strict):
+    name: str
+    modalities: list[str] = Field(min_length=1)
+    group: str | None = None  # the patients of this group (study) of the dataset
+    share: float | None = Field(default=None, gt=0)  # a share of the training patients no group took
+    data: str | None = None  # the site's own data folder (data.toml), relative to the scenario file
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SiteEntry:
+        check_name("site", self.name)
+        for m in self.modalities:
+            check_name("modality", m)
+        if len(self.modalities) != len(set(self.modalities)):
+            raise ValueError(f"site {self.name}: a modality is listed twice")
+        if sum(x is not None for x in (self.group, self.share, self.data)) != 1:
+            raise ValueError(f"site {self.name}: give exactly one of group, share or data")
+        return self
+
+    @property
+    def paired(self) -> bool:
+        return len(self.modalities) > 1
+
+
+class SyntheticSection(Strict):
+    """Synthetic survival data: modality m has ``features`` columns and a linear signal of
+    strength ``signal[m]`` (0 = noise only); labelled synthetic wherever it is reported."""
+
+    patients: int = Field(default=3000, ge=20)
+    features: dict[str, int] = Field(default_factory=lambda: {"omics": 32, "clinical": 8})
+    signal: dict[str, float] = Field(default_factory=lambda: {"omics": 1.0, "clinical": 0.6})
+
+
+class ScenarioFile(Strict):
+    name: str
+    description: str = ""
+    dataset: str | None = None
+    synthetic: SyntheticSection | None = None
+    seed: int = 0
+    overlap: float = Field(default=0.0, ge=0, lt=1)
+    test_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    val_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    rounds: int = Field(default=2, ge=0)
+    epochs: int = Field(default=1, ge=1)
+    block_epochs: int = Field(default=30, ge=1)
+    patience: int = Field(default=10, ge=1)
+    fuse_mode: Literal["stack", "weave"] = "stack"
+    latent_rows: int = Field(default=16, ge=1)
+    latent_dim: int = Field(default=64, ge=1)
+    n_bins: int = Field(default=4, ge=2)
+    baseline_max_rounds: int = Field(default=40, ge=1)  # the FedAvg-from-scratch baseline stops here at the latest
+    compare: bool = True  # centralized runs and baselines in the report (off for scale runs)
+    sites: list[SiteEntry] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScenarioFile:
+        names = [s.name for s in self.sites]
+        if len(names) != len(set(names)):
+            raise ValueError("two sites have the same name")
+        own = [s.data is not None for s in self.sites]
+        sources = (self.dataset is not None) + (self.synthetic is not None) + all(own)
+        if sources != 1 or (any(own) and not all(own)):
+            raise ValueError("name one dataset: `dataset` (built-in), `[synthetic]`, or a `data` folder for every site")
+        return self
+
+
+@dataclass(frozen=True)
+class Scenario:
+    spec: ScenarioFile
+    source: Path | None  # the file it came from (None: made in code)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def quick(self) -> Scenario:
+        """A fast variant for CI and smoke runs: few epochs, a small latent, a short baseline."""
+        s = self.spec.model_copy(update={"block_epochs": min(self.spec.block_epochs, 4), "patience": 2,
+                                         "latent_rows": 8, "latent_dim": 16, "baseline_max_rounds": 3,
+                                         "rounds": min(self.spec.rounds, 2)})
+        return replace(self, spec=s)
+
+
+def builtin_names() -> list[str]:
+    return [*sorted(p.stem for p in BUILTIN_DIR.glob("*.toml")), "scale"]
+
+
+def scale_scenario(sites: int, patients_per_site: int = 120, quick: bool = False) -> Scenario:
+    """``sites`` synthetic hospitals: alternately omics-only and clinical-only, and every tenth
+    (at least one) holds both (paired)."""
+    if sites < 2:
+        raise ConfigError("the scale scenario needs --sites 2 or more")
+    entries = []
+    for i in range(sites):
+        mods = ["omics", "clinical"] if i % 10 == 9 or (sites < 10 and i == sites - 1) else [("omics", "clinical")[i % 2]]
+        entries.append(SiteEntry(name=f"site-{i + 1:03d}", modalities=mods, share=1.0))
+    n = max(200, int(sites * patients_per_site / 0.7))
+    spec = ScenarioFile(name=f"scale-{sites}", description=f"{sites} hospitals on synthetic data (scale run)",
+                        synthetic=SyntheticSection(patients=n), rounds=1, epochs=1, block_epochs=3 if quick else 10,
+                        patience=3, latent_rows=8, latent_dim=16, compare=False, sites=entries)
+    return Scenario(spec, None)
+
+
+def load_scenario(name_or_file: str, sites: int | None = None) -> Scenario:
+    """A built-in scenario by name, or a scenario file; ``sites`` only for ``scale``."""
+    if name_or_file == "scale":
+        return scale_scenario(sites or 10)
+    if sites is not None:
+        raise ConfigError("--sites goes with --scenario scale only")
+    path = Path(name_or_file)
+    if not path.suffix and (BUILTIN_DIR / f"{name_or_file}.toml").is_file():
+        path = BUILTIN_DIR / f"{name_or_file}.toml"
+    elif not path.is_file():
+        raise ConfigError(f"{name_or_file}: no such scenario file or built-in scenario (built-in: {', '.join(builtin_names())})")
+    return Scenario(read_toml(path, ScenarioFile), path)
+
+
+# ---- the data -------------------------------------------------------------------------------------------
+@dataclass
+class Partition:
+    """Who holds what: each site's training patients (its modalities only), the validation set
+    (choices the report makes) and the test parts (every model is measured on them, never trained on)."""
+
+    sites: dict[str, MultimodalDataset]
+    val: list[MultimodalDataset]
+    test: list[MultimodalDataset]
+    train_pool: MultimodalDataset | None  # all training patients with every modality (None with per-site folders)
+    synthetic: bool
+
+
+def synthetic_data(cfg: SyntheticSection, seed: int) -> MultimodalDataset:
+    """Survival data whose log-hazard is a sum of one linear signal per modality."""
+    rng = np.random.default_rng(seed)
+    n = cfg.patients
+    mods, risk = {}, np.zeros(n)
+    for m, f in sorted(cfg.features.items()):
+        x = rng.normal(size=(n, f)).astype(np.float32)
+        w = rng.normal(size=f) / np.sqrt(f)
+        risk += cfg.signal.get(m, 0.0) * (x @ w)
+        mods[m] = ModalityData("tabular", torch.from_numpy(x), torch.ones(n, dtype=torch.bool), [f"{m}_{j}" for j in range(f)])
+    t_event = rng.exponential(np.exp(-risk))
+    t_censor = rng.exponential(np.median(t_event) * 1.5, size=n)
+    time = np.minimum(t_event, t_censor).astype(np.float32) + 1e-3
+    event = (t_event <= t_censor).astype(np.int64)
+    return MultimodalDataset("synthetic", "survival", [f"p{i:06d}" for i in range(n)], mods, time=time, event=event,
+                             meta={"source": "synthetic (mmlego simulate)"})
+
+
+def _strata(data: MultimodalDataset) -> np.ndarray:
+    return np.asarray(data.event if data.task == "survival" else data.label)
+
+
+def partition(scn: Scenario, pool: MultimodalDataset | None = None) -> Partition:
+    """Split the scenario's data: test and validation first (stratified, seeded), then the training
+    patients to the sites (by group, then by share); ``overlap`` of them are held by every site."""
+    spec = scn.spec
+    fractions = (1 - spec.test_fraction - spec.val_fraction, spec.val_fraction, spec.test_fraction)
+    if spec.sites[0].data is not None:
+        return _own_folders(scn, fractions)
+    if pool is None:
+        if spec.synthetic is not None:
+            pool = synthetic_data(spec.synthetic, spec.seed)
+        else:
+            from common.data import load_builtin
+
+            pool = load_builtin(str(spec.dataset))
+    wanted = {m for s in spec.sites for m in s.modalities}
+    missing = sorted(wanted - set(pool.modalities))
+    if missing:
+        raise ConfigError(f"scenario {spec.name}: dataset {pool.name} has no modality {missing[0]} (it has {sorted(pool.modalities)})")
+    split = random_split(len(pool), spec.seed, fractions=fractions, stratify=_strata(pool))
+    train = pool.subset(split.train)
+    rng = np.random.default_rng(spec.seed + 1)
+    rows: dict[str, list[int]] = {}
+    taken = np.zeros(len(train), dtype=bool)
+    for s in spec.sites:
+        if s.group is not None:
+            if train.groups is None or s.group not in set(train.groups):
+                have = sorted(set(train.groups)) if train.groups is not None else []
+                raise ConfigError(f"scenario {spec.name}: site {s.name}: no group {s.group!r} in {pool.name} (groups: {have})")
+            rows[s.name] = list(np.flatnonzero(train.groups == s.group))
+            taken[rows[s.name]] = True
+    shared = rng.permutation(len(train))[: round(spec.overlap * len(train))]
+    free = rng.permutation(np.setdiff1d(np.flatnonzero(~taken), shared))
+    sharers = [s for s in spec.sites if s.share is not None]
+    if sharers:
+        cuts = np.cumsum([s.share for s in sharers]) / sum(s.share for s in sharers)  # type: ignore[misc]
+        bounds = [0, *np.round(cuts * len(free)).astype(int)]
+        for s, a, b in zip(sharers, bounds[:-1], bounds[1:], strict=True):
+            rows[s.name] = list(free[a:b])
+    sites = {}
+    for s in spec.sites:
+        idx = np.unique(np.concatenate([np.asarray(rows[s.name], dtype=int), shared]))
+        if idx.size < 10:
+            raise ConfigError(f"scenario {spec.name}: site {s.name} gets {idx.size} training patients; it needs at least 10")
+        sites[s.name] = train.subset(idx).select_modalities(s.modalities)
+    val, test = pool.subset(split.val), pool.subset(split.test)
+    return Partition(sites, [val], [test], train, synthetic=spec.synthetic is not None)
+
+
+def _own_folders(scn: Scenario, fractions: tuple[float, float, float]) -> Partition:
+    from common.data.sitefolder import load_site_folder
+
+    base = scn.source.parent if scn.source is not None else Path.cwd()
+    sites, val, test = {}, [], []
+    for s in scn.spec.sites:
+        data = load_site_folder(base / str(s.data))
+        missing = [m for m in s.modalities if m not in data.modalities]
+        if missing:
+            raise ConfigError(f"scenario {scn.name}: site {s.name}'s data folder has no modality {missing[0]}")
+        data = data.select_modalities(s.modalities)
+        split = random_split(len(data), scn.spec.seed, fractions=fractions, stratify=_strata(data))
+        sites[s.name] = data.subset(split.train)
+        val.append(data.subset(split.val))
+        test.append(data.subset(split.test))
+    return Partition(sites, val, test, None, synthetic=False)

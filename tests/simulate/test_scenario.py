@@ -1,0 +1,86 @@
+"""Scenario files and how a scenario splits the data: the test and validation patients are never
+a site's, groups and shares go where the file says, overlap means shared patients, and a bad file
+gets one message naming what is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.tomlconfig import ConfigError
+from coordinator.simulate.scenario import builtin_names, load_scenario, partition, scale_scenario
+
+
+def ids(data: object) -> set[str]:
+    return set(data.ids)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", ["ovarian-4", "nki70-3", "pbc-3"])
+def test_builtin_scenarios_hold_out_patients_no_site_trains_on(name: str) -> None:
+    scn = load_scenario(name)
+    part = partition(scn)
+    held = ids(part.test[0]) | ids(part.val[0])
+    assert not ids(part.test[0]) & ids(part.val[0])
+    for site in scn.spec.sites:
+        data = part.sites[site.name]
+        assert not ids(data) & held, f"{site.name} trains on held-out patients"
+        assert sorted(data.modalities) == sorted(site.modalities)
+    assert sum(s.paired for s in scn.spec.sites) == 1 and len(scn.spec.sites) == int(name[-1])
+    assert "ovarian-4" in builtin_names() and "scale" in builtin_names()
+
+
+def test_ovarian_sites_are_the_four_studies() -> None:
+    scn = load_scenario("ovarian-4")
+    part = partition(scn)
+    for site in scn.spec.sites:
+        groups = part.train_pool.groups[np.isin(part.train_pool.ids, part.sites[site.name].ids)]  # type: ignore[union-attr, index]
+        assert set(groups) == {site.group}
+    sizes = {s.name: len(part.sites[s.name]) for s in scn.spec.sites}
+    assert sizes["hosp-16"] > sizes["hosp-13"] > sizes["hosp-4"] > sizes["hosp-9"]  # 510 / 260 / 84 / 58 patients before the split
+
+
+def test_overlap_is_a_pool_of_patients_every_site_holds(tmp_path: Path) -> None:
+    text = Path(load_scenario("nki70-3").source).read_text()  # type: ignore[arg-type]
+    for overlap in (0.0, 0.3):
+        f = tmp_path / f"o{overlap}.toml"
+        f.write_text(text.replace('dataset = "nki70"', f'dataset = "nki70"\noverlap = {overlap}'))
+        part = partition(load_scenario(str(f)))
+        sets = [ids(d) for d in part.sites.values()]
+        common = sets[0] & sets[1] & sets[2]
+        assert len(common) == round(overlap * len(part.train_pool))  # type: ignore[arg-type]
+        assert not (sets[0] & sets[1]) - common  # beyond the shared pool, sites hold different patients
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda t: t.replace('name = "hosp-clinic"', 'name = "hosp-omics"'), "same name"),
+    (lambda t: t.replace('share = 1.0\n\n[[sites]]\nname = "hosp-clinic"', 'share = 1.0\ngroup = "x"\n\n[[sites]]\nname = "hosp-clinic"'),
+     "exactly one of group, share or data"),
+    (lambda t: t.replace('modalities = ["genes"]', 'modalities = ["slides"]'), "no modality slides"),
+    (lambda t: t.replace('share = 1.0', 'group = "study99"', 1), "no group 'study99'"),
+    (lambda t: t.replace('rounds = 2', 'rounds = -1'), "rounds"),
+    (lambda t: t.replace('name = "hosp-omics"', 'name = "../etc"'), "site"),
+    (lambda t: t + "\ncolour = 3\n", "colour"),
+    (lambda t: t.replace('dataset = "nki70"', ''), "name one dataset"),
+])
+def test_a_bad_scenario_file_is_refused_with_a_message_naming_the_problem(tmp_path: Path, change: object, message: str) -> None:
+    f = tmp_path / "bad.toml"
+    f.write_text(change(Path(load_scenario("nki70-3").source).read_text()))  # type: ignore[operator, arg-type]
+    with pytest.raises(ConfigError, match=message):
+        partition(load_scenario(str(f)))
+
+
+def test_unknown_scenarios_and_misplaced_options_are_named() -> None:
+    with pytest.raises(ConfigError, match="no such scenario file or built-in scenario"):
+        load_scenario("ovarian-5")
+    with pytest.raises(ConfigError, match="--sites goes with --scenario scale"):
+        load_scenario("nki70-3", sites=5)
+
+
+def test_the_scale_scenario_is_synthetic_and_has_paired_sites() -> None:
+    scn = scale_scenario(25)
+    part = partition(scn)
+    assert part.synthetic and len(part.sites) == 25
+    assert sum(s.paired for s in scn.spec.sites) == 2 and not scn.spec.compare
+    assert min(len(d) for d in part.sites.values()) >= 100
