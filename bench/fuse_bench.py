@@ -53,7 +53,7 @@ def one(dataset: str, seed: int, ks: list[int], cfg: FuseConfig) -> list[dict[st
         parts = [paired.subset(np.sort(ix)) for ix in np.array_split(order, k)]
         start = factory()
         nodes = [NodeInfo(i, f"site-{i}", tuple(mods), True) for i in range(k)]
-        outcome = run_rounds(LocalSites(factory, parts, cfg), nodes, dict(start.state_dict()), cfg, "bench", 1e9, k)
+        outcome = run_rounds(LocalSites(factory, parts, cfg), nodes, start, cfg, "bench", 1e9, k)
         start.load_state_dict(outcome.state)
         rows.append({"dataset": dataset, "seed": seed, "sites": k, "method": "fedavg", "test": score(start.eval()),
                      "n_paired_train": len(paired), "n_test": len(test_paired)})

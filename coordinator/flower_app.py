@@ -17,7 +17,7 @@ from common.fuse import FuseConfig
 
 from .config import load_config
 from .fuse_rounds import FuseError, GridTransport, NodeInfo, Privacy, discover, run_rounds
-from .fusing import starting_model, state_of, store_fused
+from .fusing import starting_model, store_fused
 from .registry import Registry
 
 log = logging.getLogger("mmlego.coordinator")
@@ -75,9 +75,8 @@ def main(grid: Grid, context: Context) -> None:
         log.info("fuse %s: nodes %s; paired %s", parent.model_id, [n.site for n in nodes], [n.site for n in paired])
         clip = float(rc.get("dp-clipping-norm", 0.0))
         privacy = Privacy(float(rc.get("dp-noise-multiplier", 0.0)), clip, float(rc.get("dp-delta", 1e-5))) if clip > 0 else None
-        trainable = {name for name, _ in start.named_parameters()}
-        outcome = run_rounds(transport, paired, state_of(start), cfg, parent.model_id, float(rc.get("round-timeout", 600)),
-                             min_sites, privacy, trainable)
+        outcome = run_rounds(transport, paired, start, cfg, parent.model_id, float(rc.get("round-timeout", 600)),
+                             min_sites, privacy)
         record = store_fused(registry, parent, outcome, cfg, actor="flower-serverapp",
                              privacy=outcome.privacy)
         print(f"mmlego fuse: stored {record.model_id}", flush=True)

@@ -22,6 +22,7 @@ from flwr.supercore.differential_privacy import compute_stdv
 from flwr.supercore.privacy_accounting import GaussianPrivacyEvent, NeighboringRelation, SamplingMethod
 
 from common.fuse import FuseConfig
+from common.fuse.wire import FLAT, layout, pack, trainable_names, unpack
 
 log = logging.getLogger("mmlego.coordinator")
 
@@ -117,45 +118,38 @@ UNIT_WEIGHT = "unit-weight"  # DP averages the sites uniformly (the noise is cal
 
 
 def check_reply(content: RecordDict, state: dict[str, torch.Tensor], keys: list[str]) -> str | None:
-    """Why a site's train reply cannot be aggregated (wrong tensors, shapes, dtypes, non-finite
-    values, a bad example count), or None."""
+    """Why a site's train reply cannot be aggregated (not the packed trainable tensors of this
+    model, non-finite values, a bad example count), or None."""
     try:
-        arrays = content["arrays"]
         count = float(content["metrics"]["num-examples"])  # type: ignore[index, arg-type]
         float(content["metrics"]["train_loss"])  # type: ignore[index, arg-type]
+        arrays = content["arrays"]
+        if not isinstance(arrays, ArrayRecord):
+            return "malformed reply (arrays is not an ArrayRecord)"
+        unpack(arrays, state, keys)
     except (KeyError, TypeError, ValueError) as exc:
         return f"malformed reply ({exc})"
-    if not isinstance(arrays, ArrayRecord):
-        return "malformed reply (arrays is not an ArrayRecord)"
-    missing = [k for k in keys if k not in arrays]
-    if missing:
-        return f"reply lacks tensors {missing[:3]}"
     if not math.isfinite(count) or count < 1:
         return f"reply has num-examples {count}"
-    for k in keys:
-        a = arrays[k].numpy()
-        if tuple(a.shape) != tuple(state[k].shape) or str(a.dtype) != str(state[k].numpy().dtype):
-            return f"tensor {k} is {a.dtype}{list(a.shape)}, expected {state[k].numpy().dtype}{list(state[k].shape)}"
-        if not np.isfinite(a).all():
-            return f"tensor {k} has non-finite values"
+    if not np.isfinite(arrays[FLAT].numpy()).all():
+        return "the reply's tensors have non-finite values"
     return None
 
 
 def aggregate(round_: int, state: dict[str, torch.Tensor], replies: dict[int, RecordDict], keys: list[str],
               cfg: FuseConfig, privacy: Privacy | None) -> dict[str, torch.Tensor]:
     """One round's aggregate by a Flower strategy (``FedAvg``/``FedProx`` weighted by examples,
-    or the DP wrapper): the trainable tensors ``keys`` are aggregated; the rest keep ``state``'s
-    values (sites cannot change frozen parts)."""
+    or the DP wrapper) of the packed trainable tensors ``keys``; the rest keep ``state``'s values
+    (sites cannot change frozen parts)."""
     if privacy is not None:
         strategy = privacy.strategy(len(replies))
-        strategy.current_arrays = ArrayRecord({k: Array(state[k].detach().cpu().numpy()) for k in keys})
+        strategy.current_arrays = pack(state, keys)
     else:
         strategy = FedProx(proximal_mu=cfg.proximal_mu) if cfg.proximal_mu > 0 else FedAvg()
     msgs = []
     for node, content in replies.items():
-        arrays = content["arrays"]
         metrics = MetricRecord({"num-examples": float(content["metrics"]["num-examples"]), UNIT_WEIGHT: 1.0})  # type: ignore[index, arg-type]
-        body = RecordDict({"arrays": ArrayRecord({k: arrays[k] for k in keys}), "metrics": metrics})  # type: ignore[index]
+        body = RecordDict({"arrays": content["arrays"], "metrics": metrics})
         meta = Metadata(run_id=0, message_id="", src_node_id=node, dst_node_id=0, reply_to_message_id="",
                         group_id=f"round-{round_}", created_at=time.time(), ttl=DEFAULT_TTL, message_type="train")
         # Flower's strategies aggregate reply Messages; the content may come from a transport
@@ -164,10 +158,7 @@ def aggregate(round_: int, state: dict[str, torch.Tensor], replies: dict[int, Re
     result, _ = strategy.aggregate_train(round_, msgs)
     if result is None:
         raise FuseError(f"round {round_}: the strategy produced no aggregate")
-    out = dict(state)
-    for k in keys:
-        out[k] = torch.from_numpy(np.array(result[k].numpy(), copy=True)).to(state[k].dtype)
-    return out
+    return unpack(ArrayRecord({FLAT: Array(np.asarray(result[FLAT].numpy(), dtype=np.float32))}), state, keys)
 
 
 @dataclass
@@ -178,26 +169,27 @@ class FuseOutcome:
     privacy: dict[str, str] | None = None
 
 
-def run_rounds(transport: Transport, nodes: list[NodeInfo], state: dict[str, torch.Tensor], cfg: FuseConfig, model_id: str,
-               round_timeout_s: float, min_sites: int, privacy: Privacy | None = None,
-               trainable: set[str] | None = None) -> FuseOutcome:
-    """R rounds of FedAvg over ``nodes``; a round goes on with the sites that answered by its
-    deadline if at least ``min_sites`` did, else the run fails naming who was missing. A reply
-    that cannot be aggregated counts as a failed site; a site that did not answer at all is not
-    asked again in this run (a dead node would cost every later round its whole deadline)."""
+def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Module, cfg: FuseConfig, model_id: str,
+               round_timeout_s: float, min_sites: int, privacy: Privacy | None = None) -> FuseOutcome:
+    """R rounds of FedAvg over ``nodes`` from the weights of ``start``; a round goes on with the
+    sites that answered by its deadline if at least ``min_sites`` did, else the run fails naming
+    who was missing. A reply that cannot be aggregated counts as a failed site; a site that did
+    not answer at all is not asked again in this run (a dead node would cost every later round
+    its whole deadline). Only the trainable tensors travel and are aggregated."""
     if len(nodes) < min_sites:
         raise FuseError(f"{len(nodes)} paired site(s) available ({', '.join(n.site for n in nodes) or 'none'}); "
                         f"min_sites is {min_sites}")
     by_id = {n.node_id: n for n in nodes}
     active = dict(by_id)
-    keys = [k for k, v in state.items() if v.is_floating_point() and (trainable is None or k in trainable)]
+    state = {k: v.detach().cpu().clone() for k, v in start.state_dict().items()}
+    keys = trainable_names(start)
     accountant = privacy.accountant(len(nodes)) if privacy is not None else None
     noise_std: list[float] = []
     history: list[dict[str, Any]] = []
     participants: set[str] = set()
     for r in range(1, cfg.rounds + 1):
-        arrays = ArrayRecord.from_torch_state_dict(state)
-        settings = ConfigRecord({**cfg.to_dict(), "model-id": model_id, "round": r})
+        arrays = pack(state, keys)
+        settings = ConfigRecord({**cfg.to_dict(), "model-id": model_id, "round": r, "layout": layout(state, keys)})
 
         def content(_: int, arrays: ArrayRecord = arrays, settings: ConfigRecord = settings) -> RecordDict:
             return RecordDict({"arrays": arrays, "config": settings})

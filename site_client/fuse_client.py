@@ -9,11 +9,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, RecordDict
 
 from common.artifacts.modelfile import load_model_folder
 from common.data.sitefolder import load_site_folder
-from common.fuse import FuseConfig, fused_model, local_round, paired_only
+from common.fuse import FuseConfig, fused_model, paired_only
+from common.fuse.wire import site_round
 from common.lego import LegoMerge
 
 from .config import SiteConfig, load_site_config
@@ -47,11 +48,12 @@ def model_folder(cfg: SiteConfig, model_id: str) -> Path:
 
 
 def train(content: RecordDict, node_config: dict[str, Any]) -> RecordDict:
-    """One round: load the global weights into the LegoFuse of the model's blocks, train
-    ``epochs`` epochs on the paired patients, return the weights and aggregate metrics."""
+    """One round: the global trainable weights into the LegoFuse of the model's blocks, ``epochs``
+    epochs on the paired patients, the new trainable weights and aggregate metrics back."""
     cfg = site_config(node_config)
     settings: dict[str, Any] = dict(content["config"])  # type: ignore[arg-type]
     model_id, round_ = str(settings.pop("model-id")), int(settings.pop("round"))
+    settings.pop("layout", None)
     fuse = FuseConfig.from_dict(settings)
     merged, record = load_model_folder(model_folder(cfg, model_id))
     assert isinstance(merged, LegoMerge), "fuse rounds start from a merge version"
@@ -59,9 +61,7 @@ def train(content: RecordDict, node_config: dict[str, Any]) -> RecordDict:
     data = paired_only(load_site_folder(cfg.data), model.modalities)
     if len(data) < MIN_CELL:
         raise ValueError(f"site {cfg.site!r} has {len(data)} paired patients; at least {MIN_CELL} are needed to take part")
-    state = content["arrays"].to_torch_state_dict()  # type: ignore[union-attr]
-    new_state, metrics = local_round(model, dict(state), data, model.task, fuse, round_, device=cfg.train.device)
+    reply = site_round(model, content, data, fuse, round_, device=cfg.train.device)
     log.info("fuse round %d of %s at %s: %d paired patients, loss %.4f", round_, model_id, cfg.site, len(data),
-             metrics["train_loss"])
-    return RecordDict({"arrays": ArrayRecord.from_torch_state_dict(new_state),
-                       "metrics": MetricRecord({"num-examples": len(data), "train_loss": float(metrics["train_loss"])})})
+             reply["metrics"]["train_loss"])  # type: ignore[index]
+    return reply

@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flwr.app import ArrayRecord, MetricRecord, RecordDict
+from flwr.app import RecordDict
 
 from common.data.dataset import MultimodalDataset
-from common.fuse import FuseConfig, local_round
+from common.fuse import FuseConfig
+from common.fuse.wire import site_round
 
 
 class LocalSites:
@@ -28,10 +29,6 @@ class LocalSites:
         out: dict[int, RecordDict | str] = {}
         for n in node_ids:
             msg = content(n)
-            model = self.factory()
             settings = dict(msg["config"])  # type: ignore[arg-type]
-            state, metrics = local_round(model, dict(msg["arrays"].to_torch_state_dict()), self.parts[n], model.task,  # type: ignore[union-attr]
-                                         self.cfg, int(settings["round"]))  # type: ignore[arg-type]
-            out[n] = RecordDict({"arrays": ArrayRecord.from_torch_state_dict(state),
-                                 "metrics": MetricRecord({"num-examples": len(self.parts[n]), "train_loss": metrics["train_loss"]})})
+            out[n] = site_round(self.factory(), msg, self.parts[n], self.cfg, int(settings["round"]))  # type: ignore[arg-type]
         return out

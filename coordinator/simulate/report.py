@@ -136,14 +136,11 @@ def fedavg_baseline(reference: Reference, run: RunResult, scn: Scenario, part: P
     start = fused_model(fresh, fuse_cfg.mode, run.merged.parameters)
     data = [paired_only(load_site_folder(run.site_dirs[s.name] / "data"), start.modalities) for s in paired]
     nodes = [NodeInfo(i, s.name, tuple(s.modalities), True) for i, s in enumerate(paired)]
-    state = {k: v.detach().clone() for k, v in start.state_dict().items()}
-    trainable = {n for n, _ in start.named_parameters()}
     curve, reached = [], False
     for r in range(1, scn.spec.baseline_max_rounds + 1):
         cfg = FuseConfig(mode=fuse_cfg.mode, rounds=1, epochs=fuse_cfg.epochs, lr=fuse_cfg.lr, seed=scn.spec.seed * 100 + r)
         sites = LocalSites(lambda: copy.deepcopy(start), data, cfg)
-        state = run_rounds(sites, nodes, state, cfg, "baseline", 3600, len(nodes), None, trainable).state
-        start.load_state_dict(state)
+        start.load_state_dict(run_rounds(sites, nodes, start, cfg, "baseline", 3600, len(nodes)).state)
         val = evaluate(start.eval(), part.val, run.task.spec)
         curve.append({"round": r, "val": val})
         if target_val is not None and val >= target_val:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from flwr.app import ArrayRecord, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
 from flwr.supercore.privacy_accounting import GaussianPrivacyEvent
 
 from common.client import RegistryClient
@@ -18,6 +18,7 @@ from common.data.dataset import ModalityData, MultimodalDataset
 from common.data.export import export_site_folder
 from common.data.sitefolder import load_site_folder
 from common.fuse import FuseConfig, centralized_fuse, paired_only
+from common.fuse.wire import pack
 from common.lego import LegoFuse
 from coordinator.config import CoordinatorConfig
 from coordinator.fuse_rounds import FuseError, NodeInfo, discover, run_rounds
@@ -106,7 +107,7 @@ def test_fedavg_over_one_paired_site_equals_centralized_fine_tuning(consortium: 
     parent, start = starting_model(registry, model_id, cfg)
     nodes = discover(InProcessTransport({7: node}), deadline_s=5, want_paired=1)
     assert nodes == [NodeInfo(7, "hosp-b", ("genes", "clinical"), True)]
-    outcome = run_rounds(InProcessTransport({7: node}), nodes, state_of(start), cfg, model_id, round_timeout_s=60, min_sites=1)
+    outcome = run_rounds(InProcessTransport({7: node}), nodes, start, cfg, model_id, round_timeout_s=60, min_sites=1)
 
     central = starting_model(registry, model_id, cfg)[1]
     data = paired_only(load_site_folder(tmp_path / "data-b"), central.modalities)
@@ -143,17 +144,17 @@ def test_a_silent_site_is_left_behind_by_the_deadline_or_the_run_fails_below_min
     nodes = discover(InProcessTransport(nodes_cfg), deadline_s=5, want_paired=2)
     assert [n.site for n in nodes] == ["hosp-a", "hosp-b"]
     transport = InProcessTransport(nodes_cfg, silent=[2])
-    outcome = run_rounds(transport, nodes, state_of(start), cfg, model_id, 30, min_sites=1)
+    outcome = run_rounds(transport, nodes, start, cfg, model_id, 30, min_sites=1)
     assert outcome.participants == ["hosp-b"] and [h["no_answer"] for h in outcome.history] == [["hosp-a"], []]
     assert transport.calls == 3  # the silent site is not asked again in round 2
     with pytest.raises(FuseError, match=r"round 1: 1 of 2 paired sites answered.*no answer within 30 s: \['hosp-a'\]"):
-        run_rounds(InProcessTransport(nodes_cfg, silent=[2]), nodes, state_of(start), cfg, model_id, 30, min_sites=2)
+        run_rounds(InProcessTransport(nodes_cfg, silent=[2]), nodes, start, cfg, model_id, 30, min_sites=2)
     broken = dict(nodes_cfg)
     broken[1] = {"site-config": str(tmp_path / "missing.toml")}
     with pytest.raises(FuseError, match=r"failed: \['hosp-b'\]"):
-        run_rounds(InProcessTransport(broken), nodes, state_of(start), cfg, model_id, 30, min_sites=2)
+        run_rounds(InProcessTransport(broken), nodes, start, cfg, model_id, 30, min_sites=2)
     with pytest.raises(FuseError, match="min_sites is 3"):
-        run_rounds(InProcessTransport(nodes_cfg), nodes, state_of(start), cfg, model_id, 30, min_sites=3)
+        run_rounds(InProcessTransport(nodes_cfg), nodes, start, cfg, model_id, 30, min_sites=3)
 
 
 def test_discovery_stops_at_its_deadline(consortium: Consortium, merged: tuple[str, Registry, str], tmp_path: Path) -> None:
@@ -168,7 +169,7 @@ def test_discovery_stops_at_its_deadline(consortium: Consortium, merged: tuple[s
 
 
 def _replies(states: list[dict[str, torch.Tensor]], counts: list[int]) -> dict[int, RecordDict]:
-    return {i + 1: RecordDict({"arrays": ArrayRecord.from_torch_state_dict(s),
+    return {i + 1: RecordDict({"arrays": pack(s, ["w"]),
                                "metrics": MetricRecord({"num-examples": c, "train_loss": 0.5})})
             for i, (s, c) in enumerate(zip(states, counts, strict=True))}
 
@@ -216,21 +217,42 @@ def test_the_privacy_spent_is_accounted_over_the_rounds_released() -> None:
     assert Privacy(0.0, 1.0).card(Privacy(0.0, 1.0).accountant(3), [])["epsilon"] == "inf (no noise)"
 
 
-@pytest.mark.parametrize("change,why", [
-    (lambda s: {**s, "w": torch.zeros(5)}, "expected"),
-    (lambda s: {**s, "w": torch.full((4,), float("nan"))}, "non-finite"),
-    (lambda s: {"buf": s["buf"]}, "lacks tensors"),
-    (lambda s: {**s, "w": torch.zeros(4, dtype=torch.float64)}, "expected"),
+@pytest.mark.parametrize("reply,why", [
+    ({"w": torch.zeros(5)}, "expected float32[4]"),
+    ({"w": torch.full((4,), float("nan"))}, "non-finite"),
+    ({"w": torch.zeros(4, dtype=torch.float64)}, "float32 tensors only"),
 ])
-def test_a_reply_that_cannot_be_aggregated_is_named(change: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]],
-                                                    why: str) -> None:
+def test_a_reply_that_cannot_be_aggregated_is_named(reply: dict[str, torch.Tensor], why: str) -> None:
     from coordinator.fuse_rounds import check_reply
 
     start = {"w": torch.zeros(4), "buf": torch.ones(3)}
     assert check_reply(_replies([start], [5])[1], start, ["w"]) is None
-    problem = check_reply(_replies([change(start)], [5])[1], start, ["w"])
+    try:
+        content = _replies([reply], [5])[1]
+    except ValueError as exc:  # a site cannot even pack it
+        assert why in str(exc)
+        return
+    problem = check_reply(content, start, ["w"])
     assert problem is not None and why in problem
     assert "num-examples" in str(check_reply(_replies([start], [0])[1], start, ["w"]))
+    other = RecordDict({"arrays": ArrayRecord({"w": Array(np.zeros(4, np.float32))}),  # one array per tensor: not this protocol
+                        "metrics": MetricRecord({"num-examples": 5, "train_loss": 0.1})})
+    assert "no 'trainable' array" in str(check_reply(other, start, ["w"]))
+
+
+def test_only_the_packed_trainable_tensors_travel_and_a_layout_mismatch_is_refused() -> None:
+    from common.fuse.wire import layout, trainable_names, unpack
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    names = trainable_names(model)
+    assert names == ["0.weight", "0.bias", "1.weight", "1.bias"]  # buffers (running stats) stay home
+    state = dict(model.state_dict())
+    record = pack(state, names)
+    assert list(record) == ["trainable"] and record["trainable"].numpy().size == 6 + 2 + 2 + 2
+    back = unpack(record, {k: torch.zeros_like(v) for k, v in state.items()}, names)
+    assert all(torch.equal(back[n], state[n]) for n in names) and torch.equal(back["1.running_mean"], torch.zeros(2))
+    other = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
+    assert layout(state, names) != layout(dict(other.state_dict()), trainable_names(other))
 
 
 def test_the_serverapp_trusts_certificates_and_key_registrations_not_what_nodes_say(merged: tuple[str, Registry, str]) -> None:
