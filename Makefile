@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml Makefile
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/mmlego demo
+	$(BIN)/mmlego simulate
 
 lint: $(STAMP)
 	$(BIN)/ruff check common site_client coordinator tests bench

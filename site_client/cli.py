@@ -125,7 +125,8 @@ def supernode(config: Path = CONFIG) -> None:
 
 
 @app.command("run")
-def run(config: Path = CONFIG) -> None:
+def run(config: Path = CONFIG,
+        once: bool = typer.Option(False, "--once", help="Train and push what is missing, then exit (no SuperNode).")) -> None:
     """The site daemon: train the block(s) if there is no current one, push them, and on a paired
     site keep a Flower SuperNode running for LegoFuse rounds. SIGTERM / Ctrl-C stop it cleanly.
     Logs are JSON lines on stderr."""
@@ -138,7 +139,7 @@ def run(config: Path = CONFIG) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    raise typer.Exit(Daemon(cfg, stop).run())
+    raise typer.Exit(Daemon(cfg, stop, once=once).run())
 
 
 @app.command("status")

@@ -31,8 +31,8 @@ UNREGISTERED_NODE = {305, 305 % 256}
 
 class Daemon:
     def __init__(self, cfg: SiteConfig, stop: threading.Event, out: TextIO = sys.stderr,
-                 spawn: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen) -> None:
-        self.cfg, self.stop, self.out, self.spawn = cfg, stop, out, spawn
+                 spawn: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen, once: bool = False) -> None:
+        self.cfg, self.stop, self.out, self.spawn, self.once = cfg, stop, out, spawn, once
         self.node: subprocess.Popen[bytes] | None = None
 
     def event(self, name: str, level: str = "info", **fields: Any) -> None:
@@ -110,7 +110,9 @@ class Daemon:
             blocks = self.blocks(task)
             if not self.stop.is_set():
                 self.push(blocks)
-            if self.cfg.paired:
+            if self.once:
+                self.event("done", hint="--once: blocks are pushed; exiting (no SuperNode)")
+            elif self.cfg.paired:
                 self.supervise_node()
             else:
                 self.event("idle", hint="no paired data: nothing more to do until stopped")

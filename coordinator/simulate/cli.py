@@ -20,7 +20,9 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
                                           help="A built-in scenario (ovarian-4, nki70-3, pbc-3, scale) or a scenario TOML file."),
              quick: bool = typer.Option(False, "--quick", help="Few epochs and a small latent: a fast end-to-end check."),
              out: Path | None = typer.Option(None, "--out", help="New folder for the run and its report (default: runs/SCENARIO-TIME)."),
-             sites: int | None = typer.Option(None, "--sites", min=2, max=500, help="Number of sites (scale scenario only).")) -> None:
+             sites: int | None = typer.Option(None, "--sites", min=2, max=500, help="Number of sites (scale scenario only)."),
+             parallel: int = typer.Option(8, "--parallel", min=1, max=500,
+                                          help="At most this many sites train at once (each is a process of ~0.5 GB).")) -> None:
     """Run a simulated multi-site study end to end with the real system (processes on loopback,
     mutual TLS, SQLite, Flower) and write report.md, report.json and plots."""
     from common.tomlconfig import ConfigError
@@ -51,7 +53,7 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
         typer.echo(f"scenario {scn.name}{' (quick)' if quick else ''}: {scn.spec.description}")
         part = partition(scn)
         loaded = time.monotonic() - t0
-        run = run_consortium(scn, part, folder, say)
+        run = run_consortium(scn, part, folder, say, parallel)
         say("measuring every model on the held-out test set" + (", with centralized references and the FedAvg baseline"
                                                                  if scn.spec.compare else ""))
         report = build_report(run, scn, part, {"load data and split": loaded})

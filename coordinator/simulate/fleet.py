@@ -45,6 +45,7 @@ class Member:
     proc: subprocess.Popen[bytes]
     log: Path
     peak: int = 0
+    may_exit: bool = False  # a clean exit (status 0) is expected, e.g. a `site run --once`
 
 
 @dataclass
@@ -52,12 +53,12 @@ class Fleet:
     logs: Path
     members: dict[str, Member] = field(default_factory=dict)
 
-    def start(self, name: str, command: list[str], env: dict[str, str] | None = None) -> Member:
+    def start(self, name: str, command: list[str], env: dict[str, str] | None = None, may_exit: bool = False) -> Member:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = self.logs / (name.replace(" ", "-") + ".log")
         with open(log, "ab") as out:
             proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        self.members[name] = Member(name, proc, log)
+        self.members[name] = Member(name, proc, log, may_exit=may_exit)
         return self.members[name]
 
     def wait_for_text(self, name: str, text: str, timeout_s: float) -> None:
@@ -70,10 +71,10 @@ class Fleet:
             time.sleep(0.2)
 
     def check(self) -> None:
-        """Raise naming the first member that is no longer running, with the end of its log."""
+        """Raise naming the first member that stopped unexpectedly, with the end of its log."""
         self.sample()
         for m in self.members.values():
-            if m.proc.poll() is not None:
+            if m.proc.poll() is not None and not (m.may_exit and m.proc.returncode == 0):
                 raise SimulationError(f"{m.name} (pid {m.proc.pid}) exited with status {m.proc.returncode}; "
                                       f"its log {m.log} ends:\n{tail(m.log)}")
 

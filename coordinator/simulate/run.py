@@ -87,7 +87,7 @@ def site_env() -> dict[str, str]:
 SHOWN = {"training": "training {modalities}", "trained": "trained {modality} (validation {val_metric})",
          "pushing": "pushing {modality}", "pushed": "pushed {modality}", "block-current": "has a current {modality} block",
          "supernode-started": "SuperNode started (LegoFuse rounds)", "failed": "FAILED: {error}",
-         "registry-unreachable": "registry unreachable, retrying"}
+         "registry-unreachable": "registry unreachable, retrying", "done": "done (blocks pushed; the process exits)"}
 
 
 class Progress:
@@ -132,8 +132,9 @@ class _Missing(dict):  # type: ignore[type-arg]
         return "?"
 
 
-def simulate(scn: Scenario, part: Partition, out: Path, say: Say, push_timeout_s: float = 3600.0) -> RunResult:
-    """Run the consortium of ``scn`` on ``part`` in ``out``; every process is stopped on return or error."""
+def simulate(scn: Scenario, part: Partition, out: Path, say: Say, parallel: int = 8, push_timeout_s: float = 3600.0) -> RunResult:
+    """Run the consortium of ``scn`` on ``part`` in ``out`` with at most ``parallel`` sites
+    training at once; every process is stopped on return or error."""
     out.mkdir(parents=True, exist_ok=True)
     if any(out.iterdir()):
         raise SimulationError(f"{out} is not empty; give a new --out folder")
@@ -193,12 +194,10 @@ def simulate(scn: Scenario, part: Partition, out: Path, say: Say, push_timeout_s
         phases["start coordinator and SuperLink"] = time.monotonic() - t1
 
         t2 = time.monotonic()
-        logs = {}
-        for s in scn.spec.sites:
-            member = fleet.start(f"site {s.name}", [*MMLEGO, "site", "run", "--config", str(site_dirs[s.name] / "site.toml")],
-                                 env=site_env())
-            logs[s.name] = member.log
-        say(f"{len(logs)} site daemons started; each trains its block(s) on its own data and pushes them")
+        logs = {s.name: fleet.logs / f"site-{s.name}.log" for s in scn.spec.sites}
+        waiting = sorted(scn.spec.sites, key=lambda s: not s.paired)  # paired sites first: their SuperNodes start early
+        say(f"{len(waiting)} site daemons to run, at most {parallel} training at a time; each trains its block(s) "
+            "on its own data and pushes them")
         progress = Progress(logs, say, t0)
         deadline = time.monotonic() + push_timeout_s
         while True:
@@ -207,11 +206,18 @@ def simulate(scn: Scenario, part: Partition, out: Path, say: Say, push_timeout_s
                 why = progress.failure(s.name)
                 if why is not None:
                     raise SimulationError(f"site {s.name} failed: {why}; its log ends:\n{tail(logs[s.name])}")
-            if all(progress.pushed(s.name) >= set(s.modalities) for s in scn.spec.sites):
+            done = {s.name for s in scn.spec.sites if progress.pushed(s.name) >= set(s.modalities)}
+            busy = sum(1 for name in logs if f"site {name}" in fleet.members and name not in done)
+            while waiting and busy < parallel:
+                s = waiting.pop(0)  # unpaired sites exit once their blocks are pushed; paired ones stay for the rounds
+                command = [*MMLEGO, "site", "run", "--config", str(site_dirs[s.name] / "site.toml")] + ([] if s.paired else ["--once"])
+                fleet.start(f"site {s.name}", command, env=site_env(), may_exit=not s.paired)
+                busy += 1
+            if len(done) == len(scn.spec.sites):
                 break
             fleet.check()
             if time.monotonic() > deadline:
-                late = [s.name for s in scn.spec.sites if progress.pushed(s.name) < set(s.modalities)]
+                late = sorted(set(logs) - done)
                 raise SimulationError(f"sites {late} did not push their blocks within {push_timeout_s:.0f} s")
             time.sleep(0.3)
         phases["sites train and push blocks"] = time.monotonic() - t2

@@ -71,6 +71,9 @@ def test_daemon_trains_pushes_stops_and_resumes_without_retraining(consortium: C
     assert names[0] == "starting" and "trained" in names and "pushed" in names and names[-1] == "stopped"
     with RegistryClient(address, consortium.tls("hosp-a")) as client:
         (block,) = client.blocks("t1", "hosp-a")
+    once = subprocess.run([sys.executable, "-c", "from common.cli import run; run()", "site", "run", "--once", "--config", str(toml)],
+                          capture_output=True, text=True, timeout=120)
+    assert once.returncode == 0 and '"event": "done"' in once.stderr and '"event": "training"' not in once.stderr
     run_until_idle(str(toml), tmp_path / "run2.log")
     again = events(tmp_path / "run2.log")
     assert "training" not in [e["event"] for e in again] and "block-current" in [e["event"] for e in again]
