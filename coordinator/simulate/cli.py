@@ -62,6 +62,8 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
         raise fail("interrupted; every process of the run was stopped", 130) from None
     except (ConfigError, SimulationError) as exc:
         raise fail(str(exc), EXIT_BAD_INPUT if isinstance(exc, ConfigError) else EXIT_FAILED) from None
+    except OSError as exc:  # e.g. --out is a file, or the disk is full
+        raise fail(f"{exc.filename or folder}: {exc.strerror or exc}", EXIT_FAILED) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     failed = [name for name, ok in report["checks"].items() if not ok]

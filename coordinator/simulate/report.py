@@ -20,6 +20,7 @@ from common.artifacts.modelfile import load_model_folder, merge_model
 from common.data.dataset import ModalityData, MultimodalDataset
 from common.data.sitefolder import load_site_folder
 from common.fuse import FuseConfig, centralized_fuse, fused_model, paired_only
+from common.fuse.wire import trainable_names
 from common.lego import LegoBlock, LegoMerge, SingleModality
 from common.serde import manifest_from_bytes
 from common.tasks import TaskSpec, metric
@@ -72,8 +73,10 @@ def concat(datasets: list[MultimodalDataset]) -> MultimodalDataset:
                              event=cat("event"), label=cat("label"), n_classes=first.n_classes)
 
 
-def state_bytes(model: torch.nn.Module) -> int:
-    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+def round_bytes(model: torch.nn.Module) -> int:
+    """What one round message carries: the trainable tensors, packed (common.fuse.wire)."""
+    state = model.state_dict()
+    return sum(state[n].numel() * state[n].element_size() for n in trainable_names(model))
 
 
 @dataclass
@@ -147,14 +150,15 @@ def fedavg_baseline(reference: Reference, run: RunResult, scn: Scenario, part: P
             reached = True
             break
     return {"rounds": len(curve), "reached_target": reached, "target_val": target_val, "curve": curve,
-            "test": evaluate(start.eval(), part.test, run.task.spec), "model_bytes": state_bytes(start),
+            "test": evaluate(start.eval(), part.test, run.task.spec), "model_bytes": round_bytes(start),
             "sites": [s.name for s in paired]}
 
 
 def communication(run: RunResult, scn: Scenario, fused_state_bytes: int, baseline: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Payload bytes per site (tensors, manifests, signatures; not gRPC/HTTP/TLS framing):
     MM-Lego = the blocks a site pushed, plus for a paired site the merge version it pulls and the
-    weights of every fuse round both ways; the baseline = its model both ways every round."""
+    trainable weights of every fuse round both ways; the baseline = its trainable weights both
+    ways every round (its frozen input scaling is not counted: the sites hold it already)."""
     out: dict[str, dict[str, Any]] = {}
     pulled = sum(f.stat().st_size for f in run.model_dirs[run.merged.model_id].rglob("*") if f.is_file())
     rounds = run.fused.card.get("fuse", {}).get("rounds", []) if run.fused is not None else []
@@ -218,7 +222,7 @@ def build_report(run: RunResult, scn: Scenario, part: Partition, extra_phases: d
         baseline = fedavg_baseline(ref, run, scn, part, report.get("fuse", {}).get("val"), fuse_cfg)
         phases["FedAvg baseline (in process)"] = time.monotonic() - t
     report["baseline"] = baseline
-    fused_bytes = state_bytes(fused_model_) if fused_model_ is not None else 0
+    fused_bytes = round_bytes(fused_model_) if fused_model_ is not None else 0
     report["communication"] = communication(run, scn, fused_bytes, baseline)
     phases.update(extra_phases or {})
     report["phases_s"] = {k: round(v, 2) for k, v in phases.items()}
