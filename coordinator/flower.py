@@ -134,11 +134,26 @@ def streamed(command: list[str], env: dict[str, str], timeout: float, line: Call
     reader.start()
     try:
         proc.wait(timeout)
-    except subprocess.TimeoutExpired:
+    except BaseException:  # the deadline, Ctrl-C, SIGTERM of the caller: the child goes too
         stop_process(proc, 10)
         raise
     reader.join(10)
     return "\n".join(lines)
+
+
+def stop_runs(config: CoordinatorConfig) -> int:
+    """Stop the runs still going on the SuperLink (after a deadline the `flwr run` client is gone
+    but the run is not); returns how many were stopped."""
+    listed = flwr(config, "list", "coordinator", "--format", "json")
+    try:
+        runs = json.loads(listed.stdout).get("runs", [])
+    except (ValueError, AttributeError):
+        return 0
+    stopped = 0
+    for run in runs:
+        if str(run.get("status", "")).lower().startswith(("running", "starting", "pending")):
+            stopped += flwr(config, "stop", str(run.get("run-id")), "coordinator").returncode == 0
+    return stopped
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -169,7 +184,9 @@ def fuse(config: CoordinatorConfig, config_path: Path, model_id: str, cfg: FuseC
     try:
         out = streamed(command, flower_env(cli_home(config)), config.flower.run_timeout_s, relay)
     except subprocess.TimeoutExpired:
-        raise FuseError(f"the fuse run did not finish within {config.flower.run_timeout_s:.0f} s") from None
+        stopped = stop_runs(config)
+        raise FuseError(f"the fuse run did not finish within {config.flower.run_timeout_s:.0f} s"
+                        f"{'; stopped it on the SuperLink' if stopped else ''}") from None
     stored = re.search(r"mmlego fuse: stored (\S+)", out)
     if stored:
         return stored.group(1)

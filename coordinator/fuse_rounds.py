@@ -126,6 +126,8 @@ def check_reply(content: RecordDict, state: dict[str, torch.Tensor], keys: list[
         arrays = content["arrays"]
         if not isinstance(arrays, ArrayRecord):
             return "malformed reply (arrays is not an ArrayRecord)"
+        if set(arrays) != {FLAT}:
+            return f"malformed reply (arrays {sorted(arrays)[:4]}; expected only {FLAT!r})"
         unpack(arrays, state, keys)
     except (KeyError, TypeError, ValueError) as exc:
         return f"malformed reply ({exc})"
@@ -149,13 +151,16 @@ def aggregate(round_: int, state: dict[str, torch.Tensor], replies: dict[int, Re
     msgs = []
     for node, content in replies.items():
         metrics = MetricRecord({"num-examples": float(content["metrics"]["num-examples"]), UNIT_WEIGHT: 1.0})  # type: ignore[index, arg-type]
-        body = RecordDict({"arrays": content["arrays"], "metrics": metrics})
+        body = RecordDict({"arrays": ArrayRecord({FLAT: content["arrays"][FLAT]}), "metrics": metrics})  # type: ignore[index]
         meta = Metadata(run_id=0, message_id="", src_node_id=node, dst_node_id=0, reply_to_message_id="",
                         group_id=f"round-{round_}", created_at=time.time(), ttl=DEFAULT_TTL, message_type="train")
         # Flower's strategies aggregate reply Messages; the content may come from a transport
         # other than the Grid (tests, benchmarks), so each is wrapped with metadata of its own.
         msgs.append(Message(content=body, metadata=meta))  # type: ignore[call-overload]
-    result, _ = strategy.aggregate_train(round_, msgs)
+    try:
+        result, _ = strategy.aggregate_train(round_, msgs)
+    except Exception as exc:  # the replies were checked; anything left is named, not a crash of the run
+        raise FuseError(f"round {round_}: aggregation failed: {type(exc).__name__}: {exc}") from exc
     if result is None:
         raise FuseError(f"round {round_}: the strategy produced no aggregate")
     return unpack(ArrayRecord({FLAT: Array(np.asarray(result[FLAT].numpy(), dtype=np.float32))}), state, keys)
@@ -181,6 +186,7 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
                         f"min_sites is {min_sites}")
     by_id = {n.node_id: n for n in nodes}
     active = dict(by_id)
+    counts_seen: dict[int, int] = {}
     state = {k: v.detach().cpu().clone() for k, v in start.state_dict().items()}
     keys = trainable_names(start)
     accountant = privacy.accountant(len(nodes)) if privacy is not None else None
@@ -203,6 +209,10 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
         failed: dict[str, str] = {}
         for n, rep in replies.items():
             problem = rep if isinstance(rep, str) else check_reply(rep, state, keys)
+            if problem is None:
+                count = int(float(rep["metrics"]["num-examples"]))  # type: ignore[index, arg-type]
+                if counts_seen.setdefault(n, count) != count:  # FedAvg weights are the sites' own counts: they may not drift
+                    problem = f"reported {count} patients after {counts_seen[n]} in an earlier round"
             if problem is None:
                 ok[n] = rep  # type: ignore[assignment]
             else:

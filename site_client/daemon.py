@@ -110,7 +110,9 @@ class Daemon:
             blocks = self.blocks(task)
             if not self.stop.is_set():
                 self.push(blocks)
-            if self.once:
+            if self.stop.is_set():
+                pass
+            elif self.once:
                 self.event("done", hint="--once: blocks are pushed; exiting (no SuperNode)")
             elif self.cfg.paired:
                 self.supervise_node()

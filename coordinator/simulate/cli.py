@@ -25,8 +25,10 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
                                           help="At most this many sites train at once (each is a process of ~0.5 GB).")) -> None:
     """Run a simulated multi-site study end to end with the real system (processes on loopback,
     mutual TLS, SQLite, Flower) and write report.md, report.json and plots."""
+    from common.client import CallError
     from common.tomlconfig import ConfigError
 
+    from ..fuse_rounds import FuseError
     from .fleet import SimulationError
     from .report import build_report, write_report
     from .run import simulate as run_consortium
@@ -40,6 +42,8 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
         scn = scn.quick()
     logging.getLogger("flwr").setLevel(logging.WARNING)  # the in-process baseline aggregates with Flower's FedAvg
     folder = out or Path("runs") / f"{scn.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise fail(f"{folder} is not an empty folder; give a new --out", EXIT_BAD_INPUT)
     t0 = time.monotonic()
 
     def say(line: str) -> None:
@@ -62,8 +66,10 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
         raise fail("interrupted; every process of the run was stopped", 130) from None
     except (ConfigError, SimulationError) as exc:
         raise fail(str(exc), EXIT_BAD_INPUT if isinstance(exc, ConfigError) else EXIT_FAILED) from None
-    except OSError as exc:  # e.g. --out is a file, or the disk is full
+    except OSError as exc:  # e.g. the disk is full
         raise fail(f"{exc.filename or folder}: {exc.strerror or exc}", EXIT_FAILED) from None
+    except (FuseError, CallError, RuntimeError, ValueError) as exc:  # a step of the run failed: its own message
+        raise fail(f"{type(exc).__name__}: {exc} (logs in {folder / 'logs'})", EXIT_FAILED) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     failed = [name for name, ok in report["checks"].items() if not ok]

@@ -95,7 +95,7 @@ class Fleet:
                 m.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
-        for m in self.members.values():
+        for m in live:  # only groups that were alive now: an old group id may belong to someone else by now
             _signal_group(m.proc.pid, signal.SIGKILL)  # also children the leader left behind
             if m.proc.poll() is None:
                 m.proc.wait(10)

@@ -165,7 +165,7 @@ def communication(run: RunResult, scn: Scenario, fused_state_bytes: int, baselin
     for s in scn.spec.sites:
         up = sum(b.size + len(b.manifest) + len(b.signature) for b in run.blocks if b.site == s.name)
         took = sum(s.name in r.get("sites", []) for r in rounds)
-        asked = sum(s.name in r.get("sites", []) or s.name in r.get("failed", []) for r in rounds)
+        asked = sum(s.name in r.get("sites", []) + r.get("failed", []) + r.get("no_answer", []) for r in rounds)
         row = {"mmlego_up": up + took * fused_state_bytes, "mmlego_down": (pulled if asked else 0) + asked * fused_state_bytes,
                "mmlego_rounds": took}
         if s.name in baseline.get("sites", []):

@@ -216,6 +216,13 @@ def simulate(scn: Scenario, part: Partition, out: Path, say: Say, parallel: int 
             if len(done) == len(scn.spec.sites):
                 break
             fleet.check()
+            for name in logs:
+                member = fleet.members.get(f"site {name}")
+                if member is not None and member.proc.poll() is not None and name not in done:
+                    progress.poll()  # its last lines may say it pushed
+                    if progress.pushed(name) < set(next(s.modalities for s in scn.spec.sites if s.name == name)):
+                        raise SimulationError(f"site {name} exited without pushing all its blocks; its log ends:\n"
+                                              f"{tail(member.log)}")
             if time.monotonic() > deadline:
                 late = sorted(set(logs) - done)
                 raise SimulationError(f"sites {late} did not push their blocks within {push_timeout_s:.0f} s")

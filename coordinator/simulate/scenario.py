@@ -97,6 +97,10 @@ class ScenarioFile(Strict):
         sources = (self.dataset is not None) + (self.synthetic is not None) + all(own)
         if sources != 1 or (any(own) and not all(own)):
             raise ValueError("name one dataset: `dataset` (built-in), `[synthetic]`, or a `data` folder for every site")
+        from common.data.builtin import BUILTIN
+
+        if self.dataset is not None and self.dataset not in BUILTIN:
+            raise ValueError(f"unknown dataset {self.dataset!r}; built-in: {', '.join(BUILTIN)}")
         return self
 
 

@@ -7,6 +7,7 @@ middle of the run: the round finishes with the other by its deadline and the fus
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from common.data.export import export_site_folder
 from common.flowerenv import flower_env
 from common.processes import stop_process
 from coordinator.config import load_config, render_config
-from coordinator.flower import register_node
+from coordinator.flower import flwr, register_node, stop_runs
 from coordinator.launch import CoordinatorProcess, free_port
 from site_client.config import load_site_config
 from site_client.flower import supernode_command
@@ -142,5 +143,8 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(consort
         assert rogue.poll() is not None and rogue.returncode != 0, "a SuperNode with an unregistered key was not refused"
         with RegistryClient(address, consortium.tls("hosp-a")) as site:
             site.pull_model(fused[0].model_id, tmp_path / "pulled")
+        listed = json.loads(flwr(cfg, "list", "coordinator", "--format", "json").stdout)["runs"]
+        assert [r["status"] for r in listed] == ["finished:completed"], listed
+        assert stop_runs(cfg) == 0  # what a deadline would stop: nothing is running now
     finally:
         coord.stop()

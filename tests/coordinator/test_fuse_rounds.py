@@ -217,27 +217,55 @@ def test_the_privacy_spent_is_accounted_over_the_rounds_released() -> None:
     assert Privacy(0.0, 1.0).card(Privacy(0.0, 1.0).accountant(3), [])["epsilon"] == "inf (no noise)"
 
 
-@pytest.mark.parametrize("reply,why", [
-    ({"w": torch.zeros(5)}, "expected float32[4]"),
-    ({"w": torch.full((4,), float("nan"))}, "non-finite"),
-    ({"w": torch.zeros(4, dtype=torch.float64)}, "float32 tensors only"),
+def _reply(arrays: dict[str, np.ndarray], count: int = 5) -> RecordDict:
+    return RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+                       "metrics": MetricRecord({"num-examples": count, "train_loss": 0.1})})
+
+
+@pytest.mark.parametrize("arrays,why", [
+    ({"trainable": np.zeros(5, np.float32)}, "expected float32[4]"),
+    ({"trainable": np.full(4, np.nan, np.float32)}, "non-finite"),
+    ({"trainable": np.zeros(4, np.float64)}, "expected float32[4]"),
+    ({"trainable": np.zeros(4, np.float32), "buf": np.full(3, 9.0, np.float32)}, "expected only 'trainable'"),
 ])
-def test_a_reply_that_cannot_be_aggregated_is_named(reply: dict[str, torch.Tensor], why: str) -> None:
+def test_a_reply_that_cannot_be_aggregated_is_named(arrays: dict[str, np.ndarray], why: str) -> None:
     from coordinator.fuse_rounds import check_reply
 
     start = {"w": torch.zeros(4), "buf": torch.ones(3)}
     assert check_reply(_replies([start], [5])[1], start, ["w"]) is None
-    try:
-        content = _replies([reply], [5])[1]
-    except ValueError as exc:  # a site cannot even pack it
-        assert why in str(exc)
-        return
-    problem = check_reply(content, start, ["w"])
+    problem = check_reply(_reply(arrays), start, ["w"])
     assert problem is not None and why in problem
     assert "num-examples" in str(check_reply(_replies([start], [0])[1], start, ["w"]))
     other = RecordDict({"arrays": ArrayRecord({"w": Array(np.zeros(4, np.float32))}),  # one array per tensor: not this protocol
                         "metrics": MetricRecord({"num-examples": 5, "train_loss": 0.1})})
-    assert "no 'trainable' array" in str(check_reply(other, start, ["w"]))
+    assert "expected only 'trainable'" in str(check_reply(other, start, ["w"]))
+
+
+class _Scripted:
+    """Two nodes: node 2 is honest; node 1 claims 10 patients in round 1 and 10000 later (to outweigh the others)."""
+
+    def __init__(self) -> None:
+        self.round = 0
+
+    def node_ids(self) -> list[int]:
+        return [1, 2]
+
+    def ask(self, node_ids: Iterable[int], message_type: str, content: Callable[[int], RecordDict], group: str,
+            timeout_s: float) -> dict[int, RecordDict | str]:
+        self.round += 1
+        size = content(1)["arrays"]["trainable"].numpy().size  # type: ignore[index, union-attr]
+        lie = 10 if self.round == 1 else 10000
+        return {1: _reply({"trainable": np.full(size, 50.0, np.float32)}, lie),
+                2: _reply({"trainable": np.zeros(size, np.float32)}, 10)}
+
+
+def test_a_site_cannot_change_its_patient_count_between_rounds_to_outweigh_the_others() -> None:
+    start = torch.nn.Linear(2, 1)
+    nodes = [NodeInfo(1, "hosp-x", ("genes",), True), NodeInfo(2, "hosp-b", ("genes",), True)]
+    out = run_rounds(_Scripted(), nodes, start, FuseConfig(rounds=2), "m", 30, min_sites=1)
+    assert out.history[0]["sites"] == ["hosp-b", "hosp-x"] and out.history[1]["sites"] == ["hosp-b"]
+    assert "reported 10000 patients after 10" in out.history[1]["errors"]["hosp-x"]
+    assert float(out.state["weight"].abs().max()) == 0.0  # round 2 is hosp-b's zeros alone
 
 
 def test_only_the_packed_trainable_tensors_travel_and_a_layout_mismatch_is_refused() -> None:
