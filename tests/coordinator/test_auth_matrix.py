@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-import pytest
 
 from common.artifacts import read_block_files
 from common.client import TLSFiles
@@ -75,7 +74,7 @@ def fingerprint(cfg: CoordinatorConfig) -> str:
         for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"):
             if table == "events":
                 continue  # the audit log: refusals are recorded on purpose
-            for row in con.execute(f"SELECT * FROM {table} ORDER BY 1"):  # noqa: S608 (names from sqlite_master)
+            for row in con.execute(f"SELECT * FROM {table} ORDER BY 1"):
                 h.update(repr(row).encode())
     for f in sorted(p for p in cfg.store.rglob("*") if p.is_file() and not p.name.startswith("registry.sqlite")):
         h.update(str(f.relative_to(cfg.store)).encode() + f.read_bytes())
