@@ -10,11 +10,11 @@ import hashlib
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import grpc
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,6 +40,7 @@ TRIED: Counter[str] = Counter()  # "inputs" and one count per status seen
 class Fuzzed:
     def __init__(self, address: str, cfg: CoordinatorConfig, consortium: Consortium, upload: list[bytes]) -> None:
         self.cfg, self.upload = cfg, upload
+        self.before = ""  # what the registry held before fuzzing
         self.channels = {who: grpc.secure_channel(address, grpc.ssl_channel_credentials(
             t.ca.read_bytes(), t.key.read_bytes(), t.cert.read_bytes())) for who, t in
             (("site", consortium.tls("hosp-a")), ("admin", consortium.tls("ops")))}
@@ -99,7 +100,7 @@ def fuzzed(consortium: Consortium, tmp_path_factory: pytest.TempPathFactory) -> 
         step = max(1, len(data) // 4)
         chunks = [pb.UploadChunk(data=data[i:i + step], offset=i).SerializeToString() for i in range(0, len(data), step)]
         f = Fuzzed(address, cfg, consortium, [header, *chunks])
-        f.before = visible(cfg)  # type: ignore[attr-defined]
+        f.before = visible(cfg)
         yield f
         for ch in f.channels.values():
             ch.close()
@@ -108,7 +109,7 @@ def fuzzed(consortium: Consortium, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def valid(method: str, f: Fuzzed) -> bytes:
     """A valid request of ``method`` whose success would not change what is stored."""
-    samples = {"Merge": pb.MergeRequest(task_id="no-such-task"), "WithdrawSite": pb.WithdrawSiteRequest(site="nobody", reason="x"),
+    samples: dict[str, Message] = {"Merge": pb.MergeRequest(task_id="no-such-task"), "WithdrawSite": pb.WithdrawSiteRequest(site="nobody", reason="x"),
                "CreateTask": pb.Task(task_id="t1", kind="survival", n_bins=2, bin_edges=[1.0], latent_rows=6, latent_dim=8,
                                      fourier="2d", modalities=["genes"]),
                "GetTask": pb.GetTaskRequest(task_id="t1"), "ListBlocks": pb.ListBlocksRequest(task_id="t1", site="hosp-a"),
@@ -178,7 +179,7 @@ def test_chunk_sequences_out_of_order_duplicated_truncated_oversized(fuzzed: Fuz
     header, *chunks = fuzzed.upload
     h = pb.UploadChunk.FromString(header)
     h.header.upload_id = upload_id
-    seq = [h.SerializeToString()] + [chunks[i % len(chunks)] for i in order][:keep]
+    seq = [h.SerializeToString(), *[chunks[i % len(chunks)] for i in order][:keep]]
     if dup and len(seq) > 1:
         seq.insert(1 + dup % (len(seq) - 1), seq[1 + dup % (len(seq) - 1)])
     if oversize == 1:
