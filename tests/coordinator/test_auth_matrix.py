@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+from google.protobuf.message import Message
 
 from common.artifacts import read_block_files
 from common.client import TLSFiles
@@ -28,7 +29,7 @@ STREAMING_RESPONSE = {"DownloadBlock", "DownloadModel"}
 
 def requests(upload: list[bytes]) -> dict[str, list[bytes]]:
     """A plausible request for every RPC (the upload: a real signed block's first chunks)."""
-    one = {
+    one: dict[str, Message] = {
         "GetUploadStatus": pb.UploadStatusRequest(upload_id="u1"), "DownloadBlock": pb.DownloadBlockRequest(block_id="ab" * 32),
         "DownloadModel": pb.DownloadModelRequest(model_id="t1-v1"), "ListTasks": pb.ListTasksRequest(),
         "GetTask": pb.GetTaskRequest(task_id="t1"), "ListBlocks": pb.ListBlocksRequest(task_id="t1"),

@@ -109,7 +109,8 @@ def fuzzed(consortium: Consortium, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def valid(method: str, f: Fuzzed) -> bytes:
     """A valid request of ``method`` whose success would not change what is stored."""
-    samples: dict[str, Message] = {"Merge": pb.MergeRequest(task_id="no-such-task"), "WithdrawSite": pb.WithdrawSiteRequest(site="nobody", reason="x"),
+    samples: dict[str, Message] = {
+               "Merge": pb.MergeRequest(task_id="no-such-task"), "WithdrawSite": pb.WithdrawSiteRequest(site="nobody", reason="x"),
                "CreateTask": pb.Task(task_id="t1", kind="survival", n_bins=2, bin_edges=[1.0], latent_rows=6, latent_dim=8,
                                      fourier="2d", modalities=["genes"]),
                "GetTask": pb.GetTaskRequest(task_id="t1"), "ListBlocks": pb.ListBlocksRequest(task_id="t1", site="hosp-a"),
