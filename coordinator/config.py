@@ -31,6 +31,7 @@ class StoreSection(_Strict):
     max_open_uploads_per_site: int = Field(default=8, ge=1)
     upload_ttl_hours: float = Field(default=24, gt=0)  # unfinished uploads older than this are removed on start
     verify_on_start: bool = True  # re-hash every stored blob on start
+    busy_timeout_s: float = Field(default=30.0, gt=0)  # a database locked longer than this: the call is refused (UNAVAILABLE)
 
 
 class FlowerSection(_Strict):
@@ -70,6 +71,7 @@ class CoordinatorConfig:
     max_open_uploads_per_site: int
     upload_ttl_s: float
     verify_on_start: bool
+    busy_timeout_s: float = 30.0
     flower: FlowerSection = field(default_factory=FlowerSection)
     flower_home: Path = Path("flower")
     path: Path | None = None  # the file it was read from
@@ -116,7 +118,7 @@ def load_config(path: str | Path, insecure: bool | None = None) -> CoordinatorCo
                              store=at(f.store.path), max_block_bytes=int(f.store.max_block_mb * (1 << 20)),
                              max_open_uploads_per_site=f.store.max_open_uploads_per_site,
                              upload_ttl_s=f.store.upload_ttl_hours * 3600, verify_on_start=f.store.verify_on_start,
-                             flower=f.flower, flower_home=at(f.flower.home), path=p.resolve())
+                             busy_timeout_s=f.store.busy_timeout_s, flower=f.flower, flower_home=at(f.flower.home), path=p.resolve())
 
 
 def render_config(listen: str, cert: str, key: str, ca: str, crl: str | None, store: str = "store") -> str:

@@ -29,7 +29,8 @@ class Registry:
 
     @classmethod
     def open(cls, config: CoordinatorConfig, recover: bool = True) -> Registry:
-        store = Store(config.store, config.upload_ttl_s, config.verify_on_start, recover=recover)
+        store = Store(config.store, config.upload_ttl_s, config.verify_on_start, recover=recover,
+                      busy_timeout_s=config.busy_timeout_s)
         return cls(store, config.max_block_bytes, config.max_open_uploads_per_site)
 
     def close(self) -> None:

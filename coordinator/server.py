@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -74,8 +75,12 @@ def serve(config: CoordinatorConfig) -> Iterator[Running]:
         """Record a site when it first calls, and at most once a minute after that."""
         now = time.monotonic()
         if who.role == "site" and now - last_seen.get(who.name, -1e9) > 60:
+            try:
+                registry.seen(who)
+            except sqlite3.OperationalError as exc:  # a locked database must not fail the call itself; retried next call
+                log.warning("could not record that %s called: %s", who.name, exc)
+                return
             last_seen[who.name] = now
-            registry.seen(who)
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
                          interceptors=[AuthInterceptor(auth, config.insecure, refused, seen)],

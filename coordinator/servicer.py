@@ -4,8 +4,10 @@ errors to status codes (unknown errors become INTERNAL; details go to the log)."
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
+import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -31,6 +33,13 @@ def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> None:
     if isinstance(exc, RegistryError):
         log.info("%s refused (%s): %s", method, exc.kind.value, exc.message)
         context.abort(status_of(exc.kind), exc.message)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+        log.warning("%s: the registry database is locked: %s", method, exc)
+        context.abort(grpc.StatusCode.UNAVAILABLE, "the registry's database is locked (by another process?); nothing was "
+                                                   "stored; try again later")
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        log.error("%s: the store's disk is full: %s", method, exc)
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "the coordinator's disk is full; nothing was stored")
     if not context.is_active():
         log.info("%s: the client went away (%s)", method, type(exc).__name__)
         context.abort(grpc.StatusCode.CANCELLED, "the call was cancelled")

@@ -31,12 +31,13 @@ class Recovery:
 
 
 class Store:
-    def __init__(self, root: Path, upload_ttl_s: float = 86400.0, verify: bool = True, recover: bool = True) -> None:
+    def __init__(self, root: Path, upload_ttl_s: float = 86400.0, verify: bool = True, recover: bool = True,
+                 busy_timeout_s: float = 30.0) -> None:
         """``recover=False`` for tools that open the store beside a running server (they must not
         touch its unfinished uploads)."""
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
-        self.db = Database(root / "registry.sqlite")
+        self.db = Database(root / "registry.sqlite", busy_timeout_s)
         self.blobs = BlobStore(root)
         self.models_dir = root / "models"
         self.recovery = self.recover(upload_ttl_s, verify) if recover else None

@@ -1,0 +1,92 @@
+"""Faults around the coordinator's store, with a real server: the SQLite file locked by another
+process, and the disk filling up during a blob write (a coordinator process whose files may not
+grow past 1 MiB, as on a full disk). Each gets a clear status, nothing is stored, and the
+coordinator serves normally once the fault is gone."""
+
+from __future__ import annotations
+
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+from common.client import RegistryClient
+from coordinator.config import render_config
+from coordinator.launch import free_port
+from coordinator.server import serve
+from tests.coordinator.conftest import NO_RETRY, TASK, Consortium, signed_block, stored
+from tests.coordinator.test_security import refused
+from tests.factories import block
+
+LOCKER = """
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_database_locked_by_another_process_gets_unavailable_and_stores_nothing(consortium: Consortium, tmp_path: Path) -> None:
+    cfg = consortium.config(store=tmp_path / "store", busy_timeout_s=1.0)
+    with serve(cfg) as running:
+        address = f"127.0.0.1:{running.port}"
+        with RegistryClient(address, consortium.tls("ops")) as admin:
+            admin.create_task(TASK)
+        folder = signed_block(consortium, "hosp-a", tmp_path / "b")
+        locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(cfg.store / "registry.sqlite")], stdout=subprocess.PIPE, text=True)
+        try:
+            assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+            with RegistryClient(address, consortium.tls("hosp-a"), timeout_s=30) as site:
+                refused(lambda: site.push(folder, NO_RETRY), grpc.StatusCode.UNAVAILABLE, "database is locked")
+                assert [t.task_id for t in site.tasks()] == ["t1"]  # reads go on (WAL)
+        finally:
+            locker.kill()
+            locker.wait(10)
+        assert stored(cfg) == (0, 0)
+        with RegistryClient(address, consortium.tls("hosp-a")) as site:
+            record, present = site.push(folder, NO_RETRY)
+        assert not present and stored(cfg) == (1, 1)
+
+
+def _small_disk() -> None:  # in the coordinator process: files may not grow past 1 MiB; a write past it fails (EFBIG)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+
+def test_a_full_disk_during_a_blob_write_is_refused_and_the_coordinator_goes_on(consortium: Consortium, tmp_path: Path) -> None:
+    port, s = free_port(), consortium.root / "server"
+    config = tmp_path / "coordinator.toml"
+    config.write_text(render_config(f"127.0.0.1:{port}", str(s / "server.crt"), str(s / "server.key"), str(s / "ca.crt"), None,
+                                    store=str(tmp_path / "store")))
+    log = open(tmp_path / "coordinator.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-c", "from common.cli import run; run()", "coordinator", "serve", "--config",
+                             str(config)], stdout=log, stderr=subprocess.STDOUT, preexec_fn=_small_disk)  # noqa: PLW1509
+    try:
+        deadline = time.monotonic() + 60
+        while b"listening on" not in (tmp_path / "coordinator.log").read_bytes():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "coordinator.log").read_text()
+            time.sleep(0.1)
+        address = f"127.0.0.1:{port}"
+        with RegistryClient(address, consortium.tls("ops")) as admin:
+            admin.create_task(TASK)
+        big = signed_block(consortium, "hosp-a", tmp_path / "big", b=block(modality="genes", in_features=20_000))  # ~2.6 MB
+        assert (big / "weights.safetensors").stat().st_size > 2 << 20
+        with RegistryClient(address, consortium.tls("hosp-a"), timeout_s=30) as site:
+            refused(lambda: site.push(big, NO_RETRY), grpc.StatusCode.RESOURCE_EXHAUSTED, "disk is full")
+            assert site.blocks("t1") == []
+            record, _ = site.push(signed_block(consortium, "hosp-a", tmp_path / "small"), NO_RETRY)  # room for this one
+            assert [b.block_id for b in site.blocks("t1")] == [record.block_id]
+        assert proc.poll() is None, "the coordinator died"
+        assert len(list((tmp_path / "store" / "blobs").glob("*/*"))) == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
