@@ -49,7 +49,7 @@ def test_a_database_locked_by_another_process_gets_unavailable_and_stores_nothin
             locker.wait(10)
         assert stored(cfg) == (0, 0)
         with RegistryClient(address, consortium.tls("hosp-a")) as site:
-            record, present = site.push(folder, NO_RETRY)
+            _, present = site.push(folder, NO_RETRY)
         assert not present and stored(cfg) == (1, 1)
 
 
@@ -65,7 +65,7 @@ def test_a_full_disk_during_a_blob_write_is_refused_and_the_coordinator_goes_on(
                                     store=str(tmp_path / "store")))
     log = open(tmp_path / "coordinator.log", "wb")
     proc = subprocess.Popen([sys.executable, "-c", "from common.cli import run; run()", "coordinator", "serve", "--config",
-                             str(config)], stdout=log, stderr=subprocess.STDOUT, preexec_fn=_small_disk)  # noqa: PLW1509
+                             str(config)], stdout=log, stderr=subprocess.STDOUT, preexec_fn=_small_disk)
     try:
         deadline = time.monotonic() + 60
         while b"listening on" not in (tmp_path / "coordinator.log").read_bytes():
