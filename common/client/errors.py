@@ -5,8 +5,9 @@ from __future__ import annotations
 import grpc
 
 HANDSHAKE_HINT = ("no TLS session with the coordinator: it may have refused this kit's certificate (not issued by the "
-                  "consortium CA, expired or not yet valid), this kit may not trust the coordinator's certificate, or the "
-                  "coordinator is down or restarting")
+                  "consortium CA, expired or not yet valid), this kit may not trust the coordinator's certificate, the "
+                  "clocks of this machine and the coordinator may differ by more than a certificate allows (check both), "
+                  "or the coordinator is down or restarting")
 
 
 class CallError(Exception):

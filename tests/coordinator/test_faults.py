@@ -90,3 +90,47 @@ def test_a_full_disk_during_a_blob_write_is_refused_and_the_coordinator_goes_on(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+def test_clocks_off_by_hours_fail_the_handshake_with_a_hint_to_check_them(consortium: Consortium, tmp_path: Path) -> None:
+    """A site whose clock is hours behind sees the coordinator's fresh certificate as not yet valid;
+    a kit issued by a CA whose clock was hours ahead is not yet valid for the coordinator. Both end
+    in the handshake; the site is told to check the clocks, and nothing is stored."""
+    import datetime as dt
+
+    from common.pki import Identity, enroll_site, server_credentials
+    from common.pki.ca import key_pem, new_key
+
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=3)
+    key = new_key()
+    cert = consortium.ca.issue(Identity("coordinator", "server"), key.public_key(), hosts=("127.0.0.1",), not_before=later)
+    from cryptography.hazmat.primitives import serialization
+
+    skewed = tmp_path / "server-skewed"
+    server_credentials(consortium.ca, "coordinator", ["127.0.0.1"], skewed)  # the folder layout; the cert is replaced
+    (skewed / "server.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (skewed / "server.key").write_bytes(key_pem(key))
+    folder = signed_block(consortium, "hosp-a", tmp_path / "b")
+    cfg = consortium.config(store=tmp_path / "store", cert=skewed / "server.crt", key=skewed / "server.key")
+    with serve(cfg) as running:
+        with RegistryClient(f"127.0.0.1:{running.port}", consortium.tls("hosp-a"), timeout_s=10) as site:
+            refused(lambda: site.push(folder, NO_RETRY), grpc.StatusCode.UNAVAILABLE, "clocks")
+        assert stored(cfg) == (0, 0)
+
+    kit = tmp_path / "kit-ahead"
+    enroll_site(consortium.ca, "hosp-ahead", ["genes"], kit)
+    cfg = consortium.config(store=tmp_path / "store2")
+    from common.client import TLSFiles
+
+    tls = TLSFiles(kit / "tls.crt", kit / "tls.key", kit / "ca.crt")
+    with serve(cfg) as running, RegistryClient(f"127.0.0.1:{running.port}", tls, timeout_s=10) as site:
+        assert site.tasks() == []  # the kit as issued works
+    ahead_key = new_key()  # the same site, certified again by a CA whose clock is 3 hours ahead
+    consortium.ca.revoke("hosp-ahead")
+    ahead = consortium.ca.issue(Identity("hosp-ahead", "site", ("genes",), False, b"\0" * 32), ahead_key.public_key(),
+                                not_before=later)
+    (kit / "tls.crt").write_bytes(ahead.public_bytes(serialization.Encoding.PEM))
+    (kit / "tls.key").write_bytes(key_pem(ahead_key))
+    with serve(cfg) as running, RegistryClient(f"127.0.0.1:{running.port}", tls, timeout_s=10) as site:
+        refused(site.tasks, grpc.StatusCode.UNAVAILABLE, "clocks")
+    assert stored(cfg) == (0, 0)
