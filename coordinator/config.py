@@ -127,4 +127,4 @@ def render_config(listen: str, cert: str, key: str, ca: str, crl: str | None, st
     return (f'# mmlego coordinator configuration; paths are relative to this file.\n[server]\nlisten = "{listen}"\n'
             f'insecure = false\nworkers = 64\n\n[tls]\ncert = "{cert}"\nkey = "{key}"\nca = "{ca}"\n{crl_line}\n'
             f'[store]\npath = "{store}"\nmax_block_mb = 1024\nmax_open_uploads_per_site = 8\nupload_ttl_hours = 24\n'
-            'verify_on_start = true\n')
+            'verify_on_start = true\nbusy_timeout_s = 30\n')

@@ -28,6 +28,9 @@ log = logging.getLogger("mmlego.coordinator")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+PAGE_BYTES = 1 << 20  # a ListBlocks reply stays under this (the message limit is 2 MiB)
+
+
 def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> None:
     """Map ``exc`` to a status and abort (raises). Servicer methods never abort themselves."""
     if isinstance(exc, RegistryError):
@@ -133,8 +136,26 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
 
     @translated
     def ListBlocks(self, request: pb.ListBlocksRequest, context: grpc.ServicerContext) -> pb.ListBlocksResponse:
-        blocks = self.registry.blocks(request.task_id, request.site, request.modality, request.include_withdrawn)
-        return pb.ListBlocksResponse(blocks=[serde.block_to_pb(b) for b in blocks])
+        size = min(1000, request.page_size or 100)
+        if size < 0:
+            raise invalid(f"page_size must be >= 0, got {request.page_size}")
+        try:
+            before = int(request.page_token) if request.page_token else None
+        except ValueError:
+            raise invalid("page_token is not one this registry gave out") from None
+        rows = self.registry.store.db.block_page(request.task_id, request.site, request.modality, request.include_withdrawn,
+                                                 before, size + 1)
+        out, used, last = pb.ListBlocksResponse(), 0, None
+        for seq, block in rows[:size]:
+            info = serde.block_to_pb(block)
+            if out.blocks and used + info.ByteSize() > PAGE_BYTES:
+                break  # the rest on the next page: a reply stays well under the message limit
+            out.blocks.append(info)
+            used += info.ByteSize()
+            last = seq
+        if len(out.blocks) < len(rows) and last is not None:
+            out.next_page_token = str(last)
+        return out
 
     @translated
     def GetBlock(self, request: pb.GetBlockRequest, context: grpc.ServicerContext) -> pb.BlockInfo:

@@ -79,8 +79,16 @@ class RegistryClient:
         return [serde.task_from_pb(t) for t in self.call("ListTasks", pb.ListTasksRequest()).tasks]
 
     def blocks(self, task_id: str = "", site: str = "", modality: str = "", include_withdrawn: bool = False) -> list[BlockRecord]:
-        req = pb.ListBlocksRequest(task_id=task_id, site=site, modality=modality, include_withdrawn=include_withdrawn)
-        return [serde.block_from_pb(b) for b in self.call("ListBlocks", req).blocks]
+        out: list[BlockRecord] = []
+        token = ""
+        while True:  # page by page (a registry of thousands of blocks does not fit in one message)
+            req = pb.ListBlocksRequest(task_id=task_id, site=site, modality=modality, include_withdrawn=include_withdrawn,
+                                       page_token=token)
+            reply = self.call("ListBlocks", req)
+            out += [serde.block_from_pb(b) for b in reply.blocks]
+            token = reply.next_page_token
+            if not token:
+                return out
 
     def sites(self) -> list[SiteRecord]:
         return [serde.site_from_pb(s) for s in self.call("ListSites", pb.ListSitesRequest()).sites]

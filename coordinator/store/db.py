@@ -108,6 +108,11 @@ class Database:
         return self._block(rows[0]) if rows else None
 
     def blocks(self, task_id: str = "", site: str = "", modality: str = "", include_withdrawn: bool = False) -> list[BlockRecord]:
+        return [b for _, b in self.block_page(task_id, site, modality, include_withdrawn)]
+
+    def block_page(self, task_id: str = "", site: str = "", modality: str = "", include_withdrawn: bool = False,
+                   before_seq: int | None = None, limit: int | None = None) -> list[tuple[int, BlockRecord]]:
+        """(seq, block) newest first, only those older than ``before_seq``, at most ``limit``."""
         where, args = ["state != 'corrupt'"], []
         for col, val in (("task_id", task_id), ("site", site), ("modality", modality)):
             if val:
@@ -115,8 +120,12 @@ class Database:
                 args.append(val)
         if not include_withdrawn:
             where.append("state = 'accepted'")
-        rows = self.query(f"SELECT {BLOCK_COLS} FROM blocks WHERE {' AND '.join(where)} ORDER BY seq DESC", tuple(args))
-        return [self._block(r) for r in rows]
+        if before_seq is not None:
+            where.append("seq < ?")
+            args.append(before_seq)  # type: ignore[arg-type]
+        sql = f"SELECT seq, {BLOCK_COLS} FROM blocks WHERE {' AND '.join(where)} ORDER BY seq DESC"
+        rows = self.query(sql + (f" LIMIT {int(limit)}" if limit is not None else ""), tuple(args))
+        return [(int(r[0]), self._block(r[1:])) for r in rows]
 
     def latest_blocks(self, task_id: str) -> list[BlockRecord]:
         """The newest accepted block of every (site, modality) of a task, sites not withdrawn."""

@@ -161,3 +161,24 @@ def test_pull_catches_a_block_altered_on_the_coordinators_disk(consortium: Conso
         with pytest.raises(IntegrityError, match="hash"):
             site.pull_model(model.model_id, tmp_path / "pulled")
     assert not (tmp_path / "pulled").exists()  # nothing half-written is left behind
+
+
+def test_list_blocks_pages_and_the_client_reads_every_page(consortium: Consortium, coordinator: tuple[str, CoordinatorConfig],
+                                                          tmp_path: Path) -> None:
+    """Found by the soak (docs/RELIABILITY.md): with ~1000 blocks one ListBlocks reply passed the
+    2 MiB message limit and every list failed. Replies are now pages (by count and by bytes)."""
+    from common.pb.mmlego.v1 import registry_pb2 as pb
+
+    address, _ = coordinator
+    with RegistryClient(address, consortium.tls("hosp-a")) as site:
+        pushed = [site.push(signed_block(consortium, "hosp-a", tmp_path / f"b{i}", seed=i))[0].block_id for i in range(5)]
+        assert [b.block_id for b in site.blocks("t1")] == pushed[::-1]  # newest first, across pages of 100
+        first = site.call("ListBlocks", pb.ListBlocksRequest(task_id="t1", page_size=2))
+        assert [b.block_id for b in first.blocks] == pushed[:2:-1] and first.next_page_token
+        second = site.call("ListBlocks", pb.ListBlocksRequest(task_id="t1", page_size=2, page_token=first.next_page_token))
+        third = site.call("ListBlocks", pb.ListBlocksRequest(task_id="t1", page_size=2, page_token=second.next_page_token))
+        got = [b.block_id for r in (first, second, third) for b in r.blocks]
+        assert got == pushed[::-1] and not third.next_page_token
+        with pytest.raises(CallError) as info:
+            site.call("ListBlocks", pb.ListBlocksRequest(task_id="t1", page_token="../x"))
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
