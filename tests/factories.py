@@ -30,3 +30,22 @@ def bag(b: int = 5, n: int = 7, f: int = 4, seed: int = 2, present: torch.Tensor
     mask = torch.arange(n)[None, :] < lengths[:, None]
     x = torch.randn(b, n, f, generator=g) * mask[..., None]
     return ModalityInput(x, mask, present)
+
+
+def mutate_bytes(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
+    """Fuzzing edits (kind, position, value): 0 flips a byte, 1 inserts bytes, 2 truncates, 3 duplicates or moves a line."""
+    out = bytearray(data)
+    for kind, pos, value in edits:
+        at = pos % (len(out) + 1)
+        if kind == 0 and out:
+            out[at % len(out)] ^= value or 1
+        elif kind == 1:
+            out[at:at] = bytes([value]) * (1 + value % 7)
+        elif kind == 2:
+            del out[at:]
+        elif kind == 3 and b"\n" in out:
+            lines = bytes(out).split(b"\n")
+            i = at % len(lines)
+            lines.insert(i, lines[(i + value) % len(lines)])  # a duplicated or moved line
+            out = bytearray(b"\n".join(lines))
+    return bytes(out)

@@ -52,7 +52,8 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
     def on_term(*_: Any) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    # Ctrl-C and SIGTERM both stop the run (SIGINT explicitly: a shell's background job starts with it ignored)
+    previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         typer.echo(f"scenario {scn.name}{' (quick)' if quick else ''}: {scn.spec.description}")
         part = partition(scn)
@@ -71,7 +72,8 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
     except (FuseError, CallError, RuntimeError, ValueError) as exc:  # a step of the run failed: its own message
         raise fail(f"{type(exc).__name__}: {exc} (logs in {folder / 'logs'})", EXIT_FAILED) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     failed = [name for name, ok in report["checks"].items() if not ok]
     typer.echo(f"done in {time.monotonic() - t0:.0f} s; report: {files[1]} (also {', '.join(f.name for f in files if f != files[1])})")
     if failed:

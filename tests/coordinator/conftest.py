@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -80,14 +81,21 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Consortium:
     return c
 
 
+@contextmanager
+def serving(consortium: Consortium, cfg: CoordinatorConfig) -> Iterator[str]:
+    """A coordinator on ``cfg`` (in this process) holding the test task; yields its address."""
+    with serve(cfg) as running:
+        address = f"127.0.0.1:{running.port}"
+        with RegistryClient(address, consortium.tls("ops")) as admin:
+            admin.create_task(TASK)
+        yield address
+
+
 @pytest.fixture()
 def coordinator(consortium: Consortium, tmp_path: Path) -> Iterator[tuple[str, CoordinatorConfig]]:
     cfg = consortium.config(store=tmp_path / "store")
-    with serve(cfg) as running:
-        admin = RegistryClient(f"127.0.0.1:{running.port}", consortium.tls("ops"))
-        admin.create_task(TASK)
-        admin.close()
-        yield f"127.0.0.1:{running.port}", cfg
+    with serving(consortium, cfg) as address:
+        yield address, cfg
 
 
 def signed_block(consortium: Consortium, site: str, out: Path, modality: str = "genes", seed: int = 0,

@@ -18,7 +18,7 @@ from common.client import RegistryClient
 from coordinator.config import render_config
 from coordinator.launch import free_port
 from coordinator.server import serve
-from tests.coordinator.conftest import NO_RETRY, TASK, Consortium, signed_block, stored
+from tests.coordinator.conftest import NO_RETRY, TASK, Consortium, serving, signed_block, stored
 from tests.coordinator.test_security import refused
 from tests.factories import block
 
@@ -33,10 +33,7 @@ time.sleep(600)
 
 def test_a_database_locked_by_another_process_gets_unavailable_and_stores_nothing(consortium: Consortium, tmp_path: Path) -> None:
     cfg = consortium.config(store=tmp_path / "store", busy_timeout_s=1.0)
-    with serve(cfg) as running:
-        address = f"127.0.0.1:{running.port}"
-        with RegistryClient(address, consortium.tls("ops")) as admin:
-            admin.create_task(TASK)
+    with serving(consortium, cfg) as address:
         folder = signed_block(consortium, "hosp-a", tmp_path / "b")
         locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(cfg.store / "registry.sqlite")], stdout=subprocess.PIPE, text=True)
         try:

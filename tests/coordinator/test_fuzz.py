@@ -25,6 +25,7 @@ from coordinator.auth import ROLES_BY_METHOD, SERVICE
 from coordinator.config import CoordinatorConfig
 from coordinator.server import serve
 from tests.coordinator.conftest import TASK, Consortium, signed_block
+from tests.factories import mutate_bytes
 
 BAD = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE}
 REQUEST = {"UploadBlock": pb.UploadChunk, "GetUploadStatus": pb.UploadStatusRequest, "DownloadBlock": pb.DownloadBlockRequest,
@@ -119,19 +120,6 @@ def valid(method: str, f: Fuzzed) -> bytes:
     return samples[method].SerializeToString() if method in samples else REQUEST[method]().SerializeToString()
 
 
-def mutate(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
-    out = bytearray(data)
-    for kind, pos, value in edits:
-        at = pos % (len(out) + 1)
-        if kind == 0 and out:
-            out[at % len(out)] ^= value or 1
-        elif kind == 1:
-            out.insert(at, value)
-        elif out:
-            del out[at % len(out):]  # truncate
-    return bytes(out)
-
-
 def check(f: Fuzzed, method: str, code: grpc.StatusCode) -> None:
     assert code not in BAD, f"{method}: {code}"
 
@@ -151,7 +139,7 @@ def test_random_bytes_to_every_rpc(fuzzed: Fuzzed, method: str, data: bytes) -> 
 @SETTINGS
 @given(method=st.sampled_from(METHODS), edits=EDITS)
 def test_mutated_valid_requests_to_every_rpc(fuzzed: Fuzzed, method: str, edits: list[tuple[int, int, int]]) -> None:
-    check(fuzzed, method, fuzzed.call(method, [mutate(valid(method, fuzzed), edits)]))
+    check(fuzzed, method, fuzzed.call(method, [mutate_bytes(valid(method, fuzzed), edits)]))
 
 
 @SETTINGS

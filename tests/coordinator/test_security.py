@@ -19,8 +19,7 @@ from common.pb.mmlego.v1 import registry_pb2 as pb
 from common.pb.mmlego.v1 import registry_pb2_grpc as pb_grpc
 from common.serde import manifest_to_bytes
 from coordinator.config import CoordinatorConfig
-from coordinator.server import serve
-from tests.coordinator.conftest import NO_RETRY, Consortium, signed_block, stored
+from tests.coordinator.conftest import NO_RETRY, Consortium, serving, signed_block, stored
 from tests.factories import block
 
 Coord = tuple[str, CoordinatorConfig]
@@ -154,12 +153,7 @@ def test_nan_weights_and_a_wrong_latent_shape_are_refused(consortium: Consortium
 
 def test_an_oversized_block_is_refused_before_its_bytes_are_read(consortium: Consortium, tmp_path: Path) -> None:
     cfg = consortium.config(store=tmp_path / "store", max_block_bytes=10_000)
-    with serve(cfg) as running:
-        address = f"127.0.0.1:{running.port}"
-        from tests.coordinator.conftest import TASK
-
-        with RegistryClient(address, consortium.tls("ops")) as admin:
-            admin.create_task(TASK)
+    with serving(consortium, cfg) as address:
         big = signed_block(consortium, "hosp-a", tmp_path / "b")
         refused(lambda: push(consortium, address, "hosp-a", big), grpc.StatusCode.RESOURCE_EXHAUSTED, "at most 10000 bytes")
         assert stored(cfg) == (0, 0)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from common.data.errors import DataError
 from common.data.sitefolder import load_site_folder
+from tests.factories import mutate_bytes
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "site-data"
 TRIED = {"inputs": 0, "loaded": 0}
@@ -35,24 +36,6 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (parquet / "data.toml").write_text(toml)
     assert len(load_site_folder(csv)) == len(load_site_folder(parquet)) > 0  # both load before they are mutated
     return {"csv": csv, "parquet": parquet}
-
-
-def mutate_bytes(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
-    out = bytearray(data)
-    for kind, pos, value in edits:
-        at = pos % (len(out) + 1)
-        if kind == 0 and out:
-            out[at % len(out)] ^= value or 1
-        elif kind == 1:
-            out[at:at] = bytes([value]) * (1 + value % 7)
-        elif kind == 2:
-            del out[at:]
-        elif kind == 3 and b"\n" in out:
-            lines = bytes(out).split(b"\n")
-            i = at % len(lines)
-            lines.insert(i, lines[(i + value) % len(lines)])  # a duplicated or moved line
-            out = bytearray(b"\n".join(lines))
-    return bytes(out)
 
 
 def mutate_cells(path: Path, cells: list[tuple[int, int, str]]) -> None:
