@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from common.processes import stop_process
+from common.processes import peak_rss, stop_process
 
 
 def free_port() -> int:
@@ -44,10 +44,10 @@ class CoordinatorProcess:
 
     def peak_rss_bytes(self) -> int:
         """Peak resident memory so far (Linux: VmHWM)."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmHWM in /proc; peak memory is measured on Linux only")
+        peak = peak_rss(self.pid)
+        if not peak:
+            raise RuntimeError("no VmHWM in /proc; peak memory is measured on Linux only")
+        return peak
 
     def kill(self) -> None:
         assert self.proc is not None

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from common.client import TLSFiles
 from common.tomlconfig import ConfigError, Strict, read_toml
+from common.train.siteblock import BlockTraining
 
 
 class TLSSection(Strict):
@@ -29,19 +30,6 @@ class FlowerSection(Strict):
     port: int = Field(default=9094, ge=0, le=65535)  # this SuperNode's local runtime API
 
 
-class TrainSection(Strict):
-    epochs: int = Field(default=50, ge=1)
-    patience: int = Field(default=10, ge=1)
-    batch_size: int = Field(default=32, ge=1)
-    lr: float = Field(default=1e-3, gt=0)
-    n_tokens: int = Field(default=4, ge=1)
-    token_dim: int = Field(default=64, ge=1)
-    depth: int = Field(default=2, ge=1)  # update steps S
-    val_fraction: float = Field(default=0.15, gt=0, lt=0.5)
-    seed: int = 0
-    device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1"
-
-
 class SiteFile(Strict):
     site: str
     modalities: list[str]
@@ -54,7 +42,7 @@ class SiteFile(Strict):
     tls: TLSSection = Field(default_factory=TLSSection)
     signing: SigningSection = Field(default_factory=SigningSection)
     flower: FlowerSection = Field(default_factory=FlowerSection)
-    train: TrainSection = Field(default_factory=TrainSection)
+    train: BlockTraining = Field(default_factory=BlockTraining)
 
 
 @dataclass(frozen=True)
@@ -70,7 +58,7 @@ class SiteConfig:
     blocks: Path
     tls: TLSFiles
     signing_key: Path
-    train: TrainSection
+    train: BlockTraining
     flower: FlowerSection
     node_key: Path
 

@@ -1,8 +1,9 @@
-"""One LegoFuse round at a site, FedAvg of the sites' weights, and the centralized equivalent.
+"""One LegoFuse round at a site and the centralized equivalent.
 
 A round: every selected site loads the global weights, trains ``epochs`` epochs of Adam on its
 paired patients (FedProx: plus mu/2 ||w - w_global||^2), and returns its weights and patient
-count; the coordinator averages the weights, weighted by count (FedAvg). With one site this is
+count; the coordinator averages the weights, weighted by count (Flower's FedAvg, in
+coordinator/fuse_rounds.py). With one site this is
 exactly :func:`centralized_fuse` on that site's data: the same seeds, the same steps.
 """
 

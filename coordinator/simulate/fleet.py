@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.processes import peak_rss
+
 MMLEGO = [sys.executable, "-c", "from common.cli import run; run()"]
 
 
@@ -26,17 +28,6 @@ def tail(path: Path, lines: int = 15) -> str:
     except FileNotFoundError:
         return "(no log)"
     return "\n".join("    " + line for line in text[-lines:])
-
-
-def peak_rss(pid: int) -> int:
-    """Peak resident memory of a live process in bytes (Linux VmHWM); 0 when unknown."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        pass
-    return 0
 
 
 @dataclass

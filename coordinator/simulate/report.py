@@ -25,10 +25,11 @@ from common.lego import LegoBlock, LegoMerge, SingleModality
 from common.serde import manifest_from_bytes
 from common.tasks import TaskSpec, metric
 from common.train import predict_scores
+from common.train.siteblock import train_modality
 
 from ..fuse_rounds import NodeInfo, run_rounds
 from .inprocess import LocalSites
-from .run import RunResult
+from .run import RunResult, block_training
 from .scenario import Partition, Scenario
 
 FUSE_TOLERANCE = 0.02  # federated LegoFuse vs centralized, test metric
@@ -92,19 +93,16 @@ class Reference:
 
 def centralized(run: RunResult, scn: Scenario, part: Partition, federated: LegoMerge, order: list[tuple[str, str]],
                 fuse_cfg: FuseConfig) -> Reference:
-    """Every block trained again here exactly as its site did (the site's data folder and
-    site.toml, one thread), merged in the version's order; then LegoFuse's R x E epochs on all
-    paired sites' patients pooled."""
-    from site_client.config import load_site_config
-    from site_client.train import train_modality
-
+    """Every block trained again here exactly as its site did (the site's data folder, the
+    [train] settings its site.toml was written with, one thread), merged in the version's order;
+    then LegoFuse's R x E epochs on all paired sites' patients pooled."""
+    settings = block_training(scn)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         blocks = []
         for site, modality in order:
-            cfg = load_site_config(run.site_dirs[site] / "site.toml")
-            block, _ = train_modality(load_site_folder(cfg.data), modality, run.task, cfg)
+            block, _ = train_modality(load_site_folder(run.site_dirs[site] / "data"), modality, run.task, settings)
             blocks.append(block)
         merge = merge_model(blocks, run.merged.parameters)
         a, b = _scores(federated, part.test, run.task.spec), _scores(merge, part.test, run.task.spec)

@@ -25,6 +25,7 @@ from common.fuse import FuseConfig
 from common.pki import CertificateAuthority, enroll_admin, enroll_site, server_credentials
 from common.records import BlockRecord, ModelRecord, TaskRecord
 from common.tasks import TaskSpec, survival_bins
+from common.train.siteblock import BlockTraining
 
 from ..config import load_config, render_config
 from ..launch import free_port
@@ -66,15 +67,18 @@ def task_record(scn: Scenario, part: Partition) -> TaskRecord:
                       f"mmlego simulate: {spec.description or spec.name}", fuse_mode=spec.fuse_mode)
 
 
+def block_training(scn: Scenario) -> BlockTraining:
+    """Every site's [train] settings (the centralized reference trains with the same ones)."""
+    return BlockTraining(epochs=scn.spec.block_epochs, patience=scn.spec.patience, seed=scn.spec.seed, device="cpu")
+
+
 def site_toml(name: str, modalities: list[str], paired: bool, coordinator: str, task: str, superlink: str, port: int,
               scn: Scenario) -> str:
     mods = ", ".join(f'"{m}"' for m in modalities)
-    s = scn.spec
     return (f'site = "{name}"\nmodalities = [{mods}]\npaired = {str(paired).lower()}\ncoordinator = "{coordinator}"\n'
             f'data = "data"\ntask = "{task}"\nblocks = "blocks"\n\n[tls]\ncert = "tls.crt"\nkey = "tls.key"\nca = "ca.crt"\n\n'
             f'[signing]\nkey = "signing.key"\n\n[flower]\nnode_key = "flower-node.key"\nnode_pub = "flower-node.pub"\n'
-            f'superlink = "{superlink}"\nport = {port}\n\n'
-            f'[train]\nepochs = {s.block_epochs}\npatience = {s.patience}\nseed = {s.seed}\ndevice = "cpu"\n')
+            f'superlink = "{superlink}"\nport = {port}\n\n' + block_training(scn).toml())
 
 
 def site_env() -> dict[str, str]:

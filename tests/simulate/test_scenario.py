@@ -84,3 +84,21 @@ def test_the_scale_scenario_is_synthetic_and_has_paired_sites() -> None:
     assert part.synthetic and len(part.sites) == 25
     assert sum(s.paired for s in scn.spec.sites) == 2 and not scn.spec.compare
     assert min(len(d) for d in part.sites.values()) >= 100
+
+
+def test_a_scenario_of_site_data_folders_holds_out_part_of_every_site(tmp_path: Path) -> None:
+    from common.data import load_builtin
+    from common.data.export import export_site_folder
+
+    data = load_builtin("nki70")
+    export_site_folder(data.subset(np.arange(0, 72)).select_modalities(["genes"]), tmp_path / "a")
+    export_site_folder(data.subset(np.arange(72, 144)), tmp_path / "b")
+    (tmp_path / "s.toml").write_text('name = "own"\n[[sites]]\nname = "hosp-a"\nmodalities = ["genes"]\ndata = "a"\n'
+                                     '[[sites]]\nname = "hosp-b"\nmodalities = ["genes", "clinical"]\ndata = "b"\n')
+    part = partition(load_scenario(str(tmp_path / "s.toml")))
+    assert part.train_pool is None and len(part.test) == len(part.val) == 2
+    for i, site in enumerate(("hosp-a", "hosp-b")):
+        held = ids(part.test[i]) | ids(part.val[i])
+        assert held and not ids(part.sites[site]) & held
+        assert len(part.sites[site]) + len(held) == 72
+    assert sorted(part.sites["hosp-b"].modalities) == ["clinical", "genes"]

@@ -1,0 +1,78 @@
+"""How a site trains its block for a task (shared by the site client and the simulator's
+centralized reference, which must train bit for bit the same block): the ``[train]`` settings
+of site.toml, the site's own validation split for early stopping, its input standardisation and
+class weights. Only aggregates leave with the block."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from ..data.dataset import MultimodalDataset
+from ..data.splits import Standardizer, random_split
+from ..lego import EncoderConfig, LegoBlock, SingleModality
+from ..records import TaskRecord
+from ..tasks import TaskSpec, inverse_frequency_weights
+from ..tomlconfig import Strict
+from .loop import TrainConfig, fit
+
+
+class BlockTraining(Strict):
+    """site.toml's [train] section."""
+
+    epochs: int = Field(default=50, ge=1)
+    patience: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    n_tokens: int = Field(default=4, ge=1)
+    token_dim: int = Field(default=64, ge=1)
+    depth: int = Field(default=2, ge=1)  # update steps S
+    val_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    seed: int = 0
+    device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1"
+
+    def toml(self) -> str:
+        """The section as site.toml text (every field, so a reader sees what was used)."""
+        return "[train]\n" + "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in self.model_dump().items())
+
+
+def local_spec(task: TaskRecord, train: MultimodalDataset) -> TaskSpec:
+    """The task's outputs, with this site's class weights (a local loss setting)."""
+    if task.spec.kind != train.task:
+        raise ValueError(f"task {task.task_id!r} is {task.spec.kind}, but the site data folder holds {train.task} labels")
+    if task.spec.kind == "classification":
+        assert train.label is not None
+        if int(train.label.max()) >= task.spec.n_classes:
+            raise ValueError(f"site data has class {int(train.label.max())}, task {task.task_id!r} has {task.spec.n_classes} classes")
+        return replace(task.spec, class_weights=inverse_frequency_weights(train.label, task.spec.n_classes))
+    return task.spec
+
+
+def train_modality(data: MultimodalDataset, modality: str, task: TaskRecord, t: BlockTraining,
+                   stop: Callable[[], bool] | None = None) -> tuple[LegoBlock, dict[str, float]]:
+    """Train one block on the site's patients that have ``modality``; returns it and aggregate stats."""
+    has = np.flatnonzero(data.modalities[modality].present.numpy())
+    own = data.subset(has).select_modalities([modality])
+    strata = own.event if own.task == "survival" else own.label
+    half = t.val_fraction / 2
+    split = random_split(len(own), t.seed, fractions=(1 - 2 * half, half, half), stratify=strata)
+    train, val = own.subset(split.train), own.subset(np.concatenate([split.val, split.test]))
+    spec = local_spec(task, train)
+    mod = data.modalities[modality]
+    enc = EncoderConfig(kind="tabular" if mod.kind == "tabular" else "bag", in_features=mod.n_features,
+                        token_dim=t.token_dim, n_tokens=t.n_tokens)
+    torch.manual_seed(t.seed * 1000 + sum(map(ord, modality)))
+    block = LegoBlock(task.block_config(modality, enc, depth=t.depth).with_(task=spec))
+    mean, std = Standardizer.fit(train).stats[modality]
+    block.set_input_scaling(mean, std)
+    tc = TrainConfig(epochs=t.epochs, patience=t.patience, batch_size=t.batch_size, lr=t.lr, seed=t.seed, device=t.device)
+    res = fit(SingleModality(block, modality), train, val, spec, tc, label=f"block:{modality}", stop=stop)
+    stats = {"n_train": float(len(train)), "n_val": float(len(val)), "val_metric": float(res.best_metric),
+             "epochs": float(res.epochs_run)}
+    if own.event is not None:
+        stats["n_events_train"] = float(train.event.sum())  # type: ignore[union-attr]
+    return block.cpu().eval(), stats
