@@ -224,7 +224,8 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
             log.warning("round %d: no answer from %s within %.0f s", r, ", ".join(silent), round_timeout_s)
         if len(ok) < min_sites:
             asked = len(ok) + len(failed) + len(silent)
-            raise FuseError(f"round {r}: {len(ok)} of {asked} paired sites answered (failed: {sorted(failed) or 'none'}, "
+            why = "; ".join(f"{site}: {err}" for site, err in sorted(failed.items())) or "none"
+            raise FuseError(f"round {r}: {len(ok)} of {asked} paired sites answered (failed: {why}; "
                             f"no answer within {round_timeout_s:.0f} s: {silent or 'none'}); min_sites is {min_sites}")
         counts = [float(rep["metrics"]["num-examples"]) for rep in ok.values()]  # type: ignore[index, arg-type]
         losses = [float(rep["metrics"]["train_loss"]) for rep in ok.values()]  # type: ignore[index, arg-type]

@@ -4,7 +4,6 @@ with no training into an immutable model version with a model card."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from typing import Any
 
@@ -13,9 +12,7 @@ from cryptography import x509
 from safetensors import safe_open
 
 from common.artifacts import sha256_file
-from common.artifacts.modelcard import render_markdown
 from common.artifacts.modelfile import merged_head_weights
-from common.fileio import atomic_write
 from common.lego.merge import HEAD_MERGES, LATENT_MERGES
 from common.pki import identity_from_cert
 from common.records import BlockRecord, ModelRecord, TaskRecord, utc_now
@@ -23,7 +20,7 @@ from common.serde import manifest_from_bytes, model_to_bytes
 from common.version import code_version
 
 from .errors import Kind, RegistryError, invalid, not_found, precondition
-from .store import Store
+from .store import Store, write_card
 
 log = logging.getLogger("mmlego.coordinator")
 
@@ -82,9 +79,11 @@ def insert_version(store: Store, task_id: str, recipe: str, block_ids: tuple[str
                    card_extra: dict[str, Any], actor: str, parent_id: str = "", metrics: dict[str, float] | None = None) -> ModelRecord:
     """Store ``weights`` as a blob and a new immutable model version of ``task_id`` (id
     ``<task>-v<n>``) with its model card (also written as card.json / card.md for operators)."""
-    sha = store.blobs.put_bytes(weights)
+    sha = store.blobs.put_bytes(weights)  # 1. the blob is durable under its hash
     created = utc_now()
-    with store.db.tx() as c:
+    with store.db.tx() as c:  # 2. then the version becomes visible (a crash between: recovery removes the orphan blob)
+        if not store.blobs.has(sha):  # a coordinator starting beside this process (a fuse run) swept it as an orphan
+            store.blobs.put_bytes(weights)
         n = c.execute("SELECT COUNT(*) FROM models WHERE task_id = ?", (task_id,)).fetchone()[0]
         model_id = f"{task_id}-v{n + 1}"
         card = {"model_id": model_id, "task_id": task_id, "recipe": recipe, "parameters": params, "parent_id": parent_id,
@@ -96,7 +95,5 @@ def insert_version(store: Store, task_id: str, recipe: str, block_ids: tuple[str
         c.execute("INSERT INTO models(model_id, task_id, message, weights_sha256, created_at) VALUES(?,?,?,?,?)",
                   (model_id, task_id, model_to_bytes(record), sha, created))
         store.db.event(c, actor, recipe, model_id=model_id, blocks=len(block_ids), parent_id=parent_id)
-    folder = store.models_dir / model_id
-    atomic_write(folder / "card.json", json.dumps(card, indent=2, sort_keys=True).encode())
-    atomic_write(folder / "card.md", render_markdown(card).encode())
+    write_card(store.models_dir / model_id, card)  # 3. a crash before this: recovery writes them from the record
     return record

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from common.client import TLSFiles
 from common.tomlconfig import ConfigError, Strict, read_toml
-from common.train.siteblock import BlockTraining
+from common.train.siteblock import BlockTraining, SitePrivacy
 
 
 class TLSSection(Strict):
@@ -43,6 +43,7 @@ class SiteFile(Strict):
     signing: SigningSection = Field(default_factory=SigningSection)
     flower: FlowerSection = Field(default_factory=FlowerSection)
     train: BlockTraining = Field(default_factory=BlockTraining)
+    privacy: SitePrivacy = Field(default_factory=SitePrivacy)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class SiteConfig:
     train: BlockTraining
     flower: FlowerSection
     node_key: Path
+    min_cell_size: int
 
 
 def load_site_config(path: str | Path) -> SiteConfig:
@@ -70,7 +72,8 @@ def load_site_config(path: str | Path) -> SiteConfig:
     return SiteConfig(path=p, site=f.site, modalities=tuple(f.modalities), paired=f.paired, coordinator=f.coordinator,
                       insecure=f.insecure, data=base / f.data, task=f.task, blocks=base / f.blocks,
                       tls=TLSFiles(base / f.tls.cert, base / f.tls.key, base / f.tls.ca), signing_key=base / f.signing.key,
-                      train=f.train, flower=f.flower, node_key=base / f.flower.node_key)
+                      train=f.train, flower=f.flower, node_key=base / f.flower.node_key,
+                      min_cell_size=f.privacy.min_cell_size)
 
 
 __all__ = ["ConfigError", "SiteConfig", "load_site_config"]

@@ -20,7 +20,6 @@ from common.lego import LegoMerge
 from .config import SiteConfig, load_site_config
 
 log = logging.getLogger("mmlego.site")
-MIN_CELL = 5  # fewer paired patients than this and the site does not take part (their count would leak)
 
 
 def site_config(node_config: dict[str, Any]) -> SiteConfig:
@@ -59,8 +58,9 @@ def train(content: RecordDict, node_config: dict[str, Any]) -> RecordDict:
     assert isinstance(merged, LegoMerge), "fuse rounds start from a merge version"
     model = fused_model(merged.block_list, fuse.mode, record.parameters)
     data = paired_only(load_site_folder(cfg.data), model.modalities)
-    if len(data) < MIN_CELL:
-        raise ValueError(f"site {cfg.site!r} has {len(data)} paired patients; at least {MIN_CELL} are needed to take part")
+    if len(data) < cfg.min_cell_size:  # the patient count goes back with the weights
+        raise ValueError(f"site {cfg.site!r} has {len(data)} paired patients; at least {cfg.min_cell_size} (its [privacy] "
+                         "min_cell_size) are needed to take part")
     reply = site_round(model, content, data, fuse, round_, device=cfg.train.device)
     log.info("fuse round %d of %s at %s: %d paired patients, loss %.4f", round_, model_id, cfg.site, len(data),
              reply["metrics"]["train_loss"])  # type: ignore[index]

@@ -47,6 +47,12 @@ class Retry:
         return rng.uniform(0.0, min(self.cap_s, self.base_s * (2 ** attempt)))
 
 
+def upload_id_of(manifest: bytes, signature: bytes) -> str:
+    """The id of a block's upload: the same on every try and after a restart of the site, so an
+    interrupted upload resumes where the coordinator stopped."""
+    return "u-" + hashlib.sha256(manifest + signature).hexdigest()[:40]
+
+
 class RegistryClient:
     def __init__(self, address: str, tls: TLSFiles, insecure: bool = False, timeout_s: float = 30.0) -> None:
         self.address = address
@@ -133,7 +139,7 @@ class RegistryClient:
         files = read_block_files(folder)
         if files.signature is None:
             raise SignatureError(f"block folder {folder} is not signed (no {SIGNATURE}); sign it with the site's signing key")
-        upload_id = "u-" + hashlib.sha256(files.manifest_bytes + files.signature).hexdigest()[:40]
+        upload_id = upload_id_of(files.manifest_bytes, files.signature)
         size = files.manifest.weights_size
         last: CallError | None = None
         for attempt in range(retry.attempts):

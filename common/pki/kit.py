@@ -66,7 +66,9 @@ def enroll_site(ca: CertificateAuthority, site: str, modalities: list[str], out:
         f'coordinator = "{coordinator}"\ndata = "data"  # the site data folder (data.toml), relative to this file\n'
         'task = ""  # the task id the operator created (or pass --task)\n\n'
         '[tls]\ncert = "tls.crt"\nkey = "tls.key"\nca = "ca.crt"\n\n'
-        '[signing]\nkey = "signing.key"\n\n[flower]\nnode_key = "flower-node.key"\nnode_pub = "flower-node.pub"\n').encode())
+        '[signing]\nkey = "signing.key"\n\n[flower]\nnode_key = "flower-node.key"\nnode_pub = "flower-node.pub"\n\n'
+        '[privacy]\nmin_cell_size = 5  # no count of fewer patients leaves the site (block stats, class weights, fuse rounds)\n'
+        ).encode())
     return root
 
 

@@ -7,10 +7,14 @@ import torch
 import torch.nn.functional as F
 
 
-def inverse_frequency_weights(labels: np.ndarray, n_classes: int) -> tuple[float, ...]:
-    """Class weights n / (K * n_k), from the training labels; absent classes get weight 0."""
+def inverse_frequency_weights(labels: np.ndarray, n_classes: int, min_count: int = 1) -> tuple[float, ...]:
+    """Class weights n / (K * n_k), from the training labels; absent classes get weight 0. A class
+    with fewer than ``min_count`` patients is weighted as if it had ``min_count`` (the weights travel
+    with a block, and must not reveal a count below the site's minimum cell size)."""
     counts = np.bincount(np.asarray(labels, dtype=int), minlength=n_classes).astype(float)
-    w = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
+    total = counts.sum()
+    counts = np.where(counts > 0, np.maximum(counts, min_count), 0.0)
+    w = np.where(counts > 0, total / (n_classes * np.maximum(counts, 1)), 0.0)
     return tuple(float(x) for x in w)
 
 

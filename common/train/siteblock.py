@@ -5,6 +5,7 @@ class weights. Only aggregates leave with the block."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -19,6 +20,18 @@ from ..records import TaskRecord
 from ..tasks import TaskSpec, inverse_frequency_weights
 from ..tomlconfig import Strict
 from .loop import TrainConfig, fit
+
+log = logging.getLogger("mmlego.site")
+MIN_CELL = 5  # the default minimum cell size: no count below it leaves a site
+COUNTS = ("n_train", "n_val", "n_events_train")  # the patient counts among a block's train_stats
+
+
+class SitePrivacy(Strict):
+    """site.toml's [privacy] section."""
+
+    # Fewer patients than this behind any count that leaves the site (a block's stats, its class
+    # weights, a fuse round's patient count) and the count is withheld or the site does not take part.
+    min_cell_size: int = Field(default=MIN_CELL, ge=1)
 
 
 class BlockTraining(Strict):
@@ -40,28 +53,35 @@ class BlockTraining(Strict):
         return "[train]\n" + "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in self.model_dump().items())
 
 
-def local_spec(task: TaskRecord, train: MultimodalDataset) -> TaskSpec:
-    """The task's outputs, with this site's class weights (a local loss setting)."""
+def local_spec(task: TaskRecord, train: MultimodalDataset, min_cell: int = 1) -> TaskSpec:
+    """The task's outputs, with this site's class weights (a local loss setting; classes with fewer
+    than ``min_cell`` patients are weighted as if they had ``min_cell``)."""
     if task.spec.kind != train.task:
         raise ValueError(f"task {task.task_id!r} is {task.spec.kind}, but the site data folder holds {train.task} labels")
     if task.spec.kind == "classification":
         assert train.label is not None
         if int(train.label.max()) >= task.spec.n_classes:
             raise ValueError(f"site data has class {int(train.label.max())}, task {task.task_id!r} has {task.spec.n_classes} classes")
-        return replace(task.spec, class_weights=inverse_frequency_weights(train.label, task.spec.n_classes))
+        return replace(task.spec, class_weights=inverse_frequency_weights(train.label, task.spec.n_classes, min_cell))
     return task.spec
 
 
 def train_modality(data: MultimodalDataset, modality: str, task: TaskRecord, t: BlockTraining,
-                   stop: Callable[[], bool] | None = None) -> tuple[LegoBlock, dict[str, float]]:
-    """Train one block on the site's patients that have ``modality``; returns it and aggregate stats."""
+                   stop: Callable[[], bool] | None = None, min_cell: int = MIN_CELL) -> tuple[LegoBlock, dict[str, float]]:
+    """Train one block on the site's patients that have ``modality``; returns it and aggregate
+    stats. Nothing that travels with the block reveals a count below ``min_cell`` (the site's
+    minimum cell size): fewer training patients than that is refused, smaller counts are left
+    out of the stats, and class weights treat a smaller class as if it had ``min_cell`` patients."""
     has = np.flatnonzero(data.modalities[modality].present.numpy())
     own = data.subset(has).select_modalities([modality])
     strata = own.event if own.task == "survival" else own.label
     half = t.val_fraction / 2
     split = random_split(len(own), t.seed, fractions=(1 - 2 * half, half, half), stratify=strata)
     train, val = own.subset(split.train), own.subset(np.concatenate([split.val, split.test]))
-    spec = local_spec(task, train)
+    if len(train) < min_cell:
+        raise ValueError(f"modality {modality!r} has {len(train)} training patients at this site; at least {min_cell} "
+                         "(the site's [privacy] min_cell_size) are needed to train a block")
+    spec = local_spec(task, train, min_cell)
     mod = data.modalities[modality]
     enc = EncoderConfig(kind="tabular" if mod.kind == "tabular" else "bag", in_features=mod.n_features,
                         token_dim=t.token_dim, n_tokens=t.n_tokens)
@@ -75,4 +95,7 @@ def train_modality(data: MultimodalDataset, modality: str, task: TaskRecord, t: 
              "epochs": float(res.epochs_run)}
     if own.event is not None:
         stats["n_events_train"] = float(train.event.sum())  # type: ignore[union-attr]
+    for key in [k for k in COUNTS if k in stats and stats[k] < min_cell]:
+        log.info("%s of %s is below the minimum cell size %d; not reported with the block", key, modality, min_cell)
+        del stats[key]
     return block.cpu().eval(), stats

@@ -33,6 +33,10 @@ from .fleet import MMLEGO, Fleet, SimulationError, tail
 from .scenario import Partition, Scenario
 
 Say = Callable[[str], None]
+# (kind, address) -> the address sites are told to use instead: kind is "registry" (the
+# coordinator's gRPC service) or "superlink" (Flower). For tests that sit between the sites and the
+# coordinator (a recording relay); the run's own operator calls go to the coordinator directly.
+Relay = Callable[[str, str], str]
 
 
 @dataclass
@@ -136,7 +140,8 @@ class _Missing(dict):  # type: ignore[type-arg]
         return "?"
 
 
-def simulate(scn: Scenario, part: Partition, out: Path, say: Say, parallel: int = 8, push_timeout_s: float = 3600.0) -> RunResult:
+def simulate(scn: Scenario, part: Partition, out: Path, say: Say, parallel: int = 8, push_timeout_s: float = 3600.0,
+             relay: Relay | None = None) -> RunResult:
     """Run the consortium of ``scn`` on ``part`` in ``out`` with at most ``parallel`` sites
     training at once; every process is stopped on return or error."""
     out.mkdir(parents=True, exist_ok=True)
@@ -160,12 +165,14 @@ def simulate(scn: Scenario, part: Partition, out: Path, say: Say, parallel: int 
              f'discovery_timeout_s = 300.0\nmin_sites = 1\nexpect_sites = {len(paired)}\nrun_timeout_s = 3600.0\n')
     config_path.write_text(text)
     task = task_record(scn, part)
+    site_address = relay("registry", address) if relay else address
+    site_superlink = relay("superlink", superlink) if relay and fuse else superlink
     site_dirs: dict[str, Path] = {}
     for s in scn.spec.sites:
-        folder = enroll_site(ca, s.name, s.modalities, out / "sites" / s.name, paired=s.paired, coordinator=address)
+        folder = enroll_site(ca, s.name, s.modalities, out / "sites" / s.name, paired=s.paired, coordinator=site_address)
         export_site_folder(part.sites[s.name], folder / "data")
-        (folder / "site.toml").write_text(site_toml(s.name, s.modalities, s.paired, address, task.task_id, superlink,
-                                                    free_port(), scn))
+        (folder / "site.toml").write_text(site_toml(s.name, s.modalities, s.paired, site_address, task.task_id,
+                                                    site_superlink, free_port(), scn))
         site_dirs[s.name] = folder
     phases["setup (CA, kits, site data)"] = time.monotonic() - t0
     say(f"run folder {out}: CA, coordinator credentials, {len(site_dirs)} site kits and data folders written")

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from common.artifacts.modelcard import render_markdown
+from common.fileio import atomic_write
 from common.pb.mmlego.v1 import registry_pb2 as pb
 from common.records import TaskRecord
-from common.serde import task_from_pb
+from common.serde import model_from_bytes, task_from_pb
 
 from .blobs import BlobStore, fsync_dir
 from .db import Database
 
 log = logging.getLogger("mmlego.coordinator")
 
-__all__ = ["BlobStore", "Database", "Recovery", "Store", "fsync_dir"]
+__all__ = ["BlobStore", "Database", "Recovery", "Store", "fsync_dir", "write_card"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,13 @@ class Recovery:
     orphan_blobs_removed: int
     blobs_verified: int
     corrupt_blocks: tuple[str, ...]
+    cards_restored: int = 0
+
+
+def write_card(folder: Path, card: dict[str, Any]) -> None:
+    """A model version's card as card.json and card.md, for operators (the record holds the card)."""
+    atomic_write(folder / "card.json", json.dumps(card, indent=2, sort_keys=True).encode())
+    atomic_write(folder / "card.md", render_markdown(card).encode())
 
 
 class Store:
@@ -44,6 +55,19 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    def restore_cards(self) -> int:
+        """Write the card files of every model version that lacks them (a crash came between
+        the version's commit and its card files); returns how many were written."""
+        restored = 0
+        for raw in self.db.model_messages():
+            record = model_from_bytes(raw)
+            folder = self.models_dir / record.model_id
+            if not ((folder / "card.json").is_file() and (folder / "card.md").is_file()):
+                write_card(folder, record.card)
+                restored += 1
+                log.info("wrote the missing card files of %s", record.model_id)
+        return restored
 
     def task(self, task_id: str) -> TaskRecord | None:
         raw = self.db.task_message(task_id)
@@ -69,11 +93,14 @@ class Store:
             if part.name not in live:
                 part.unlink()
                 stale += 1
-        referenced, orphans = self.db.referenced_blobs(), 0
-        for sha, path in list(self.blobs.all_blobs()):
-            if sha not in referenced:
-                path.unlink()  # renamed in, but the crash came before its record was committed
-                orphans += 1
+        orphans = 0
+        with self.db.tx() as c:  # under the write lock: a writer beside us (a fuse run) re-checks its blob in its own
+            referenced = {r[0] for r in c.execute("SELECT block_id FROM blocks UNION SELECT weights_sha256 FROM models")}
+            for sha, path in list(self.blobs.all_blobs()):
+                if sha not in referenced:
+                    path.unlink()  # renamed in, but the crash came before its record was committed
+                    orphans += 1
+        cards = self.restore_cards()
         corrupt, checked = [], 0
         if verify:
             for block_id, state in self.db.all_block_ids():
@@ -84,6 +111,6 @@ class Store:
                     self.db.mark_corrupt(block_id, "blob missing or its hash differs")
                     corrupt.append(block_id)
                     log.error("block %s failed its hash check on start; it is excluded from listings and merges", block_id)
-        rec = Recovery(temps, stale, orphans, checked, tuple(corrupt))
+        rec = Recovery(temps, stale, orphans, checked, tuple(corrupt), cards)
         log.info("store recovery: %s", rec)
         return rec

@@ -151,7 +151,7 @@ def test_a_silent_site_is_left_behind_by_the_deadline_or_the_run_fails_below_min
         run_rounds(InProcessTransport(nodes_cfg, silent=[2]), nodes, start, cfg, model_id, 30, min_sites=2)
     broken = dict(nodes_cfg)
     broken[1] = {"site-config": str(tmp_path / "missing.toml")}
-    with pytest.raises(FuseError, match=r"failed: \['hosp-b'\]"):
+    with pytest.raises(FuseError, match=r"failed: hosp-b: ConfigError: .*missing.toml: not found"):
         run_rounds(InProcessTransport(broken), nodes, start, cfg, model_id, 30, min_sites=2)
     with pytest.raises(FuseError, match="min_sites is 3"):
         run_rounds(InProcessTransport(nodes_cfg), nodes, start, cfg, model_id, 30, min_sites=3)
@@ -292,3 +292,17 @@ def test_the_serverapp_trusts_certificates_and_key_registrations_not_what_nodes_
     out = enrolled(registry, claims)  # hosp-a's certificate is not paired, hosp-b's is; hosp-z never called the registry
     assert [(n.site, n.modalities, n.paired) for n in out] == [("hosp-a", ("genes",), False), ("hosp-b", ("clinical",), True)]
     assert parse_node_sites("11=hosp-a,22=hosp-b") == {11: "hosp-a", 22: "hosp-b"} and parse_node_sites("") == {}
+
+
+def test_a_site_with_fewer_paired_patients_than_its_cell_size_does_not_take_part(
+        consortium: Consortium, merged: tuple[str, Registry, str], tmp_path: Path) -> None:
+    address, registry, model_id = merged
+    export_site_folder(paired_data(12, 0), tmp_path / "data-b")
+    node = site_node(consortium, "hosp-b", address, tmp_path / "data-b", tmp_path / "b")
+    with open(node["site-config"], "a") as f:
+        f.write("[privacy]\nmin_cell_size = 13\n")
+    cfg = FuseConfig(rounds=1, epochs=1, batch_size=8)
+    _, start = starting_model(registry, model_id, cfg)
+    nodes = [NodeInfo(7, "hosp-b", ("genes", "clinical"), True)]
+    with pytest.raises(FuseError, match=r"12 paired patients; at least 13 \(its \[privacy\] min_cell_size\)"):
+        run_rounds(InProcessTransport({7: node}), nodes, start, cfg, model_id, round_timeout_s=60, min_sites=1)

@@ -4,9 +4,13 @@ survive, and a blob whose bytes changed on disk is caught and kept out of listin
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
 
+import pytest
+
+from coordinator.merging import insert_version
 from coordinator.store import Store
 
 
@@ -79,4 +83,41 @@ def test_adopting_a_blob_repairs_a_damaged_copy(tmp_path: Path) -> None:
     part.write_bytes(data)
     store.blobs.adopt(part, sha)  # identical bytes again: the partial is dropped
     assert store.blobs.read(sha) == data and not part.exists()
+    store.close()
+
+
+def test_a_version_whose_card_files_were_not_written_gets_them_on_start(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    record = insert_version(store, "t1", "merge", ("ab" * 32,), {}, b"weights", {"blocks": []}, "ops")
+    card = tmp_path / "models" / record.model_id / "card.json"
+    assert json.loads(card.read_text())["model_id"] == record.model_id
+    card.unlink()  # a crash between the version's commit and its card files
+    (card.parent / "card.md").unlink()
+    store.close()
+    store = Store(tmp_path)
+    assert store.recovery is not None and store.recovery.cards_restored == 1
+    assert json.loads(card.read_text()) == record.card and (card.parent / "card.md").read_text().startswith("# Model")
+    store.close()
+
+
+def test_a_coordinator_starting_beside_a_fuse_run_cannot_orphan_its_new_version(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fuse run (another process) writes its blob, then a restarting coordinator sweeps it as
+    an orphan before the run commits the version: the run writes it again under the write lock."""
+    store = Store(tmp_path)
+    put = store.blobs.put_bytes
+    swept: list[int] = []
+
+    def put_then_a_coordinator_starts(data: bytes) -> str:
+        sha = put(data)
+        if not swept:
+            beside = Store(tmp_path)
+            swept.append(beside.recovery.orphan_blobs_removed if beside.recovery else 0)
+            beside.close()
+        return sha
+
+    monkeypatch.setattr(store.blobs, "put_bytes", put_then_a_coordinator_starts)
+    record = insert_version(store, "t1", "fuse", ("ab" * 32,), {}, b"fused weights", {}, "flower-serverapp")
+    assert swept == [1]  # the sweep did remove the blob ...
+    assert store.blobs.verify(record.weights_sha256)  # ... and the version has it
     store.close()
