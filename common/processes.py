@@ -1,4 +1,4 @@
-"""Stopping a child process: SIGTERM, a grace period, then SIGKILL."""
+"""Child processes: stopping one (SIGTERM, a grace period, then SIGKILL), its peak memory, its descendants."""
 
 from __future__ import annotations
 
@@ -28,3 +28,23 @@ def peak_rss(pid: int) -> int:
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         pass
     return 0
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children, their children, ...), found through /proc on
+    Linux; Flower starts some of its processes in sessions of their own, out of reach of a
+    process-group signal."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        fields = text[text.rfind(")") + 2:].split()  # after "pid (comm) ": state, ppid, ...
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out

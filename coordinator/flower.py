@@ -191,5 +191,13 @@ def fuse(config: CoordinatorConfig, config_path: Path, model_id: str, cfg: FuseC
     if stored:
         return stored.group(1)
     failed = re.search(r"mmlego fuse: failed: (.+)", out)
+    if not failed and "Connection to the SuperLink is unavailable" in out:
+        where = config.flower.superlink
+        if "Successfully started run" in out:
+            raise FuseError(f"lost the connection to the SuperLink at {where} during the run. If only the SuperLink "
+                            "went down, the run's ServerApp may still finish (and store its version) once it is back; if "
+                            "the coordinator's machine went down, nothing was stored. Restart `mmlego coordinator "
+                            "superlink` and check the task's model versions before running the fuse again")
+        raise FuseError(f"the SuperLink at {where} is not reachable; is `mmlego coordinator superlink` running?")
     tail = out.strip()[-1500:]
     raise FuseError(failed.group(1) if failed else f"the fuse run ended without a model version; its output ends: {tail}")

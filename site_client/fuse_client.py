@@ -1,13 +1,15 @@
 """A site's part in LegoFuse rounds, as plain handlers (the Flower ClientApp in
 :mod:`site_client.flower_app` only wraps them): say who the site is, and run one round of local
 fine-tuning on the site's paired patients. Only weights, the patient count and the mean loss
-leave the site."""
+leave the site; a failure is reported by its kind only (:class:`SiteFailure`)."""
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from flwr.app import ConfigRecord, RecordDict
 
@@ -22,6 +24,28 @@ from .config import SiteConfig, load_site_config
 log = logging.getLogger("mmlego.site")
 
 
+class SiteFailure(Exception):
+    """What the coordinator is told when a site's part fails: the kind of problem, never the
+    error's text, which could quote the site's data (a count, a value, a file or column name);
+    Flower sends an exception's text to the SuperLink. The whole error is in the site's log."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded(handler: F) -> F:
+    @functools.wraps(handler)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return handler(*args, **kwargs)
+        except SiteFailure:
+            raise
+        except Exception as exc:
+            log.exception("%s failed at this site", handler.__name__)
+            raise SiteFailure(f"{type(exc).__name__} at the site (the details stay in the site's log)") from None
+    return run  # type: ignore[return-value]
+
+
 def site_config(node_config: dict[str, Any]) -> SiteConfig:
     path = node_config.get("site-config")
     if not isinstance(path, str) or not path:
@@ -29,6 +53,7 @@ def site_config(node_config: dict[str, Any]) -> SiteConfig:
     return load_site_config(Path(path))
 
 
+@guarded
 def describe(node_config: dict[str, Any]) -> RecordDict:
     """Who this node is: site name, enrolled modalities, paired flag (from the site's kit)."""
     cfg = site_config(node_config)
@@ -46,6 +71,7 @@ def model_folder(cfg: SiteConfig, model_id: str) -> Path:
     return folder
 
 
+@guarded
 def train(content: RecordDict, node_config: dict[str, Any]) -> RecordDict:
     """One round: the global trainable weights into the LegoFuse of the model's blocks, ``epochs``
     epochs on the paired patients, the new trainable weights and aggregate metrics back."""
@@ -59,8 +85,10 @@ def train(content: RecordDict, node_config: dict[str, Any]) -> RecordDict:
     model = fused_model(merged.block_list, fuse.mode, record.parameters)
     data = paired_only(load_site_folder(cfg.data), model.modalities)
     if len(data) < cfg.min_cell_size:  # the patient count goes back with the weights
-        raise ValueError(f"site {cfg.site!r} has {len(data)} paired patients; at least {cfg.min_cell_size} (its [privacy] "
-                         "min_cell_size) are needed to take part")
+        log.warning("%d paired patients, fewer than the minimum cell size %d ([privacy] min_cell_size): not taking part",
+                    len(data), cfg.min_cell_size)
+        raise SiteFailure(f"site {cfg.site!r} has fewer paired patients than its minimum cell size ({cfg.min_cell_size}); "
+                          "it does not take part")
     reply = site_round(model, content, data, fuse, round_, device=cfg.train.device)
     log.info("fuse round %d of %s at %s: %d paired patients, loss %.4f", round_, model_id, cfg.site, len(data),
              reply["metrics"]["train_loss"])  # type: ignore[index]

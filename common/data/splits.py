@@ -42,12 +42,20 @@ def random_split(n: int, seed: int, fractions: tuple[float, float, float] = (0.7
 @dataclass(frozen=True)
 class Standardizer:
     """Per-feature mean/std of each modality, fitted on training rows that have the modality
-    (real instances only, for sequences); applied to every split. Constant features get std 1."""
+    (real instances only, for sequences); applied to every split. Constant features get std 1.
+
+    The statistics travel with a site's block, so with ``min_cell`` > 1 they are made from rows in
+    which rare values are folded into the feature's most common value: a value held by fewer than
+    ``min_cell`` rows, when fewer than ``min_cell`` rows hold such rare values in all. Otherwise a
+    one-hot feature's mean would give away a category of two patients (mean x n), and a feature
+    that is zero for all but one patient would give away that patient's value. Where
+    ``min_cell`` or more rows hold rare values (a continuous feature), their share of the mean is
+    itself an aggregate over that many rows and is left as it is."""
 
     stats: dict[str, tuple[torch.Tensor, torch.Tensor]]
 
     @classmethod
-    def fit(cls, data: MultimodalDataset) -> Standardizer:
+    def fit(cls, data: MultimodalDataset, min_cell: int = 1) -> Standardizer:
         stats = {}
         for name, mod in data.modalities.items():
             rows = mod.x[mod.present]
@@ -56,6 +64,8 @@ class Standardizer:
                 rows = mod.x[mod.present][mod.mask[mod.present]]  # (instances, F)
             if rows.shape[0] == 0:
                 raise ValueError(f"modality {name!r} has no training rows to fit a scaler on")
+            if min_cell > 1:
+                rows = fold_rare_values(rows, min_cell)
             mean = rows.mean(dim=0)
             std = rows.std(dim=0, unbiased=False)
             stats[name] = (mean, torch.where(std > 1e-8, std, torch.ones_like(std)))
@@ -71,3 +81,16 @@ class Standardizer:
                 keep = keep & mod.mask.unsqueeze(-1)
             mods[name] = replace(mod, x=torch.where(keep, x, torch.zeros_like(x)))
         return replace(data, modalities=mods)
+
+
+def fold_rare_values(rows: torch.Tensor, min_cell: int) -> torch.Tensor:
+    """``rows`` (N, F) with, in every feature where fewer than ``min_cell`` rows hold values that
+    fewer than ``min_cell`` rows share, those values replaced by the feature's most common value."""
+    x = rows.detach().cpu().numpy().copy()
+    for j in range(x.shape[1]):
+        values, inverse, counts = np.unique(x[:, j], return_inverse=True, return_counts=True)
+        rare = counts < min_cell
+        held = int(counts[rare].sum())
+        if 0 < held < min_cell:
+            x[rare[inverse], j] = values[int(np.argmax(counts))]
+    return torch.from_numpy(x).to(rows.dtype)

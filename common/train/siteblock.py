@@ -87,7 +87,7 @@ def train_modality(data: MultimodalDataset, modality: str, task: TaskRecord, t: 
                         token_dim=t.token_dim, n_tokens=t.n_tokens)
     torch.manual_seed(t.seed * 1000 + sum(map(ord, modality)))
     block = LegoBlock(task.block_config(modality, enc, depth=t.depth).with_(task=spec))
-    mean, std = Standardizer.fit(train).stats[modality]
+    mean, std = Standardizer.fit(train, min_cell).stats[modality]
     block.set_input_scaling(mean, std)
     tc = TrainConfig(epochs=t.epochs, patience=t.patience, batch_size=t.batch_size, lr=t.lr, seed=t.seed, device=t.device)
     res = fit(SingleModality(block, modality), train, val, spec, tc, label=f"block:{modality}", stop=stop)

@@ -131,3 +131,15 @@ def test_clocks_off_by_hours_fail_the_handshake_with_a_hint_to_check_them(consor
     with serve(cfg) as running, RegistryClient(f"127.0.0.1:{running.port}", tls, timeout_s=10) as site:
         refused(site.tasks, grpc.StatusCode.UNAVAILABLE, "clocks")
     assert stored(cfg) == (0, 0)
+
+
+def test_fuse_with_the_superlink_down_says_so(consortium: Consortium, tmp_path: Path) -> None:
+    s = consortium.root / "server"
+    config = tmp_path / "coordinator.toml"
+    config.write_text(render_config("127.0.0.1:0", str(s / "server.crt"), str(s / "server.key"), str(s / "ca.crt"), None,
+                                    store=str(tmp_path / "store"))
+                      + f'\n[flower]\nsuperlink = "127.0.0.1:{free_port()}"\nhome = "flower"\n')  # nothing listens there
+    done = subprocess.run([sys.executable, "-c", "from common.cli import run; run()", "coordinator", "fuse", "--model", "t1-v1",
+                           "--mode", "stack", "--config", str(config)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "is not reachable; is `mmlego coordinator superlink` running?" in done.stderr, done.stderr

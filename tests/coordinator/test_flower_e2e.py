@@ -21,13 +21,14 @@ import pytest
 from common.client import RegistryClient
 from common.data.export import export_site_folder
 from common.flowerenv import flower_env
-from common.processes import stop_process
+from common.processes import descendants, stop_process
 from coordinator.config import load_config, render_config
 from coordinator.flower import flwr, register_node, stop_runs
 from coordinator.launch import CoordinatorProcess, free_port
 from site_client.config import load_site_config
 from site_client.flower import supernode_command
 from tests.coordinator.conftest import TASK, Consortium, signed_block
+from tests.coordinator.test_crash import check_versions
 from tests.coordinator.test_fuse_rounds import paired_data, site_node
 
 MMLEGO = [sys.executable, "-c", "from common.cli import run; run()"]
@@ -83,9 +84,9 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(consort
                  "x": site_node(consortium, "hosp-b", address, tmp_path / "data-x", tmp_path / "node-x", superlink, kit="rogue")}
 
         cfg = load_config(config)
-        processes.append(subprocess.Popen([*MMLEGO, "coordinator", "superlink", "--config", str(config)],
-                                          stdout=open(tmp_path / "link.log", "wb"), stderr=subprocess.STDOUT,
-                                          start_new_session=True))
+        link = subprocess.Popen([*MMLEGO, "coordinator", "superlink", "--config", str(config)],
+                                stdout=open(tmp_path / "link.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        processes.append(link)
         deadline = time.monotonic() + 60
         while True:  # the SuperLink takes a few seconds to listen
             try:
@@ -146,5 +147,49 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(consort
         listed = json.loads(flwr(cfg, "list", "coordinator", "--format", "json").stdout)["runs"]
         assert [r["status"] for r in listed] == ["finished:completed"], listed
         assert stop_runs(cfg) == 0  # what a deadline would stop: nothing is running now
+
+        # The coordinator's machine dies during a round of a second run: SIGKILL of the registry
+        # server, the SuperLink and every process below it (the ServerApp runs in a session of its
+        # own: a process-group kill misses it, and it would finish the run once a SuperLink is back).
+        # Nothing of that run may be stored; after a restart the surviving site's SuperNode
+        # reconnects and a new run completes.
+        second = subprocess.Popen([*MMLEGO, "coordinator", "fuse", "--model", merged.model_id, "--config", str(config),
+                                   "--rounds", "2", "--epochs", "1", "--expect-paired", "1"],
+                                  stdout=open(tmp_path / "fuse2.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        processes.append(second)
+        deadline = time.monotonic() + 120
+        while "paired ['hosp-b']" not in (tmp_path / "fuse2.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2.0)  # round 1 is under way: hosp-b's ClientApp takes seconds to start and train
+        tree = [link.pid, *descendants(link.pid)]
+        assert len(tree) >= 3, tree  # the SuperLink, its SuperExec and the run's ServerApp
+        coord.kill()
+        for pid in tree:
+            os.kill(pid, signal.SIGKILL)
+        t_kill = time.monotonic()
+        second.wait(timeout=180)
+        out2 = (tmp_path / "fuse2.log").read_text()
+        print(f"fuse run after the kill: exit {second.returncode} after {time.monotonic() - t_kill:.0f} s:", out2[-600:])
+        assert "round 1 of 2" not in out2, "the kill did not land during round 1"
+        assert second.returncode != 0 and "lost the connection to the SuperLink" in out2
+        coord.start()  # recovery on start
+        check_versions(tmp_path / "store", {})  # no orphan blob, no partial version, every card
+        with RegistryClient(address, consortium.tls("ops")) as admin:
+            assert [m.model_id for m in admin.models("t1") if m.recipe == "fuse"] == [fused[0].model_id]
+        restarted = subprocess.Popen([*MMLEGO, "coordinator", "superlink", "--config", str(config)],
+                                     stdout=open(tmp_path / "link2.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        processes.append(restarted)
+        deadline = time.monotonic() + 60
+        while flwr(cfg, "list", "coordinator", "--format", "json").returncode != 0:  # listening again
+            assert time.monotonic() < deadline and restarted.poll() is None, (tmp_path / "link2.log").read_text()[-2000:]
+            time.sleep(1)
+        third = subprocess.run([*MMLEGO, "coordinator", "fuse", "--model", merged.model_id, "--config", str(config),
+                                "--rounds", "1", "--epochs", "1", "--expect-paired", "1"], capture_output=True, text=True,
+                               timeout=400)
+        assert third.returncode == 0, third.stdout[-2000:] + third.stderr[-3000:]
+        assert supernodes["b"].poll() is None, "hosp-b's SuperNode did not survive the coordinator's restart"
+        with RegistryClient(address, consortium.tls("ops")) as admin:
+            fused_now = [m for m in admin.models("t1") if m.recipe == "fuse"]
+        assert len(fused_now) == 2 and fused_now[0].card["fuse"]["participants"] == ["hosp-b"]
     finally:
         coord.stop()

@@ -1,4 +1,5 @@
-"""A site's block training never lets a count below its minimum cell size travel with the block."""
+"""A site's block training never lets a count below its minimum cell size travel with the block:
+not in its stats, its class weights or its input scaling."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from common.data.dataset import ModalityData, MultimodalDataset
+from common.data.splits import fold_rare_values
 from common.records import TaskRecord
 from common.tasks import TaskSpec, inverse_frequency_weights
 from common.train.siteblock import BlockTraining, train_modality
@@ -45,3 +47,30 @@ def test_class_weights_do_not_reveal_a_class_smaller_than_the_cell_size() -> Non
     w = block.config.task.class_weights
     # w1 / w0 = n0 / max(n1, 5) with n1 < 5: the block says "fewer than 5", not how many.
     assert any(w[1] / w[0] == pytest.approx((stats["n_train"] - n1) / 5) for n1 in (1, 2, 3, 4)), w
+
+
+@pytest.mark.parametrize(("column", "folded"), [
+    ([0.0] * 26 + [1.0] * 2, [0.0] * 28),  # a one-hot category of 2 patients
+    ([0.0] * 27 + [3.7], [0.0] * 28),  # one patient's value in an otherwise zero feature
+    ([0.0] * 20 + [1.0] * 20 + [2.0] * 2, [0.0] * 22 + [1.0] * 20),  # 2 patients in the third level (ties: the first)
+    ([0.0] * 20 + [1.0] * 8, None),  # both categories large enough
+    ([0.0] * 20 + [0.5, 1.5, 2.5, 3.5, 4.5, 5.5], None),  # six rare values: their share is an aggregate of 6
+    (list(np.linspace(0, 1, 28)), None),  # a continuous feature
+])
+def test_rare_values_are_folded_before_the_scaling_statistics(column: list[float], folded: list[float] | None) -> None:
+    x = torch.tensor(column, dtype=torch.float32).view(-1, 1)
+    out = fold_rare_values(x, 5)[:, 0].tolist()
+    assert sorted(out) == pytest.approx(sorted(folded if folded is not None else column))
+    assert fold_rare_values(x, 1)[:, 0].tolist() == pytest.approx(column)
+
+
+def test_a_blocks_input_scaling_does_not_reveal_a_small_category() -> None:
+    data = paired_data(40, 0)
+    genes = data.modalities["genes"]
+    genes.x[:, 2] = 0.0
+    genes.x[:3, 2] = 1.0  # three patients in a category, as a one-hot column
+    block, stats = train_modality(data, "genes", SURVIVAL, QUICK, min_cell=5)
+    mean = block.state_dict()["scaling.mean"]
+    assert float(mean[2]) == 0.0  # not k / n_train for a k < 5
+    block, stats = train_modality(data, "genes", SURVIVAL, QUICK, min_cell=1)
+    assert 0 < round(float(block.state_dict()["scaling.mean"][2]) * stats["n_train"]) <= 3  # what it would have said
