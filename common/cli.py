@@ -27,9 +27,15 @@ def fail(message: str, code: int) -> typer.Exit:
 
 
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details.")) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+         log_format: str = typer.Option("text", "--log-format", envvar="MMLEGO_LOG_FORMAT",
+                                        help="text, or json: one JSON object per log line (for log collectors).")) -> None:
+    from .logs import configure
+
+    try:
+        configure(logging.INFO if verbose else logging.WARNING, log_format)
+    except ValueError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
 
 
 @app.command()
@@ -217,11 +223,13 @@ def ca_enroll(site: str = typer.Argument(..., help="Site name (lower-case letter
               paired: bool = typer.Option(False, "--paired", help="The site holds paired data (takes part in LegoFuse rounds)."),
               out: Path = typer.Option(..., "--out", help="New folder for the site kit."),
               coordinator: str = typer.Option("127.0.0.1:50051", help="Registry address written into site.toml."),
+              superlink: str = typer.Option("127.0.0.1:9093", help="Flower SuperLink address written into site.toml."),
               days: int = typer.Option(365, min=1), folder: Path = CA_DIR) -> None:
     """Issue a site kit: TLS certificate and key, CA certificate, signing key, Flower node key, site.toml."""
     from .pki import enroll_site
 
-    kit = _pki_call(enroll_site, _ca(folder), site, modality, out, paired=paired, coordinator=coordinator, days=days)
+    kit = _pki_call(enroll_site, _ca(folder), site, modality, out, paired=paired, coordinator=coordinator, days=days,
+                    superlink=superlink)
     typer.echo(f"wrote site kit for {site!r} ({', '.join(modality)}{', paired' if paired else ''}) to {kit}")
 
 
@@ -244,6 +252,17 @@ def ca_server_cert(name: str = typer.Argument("coordinator"), host: list[str] = 
 
     written = _pki_call(server_credentials, _ca(folder), name, host, out, days=days)
     typer.echo(f"wrote server credentials for {', '.join(host)} to {written}")
+
+
+@ca_app.command("renew")
+def ca_renew(kit: Path = typer.Option(..., "--kit", help="The site or admin kit folder whose TLS certificate to rotate."),
+             days: int = typer.Option(365, min=1), folder: Path = CA_DIR) -> None:
+    """Rotate a kit's TLS certificate: new key and certificate, same identity; the old one is revoked."""
+    from .pki import renew_kit
+
+    old, new = _pki_call(renew_kit, _ca(folder), kit, days=days)
+    typer.echo(f"rotated the TLS certificate in {kit}: serial {old} revoked, {new} issued; {folder / 'crl.pem'} updated "
+               "(restart the site's daemon to use it)")
 
 
 @ca_app.command("revoke")

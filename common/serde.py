@@ -25,7 +25,7 @@ def _ts(iso: str) -> Timestamp:
 def _iso(t: Timestamp) -> str:
     if t.seconds == 0 and t.nanos == 0:
         return ""
-    return t.ToDatetime(tzinfo=dt.timezone.utc).isoformat(timespec="microseconds")
+    return t.ToDatetime(tzinfo=dt.UTC).isoformat(timespec="microseconds")
 
 
 # ---- block manifests --------------------------------------------------------------------------

@@ -90,7 +90,7 @@ class Authenticator:
                 self._cache[key] = hit
             cert, ident = hit
             revoked = cert.serial_number in self._revoked
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             raise RegistryError(Kind.UNAUTHENTICATED, f"certificate of {ident.name!r} is not valid now "
                                 f"(valid {cert.not_valid_before_utc:%Y-%m-%d %H:%M} to {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -46,20 +47,33 @@ def _domain(fn: Any, *args: Any) -> Any:
 def init(out: Path = typer.Option(..., "--out", help="New folder for the coordinator's configuration and credentials."),
          ca: Path = typer.Option(Path("ca"), "--ca", help="The consortium CA folder."),
          host: list[str] = typer.Option(["127.0.0.1"], "--host", help="Name or address sites connect to; repeat for more."),
-         port: int = typer.Option(50051, min=0, max=65535)) -> None:
-    """Write server credentials and a ready coordinator.toml (revocation list: the CA's crl.pem)."""
+         port: int = typer.Option(50051, min=0, max=65535),
+         listen: str = typer.Option("", help="host:port the registry binds (default: the first --host and --port; "
+                                    "0.0.0.0:50051 on a server)."),
+         superlink: str = typer.Option("", help="host:port of the Flower SuperLink beside the coordinator (writes [flower])."),
+         metrics: str = typer.Option("", help="host:port of /metrics and /healthz (plain HTTP; default: off).")) -> None:
+    """Write server credentials, a ready coordinator.toml and a copy of the CA's revocation list (crl.pem)."""
     from common.pki import CAError, CertificateAuthority, server_credentials
 
-    from .config import render_config
+    from .config import render_config, split_address
 
+    for what, value in (("--listen", listen), ("--superlink", superlink), ("--metrics", metrics)):
+        if value:
+            try:
+                split_address(value)
+            except ValueError as exc:
+                raise fail(f"{what}: {exc}", EXIT_BAD_INPUT) from None
     try:
         authority = CertificateAuthority(ca)
         server_credentials(authority, "coordinator", host, out)
     except (CAError, ValueError, FileExistsError) as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
-    crl = os.path.relpath((ca / "crl.pem").resolve(), out.resolve())
-    (out / "coordinator.toml").write_text(render_config(f"{host[0]}:{port}", "server.crt", "server.key", "ca.crt", crl))
-    typer.echo(f"wrote {out / 'coordinator.toml'}; start with: mmlego coordinator serve --config {out / 'coordinator.toml'}")
+    # The revocation list travels to the coordinator's host as a copy: the CA folder (with ca.key) never does.
+    shutil.copyfile(ca / "crl.pem", out / "crl.pem")
+    (out / "coordinator.toml").write_text(render_config(listen or f"{host[0]}:{port}", "server.crt", "server.key", "ca.crt",
+                                                        "crl.pem", metrics=metrics, superlink=superlink))
+    typer.echo(f"wrote {out / 'coordinator.toml'} (copy {ca / 'crl.pem'} to {out / 'crl.pem'} after every revocation); "
+               f"start with: mmlego coordinator serve --config {out / 'coordinator.toml'}")
 
 
 @app.command("serve")
@@ -130,11 +144,55 @@ def withdraw(site: str = typer.Argument(...), reason: str = typer.Option(..., he
     typer.echo(f"withdrew site {s.name}; its {s.block_count} block(s) leave future merges")
 
 
+@app.command("status")
+def status(config: Path = CONFIG, as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text.")) -> None:
+    """Summarise the store: tasks, sites, blocks and model versions (read beside a running coordinator)."""
+    import json
+
+    from .operations import render_status
+    from .operations import status as summary
+
+    reg = _registry(config)
+    try:
+        s = summary(reg)
+    finally:
+        reg.close()
+    typer.echo(json.dumps(s, indent=1) if as_json else render_status(s))
+
+
+@app.command("backup")
+def backup(config: Path = CONFIG, out: Path = typer.Option(..., "--out", help="New folder for the backup.")) -> None:
+    """Back up the store while the coordinator serves: a consistent database snapshot, every blob
+    it references (hash-checked), the Flower node registrations, and a manifest of hashes."""
+    from .operations import BackupError
+    from .operations import backup as run_backup
+
+    try:
+        m = run_backup(_config(config), out)
+    except BackupError as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
+    typer.echo(f"backup written to {out}: {len(m['files'])} files, {m['blobs']} blobs, schema {m['schema']}")
+
+
+@app.command("restore")
+def restore(config: Path = CONFIG, source: Path = typer.Option(..., "--from", help="A folder written by `coordinator backup`.")) -> None:
+    """Restore a backup into the (stopped) coordinator's empty store folder; every file is checked
+    against the backup's manifest first, and every blob re-hashed after."""
+    from .operations import BackupError
+    from .operations import restore as run_restore
+
+    try:
+        r = run_restore(_config(config), source)
+    except BackupError as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
+    typer.echo(f"restored the backup of {r['created_at']}: {r['tasks']} tasks, {r['versions']} model versions, "
+               f"{r['blobs_verified']} blocks re-hashed")
+
+
 @app.command("superlink")
 def superlink(config: Path = CONFIG) -> None:
     """Run the Flower SuperLink for LegoFuse rounds (TLS with the coordinator's certificate,
     SuperNode authentication), until SIGTERM / Ctrl-C."""
-    import os
     import sys
 
     from common.flowerenv import flower_env

@@ -47,11 +47,18 @@ class FlowerSection(_Strict):
     dp_delta: float = Field(default=1e-5, gt=0, lt=1)  # the delta at which the card reports the epsilon spent
 
 
+class MetricsSection(_Strict):
+    # host:port of the plaintext HTTP endpoint with /metrics (Prometheus) and /healthz; "" = off.
+    # It shows counts and latencies, never data; bind it to an address only the monitoring can reach.
+    listen: str = ""
+
+
 class CoordinatorFile(_Strict):
     server: ServerSection = Field(default_factory=ServerSection)
     tls: TLSSection = Field(default_factory=TLSSection)
     store: StoreSection = Field(default_factory=StoreSection)
     flower: FlowerSection = Field(default_factory=FlowerSection)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class CoordinatorConfig:
     flower: FlowerSection = field(default_factory=FlowerSection)
     flower_home: Path = Path("flower")
     path: Path | None = None  # the file it was read from
+    metrics_listen: str = ""  # host:port of /metrics and /healthz; "" = off
 
     @property
     def address(self) -> str:
@@ -105,6 +113,11 @@ def load_config(path: str | Path, insecure: bool | None = None) -> CoordinatorCo
         host, port = split_address(f.server.listen)
     except ValueError as exc:
         raise ValueError(f"{p}: server.listen: {exc}") from None
+    if f.metrics.listen:
+        try:
+            split_address(f.metrics.listen)
+        except ValueError as exc:
+            raise ValueError(f"{p}: metrics.listen: {exc}") from None
     plain = f.server.insecure if insecure is None else insecure
     if plain and not is_loopback(host):
         raise ValueError(f"{p}: plaintext (insecure) serving is allowed only on a loopback address, not {host!r}")
@@ -118,13 +131,19 @@ def load_config(path: str | Path, insecure: bool | None = None) -> CoordinatorCo
                              store=at(f.store.path), max_block_bytes=int(f.store.max_block_mb * (1 << 20)),
                              max_open_uploads_per_site=f.store.max_open_uploads_per_site,
                              upload_ttl_s=f.store.upload_ttl_hours * 3600, verify_on_start=f.store.verify_on_start,
-                             busy_timeout_s=f.store.busy_timeout_s, flower=f.flower, flower_home=at(f.flower.home), path=p.resolve())
+                             busy_timeout_s=f.store.busy_timeout_s, flower=f.flower, flower_home=at(f.flower.home), path=p.resolve(),
+                             metrics_listen=f.metrics.listen)
 
 
-def render_config(listen: str, cert: str, key: str, ca: str, crl: str | None, store: str = "store") -> str:
-    """A coordinator.toml with these settings (paths relative to the file's folder)."""
+def render_config(listen: str, cert: str, key: str, ca: str, crl: str | None, store: str = "store", metrics: str = "",
+                  superlink: str = "") -> str:
+    """A coordinator.toml with these settings (paths relative to the file's folder); a [flower]
+    section when ``superlink`` is given."""
     crl_line = f'crl = "{crl}"\n' if crl else "# crl = \"../ca/crl.pem\"  # the CA's revocation list\n"
     return (f'# mmlego coordinator configuration; paths are relative to this file.\n[server]\nlisten = "{listen}"\n'
             f'insecure = false\nworkers = 64\n\n[tls]\ncert = "{cert}"\nkey = "{key}"\nca = "{ca}"\n{crl_line}\n'
             f'[store]\npath = "{store}"\nmax_block_mb = 1024\nmax_open_uploads_per_site = 8\nupload_ttl_hours = 24\n'
-            'verify_on_start = true\nbusy_timeout_s = 30\n')
+            'verify_on_start = true\nbusy_timeout_s = 30\n\n'
+            f'[metrics]\nlisten = "{metrics}"  # e.g. "127.0.0.1:9464": /metrics (Prometheus) and /healthz over plain HTTP; "" = off\n'
+            + (f'\n[flower]\nsuperlink = "{superlink}"  # the Flower SuperLink (`mmlego coordinator superlink`)\nhome = "flower"\n'
+               if superlink else ""))

@@ -71,7 +71,8 @@ def merge_task(store: Store, task_id: str, latent_merge: str = "", head_merge: s
     weights = merged_head_weights(heads, params)
     extra = {"task": task_card(task), "blocks": entries}
     record = insert_version(store, task_id, "merge", tuple(r.block_id for r in records), params, weights, extra, actor)
-    log.info("merged %d blocks of %s into %s", len(records), task_id, record.model_id)
+    log.info("merged %d blocks of %s into %s", len(records), task_id, record.model_id,
+             extra={"event": "merged", "task": task_id, "model_id": record.model_id, "blocks": len(records), "actor": actor})
     return record
 
 

@@ -107,7 +107,7 @@ class Registry:
             c.execute("UPDATE sites SET withdrawn = 1, withdrawn_reason = ? WHERE name = ?", (reason, site))
             c.execute("UPDATE blocks SET state = 'withdrawn' WHERE site = ? AND state = 'accepted'", (site,))
             db.event(c, actor, "site-withdrawn", site=site, reason=reason)
-        log.info("withdrew site %s (%s)", site, reason)
+        log.info("withdrew site %s (%s)", site, reason, extra={"event": "site-withdrawn", "site": site, "actor": actor})
         rec = db.site(site)
         assert rec is not None
         return rec

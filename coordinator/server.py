@@ -25,6 +25,7 @@ from common.pki import Identity
 from .auth import Authenticator, AuthInterceptor
 from .config import CoordinatorConfig, is_loopback
 from .errors import RegistryError
+from .metrics import Metrics, http_app, serve_http
 from .registry import Registry
 from .servicer import BlockRegistryServicer
 
@@ -38,6 +39,8 @@ class Running:
     port: int
     registry: Registry
     health: health.HealthServicer
+    metrics: Metrics
+    metrics_port: int = 0  # the bound port of /metrics and /healthz (0: not served)
 
 
 def _credentials(config: CoordinatorConfig) -> grpc.ServerCredentials:
@@ -66,8 +69,11 @@ def serve(config: CoordinatorConfig) -> Iterator[Running]:
     warm_up()
     auth = Authenticator(config.ca, config.crl)
 
+    metrics = Metrics(registry.store)
+
     def refused(method: str, err: RegistryError) -> None:
-        log.warning("refused %s: %s", method, err.message)
+        log.warning("refused %s: %s", method, err.message, extra={"event": "refused", "method": method, "reason": err.kind.value})
+        metrics.refused(method, err.kind.value)
 
     last_seen: dict[str, float] = {}
 
@@ -93,10 +99,28 @@ def serve(config: CoordinatorConfig) -> Iterator[Running]:
         return fuse(config, config.path, model_id, cfg)
 
     runner = fuse_runner if config.path is not None else None
-    pb_grpc.add_BlockRegistryServicer_to_server(BlockRegistryServicer(registry, auth, config.insecure, runner), server)
+    pb_grpc.add_BlockRegistryServicer_to_server(BlockRegistryServicer(registry, auth, config.insecure, runner, metrics), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    serving = threading.Event()
+
+    def healthy() -> str | None:
+        """None when the registry serves and its database answers; otherwise why not."""
+        if not serving.is_set():
+            return "not serving"
+        try:
+            registry.store.db.query("SELECT 1")
+        except sqlite3.Error as exc:
+            return f"database: {exc}"
+        return None
+
+    http = None
     try:
+        if config.metrics_listen:
+            http, metrics_port = serve_http(config.metrics_listen, http_app(metrics, healthy))
+            log.info("metrics on http://%s:%d/metrics, health on /healthz", http.server_name, metrics_port)
+        else:
+            metrics_port = 0
         if config.insecure:
             log.warning("serving WITHOUT TLS on %s (loopback only; for debugging)", config.host)
             port = server.add_insecure_port(config.address)
@@ -107,9 +131,14 @@ def serve(config: CoordinatorConfig) -> Iterator[Running]:
         server.start()
         for name in ("", SERVICE_NAME):
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        serving.set()
         log.info("coordinator listening on %s:%d (%s)", config.host, port, "plaintext" if config.insecure else "mutual TLS")
-        yield Running(server, port, registry, health_servicer)
+        yield Running(server, port, registry, health_servicer, metrics, metrics_port)
     finally:
+        serving.clear()
+        if http is not None:
+            http.shutdown()
+            http.server_close()
         health_servicer.enter_graceful_shutdown()
         server.stop(grace=2.0).wait(5.0)
         registry.close()
@@ -118,9 +147,13 @@ def serve(config: CoordinatorConfig) -> Iterator[Running]:
 def serve_forever(config: CoordinatorConfig) -> None:
     """Run until SIGTERM or SIGINT; prints the bound address once listening."""
     stop = threading.Event()
+    logging.getLogger("mmlego").setLevel(min(logging.INFO, logging.getLogger().getEffectiveLevel()))  # a service logs its events
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     with serve(config) as running:
         print(f"mmlego coordinator listening on {config.host}:{running.port}", flush=True)
+        if running.metrics_port:
+            print(f"mmlego coordinator metrics on {config.metrics_listen.rpartition(':')[0]}:{running.metrics_port} "
+                  "(/metrics, /healthz)", flush=True)
         stop.wait()
     print("mmlego coordinator stopped", flush=True)

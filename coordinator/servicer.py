@@ -8,6 +8,7 @@ import errno
 import functools
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ from common.records import Chunk
 from .auth import Authenticator, caller, status_of
 from .errors import Kind, RegistryError, invalid, precondition
 from .fuse_rounds import FuseError
+from .metrics import Metrics
 from .registry import Registry
 
 log = logging.getLogger("mmlego.coordinator")
@@ -31,10 +33,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 PAGE_BYTES = 1 << 20  # a ListBlocks reply stays under this (the message limit is 2 MiB)
 
 
-def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> None:
+def _abort(context: grpc.ServicerContext, method: str, exc: Exception, metrics: Metrics | None = None) -> None:
     """Map ``exc`` to a status and abort (raises). Servicer methods never abort themselves."""
     if isinstance(exc, RegistryError):
-        log.info("%s refused (%s): %s", method, exc.kind.value, exc.message)
+        log.info("%s refused (%s): %s", method, exc.kind.value, exc.message,
+                 extra={"event": "refused", "method": method, "reason": exc.kind.value})
+        if metrics is not None:
+            metrics.refused(method, exc.kind.value)
         context.abort(status_of(exc.kind), exc.message)
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
         log.warning("%s: the registry database is locked: %s", method, exc)
@@ -50,15 +55,25 @@ def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> None:
     context.abort(grpc.StatusCode.INTERNAL, f"{method} failed inside the coordinator; the operator finds the cause in its log")
 
 
+def _timed(metrics: Metrics | None, method: str, started: float, context: grpc.ServicerContext) -> None:
+    if metrics is not None:
+        code = context.code() or grpc.StatusCode.OK  # set by an abort
+        metrics.rpc_seconds.labels(method, code.name if isinstance(code, grpc.StatusCode) else str(code)).observe(
+            time.perf_counter() - started)
+
+
 def translated(fn: F) -> F:
-    """Run a unary-response handler; domain errors become their status code."""
+    """Run a unary-response handler; domain errors become their status code; timed by status."""
 
     @functools.wraps(fn)
     def inner(self: BlockRegistryServicer, request: Any, context: grpc.ServicerContext) -> Any:
+        started = time.perf_counter()
         try:
             return fn(self, request, context)
         except Exception as exc:
-            _abort(context, fn.__name__, exc)
+            _abort(context, fn.__name__, exc, self.metrics)
+        finally:
+            _timed(self.metrics, fn.__name__, started, context)
 
     return inner  # type: ignore[return-value]
 
@@ -68,20 +83,24 @@ def streamed(fn: F) -> F:
 
     @functools.wraps(fn)
     def inner(self: BlockRegistryServicer, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        started = time.perf_counter()
         try:
             yield from fn(self, request, context)
         except Exception as exc:
-            _abort(context, fn.__name__, exc)
+            _abort(context, fn.__name__, exc, self.metrics)
+        finally:
+            _timed(self.metrics, fn.__name__, started, context)
 
     return inner  # type: ignore[return-value]
 
 
 class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
     def __init__(self, registry: Registry, auth: Authenticator, insecure: bool,
-                 fuse_runner: Callable[[str, FuseConfig], str] | None = None) -> None:
+                 fuse_runner: Callable[[str, FuseConfig], str] | None = None, metrics: Metrics | None = None) -> None:
         self.registry = registry
         self.auth = auth
         self.insecure = insecure
+        self.metrics = metrics
         self.fuse_runner = fuse_runner  # starts a LegoFuse run on the SuperLink and waits; returns the new version id
 
     # ---- uploads ------------------------------------------------------------------------------
@@ -99,6 +118,8 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
                 yield c
 
         block, present = self.registry.upload(who, self.auth.peer_certificate(context, self.insecure), chunks())
+        if self.metrics is not None:
+            self.metrics.uploads.labels("already_present" if present else "accepted").inc()
         return pb.UploadResult(block=serde.block_to_pb(block), already_present=present)
 
     @translated
@@ -185,6 +206,8 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
     @translated
     def Merge(self, request: pb.MergeRequest, context: grpc.ServicerContext) -> pb.ModelVersion:
         model = self.registry.merge(request.task_id, request.latent_merge, request.head_merge, caller().name)
+        if self.metrics is not None:
+            self.metrics.merges.inc()
         return serde.model_to_pb(model)
 
     @translated
@@ -203,7 +226,11 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
         try:
             model_id = self.fuse_runner(parent.model_id, cfg)
         except FuseError as exc:
+            if self.metrics is not None:
+                self.metrics.fuse_runs.labels("failed").inc()
             raise precondition(str(exc)) from None
+        if self.metrics is not None:
+            self.metrics.fuse_runs.labels("stored").inc()
         return serde.model_to_pb(self.registry.model(model_id))
 
     @translated

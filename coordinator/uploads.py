@@ -220,5 +220,7 @@ class Uploads:
             db.event(c, site.name, "block-accepted", block_id=record.block_id, task_id=record.task_id, modality=record.modality,
                      size=record.size)
         fsync_dir(self.store.blobs.partials)
-        log.info("accepted block %s from %s (%s, %d bytes)", record.block_id[:12], site.name, record.modality, record.size)
+        log.info("accepted block %s from %s (%s, %d bytes)", record.block_id[:12], site.name, record.modality, record.size,
+                 extra={"event": "block-accepted", "site": site.name, "modality": record.modality, "block_id": record.block_id,
+                        "bytes": record.size})
         return db.block(record.block_id) or record, False

@@ -121,7 +121,7 @@ def supernode(config: Path = CONFIG) -> None:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     typer.echo(f"starting the Flower SuperNode of {cfg.site} (SuperLink {cfg.flower.superlink})")
     sys.stdout.flush()
-    os.execve(command[0], command, flower_env(cfg.path.resolve().parent / "flower"))  # signals reach the SuperNode
+    os.execve(command[0], command, flower_env(cfg.state / "flower"))  # signals reach the SuperNode
 
 
 @app.command("run")

@@ -39,6 +39,7 @@ class SiteFile(Strict):
     data: str = "data"
     task: str = ""
     blocks: str = "blocks"  # where trained, signed blocks are written
+    state: str = "."  # where the site writes the rest: its Flower home, pulled model versions (writable)
     tls: TLSSection = Field(default_factory=TLSSection)
     signing: SigningSection = Field(default_factory=SigningSection)
     flower: FlowerSection = Field(default_factory=FlowerSection)
@@ -57,6 +58,7 @@ class SiteConfig:
     data: Path
     task: str
     blocks: Path
+    state: Path
     tls: TLSFiles
     signing_key: Path
     train: BlockTraining
@@ -70,7 +72,7 @@ def load_site_config(path: str | Path) -> SiteConfig:
     f = read_toml(p, SiteFile)
     base = p.resolve().parent
     return SiteConfig(path=p, site=f.site, modalities=tuple(f.modalities), paired=f.paired, coordinator=f.coordinator,
-                      insecure=f.insecure, data=base / f.data, task=f.task, blocks=base / f.blocks,
+                      insecure=f.insecure, data=base / f.data, task=f.task, blocks=base / f.blocks, state=base / f.state,
                       tls=TLSFiles(base / f.tls.cert, base / f.tls.key, base / f.tls.ca), signing_key=base / f.signing.key,
                       train=f.train, flower=f.flower, node_key=base / f.flower.node_key,
                       min_cell_size=f.privacy.min_cell_size)

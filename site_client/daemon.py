@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+import grpc
+
 from common.client import CallError, RegistryClient, Retry
 from common.data.sitefolder import load_site_folder
 from common.flowerenv import flower_env
@@ -50,8 +52,9 @@ class Daemon:
             try:
                 with RegistryClient(self.cfg.coordinator, self.cfg.tls, insecure=self.cfg.insecure) as client:
                     return client.task(self.cfg.task)
-            except CallError as exc:
-                self.event("registry-unreachable", "warning", error=str(exc), retry_in_s=delay)
+            except CallError as exc:  # the coordinator not up yet, or the operator has not created the task yet
+                name = "task-not-found" if exc.code == grpc.StatusCode.NOT_FOUND else "registry-unreachable"
+                self.event(name, "warning", error=str(exc), retry_in_s=delay)
                 if self.wait(delay):
                     return None
                 delay = min(60.0, delay * 2)
@@ -93,7 +96,7 @@ class Daemon:
                         break
                     delay = min(300.0, delay * 2)
                 command = supernode_command(self.cfg)
-                self.node = self.spawn(command, env=flower_env(self.cfg.path.resolve().parent / "flower"))
+                self.node = self.spawn(command, env=flower_env(self.cfg.state / "flower"))
                 self.event("supernode-started", superlink=self.cfg.flower.superlink, pid=self.node.pid)
             if self.wait(1.0):
                 break

@@ -62,7 +62,7 @@ def describe(node_config: dict[str, Any]) -> RecordDict:
 
 def model_folder(cfg: SiteConfig, model_id: str) -> Path:
     """The model version's folder at this site, pulled from the registry once (hashes and signatures checked)."""
-    folder = cfg.path.resolve().parent / "models" / model_id
+    folder = cfg.state / "models" / model_id
     if not (folder / "model.pb").is_file():
         from common.client import RegistryClient
 

@@ -159,7 +159,7 @@ class RecordingRelay:
             upstream = up_writer
             self._writers.add(up_writer)
             await asyncio.gather(self._pipe(reader, up_writer, cap, cap.sent), self._pipe(up_reader, writer, cap, cap.received))
-        except (OSError, ValueError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, ValueError) as exc:
             cap.error = f"{type(exc).__name__}: {exc}"
         finally:
             for w in (writer, upstream):

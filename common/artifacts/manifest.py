@@ -29,7 +29,7 @@ class BlockManifest:
     site: str = ""
     train_stats: dict[str, float] = field(default_factory=dict)
     code_version: str = field(default_factory=code_version)
-    created_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"))
+    created_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds"))
 
     @property
     def modality(self) -> str:

@@ -2,7 +2,7 @@
 
 from .ca import CAError, CertificateAuthority, IssuedCert, revoked_serials
 from .identity import ROLES, Identity, check_name, identity_from_cert
-from .kit import enroll_admin, enroll_site, server_credentials
+from .kit import enroll_admin, enroll_site, renew_kit, server_credentials
 
 __all__ = [
     "ROLES",
@@ -14,6 +14,7 @@ __all__ = [
     "enroll_admin",
     "enroll_site",
     "identity_from_cert",
+    "renew_kit",
     "revoked_serials",
     "server_credentials",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .files import write_private, write_public
 from .identity import Identity
+
+log = logging.getLogger("mmlego.ca")
 
 CA_KEY, CA_CERT, INDEX, CRL = "ca.key", "ca.crt", "index.json", "crl.pem"
 
@@ -40,7 +43,7 @@ class IssuedCert:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
@@ -83,6 +86,7 @@ class CertificateAuthority:
         write_public(root / INDEX, b"[]")
         ca = cls(root)
         ca.write_crl()
+        log.info("created CA %s", folder, extra={"event": "ca-created"})
         return ca
 
     # ---- index --------------------------------------------------------------------------------
@@ -98,9 +102,11 @@ class CertificateAuthority:
 
     # ---- issuing ------------------------------------------------------------------------------
     def issue(self, identity: Identity, public_key: ec.EllipticCurvePublicKey, days: int = 365,
-              hosts: tuple[str, ...] = (), not_before: dt.datetime | None = None) -> x509.Certificate:
-        """Sign a certificate binding ``identity`` to ``public_key``; servers get ``hosts`` as DNS/IP names."""
-        if identity.role != "server" and self.active(identity.name):
+              hosts: tuple[str, ...] = (), not_before: dt.datetime | None = None, replacing: int | None = None) -> x509.Certificate:
+        """Sign a certificate binding ``identity`` to ``public_key``; servers get ``hosts`` as DNS/IP
+        names. A name has one valid certificate, except while certificate ``replacing`` is rotated."""
+        current = self.active(identity.name)
+        if identity.role != "server" and current and current.serial != replacing:
             raise CAError(f"{identity.name!r} already has a valid certificate; revoke it first (mmlego ca revoke {identity.name})")
         import ipaddress
 
@@ -126,6 +132,9 @@ class CertificateAuthority:
         entries.append(IssuedCert(cert.serial_number, identity.name, identity.role, list(identity.modalities), identity.paired,
                                   cert.not_valid_after_utc.isoformat()))
         self._save(entries)
+        log.info("issued a %s certificate for %s (serial %d, until %s)", identity.role, identity.name, cert.serial_number,
+                 cert.not_valid_after_utc.isoformat(), extra={"event": "certificate-issued", "name": identity.name,
+                                                             "role": identity.role, "serial": str(cert.serial_number)})
         return cert
 
     def revoke(self, name_or_serial: str) -> list[IssuedCert]:
@@ -138,6 +147,9 @@ class CertificateAuthority:
             e.revoked_at = _now().isoformat()
         self._save(entries)
         self.write_crl()
+        for e in hits:
+            log.info("revoked the certificate of %s (serial %d)", e.name, e.serial,
+                     extra={"event": "certificate-revoked", "name": e.name, "serial": str(e.serial)})
         return hits
 
     def write_crl(self, days: int = 30) -> x509.CertificateRevocationList:

@@ -14,12 +14,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from .ca import CertificateAuthority, key_pem, new_key
+from .ca import CAError, CertificateAuthority, key_pem, new_key
 from .files import write_private, write_public
-from .identity import Identity, check_name
+from .identity import Identity, check_name, identity_from_cert
 
 
 def _prepare(out: Path) -> None:
@@ -34,7 +36,8 @@ def _pem_cert(cert: object) -> bytes:
 
 
 def enroll_site(ca: CertificateAuthority, site: str, modalities: list[str], out: str | os.PathLike[str],
-                paired: bool = False, coordinator: str = "127.0.0.1:50051", days: int = 365) -> Path:
+                paired: bool = False, coordinator: str = "127.0.0.1:50051", days: int = 365,
+                superlink: str = "127.0.0.1:9093") -> Path:
     check_name("site", site)
     if not modalities:
         raise ValueError("a site needs at least one --modality")
@@ -64,12 +67,47 @@ def enroll_site(ca: CertificateAuthority, site: str, modalities: list[str], out:
         f'# Site kit for {site}; keys in this folder. Fill in the data folder before `mmlego site train`.\n'
         f'site = "{site}"\nmodalities = [{mods}]\npaired = {str(paired).lower()}\n'
         f'coordinator = "{coordinator}"\ndata = "data"  # the site data folder (data.toml), relative to this file\n'
-        'task = ""  # the task id the operator created (or pass --task)\n\n'
+        'task = ""  # the task id the operator created (or pass --task)\n'
+        'blocks = "blocks"  # trained, signed blocks (writable)\n'
+        'state = "."  # the site\'s Flower home and pulled model versions (writable)\n\n'
         '[tls]\ncert = "tls.crt"\nkey = "tls.key"\nca = "ca.crt"\n\n'
-        '[signing]\nkey = "signing.key"\n\n[flower]\nnode_key = "flower-node.key"\nnode_pub = "flower-node.pub"\n\n'
+        '[signing]\nkey = "signing.key"\n\n[flower]\nnode_key = "flower-node.key"\nnode_pub = "flower-node.pub"\n'
+        f'superlink = "{superlink}"  # the consortium\'s Flower SuperLink (paired sites)\n'
+        'port = 9094  # this SuperNode\'s local port (loopback; one per SuperNode on a machine)\n\n'
         '[privacy]\nmin_cell_size = 5  # no count of fewer patients leaves the site (block stats, class weights, fuse rounds)\n'
         ).encode())
     return root
+
+
+def renew_kit(ca: CertificateAuthority, kit: str | os.PathLike[str], days: int = 365) -> tuple[int, int]:
+    """Rotate the TLS certificate of a site (or admin) kit: a new key and certificate with the same
+    identity (name, role, modalities, paired flag, signing key), written over tls.key / tls.crt
+    in ``kit``; then the old certificate is revoked (the CRL is rewritten). Returns (old serial,
+    new serial). The site restarts its daemon to use the new files."""
+    root = Path(kit)
+    try:
+        old = x509.load_pem_x509_certificate((root / "tls.crt").read_bytes())
+    except FileNotFoundError:
+        raise CAError(f"{root / 'tls.crt'} not found: not a kit folder") from None
+    except ValueError:
+        raise CAError(f"{root / 'tls.crt'} is not a PEM certificate") from None
+    try:
+        old.verify_directly_issued_by(ca.cert)
+    except (ValueError, TypeError, InvalidSignature):
+        raise CAError(f"{root / 'tls.crt'} was not issued by this CA ({ca.cert.subject.rfc4514_string()})") from None
+    identity = identity_from_cert(old)
+    current = ca.active(identity.name)
+    if current is None or current.serial != old.serial_number:
+        raise CAError(f"{root / 'tls.crt'} (serial {old.serial_number}) is not {identity.name!r}'s valid certificate at this CA "
+                      "(revoked, expired or already rotated)")
+    key = new_key()
+    cert = ca.issue(identity, key.public_key(), days=days, replacing=old.serial_number)
+    write_private(root / "tls.key.new", key_pem(key))
+    write_public(root / "tls.crt.new", _pem_cert(cert))
+    os.replace(root / "tls.key.new", root / "tls.key")
+    os.replace(root / "tls.crt.new", root / "tls.crt")
+    ca.revoke(str(old.serial_number))
+    return old.serial_number, cert.serial_number
 
 
 def enroll_admin(ca: CertificateAuthority, name: str, out: str | os.PathLike[str], coordinator: str = "127.0.0.1:50051",

@@ -72,7 +72,7 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Consortium:
     key, sign = new_key(), ed25519.Ed25519PrivateKey.generate()
     raw = sign.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     old = ca.issue(Identity("hosp-old", "site", ("genes",), False, raw), key.public_key(), days=1,
-                   not_before=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3))
+                   not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=3))
     write_kit(c.kit("hosp-old"), old.public_bytes(pem), key_pem(key), ca_pem)
     # A kit from another consortium's CA, with the same site name as a real one.
     other = CertificateAuthority.init(root / "other-ca")

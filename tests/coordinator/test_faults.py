@@ -98,7 +98,7 @@ def test_clocks_off_by_hours_fail_the_handshake_with_a_hint_to_check_them(consor
     from common.pki import Identity, enroll_site, server_credentials
     from common.pki.ca import key_pem, new_key
 
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=3)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=3)
     key = new_key()
     cert = consortium.ca.issue(Identity("coordinator", "server"), key.public_key(), hosts=("127.0.0.1",), not_before=later)
     from cryptography.hazmat.primitives import serialization

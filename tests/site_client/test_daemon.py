@@ -153,3 +153,22 @@ def test_sigterm_while_training_stops_the_daemon_promptly_and_writes_no_block(co
     assert current_blocks(load_site_config(toml), "t1") == {}
     with RegistryClient(address, consortium.tls("hosp-a")) as client:
         assert client.blocks("t1", "hosp-a") == []
+
+
+def test_a_task_the_operator_has_not_created_yet_is_named_and_waited_for(consortium: Consortium,  # noqa: F811
+                                                                         coordinator: tuple[str, CoordinatorConfig],  # noqa: F811
+                                                                         tmp_path: Path) -> None:
+    address, _ = coordinator
+    toml = genes_site(consortium, address, tmp_path, 40, "epochs = 1")
+    toml.write_text(toml.read_text().replace('task = "t1"', 'task = "not-yet"'))
+    out, stop = io.StringIO(), threading.Event()
+    daemon = Daemon(load_site_config(toml), stop, out=out)
+    runner = threading.Thread(target=daemon.task)
+    runner.start()
+    deadline = time.monotonic() + 30
+    while "task-not-found" not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop.set()
+    runner.join(30)
+    first = json.loads(out.getvalue().splitlines()[0])
+    assert first["event"] == "task-not-found" and "not-yet" in first["error"] and not runner.is_alive()
