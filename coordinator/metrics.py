@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_a
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from common.serde import model_from_bytes
+
 from .store import Store
 
 log = logging.getLogger("mmlego.coordinator")
@@ -51,7 +53,7 @@ class StoreCollector(Collector):
         rounds = 0
         counts: dict[str, int] = {}
         for (raw,) in q("SELECT message FROM models"):
-            record = _model(bytes(raw))
+            record = model_from_bytes(bytes(raw))
             counts[record.recipe] = counts.get(record.recipe, 0) + 1
             rounds += len(record.card.get("fuse", {}).get("rounds", []))
         for recipe, n in sorted(counts.items()):
@@ -65,12 +67,6 @@ class StoreCollector(Collector):
         size.add_metric(["database"], sum(f.stat().st_size for f in self.store.root.glob("registry.sqlite*")))
         size.add_metric(["uploads"], sum(f.stat().st_size for f in self.store.blobs.partials.iterdir()))
         yield size
-
-
-def _model(raw: bytes) -> Any:
-    from common.serde import model_from_bytes
-
-    return model_from_bytes(raw)
 
 
 class Metrics:

@@ -98,13 +98,11 @@ def backup(config: CoordinatorConfig, out: Path) -> dict[str, Any]:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     _snapshot(db, tmp / "registry.sqlite")
-    con = sqlite3.connect(tmp / "registry.sqlite")
-    try:
-        referenced = {r[0] for r in con.execute("SELECT block_id FROM blocks UNION SELECT weights_sha256 FROM models")}
-    finally:
-        con.close()
     store = Store(config.store, recover=False)
+    con = sqlite3.connect(tmp / "registry.sqlite")
+    files: dict[str, dict[str, Any]] = {}
     try:
+        referenced = store.db.referenced_blobs(con)  # what the snapshot names, not what the live store names now
         for sha in sorted(referenced):
             dest = tmp / "blobs" / sha[:2] / sha
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -112,17 +110,20 @@ def backup(config: CoordinatorConfig, out: Path) -> dict[str, Any]:
             if sha256_file(dest) != sha:
                 raise BackupError(f"stored blob {sha[:12]} is damaged on the coordinator's disk (its hash differs); "
                                   "the backup was not written")
+            files[str(dest.relative_to(tmp))] = {"bytes": dest.stat().st_size, "sha256": sha}
     except FileNotFoundError as exc:
         raise BackupError(f"a blob the store references is missing: {exc.filename}; the backup was not written") from None
     finally:
+        con.close()
         store.close()
     if (config.store / NODES_FILE).is_file():
         shutil.copyfile(config.store / NODES_FILE, tmp / NODES_FILE)
     link_db = config.flower_home / "superlink" / "superlink.db"
     if link_db.is_file():
         _snapshot(link_db, tmp / "superlink.db")
-    files = {str(p.relative_to(tmp)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-             for p in sorted(tmp.rglob("*")) if p.is_file()}
+    for p in sorted(tmp.glob("*")):  # the files beside the blobs (hashed above)
+        if p.is_file():
+            files[p.name] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
     manifest = {"created_at": utc_now(), "code_version": code_version(), "schema": SCHEMA_VERSION, "blobs": len(referenced),
                 "files": files}
     atomic_write(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())

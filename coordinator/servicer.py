@@ -33,13 +33,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 PAGE_BYTES = 1 << 20  # a ListBlocks reply stays under this (the message limit is 2 MiB)
 
 
-def _abort(context: grpc.ServicerContext, method: str, exc: Exception, metrics: Metrics | None = None) -> None:
+def _abort(context: grpc.ServicerContext, method: str, exc: Exception, metrics: Metrics) -> None:
     """Map ``exc`` to a status and abort (raises). Servicer methods never abort themselves."""
     if isinstance(exc, RegistryError):
         log.info("%s refused (%s): %s", method, exc.kind.value, exc.message,
                  extra={"event": "refused", "method": method, "reason": exc.kind.value})
-        if metrics is not None:
-            metrics.refused(method, exc.kind.value)
+        metrics.refused(method, exc.kind.value)
         context.abort(status_of(exc.kind), exc.message)
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
         log.warning("%s: the registry database is locked: %s", method, exc)
@@ -55,11 +54,10 @@ def _abort(context: grpc.ServicerContext, method: str, exc: Exception, metrics: 
     context.abort(grpc.StatusCode.INTERNAL, f"{method} failed inside the coordinator; the operator finds the cause in its log")
 
 
-def _timed(metrics: Metrics | None, method: str, started: float, context: grpc.ServicerContext) -> None:
-    if metrics is not None:
-        code = context.code() or grpc.StatusCode.OK  # set by an abort
-        metrics.rpc_seconds.labels(method, code.name if isinstance(code, grpc.StatusCode) else str(code)).observe(
-            time.perf_counter() - started)
+def _timed(metrics: Metrics, method: str, started: float, context: grpc.ServicerContext) -> None:
+    code = context.code() or grpc.StatusCode.OK  # set by an abort
+    metrics.rpc_seconds.labels(method, code.name if isinstance(code, grpc.StatusCode) else str(code)).observe(
+        time.perf_counter() - started)
 
 
 def translated(fn: F) -> F:
@@ -100,7 +98,7 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
         self.registry = registry
         self.auth = auth
         self.insecure = insecure
-        self.metrics = metrics
+        self.metrics = metrics or Metrics(registry.store)
         self.fuse_runner = fuse_runner  # starts a LegoFuse run on the SuperLink and waits; returns the new version id
 
     # ---- uploads ------------------------------------------------------------------------------
@@ -118,8 +116,7 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
                 yield c
 
         block, present = self.registry.upload(who, self.auth.peer_certificate(context, self.insecure), chunks())
-        if self.metrics is not None:
-            self.metrics.uploads.labels("already_present" if present else "accepted").inc()
+        self.metrics.uploads.labels("already_present" if present else "accepted").inc()
         return pb.UploadResult(block=serde.block_to_pb(block), already_present=present)
 
     @translated
@@ -206,8 +203,7 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
     @translated
     def Merge(self, request: pb.MergeRequest, context: grpc.ServicerContext) -> pb.ModelVersion:
         model = self.registry.merge(request.task_id, request.latent_merge, request.head_merge, caller().name)
-        if self.metrics is not None:
-            self.metrics.merges.inc()
+        self.metrics.merges.inc()
         return serde.model_to_pb(model)
 
     @translated
@@ -226,11 +222,9 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
         try:
             model_id = self.fuse_runner(parent.model_id, cfg)
         except FuseError as exc:
-            if self.metrics is not None:
-                self.metrics.fuse_runs.labels("failed").inc()
+            self.metrics.fuse_runs.labels("failed").inc()
             raise precondition(str(exc)) from None
-        if self.metrics is not None:
-            self.metrics.fuse_runs.labels("stored").inc()
+        self.metrics.fuse_runs.labels("stored").inc()
         return serde.model_to_pb(self.registry.model(model_id))
 
     @translated

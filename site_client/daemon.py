@@ -114,8 +114,8 @@ class Daemon:
             if not self.stop.is_set():
                 self.push(blocks)
             if self.stop.is_set():
-                pass
-            elif self.once:
+                return 0
+            if self.once:
                 self.event("done", hint="--once: blocks are pushed; exiting (no SuperNode)")
             elif self.cfg.paired:
                 self.supervise_node()

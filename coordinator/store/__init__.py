@@ -60,13 +60,14 @@ class Store:
         """Write the card files of every model version that lacks them (a crash came between
         the version's commit and its card files); returns how many were written."""
         restored = 0
-        for raw in self.db.model_messages():
-            record = model_from_bytes(raw)
-            folder = self.models_dir / record.model_id
+        for (model_id,) in self.db.query("SELECT model_id FROM models"):
+            folder = self.models_dir / model_id
             if not ((folder / "card.json").is_file() and (folder / "card.md").is_file()):
-                write_card(folder, record.card)
+                raw = self.db.model_message(model_id)
+                assert raw is not None
+                write_card(folder, model_from_bytes(raw).card)
                 restored += 1
-                log.info("wrote the missing card files of %s", record.model_id)
+                log.info("wrote the missing card files of %s", model_id)
         return restored
 
     def task(self, task_id: str) -> TaskRecord | None:
@@ -95,7 +96,7 @@ class Store:
                 stale += 1
         orphans = 0
         with self.db.tx() as c:  # under the write lock: a writer beside us (a fuse run) re-checks its blob in its own
-            referenced = {r[0] for r in c.execute("SELECT block_id FROM blocks UNION SELECT weights_sha256 FROM models")}
+            referenced = self.db.referenced_blobs(c)
             for sha, path in list(self.blobs.all_blobs()):
                 if sha not in referenced:
                     path.unlink()  # renamed in, but the crash came before its record was committed

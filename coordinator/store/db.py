@@ -178,6 +178,8 @@ class Database:
         sql = "SELECT message FROM models" + (" WHERE task_id = ?" if task_id else "") + " ORDER BY seq DESC"
         return [bytes(r[0]) for r in self.query(sql, (task_id,) if task_id else ())]
 
-    def referenced_blobs(self) -> set[str]:
-        rows = self.query("SELECT block_id FROM blocks UNION SELECT weights_sha256 FROM models")
-        return {r[0] for r in rows}
+    def referenced_blobs(self, conn: sqlite3.Connection | None = None) -> set[str]:
+        """Every blob a block or model record names (through ``conn`` when given: inside a
+        transaction, or on a copy of the database)."""
+        sql = "SELECT block_id FROM blocks UNION SELECT weights_sha256 FROM models"
+        return {r[0] for r in (conn.execute(sql).fetchall() if conn is not None else self.query(sql))}
