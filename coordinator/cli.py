@@ -177,7 +177,7 @@ def backup(config: Path = CONFIG, out: Path = typer.Option(..., "--out", help="N
 @app.command("restore")
 def restore(config: Path = CONFIG, source: Path = typer.Option(..., "--from", help="A folder written by `coordinator backup`.")) -> None:
     """Restore a backup into the (stopped) coordinator's empty store folder; every file is checked
-    against the backup's manifest first, and every blob re-hashed after."""
+    against the backup's manifest first, and every block re-hashed after."""
     from .operations import BackupError
     from .operations import restore as run_restore
 

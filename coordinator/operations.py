@@ -156,8 +156,9 @@ def check_backup(folder: Path) -> dict[str, Any]:
 
 def restore(config: CoordinatorConfig, folder: Path) -> dict[str, Any]:
     """Put a checked backup in place as the coordinator's store (which must not exist or be
-    empty: the coordinator is stopped and a damaged store moved aside first). The store is then
-    opened once with recovery and a re-hash of every blob."""
+    empty: the coordinator is stopped and a damaged store moved aside first). Every file was
+    checked against the manifest first; the store is then opened once with recovery and a re-hash
+    of every block."""
     manifest = check_backup(folder)
     if config.store.exists() and any(config.store.iterdir()):
         raise BackupError(f"the store folder {config.store} is not empty; stop the coordinator and move it aside first")

@@ -13,7 +13,7 @@ import hashlib
 import ssl
 import threading
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -520,6 +520,3 @@ def find_needles(haystack: bytes | bytearray, needles: Mapping[bytes, Any]) -> l
                     hits.append((at, needles[needle]))
     return sorted(hits, key=lambda h: h[0])
 
-
-def total_bytes(chunks: Sequence[bytes | bytearray]) -> int:
-    return sum(len(c) for c in chunks)

@@ -126,6 +126,7 @@ status_check 's["models"][0]["model"] == "nki70-v4" and "hosp-b" not in s["model
 if "$MM" site pull nki70-v4 --config kits/hosp-b/site.toml --out pulled/refused 2>logs/hosp-b-refused.log; then
   die "hosp-b's revoked certificate was accepted"
 fi
+grep -q "was revoked" logs/hosp-b-refused.log || die "hosp-b was refused, but not for its revoked certificate"
 
 step "11. rotate hosp-a's TLS certificate (new key, same identity; the old one is revoked)"
 cp -r kits/hosp-a kits/hosp-a-old
@@ -135,6 +136,7 @@ cp ca/crl.pem coordinator/crl.pem
 if "$MM" site pull nki70-v4 --config kits/hosp-a-old/site.toml --out pulled/old-cert 2>logs/hosp-a-old-refused.log; then
   die "hosp-a's rotated-out certificate was accepted"
 fi
+grep -q "was revoked" logs/hosp-a-old-refused.log || die "hosp-a's old certificate was refused, but not as revoked"
 
 step "12. back up the coordinator's store while it serves; lose it; restore it"
 "$MM" coordinator backup --config "$CONF" --out backups/latest

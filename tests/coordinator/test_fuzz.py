@@ -143,7 +143,7 @@ def test_mutated_valid_requests_to_every_rpc(fuzzed: Fuzzed, method: str, edits:
 
 
 @SETTINGS
-@given(method=st.sampled_from(METHODS), value=st.sampled_from(PATHS) | st.text(max_size=40), number=st.integers(-2**31, 2**31 - 1))
+@given(method=st.sampled_from(METHODS), value=st.sampled_from(PATHS) | st.text(max_size=40), number=st.integers(-2**63, 2**63 - 1))
 def test_path_like_strings_in_every_identifier(fuzzed: Fuzzed, method: str, value: str, number: int) -> None:
     msg = REQUEST[method]()
     for field in msg.DESCRIPTOR.fields:
@@ -152,8 +152,10 @@ def test_path_like_strings_in_every_identifier(fuzzed: Fuzzed, method: str, valu
                 getattr(msg, field.name).append(value)
             else:
                 setattr(msg, field.name, value)
-        elif field.type == FieldDescriptor.TYPE_INT32 and field.label != FieldDescriptor.LABEL_REPEATED:
+        elif field.type == FieldDescriptor.TYPE_INT64 and field.label != FieldDescriptor.LABEL_REPEATED:
             setattr(msg, field.name, number)
+        elif field.type == FieldDescriptor.TYPE_INT32 and field.label != FieldDescriptor.LABEL_REPEATED:
+            setattr(msg, field.name, max(-2**31, min(2**31 - 1, number)))
     code = fuzzed.call(method, [msg.SerializeToString()])
     check(fuzzed, method, code)
     if method in ("Merge", "WithdrawSite", "CreateTask"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import urllib.error
 import urllib.request
 from dataclasses import replace
@@ -16,6 +17,7 @@ import pytest
 
 from common.client import CallError, RegistryClient, TLSFiles
 from common.pki import CAError, enroll_site, renew_kit
+from coordinator.flower import NODES_FILE
 from coordinator.operations import BackupError, backup, check_backup, render_status, restore, status
 from coordinator.registry import Registry
 from coordinator.server import serve
@@ -71,7 +73,12 @@ def test_metrics_count_uploads_refusals_and_what_the_store_holds(consortium: Con
 
 
 def test_status_backup_while_serving_and_a_checked_restore(consortium: Consortium, tmp_path: Path) -> None:
-    cfg = consortium.config(store=tmp_path / "store")
+    cfg = replace(consortium.config(store=tmp_path / "store"), flower_home=tmp_path / "flower")
+    link_db = cfg.flower_home / "superlink" / "superlink.db"  # the SuperLink's node key registrations
+    link_db.parent.mkdir(parents=True)
+    with sqlite3.connect(link_db) as con:
+        con.execute("CREATE TABLE node(node_id INTEGER, public_key BLOB)")
+        con.execute("INSERT INTO node VALUES(7, x'00ff')")
     with serve(cfg) as running:
         address = f"127.0.0.1:{running.port}"
         with RegistryClient(address, consortium.tls("ops")) as admin:
@@ -81,9 +88,10 @@ def test_status_backup_while_serving_and_a_checked_restore(consortium: Consortiu
                 b.push(signed_block(consortium, "hosp-b", tmp_path / "b", modality="clinical", seed=3))
             admin.merge("t1")
             admin.withdraw("hosp-b", "left")
+        (cfg.store / NODES_FILE).write_text('{"7": "hosp-b"}')  # which Flower node is which site
         before = status(running.registry)
         m = backup(cfg, tmp_path / "backup")  # while it serves
-    assert m["blobs"] == 3 and "registry.sqlite" in m["files"]
+    assert m["blobs"] == 3 and {"registry.sqlite", NODES_FILE, "superlink.db"} <= set(m["files"])
     assert [t["task"] for t in before["tasks"]] == ["t1"] and before["models"][0]["model"] == "t1-v1"
     assert {s["site"]: s["state"] for s in before["sites"]} == {"hosp-a": "active", "hosp-b": "withdrawn"}
     text = render_status(before)
@@ -94,6 +102,7 @@ def test_status_backup_while_serving_and_a_checked_restore(consortium: Consortiu
     with pytest.raises(BackupError, match="not empty"):
         backup(cfg, tmp_path / "backup")
     shutil.move(cfg.store, tmp_path / "lost")
+    shutil.move(cfg.flower_home, tmp_path / "lost-flower")
     altered = tmp_path / "altered"
     shutil.copytree(tmp_path / "backup", altered)
     blob = next((altered / "blobs").rglob("*"))
@@ -115,6 +124,9 @@ def test_status_backup_while_serving_and_a_checked_restore(consortium: Consortiu
     finally:
         registry.close()
     assert after["models"] == before["models"] and after["sites"] == before["sites"] and after["tasks"] == before["tasks"]
+    assert (cfg.store / NODES_FILE).read_text() == '{"7": "hosp-b"}'
+    with sqlite3.connect(link_db) as con:
+        assert con.execute("SELECT node_id FROM node").fetchall() == [(7,)]
     assert json.loads((cfg.store / "models" / "t1-v1" / "card.json").read_text())["model_id"] == "t1-v1"  # cards rewritten
 
 

@@ -164,7 +164,7 @@ def test_pull_catches_a_block_altered_on_the_coordinators_disk(consortium: Conso
 
 
 def test_list_blocks_pages_and_the_client_reads_every_page(consortium: Consortium, coordinator: tuple[str, CoordinatorConfig],
-                                                          tmp_path: Path) -> None:
+                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Found by the soak (docs/RELIABILITY.md): with ~1000 blocks one ListBlocks reply passed the
     2 MiB message limit and every list failed. Replies are now pages (by count and by bytes)."""
     from common.pb.mmlego.v1 import registry_pb2 as pb
@@ -182,3 +182,7 @@ def test_list_blocks_pages_and_the_client_reads_every_page(consortium: Consortiu
         with pytest.raises(CallError) as info:
             site.call("ListBlocks", pb.ListBlocksRequest(task_id="t1", page_token="../x"))
         assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        monkeypatch.setattr("coordinator.servicer.PAGE_BYTES", 1)  # every reply stops after one block: the byte limit
+        one = site.call("ListBlocks", pb.ListBlocksRequest(task_id="t1"))
+        assert len(one.blocks) == 1 and one.next_page_token
+        assert [b.block_id for b in site.blocks("t1")] == pushed[::-1]  # the client follows five pages

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import time
 from pathlib import Path
 
@@ -121,3 +122,11 @@ def test_a_coordinator_starting_beside_a_fuse_run_cannot_orphan_its_new_version(
     assert swept == [1]  # the sweep did remove the blob ...
     assert store.blobs.verify(record.weights_sha256)  # ... and the version has it
     store.close()
+
+
+def test_a_store_of_a_schema_this_version_does_not_know_is_refused_naming_both(tmp_path: Path) -> None:
+    Store(tmp_path).close()
+    with sqlite3.connect(tmp_path / "registry.sqlite") as con:
+        con.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    with pytest.raises(RuntimeError, match="store schema 99 is not the supported 1"):
+        Store(tmp_path)

@@ -61,7 +61,6 @@ from tests.capture import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-MIN_CELL_DEFAULT = 5  # site.toml's [privacy] min_cell_size when a site sets none
 SERVICE = pb.DESCRIPTOR.services_by_name["BlockRegistry"]
 IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=+/-]{0,199}")  # task/model/block/upload ids, page tokens
 HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -197,7 +196,7 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> Seen:
     seconds = time.monotonic() - t0
     assert not relay.overflow, "the relay kept less than the sites sent"
     configs = {s: load_site_config(d / "site.toml") for s, d in result.site_dirs.items()}
-    min_cell = {s: int(getattr(c, "min_cell_size", MIN_CELL_DEFAULT)) for s, c in configs.items()}
+    min_cell = {s: c.min_cell_size for s, c in configs.items()}
     s = Seen(out, scn, part, result, seconds, relay.snapshot(), configs, min_cell)
     decode(s)
     return s
@@ -561,7 +560,7 @@ def test_the_capture_saw_every_site_upload_and_the_rounds_and_the_run_passed_as_
 
 
 def test_block_input_scaling_reveals_no_count_below_the_minimum_cell(seen: Seen) -> None:
-    small = []
+    small, checked, rare_at_site = [], 0, 0
     for up in uploads(seen).values():
         m = pb.BlockManifest.FromString(up.manifest)
         n = m.train_stats.get("n_train")
@@ -571,9 +570,13 @@ def test_block_input_scaling_reveals_no_count_below_the_minimum_cell(seen: Seen)
         rows = data.x[data.present].numpy()
         binary = [j for j in range(rows.shape[1]) if set(np.unique(rows[:, j]).tolist()) <= {0.0, 1.0}]
         mean = st_load(bytes(up.weights))["scaling.mean"]
+        cell = seen.min_cell[up.site]
         for j in binary:
+            checked += 1
+            held = int(rows[:, j].sum())
+            rare_at_site += 0 < held < cell or 0 < len(rows) - held < cell  # something the fold has to hide
             count = round(float(mean[j]) * n)
-            cell = seen.min_cell[up.site]
             if 0 < count < cell or 0 < n - count < cell:
                 small.append((up.site, m.modality, data.features[j], count, int(n)))
+    assert checked and rare_at_site, (checked, rare_at_site)  # the check has binary features, some with a rare category
     assert small == [], f"(site, modality, feature, patients, n_train) readable from the weights: {small}"

@@ -168,6 +168,7 @@ def test_a_task_the_operator_has_not_created_yet_is_named_and_waited_for(consort
     deadline = time.monotonic() + 30
     while "task-not-found" not in out.getvalue() and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert runner.is_alive(), "the daemon gave up instead of waiting for the task"
     stop.set()
     runner.join(30)
     first = json.loads(out.getvalue().splitlines()[0])

@@ -88,4 +88,5 @@ def test_junk_cells_in_any_table(folders: dict[str, Path], tmp_path_factory: pyt
 
 def test_the_fuzz_tried_enough_inputs() -> None:
     assert TRIED["inputs"] >= 2 * 200, TRIED
+    assert TRIED["loaded"] < TRIED["inputs"] // 2, TRIED  # most mutations must be refused, or the loader checks nothing
     print(f"\nloader fuzz: {TRIED['inputs']} inputs tried, {TRIED['loaded']} loaded, the rest refused with a DataError")
