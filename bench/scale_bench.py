@@ -1,6 +1,7 @@
 """Scale of a simulated consortium: `mmlego simulate --scenario scale --sites N` for several N
 (synthetic data, every site a real daemon process on loopback). Reports wall time (whole run and
-per phase), the coordinator's peak memory and the sites' peak memory, and how they grow with N.
+per phase, choosing the merge with every site scoring the candidates among them), the
+coordinator's peak memory and the sites' peak memory, and how they grow with N.
 
     .venv/bin/python bench/scale_bench.py --sites 10 25 50 --out docs/results/scale.json
 """
@@ -28,11 +29,14 @@ def one(n: int, folder: Path) -> dict[str, Any]:
         raise SystemExit(f"N={n} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     report = json.loads((out / "report.json").read_text())
     sites = [v for k, v in report["peak_rss_mb"].items() if k.startswith("site ")]
+    v = report["merge"]["validation"]
     return {"sites": n, "wall_s": round(wall, 1), "phases_s": report["phases_s"],
             "coordinator_peak_mb": report["peak_rss_mb"]["coordinator"], "superlink_peak_mb": report["peak_rss_mb"].get("superlink"),
             "site_peak_mb_max": max(sites), "site_peak_mb_mean": round(sum(sites) / len(sites), 1),
-            "sites_peak_mb_sum": round(sum(sites), 1), "merge_test": report["merge"]["test"],
-            "fuse_test": report.get("fuse", {}).get("test"), "checks": report["checks"]}
+            "sites_peak_mb_sum": round(sum(sites), 1), "site_evaluate_peak_mb": report["peak_rss_mb"].get("site evaluate (max)"),
+            "merge_candidates": len(v.get("candidates", [])), "merge_chosen": v.get("chosen"),
+            "merge_scored_by": len(v.get("scored_by", [])), "merge_declined_by": len(v.get("declined_by", [])),
+            "fuse": report["fuse"].get("model") or "not stored", "checks": report["checks"]}
 
 
 def main() -> None:

@@ -143,6 +143,9 @@ def datasets_check(folder: Path = typer.Argument(..., help="A site data folder (
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     target = f"{int(data.event.sum())} events" if data.event is not None else f"{data.n_classes} classes"
     typer.echo(f"{data.name}: {len(data)} patients, {data.task}, {target}")
+    if data.holdout is not None:
+        typer.echo(f"  split column: {int(data.holdout.sum())} validation patients (never trained on; the site scores model "
+                   f"versions on them), {int((~data.holdout).sum())} training patients")
     for m, mod in data.modalities.items():
         steps = f", up to {mod.x.shape[1]} steps" if mod.kind == "sequence" else ""
         typer.echo(f"  {m}: {mod.kind}, {mod.n_features} features{steps}, present for {int(mod.present.sum())} patients")

@@ -137,3 +137,15 @@ class UploadData:
 
 
 Chunk = UploadHeader | UploadData
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The version of a task to deploy: the best consortium validation metric (on the sites that
+    scored the versions compared), or while none has one, the newest merge version."""
+
+    task_id: str
+    model: ModelRecord
+    metric: float
+    reason: str
+    sites: tuple[str, ...] = ()

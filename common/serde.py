@@ -9,9 +9,12 @@ from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from .artifacts.manifest import BlockManifest
+from .evaluation.candidates import Candidate, EvaluationJob, JobStatus, SiteReport
+from .evaluation.scores import CandidateScore, Consortium, PairCounts
 from .lego.config import BlockConfig
+from .pb.mmlego.v1 import evaluation_pb2 as epb
 from .pb.mmlego.v1 import registry_pb2 as pb
-from .records import BlockRecord, Chunk, ModelRecord, SiteRecord, TaskRecord, UploadData, UploadHeader, UploadProgress
+from .records import BlockRecord, Chunk, ModelRecord, Recommendation, SiteRecord, TaskRecord, UploadData, UploadHeader, UploadProgress
 from .tasks.spec import TaskSpec
 
 
@@ -168,3 +171,107 @@ def chunk_to_pb(c: Chunk) -> pb.UploadChunk:
                                                      manifest=pb.SignedManifest(manifest=c.manifest, signature=c.signature)),
                               offset=c.offset)
     return pb.UploadChunk(data=c.data, offset=c.offset)
+
+
+# ---- federated evaluation ----------------------------------------------------------------------
+def candidate_to_pb(c: Candidate) -> epb.Candidate:
+    return epb.Candidate(candidate_id=c.candidate_id, kind=c.kind, label=c.label, block_ids=list(c.block_ids),
+                         weights=list(c.weights), latent_merge=c.latent_merge, head_merge=c.head_merge, model_id=c.model_id,
+                         weights_sha256=c.weights_sha256, weights_size=c.weights_size, fuse_mode=c.fuse_mode, layout=c.layout)
+
+
+def candidate_from_pb(msg: epb.Candidate) -> Candidate:
+    """Raise ``ValueError`` naming what is wrong with a candidate message."""
+    c = Candidate(candidate_id=msg.candidate_id, kind=msg.kind, label=msg.label, block_ids=tuple(msg.block_ids),
+                  weights=tuple(msg.weights), latent_merge=msg.latent_merge or "harmonic", head_merge=msg.head_merge or "spherical",
+                  model_id=msg.model_id, weights_sha256=msg.weights_sha256, weights_size=msg.weights_size,
+                  fuse_mode=msg.fuse_mode, layout=msg.layout)
+    problem = c.problem()
+    if problem:
+        raise ValueError(problem)
+    return c
+
+
+def job_to_pb(j: EvaluationJob) -> epb.EvaluationJob:
+    return epb.EvaluationJob(job_id=j.job_id, task_id=j.task_id, purpose=j.purpose,
+                             candidates=[candidate_to_pb(c) for c in j.candidates], created_at=_ts(j.created_at),
+                             deadline=_ts(j.deadline))
+
+
+def job_from_pb(msg: epb.EvaluationJob) -> EvaluationJob:
+    ids = [c.candidate_id for c in msg.candidates]
+    if not ids or len(set(ids)) != len(ids):
+        raise ValueError(f"evaluation job {msg.job_id!r} needs candidates with distinct ids")
+    return EvaluationJob(msg.job_id, msg.task_id, msg.purpose, tuple(candidate_from_pb(c) for c in msg.candidates),
+                         _iso(msg.created_at), _iso(msg.deadline))
+
+
+def job_to_bytes(j: EvaluationJob) -> bytes:
+    return job_to_pb(j).SerializeToString(deterministic=True)
+
+
+def job_from_bytes(data: bytes) -> EvaluationJob:
+    return job_from_pb(epb.EvaluationJob.FromString(data))
+
+
+def score_to_pb(candidate_id: str, s: CandidateScore) -> epb.CandidateScore:
+    return epb.CandidateScore(candidate_id=candidate_id, patients=s.patients, events=s.events, var_metric=s.var_metric,
+                              var_diff=s.var_diff, strata=[epb.PairCounts(concordant=p.concordant, discordant=p.discordant,
+                                                                          tied=p.tied) for p in s.strata])
+
+
+def score_from_pb(msg: epb.CandidateScore) -> CandidateScore:
+    return CandidateScore(tuple(PairCounts(p.concordant, p.discordant, p.tied) for p in msg.strata), msg.patients, msg.events,
+                          msg.var_metric, msg.var_diff)
+
+
+def score_to_bytes(candidate_id: str, s: CandidateScore) -> bytes:
+    return score_to_pb(candidate_id, s).SerializeToString(deterministic=True)
+
+
+def score_from_bytes(data: bytes) -> CandidateScore:
+    return score_from_pb(epb.CandidateScore.FromString(data))
+
+
+def report_to_pb(r: SiteReport) -> epb.EvaluationReport:
+    return epb.EvaluationReport(job_id=r.job_id, declined=r.declined,
+                                scores=[score_to_pb(cid, s) for cid, s in sorted(r.scores.items())])
+
+
+def report_from_pb(msg: epb.EvaluationReport) -> SiteReport:
+    """Raise ``ValueError`` when a candidate is scored twice or a decline carries scores."""
+    ids = [s.candidate_id for s in msg.scores]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"the report scores candidate {next(i for i in ids if ids.count(i) > 1)!r} twice")
+    if msg.declined and ids:
+        raise ValueError("a report either declines or carries scores, not both")
+    if not msg.declined and not ids:
+        raise ValueError("a report carries scores or says why it declines")
+    return SiteReport(msg.job_id, {s.candidate_id: score_from_pb(s) for s in msg.scores}, msg.declined)
+
+
+def status_to_pb(s: JobStatus) -> epb.EvaluationStatus:
+    return epb.EvaluationStatus(job=job_to_pb(s.job), state=s.state, delivered=list(s.delivered), reported=list(s.reported),
+                                declined=list(s.declined))
+
+
+def status_from_pb(msg: epb.EvaluationStatus) -> JobStatus:
+    return JobStatus(job_from_pb(msg.job), msg.state, tuple(msg.delivered), tuple(msg.reported), tuple(msg.declined))
+
+
+def result_to_pb(candidate: Candidate, r: Consortium) -> epb.CandidateResult:
+    return epb.CandidateResult(candidate_id=candidate.candidate_id, label=candidate.label, value=r.value, se=r.se, diff=r.diff,
+                               se_diff=r.se_diff, sites=list(r.sites), patients=r.patients)
+
+
+def result_from_pb(msg: epb.CandidateResult) -> tuple[str, Consortium]:
+    return msg.candidate_id, Consortium(msg.value, msg.se, tuple(msg.sites), msg.patients, 0, msg.diff, msg.se_diff)
+
+
+def recommendation_to_pb(r: Recommendation) -> epb.Recommendation:
+    return epb.Recommendation(task_id=r.task_id, model=model_to_pb(r.model), metric=r.metric, reason=r.reason,
+                              sites=list(r.sites))
+
+
+def recommendation_from_pb(msg: epb.Recommendation) -> Recommendation:
+    return Recommendation(msg.task_id, model_from_pb(msg.model), msg.metric, msg.reason, tuple(msg.sites))

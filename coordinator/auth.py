@@ -31,8 +31,25 @@ ROLES_BY_METHOD: dict[str, frozenset[str]] = {
     "CreateTask": ADMIN, "Merge": ADMIN, "Fuse": ADMIN, "WithdrawSite": ADMIN,
     "DownloadBlock": ANYONE, "DownloadModel": ANYONE, "ListTasks": ANYONE, "GetTask": ANYONE, "ListBlocks": ANYONE,
     "GetBlock": ANYONE, "ListSites": ANYONE, "ListModels": ANYONE, "GetModel": ANYONE,
+    # the Evaluation service
+    "PendingEvaluations": SITE, "DownloadCandidate": SITE, "ReportEvaluation": SITE,
+    "ListEvaluations": ADMIN, "Evaluate": ADMIN, "GetRecommended": ANYONE,
 }
-SERVICE = "/mmlego.v1.BlockRegistry/"
+REGISTRY_SERVICE, EVALUATION_SERVICE = "mmlego.v1.BlockRegistry", "mmlego.v1.Evaluation"
+EVALUATION_METHODS = frozenset({"PendingEvaluations", "DownloadCandidate", "ReportEvaluation", "ListEvaluations", "Evaluate",
+                                "GetRecommended"})
+SERVICE = f"/{REGISTRY_SERVICE}/"
+
+
+def method_path(name: str) -> str:
+    """The gRPC path of one of our methods, e.g. ``/mmlego.v1.Evaluation/ReportEvaluation``."""
+    return f"/{EVALUATION_SERVICE if name in EVALUATION_METHODS else REGISTRY_SERVICE}/{name}"
+
+
+def method_name(path: str) -> str | None:
+    """The method of a path of one of our services; None for another service (health checks)."""
+    service, _, name = path.strip("/").partition("/")
+    return name if service in (REGISTRY_SERVICE, EVALUATION_SERVICE) and name else None
 
 
 def caller() -> Identity:
@@ -117,7 +134,7 @@ class Authenticator:
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
-    """Authenticates every BlockRegistry call and checks the caller's role; the identity is
+    """Authenticates every call of our services and checks the caller's role; the identity is
     available to the servicer through :func:`caller`. Health checks need no identity."""
 
     def __init__(self, auth: Authenticator, insecure: bool, on_refused: Callable[[str, RegistryError], None],
@@ -129,10 +146,9 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
-        method: str = details.method  # type: ignore[attr-defined]
-        if handler is None or not method.startswith(SERVICE):
+        name = method_name(details.method)  # type: ignore[attr-defined]
+        if handler is None or name is None:
             return handler
-        name = method[len(SERVICE):]
         roles = ROLES_BY_METHOD.get(name, frozenset())
 
         def check(context: grpc.ServicerContext) -> None:

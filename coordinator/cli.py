@@ -121,15 +121,75 @@ def task_list(config: Path = CONFIG) -> None:
 
 @app.command("merge")
 def merge(task: str = typer.Option(..., "--task", help="The task whose latest blocks to merge."), config: Path = CONFIG,
+          recipe: str = typer.Option("uniform", help="uniform, ensemble, or auto: the candidate the sites' validation supports."),
+          deadline: float | None = typer.Option(None, min=0.0, help="Seconds to wait for the sites' scores (default: "
+                                                "[evaluation] deadline_s); 0 publishes without asking them."),
           latent_merge: str = typer.Option("harmonic"), head_merge: str = typer.Option("spherical")) -> None:
-    """LegoMerge the latest accepted block of every (site, modality) into a new model version."""
+    """Build a new model version from the latest accepted block of every (site, modality): the
+    sites score the candidates on their validation patients first, and the card shows what they found."""
     reg = _registry(config)
     try:
-        m = _domain(reg.merge, task, latent_merge, head_merge, "operator")
+        m = _domain(reg.merge, task, latent_merge, head_merge, "operator", recipe, deadline or 0.0, lambda: False, deadline != 0)
     finally:
         reg.close()
-    typer.echo(f"created model version {m.model_id} from {len(m.block_ids)} blocks (card: "
-               f"{reg.store.models_dir / m.model_id / 'card.md'})")
+    typer.echo(f"created model version {m.model_id} ({m.recipe}, {len(m.block_ids)} blocks): {_validation_line(m.card)} "
+               f"(card: {reg.store.models_dir / m.model_id / 'card.md'})")
+
+
+def _validation_line(card: dict[str, Any]) -> str:
+    v = card.get("validation", {})
+    if not v.get("evaluated"):
+        return "not measured by the sites"
+    row: dict[str, Any] = next((r for r in v.get("candidates", []) if r["candidate"] == v.get("chosen")), {})
+    if row.get("value") is None:
+        return f"no site could score it (scored by {', '.join(v.get('scored_by', [])) or 'none'})"
+    return f"consortium validation {row['value']:.4f} +- {row.get('se') or float('nan'):.4f} on {len(row['sites'])} site(s); " \
+           f"{v.get('reason', '')}"
+
+
+@app.command("evaluate")
+def evaluate(model: list[str] = typer.Option(..., "--model", help="A model version to score; repeat for more (one task)."),
+             config: Path = CONFIG,
+             deadline: float = typer.Option(0.0, min=0.0, help="Seconds to wait (0: [evaluation] deadline_s).")) -> None:
+    """Ask the sites to score stored versions now (e.g. after new sites joined); their scores are
+    kept with the versions and the task's recommended version follows them."""
+    reg = _registry(config)
+    try:
+        status, results = _domain(reg.evaluate, list(model), deadline, "operator")
+        rec = _domain(reg.recommended, status.job.task_id)
+    finally:
+        reg.close()
+    typer.echo(f"evaluation {status.job.job_id}: scored by {', '.join(status.reported) or 'no site'}; "
+               f"declined by {', '.join(status.declined) or 'none'}")
+    for c in status.job.candidates:
+        r = results.get(c.candidate_id)
+        typer.echo(f"  {c.model_id:<24} " + (f"{r.value:.4f} +- {r.se:.4f} ({len(r.sites)} sites, {r.patients} patients)"
+                                              if r is not None else "no score"))
+    typer.echo(f"recommended: {rec.model.model_id} ({rec.reason})")
+
+
+@app.command("evaluations")
+def evaluations(config: Path = CONFIG, task: str = typer.Option("", help="Only this task."),
+                as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text.")) -> None:
+    """Evaluation jobs (newest first): what was asked, and which sites received, scored or declined it."""
+    import json
+
+    reg = _registry(config)
+    try:
+        statuses = reg.evaluations.statuses(task)
+    finally:
+        reg.close()
+    rows = [{"job": s.job.job_id, "task": s.job.task_id, "purpose": s.job.purpose, "state": s.state,
+             "candidates": len(s.job.candidates), "created_at": s.job.created_at, "delivered": list(s.delivered),
+             "scored": list(s.reported), "declined": list(s.declined)} for s in statuses]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    for r in rows:
+        typer.echo(f"{r['job']:<20} {r['purpose']:<9} {r['state']:<7} {r['candidates']} candidates; scored by "
+                   f"{', '.join(r['scored']) or '-'}; declined by {', '.join(r['declined']) or '-'}")
+    if not rows:
+        typer.echo("no evaluation jobs")
 
 
 @app.command("withdraw")
@@ -224,12 +284,19 @@ def flower_register(site: str = typer.Argument(..., help="The enrolled site."),
 
 
 @app.command("fuse")
-def fuse(model: str = typer.Option(..., "--model", help="The merge version to fine-tune."), config: Path = CONFIG,
-         rounds: int = typer.Option(2, min=1), epochs: int = typer.Option(1, min=1),
+def fuse(model: str = typer.Option(..., "--model", help="The merge or ensemble version to fine-tune."), config: Path = CONFIG,
+         rounds: int = typer.Option(6, min=1, help="The most rounds; the best round on consortium validation is kept."),
+         patience: int = typer.Option(2, min=1, help="Stop after this many rounds without a better validation metric."),
+         epochs: int = typer.Option(1, min=1),
          mode: str = typer.Option("", help="stack or weave (default: the task's fuse_mode)"), lr: float = typer.Option(5e-4, min=0.0),
          proximal_mu: float = typer.Option(0.0, min=0.0, help="> 0: FedProx"),
-         expect_paired: int = typer.Option(0, min=0, help="Paired sites to wait for (default: min_sites).")) -> None:
-    """Run LegoFuse rounds on the sites with paired data and wait for the new model version."""
+         expect_paired: int = typer.Option(0, min=0, help="Paired sites to wait for (default: min_sites)."),
+         deadline: float = typer.Option(0.0, min=0.0, help="Seconds the sites get to score each round (0: [evaluation] deadline_s)."),
+         unvalidated: bool = typer.Option(False, "--unvalidated", help="Do not ask the sites to score rounds: run every round "
+                                          "and store the last, marked as not measured.")) -> None:
+    """Run LegoFuse rounds on the sites with paired data; after every round the sites score the
+    global model against the parent, the best round is kept, and it is stored only if it beats the
+    parent on consortium validation (by more than [evaluation] z standard errors)."""
     from common.fuse import FuseConfig
 
     from .flower import fuse as run_fuse
@@ -243,11 +310,15 @@ def fuse(model: str = typer.Option(..., "--model", help="The merge version to fi
         finally:
             registry.close()
     try:
-        fuse_cfg = FuseConfig(mode=mode, rounds=rounds, epochs=epochs, lr=lr, proximal_mu=proximal_mu)
+        fuse_cfg = FuseConfig(mode=mode, rounds=rounds, epochs=epochs, lr=lr, proximal_mu=proximal_mu, patience=patience)
     except ValueError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     try:
-        model_id = run_fuse(cfg, config, model, fuse_cfg, expect_paired or None, progress=lambda line: typer.echo(line, err=True))
+        result = run_fuse(cfg, config, model, fuse_cfg, expect_paired or None, progress=lambda line: typer.echo(line, err=True),
+                          deadline_s=deadline, unvalidated=unvalidated)
     except FuseError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
-    typer.echo(f"created model version {model_id} (LegoFuse of {model}, {rounds} rounds)")
+    if result.model_id is None:
+        typer.echo(f"no fused version stored: {result.reason}")
+        return
+    typer.echo(f"created model version {result.model_id} (LegoFuse of {model}, {result.detail.get('rounds', '?')} rounds run)")

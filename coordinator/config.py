@@ -47,6 +47,13 @@ class FlowerSection(_Strict):
     dp_delta: float = Field(default=1e-5, gt=0, lt=1)  # the delta at which the card reports the epsilon spent
 
 
+class EvaluationSection(_Strict):
+    """Federated evaluation: sites score candidates and versions on their validation patients."""
+
+    deadline_s: float = Field(default=600.0, ge=0)  # the longest a merge, a fuse round or an evaluation waits for sites
+    z: float = Field(default=1.0, ge=0)  # a candidate replaces the uniform merge only with a gain above z standard errors
+
+
 class MetricsSection(_Strict):
     # host:port of the plaintext HTTP endpoint with /metrics (Prometheus) and /healthz; "" = off.
     # It shows counts and latencies, never data; bind it to an address only the monitoring can reach.
@@ -59,6 +66,7 @@ class CoordinatorFile(_Strict):
     store: StoreSection = Field(default_factory=StoreSection)
     flower: FlowerSection = Field(default_factory=FlowerSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,7 @@ class CoordinatorConfig:
     flower_home: Path = Path("flower")
     path: Path | None = None  # the file it was read from
     metrics_listen: str = ""  # host:port of /metrics and /healthz; "" = off
+    evaluation: EvaluationSection = field(default_factory=EvaluationSection)
 
     @property
     def address(self) -> str:
@@ -132,11 +141,11 @@ def load_config(path: str | Path, insecure: bool | None = None) -> CoordinatorCo
                              max_open_uploads_per_site=f.store.max_open_uploads_per_site,
                              upload_ttl_s=f.store.upload_ttl_hours * 3600, verify_on_start=f.store.verify_on_start,
                              busy_timeout_s=f.store.busy_timeout_s, flower=f.flower, flower_home=at(f.flower.home), path=p.resolve(),
-                             metrics_listen=f.metrics.listen)
+                             metrics_listen=f.metrics.listen, evaluation=f.evaluation)
 
 
 def render_config(listen: str, cert: str, key: str, ca: str, crl: str | None, store: str = "store", metrics: str = "",
-                  superlink: str = "") -> str:
+                  superlink: str = "", evaluation_deadline_s: float = 600.0) -> str:
     """A coordinator.toml with these settings (paths relative to the file's folder); a [flower]
     section when ``superlink`` is given."""
     crl_line = f'crl = "{crl}"\n' if crl else "# crl = \"../ca/crl.pem\"  # the CA's revocation list\n"
@@ -144,6 +153,9 @@ def render_config(listen: str, cert: str, key: str, ca: str, crl: str | None, st
             f'insecure = false\nworkers = 64\n\n[tls]\ncert = "{cert}"\nkey = "{key}"\nca = "{ca}"\n{crl_line}\n'
             f'[store]\npath = "{store}"\nmax_block_mb = 1024\nmax_open_uploads_per_site = 8\nupload_ttl_hours = 24\n'
             'verify_on_start = true\nbusy_timeout_s = 30\n\n'
+            f'[evaluation]\ndeadline_s = {evaluation_deadline_s:g}  # longest wait for the sites\' scores of a merge, a fuse '
+            'round or an evaluation (0: off)\n'
+            'z = 1.0  # a candidate replaces the uniform merge only with a gain above z standard errors\n\n'
             f'[metrics]\nlisten = "{metrics}"  # e.g. "127.0.0.1:9464": /metrics (Prometheus) and /healthz over plain HTTP; "" = off\n'
             + (f'\n[flower]\nsuperlink = "{superlink}"  # the Flower SuperLink (`mmlego coordinator superlink`)\nhome = "flower"\n'
                if superlink else ""))

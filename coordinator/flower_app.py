@@ -1,9 +1,11 @@
 """The Flower ServerApp of LegoFuse rounds (started by the SuperLink for ``flwr run``): loads the
-merge version from the registry's store, finds the paired sites, runs the rounds with deadlines
-and stores the fused version. Run config keys: model-id, coordinator-config, mode, rounds, epochs,
-lr, batch-size, proximal-mu, seed, min-sites, round-timeout, discovery-timeout, expect-paired,
-node-sites ("<node id>=<site>,...": who registered each node key; a node claiming another site is left out),
-dp-clipping-norm, dp-noise-multiplier and dp-delta (central DP when the norm is > 0)."""
+starting version from the registry's store, finds the paired sites, runs the rounds with
+deadlines, has the sites score every round's global model against the parent (federated
+evaluation through the registry), keeps the best round, and stores it as a new version only if it
+beats the parent on consortium validation by more than ``[evaluation] z`` standard errors. Its
+settings are :class:`coordinator.fuse_run.RunSettings` and :class:`common.fuse.FuseConfig`; what
+happened is written to the run's record in the store (``fuse_runs``), where the operator's
+``coordinator fuse`` reads it."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ from flwr.serverapp import Grid, ServerApp
 
 from common.fuse import FuseConfig
 
+from . import fuse_run
 from .config import load_config
+from .errors import RegistryError
 from .fuse_rounds import FuseError, GridTransport, NodeInfo, Privacy, discover, run_rounds
 from .fusing import starting_model, store_fused
 from .registry import Registry
@@ -45,23 +49,34 @@ def parse_node_sites(text: str) -> dict[int, str]:
     return out
 
 
-@app.main()
-def main(grid: Grid, context: Context) -> None:
+def _progress_log() -> None:
     if not log.handlers and not logging.getLogger().handlers:  # the run's output (`flwr run --stream`) shows the rounds
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s mmlego: %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    _progress_log()
     rc = context.run_config
-    cfg = FuseConfig(mode=str(rc.get("mode", "stack")), rounds=int(rc.get("rounds", 2)), epochs=int(rc.get("epochs", 1)),
-                     lr=float(rc.get("lr", 5e-4)), batch_size=int(rc.get("batch-size", 32)),
-                     proximal_mu=float(rc.get("proximal-mu", 0.0)), seed=int(rc.get("seed", 0)))
-    registry = Registry.open(load_config(Path(str(rc["coordinator-config"]))), recover=False)
+    settings, cfg = fuse_run.RunSettings.from_run_config(rc), FuseConfig.from_run_config(rc)
+    registry = Registry.open(load_config(Path(settings.coordinator_config)), recover=False)
     try:
-        parent, start = starting_model(registry, str(rc["model-id"]), cfg)
+        run(registry, grid, settings, cfg)
+    finally:
+        registry.close()
+
+
+def run(registry: Registry, grid: Grid, settings: fuse_run.RunSettings, cfg: FuseConfig) -> None:
+    """One fuse run; its outcome goes to the run's record (``settings.run_key``)."""
+    store = registry.store
+    fuse_run.begin(store, settings.run_key, settings.model_id)
+    try:
+        parent, start = starting_model(registry, settings.model_id, cfg)
         transport = GridTransport(grid)
-        min_sites = int(rc.get("min-sites", 1))
-        registered = parse_node_sites(str(rc.get("node-sites", "")))  # from `mmlego coordinator flower-register`
+        registered = parse_node_sites(settings.node_sites)  # from `mmlego coordinator flower-register`
 
         def vet(claims: list[NodeInfo]) -> list[NodeInfo]:
             for n in claims:
@@ -70,18 +85,46 @@ def main(grid: Grid, context: Context) -> None:
                                 registered.get(n.node_id, "nobody"))
             return enrolled(registry, [n for n in claims if registered.get(n.node_id) == n.site])
 
-        nodes = discover(transport, float(rc.get("discovery-timeout", 60)), int(rc.get("expect-paired", min_sites)), vet=vet)
+        nodes = discover(transport, settings.discovery_timeout, settings.expect_paired, vet=vet)
         paired = [n for n in nodes if n.paired]
         log.info("fuse %s: nodes %s; paired %s", parent.model_id, [n.site for n in nodes], [n.site for n in paired])
-        clip = float(rc.get("dp-clipping-norm", 0.0))
-        privacy = Privacy(float(rc.get("dp-noise-multiplier", 0.0)), clip, float(rc.get("dp-delta", 1e-5))) if clip > 0 else None
-        outcome = run_rounds(transport, paired, start, cfg, parent.model_id, float(rc.get("round-timeout", 600)),
-                             min_sites, privacy)
-        record = store_fused(registry, parent, outcome, cfg, actor="flower-serverapp",
-                             privacy=outcome.privacy)
+        privacy = (Privacy(settings.dp_noise_multiplier, settings.dp_clipping_norm, settings.dp_delta)
+                   if settings.dp_clipping_norm > 0 else None)
+        validated = registry.evaluating and not settings.unvalidated
+        judge = fuse_run.RoundJudge(registry, registry.task(parent.task_id), parent, start, cfg.mode,
+                                    settings.eval_deadline) if validated else None
+        outcome = run_rounds(transport, paired, start, cfg, parent.model_id, settings.round_timeout, settings.min_sites,
+                             privacy, judge)
+        curve = [h.get("validation") for h in outcome.history]
+        if judge is not None:
+            best, z = outcome.verdicts[outcome.best_round], registry.evaluation.z
+            log.info("fuse %s: best round %d: %+.4f over the parent (standard error %.4f)", parent.model_id, outcome.best_round,
+                     best.diff, best.se_diff)
+            if best.bound(z) <= 0:
+                reason = (f"no round beat the parent {parent.model_id} on consortium validation by more than {z:g} standard "
+                          f"errors (best: round {outcome.best_round}, {best.diff:+.4f}, standard error {best.se_diff:.4f}); "
+                          "no fused version was stored")
+                fuse_run.finish(store, settings.run_key, "not-stored", reason=reason, curve=curve, rounds=len(outcome.history),
+                                history=outcome.history)
+                print(f"mmlego fuse: not stored: {reason}", flush=True)
+                return
+            validation = {"evaluated": True, "kept_round": outcome.best_round, "z": z, "curve": curve,
+                          "reason": f"round {outcome.best_round}: {best.diff:+.4f} over the parent (standard error "
+                                    f"{best.se_diff:.4f}), the best of {len(outcome.history)} rounds",
+                          "per_site": best.summary()["per_site"]}
+        else:
+            why = "--unvalidated" if settings.unvalidated else "federated evaluation is off ([evaluation] deadline_s = 0)"
+            validation = {"evaluated": False, "reason": f"not measured: {why}; the last of {len(outcome.history)} rounds"}
+        record = store_fused(registry, parent, outcome, cfg, actor="flower-serverapp", privacy=outcome.privacy,
+                             validation=validation)
+        fuse_run.finish(store, settings.run_key, "stored", record.model_id, curve=curve, rounds=len(outcome.history),
+                        history=outcome.history)
         print(f"mmlego fuse: stored {record.model_id}", flush=True)
-    except FuseError as exc:
-        print(f"mmlego fuse: failed: {exc}", flush=True)
+    except (FuseError, RegistryError) as exc:
+        reason = exc.message if isinstance(exc, RegistryError) else str(exc)
+        fuse_run.finish(store, settings.run_key, "failed", reason=reason)
+        print(f"mmlego fuse: failed: {reason}", flush=True)
         raise
-    finally:
-        registry.close()
+    except BaseException as exc:  # a crash is recorded too, so the operator is not left guessing
+        fuse_run.finish(store, settings.run_key, "failed", reason=f"{type(exc).__name__} in the ServerApp (its log has more)")
+        raise

@@ -9,7 +9,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,6 +29,10 @@ log = logging.getLogger("mmlego.coordinator")
 
 class FuseError(RuntimeError):
     """A fuse run that cannot go on (too few sites, no paired site, a deadline passed)."""
+
+
+class NotStored(FuseError):
+    """A fuse run that completed but kept no round: none beat the parent on consortium validation."""
 
 
 class Transport(Protocol):
@@ -168,19 +172,29 @@ def aggregate(round_: int, state: dict[str, torch.Tensor], replies: dict[int, Re
 
 @dataclass
 class FuseOutcome:
-    state: dict[str, torch.Tensor]
+    state: dict[str, torch.Tensor]  # the kept round's global weights (the last round's without a judge)
     history: list[dict[str, Any]]
     participants: list[str]
     privacy: dict[str, str] | None = None
+    best_round: int = 0  # the round kept (0: none was judged)
+    verdicts: dict[int, Any] = field(default_factory=dict)  # round -> what the judge found
+
+
+Judge = Callable[[int, dict[str, torch.Tensor]], Any]  # (round, global state) -> a verdict with ``.diff``, or None
 
 
 def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Module, cfg: FuseConfig, model_id: str,
-               round_timeout_s: float, min_sites: int, privacy: Privacy | None = None) -> FuseOutcome:
-    """R rounds of FedAvg over ``nodes`` from the weights of ``start``; a round goes on with the
-    sites that answered by its deadline if at least ``min_sites`` did, else the run fails naming
-    who was missing. A reply that cannot be aggregated counts as a failed site; a site that did
-    not answer at all is not asked again in this run (a dead node would cost every later round
-    its whole deadline). Only the trainable tensors travel and are aggregated."""
+               round_timeout_s: float, min_sites: int, privacy: Privacy | None = None,
+               judge: Judge | None = None) -> FuseOutcome:
+    """Up to R rounds of FedAvg over ``nodes`` from the weights of ``start``; a round goes on with
+    the sites that answered by its deadline if at least ``min_sites`` did, else the run fails
+    naming who was missing. A reply that cannot be aggregated counts as a failed site; a site that
+    did not answer at all is not asked again in this run (a dead node would cost every later round
+    its whole deadline). Only the trainable tensors travel and are aggregated.
+
+    With a ``judge`` (the sites' consortium validation of each round's global model against the
+    parent), the run keeps the best round's weights and stops after ``cfg.patience`` rounds
+    without a better one; a round the judge cannot measure (None) ends the run with FuseError."""
     if len(nodes) < min_sites:
         raise FuseError(f"{len(nodes)} paired site(s) available ({', '.join(n.site for n in nodes) or 'none'}); "
                         f"min_sites is {min_sites}")
@@ -193,6 +207,8 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
     noise_std: list[float] = []
     history: list[dict[str, Any]] = []
     participants: set[str] = set()
+    verdicts: dict[int, Any] = {}
+    best_round, best_state, since = 0, state, 0
     for r in range(1, cfg.rounds + 1):
         arrays = pack(state, keys)
         settings = ConfigRecord({**cfg.to_dict(), "model-id": model_id, "round": r, "layout": layout(state, keys)})
@@ -241,7 +257,26 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
                         "failed": sorted(failed), "errors": failed, "no_answer": silent, "seconds": round(time.monotonic() - t0, 2)})
         log.info("round %d of %d: %d sites, %d patients, loss %.4f", r, cfg.rounds, len(ok), int(sum(counts)),
                  history[-1]["train_loss"])
+        if judge is None:
+            continue
+        verdict = judge(r, state)
+        if verdict is None:
+            raise FuseError(f"round {r}: no site reported validation scores of the round's model (each declined or was "
+                            "silent: too few validation patients or events, evaluation switched off, or not running); a "
+                            "LegoFuse round can only be kept on consortium validation, so nothing is stored. Run it with "
+                            "--unvalidated to store the last of a fixed number of rounds unmeasured")
+        verdicts[r] = verdict
+        history[-1]["validation"] = verdict.summary()
+        if best_round == 0 or verdict.diff > verdicts[best_round].diff:
+            best_round, best_state, since = r, {k: v.clone() for k, v in state.items()}, 0
+        else:
+            since += 1
+            if since >= cfg.patience:
+                log.info("round %d: %d rounds without a better validation metric than round %d; stopping", r, since, best_round)
+                break
     card = privacy.card(accountant, noise_std) if privacy is not None else None
+    if judge is not None:
+        return FuseOutcome(best_state, history, sorted(participants), card, best_round, verdicts)
     return FuseOutcome(state, history, sorted(participants), card)
 
 

@@ -4,6 +4,7 @@ blocks) and the fused result stored as a new immutable model version with its ca
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 from safetensors.torch import save as st_save
@@ -25,8 +26,9 @@ log = logging.getLogger("mmlego.coordinator")
 def starting_model(registry: Registry, parent_id: str, cfg: FuseConfig) -> tuple[ModelRecord, LegoFuse]:
     """The merge version ``parent_id`` and the LegoFuse of its blocks (in the version's order)."""
     parent = registry.model(parent_id)
-    if parent.recipe != "merge":
-        raise precondition(f"model {parent_id!r} is a {parent.recipe} version; LegoFuse rounds start from a merge version")
+    if parent.recipe not in ("merge", "ensemble"):
+        raise precondition(f"model {parent_id!r} is a {parent.recipe} version; LegoFuse rounds start from a merge or an "
+                           "ensemble version")
     blocks = []
     for block_id in parent.block_ids:
         record = registry.block(block_id)
@@ -36,21 +38,30 @@ def starting_model(registry: Registry, parent_id: str, cfg: FuseConfig) -> tuple
 
 
 def store_fused(registry: Registry, parent: ModelRecord, outcome: FuseOutcome, cfg: FuseConfig, actor: str,
-                privacy: dict[str, str] | None = None) -> ModelRecord:
-    """The fused weights as a new model version whose card records parent, rounds, participants,
-    per-round metrics, strategy and privacy settings."""
+                privacy: dict[str, str] | None = None, validation: dict[str, Any] | None = None) -> ModelRecord:
+    """The kept round's weights as a new model version whose card records parent, rounds,
+    participants, per-round metrics and validation, strategy and privacy settings; the sites'
+    scores of the kept round go with it (for the recommendation)."""
     weights = st_save({k: v.detach().to("cpu").contiguous() for k, v in outcome.state.items()})
     params = {**{k: str(v) for k, v in cfg.to_dict().items()}, "strategy": cfg.strategy,
-              "head_merge": parent.parameters.get("head_merge", "spherical")}
-    last = outcome.history[-1] if outcome.history else {}
-    metrics = {"train_loss": float(last.get("train_loss", float("nan"))), "num-examples": float(last.get("num-examples", 0))}
+              "head_merge": parent.parameters.get("head_merge", "spherical"),
+              **({"weights": parent.parameters["weights"]} if "weights" in parent.parameters else {})}
+    kept = outcome.history[outcome.best_round - 1] if outcome.best_round else (outcome.history[-1] if outcome.history else {})
+    metrics = {"train_loss": float(kept.get("train_loss", float("nan"))), "num-examples": float(kept.get("num-examples", 0))}
+    verdict = outcome.verdicts.get(outcome.best_round)
+    if verdict is not None:
+        metrics.update({"val_metric": float(verdict.value), "val_parent": float(verdict.parent), "val_diff": float(verdict.diff),
+                        "val_se_diff": float(verdict.se_diff)})
     extra = {"task": parent.card.get("task", {}), "blocks": parent.card.get("blocks", []),
              "fuse": {"participants": outcome.participants, "rounds": outcome.history, "strategy": cfg.strategy,
-                      "privacy": privacy or {"mechanism": "none"}}}
+                      "kept_round": outcome.best_round or len(outcome.history), "privacy": privacy or {"mechanism": "none"}},
+             "validation": validation or {"evaluated": False, "reason": "not measured"}}
     record = insert_version(registry.store, parent.task_id, "fuse", parent.block_ids, params, weights, extra, actor,
-                            parent_id=parent.model_id, metrics=metrics)
-    log.info("stored fused version %s (parent %s, %d rounds, sites %s)", record.model_id, parent.model_id,
-             len(outcome.history), ", ".join(outcome.participants))
+                            parent_id=parent.model_id, metrics=metrics, scores=verdict.scores if verdict is not None else None,
+                            job_id=verdict.job_id if verdict is not None else "",
+                            candidate_id=f"round-{outcome.best_round}" if verdict is not None else "")
+    log.info("stored fused version %s (parent %s, round %d of %d kept, sites %s)", record.model_id, parent.model_id,
+             outcome.best_round or len(outcome.history), len(outcome.history), ", ".join(outcome.participants))
     return record
 
 

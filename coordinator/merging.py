@@ -1,10 +1,14 @@
-"""LegoMerge as a service: the latest accepted block of every (site, modality) of a task, merged
-with no training into an immutable model version with a model card."""
+"""LegoMerge as a service: the latest accepted block of every (site, modality) of a task, made into
+an immutable model version with no training: the uniform merge, the ensemble, or (recipe
+``auto``) the candidate the sites' federated evaluation supports (common.evaluation.selection).
+Every version is measured before it is published: the sites score it (up to the deadline) and its
+card shows what they found, site by site."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -12,17 +16,22 @@ from cryptography import x509
 from safetensors import safe_open
 
 from common.artifacts import sha256_file
-from common.artifacts.modelfile import merged_head_weights
+from common.artifacts.modelfile import ensemble_weights, merged_head_weights, weights_parameter
+from common.evaluation import CandidateScore, Consortium
+from common.evaluation.candidates import Candidate, EvaluationJob
+from common.evaluation.selection import BlockInfo, Choice, choose, first_candidates, publishable
 from common.lego.merge import HEAD_MERGES, LATENT_MERGES
 from common.pki import identity_from_cert
 from common.records import BlockRecord, ModelRecord, TaskRecord, utc_now
-from common.serde import manifest_from_bytes, model_to_bytes
+from common.serde import manifest_from_bytes, model_to_bytes, score_to_bytes
 from common.version import code_version
 
 from .errors import Kind, RegistryError, invalid, not_found, precondition
+from .evaluations import Evaluations
 from .store import Store, write_card
 
 log = logging.getLogger("mmlego.coordinator")
+RECIPES = ("uniform", "ensemble", "auto")
 
 
 def _signer(b: BlockRecord) -> dict[str, Any]:
@@ -47,39 +56,134 @@ def task_card(t: TaskRecord) -> dict[str, Any]:
             "modalities": list(t.modalities)}
 
 
-def merge_task(store: Store, task_id: str, latent_merge: str = "", head_merge: str = "", actor: str = "operator") -> ModelRecord:
-    """Build, store and return a new merge version of ``task_id``."""
+def block_entries(records: list[BlockRecord]) -> list[dict[str, Any]]:
+    out = []
+    for r in records:
+        manifest = manifest_from_bytes(r.manifest)
+        out.append({"block_id": r.block_id, "site": r.site, "modality": r.modality, "size": r.size,
+                    "accepted_at": r.accepted_at, "signer": _signer(r), "train_stats": dict(manifest.train_stats),
+                    "code_version": manifest.code_version})
+    return out
+
+
+def block_infos(records: list[BlockRecord]) -> list[BlockInfo]:
+    out = []
+    for r in records:
+        n = manifest_from_bytes(r.manifest).train_stats.get("n_train")
+        out.append(BlockInfo(r.block_id, r.site, r.modality, int(n) if n is not None else None))
+    return out
+
+
+def recipe_candidates(recipe: str, infos: list[BlockInfo], latent_merge: str, head_merge: str) -> list[Candidate]:
+    ids = tuple(b.block_id for b in infos)
+    if recipe == "uniform":
+        return [Candidate("uniform", "merge", "uniform merge", ids, (), latent_merge, head_merge)]
+    if recipe == "ensemble":
+        return [Candidate("ensemble", "ensemble", "ensemble", ids)]
+    return [Candidate(c.candidate_id, c.kind, c.label, c.block_ids, c.weights, latent_merge, head_merge)
+            for c in first_candidates(infos)]
+
+
+def validation_card(job: EvaluationJob | None, results: Mapping[str, Consortium], scores: Mapping[str, Mapping[str, CandidateScore]],
+                    chosen: Candidate, reason: str, status: Any = None, expected: set[str] | None = None) -> dict[str, Any]:
+    """What the sites found, for the card: every candidate's consortium metric (with its standard
+    error and its difference to the reference), the chosen one site by site, and why."""
+    if job is None:
+        return {"evaluated": False, "reason": reason, "chosen": chosen.candidate_id}
+    rows = []
+    for c in job.candidates:
+        r = results.get(c.candidate_id)
+        rows.append({"candidate": c.candidate_id, "label": c.label, "kind": c.kind, "weights": list(c.weights),
+                     **(r.to_dict() if r is not None else {"value": None})})
+    per_site = {site: {"value": round(s.metric, 6), "patients": s.patients, "events": s.events}
+                for site, s in sorted(scores.get(chosen.candidate_id, {}).items())}
+    out = {"evaluated": True, "job_id": job.job_id, "reference": job.candidates[0].candidate_id, "candidates": rows,
+           "chosen": chosen.candidate_id, "reason": reason, "per_site": per_site}
+    if status is not None:
+        out.update({"scored_by": list(status.reported), "declined_by": list(status.declined),
+                    "silent": sorted((expected or set(status.delivered)) - set(status.reported) - set(status.declined))})
+    return out
+
+
+def merge_task(store: Store, task_id: str, latent_merge: str = "", head_merge: str = "", actor: str = "operator",
+               recipe: str = "uniform", evaluations: Evaluations | None = None, deadline_s: float = 0.0,
+               z: float = 1.0, stop: Callable[[], bool] = lambda: False) -> ModelRecord:
+    """Build, measure and store a new version of ``task_id``. ``evaluations`` None (or a zero
+    deadline with no configured one) publishes without asking the sites."""
     task = store.task(task_id)
     if task is None:
         raise not_found(f"task {task_id!r} does not exist")
+    if recipe not in RECIPES:
+        raise invalid(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
     params = {"latent_merge": latent_merge or "harmonic", "head_merge": head_merge or "spherical"}
     for reg, name in ((LATENT_MERGES, params["latent_merge"]), (HEAD_MERGES, params["head_merge"])):
         try:
             reg.get(name)
-        except KeyError as exc:
-            raise invalid(str(exc.args[0])) from None
+        except ValueError as exc:  # the registry names the known operators
+            raise invalid(str(exc)) from None
     records = store.db.latest_blocks(task_id)
     if not records:
         raise precondition(f"task {task_id!r} has no accepted blocks of sites that are not withdrawn; nothing to merge")
-    heads, entries = [], []
-    for r in records:
-        manifest = manifest_from_bytes(r.manifest)
-        heads.append(head_tensors(store, r.block_id))
-        entries.append({"block_id": r.block_id, "site": r.site, "modality": r.modality, "size": r.size,
-                        "accepted_at": r.accepted_at, "signer": _signer(r), "train_stats": dict(manifest.train_stats),
-                        "code_version": manifest.code_version})
-    weights = merged_head_weights(heads, params)
-    extra = {"task": task_card(task), "blocks": entries}
-    record = insert_version(store, task_id, "merge", tuple(r.block_id for r in records), params, weights, extra, actor)
-    log.info("merged %d blocks of %s into %s", len(records), task_id, record.model_id,
-             extra={"event": "merged", "task": task_id, "model_id": record.model_id, "blocks": len(records), "actor": actor})
+    infos = block_infos(records)
+    candidates = recipe_candidates(recipe, infos, params["latent_merge"], params["head_merge"])
+    job, results, scores, status, expected = None, {}, {}, None, set()
+    if evaluations is not None:
+        wait_s = evaluations.deadline(deadline_s)
+        job = evaluations.open(task, "merge", candidates, wait_s, actor=actor)
+        expected = evaluations.expected(task)
+        status = evaluations.wait(job.job_id, expected, wait_s, stop)
+        results, scores = evaluations.results(job), evaluations.scores(job.job_id)
+    if recipe == "auto":
+        choice = choose([c for c in candidates if publishable(c, infos)], results, z)
+    else:
+        choice = Choice(candidates[0], f"{candidates[0].label}: the recipe asked for" +
+                        ("" if job is None or results else "; no site reported scores"))
+    chosen = choice.candidate
+    validation = validation_card(job, results, scores, chosen, choice.reason, status, expected)
+    record = store_recipe(store, task, records, chosen, params, actor, validation, scores.get(chosen.candidate_id, {}),
+                          job.job_id if job is not None else "")
+    log.info("merged %d blocks of %s into %s (%s)", len(records), task_id, record.model_id, choice.reason,
+             extra={"event": "merged", "task": task_id, "model_id": record.model_id, "blocks": len(records), "actor": actor,
+                    "recipe": chosen.candidate_id})
     return record
 
 
+def store_recipe(store: Store, task: TaskRecord, records: list[BlockRecord], chosen: Candidate, params: dict[str, str],
+                 actor: str, validation: dict[str, Any], scores: Mapping[str, CandidateScore], job_id: str) -> ModelRecord:
+    """The chosen merge or ensemble as a version: its own weights are the merged head (merge) or
+    its per-block weights (ensemble); the blocks travel by id."""
+    by_id = {r.block_id: r for r in records}
+    used = [by_id[i] for i in chosen.block_ids]
+    if chosen.kind == "merge":
+        p = {**params, **weights_parameter(chosen.weights), "candidate": chosen.candidate_id}
+        weights = merged_head_weights([head_tensors(store, r.block_id) for r in used], p)
+    else:
+        p = {**weights_parameter(chosen.weights), "candidate": chosen.candidate_id}
+        for r in used:
+            head_tensors(store, r.block_id)  # the blobs are re-checked for a merge; the same for an ensemble
+        weights = ensemble_weights(p, len(used))
+    extra = {"task": task_card(task), "blocks": block_entries(used), "validation": validation}
+    metrics = _metrics(validation, chosen.candidate_id)
+    return insert_version(store, task.task_id, chosen.kind, tuple(r.block_id for r in used), p, weights, extra, actor,
+                          metrics=metrics, scores=scores, job_id=job_id, candidate_id=chosen.candidate_id)
+
+
+def _metrics(validation: dict[str, Any], candidate_id: str) -> dict[str, float]:
+    row = next((r for r in validation.get("candidates", []) if r["candidate"] == candidate_id), None)
+    if row is None or row.get("value") is None:
+        return {}
+    out = {"val_metric": float(row["value"]), "val_patients": float(row["patients"])}
+    if row.get("se") is not None:
+        out["val_se"] = float(row["se"])
+    return out
+
+
 def insert_version(store: Store, task_id: str, recipe: str, block_ids: tuple[str, ...], params: dict[str, str], weights: bytes,
-                   card_extra: dict[str, Any], actor: str, parent_id: str = "", metrics: dict[str, float] | None = None) -> ModelRecord:
+                   card_extra: dict[str, Any], actor: str, parent_id: str = "", metrics: dict[str, float] | None = None,
+                   scores: Mapping[str, CandidateScore] | None = None, job_id: str = "", candidate_id: str = "") -> ModelRecord:
     """Store ``weights`` as a blob and a new immutable model version of ``task_id`` (id
-    ``<task>-v<n>``) with its model card (also written as card.json / card.md for operators)."""
+    ``<task>-v<n>``) with its model card (also written as card.json / card.md for operators) and
+    the sites' scores of it (kept for the recommendation)."""
     sha = store.blobs.put_bytes(weights)  # 1. the blob is durable under its hash
     created = utc_now()
     with store.db.tx() as c:  # 2. then the version becomes visible (a crash between: recovery removes the orphan blob)
@@ -95,6 +199,9 @@ def insert_version(store: Store, task_id: str, recipe: str, block_ids: tuple[str
                              code_version=code_version(), parent_id=parent_id, metrics=dict(metrics or {}))
         c.execute("INSERT INTO models(model_id, task_id, message, weights_sha256, created_at) VALUES(?,?,?,?,?)",
                   (model_id, task_id, model_to_bytes(record), sha, created))
+        for site, score in (scores or {}).items():
+            c.execute("INSERT INTO model_scores(model_id, site, job_id, candidate_id, message) VALUES(?,?,?,?,?)",
+                      (model_id, site, job_id, candidate_id, score_to_bytes(candidate_id, score)))
         store.db.event(c, actor, recipe, model_id=model_id, blocks=len(block_ids), parent_id=parent_id)
     write_card(store.models_dir / model_id, card)  # 3. a crash before this: recovery writes them from the record
     return record

@@ -62,6 +62,10 @@ class StoreCollector(Collector):
         done = CounterMetricFamily("mmlego_fuse_rounds", "LegoFuse rounds behind the stored fused versions")
         done.add_metric([], rounds)
         yield done
+        jobs = GaugeMetricFamily("mmlego_evaluations", "Evaluation jobs, by state", labels=["state"])
+        for state, n in q("SELECT state, COUNT(*) FROM evaluations GROUP BY state"):
+            jobs.add_metric([state], n)
+        yield jobs
         size = GaugeMetricFamily("mmlego_store_bytes", "Bytes on disk, by part of the store", labels=["part"])
         size.add_metric(["blobs"], sum(p.stat().st_size for _, p in self.store.blobs.all_blobs()))
         size.add_metric(["database"], sum(f.stat().st_size for f in self.store.root.glob("registry.sqlite*")))
@@ -82,6 +86,8 @@ class Metrics:
         self.merges = Counter("mmlego_merges", "Merge versions built by this process", registry=self.prometheus)
         self.fuse_runs = Counter("mmlego_fuse_runs", "LegoFuse runs started through the Fuse call, by result", ["result"],
                                  registry=self.prometheus)
+        self.evaluation_reports = Counter("mmlego_evaluation_reports", "Site reports kept, scored or declined", ["result"],
+                                          registry=self.prometheus)
         self.prometheus.register(StoreCollector(store))
 
     def refused(self, method: str, reason: str) -> None:

@@ -40,14 +40,19 @@ def status(registry: Registry) -> dict[str, Any]:
     for t in registry.tasks():
         blocks = registry.blocks(t.task_id)
         versions = registry.models(t.task_id)
+        rec = _recommended(registry, t.task_id) if versions else None
         tasks.append({"task": t.task_id, "kind": t.spec.kind, "modalities": list(t.modalities), "fuse_mode": t.fuse_mode,
                       "blocks": len(blocks), "latest_blocks": len(store.db.latest_blocks(t.task_id)),
-                      "versions": len(versions), "latest_version": versions[0].model_id if versions else ""})
+                      "versions": len(versions), "latest_version": versions[0].model_id if versions else "",
+                      "recommended": rec.model.model_id if rec else "",
+                      "recommended_metric": rec.metric if rec and rec.metric == rec.metric else None,
+                      "recommended_reason": rec.reason if rec else ""})
     sites = [{"site": s.name, "modalities": list(s.modalities), "paired": s.paired,
               "state": "withdrawn" if s.withdrawn else "active", "blocks": s.block_count,
               **({"withdrawn_reason": s.withdrawn_reason} if s.withdrawn else {})} for s in registry.sites()]
     models = [{"model": m.model_id, "task": m.task_id, "recipe": m.recipe, "parent": m.parent_id, "blocks": len(m.block_ids),
                "created_at": m.created_at, "rounds": len(m.card.get("fuse", {}).get("rounds", [])),
+               "val_metric": m.metrics.get("val_metric"),
                "sites": sorted({b.get("site", "") for b in m.card.get("blocks", [])})} for m in registry.models()]
     corrupt = [r[0] for r in store.db.query("SELECT block_id FROM blocks WHERE state = 'corrupt'")]
     blob_bytes = sum(p.stat().st_size for _, p in store.blobs.all_blobs())
@@ -56,11 +61,22 @@ def status(registry: Registry) -> dict[str, Any]:
             "tasks": tasks, "sites": sites, "models": models}
 
 
+def _recommended(registry: Registry, task_id: str) -> Any:
+    from .errors import RegistryError
+
+    try:
+        return registry.recommended(task_id)
+    except RegistryError:  # e.g. every version has a withdrawn site's block
+        return None
+
+
 def render_status(s: dict[str, Any]) -> str:
     lines = [f"store {s['store']} (schema {s['schema']}, mmlego {s['code_version']}): {s['blob_bytes'] / 1e6:.1f} MB of blobs, "
              f"{s['open_uploads']} unfinished uploads, {len(s['corrupt_blocks'])} corrupt blocks", "", "tasks:"]
     lines += [f"  {t['task']:<20} {t['kind']:<15} modalities {', '.join(t['modalities'])}; {t['blocks']} blocks "
-              f"({t['latest_blocks']} latest of active sites); {t['versions']} versions, latest {t['latest_version'] or '-'}"
+              f"({t['latest_blocks']} latest of active sites); {t['versions']} versions, latest {t['latest_version'] or '-'}; "
+              f"recommended {t['recommended'] or '-'}"
+              + (f" (consortium validation {t['recommended_metric']:.4f})" if t["recommended_metric"] is not None else "")
               for t in s["tasks"]] or ["  (none)"]
     lines += ["", "sites:"]
     lines += [f"  {x['site']:<20} {x['state']:<10} {'paired' if x['paired'] else 'unpaired':<9} modalities "
@@ -68,8 +84,9 @@ def render_status(s: dict[str, Any]) -> str:
                                                                        x["state"] == "withdrawn" else "")
               for x in s["sites"]] or ["  (none)"]
     lines += ["", "model versions (newest first):"]
-    lines += [f"  {m['model']:<20} {m['recipe']:<6} {m['blocks']} blocks of {', '.join(m['sites']) or '-'}"
-              + (f"; from {m['parent']}, {m['rounds']} rounds" if m["recipe"] == "fuse" else "") + f"; {m['created_at']}"
+    lines += [f"  {m['model']:<20} {m['recipe']:<8} {m['blocks']} blocks of {', '.join(m['sites']) or '-'}"
+              + (f"; from {m['parent']}, {m['rounds']} rounds" if m["recipe"] == "fuse" else "")
+              + (f"; validation {m['val_metric']:.4f}" if m["val_metric"] is not None else "; not measured") + f"; {m['created_at']}"
               for m in s["models"]] or ["  (none)"]
     return "\n".join(lines)
 
@@ -142,8 +159,12 @@ def check_backup(folder: Path) -> dict[str, Any]:
         raise BackupError(f"{folder} is not a backup (no {MANIFEST})") from None
     except (ValueError, KeyError, TypeError):
         raise BackupError(f"{folder / MANIFEST} is not a readable backup manifest") from None
-    if int(manifest.get("schema", -1)) != SCHEMA_VERSION:
-        raise BackupError(f"the backup has store schema {manifest.get('schema')}; this mmlego reads schema {SCHEMA_VERSION}")
+    try:
+        schema = int(manifest.get("schema", -1))
+    except (TypeError, ValueError):
+        schema = -1
+    if not 1 <= schema <= SCHEMA_VERSION:  # an older schema is migrated when the restored store is opened
+        raise BackupError(f"the backup has store schema {manifest.get('schema')}; this mmlego reads schemas 1 to {SCHEMA_VERSION}")
     present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} - {MANIFEST}
     if present != set(files):
         extra, missing = sorted(present - set(files)), sorted(set(files) - present)

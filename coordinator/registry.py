@@ -4,18 +4,22 @@ uploads and merges over one :class:`Store`."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from common.client.connect import CHUNK_BYTES
+from common.evaluation import Consortium
+from common.evaluation.candidates import JobStatus
 from common.pb.mmlego.v1 import registry_pb2 as pb
 from common.pki import Identity
-from common.records import BlockRecord, Chunk, ModelRecord, SiteRecord, TaskRecord, utc_now
+from common.records import BlockRecord, Chunk, ModelRecord, Recommendation, SiteRecord, TaskRecord, utc_now
 from common.serde import model_from_bytes, task_from_pb, task_to_pb
 
-from .config import CoordinatorConfig
+from .config import CoordinatorConfig, EvaluationSection
 from .errors import Kind, RegistryError, invalid, not_found
+from .evaluations import Evaluations
 from .merging import merge_task
+from .recommend import evaluate_versions, recommend
 from .store import Store
 from .uploads import Uploads
 
@@ -23,15 +27,25 @@ log = logging.getLogger("mmlego.coordinator")
 
 
 class Registry:
-    def __init__(self, store: Store, max_block_bytes: int = 1 << 30, max_open_uploads_per_site: int = 8) -> None:
+    def __init__(self, store: Store, max_block_bytes: int = 1 << 30, max_open_uploads_per_site: int = 8,
+                 evaluation: EvaluationSection | None = None) -> None:
+        """``evaluation``: coordinator.toml's [evaluation]; None or a zero deadline publishes
+        versions without asking the sites to score them."""
         self.store = store
         self.uploads = Uploads(store, max_block_bytes, max_open_uploads_per_site)
+        self.evaluation = evaluation or EvaluationSection(deadline_s=0.0)
+        self.evaluations = Evaluations(store, self.evaluation)
 
     @classmethod
     def open(cls, config: CoordinatorConfig, recover: bool = True) -> Registry:
         store = Store(config.store, config.upload_ttl_s, config.verify_on_start, recover=recover,
                       busy_timeout_s=config.busy_timeout_s)
-        return cls(store, config.max_block_bytes, config.max_open_uploads_per_site)
+        return cls(store, config.max_block_bytes, config.max_open_uploads_per_site, config.evaluation)
+
+    @property
+    def evaluating(self) -> bool:
+        """Whether versions are measured by the sites before they are published."""
+        return self.evaluation.deadline_s > 0
 
     def close(self) -> None:
         self.store.close()
@@ -96,8 +110,22 @@ class Registry:
     def upload(self, who: Identity, signer_cert: bytes, chunks: Iterator[Chunk]) -> tuple[BlockRecord, bool]:
         return self.uploads.receive(who, signer_cert, chunks)
 
-    def merge(self, task_id: str, latent_merge: str = "", head_merge: str = "", actor: str = "operator") -> ModelRecord:
-        return merge_task(self.store, task_id, latent_merge, head_merge, actor)
+    def merge(self, task_id: str, latent_merge: str = "", head_merge: str = "", actor: str = "operator", recipe: str = "",
+              deadline_s: float = 0.0, stop: Callable[[], bool] = lambda: False, evaluate: bool = True) -> ModelRecord:
+        """A new version by ``recipe`` (uniform, ensemble, auto), measured by the sites first when
+        evaluation is on and ``evaluate`` (waiting at most ``deadline_s``; 0: the configured deadline)."""
+        return merge_task(self.store, task_id, latent_merge, head_merge, actor, recipe or "uniform",
+                          self.evaluations if self.evaluating and evaluate else None, deadline_s, self.evaluation.z, stop)
+
+    def evaluate(self, model_ids: list[str], deadline_s: float = 0.0, actor: str = "operator",
+                 stop: Callable[[], bool] = lambda: False) -> tuple[JobStatus, dict[str, Consortium]]:
+        """Ask the sites to score stored versions now; their scores are kept with the versions."""
+        if not self.evaluating:
+            raise RegistryError(Kind.PRECONDITION, "federated evaluation is off on this coordinator ([evaluation] deadline_s = 0)")
+        return evaluate_versions(self.store, self.evaluations, model_ids, deadline_s, actor, stop)
+
+    def recommended(self, task_id: str) -> Recommendation:
+        return recommend(self.store, task_id)
 
     def withdraw(self, site: str, reason: str, actor: str) -> SiteRecord:
         db = self.store.db

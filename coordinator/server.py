@@ -19,12 +19,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from common.client.connect import MAX_MESSAGE
 from common.fuse import FuseConfig
+from common.pb.mmlego.v1 import evaluation_pb2_grpc as epb_grpc
 from common.pb.mmlego.v1 import registry_pb2_grpc as pb_grpc
 from common.pki import Identity
 
-from .auth import Authenticator, AuthInterceptor
+from .auth import EVALUATION_SERVICE, Authenticator, AuthInterceptor
 from .config import CoordinatorConfig, is_loopback
 from .errors import RegistryError
+from .evaluation_servicer import EvaluationServicer
 from .metrics import Metrics, http_app, serve_http
 from .registry import Registry
 from .servicer import BlockRegistryServicer
@@ -92,14 +94,19 @@ def serve(config: CoordinatorConfig) -> Iterator[Running]:
                          interceptors=[AuthInterceptor(auth, config.insecure, refused, seen)],
                          options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                                   ("grpc.max_send_message_length", MAX_MESSAGE)])
-    def fuse_runner(model_id: str, cfg: FuseConfig) -> str:
+    def fuse_runner(model_id: str, cfg: FuseConfig, deadline_s: float) -> str:
         from .flower import fuse
+        from .fuse_rounds import NotStored
 
         assert config.path is not None
-        return fuse(config, config.path, model_id, cfg)
+        result = fuse(config, config.path, model_id, cfg, deadline_s=deadline_s)
+        if result.model_id is None:
+            raise NotStored(f"no fused version stored: {result.reason}")
+        return result.model_id
 
     runner = fuse_runner if config.path is not None else None
     pb_grpc.add_BlockRegistryServicer_to_server(BlockRegistryServicer(registry, auth, config.insecure, runner, metrics), server)
+    epb_grpc.add_EvaluationServicer_to_server(EvaluationServicer(registry, metrics), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     serving = threading.Event()
@@ -129,7 +136,7 @@ def serve(config: CoordinatorConfig) -> Iterator[Running]:
         if port == 0:
             raise OSError(f"could not listen on {config.address}")
         server.start()
-        for name in ("", SERVICE_NAME):
+        for name in ("", SERVICE_NAME, EVALUATION_SERVICE):
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         serving.set()
         log.info("coordinator listening on %s:%d (%s)", config.host, port, "plaintext" if config.insecure else "mutual TLS")

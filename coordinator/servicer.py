@@ -22,7 +22,7 @@ from common.records import Chunk
 
 from .auth import Authenticator, caller, status_of
 from .errors import Kind, RegistryError, invalid, precondition
-from .fuse_rounds import FuseError
+from .fuse_rounds import FuseError, NotStored
 from .metrics import Metrics
 from .registry import Registry
 
@@ -31,6 +31,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 PAGE_BYTES = 1 << 20  # a ListBlocks reply stays under this (the message limit is 2 MiB)
+CALL_MARGIN_S = 10.0  # a call that waits for the sites answers this long before the caller's own deadline
+
+
+def call_deadline(registry: Registry, asked_s: float, context: grpc.ServicerContext) -> float:
+    """Seconds a call may wait for the sites' scores: what was asked (0: the coordinator's
+    default, never more than it), and never past the caller's own gRPC deadline."""
+    wait = registry.evaluations.deadline(asked_s)
+    remaining = context.time_remaining()
+    if remaining is not None and wait > 0:
+        wait = max(0.5, min(wait, remaining - CALL_MARGIN_S))
+    return wait
 
 
 def _abort(context: grpc.ServicerContext, method: str, exc: Exception, metrics: Metrics) -> None:
@@ -94,12 +105,13 @@ def streamed(fn: F) -> F:
 
 class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
     def __init__(self, registry: Registry, auth: Authenticator, insecure: bool,
-                 fuse_runner: Callable[[str, FuseConfig], str] | None = None, metrics: Metrics | None = None) -> None:
+                 fuse_runner: Callable[[str, FuseConfig, float], str] | None = None, metrics: Metrics | None = None) -> None:
         self.registry = registry
         self.auth = auth
         self.insecure = insecure
         self.metrics = metrics or Metrics(registry.store)
-        self.fuse_runner = fuse_runner  # starts a LegoFuse run on the SuperLink and waits; returns the new version id
+        # starts a LegoFuse run on the SuperLink and waits; returns the new version id (FuseError: none stored)
+        self.fuse_runner = fuse_runner
 
     # ---- uploads ------------------------------------------------------------------------------
     @translated
@@ -202,7 +214,9 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
 
     @translated
     def Merge(self, request: pb.MergeRequest, context: grpc.ServicerContext) -> pb.ModelVersion:
-        model = self.registry.merge(request.task_id, request.latent_merge, request.head_merge, caller().name)
+        wait = call_deadline(self.registry, request.deadline_s, context)
+        model = self.registry.merge(request.task_id, request.latent_merge, request.head_merge, caller().name, request.recipe,
+                                    wait, stop=lambda: not context.is_active())
         self.metrics.merges.inc()
         return serde.model_to_pb(model)
 
@@ -211,18 +225,20 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
         if self.fuse_runner is None:
             raise RegistryError(Kind.UNIMPLEMENTED, "this coordinator has no Flower SuperLink configured for LegoFuse rounds")
         parent = self.registry.model(request.model_id)
-        if parent.recipe != "merge":
-            raise precondition(f"model {parent.model_id!r} is a {parent.recipe} version; LegoFuse rounds start from a merge")
+        if parent.recipe not in ("merge", "ensemble"):
+            raise precondition(f"model {parent.model_id!r} is a {parent.recipe} version; LegoFuse rounds start from a merge "
+                               "or an ensemble version")
         defaults = FuseConfig()
         try:
             cfg = FuseConfig(mode=self.registry.task(parent.task_id).fuse_mode, rounds=request.rounds or defaults.rounds,
-                             epochs=request.epochs or defaults.epochs)
+                             epochs=request.epochs or defaults.epochs, patience=request.patience or defaults.patience)
         except ValueError as exc:
             raise invalid(str(exc)) from None
+        deadline = self.registry.evaluations.deadline(request.deadline_s) if self.registry.evaluating else 0.0
         try:
-            model_id = self.fuse_runner(parent.model_id, cfg)
+            model_id = self.fuse_runner(parent.model_id, cfg, deadline)
         except FuseError as exc:
-            self.metrics.fuse_runs.labels("failed").inc()
+            self.metrics.fuse_runs.labels("not_stored" if isinstance(exc, NotStored) else "failed").inc()
             raise precondition(str(exc)) from None
         self.metrics.fuse_runs.labels("stored").inc()
         return serde.model_to_pb(self.registry.model(model_id))

@@ -79,13 +79,50 @@ def push(block: list[Path] = typer.Argument(..., help="Block folder(s) to upload
 
 
 @app.command("pull")
-def pull(model: str = typer.Argument(..., help="Model version id, e.g. nki70-v1."), config: Path = CONFIG,
-         out: Path = typer.Option(..., "--out", help="New folder for the model.")) -> None:
+def pull(model: str = typer.Argument("", help="Model version id, e.g. nki70-v1 (or --recommended)."), config: Path = CONFIG,
+         out: Path = typer.Option(..., "--out", help="New folder for the model."),
+         recommended: bool = typer.Option(False, "--recommended", help="The task's recommended version (site.toml's task, "
+                                          "or --task): the best on the consortium's validation patients."),
+         task: str = typer.Option("", help="The task of --recommended (default: site.toml's task).")) -> None:
     """Download a model version and its blocks; every hash and signature is checked."""
     cfg = _config(config)
+    if recommended == bool(model):
+        raise fail("name a model version or pass --recommended (not both)", EXIT_BAD_INPUT)
     with _client(cfg) as client:
+        if recommended:
+            if not (task or cfg.task):
+                raise fail('--recommended needs a task: pass --task or set task = "..." in site.toml', EXIT_BAD_INPUT)
+            rec_ = _call(client.recommended, task or cfg.task)
+            typer.echo(f"recommended: {rec_.model.model_id} ({rec_.reason})")
+            model = rec_.model.model_id
         rec = _call(client.pull_model, model, out)
     typer.echo(f"pulled {rec.model_id} ({len(rec.block_ids)} blocks, {rec.recipe}) to {out}")
+
+
+@app.command("evaluate")
+def evaluate(config: Path = CONFIG, wait: float = typer.Option(0.0, min=0.0, help="Wait up to this many seconds for a job "
+                                                                "when none is open yet.")) -> None:
+    """Answer the coordinator's open evaluation jobs once (what the daemon does every [evaluation]
+    poll_s): score the candidates on this site's validation patients and send pair counts only."""
+    import time
+
+    from common.data.sitefolder import load_site_folder
+
+    from .evaluate import evaluate_pending
+
+    cfg = _config(config)
+    data = _call(load_site_folder, cfg.data)  # local problems first
+    end = time.monotonic() + wait
+    with _client(cfg) as client:
+        while True:
+            answers = _call(evaluate_pending, cfg, client, data)
+            if answers or time.monotonic() >= end:
+                break
+            time.sleep(min(2.0, max(0.1, end - time.monotonic())))
+    for a in answers:
+        typer.echo(f"{a.job_id}: " + (f"declined ({a.declined})" if a.declined else f"scored {a.scored} candidates"))
+    if not answers:
+        typer.echo("no open evaluation job for this site")
 
 
 @app.command("predict")
@@ -142,6 +179,16 @@ def run(config: Path = CONFIG,
     raise typer.Exit(Daemon(cfg, stop, once=once).run())
 
 
+def _recommended(cfg: Any) -> Any:
+    from common.client import CallError
+
+    try:
+        with _client(cfg) as client:
+            return client.recommended(cfg.task)
+    except CallError:
+        return None
+
+
 @app.command("status")
 def status(config: Path = CONFIG) -> None:
     """This site's blocks (local and in the registry) and the task's latest model versions."""
@@ -165,6 +212,12 @@ def status(config: Path = CONFIG) -> None:
     for modality in [m for m in cfg.modalities if m not in local]:
         typer.echo(f"  block {modality:<12} (none trained yet)")
     for m in models[:5]:
-        typer.echo(f"  model {m.model_id:<16} {m.recipe:<6} {len(m.block_ids)} blocks  {m.created_at}")
+        val = m.metrics.get("val_metric")
+        typer.echo(f"  model {m.model_id:<16} {m.recipe:<8} {len(m.block_ids)} blocks  "
+                   + (f"validation {val:.4f}  " if val is not None else "not measured  ") + m.created_at)
     if not models:
         typer.echo("  no model versions yet")
+    else:
+        rec = _recommended(cfg)
+        if rec is not None:
+            typer.echo(f"  recommended: {rec.model.model_id}")

@@ -1,6 +1,7 @@
 """``mmlego site run``: the site daemon. It trains the site's block(s) for the task if there is
-no current one, pushes them (retry, back-off, resume), and on a site with paired data keeps a
-Flower SuperNode running for LegoFuse rounds. Restart-safe: the block folders are its state, and
+no current one, pushes them (retry, back-off, resume), then answers the coordinator's evaluation
+jobs (every ``[evaluation] poll_s``), and on a site with paired data keeps a Flower SuperNode
+running for LegoFuse rounds. Restart-safe: the block folders are its state, and
 a push of a block the coordinator holds is a no-op. SIGTERM stops it cleanly. Every log line is a
 JSON object (time, level, site, event, details) an operator can read or ship."""
 
@@ -36,6 +37,7 @@ class Daemon:
                  spawn: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen, once: bool = False) -> None:
         self.cfg, self.stop, self.out, self.spawn, self.once = cfg, stop, out, spawn, once
         self.node: subprocess.Popen[bytes] | None = None
+        self.node_delay, self.node_retry_at = 1.0, 0.0
 
     def event(self, name: str, level: str = "info", **fields: Any) -> None:
         line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "level": level, "site": self.cfg.site, "event": name, **fields}
@@ -82,22 +84,48 @@ class Daemon:
                 record, present = client.push(folder, Retry(attempts=10))
                 self.event("pushed", modality=modality, block_id=record.block_id, already_present=present)
 
-    def supervise_node(self) -> None:
-        """Keep the SuperNode running (restart with back-off if it exits) until stopped."""
-        delay = 2.0
+    def keep_node(self) -> None:
+        """Start the SuperNode, or restart it (with back-off) if it exited."""
+        if self.node is not None and self.node.poll() is None:
+            return
+        if self.node is not None:
+            if time.monotonic() < self.node_retry_at:
+                return
+            code = self.node.returncode
+            hint = "its node key is not registered: ask the operator (mmlego coordinator flower-register)" \
+                if code in UNREGISTERED_NODE else "restarting"
+            self.event("supernode-exited", "error" if code in UNREGISTERED_NODE else "warning", code=code, hint=hint)
+        command = supernode_command(self.cfg)
+        self.node = self.spawn(command, env=flower_env(self.cfg.state / "flower"))
+        self.node_delay = min(300.0, self.node_delay * 2)
+        self.node_retry_at = time.monotonic() + self.node_delay  # a node that exits at once is restarted after a back-off
+        self.event("supernode-started", superlink=self.cfg.flower.superlink, pid=self.node.pid)
+
+    def evaluate(self) -> None:
+        """Answer the evaluation jobs the coordinator holds for this site (scores or declines)."""
+        from .evaluate import evaluate_pending
+
+        def told(a: Any) -> None:
+            if a.declined:
+                self.event("evaluation-declined", job=a.job_id, reason=a.declined)
+            else:
+                self.event("evaluation-scored", job=a.job_id, candidates=a.scored)
+
+        try:
+            with RegistryClient(self.cfg.coordinator, self.cfg.tls, insecure=self.cfg.insecure) as client:
+                evaluate_pending(self.cfg, client, lambda: load_site_folder(self.cfg.data), told)
+        except CallError as exc:  # the coordinator is away or refused the report: tried again at the next poll
+            self.event("evaluation-failed", "warning", error=str(exc))
+
+    def serve(self) -> None:
+        """Until stopped: keep the SuperNode of a paired site running, and answer evaluation jobs."""
+        next_poll = time.monotonic()
         while not self.stop.is_set():
-            if self.node is None or self.node.poll() is not None:
-                if self.node is not None:
-                    code = self.node.returncode
-                    hint = "its node key is not registered: ask the operator (mmlego coordinator flower-register)" \
-                        if code in UNREGISTERED_NODE else "restarting"
-                    self.event("supernode-exited", "error" if code in UNREGISTERED_NODE else "warning", code=code, hint=hint)
-                    if self.wait(delay):
-                        break
-                    delay = min(300.0, delay * 2)
-                command = supernode_command(self.cfg)
-                self.node = self.spawn(command, env=flower_env(self.cfg.state / "flower"))
-                self.event("supernode-started", superlink=self.cfg.flower.superlink, pid=self.node.pid)
+            if self.cfg.paired:
+                self.keep_node()
+            if self.cfg.evaluation.enabled and time.monotonic() >= next_poll:
+                self.evaluate()
+                next_poll = time.monotonic() + self.cfg.evaluation.poll_s
             if self.wait(1.0):
                 break
 
@@ -116,11 +144,12 @@ class Daemon:
             if self.stop.is_set():
                 return 0
             if self.once:
-                self.event("done", hint="--once: blocks are pushed; exiting (no SuperNode)")
-            elif self.cfg.paired:
-                self.supervise_node()
+                self.event("done", hint="--once: blocks are pushed; exiting (no SuperNode, no evaluation)")
+            elif self.cfg.paired or self.cfg.evaluation.enabled:
+                self.event("serving", supernode=self.cfg.paired, evaluation=self.cfg.evaluation.enabled)
+                self.serve()
             else:
-                self.event("idle", hint="no paired data: nothing more to do until stopped")
+                self.event("idle", hint="no paired data and evaluation switched off: nothing more to do until stopped")
                 self.stop.wait()
         except Interrupted:
             self.event("training-interrupted", hint="no block was written for the unfinished modality; it trains again on the next start")

@@ -1,6 +1,7 @@
 """A site's part in LegoFuse rounds, as plain handlers (the Flower ClientApp in
 :mod:`site_client.flower_app` only wraps them): say who the site is, and run one round of local
-fine-tuning on the site's paired patients. Only weights, the patient count and the mean loss
+fine-tuning on the site's paired training patients (never its validation patients, on which it
+scores the rounds' models). Only weights, the patient count and the mean loss
 leave the site; a failure is reported by its kind only (:class:`SiteFailure`)."""
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from flwr.app import ConfigRecord, RecordDict
 
 from common.artifacts.modelfile import load_model_folder
 from common.data.sitefolder import load_site_folder
+from common.data.splits import site_split
 from common.fuse import FuseConfig, fused_model, paired_only
 from common.fuse.wire import site_round
-from common.lego import LegoMerge
+from common.lego import LegoEnsemble, LegoMerge
 
 from .config import SiteConfig, load_site_config
 
@@ -81,9 +83,12 @@ def train(content: RecordDict, node_config: dict[str, Any]) -> RecordDict:
     settings.pop("layout", None)
     fuse = FuseConfig.from_dict(settings)
     merged, record = load_model_folder(model_folder(cfg, model_id))
-    assert isinstance(merged, LegoMerge), "fuse rounds start from a merge version"
+    if not isinstance(merged, (LegoMerge, LegoEnsemble)):
+        raise ValueError(f"fuse rounds start from a merge or ensemble version; {model_id} is a {record.recipe}")
     model = fused_model(merged.block_list, fuse.mode, record.parameters)
-    data = paired_only(load_site_folder(cfg.data), model.modalities)
+    everyone = load_site_folder(cfg.data)
+    rows, _ = site_split(everyone, cfg.train.val_fraction, cfg.train.seed)  # never the validation patients it scores on
+    data = paired_only(everyone.subset(rows), model.modalities)
     if len(data) < cfg.min_cell_size:  # the patient count goes back with the weights
         log.warning("%d paired patients, fewer than the minimum cell size %d ([privacy] min_cell_size): not taking part",
                     len(data), cfg.min_cell_size)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from common.lego import BlockConfig, EncoderConfig, LegoBlock, ModalityInput
@@ -49,3 +51,18 @@ def mutate_bytes(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
             lines.insert(i, lines[(i + value) % len(lines)])  # a duplicated or moved line
             out = bytearray(b"\n".join(lines))
     return bytes(out)
+
+
+def edit_site_toml(path: Path, **changes: object) -> Path:
+    """Change settings of a site.toml as its engineer would, through the one schema and writer:
+    ``edit_site_toml(p, data="...", task="t1", **{"train.epochs": 4})``."""
+    import tomllib
+
+    from common.sitetoml import SiteFile, render
+
+    raw = tomllib.loads(path.read_text())
+    for key, value in changes.items():
+        section, _, name = key.rpartition(".")
+        (raw.setdefault(section, {}) if section else raw)[name] = value
+    path.write_text(render(SiteFile.model_validate(raw)))
+    return path

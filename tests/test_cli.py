@@ -101,8 +101,9 @@ def test_bench_quick_writes_the_report(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     doc = json.loads((tmp_path / "results.json").read_text())
     methods = {r["method"] for r in doc["rows"]}
-    assert {"block:genes", "block:clinical", "encoder:genes", "legomerge", "legofuse-stack", "legofuse-weave", "ensemble",
-            "late-concat", "early-fusion", "classical", "fig6:legomerge@0.5", "fig6:ensemble@1"} <= methods
+    assert {"block:genes", "block:clinical", "encoder:genes", "legomerge", "merge-chosen", "legofuse-stack", "legofuse-weave",
+            "ensemble", "late-concat", "early-fusion", "classical", "fig6:legomerge@0.5", "fig6:ensemble@1"} <= methods
+    assert doc["meta"]["merge_chosen"]["nki70/seed0"] in ("uniform", "ensemble")  # picked on the validation split
     for r in doc["rows"]:
         assert r["seeds"] == [0] and 0.0 <= r["mean"] <= 1.0
     assert doc["meta"]["command"] == f"mmlego bench --datasets nki70 --quick --workers 1 --out {tmp_path}"

@@ -62,6 +62,7 @@ def benchmark(cfg: BenchConfig, out: Path, workers: int = 1, device: str = "auto
         "seconds_per_method": _mean_of(results, "seconds"),
         "validation_metric_mean": _mean_of(results, "val"),
         "split_sizes": {f"{r.dataset}/seed{r.seed}": r.n for r in results},
+        "merge_chosen": {f"{r.dataset}/seed{r.seed}": r.chosen for r in results if r.chosen},
     }
     return write_report(results, meta, out)
 

@@ -11,7 +11,8 @@ import numpy as np
 
 from .runner import OVERLAPS, JobResult
 
-FIXED_ORDER = ("legomerge", "legofuse-stack", "legofuse-weave", "ensemble", "late-concat", "early-fusion", "classical")
+FIXED_ORDER = ("legomerge", "merge-chosen", "legofuse-stack", "legofuse-weave", "ensemble", "late-concat", "early-fusion",
+               "classical")
 
 
 def aggregate(results: Sequence[JobResult]) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from ..train import fit, predict_scores
 from .baselines import Classical, EncoderModel, LateConcat, early_fusion
 
 CORE_METHODS = ("blocks", "legomerge", "legofuse-stack", "legofuse-weave")
-ALL_METHODS = (*CORE_METHODS, "encoders", "ensemble", "late-concat", "early-fusion", "classical")
+ALL_METHODS = (*CORE_METHODS, "encoders", "ensemble", "merge-chosen", "late-concat", "early-fusion", "classical")
 OVERLAPS = (0.0, 0.5, 1.0)  # symmetric difference of the two blocks' training patients (Figure 6)
 LARGE_TRAIN = 1000  # training patients from which batches are doubled
 
@@ -63,6 +63,7 @@ class JobResult:
     predictions: dict[str, list[Any]] = field(default_factory=dict)  # test scores of a few models, for plots
     targets: dict[str, list[Any]] = field(default_factory=dict)
     n: dict[str, int] = field(default_factory=dict)
+    chosen: str = ""  # the candidate the chosen merge picked on validation
 
 
 def ensemble_scores(task: TaskSpec, blocks: Sequence[LegoBlock], data: MultimodalDataset) -> np.ndarray:
@@ -77,6 +78,29 @@ def ensemble_scores(task: TaskSpec, blocks: Sequence[LegoBlock], data: Multimoda
         count += w
     assert total is not None
     return total / (np.maximum(count, 1) if total.ndim == 1 else np.maximum(count, 1)[:, None])
+
+
+def chosen_merge(blocks: Sequence[LegoBlock], val: MultimodalDataset, task: TaskSpec) -> tuple[torch.nn.Module, str]:
+    """What ``coordinator merge --recipe auto`` would publish if the validation split were one
+    site: the same candidates and the same rule (common.evaluation.selection)."""
+    import hashlib
+
+    from ..artifacts.modelfile import recipe_model, weights_parameter
+    from ..evaluation import consortium
+    from ..evaluation.scoring import score_models
+    from ..evaluation.selection import BlockInfo, choose, first_candidates, publishable
+
+    infos = [BlockInfo(hashlib.sha256(f"{i}:{b.modality}".encode()).hexdigest(), "validation", b.modality) for i, b in enumerate(blocks)]
+    by_id = {info.block_id: b for info, b in zip(infos, blocks, strict=True)}
+    candidates = [c for c in first_candidates(infos) if publishable(c, infos)]
+    models = [recipe_model(c.kind, [by_id[i] for i in c.block_ids], {"latent_merge": c.latent_merge, "head_merge": c.head_merge,
+                                                                     **weights_parameter(c.weights)}) for c in candidates]
+    scores = score_models([(m, m.modalities) for m in models], val, task, min_cell=1)
+    reference = {"validation": scores[0]} if scores[0] is not None else None
+    results = {c.candidate_id: consortium({"validation": s}, reference) for c, s in zip(candidates, scores, strict=True)
+               if s is not None}
+    pick = choose(candidates, results)
+    return models[candidates.index(pick.candidate)], pick.candidate.candidate_id
 
 
 def overlap_subsets(n: int, s: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -138,6 +162,13 @@ def run_job(dataset: str, seed: int, cfg: BenchConfig, threads: int | None = Non
     if "ensemble" in cfg.methods:
         out.val["ensemble"] = metric(task, ensemble_scores(task, blocks, val), val.targets())
         _timed(out, "ensemble", lambda: measured(ensemble_scores(task, blocks, test), "ensemble"))
+    if "merge-chosen" in cfg.methods:
+        def chosen() -> float:
+            model, name = chosen_merge(blocks, val, task)
+            out.val["merge-chosen"] = metric(task, predict_scores(model, val, task), val.targets())
+            out.chosen = name
+            return score(model, "merge-chosen")
+        _timed(out, "merge-chosen", chosen)
     for mode in ("stack", "weave"):
         if f"legofuse-{mode}" in cfg.methods:
             def fuse(mode: str = mode) -> float:

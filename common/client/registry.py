@@ -22,15 +22,20 @@ from .. import serde
 from ..artifacts import IntegrityError, SignatureError, read_block_files, verify
 from ..artifacts.blockfile import MANIFEST, MANIFEST_VIEW, SIGNATURE, WEIGHTS
 from ..artifacts.modelfile import load_model_folder, write_model_folder
+from ..evaluation import Consortium
+from ..evaluation.candidates import EvaluationJob, JobStatus, SiteReport
 from ..fileio import atomic_write
+from ..pb.mmlego.v1 import evaluation_pb2 as epb
+from ..pb.mmlego.v1 import evaluation_pb2_grpc as epb_grpc
 from ..pb.mmlego.v1 import registry_pb2 as pb
 from ..pb.mmlego.v1 import registry_pb2_grpc as pb_grpc
 from ..pki import identity_from_cert
-from ..records import BlockRecord, ModelRecord, SiteRecord, TaskRecord, UploadData, UploadHeader
+from ..records import BlockRecord, ModelRecord, Recommendation, SiteRecord, TaskRecord, UploadData, UploadHeader
 from .connect import CHUNK_BYTES, TLSFiles, open_channel
 from .errors import CallError
 
 log = logging.getLogger("mmlego.client")
+WAIT_S = 600.0  # what a call that waits for the sites' scores assumes the coordinator's deadline is, when not told
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED,
              grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
@@ -58,6 +63,7 @@ class RegistryClient:
         self.address = address
         self.channel, self.metadata = open_channel(address, tls, insecure)
         self.stub = pb_grpc.BlockRegistryStub(self.channel)
+        self.evaluation = epb_grpc.EvaluationStub(self.channel)
         self.ca = x509.load_pem_x509_certificate(tls.ca.read_bytes())
         self.timeout_s = timeout_s
         self.rng = random.Random()
@@ -72,8 +78,9 @@ class RegistryClient:
         self.close()
 
     def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        stub = self.evaluation if hasattr(self.evaluation, method) else self.stub
         try:
-            return getattr(self.stub, method)(request, timeout=timeout or self.timeout_s, metadata=self.metadata)
+            return getattr(stub, method)(request, timeout=timeout or self.timeout_s, metadata=self.metadata)
         except grpc.RpcError as exc:
             raise CallError.of(exc) from None
 
@@ -109,14 +116,50 @@ class RegistryClient:
     def create_task(self, task: TaskRecord) -> TaskRecord:
         return serde.task_from_pb(self.call("CreateTask", serde.task_to_pb(task)))
 
-    def merge(self, task_id: str, latent_merge: str = "", head_merge: str = "") -> ModelRecord:
-        req = pb.MergeRequest(task_id=task_id, latent_merge=latent_merge, head_merge=head_merge)
-        return serde.model_from_pb(self.call("Merge", req, timeout=600))
+    def merge(self, task_id: str, latent_merge: str = "", head_merge: str = "", recipe: str = "",
+              deadline_s: float = 0.0) -> ModelRecord:
+        """A new version by ``recipe`` (uniform, ensemble or auto); the call waits while the sites
+        score it (at most ``deadline_s``; 0: the coordinator's default)."""
+        req = pb.MergeRequest(task_id=task_id, latent_merge=latent_merge, head_merge=head_merge, recipe=recipe,
+                              deadline_s=deadline_s)
+        return serde.model_from_pb(self.call("Merge", req, timeout=(deadline_s or WAIT_S) + 120))
 
-    def fuse(self, model_id: str, rounds: int = 0, epochs: int = 0, timeout_s: float = 3600.0) -> ModelRecord:
+    def fuse(self, model_id: str, rounds: int = 0, epochs: int = 0, patience: int = 0, deadline_s: float = 0.0,
+             timeout_s: float = 3600.0) -> ModelRecord:
         """Run LegoFuse rounds from a merge version on the paired sites; waits for the new version."""
-        req = pb.FuseRequest(model_id=model_id, rounds=rounds, epochs=epochs)
+        req = pb.FuseRequest(model_id=model_id, rounds=rounds, epochs=epochs, patience=patience, deadline_s=deadline_s)
         return serde.model_from_pb(self.call("Fuse", req, timeout=timeout_s))
+
+    # ---- federated evaluation ------------------------------------------------------------------
+    def pending_evaluations(self, task_id: str = "") -> list[EvaluationJob]:
+        """Open jobs this site has not answered (they count as delivered to it from now on)."""
+        reply = self.call("PendingEvaluations", epb.PendingEvaluationsRequest(task_id=task_id))
+        return [serde.job_from_pb(j) for j in reply.jobs]
+
+    def download_candidate(self, job_id: str, candidate_id: str, sha256: str) -> bytes:
+        """A candidate's own weights, checked against the sha256 the job names."""
+        _, data = self._download("DownloadCandidate", epb.DownloadCandidateRequest(job_id=job_id, candidate_id=candidate_id),
+                                 header=False, stub=self.evaluation)
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise IntegrityError(f"the weights of candidate {candidate_id} of {job_id} do not match their sha256")
+        return data
+
+    def report(self, report: SiteReport) -> int:
+        """Send this site's answer to one job; returns how many scores the coordinator kept."""
+        return int(self.call("ReportEvaluation", serde.report_to_pb(report)).accepted)
+
+    def evaluations(self, task_id: str = "", open_only: bool = False) -> list[JobStatus]:
+        reply = self.call("ListEvaluations", epb.ListEvaluationsRequest(task_id=task_id, open_only=open_only))
+        return [serde.status_from_pb(s) for s in reply.evaluations]
+
+    def evaluate(self, model_ids: list[str], deadline_s: float = 0.0) -> tuple[JobStatus, dict[str, Consortium]]:
+        """Ask the sites to score stored versions; waits for their reports (at most the deadline)."""
+        reply = self.call("Evaluate", epb.EvaluateRequest(model_ids=model_ids, deadline_s=deadline_s),
+                          timeout=(deadline_s or WAIT_S) + 120)
+        return serde.status_from_pb(reply.status), dict(serde.result_from_pb(r) for r in reply.results)
+
+    def recommended(self, task_id: str) -> Recommendation:
+        return serde.recommendation_from_pb(self.call("GetRecommended", epb.GetRecommendedRequest(task_id=task_id)))
 
     def withdraw(self, site: str, reason: str) -> SiteRecord:
         return serde.site_from_pb(self.call("WithdrawSite", pb.WithdrawSiteRequest(site=site, reason=reason)))
@@ -181,10 +224,10 @@ class RegistryClient:
                 sent += len(buf)
 
     # ---- pull --------------------------------------------------------------------------------
-    def _download(self, method: str, request: Any) -> tuple[Any, bytes]:
+    def _download(self, method: str, request: Any, header: bool = True, stub: Any = None) -> tuple[Any, bytes]:
         head, parts, received = None, list[bytes](), 0
         try:
-            for msg in getattr(self.stub, method)(request, timeout=600, metadata=self.metadata):
+            for msg in getattr(stub or self.stub, method)(request, timeout=600, metadata=self.metadata):
                 part = msg.WhichOneof("part")
                 if part in ("block", "model"):
                     head = getattr(msg, part)
@@ -195,7 +238,7 @@ class RegistryClient:
                     received += len(msg.data)
         except grpc.RpcError as exc:
             raise CallError.of(exc) from None
-        if head is None:
+        if head is None and header:
             raise IntegrityError(f"{method} sent no record")
         return head, b"".join(parts)
 

@@ -64,6 +64,7 @@ class MultimodalDataset:
     n_classes: int = 0
     groups: np.ndarray | None = None  # optional site/study label per patient
     meta: dict[str, str] = field(default_factory=dict)
+    holdout: np.ndarray | None = None  # optional bool per patient: a designated validation patient (never trained on)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -89,7 +90,7 @@ class MultimodalDataset:
         return replace(self, ids=[self.ids[i] for i in ix],
                        modalities={k: v.subset(t) for k, v in self.modalities.items()},
                        time=pick(self.time), event=pick(self.event), label=pick(self.label),
-                       groups=pick(self.groups))
+                       groups=pick(self.groups), holdout=pick(self.holdout))
 
     def select_modalities(self, names: Sequence[str]) -> MultimodalDataset:
         missing = [m for m in names if m not in self.modalities]
@@ -106,3 +107,62 @@ class MultimodalDataset:
 
     def inputs(self, idx: torch.Tensor | None = None) -> dict[str, ModalityInput]:
         return {k: v.to_input(idx) for k, v in self.modalities.items()}
+
+
+def concat_datasets(datasets: Sequence[MultimodalDataset], union: bool = False) -> MultimodalDataset:
+    """Patients of several datasets with the same task and modalities, one after the other
+    (sequences padded to the longest); the first dataset's name. ``union``: the datasets may hold
+    different modalities; a patient of a dataset without one lacks it."""
+    if not datasets:
+        raise ValueError("nothing to concatenate")
+    if len(datasets) == 1:
+        return datasets[0]
+    first = datasets[0]
+    names = list(first.modalities)
+    if union:
+        names = list(dict.fromkeys(m for d in datasets for m in d.modalities))
+        datasets = [_with_modalities(d, {m: next(x.modalities[m] for x in datasets if m in x.modalities) for m in names})
+                    for d in datasets]
+    for d in datasets[1:]:
+        if d.task != first.task or list(d.modalities) != names:
+            raise ValueError(f"cannot pool {d.name!r} ({d.task}, {list(d.modalities)}) with {first.name!r} ({first.task}, {names})")
+    mods = {}
+    for m in names:
+        parts = [d.modalities[m] for d in datasets]
+        if len({p.kind for p in parts}) != 1 or len({p.n_features for p in parts}) != 1:
+            raise ValueError(f"modality {m} has different kinds or features in different datasets; they cannot be pooled")
+        if parts[0].kind == "tabular":
+            x, mask = torch.cat([p.x for p in parts]), None
+        else:
+            steps = max(p.x.shape[1] for p in parts)
+            x = torch.cat([torch.nn.functional.pad(p.x, (0, 0, 0, steps - p.x.shape[1])) for p in parts])
+            mask = torch.cat([torch.nn.functional.pad(p.mask, (0, steps - p.x.shape[1])) for p in parts])  # type: ignore[arg-type]
+        mods[m] = ModalityData(parts[0].kind, x, torch.cat([p.present for p in parts]), parts[0].features, mask)
+
+    def cat(name: str) -> np.ndarray | None:
+        values = [getattr(d, name) for d in datasets]
+        if all(v is None for v in values):
+            return None
+        if name == "holdout":
+            values = [np.zeros(len(d), dtype=bool) if v is None else v for d, v in zip(datasets, values, strict=True)]
+        if any(v is None for v in values):
+            return None
+        return np.concatenate(values)
+
+    return MultimodalDataset(first.name, first.task, [i for d in datasets for i in d.ids], mods, time=cat("time"),
+                             event=cat("event"), label=cat("label"), n_classes=max(d.n_classes for d in datasets),
+                             groups=cat("groups"), meta=dict(first.meta), holdout=cat("holdout"))
+
+
+def _with_modalities(d: MultimodalDataset, like: dict[str, ModalityData]) -> MultimodalDataset:
+    """``d`` with every modality of ``like`` in that order; one it lacks is absent for all its patients."""
+    mods = {}
+    for m, ref in like.items():
+        if m in d.modalities:
+            mods[m] = d.modalities[m]
+            continue
+        n = len(d)
+        x = torch.zeros((n, *ref.x.shape[1:]), dtype=ref.x.dtype)
+        mask = None if ref.mask is None else torch.zeros((n, ref.mask.shape[1]), dtype=torch.bool)
+        mods[m] = ModalityData(ref.kind, x, torch.zeros(n, dtype=torch.bool), ref.features, mask)
+    return replace(d, modalities=mods)

@@ -42,6 +42,9 @@ def export_site_folder(data: MultimodalDataset, out: str | Path) -> Path:
     if data.groups is not None:
         labels["group"] = data.groups.astype(str)
         label_cols += '\ngroup = "group"'
+    if data.holdout is not None:
+        labels["split"] = np.where(data.holdout, "validation", "train")
+        label_cols += '\nsplit = "split"'
     labels.to_csv(root / "labels.csv", index=False)
     lines += ["", "[labels]", 'file = "labels.csv"', 'id = "patient_id"', label_cols]
     for name, mod in data.modalities.items():

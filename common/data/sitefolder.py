@@ -41,6 +41,10 @@ class LabelsSpec(_Strict):
     event: str | None = None  # survival: 1 = event, 0 = censored
     label: str | None = None  # classification: integer class 0..K-1
     group: str | None = None  # optional site/study column, kept for multi-site scenarios
+    # optional: "train" or "validation" per patient. Validation patients are never trained on: the
+    # site's blocks stop early on them and the site scores model versions on them (federated
+    # evaluation). Without it the site draws its validation patients at random ([train] val_fraction).
+    split: str | None = None
 
 
 class ModalitySpec(_Strict):
@@ -227,7 +231,7 @@ def load_site_folder(folder: str | Path, outcomes: bool = True) -> MultimodalDat
     lpath = root / spec.labels.file
     labels = read_table(lpath, spec.labels.id)
     outcome_cols = (spec.labels.time, spec.labels.event, spec.labels.label) if outcomes else ()
-    cols = [c for c in (spec.labels.id, *outcome_cols, spec.labels.group) if c]
+    cols = [c for c in (spec.labels.id, *outcome_cols, spec.labels.group, spec.labels.split) if c]
     _require(labels, lpath, cols)
     ids = _ids(labels, lpath, spec.labels.id, unique=True)
     if outcomes and len(ids) < MIN_PATIENTS:
@@ -274,6 +278,21 @@ def load_site_folder(folder: str | Path, outcomes: bool = True) -> MultimodalDat
         loader = _tabular if mspec.kind == "tabular" else _sequence
         modalities[name] = loader(mspec, root, index)
     groups = labels[spec.labels.group].astype(str).to_numpy() if spec.labels.group else None
+    holdout = _split(labels, lpath, spec.labels.split, ids) if spec.labels.split else None
     meta = {"source": str(root)} | ({} if outcomes else {"outcomes": "placeholders (loaded for prediction)"})
     return MultimodalDataset(name=spec.name, task=spec.task, ids=ids, modalities=modalities, time=time, event=event,
-                             label=label, n_classes=n_classes, groups=groups, meta=meta)
+                             label=label, n_classes=n_classes, groups=groups, meta=meta, holdout=holdout)
+
+
+SPLIT_VALUES = {"train": False, "validation": True, "val": True}
+
+
+def _split(labels: pd.DataFrame, path: Path, col: str, ids: list[str]) -> np.ndarray:
+    """The split column as a bool array: True = a validation patient."""
+    values = labels[col].astype(str).str.strip().str.lower()
+    bad = ~values.isin(list(SPLIT_VALUES))
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(str(path), f"split must be 'train' or 'validation', got {labels[col].iloc[i]!r}", column=col,
+                        row=i + 1, patient=ids[i])
+    return values.map(SPLIT_VALUES).to_numpy(dtype=bool)

@@ -39,6 +39,26 @@ def random_split(n: int, seed: int, fractions: tuple[float, float, float] = (0.7
     return Split(train, val, test)
 
 
+def site_split(data: MultimodalDataset, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A site's own split of its patients: (training rows, validation rows). Validation patients
+    are never trained on: every block of the site stops early on them, and the site scores model
+    versions on them (federated evaluation). A ``split`` column in the site's data (``holdout``)
+    names them; otherwise a seeded, stratified share ``val_fraction`` is drawn. Patient-level, so
+    one patient is on the same side for every modality (a block's training patients are never
+    another block's validation patients)."""
+    if data.holdout is not None:
+        val = np.flatnonzero(data.holdout)
+        train = np.flatnonzero(~data.holdout)
+        if val.size == 0 or train.size == 0:
+            raise ValueError(f"the data's split column marks {val.size} validation and {train.size} training patients; "
+                             "both are needed")
+        return train, val
+    strata = data.event if data.task == "survival" else data.label
+    half = val_fraction / 2
+    split = random_split(len(data), seed, fractions=(1 - 2 * half, half, half), stratify=strata)
+    return split.train, np.sort(np.concatenate([split.val, split.test]))
+
+
 @dataclass(frozen=True)
 class Standardizer:
     """Per-feature mean/std of each modality, fitted on training rows that have the modality

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -27,17 +28,18 @@ class FuseConfig:
     """How LegoFuse rounds run; recorded on the fused version's model card."""
 
     mode: str = "stack"  # "stack" or "weave"
-    rounds: int = 2  # R federated rounds
+    rounds: int = 6  # R federated rounds at most (the run keeps the best round on consortium validation)
     epochs: int = 1  # E local epochs per round
     lr: float = 5e-4
     batch_size: int = 32
     proximal_mu: float = 0.0  # > 0: FedProx
     seed: int = 0
+    patience: int = 2  # stop after this many rounds without a better consortium validation metric
 
     def __post_init__(self) -> None:
         if self.mode not in FUSE_MODES:
             raise ValueError(f"fuse mode must be one of {', '.join(FUSE_MODES)}, got {self.mode!r}")
-        for name in ("rounds", "epochs", "batch_size"):
+        for name in ("rounds", "epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.proximal_mu < 0:
@@ -56,6 +58,14 @@ class FuseConfig:
     def to_dict(self) -> dict[str, str | int | float]:
         return asdict(self)
 
+    def to_run_config(self) -> dict[str, str | int | float]:
+        """As keys of a Flower run config (``batch-size``, ``proximal-mu``, ...)."""
+        return to_run_config(self)
+
+    @classmethod
+    def from_run_config(cls, rc: Mapping[str, object]) -> FuseConfig:
+        return from_run_config(cls, rc)
+
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> FuseConfig:
         known = set(cls.__dataclass_fields__)
@@ -65,9 +75,33 @@ class FuseConfig:
         return cls(**data)  # type: ignore[arg-type]
 
 
+T = TypeVar("T")
+
+
+def to_run_config(settings: Any) -> dict[str, str | int | float]:
+    """A settings dataclass as Flower run-config keys (``snake_case`` -> ``kebab-case``)."""
+    return {k.replace("_", "-"): v for k, v in asdict(settings).items()}
+
+
+def from_run_config(cls: type[T], rc: Mapping[str, object]) -> T:
+    """The settings of dataclass ``cls`` that a run config carries (the rest keep their defaults),
+    each converted to its default's type; ValueError if one does not fit."""
+    values: dict[str, Any] = {}
+    for name, f in cls.__dataclass_fields__.items():  # type: ignore[attr-defined]
+        key = name.replace("_", "-")
+        if key in rc:
+            values[name] = type(f.default)(rc[key])
+    return cls(**values)
+
+
 def fused_model(blocks: Sequence[LegoBlock], mode: str, parameters: dict[str, str] | None = None) -> LegoFuse:
-    """The LegoFuse a fuse run starts from: the merge version's blocks, in its order, and its head merge."""
-    return LegoFuse(list(blocks), mode=mode, head_merge=(parameters or {}).get("head_merge", "spherical"))  # type: ignore[arg-type]
+    """The LegoFuse a fuse run starts from: the version's blocks, in its order, and its (weighted)
+    head merge (an ensemble version: the spherical merge of its blocks' heads, with its weights)."""
+    from ..artifacts.modelfile import recipe_weights
+
+    params = parameters or {}
+    return LegoFuse(list(blocks), mode=mode, head_merge=params.get("head_merge", "spherical"),  # type: ignore[arg-type]
+                    head_weights=recipe_weights(params, len(blocks)))
 
 
 def paired_only(data: MultimodalDataset, modalities: Sequence[str]) -> MultimodalDataset:

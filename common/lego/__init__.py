@@ -10,6 +10,7 @@ from .encoders import (
     known_encoders,
     register_encoder,
 )
+from .ensemble import LegoEnsemble
 from .fourier import FOURIER_MODES, to_frequency, to_spatial
 from .head import LegoHead
 from .inputs import Inputs, ModalityInput, SingleModality
@@ -28,6 +29,7 @@ __all__ = [
     "Inputs",
     "LatentStep",
     "LegoBlock",
+    "LegoEnsemble",
     "LegoFuse",
     "LegoHead",
     "LegoMerge",

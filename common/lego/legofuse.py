@@ -32,7 +32,8 @@ class LegoFuse(nn.Module):
     """
 
     def __init__(self, blocks: Sequence[LegoBlock], mode: FuseMode = "stack",
-                 order: Sequence[int] | None = None, head_merge: str = "spherical") -> None:
+                 order: Sequence[int] | None = None, head_merge: str = "spherical",
+                 head_weights: Sequence[float] | None = None) -> None:
         super().__init__()
         if mode not in FUSE_MODES:
             raise ValueError(f"unknown fuse mode {mode!r}; known: {', '.join(FUSE_MODES)}")
@@ -56,7 +57,7 @@ class LegoFuse(nn.Module):
                 freqs = [to_frequency(b.latent.detach()[None], self.fourier) for b in blocks]
                 start = to_spatial(LATENT_MERGES.get("harmonic")(freqs, None), self.fourier).real[0]
         self.latent = nn.Parameter(start)  # (c, d), a copy: never a block's own parameter
-        self.head = merged_head(blocks, head_merge)
+        self.head = merged_head(blocks, head_merge, head_weights)  # the merge version's (weighted) head
 
     def schedule(self) -> list[tuple[int, int]]:
         """(block, step) pairs in execution order."""

@@ -12,6 +12,7 @@ from .block import LegoBlock
 from .head import LegoHead
 from .inputs import Inputs, batch_size, presence
 from .merge import HEAD_MERGES, LATENT_MERGES
+from .merge.latent import block_weights
 
 
 def check_compatible(blocks: Sequence[LegoBlock]) -> None:
@@ -27,36 +28,27 @@ def check_compatible(blocks: Sequence[LegoBlock]) -> None:
                 raise ValueError(f"block {i} ({c.modality}) has {name} {mine}, block 0 ({ref.modality}) has {theirs}")
 
 
-def merged_head(blocks: Sequence[LegoBlock], method: str = "spherical") -> LegoHead:
-    """A new head whose weights are the merge of the blocks' heads."""
+def merged_head(blocks: Sequence[LegoBlock], method: str = "spherical", weights: Sequence[float] | None = None) -> LegoHead:
+    """A new head whose weights are the (weighted) merge of the blocks' heads."""
     cfg = blocks[0].config
     head = LegoHead(cfg.latent_dim, cfg.task.n_outputs)
-    state = HEAD_MERGES.get(method)([b.head.state_dict() for b in blocks])
+    states = [b.head.state_dict() for b in blocks]
+    state = HEAD_MERGES.get(method)(states) if weights is None else HEAD_MERGES.get(method)(states, list(weights))
     head.load_state_dict(state)
     return head.to(blocks[0].latent.device)
 
 
-class LegoMerge(nn.Module):
-    """Each present block encodes and updates its own latent; the latents are merged
-    (:func:`merge_latents`), and the head merged from the present blocks' heads predicts.
+class BlockSet(nn.Module):
+    """Trained, compatible blocks and optional per-block weights (> 0): what LegoMerge and the
+    ensemble of blocks are built from."""
 
-    Per sample, only the blocks whose modality it has take part, so a patient with one
-    modality gets exactly that block's prediction. Blocks may share a modality (two sites
-    with the same data type); each block reads ``inputs[block.modality]``.
-    """
-
-    def __init__(self, blocks: Sequence[LegoBlock], latent_merge: str = "harmonic",
-                 head_merge: str = "spherical") -> None:
+    def __init__(self, blocks: Sequence[LegoBlock], weights: Sequence[float] | None = None) -> None:
         super().__init__()
         check_compatible(blocks)
         self.blocks = nn.ModuleList(blocks)
         self._block_list: list[LegoBlock] = list(blocks)  # typed view of the same modules
-        self.latent_merge = latent_merge
-        self.head_merge = head_merge
-        self._merge = LATENT_MERGES.get(latent_merge)
-        HEAD_MERGES.get(head_merge)  # fail early on an unknown name
-        self.head = merged_head(blocks, head_merge)  # all blocks present
-        self._subset_heads: dict[tuple[int, ...], LegoHead] = {}
+        self.weights = None if weights is None else tuple(float(w) for w in weights)
+        block_weights(self.weights, len(blocks))  # checked before any work
 
     @property
     def task(self) -> TaskSpec:
@@ -70,6 +62,27 @@ class LegoMerge(nn.Module):
     def modalities(self) -> list[str]:
         return [b.modality for b in self._block_list]
 
+
+class LegoMerge(BlockSet):
+    """Each present block encodes and updates its own latent; the latents are merged
+    (:func:`merge_latents`), and the head merged from the present blocks' heads predicts.
+
+    Per sample, only the blocks whose modality it has take part, so a patient with one
+    modality gets exactly that block's prediction. Blocks may share a modality (two sites
+    with the same data type); each block reads ``inputs[block.modality]``. ``weights`` (one > 0
+    per block; default equal) weight the latent merge and the head merge alike.
+    """
+
+    def __init__(self, blocks: Sequence[LegoBlock], latent_merge: str = "harmonic",
+                 head_merge: str = "spherical", weights: Sequence[float] | None = None) -> None:
+        super().__init__(blocks, weights)
+        self.latent_merge = latent_merge
+        self.head_merge = head_merge
+        self._merge = LATENT_MERGES.get(latent_merge)
+        HEAD_MERGES.get(head_merge)  # fail early on an unknown name
+        self.head = merged_head(blocks, head_merge, self.weights)  # all blocks present
+        self._subset_heads: dict[tuple[int, ...], LegoHead] = {}
+
     def head_for(self, subset: tuple[int, ...]) -> nn.Module:
         """The head for samples that have exactly the blocks in ``subset``."""
         if len(subset) == 1:
@@ -77,7 +90,8 @@ class LegoMerge(nn.Module):
         if len(subset) == len(self.blocks):
             return self.head
         if subset not in self._subset_heads:
-            self._subset_heads[subset] = merged_head([self._block_list[i] for i in subset], self.head_merge)
+            w = None if self.weights is None else [self.weights[i] for i in subset]
+            self._subset_heads[subset] = merged_head([self._block_list[i] for i in subset], self.head_merge, w)
         return self._subset_heads[subset]
 
     def block_latents(self, inputs: Inputs) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -97,7 +111,8 @@ class LegoMerge(nn.Module):
 
     def merged_latent(self, inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
         latents, present = self.block_latents(inputs)
-        return self._merge(latents, present), present
+        merged = self._merge(latents, present) if self.weights is None else self._merge(latents, present, self.weights)
+        return merged, present
 
     def forward(self, inputs: Inputs) -> torch.Tensor:
         merged, present = self.merged_latent(inputs)

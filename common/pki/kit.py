@@ -62,20 +62,12 @@ def enroll_site(ca: CertificateAuthority, site: str, modalities: list[str], out:
                                                                serialization.NoEncryption()))
     write_public(root / "flower-node.pub", node.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                                                           serialization.PublicFormat.OpenSSH) + b"\n")
-    mods = ", ".join(f'"{m}"' for m in identity.modalities)
-    write_public(root / "site.toml", (
-        f'# Site kit for {site}; keys in this folder. Fill in the data folder before `mmlego site train`.\n'
-        f'site = "{site}"\nmodalities = [{mods}]\npaired = {str(paired).lower()}\n'
-        f'coordinator = "{coordinator}"\ndata = "data"  # the site data folder (data.toml), relative to this file\n'
-        'task = ""  # the task id the operator created (or pass --task)\n'
-        'blocks = "blocks"  # trained, signed blocks (writable)\n'
-        'state = "."  # the site\'s Flower home and pulled model versions (writable)\n\n'
-        '[tls]\ncert = "tls.crt"\nkey = "tls.key"\nca = "ca.crt"\n\n'
-        '[signing]\nkey = "signing.key"\n\n[flower]\nnode_key = "flower-node.key"\nnode_pub = "flower-node.pub"\n'
-        f'superlink = "{superlink}"  # the consortium\'s Flower SuperLink (paired sites)\n'
-        'port = 9094  # this SuperNode\'s local port (loopback; one per SuperNode on a machine)\n\n'
-        '[privacy]\nmin_cell_size = 5  # no count of fewer patients leaves the site (block stats, class weights, fuse rounds)\n'
-        ).encode())
+    from ..sitetoml import FlowerSection, SiteFile, render
+
+    site_file = SiteFile(site=site, modalities=list(identity.modalities), paired=paired, coordinator=coordinator,
+                         flower=FlowerSection(superlink=superlink))
+    write_public(root / "site.toml", render(site_file, f"Site kit for {site}; keys in this folder. Fill in the data folder "
+                                                       "and the task before `mmlego site run`.").encode())
     return root
 
 

@@ -9,12 +9,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 
-import numpy as np
 import torch
 from pydantic import Field
 
 from ..data.dataset import MultimodalDataset
-from ..data.splits import Standardizer, random_split
+from ..data.splits import Standardizer, site_split
 from ..lego import EncoderConfig, LegoBlock, SingleModality
 from ..records import TaskRecord
 from ..tasks import TaskSpec, inverse_frequency_weights
@@ -72,12 +71,12 @@ def train_modality(data: MultimodalDataset, modality: str, task: TaskRecord, t: 
     stats. Nothing that travels with the block reveals a count below ``min_cell`` (the site's
     minimum cell size): fewer training patients than that is refused, smaller counts are left
     out of the stats, and class weights treat a smaller class as if it had ``min_cell`` patients."""
-    has = np.flatnonzero(data.modalities[modality].present.numpy())
-    own = data.subset(has).select_modalities([modality])
-    strata = own.event if own.task == "survival" else own.label
-    half = t.val_fraction / 2
-    split = random_split(len(own), t.seed, fractions=(1 - 2 * half, half, half), stratify=strata)
-    train, val = own.subset(split.train), own.subset(np.concatenate([split.val, split.test]))
+    has = data.modalities[modality].present.numpy()
+    rows, val_rows = site_split(data, t.val_fraction, t.seed)
+    train = data.subset(rows[has[rows]]).select_modalities([modality])
+    val = data.subset(val_rows[has[val_rows]]).select_modalities([modality])
+    if len(val) == 0:
+        raise ValueError(f"modality {modality!r}: none of the site's validation patients has it; early stopping needs some")
     if len(train) < min_cell:
         raise ValueError(f"modality {modality!r} has {len(train)} training patients at this site; at least {min_cell} "
                          "(the site's [privacy] min_cell_size) are needed to train a block")
@@ -93,7 +92,7 @@ def train_modality(data: MultimodalDataset, modality: str, task: TaskRecord, t: 
     res = fit(SingleModality(block, modality), train, val, spec, tc, label=f"block:{modality}", stop=stop)
     stats = {"n_train": float(len(train)), "n_val": float(len(val)), "val_metric": float(res.best_metric),
              "epochs": float(res.epochs_run)}
-    if own.event is not None:
+    if train.event is not None:
         stats["n_events_train"] = float(train.event.sum())  # type: ignore[union-attr]
     for key in [k for k in COUNTS if k in stats and stats[k] < min_cell]:
         log.info("%s of %s is below the minimum cell size %d; not reported with the block", key, modality, min_cell)

@@ -17,20 +17,26 @@ app = typer.Typer(help="A whole consortium on this machine: coordinator, SuperLi
 
 @app.callback(invoke_without_command=True)
 def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
-                                          help="A built-in scenario (ovarian-4, nki70-3, pbc-3, scale) or a scenario TOML file."),
+                                          help="A built-in scenario (ovarian-4, nki70-3, pbc-3, ovarian-folders, scale) or a "
+                                               "scenario TOML file."),
              quick: bool = typer.Option(False, "--quick", help="Few epochs and a small latent: a fast end-to-end check."),
              out: Path | None = typer.Option(None, "--out", help="New folder for the run and its report (default: runs/SCENARIO-TIME)."),
              sites: int | None = typer.Option(None, "--sites", min=2, max=500, help="Number of sites (scale scenario only)."),
+             seeds: int | None = typer.Option(None, "--seeds", min=1, max=50,
+                                              help="Repeat the whole run for seeds 0..N-1 (the split, the assignment of patients, "
+                                                   "training) and report means and standard deviations over them."),
              parallel: int = typer.Option(8, "--parallel", min=1, max=500,
                                           help="At most this many sites train at once (each is a process of ~0.5 GB).")) -> None:
     """Run a simulated multi-site study end to end with the real system (processes on loopback,
-    mutual TLS, SQLite, Flower) and write report.md, report.json and plots."""
+    mutual TLS, SQLite, Flower) and write report.md, report.json and plots. Every model is compared
+    on the same test patients; every choice is made on the sites' validation patients only."""
     from common.client import CallError
     from common.tomlconfig import ConfigError
 
     from ..fuse_rounds import FuseError
     from .fleet import SimulationError
-    from .report import build_report, write_report
+    from .render import summarize, summary_table, write_report, write_summary
+    from .report import build_report
     from .run import simulate as run_consortium
     from .scenario import load_scenario, partition, scale_scenario
 
@@ -52,17 +58,23 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
     def on_term(*_: Any) -> None:
         raise KeyboardInterrupt
 
+    runs = [(scn, folder)] if seeds is None else [(scn.with_seed(k), folder / f"seed-{k}") for k in range(seeds)]
+    reports, files = [], []
     # Ctrl-C and SIGTERM both stop the run (SIGINT explicitly: a shell's background job starts with it ignored)
     previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        typer.echo(f"scenario {scn.name}{' (quick)' if quick else ''}: {scn.spec.description}")
-        part = partition(scn)
-        loaded = time.monotonic() - t0
-        run = run_consortium(scn, part, folder, say, parallel)
-        say("measuring every model on the held-out test set" + (", with centralized references and the FedAvg baseline"
-                                                                 if scn.spec.compare else ""))
-        report = build_report(run, scn, part, {"load data and split": loaded})
-        files = write_report(report, folder)
+        for one, where in runs:
+            t = time.monotonic()
+            typer.echo(f"scenario {one.name}{' (quick)' if quick else ''}, seed {one.spec.seed}: {one.spec.description}")
+            part = partition(one)
+            loaded = time.monotonic() - t
+            run = run_consortium(one, part, where, say, parallel)
+            say("measuring every model on the held-out test patients" + (", with centralized references, the FedAvg baseline "
+                                                                         "and the pooled reference" if one.spec.compare else ""))
+            reports.append(build_report(run, one, part, {"load data and split": loaded}))
+            files = write_report(reports[-1], where)
+        if seeds is not None:
+            files = write_summary(summarize(reports), folder)
     except KeyboardInterrupt:
         raise fail("interrupted; every process of the run was stopped", 130) from None
     except (ConfigError, SimulationError) as exc:
@@ -70,11 +82,15 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
     except OSError as exc:  # e.g. the disk is full
         raise fail(f"{exc.filename or folder}: {exc.strerror or exc}", EXIT_FAILED) from None
     except (FuseError, CallError, RuntimeError, ValueError) as exc:  # a step of the run failed: its own message
-        raise fail(f"{type(exc).__name__}: {exc} (logs in {folder / 'logs'})", EXIT_FAILED) from None
+        raise fail(f"{type(exc).__name__}: {exc} (logs in {folder})", EXIT_FAILED) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    failed = [name for name, ok in report["checks"].items() if not ok]
+    if reports[0].get("summary"):
+        typer.echo("")
+        typer.echo("\n".join(summary_table(summarize(reports))))
+        typer.echo("")
+    failed = sorted({f"seed {r['seed']}: {name}" for r in reports for name, ok in r["checks"].items() if not ok})
     typer.echo(f"done in {time.monotonic() - t0:.0f} s; report: {files[1]} (also {', '.join(f.name for f in files if f != files[1])})")
     if failed:
         raise fail(f"report checks failed: {'; '.join(failed)}", EXIT_FAILED)

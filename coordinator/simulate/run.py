@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -23,9 +24,11 @@ from common.client import RegistryClient, TLSFiles
 from common.data.export import export_site_folder
 from common.fuse import FuseConfig
 from common.pki import CertificateAuthority, enroll_admin, enroll_site, server_credentials
-from common.records import BlockRecord, ModelRecord, TaskRecord
+from common.records import BlockRecord, ModelRecord, Recommendation, TaskRecord
+from common.sitetoml import EvaluationSection, FlowerSection, SiteFile, render
 from common.tasks import TaskSpec, survival_bins
-from common.train.siteblock import BlockTraining
+from common.tomlconfig import ConfigError
+from common.train.siteblock import BlockTraining, SitePrivacy
 
 from ..config import load_config, render_config
 from ..launch import free_port
@@ -51,18 +54,28 @@ class RunResult:
     phases: dict[str, float] = field(default_factory=dict)  # phase -> seconds
     peaks: dict[str, int] = field(default_factory=dict)  # process -> peak RSS bytes
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # site -> daemon events
+    recommended: Recommendation | None = None
+    fuse_note: str = ""  # why no fused version was stored, when none was
+    fuse_detail: dict[str, Any] = field(default_factory=dict)  # the fuse run's record: rounds run (history), curve
 
 
 def task_record(scn: Scenario, part: Partition) -> TaskRecord:
-    """The task the operator creates. Survival bins come from the training patients' follow-up
-    (in a real consortium the operator fixes them; here they are computed from the sites' data)."""
+    """The task the operator creates. Survival bins come from the sites' training patients'
+    follow-up (in a real consortium the operator fixes them; here they are computed from the
+    sites' data), rounded to two decimals as an operator would write them: a quantile can be one
+    patient's exact event time, and the task travels in every block's manifest."""
     spec = scn.spec
     datasets = list(part.sites.values())
     kind = datasets[0].task
     if kind == "survival":
-        time_ = np.concatenate([np.asarray(d.time) for d in datasets])
-        event = np.concatenate([np.asarray(d.event) for d in datasets])
-        ts = TaskSpec("survival", n_bins=spec.n_bins, bin_edges=survival_bins(time_, event, spec.n_bins))
+        train = [d.subset(np.flatnonzero(~d.holdout)) if d.holdout is not None else d for d in datasets]
+        time_ = np.concatenate([np.asarray(d.time) for d in train])
+        event = np.concatenate([np.asarray(d.event) for d in train])
+        edges = sorted({round(e, 2) for e in survival_bins(time_, event, spec.n_bins)})
+        if len(edges) != spec.n_bins - 1:
+            raise ConfigError(f"scenario {spec.name}: the training patients' event times do not give {spec.n_bins} distinct "
+                              "time bins at two decimals")
+        ts = TaskSpec("survival", n_bins=spec.n_bins, bin_edges=tuple(edges))
     else:
         ts = TaskSpec("classification", n_classes=max(d.n_classes for d in datasets))
     modalities = tuple(sorted({m for s in spec.sites for m in s.modalities}))
@@ -78,11 +91,12 @@ def block_training(scn: Scenario) -> BlockTraining:
 
 def site_toml(name: str, modalities: list[str], paired: bool, coordinator: str, task: str, superlink: str, port: int,
               scn: Scenario) -> str:
-    mods = ", ".join(f'"{m}"' for m in modalities)
-    return (f'site = "{name}"\nmodalities = [{mods}]\npaired = {str(paired).lower()}\ncoordinator = "{coordinator}"\n'
-            f'data = "data"\ntask = "{task}"\nblocks = "blocks"\n\n[tls]\ncert = "tls.crt"\nkey = "tls.key"\nca = "ca.crt"\n\n'
-            f'[signing]\nkey = "signing.key"\n\n[flower]\nnode_key = "flower-node.key"\nnode_pub = "flower-node.pub"\n'
-            f'superlink = "{superlink}"\nport = {port}\n\n' + block_training(scn).toml())
+    """A simulated site's site.toml (the one writer, common.sitetoml): its kit's files, the
+    scenario's [train] settings and minimum cell size, and a short evaluation poll."""
+    f = SiteFile(site=name, modalities=modalities, paired=paired, coordinator=coordinator, task=task,
+                 flower=FlowerSection(superlink=superlink, port=port), train=block_training(scn),
+                 privacy=SitePrivacy(min_cell_size=scn.spec.min_cell_size), evaluation=EvaluationSection(poll_s=2.0))
+    return render(f, f"simulated site {name} (mmlego simulate, scenario {scn.name})")
 
 
 def site_env() -> dict[str, str]:
@@ -140,31 +154,35 @@ class _Missing(dict):  # type: ignore[type-arg]
         return "?"
 
 
-def simulate(scn: Scenario, part: Partition, out: Path, say: Say, parallel: int = 8, push_timeout_s: float = 3600.0,
-             relay: Relay | None = None) -> RunResult:
-    """Run the consortium of ``scn`` on ``part`` in ``out`` with at most ``parallel`` sites
-    training at once; every process is stopped on return or error."""
-    out.mkdir(parents=True, exist_ok=True)
-    if any(out.iterdir()):
-        raise SimulationError(f"{out} is not empty; give a new --out folder")
-    phases: dict[str, float] = {}
-    t0 = time.monotonic()
+@dataclass
+class Services:
+    """The run's coordinator side and who the sites are."""
+
+    address: str
+    admin_tls: TLSFiles
+    config_path: Path
+    task: TaskRecord
+    site_dirs: dict[str, Path]
+    fuse: bool  # a paired site exists and the scenario asks for rounds
+
+
+def setup(scn: Scenario, part: Partition, out: Path, relay: Relay | None) -> Services:
+    """CA, coordinator credentials and configuration, the task, every site's kit and data folder."""
     ca = CertificateAuthority.init(out / "ca")
-    port = free_port()
-    address = f"127.0.0.1:{port}"
+    address = f"127.0.0.1:{free_port()}"
     coord_dir = out / "coordinator"
     server_credentials(ca, "coordinator", ["127.0.0.1"], coord_dir)
     admin_dir = enroll_admin(ca, "operator", out / "operator", address)
-    admin_tls = TLSFiles(admin_dir / "tls.crt", admin_dir / "tls.key", admin_dir / "ca.crt")
     paired = [s for s in scn.spec.sites if s.paired]
-    fuse = bool(paired) and scn.spec.rounds > 0
     superlink = f"127.0.0.1:{free_port()}"
     config_path = coord_dir / "coordinator.toml"
-    text = render_config(address, "server.crt", "server.key", "ca.crt", "../ca/crl.pem", store="store")
+    text = render_config(address, "server.crt", "server.key", "ca.crt", "../ca/crl.pem", store="store",
+                         evaluation_deadline_s=scn.spec.eval_deadline_s)
     text += (f'\n[flower]\nsuperlink = "{superlink}"\nhome = "flower"\nround_timeout_s = 600.0\n'
              f'discovery_timeout_s = 300.0\nmin_sites = 1\nexpect_sites = {len(paired)}\nrun_timeout_s = 3600.0\n')
     config_path.write_text(text)
     task = task_record(scn, part)
+    fuse = bool(paired) and scn.spec.rounds > 0
     site_address = relay("registry", address) if relay else address
     site_superlink = relay("superlink", superlink) if relay and fuse else superlink
     site_dirs: dict[str, Path] = {}
@@ -174,101 +192,213 @@ def simulate(scn: Scenario, part: Partition, out: Path, say: Say, parallel: int 
         (folder / "site.toml").write_text(site_toml(s.name, s.modalities, s.paired, site_address, task.task_id,
                                                     site_superlink, free_port(), scn))
         site_dirs[s.name] = folder
-    phases["setup (CA, kits, site data)"] = time.monotonic() - t0
-    say(f"run folder {out}: CA, coordinator credentials, {len(site_dirs)} site kits and data folders written")
+    return Services(address, TLSFiles(admin_dir / "tls.crt", admin_dir / "tls.key", admin_dir / "ca.crt"), config_path, task,
+                    site_dirs, fuse)
 
+
+def start_services(scn: Scenario, svc: Services, fleet: Fleet, say: Say) -> None:
+    """The coordinator (and the task), and with paired sites the SuperLink and their node keys."""
+    fleet.start("coordinator", [*MMLEGO, "coordinator", "serve", "--config", str(svc.config_path)])
+    fleet.wait_for_text("coordinator", "listening on", 120)
+    with RegistryClient(svc.address, svc.admin_tls) as admin:
+        admin.create_task(svc.task)
+    say(f"coordinator listening on {svc.address} (mutual TLS, SQLite store); task {svc.task.task_id} created")
+    if not svc.fuse:
+        return
+    from ..flower import register_node
+
+    paired = [s for s in scn.spec.sites if s.paired]
+    fleet.start("superlink", [*MMLEGO, "coordinator", "superlink", "--config", str(svc.config_path)])
+    cfg = load_config(svc.config_path)
+    deadline = time.monotonic() + 120
+    for s in paired:
+        while True:
+            fleet.check()
+            try:
+                register_node(cfg, s.name, svc.site_dirs[s.name] / "flower-node.pub")
+                break
+            except Exception as exc:  # the SuperLink takes a few seconds to listen
+                if time.monotonic() > deadline:
+                    raise SimulationError(f"could not register {s.name}'s Flower node key: {exc}") from None
+                time.sleep(1.0)
+    say(f"Flower SuperLink on {cfg.flower.superlink} (TLS, node authentication); node keys of "
+        f"{', '.join(s.name for s in paired)} registered")
+
+
+def train_and_push(scn: Scenario, svc: Services, fleet: Fleet, progress: Progress, say: Say, parallel: int,
+                   push_timeout_s: float) -> None:
+    """Every site's daemon, at most ``parallel`` training at once; returns when every block is pushed.
+    A paired site's daemon stays (SuperNode, evaluation); the others exit after pushing
+    (``--once``) and are started again as ``site evaluate`` when a job waits for them."""
+    logs = progress.logs
+    waiting = sorted(scn.spec.sites, key=lambda s: not s.paired)  # paired sites first: their SuperNodes start early
+    say(f"{len(waiting)} site daemons to run, at most {parallel} training at a time; each trains its block(s) "
+        "on its own data and pushes them")
+    deadline = time.monotonic() + push_timeout_s
+    while True:
+        progress.poll()
+        for s in scn.spec.sites:
+            why = progress.failure(s.name)
+            if why is not None:
+                raise SimulationError(f"site {s.name} failed: {why}; its log ends:\n{tail(logs[s.name])}")
+        done = {s.name for s in scn.spec.sites if progress.pushed(s.name) >= set(s.modalities)}
+        busy = sum(1 for name in logs if f"site {name}" in fleet.members and name not in done)
+        while waiting and busy < parallel:
+            s = waiting.pop(0)
+            command = [*MMLEGO, "site", "run", "--config", str(svc.site_dirs[s.name] / "site.toml")] + ([] if s.paired else ["--once"])
+            fleet.start(f"site {s.name}", command, env=site_env(), may_exit=not s.paired)
+            busy += 1
+        if len(done) == len(scn.spec.sites):
+            return
+        fleet.check()
+        for name in logs:
+            member = fleet.members.get(f"site {name}")
+            if member is not None and member.proc.poll() is not None and name not in done:
+                progress.poll()  # its last lines may say it pushed
+                if progress.pushed(name) < set(next(s.modalities for s in scn.spec.sites if s.name == name)):
+                    raise SimulationError(f"site {name} exited without pushing all its blocks; its log ends:\n"
+                                          f"{tail(member.log)}")
+        if time.monotonic() > deadline:
+            raise SimulationError(f"sites {sorted(set(logs) - done)} did not push their blocks within {push_timeout_s:.0f} s")
+        time.sleep(0.3)
+
+
+T = TypeVar("T")
+
+
+def with_evaluators(scn: Scenario, svc: Services, fleet: Fleet, parallel: int, action: Callable[[], T]) -> T:
+    """Run an operator's ``action`` (a merge, a fuse run) in a thread; meanwhile start ``mmlego site
+    evaluate`` for every site without a running daemon that an open evaluation job waits for (at
+    most ``parallel`` at once, twice per site and job at most), as a hospital's scheduled job would."""
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = action()
+        except BaseException as exc:  # handed to the caller
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    once = [s.name for s in scn.spec.sites if not s.paired]
+    tries: dict[tuple[str, str], int] = {}
+    n = 0
+    with RegistryClient(svc.address, svc.admin_tls) as admin:
+        while worker.is_alive():
+            fleet.check()
+            running = [m for m in fleet.members.values() if m.name.startswith("evaluate ") and m.proc.poll() is None]
+            busy = {m.name.split()[1] for m in running}
+            for st in admin.evaluations(svc.task.task_id, open_only=True) if once else []:
+                answered = set(st.reported) | set(st.declined)
+                for site in once:
+                    key = (site, st.job.job_id)
+                    if site in answered or site in busy or tries.get(key, 0) >= 2 or len(busy) >= parallel:
+                        continue
+                    tries[key] = tries.get(key, 0) + 1
+                    n += 1
+                    fleet.start(f"evaluate {site} {n}", [*MMLEGO, "site", "evaluate", "--wait", "30", "--config",
+                                                        str(svc.site_dirs[site] / "site.toml")], env=site_env(), may_exit=True)
+                    busy.add(site)
+            worker.join(0.5)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]  # type: ignore[no-any-return]
+
+
+@dataclass
+class Operated:
+    """What the operator made: the merge version, the fused one (if kept), and the recommendation."""
+
+    merged: ModelRecord
+    fused: ModelRecord | None
+    fuse_note: str  # why no fused version was stored, when none was
+    recommended: Recommendation
+    blocks: list[BlockRecord]
+    model_dirs: dict[str, Path]
+    fuse_detail: dict[str, Any] = field(default_factory=dict)  # the fuse run's record: rounds run, curve
+
+
+def operate(scn: Scenario, svc: Services, fleet: Fleet, out: Path, say: Say, parallel: int, phases: dict[str, float]) -> Operated:
+    """Merge (recipe auto: the sites' validation chooses), LegoFuse rounds from it (kept only if a
+    round beats it on consortium validation), the recommendation, and pulling every version."""
+    t = time.monotonic()
+    with RegistryClient(svc.address, svc.admin_tls) as admin:
+        merged = with_evaluators(scn, svc, fleet, parallel,
+                                 lambda: admin.merge(svc.task.task_id, recipe="auto", deadline_s=scn.spec.eval_deadline_s))
+        blocks = admin.blocks(svc.task.task_id)
+    validation = merged.card.get("validation", {})
+    say(f"LegoMerge: model version {merged.model_id} from {len(merged.block_ids)} blocks (no training): "
+        f"{merged.recipe} '{validation.get('chosen', '?')}'; {validation.get('reason', 'not measured')}")
+    phases["merge (sites score the candidates)"] = time.monotonic() - t
+    fused, note = None, "the scenario runs no LegoFuse rounds" if not svc.fuse else ""
+    fuse_detail: dict[str, Any] = {}
+    if svc.fuse:
+        from ..flower import fuse as run_fuse
+        from ..fuse_rounds import FuseError
+
+        t = time.monotonic()
+        cfg = load_config(svc.config_path)
+        fuse_cfg = FuseConfig(mode=scn.spec.fuse_mode, rounds=scn.spec.rounds, epochs=scn.spec.epochs, seed=scn.spec.seed,
+                              patience=scn.spec.patience_rounds)
+        paired = [s.name for s in scn.spec.sites if s.paired]
+        say(f"LegoFuse: at most {fuse_cfg.rounds} rounds x {fuse_cfg.epochs} epochs on {', '.join(paired)} (Flower); every "
+            "site scores each round's model against the merge")
+        try:
+            result = with_evaluators(scn, svc, fleet, parallel, lambda: run_fuse(
+                cfg, svc.config_path, merged.model_id, fuse_cfg, len(paired), progress=lambda line: say("    " + line),
+                deadline_s=scn.spec.eval_deadline_s))
+            fuse_detail = result.detail
+            if result.model_id is None:
+                note = result.reason
+                say(f"LegoFuse: no fused version stored: {note}")
+            else:
+                with RegistryClient(svc.address, svc.admin_tls) as admin:
+                    fused = admin.model(result.model_id)
+                say(f"LegoFuse: model version {fused.model_id} (round {fused.card.get('fuse', {}).get('kept_round')} kept)")
+        except FuseError as exc:
+            if "no site reported validation scores" not in str(exc):
+                raise
+            note = str(exc).split(";")[0]
+            say(f"LegoFuse: no fused version stored: {note}")
+        phases["fuse rounds (sites score every round)"] = time.monotonic() - t
+    model_dirs: dict[str, Path] = {}
+    with RegistryClient(svc.address, svc.admin_tls) as admin:
+        recommended = admin.recommended(svc.task.task_id)
+        for m in {merged.model_id, recommended.model.model_id, *([fused.model_id] if fused else [])}:
+            model_dirs[m] = out / "models" / m
+            admin.pull_model(m, model_dirs[m])
+    say(f"recommended version: {recommended.model.model_id} ({recommended.reason})")
+    return Operated(merged, fused, note, recommended, blocks, model_dirs, fuse_detail)
+
+
+def simulate(scn: Scenario, part: Partition, out: Path, say: Say, parallel: int = 8, push_timeout_s: float = 3600.0,
+             relay: Relay | None = None) -> RunResult:
+    """Run the consortium of ``scn`` on ``part`` in ``out`` with at most ``parallel`` sites
+    training at once; every process is stopped on return or error."""
+    out.mkdir(parents=True, exist_ok=True)
+    if any(out.iterdir()):
+        raise SimulationError(f"{out} is not empty; give a new --out folder")
+    phases: dict[str, float] = {}
+    t0 = time.monotonic()
+    svc = setup(scn, part, out, relay)
+    phases["setup (CA, kits, site data)"] = time.monotonic() - t0
+    say(f"run folder {out}: CA, coordinator credentials, {len(svc.site_dirs)} site kits and data folders written")
     fleet = Fleet(out / "logs")
     try:
-        t1 = time.monotonic()
-        fleet.start("coordinator", [*MMLEGO, "coordinator", "serve", "--config", str(config_path)])
-        fleet.wait_for_text("coordinator", "listening on", 120)
-        with RegistryClient(address, admin_tls) as admin:
-            admin.create_task(task)
-        say(f"coordinator listening on {address} (mutual TLS, SQLite store); task {task.task_id} created")
-        if fuse:
-            from ..flower import register_node
-
-            fleet.start("superlink", [*MMLEGO, "coordinator", "superlink", "--config", str(config_path)])
-            cfg = load_config(config_path)
-            deadline = time.monotonic() + 120
-            for s in paired:
-                while True:
-                    fleet.check()
-                    try:
-                        register_node(cfg, s.name, site_dirs[s.name] / "flower-node.pub")
-                        break
-                    except Exception as exc:  # the SuperLink takes a few seconds to listen
-                        if time.monotonic() > deadline:
-                            raise SimulationError(f"could not register {s.name}'s Flower node key: {exc}") from None
-                        time.sleep(1.0)
-            say(f"Flower SuperLink on {superlink} (TLS, node authentication); node keys of {', '.join(s.name for s in paired)} registered")
-        phases["start coordinator and SuperLink"] = time.monotonic() - t1
-
-        t2 = time.monotonic()
-        logs = {s.name: fleet.logs / f"site-{s.name}.log" for s in scn.spec.sites}
-        waiting = sorted(scn.spec.sites, key=lambda s: not s.paired)  # paired sites first: their SuperNodes start early
-        say(f"{len(waiting)} site daemons to run, at most {parallel} training at a time; each trains its block(s) "
-            "on its own data and pushes them")
-        progress = Progress(logs, say, t0)
-        deadline = time.monotonic() + push_timeout_s
-        while True:
-            progress.poll()
-            for s in scn.spec.sites:
-                why = progress.failure(s.name)
-                if why is not None:
-                    raise SimulationError(f"site {s.name} failed: {why}; its log ends:\n{tail(logs[s.name])}")
-            done = {s.name for s in scn.spec.sites if progress.pushed(s.name) >= set(s.modalities)}
-            busy = sum(1 for name in logs if f"site {name}" in fleet.members and name not in done)
-            while waiting and busy < parallel:
-                s = waiting.pop(0)  # unpaired sites exit once their blocks are pushed; paired ones stay for the rounds
-                command = [*MMLEGO, "site", "run", "--config", str(site_dirs[s.name] / "site.toml")] + ([] if s.paired else ["--once"])
-                fleet.start(f"site {s.name}", command, env=site_env(), may_exit=not s.paired)
-                busy += 1
-            if len(done) == len(scn.spec.sites):
-                break
-            fleet.check()
-            for name in logs:
-                member = fleet.members.get(f"site {name}")
-                if member is not None and member.proc.poll() is not None and name not in done:
-                    progress.poll()  # its last lines may say it pushed
-                    if progress.pushed(name) < set(next(s.modalities for s in scn.spec.sites if s.name == name)):
-                        raise SimulationError(f"site {name} exited without pushing all its blocks; its log ends:\n"
-                                              f"{tail(member.log)}")
-            if time.monotonic() > deadline:
-                late = sorted(set(logs) - done)
-                raise SimulationError(f"sites {late} did not push their blocks within {push_timeout_s:.0f} s")
-            time.sleep(0.3)
-        phases["sites train and push blocks"] = time.monotonic() - t2
-
-        t3 = time.monotonic()
-        model_dirs: dict[str, Path] = {}
-        with RegistryClient(address, admin_tls) as admin:
-            merged = admin.merge(task.task_id)
-            blocks = admin.blocks(task.task_id)
-            model_dirs[merged.model_id] = out / "models" / merged.model_id
-            admin.pull_model(merged.model_id, model_dirs[merged.model_id])
-        say(f"LegoMerge: model version {merged.model_id} from {len(merged.block_ids)} blocks (no training)")
-        phases["merge"] = time.monotonic() - t3
-
-        fused = None
-        if fuse:
-            from ..flower import fuse as run_fuse
-
-            t4 = time.monotonic()
-            cfg = load_config(config_path)
-            fuse_cfg = FuseConfig(mode=scn.spec.fuse_mode, rounds=scn.spec.rounds, epochs=scn.spec.epochs, seed=scn.spec.seed)
-            say(f"LegoFuse: {fuse_cfg.rounds} rounds x {fuse_cfg.epochs} epochs on {', '.join(s.name for s in paired)} (Flower)")
-            model_id = run_fuse(cfg, config_path, merged.model_id, fuse_cfg, len(paired), progress=lambda line: say("    " + line))
-            with RegistryClient(address, admin_tls) as admin:
-                fused = admin.model(model_id)
-                model_dirs[model_id] = out / "models" / model_id
-                admin.pull_model(model_id, model_dirs[model_id])
-            say(f"LegoFuse: model version {model_id}")
-            phases["fuse rounds"] = time.monotonic() - t4
+        t = time.monotonic()
+        start_services(scn, svc, fleet, say)
+        phases["start coordinator and SuperLink"] = time.monotonic() - t
+        t = time.monotonic()
+        progress = Progress({s.name: fleet.logs / f"site-{s.name}.log" for s in scn.spec.sites}, say, t0)
+        train_and_push(scn, svc, fleet, progress, say, parallel, push_timeout_s)
+        phases["sites train and push blocks"] = time.monotonic() - t
+        done = operate(scn, svc, fleet, out, say, parallel, phases)
         progress.poll()
         fleet.sample()
-        peaks = {m.name: m.peak for m in fleet.members.values()}
+        peaks = {m.name: m.peak for m in fleet.members.values() if not m.name.startswith("evaluate ")}
+        peaks["site evaluate (max)"] = max((m.peak for m in fleet.members.values() if m.name.startswith("evaluate ")), default=0)
     finally:
         fleet.stop_all()
     say("every process stopped")
-    return RunResult(out, task, merged, fused, model_dirs, blocks, site_dirs, phases, peaks, progress.events)
+    return RunResult(out, svc.task, done.merged, done.fused, done.model_dirs, done.blocks, svc.site_dirs, phases, peaks,
+                     progress.events, done.recommended, done.fuse_note, done.fuse_detail)

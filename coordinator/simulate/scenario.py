@@ -18,7 +18,7 @@ splits the training patients that no ``group`` took, in proportion. Built-in sce
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from common.data.dataset import ModalityData, MultimodalDataset
+from common.data.dataset import ModalityData, MultimodalDataset, concat_datasets
 from common.data.splits import random_split
 from common.pki.identity import check_name
 from common.tomlconfig import ConfigError, Strict, read_toml
@@ -49,8 +49,10 @@ class SiteEntry(Strict):
             check_name("modality", m)
         if len(self.modalities) != len(set(self.modalities)):
             raise ValueError(f"site {self.name}: a modality is listed twice")
-        if sum(x is not None for x in (self.group, self.share, self.data)) != 1:
-            raise ValueError(f"site {self.name}: give exactly one of group, share or data")
+        if sum(x is not None for x in (self.group, self.share, self.data)) != 1 and not (
+                self.data is not None and (self.group is None) != (self.share is None)):
+            raise ValueError(f"site {self.name}: give exactly one of group, share or data (or, with `export`, data and "
+                             "one of group or share)")
         return self
 
     @property
@@ -76,7 +78,8 @@ class ScenarioFile(Strict):
     overlap: float = Field(default=0.0, ge=0, lt=1)
     test_fraction: float = Field(default=0.15, gt=0, lt=0.5)
     val_fraction: float = Field(default=0.15, gt=0, lt=0.5)
-    rounds: int = Field(default=2, ge=0)
+    rounds: int = Field(default=6, ge=0)  # LegoFuse rounds at most (the best round on consortium validation is kept)
+    patience_rounds: int = Field(default=2, ge=1)  # LegoFuse stops after this many rounds without a better validation metric
     epochs: int = Field(default=1, ge=1)
     block_epochs: int = Field(default=30, ge=1)
     patience: int = Field(default=10, ge=1)
@@ -86,6 +89,9 @@ class ScenarioFile(Strict):
     n_bins: int = Field(default=4, ge=2)
     baseline_max_rounds: int = Field(default=40, ge=1)  # the FedAvg-from-scratch baseline stops here at the latest
     compare: bool = True  # centralized runs and baselines in the report (off for scale runs)
+    min_cell_size: int = Field(default=5, ge=1)  # every site's [privacy] min_cell_size
+    eval_deadline_s: float = Field(default=300.0, gt=0)  # how long the coordinator waits for the sites' scores
+    export: str | None = None  # a built-in dataset the sites' own data folders are written from (with `data` and group/share)
     sites: list[SiteEntry] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -94,13 +100,16 @@ class ScenarioFile(Strict):
         if len(names) != len(set(names)):
             raise ValueError("two sites have the same name")
         own = [s.data is not None for s in self.sites]
-        sources = (self.dataset is not None) + (self.synthetic is not None) + all(own)
+        sources = (self.dataset is not None) + (self.synthetic is not None) + (all(own) and self.export is None) + \
+            (self.export is not None)
         if sources != 1 or (any(own) and not all(own)):
-            raise ValueError("name one dataset: `dataset` (built-in), `[synthetic]`, or a `data` folder for every site")
+            raise ValueError("name one dataset: `dataset` (built-in), `[synthetic]`, a `data` folder for every site, or "
+                             "`export` (a built-in dataset written into every site's `data` folder)")
         from common.data.builtin import BUILTIN
 
-        if self.dataset is not None and self.dataset not in BUILTIN:
-            raise ValueError(f"unknown dataset {self.dataset!r}; built-in: {', '.join(BUILTIN)}")
+        for name in (self.dataset, self.export):
+            if name is not None and name not in BUILTIN:
+                raise ValueError(f"unknown dataset {name!r}; built-in: {', '.join(BUILTIN)}")
         return self
 
 
@@ -113,11 +122,15 @@ class Scenario:
     def name(self) -> str:
         return self.spec.name
 
+    def with_seed(self, seed: int) -> Scenario:
+        """The same scenario with another seed (the split, who holds which patients, training)."""
+        return replace(self, spec=self.spec.model_copy(update={"seed": seed}))
+
     def quick(self) -> Scenario:
         """A fast variant for CI and smoke runs: few epochs, a small latent, a short baseline."""
         s = self.spec.model_copy(update={"block_epochs": min(self.spec.block_epochs, 4), "patience": 2,
                                          "latent_rows": 8, "latent_dim": 16, "baseline_max_rounds": 3,
-                                         "rounds": min(self.spec.rounds, 2)})
+                                         "rounds": min(self.spec.rounds, 2), "patience_rounds": 1})
         return replace(self, spec=s)
 
 
@@ -158,14 +171,18 @@ def load_scenario(name_or_file: str, sites: int | None = None) -> Scenario:
 # ---- the data -------------------------------------------------------------------------------------------
 @dataclass
 class Partition:
-    """Who holds what: each site's training patients (its modalities only), the validation set
-    (choices the report makes) and the test parts (every model is measured on them, never trained on)."""
+    """Who holds what: each site's patients (its modalities only): its training patients and its
+    share of the validation patients, marked as such (``holdout``: never trained on; the site
+    stops its blocks early on them and scores model versions on them); the validation set as a
+    whole (the in-process baseline stops on it); and the test parts (every model is measured on
+    them, never trained or chosen on)."""
 
     sites: dict[str, MultimodalDataset]
     val: list[MultimodalDataset]
     test: list[MultimodalDataset]
     train_pool: MultimodalDataset | None  # all training patients with every modality (None with per-site folders)
     synthetic: bool
+    test_of: dict[str, int] = field(default_factory=dict)  # site -> index of its own test part (folder scenarios)
 
 
 def synthetic_data(cfg: SyntheticSection, seed: int) -> MultimodalDataset:
@@ -195,6 +212,8 @@ def partition(scn: Scenario, pool: MultimodalDataset | None = None) -> Partition
     patients to the sites (by group, then by share); ``overlap`` of them are held by every site."""
     spec = scn.spec
     fractions = (1 - spec.test_fraction - spec.val_fraction, spec.val_fraction, spec.test_fraction)
+    if spec.export is not None:
+        return _exported(scn, fractions)
     if spec.sites[0].data is not None:
         return _own_folders(scn, fractions)
     if pool is None:
@@ -209,40 +228,80 @@ def partition(scn: Scenario, pool: MultimodalDataset | None = None) -> Partition
     if missing:
         raise ConfigError(f"scenario {spec.name}: dataset {pool.name} has no modality {missing[0]} (it has {sorted(pool.modalities)})")
     split = random_split(len(pool), spec.seed, fractions=fractions, stratify=_strata(pool))
-    train = pool.subset(split.train)
+    train, val = pool.subset(split.train), pool.subset(split.val)
     rng = np.random.default_rng(spec.seed + 1)
-    rows: dict[str, list[int]] = {}
-    taken = np.zeros(len(train), dtype=bool)
+    rows = _assign(scn, train, rng, overlap=spec.overlap)
+    val_rows = _assign(scn, val, np.random.default_rng(spec.seed + 2), overlap=0.0)
+    sites = {}
+    for s in spec.sites:
+        if rows[s.name].size < 10:
+            raise ConfigError(f"scenario {spec.name}: site {s.name} gets {rows[s.name].size} training patients; it needs at least 10")
+        own, held = train.subset(rows[s.name]), val.subset(val_rows[s.name])
+        own.holdout, held.holdout = np.zeros(len(own), dtype=bool), np.ones(len(held), dtype=bool)
+        sites[s.name] = concat_datasets([own, held]).select_modalities(s.modalities)
+    return Partition(sites, [val], [pool.subset(split.test)], train, synthetic=spec.synthetic is not None)
+
+
+def _assign(scn: Scenario, part: MultimodalDataset, rng: np.random.Generator, overlap: float) -> dict[str, np.ndarray]:
+    """Rows of ``part`` for every site: its group's patients, then shares of the rest in
+    proportion; a fraction ``overlap`` of all rows goes to every site besides."""
+    spec = scn.spec
+    rows: dict[str, np.ndarray] = {}
+    taken = np.zeros(len(part), dtype=bool)
     for s in spec.sites:
         if s.group is not None:
-            if train.groups is None or s.group not in set(train.groups):
-                have = sorted(set(train.groups)) if train.groups is not None else []
-                raise ConfigError(f"scenario {spec.name}: site {s.name}: no group {s.group!r} in {pool.name} (groups: {have})")
-            rows[s.name] = list(np.flatnonzero(train.groups == s.group))
+            if part.groups is None or s.group not in set(part.groups):
+                have = sorted(set(part.groups)) if part.groups is not None else []
+                raise ConfigError(f"scenario {spec.name}: site {s.name}: no group {s.group!r} in {part.name} (groups: {have})")
+            rows[s.name] = np.flatnonzero(part.groups == s.group)
             taken[rows[s.name]] = True
-    shared = rng.permutation(len(train))[: round(spec.overlap * len(train))]
-    free = rng.permutation(np.setdiff1d(np.flatnonzero(~taken), shared))
+    shared = rng.permutation(len(part))[: round(overlap * len(part))]
+    free = np.setdiff1d(np.flatnonzero(~taken), shared)
     sharers = [s for s in spec.sites if s.share is not None]
     if sharers:
         cuts = np.cumsum([s.share for s in sharers]) / sum(s.share for s in sharers)  # type: ignore[misc]
-        bounds = [0, *np.round(cuts * len(free)).astype(int)]
-        for s, a, b in zip(sharers, bounds[:-1], bounds[1:], strict=True):
-            rows[s.name] = list(free[a:b])
-    sites = {}
-    for s in spec.sites:
-        idx = np.unique(np.concatenate([np.asarray(rows[s.name], dtype=int), shared]))
-        if idx.size < 10:
-            raise ConfigError(f"scenario {spec.name}: site {s.name} gets {idx.size} training patients; it needs at least 10")
-        sites[s.name] = train.subset(idx).select_modalities(s.modalities)
-    val, test = pool.subset(split.val), pool.subset(split.test)
-    return Partition(sites, [val], [test], train, synthetic=spec.synthetic is not None)
+        strata = _strata(part)[free]
+        dealt: dict[str, list[np.ndarray]] = {s.name: [] for s in sharers}
+        for value in np.unique(strata):  # stratum by stratum, so that every site gets its share of events / classes
+            rows_v = rng.permutation(free[strata == value])
+            bounds = [0, *np.round(cuts * len(rows_v)).astype(int)]
+            for s, a, b in zip(sharers, bounds[:-1], bounds[1:], strict=True):
+                dealt[s.name].append(rows_v[a:b])
+        for name, parts in dealt.items():
+            rows[name] = np.concatenate(parts)
+    return {name: np.unique(np.concatenate([np.asarray(r, dtype=int), shared])) for name, r in rows.items()}
 
 
-def _own_folders(scn: Scenario, fractions: tuple[float, float, float]) -> Partition:
+def _exported(scn: Scenario, fractions: tuple[float, float, float]) -> Partition:
+    """Write every site's data folder from the built-in dataset (its group's patients, or its
+    share of the rest, with its modalities only) into a scratch folder, then read them back as a
+    scenario of site data folders does."""
+    import tempfile
+
+    from common.data import load_builtin
+    from common.data.export import export_site_folder
+
+    pool = load_builtin(str(scn.spec.export))
+    missing = sorted({m for s in scn.spec.sites for m in s.modalities} - set(pool.modalities))
+    if missing:
+        raise ConfigError(f"scenario {scn.name}: dataset {pool.name} has no modality {missing[0]} (it has {sorted(pool.modalities)})")
+    rows = _assign(scn, pool, np.random.default_rng(scn.spec.seed + 3), overlap=0.0)
+    with tempfile.TemporaryDirectory(prefix="mmlego-scenario-") as tmp:
+        for s in scn.spec.sites:
+            export_site_folder(pool.subset(rows[s.name]).select_modalities(s.modalities), Path(tmp) / str(s.data))
+        return _own_folders(scn, fractions, Path(tmp))
+
+
+def _own_folders(scn: Scenario, fractions: tuple[float, float, float], base: Path | None = None) -> Partition:
+    """Every site's own data folder, split with the scenario's seed into its training patients,
+    its validation patients (kept at the site, marked) and its held-out test part."""
     from common.data.sitefolder import load_site_folder
 
-    base = scn.source.parent if scn.source is not None else Path.cwd()
-    sites, val, test = {}, [], []
+    base = base or (scn.source.parent if scn.source is not None else Path.cwd())
+    sites: dict[str, MultimodalDataset] = {}
+    val: list[MultimodalDataset] = []
+    test: list[MultimodalDataset] = []
+    test_of: dict[str, int] = {}
     for s in scn.spec.sites:
         data = load_site_folder(base / str(s.data))
         missing = [m for m in s.modalities if m not in data.modalities]
@@ -250,7 +309,10 @@ def _own_folders(scn: Scenario, fractions: tuple[float, float, float]) -> Partit
             raise ConfigError(f"scenario {scn.name}: site {s.name}'s data folder has no modality {missing[0]}")
         data = data.select_modalities(s.modalities)
         split = random_split(len(data), scn.spec.seed, fractions=fractions, stratify=_strata(data))
-        sites[s.name] = data.subset(split.train)
+        kept = data.subset(np.concatenate([split.train, split.val]))
+        kept.holdout = np.concatenate([np.zeros(split.train.size, dtype=bool), np.ones(split.val.size, dtype=bool)])
+        sites[s.name] = kept
         val.append(data.subset(split.val))
+        test_of[s.name] = len(test)
         test.append(data.subset(split.test))
-    return Partition(sites, val, test, None, synthetic=False)
+    return Partition(sites, val, test, None, synthetic=False, test_of=test_of)

@@ -16,7 +16,7 @@ from common.records import TaskRecord
 from common.serde import model_from_bytes, task_from_pb
 
 from .blobs import BlobStore, fsync_dir
-from .db import Database
+from .db import SCHEMA_VERSION, Database
 
 log = logging.getLogger("mmlego.coordinator")
 
@@ -49,6 +49,8 @@ class Store:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.db = Database(root / "registry.sqlite", busy_timeout_s)
+        if self.db.migrated_from is not None:
+            log.info("store %s migrated from schema %d to %d", root, self.db.migrated_from, SCHEMA_VERSION)
         self.blobs = BlobStore(root)
         self.models_dir = root / "models"
         self.recovery = self.recover(upload_ttl_s, verify) if recover else None

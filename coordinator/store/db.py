@@ -14,7 +14,7 @@ from typing import Any
 
 from common.records import BlockRecord, SiteRecord, utc_now
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks(task_id TEXT PRIMARY KEY, message BLOB NOT NULL, created_at TEXT NOT NULL);
@@ -33,12 +33,32 @@ CREATE TABLE IF NOT EXISTS models(seq INTEGER PRIMARY KEY AUTOINCREMENT, model_i
 CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, detail TEXT NOT NULL);
 """
+# Schema 2 (federated evaluation): jobs, who received and answered them, the scores, the scores
+# kept with model versions, the weights a candidate carries (a fuse round's), and fuse runs.
+SCHEMA_2 = """
+CREATE TABLE IF NOT EXISTS evaluations(seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT UNIQUE NOT NULL,
+    task_id TEXT NOT NULL, purpose TEXT NOT NULL, message BLOB NOT NULL, created_at TEXT NOT NULL, deadline REAL NOT NULL,
+    state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS eval_deliveries(job_id TEXT NOT NULL, site TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY(job_id, site));
+CREATE TABLE IF NOT EXISTS eval_reports(job_id TEXT NOT NULL, site TEXT NOT NULL, at TEXT NOT NULL, declined TEXT NOT NULL,
+    PRIMARY KEY(job_id, site));
+CREATE TABLE IF NOT EXISTS eval_scores(job_id TEXT NOT NULL, site TEXT NOT NULL, candidate_id TEXT NOT NULL,
+    message BLOB NOT NULL, PRIMARY KEY(job_id, site, candidate_id));
+CREATE TABLE IF NOT EXISTS eval_blobs(sha256 TEXT NOT NULL, job_id TEXT NOT NULL, candidate_id TEXT NOT NULL,
+    PRIMARY KEY(job_id, candidate_id));
+CREATE TABLE IF NOT EXISTS model_scores(model_id TEXT NOT NULL, site TEXT NOT NULL, job_id TEXT NOT NULL, candidate_id TEXT NOT NULL,
+    message BLOB NOT NULL, PRIMARY KEY(model_id, site));
+CREATE TABLE IF NOT EXISTS fuse_runs(run_key TEXT PRIMARY KEY, task_id TEXT NOT NULL, parent_id TEXT NOT NULL,
+    started_at TEXT NOT NULL, finished_at TEXT NOT NULL DEFAULT '', state TEXT NOT NULL, model_id TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '{}');
+"""
 BLOCK_COLS = "block_id, task_id, site, modality, size, accepted_at, state, manifest, signature, signer_certificate"
 
 
 class Database:
     def __init__(self, path: Path, busy_timeout_s: float = 30.0) -> None:
         self.path = path
+        self.migrated_from: int | None = None  # the schema the store had when opened, if it was older
         self._lock = threading.RLock()
         self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s)
         self.conn.execute("PRAGMA journal_mode=WAL")
@@ -48,10 +68,15 @@ class Database:
             for statement in filter(str.strip, SCHEMA.split(";")):
                 c.execute(statement)
             row = c.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-            if row is None:
-                c.execute("INSERT INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise RuntimeError(f"{path}: store schema {row[0]} is not the supported {SCHEMA_VERSION}")
+            found = SCHEMA_VERSION if row is None else int(row[0])
+            if not 1 <= found <= SCHEMA_VERSION:
+                raise RuntimeError(f"{path}: store schema {found} is not one this mmlego reads (1 to {SCHEMA_VERSION}); "
+                                   "use the mmlego release that wrote it")
+            for statement in filter(str.strip, SCHEMA_2.split(";")):  # schema 1 -> 2 adds tables only
+                c.execute(statement)
+            c.execute("INSERT INTO meta VALUES('schema', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                      (str(SCHEMA_VERSION),))
+            self.migrated_from = found if found != SCHEMA_VERSION else None
 
     def close(self) -> None:
         with self._lock:
@@ -181,5 +206,5 @@ class Database:
     def referenced_blobs(self, conn: sqlite3.Connection | None = None) -> set[str]:
         """Every blob a block or model record names (through ``conn`` when given: inside a
         transaction, or on a copy of the database)."""
-        sql = "SELECT block_id FROM blocks UNION SELECT weights_sha256 FROM models"
+        sql = "SELECT block_id FROM blocks UNION SELECT weights_sha256 FROM models UNION SELECT sha256 FROM eval_blobs"
         return {r[0] for r in (conn.execute(sql).fetchall() if conn is not None else self.query(sql))}

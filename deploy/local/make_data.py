@@ -1,6 +1,8 @@
-"""Demo data for deploy/local/run.sh: NKI-70 (a real, public dataset) split into three hospitals'
-site data folders, and the task an operator would define for it. A real site brings its own
-folder (see README "Bring your own data"); this only stands in for three hospitals on one machine.
+"""Demo data for deploy/local/run.sh: the ovarian cancer cohort (survset dataOvarian1, a real,
+public dataset of four studies) as three hospitals' site data folders, and the task an operator
+would define for it. A real site brings its own folder (see README "Bring your own data"); this
+only stands in for three hospitals on one machine. The hospitals are large enough to hold at least
+5 validation events each, so they score model versions (federated evaluation) instead of declining.
 
     python deploy/local/make_data.py OUT      # writes OUT/hosp-a, OUT/hosp-b, OUT/hosp-c, OUT/task.toml
 """
@@ -18,15 +20,14 @@ from common.tasks import survival_bins
 
 
 def main(out: Path) -> None:
-    data = load_builtin("nki70")
-    order = np.random.default_rng(0).permutation(len(data))
-    a, b, c = np.array_split(order, 3)
+    data = load_builtin("ovarian")
+    assert data.groups is not None and data.time is not None and data.event is not None
+    a, b, c = (np.flatnonzero(data.groups == g) for g in ("study16", "study4", "study13"))
     export_site_folder(data.subset(a).select_modalities(["genes"]), out / "hosp-a")  # gene expression only
     export_site_folder(data.subset(b).select_modalities(["genes"]), out / "hosp-b")
     export_site_folder(data.subset(c), out / "hosp-c")  # genes and clinical for the same patients (paired)
-    assert data.time is not None and data.event is not None
     edges = survival_bins(data.time[a], data.event[a], 4)  # the operator's choice of time bins
-    (out / "task.toml").write_text(f'id = "nki70"\nkind = "survival"\nn_bins = 4\nbin_edges = {list(edges)}\n'
+    (out / "task.toml").write_text(f'id = "ovarian"\nkind = "survival"\nn_bins = 4\nbin_edges = {list(edges)}\n'
                                    'modalities = ["genes", "clinical"]\nlatent_rows = 8\nlatent_dim = 16\nfuse_mode = "stack"\n')
 
 

@@ -3,9 +3,12 @@
 # coordinator and its SuperLink, and three hospitals are separate processes that share nothing but
 # the files an operator hands over (enrolment kits) and loopback network addresses. Every step of
 # docs/OPERATIONS.md runs here, in its order, with its commands: create the CA, enrol hospitals,
-# start the services, define the task, sites train and push, merge and pull, a site bringing a new
-# modality joins later (merged with no retraining of the others), LegoFuse rounds, withdraw a
-# site, rotate a certificate, back up and restore the store, upgrade, observe.
+# start the services, define the task, sites train and push (and keep running: they score model
+# versions on their validation patients), merge (the sites' scores choose the recipe) and pull the
+# recommended version, a site bringing a new modality joins later (merged with no retraining of the
+# others), LegoFuse rounds (kept only if a round beats the merge on the sites' validation), score
+# the versions again, withdraw a site, rotate a certificate, back up and restore the store,
+# upgrade, observe.
 #
 #   deploy/local/run.sh [FOLDER]          (FOLDER: new or empty; default: a temporary folder)
 #
@@ -53,6 +56,9 @@ status_check() {  # status_check PYTHON-EXPRESSION: true when it holds for s = `
   "$MM" coordinator status --json --config "$CONF" | "$PY" -c "import json, sys; s = json.load(sys.stdin); sys.exit(0 if ($1) else 1)"
 }
 site_blocks() { printf 'sum(x["blocks"] for x in s["sites"] if x["site"] == "%s") >= %s' "$1" "$2"; }
+newest() {  # the newest model version's id
+  "$MM" coordinator status --json --config "$CONF" | "$PY" -c "import json, sys; print(json.load(sys.stdin)['models'][0]['model'])"
+}
 version_blocks() {  # the block ids of a model version (from its card), one per line
   "$PY" -c "import json, sys; print('\n'.join(b['block_id'] for b in json.load(open(sys.argv[1]))['blocks']))" \
     "coordinator/store/models/$1/card.json"
@@ -62,7 +68,7 @@ REG="127.0.0.1:$(free_port)"; LINK="127.0.0.1:$(free_port)"; METRICS="$(free_por
 CONF="$ROOT/coordinator/coordinator.toml"
 echo "deploy/local in $ROOT (registry $REG, SuperLink $LINK, metrics 127.0.0.1:$METRICS)"
 
-step "0. demo data: NKI-70 split into three hospitals' site data folders (a real site brings its own)"
+step "0. demo data: the ovarian cohort's studies as three hospitals' site data folders (a real site brings its own)"
 "$PY" "$HERE/make_data.py" "$ROOT/data"
 
 step "1. the consortium operator creates the CA (ca.key stays on this offline machine)"
@@ -75,7 +81,7 @@ step "3. enrol two hospitals and hand over their kits (each hospital sets data a
 "$MM" ca enroll hosp-a --modality genes --out kits/hosp-a --coordinator "$REG" --dir ca
 "$MM" ca enroll hosp-b --modality genes --out kits/hosp-b --coordinator "$REG" --dir ca
 for site in hosp-a hosp-b; do  # what each hospital's engineer does
-  sed -i -e "s|^data = .*|data = \"$ROOT/data/$site\"|" -e 's|^task = ""|task = "nki70"|' "kits/$site/site.toml"
+  sed -i -e "s|^data = .*|data = \"$ROOT/data/$site\"|" -e 's|^task = ""|task = "ovarian"|' "kits/$site/site.toml"
 done
 
 step "4. start the coordinator and its Flower SuperLink"
@@ -86,44 +92,52 @@ start superlink "$MM" coordinator superlink --config "$CONF"
 step "5. define the task"
 "$MM" coordinator task create data/task.toml --config "$CONF"
 
-step "6. the hospitals start their site daemons: each trains its block and pushes it"
-start site-hosp-a "$MM" site run --once --config kits/hosp-a/site.toml
-start site-hosp-b "$MM" site run --once --config kits/hosp-b/site.toml
+step "6. the hospitals start their site daemons: each trains its block, pushes it, then answers evaluation jobs"
+start site-hosp-a "$MM" site run --config kits/hosp-a/site.toml
+start site-hosp-b "$MM" site run --config kits/hosp-b/site.toml
 wait_for 600 "the blocks of hosp-a and hosp-b" status_check "$(site_blocks hosp-a 1) and $(site_blocks hosp-b 1)"
 grep -q '"event": "pushed"' logs/site-hosp-a.log || die "hosp-a's daemon logged no pushed event"
 "$MM" site status --config kits/hosp-a/site.toml
 
-step "7. merge (no training) and a hospital pulls the merged model"
-"$MM" coordinator merge --task nki70 --config "$CONF"
-"$MM" site pull nki70-v1 --config kits/hosp-a/site.toml --out pulled/nki70-v1
-status_check 's["models"][0]["model"] == "nki70-v1" and s["models"][0]["blocks"] == 2' || die "nki70-v1 is not the merge of 2 blocks"
+step "7. merge (no training; the hospitals score the candidates) and a hospital pulls the recommended version"
+"$MM" coordinator merge --task ovarian --recipe auto --config "$CONF"
+"$MM" site pull --recommended --config kits/hosp-a/site.toml --out pulled/first
+status_check 's["models"][0]["model"] == "ovarian-v1" and s["models"][0]["blocks"] == 2' || die "ovarian-v1 is not the merge of 2 blocks"
+status_check 's["models"][0]["val_metric"] is not None and s["tasks"][0]["recommended"] == "ovarian-v1"' \
+  || die "ovarian-v1 was not measured by the hospitals, or is not the recommended version"
+grep -q '"event": "evaluation-scored"' logs/site-hosp-a.log || die "hosp-a's daemon scored no candidate"
 
 step "8. later, a hospital with a new modality (clinical, paired with genes) joins; nobody retrains"
 "$MM" ca enroll hosp-c --modality genes --modality clinical --paired --out kits/hosp-c --coordinator "$REG" --superlink "$LINK" --dir ca
-sed -i -e "s|^data = .*|data = \"$ROOT/data/hosp-c\"|" -e 's|^task = ""|task = "nki70"|' kits/hosp-c/site.toml
+sed -i -e "s|^data = .*|data = \"$ROOT/data/hosp-c\"|" -e 's|^task = ""|task = "ovarian"|' kits/hosp-c/site.toml
 sed -i "s|^port = 9094|port = $(free_port)|" kits/hosp-c/site.toml  # one machine: a SuperNode port that is free here
 wait_for 120 "the SuperLink to register hosp-c's node key" \
   "$MM" coordinator flower-register hosp-c --key kits/hosp-c/flower-node.pub --config "$CONF"
 start site-hosp-c "$MM" site run --config kits/hosp-c/site.toml
 wait_for 600 "the blocks of hosp-c" status_check "$(site_blocks hosp-c 2)"
-"$MM" coordinator merge --task nki70 --config "$CONF"
-for id in $(version_blocks nki70-v1); do
-  version_blocks nki70-v2 | grep -qx "$id" || die "block $id of nki70-v1 is not in nki70-v2 (was it retrained?)"
+"$MM" coordinator merge --task ovarian --recipe auto --config "$CONF"
+V2_BLOCKS="$(version_blocks ovarian-v2)"
+for id in $(version_blocks ovarian-v1); do
+  grep -qx "$id" <<<"$V2_BLOCKS" || die "block $id of ovarian-v1 is not in ovarian-v2 (was it retrained?)"
 done
-status_check 's["models"][0]["model"] == "nki70-v2" and s["models"][0]["blocks"] == 4' || die "nki70-v2 is not the merge of 4 blocks"
+status_check 's["models"][0]["model"] == "ovarian-v2" and s["models"][0]["blocks"] == 4' || die "ovarian-v2 is not the merge of 4 blocks"
 
-step "9. LegoFuse rounds on the site with paired data"
+step "9. LegoFuse rounds on the site with paired data; a round is kept only if it beats the merge on the hospitals' validation"
 wait_for 120 "hosp-c's SuperNode" grep -q '"event": "supernode-started"' logs/site-hosp-c.log
-"$MM" coordinator fuse --model nki70-v2 --config "$CONF" --rounds 1 --epochs 1 --expect-paired 1
-status_check 's["models"][0]["model"] == "nki70-v3" and s["models"][0]["recipe"] == "fuse"' || die "no fused version nki70-v3"
+"$MM" coordinator fuse --model ovarian-v2 --config "$CONF" --rounds 2 --epochs 1 --expect-paired 1 | tee logs/fuse.out
+grep -qE "created model version ovarian-v3|no fused version stored" logs/fuse.out || die "the fuse run neither stored nor declined a version"
+"$MM" coordinator evaluations --task ovarian --config "$CONF"
+"$MM" coordinator evaluate --model ovarian-v1 --model ovarian-v2 --config "$CONF"
+"$MM" site pull --recommended --config kits/hosp-c/site.toml --out pulled/recommended
 
 step "10. hosp-b leaves: withdraw its blocks from future merges and revoke its certificate"
 "$MM" coordinator withdraw hosp-b --reason "left the consortium" --config "$CONF"
 "$MM" ca revoke hosp-b --dir ca
 cp ca/crl.pem coordinator/crl.pem
-"$MM" coordinator merge --task nki70 --config "$CONF"
-status_check 's["models"][0]["model"] == "nki70-v4" and "hosp-b" not in s["models"][0]["sites"]' || die "nki70-v4 still has hosp-b"
-if "$MM" site pull nki70-v4 --config kits/hosp-b/site.toml --out pulled/refused 2>logs/hosp-b-refused.log; then
+"$MM" coordinator merge --task ovarian --config "$CONF"
+status_check 's["models"][0]["recipe"] == "merge" and "hosp-b" not in s["models"][0]["sites"]' || die "the new merge still has hosp-b"
+LATEST="$(newest)"
+if "$MM" site pull "$LATEST" --config kits/hosp-b/site.toml --out pulled/refused 2>logs/hosp-b-refused.log; then
   die "hosp-b's revoked certificate was accepted"
 fi
 grep -q "was revoked" logs/hosp-b-refused.log || die "hosp-b was refused, but not for its revoked certificate"
@@ -132,8 +146,8 @@ step "11. rotate hosp-a's TLS certificate (new key, same identity; the old one i
 cp -r kits/hosp-a kits/hosp-a-old
 "$MM" ca renew --kit kits/hosp-a --dir ca
 cp ca/crl.pem coordinator/crl.pem
-"$MM" site pull nki70-v4 --config kits/hosp-a/site.toml --out pulled/nki70-v4
-if "$MM" site pull nki70-v4 --config kits/hosp-a-old/site.toml --out pulled/old-cert 2>logs/hosp-a-old-refused.log; then
+"$MM" site pull "$LATEST" --config kits/hosp-a/site.toml --out pulled/latest
+if "$MM" site pull "$LATEST" --config kits/hosp-a-old/site.toml --out pulled/old-cert 2>logs/hosp-a-old-refused.log; then
   die "hosp-a's rotated-out certificate was accepted"
 fi
 grep -q "was revoked" logs/hosp-a-old-refused.log || die "hosp-a's old certificate was refused, but not as revoked"
@@ -141,7 +155,7 @@ grep -q "was revoked" logs/hosp-a-old-refused.log || die "hosp-a's old certifica
 step "12. back up the coordinator's store while it serves; lose it; restore it"
 "$MM" coordinator backup --config "$CONF" --out backups/latest
 "$MM" coordinator status --json --config "$CONF" >status-before.json
-stop site-hosp-c; stop superlink; stop coordinator
+stop site-hosp-a; stop site-hosp-b; stop site-hosp-c; stop superlink; stop coordinator
 mv coordinator/store coordinator/store.lost
 "$MM" coordinator restore --config "$CONF" --from backups/latest
 start coordinator "$MM" --log-format json coordinator serve --config "$CONF"
@@ -149,7 +163,7 @@ wait_for 120 "the restored coordinator's /healthz" healthy
 "$MM" coordinator status --json --config "$CONF" >status-after.json
 "$PY" -c "import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:]); sys.exit(a['models'] != b['models'] or a['sites'] != b['sites'])" \
   status-before.json status-after.json || die "the restored store differs from the one backed up"
-"$MM" site pull nki70-v3 --config kits/hosp-a/site.toml --out pulled/nki70-v3
+"$MM" site pull ovarian-v2 --config kits/hosp-a/site.toml --out pulled/ovarian-v2
 
 step "13. upgrade: back up, stop, install the new version, start (the store is checked on start)"
 "$MM" coordinator backup --config "$CONF" --out backups/before-upgrade
@@ -163,8 +177,10 @@ wait_for 120 "the upgraded coordinator's /healthz" healthy
 step "14. observe: status, Prometheus metrics, structured logs"
 "$MM" coordinator status --config "$CONF"
 "$PY" -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$METRICS/metrics', timeout=5).read().decode())" >metrics.txt
-grep -E '^mmlego_(model_versions|blocks|sites|fuse_rounds_total|store_bytes)' metrics.txt
-grep -q '^mmlego_model_versions{recipe="fuse"} 1.0' metrics.txt || die "the metrics do not show the fused version"
+grep -E '^mmlego_(model_versions|blocks|sites|fuse_rounds_total|evaluations|store_bytes)' metrics.txt
+grep -qE '^mmlego_model_versions\{recipe="merge"\} [1-9]' metrics.txt || die "the metrics do not show the merge versions"
+grep -qE '^mmlego_evaluations\{state="closed"\} [1-9]' metrics.txt || die "the metrics do not show the evaluation jobs"
 grep -q '"event": "block-accepted"' logs/coordinator.log || die "the coordinator logged no block-accepted event"
+grep -q '"event": "evaluation-report"' logs/coordinator.log || die "the coordinator logged no evaluation report"
 
 printf '\ndeploy/local: every step passed (%s)\n' "$ROOT"

@@ -19,7 +19,7 @@ from common.lego import LegoBlock
 from common.pki import CertificateAuthority, Identity, enroll_admin, enroll_site, server_credentials
 from common.pki.ca import key_pem, new_key
 from common.records import TaskRecord
-from coordinator.config import CoordinatorConfig
+from coordinator.config import CoordinatorConfig, EvaluationSection
 from coordinator.server import serve
 from tests.factories import SURV, block
 
@@ -40,11 +40,13 @@ class Consortium:
         return TLSFiles(k / "tls.crt", k / "tls.key", k / "ca.crt")
 
     def config(self, **changes: object) -> CoordinatorConfig:
+        """A coordinator configuration; federated evaluation off unless ``evaluation`` is given (tests
+        of other parts merge without sites scoring)."""
         s = self.root / "server"
         cfg = CoordinatorConfig(host="127.0.0.1", port=0, insecure=False, workers=16, cert=s / "server.crt",
                                 key=s / "server.key", ca=s / "ca.crt", crl=self.root / "ca" / "crl.pem",
                                 store=self.root / "store", max_block_bytes=64 << 20, max_open_uploads_per_site=8,
-                                upload_ttl_s=3600.0, verify_on_start=True)
+                                upload_ttl_s=3600.0, verify_on_start=True, evaluation=EvaluationSection(deadline_s=0.0))
         return replace(cfg, **changes)  # type: ignore[arg-type]
 
 

@@ -15,16 +15,17 @@ from google.protobuf.message import Message
 
 from common.artifacts import read_block_files
 from common.client import TLSFiles
+from common.pb.mmlego.v1 import evaluation_pb2 as epb
 from common.pb.mmlego.v1 import registry_pb2 as pb
 from common.pki import enroll_site
 from common.serde import task_to_pb
-from coordinator.auth import ROLES_BY_METHOD, SERVICE
+from coordinator.auth import ROLES_BY_METHOD, method_path
 from coordinator.config import CoordinatorConfig
 from tests.coordinator.conftest import TASK, Consortium, signed_block
 
 Coord = tuple[str, CoordinatorConfig]
 STREAMING_REQUEST = {"UploadBlock"}
-STREAMING_RESPONSE = {"DownloadBlock", "DownloadModel"}
+STREAMING_RESPONSE = {"DownloadBlock", "DownloadModel", "DownloadCandidate"}
 
 
 def requests(upload: list[bytes]) -> dict[str, list[bytes]]:
@@ -38,6 +39,11 @@ def requests(upload: list[bytes]) -> dict[str, list[bytes]]:
         "CreateTask": task_to_pb(TASK.__class__(**{**TASK.__dict__, "task_id": "t9"})),
         "Merge": pb.MergeRequest(task_id="t1"), "Fuse": pb.FuseRequest(model_id="t1-v1"),
         "WithdrawSite": pb.WithdrawSiteRequest(site="hosp-b", reason="test"),
+        "PendingEvaluations": epb.PendingEvaluationsRequest(task_id="t1"),
+        "DownloadCandidate": epb.DownloadCandidateRequest(job_id="t1-e1", candidate_id="c1"),
+        "ReportEvaluation": epb.EvaluationReport(job_id="t1-e1", declined="too-few-patients"),
+        "ListEvaluations": epb.ListEvaluationsRequest(task_id="t1"), "Evaluate": epb.EvaluateRequest(model_ids=["t1-v1"]),
+        "GetRecommended": epb.GetRecommendedRequest(task_id="t1"),
     }
     out = {name: [msg.SerializeToString()] for name, msg in one.items()}
     out["UploadBlock"] = upload
@@ -48,7 +54,7 @@ def requests(upload: list[bytes]) -> dict[str, list[bytes]]:
 def call(address: str, creds: grpc.ChannelCredentials, method: str, messages: list[bytes]) -> grpc.StatusCode:
     with grpc.secure_channel(address, creds) as ch:
         ident: Callable[[bytes], bytes] = lambda b: b  # noqa: E731
-        path = SERVICE + method
+        path = method_path(method)
         try:
             if method in STREAMING_REQUEST:
                 ch.stream_unary(path, request_serializer=ident, response_deserializer=ident)(iter(messages), timeout=10)

@@ -20,6 +20,8 @@ import pytest
 
 from common.client import RegistryClient
 from common.data.export import export_site_folder
+from common.data.sitefolder import load_site_folder
+from common.data.splits import site_split
 from common.flowerenv import flower_env
 from common.processes import descendants, stop_process
 from coordinator.config import load_config, render_config
@@ -57,7 +59,7 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(consort
     superlink = f"127.0.0.1:{link_port}"
     config = tmp_path / "coordinator.toml"
     config.write_text(render_config(f"127.0.0.1:{port}", str(s / "server.crt"), str(s / "server.key"), str(s / "ca.crt"), None,
-                                    store=str(tmp_path / "store"))
+                                    store=str(tmp_path / "store"), evaluation_deadline_s=0)  # the rounds themselves, unscored
                       + f'\n[flower]\nsuperlink = "{superlink}"\nhome = "flower"\nround_timeout_s = 90.0\n'
                         'discovery_timeout_s = 90.0\nmin_sites = 1\nexpect_sites = 2\nrun_timeout_s = 400.0\n'
                         'dp_clipping_norm = 10.0\ndp_noise_multiplier = 0.01\n')
@@ -136,7 +138,9 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(consort
         dead = [r["round"] for r in rounds if r["no_answer"] == ["hosp-c"]]
         assert len(dead) == 1 and all(r["sites"] == ["hosp-b"] for r in rounds if r["round"] >= dead[0]), rounds
         assert set(card["participants"]) <= {"hosp-b", "hosp-c"} and "hosp-b" in card["participants"]
-        assert [r["round"] for r in rounds] == [1, 2] and fused[0].metrics["num-examples"] == 40
+        training = len(site_split(load_site_folder(tmp_path / "data-b"), 0.15, 0)[0])  # its training patients only
+        assert [r["round"] for r in rounds] == [1, 2] and fused[0].metrics["num-examples"] == training < 40
+        assert fused[0].card["validation"]["evaluated"] is False  # evaluation is off here: stored, marked unmeasured
         privacy = card["privacy"]
         assert "fixed clipping" in privacy["mechanism"] and privacy["clipping_norm"] == "10.0"
         assert privacy["noise_std_per_round"].split(", ")[-1] == "0.1" and float(privacy["epsilon"]) > 0  # 0.01 * 10 / 1 site

@@ -5,6 +5,7 @@ and the registry is a real server. FedAvg over one paired site equals centralize
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from common.client import RegistryClient
 from common.data.dataset import ModalityData, MultimodalDataset
 from common.data.export import export_site_folder
 from common.data.sitefolder import load_site_folder
+from common.data.splits import site_split
 from common.fuse import FuseConfig, centralized_fuse, paired_only
 from common.fuse.wire import pack
 from common.lego import LegoFuse
@@ -110,7 +112,9 @@ def test_fedavg_over_one_paired_site_equals_centralized_fine_tuning(consortium: 
     outcome = run_rounds(InProcessTransport({7: node}), nodes, start, cfg, model_id, round_timeout_s=60, min_sites=1)
 
     central = starting_model(registry, model_id, cfg)[1]
-    data = paired_only(load_site_folder(tmp_path / "data-b"), central.modalities)
+    everyone = load_site_folder(tmp_path / "data-b")
+    rows, _ = site_split(everyone, 0.15, 0)  # a site trains on its training patients only ([train] defaults)
+    data = paired_only(everyone.subset(rows), central.modalities)
     history = centralized_fuse(central, data, central.task, cfg)
     expected = state_of(central)
     assert set(outcome.state) == set(expected)
@@ -129,7 +133,8 @@ def test_fedavg_over_one_paired_site_equals_centralized_fine_tuning(consortium: 
     from common.train import predict_scores
 
     assert isinstance(central, LegoFuse)
-    assert np.array_equal(frame["risk"].to_numpy(), predict_scores(central, data, central.task, amp=False))
+    all_paired = paired_only(everyone, central.modalities)
+    assert np.array_equal(frame["risk"].to_numpy(), predict_scores(central, all_paired, central.task, amp=False))
 
 
 def test_a_silent_site_is_left_behind_by_the_deadline_or_the_run_fails_below_min_sites(
@@ -307,3 +312,43 @@ def test_a_site_with_fewer_paired_patients_than_its_cell_size_does_not_take_part
     with pytest.raises(FuseError, match=r"fewer paired patients than its minimum cell size \(13\)") as refused:
         run_rounds(InProcessTransport({7: node}), nodes, start, cfg, model_id, round_timeout_s=60, min_sites=1)
     assert "12" not in str(refused.value)  # the count itself stays at the site
+
+
+class _Counting:
+    """One honest node whose round r sends the weights filled with r."""
+
+    def node_ids(self) -> list[int]:
+        return [1]
+
+    def ask(self, node_ids: Iterable[int], message_type: str, content: Callable[[int], RecordDict], group: str,
+            timeout_s: float) -> dict[int, RecordDict | str]:
+        r = int(content(1)["config"]["round"])  # type: ignore[index, arg-type]
+        size = content(1)["arrays"]["trainable"].numpy().size  # type: ignore[index, union-attr]
+        return {1: _reply({"trainable": np.full(size, float(r), np.float32)}, 10)}
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    diff: float
+
+    def summary(self) -> dict[str, float]:
+        return {"diff": self.diff}
+
+
+def test_early_stopping_keeps_the_best_round_and_stops_after_patience_rounds_without_one() -> None:
+    start = torch.nn.Linear(2, 1)
+    nodes = [NodeInfo(1, "hosp-b", ("genes",), True)]
+    curve = {1: 0.01, 2: 0.03, 3: 0.02, 4: 0.025, 5: 0.5}  # round 5 would be best, but patience 2 stops after round 4
+    seen: list[int] = []
+
+    def judge(r: int, state: dict[str, torch.Tensor]) -> _Verdict:
+        seen.append(r)
+        assert float(state["weight"].flatten()[0]) == r  # the judge sees the round's global model
+        return _Verdict(curve[r])
+
+    out = run_rounds(_Counting(), nodes, start, FuseConfig(rounds=5, patience=2), "m", 30, min_sites=1, judge=judge)
+    assert seen == [1, 2, 3, 4] and out.best_round == 2 and len(out.history) == 4
+    assert float(out.state["weight"].abs().max()) == 2.0  # round 2's weights are kept, not the last round's
+    assert [h["validation"]["diff"] for h in out.history] == [0.01, 0.03, 0.02, 0.025]
+    with pytest.raises(FuseError, match="round 1: no site reported validation scores"):
+        run_rounds(_Counting(), nodes, start, FuseConfig(rounds=3), "m", 30, min_sites=1, judge=lambda r, s: None)

@@ -10,6 +10,7 @@ import hashlib
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -20,10 +21,13 @@ from hypothesis import strategies as st
 
 from common.artifacts import read_block_files
 from common.client import RegistryClient
+from common.evaluation.candidates import Candidate
+from common.pb.mmlego.v1 import evaluation_pb2 as epb
 from common.pb.mmlego.v1 import registry_pb2 as pb
-from coordinator.auth import ROLES_BY_METHOD, SERVICE
-from coordinator.config import CoordinatorConfig
-from coordinator.server import serve
+from common.serde import score_from_bytes
+from coordinator.auth import ROLES_BY_METHOD, method_path
+from coordinator.config import CoordinatorConfig, EvaluationSection
+from coordinator.server import Running, serve
 from tests.coordinator.conftest import TASK, Consortium, signed_block
 from tests.factories import mutate_bytes
 
@@ -32,7 +36,11 @@ REQUEST = {"UploadBlock": pb.UploadChunk, "GetUploadStatus": pb.UploadStatusRequ
            "DownloadModel": pb.DownloadModelRequest, "ListTasks": pb.ListTasksRequest, "GetTask": pb.GetTaskRequest,
            "ListBlocks": pb.ListBlocksRequest, "GetBlock": pb.GetBlockRequest, "ListSites": pb.ListSitesRequest,
            "ListModels": pb.ListModelsRequest, "GetModel": pb.GetModelRequest, "CreateTask": pb.Task, "Merge": pb.MergeRequest,
-           "Fuse": pb.FuseRequest, "WithdrawSite": pb.WithdrawSiteRequest}
+           "Fuse": pb.FuseRequest, "WithdrawSite": pb.WithdrawSiteRequest,
+           "PendingEvaluations": epb.PendingEvaluationsRequest, "DownloadCandidate": epb.DownloadCandidateRequest,
+           "ReportEvaluation": epb.EvaluationReport, "ListEvaluations": epb.ListEvaluationsRequest, "Evaluate": epb.EvaluateRequest,
+           "GetRecommended": epb.GetRecommendedRequest}
+STREAMING_RESPONSE = {"DownloadBlock", "DownloadModel", "DownloadCandidate"}
 PATHS = ["../", "../../etc/passwd", "a/../../b", "/etc/shadow", "..", ".", "x\x00y", "%2e%2e%2f", "C:\\windows", "t1/../t1",
          "ab" * 32 + "/..", "~root", "\u202e", "a" * 5000, ""]
 TRIED: Counter[str] = Counter()  # "inputs" and one count per status seen
@@ -51,11 +59,11 @@ class Fuzzed:
         TRIED["inputs"] += 1
         ch = self.channels["admin" if "admin" in ROLES_BY_METHOD[method] else "site"]
         ident: Callable[[bytes], bytes] = lambda b: b  # noqa: E731
-        path = SERVICE + method
+        path = method_path(method)
         try:
             if method == "UploadBlock":
                 ch.stream_unary(path, request_serializer=ident, response_deserializer=ident)(iter(messages), timeout=20)
-            elif method in ("DownloadBlock", "DownloadModel"):
+            elif method in STREAMING_RESPONSE:
                 for _ in ch.unary_stream(path, request_serializer=ident, response_deserializer=ident)(messages[0], timeout=20):
                     pass
             else:
@@ -69,7 +77,8 @@ class Fuzzed:
 
 def visible(cfg: CoordinatorConfig) -> str:
     """What the registry holds for others to see: tasks, sites, blocks, model versions and blobs
-    (unfinished uploads are kept on purpose, for resuming; the audit log grows on purpose)."""
+    (unfinished uploads are kept on purpose, for resuming; the audit log grows on purpose; the
+    fuzzing site may answer the open evaluation job once, checked by the last test)."""
     h = hashlib.sha256()
     with sqlite3.connect(cfg.store / "registry.sqlite") as con:
         for sql in ("SELECT * FROM tasks", "SELECT name, modalities, paired, withdrawn FROM sites",  # not last_seen
@@ -85,7 +94,7 @@ def visible(cfg: CoordinatorConfig) -> str:
 @pytest.fixture(scope="module")
 def fuzzed(consortium: Consortium, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
     tmp = tmp_path_factory.mktemp("fuzz")
-    cfg = consortium.config(store=tmp / "store")
+    cfg = consortium.config(store=tmp / "store", evaluation=EvaluationSection(deadline_s=2.0))
     with serve(cfg) as running:
         address = f"127.0.0.1:{running.port}"
         with RegistryClient(address, consortium.tls("ops")) as admin:
@@ -93,7 +102,8 @@ def fuzzed(consortium: Consortium, tmp_path_factory: pytest.TempPathFactory) -> 
             folder = signed_block(consortium, "hosp-a", tmp / "b")
             with RegistryClient(address, consortium.tls("hosp-a")) as site:
                 site.push(folder)
-            admin.merge("t1")
+                admin.merge("t1")  # the sites have 2 s to score it: nobody does
+                open_job(running, folder, site)
         files = read_block_files(folder)
         data = files.weights.read_bytes()
         header = pb.UploadChunk(header=pb.UploadHeader(upload_id="u-fuzz", manifest=pb.SignedManifest(
@@ -108,6 +118,19 @@ def fuzzed(consortium: Consortium, tmp_path_factory: pytest.TempPathFactory) -> 
         print(f"\nfuzz: {TRIED['inputs']} inputs tried; statuses {dict(sorted((k, v) for k, v in TRIED.items() if k != 'inputs'))}")
 
 
+def open_job(running: Running, folder: Path, site: RegistryClient) -> None:
+    """An evaluation job with a LegoFuse round's weights, open for the whole fuzz and delivered to
+    the fuzzing site, so that reports and downloads reach every check behind them."""
+    reg = running.registry
+    parent = reg.models("t1")[0]
+    weights = b"\0" * 64
+    job = reg.evaluations.open(reg.task("t1"), "fuse", [
+        Candidate("parent", "version", "parent", model_id=parent.model_id),
+        Candidate("round-1", "fuse-round", "round 1", model_id=parent.model_id, weights_sha256=hashlib.sha256(weights).hexdigest(),
+                  weights_size=64, fuse_mode="stack", layout="x")], 3600, blobs={"round-1": weights})
+    assert [j.job_id for j in site.pending_evaluations("t1")] == [job.job_id]
+
+
 def valid(method: str, f: Fuzzed) -> bytes:
     """A valid request of ``method`` whose success would not change what is stored."""
     samples: dict[str, Message] = {
@@ -116,7 +139,14 @@ def valid(method: str, f: Fuzzed) -> bytes:
                                      fourier="2d", modalities=["genes"]),
                "GetTask": pb.GetTaskRequest(task_id="t1"), "ListBlocks": pb.ListBlocksRequest(task_id="t1", site="hosp-a"),
                "GetModel": pb.GetModelRequest(model_id="t1-v1"), "DownloadModel": pb.DownloadModelRequest(model_id="t1-v1"),
-               "Fuse": pb.FuseRequest(model_id="t1-v1", rounds=1), "GetUploadStatus": pb.UploadStatusRequest(upload_id="u-fuzz")}
+               "Fuse": pb.FuseRequest(model_id="t1-v1", rounds=1), "GetUploadStatus": pb.UploadStatusRequest(upload_id="u-fuzz"),
+               "PendingEvaluations": epb.PendingEvaluationsRequest(task_id="t1"),
+               "DownloadCandidate": epb.DownloadCandidateRequest(job_id="t1-e2", candidate_id="round-1"),
+               "ReportEvaluation": epb.EvaluationReport(job_id="t1-e2", scores=[epb.CandidateScore(
+                   candidate_id="parent", strata=[epb.PairCounts(concordant=30, discordant=10, tied=2)], patients=12, events=6,
+                   var_metric=0.01, var_diff=0.0)]),
+               "GetRecommended": epb.GetRecommendedRequest(task_id="t1"),
+               "ListEvaluations": epb.ListEvaluationsRequest(task_id="t1")}
     return samples[method].SerializeToString() if method in samples else REQUEST[method]().SerializeToString()
 
 
@@ -189,3 +219,8 @@ def test_replaying_the_valid_upload_stores_nothing_new_and_the_registry_is_uncha
     assert fuzzed.call("ListTasks", [pb.ListTasksRequest().SerializeToString()]) == grpc.StatusCode.OK  # still serving
     assert visible(fuzzed.cfg) == fuzzed.before, "fuzzing changed what the registry stores"
     assert TRIED["inputs"] >= 4 * 300
+    with sqlite3.connect(fuzzed.cfg.store / "registry.sqlite") as con:  # at most one report of the fuzzing site, and it can be
+        reports = con.execute("SELECT job_id, site FROM eval_reports").fetchall()
+        scores = [score_from_bytes(bytes(m)) for (m,) in con.execute("SELECT message FROM eval_scores")]
+    assert len(reports) <= 1 and all(r == ("t1-e2", "hosp-a") for r in reports)
+    assert all(s.problem(1) is None for s in scores)

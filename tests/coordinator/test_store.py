@@ -128,5 +128,25 @@ def test_a_store_of_a_schema_this_version_does_not_know_is_refused_naming_both(t
     Store(tmp_path).close()
     with sqlite3.connect(tmp_path / "registry.sqlite") as con:
         con.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
-    with pytest.raises(RuntimeError, match="store schema 99 is not the supported 1"):
+    with pytest.raises(RuntimeError, match=r"store schema 99 is not one this mmlego reads \(1 to 2\)"):
         Store(tmp_path)
+
+
+def test_a_schema_1_store_is_migrated_to_schema_2_and_keeps_its_data(tmp_path: Path) -> None:
+    from coordinator.store.db import SCHEMA
+
+    with sqlite3.connect(tmp_path / "registry.sqlite") as con:  # what schema 1 wrote (the tables of the first release)
+        con.executescript(SCHEMA)
+        con.execute("INSERT INTO meta VALUES('schema', '1')")
+        con.execute("INSERT INTO tasks VALUES('t1', x'00', '2026-01-01')")
+    store = Store(tmp_path)
+    try:
+        assert store.db.migrated_from == 1
+        assert store.db.query("SELECT value FROM meta WHERE key = 'schema'") == [("2",)]
+        assert store.db.query("SELECT task_id FROM tasks") == [("t1",)]
+        assert store.db.query("SELECT COUNT(*) FROM evaluations") == [(0,)] and store.db.query("SELECT COUNT(*) FROM fuse_runs") == [(0,)]
+    finally:
+        store.close()
+    again = Store(tmp_path)
+    assert again.db.migrated_from is None
+    again.close()

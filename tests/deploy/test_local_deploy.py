@@ -1,8 +1,9 @@
 """deploy/local/run.sh on loopback, as CI runs it: a coordinator, its SuperLink and three sites
 as separate processes from enrolment kits, through every step of docs/OPERATIONS.md; the script
-checks each step (merged and fused versions appear, a new site's merge keeps the others' blocks,
-a withdrawn and a rotated-out certificate are refused, a restored store equals the backed-up
-one, the metrics show the versions) and exits 0 only if all held."""
+checks each step (merged versions appear, measured by the hospitals' daemons; a new site's merge
+keeps the others' blocks; the fuse run stores a version or says why not; a withdrawn and a
+rotated-out certificate are refused; a restored store equals the backed-up one; the metrics show
+the versions and the evaluation jobs) and exits 0 only if all held."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ def test_the_local_deploy_runs_every_operations_step(tmp_path: Path) -> None:
     steps = [line for line in done.stdout.splitlines() if line.startswith("== ")]
     assert [s.split(".")[0] for s in steps] == [f"== {i}" for i in range(15)], steps
     after = json.loads((tmp_path / "run" / "status-after.json").read_text())
-    assert [m["model"] for m in after["models"]] == ["nki70-v4", "nki70-v3", "nki70-v2", "nki70-v1"]
+    models = [m["model"] for m in after["models"]]
+    fused = [m["model"] for m in after["models"] if m["recipe"] == "fuse"]
+    assert models == [f"ovarian-v{n}" for n in range(len(models), 0, -1)] and len(models) == 3 + len(fused) and len(fused) <= 1
+    assert all(m["val_metric"] is not None for m in after["models"])  # the hospitals measured every version
+    assert after["tasks"][0]["recommended"] in models
     assert {s["site"]: s["state"] for s in after["sites"]} == {"hosp-a": "active", "hosp-b": "withdrawn", "hosp-c": "active"}
     assert not list((tmp_path / "run" / "run").glob("*.pid")), "a service was left running"

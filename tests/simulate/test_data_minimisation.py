@@ -2,9 +2,14 @@
 with a recording TLS relay between the sites and the coordinator (gRPC) and the SuperLink
 (Flower). Everything a site sent is decoded and classified by its structure: block uploads whose
 bytes are the site's own signed blocks, manifests with counts of at least the site's minimum cell
-size, requests that carry identifiers only, Flower replies with the packed trainable weights, the
-site's description and two aggregates. Then no patient's id, feature values or outcome may appear
-anywhere in those bytes; a planted row shows the scan would have found one.
+size, requests that carry identifiers only, federated evaluation reports with pair counts and
+patient and event counts of at least that size, Flower replies with the packed trainable
+weights, the site's description and two aggregates. Then no patient's id, feature values or
+outcome may appear anywhere in those bytes; a planted row shows the scan would have found one.
+
+The scenario keeps 35 % of NKI-70's patients for validation (15 % by default), so that each
+hospital holds at least 5 validation events and censored patients and its evaluation reports
+carry scores, not only declines.
 
 NKI-70's patient ids are small integers ("7"), which occur everywhere by chance; the test gives
 every patient a tagged id ("pt7-1f0c...") before the sites' data folders are written, so that a
@@ -25,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from cryptography.hazmat.primitives import serialization
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.proto import message_pb2, recorddict_pb2
@@ -36,9 +42,11 @@ from common.artifacts.blockfile import expected_tensors, header
 from common.artifacts.modelfile import load_model_folder
 from common.data.dataset import MultimodalDataset
 from common.data.sitefolder import load_site_folder
+from common.data.splits import site_split
 from common.fuse import fused_model, paired_only
 from common.fuse.wire import FLAT, trainable_names
-from common.lego import BlockConfig, LegoMerge
+from common.lego import BlockConfig, LegoEnsemble, LegoMerge
+from common.pb.mmlego.v1 import evaluation_pb2 as epb
 from common.pb.mmlego.v1 import registry_pb2 as pb
 from coordinator.simulate.run import RunResult, simulate
 from coordinator.simulate.scenario import Partition, Scenario, load_scenario, partition
@@ -61,7 +69,7 @@ from tests.capture import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-SERVICE = pb.DESCRIPTOR.services_by_name["BlockRegistry"]
+SERVICES = {s.full_name: (s, module) for module in (pb, epb) for s in module.DESCRIPTOR.services_by_name.values()}
 IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=+/-]{0,199}")  # task/model/block/upload ids, page tokens
 HEX64 = re.compile(r"[0-9a-f]{64}")
 # what a site may ask the registry, and the fields each request may carry: identifiers, offsets, page settings
@@ -70,7 +78,11 @@ SITE_REQUESTS: dict[str, set[str]] = {
     "DownloadModelRequest": {"model_id"}, "DownloadBlockRequest": {"block_id", "offset"}, "GetModelRequest": {"model_id"},
     "ListModelsRequest": {"task_id"}, "GetBlockRequest": {"block_id"},
     "ListBlocksRequest": {"task_id", "site", "modality", "include_withdrawn", "page_size", "page_token"},
+    "PendingEvaluationsRequest": {"task_id"}, "DownloadCandidateRequest": {"job_id", "candidate_id", "offset"},
+    "GetRecommendedRequest": {"task_id"},
 }
+DECLINES = {"too-few-patients", "query-budget", "disabled", "wrong-task-kind"}  # the kinds a site may give, never text
+SCORE_FIELDS = {"candidate_id", "strata", "patients", "events", "var_metric", "var_diff"}
 MANIFEST_FIELDS = {"task_id", "site", "modality", "config_json", "tensors", "train_stats", "code_version", "created_at",
                    "weights_sha256", "weights_size"}
 NOT_COUNTS = {"val_metric", "epochs"}  # train_stats that are not patient counts: the validation metric, epochs run
@@ -124,6 +136,12 @@ class Seen:
     messages: list[tuple[str, Message]] = field(default_factory=list)
     named: dict[str, set[str]] = field(default_factory=dict)  # site -> ids of objects its message trees name
     capture_site: dict[int, str] = field(default_factory=dict)  # index in captures -> site
+
+
+def training(cfg: SiteConfig) -> MultimodalDataset:
+    """A site's training patients, as its ClientApp selects them."""
+    data = load_site_folder(cfg.data)
+    return data.subset(site_split(data, cfg.train.val_fraction, cfg.train.seed)[0])
 
 
 def tag_patients(part: Partition) -> Partition:
@@ -187,6 +205,7 @@ def decode(seen: Seen) -> None:
 @pytest.fixture(scope="module")
 def seen(tmp_path_factory: pytest.TempPathFactory) -> Seen:
     scn = load_scenario("nki70-3").quick()
+    scn = dataclasses.replace(scn, spec=scn.spec.model_copy(update={"val_fraction": 0.35}))
     part = tag_patients(partition(scn))
     out = tmp_path_factory.mktemp("minimisation") / "run"
     lines: list[str] = []
@@ -224,12 +243,30 @@ def identifiers_only(msg: ProtoMessage, what: str) -> None:
 
 
 def request_type(path: str) -> type[ProtoMessage]:
-    prefix = f"/{SERVICE.full_name}/"
-    assert path.startswith(prefix), f"a site called {path!r}, not our registry"
-    method = SERVICE.methods_by_name.get(path[len(prefix):])
+    service, _, name = path.strip("/").partition("/")
+    assert service in SERVICES, f"a site called {path!r}, not one of our services"
+    desc, module = SERVICES[service]
+    method = desc.methods_by_name.get(name)
     assert method is not None, f"a site called an unknown RPC {path!r}"
-    cls: type[ProtoMessage] = getattr(pb, method.input_type.name)
+    cls: type[ProtoMessage] = getattr(module, method.input_type.name)
     return cls
+
+
+def check_report(report: epb.EvaluationReport, site: str, min_cell: int, strata: int) -> None:
+    """An evaluation report is pair counts and counts of at least ``min_cell``, or a decline's kind."""
+    only_fields(report, {"job_id", "scores", "declined"}, f"{site}'s EvaluationReport")
+    assert IDENT.fullmatch(report.job_id)
+    if report.declined:
+        assert report.declined in DECLINES and not report.scores, f"{site} declined with {report.declined[:80]!r}"
+        return
+    for sc in report.scores:
+        only_fields(sc, SCORE_FIELDS, f"{site}'s CandidateScore")
+        assert IDENT.fullmatch(sc.candidate_id) and len(sc.strata) == strata
+        for p in sc.strata:
+            only_fields(p, {"concordant", "discordant", "tied"}, "PairCounts")
+        assert sc.patients >= min_cell and sc.events >= min_cell and sc.patients - sc.events >= min_cell, \
+            f"{site}: a score of {sc.patients} patients and {sc.events} events (minimum cell size {min_cell})"
+        assert math.isfinite(sc.var_metric) and math.isfinite(sc.var_diff)
 
 
 def uploads(seen: Seen) -> dict[str, Upload]:
@@ -312,15 +349,20 @@ def fleet_name(call: FleetCall) -> str:
 # ---- gRPC: what sites ask the registry ----------------------------------------------------------
 
 
-def test_registry_requests_are_signed_block_uploads_and_identifiers(seen: Seen) -> None:
+def test_registry_requests_are_signed_block_uploads_identifiers_and_evaluation_counts(seen: Seen) -> None:
     task_id = seen.result.task.task_id
+    reports: Counter[str] = Counter()
     for site, call in seen.grpc:
         assert call.ended and not call.reset and call.rest == b"", f"{site} {call.path}: unfinished stream"
         cls = request_type(call.path)
         if cls is pb.UploadChunk:
             continue  # below, as whole uploads
-        assert cls.DESCRIPTOR.name in SITE_REQUESTS, f"{site} called {call.path}, which is not a site's call"
         assert len(call.messages) == 1, f"{site} {call.path}: {len(call.messages)} request messages"
+        if cls is epb.EvaluationReport:
+            check_report(epb.EvaluationReport.FromString(call.messages[0]), site, seen.min_cell[site], 1)
+            reports[site] += 1
+            continue
+        assert cls.DESCRIPTOR.name in SITE_REQUESTS, f"{site} called {call.path}, which is not a site's call"
         req = cls.FromString(call.messages[0])
         only_fields(req, SITE_REQUESTS[cls.DESCRIPTOR.name], f"{site} {call.path}")
         identifiers_only(req, f"{site} {call.path}")
@@ -335,6 +377,10 @@ def test_registry_requests_are_signed_block_uploads_and_identifiers(seen: Seen) 
         check_manifest(manifest, up.site, seen.configs[up.site], task_id, weights, seen.min_cell[up.site])
     uploaded = {(up.site, pb.BlockManifest.FromString(up.manifest).modality) for up in ups.values()}
     assert uploaded == {(s, m) for s, c in seen.configs.items() for m in c.modalities}  # every block of every site
+    assert set(reports) == set(seen.configs)  # every site answered the evaluation jobs
+    scored = [s for s, call in seen.grpc if call.path.endswith("/ReportEvaluation")
+              and epb.EvaluationReport.FromString(call.messages[0]).scores]
+    assert scored, "no site sent scores: the report check above checked only declines"
 
 
 # ---- Flower: what a SuperNode sends the SuperLink ------------------------------------------------
@@ -369,11 +415,11 @@ def test_flower_traffic_is_packed_weights_the_site_description_and_aggregates(se
 
     paired = [s for s, c in seen.configs.items() if c.paired]
     merged, record = load_model_folder(seen.result.model_dirs[seen.result.merged.model_id])
-    assert isinstance(merged, LegoMerge)
+    assert isinstance(merged, LegoMerge | LegoEnsemble)  # the merge --recipe auto published
     model = fused_model(merged.block_list, seen.scn.spec.fuse_mode, record.parameters)
     state = model.state_dict()
     trainable = sum(state[n].numel() for n in trainable_names(model))
-    patients = {s: len(paired_only(load_site_folder(seen.configs[s].data), model.modalities)) for s in paired}
+    patients = {s: len(paired_only(training(seen.configs[s]), model.modalities)) for s in paired}
     for site, objects in seen.objects.items():
         assert set(objects) <= seen.named[site], f"{site} pushed objects that belong to no message"
         for raw in objects.values():
@@ -398,8 +444,9 @@ def test_flower_traffic_is_packed_weights_the_site_description_and_aggregates(se
             n, loss = metrics["num-examples"], metrics["train_loss"]
             assert isinstance(n, int) and n == patients[site] and n >= seen.min_cell[site], (site, n)
             assert isinstance(loss, float) and math.isfinite(loss)
+    rounds = len(seen.result.fuse_detail["history"])  # early stopping: every round run, kept or not
     for site in paired:
-        assert replies[(site, "train")] == seen.scn.spec.rounds and replies[(site, "query.describe")] >= 1, replies
+        assert rounds >= 1 and replies[(site, "train")] == rounds and replies[(site, "query.describe")] >= 1, replies
     assert {s for s, _ in replies} == set(paired)  # unpaired sites run no SuperNode
 
 
@@ -525,7 +572,7 @@ def test_no_patient_value_appears_in_anything_a_site_sent(seen: Seen) -> None:
 
 
 def test_the_capture_saw_every_site_upload_and_the_rounds_and_the_run_passed_as_without_it(seen: Seen) -> None:
-    assert seen.result.fused is not None and seen.result.fused.recipe == "fuse"  # the relayed run finished both phases
+    assert seen.result.fuse_detail.get("history")  # the relayed run reached its rounds (whether a round was kept or not)
     ups = uploads(seen)
     assert {up.site for up in ups.values()} == set(seen.configs)
     trains = [s for s, m in seen.messages if m.metadata.message_type == "train"]
@@ -566,8 +613,10 @@ def test_block_input_scaling_reveals_no_count_below_the_minimum_cell(seen: Seen)
         n = m.train_stats.get("n_train")
         if n is None:
             continue
-        data = seen.part.sites[up.site].modalities[m.modality]
-        rows = data.x[data.present].numpy()
+        site_data = seen.part.sites[up.site]
+        data = site_data.modalities[m.modality]
+        assert site_data.holdout is not None
+        rows = data.x[data.present & torch.from_numpy(~site_data.holdout)].numpy()  # its training patients
         binary = [j for j in range(rows.shape[1]) if set(np.unique(rows[:, j]).tolist()) <= {0.0, 1.0}]
         mean = st_load(bytes(up.weights))["scaling.mean"]
         cell = seen.min_cell[up.site]

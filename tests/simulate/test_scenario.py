@@ -1,6 +1,7 @@
-"""Scenario files and how a scenario splits the data: the test and validation patients are never
-a site's, groups and shares go where the file says, overlap means shared patients, and a bad file
-gets one message naming what is wrong."""
+"""Scenario files and how a scenario splits the data: the test patients are never a site's, the
+validation patients are shared out to the sites marked as such (never trained on), groups and
+shares go where the file says, overlap means shared patients, and a bad file gets one message
+naming what is wrong."""
 
 from __future__ import annotations
 
@@ -21,12 +22,20 @@ def ids(data: object) -> set[str]:
 def test_builtin_scenarios_hold_out_patients_no_site_trains_on(name: str) -> None:
     scn = load_scenario(name)
     part = partition(scn)
-    held = ids(part.test[0]) | ids(part.val[0])
-    assert not ids(part.test[0]) & ids(part.val[0])
+    test, val = ids(part.test[0]), ids(part.val[0])
+    assert not test & val
+    held_by_sites: set[str] = set()
     for site in scn.spec.sites:
         data = part.sites[site.name]
-        assert not ids(data) & held, f"{site.name} trains on held-out patients"
+        assert data.holdout is not None and data.holdout.any() and not data.holdout.all()
+        training = {p for p, h in zip(data.ids, data.holdout, strict=True) if not h}
+        validation = {p for p, h in zip(data.ids, data.holdout, strict=True) if h}
+        assert not ids(data) & test, f"{site.name} holds test patients"
+        assert not training & val and validation <= val, f"{site.name} trains on validation patients"
+        assert not validation & held_by_sites, "a validation patient went to two sites"
+        held_by_sites |= validation
         assert sorted(data.modalities) == sorted(site.modalities)
+    assert held_by_sites == val  # every validation patient is some site's
     assert sum(s.paired for s in scn.spec.sites) == 1 and len(scn.spec.sites) == int(name[-1])
     assert "ovarian-4" in builtin_names() and "scale" in builtin_names()
 
@@ -35,8 +44,7 @@ def test_ovarian_sites_are_the_four_studies() -> None:
     scn = load_scenario("ovarian-4")
     part = partition(scn)
     for site in scn.spec.sites:
-        groups = part.train_pool.groups[np.isin(part.train_pool.ids, part.sites[site.name].ids)]  # type: ignore[union-attr, index]
-        assert set(groups) == {site.group}
+        assert set(part.sites[site.name].groups) == {site.group}  # type: ignore[arg-type]
     sizes = {s.name: len(part.sites[s.name]) for s in scn.spec.sites}
     assert sizes["hosp-16"] > sizes["hosp-13"] > sizes["hosp-4"] > sizes["hosp-9"]  # 510 / 260 / 84 / 58 patients before the split
 
@@ -47,7 +55,7 @@ def test_overlap_is_a_pool_of_patients_every_site_holds(tmp_path: Path) -> None:
         f = tmp_path / f"o{overlap}.toml"
         f.write_text(text.replace('dataset = "nki70"', f'dataset = "nki70"\noverlap = {overlap}'))
         part = partition(load_scenario(str(f)))
-        sets = [ids(d) for d in part.sites.values()]
+        sets = [{p for p, h in zip(d.ids, d.holdout, strict=True) if not h} for d in part.sites.values()]
         common = sets[0] & sets[1] & sets[2]
         assert len(common) == round(overlap * len(part.train_pool))  # type: ignore[arg-type]
         assert not (sets[0] & sets[1]) - common  # beyond the shared pool, sites hold different patients
@@ -98,7 +106,8 @@ def test_a_scenario_of_site_data_folders_holds_out_part_of_every_site(tmp_path: 
     part = partition(load_scenario(str(tmp_path / "s.toml")))
     assert part.train_pool is None and len(part.test) == len(part.val) == 2
     for i, site in enumerate(("hosp-a", "hosp-b")):
-        held = ids(part.test[i]) | ids(part.val[i])
-        assert held and not ids(part.sites[site]) & held
-        assert len(part.sites[site]) + len(held) == 72
+        data = part.sites[site]
+        assert ids(part.test[i]) and not ids(data) & ids(part.test[i]) and part.test_of[site] == i
+        assert {p for p, h in zip(data.ids, data.holdout, strict=True) if h} == ids(part.val[i])  # its own validation part
+        assert len(data) + len(part.test[i]) == 72
     assert sorted(part.sites["hosp-b"].modalities) == ["clinical", "genes"]

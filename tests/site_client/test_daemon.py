@@ -11,12 +11,14 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from common.client import RegistryClient
 from common.data.export import export_site_folder
 from common.processes import stop_process
+from common.sitetoml import EvaluationSection
 from coordinator.config import CoordinatorConfig
 from site_client.config import load_site_config
 from site_client.daemon import Daemon
@@ -42,10 +44,10 @@ def wait_for(log: Path, name: str, proc: subprocess.Popen[bytes], timeout: float
 
 
 def run_until_idle(config: str, log: Path) -> None:
-    """Start the daemon, wait until it is idle, SIGTERM it: it must exit 0."""
+    """Start the daemon, wait until it serves (evaluation jobs), SIGTERM it: it must exit 0."""
     proc = start(config, log)
     try:
-        wait_for(log, "idle", proc)
+        wait_for(log, "serving", proc)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
@@ -84,7 +86,7 @@ def test_daemon_trains_pushes_stops_and_resumes_without_retraining(consortium: C
 def test_supernode_is_restarted_with_back_off_and_an_unregistered_key_is_named(consortium: Consortium,  # noqa: F811
                                                                               tmp_path: Path) -> None:
     node = site_node(consortium, "hosp-b", "127.0.0.1:1", tmp_path / "data", tmp_path / "kit")
-    cfg = load_site_config(node["site-config"])
+    cfg = replace(load_site_config(node["site-config"]), evaluation=EvaluationSection(enabled=False))
     out, stop, started = io.StringIO(), threading.Event(), []
 
     def spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -93,7 +95,7 @@ def test_supernode_is_restarted_with_back_off_and_an_unregistered_key_is_named(c
         return subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(305)"])
 
     daemon = Daemon(cfg, stop, out, spawn)
-    worker = threading.Thread(target=daemon.supervise_node)
+    worker = threading.Thread(target=daemon.serve)
     worker.start()
     time.sleep(4.5)
     stop.set()

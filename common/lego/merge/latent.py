@@ -10,7 +10,7 @@ from .registry import Registry
 
 EPS = 1e-12  # magnitudes below this count as zero in the harmonic mean
 
-LatentMerge = Callable[[Sequence[torch.Tensor], "torch.Tensor | None"], torch.Tensor]
+LatentMerge = Callable[..., torch.Tensor]  # (latents, present=None, weights=None) -> merged
 LATENT_MERGES: Registry[LatentMerge] = Registry("latent merge")
 
 
@@ -36,42 +36,65 @@ def _stack_checked(latents: Sequence[torch.Tensor], present: torch.Tensor | None
     return z, present.T.reshape(m, b, 1, 1).to(z.device)
 
 
+def block_weights(weights: Sequence[float] | None, m: int) -> torch.Tensor | None:
+    """Per-block merge weights as (m, 1, 1, 1), checked: m finite numbers > 0 (None: uniform)."""
+    if weights is None:
+        return None
+    w = torch.tensor([float(x) for x in weights], dtype=torch.float32)
+    if w.shape != (m,) or not torch.isfinite(w).all() or (w <= 0).any():
+        raise ValueError(f"merge weights must be {m} finite numbers > 0 (leave a block out instead of weighting it 0), "
+                         f"got {list(weights)}")
+    return w.view(m, 1, 1, 1)
+
+
 def _circular_merge(latents: Sequence[torch.Tensor], present: torch.Tensor | None,
-                    magnitude: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+                    magnitude: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+                    weights: Sequence[float] | None = None) -> torch.Tensor:
     z, p = _stack_checked(latents, present)
     z = torch.where(p, z, torch.zeros_like(z))  # absent blocks' values never enter, not even NaN
-    count = p.sum(dim=0)  # (b, 1, 1)
+    w = block_weights(weights, z.shape[0])
+    # ``count`` is the (weighted) number of present blocks; unweighted it is the exact count.
+    count = p.sum(dim=0) if w is None else (p * w.to(z.device)).sum(dim=0)  # (b, 1, 1)
     mag = z.abs()  # (m, b, c, d)
     unit = torch.where(mag > 0, z / mag.clamp_min(EPS), torch.zeros_like(z))
-    phase = torch.angle(unit.sum(dim=0))  # circular mean: angle of the sum of unit phasors
-    merged = torch.polar(magnitude(mag, p, count).to(phase.dtype), phase)
+    pw: torch.Tensor = p  # how much each present block counts: 1 (True), or its weight
+    if w is not None:
+        unit = unit * w.to(z.device)
+        pw = torch.where(p, w.to(z.device).expand_as(mag), torch.zeros_like(mag))
+    phase = torch.angle(unit.sum(dim=0))  # circular mean: angle of the (weighted) sum of unit phasors
+    merged = torch.polar(magnitude(mag, pw, count).to(phase.dtype), phase)
     # A sample with one present block keeps that block's latent exactly (no round trip).
     only = z.sum(dim=0)  # exact: the other terms are zeros
-    return torch.where(count == 1, only, merged)
+    return torch.where(p.sum(dim=0) == 1, only, merged)
+
 
 
 @LATENT_MERGES.register("harmonic")
-def merge_latents(latents: Sequence[torch.Tensor], present: torch.Tensor | None = None) -> torch.Tensor:
+def merge_latents(latents: Sequence[torch.Tensor], present: torch.Tensor | None = None,
+                  weights: Sequence[float] | None = None) -> torch.Tensor:
     """Merge M >= 1 complex latents (b, c, d) per element over the blocks present per sample.
 
     magnitude = harmonic mean ``n / sum_m 1/|L_m|`` over the n present blocks (a zero
     magnitude pulls it to ~0); phase = circular mean ``angle(sum_m L_m/|L_m|)``, right across
     the +-pi wrap. ``present`` (b, M) bool says which blocks' modalities each sample has
     (default: all). A sample with one present block gets exactly that block's latent.
+    ``weights`` (one > 0 per block): the weighted harmonic mean ``sum w / sum w/|L_m|`` and the
+    angle of ``sum w L_m/|L_m|``, over the present blocks.
     """
 
     def harmonic(mag: torch.Tensor, p: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-        inv = torch.where(p, 1.0 / mag.clamp_min(EPS), torch.zeros_like(mag)).sum(dim=0)
+        inv = torch.where(p > 0, p / mag.clamp_min(EPS), torch.zeros_like(mag)).sum(dim=0)
         return count / inv
 
-    return _circular_merge(latents, present, harmonic)
+    return _circular_merge(latents, present, harmonic, weights)
 
 
 @LATENT_MERGES.register("arithmetic")
-def merge_latents_arithmetic(latents: Sequence[torch.Tensor], present: torch.Tensor | None = None) -> torch.Tensor:
-    """Ablation: arithmetic mean of magnitudes, circular mean of phases."""
+def merge_latents_arithmetic(latents: Sequence[torch.Tensor], present: torch.Tensor | None = None,
+                             weights: Sequence[float] | None = None) -> torch.Tensor:
+    """Ablation: (weighted) arithmetic mean of magnitudes, circular mean of phases."""
 
     def arithmetic(mag: torch.Tensor, p: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-        return mag.sum(dim=0) / count
+        return (mag * p).sum(dim=0) / count
 
-    return _circular_merge(latents, present, arithmetic)
+    return _circular_merge(latents, present, arithmetic, weights)

@@ -169,3 +169,17 @@ def test_classification_labels_checked(site: Path) -> None:
     edit(site / "data.toml", 'time = "time"', 'label = "label"')
     edit(site / "data.toml", 'event = "event"', "")
     expect(site, "labels.csv", "column 'label'", "row 10", "integer")
+
+
+def test_a_split_column_names_the_validation_patients_and_round_trips(tmp_path: Path, site: Path) -> None:
+    data = load_site_folder(EXAMPLE)
+    data.holdout = np.arange(len(data)) % 5 == 0
+    back = load_site_folder(export_site_folder(data, tmp_path / "split"))
+    assert back.holdout is not None and np.array_equal(back.holdout, data.holdout)
+    labels = pd.read_csv(site / "labels.csv")
+    labels["split"] = ["validation" if i % 4 == 0 else "Train" for i in range(len(labels))]
+    labels.loc[7, "split"] = "test"
+    labels.to_csv(site / "labels.csv", index=False)
+    (site / "data.toml").write_text((site / "data.toml").read_text().replace('group = "hospital"', 'group = "hospital"\nsplit = "split"'))
+    with pytest.raises(DataError, match=r"column 'split', row 8 \(patient 'P007'\): split must be 'train' or 'validation', got 'test'"):
+        load_site_folder(site)

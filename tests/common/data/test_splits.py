@@ -36,3 +36,23 @@ def test_standardizer_uses_training_rows_only() -> None:
                              {"m": ModalityData("tabular", x, present, ["f"])}, label=np.array([0, 1, 0]))
     out = Standardizer.fit(data).apply(data)
     assert out.modalities["m"].x[:, 0].tolist() == [-1.0, 1.0, 0.0]  # absent row zeroed, not used to fit
+
+
+def test_a_sites_split_is_its_split_column_or_a_stratified_draw_over_all_its_patients() -> None:
+    from common.data.splits import site_split
+
+    n = 60
+    x = torch.zeros(n, 1)
+    some = torch.tensor([i % 3 != 0 for i in range(n)])
+    data = MultimodalDataset("t", "classification", [str(i) for i in range(n)],
+                             {"a": ModalityData("tabular", x, torch.ones(n, dtype=torch.bool), ["f"]),
+                              "b": ModalityData("tabular", x, some, ["f"])}, label=np.arange(n) % 2)
+    train, val = site_split(data, 0.2, seed=1)
+    assert not set(train) & set(val) and len(train) + len(val) == n and abs(len(val) - 12) <= 1
+    assert set(data.label[val].tolist()) == {0, 1}  # stratified
+    data.holdout = np.arange(n) >= 50
+    train, val = site_split(data, 0.2, seed=1)
+    assert val.tolist() == list(range(50, 60)) and train.tolist() == list(range(50))
+    data.holdout = np.zeros(n, dtype=bool)
+    with pytest.raises(ValueError, match="0 validation and 60 training patients"):
+        site_split(data, 0.2, seed=1)

@@ -19,13 +19,17 @@ def test_generated_code_matches_the_proto_sources(tmp_path: Path) -> None:
 
 
 def test_every_rpc_and_field_is_commented() -> None:
-    text = (regenerate.PROTO_ROOT / "mmlego" / "v1" / "registry.proto").read_text().splitlines()
-    for i, line in enumerate(text):
-        s = line.strip()
-        is_rpc = s.startswith("rpc ")
-        is_field = s.endswith(";") and "=" in s and not s.startswith(("syntax", "package", "import", "option", "//"))
-        if is_rpc or is_field:
-            assert text[i - 1].strip().startswith("//"), f"line {i + 1} has no comment: {s}"
+    sources = sorted((regenerate.PROTO_ROOT / "mmlego" / "v1").glob("*.proto"))
+    assert [p.name for p in sources] == ["evaluation.proto", "registry.proto"]
+    for source in sources:
+        text = source.read_text().splitlines()
+        assert sum(line.strip().startswith("service ") for line in text) == 1, f"{source.name}: one service per file"
+        for i, line in enumerate(text):
+            s = line.strip()
+            is_rpc = s.startswith("rpc ")
+            is_field = s.endswith(";") and "=" in s and not s.startswith(("syntax", "package", "import", "option", "//"))
+            if is_rpc or is_field:
+                assert text[i - 1].strip().startswith("//"), f"{source.name} line {i + 1} has no comment: {s}"
 
 
 def test_a_message_round_trips() -> None:

@@ -311,24 +311,32 @@ class GetModelRequest(_message.Message):
     def __init__(self, model_id: _Optional[str] = ...) -> None: ...
 
 class MergeRequest(_message.Message):
-    __slots__ = ("task_id", "latent_merge", "head_merge")
+    __slots__ = ("task_id", "latent_merge", "head_merge", "recipe", "deadline_s")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     LATENT_MERGE_FIELD_NUMBER: _ClassVar[int]
     HEAD_MERGE_FIELD_NUMBER: _ClassVar[int]
+    RECIPE_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     latent_merge: str
     head_merge: str
-    def __init__(self, task_id: _Optional[str] = ..., latent_merge: _Optional[str] = ..., head_merge: _Optional[str] = ...) -> None: ...
+    recipe: str
+    deadline_s: float
+    def __init__(self, task_id: _Optional[str] = ..., latent_merge: _Optional[str] = ..., head_merge: _Optional[str] = ..., recipe: _Optional[str] = ..., deadline_s: _Optional[float] = ...) -> None: ...
 
 class FuseRequest(_message.Message):
-    __slots__ = ("model_id", "rounds", "epochs")
+    __slots__ = ("model_id", "rounds", "epochs", "patience", "deadline_s")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    PATIENCE_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     rounds: int
     epochs: int
-    def __init__(self, model_id: _Optional[str] = ..., rounds: _Optional[int] = ..., epochs: _Optional[int] = ...) -> None: ...
+    patience: int
+    deadline_s: float
+    def __init__(self, model_id: _Optional[str] = ..., rounds: _Optional[int] = ..., epochs: _Optional[int] = ..., patience: _Optional[int] = ..., deadline_s: _Optional[float] = ...) -> None: ...
 
 class WithdrawSiteRequest(_message.Message):
     __slots__ = ("site", "reason")

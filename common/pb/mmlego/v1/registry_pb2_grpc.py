@@ -207,14 +207,17 @@ class BlockRegistryServicer:
 
     def Merge(self, request, context):
         """Build an immutable model version from the latest accepted block of every (site, modality)
-        of a task by LegoMerge (admin).
+        of a task (admin): the uniform LegoMerge, the ensemble, or the candidate the sites' federated
+        evaluation supports (recipe "auto"). The sites score it first (up to the deadline).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Fuse(self, request, context):
-        """Run LegoFuse rounds on the paired sites, starting from a model version (admin).
+        """Run LegoFuse rounds on the paired sites, starting from a merge or ensemble version, with the
+        sites scoring the global model after every round (admin). Stores the best round's weights,
+        unless no round beats the parent on consortium validation: then FAILED_PRECONDITION says so.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,104 @@
+"""What sites are asked to score: candidates, and the jobs that carry them.
+
+A candidate is never a set of arbitrary weights: it is a *recipe* over accepted, signed blocks
+(``merge``: a weighted LegoMerge; ``ensemble``: the weighted mean of the blocks' predictions), a
+stored model ``version``, or the global model of a LegoFuse run's round (``fuse-round``: the
+trainable tensors of the LegoFuse of a stored version's blocks; the frozen parts the site takes
+from the blocks it verified). A site counts every distinct candidate it scores (:meth:`digest`)
+against its query budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+from .scores import CandidateScore
+
+KINDS = ("merge", "ensemble", "version", "fuse-round")
+PURPOSES = ("merge", "fuse", "versions")
+HEX = set("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    candidate_id: str  # unique within its job
+    kind: str  # one of KINDS
+    label: str = ""  # for people: "uniform", "ensemble", "hosp-a/genes alone", "round 3"
+    block_ids: tuple[str, ...] = ()  # merge / ensemble: the blocks, by id
+    weights: tuple[float, ...] = ()  # merge / ensemble: one > 0 per block; empty = equal
+    latent_merge: str = "harmonic"
+    head_merge: str = "spherical"
+    model_id: str = ""  # version: the version; fuse-round: the version the run started from
+    weights_sha256: str = ""  # fuse-round: the round's packed trainable tensors (fetched by the site)
+    weights_size: int = 0
+    fuse_mode: str = ""  # fuse-round: "stack" or "weave"
+    layout: str = ""  # fuse-round: digest of the tensors' names, shapes and dtypes
+
+    @property
+    def is_recipe(self) -> bool:
+        return self.kind in ("merge", "ensemble")
+
+    def digest(self) -> str:
+        """What makes two candidates the same query: everything but the id and the label."""
+        body = {k: v for k, v in asdict(self).items() if k not in ("candidate_id", "label")}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+    def problem(self) -> str | None:
+        """Why this cannot be a candidate, or None."""
+        if self.kind not in KINDS:
+            return f"candidate {self.candidate_id!r}: unknown kind {self.kind!r}; known: {', '.join(KINDS)}"
+        if self.is_recipe:
+            if not self.block_ids:
+                return f"candidate {self.candidate_id!r}: a {self.kind} needs at least one block"
+            if len(set(self.block_ids)) != len(self.block_ids) or any(len(b) != 64 or set(b) - HEX for b in self.block_ids):
+                return f"candidate {self.candidate_id!r}: block ids must be distinct sha256 hex digests"
+            if self.weights and (len(self.weights) != len(self.block_ids)
+                                 or not all(math.isfinite(w) and w > 0 for w in self.weights)):
+                return f"candidate {self.candidate_id!r}: weights must be {len(self.block_ids)} finite numbers > 0"
+        elif not self.model_id:
+            return f"candidate {self.candidate_id!r}: a {self.kind} candidate names a model version"
+        if self.kind == "fuse-round" and (len(self.weights_sha256) != 64 or self.fuse_mode not in ("stack", "weave")
+                                          or self.weights_size <= 0 or not self.layout):
+            return f"candidate {self.candidate_id!r}: a fuse-round candidate needs its weights' sha256 and size, mode and layout"
+        return None
+
+
+@dataclass(frozen=True)
+class EvaluationJob:
+    """Candidates the sites are asked to score; the first is the reference that every other
+    candidate's difference (and its variance) is measured against."""
+
+    job_id: str
+    task_id: str
+    purpose: str  # one of PURPOSES
+    candidates: tuple[Candidate, ...]
+    created_at: str = ""
+    deadline: str = ""  # when the coordinator stops waiting (ISO time)
+
+    def candidate(self, candidate_id: str) -> Candidate | None:
+        return next((c for c in self.candidates if c.candidate_id == candidate_id), None)
+
+
+@dataclass(frozen=True)
+class SiteReport:
+    """One site's answer to one job: a score per candidate it could score (others are left out:
+    too few of its validation patients have the modalities), or ``declined`` with the reason's
+    kind (too few validation patients or events, the query budget, evaluation switched off)."""
+
+    job_id: str
+    scores: dict[str, CandidateScore] = field(default_factory=dict)  # candidate id -> its score
+    declined: str = ""
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A job as an operator sees it: who received it and who answered."""
+
+    job: EvaluationJob
+    state: str  # "open" or "closed"
+    delivered: tuple[str, ...] = ()
+    reported: tuple[str, ...] = ()
+    declined: tuple[str, ...] = ()

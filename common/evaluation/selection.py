@@ -1,0 +1,121 @@
+"""Choosing what to publish on the consortium's validation data, robustly to its noise.
+
+Validation sets here are tens of patients per site; a choice that follows their noise makes the
+model worse (a greedy forward selection over the blocks raised the validation metric every time
+and lowered the test metric in two of three scenarios). So the rule is conservative:
+
+- a *small, fixed* family of candidates, each built from every block (so each scores the same
+  patients as the uniform merge): the uniform merge (the reference), the ensemble, the
+  modality-balanced merge and ensemble (when modalities have different numbers of blocks), a merge
+  weighted by the blocks' training patients, and, from a second job, a merge and an ensemble
+  weighted by each block's own consortium validation metric (the single blocks, scored in the
+  first job). Data-derived weights are shrunk half-way toward equal weights;
+- a candidate replaces the uniform merge only when its gain over it exceeds ``z`` standard errors
+  of that gain (the sites' jackknife variances of the paired difference, combined): the
+  candidate with the largest lower bound ``gain - z * se`` wins if that bound is above zero.
+
+The single blocks are scored too (that is how a consortium picks its best block honestly), but
+are never published by a merge: each covers only the patients of one modality.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .candidates import Candidate
+from .scores import Consortium
+
+Z = 1.0  # standard errors a gain must exceed before the uniform merge is left
+SHRINK = 0.5  # data-derived weights: w = (1 - SHRINK) * 1 + SHRINK * w / mean(w)
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """What the coordinator knows of a block before anyone scores it."""
+
+    block_id: str
+    site: str
+    modality: str
+    n_train: int | None = None  # from the block's manifest (withheld below the site's minimum cell size)
+
+
+def _mean_one(w: Sequence[float]) -> tuple[float, ...]:
+    mean = sum(w) / len(w)
+    return tuple(round(x / mean, 6) for x in w)
+
+
+def shrunk(w: Sequence[float], amount: float = SHRINK) -> tuple[float, ...]:
+    """``w`` rescaled to mean 1 and pulled ``1 - amount`` of the way back to equal weights."""
+    return _mean_one([(1 - amount) + amount * x for x in _mean_one(w)])
+
+
+def first_candidates(blocks: Sequence[BlockInfo]) -> list[Candidate]:
+    """The first job: the uniform merge (reference), the ensemble, the balanced and size-weighted
+    variants where they differ from uniform, and every block alone."""
+    ids = tuple(b.block_id for b in blocks)
+    out = [Candidate("uniform", "merge", "uniform merge", ids), Candidate("ensemble", "ensemble", "ensemble", ids)]
+    per_modality = {m: sum(b.modality == m for b in blocks) for m in {b.modality for b in blocks}}
+    if len(set(per_modality.values())) > 1:
+        balanced = _mean_one([1.0 / per_modality[b.modality] for b in blocks])
+        out += [Candidate("balanced", "merge", "modality-balanced merge", ids, balanced),
+                Candidate("balanced-ensemble", "ensemble", "modality-balanced ensemble", ids, balanced)]
+    sizes = [b.n_train for b in blocks]
+    if all(n is not None and n > 0 for n in sizes) and len(set(sizes)) > 1:
+        out.append(Candidate("size", "merge", "merge weighted by training patients", ids,
+                             shrunk([math.sqrt(float(n)) for n in sizes])))  # type: ignore[arg-type]
+    if len(blocks) > 1:
+        out += [Candidate(f"alone-{i}", "merge", f"{b.site}/{b.modality} alone", (b.block_id,)) for i, b in enumerate(blocks)]
+    return out
+
+
+def quality_candidates(blocks: Sequence[BlockInfo], alone: Mapping[str, Consortium]) -> list[Candidate]:
+    """The second job: merge and ensemble weighted by each block's consortium validation metric
+    above chance (``alone``: block id -> the block scored alone), shrunk toward equal weights. A
+    block no site could score gets the median weight. Empty when no block is above chance."""
+    edge = {b.block_id: alone[b.block_id].value - 0.5 for b in blocks
+            if b.block_id in alone and math.isfinite(alone[b.block_id].value)}
+    if not edge or max(edge.values()) <= 0 or len(blocks) < 2:
+        return []
+    known = sorted(max(0.0, v) for v in edge.values())
+    median = known[len(known) // 2]
+    raw = [max(0.0, edge.get(b.block_id, median)) for b in blocks]
+    if sum(raw) <= 0:
+        return []
+    w = shrunk(raw)
+    ids = tuple(b.block_id for b in blocks)
+    return [Candidate("uniform", "merge", "uniform merge", ids), Candidate("quality", "merge", "merge weighted by validation", ids, w),
+            Candidate("quality-ensemble", "ensemble", "ensemble weighted by validation", ids, w)]
+
+
+def publishable(c: Candidate, blocks: Sequence[BlockInfo]) -> bool:
+    """A merge may publish a candidate built from every block (it scores every patient the
+    uniform merge scores); a block alone is scored for comparison only."""
+    return c.is_recipe and set(c.block_ids) == {b.block_id for b in blocks}
+
+
+@dataclass(frozen=True)
+class Choice:
+    candidate: Candidate
+    reason: str
+    bound: float = float("nan")  # gain - z * se of the chosen candidate (nan: the uniform merge by default)
+
+
+def choose(candidates: Sequence[Candidate], results: Mapping[str, Consortium], z: float = Z) -> Choice:
+    """The candidate with the largest ``diff - z * se_diff`` over the reference (the first), if
+    that is above zero; else the reference. ``results`` maps candidate id -> its consortium
+    result (with ``diff`` against the reference of its job)."""
+    reference = candidates[0]
+    scored = [(c, results[c.candidate_id]) for c in candidates[1:] if c.candidate_id in results]
+    scored = [(c, r) for c, r in scored if math.isfinite(r.diff) and math.isfinite(r.se_diff)]
+    if reference.candidate_id not in results or not scored:
+        return Choice(reference, f"{reference.label}: no site reported scores to compare candidates on")
+    bounds = [(r.diff - z * r.se_diff, c, r) for c, r in scored]
+    bound, best, r = max(bounds, key=lambda x: x[0])
+    if bound > 0:
+        return Choice(best, f"{best.label}: {r.diff:+.4f} over the {reference.label} on consortium validation, "
+                            f"standard error {r.se_diff:.4f} (a gain of more than {z:g} standard errors)", bound)
+    top_c, top_r = max(scored, key=lambda x: x[1].diff)
+    return Choice(reference, f"{reference.label}: no candidate gained more than {z:g} standard errors over it "
+                             f"(largest gain: {top_c.label} {top_r.diff:+.4f}, standard error {top_r.se_diff:.4f})")

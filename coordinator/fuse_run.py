@@ -1,0 +1,145 @@
+"""A LegoFuse run on Flower, as the coordinator sees it: its settings as one dataclass (to and
+from Flower's run config, and the app's default config), its record in the store (what the
+operator reads back when ``flwr run`` ends: the version stored, or why none was), and the sites'
+verdict on every round's global model (a federated evaluation job: the parent version and the
+round's model, scored in the same job so their difference has a standard error)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from common.evaluation import CandidateScore, compare
+from common.evaluation.candidates import Candidate
+from common.fuse import FuseConfig
+from common.fuse.federated import from_run_config, to_run_config
+from common.fuse.wire import FLAT, layout, pack, trainable_names
+from common.records import ModelRecord, TaskRecord, utc_now
+
+from .registry import Registry
+from .store import Store
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What a fuse run needs besides the training settings (:class:`common.fuse.FuseConfig`)."""
+
+    model_id: str = ""  # the version the run starts from
+    coordinator_config: str = ""  # the coordinator.toml whose store the ServerApp opens
+    node_sites: str = ""  # "<node id>=<site>,...": who registered each node key
+    run_key: str = ""  # the run's record in the store
+    min_sites: int = 1
+    expect_paired: int = 1
+    round_timeout: float = 600.0
+    discovery_timeout: float = 60.0
+    dp_clipping_norm: float = 0.0
+    dp_noise_multiplier: float = 0.0
+    dp_delta: float = 1e-5
+    eval_deadline: float = 0.0  # seconds the sites get to score each round (0: [evaluation] deadline_s)
+    unvalidated: int = 0  # 1: no scoring; all rounds run and the last is stored, marked unmeasured
+
+    @classmethod
+    def from_run_config(cls, rc: Mapping[str, object]) -> RunSettings:
+        return from_run_config(cls, rc)
+
+    def to_run_config(self) -> dict[str, str | int | float]:
+        return to_run_config(self)
+
+
+def app_config() -> str:
+    """The ``[tool.flwr.app.config]`` table: every key either dataclass knows, with its default."""
+    lines = []
+    for k, v in {**RunSettings().to_run_config(), **FuseConfig().to_run_config()}.items():
+        lines.append(f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v!r}")
+    return "\n".join(lines) + "\n"
+
+
+# ---- the run's record ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunRecord:
+    run_key: str
+    state: str  # "running", "stored", "not-stored", "failed"
+    model_id: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def begin(store: Store, key: str, parent_id: str) -> None:
+    task_id = parent_id.rpartition("-v")[0]
+    with store.db.tx() as c:
+        c.execute("INSERT INTO fuse_runs(run_key, task_id, parent_id, started_at, state) VALUES(?,?,?,?, 'running')",
+                  (key, task_id, parent_id, utc_now()))
+
+
+def finish(store: Store, key: str, state: str, model_id: str = "", **detail: Any) -> None:
+    with store.db.tx() as c:
+        c.execute("UPDATE fuse_runs SET state = ?, model_id = ?, finished_at = ?, detail = ? WHERE run_key = ?",
+                  (state, model_id, utc_now(), json.dumps(detail, sort_keys=True, default=str), key))
+
+
+def read(store: Store, key: str) -> RunRecord | None:
+    rows = store.db.query("SELECT state, model_id, detail FROM fuse_runs WHERE run_key = ?", (key,))
+    if not rows:
+        return None
+    return RunRecord(key, str(rows[0][0]), str(rows[0][1]), json.loads(rows[0][2] or "{}"))
+
+
+# ---- judging rounds --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Verdict:
+    """The sites' scores of one round's global model beside the parent's, on the same sites."""
+
+    job_id: str
+    value: float  # the round's consortium metric
+    parent: float  # the parent's, on the sites that scored both
+    diff: float
+    se_diff: float
+    sites: tuple[str, ...]
+    scores: dict[str, CandidateScore]  # site -> the round's score
+
+    def bound(self, z: float) -> float:
+        return self.diff - z * self.se_diff
+
+    def summary(self) -> dict[str, Any]:
+        def r(x: float) -> float | None:
+            return None if math.isnan(x) else round(x, 6)
+
+        return {"job_id": self.job_id, "value": r(self.value), "parent": r(self.parent), "diff": r(self.diff),
+                "se_diff": r(self.se_diff), "sites": list(self.sites),
+                "per_site": {s: round(sc.metric, 6) for s, sc in sorted(self.scores.items())}}
+
+
+class RoundJudge:
+    """Opens one evaluation job per round (the parent version as reference, the round's model as
+    a ``fuse-round`` candidate carrying its trainable tensors) and waits for the sites."""
+
+    def __init__(self, registry: Registry, task: TaskRecord, parent: ModelRecord, start: torch.nn.Module, mode: str,
+                 deadline_s: float, stop: Callable[[], bool] = lambda: False) -> None:
+        self.registry, self.task, self.parent, self.mode = registry, task, parent, mode
+        self.keys = trainable_names(start)
+        self.layout = layout({k: v.detach().cpu() for k, v in start.state_dict().items()}, self.keys)
+        self.wait_s = registry.evaluations.deadline(deadline_s)
+        self.stop = stop
+
+    def __call__(self, round_: int, state: dict[str, torch.Tensor]) -> Verdict | None:
+        ev = self.registry.evaluations
+        data = pack(state, self.keys)[FLAT].numpy().astype("float32").tobytes()
+        cid = f"round-{round_}"
+        candidates = [Candidate("parent", "version", f"parent {self.parent.model_id}", model_id=self.parent.model_id),
+                      Candidate(cid, "fuse-round", f"round {round_}", model_id=self.parent.model_id,
+                                weights_sha256=hashlib.sha256(data).hexdigest(), weights_size=len(data), fuse_mode=self.mode,
+                                layout=self.layout)]
+        job = ev.open(self.task, "fuse", candidates, self.wait_s, blobs={cid: data}, actor="flower-serverapp")
+        ev.wait(job.job_id, ev.expected(self.task), self.wait_s, self.stop)
+        results, scores = ev.results(job), ev.scores(job.job_id)
+        mine = results.get(cid)
+        if mine is None or not math.isfinite(mine.diff):
+            return None
+        value, parent, common = compare(scores[cid], scores["parent"])
+        return Verdict(job.job_id, value, parent, value - parent, mine.se_diff, common,
+                       {s: scores[cid][s] for s in common})

@@ -1,0 +1,103 @@
+"""Which version of a task to deploy, and scoring stored versions on demand.
+
+A version's scores are the ones the sites sent when it was measured (a merge's job, the round a
+fused version was kept from, or ``coordinator evaluate``), site by site. Versions are compared on
+the sites that scored both, so a site that joined later does not tilt the comparison: the
+recommended version is the one that beats every earlier scored version there (ties keep the
+earlier). A version with a block of a withdrawn site is never recommended. While no version has
+scores, the newest merge version is recommended (the uniform merge needs no validation)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+from common.evaluation import CandidateScore, compare, stratified_metric
+from common.evaluation.candidates import Candidate, JobStatus
+from common.evaluation.scores import Consortium
+from common.records import ModelRecord, Recommendation
+from common.serde import model_from_bytes, score_from_bytes, score_to_bytes
+
+from .errors import invalid, not_found
+from .evaluations import Evaluations
+from .store import Store
+
+log = logging.getLogger("mmlego.coordinator")
+
+
+def version_scores(store: Store, model_id: str) -> dict[str, CandidateScore]:
+    rows = store.db.query("SELECT site, message FROM model_scores WHERE model_id = ?", (model_id,))
+    return {site: score_from_bytes(bytes(raw)) for site, raw in rows}
+
+
+def _usable(store: Store, m: ModelRecord) -> bool:
+    for block_id in m.block_ids:
+        b = store.db.block(block_id)
+        if b is None or b.state != "accepted":
+            return False
+    return True
+
+
+def recommend(store: Store, task_id: str) -> Recommendation:
+    if store.task(task_id) is None:
+        raise not_found(f"task {task_id!r} does not exist")
+    versions = [model_from_bytes(m) for m in reversed(store.db.model_messages(task_id))]  # oldest first
+    versions = [v for v in versions if _usable(store, v)]
+    if not versions:
+        raise not_found(f"task {task_id!r} has no model version of blocks that are all still accepted")
+    best: ModelRecord | None = None
+    best_scores: dict[str, CandidateScore] = {}
+    for v in versions:
+        scores = version_scores(store, v.model_id)
+        if not scores:
+            continue
+        if best is None:
+            best, best_scores = v, scores
+            continue
+        mine, theirs, _ = compare(scores, best_scores)
+        if math.isfinite(mine) and math.isfinite(theirs) and mine > theirs:
+            best, best_scores = v, scores
+    if best is None:
+        merge = next((v for v in reversed(versions) if v.recipe == "merge"), versions[-1])
+        return Recommendation(task_id, merge, float("nan"), f"no version has consortium validation scores yet (no site "
+                              f"scored any); {merge.model_id} is the newest merge version")
+    value = stratified_metric([best_scores[s] for s in sorted(best_scores)])
+    sites = tuple(sorted(best_scores))
+    return Recommendation(task_id, best, value, f"{best.model_id} ({best.recipe}) has the best consortium validation metric, "
+                          f"{value:.4f} on {len(sites)} site(s); every other scored version was compared with it on the "
+                          "sites that scored both", sites)
+
+
+def evaluate_versions(store: Store, evaluations: Evaluations, model_ids: list[str], deadline_s: float, actor: str,
+                      stop: Callable[[], bool] = lambda: False) -> tuple[JobStatus, dict[str, Consortium]]:
+    """Ask the sites to score stored versions (of one task), wait, and keep each version's scores
+    (a site's newer score replaces its older one)."""
+    if not model_ids:
+        raise invalid("name at least one model version to evaluate")
+    if len(set(model_ids)) != len(model_ids):
+        raise invalid("a model version is named twice")
+    records = []
+    for mid in model_ids:
+        raw = store.db.model_message(mid)
+        if raw is None:
+            raise not_found(f"no model version {mid[:80]!r}")
+        records.append(model_from_bytes(raw))
+    tasks = {r.task_id for r in records}
+    if len(tasks) != 1:
+        raise invalid(f"the versions belong to different tasks {sorted(tasks)}; evaluate one task's versions at a time")
+    task = store.task(records[0].task_id)
+    assert task is not None
+    candidates = [Candidate(f"v{i}", "version", r.model_id, model_id=r.model_id) for i, r in enumerate(records)]
+    wait_s = evaluations.deadline(deadline_s)
+    job = evaluations.open(task, "versions", candidates, wait_s, actor=actor)
+    status = evaluations.wait(job.job_id, evaluations.expected(task), wait_s, stop)
+    scores = evaluations.scores(job.job_id)
+    with store.db.tx() as c:
+        for cand, rec in zip(candidates, records, strict=True):
+            for site, score in scores.get(cand.candidate_id, {}).items():
+                c.execute("INSERT INTO model_scores(model_id, site, job_id, candidate_id, message) VALUES(?,?,?,?,?) "
+                          "ON CONFLICT(model_id, site) DO UPDATE SET job_id = excluded.job_id, "
+                          "candidate_id = excluded.candidate_id, message = excluded.message",
+                          (rec.model_id, site, job.job_id, cand.candidate_id, score_to_bytes(cand.candidate_id, score)))
+    return status, evaluations.results(job)
