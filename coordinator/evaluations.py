@@ -73,7 +73,8 @@ class Evaluations:
         if purpose not in PURPOSES:
             raise invalid(f"unknown evaluation purpose {purpose!r}")
         self.check_candidates(task, candidates)
-        shas = {cid: self.store.blobs.put_bytes(data) for cid, data in (blobs or {}).items()}  # durable before visible
+        blobs = dict(blobs or {})
+        shas = {cid: self.store.blobs.put_bytes(data) for cid, data in blobs.items()}  # durable before visible
         for c in candidates:
             if c.kind == "fuse-round" and shas.get(c.candidate_id) != c.weights_sha256:
                 raise invalid(f"candidate {c.candidate_id!r}: its weights are not the bytes it names")
@@ -86,6 +87,8 @@ class Evaluations:
             conn.execute("INSERT INTO evaluations(job_id, task_id, purpose, message, created_at, deadline, state) "
                       "VALUES(?,?,?,?,?,?, 'open')", (job.job_id, task.task_id, purpose, job_to_bytes(job), created, deadline))
             for cid, sha in shas.items():
+                if not self.store.blobs.has(sha):  # a coordinator starting beside this process swept it as an orphan
+                    self.store.blobs.put_bytes(blobs[cid])
                 conn.execute("INSERT INTO eval_blobs(sha256, job_id, candidate_id) VALUES(?,?,?)", (sha, job.job_id, cid))
             self.store.db.event(conn, actor, "evaluation-opened", job_id=job.job_id, purpose=purpose, candidates=len(candidates))
         log.info("evaluation %s opened: %d candidates (%s), deadline in %.0f s", job.job_id, len(candidates), purpose, deadline_s,
@@ -99,16 +102,28 @@ class Evaluations:
             raise not_found(f"no evaluation job {job_id[:80]!r}")
         return job_from_bytes(bytes(rows[0][0])), str(rows[0][1]), float(rows[0][2])
 
+    def may_answer(self, site: Identity, task: TaskRecord) -> bool:
+        """A site counts for a task while it is not withdrawn and holds one of its modalities."""
+        record = self.store.db.site(site.name)
+        return (record is None or not record.withdrawn) and bool(set(site.modalities) & set(task.modalities))
+
     def pending(self, site: Identity, task_id: str = "") -> list[EvaluationJob]:
-        """The open jobs ``site`` has not answered (of ``task_id``, or all), oldest first; each is
-        recorded as delivered to it."""
-        sql = ("SELECT job_id, message FROM evaluations e WHERE state = 'open' AND deadline > ? "
+        """The open jobs ``site`` has not answered (of ``task_id``, or all tasks it may answer
+        for), oldest first; each is recorded as delivered to it."""
+        sql = ("SELECT job_id, message, task_id FROM evaluations e WHERE state = 'open' AND deadline > ? "
                "AND NOT EXISTS (SELECT 1 FROM eval_reports r WHERE r.job_id = e.job_id AND r.site = ?)")
         args: list[object] = [time.time(), site.name]
         if task_id:
             sql += " AND task_id = ?"
             args.append(task_id)
-        rows = self.store.db.query(sql + " ORDER BY seq", tuple(args))
+        tasks: dict[str, bool] = {}
+        rows = []
+        for job_id, message, tid in self.store.db.query(sql + " ORDER BY seq", tuple(args)):
+            if tid not in tasks:
+                task = self.store.task(tid)
+                tasks[tid] = task is not None and self.may_answer(site, task)
+            if tasks[tid]:
+                rows.append((job_id, message))
         if rows:
             now = utc_now()
             with self.store.db.tx() as c:
@@ -133,12 +148,10 @@ class Evaluations:
         """Check and keep a site's report; returns the number of scores kept. Refused (nothing
         kept): an unknown job or candidate, a closed job, a job never delivered to the site, a
         second report, counts that cannot be, a reason that is not a short kind."""
-        job, state, deadline = self.job(report.job_id)
-        if state != "open" or deadline <= time.time():
-            raise precondition(f"evaluation {job.job_id} is closed (its deadline passed); the report was not kept")
-        if not self.delivered(job.job_id, site.name):
-            raise precondition(f"evaluation {job.job_id} was never delivered to {site.name}; a site reports only on jobs it "
-                               "received through PendingEvaluations")
+        job, _, _ = self.job(report.job_id)
+        if not self.may_answer(site, task):
+            raise precondition(f"{site.name} is withdrawn or enrolled for none of task {task.task_id}'s modalities; "
+                               "its scores do not count")
         if report.declined and not DECLINE.match(report.declined):
             raise invalid("declined must be a reason's kind (lower-case letters, digits, '-'; at most 64), not free text")
         strata = n_strata(task.spec.kind, task.spec.n_classes)
@@ -149,7 +162,13 @@ class Evaluations:
             if problem:
                 raise invalid(f"the score of candidate {cid[:80]!r} cannot be: {problem}")
         now = utc_now()
-        with self.store.db.tx() as c:
+        with self.store.db.tx() as c:  # checked under the write lock: a job closing meanwhile keeps no late report
+            state, deadline = c.execute("SELECT state, deadline FROM evaluations WHERE job_id = ?", (job.job_id,)).fetchone()
+            if state != "open" or float(deadline) <= time.time():
+                raise precondition(f"evaluation {job.job_id} is closed (its deadline passed); the report was not kept")
+            if not c.execute("SELECT 1 FROM eval_deliveries WHERE job_id = ? AND site = ?", (job.job_id, site.name)).fetchone():
+                raise precondition(f"evaluation {job.job_id} was never delivered to {site.name}; a site reports only on jobs "
+                                   "it received through PendingEvaluations")
             if c.execute("SELECT 1 FROM eval_reports WHERE job_id = ? AND site = ?", (job.job_id, site.name)).fetchone():
                 raise precondition(f"{site.name} already answered evaluation {job.job_id}; one report per site and job")
             c.execute("INSERT INTO eval_reports(job_id, site, at, declined) VALUES(?,?,?,?)",
@@ -179,9 +198,16 @@ class Evaluations:
         return JobStatus(job, state, delivered, tuple(s for s, d in answers if not d), tuple(s for s, d in answers if d))
 
     def statuses(self, task_id: str = "", open_only: bool = False) -> list[JobStatus]:
-        sql = "SELECT job_id FROM evaluations" + (" WHERE task_id = ?" if task_id else "") + " ORDER BY seq DESC LIMIT 200"
-        out = [self.status(r[0]) for r in self.store.db.query(sql, (task_id,) if task_id else ())]
-        return [s for s in out if s.state == "open"] if open_only else out
+        """The newest 200 jobs (of ``task_id``; only those still open)."""
+        where, args = [], []
+        if task_id:
+            where.append("task_id = ?")
+            args.append(task_id)
+        if open_only:
+            where.append("state = 'open' AND deadline > ?")
+            args.append(time.time())  # type: ignore[arg-type]
+        sql = "SELECT job_id FROM evaluations" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq DESC LIMIT 200"
+        return [self.status(r[0]) for r in self.store.db.query(sql, tuple(args))]
 
     def wait(self, job_id: str, expected: set[str], deadline_s: float, stop: Callable[[], bool] = lambda: False) -> JobStatus:
         """Wait until every ``expected`` site answered, the deadline passed or ``stop()``; then close the job."""
@@ -201,10 +227,11 @@ class Evaluations:
         return st
 
     def scores(self, job_id: str) -> dict[str, dict[str, CandidateScore]]:
-        """candidate id -> site -> score."""
+        """candidate id -> site -> score (sites withdrawn since do not count)."""
         out: dict[str, dict[str, CandidateScore]] = {}
-        for site, cid, raw in self.store.db.query("SELECT site, candidate_id, message FROM eval_scores WHERE job_id = ?",
-                                                  (job_id,)):
+        sql = ("SELECT e.site, e.candidate_id, e.message FROM eval_scores e JOIN sites s ON s.name = e.site "
+               "WHERE e.job_id = ? AND s.withdrawn = 0")
+        for site, cid, raw in self.store.db.query(sql, (job_id,)):
             out.setdefault(cid, {})[site] = score_from_bytes(bytes(raw))
         return out
 

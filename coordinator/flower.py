@@ -179,6 +179,11 @@ def fuse(config: CoordinatorConfig, config_path: Path, model_id: str, cfg: FuseC
                            round_timeout=config.flower.round_timeout_s, discovery_timeout=config.flower.discovery_timeout_s,
                            dp_clipping_norm=config.flower.dp_clipping_norm, dp_noise_multiplier=config.flower.dp_noise_multiplier,
                            dp_delta=config.flower.dp_delta, eval_deadline=deadline_s, unvalidated=int(unvalidated))
+    worst = config.flower.discovery_timeout_s + cfg.rounds * (config.flower.round_timeout_s + (
+        0.0 if unvalidated or config.evaluation.deadline_s == 0 else deadline_s or config.evaluation.deadline_s))
+    if worst > config.flower.run_timeout_s:
+        progress(f"mmlego: note: if every site waits to its deadlines, {cfg.rounds} rounds take up to {worst:.0f} s, more than "
+                 f"[flower] run_timeout_s = {config.flower.run_timeout_s:.0f} s; the run is stopped then (nothing stored)")
     values = {**settings.to_run_config(), **cfg.to_run_config()}
     command = [flower_tool("flwr"), "run", str(app), "coordinator", "--run-config", run_config(values), "--stream"]
 

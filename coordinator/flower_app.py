@@ -100,7 +100,7 @@ def run(registry: Registry, grid: Grid, settings: fuse_run.RunSettings, cfg: Fus
             best, z = outcome.verdicts[outcome.best_round], registry.evaluation.z
             log.info("fuse %s: best round %d: %+.4f over the parent (standard error %.4f)", parent.model_id, outcome.best_round,
                      best.diff, best.se_diff)
-            if best.bound(z) <= 0:
+            if not best.bound(z) > 0:  # a NaN standard error proves nothing either
                 reason = (f"no round beat the parent {parent.model_id} on consortium validation by more than {z:g} standard "
                           f"errors (best: round {outcome.best_round}, {best.diff:+.4f}, standard error {best.se_diff:.4f}); "
                           "no fused version was stored")

@@ -2,9 +2,10 @@
 
 A version's scores are the ones the sites sent when it was measured (a merge's job, the round a
 fused version was kept from, or ``coordinator evaluate``), site by site. Versions are compared on
-the sites that scored both, so a site that joined later does not tilt the comparison: the
-recommended version is the one that beats every earlier scored version there (ties keep the
-earlier). A version with a block of a withdrawn site is never recommended. While no version has
+the sites that scored both, so a site that joined later does not tilt the comparison: going from
+the oldest version to the newest, a version replaces the best so far when it beats it there (ties
+keep the earlier; a tournament, so not every pair is compared). Withdrawn sites' scores do not
+count, and a version with a block of a withdrawn site is never recommended. While no version has
 scores, the newest merge version is recommended (the uniform merge needs no validation)."""
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ log = logging.getLogger("mmlego.coordinator")
 
 
 def version_scores(store: Store, model_id: str) -> dict[str, CandidateScore]:
-    rows = store.db.query("SELECT site, message FROM model_scores WHERE model_id = ?", (model_id,))
+    """The sites' scores of a version (sites withdrawn since do not count)."""
+    rows = store.db.query("SELECT m.site, m.message FROM model_scores m JOIN sites s ON s.name = m.site "
+                          "WHERE m.model_id = ? AND s.withdrawn = 0", (model_id,))
     return {site: score_from_bytes(bytes(raw)) for site, raw in rows}
 
 

@@ -116,14 +116,17 @@ class Daemon:
                 evaluate_pending(self.cfg, client, lambda: load_site_folder(self.cfg.data), told)
         except CallError as exc:  # the coordinator is away or refused the report: tried again at the next poll
             self.event("evaluation-failed", "warning", error=str(exc))
+        except Exception as exc:  # never the end of the daemon (its SuperNode keeps serving rounds); the log has more
+            self.event("evaluation-failed", "error", error=f"{type(exc).__name__}: {exc}")
 
     def serve(self) -> None:
-        """Until stopped: keep the SuperNode of a paired site running, and answer evaluation jobs."""
+        """Until stopped: keep the SuperNode of a paired site running, and answer evaluation jobs
+        (declining them when evaluation is switched off, so that nobody waits for this site)."""
         next_poll = time.monotonic()
         while not self.stop.is_set():
             if self.cfg.paired:
                 self.keep_node()
-            if self.cfg.evaluation.enabled and time.monotonic() >= next_poll:
+            if time.monotonic() >= next_poll:
                 self.evaluate()
                 next_poll = time.monotonic() + self.cfg.evaluation.poll_s
             if self.wait(1.0):
@@ -145,12 +148,9 @@ class Daemon:
                 return 0
             if self.once:
                 self.event("done", hint="--once: blocks are pushed; exiting (no SuperNode, no evaluation)")
-            elif self.cfg.paired or self.cfg.evaluation.enabled:
+            else:
                 self.event("serving", supernode=self.cfg.paired, evaluation=self.cfg.evaluation.enabled)
                 self.serve()
-            else:
-                self.event("idle", hint="no paired data and evaluation switched off: nothing more to do until stopped")
-                self.stop.wait()
         except Interrupted:
             self.event("training-interrupted", hint="no block was written for the unfinished modality; it trains again on the next start")
         except (CallError, ValueError, OSError) as exc:

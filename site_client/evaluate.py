@@ -8,12 +8,13 @@ every check of ``site pull`` (a merge's head is recomputed bit for bit; a fused 
 tensors must equal its verified blocks'); a LegoFuse round's model is the LegoFuse of a verified
 version's blocks with only the trainable tensors taken from the coordinator (their sha256 and
 layout must match what the job names). What it limits: at most ``max_eval_queries`` distinct
-candidates per task (a ledger in its state folder survives restarts; a job that would go over is
-declined whole), and no count below its minimum cell size (a candidate that covers too few of its
+candidates per task, each against its job's reference (a ledger in its state folder survives
+restarts; a job that would go over is declined whole), and no count below its minimum cell size (a candidate that covers too few of its
 validation patients is left out; with none left, the job is declined)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -142,7 +143,8 @@ def answer(cfg: SiteConfig, client: RegistryClient, job: EvaluationJob, data: Mu
     if not enough(val, task.spec, covered(val, list(task.modalities)), cfg.min_cell_size):
         log.info("evaluation %s: fewer than %d validation patients or events here; declined", job.job_id, cfg.min_cell_size)
         return SiteReport(job.job_id, declined="too-few-patients")
-    new = {c.digest() for c in job.candidates} - ledger.used(task.task_id)
+    asked = booked(job)
+    new = set(asked.values()) - ledger.used(task.task_id)
     if len(ledger.used(task.task_id)) + len(new) > cfg.evaluation.max_eval_queries:
         log.warning("evaluation %s: %d new candidates would pass this site's query budget of %d for task %s; declined",
                     job.job_id, len(new), cfg.evaluation.max_eval_queries, task.task_id,
@@ -162,8 +164,17 @@ def answer(cfg: SiteConfig, client: RegistryClient, job: EvaluationJob, data: Mu
     kept = {c.candidate_id: s for c, s in zip(job.candidates, scores, strict=True) if s is not None}
     if not kept:
         return SiteReport(job.job_id, declined="too-few-patients")
-    ledger.add(task.task_id, {c.digest() for c in job.candidates if c.candidate_id in kept})  # booked before they leave
+    ledger.add(task.task_id, {asked[c] for c in kept})  # booked before they leave
     return SiteReport(job.job_id, kept)
+
+
+def booked(job: EvaluationJob) -> dict[str, str]:
+    """What each candidate costs the query budget: itself, and (but for the reference) its
+    difference to the job's reference, whose variance the report carries too: the same candidate
+    against another reference is a new query."""
+    ref = job.candidates[0].digest()
+    return {c.candidate_id: c.digest() if i == 0 else hashlib.sha256((ref + c.digest()).encode()).hexdigest()
+            for i, c in enumerate(job.candidates)}
 
 
 def evaluate_pending(cfg: SiteConfig, client: RegistryClient, data: MultimodalDataset | Callable[[], MultimodalDataset],
@@ -178,8 +189,14 @@ def evaluate_pending(cfg: SiteConfig, client: RegistryClient, data: MultimodalDa
     tasks: dict[str, TaskRecord] = {}
     out = []
     for job in jobs:
-        task = tasks.setdefault(job.task_id, client.task(job.task_id))
-        report = answer(cfg, client, job, data, ledger, task)
+        try:
+            task = tasks.setdefault(job.task_id, client.task(job.task_id))
+            report = answer(cfg, client, job, data, ledger, task)
+        except CallError:
+            raise  # the coordinator is away: the next poll tries again
+        except Exception:  # a problem of this site (its data, its ledger): logged here, declined by kind only
+            log.exception("evaluation %s: could not answer it", job.job_id)
+            report = SiteReport(job.job_id, declined="error")
         try:
             client.report(report)
         except CallError as exc:

@@ -80,12 +80,13 @@ def events_of(kind: str, targets: dict[str, np.ndarray], n_classes: int, rows: n
 
 
 def score_candidates(kind: str, n_classes: int, targets: dict[str, np.ndarray], scores: list[np.ndarray | None],
-                     scored: list[np.ndarray]) -> list[CandidateScore | None]:
+                     scored: list[np.ndarray], min_cell: int = 1) -> list[CandidateScore | None]:
     """Pair counts and jackknife variances of every candidate on the same patients.
 
     ``scores[k]``: candidate k's risk (n,) or probabilities (n, C), or None; ``scored[k]``: (n,)
     bool, the patients candidate k can score (it needs a modality they have). Candidate 0 is the
-    reference ``var_diff`` is measured against. A candidate without a comparable pair is None."""
+    reference ``var_diff`` is measured against; over fewer than ``min_cell`` patients scored by
+    both it is NaN (not sent as a number). A candidate without a comparable pair is None."""
     n, m, s_n = len(scored[0]), len(scores), n_strata(kind, n_classes)
     ranked = [strata_scores(s, n_classes, kind) if s is not None else None for s in scores]
     num, den = np.zeros((m, s_n)), np.zeros((m, s_n))
@@ -114,7 +115,8 @@ def score_candidates(kind: str, n_classes: int, targets: dict[str, np.ndarray], 
         ok = scored[c]
         counts = tuple(PairCounts(int(conc[c, k]), int(den[c, k]) - int(conc[c, k]) - int(tied[c, k]), int(tied[c, k]))
                        for k in range(s_n))
-        var_diff = _jackknife((loo[c] - loo[0])[ok & scored[0]]) if den[0].sum() > 0 else float("nan")
+        shared = ok & scored[0]
+        var_diff = _jackknife((loo[c] - loo[0])[shared]) if den[0].sum() > 0 and shared.sum() >= min_cell else float("nan")
         out.append(CandidateScore(counts, int(ok.sum()), events_of(kind, targets, n_classes, ok), _jackknife(loo[c][ok]),
                                   var_diff))
     return out

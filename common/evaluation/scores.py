@@ -14,6 +14,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+MAX_PATIENTS = 10_000_000  # more validation patients than this at one site cannot be
+
 
 @dataclass(frozen=True)
 class PairCounts:
@@ -59,8 +61,8 @@ class CandidateScore:
         n = self.patients
         if len(self.strata) != n_strata:
             return f"{len(self.strata)} strata; this task has {n_strata}"
-        if n < 2 or self.events < 0 or self.events > n:
-            return f"patients {n} and events {self.events} cannot be"
+        if n < 2 or self.events < 0 or self.events > n or n > MAX_PATIENTS:
+            return f"patients {n} and events {self.events} cannot be (at most {MAX_PATIENTS:,} patients)"
         most = n * (n - 1) // 2
         for s in self.strata:
             if min(s.concordant, s.discordant, s.tied) < 0:
@@ -69,9 +71,10 @@ class CandidateScore:
                 return f"{s.comparable} comparable pairs among {n} patients (at most {most})"
         if self.comparable == 0:
             return "no comparable pair"
-        for name, v in (("var_metric", self.var_metric), ("var_diff", self.var_diff)):
-            if not (math.isfinite(v) and 0.0 <= v <= 1.0) and not math.isnan(v):
-                return f"{name} {v} is not a variance of a metric in [0, 1]"
+        if not (math.isfinite(self.var_metric) and 0.0 <= self.var_metric <= 1.0):
+            return f"var_metric {self.var_metric} is not a variance of a metric in [0, 1]"
+        if not (math.isnan(self.var_diff) or 0.0 <= self.var_diff <= 1.0):  # NaN: too few patients shared with the reference
+            return f"var_diff {self.var_diff} is not a variance of a difference of metrics"
         return None
 
 

@@ -59,4 +59,4 @@ def score_models(models: Sequence[Scorable | None], data: MultimodalDataset, spe
         full[rows] = s
         scores.append(full)
         masks.append(mask)
-    return score_candidates(spec.kind, spec.n_classes, data.targets(), scores, masks)
+    return score_candidates(spec.kind, spec.n_classes, data.targets(), scores, masks, min_cell)

@@ -6,10 +6,11 @@ and lowered the test metric in two of three scenarios). So the rule is conservat
 
 - a *small, fixed* family of candidates, each built from every block (so each scores the same
   patients as the uniform merge): the uniform merge (the reference), the ensemble, the
-  modality-balanced merge and ensemble (when modalities have different numbers of blocks), a merge
-  weighted by the blocks' training patients, and, from a second job, a merge and an ensemble
-  weighted by each block's own consortium validation metric (the single blocks, scored in the
-  first job). Data-derived weights are shrunk half-way toward equal weights;
+  modality-balanced merge and ensemble (when modalities have different numbers of blocks), and a
+  merge weighted by the blocks' training patients, shrunk half-way toward equal weights. (A second
+  job weighting blocks by their own consortium validation metric, :func:`quality_candidates`, was
+  measured by bench/selection.py and is not used by ``coordinator merge``: it added almost nothing
+  for a second round of queries.)
 - a candidate replaces the uniform merge only when its gain over it exceeds ``z`` standard errors
   of that gain (the sites' jackknife variances of the paired difference, combined): the
   candidate with the largest lower bound ``gain - z * se`` wins if that bound is above zero.

@@ -184,8 +184,11 @@ def test_reports_that_cannot_be_are_refused_and_nothing_is_kept(consortium: Cons
                 c.download_candidate(job.job_id, "c0", "ab" * 32)
             assert err.value.code == grpc.StatusCode.NOT_FOUND  # a recipe carries no weights of its own
             c.pending_evaluations("t1")
-            reg.evaluations.wait(job.job_id, set(), 0.0)  # closed
+            reg.withdraw("hosp-c", "left", "ops")  # a withdrawn site's scores do not count: refused, and no more jobs
             assert code(c, SiteReport(job.job_id, {"c0": good})) == grpc.StatusCode.FAILED_PRECONDITION
+            assert c.pending_evaluations("t1") == []
+            reg.evaluations.wait(job.job_id, set(), 0.0)  # closed
+            assert code(b, SiteReport(job.job_id, {"c1": good})) == grpc.StatusCode.FAILED_PRECONDITION
         assert len(rows(running, "eval_scores")) == 2
 
 

@@ -81,7 +81,7 @@ SITE_REQUESTS: dict[str, set[str]] = {
     "PendingEvaluationsRequest": {"task_id"}, "DownloadCandidateRequest": {"job_id", "candidate_id", "offset"},
     "GetRecommendedRequest": {"task_id"},
 }
-DECLINES = {"too-few-patients", "query-budget", "disabled", "wrong-task-kind"}  # the kinds a site may give, never text
+DECLINES = {"too-few-patients", "query-budget", "disabled", "wrong-task-kind", "error"}  # the kinds a site may give, never text
 SCORE_FIELDS = {"candidate_id", "strata", "patients", "events", "var_metric", "var_diff"}
 MANIFEST_FIELDS = {"task_id", "site", "modality", "config_json", "tensors", "train_stats", "code_version", "created_at",
                    "weights_sha256", "weights_size"}

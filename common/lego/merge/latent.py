@@ -40,7 +40,7 @@ def block_weights(weights: Sequence[float] | None, m: int) -> torch.Tensor | Non
     """Per-block merge weights as (m, 1, 1, 1), checked: m finite numbers > 0 (None: uniform)."""
     if weights is None:
         return None
-    w = torch.tensor([float(x) for x in weights], dtype=torch.float32)
+    w = torch.tensor([float(x) for x in weights], dtype=torch.float64)
     if w.shape != (m,) or not torch.isfinite(w).all() or (w <= 0).any():
         raise ValueError(f"merge weights must be {m} finite numbers > 0 (leave a block out instead of weighting it 0), "
                          f"got {list(weights)}")
@@ -53,14 +53,16 @@ def _circular_merge(latents: Sequence[torch.Tensor], present: torch.Tensor | Non
     z, p = _stack_checked(latents, present)
     z = torch.where(p, z, torch.zeros_like(z))  # absent blocks' values never enter, not even NaN
     w = block_weights(weights, z.shape[0])
+    if w is not None:
+        w = w.to(device=z.device, dtype=z.real.dtype)
     # ``count`` is the (weighted) number of present blocks; unweighted it is the exact count.
-    count = p.sum(dim=0) if w is None else (p * w.to(z.device)).sum(dim=0)  # (b, 1, 1)
+    count = p.sum(dim=0) if w is None else (p * w).sum(dim=0)  # (b, 1, 1)
     mag = z.abs()  # (m, b, c, d)
     unit = torch.where(mag > 0, z / mag.clamp_min(EPS), torch.zeros_like(z))
     pw: torch.Tensor = p  # how much each present block counts: 1 (True), or its weight
     if w is not None:
-        unit = unit * w.to(z.device)
-        pw = torch.where(p, w.to(z.device).expand_as(mag), torch.zeros_like(mag))
+        unit = unit * w
+        pw = torch.where(p, w.expand_as(mag), torch.zeros_like(mag))
     phase = torch.angle(unit.sum(dim=0))  # circular mean: angle of the (weighted) sum of unit phasors
     merged = torch.polar(magnitude(mag, pw, count).to(phase.dtype), phase)
     # A sample with one present block keeps that block's latent exactly (no round trip).
