@@ -170,7 +170,8 @@ def _tabular(spec: ModalitySpec, folder: Path, index: dict[str, int]) -> Modalit
             i = int(np.flatnonzero(values.isna().to_numpy())[0])
             raise DataError(str(path), "missing category", column=col, row=i + 1, patient=ids[i])
         levels = sorted(values.astype(str).unique())
-        parts.append(np.stack([(values.astype(str) == lv).to_numpy(dtype=np.float64) for lv in levels], axis=1))
+        onehot = [(values.astype(str) == lv).to_numpy(dtype=np.float64) for lv in levels]
+        parts.append(np.stack(onehot, axis=1) if onehot else np.zeros((len(df), 0)))  # a file with no rows
         names += [f"{col}={lv}" for lv in levels]
     if not names:
         raise DataError(str(path), "no feature columns")

@@ -160,6 +160,14 @@ def test_unreadable_file_type(site: Path) -> None:
     expect(site, "genes.xlsx", "unsupported file type")
 
 
+def test_a_modality_file_with_a_header_only_loads_with_no_patient_present(site: Path) -> None:
+    """Found by the loader fuzz: a table of categorical columns with no rows has no levels."""
+    (site / "clinical.csv").write_text("patient_id,age,grade,er\n")
+    data = load_site_folder(site)
+    clinical = data.modalities["clinical"]
+    assert clinical.features == ["age"] and not clinical.present.any() and data.modalities["genes"].present.any()
+
+
 def test_classification_labels_checked(site: Path) -> None:
     df = pd.read_csv(site / "labels.csv", dtype={"patient_id": str})
     df["label"] = [float(i % 2) for i in range(len(df))]
