@@ -55,13 +55,16 @@ def _load_dataset(name: str):  # type: ignore[no-untyped-def]
         raise fail(str(exc), EXIT_MISSING_DEPENDENCY) from None
 
 
-def _dataset_names(text: str) -> list[str]:
+def _dataset_names(text: str, folders: bool = False) -> list[str]:
+    """Built-in dataset names (and with ``folders``, site data folders: paths holding data.toml)."""
     from .data import BUILTIN
+    from .data.sitefolder import CONFIG_NAME
 
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in BUILTIN]
+    unknown = [n for n in names if n not in BUILTIN and not (folders and (Path(n) / CONFIG_NAME).is_file())]
     if not names or unknown:
-        raise fail(f"unknown dataset {unknown[0] if unknown else text!r}; known: {', '.join(BUILTIN)}", EXIT_BAD_INPUT)
+        also = " or a site data folder (a path holding data.toml)" if folders else ""
+        raise fail(f"unknown dataset {unknown[0] if unknown else text!r}; known: {', '.join(BUILTIN)}{also}", EXIT_BAD_INPUT)
     return names
 
 
@@ -84,7 +87,8 @@ def demo(
     run_demo(dataset, splits, epochs, fourier, typer.echo)
 
 
-datasets_app = typer.Typer(help="Built-in real datasets: list them, export them as site data folders.",
+datasets_app = typer.Typer(help="Built-in real datasets (list, export as site data folders), a synthetic slide cohort, "
+                                "and a check of any site data folder.",
                            no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 
@@ -131,9 +135,39 @@ def datasets_export(
     typer.echo(f"wrote {export_site_folder(data, out)}")
 
 
+@datasets_app.command("slides")
+def datasets_slides(
+    out: Path = typer.Option(..., "--out", help="Folder to write (created; must be empty)."),
+    slides: int = typer.Option(200, "--slides", min=2, max=100_000, help="Slides (a few patients have two)."),
+    features: int = typer.Option(1024, "--features", min=1, max=8192, help="Features per instance (1024: UNI, ResNet50-trunc)."),
+    median_instances: int = typer.Option(6000, "--median-instances", min=1, help="Median instances (patches) per slide."),
+    max_instances: int = typer.Option(25000, "--max-instances", min=1, help="Largest slide."),
+    genes: int = typer.Option(32, "--genes", min=0, help="Features of a genes table beside the slides (0: none)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write a SYNTHETIC whole-slide-image cohort (per-slide HDF5 feature files as CLAM / TRIDENT
+    write them, a slides table, survival labels, a genes table): a bag folder to try and benchmark."""
+    from .data.slidecohort import SlideCohort, write_slide_cohort
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise fail(f"{out} is not an empty folder; give a new --out", EXIT_BAD_INPUT)
+    cohort = SlideCohort(slides=slides, features=features, median_instances=median_instances,
+                         max_instances=max(max_instances, median_instances), min_instances=min(100, median_instances),
+                         genes=genes, seed=seed)
+    typer.echo(f"wrote {write_slide_cohort(out, cohort)} (synthetic: {cohort.patients} patients, {slides} slides)")
+
+
+def _cap(n: int) -> str:
+    return f"at most {n}" if n else "all"
+
+
 @datasets_app.command("check")
 def datasets_check(folder: Path = typer.Argument(..., help="A site data folder (with data.toml).")) -> None:
-    """Validate a site data folder and summarise it; a problem is reported with file, column, row."""
+    """Validate a site data folder and summarise it; a problem is reported with file, column, row
+    (or slide). Bags of per-slide files are checked from the files' headers: no feature value is read."""
+    import numpy as np
+
+    from .data.bags import BagData
     from .data.errors import DataError
     from .data.sitefolder import load_site_folder
 
@@ -147,6 +181,15 @@ def datasets_check(folder: Path = typer.Argument(..., help="A site data folder (
         typer.echo(f"  split column: {int(data.holdout.sum())} validation patients (never trained on; the site scores model "
                    f"versions on them), {int((~data.holdout).sum())} training patients")
     for m, mod in data.modalities.items():
+        if isinstance(mod, BagData):
+            sizes = mod.sizes()[mod.sizes() > 0]
+            slides = sum(len(b) for b in mod.bags)
+            dtypes = sorted({s.dtype for b in mod.bags for s in b})
+            typer.echo(f"  {m}: bag of {mod.n_features} features ({', '.join(dtypes)}), {slides} slides of {sizes.size} patients; "
+                       f"instances per bag min {sizes.min()}, median {int(np.median(sizes))}, max {sizes.max()} "
+                       f"({int(sizes.sum())} in all); training reads {_cap(mod.max_instances)} instances of a bag each epoch "
+                       f"(a fresh random subset), evaluation {_cap(mod.eval_max_instances)}")
+            continue
         steps = f", up to {mod.x.shape[1]} steps" if mod.kind == "sequence" else ""
         typer.echo(f"  {m}: {mod.kind}, {mod.n_features} features{steps}, present for {int(mod.present.sum())} patients")
 
@@ -154,7 +197,7 @@ def datasets_check(folder: Path = typer.Argument(..., help="A site data folder (
 @app.command()
 def bench(
     datasets: str = typer.Option(",".join(("nki70", "gse7390", "ovarian", "pbc", "mfeat")), "--datasets",
-                                 help="Comma-separated built-in datasets."),
+                                 help="Comma-separated built-in datasets or site data folders (e.g. a bag folder of slides)."),
     folds: int = typer.Option(5, "--folds", min=1, max=50, help="Repeated random 70/15/15 splits (seeds 0..N-1)."),
     quick: bool = typer.Option(False, "--quick", help="One split and a few epochs (for CI)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
@@ -163,16 +206,20 @@ def bench(
     no_figure6: bool = typer.Option(False, "--no-figure6", help="Skip the patient-overlap experiment (Figure 6)."),
     out: Path = typer.Option(..., "--out", help="Folder for results.json, results.md and the plots."),
 ) -> None:
-    """The paper's Table 2 and Figure 6 on the built-in real datasets."""
+    """The paper's Table 2 and Figure 6 on the built-in real datasets (or your own site data folders)."""
     from .bench import BenchConfig, benchmark
     from .data import BUILTIN, DatasetUnavailable
+    from .data.errors import DataError
+    from .data.sitefolder import load_site_folder
 
-    names = _dataset_names(datasets)
+    names = _dataset_names(datasets, folders=True)
     for n in names:
         try:
-            BUILTIN[n].loader()
+            BUILTIN[n].loader() if n in BUILTIN else load_site_folder(n)
         except DatasetUnavailable as exc:
             raise fail(str(exc), EXIT_MISSING_DEPENDENCY) from None
+        except DataError as exc:
+            raise fail(str(exc), EXIT_BAD_INPUT) from None
     try:
         from .train import resolve_device
 

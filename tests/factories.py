@@ -34,6 +34,15 @@ def bag(b: int = 5, n: int = 7, f: int = 4, seed: int = 2, present: torch.Tensor
     return ModalityInput(x, mask, present)
 
 
+def packed(padded: ModalityInput) -> ModalityInput:
+    """The same bags packed end to end (x (N, F), offsets), as bags read from slide files are."""
+    assert padded.mask is not None
+    lengths = padded.mask.sum(dim=1)
+    offsets = torch.zeros(len(lengths) + 1, dtype=torch.int64)
+    offsets[1:] = torch.cumsum(lengths, 0)
+    return ModalityInput(padded.x[padded.mask], None, padded.present, offsets)
+
+
 def mutate_bytes(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
     """Fuzzing edits (kind, position, value): 0 flips a byte, 1 inserts bytes, 2 truncates, 3 duplicates or moves a line."""
     out = bytearray(data)

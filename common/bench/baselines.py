@@ -8,15 +8,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.bags import BagData
 from ..data.dataset import ModalityData, MultimodalDataset
 from ..lego import BlockConfig, EncoderConfig, LegoBlock, LegoFuse, build_encoder
-from ..lego.inputs import Inputs, batch_size, presence
+from ..lego.encoders import run_encoder
+from ..lego.inputs import Inputs, ModalityInput, batch_size, presence
 from ..tasks import TaskSpec, metric
 
 
-def pooled(encoder: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def pooled(encoder: nn.Module, item: ModalityInput) -> torch.Tensor:
     """Mean of an encoder's valid tokens: (b, D); zeros for a sample with none."""
-    tokens, tmask = encoder(x, mask)
+    tokens, tmask = run_encoder(encoder, item.x, item.mask, item.offsets)
     w = tmask.float().unsqueeze(-1)
     return (tokens * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
 
@@ -32,7 +34,7 @@ class EncoderModel(nn.Module):
 
     def forward(self, inputs: Inputs) -> torch.Tensor:
         item = inputs[self.modality]
-        return self.head(pooled(self.encoder, item.x, item.mask))
+        return self.head(pooled(self.encoder, item))
 
 
 class LateConcat(nn.Module):
@@ -50,7 +52,7 @@ class LateConcat(nn.Module):
         device = self.head.weight.device
         b = batch_size(inputs)
         present = presence(inputs, self.modalities, b, device)
-        parts = [pooled(self.encoders[m], inputs[m].x, inputs[m].mask) * present[:, k : k + 1] if m in inputs
+        parts = [pooled(self.encoders[m], inputs[m]) * present[:, k : k + 1] if m in inputs
                  else torch.zeros(b, self.dims[k], device=device) for k, m in enumerate(self.modalities)]
         return self.head(torch.cat(parts, dim=1))
 
@@ -65,9 +67,13 @@ def early_fusion(configs: Sequence[BlockConfig]) -> LegoFuse:
 
 # ---- classical models on hand-made features ---------------------------------------------------
 
-def summary_features(mod: ModalityData) -> np.ndarray:
+def summary_features(mod: ModalityData | BagData) -> np.ndarray:
     """A modality as a flat table: tabular as is; a fixed-length bag flattened; a variable-length
-    sequence summarised per feature by mean, last, min and max over its real steps."""
+    sequence summarised per feature by mean, last, min and max over its real steps; bags of
+    per-slide files by the mean of their instances (each read once, its evaluation subset)."""
+    if isinstance(mod, BagData):
+        return np.stack([mod.read(i).mean(axis=0) if n else np.zeros(mod.n_features, dtype=np.float32)
+                         for i, n in enumerate(mod.sizes())]) if len(mod.bags) else np.zeros((0, mod.n_features))
     x = mod.x.numpy()
     if mod.kind == "tabular":
         out = x

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -101,14 +102,15 @@ def plots(results: Sequence[JobResult], rows: list[dict[str, Any]], out: Path) -
         ax.set_ylabel(vals[0]["metric"])  # type: ignore[index]
         ax.set_title(f"{ds}: test metric, mean +- std over splits")
         fig.tight_layout()
-        written.append(out / f"{ds}-bars.png")
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(ds).name)  # a site data folder's name, not its path
+        written.append(out / f"{stem}-bars.png")
         fig.savefig(written[-1], dpi=110)
         plt.close(fig)
         mine = [r for r in results if r.dataset == ds]
         if mine[0].metric == "c-index" and all("legomerge" in r.predictions for r in mine):
-            written.append(_km_plot(mine, out / f"{ds}-km.png", plt))
+            written.append(_km_plot(mine, out / f"{stem}-km.png", plt))
         elif mine[0].metric == "auc":
-            written.append(_roc_plot(mine, out / f"{ds}-roc.png", plt))
+            written.append(_roc_plot(mine, out / f"{stem}-roc.png", plt))
     return written
 
 

@@ -10,12 +10,13 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..data import load_builtin
+from ..data import BUILTIN, load_builtin
 from ..data.dataset import MultimodalDataset
 from ..experiment import ExperimentConfig, block_config, prepare_split, task_for, train_block
 from ..lego import LegoBlock, LegoFuse, LegoMerge, SingleModality
@@ -64,6 +65,18 @@ class JobResult:
     targets: dict[str, list[Any]] = field(default_factory=dict)
     n: dict[str, int] = field(default_factory=dict)
     chosen: str = ""  # the candidate the chosen merge picked on validation
+
+
+def load_dataset(name: str) -> MultimodalDataset:
+    """A built-in dataset by name, or a site data folder (a path holding data.toml), e.g. a bag
+    folder of per-slide feature files."""
+    if name in BUILTIN:
+        return load_builtin(name)
+    from ..data.sitefolder import CONFIG_NAME, load_site_folder
+
+    if (Path(name) / CONFIG_NAME).is_file():
+        return load_site_folder(name)
+    raise KeyError(f"unknown dataset {name!r}: neither built-in ({', '.join(BUILTIN)}) nor a site data folder")
 
 
 def ensemble_scores(task: TaskSpec, blocks: Sequence[LegoBlock], data: MultimodalDataset) -> np.ndarray:
@@ -125,7 +138,7 @@ def run_job(dataset: str, seed: int, cfg: BenchConfig, threads: int | None = Non
     """All methods of the benchmark on one split of one dataset."""
     if threads:
         torch.set_num_threads(threads)
-    data = load_builtin(dataset)
+    data = load_dataset(dataset)
     exp = cfg.experiment
     _, train, val, test = prepare_split(data, seed)
     if len(train) >= LARGE_TRAIN:  # fewer, larger steps on the big sets keep the bench in budget
@@ -227,7 +240,7 @@ def run_job(dataset: str, seed: int, cfg: BenchConfig, threads: int | None = Non
 
 def run_bench(cfg: BenchConfig, workers: int = 1, progress: Callable[[JobResult], None] | None = None) -> list[JobResult]:
     """Every (dataset, split) job; in ``workers`` processes when > 1 (each with its share of threads)."""
-    sizes = {d: len(load_builtin(d)) for d in cfg.datasets}
+    sizes = {d: len(load_dataset(d)) for d in cfg.datasets}
     jobs = [(d, s) for d in cfg.datasets for s in range(cfg.splits)]
     jobs.sort(key=lambda j: -sizes[j[0]])  # the big datasets first, so that the workers end together
     results: list[JobResult] = []

@@ -1,8 +1,9 @@
-"""In-memory multimodal dataset: per-modality tensors with presence and padding masks, targets."""
+"""The multimodal dataset: per modality, in-memory tensors with presence and padding masks
+(tabular, sequence) or bags read lazily from per-slide files (:mod:`.bags`); targets."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 
 from ..lego.inputs import ModalityInput
+from .bags import EVAL, BagData, Sampling, patient_key
 
 ModalityKind = Literal["tabular", "sequence"]
 
@@ -45,9 +47,12 @@ class ModalityData:
         return replace(self, x=self.x[idx], present=self.present[idx],
                        mask=None if self.mask is None else self.mask[idx])
 
-    def to_input(self, idx: torch.Tensor | None = None) -> ModalityInput:
+    def to_input(self, idx: torch.Tensor | None = None, sampling: Sampling = EVAL) -> ModalityInput:
         sel = self if idx is None else self.subset(idx)
         return ModalityInput(sel.x, sel.mask, sel.present)
+
+
+Modality = ModalityData | BagData
 
 
 @dataclass
@@ -57,7 +62,7 @@ class MultimodalDataset:
     name: str
     task: Literal["survival", "classification"]
     ids: list[str]
-    modalities: dict[str, ModalityData]
+    modalities: Mapping[str, Modality]
     time: np.ndarray | None = None
     event: np.ndarray | None = None
     label: np.ndarray | None = None
@@ -69,8 +74,8 @@ class MultimodalDataset:
     def __post_init__(self) -> None:
         n = len(self.ids)
         for name, mod in self.modalities.items():
-            if mod.x.shape[0] != n:
-                raise ValueError(f"modality {name!r} has {mod.x.shape[0]} rows for {n} patients")
+            if mod.present.shape[0] != n:
+                raise ValueError(f"modality {name!r} has {mod.present.shape[0]} rows for {n} patients")
         if self.task == "survival":
             if self.time is None or self.event is None or len(self.time) != n or len(self.event) != n:
                 raise ValueError("survival data needs time and event for every patient")
@@ -105,8 +110,14 @@ class MultimodalDataset:
         assert self.label is not None
         return {"label": self.label}
 
-    def inputs(self, idx: torch.Tensor | None = None) -> dict[str, ModalityInput]:
-        return {k: v.to_input(idx) for k, v in self.modalities.items()}
+    @property
+    def lazy(self) -> bool:
+        """True when a modality is read from files batch by batch (bags of per-slide files)."""
+        return any(isinstance(m, BagData) for m in self.modalities.values())
+
+    def inputs(self, idx: torch.Tensor | None = None, sampling: Sampling = EVAL) -> dict[str, ModalityInput]:
+        """The batch of patients ``idx`` (default all); ``sampling`` says how bags are read."""
+        return {k: v.to_input(idx, sampling) for k, v in self.modalities.items()}
 
 
 def concat_datasets(datasets: Sequence[MultimodalDataset], union: bool = False) -> MultimodalDataset:
@@ -126,18 +137,22 @@ def concat_datasets(datasets: Sequence[MultimodalDataset], union: bool = False) 
     for d in datasets[1:]:
         if d.task != first.task or list(d.modalities) != names:
             raise ValueError(f"cannot pool {d.name!r} ({d.task}, {list(d.modalities)}) with {first.name!r} ({first.task}, {names})")
-    mods = {}
+    mods: dict[str, Modality] = {}
     for m in names:
         parts = [d.modalities[m] for d in datasets]
         if len({p.kind for p in parts}) != 1 or len({p.n_features for p in parts}) != 1:
             raise ValueError(f"modality {m} has different kinds or features in different datasets; they cannot be pooled")
-        if parts[0].kind == "tabular":
-            x, mask = torch.cat([p.x for p in parts]), None
+        if isinstance(parts[0], BagData):
+            mods[m] = BagData.concat([p for p in parts if isinstance(p, BagData)])
+            continue
+        dense = [p for p in parts if isinstance(p, ModalityData)]
+        if dense[0].kind == "tabular":
+            x, mask = torch.cat([p.x for p in dense]), None
         else:
-            steps = max(p.x.shape[1] for p in parts)
-            x = torch.cat([torch.nn.functional.pad(p.x, (0, 0, 0, steps - p.x.shape[1])) for p in parts])
-            mask = torch.cat([torch.nn.functional.pad(p.mask, (0, steps - p.x.shape[1])) for p in parts])  # type: ignore[arg-type]
-        mods[m] = ModalityData(parts[0].kind, x, torch.cat([p.present for p in parts]), parts[0].features, mask)
+            steps = max(p.x.shape[1] for p in dense)
+            x = torch.cat([torch.nn.functional.pad(p.x, (0, 0, 0, steps - p.x.shape[1])) for p in dense])
+            mask = torch.cat([torch.nn.functional.pad(p.mask, (0, steps - p.x.shape[1])) for p in dense])  # type: ignore[arg-type]
+        mods[m] = ModalityData(dense[0].kind, x, torch.cat([p.present for p in dense]), dense[0].features, mask)
 
     def cat(name: str) -> np.ndarray | None:
         values = [getattr(d, name) for d in datasets]
@@ -154,14 +169,17 @@ def concat_datasets(datasets: Sequence[MultimodalDataset], union: bool = False) 
                              groups=cat("groups"), meta=dict(first.meta), holdout=cat("holdout"))
 
 
-def _with_modalities(d: MultimodalDataset, like: dict[str, ModalityData]) -> MultimodalDataset:
+def _with_modalities(d: MultimodalDataset, like: dict[str, Modality]) -> MultimodalDataset:
     """``d`` with every modality of ``like`` in that order; one it lacks is absent for all its patients."""
-    mods = {}
+    mods: dict[str, Modality] = {}
     for m, ref in like.items():
         if m in d.modalities:
             mods[m] = d.modalities[m]
             continue
         n = len(d)
+        if isinstance(ref, BagData):
+            mods[m] = ref.absent(n, np.array([patient_key(p) for p in d.ids], dtype=np.int64))
+            continue
         x = torch.zeros((n, *ref.x.shape[1:]), dtype=ref.x.dtype)
         mask = None if ref.mask is None else torch.zeros((n, ref.mask.shape[1]), dtype=torch.bool)
         mods[m] = ModalityData(ref.kind, x, torch.zeros(n, dtype=torch.bool), ref.features, mask)

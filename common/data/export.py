@@ -1,12 +1,16 @@
-"""Write a dataset as a site data folder (``data.toml`` + CSV files) that loads back identically."""
+"""Write a dataset as a site data folder (``data.toml`` + CSV files, and a bag modality's slide
+files, hard-linked or copied) that loads back identically."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 
+from .bags import BagData
 from .dataset import MultimodalDataset
 from .sitefolder import CONFIG_NAME
 
@@ -49,6 +53,9 @@ def export_site_folder(data: MultimodalDataset, out: str | Path) -> Path:
     lines += ["", "[labels]", 'file = "labels.csv"', 'id = "patient_id"', label_cols]
     for name, mod in data.modalities.items():
         fname = re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".csv"
+        if isinstance(mod, BagData):
+            lines += _export_bags(mod, data.ids, root, name, fname)
+            continue
         present = mod.present.numpy()
         x = mod.x.numpy().astype(np.float64)
         if mod.kind == "tabular":
@@ -68,6 +75,37 @@ def export_site_folder(data: MultimodalDataset, out: str | Path) -> Path:
                   'id = "patient_id"', f"columns = {_toml_list(mod.features)}" + extra]
     (root / CONFIG_NAME).write_text("\n".join(lines) + "\n")
     return root
+
+
+def _export_bags(mod: BagData, ids: list[str], root: Path, name: str, fname: str) -> list[str]:
+    """A bag modality's slides table and its slide files (hard links where the file system allows,
+    else copies) under ``<name>/``; returns its data.toml lines."""
+    import pandas as pd
+
+    if mod.scale is not None:
+        raise ValueError(f"modality {name}: standardised bags cannot be exported (their files hold the raw features)")
+    slides = [(s, pid) for bag, pid in zip(mod.bags, ids, strict=True) for s in bag]
+    suffixes = {Path(s.path).suffix.lower() for s, _ in slides}
+    if len(suffixes) > 1:
+        raise ValueError(f"modality {name}: slides stored as {sorted(suffixes)} cannot share one files pattern")
+    names = [s.slide_id for s, _ in slides]
+    if len(set(names)) != len(names):
+        raise ValueError(f"modality {name}: a slide id occurs twice; slide ids name files and must be unique")
+    folder = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    suffix = suffixes.pop() if suffixes else ".h5"
+    (root / folder).mkdir(parents=True, exist_ok=True)
+    for s, _ in slides:
+        target = root / folder / f"{s.slide_id}{suffix}"
+        if target.exists():
+            target.unlink()
+        try:
+            os.link(s.path, target)
+        except OSError:
+            shutil.copyfile(s.path, target)
+    pd.DataFrame({"slide_id": names, "patient_id": [pid for _, pid in slides]}).to_csv(root / fname, index=False)
+    return ["", f"[modalities.{_toml_str(name)}]", 'kind = "bag"', f"files = {_toml_str(folder + '/{slide_id}' + suffix)}",
+            f"slides = {_toml_str(fname)}", 'slide_id = "slide_id"', 'id = "patient_id"', f"dataset = {_toml_str(mod.dataset)}",
+            f"max_instances = {mod.max_instances}", f"eval_max_instances = {mod.eval_max_instances}"]
 
 
 def export_by_group(data: MultimodalDataset, out: str | Path) -> list[Path]:

@@ -1,15 +1,18 @@
 """Bring-your-own data: a site folder described by ``data.toml`` (format in the README).
 
 A label table (patient id; ``time`` + ``event``, or ``label``) and one entry per modality:
-``tabular`` (CSV or Parquet, one row per patient) or ``sequence`` (long format, CSV or Parquet:
-one row per patient and step/instance, ordered by an ``order`` column). Patients are joined by
-id; a patient may lack any modality, but every modality row must belong to a labelled patient.
-All checks run before anything is returned: a bad folder raises :class:`DataError` naming the
-file, the column and the row.
+``tabular`` (CSV or Parquet, one row per patient), ``sequence`` (long format, CSV or Parquet:
+one row per patient and step/instance, ordered by an ``order`` column), or ``bag`` (one feature
+file per slide, e.g. CLAM / TRIDENT HDF5; a patient's slides form its bag; read lazily, see
+:mod:`.bags`). Patients are joined by id; a patient may lack any modality, but every modality row
+must belong to a labelled patient. All checks run before anything is returned (for bags: every
+file's header, not its values): a bad folder raises :class:`DataError` naming the file, the
+column and the row, or the slide.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -19,8 +22,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..tomlconfig import ConfigError, read_toml
-from .dataset import ModalityData, MultimodalDataset
+from .bags import BagData, patient_key
+from .dataset import Modality, ModalityData, MultimodalDataset
 from .errors import DataError
+from .slidefiles import SlideFile, probe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,13 +53,39 @@ class LabelsSpec(_Strict):
 
 
 class ModalitySpec(_Strict):
-    kind: Literal["tabular", "sequence"]
-    file: str
+    kind: Literal["tabular", "sequence", "bag"]
+    file: str | None = None  # tabular, sequence: the table
     id: str = "patient_id"
     columns: list[str] | None = None  # default: every column but id (and order)
     categorical: list[str] = Field(default_factory=list)  # tabular: one-hot encoded
     order: str | None = None  # sequence: column that orders a patient's rows
     max_length: int | None = Field(default=None, ge=1)  # sequence: keep the last N rows
+    # bag: one feature file per slide; "{slide_id}" is replaced by each slide's id (relative to the folder)
+    files: str | None = None
+    slides: str | None = None  # bag: a table of slide_id and patient id (default: one slide per patient, named by its id)
+    slide_id: str = "slide_id"  # bag: the slides table's slide column
+    dataset: str = "features"  # bag: the array's name in an HDF5 or safetensors file
+    max_instances: int = Field(default=2048, ge=0)  # bag: instances per bag while training, a fresh random subset per epoch (0 = all)
+    eval_max_instances: int = Field(default=0, ge=0)  # bag: in evaluation and prediction (0 = all; else a fixed seeded subset)
+
+    def problem(self, name: str) -> str | None:
+        """What is missing or does not belong for this kind."""
+        if self.kind == "bag":
+            if self.files is None:
+                return (f"[modalities.{name}] is a bag and needs files = \"folder/{{slide_id}}.h5\" (one file per slide; "
+                        "a long table of instances is kind = \"sequence\")")
+            if "{slide_id}" not in self.files or self.files.count("{") != 1 or self.files.count("}") != 1:
+                return f"[modalities.{name}] files must contain {{slide_id}} once (and no other braces), got {self.files!r}"
+            if self.file is not None or self.columns is not None or self.categorical or self.order or self.max_length:
+                return f"[modalities.{name}] is a bag: file, columns, categorical, order and max_length do not apply"
+            return None
+        if self.file is None:
+            return f"[modalities.{name}] needs a file"
+        if self.files is not None or self.slides is not None:
+            return f"[modalities.{name}] is {self.kind}: files and slides are for kind = \"bag\""
+        if self.kind == "sequence" and self.order is None:
+            return f"[modalities.{name}] is a sequence and needs an 'order' column"
+        return None
 
 
 class DataSpec(_Strict):
@@ -77,8 +108,9 @@ class DataSpec(_Strict):
         if not self.modalities:
             raise ValueError("at least one [modalities.NAME] entry is needed")
         for name, mod in self.modalities.items():
-            if mod.kind == "sequence" and mod.order is None:
-                raise ValueError(f"[modalities.{name}] is a sequence and needs an 'order' column")
+            problem = mod.problem(name)
+            if problem:
+                raise ValueError(problem)
         return self
 
 
@@ -156,6 +188,7 @@ def _numeric(df: pd.DataFrame, path: Path, columns: list[str], ids: list[str]) -
 
 
 def _tabular(spec: ModalitySpec, folder: Path, index: dict[str, int]) -> ModalityData:
+    assert spec.file is not None
     path = folder / spec.file
     df = read_table(path, spec.id)
     _require(df, path, [spec.id])
@@ -185,6 +218,7 @@ def _tabular(spec: ModalitySpec, folder: Path, index: dict[str, int]) -> Modalit
 
 
 def _sequence(spec: ModalitySpec, folder: Path, index: dict[str, int]) -> ModalityData:
+    assert spec.file is not None
     path = folder / spec.file
     df = read_table(path, spec.id)
     assert spec.order is not None
@@ -216,6 +250,69 @@ def _sequence(spec: ModalitySpec, folder: Path, index: dict[str, int]) -> Modali
         mask[patient, : len(r)] = True
     present = mask.any(axis=1)
     return ModalityData("sequence", torch.from_numpy(x), torch.from_numpy(present), list(columns), torch.from_numpy(mask))
+
+
+SLIDE_ID_BAD = ("/", "\\", "\x00")
+
+
+def _slide_table(spec: ModalitySpec, folder: Path, index: dict[str, int]) -> list[tuple[str, str, int]]:
+    """(slide id, patient id, row) of every slide: from the slides table, or one per labelled
+    patient whose file exists (named by the patient's id)."""
+    assert spec.files is not None
+    if spec.slides is None:
+        return [(p, p, 0) for p in index if _slide_path(spec, folder, p).exists()]
+    path = folder / spec.slides
+    df = read_table(path, spec.id)
+    _require(df, path, [spec.slide_id, spec.id])
+    patients = _labelled_ids(df, path, spec.id, index, unique=False)
+    slides = df[spec.slide_id]
+    seen: dict[str, int] = {}
+    out = []
+    for i, (raw, pid) in enumerate(zip(slides.tolist(), patients, strict=True)):
+        sid = "" if raw is None or (isinstance(raw, float) and np.isnan(raw)) else str(raw).strip()
+        if not sid or sid in (".", "..") or any(c in sid for c in SLIDE_ID_BAD):
+            raise DataError(str(path), f"slide id {raw!r} cannot name a file", column=spec.slide_id, row=i + 1, patient=pid)
+        if sid in seen:
+            raise DataError(str(path), f"slide listed twice (first at row {seen[sid] + 1})", column=spec.slide_id, row=i + 1,
+                            patient=pid)
+        seen[sid] = i
+        out.append((sid, pid, i + 1))
+    return out
+
+
+def _slide_path(spec: ModalitySpec, folder: Path, slide_id: str) -> Path:
+    assert spec.files is not None
+    return folder / spec.files.replace("{slide_id}", slide_id)
+
+
+def _bag(spec: ModalitySpec, folder: Path, index: dict[str, int]) -> BagData:
+    """A bag modality: every slide file's header is read (shape, dtype); no feature value is."""
+    table = _slide_table(spec, folder, index)
+    if not table:
+        where = folder / (spec.slides or str(spec.files))
+        raise DataError(str(where), f"no slide files found for any labelled patient (files = {spec.files!r})")
+    bags: list[list[SlideFile]] = [[] for _ in index]
+    width: tuple[int, str] | None = None
+    for sid, pid, _ in table:
+        slide = probe(_slide_path(spec, folder, sid), sid, spec.dataset)
+        if width is None:
+            width = (slide.features, sid)
+        elif slide.features != width[0]:
+            raise DataError(slide.path, f"slide {sid!r} has {slide.features} features per instance; slide {width[1]!r} has "
+                                        f"{width[0]} (one width per modality)")
+        bags[index[pid]].append(slide)
+    ids = list(index)
+    for i, bag in enumerate(bags):
+        if bag and sum(s.instances for s in bag) == 0:
+            raise DataError(bag[0].path, f"patient {ids[i]!r}: an empty bag (its slides have no instances); leave the patient's "
+                                         "slides out to mark the modality absent")
+    assert width is not None
+    return BagData([tuple(b) for b in bags], np.array([patient_key(p) for p in ids], dtype=np.int64),
+                   [f"f{j}" for j in range(width[0])], max_instances=spec.max_instances,
+                   eval_max_instances=spec.eval_max_instances, dataset=spec.dataset)
+
+
+LOADERS: dict[str, Callable[[ModalitySpec, Path, dict[str, int]], Modality]] = {"tabular": _tabular, "sequence": _sequence, "bag": _bag}
 
 
 def load_site_folder(folder: str | Path, outcomes: bool = True) -> MultimodalDataset:
@@ -274,10 +371,9 @@ def load_site_folder(folder: str | Path, outcomes: bool = True) -> MultimodalDat
                             row=i + 1, patient=ids[i])
         if np.unique(label).size < 2:
             raise DataError(str(lpath), "only one class occurs", column=spec.labels.label)
-    modalities = {}
+    modalities: dict[str, Modality] = {}
     for name, mspec in spec.modalities.items():
-        loader = _tabular if mspec.kind == "tabular" else _sequence
-        modalities[name] = loader(mspec, root, index)
+        modalities[name] = LOADERS[mspec.kind](mspec, root, index)
     groups = labels[spec.labels.group].astype(str).to_numpy() if spec.labels.group else None
     holdout = _split(labels, lpath, spec.labels.split, ids) if spec.labels.split else None
     meta = {"source": str(root)} | ({} if outcomes else {"outcomes": "placeholders (loaded for prediction)"})

@@ -7,7 +7,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from .dataset import MultimodalDataset
+from .bags import BagData, bag_moments
+from .dataset import Modality, ModalityData, MultimodalDataset
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,13 @@ class Standardizer:
     stats: dict[str, tuple[torch.Tensor, torch.Tensor]]
 
     @classmethod
-    def fit(cls, data: MultimodalDataset, min_cell: int = 1) -> Standardizer:
+    def fit(cls, data: MultimodalDataset, min_cell: int = 1, seed: int = 0) -> Standardizer:
+        """Fit on ``data``'s rows (bags: a seeded sample of instances, :func:`bag_scaling`)."""
         stats = {}
         for name, mod in data.modalities.items():
+            if isinstance(mod, BagData):
+                stats[name] = bag_scaling(mod, min_cell, seed)
+                continue
             rows = mod.x[mod.present]
             if mod.kind == "sequence":
                 assert mod.mask is not None
@@ -92,15 +97,44 @@ class Standardizer:
         return cls(stats)
 
     def apply(self, data: MultimodalDataset) -> MultimodalDataset:
-        mods = {}
+        mods: dict[str, Modality] = {}
         for name, mod in data.modalities.items():
             mean, std = self.stats[name]
-            x = (mod.x - mean) / std
-            keep = mod.present.view(-1, *([1] * (x.dim() - 1)))
-            if mod.mask is not None:
-                keep = keep & mod.mask.unsqueeze(-1)
-            mods[name] = replace(mod, x=torch.where(keep, x, torch.zeros_like(x)))
+            if isinstance(mod, BagData):  # standardised as each instance is read
+                mods[name] = mod.with_scale(mean.numpy(), std.numpy())
+                continue
+            mods[name] = _standardised(mod, mean, std)
         return replace(data, modalities=mods)
+
+
+def _standardised(mod: ModalityData, mean: torch.Tensor, std: torch.Tensor) -> ModalityData:
+    x = (mod.x - mean) / std
+    keep = mod.present.view(-1, *([1] * (x.dim() - 1)))
+    if mod.mask is not None:
+        keep = keep & mod.mask.unsqueeze(-1)
+    return replace(mod, x=torch.where(keep, x, torch.zeros_like(x)))
+
+
+def bag_scaling(mod: BagData, min_cell: int = 1, seed: int = 0, bags: int = 256,
+                per_bag: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and std of a bag modality's instances, from a seeded sample (up to ``bags``
+    bags, ``per_bag`` instances each; 0 = all, a full pass) in which every bag counts once: the
+    mean of the bags' means, and the std from the mean of their mean squares. A sample and not a
+    full pass, so that training starts in seconds on a cohort of thousands of slides (at most
+    32,768 instances of 256 patients; docs/RESULTS.md section 8 compares it with a full pass).
+    The minimum cell size applies to patients: the bags' means and mean squares are folded as a
+    table's rows are (:func:`fold_rare_values`), so a feature seen in fewer than ``min_cell``
+    patients' bags does not reach the block's statistics."""
+    means, squares = bag_moments(mod, seed, bags, per_bag)
+    if means.shape[0] == 0:
+        raise ValueError("a bag modality has no training bags to fit a scaler on")
+    if min_cell > 1:
+        means = fold_rare_values(torch.from_numpy(means), min_cell).numpy()
+        squares = fold_rare_values(torch.from_numpy(squares), min_cell).numpy()
+    mean = means.mean(axis=0)
+    std = np.sqrt(np.maximum(squares.mean(axis=0) - mean**2, 0.0))
+    std = np.where(std > 1e-6, std, 1.0)
+    return torch.from_numpy(mean.astype(np.float32)), torch.from_numpy(std.astype(np.float32))
 
 
 def fold_rare_values(rows: torch.Tensor, min_cell: int) -> torch.Tensor:

@@ -17,6 +17,19 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> t
     return torch.nan_to_num(weights, nan=0.0)
 
 
+def segment_softmax(scores: torch.Tensor, segment: torch.Tensor, segments: int) -> torch.Tensor:
+    """Softmax of ``scores`` (N, K) over the rows of each segment: row i belongs to segment
+    ``segment[i]`` (one of ``segments``). The per-segment maximum is subtracted first (without a
+    gradient: the softmax does not depend on it), so large scores do not overflow."""
+    k = scores.shape[1]
+    index = segment.unsqueeze(1).expand(-1, k)
+    top = torch.full((segments, k), float("-inf"), dtype=scores.dtype, device=scores.device)
+    top = top.scatter_reduce(0, index, scores.detach(), reduce="amax", include_self=True)
+    e = torch.exp(scores - top[segment])  # (N, K)
+    total = torch.zeros((segments, k), dtype=e.dtype, device=e.device).index_add(0, segment, e)
+    return e / total[segment]
+
+
 class CrossAttention(nn.Module):
     """Multi-head attention: latent rows query the encoder tokens (keys and values)."""
 

@@ -7,7 +7,7 @@ from torch import nn
 
 from .attention import CrossAttention, FeedForward
 from .config import BlockConfig
-from .encoders import build_encoder, check_tokens
+from .encoders import build_encoder, run_encoder
 from .fourier import FourierMode, to_frequency, to_spatial
 from .head import LegoHead
 from .scaling import InputScaling
@@ -61,11 +61,11 @@ class LegoBlock(nn.Module):
             self.latent.normal_(0.0, 0.02, generator=gen)
         self.head.reset_parameters(gen)
 
-    def encode(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Standardise, then run the encoder once: tokens (b, n, D) and their mask (b, n)."""
-        tokens, tmask = self.encoder(self.scaling(x, mask), mask)
-        check_tokens(tokens, tmask, x.shape[0], self.config.encoder.token_dim)
-        return tokens, tmask
+    def encode(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+               offsets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standardise, then run the encoder once: tokens (b, n, D) and their mask (b, n).
+        ``x`` is padded (``mask``) or, for bags, packed end to end (``offsets``)."""
+        return run_encoder(self.encoder, self.scaling(x, mask), mask, offsets, self.config.encoder.token_dim)
 
     def set_input_scaling(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Store the training rows' per-feature mean and std (constant features: std 1)."""
@@ -85,8 +85,9 @@ class LegoBlock(nn.Module):
                 spatial = to_spatial(freq, self.config.fourier).real
         return freq
 
-    def frequency_latent(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.update(*self.encode(x, mask))
+    def frequency_latent(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                         offsets: torch.Tensor | None = None) -> torch.Tensor:
+        return self.update(*self.encode(x, mask, offsets))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.frequency_latent(x, mask))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, offsets: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.frequency_latent(x, mask, offsets))

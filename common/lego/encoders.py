@@ -1,9 +1,11 @@
 """Modality encoders g_m: a batch of one modality -> tokens (b, n, D) and a padding mask (b, n).
 
 Built-ins: ``tabular`` (a self-normalising MLP that emits K tokens) and ``bag`` (gated
-attention-MIL with K attention branches, for patch embeddings and time series). Any
-``nn.Module`` whose ``forward(x, mask)`` returns ``(tokens, mask)`` can be used; register a
-factory with :func:`register_encoder` so that a block file can rebuild it from its manifest.
+attention-MIL with K attention branches, for patch embeddings and time series; it takes padded
+bags with a mask, or packed bags with offsets). Any ``nn.Module`` whose ``forward(x, mask)``
+returns ``(tokens, mask)`` can be used (one that also takes ``offsets=`` can be fed packed bags);
+register a factory with :func:`register_encoder` so that a block file can rebuild it from its
+manifest.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 from torch import nn
 
 from ..fields import reject_unknown
-from .attention import masked_softmax
+from .attention import masked_softmax, segment_softmax
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,29 @@ def check_tokens(tokens: torch.Tensor, mask: torch.Tensor, batch: int, token_dim
                          f"got {mask.dtype} {tuple(mask.shape)}")
 
 
+def run_encoder(encoder: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None,
+                offsets: torch.Tensor | None = None, token_dim: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``encoder`` on padded (``mask``) or packed (``offsets``) input and check its output.
+    Half-precision input is widened to float32 first unless autocast is on (a block's input
+    scaling has already widened it; this is for encoders used without one)."""
+    if x.dtype in (torch.float16, torch.bfloat16) and not torch.is_autocast_enabled(x.device.type):
+        x = x.float()
+    if offsets is None:
+        tokens, tmask = encoder(x, mask)
+        batch = x.shape[0]
+    else:
+        try:
+            tokens, tmask = encoder(x, mask, offsets=offsets)
+        except TypeError as exc:
+            if "offsets" not in str(exc):
+                raise
+            raise ValueError(f"encoder {type(encoder).__name__} does not take packed bags (offsets=); "
+                             "give it padded bags with a mask") from None
+        batch = offsets.numel() - 1
+    check_tokens(tokens, tmask, batch, token_dim if token_dim is not None else tokens.shape[-1])
+    return tokens, tmask
+
+
 class TabularEncoder(nn.Module):
     """Self-normalising MLP (SELU + alpha-dropout, LeCun-normal init) that emits K tokens."""
 
@@ -113,7 +138,16 @@ class BagEncoder(nn.Module):
     The attention softmax runs over the instances of one sample only (dim 1), with padded
     instances masked out, so a sample's tokens do not depend on the rest of the batch or on
     how much padding it carries.
+
+    Bags come padded with a mask (a ``sequence`` table in memory) or packed end to end with
+    offsets (slides read from files). A padded batch of long bags (``pack_from`` instances or
+    more) that is mostly padding (real instances under ``pack_below`` of it) is packed here: the
+    same result, and faster when bag sizes vary; with every bag the same size the padded path is
+    faster (docs/RESULTS.md section 8), and a few steps (a lab series) have nothing to save.
     """
+
+    pack_below = 0.5
+    pack_from = 32
 
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
@@ -129,20 +163,48 @@ class BagEncoder(nn.Module):
         self.att_w = nn.Linear(att, config.n_tokens)
         self.to_token = nn.Linear(config.hidden, config.token_dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x`` (b, n, F) instances, ``mask`` (b, n) True = real instance -> (b, K, D), (b, K)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                offsets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded: ``x`` (b, n, F) instances, ``mask`` (b, n) True = real instance. Packed:
+        ``x`` (N, F), ``offsets`` (b + 1,), sample i = ``x[offsets[i]:offsets[i + 1]]``.
+        Returns tokens (b, K, D) and their mask (b, K): False for an empty bag."""
+        if offsets is not None:
+            return self._packed(x, offsets)
         if x.dim() != 3:
             raise ValueError(f"bag encoder expects (batch, instances, features), got {tuple(x.shape)}")
         if mask is None:
             mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        elif x.shape[1] >= self.pack_from and mask.numel() and float(mask.float().mean()) < self.pack_below:
+            counts = mask.sum(dim=1)
+            offsets = torch.zeros(counts.numel() + 1, dtype=torch.long, device=x.device)
+            torch.cumsum(counts, 0, out=offsets[1:])
+            return self._packed(x[mask], offsets)
         h = self.embed(x)  # (b, n, hidden)
-        gate = torch.tanh(self.att_v(h)) * torch.sigmoid(self.att_u(h))
-        scores = self.att_w(gate)  # (b, n, K)
-        weights = masked_softmax(scores, mask[:, :, None], dim=1)  # over instances of one sample
+        weights = masked_softmax(self._scores(h), mask[:, :, None], dim=1)  # (b, n, K), over one sample's instances
         pooled = torch.einsum("bnk,bnh->bkh", weights, h)  # (b, K, hidden)
         tokens = self.to_token(pooled)
         has_any = mask.any(dim=1, keepdim=True)  # (b, 1): an empty bag gives no valid token
         return tokens, has_any.expand(-1, tokens.shape[1]).contiguous()
+
+    def _scores(self, h: torch.Tensor) -> torch.Tensor:
+        """Gated attention scores (Ilse et al., Eq. 9): (..., hidden) -> (..., K)."""
+        return self.att_w(torch.tanh(self.att_v(h)) * torch.sigmoid(self.att_u(h)))
+
+    def _packed(self, x: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same attention-MIL on bags packed end to end: no padding, no mask; the softmax and
+        the pooling run per segment."""
+        if x.dim() != 2:
+            raise ValueError(f"packed bags must be (instances, features), got {tuple(x.shape)}")
+        b = offsets.numel() - 1
+        lengths = offsets[1:] - offsets[:-1]  # (b,)
+        segment = torch.repeat_interleave(torch.arange(b, device=x.device), lengths)  # (N,) sample of each instance
+        h = self.embed(x)  # (N, hidden)
+        weights = segment_softmax(self._scores(h).float(), segment, b)  # (N, K); sums in float32 even under autocast
+        k, hf = weights.shape[1], h.float()
+        pooled = torch.stack([torch.zeros(b, h.shape[1], device=h.device).index_add(0, segment, weights[:, j : j + 1] * hf)
+                              for j in range(k)], dim=1)  # (b, K, hidden)
+        tokens = self.to_token(pooled)
+        return tokens, (lengths > 0).unsqueeze(1).expand(-1, k).contiguous()
 
 
 register_encoder("tabular")(TabularEncoder)

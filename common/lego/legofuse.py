@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .block import LegoBlock
+from .encoders import run_encoder
 from .fourier import to_frequency, to_spatial
 from .inputs import Inputs, batch_size, presence
 from .legomerge import check_compatible, merged_head
@@ -74,7 +75,7 @@ class LegoFuse(nn.Module):
         for k, enc in enumerate(self.encoders):
             if present[:, k].any():
                 item = inputs[self.modalities[k]]
-                tokens, mask = enc(self.scalings[k](item.x, item.mask), item.mask)
+                tokens, mask = run_encoder(enc, self.scalings[k](item.x, item.mask), item.mask, item.offsets)
                 encoded[k] = (tokens, mask & present[:, k : k + 1])
         spatial = self.latent.unsqueeze(0).expand(b, -1, -1)  # (b, c, d)
         freq = to_frequency(spatial, self.fourier)

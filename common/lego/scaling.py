@@ -28,8 +28,9 @@ class InputScaling(nn.Module):
             self.std.copy_(std)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``x`` (b, F) or (b, n, F); padded instances (``mask`` False) stay 0."""
-        x = (x - self.mean) / self.std
+        """``x`` (b, F), (b, n, F) or packed (N, F); padded instances (``mask`` False) stay 0.
+        float16 input (slide features as stored) comes out in the statistics' float32."""
+        x = x.to(self.mean.dtype, copy=True).sub_(self.mean).div_(self.std)  # one new tensor, whatever x's dtype
         if mask is not None and x.dim() == 3:
             x = torch.where(mask.unsqueeze(-1), x, torch.zeros_like(x))
         return x

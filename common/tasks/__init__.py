@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 
@@ -27,11 +29,13 @@ __all__ = [
 ]
 
 
-def task_loss(spec: TaskSpec, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The training loss of ``spec`` for a batch; targets hold ``bin``+``event`` or ``label``."""
+def task_loss(spec: TaskSpec, logits: torch.Tensor, targets: dict[str, torch.Tensor],
+              reduction: Literal["mean", "none"] = "mean") -> torch.Tensor:
+    """The training loss of ``spec`` for a batch; targets hold ``bin``+``event`` or ``label``.
+    ``reduction="none"``: one loss per sample (class-weighted, for classification)."""
     if spec.kind == "survival":
-        return hazard_nll(logits, targets["bin"], targets["event"], spec.alpha)
-    return cross_entropy(logits, targets["label"], spec.class_weights)
+        return hazard_nll(logits, targets["bin"], targets["event"], spec.alpha, reduction)
+    return cross_entropy(logits, targets["label"], spec.class_weights, reduction)
 
 
 def scores(spec: TaskSpec, logits: torch.Tensor) -> torch.Tensor:

@@ -18,9 +18,11 @@ def inverse_frequency_weights(labels: np.ndarray, n_classes: int, min_count: int
     return tuple(float(x) for x in w)
 
 
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: tuple[float, ...] = ()) -> torch.Tensor:
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: tuple[float, ...] = (),
+                  reduction: str = "mean") -> torch.Tensor:
+    """Class-weighted cross-entropy: the weighted mean (``reduction="none"``: each sample's weighted loss)."""
     w = torch.tensor(weights, dtype=torch.float32, device=logits.device) if weights else None
-    return F.cross_entropy(logits.float(), labels.long(), weight=w)
+    return F.cross_entropy(logits.float(), labels.long(), weight=w, reduction=reduction)
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:

@@ -29,8 +29,10 @@ def bin_index(time: np.ndarray | torch.Tensor, edges: tuple[float, ...]) -> torc
     return torch.searchsorted(torch.tensor(edges, dtype=torch.float64), t, right=True)
 
 
-def hazard_nll(logits: torch.Tensor, bins: torch.Tensor, event: torch.Tensor, alpha: float = 0.0) -> torch.Tensor:
-    """Discrete-time hazard negative log-likelihood, mean over the batch.
+def hazard_nll(logits: torch.Tensor, bins: torch.Tensor, event: torch.Tensor, alpha: float = 0.0,
+               reduction: str = "mean") -> torch.Tensor:
+    """Discrete-time hazard negative log-likelihood, mean over the batch (``reduction="none"``:
+    per sample).
 
     hazards h_j = sigmoid(logit_j), survival S_j = prod_{i<=j} (1 - h_i), S_{-1} = 1.
     An event in bin y contributes -log S_{y-1} - log h_y; a censoring in bin y, -log S_y.
@@ -47,7 +49,8 @@ def hazard_nll(logits: torch.Tensor, bins: torch.Tensor, event: torch.Tensor, al
     uncensored = -e * (log_s_pad.gather(1, y).view(-1) + log_h.gather(1, y).view(-1))
     censored = -(1 - e) * log_s_pad.gather(1, y + 1).view(-1)
     nll = censored + uncensored
-    return ((1 - alpha) * nll + alpha * uncensored).mean()
+    per_sample = (1 - alpha) * nll + alpha * uncensored
+    return per_sample if reduction == "none" else per_sample.mean()
 
 
 def risk_score(logits: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
-"""A minimal, seeded training loop: Adam, early stopping on validation with a real copy of the
-best weights, CUDA with mixed precision when present, else CPU."""
+"""A minimal, seeded training loop: one prepared run (:class:`TrainRun`: Adam, the loss scaler,
+the batch reader), early stopping on validation with a real copy of the best weights, CUDA with
+mixed precision when present, else CPU."""
 
 from __future__ import annotations
 
@@ -7,16 +8,18 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..data.bags import Sampling
 from ..data.dataset import MultimodalDataset
 from ..lego.inputs import ModalityInput
 from ..tasks import TaskSpec, bin_index, metric, scores, task_loss
+from .batches import BatchReader, evaluation_batches, shuffled
 
 log = logging.getLogger("mmlego.train")
 
@@ -28,10 +31,11 @@ class TrainConfig:
     lr: float = 1e-3  # Adam
     weight_decay: float = 1e-5
     patience: int = 10  # epochs without a better validation metric before stopping
-    seed: int = 0  # shuffling and dropout
+    seed: int = 0  # shuffling, dropout and the instances drawn from each bag
     device: str = "auto"  # "auto" (CUDA if present), "cpu", "cuda", "cuda:1", ...
     amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 + loss scaling)
     select_initial: bool = False  # also consider the starting weights (for fine-tuning)
+    workers: int = 2  # processes that read bags from per-slide files (0: read in this process); unused for in-memory data
 
 
 @dataclass
@@ -65,17 +69,6 @@ def batch_targets(data: MultimodalDataset, spec: TaskSpec, idx: np.ndarray, devi
     return {"label": torch.as_tensor(data.label[idx], dtype=torch.long, device=device)}
 
 
-def batch_inputs(data: MultimodalDataset, idx: np.ndarray, device: torch.device) -> dict[str, ModalityInput]:
-    t = torch.as_tensor(idx)
-    return {k: v.to(device) for k, v in data.inputs(t).items()}
-
-
-def _batches(n: int, size: int, gen: torch.Generator | None) -> Iterator[np.ndarray]:
-    order = torch.randperm(n, generator=gen).numpy() if gen is not None else np.arange(n)
-    for i in range(0, n, size):
-        yield order[i:i + size]
-
-
 def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[None]:
     if device.type != "cuda" or not enabled:
         return contextlib.nullcontext()
@@ -85,16 +78,25 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, data: MultimodalDataset, batch_size: int = 256,
-                   device: torch.device | None = None, amp: bool = True) -> torch.Tensor:
+                   device: torch.device | None = None, amp: bool = True, reader: BatchReader | None = None,
+                   workers: int = 0) -> torch.Tensor:
+    """Logits for every patient of ``data``, in order. Bags are read whole (or their fixed
+    evaluation subset), at most :data:`EVAL_ELEMENTS` instance features a batch."""
     device = device or next(model.parameters()).device
     was = model.training
     model.eval()
     out = []
-    for idx in _batches(len(data), batch_size, None):
-        with _autocast(device, amp):
-            out.append(model(batch_inputs(data, idx, device)).float().cpu())
+    own = reader is None
+    reader = reader or BatchReader(data, device, workers)
+    try:
+        for _, inputs in reader(evaluation_batches(data, batch_size)):
+            with _autocast(device, amp):
+                out.append(model(inputs).float().cpu())
+    finally:
+        if own:
+            reader.close()
     model.train(was)
-    return torch.cat(out)
+    return torch.cat(out) if out else torch.zeros(0, 0)
 
 
 def predict_scores(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, **kw: object) -> np.ndarray:
@@ -106,54 +108,92 @@ def evaluate(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, **kw: ob
     return metric(spec, predict_scores(model, data, spec, **kw), data.targets())
 
 
-@torch.no_grad()
-def _validate(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, device: torch.device, amp: bool) -> tuple[float, float]:
-    logits = predict_logits(model, data, device=device, amp=amp)
-    idx = np.arange(len(data))
-    loss = float(task_loss(spec, logits, {k: v.cpu() for k, v in batch_targets(data, spec, idx, torch.device("cpu")).items()}))
-    return metric(spec, scores(spec, logits).numpy(), data.targets()), loss
-
-
 class Interrupted(RuntimeError):
     """Training stopped because its ``stop`` callable said so (a daemon shutting down)."""
 
 
-def run_epoch(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, opt: torch.optim.Optimizer,
-              scaler: torch.amp.GradScaler, gen: torch.Generator, device: torch.device, config: TrainConfig,
-              penalty: Callable[[], torch.Tensor] | None = None, stop: Callable[[], bool] | None = None) -> float:
-    """One pass over ``data`` in shuffled mini-batches; returns the summed task loss. ``penalty``
-    is added to every batch's loss (FedProx's proximal term); ``stop`` is asked before every
-    batch and ends training with :class:`Interrupted`."""
-    model.train()
-    total = 0.0
-    for idx in _batches(len(data), config.batch_size, gen):
-        if stop is not None and stop():
-            raise Interrupted("training stopped on request")
-        inputs = batch_inputs(data, idx, device)
-        targets = batch_targets(data, spec, idx, device)
-        with _autocast(device, config.amp):
-            batch_loss = task_loss(spec, model(inputs), targets)
-        loss = batch_loss + penalty() if penalty is not None else batch_loss
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        total += batch_loss.item() * len(idx)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return total
+Penalty = Callable[[], torch.Tensor]
 
 
-def train_epochs(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, config: TrainConfig,
-                 proximal_mu: float = 0.0) -> dict[str, float]:
-    """Exactly ``config.epochs`` epochs of Adam from the model's current weights, no early stopping
-    (one LegoFuse round at a site). ``proximal_mu`` > 0 adds FedProx's mu/2 ||w - w_start||^2."""
+@dataclass
+class TrainRun:
+    """One prepared training run: the model on its device, the optimizer and loss scaler, the
+    shuffling generator and the batch reader. :meth:`epoch` is one pass, :meth:`step` one update.
+    With ``per_sample`` the loss is taken per sample (``task_loss(reduction="none")``) and
+    ``reduce`` turns it into what is back-propagated (default: the batch loss) - the seam for
+    DP-SGD, which clips each sample's gradient."""
+
+    model: nn.Module
+    spec: TaskSpec
+    config: TrainConfig
+    device: torch.device
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    gen: torch.Generator
+    reader: BatchReader
+    penalty: Penalty | None = None  # added to every batch's loss (FedProx's proximal term)
+    per_sample: bool = False
+    reduce: Callable[[torch.Tensor, dict[str, torch.Tensor]], torch.Tensor] | None = None
+    epochs_done: int = 0
+
+    def step(self, inputs: dict[str, ModalityInput], targets: dict[str, torch.Tensor]) -> float:
+        """One optimizer step on a batch; returns the batch's task loss."""
+        with _autocast(self.device, self.config.amp):
+            logits = self.model(inputs)
+        if self.per_sample:
+            losses = task_loss(self.spec, logits, targets, reduction="none")
+            batch = batch_mean(self.spec, losses, targets)
+            loss = self.reduce(losses, targets) if self.reduce is not None else batch
+        else:
+            batch = loss = task_loss(self.spec, logits, targets)
+        if self.penalty is not None:
+            loss = loss + self.penalty()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return batch.item()
+
+    def epoch(self, data: MultimodalDataset, stop: Callable[[], bool] | None = None) -> float:
+        """One pass over ``data`` in shuffled mini-batches (bags: this epoch's instances); returns
+        the summed task loss. ``stop`` is asked before every batch and ends with :class:`Interrupted`."""
+        self.model.train()
+        self.epochs_done += 1
+        sampling = Sampling(train=True, seed=self.config.seed, epoch=self.epochs_done)
+        total = 0.0
+        for rows, inputs in self.reader(shuffled(len(data), self.config.batch_size, self.gen), sampling):
+            if stop is not None and stop():
+                raise Interrupted("training stopped on request")
+            total += self.step(inputs, batch_targets(data, self.spec, rows, self.device)) * len(rows)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return total
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def batch_mean(spec: TaskSpec, losses: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The batch loss from per-sample losses: their mean, or with class weights the weighted mean
+    (weights sum to one over the batch, as torch's weighted cross-entropy)."""
+    if spec.kind == "classification" and spec.class_weights:
+        w = torch.tensor(spec.class_weights, dtype=losses.dtype, device=losses.device)[targets["label"]]
+        return losses.sum() / w.sum()
+    return losses.mean()
+
+
+def prepare(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, config: TrainConfig,
+            proximal_mu: float = 0.0) -> TrainRun:
+    """Seed, move ``model`` to the configured device, and build the optimizer (Adam), the loss
+    scaler (fp16 only), the shuffling generator and the batch reader of ``data``.
+    ``proximal_mu`` > 0 adds FedProx's mu/2 ||w - w_start||^2 to every batch's loss."""
     device = resolve_device(config.device)
     model.to(device)
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported())
+    fp16 = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=fp16)
     penalty = None
     if proximal_mu > 0:
         start = [p.detach().clone() for p in model.parameters()]
@@ -162,8 +202,27 @@ def train_epochs(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, conf
             sq = [(p - s).pow(2).sum() for p, s in zip(model.parameters(), start, strict=True)]
             return 0.5 * proximal_mu * torch.stack(sq).sum()
 
-    total = sum(run_epoch(model, data, spec, opt, scaler, gen, device, config, penalty) for _ in range(config.epochs))
+    return TrainRun(model, spec, config, device, opt, scaler, gen, BatchReader(data, device, config.workers), penalty)
+
+
+def train_epochs(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, config: TrainConfig,
+                 proximal_mu: float = 0.0) -> dict[str, float]:
+    """Exactly ``config.epochs`` epochs of Adam from the model's current weights, no early stopping
+    (one LegoFuse round at a site). ``proximal_mu`` > 0 adds FedProx's mu/2 ||w - w_start||^2."""
+    run = prepare(model, data, spec, config, proximal_mu)
+    try:
+        total = sum(run.epoch(data) for _ in range(config.epochs))
+    finally:
+        run.close()
     return {"train_loss": total / max(1, len(data) * config.epochs), "num-examples": float(len(data))}
+
+
+def _validate(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, device: torch.device, amp: bool,
+              reader: BatchReader) -> tuple[float, float]:
+    logits = predict_logits(model, data, device=device, amp=amp, reader=reader)
+    idx = np.arange(len(data))
+    loss = float(task_loss(spec, logits, {k: v.cpu() for k, v in batch_targets(data, spec, idx, torch.device("cpu")).items()}))
+    return metric(spec, scores(spec, logits).numpy(), data.targets()), loss
 
 
 def fit(model: nn.Module, train: MultimodalDataset, val: MultimodalDataset, spec: TaskSpec,
@@ -172,13 +231,17 @@ def fit(model: nn.Module, train: MultimodalDataset, val: MultimodalDataset, spec
     """Train ``model`` (a function of :data:`Inputs` returning logits) in place and leave it
     holding the weights that were best on ``val`` (by metric, then by lower loss). ``stop`` is
     asked before every batch; when it says yes, :class:`Interrupted` is raised."""
-    device = resolve_device(config.device)
-    model.to(device)
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    fp16 = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+    run = prepare(model, train, spec, config)
+    try:
+        with BatchReader(val, run.device, config.workers) as val_reader:
+            return _fit(run, train, val, val_reader, progress, label, stop)
+    finally:
+        run.close()
+
+
+def _fit(run: TrainRun, train: MultimodalDataset, val: MultimodalDataset, val_reader: BatchReader, progress: bool, label: str,
+         stop: Callable[[], bool] | None) -> FitResult:
+    model, spec, config, device = run.model, run.spec, run.config, run.device
 
     def snapshot() -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in model.state_dict().items()}  # a real copy
@@ -187,7 +250,7 @@ def fit(model: nn.Module, train: MultimodalDataset, val: MultimodalDataset, spec
     best_state, best_epoch, stale = snapshot(), 0, 0
     history: list[dict[str, float]] = []
     if config.select_initial:
-        m, loss = _validate(model, val, spec, device, config.amp)
+        m, loss = _validate(model, val, spec, device, config.amp, val_reader)
         best, best_state = (m, -loss), snapshot()
         history.append({"epoch": 0, "val_metric": m, "val_loss": loss})
     seen, busy = 0, 0.0
@@ -199,10 +262,10 @@ def fit(model: nn.Module, train: MultimodalDataset, val: MultimodalDataset, spec
     epoch = 0
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
-        total = run_epoch(model, train, spec, opt, scaler, gen, device, config, stop=stop)
+        total = run.epoch(train, stop)
         seen += len(train)
         busy += time.perf_counter() - t0
-        m, vloss = _validate(model, val, spec, device, config.amp)
+        m, vloss = _validate(model, val, spec, device, config.amp, val_reader)
         history.append({"epoch": epoch, "train_loss": total / len(train), "val_metric": m, "val_loss": vloss})
         if (m, -vloss) > best:
             best, best_state, best_epoch, stale = (m, -vloss), snapshot(), epoch, 0

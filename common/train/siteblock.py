@@ -46,6 +46,7 @@ class BlockTraining(Strict):
     val_fraction: float = Field(default=0.15, gt=0, lt=0.5)
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1"
+    loader_workers: int = Field(default=2, ge=0)  # processes reading bags from per-slide files (0: in the training process)
 
     def toml(self) -> str:
         """The section as site.toml text (every field, so a reader sees what was used)."""
@@ -86,9 +87,10 @@ def train_modality(data: MultimodalDataset, modality: str, task: TaskRecord, t: 
                         token_dim=t.token_dim, n_tokens=t.n_tokens)
     torch.manual_seed(t.seed * 1000 + sum(map(ord, modality)))
     block = LegoBlock(task.block_config(modality, enc, depth=t.depth).with_(task=spec))
-    mean, std = Standardizer.fit(train, min_cell).stats[modality]
+    mean, std = Standardizer.fit(train, min_cell, t.seed).stats[modality]
     block.set_input_scaling(mean, std)
-    tc = TrainConfig(epochs=t.epochs, patience=t.patience, batch_size=t.batch_size, lr=t.lr, seed=t.seed, device=t.device)
+    tc = TrainConfig(epochs=t.epochs, patience=t.patience, batch_size=t.batch_size, lr=t.lr, seed=t.seed, device=t.device,
+                     workers=t.loader_workers)
     res = fit(SingleModality(block, modality), train, val, spec, tc, label=f"block:{modality}", stop=stop)
     stats = {"n_train": float(len(train)), "n_val": float(len(val)), "val_metric": float(res.best_metric),
              "epochs": float(res.epochs_run)}

@@ -17,7 +17,7 @@ app = typer.Typer(help="A whole consortium on this machine: coordinator, SuperLi
 
 @app.callback(invoke_without_command=True)
 def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
-                                          help="A built-in scenario (ovarian-4, nki70-3, pbc-3, ovarian-folders, scale) or a "
+                                          help="A built-in scenario (ovarian-4, nki70-3, pbc-3, ovarian-folders, slides-3, scale) or a "
                                                "scenario TOML file."),
              quick: bool = typer.Option(False, "--quick", help="Few epochs and a small latent: a fast end-to-end check."),
              out: Path | None = typer.Option(None, "--out", help="New folder for the run and its report (default: runs/SCENARIO-TIME)."),
@@ -67,11 +67,15 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
             t = time.monotonic()
             typer.echo(f"scenario {one.name}{' (quick)' if quick else ''}, seed {one.spec.seed}: {one.spec.description}")
             part = partition(one)
-            loaded = time.monotonic() - t
-            run = run_consortium(one, part, where, say, parallel)
-            say("measuring every model on the held-out test patients" + (", with centralized references, the FedAvg baseline "
-                                                                         "and the pooled reference" if one.spec.compare else ""))
-            reports.append(build_report(run, one, part, {"load data and split": loaded}))
+            try:
+                loaded = time.monotonic() - t
+                run = run_consortium(one, part, where, say, parallel)
+                say("measuring every model on the held-out test patients" + (", with centralized references, the FedAvg "
+                                                                             "baseline and the pooled reference"
+                                                                             if one.spec.compare else ""))
+                reports.append(build_report(run, one, part, {"load data and split": loaded}))
+            finally:
+                part.close()
             files = write_report(reports[-1], where)
         if seeds is not None:
             files = write_summary(summarize(reports), folder)

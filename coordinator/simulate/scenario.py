@@ -18,6 +18,7 @@ splits the training patients that no ``group`` took, in proportion. Built-in sce
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -69,11 +70,24 @@ class SyntheticSection(Strict):
     signal: dict[str, float] = Field(default_factory=lambda: {"omics": 1.0, "clinical": 0.6})
 
 
+class SlidesSection(Strict):
+    """A synthetic whole-slide-image cohort (common.data.slidecohort): per-slide HDF5 feature
+    files (modality ``slides``, a bag) and a genes table (modality ``genes``); labelled synthetic."""
+
+    slides: int = Field(default=320, ge=20)
+    features: int = Field(default=256, ge=1)
+    median_instances: int = Field(default=1000, ge=1)
+    max_instances: int = Field(default=5000, ge=1)
+    genes: int = Field(default=32, ge=1)
+    train_instances: int = Field(default=2048, ge=0)  # the slides entry's max_instances (per bag, per epoch)
+
+
 class ScenarioFile(Strict):
     name: str
     description: str = ""
     dataset: str | None = None
     synthetic: SyntheticSection | None = None
+    slides: SlidesSection | None = None
     seed: int = 0
     overlap: float = Field(default=0.0, ge=0, lt=1)
     test_fraction: float = Field(default=0.15, gt=0, lt=0.5)
@@ -100,11 +114,11 @@ class ScenarioFile(Strict):
         if len(names) != len(set(names)):
             raise ValueError("two sites have the same name")
         own = [s.data is not None for s in self.sites]
-        sources = (self.dataset is not None) + (self.synthetic is not None) + (all(own) and self.export is None) + \
-            (self.export is not None)
+        sources = (self.dataset is not None) + (self.synthetic is not None) + (self.slides is not None) + \
+            (all(own) and self.export is None) + (self.export is not None)
         if sources != 1 or (any(own) and not all(own)):
-            raise ValueError("name one dataset: `dataset` (built-in), `[synthetic]`, a `data` folder for every site, or "
-                             "`export` (a built-in dataset written into every site's `data` folder)")
+            raise ValueError("name one dataset: `dataset` (built-in), `[synthetic]`, `[slides]` (a synthetic slide cohort), a "
+                             "`data` folder for every site, or `export` (a built-in dataset written into every site's `data` folder)")
         from common.data.builtin import BUILTIN
 
         for name in (self.dataset, self.export):
@@ -128,9 +142,15 @@ class Scenario:
 
     def quick(self) -> Scenario:
         """A fast variant for CI and smoke runs: few epochs, a small latent, a short baseline."""
+        slides = self.spec.slides
+        if slides is not None:  # a smaller cohort: fewer, shorter, narrower slides
+            slides = slides.model_copy(update={"slides": min(slides.slides, 200), "features": min(slides.features, 64),
+                                               "median_instances": min(slides.median_instances, 300),
+                                               "max_instances": min(slides.max_instances, 1500),
+                                               "train_instances": min(slides.train_instances or 256, 256)})
         s = self.spec.model_copy(update={"block_epochs": min(self.spec.block_epochs, 4), "patience": 2,
                                          "latent_rows": 8, "latent_dim": 16, "baseline_max_rounds": 3,
-                                         "rounds": min(self.spec.rounds, 2), "patience_rounds": 1})
+                                         "rounds": min(self.spec.rounds, 2), "patience_rounds": 1, "slides": slides})
         return replace(self, spec=s)
 
 
@@ -183,6 +203,13 @@ class Partition:
     train_pool: MultimodalDataset | None  # all training patients with every modality (None with per-site folders)
     synthetic: bool
     test_of: dict[str, int] = field(default_factory=dict)  # site -> index of its own test part (folder scenarios)
+    scratch: Path | None = None  # files the data is read from (a synthetic slide cohort); removed by close()
+
+    def close(self) -> None:
+        """Remove the scratch files (after the report: the test parts read slides from them)."""
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
 
 
 def synthetic_data(cfg: SyntheticSection, seed: int) -> MultimodalDataset:
@@ -216,9 +243,12 @@ def partition(scn: Scenario, pool: MultimodalDataset | None = None) -> Partition
         return _exported(scn, fractions)
     if spec.sites[0].data is not None:
         return _own_folders(scn, fractions)
+    scratch = None
     if pool is None:
         if spec.synthetic is not None:
             pool = synthetic_data(spec.synthetic, spec.seed)
+        elif spec.slides is not None:
+            pool, scratch = slide_cohort(spec.slides)
         else:
             from common.data import load_builtin
 
@@ -239,7 +269,28 @@ def partition(scn: Scenario, pool: MultimodalDataset | None = None) -> Partition
         own, held = train.subset(rows[s.name]), val.subset(val_rows[s.name])
         own.holdout, held.holdout = np.zeros(len(own), dtype=bool), np.ones(len(held), dtype=bool)
         sites[s.name] = concat_datasets([own, held]).select_modalities(s.modalities)
-    return Partition(sites, [val], [pool.subset(split.test)], train, synthetic=spec.synthetic is not None)
+    return Partition(sites, [val], [pool.subset(split.test)], train, synthetic=spec.synthetic is not None or scratch is not None,
+                     scratch=scratch)
+
+
+def slide_cohort(cfg: SlidesSection) -> tuple[MultimodalDataset, Path]:
+    """The synthetic slide cohort, written to a scratch folder (the caller removes it) and loaded
+    as a site data folder is. The cohort is the same for every seed of a scenario (a dataset);
+    the seed splits it and deals it to the sites."""
+    import tempfile
+
+    from common.data.sitefolder import load_site_folder
+    from common.data.slidecohort import SlideCohort, write_slide_cohort
+
+    scratch = Path(tempfile.mkdtemp(prefix="mmlego-slides-"))
+    cohort = SlideCohort(slides=cfg.slides, features=cfg.features, median_instances=cfg.median_instances,
+                         max_instances=max(cfg.max_instances, cfg.median_instances), min_instances=min(100, cfg.median_instances),
+                         genes=cfg.genes)
+    try:
+        return load_site_folder(write_slide_cohort(scratch / "cohort", cohort, cfg.train_instances)), scratch
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
 
 
 def _assign(scn: Scenario, part: MultimodalDataset, rng: np.random.Generator, overlap: float) -> dict[str, np.ndarray]:
