@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ from .errors import DataError
 
 SUFFIXES = (".h5", ".hdf5", ".safetensors", ".npy")
 PICKLED = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
+# What reading a damaged file raises: h5py raises RuntimeError, KeyError or OSError from HDF5;
+# numpy parses a .npy header with ast and tokenize (SyntaxError, TokenError).
+DAMAGED = (OSError, RuntimeError, ValueError, KeyError, TypeError, EOFError, SyntaxError, tokenize.TokenError)
 CONVERT = ("convert it without pickle, e.g. in Python: `import torch, h5py; h5py.File('x.h5', 'w')"
            "['features'] = torch.load('x.pt').float().numpy()` (or save it with safetensors / numpy.save)")
 SAFETENSORS_DTYPES: dict[str, np.dtype[Any]] = {
@@ -106,8 +110,8 @@ def probe(path: Path, slide: str, dataset: str = "features") -> SlideFile:
     if suffix == ".npy":
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise _fail(path, f"not a readable .npy array ({str(exc).splitlines()[0]})", slide) from None
+        except DAMAGED as exc:
+            raise _fail(path, f"not a readable .npy array ({(str(exc).splitlines() or [type(exc).__name__])[0]})", slide) from None
         n, f = _shape2d(arr.shape, path, slide)
         return SlideFile(slide, str(path), n, f, _float_dtype(arr.dtype, path, slide))
     if suffix == ".safetensors":
@@ -123,8 +127,10 @@ def probe(path: Path, slide: str, dataset: str = "features") -> SlideFile:
             ds = h5[dataset]
             n, f = _shape2d(ds.shape, path, slide)
             return SlideFile(slide, str(path), n, f, _float_dtype(ds.dtype, path, slide))
-    except OSError as exc:
-        raise _fail(path, f"not a readable HDF5 file ({str(exc).splitlines()[0]})", slide) from None
+    except DataError:
+        raise
+    except DAMAGED as exc:
+        raise _fail(path, f"not a readable HDF5 file ({(str(exc).splitlines() or [type(exc).__name__])[0]})", slide) from None
 
 
 def _bf16_to_f32(raw: np.ndarray) -> np.ndarray:
@@ -142,8 +148,8 @@ def read_rows(slide: SlideFile, rows: np.ndarray | None = None, dataset: str = "
         out = _read(path, slide, None if whole else rows, dataset)
     except DataError:
         raise
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise _fail(path, f"cannot be read ({str(exc).splitlines()[0]})", slide.slide_id) from None
+    except DAMAGED as exc:  # a file damaged since it was checked
+        raise _fail(path, f"cannot be read ({(str(exc).splitlines() or [type(exc).__name__])[0]})", slide.slide_id) from None
     if out.shape != (slide.instances if whole else k, slide.features):
         raise _fail(path, f"changed since it was checked: shape {out.shape}, expected ({slide.instances}, {slide.features})",
                     slide.slide_id)
