@@ -59,7 +59,7 @@ class Sites:
         for s in scn.spec.sites:
             data = self.part.sites[s.name]
             for m in s.modalities:
-                block, stats = train_modality(data, m, self.task, settings, min_cell=self.min_cell)
+                block, stats, _ = train_modality(data, m, self.task, settings, min_cell=self.min_cell)
                 bid = hashlib.sha256(f"{scenario}/{seed}/{s.name}/{m}".encode()).hexdigest()
                 self.infos.append(BlockInfo(bid, s.name, m, int(stats["n_train"]) if "n_train" in stats else None))
                 self.blocks[bid] = block

@@ -16,6 +16,44 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
+Interval = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class PublicRanges:
+    """Public value ranges of one modality's features (from the assay or the units, never from a
+    site's data): ``features`` names some, ``all`` covers the rest; a one-hot column
+    ("name=level") is [0, 1] unless named. A DP block's input scaling comes from these: the
+    range's midpoint and a quarter of its width, so the range maps to [-2, 2]."""
+
+    all: Interval | None = None
+    features: dict[str, Interval] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, (lo, hi) in ([("all", self.all)] if self.all else []) + list(self.features.items()):
+            if not (lo == lo and hi == hi and abs(lo) < float("inf") and abs(hi) < float("inf") and lo < hi):
+                raise ValueError(f"public range of {name!r} must be two finite numbers, low < high; got [{lo}, {hi}]")
+
+    def interval(self, feature: str) -> Interval | None:
+        if feature in self.features:
+            return self.features[feature]
+        if "=" in feature:
+            return (0.0, 1.0)
+        return self.all
+
+    def scaling(self, modality: str, features: list[str]) -> tuple[list[float], list[float]]:
+        """Per-feature (mean, std) for ``features``; ``ValueError`` naming a feature with no range."""
+        means, stds = [], []
+        for f in features:
+            iv = self.interval(f)
+            if iv is None:
+                raise ValueError(f"the task's public ranges of modality {modality!r} give no range for feature {f!r}; "
+                                 f"add it to [public_ranges.{modality}] features, or set all = [low, high]")
+            means.append((iv[0] + iv[1]) / 2)
+            stds.append((iv[1] - iv[0]) / 4)
+        return means, stds
+
+
 @dataclass(frozen=True)
 class TaskRecord:
     """A federation's task: what every block must agree on to be merged."""
@@ -30,6 +68,8 @@ class TaskRecord:
     description: str = ""
     created_at: str = ""
     fuse_mode: str = "stack"  # how LegoFuse runs fuse the blocks: "stack" or "weave"
+    max_block_epsilon: float = 0.0  # > 0: only DP blocks at this epsilon or less are accepted
+    public_ranges: dict[str, PublicRanges] = field(default_factory=dict)  # per modality, for DP blocks' input scaling
 
     def __post_init__(self) -> None:
         check_name("task", self.task_id)
@@ -43,6 +83,12 @@ class TaskRecord:
             raise ValueError(f"task {self.task_id!r}: fourier must be '1d' or '2d', got {self.fourier!r}")
         if self.fuse_mode not in ("stack", "weave"):
             raise ValueError(f"task {self.task_id!r}: fuse_mode must be 'stack' or 'weave', got {self.fuse_mode!r}")
+        if not (self.max_block_epsilon >= 0 and self.max_block_epsilon < float("inf")):
+            raise ValueError(f"task {self.task_id!r}: max_block_epsilon must be a finite number >= 0 (0: no limit), "
+                             f"got {self.max_block_epsilon}")
+        for m in self.public_ranges:
+            if m not in self.modalities:
+                raise ValueError(f"task {self.task_id!r}: public_ranges names modality {m!r}, not one of {list(self.modalities)}")
         if self.spec.kind == "survival" and len(self.spec.bin_edges) != self.spec.n_bins - 1:
             raise ValueError(f"task {self.task_id!r}: survival needs {self.spec.n_bins - 1} bin edges, got {len(self.spec.bin_edges)}")
 

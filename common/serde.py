@@ -8,13 +8,24 @@ import json
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from .artifacts.manifest import BlockManifest
+from .artifacts.manifest import BlockManifest, DPAccount
 from .evaluation.candidates import Candidate, EvaluationJob, JobStatus, SiteReport
 from .evaluation.scores import CandidateScore, Consortium, PairCounts
 from .lego.config import BlockConfig
 from .pb.mmlego.v1 import evaluation_pb2 as epb
 from .pb.mmlego.v1 import registry_pb2 as pb
-from .records import BlockRecord, Chunk, ModelRecord, Recommendation, SiteRecord, TaskRecord, UploadData, UploadHeader, UploadProgress
+from .records import (
+    BlockRecord,
+    Chunk,
+    ModelRecord,
+    PublicRanges,
+    Recommendation,
+    SiteRecord,
+    TaskRecord,
+    UploadData,
+    UploadHeader,
+    UploadProgress,
+)
 from .tasks.spec import TaskSpec
 
 
@@ -38,7 +49,24 @@ def manifest_to_pb(m: BlockManifest) -> pb.BlockManifest:
         config_json=json.dumps(m.config.to_dict(), sort_keys=True),
         tensors=[pb.TensorSpec(name=k, shape=list(v), dtype=m.dtypes.get(k, "")) for k, v in sorted(m.tensors.items())],
         train_stats=dict(m.train_stats), code_version=m.code_version, created_at=_ts(m.created_at),
-        weights_sha256=m.weights_sha256, weights_size=m.weights_size)
+        weights_sha256=m.weights_sha256, weights_size=m.weights_size, dp=_dp_to_pb(m.dp))
+
+
+def _dp_to_pb(d: DPAccount | None) -> pb.DpAccounting | None:
+    if d is None:
+        return None
+    return pb.DpAccounting(epsilon=d.epsilon, delta=d.delta, target_epsilon=d.target_epsilon, noise_multiplier=d.noise_multiplier,
+                           sample_rate=d.sample_rate, steps=d.steps, max_grad_norm=d.max_grad_norm, accountant=d.accountant,
+                           input_scaling=d.input_scaling)
+
+
+def _dp_from_pb(msg: pb.BlockManifest) -> DPAccount | None:
+    if not msg.HasField("dp"):
+        return None
+    d = msg.dp
+    return DPAccount(epsilon=d.epsilon, delta=d.delta, target_epsilon=d.target_epsilon, noise_multiplier=d.noise_multiplier,
+                     sample_rate=d.sample_rate, steps=d.steps, max_grad_norm=d.max_grad_norm, accountant=d.accountant,
+                     input_scaling=d.input_scaling)
 
 
 def manifest_to_bytes(m: BlockManifest) -> bytes:
@@ -62,10 +90,14 @@ def manifest_from_pb(msg: pb.BlockManifest) -> BlockManifest:
         raise ValueError("manifest weights_sha256 must be 64 lower-case hex digits")
     if msg.weights_size <= 0:
         raise ValueError(f"manifest weights_size must be positive, got {msg.weights_size}")
+    try:
+        dp = _dp_from_pb(msg)
+    except ValueError as exc:
+        raise ValueError(f"manifest dp: {exc}") from exc
     return BlockManifest(config=config, weights_sha256=msg.weights_sha256, weights_size=msg.weights_size,
                          tensors={t.name: list(t.shape) for t in msg.tensors}, dtypes={t.name: t.dtype for t in msg.tensors},
                          task_id=msg.task_id, site=msg.site, train_stats=dict(msg.train_stats), code_version=msg.code_version,
-                         created_at=_iso(msg.created_at))
+                         created_at=_iso(msg.created_at), dp=dp)
 
 
 def manifest_from_bytes(data: bytes) -> BlockManifest:
@@ -82,7 +114,10 @@ def task_to_pb(t: TaskRecord) -> pb.Task:
                    bin_edges=list(t.spec.bin_edges), n_classes=t.spec.n_classes if t.spec.kind == "classification" else 0,
                    latent_rows=t.latent_rows, latent_dim=t.latent_dim, fourier=t.fourier, init_seed=t.init_seed,
                    modalities=list(t.modalities), description=t.description, created_at=_ts(t.created_at),
-                   fuse_mode=t.fuse_mode)
+                   fuse_mode=t.fuse_mode, max_block_epsilon=t.max_block_epsilon,
+                   public_ranges={m: pb.PublicRanges(all=pb.Range(low=r.all[0], high=r.all[1]) if r.all else None,
+                                                     features={f: pb.Range(low=lo, high=hi) for f, (lo, hi) in r.features.items()})
+                                  for m, r in t.public_ranges.items()})
 
 
 def task_from_pb(msg: pb.Task) -> TaskRecord:
@@ -95,7 +130,11 @@ def task_from_pb(msg: pb.Task) -> TaskRecord:
         raise ValueError(f"task kind must be 'survival' or 'classification', got {msg.kind!r}")
     return TaskRecord(task_id=msg.task_id, spec=spec, latent_rows=msg.latent_rows, latent_dim=msg.latent_dim,
                       fourier=msg.fourier, init_seed=msg.init_seed, modalities=tuple(msg.modalities),
-                      description=msg.description, created_at=_iso(msg.created_at), fuse_mode=msg.fuse_mode or "stack")
+                      description=msg.description, created_at=_iso(msg.created_at), fuse_mode=msg.fuse_mode or "stack",
+                      max_block_epsilon=msg.max_block_epsilon,
+                      public_ranges={m: PublicRanges(all=(r.all.low, r.all.high) if r.HasField("all") else None,
+                                                     features={f: (v.low, v.high) for f, v in r.features.items()})
+                                     for m, r in msg.public_ranges.items()})
 
 
 # ---- blocks, sites, models, uploads -------------------------------------------------------------

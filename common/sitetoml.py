@@ -76,6 +76,10 @@ NOTES = {
     "flower.superlink": "the consortium's Flower SuperLink (paired sites)",
     "flower.port": "this SuperNode's local port (loopback; one per SuperNode on a machine)",
     "privacy.min_cell_size": "no count of fewer patients leaves the site (block stats, class weights, fuse rounds, evaluation)",
+    "privacy.block_epsilon": "set (e.g. 3.0): train blocks with DP-SGD at this epsilon; the task must give public ranges",
+    "privacy.block_delta": "DP delta of a block; 0: 1 / (10 x its training patients)",
+    "privacy.max_grad_norm": "DP-SGD: each patient's gradient is clipped to this norm",
+    "privacy.block_lr": "DP-SGD's learning rate (used instead of [train] lr)",
     "evaluation.enabled": "score model versions and candidates on the site's validation patients",
     "evaluation.max_eval_queries": "distinct candidates scored per task at most (repeated scores leak labels)",
     "evaluation.poll_s": "how often the daemon asks the coordinator for evaluation jobs",
@@ -94,6 +98,6 @@ def render(f: SiteFile, header: str = "") -> str:
             lines.append(f"{k} = {_value(v)}" + (f"  # {NOTES[k]}" if k in NOTES else ""))
     for name, values in sections.items():
         lines += ["", f"[{name}]"]
-        lines += [f"{k} = {_value(v)}" + (f"  # {NOTES[f'{name}.{k}']}" if f"{name}.{k}" in NOTES else "")
-                  for k, v in values.items()]
+        lines += [("# " if v is None else "") + f"{k} = {_value(v) if v is not None else ''}".rstrip()
+                  + (f"  # {NOTES[f'{name}.{k}']}" if f"{name}.{k}" in NOTES else "") for k, v in values.items()]
     return "\n".join(lines) + "\n"

@@ -114,7 +114,8 @@ def task_list(config: Path = CONFIG) -> None:
     try:
         for t in reg.tasks():
             typer.echo(f"{t.task_id:<20} {t.spec.kind:<15} latent {t.latent_rows}x{t.latent_dim} {t.fourier}  "
-                       f"modalities {', '.join(t.modalities)}")
+                       f"modalities {', '.join(t.modalities)}"
+                       + (f"  DP blocks only, epsilon <= {t.max_block_epsilon:g}" if t.max_block_epsilon else ""))
     finally:
         reg.close()
 

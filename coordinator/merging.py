@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -62,7 +63,7 @@ def block_entries(records: list[BlockRecord]) -> list[dict[str, Any]]:
         manifest = manifest_from_bytes(r.manifest)
         out.append({"block_id": r.block_id, "site": r.site, "modality": r.modality, "size": r.size,
                     "accepted_at": r.accepted_at, "signer": _signer(r), "train_stats": dict(manifest.train_stats),
-                    "code_version": manifest.code_version})
+                    "code_version": manifest.code_version, "dp": asdict(manifest.dp) if manifest.dp is not None else None})
     return out
 
 

@@ -42,6 +42,7 @@ def status(registry: Registry) -> dict[str, Any]:
         versions = registry.models(t.task_id)
         rec = _recommended(registry, t.task_id) if versions else None
         tasks.append({"task": t.task_id, "kind": t.spec.kind, "modalities": list(t.modalities), "fuse_mode": t.fuse_mode,
+                      "max_block_epsilon": t.max_block_epsilon or None,
                       "blocks": len(blocks), "latest_blocks": len(store.db.latest_blocks(t.task_id)),
                       "versions": len(versions), "latest_version": versions[0].model_id if versions else "",
                       "recommended": rec.model.model_id if rec else "",

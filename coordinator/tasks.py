@@ -6,6 +6,10 @@
     modalities = ["genes", "clinical"]
     latent_rows = 16  latent_dim = 64  fourier = "2d"  init_seed = 0  description = "..."
     fuse_mode = "stack"           # LegoFuse runs: "stack" or "weave"
+    max_block_epsilon = 8.0       # > 0: only DP blocks at this epsilon or less are accepted
+    [public_ranges.genes]         # public value ranges (assay, units; never a site's data): a DP
+    all = [-2.0, 2.0]             # block's input scaling; one-hot columns "name=level" are [0, 1]
+    features = { age = [18.0, 95.0] }
 """
 
 from __future__ import annotations
@@ -15,9 +19,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from common.records import TaskRecord
+from common.records import PublicRanges, TaskRecord
 from common.tasks import TaskSpec
 from common.tomlconfig import Strict, read_toml
+
+
+class RangesSection(Strict):
+    all: tuple[float, float] | None = None
+    features: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
 
 class TaskFile(Strict):
@@ -33,6 +42,8 @@ class TaskFile(Strict):
     init_seed: int = 0
     description: str = ""
     fuse_mode: Literal["stack", "weave"] = "stack"
+    max_block_epsilon: float = Field(default=0.0, ge=0)
+    public_ranges: dict[str, RangesSection] = Field(default_factory=dict)
 
 
 def read_task_file(path: Path) -> TaskRecord:
@@ -40,7 +51,8 @@ def read_task_file(path: Path) -> TaskRecord:
     try:
         spec = (TaskSpec("survival", n_bins=f.n_bins, bin_edges=tuple(f.bin_edges)) if f.kind == "survival"
                 else TaskSpec("classification", n_classes=f.n_classes))
+        ranges = {m: PublicRanges(r.all, dict(r.features)) for m, r in f.public_ranges.items()}
         return TaskRecord(f.id, spec, f.latent_rows, f.latent_dim, f.fourier, f.init_seed, tuple(f.modalities), f.description,
-                          fuse_mode=f.fuse_mode)
+                          fuse_mode=f.fuse_mode, max_block_epsilon=f.max_block_epsilon, public_ranges=ranges)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None

@@ -88,6 +88,14 @@ class Uploads:
             check_manifest(m)
         except ValueError as exc:  # IntegrityError included
             raise invalid(str(exc)) from None
+        if task.max_block_epsilon > 0:
+            if m.dp is None:
+                raise precondition(f"task {task.task_id!r} accepts only blocks trained with differential privacy at epsilon "
+                                   f"<= {task.max_block_epsilon:g}; this block has no DP accounting (set [privacy] block_epsilon "
+                                   "in site.toml and train again)")
+            if m.dp.epsilon > task.max_block_epsilon:
+                raise precondition(f"task {task.task_id!r} accepts blocks at epsilon <= {task.max_block_epsilon:g}; this block "
+                                   f"spent epsilon {m.dp.epsilon:g} (delta {m.dp.delta:.3g})")
         if m.weights_size > self.max_block_bytes:
             raise RegistryError(Kind.EXHAUSTED, f"block is {m.weights_size} bytes; this coordinator accepts at most "
                                 f"{self.max_block_bytes} bytes")

@@ -9,7 +9,7 @@ from pathlib import Path
 from common.client import TLSFiles
 from common.sitetoml import EvaluationSection, FlowerSection, SiteFile
 from common.tomlconfig import ConfigError, read_toml
-from common.train.siteblock import BlockTraining
+from common.train.siteblock import BlockTraining, SitePrivacy
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class SiteConfig:
     node_key: Path
     min_cell_size: int
     evaluation: EvaluationSection = field(default_factory=EvaluationSection)
+    privacy: SitePrivacy = field(default_factory=SitePrivacy)
 
 
 def load_site_config(path: str | Path) -> SiteConfig:
@@ -41,7 +42,7 @@ def load_site_config(path: str | Path) -> SiteConfig:
                       insecure=f.insecure, data=base / f.data, task=f.task, blocks=base / f.blocks, state=base / f.state,
                       tls=TLSFiles(base / f.tls.cert, base / f.tls.key, base / f.tls.ca), signing_key=base / f.signing.key,
                       train=f.train, flower=f.flower, node_key=base / f.flower.node_key,
-                      min_cell_size=f.privacy.min_cell_size, evaluation=f.evaluation)
+                      min_cell_size=f.privacy.min_cell_size, evaluation=f.evaluation, privacy=f.privacy)
 
 
 __all__ = ["ConfigError", "SiteConfig", "load_site_config"]

@@ -47,9 +47,9 @@ def train_site(cfg: SiteConfig, task: TaskRecord, data: MultimodalDataset, only:
             log.warning("the data folder has no modality %r; no block for it", modality)
             continue
         log.info("training block %s on %s", modality, cfg.site)
-        block, stats = train_modality(data, modality, task, cfg.train, stop, cfg.min_cell_size)
+        block, stats, dp = train_modality(data, modality, task, cfg.train, stop, cfg.min_cell_size, cfg.privacy.budget())
         tmp = cfg.blocks / f".{modality}.partial"
-        manifest = save_block(block, tmp, site=cfg.site, task_id=task.task_id, train_stats=stats, signing_key=key)
+        manifest = save_block(block, tmp, site=cfg.site, task_id=task.task_id, train_stats=stats, signing_key=key, dp=dp)
         folder = cfg.blocks / f"{task.task_id}-{modality}-{manifest.weights_sha256[:12]}"
         if folder.exists():
             shutil.rmtree(tmp)

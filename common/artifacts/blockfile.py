@@ -21,7 +21,7 @@ from ..fileio import atomic_write
 from ..lego.block import LegoBlock
 from ..lego.config import BlockConfig
 from .hashing import sha256_bytes
-from .manifest import BlockManifest
+from .manifest import BlockManifest, DPAccount
 from .signing import sign
 
 WEIGHTS, MANIFEST, SIGNATURE, MANIFEST_VIEW = "weights.safetensors", "manifest.pb", "manifest.sig", "manifest.json"
@@ -135,8 +135,9 @@ def build_block(manifest: BlockManifest, state: dict[str, torch.Tensor]) -> Lego
 
 def save_block(block: LegoBlock, directory: str | os.PathLike[str], site: str = "", task_id: str = "",
                train_stats: dict[str, float] | None = None,
-               signing_key: ed25519.Ed25519PrivateKey | None = None) -> BlockManifest:
-    """Write weights, manifest (and its signature when a key is given) into ``directory``."""
+               signing_key: ed25519.Ed25519PrivateKey | None = None, dp: DPAccount | None = None) -> BlockManifest:
+    """Write weights, manifest (and its signature when a key is given) into ``directory``;
+    ``dp``: the block's DP accounting, when it was trained with DP-SGD."""
     from ..serde import manifest_to_bytes
 
     out = Path(directory)
@@ -145,7 +146,7 @@ def save_block(block: LegoBlock, directory: str | os.PathLike[str], site: str = 
     found = header(data)
     manifest = BlockManifest(config=block.config, weights_sha256=sha256_bytes(data), weights_size=len(data),
                              tensors={k: v[0] for k, v in found.items()}, dtypes={k: v[1] for k, v in found.items()},
-                             task_id=task_id, site=site, train_stats=dict(train_stats or {}))
+                             task_id=task_id, site=site, train_stats=dict(train_stats or {}), dp=dp)
     raw = manifest_to_bytes(manifest)
     atomic_write(out / WEIGHTS, data)
     atomic_write(out / MANIFEST, raw)

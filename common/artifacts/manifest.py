@@ -16,6 +16,28 @@ from ..version import code_version
 
 
 @dataclass(frozen=True)
+class DPAccount:
+    """How a block trained with DP-SGD spent its privacy budget (on its manifest)."""
+
+    epsilon: float  # spent over the steps actually run, at ``delta``, by ``accountant``
+    delta: float
+    target_epsilon: float  # what the noise was calibrated for (the planned epochs)
+    noise_multiplier: float
+    sample_rate: float  # Poisson: expected batch / training patients
+    steps: int
+    max_grad_norm: float
+    accountant: str = "rdp"
+    input_scaling: str = "public ranges of the task"
+
+    def __post_init__(self) -> None:
+        finite = all(abs(v) < float("inf") and v == v for v in (self.epsilon, self.delta, self.target_epsilon,
+                                                                  self.noise_multiplier, self.sample_rate, self.max_grad_norm))
+        if not (finite and self.epsilon >= 0 and 0 < self.delta < 1 and self.target_epsilon > 0 and self.noise_multiplier >= 0
+                and 0 < self.sample_rate <= 1 and self.steps >= 0 and self.max_grad_norm > 0 and self.accountant):
+            raise ValueError(f"DP accounting is not valid: {self}")
+
+
+@dataclass(frozen=True)
 class BlockManifest:
     """Everything about a block except its weights. ``train_stats`` holds aggregates only
     (counts, validation metric): never anything about a single patient."""
@@ -30,6 +52,7 @@ class BlockManifest:
     train_stats: dict[str, float] = field(default_factory=dict)
     code_version: str = field(default_factory=code_version)
     created_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds"))
+    dp: DPAccount | None = None  # set when trained with differential privacy
 
     @property
     def modality(self) -> str:

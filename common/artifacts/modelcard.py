@@ -17,19 +17,68 @@ def render_markdown(card: dict[str, Any]) -> str:
              f"- weights sha256: `{card.get('weights_sha256', '?')}`"]
     if card.get("parent_id"):
         lines.append(f"- parent version: `{card['parent_id']}`")
-    lines += ["", "## Blocks", "", "| site | modality | block (sha256) | bytes | accepted | signer key | n_train | val metric |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "## Blocks", "",
+              "| site | modality | block (sha256) | bytes | accepted | signer key | n_train | val metric | DP epsilon (delta) |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for b in card.get("blocks", []):
-        stats = b.get("train_stats", {})
+        stats, dp = b.get("train_stats", {}), b.get("dp")
+        dp_text = f"{dp['epsilon']:.3g} ({dp['delta']:.2g})" if dp else "no DP"
         lines.append(f"| {b['site']} | {b['modality']} | `{b['block_id'][:16]}…` | {b['size']} | {b['accepted_at']} | "
                      f"`{b['signer']['signing_key_sha256'][:16]}…` (cert {b['signer']['certificate_serial']}) | "
-                     f"{stats.get('n_train', '')} | {stats.get('val_metric', '')} |")
+                     f"{stats.get('n_train', '')} | {stats.get('val_metric', '')} | {dp_text} |")
+    lines += _privacy(card)
     metrics = card.get("metrics", {})
     if metrics:
         lines += ["", "## Metrics", ""] + [f"- {k}: {v}" for k, v in sorted(metrics.items())]
     lines += _validation(card.get("validation"))
     lines += _fuse(card.get("fuse"))
     return "\n".join(lines) + "\n"
+
+
+def privacy(card: dict[str, Any]) -> dict[str, Any]:
+    """What the version guarantees a patient of each site: its blocks' DP-SGD epsilons, and for a
+    fused version the central DP of the rounds composed with them (basic composition: epsilons
+    and deltas add). Central DP bounds a whole site's update, so it bounds each of its patients
+    too. A site with a block without DP has no finite guarantee."""
+    central = (card.get("fuse") or {}).get("privacy") or {}
+    try:
+        c_eps, c_delta = float(central.get("epsilon", "")), float(central.get("delta", ""))
+    except ValueError:
+        c_eps = c_delta = None  # type: ignore[assignment]
+    fused = bool(card.get("fuse"))
+    out: dict[str, Any] = {}
+    for b in card.get("blocks", []):
+        dp = b.get("dp")
+        row = out.setdefault(b["site"], {"blocks": [], "epsilon": 0.0, "delta": 0.0})
+        row["blocks"].append({"modality": b["modality"], "epsilon": dp["epsilon"] if dp else None, "delta": dp["delta"] if dp else None})
+        if dp is None or row["epsilon"] is None:
+            row["epsilon"] = row["delta"] = None
+        else:  # a site's blocks share its patients: their epsilons add up
+            row["epsilon"] += dp["epsilon"]
+            row["delta"] += dp["delta"]
+    for row in out.values():
+        if fused and row["epsilon"] is not None:
+            row["epsilon"] = row["epsilon"] + c_eps if c_eps is not None else None
+            row["delta"] = row["delta"] + c_delta if c_delta is not None else None
+    return out
+
+
+def _privacy(card: dict[str, Any]) -> list[str]:
+    blocks = card.get("blocks", [])
+    if not any(b.get("dp") for b in blocks):
+        return []
+    central = (card.get("fuse") or {}).get("privacy") or {}
+    lines = ["", "## Privacy", "", "Differential privacy per patient of each site: its blocks (DP-SGD, Opacus RDP accountant) "
+             + (f"composed with the LegoFuse rounds' central DP (epsilon {central.get('epsilon', 'n/a')}, delta "
+                f"{central.get('delta', 'n/a')}, site-level, so it covers each patient)" if card.get("fuse") else "")
+             + "; epsilons and deltas add (basic composition).", "", "| site | blocks (epsilon) | epsilon | delta |", "|---|---|---|---|"]
+    for site, row in sorted(privacy(card).items()):
+        parts = ", ".join(f"{b['modality']} {b['epsilon']:.3g}" if b["epsilon"] is not None else f"{b['modality']} no DP"
+                          for b in row["blocks"])
+        eps = f"{row['epsilon']:.3g}" if row["epsilon"] is not None else "no finite guarantee"
+        delta = f"{row['delta']:.2g}" if row["delta"] is not None else "-"
+        lines.append(f"| {site} | {parts} | {eps} | {delta} |")
+    return lines
 
 
 def _num(x: Any, digits: int = 4) -> str:

@@ -9,17 +9,19 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..artifacts.manifest import DPAccount
 from ..data.bags import Sampling
 from ..data.dataset import MultimodalDataset
 from ..lego.inputs import ModalityInput
 from ..tasks import TaskSpec, bin_index, metric, scores, task_loss
 from .batches import BatchReader, evaluation_batches, shuffled
+from .dp import DPBudget, PrivateRun, make_private
 
 log = logging.getLogger("mmlego.train")
 
@@ -47,6 +49,7 @@ class FitResult:
     samples_per_second: float
     device: str
     history: list[dict[str, float]] = field(default_factory=list)
+    privacy: DPAccount | None = None  # DP-SGD runs: the budget spent
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -119,9 +122,8 @@ Penalty = Callable[[], torch.Tensor]
 class TrainRun:
     """One prepared training run: the model on its device, the optimizer and loss scaler, the
     shuffling generator and the batch reader. :meth:`epoch` is one pass, :meth:`step` one update.
-    With ``per_sample`` the loss is taken per sample (``task_loss(reduction="none")``) and
-    ``reduce`` turns it into what is back-propagated (default: the batch loss) - the seam for
-    DP-SGD, which clips each sample's gradient."""
+    With ``private`` (DP-SGD) the model computes per-sample gradients, the optimizer clips and
+    noises them, and the epoch's batches are Poisson draws."""
 
     model: nn.Module
     spec: TaskSpec
@@ -132,20 +134,14 @@ class TrainRun:
     gen: torch.Generator
     reader: BatchReader
     penalty: Penalty | None = None  # added to every batch's loss (FedProx's proximal term)
-    per_sample: bool = False
-    reduce: Callable[[torch.Tensor, dict[str, torch.Tensor]], torch.Tensor] | None = None
+    private: PrivateRun | None = None  # DP-SGD: Poisson batches, per-sample clipping and noise (common.train.dp)
     epochs_done: int = 0
 
     def step(self, inputs: dict[str, ModalityInput], targets: dict[str, torch.Tensor]) -> float:
         """One optimizer step on a batch; returns the batch's task loss."""
         with _autocast(self.device, self.config.amp):
             logits = self.model(inputs)
-        if self.per_sample:
-            losses = task_loss(self.spec, logits, targets, reduction="none")
-            batch = batch_mean(self.spec, losses, targets)
-            loss = self.reduce(losses, targets) if self.reduce is not None else batch
-        else:
-            batch = loss = task_loss(self.spec, logits, targets)
+        batch = loss = task_loss(self.spec, logits, targets)
         if self.penalty is not None:
             loss = loss + self.penalty()
         self.optimizer.zero_grad(set_to_none=True)
@@ -161,7 +157,8 @@ class TrainRun:
         self.epochs_done += 1
         sampling = Sampling(train=True, seed=self.config.seed, epoch=self.epochs_done)
         total = 0.0
-        for rows, inputs in self.reader(shuffled(len(data), self.config.batch_size, self.gen), sampling):
+        plan = self.private.batches() if self.private is not None else shuffled(len(data), self.config.batch_size, self.gen)
+        for rows, inputs in self.reader(plan, sampling):
             if stop is not None and stop():
                 raise Interrupted("training stopped on request")
             total += self.step(inputs, batch_targets(data, self.spec, rows, self.device)) * len(rows)
@@ -171,15 +168,8 @@ class TrainRun:
 
     def close(self) -> None:
         self.reader.close()
-
-
-def batch_mean(spec: TaskSpec, losses: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The batch loss from per-sample losses: their mean, or with class weights the weighted mean
-    (weights sum to one over the batch, as torch's weighted cross-entropy)."""
-    if spec.kind == "classification" and spec.class_weights:
-        w = torch.tensor(spec.class_weights, dtype=losses.dtype, device=losses.device)[targets["label"]]
-        return losses.sum() / w.sum()
-    return losses.mean()
+        if self.private is not None:
+            self.private.close()
 
 
 def prepare(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, config: TrainConfig,
@@ -227,14 +217,20 @@ def _validate(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, device:
 
 def fit(model: nn.Module, train: MultimodalDataset, val: MultimodalDataset, spec: TaskSpec,
         config: TrainConfig = TrainConfig(), progress: bool = False, label: str = "train",
-        stop: Callable[[], bool] | None = None) -> FitResult:
+        stop: Callable[[], bool] | None = None, private: DPBudget | None = None) -> FitResult:
     """Train ``model`` (a function of :data:`Inputs` returning logits) in place and leave it
     holding the weights that were best on ``val`` (by metric, then by lower loss). ``stop`` is
-    asked before every batch; when it says yes, :class:`Interrupted` is raised."""
+    asked before every batch; when it says yes, :class:`Interrupted` is raised. ``private``:
+    DP-SGD with Opacus at that budget (``model`` a :class:`~common.train.dp.PrivateBlock`); the
+    result carries the epsilon spent."""
     run = prepare(model, train, spec, config)
     try:
+        if private is not None:
+            run.model, run.optimizer, run.private = make_private(run.model, run.optimizer, len(train), config.batch_size,
+                                                                config.epochs, private)
         with BatchReader(val, run.device, config.workers) as val_reader:
-            return _fit(run, train, val, val_reader, progress, label, stop)
+            res = _fit(run, train, val, val_reader, progress, label, stop)
+        return res if run.private is None else replace(res, privacy=run.private.account())
     finally:
         run.close()
 

@@ -12,12 +12,14 @@ from dataclasses import replace
 import torch
 from pydantic import Field
 
+from ..data.bags import BagData
 from ..data.dataset import MultimodalDataset
 from ..data.splits import Standardizer, site_split
 from ..lego import EncoderConfig, LegoBlock, SingleModality
 from ..records import TaskRecord
 from ..tasks import TaskSpec, inverse_frequency_weights
 from ..tomlconfig import Strict
+from .dp import DPAccount, DPBudget, DPError, PrivateBlock, noise_multiplier
 from .loop import TrainConfig, fit
 
 log = logging.getLogger("mmlego.site")
@@ -31,6 +33,17 @@ class SitePrivacy(Strict):
     # Fewer patients than this behind any count that leaves the site (a block's stats, its class
     # weights, a fuse round's patient count) and the count is withheld or the site does not take part.
     min_cell_size: int = Field(default=MIN_CELL, ge=1)
+    # Set: every block is trained with DP-SGD (Opacus) so that it spends at most this epsilon at
+    # block_delta over the planned [train] epochs; the manifest records the accounting.
+    block_epsilon: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    block_delta: float = Field(default=0.0, ge=0, lt=1)  # 0: 1 / (10 x the block's training patients)
+    max_grad_norm: float = Field(default=0.1, gt=0, allow_inf_nan=False)  # per-patient gradient clipping (DP-SGD)
+    block_lr: float = Field(default=3e-3, gt=0, allow_inf_nan=False)  # DP-SGD's learning rate (instead of [train] lr)
+
+    def budget(self) -> DPBudget | None:
+        if self.block_epsilon is None:
+            return None
+        return DPBudget(self.block_epsilon, self.block_delta, self.max_grad_norm, self.block_lr)
 
 
 class BlockTraining(Strict):
@@ -67,11 +80,15 @@ def local_spec(task: TaskRecord, train: MultimodalDataset, min_cell: int = 1) ->
 
 
 def train_modality(data: MultimodalDataset, modality: str, task: TaskRecord, t: BlockTraining,
-                   stop: Callable[[], bool] | None = None, min_cell: int = MIN_CELL) -> tuple[LegoBlock, dict[str, float]]:
-    """Train one block on the site's patients that have ``modality``; returns it and aggregate
-    stats. Nothing that travels with the block reveals a count below ``min_cell`` (the site's
-    minimum cell size): fewer training patients than that is refused, smaller counts are left
-    out of the stats, and class weights treat a smaller class as if it had ``min_cell`` patients."""
+                   stop: Callable[[], bool] | None = None, min_cell: int = MIN_CELL,
+                   private: DPBudget | None = None) -> tuple[LegoBlock, dict[str, float], DPAccount | None]:
+    """Train one block on the site's patients that have ``modality``; returns it, aggregate
+    stats and, with ``private``, its DP accounting. Nothing that travels with the block reveals a
+    count below ``min_cell`` (the site's minimum cell size): fewer training patients than that is
+    refused, smaller counts are left out of the stats, and class weights treat a smaller class as
+    if it had ``min_cell`` patients. With ``private`` the block is trained with DP-SGD
+    (:mod:`common.train.dp`): its input scaling comes from the task's public ranges, it has no
+    class weights, and the events count is withheld."""
     has = data.modalities[modality].present.numpy()
     rows, val_rows = site_split(data, t.val_fraction, t.seed)
     train = data.subset(rows[has[rows]]).select_modalities([modality])
@@ -81,22 +98,44 @@ def train_modality(data: MultimodalDataset, modality: str, task: TaskRecord, t: 
     if len(train) < min_cell:
         raise ValueError(f"modality {modality!r} has {len(train)} training patients at this site; at least {min_cell} "
                          "(the site's [privacy] min_cell_size) are needed to train a block")
-    spec = local_spec(task, train, min_cell)
+    if private is not None:  # a budget or data that cannot work is named before anything is trained
+        if isinstance(data.modalities[modality], BagData):
+            raise DPError(f"modality {modality!r} is read from per-slide files: DP training of slide blocks is not supported "
+                          "yet (DP-SGD needs each patient's bag padded in memory); unset [privacy] block_epsilon for it")
+        noise_multiplier(private, len(train), t.batch_size, t.epochs)
+    spec = local_spec(task, train, min_cell) if private is None else task.spec
     mod = data.modalities[modality]
     enc = EncoderConfig(kind="tabular" if mod.kind == "tabular" else "bag", in_features=mod.n_features,
                         token_dim=t.token_dim, n_tokens=t.n_tokens)
     torch.manual_seed(t.seed * 1000 + sum(map(ord, modality)))
     block = LegoBlock(task.block_config(modality, enc, depth=t.depth).with_(task=spec))
-    mean, std = Standardizer.fit(train, min_cell, t.seed).stats[modality]
+    if private is None:
+        mean, std = Standardizer.fit(train, min_cell, t.seed).stats[modality]
+    else:
+        mean, std = public_scaling(task, modality, list(mod.features))
     block.set_input_scaling(mean, std)
-    tc = TrainConfig(epochs=t.epochs, patience=t.patience, batch_size=t.batch_size, lr=t.lr, seed=t.seed, device=t.device,
-                     workers=t.loader_workers)
-    res = fit(SingleModality(block, modality), train, val, spec, tc, label=f"block:{modality}", stop=stop)
+    tc = TrainConfig(epochs=t.epochs, patience=t.patience, batch_size=t.batch_size, lr=t.lr if private is None else private.lr,
+                     seed=t.seed, device=t.device, workers=t.loader_workers, amp=private is None)
+    model: torch.nn.Module = SingleModality(block, modality) if private is None else PrivateBlock(block, modality)
+    res = fit(model, train, val, spec, tc, label=f"block:{modality}", stop=stop, private=private)
     stats = {"n_train": float(len(train)), "n_val": float(len(val)), "val_metric": float(res.best_metric),
              "epochs": float(res.epochs_run)}
-    if train.event is not None:
+    if train.event is not None and private is None:
         stats["n_events_train"] = float(train.event.sum())  # type: ignore[union-attr]
     for key in [k for k in COUNTS if k in stats and stats[k] < min_cell]:
         log.info("%s of %s is below the minimum cell size %d; not reported with the block", key, modality, min_cell)
         del stats[key]
-    return block.cpu().eval(), stats
+    return block.cpu().eval(), stats, res.privacy
+
+
+def public_scaling(task: TaskRecord, modality: str, features: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A DP block's input scaling: from the task's public ranges, never from the site's data."""
+    ranges = task.public_ranges.get(modality)
+    if ranges is None:
+        raise DPError(f"[privacy] block_epsilon is set, but task {task.task_id!r} has no public ranges for modality "
+                      f"{modality!r}: a DP block takes its input scaling from them ([public_ranges.{modality}] in task.toml)")
+    try:
+        mean, std = ranges.scaling(modality, features)
+    except ValueError as exc:
+        raise DPError(str(exc)) from None
+    return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)

@@ -113,13 +113,16 @@ def write_report(report: dict[str, Any], out: Path) -> list[Path]:
         lines += [""]
     lines += _validation_lines(report)
     lines += ["## Blocks (test, on the test patients with the block's modality)", "",
-              "| block | training patients | test |", "|---|---|---|"]
-    lines += [f"| {b['site']} / {b['modality']} | {b['n_train']} | {_f(b['test'])} |" for b in report["blocks"]]
+              "| block | training patients | test | DP epsilon |", "|---|---|---|---|"]
+    lines += [f"| {b['site']} / {b['modality']} | {b['n_train']} | {_f(b['test'])} | "
+              f"{_f(b['dp_epsilon']) if b.get('dp_epsilon') is not None else 'no DP'} |" for b in report["blocks"]]
     cen = report.get("centralized")
+    dp = any(b.get("dp_epsilon") is not None for b in report["blocks"])
     if cen:
+        same = ("not comparable (DP blocks: the noise is secret, a retrain draws other noise)" if dp else
+                "identical bit for bit" if cen["merge_exact"] else "DIFFERENT")
         lines += ["", f"Centralized references: the published merge rebuilt here from blocks trained again in one process is "
-                      f"{'identical bit for bit' if cen['merge_exact'] else 'DIFFERENT'}; LegoFuse's kept rounds run centrally: "
-                      f"{_f(cen['fuse_test'])}."]
+                      f"{same}; LegoFuse's kept rounds run centrally: {_f(cen['fuse_test'])}."]
     base = report["baseline"]
     if "curve" in base:
         target = _f(base["target_val"]) if base["target_val"] is not None else "none"

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.artifacts import BlockManifest
 from common.artifacts.modelfile import load_model_folder, merge_model, recipe_model
 from common.data.dataset import MultimodalDataset, concat_datasets
 from common.data.sitefolder import load_site_folder
@@ -35,6 +36,7 @@ from common.lego import LegoBlock, LegoEnsemble, LegoFuse, SingleModality
 from common.serde import job_from_bytes, manifest_from_bytes
 from common.tasks import TaskSpec, metric
 from common.train import TrainConfig, fit, predict_scores
+from common.train.dp import DPBudget
 from common.train.siteblock import train_modality
 
 from ..fuse_rounds import NodeInfo, run_rounds
@@ -197,8 +199,8 @@ def centralized(run: RunResult, scn: Scenario, test: MultimodalDataset, rows: np
     try:
         blocks = []
         for site, modality in order:
-            block, _ = train_modality(load_site_folder(run.site_dirs[site] / "data"), modality, run.task, settings,
-                                      min_cell=scn.spec.min_cell_size)
+            block, _, _ = train_modality(load_site_folder(run.site_dirs[site] / "data"), modality, run.task, settings,
+                                         min_cell=scn.spec.min_cell_size, private=dp_budget(scn))
             blocks.append(block)
         mine = recipe_model(run.merged.recipe, blocks, run.merged.parameters)
         part = test.subset(rows)
@@ -297,6 +299,7 @@ def build_report(run: RunResult, scn: Scenario, part: Partition, extra_phases: d
         "test_patients": len(test), "val_patients": sum(len(p) for p in part.val),
         "blocks": [{"site": by_id[i].site, "modality": by_id[i].modality, "block": i[:12],
                     "n_train": int(manifest_from_bytes(by_id[i].manifest).train_stats.get("n_train", 0)),
+                    "dp_epsilon": dp_epsilon(manifest_from_bytes(by_id[i].manifest)),
                     "test": measure(SingleModality(b, b.modality), [b.modality], test,
                                     np.flatnonzero(covered(test, [b.modality])), spec)} for i, b in zip(ids, blocks, strict=True)],
         "merge": {"model": run.merged.model_id, "recipe": run.merged.recipe, "validation": run.merged.card.get("validation", {})},
@@ -378,6 +381,15 @@ def per_site(run: RunResult, scn: Scenario, part: Partition, models: list[Candid
     return out
 
 
+def dp_budget(scn: Scenario) -> DPBudget | None:
+    """The sites' DP budget for blocks (the scenario's block_epsilon), or None."""
+    return DPBudget(scn.spec.block_epsilon) if scn.spec.block_epsilon is not None else None
+
+
+def dp_epsilon(m: BlockManifest) -> float | None:
+    return m.dp.epsilon if m.dp is not None else None
+
+
 def checks(report: dict[str, Any], scn: Scenario) -> dict[str, bool]:
     """The report's internal consistency: what must hold for the run to be trusted."""
     out = {"every site has a block": {b["site"] for b in report["blocks"]} == {s.name for s in scn.spec.sites},
@@ -386,7 +398,10 @@ def checks(report: dict[str, Any], scn: Scenario) -> dict[str, bool]:
            and all(math.isfinite(r["mean"]) for r in report.get("summary", []))}
     if "summary" in report:
         out["the summary compares every model on the same patients"] = len({r["patients"] for r in report["summary"]}) == 1
-    if "centralized" in report:
+    if scn.spec.block_epsilon is not None:
+        out[f"every block spent at most epsilon {scn.spec.block_epsilon:g}"] = all(
+            b["dp_epsilon"] is not None and b["dp_epsilon"] <= scn.spec.block_epsilon for b in report["blocks"])
+    if "centralized" in report and scn.spec.block_epsilon is None:  # DP noise is secret: a retrain cannot match
         out["federated merge == centralized merge (bit for bit)"] = bool(report["centralized"]["merge_exact"])
         fuse = next((r for r in report.get("summary", []) if r["kind"] == "fuse"), None)
         if report["centralized"]["fuse_test"] is not None and fuse is not None:

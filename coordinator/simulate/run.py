@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from common.client import RegistryClient, TLSFiles
+from common.data.builtin.ranges import public_ranges
 from common.data.export import export_site_folder
 from common.fuse import FuseConfig
 from common.pki import CertificateAuthority, enroll_admin, enroll_site, server_credentials
@@ -80,8 +81,13 @@ def task_record(scn: Scenario, part: Partition) -> TaskRecord:
         ts = TaskSpec("classification", n_classes=max(d.n_classes for d in datasets))
     modalities = tuple(sorted({m for s in spec.sites for m in s.modalities}))
     task_id = "".join(c if c.isalnum() else "-" for c in spec.name.lower())
+    ranges = {}
+    if spec.block_epsilon is not None:  # DP blocks take their input scaling from public ranges
+        source = spec.dataset or spec.export or ("synthetic" if spec.synthetic is not None else "slides" if spec.slides is not None else "")
+        ranges = public_ranges(source, modalities)
     return TaskRecord(task_id, ts, spec.latent_rows, spec.latent_dim, "2d", spec.seed, modalities,
-                      f"mmlego simulate: {spec.description or spec.name}", fuse_mode=spec.fuse_mode)
+                      f"mmlego simulate: {spec.description or spec.name}", fuse_mode=spec.fuse_mode,
+                      max_block_epsilon=spec.block_epsilon or 0.0, public_ranges=ranges)
 
 
 def block_training(scn: Scenario) -> BlockTraining:
@@ -95,7 +101,8 @@ def site_toml(name: str, modalities: list[str], paired: bool, coordinator: str, 
     scenario's [train] settings and minimum cell size, and a short evaluation poll."""
     f = SiteFile(site=name, modalities=modalities, paired=paired, coordinator=coordinator, task=task,
                  flower=FlowerSection(superlink=superlink, port=port), train=block_training(scn),
-                 privacy=SitePrivacy(min_cell_size=scn.spec.min_cell_size), evaluation=EvaluationSection(poll_s=2.0))
+                 privacy=SitePrivacy(min_cell_size=scn.spec.min_cell_size, block_epsilon=scn.spec.block_epsilon),
+                 evaluation=EvaluationSection(poll_s=2.0))
     return render(f, f"simulated site {name} (mmlego simulate, scenario {scn.name})")
 
 

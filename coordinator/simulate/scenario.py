@@ -104,6 +104,7 @@ class ScenarioFile(Strict):
     baseline_max_rounds: int = Field(default=40, ge=1)  # the FedAvg-from-scratch baseline stops here at the latest
     compare: bool = True  # centralized runs and baselines in the report (off for scale runs)
     min_cell_size: int = Field(default=5, ge=1)  # every site's [privacy] min_cell_size
+    block_epsilon: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # set: every site trains DP blocks at this epsilon
     eval_deadline_s: float = Field(default=300.0, gt=0)  # how long the coordinator waits for the sites' scores
     export: str | None = None  # a built-in dataset the sites' own data folders are written from (with `data` and group/share)
     sites: list[SiteEntry] = Field(min_length=1)

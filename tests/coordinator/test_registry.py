@@ -10,14 +10,14 @@ import pytest
 import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from common.artifacts import load_block, sha256_file
+from common.artifacts import load_block, load_signing_key, save_block, sha256_file
 from common.artifacts.blockfile import WEIGHTS
 from common.artifacts.modelfile import load_model_folder, merge_model
 from common.client import CallError, RegistryClient, Retry
 from coordinator.config import CoordinatorConfig
 from coordinator.server import serve
 from tests.coordinator.conftest import TASK, Consortium, signed_block, stored
-from tests.factories import tabular
+from tests.factories import block, tabular
 
 Coord = tuple[str, CoordinatorConfig]
 
@@ -186,3 +186,33 @@ def test_list_blocks_pages_and_the_client_reads_every_page(consortium: Consortiu
         one = site.call("ListBlocks", pb.ListBlocksRequest(task_id="t1"))
         assert len(one.blocks) == 1 and one.next_page_token
         assert [b.block_id for b in site.blocks("t1")] == pushed[::-1]  # the client follows five pages
+
+
+def test_a_task_with_an_epsilon_limit_refuses_blocks_without_dp_or_above_it(consortium: Consortium, coordinator: Coord,
+                                                                           tmp_path: Path) -> None:
+    """max_block_epsilon: a block without DP accounting, or one that spent more, is refused with
+    FAILED_PRECONDITION and nothing is stored; a block within the limit is accepted."""
+    from dataclasses import replace
+
+    from common.artifacts.manifest import DPAccount
+
+    address, cfg = coordinator
+    task = replace(TASK, task_id="t-dp", max_block_epsilon=3.0)
+    key = load_signing_key(consortium.kit("hosp-a") / "signing.key")
+
+    def dp_block(name: str, eps: float | None, seed: int) -> Path:
+        dp = DPAccount(eps, 1e-3, eps, 1.1, 0.2, 50, 1.0) if eps is not None else None
+        save_block(block(modality="genes", seed=seed), tmp_path / name, site="hosp-a", task_id="t-dp", signing_key=key, dp=dp)
+        return tmp_path / name
+
+    with RegistryClient(address, consortium.tls("ops")) as admin, RegistryClient(address, consortium.tls("hosp-a")) as site:
+        assert admin.create_task(task).max_block_epsilon == 3.0
+        before = stored(cfg)
+        for name, eps, words in (("plain", None, "no DP accounting"), ("loose", 5.0, "spent epsilon 5")):
+            with pytest.raises(CallError) as refused:
+                site.push(dp_block(name, eps, seed=len(name)), Retry(attempts=1))
+            assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION and words in refused.value.message
+        assert stored(cfg) == before
+        site.push(dp_block("tight", 2.5, seed=9))
+        assert stored(cfg) == (before[0] + 1, before[1] + 1)
+        assert admin.merge("t-dp").card["blocks"][0]["dp"]["epsilon"] == 2.5

@@ -88,6 +88,25 @@ def test_a_scenario_of_site_data_folders_with_different_modalities_runs(tmp_path
     assert all(report["checks"].values())
 
 
+def test_a_scenario_with_block_epsilon_trains_every_block_with_dp(tmp_path: Path) -> None:
+    """block_epsilon: every site trains DP blocks (public ranges of the task), the task takes DP
+    blocks only, report.json's blocks carry the epsilon each spent, the merged version's card
+    shows it."""
+    scenario = tmp_path / "nki70-dp.toml"
+    scenario.write_text((Path(__file__).parents[2] / "coordinator/simulate/scenarios/nki70-3.toml").read_text()
+                        .replace('name = "nki70-3"', 'name = "nki70-dp"\nblock_epsilon = 3.0'))
+    out = tmp_path / "run"
+    done = subprocess.run([*MMLEGO, "simulate", "--scenario", str(scenario), "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["blocks"]) == 4 and all(0 < b["dp_epsilon"] <= 3.0 for b in report["blocks"])
+    assert report["checks"]["every block spent at most epsilon 3"] and all(report["checks"].values())
+    card = (out / "models" / report["merge"]["model"] / "card.md").read_text()
+    assert "## Privacy" in card and "| hosp-both | " in card
+    assert "not comparable (DP blocks" in (out / "report.md").read_text()
+
+
 def test_the_slide_scenario_runs_end_to_end_on_per_slide_files(tmp_path: Path) -> None:
     """slides-3: a hospital with slides only (per-slide HDF5 files, read lazily), one with genes
     only, one with both: blocks trained and pushed, merged, LegoFuse rounds run; the scratch

@@ -4,13 +4,14 @@ bit what an in-process LegoMerge of the same blocks predicts."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
-from common.artifacts import load_block
+from common.artifacts import load_block, load_signing_key, save_block
 from common.artifacts.modelfile import merge_model
 from common.cli import EXIT_BAD_INPUT, add_plugins, app
 from common.data import load_builtin
@@ -68,6 +69,7 @@ def test_round_trip_on_nki70(tmp_path: Path) -> None:
             blocks[s] = folder
             assert "accepted: block" in mmlego("site", "push", folder, "--config", cfg)
             assert "already stored" in mmlego("site", "push", folder, "--config", cfg)
+        dp_blocks_through_the_cli(tmp_path, config, kits["a"], blocks["a"])
         out = mmlego("coordinator", "merge", "--task", "nki70", "--config", config, "--deadline", "0")  # no site evaluates here
         assert "created model version nki70-v1 (merge, 2 blocks): not measured by the sites" in out
         mmlego("site", "pull", "nki70-v1", "--config", kits["a"], "--out", tmp_path / "model")
@@ -99,6 +101,38 @@ def test_round_trip_on_nki70(tmp_path: Path) -> None:
     own = predict_scores(SingleModality(block_a, "genes"), test.select_modalities(["genes"]), block_a.config.task, amp=False)
     assert np.array_equal(genes_only["risk"].to_numpy(dtype=np.float32), own.astype(np.float32))
     assert float(block_a.scaling.std.min()) > 0 and float(block_a.scaling.mean.abs().max()) > 0  # site scaling travels
+
+
+def dp_blocks_through_the_cli(tmp_path: Path, config: Path, kit: Path, plain_block: Path) -> None:
+    """A task that takes DP blocks only (epsilon <= 3, public ranges): a site's bad DP settings are
+    named (exit 2), a block without DP is refused (FAILED_PRECONDITION), a DP block is accepted
+    with its accounting on the manifest."""
+    import json
+
+    (tmp_path / "task-dp.toml").write_text((tmp_path / "task.toml").read_text().replace('id = "nki70"', 'id = "nki70-dp"')
+                                           + 'max_block_epsilon = 3.0\n[public_ranges.genes]\nall = [-2.0, 2.0]\n'
+                                           '[public_ranges.clinical]\nfeatures = { num_Age = [18.0, 95.0] }\n')
+    mmlego("coordinator", "task", "create", tmp_path / "task-dp.toml", "--config", config)
+    text = kit.read_text()
+    assert "# block_epsilon =" in text and "block_delta = 0.0" in text  # a kit's site.toml: DP off, said how to turn it on
+    for epsilon, delta, words in (("0", "0.0", "block_epsilon"), ("1e-9", "0.0", "too small for even one epoch"),
+                                  ("3.0", "1.0", "block_delta")):
+        kit.write_text(text.replace("# block_epsilon =", f"block_epsilon = {epsilon}  #").replace("block_delta = 0.0",
+                                                                                               f"block_delta = {delta}"))
+        assert words in mmlego("site", "train", "--config", kit, "--task", "nki70-dp", code=EXIT_BAD_INPUT)
+    kit.write_text(text.replace("# block_epsilon =", "block_epsilon = 3.0  #"))
+    assert "trained block" in mmlego("site", "train", "--config", kit, "--task", "nki70-dp")
+    (folder,) = sorted((kit.parent / "blocks").glob("nki70-dp-*"))
+    dp = json.loads((folder / "manifest.json").read_text())["dp"]
+    assert 0 < dp["epsilon"] <= 3.0 and dp["accountant"] == "rdp" and dp["input_scaling"] == "public ranges of the task"
+    assert "accepted: block" in mmlego("site", "push", folder, "--config", kit)
+    copy = tmp_path / "plain-for-dp"
+    shutil.copytree(plain_block, copy)
+    kit.write_text(text)
+    block, manifest = load_block(copy)
+    save_block(block, copy, site=manifest.site, task_id="nki70-dp", train_stats=manifest.train_stats,
+               signing_key=load_signing_key(kit.parent / "signing.key"))
+    assert "FAILED_PRECONDITION" in mmlego("site", "push", copy, "--config", kit, code=1)
 
 
 def test_site_cli_refuses_bad_input_with_one_line(tmp_path: Path) -> None:

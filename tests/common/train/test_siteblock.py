@@ -23,10 +23,10 @@ def test_small_counts_are_withheld_and_too_few_patients_refused() -> None:
     assert data.event is not None
     data.event[:] = False
     data.event[:6] = True  # a few events
-    _, stats = train_modality(data, "genes", SURVIVAL, QUICK, min_cell=1)
+    _, stats, _ = train_modality(data, "genes", SURVIVAL, QUICK, min_cell=1)
     events = int(stats["n_events_train"])
     assert 0 < events < stats["n_val"] < stats["n_train"]
-    _, stats = train_modality(data, "genes", SURVIVAL, QUICK, min_cell=events + 1)
+    _, stats, _ = train_modality(data, "genes", SURVIVAL, QUICK, min_cell=events + 1)
     assert "n_events_train" not in stats and stats["n_train"] > events and stats["n_val"] > events
     with pytest.raises(ValueError, match=r"at least 60 .*min_cell_size"):
         train_modality(data, "genes", SURVIVAL, QUICK, min_cell=60)
@@ -43,7 +43,7 @@ def test_class_weights_do_not_reveal_a_class_smaller_than_the_cell_size() -> Non
     data = MultimodalDataset("synthetic", "classification", [f"p{i}" for i in range(n)], mods, label=label)
     task = TaskRecord("t2", TaskSpec("classification", n_classes=2), latent_rows=4, latent_dim=8, fourier="2d", init_seed=7,
                       modalities=("genes",))
-    block, stats = train_modality(data, "genes", task, QUICK, min_cell=5)
+    block, stats, _ = train_modality(data, "genes", task, QUICK, min_cell=5)
     w = block.config.task.class_weights
     # w1 / w0 = n0 / max(n1, 5) with n1 < 5: the block says "fewer than 5", not how many.
     assert any(w[1] / w[0] == pytest.approx((stats["n_train"] - n1) / 5) for n1 in (1, 2, 3, 4)), w
@@ -69,8 +69,8 @@ def test_a_blocks_input_scaling_does_not_reveal_a_small_category() -> None:
     genes = data.modalities["genes"]
     genes.x[:, 2] = 0.0
     genes.x[:3, 2] = 1.0  # three patients in a category, as a one-hot column
-    block, stats = train_modality(data, "genes", SURVIVAL, QUICK, min_cell=5)
+    block, stats, _ = train_modality(data, "genes", SURVIVAL, QUICK, min_cell=5)
     mean = block.state_dict()["scaling.mean"]
     assert float(mean[2]) == 0.0  # not k / n_train for a k < 5
-    block, stats = train_modality(data, "genes", SURVIVAL, QUICK, min_cell=1)
+    block, stats, _ = train_modality(data, "genes", SURVIVAL, QUICK, min_cell=1)
     assert 0 < round(float(block.state_dict()["scaling.mean"][2]) * stats["n_train"]) <= 3  # what it would have said

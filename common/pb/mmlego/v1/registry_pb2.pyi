@@ -10,7 +10,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Task(_message.Message):
-    __slots__ = ("task_id", "kind", "n_bins", "bin_edges", "n_classes", "latent_rows", "latent_dim", "fourier", "init_seed", "modalities", "description", "created_at", "fuse_mode")
+    __slots__ = ("task_id", "kind", "n_bins", "bin_edges", "n_classes", "latent_rows", "latent_dim", "fourier", "init_seed", "modalities", "description", "created_at", "fuse_mode", "max_block_epsilon", "public_ranges")
+    class PublicRangesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: PublicRanges
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[PublicRanges, _Mapping]] = ...) -> None: ...
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     N_BINS_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +31,8 @@ class Task(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     FUSE_MODE_FIELD_NUMBER: _ClassVar[int]
+    MAX_BLOCK_EPSILON_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_RANGES_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     kind: str
     n_bins: int
@@ -37,7 +46,54 @@ class Task(_message.Message):
     description: str
     created_at: _timestamp_pb2.Timestamp
     fuse_mode: str
-    def __init__(self, task_id: _Optional[str] = ..., kind: _Optional[str] = ..., n_bins: _Optional[int] = ..., bin_edges: _Optional[_Iterable[float]] = ..., n_classes: _Optional[int] = ..., latent_rows: _Optional[int] = ..., latent_dim: _Optional[int] = ..., fourier: _Optional[str] = ..., init_seed: _Optional[int] = ..., modalities: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fuse_mode: _Optional[str] = ...) -> None: ...
+    max_block_epsilon: float
+    public_ranges: _containers.MessageMap[str, PublicRanges]
+    def __init__(self, task_id: _Optional[str] = ..., kind: _Optional[str] = ..., n_bins: _Optional[int] = ..., bin_edges: _Optional[_Iterable[float]] = ..., n_classes: _Optional[int] = ..., latent_rows: _Optional[int] = ..., latent_dim: _Optional[int] = ..., fourier: _Optional[str] = ..., init_seed: _Optional[int] = ..., modalities: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fuse_mode: _Optional[str] = ..., max_block_epsilon: _Optional[float] = ..., public_ranges: _Optional[_Mapping[str, PublicRanges]] = ...) -> None: ...
+
+class Range(_message.Message):
+    __slots__ = ("low", "high")
+    LOW_FIELD_NUMBER: _ClassVar[int]
+    HIGH_FIELD_NUMBER: _ClassVar[int]
+    low: float
+    high: float
+    def __init__(self, low: _Optional[float] = ..., high: _Optional[float] = ...) -> None: ...
+
+class PublicRanges(_message.Message):
+    __slots__ = ("all", "features")
+    class FeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Range
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Range, _Mapping]] = ...) -> None: ...
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    all: Range
+    features: _containers.MessageMap[str, Range]
+    def __init__(self, all: _Optional[_Union[Range, _Mapping]] = ..., features: _Optional[_Mapping[str, Range]] = ...) -> None: ...
+
+class DpAccounting(_message.Message):
+    __slots__ = ("epsilon", "delta", "target_epsilon", "noise_multiplier", "sample_rate", "steps", "max_grad_norm", "accountant", "input_scaling")
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    TARGET_EPSILON_FIELD_NUMBER: _ClassVar[int]
+    NOISE_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTANT_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SCALING_FIELD_NUMBER: _ClassVar[int]
+    epsilon: float
+    delta: float
+    target_epsilon: float
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    max_grad_norm: float
+    accountant: str
+    input_scaling: str
+    def __init__(self, epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., target_epsilon: _Optional[float] = ..., noise_multiplier: _Optional[float] = ..., sample_rate: _Optional[float] = ..., steps: _Optional[int] = ..., max_grad_norm: _Optional[float] = ..., accountant: _Optional[str] = ..., input_scaling: _Optional[str] = ...) -> None: ...
 
 class TensorSpec(_message.Message):
     __slots__ = ("name", "shape", "dtype")
@@ -50,7 +106,7 @@ class TensorSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ...) -> None: ...
 
 class BlockManifest(_message.Message):
-    __slots__ = ("task_id", "site", "modality", "config_json", "tensors", "train_stats", "code_version", "created_at", "weights_sha256", "weights_size")
+    __slots__ = ("task_id", "site", "modality", "config_json", "tensors", "train_stats", "code_version", "created_at", "weights_sha256", "weights_size", "dp")
     class TrainStatsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +124,7 @@ class BlockManifest(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_SHA256_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DP_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     site: str
     modality: str
@@ -78,7 +135,8 @@ class BlockManifest(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     weights_sha256: str
     weights_size: int
-    def __init__(self, task_id: _Optional[str] = ..., site: _Optional[str] = ..., modality: _Optional[str] = ..., config_json: _Optional[str] = ..., tensors: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., train_stats: _Optional[_Mapping[str, float]] = ..., code_version: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., weights_sha256: _Optional[str] = ..., weights_size: _Optional[int] = ...) -> None: ...
+    dp: DpAccounting
+    def __init__(self, task_id: _Optional[str] = ..., site: _Optional[str] = ..., modality: _Optional[str] = ..., config_json: _Optional[str] = ..., tensors: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., train_stats: _Optional[_Mapping[str, float]] = ..., code_version: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., weights_sha256: _Optional[str] = ..., weights_size: _Optional[int] = ..., dp: _Optional[_Union[DpAccounting, _Mapping]] = ...) -> None: ...
 
 class SignedManifest(_message.Message):
     __slots__ = ("manifest", "signature")
