@@ -120,6 +120,10 @@ class ScenarioFile(Strict):
         if sources != 1 or (any(own) and not all(own)):
             raise ValueError("name one dataset: `dataset` (built-in), `[synthetic]`, `[slides]` (a synthetic slide cohort), a "
                              "`data` folder for every site, or `export` (a built-in dataset written into every site's `data` folder)")
+        if self.block_epsilon is not None and (self.slides is not None or (all(own) and self.export is None)):
+            raise ValueError("block_epsilon needs public ranges of every feature and data held in memory: a built-in `dataset`, "
+                             "`export` or `[synthetic]` (not `[slides]`: DP training of slide blocks is not supported yet; not "
+                             "site `data` folders: their ranges are not known)")
         from common.data.builtin import BUILTIN
 
         for name in (self.dataset, self.export):

@@ -71,6 +71,8 @@ def test_overlap_is_a_pool_of_patients_every_site_holds(tmp_path: Path) -> None:
     (lambda t: t.replace('name = "hosp-omics"', 'name = "../etc"'), "site"),
     (lambda t: t + "\ncolour = 3\n", "colour"),
     (lambda t: t.replace('dataset = "nki70"', ''), "name one dataset"),
+    (lambda t: t.replace('seed = 0', 'seed = 0\nblock_epsilon = 0.0'), "block_epsilon"),
+    (lambda t: t.replace('dataset = "nki70"', 'block_epsilon = 3.0') + "\n[slides]\nslides = 40\n", "DP training of slide blocks"),
 ])
 def test_a_bad_scenario_file_is_refused_with_a_message_naming_the_problem(tmp_path: Path, change: object, message: str) -> None:
     f = tmp_path / "bad.toml"
