@@ -10,8 +10,9 @@ What a DP block releases and how each part is covered (README, "Differentially p
   data (a DP mean and std of 70-160 features from a few hundred patients would drown in noise);
 - the stopping epoch and the validation metric: computed on the site's validation patients, who
   are never trained on; choosing among the iterates (every one of them covered by the
-  accountant) is post-processing for the training patients. Validation patients are protected
-  by the minimum cell size, as in federated evaluation, not by epsilon;
+  accountant) is post-processing for the training patients. Validation patients are not covered
+  by epsilon (the manifest's validation metric comes from them; the minimum cell size is the only
+  rule there, as in federated evaluation);
 - class weights: none (uniform), so no class count leaves; the events count is withheld; the
   number of training patients is public, as DP-SGD's sampling rate (batch / n) reveals it.
 
