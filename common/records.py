@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ class PublicRanges:
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in ([("all", self.all)] if self.all else []) + list(self.features.items()):
-            if not (lo == lo and hi == hi and abs(lo) < float("inf") and abs(hi) < float("inf") and lo < hi):
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
                 raise ValueError(f"public range of {name!r} must be two finite numbers, low < high; got [{lo}, {hi}]")
 
     def interval(self, feature: str) -> Interval | None:
@@ -83,7 +84,7 @@ class TaskRecord:
             raise ValueError(f"task {self.task_id!r}: fourier must be '1d' or '2d', got {self.fourier!r}")
         if self.fuse_mode not in ("stack", "weave"):
             raise ValueError(f"task {self.task_id!r}: fuse_mode must be 'stack' or 'weave', got {self.fuse_mode!r}")
-        if not (self.max_block_epsilon >= 0 and self.max_block_epsilon < float("inf")):
+        if not (math.isfinite(self.max_block_epsilon) and self.max_block_epsilon >= 0):
             raise ValueError(f"task {self.task_id!r}: max_block_epsilon must be a finite number >= 0 (0: no limit), "
                              f"got {self.max_block_epsilon}")
         for m in self.public_ranges:

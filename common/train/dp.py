@@ -131,8 +131,12 @@ class PrivateBlock(nn.Module):
         self.l0 = _Latent(block.latent)
         self.modality = modality
         self._block = (block,)  # not a submodule: its modules are registered above
-        if hasattr(block.encoder, "pack_below"):
-            block.encoder.pack_below = 0.0  # type: ignore[assignment]  # a packed batch has no per-patient first dimension
+        if hasattr(block.encoder, "pack_below"):  # while training: a packed batch has no per-patient first dimension
+            block.encoder.pack_below = 0.0  # type: ignore[assignment]
+
+    def release(self) -> None:
+        """The block as it was: its bag encoder packs mostly-padded batches again."""
+        vars(self._block[0].encoder).pop("pack_below", None)
 
     def forward(self, inputs: Inputs) -> torch.Tensor:
         item = inputs[self.modality]
@@ -184,6 +188,8 @@ class PrivateRun:
 
     def close(self) -> None:
         self.module._close()  # hooks and per-sample gradients off the block's parameters
+        if isinstance(self.module._module, PrivateBlock):
+            self.module._module.release()
 
 
 def _expected_warnings() -> None:

@@ -38,6 +38,7 @@ PUBLIC_RANGES: dict[str, dict[str, PublicRanges]] = {
 
 def public_ranges(dataset: str, modalities: tuple[str, ...] | list[str]) -> dict[str, PublicRanges]:
     """The ranges of ``dataset``'s ``modalities`` ("synthetic" / "slides": standard normal)."""
+    if dataset in ("synthetic", "slides"):
+        return {m: STANDARD_NORMAL for m in modalities}
     table = PUBLIC_RANGES.get(dataset, {})
-    return {m: table.get(m, STANDARD_NORMAL) if dataset in ("synthetic", "slides") else table[m]
-            for m in modalities if m in table or dataset in ("synthetic", "slides")}
+    return {m: table[m] for m in modalities if m in table}

@@ -10,7 +10,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from common.artifacts import load_block, save_block
 from common.artifacts.manifest import DPAccount
@@ -166,7 +165,11 @@ def test_dp_needs_padded_bags() -> None:
     packed = ModalityInput(torch.randn(6, 4), None, None, torch.tensor([0, 2, 6]))
     with pytest.raises(DPError, match="padded in memory"):
         model({"m": packed})
-    assert isinstance(model, nn.Module) and np.isfinite(float(model({"m": ModalityInput(torch.randn(2, 3, 4), None)}).detach().sum()))
+    encoder = model._block[0].encoder
+    assert encoder.pack_below == 0.0  # while DP trains it, the encoder never packs a padded batch
+    model.release()
+    assert encoder.pack_below == type(encoder).pack_below  # afterwards it packs mostly-padded batches again
+    assert np.isfinite(float(model({"m": ModalityInput(torch.randn(2, 3, 4), None)}).detach().sum()))
 
 
 def test_slides_read_from_files_are_refused_for_dp_with_a_message(tmp_path) -> None:
