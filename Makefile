@@ -12,8 +12,10 @@ TORCH_CUDA_SPEC ?= torch>=2.4,<2.15
 
 export FLWR_TELEMETRY_ENABLED=0
 export FLWR_DISABLE_UPDATE_CHECK=1
+# The console's browser tests drive Debian's chromium through Playwright; Playwright never downloads one.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 
-.PHONY: demo test lint typecheck venv clean
+.PHONY: demo test lint typecheck venv clean browser
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,7 +42,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy common site_client coordinator
 
-test: $(STAMP) lint typecheck
+# Debian's chromium for the admin console's browser tests: installed when missing where we may (root
+# with apt, as in CI); elsewhere those tests fail with a line saying how to install it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the console's browser tests"; \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: the console's browser tests will fail (install it: sudo apt-get install chromium)"; fi; }
+
+test: $(STAMP) lint typecheck browser
 	$(BIN)/python -m pytest -q
 
 clean:

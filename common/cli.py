@@ -336,8 +336,10 @@ def add_plugins() -> None:
     the ``mmlego.commands`` entry points so that ``common`` imports neither."""
     from importlib.metadata import entry_points
 
+    known = {g.name for g in app.registered_groups}
     for ep in sorted(entry_points(group="mmlego.commands"), key=lambda e: e.name):
-        app.add_typer(ep.load(), name=ep.name)
+        if ep.name not in known:  # once, however often it is called
+            app.add_typer(ep.load(), name=ep.name)
 
 
 def run() -> None:

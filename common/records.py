@@ -156,6 +156,43 @@ class SiteRecord:
     withdrawn: bool = False
     block_count: int = 0
     withdrawn_reason: str = ""
+    first_seen: str = ""  # UTC, ISO 8601: the site's first accepted call
+    last_seen: str = ""  # the latest one the registry recorded (at most a minute old while it calls)
+
+
+@dataclass(frozen=True)
+class FuseRound:
+    """One LegoFuse round as the coordinator saw it: who was asked and answered, the training
+    loss (mean over the sites' patients), and the sites' verdict on the round's global model
+    (consortium validation of the round and of the parent, on the same sites; NaN when unscored)."""
+
+    round: int
+    asked: int
+    answered: tuple[str, ...]
+    failed: tuple[str, ...] = ()
+    no_answer: tuple[str, ...] = ()
+    patients: int = 0
+    train_loss: float = math.nan
+    seconds: float = 0.0
+    value: float = math.nan
+    parent: float = math.nan
+    diff: float = math.nan
+    se_diff: float = math.nan
+
+
+@dataclass(frozen=True)
+class FuseRun:
+    """A LegoFuse run: ``state`` is running, stored, not-stored or failed; ``rounds`` so far."""
+
+    run_key: str
+    task_id: str
+    parent_id: str
+    started_at: str
+    state: str
+    finished_at: str = ""
+    model_id: str = ""
+    reason: str = ""
+    rounds: tuple[FuseRound, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+from typing import Any
 
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -12,11 +14,14 @@ from .artifacts.manifest import BlockManifest, DPAccount
 from .evaluation.candidates import Candidate, EvaluationJob, JobStatus, SiteReport
 from .evaluation.scores import CandidateScore, Consortium, PairCounts
 from .lego.config import BlockConfig
+from .pb.mmlego.v1 import admin_pb2 as apb
 from .pb.mmlego.v1 import evaluation_pb2 as epb
 from .pb.mmlego.v1 import registry_pb2 as pb
 from .records import (
     BlockRecord,
     Chunk,
+    FuseRound,
+    FuseRun,
     ModelRecord,
     PublicRanges,
     Recommendation,
@@ -153,11 +158,13 @@ def block_from_pb(msg: pb.BlockInfo) -> BlockRecord:
 
 def site_to_pb(s: SiteRecord) -> pb.Site:
     return pb.Site(name=s.name, modalities=list(s.modalities), paired=s.paired, withdrawn=s.withdrawn,
-                   block_count=s.block_count, withdrawn_reason=s.withdrawn_reason)
+                   block_count=s.block_count, withdrawn_reason=s.withdrawn_reason, first_seen=s.first_seen,
+                   last_seen=s.last_seen)
 
 
 def site_from_pb(msg: pb.Site) -> SiteRecord:
-    return SiteRecord(msg.name, tuple(msg.modalities), msg.paired, msg.withdrawn, msg.block_count, msg.withdrawn_reason)
+    return SiteRecord(msg.name, tuple(msg.modalities), msg.paired, msg.withdrawn, msg.block_count, msg.withdrawn_reason,
+                      msg.first_seen, msg.last_seen)
 
 
 def model_to_pb(m: ModelRecord) -> pb.ModelVersion:
@@ -314,3 +321,70 @@ def recommendation_to_pb(r: Recommendation) -> epb.Recommendation:
 
 def recommendation_from_pb(msg: epb.Recommendation) -> Recommendation:
     return Recommendation(msg.task_id, model_from_pb(msg.model), msg.metric, msg.reason, tuple(msg.sites))
+
+
+# ---- the admin service ------------------------------------------------------------------------
+# The consortium summary is plain data (``coordinator status --json`` prints it); these keep its
+# keys, their order, and None for what was not measured, so both sides print the same JSON.
+_TASK_KEYS = ("task", "kind", "modalities", "fuse_mode", "max_block_epsilon", "blocks", "latest_blocks", "versions",
+              "latest_version", "recommended", "recommended_metric", "recommended_reason")
+_VERSION_KEYS = ("model", "task", "recipe", "parent", "blocks", "created_at", "rounds", "val_metric", "sites")
+_OPTIONAL = ("max_block_epsilon", "recommended_metric", "val_metric")
+_LISTS = ("modalities", "sites")
+
+
+def _summary_to_pb(row: dict[str, Any], cls: Any) -> Any:
+    return cls(**{k: v for k, v in row.items() if v is not None})
+
+
+def _summary_from_pb(msg: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in keys:
+        v = getattr(msg, k)
+        out[k] = (v if msg.HasField(k) else None) if k in _OPTIONAL else list(v) if k in _LISTS else v
+    return out
+
+
+def consortium_to_pb(status: dict[str, Any]) -> apb.ConsortiumStatus:
+    return apb.ConsortiumStatus(
+        store=status["store"], schema=status["schema"], code_version=status["code_version"], blob_bytes=status["blob_bytes"],
+        open_uploads=status["open_uploads"], corrupt_blocks=status["corrupt_blocks"],
+        tasks=[_summary_to_pb(t, apb.TaskSummary) for t in status["tasks"]],
+        sites=[_summary_to_pb(x, apb.SiteSummary) for x in status["sites"]],
+        models=[_summary_to_pb(m, apb.VersionSummary) for m in status["models"]])
+
+
+def consortium_from_pb(msg: apb.ConsortiumStatus) -> dict[str, Any]:
+    sites = [{"site": x.site, "modalities": list(x.modalities), "paired": x.paired, "state": x.state, "blocks": x.blocks,
+              "last_seen": x.last_seen, **({"withdrawn_reason": x.withdrawn_reason} if x.state == "withdrawn" else {})}
+             for x in msg.sites]
+    return {"store": msg.store, "schema": msg.schema, "code_version": msg.code_version, "blob_bytes": msg.blob_bytes,
+            "open_uploads": msg.open_uploads, "corrupt_blocks": list(msg.corrupt_blocks),
+            "tasks": [_summary_from_pb(t, _TASK_KEYS) for t in msg.tasks], "sites": sites,
+            "models": [_summary_from_pb(m, _VERSION_KEYS) for m in msg.models]}
+
+
+def fuse_round_to_pb(r: FuseRound) -> apb.FuseRoundInfo:
+    validated = math.isfinite(r.value)
+    return apb.FuseRoundInfo(round=r.round, asked=r.asked, answered=list(r.answered), failed=list(r.failed),
+                             no_answer=list(r.no_answer), patients=r.patients, train_loss=r.train_loss, seconds=r.seconds,
+                             validated=validated, **({"value": r.value, "parent": r.parent, "diff": r.diff,
+                                                      "se_diff": r.se_diff} if validated else {}))
+
+
+def fuse_round_from_pb(msg: apb.FuseRoundInfo) -> FuseRound:
+    nan = math.nan
+    v = (msg.value, msg.parent, msg.diff, msg.se_diff) if msg.validated else (nan, nan, nan, nan)
+    return FuseRound(msg.round, msg.asked, tuple(msg.answered), tuple(msg.failed), tuple(msg.no_answer), msg.patients,
+                     msg.train_loss, msg.seconds, *v)
+
+
+def fuse_run_to_pb(r: FuseRun) -> apb.FuseRunInfo:
+    return apb.FuseRunInfo(run_key=r.run_key, task_id=r.task_id, parent_id=r.parent_id, started_at=r.started_at,
+                           finished_at=r.finished_at, state=r.state, model_id=r.model_id, reason=r.reason,
+                           rounds=[fuse_round_to_pb(x) for x in r.rounds])
+
+
+def fuse_run_from_pb(msg: apb.FuseRunInfo) -> FuseRun:
+    return FuseRun(msg.run_key, msg.task_id, msg.parent_id, msg.started_at, msg.state, msg.finished_at, msg.model_id,
+                   msg.reason, tuple(fuse_round_from_pb(x) for x in msg.rounds))

@@ -34,22 +34,26 @@ ROLES_BY_METHOD: dict[str, frozenset[str]] = {
     # the Evaluation service
     "PendingEvaluations": SITE, "DownloadCandidate": SITE, "ReportEvaluation": SITE,
     "ListEvaluations": ADMIN, "Evaluate": ADMIN, "GetRecommended": ANYONE,
+    # the Admin service
+    "GetStatus": ADMIN, "ListFuseRuns": ADMIN, "RunFuse": ADMIN,
 }
-REGISTRY_SERVICE, EVALUATION_SERVICE = "mmlego.v1.BlockRegistry", "mmlego.v1.Evaluation"
+REGISTRY_SERVICE, EVALUATION_SERVICE, ADMIN_SERVICE = "mmlego.v1.BlockRegistry", "mmlego.v1.Evaluation", "mmlego.v1.Admin"
 EVALUATION_METHODS = frozenset({"PendingEvaluations", "DownloadCandidate", "ReportEvaluation", "ListEvaluations", "Evaluate",
                                 "GetRecommended"})
+ADMIN_METHODS = frozenset({"GetStatus", "ListFuseRuns", "RunFuse"})
 SERVICE = f"/{REGISTRY_SERVICE}/"
 
 
 def method_path(name: str) -> str:
     """The gRPC path of one of our methods, e.g. ``/mmlego.v1.Evaluation/ReportEvaluation``."""
-    return f"/{EVALUATION_SERVICE if name in EVALUATION_METHODS else REGISTRY_SERVICE}/{name}"
+    service = EVALUATION_SERVICE if name in EVALUATION_METHODS else ADMIN_SERVICE if name in ADMIN_METHODS else REGISTRY_SERVICE
+    return f"/{service}/{name}"
 
 
 def method_name(path: str) -> str | None:
     """The method of a path of one of our services; None for another service (health checks)."""
     service, _, name = path.strip("/").partition("/")
-    return name if service in (REGISTRY_SERVICE, EVALUATION_SERVICE) and name else None
+    return name if service in (REGISTRY_SERVICE, EVALUATION_SERVICE, ADMIN_SERVICE) and name else None
 
 
 def caller() -> Identity:

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from common.admin import render
 from common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail
 
 app = typer.Typer(help="The coordinator: the block registry (gRPC, mutual TLS), LegoMerge and model versions.",
@@ -93,7 +94,7 @@ def serve(config: Path = CONFIG, insecure: bool = typer.Option(
 def task_create(file: Path = typer.Argument(..., help="task.toml: id, kind, outputs, latent, modalities."),
                 config: Path = CONFIG) -> None:
     """Define a task (immutable once created)."""
-    from .tasks import read_task_file
+    from common.tasks.taskfile import read_task_file
 
     try:
         task = read_task_file(file)
@@ -104,7 +105,7 @@ def task_create(file: Path = typer.Argument(..., help="task.toml: id, kind, outp
         t = _domain(reg.create_task, task, "operator")
     finally:
         reg.close()
-    typer.echo(f"created task {t.task_id} ({t.spec.kind}; modalities {', '.join(t.modalities)})")
+    typer.echo(render.created_task_line(t))
 
 
 @task_app.command("list")
@@ -113,9 +114,7 @@ def task_list(config: Path = CONFIG) -> None:
     reg = _registry(config)
     try:
         for t in reg.tasks():
-            typer.echo(f"{t.task_id:<20} {t.spec.kind:<15} latent {t.latent_rows}x{t.latent_dim} {t.fourier}  "
-                       f"modalities {', '.join(t.modalities)}"
-                       + (f"  DP blocks only, epsilon <= {t.max_block_epsilon:g}" if t.max_block_epsilon else ""))
+            typer.echo(render.task_line(t))
     finally:
         reg.close()
 
@@ -133,19 +132,7 @@ def merge(task: str = typer.Option(..., "--task", help="The task whose latest bl
         m = _domain(reg.merge, task, latent_merge, head_merge, "operator", recipe, deadline or 0.0, lambda: False, deadline != 0)
     finally:
         reg.close()
-    typer.echo(f"created model version {m.model_id} ({m.recipe}, {len(m.block_ids)} blocks): {_validation_line(m.card)} "
-               f"(card: {reg.store.models_dir / m.model_id / 'card.md'})")
-
-
-def _validation_line(card: dict[str, Any]) -> str:
-    v = card.get("validation", {})
-    if not v.get("evaluated"):
-        return "not measured by the sites"
-    row: dict[str, Any] = next((r for r in v.get("candidates", []) if r["candidate"] == v.get("chosen")), {})
-    if row.get("value") is None:
-        return f"no site could score it (scored by {', '.join(v.get('scored_by', [])) or 'none'})"
-    return f"consortium validation {row['value']:.4f} +- {row.get('se') or float('nan'):.4f} on {len(row['sites'])} site(s); " \
-           f"{v.get('reason', '')}"
+    typer.echo(render.created_version_line(m, f"card: {reg.store.models_dir / m.model_id / 'card.md'}"))
 
 
 @app.command("evaluate")
@@ -160,13 +147,7 @@ def evaluate(model: list[str] = typer.Option(..., "--model", help="A model versi
         rec = _domain(reg.recommended, status.job.task_id)
     finally:
         reg.close()
-    typer.echo(f"evaluation {status.job.job_id}: scored by {', '.join(status.reported) or 'no site'}; "
-               f"declined by {', '.join(status.declined) or 'none'}")
-    for c in status.job.candidates:
-        r = results.get(c.candidate_id)
-        typer.echo(f"  {c.model_id:<24} " + (f"{r.value:.4f} +- {r.se:.4f} ({len(r.sites)} sites, {r.patients} patients)"
-                                              if r is not None else "no score"))
-    typer.echo(f"recommended: {rec.model.model_id} ({rec.reason})")
+    typer.echo(render.render_evaluate(status, results, rec))
 
 
 @app.command("evaluations")
@@ -180,17 +161,8 @@ def evaluations(config: Path = CONFIG, task: str = typer.Option("", help="Only t
         statuses = reg.evaluations.statuses(task)
     finally:
         reg.close()
-    rows = [{"job": s.job.job_id, "task": s.job.task_id, "purpose": s.job.purpose, "state": s.state,
-             "candidates": len(s.job.candidates), "created_at": s.job.created_at, "delivered": list(s.delivered),
-             "scored": list(s.reported), "declined": list(s.declined)} for s in statuses]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=1))
-        return
-    for r in rows:
-        typer.echo(f"{r['job']:<20} {r['purpose']:<9} {r['state']:<7} {r['candidates']} candidates; scored by "
-                   f"{', '.join(r['scored']) or '-'}; declined by {', '.join(r['declined']) or '-'}")
-    if not rows:
-        typer.echo("no evaluation jobs")
+    rows = render.evaluation_rows(statuses)
+    typer.echo(json.dumps(rows, indent=1) if as_json else render.render_evaluations(rows))
 
 
 @app.command("withdraw")
@@ -202,7 +174,7 @@ def withdraw(site: str = typer.Argument(...), reason: str = typer.Option(..., he
         s = _domain(reg.withdraw, site, reason, "operator")
     finally:
         reg.close()
-    typer.echo(f"withdrew site {s.name}; its {s.block_count} block(s) leave future merges")
+    typer.echo(render.withdrew_line(s))
 
 
 @app.command("status")
@@ -210,7 +182,6 @@ def status(config: Path = CONFIG, as_json: bool = typer.Option(False, "--json", 
     """Summarise the store: tasks, sites, blocks and model versions (read beside a running coordinator)."""
     import json
 
-    from .operations import render_status
     from .operations import status as summary
 
     reg = _registry(config)
@@ -218,7 +189,7 @@ def status(config: Path = CONFIG, as_json: bool = typer.Option(False, "--json", 
         s = summary(reg)
     finally:
         reg.close()
-    typer.echo(json.dumps(s, indent=1) if as_json else render_status(s))
+    typer.echo(json.dumps(s, indent=1) if as_json else render.render_status(s))
 
 
 @app.command("backup")
@@ -320,6 +291,6 @@ def fuse(model: str = typer.Option(..., "--model", help="The merge or ensemble v
     except FuseError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
     if result.model_id is None:
-        typer.echo(f"no fused version stored: {result.reason}")
+        typer.echo(render.not_fused_line(result.reason))
         return
-    typer.echo(f"created model version {result.model_id} (LegoFuse of {model}, {result.detail.get('rounds', '?')} rounds run)")
+    typer.echo(render.fused_line(result.model_id, model, result.detail.get("rounds", "?")))

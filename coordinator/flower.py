@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -145,6 +146,7 @@ def stop_runs(config: CoordinatorConfig) -> int:
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+START_TRIES = 3  # `flwr run` tries to reach the SuperLink this often before a run is started
 
 
 @dataclass(frozen=True)
@@ -163,15 +165,17 @@ def app_toml() -> str:
 
 
 def fuse(config: CoordinatorConfig, config_path: Path, model_id: str, cfg: FuseConfig, expect_paired: int | None = None,
-         progress: Callable[[str], None] = lambda _: None, deadline_s: float = 0.0, unvalidated: bool = False) -> FuseResult:
+         progress: Callable[[str], None] = lambda _: None, deadline_s: float = 0.0, unvalidated: bool = False,
+         run_key: str = "") -> FuseResult:
     """Start a LegoFuse run on the SuperLink and wait for it; returns what it stored, or that it
     kept no round (read from the run's record in the store). ``progress`` gets the run's own log
-    lines (discovery, rounds, validation) as they happen. FuseError when the run failed."""
+    lines (discovery, rounds, validation) as they happen; ``run_key`` names the run's record (the
+    rounds so far are there while it runs). FuseError when the run failed."""
     app = config.flower_home / "app"
     app.mkdir(parents=True, exist_ok=True)
     atomic_write(app / "pyproject.toml", app_toml().encode())
     nodes = node_sites(config)
-    key = uuid.uuid4().hex
+    key = run_key or uuid.uuid4().hex
     settings = RunSettings(model_id=model_id, coordinator_config=str(config_path.resolve()),
                            node_sites=",".join(f"{k}={v}" for k, v in sorted(nodes.items())), run_key=key,
                            min_sites=config.flower.min_sites,
@@ -191,12 +195,18 @@ def fuse(config: CoordinatorConfig, config_path: Path, model_id: str, cfg: FuseC
         if "mmlego" in text:
             progress(text.strip())
 
-    try:
-        out = streamed(command, flower_env(cli_home(config)), config.flower.run_timeout_s, relay)
-    except subprocess.TimeoutExpired:
-        stopped = stop_runs(config)
-        raise FuseError(f"the fuse run did not finish within {config.flower.run_timeout_s:.0f} s"
-                        f"{'; stopped it on the SuperLink' if stopped else ''}") from None
+    for attempt in range(START_TRIES):
+        try:
+            out = streamed(command, flower_env(cli_home(config)), config.flower.run_timeout_s, relay)
+        except subprocess.TimeoutExpired:
+            stopped = stop_runs(config)
+            raise FuseError(f"the fuse run did not finish within {config.flower.run_timeout_s:.0f} s"
+                            f"{'; stopped it on the SuperLink' if stopped else ''}") from None
+        if "Connection to the SuperLink is unavailable" not in out or "Successfully started run" in out \
+                or attempt + 1 == START_TRIES:
+            break
+        progress(f"mmlego: the SuperLink at {config.flower.superlink} did not answer; trying again in {2 ** attempt} s")
+        time.sleep(2 ** attempt)  # no run was started: starting again is safe (a SuperLink still starting, or busy)
     record = _record(config, key)
     if record is not None and record.state == "stored":
         return FuseResult(record.model_id, "", record.detail)

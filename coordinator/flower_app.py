@@ -94,7 +94,7 @@ def run(registry: Registry, grid: Grid, settings: fuse_run.RunSettings, cfg: Fus
         judge = fuse_run.RoundJudge(registry, registry.task(parent.task_id), parent, start, cfg.mode,
                                     settings.eval_deadline) if validated else None
         outcome = run_rounds(transport, paired, start, cfg, parent.model_id, settings.round_timeout, settings.min_sites,
-                             privacy, judge)
+                             privacy, judge, on_round=lambda history: fuse_run.progress(store, settings.run_key, history))
         curve = [h.get("validation") for h in outcome.history]
         if judge is not None:
             best, z = outcome.verdicts[outcome.best_round], registry.evaluation.z

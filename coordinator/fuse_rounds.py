@@ -185,7 +185,7 @@ Judge = Callable[[int, dict[str, torch.Tensor]], Any]  # (round, global state) -
 
 def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Module, cfg: FuseConfig, model_id: str,
                round_timeout_s: float, min_sites: int, privacy: Privacy | None = None,
-               judge: Judge | None = None) -> FuseOutcome:
+               judge: Judge | None = None, on_round: Callable[[list[dict[str, Any]]], None] = lambda _: None) -> FuseOutcome:
     """Up to R rounds of FedAvg over ``nodes`` from the weights of ``start``; a round goes on with
     the sites that answered by its deadline if at least ``min_sites`` did, else the run fails
     naming who was missing. A reply that cannot be aggregated counts as a failed site; a site that
@@ -194,7 +194,8 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
 
     With a ``judge`` (the sites' consortium validation of each round's global model against the
     parent), the run keeps the best round's weights and stops after ``cfg.patience`` rounds
-    without a better one; a round the judge cannot measure (None) ends the run with FuseError."""
+    without a better one; a round the judge cannot measure (None) ends the run with FuseError.
+    ``on_round`` gets the history after every round (and its verdict)."""
     if len(nodes) < min_sites:
         raise FuseError(f"{len(nodes)} paired site(s) available ({', '.join(n.site for n in nodes) or 'none'}); "
                         f"min_sites is {min_sites}")
@@ -258,6 +259,7 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
         log.info("round %d of %d: %d sites, %d patients, loss %.4f", r, cfg.rounds, len(ok), int(sum(counts)),
                  history[-1]["train_loss"])
         if judge is None:
+            on_round(history)
             continue
         verdict = judge(r, state)
         if verdict is None:
@@ -267,6 +269,7 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
                             "--unvalidated to store the last of a fixed number of rounds unmeasured")
         verdicts[r] = verdict
         history[-1]["validation"] = verdict.summary()
+        on_round(history)
         if best_round == 0 or verdict.diff > verdicts[best_round].diff:
             best_round, best_state, since = r, {k: v.clone() for k, v in state.items()}, 0
         else:

@@ -20,7 +20,7 @@ from common.evaluation.candidates import Candidate
 from common.fuse import FuseConfig
 from common.fuse.federated import from_run_config, to_run_config
 from common.fuse.wire import FLAT, layout, pack, trainable_names
-from common.records import ModelRecord, TaskRecord, utc_now
+from common.records import FuseRound, FuseRun, ModelRecord, TaskRecord, utc_now
 
 from .registry import Registry
 from .store import Store
@@ -70,23 +70,48 @@ class RunRecord:
 
 
 def begin(store: Store, key: str, parent_id: str) -> None:
-    task_id = parent_id.rpartition("-v")[0]
-    with store.db.tx() as c:
-        c.execute("INSERT INTO fuse_runs(run_key, task_id, parent_id, started_at, state) VALUES(?,?,?,?, 'running')",
-                  (key, task_id, parent_id, utc_now()))
+    store.db.begin_fuse_run(key, parent_id.rpartition("-v")[0], parent_id)
+
+
+def progress(store: Store, key: str, history: list[dict[str, Any]]) -> None:
+    """The rounds so far (what the admin console and ``admin fuse`` show while the run goes on)."""
+    store.db.update_fuse_run(key, json.dumps({"history": history}, sort_keys=True, default=str))
 
 
 def finish(store: Store, key: str, state: str, model_id: str = "", **detail: Any) -> None:
-    with store.db.tx() as c:
-        c.execute("UPDATE fuse_runs SET state = ?, model_id = ?, finished_at = ?, detail = ? WHERE run_key = ?",
-                  (state, model_id, utc_now(), json.dumps(detail, sort_keys=True, default=str), key))
+    """The run's outcome; the rounds recorded so far stay when ``detail`` has none (a failed run)."""
+    if "history" not in detail:
+        before = read(store, key)
+        if before is not None and "history" in before.detail:
+            detail["history"] = before.detail["history"]
+    store.db.update_fuse_run(key, json.dumps(detail, sort_keys=True, default=str), state, model_id, utc_now())
 
 
 def read(store: Store, key: str) -> RunRecord | None:
-    rows = store.db.query("SELECT state, model_id, detail FROM fuse_runs WHERE run_key = ?", (key,))
-    if not rows:
-        return None
-    return RunRecord(key, str(rows[0][0]), str(rows[0][1]), json.loads(rows[0][2] or "{}"))
+    row = store.db.fuse_run(key)
+    return None if row is None else RunRecord(key, row["state"], row["model_id"], json.loads(row["detail"] or "{}"))
+
+
+def runs(store: Store, task_id: str = "", limit: int = 50) -> list[FuseRun]:
+    """Fuse runs, newest first, with their rounds (as far as they went)."""
+    return [as_fuse_run(row) for row in store.db.fuse_runs(task_id, limit)]
+
+
+def as_fuse_run(row: Mapping[str, Any]) -> FuseRun:
+    detail = json.loads(row["detail"] or "{}")
+    rounds = []
+    for h in detail.get("history", []):
+        v = h.get("validation") or {}
+        sites, failed, silent = tuple(h.get("sites", [])), tuple(h.get("failed", [])), tuple(h.get("no_answer", []))
+
+        def num(x: Any) -> float:
+            return math.nan if x is None else float(x)
+
+        rounds.append(FuseRound(int(h["round"]), len(sites) + len(failed) + len(silent), sites, failed, silent,
+                                int(h.get("num-examples", 0)), num(h.get("train_loss")), float(h.get("seconds", 0.0)),
+                                num(v.get("value")), num(v.get("parent")), num(v.get("diff")), num(v.get("se_diff"))))
+    return FuseRun(row["run_key"], row["task_id"], row["parent_id"], row["started_at"], row["state"], row["finished_at"],
+                   row["model_id"], str(detail.get("reason", "")), tuple(rounds))
 
 
 # ---- judging rounds --------------------------------------------------------------------------------

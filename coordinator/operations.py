@@ -49,7 +49,7 @@ def status(registry: Registry) -> dict[str, Any]:
                       "recommended_metric": rec.metric if rec and rec.metric == rec.metric else None,
                       "recommended_reason": rec.reason if rec else ""})
     sites = [{"site": s.name, "modalities": list(s.modalities), "paired": s.paired,
-              "state": "withdrawn" if s.withdrawn else "active", "blocks": s.block_count,
+              "state": "withdrawn" if s.withdrawn else "active", "blocks": s.block_count, "last_seen": s.last_seen,
               **({"withdrawn_reason": s.withdrawn_reason} if s.withdrawn else {})} for s in registry.sites()]
     models = [{"model": m.model_id, "task": m.task_id, "recipe": m.recipe, "parent": m.parent_id, "blocks": len(m.block_ids),
                "created_at": m.created_at, "rounds": len(m.card.get("fuse", {}).get("rounds", [])),
@@ -69,27 +69,6 @@ def _recommended(registry: Registry, task_id: str) -> Any:
         return registry.recommended(task_id)
     except RegistryError:  # e.g. every version has a withdrawn site's block
         return None
-
-
-def render_status(s: dict[str, Any]) -> str:
-    lines = [f"store {s['store']} (schema {s['schema']}, mmlego {s['code_version']}): {s['blob_bytes'] / 1e6:.1f} MB of blobs, "
-             f"{s['open_uploads']} unfinished uploads, {len(s['corrupt_blocks'])} corrupt blocks", "", "tasks:"]
-    lines += [f"  {t['task']:<20} {t['kind']:<15} modalities {', '.join(t['modalities'])}; {t['blocks']} blocks "
-              f"({t['latest_blocks']} latest of active sites); {t['versions']} versions, latest {t['latest_version'] or '-'}; "
-              f"recommended {t['recommended'] or '-'}"
-              + (f" (consortium validation {t['recommended_metric']:.4f})" if t["recommended_metric"] is not None else "")
-              for t in s["tasks"]] or ["  (none)"]
-    lines += ["", "sites:"]
-    lines += [f"  {x['site']:<20} {x['state']:<10} {'paired' if x['paired'] else 'unpaired':<9} modalities "
-              f"{', '.join(x['modalities'])}; {x['blocks']} blocks" + (f" (withdrawn: {x['withdrawn_reason']})" if
-                                                                       x["state"] == "withdrawn" else "")
-              for x in s["sites"]] or ["  (none)"]
-    lines += ["", "model versions (newest first):"]
-    lines += [f"  {m['model']:<20} {m['recipe']:<8} {m['blocks']} blocks of {', '.join(m['sites']) or '-'}"
-              + (f"; from {m['parent']}, {m['rounds']} rounds" if m["recipe"] == "fuse" else "")
-              + (f"; validation {m['val_metric']:.4f}" if m["val_metric"] is not None else "; not measured") + f"; {m['created_at']}"
-              for m in s["models"]] or ["  (none)"]
-    return "\n".join(lines)
 
 
 def _snapshot(source: Path, dest: Path) -> None:

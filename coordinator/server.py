@@ -9,7 +9,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,18 +18,19 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from common.client.connect import MAX_MESSAGE
-from common.fuse import FuseConfig
+from common.pb.mmlego.v1 import admin_pb2_grpc as apb_grpc
 from common.pb.mmlego.v1 import evaluation_pb2_grpc as epb_grpc
 from common.pb.mmlego.v1 import registry_pb2_grpc as pb_grpc
 from common.pki import Identity
 
-from .auth import EVALUATION_SERVICE, Authenticator, AuthInterceptor
+from .admin_servicer import AdminServicer
+from .auth import ADMIN_SERVICE, EVALUATION_SERVICE, Authenticator, AuthInterceptor
 from .config import CoordinatorConfig, is_loopback
 from .errors import RegistryError
 from .evaluation_servicer import EvaluationServicer
 from .metrics import Metrics, http_app, serve_http
 from .registry import Registry
-from .servicer import BlockRegistryServicer
+from .servicer import BlockRegistryServicer, FuseRunner, FuseStart
 
 log = logging.getLogger("mmlego.coordinator")
 SERVICE_NAME = "mmlego.v1.BlockRegistry"
@@ -63,8 +64,9 @@ def warm_up() -> None:
 
 
 @contextmanager
-def serve(config: CoordinatorConfig) -> Iterator[Running]:
-    """Start the coordinator; yields the running server (``port`` is the bound one) and stops it on exit."""
+def serve(config: CoordinatorConfig, fuse_runner: FuseRunner | None = None) -> Iterator[Running]:
+    """Start the coordinator; yields the running server (``port`` is the bound one) and stops it on
+    exit. Fuse runs go to the SuperLink of ``[flower]`` unless ``fuse_runner`` is given (tests)."""
     if config.insecure and not is_loopback(config.host):
         raise ValueError(f"plaintext serving is allowed only on a loopback address, not {config.host!r}")
     registry = Registry.open(config)
@@ -94,19 +96,21 @@ def serve(config: CoordinatorConfig) -> Iterator[Running]:
                          interceptors=[AuthInterceptor(auth, config.insecure, refused, seen)],
                          options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                                   ("grpc.max_send_message_length", MAX_MESSAGE)])
-    def fuse_runner(model_id: str, cfg: FuseConfig, deadline_s: float) -> str:
+    def on_superlink(start: FuseStart, progress: Callable[[str], None], run_key: str) -> str:
         from .flower import fuse
         from .fuse_rounds import NotStored
 
         assert config.path is not None
-        result = fuse(config, config.path, model_id, cfg, deadline_s=deadline_s)
+        result = fuse(config, config.path, start.model_id, start.config, start.expect_paired or None, progress=progress,
+                      deadline_s=start.deadline_s, unvalidated=start.unvalidated, run_key=run_key)
         if result.model_id is None:
-            raise NotStored(f"no fused version stored: {result.reason}")
+            raise NotStored(result.reason)
         return result.model_id
 
-    runner = fuse_runner if config.path is not None else None
+    runner = fuse_runner or (on_superlink if config.path is not None else None)
     pb_grpc.add_BlockRegistryServicer_to_server(BlockRegistryServicer(registry, auth, config.insecure, runner, metrics), server)
     epb_grpc.add_EvaluationServicer_to_server(EvaluationServicer(registry, metrics), server)
+    apb_grpc.add_AdminServicer_to_server(AdminServicer(registry, metrics, runner), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     serving = threading.Event()
@@ -136,7 +140,7 @@ def serve(config: CoordinatorConfig) -> Iterator[Running]:
         if port == 0:
             raise OSError(f"could not listen on {config.address}")
         server.start()
-        for name in ("", SERVICE_NAME, EVALUATION_SERVICE):
+        for name in ("", SERVICE_NAME, EVALUATION_SERVICE, ADMIN_SERVICE):
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         serving.set()
         log.info("coordinator listening on %s:%d (%s)", config.host, port, "plaintext" if config.insecure else "mutual TLS")

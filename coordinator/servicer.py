@@ -10,6 +10,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -30,8 +31,48 @@ log = logging.getLogger("mmlego.coordinator")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+@dataclass(frozen=True)
+class FuseStart:
+    """A LegoFuse run an operator asked for (the Fuse and RunFuse calls)."""
+
+    model_id: str
+    config: FuseConfig
+    deadline_s: float  # seconds the sites get to score each round (0: no scoring asked of them)
+    expect_paired: int = 0  # paired sites to wait for (0: the coordinator's [flower] setting)
+    unvalidated: bool = False
+
+
+# Runs a fuse on the SuperLink and waits: (what, progress lines, the run's key) -> the new version's
+# id; NotStored when no round was kept, FuseError when the run failed.
+FuseRunner = Callable[[FuseStart, Callable[[str], None], str], str]
+
+
+def fuse_start(registry: Registry, request: pb.FuseRequest) -> FuseStart:
+    """What a FuseRequest asks for, checked: the parent is a merge or ensemble version; the
+    settings default to the task's fuse mode and :class:`FuseConfig`'s defaults."""
+    parent = registry.model(request.model_id)
+    if parent.recipe not in ("merge", "ensemble"):
+        raise precondition(f"model {parent.model_id!r} is a {parent.recipe} version; LegoFuse rounds start from a merge "
+                           "or an ensemble version")
+    if request.expect_paired < 0:
+        raise invalid(f"expect_paired must be >= 0, got {request.expect_paired}")
+    d = FuseConfig()
+    try:
+        cfg = FuseConfig(mode=request.mode or registry.task(parent.task_id).fuse_mode, rounds=request.rounds or d.rounds,
+                         epochs=request.epochs or d.epochs, lr=request.lr or d.lr, proximal_mu=request.proximal_mu,
+                         patience=request.patience or d.patience)
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+    deadline = 0.0 if request.unvalidated or not registry.evaluating else registry.evaluations.deadline(request.deadline_s)
+    return FuseStart(parent.model_id, cfg, deadline, request.expect_paired, request.unvalidated)
+
+
 PAGE_BYTES = 1 << 20  # a ListBlocks reply stays under this (the message limit is 2 MiB)
 CALL_MARGIN_S = 10.0  # a call that waits for the sites answers this long before the caller's own deadline
+
+
+def no_superlink() -> RegistryError:
+    return RegistryError(Kind.UNIMPLEMENTED, "this coordinator has no Flower SuperLink configured for LegoFuse rounds")
 
 
 def call_deadline(registry: Registry, asked_s: float, context: grpc.ServicerContext) -> float:
@@ -105,12 +146,11 @@ def streamed(fn: F) -> F:
 
 class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
     def __init__(self, registry: Registry, auth: Authenticator, insecure: bool,
-                 fuse_runner: Callable[[str, FuseConfig, float], str] | None = None, metrics: Metrics | None = None) -> None:
+                 fuse_runner: FuseRunner | None = None, metrics: Metrics | None = None) -> None:
         self.registry = registry
         self.auth = auth
         self.insecure = insecure
         self.metrics = metrics or Metrics(registry.store)
-        # starts a LegoFuse run on the SuperLink and waits; returns the new version id (FuseError: none stored)
         self.fuse_runner = fuse_runner
 
     # ---- uploads ------------------------------------------------------------------------------
@@ -216,30 +256,20 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
     def Merge(self, request: pb.MergeRequest, context: grpc.ServicerContext) -> pb.ModelVersion:
         wait = call_deadline(self.registry, request.deadline_s, context)
         model = self.registry.merge(request.task_id, request.latent_merge, request.head_merge, caller().name, request.recipe,
-                                    wait, stop=lambda: not context.is_active())
+                                    wait, stop=lambda: not context.is_active(), evaluate=not request.unmeasured)
         self.metrics.merges.inc()
         return serde.model_to_pb(model)
 
     @translated
     def Fuse(self, request: pb.FuseRequest, context: grpc.ServicerContext) -> pb.ModelVersion:
         if self.fuse_runner is None:
-            raise RegistryError(Kind.UNIMPLEMENTED, "this coordinator has no Flower SuperLink configured for LegoFuse rounds")
-        parent = self.registry.model(request.model_id)
-        if parent.recipe not in ("merge", "ensemble"):
-            raise precondition(f"model {parent.model_id!r} is a {parent.recipe} version; LegoFuse rounds start from a merge "
-                               "or an ensemble version")
-        defaults = FuseConfig()
+            raise no_superlink()
+        start = fuse_start(self.registry, request)
         try:
-            cfg = FuseConfig(mode=self.registry.task(parent.task_id).fuse_mode, rounds=request.rounds or defaults.rounds,
-                             epochs=request.epochs or defaults.epochs, patience=request.patience or defaults.patience)
-        except ValueError as exc:
-            raise invalid(str(exc)) from None
-        deadline = self.registry.evaluations.deadline(request.deadline_s) if self.registry.evaluating else 0.0
-        try:
-            model_id = self.fuse_runner(parent.model_id, cfg, deadline)
+            model_id = self.fuse_runner(start, lambda _: None, "")
         except FuseError as exc:
             self.metrics.fuse_runs.labels("not_stored" if isinstance(exc, NotStored) else "failed").inc()
-            raise precondition(str(exc)) from None
+            raise precondition(f"no fused version stored: {exc}" if isinstance(exc, NotStored) else str(exc)) from None
         self.metrics.fuse_runs.labels("stored").inc()
         return serde.model_to_pb(self.registry.model(model_id))
 

@@ -117,11 +117,11 @@ class RegistryClient:
         return serde.task_from_pb(self.call("CreateTask", serde.task_to_pb(task)))
 
     def merge(self, task_id: str, latent_merge: str = "", head_merge: str = "", recipe: str = "",
-              deadline_s: float = 0.0) -> ModelRecord:
+              deadline_s: float = 0.0, measure: bool = True) -> ModelRecord:
         """A new version by ``recipe`` (uniform, ensemble or auto); the call waits while the sites
-        score it (at most ``deadline_s``; 0: the coordinator's default)."""
+        score it (at most ``deadline_s``; 0: the coordinator's default), unless not ``measure``."""
         req = pb.MergeRequest(task_id=task_id, latent_merge=latent_merge, head_merge=head_merge, recipe=recipe,
-                              deadline_s=deadline_s)
+                              deadline_s=deadline_s, unmeasured=not measure)
         return serde.model_from_pb(self.call("Merge", req, timeout=(deadline_s or WAIT_S) + 120))
 
     def fuse(self, model_id: str, rounds: int = 0, epochs: int = 0, patience: int = 0, deadline_s: float = 0.0,

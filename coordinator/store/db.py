@@ -119,9 +119,10 @@ class Database:
 
     def sites(self, name: str | None = None) -> list[SiteRecord]:
         sql = ("SELECT s.name, s.modalities, s.paired, s.withdrawn, s.withdrawn_reason, "
-               "(SELECT COUNT(*) FROM blocks b WHERE b.site = s.name AND b.state != 'corrupt') FROM sites s")
+               "(SELECT COUNT(*) FROM blocks b WHERE b.site = s.name AND b.state != 'corrupt'), s.first_seen, s.last_seen "
+               "FROM sites s")
         rows = self.query(sql + (" WHERE s.name = ?" if name else "") + " ORDER BY s.name", (name,) if name else ())
-        return [SiteRecord(r[0], tuple(json.loads(r[1])), bool(r[2]), bool(r[3]), int(r[5]), r[4]) for r in rows]
+        return [SiteRecord(r[0], tuple(json.loads(r[1])), bool(r[2]), bool(r[3]), int(r[5]), r[4], r[6], r[7]) for r in rows]
 
     # ---- blocks ---------------------------------------------------------------------------
     @staticmethod
@@ -195,6 +196,30 @@ class Database:
             c.execute("DELETE FROM uploads WHERE key = ?", (key,))
 
     # ---- model versions -------------------------------------------------------------------
+    # ---- fuse runs ------------------------------------------------------------------------
+    FUSE_RUN_COLS = ("run_key", "task_id", "parent_id", "started_at", "finished_at", "state", "model_id", "detail")
+
+    def begin_fuse_run(self, key: str, task_id: str, parent_id: str) -> None:
+        with self.tx() as c:
+            c.execute("INSERT INTO fuse_runs(run_key, task_id, parent_id, started_at, state) VALUES(?,?,?,?, 'running')",
+                      (key, task_id, parent_id, utc_now()))
+
+    def update_fuse_run(self, key: str, detail: str, state: str = "running", model_id: str = "", finished_at: str = "") -> None:
+        with self.tx() as c:
+            c.execute("UPDATE fuse_runs SET state = ?, model_id = ?, finished_at = ?, detail = ? WHERE run_key = ?",
+                      (state, model_id, finished_at, detail, key))
+
+    def fuse_run(self, key: str) -> dict[str, Any] | None:
+        rows = self.fuse_runs(key=key)
+        return rows[0] if rows else None
+
+    def fuse_runs(self, task_id: str = "", limit: int = 50, key: str = "") -> list[dict[str, Any]]:
+        """Fuse runs as column -> value, newest first."""
+        where, args = ("run_key = ?", (key,)) if key else ("task_id = ?", (task_id,)) if task_id else ("1", ())
+        rows = self.query(f"SELECT {', '.join(self.FUSE_RUN_COLS)} FROM fuse_runs WHERE {where} "
+                          "ORDER BY started_at DESC, rowid DESC LIMIT ?", (*args, limit))
+        return [dict(zip(self.FUSE_RUN_COLS, r, strict=True)) for r in rows]
+
     def model_message(self, model_id: str) -> bytes | None:
         rows = self.query("SELECT message FROM models WHERE model_id = ?", (model_id,))
         return bytes(rows[0][0]) if rows else None

@@ -52,19 +52,22 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
   done
 }
 healthy() { "$PY" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$METRICS/healthz', timeout=2)"; }
-status_check() {  # status_check PYTHON-EXPRESSION: true when it holds for s = `coordinator status --json`
-  "$MM" coordinator status --json --config "$CONF" | "$PY" -c "import json, sys; s = json.load(sys.stdin); sys.exit(0 if ($1) else 1)"
+status_check() {  # status_check PYTHON-EXPRESSION: true when it holds for s = `admin status --json` (the operator's kit)
+  "$MM" admin status --json --kit kits/ops | "$PY" -c "import json, sys; s = json.load(sys.stdin); sys.exit(0 if ($1) else 1)"
 }
 site_blocks() { printf 'sum(x["blocks"] for x in s["sites"] if x["site"] == "%s") >= %s' "$1" "$2"; }
 newest() {  # the newest model version's id
-  "$MM" coordinator status --json --config "$CONF" | "$PY" -c "import json, sys; print(json.load(sys.stdin)['models'][0]['model'])"
+  "$MM" admin status --json --kit kits/ops | "$PY" -c "import json, sys; print(json.load(sys.stdin)['models'][0]['model'])"
 }
 version_blocks() {  # the block ids of a model version (from its card), one per line
-  "$PY" -c "import json, sys; print('\n'.join(b['block_id'] for b in json.load(open(sys.argv[1]))['blocks']))" \
-    "coordinator/store/models/$1/card.json"
+  "$MM" admin card "$1" --json --kit kits/ops | "$PY" -c "import json, sys; print('\n'.join(b['block_id'] for b in json.load(sys.stdin)['blocks']))"
+}
+console_page() {  # console_page PATH TEXT: the admin console's page holds TEXT
+  "$PY" -c "import sys, urllib.request; sys.exit(0 if sys.argv[2] in urllib.request.urlopen(sys.argv[1], timeout=10).read().decode() else 1)" \
+    "http://127.0.0.1:$CONSOLE$1" "$2"
 }
 
-REG="127.0.0.1:$(free_port)"; LINK="127.0.0.1:$(free_port)"; METRICS="$(free_port)"
+REG="127.0.0.1:$(free_port)"; LINK="127.0.0.1:$(free_port)"; METRICS="$(free_port)"; CONSOLE="$(free_port)"
 CONF="$ROOT/coordinator/coordinator.toml"
 echo "deploy/local in $ROOT (registry $REG, SuperLink $LINK, metrics 127.0.0.1:$METRICS)"
 
@@ -77,7 +80,8 @@ step "1. the consortium operator creates the CA (ca.key stays on this offline ma
 step "2. coordinator credentials and configuration"
 "$MM" coordinator init --out coordinator --ca ca --host 127.0.0.1 --listen "$REG" --superlink "$LINK" --metrics "127.0.0.1:$METRICS"
 
-step "3. enrol two hospitals and hand over their kits (each hospital sets data and task in its site.toml)"
+step "3. enrol two hospitals and hand over their kits (each hospital sets data and task in its site.toml); an operator's admin kit"
+"$MM" ca enroll-admin ops --out kits/ops --coordinator "$REG" --dir ca
 "$MM" ca enroll hosp-a --modality genes --out kits/hosp-a --coordinator "$REG" --dir ca
 "$MM" ca enroll hosp-b --modality genes --out kits/hosp-b --coordinator "$REG" --dir ca
 for site in hosp-a hosp-b; do  # what each hospital's engineer does
@@ -90,7 +94,7 @@ wait_for 120 "the coordinator's /healthz" healthy
 start superlink "$MM" coordinator superlink --config "$CONF"
 
 step "5. define the task"
-"$MM" coordinator task create data/task.toml --config "$CONF"
+"$MM" admin task create data/task.toml --kit kits/ops
 
 step "6. the hospitals start their site daemons: each trains its block, pushes it, then answers evaluation jobs"
 start site-hosp-a "$MM" site run --config kits/hosp-a/site.toml
@@ -100,7 +104,8 @@ grep -q '"event": "pushed"' logs/site-hosp-a.log || die "hosp-a's daemon logged 
 "$MM" site status --config kits/hosp-a/site.toml
 
 step "7. merge (no training; the hospitals score the candidates) and a hospital pulls the recommended version"
-"$MM" coordinator merge --task ovarian --recipe auto --config "$CONF"
+"$MM" admin merge --task ovarian --recipe auto --kit kits/ops
+"$MM" admin card ovarian-v1 --kit kits/ops
 "$MM" site pull --recommended --config kits/hosp-a/site.toml --out pulled/first
 status_check 's["models"][0]["model"] == "ovarian-v1" and s["models"][0]["blocks"] == 2' || die "ovarian-v1 is not the merge of 2 blocks"
 status_check 's["models"][0]["val_metric"] is not None and s["tasks"][0]["recommended"] == "ovarian-v1"' \
@@ -115,7 +120,7 @@ wait_for 120 "the SuperLink to register hosp-c's node key" \
   "$MM" coordinator flower-register hosp-c --key kits/hosp-c/flower-node.pub --config "$CONF"
 start site-hosp-c "$MM" site run --config kits/hosp-c/site.toml
 wait_for 600 "the blocks of hosp-c" status_check "$(site_blocks hosp-c 2)"
-"$MM" coordinator merge --task ovarian --recipe auto --config "$CONF"
+"$MM" admin merge --task ovarian --recipe auto --kit kits/ops
 V2_BLOCKS="$(version_blocks ovarian-v2)"
 for id in $(version_blocks ovarian-v1); do
   grep -qx "$id" <<<"$V2_BLOCKS" || die "block $id of ovarian-v1 is not in ovarian-v2 (was it retrained?)"
@@ -124,17 +129,19 @@ status_check 's["models"][0]["model"] == "ovarian-v2" and s["models"][0]["blocks
 
 step "9. LegoFuse rounds on the site with paired data; a round is kept only if it beats the merge on the hospitals' validation"
 wait_for 120 "hosp-c's SuperNode" grep -q '"event": "supernode-started"' logs/site-hosp-c.log
-"$MM" coordinator fuse --model ovarian-v2 --config "$CONF" --rounds 2 --epochs 1 --expect-paired 1 | tee logs/fuse.out
+"$MM" admin fuse --model ovarian-v2 --kit kits/ops --rounds 2 --epochs 1 --expect-paired 1 2>logs/fuse.err | tee logs/fuse.out
 grep -qE "created model version ovarian-v3|no fused version stored" logs/fuse.out || die "the fuse run neither stored nor declined a version"
-"$MM" coordinator evaluations --task ovarian --config "$CONF"
-"$MM" coordinator evaluate --model ovarian-v1 --model ovarian-v2 --config "$CONF"
+grep -q "round 1: 1 of 1 sites answered (hosp-c)" logs/fuse.err || die "admin fuse did not stream the rounds"
+"$MM" admin fuse-runs --task ovarian --kit kits/ops
+"$MM" admin evaluations --task ovarian --kit kits/ops
+"$MM" admin evaluate --model ovarian-v1 --model ovarian-v2 --kit kits/ops
 "$MM" site pull --recommended --config kits/hosp-c/site.toml --out pulled/recommended
 
 step "10. hosp-b leaves: withdraw its blocks from future merges and revoke its certificate"
-"$MM" coordinator withdraw hosp-b --reason "left the consortium" --config "$CONF"
+"$MM" admin withdraw hosp-b --reason "left the consortium" --kit kits/ops
 "$MM" ca revoke hosp-b --dir ca
 cp ca/crl.pem coordinator/crl.pem
-"$MM" coordinator merge --task ovarian --config "$CONF"
+"$MM" admin merge --task ovarian --kit kits/ops
 status_check 's["models"][0]["recipe"] == "merge" and "hosp-b" not in s["models"][0]["sites"]' || die "the new merge still has hosp-b"
 LATEST="$(newest)"
 if "$MM" site pull "$LATEST" --config kits/hosp-b/site.toml --out pulled/refused 2>logs/hosp-b-refused.log; then
@@ -154,15 +161,15 @@ grep -q "was revoked" logs/hosp-a-old-refused.log || die "hosp-a's old certifica
 
 step "12. back up the coordinator's store while it serves; lose it; restore it"
 "$MM" coordinator backup --config "$CONF" --out backups/latest
-"$MM" coordinator status --json --config "$CONF" >status-before.json
+"$MM" admin status --json --kit kits/ops >status-before.json
 stop site-hosp-a; stop site-hosp-b; stop site-hosp-c; stop superlink; stop coordinator
 mv coordinator/store coordinator/store.lost
 "$MM" coordinator restore --config "$CONF" --from backups/latest
 start coordinator "$MM" --log-format json coordinator serve --config "$CONF"
 wait_for 120 "the restored coordinator's /healthz" healthy
-"$MM" coordinator status --json --config "$CONF" >status-after.json
-"$PY" -c "import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:]); sys.exit(a['models'] != b['models'] or a['sites'] != b['sites'])" \
-  status-before.json status-after.json || die "the restored store differs from the one backed up"
+"$MM" admin status --json --kit kits/ops >status-after.json
+"$PY" -c "import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:]); seen = lambda s: [{k: v for k, v in x.items() if k != 'last_seen'} for x in s['sites']]; sys.exit(a['models'] != b['models'] or seen(a) != seen(b))" \
+  status-before.json status-after.json || die "the restored store differs from the one backed up (last calls of sites aside)"
 "$MM" site pull ovarian-v2 --config kits/hosp-a/site.toml --out pulled/ovarian-v2
 
 step "13. upgrade: back up, stop, install the new version, start (the store is checked on start)"
@@ -174,8 +181,16 @@ start superlink "$MM" coordinator superlink --config "$CONF"
 wait_for 120 "the upgraded coordinator's /healthz" healthy
 "$MM" version
 
-step "14. observe: status, Prometheus metrics, structured logs"
+step "14. observe: status from anywhere, the admin console, Prometheus metrics, structured logs"
+"$MM" admin status --kit kits/ops
+"$MM" admin sites --kit kits/ops
+"$MM" admin blocks --task ovarian --withdrawn --kit kits/ops
+"$MM" admin versions --task ovarian --kit kits/ops
 "$MM" coordinator status --config "$CONF"
+start console "$MM" admin console --kit kits/ops --listen "127.0.0.1:$CONSOLE"
+wait_for 60 "the admin console" console_page /healthz ok
+console_page / hosp-b || die "the console's overview does not show hosp-b"
+console_page "/versions/$LATEST" "# Model $LATEST" || die "the console does not show the card of $LATEST"
 "$PY" -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$METRICS/metrics', timeout=5).read().decode())" >metrics.txt
 grep -E '^mmlego_(model_versions|blocks|sites|fuse_rounds_total|evaluations|store_bytes)' metrics.txt
 grep -qE '^mmlego_model_versions\{recipe="merge"\} [1-9]' metrics.txt || die "the metrics do not show the merge versions"

@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 
 from common.artifacts import read_block_files
 from common.client import TLSFiles
+from common.pb.mmlego.v1 import admin_pb2 as apb
 from common.pb.mmlego.v1 import evaluation_pb2 as epb
 from common.pb.mmlego.v1 import registry_pb2 as pb
 from common.pki import enroll_site
@@ -25,7 +26,7 @@ from tests.coordinator.conftest import TASK, Consortium, signed_block
 
 Coord = tuple[str, CoordinatorConfig]
 STREAMING_REQUEST = {"UploadBlock"}
-STREAMING_RESPONSE = {"DownloadBlock", "DownloadModel", "DownloadCandidate"}
+STREAMING_RESPONSE = {"DownloadBlock", "DownloadModel", "DownloadCandidate", "RunFuse"}
 
 
 def requests(upload: list[bytes]) -> dict[str, list[bytes]]:
@@ -44,6 +45,8 @@ def requests(upload: list[bytes]) -> dict[str, list[bytes]]:
         "ReportEvaluation": epb.EvaluationReport(job_id="t1-e1", declined="too-few-patients"),
         "ListEvaluations": epb.ListEvaluationsRequest(task_id="t1"), "Evaluate": epb.EvaluateRequest(model_ids=["t1-v1"]),
         "GetRecommended": epb.GetRecommendedRequest(task_id="t1"),
+        "GetStatus": apb.GetStatusRequest(), "ListFuseRuns": apb.ListFuseRunsRequest(task_id="t1"),
+        "RunFuse": pb.FuseRequest(model_id="t1-v1"),
     }
     out = {name: [msg.SerializeToString()] for name, msg in one.items()}
     out["UploadBlock"] = upload

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from common.artifacts import read_block_files
 from common.client import RegistryClient
 from common.evaluation.candidates import Candidate
+from common.pb.mmlego.v1 import admin_pb2 as apb
 from common.pb.mmlego.v1 import evaluation_pb2 as epb
 from common.pb.mmlego.v1 import registry_pb2 as pb
 from common.serde import score_from_bytes
@@ -39,8 +40,9 @@ REQUEST = {"UploadBlock": pb.UploadChunk, "GetUploadStatus": pb.UploadStatusRequ
            "Fuse": pb.FuseRequest, "WithdrawSite": pb.WithdrawSiteRequest,
            "PendingEvaluations": epb.PendingEvaluationsRequest, "DownloadCandidate": epb.DownloadCandidateRequest,
            "ReportEvaluation": epb.EvaluationReport, "ListEvaluations": epb.ListEvaluationsRequest, "Evaluate": epb.EvaluateRequest,
-           "GetRecommended": epb.GetRecommendedRequest}
-STREAMING_RESPONSE = {"DownloadBlock", "DownloadModel", "DownloadCandidate"}
+           "GetRecommended": epb.GetRecommendedRequest, "GetStatus": apb.GetStatusRequest,
+           "ListFuseRuns": apb.ListFuseRunsRequest, "RunFuse": pb.FuseRequest}
+STREAMING_RESPONSE = {"DownloadBlock", "DownloadModel", "DownloadCandidate", "RunFuse"}
 PATHS = ["../", "../../etc/passwd", "a/../../b", "/etc/shadow", "..", ".", "x\x00y", "%2e%2e%2f", "C:\\windows", "t1/../t1",
          "ab" * 32 + "/..", "~root", "\u202e", "a" * 5000, ""]
 TRIED: Counter[str] = Counter()  # "inputs" and one count per status seen

@@ -15,10 +15,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from common.admin.render import render_status
 from common.client import CallError, RegistryClient, TLSFiles
 from common.pki import CAError, enroll_site, renew_kit
 from coordinator.flower import NODES_FILE
-from coordinator.operations import BackupError, backup, check_backup, render_status, restore, status
+from coordinator.operations import BackupError, backup, check_backup, restore, status
 from coordinator.registry import Registry
 from coordinator.server import serve
 from tests.coordinator.conftest import TASK, Consortium, signed_block

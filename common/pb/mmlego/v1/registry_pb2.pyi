@@ -279,20 +279,24 @@ class ModelVersion(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., task_id: _Optional[str] = ..., block_ids: _Optional[_Iterable[str]] = ..., recipe: _Optional[str] = ..., parameters: _Optional[_Mapping[str, str]] = ..., parent_id: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., weights_sha256: _Optional[str] = ..., weights_size: _Optional[int] = ..., card_json: _Optional[str] = ..., code_version: _Optional[str] = ...) -> None: ...
 
 class Site(_message.Message):
-    __slots__ = ("name", "modalities", "paired", "withdrawn", "block_count", "withdrawn_reason")
+    __slots__ = ("name", "modalities", "paired", "withdrawn", "block_count", "withdrawn_reason", "first_seen", "last_seen")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODALITIES_FIELD_NUMBER: _ClassVar[int]
     PAIRED_FIELD_NUMBER: _ClassVar[int]
     WITHDRAWN_FIELD_NUMBER: _ClassVar[int]
     BLOCK_COUNT_FIELD_NUMBER: _ClassVar[int]
     WITHDRAWN_REASON_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
     name: str
     modalities: _containers.RepeatedScalarFieldContainer[str]
     paired: bool
     withdrawn: bool
     block_count: int
     withdrawn_reason: str
-    def __init__(self, name: _Optional[str] = ..., modalities: _Optional[_Iterable[str]] = ..., paired: _Optional[bool] = ..., withdrawn: _Optional[bool] = ..., block_count: _Optional[int] = ..., withdrawn_reason: _Optional[str] = ...) -> None: ...
+    first_seen: str
+    last_seen: str
+    def __init__(self, name: _Optional[str] = ..., modalities: _Optional[_Iterable[str]] = ..., paired: _Optional[bool] = ..., withdrawn: _Optional[bool] = ..., block_count: _Optional[int] = ..., withdrawn_reason: _Optional[str] = ..., first_seen: _Optional[str] = ..., last_seen: _Optional[str] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
     __slots__ = ()
@@ -369,32 +373,44 @@ class GetModelRequest(_message.Message):
     def __init__(self, model_id: _Optional[str] = ...) -> None: ...
 
 class MergeRequest(_message.Message):
-    __slots__ = ("task_id", "latent_merge", "head_merge", "recipe", "deadline_s")
+    __slots__ = ("task_id", "latent_merge", "head_merge", "recipe", "deadline_s", "unmeasured")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     LATENT_MERGE_FIELD_NUMBER: _ClassVar[int]
     HEAD_MERGE_FIELD_NUMBER: _ClassVar[int]
     RECIPE_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
+    UNMEASURED_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     latent_merge: str
     head_merge: str
     recipe: str
     deadline_s: float
-    def __init__(self, task_id: _Optional[str] = ..., latent_merge: _Optional[str] = ..., head_merge: _Optional[str] = ..., recipe: _Optional[str] = ..., deadline_s: _Optional[float] = ...) -> None: ...
+    unmeasured: bool
+    def __init__(self, task_id: _Optional[str] = ..., latent_merge: _Optional[str] = ..., head_merge: _Optional[str] = ..., recipe: _Optional[str] = ..., deadline_s: _Optional[float] = ..., unmeasured: _Optional[bool] = ...) -> None: ...
 
 class FuseRequest(_message.Message):
-    __slots__ = ("model_id", "rounds", "epochs", "patience", "deadline_s")
+    __slots__ = ("model_id", "rounds", "epochs", "patience", "deadline_s", "mode", "lr", "proximal_mu", "expect_paired", "unvalidated")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     PATIENCE_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    LR_FIELD_NUMBER: _ClassVar[int]
+    PROXIMAL_MU_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_PAIRED_FIELD_NUMBER: _ClassVar[int]
+    UNVALIDATED_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     rounds: int
     epochs: int
     patience: int
     deadline_s: float
-    def __init__(self, model_id: _Optional[str] = ..., rounds: _Optional[int] = ..., epochs: _Optional[int] = ..., patience: _Optional[int] = ..., deadline_s: _Optional[float] = ...) -> None: ...
+    mode: str
+    lr: float
+    proximal_mu: float
+    expect_paired: int
+    unvalidated: bool
+    def __init__(self, model_id: _Optional[str] = ..., rounds: _Optional[int] = ..., epochs: _Optional[int] = ..., patience: _Optional[int] = ..., deadline_s: _Optional[float] = ..., mode: _Optional[str] = ..., lr: _Optional[float] = ..., proximal_mu: _Optional[float] = ..., expect_paired: _Optional[int] = ..., unvalidated: _Optional[bool] = ...) -> None: ...
 
 class WithdrawSiteRequest(_message.Message):
     __slots__ = ("site", "reason")

@@ -19,9 +19,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from common.records import PublicRanges, TaskRecord
-from common.tasks import TaskSpec
-from common.tomlconfig import Strict, read_toml
+from ..records import PublicRanges, TaskRecord
+from ..tomlconfig import Strict, read_toml
+from .spec import TaskSpec
 
 
 class RangesSection(Strict):
