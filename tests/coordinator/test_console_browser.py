@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,11 @@ from coordinator.servicer import FuseStart
 from tests.factories import edit_site_toml
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-playwright_api = pytest.importorskip("playwright.sync_api", reason="the test extra installs playwright")  # a dev install has it
+try:
+    import playwright.sync_api as playwright_api
+except ImportError:  # never skipped: the test extra installs it
+    pytest.fail("the Python package playwright is missing: pip install -e '.[test]' (it drives Debian's chromium; "
+                "it needs no browser download)", pytrace=False)
 SITES = {"hosp-a": ("genes",), "hosp-b": ("clinical",), "hosp-c": ("genes", "clinical")}
 
 
@@ -156,7 +161,7 @@ def answer_jobs(root: Path, within_s: float) -> None:
         for site in sorted(waiting):
             cfg = load_site_config(root / site / "site.toml")
             with RegistryClient(cfg.coordinator, cfg.tls) as client:
-                if evaluate_pending(cfg, client, lambda cfg=cfg: load_site_folder(cfg.data)):
+                if evaluate_pending(cfg, client, partial(load_site_folder, cfg.data)):
                     waiting.discard(site)
         time.sleep(0.5)
 
