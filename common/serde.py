@@ -189,6 +189,12 @@ def model_to_bytes(m: ModelRecord) -> bytes:
     return model_to_pb(m).SerializeToString(deterministic=True)
 
 
+def model_outline(data: bytes) -> tuple[str, str, tuple[str, ...]]:
+    """(model id, recipe, block ids) of a serialized version, without reading its card."""
+    msg = pb.ModelVersion.FromString(data)
+    return msg.model_id, msg.recipe, tuple(msg.block_ids)
+
+
 def model_from_bytes(data: bytes) -> ModelRecord:
     try:
         return model_from_pb(pb.ModelVersion.FromString(data))

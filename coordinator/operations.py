@@ -37,9 +37,10 @@ def status(registry: Registry) -> dict[str, Any]:
     """Tasks, sites, blocks and model versions of the store, as plain data."""
     store = registry.store
     tasks = []
+    every = registry.models()  # newest first, each card read once
     for t in registry.tasks():
         blocks = registry.blocks(t.task_id)
-        versions = registry.models(t.task_id)
+        versions = [m for m in every if m.task_id == t.task_id]
         rec = _recommended(registry, t.task_id) if versions else None
         tasks.append({"task": t.task_id, "kind": t.spec.kind, "modalities": list(t.modalities), "fuse_mode": t.fuse_mode,
                       "max_block_epsilon": t.max_block_epsilon or None,
@@ -54,7 +55,7 @@ def status(registry: Registry) -> dict[str, Any]:
     models = [{"model": m.model_id, "task": m.task_id, "recipe": m.recipe, "parent": m.parent_id, "blocks": len(m.block_ids),
                "created_at": m.created_at, "rounds": len(m.card.get("fuse", {}).get("rounds", [])),
                "val_metric": m.metrics.get("val_metric"),
-               "sites": sorted({b.get("site", "") for b in m.card.get("blocks", [])})} for m in registry.models()]
+               "sites": sorted({b.get("site", "") for b in m.card.get("blocks", [])})} for m in every]
     corrupt = [r[0] for r in store.db.query("SELECT block_id FROM blocks WHERE state = 'corrupt'")]
     blob_bytes = sum(p.stat().st_size for _, p in store.blobs.all_blobs())
     return {"store": str(store.root), "schema": SCHEMA_VERSION, "code_version": code_version(), "blob_bytes": blob_bytes,

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from common.evaluation import CandidateScore, compare, stratified_metric
 from common.evaluation.candidates import Candidate, JobStatus
 from common.evaluation.scores import Consortium
-from common.records import ModelRecord, Recommendation
-from common.serde import model_from_bytes, score_from_bytes, score_to_bytes
+from common.records import Recommendation
+from common.serde import model_from_bytes, model_outline, score_from_bytes, score_to_bytes
 
 from .errors import invalid, not_found
 from .evaluations import Evaluations
@@ -34,40 +34,36 @@ def version_scores(store: Store, model_id: str) -> dict[str, CandidateScore]:
     return {site: score_from_bytes(bytes(raw)) for site, raw in rows}
 
 
-def _usable(store: Store, m: ModelRecord) -> bool:
-    for block_id in m.block_ids:
-        b = store.db.block(block_id)
-        if b is None or b.state != "accepted":
-            return False
-    return True
-
-
 def recommend(store: Store, task_id: str) -> Recommendation:
     if store.task(task_id) is None:
         raise not_found(f"task {task_id!r} does not exist")
-    versions = [model_from_bytes(m) for m in reversed(store.db.model_messages(task_id))]  # oldest first
-    versions = [v for v in versions if _usable(store, v)]
+    accepted = store.db.accepted_block_ids(task_id)
+    raw = list(reversed(store.db.model_messages(task_id)))  # oldest first; a card is read only for the version chosen
+    outlines = [(i, *model_outline(m)) for i, m in enumerate(raw)]
+    versions = [(i, mid, recipe) for i, mid, recipe, blocks in outlines if all(b in accepted for b in blocks)]
     if not versions:
         raise not_found(f"task {task_id!r} has no model version of blocks that are all still accepted")
-    best: ModelRecord | None = None
+    best: int | None = None
     best_scores: dict[str, CandidateScore] = {}
-    for v in versions:
-        scores = version_scores(store, v.model_id)
+    for i, model_id, _ in versions:
+        scores = version_scores(store, model_id)
         if not scores:
             continue
         if best is None:
-            best, best_scores = v, scores
+            best, best_scores = i, scores
             continue
         mine, theirs, _ = compare(scores, best_scores)
         if math.isfinite(mine) and math.isfinite(theirs) and mine > theirs:
-            best, best_scores = v, scores
+            best, best_scores = i, scores
     if best is None:
-        merge = next((v for v in reversed(versions) if v.recipe == "merge"), versions[-1])
+        newest = next((i for i, _, recipe in reversed(versions) if recipe == "merge"), versions[-1][0])
+        merge = model_from_bytes(raw[newest])
         return Recommendation(task_id, merge, float("nan"), f"no version has consortium validation scores yet (no site "
                               f"scored any); {merge.model_id} is the newest merge version")
+    chosen = model_from_bytes(raw[best])
     value = stratified_metric([best_scores[s] for s in sorted(best_scores)])
     sites = tuple(sorted(best_scores))
-    return Recommendation(task_id, best, value, f"{best.model_id} ({best.recipe}) has the best consortium validation metric, "
+    return Recommendation(task_id, chosen, value, f"{chosen.model_id} ({chosen.recipe}) has the best consortium validation metric, "
                           f"{value:.4f} on {len(sites)} site(s); every other scored version was compared with it on the "
                           "sites that scored both", sites)
 

@@ -144,6 +144,29 @@ def streamed(fn: F) -> F:
     return inner  # type: ignore[return-value]
 
 
+def page_of(page_size: int, page_token: str) -> tuple[int, int | None]:
+    """(items per page, the sequence number to list below) of a paged list call."""
+    if page_size < 0:
+        raise invalid(f"page_size must be >= 0, got {page_size}")
+    try:
+        return min(1000, page_size or 100), int(page_token) if page_token else None
+    except ValueError:
+        raise invalid("page_token is not one this registry gave out") from None
+
+
+def fill_page(page: Any, rows: list[tuple[int, Any]], size: int) -> str:
+    """Append up to ``size`` of ``rows`` (seq, message) to ``page`` while it stays under
+    PAGE_BYTES (at least one: a reply stays well under the message limit); the next page's token."""
+    used, last = 0, None
+    for seq, msg in rows[:size]:
+        if len(page) and used + msg.ByteSize() > PAGE_BYTES:
+            break
+        page.append(msg)
+        used += msg.ByteSize()
+        last = seq
+    return str(last) if len(page) < len(rows) and last is not None else ""
+
+
 class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
     def __init__(self, registry: Registry, auth: Authenticator, insecure: bool,
                  fuse_runner: FuseRunner | None = None, metrics: Metrics | None = None) -> None:
@@ -206,25 +229,11 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
 
     @translated
     def ListBlocks(self, request: pb.ListBlocksRequest, context: grpc.ServicerContext) -> pb.ListBlocksResponse:
-        size = min(1000, request.page_size or 100)
-        if size < 0:
-            raise invalid(f"page_size must be >= 0, got {request.page_size}")
-        try:
-            before = int(request.page_token) if request.page_token else None
-        except ValueError:
-            raise invalid("page_token is not one this registry gave out") from None
+        size, before = page_of(request.page_size, request.page_token)
         rows = self.registry.store.db.block_page(request.task_id, request.site, request.modality, request.include_withdrawn,
                                                  before, size + 1)
-        out, used, last = pb.ListBlocksResponse(), 0, None
-        for seq, block in rows[:size]:
-            info = serde.block_to_pb(block)
-            if out.blocks and used + info.ByteSize() > PAGE_BYTES:
-                break  # the rest on the next page: a reply stays well under the message limit
-            out.blocks.append(info)
-            used += info.ByteSize()
-            last = seq
-        if len(out.blocks) < len(rows) and last is not None:
-            out.next_page_token = str(last)
+        out = pb.ListBlocksResponse()
+        out.next_page_token = fill_page(out.blocks, [(seq, serde.block_to_pb(b)) for seq, b in rows], size)
         return out
 
     @translated
@@ -237,7 +246,11 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
 
     @translated
     def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext) -> pb.ListModelsResponse:
-        return pb.ListModelsResponse(models=[serde.model_to_pb(m) for m in self.registry.models(request.task_id)])
+        size, before = page_of(request.page_size, request.page_token)
+        rows = self.registry.store.db.model_page(request.task_id, before, size + 1)
+        out = pb.ListModelsResponse()
+        out.next_page_token = fill_page(out.models, [(seq, pb.ModelVersion.FromString(m)) for seq, m in rows], size)
+        return out
 
     @translated
     def GetModel(self, request: pb.GetModelRequest, context: grpc.ServicerContext) -> pb.ModelVersion:

@@ -6,6 +6,7 @@ from a single patient."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import math
 from collections.abc import Iterable
@@ -96,6 +97,7 @@ def withdrew_line(s: SiteRecord) -> str:
 
 
 # ---- blocks ----------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4096)  # a site's blocks share its certificate: parse each once
 def signer_name(pem: bytes) -> str:
     """The name in a block signer's certificate ("" when there is none)."""
     if not pem:

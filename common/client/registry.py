@@ -107,7 +107,15 @@ class RegistryClient:
         return [serde.site_from_pb(s) for s in self.call("ListSites", pb.ListSitesRequest()).sites]
 
     def models(self, task_id: str = "") -> list[ModelRecord]:
-        return [serde.model_from_pb(m) for m in self.call("ListModels", pb.ListModelsRequest(task_id=task_id)).models]
+        """Every version (of ``task_id``), newest first, page by page."""
+        out: list[ModelRecord] = []
+        token = ""
+        while True:
+            reply = self.call("ListModels", pb.ListModelsRequest(task_id=task_id, page_token=token))
+            out += [serde.model_from_pb(m) for m in reply.models]
+            token = reply.next_page_token
+            if not token:
+                return out
 
     def model(self, model_id: str) -> ModelRecord:
         return serde.model_from_pb(self.call("GetModel", pb.GetModelRequest(model_id=model_id)))

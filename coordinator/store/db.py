@@ -118,9 +118,9 @@ class Database:
         return rows[0] if rows else None
 
     def sites(self, name: str | None = None) -> list[SiteRecord]:
-        sql = ("SELECT s.name, s.modalities, s.paired, s.withdrawn, s.withdrawn_reason, "
-               "(SELECT COUNT(*) FROM blocks b WHERE b.site = s.name AND b.state != 'corrupt'), s.first_seen, s.last_seen "
-               "FROM sites s")
+        sql = ("SELECT s.name, s.modalities, s.paired, s.withdrawn, s.withdrawn_reason, COALESCE(c.n, 0), s.first_seen, "
+               "s.last_seen FROM sites s LEFT JOIN (SELECT site, COUNT(*) AS n FROM blocks WHERE state != 'corrupt' "
+               "GROUP BY site) c ON c.site = s.name")
         rows = self.query(sql + (" WHERE s.name = ?" if name else "") + " ORDER BY s.name", (name,) if name else ())
         return [SiteRecord(r[0], tuple(json.loads(r[1])), bool(r[2]), bool(r[3]), int(r[5]), r[4], r[6], r[7]) for r in rows]
 
@@ -160,6 +160,9 @@ class Database:
             "(SELECT MAX(seq) FROM blocks x WHERE x.task_id = b.task_id AND x.site = b.site AND x.modality = b.modality "
             "AND x.state = 'accepted') ORDER BY modality, site", (task_id,))
         return [self._block(r) for r in rows]
+
+    def accepted_block_ids(self, task_id: str) -> set[str]:
+        return {r[0] for r in self.query("SELECT block_id FROM blocks WHERE task_id = ? AND state = 'accepted'", (task_id,))}
 
     def all_block_ids(self) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self.query("SELECT block_id, state FROM blocks")]
@@ -225,8 +228,22 @@ class Database:
         return bytes(rows[0][0]) if rows else None
 
     def model_messages(self, task_id: str = "") -> list[bytes]:
-        sql = "SELECT message FROM models" + (" WHERE task_id = ?" if task_id else "") + " ORDER BY seq DESC"
-        return [bytes(r[0]) for r in self.query(sql, (task_id,) if task_id else ())]
+        return [m for _, m in self.model_page(task_id)]
+
+    def model_page(self, task_id: str = "", before_seq: int | None = None, limit: int | None = None) -> list[tuple[int, bytes]]:
+        """(seq, serialized version) newest first, only those older than ``before_seq``, at most ``limit``."""
+        where: list[str] = []
+        args: list[object] = []
+        if task_id:
+            where.append("task_id = ?")
+            args.append(task_id)
+        if before_seq is not None:
+            where.append("seq < ?")
+            args.append(before_seq)
+        sql = ("SELECT seq, message FROM models" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq DESC"
+               + (" LIMIT ?" if limit is not None else ""))
+        rows = self.query(sql, (*args, *([limit] if limit is not None else [])))
+        return [(int(r[0]), bytes(r[1])) for r in rows]
 
     def referenced_blobs(self, conn: sqlite3.Connection | None = None) -> set[str]:
         """Every blob a block or model record names (through ``conn`` when given: inside a

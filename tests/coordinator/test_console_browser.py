@@ -111,6 +111,7 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]
     from common.admin import AdminClient, AdminKit
     from common.admin.console import make_console
 
+    chromium()  # before anything is built: without it these tests fail at once, saying how to install it
     root = tmp_path_factory.mktemp("console")
     data = load_builtin("ovarian")
     order = np.random.default_rng(0).permutation(len(data))

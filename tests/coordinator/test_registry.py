@@ -188,6 +188,29 @@ def test_list_blocks_pages_and_the_client_reads_every_page(consortium: Consortiu
         assert [b.block_id for b in site.blocks("t1")] == pushed[::-1]  # the client follows five pages
 
 
+def test_list_models_pages_too(consortium: Consortium, coordinator: tuple[str, CoordinatorConfig], tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by bench/console_bench.py: 20 versions of 400 blocks each (their cards) passed the
+    message limit in one ListModels reply, and the console's versions page failed. Pages now."""
+    from common.pb.mmlego.v1 import registry_pb2 as pb
+
+    address, _ = coordinator
+    with RegistryClient(address, consortium.tls("hosp-a")) as site:
+        site.push(signed_block(consortium, "hosp-a", tmp_path / "b", seed=1))
+    with RegistryClient(address, consortium.tls("ops")) as admin:
+        made = [admin.merge("t1").model_id for _ in range(3)]
+        first = admin.call("ListModels", pb.ListModelsRequest(task_id="t1", page_size=2))
+        assert [m.model_id for m in first.models] == made[:0:-1] and first.next_page_token
+        second = admin.call("ListModels", pb.ListModelsRequest(task_id="t1", page_size=2, page_token=first.next_page_token))
+        assert [m.model_id for m in second.models] == made[:1] and not second.next_page_token
+        with pytest.raises(CallError) as info:
+            admin.call("ListModels", pb.ListModelsRequest(page_token="x"))
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        monkeypatch.setattr("coordinator.servicer.PAGE_BYTES", 1)  # one version per reply
+        assert len(admin.call("ListModels", pb.ListModelsRequest()).models) == 1
+        assert [m.model_id for m in admin.models("t1")] == made[::-1]  # the client follows three pages
+
+
 def test_a_task_with_an_epsilon_limit_refuses_blocks_without_dp_or_above_it(consortium: Consortium, coordinator: Coord,
                                                                            tmp_path: Path) -> None:
     """max_block_epsilon: a block without DP accounting, or one that spent more, is refused with

@@ -76,7 +76,7 @@ HEX64 = re.compile(r"[0-9a-f]{64}")
 SITE_REQUESTS: dict[str, set[str]] = {
     "GetTaskRequest": {"task_id"}, "ListTasksRequest": set(), "UploadStatusRequest": {"upload_id"},
     "DownloadModelRequest": {"model_id"}, "DownloadBlockRequest": {"block_id", "offset"}, "GetModelRequest": {"model_id"},
-    "ListModelsRequest": {"task_id"}, "GetBlockRequest": {"block_id"},
+    "ListModelsRequest": {"task_id", "page_size", "page_token"}, "GetBlockRequest": {"block_id"},
     "ListBlocksRequest": {"task_id", "site", "modality", "include_withdrawn", "page_size", "page_token"},
     "PendingEvaluationsRequest": {"task_id"}, "DownloadCandidateRequest": {"job_id", "candidate_id", "offset"},
     "GetRecommendedRequest": {"task_id"},
