@@ -15,6 +15,7 @@ from common import serde
 from common.pb.mmlego.v1 import admin_pb2 as apb
 from common.pb.mmlego.v1 import admin_pb2_grpc as apb_grpc
 from common.pb.mmlego.v1 import registry_pb2 as pb
+from common.records import FuseRun
 
 from . import fuse_run
 from .errors import invalid, precondition
@@ -94,6 +95,6 @@ class AdminServicer(apb_grpc.AdminServicer):
         self.metrics.fuse_runs.labels("stored").inc()
         yield apb.FuseEvent(stored=serde.model_to_pb(self.registry.model(str(outcome["model"]))))
 
-    def _run(self, key: str) -> serde.FuseRun | None:
+    def _run(self, key: str) -> FuseRun | None:
         row = self.registry.store.db.fuse_run(key)
         return None if row is None else fuse_run.as_fuse_run(row)

@@ -200,8 +200,10 @@ def fuse(config: CoordinatorConfig, config_path: Path, model_id: str, cfg: FuseC
             out = streamed(command, flower_env(cli_home(config)), config.flower.run_timeout_s, relay)
         except subprocess.TimeoutExpired:
             stopped = stop_runs(config)
-            raise FuseError(f"the fuse run did not finish within {config.flower.run_timeout_s:.0f} s"
-                            f"{'; stopped it on the SuperLink' if stopped else ''}") from None
+            reason = (f"the fuse run did not finish within {config.flower.run_timeout_s:.0f} s"
+                      f"{'; stopped it on the SuperLink' if stopped else ''}")
+            _give_up(config, key, reason)
+            raise FuseError(reason) from None
         if "Connection to the SuperLink is unavailable" not in out or "Successfully started run" in out \
                 or attempt + 1 == START_TRIES:
             break
@@ -224,6 +226,19 @@ def fuse(config: CoordinatorConfig, config_path: Path, model_id: str, cfg: FuseC
         raise FuseError(f"the SuperLink at {where} is not reachable; is `mmlego coordinator superlink` running?")
     tail = out.strip()[-1500:]
     raise FuseError(f"the fuse run ended without a model version; its output ends: {tail}")
+
+
+def _give_up(config: CoordinatorConfig, key: str, reason: str) -> None:
+    """A run stopped from here is failed in its record too (the console would show it running)."""
+    from .store import Store
+
+    store = Store(config.store, recover=False, busy_timeout_s=config.busy_timeout_s)
+    try:
+        record = fuse_run.read(store, key)
+        if record is not None and record.state == "running":
+            fuse_run.finish(store, key, "failed", reason=reason)
+    finally:
+        store.close()
 
 
 def _record(config: CoordinatorConfig, key: str) -> fuse_run.RunRecord | None:

@@ -9,6 +9,7 @@ exactly :func:`centralized_fuse` on that site's data: the same seeds, the same s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
@@ -42,8 +43,8 @@ class FuseConfig:
         for name in ("rounds", "epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.proximal_mu < 0:
-            raise ValueError("lr must be > 0 and proximal_mu >= 0")
+        if not (math.isfinite(self.lr) and self.lr > 0 and math.isfinite(self.proximal_mu) and self.proximal_mu >= 0):
+            raise ValueError(f"lr must be a finite number > 0 and proximal_mu one >= 0, got {self.lr} and {self.proximal_mu}")
 
     @property
     def strategy(self) -> str:

@@ -198,7 +198,6 @@ class Database:
         with self.tx() as c:
             c.execute("DELETE FROM uploads WHERE key = ?", (key,))
 
-    # ---- model versions -------------------------------------------------------------------
     # ---- fuse runs ------------------------------------------------------------------------
     FUSE_RUN_COLS = ("run_key", "task_id", "parent_id", "started_at", "finished_at", "state", "model_id", "detail")
 
@@ -223,6 +222,7 @@ class Database:
                           "ORDER BY started_at DESC, rowid DESC LIMIT ?", (*args, limit))
         return [dict(zip(self.FUSE_RUN_COLS, r, strict=True)) for r in rows]
 
+    # ---- model versions -------------------------------------------------------------------
     def model_message(self, model_id: str) -> bytes | None:
         rows = self.query("SELECT message FROM models WHERE model_id = ?", (model_id,))
         return bytes(rows[0][0]) if rows else None

@@ -217,6 +217,9 @@ def test_admin_fuse_streams_rounds_and_ends_as_the_run_did(consortium: Consortiu
         assert run["rounds"][1]["validation"] == pytest.approx(0.62) and run["rounds"][1]["asked"] == 2
         code, out, _ = admin("fuse", "--model", "t1-v9", *k)
         assert code == 2
+        code, _, err = admin("fuse", "--model", "t1-v1", "--lr", "nan", *k)  # refused before a run starts
+        assert code == 2 and "INVALID_ARGUMENT" in err and "lr must be a finite number" in err
+        assert len(json.loads(admin("fuse-runs", "--json", *k)[1])) == 1
 
 
 def test_the_console_refuses_a_remote_address_without_its_flag_and_token(consortium: Consortium,
