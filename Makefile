@@ -52,7 +52,7 @@ browser:
 	  else echo "chromium is missing: the console's browser tests will fail (install it: sudo apt-get install chromium)"; fi; }
 
 test: $(STAMP) lint typecheck browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
