@@ -1,7 +1,7 @@
 """The ``mmlego`` command line: parses, validates, makes one call into library code.
 
 Exit codes: 0 success, 1 a run failed, 2 bad usage or input (typer's own usage errors too),
-3 an optional dependency is missing.
+3 an optional dependency is missing, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import typer
 
 from .version import code_version
 
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_MISSING_DEPENDENCY = 1, 2, 3
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_MISSING_DEPENDENCY, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 app = typer.Typer(name="mmlego", help="Multimodal Lego (MM-Lego) across hospitals.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from ..cli import EXIT_BAD_INPUT, EXIT_FAILED, fail
+from ..cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, fail
 from . import render
 
 app = typer.Typer(help="Operate the consortium from anywhere with an admin kit (mutual TLS to the coordinator).",
@@ -173,6 +173,9 @@ def fuse(model: str = typer.Option(..., "--model", help="The merge or ensemble v
         except NotStored as exc:
             outcome["reason"] = str(exc)
             text = render.not_fused_line(str(exc))
+        except KeyboardInterrupt:
+            raise fail("stopped following the fuse run; it goes on at the coordinator (see: mmlego admin fuse-runs)",
+                       EXIT_INTERRUPTED) from None
     emit({**outcome, "rounds": seen}, lambda _: text, as_json)
 
 

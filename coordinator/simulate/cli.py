@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail
+from common.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, fail
 
 app = typer.Typer(help="A whole consortium on this machine: coordinator, SuperLink and one site daemon per site.")
 
@@ -80,7 +80,7 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
         if seeds is not None:
             files = write_summary(summarize(reports), folder)
     except KeyboardInterrupt:
-        raise fail("interrupted; every process of the run was stopped", 130) from None
+        raise fail("interrupted; every process of the run was stopped", EXIT_INTERRUPTED) from None
     except (ConfigError, SimulationError) as exc:
         raise fail(str(exc), EXIT_BAD_INPUT if isinstance(exc, ConfigError) else EXIT_FAILED) from None
     except OSError as exc:  # e.g. the disk is full

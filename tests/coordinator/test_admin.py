@@ -231,3 +231,41 @@ def test_the_console_refuses_a_remote_address_without_its_flag_and_token(consort
     assert code == 2 and "token" in err
     code, _, err = admin("console", *k, "--listen", "nowhere")
     assert code == 2 and "nowhere" in err
+
+
+def test_ctrl_c_stops_following_a_fuse_run_not_the_run(consortium: Consortium, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from coordinator.server import serve
+    from tests.coordinator.conftest import TASK
+
+    cfg = consortium.config(store=tmp_path / "store")
+
+    def end() -> str:
+        raise NotStored("no round beat the parent t1-v1")
+
+    with serve(cfg, fuse_runner=FakeRun(cfg, end)) as running:
+        address = f"127.0.0.1:{running.port}"
+        with AdminClient(AdminKit.load(consortium.kit("ops"), address)) as c:
+            c.create_task(TASK)
+        with AdminClient(AdminKit("hosp-a", address, consortium.tls("hosp-a"))) as c:
+            c.push(signed_block(consortium, "hosp-a", tmp_path / "a", seed=3))
+        k = kit_args(consortium, address)
+        assert admin("merge", "--task", "t1", *k)[0] == 0
+        follow = subprocess.Popen([sys.executable, "-c", "from common.cli import run; run()", "admin", "fuse", "--model", "t1-v1",
+                                   *k], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not json.loads(admin("fuse-runs", "--json", *k)[1]) and time.monotonic() < deadline:
+                time.sleep(0.2)  # the run has begun
+            follow.send_signal(signal.SIGINT)
+            _, err = follow.communicate(timeout=30)
+        finally:
+            follow.kill()
+        assert follow.returncode == 130 and "stopped following the fuse run; it goes on" in err, err
+        deadline = time.monotonic() + 30
+        while (run := json.loads(admin("fuse-runs", "--json", *k)[1])[0])["state"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert run["state"] == "not-stored" and len(run["rounds"]) == 2  # the run went on to its end
