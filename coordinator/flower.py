@@ -230,22 +230,24 @@ def fuse(config: CoordinatorConfig, config_path: Path, model_id: str, cfg: FuseC
 
 def _give_up(config: CoordinatorConfig, key: str, reason: str) -> None:
     """A run stopped from here is failed in its record too (the console would show it running)."""
+
+    def fail_if_running(store: Any, record: fuse_run.RunRecord | None) -> None:
+        if record is not None and record.state == "running":
+            fuse_run.finish(store, key, "failed", reason=reason)
+
+    _record(config, key, fail_if_running)
+
+
+def _record(config: CoordinatorConfig, key: str,
+            then: Callable[[Any, fuse_run.RunRecord | None], None] = lambda *_: None) -> fuse_run.RunRecord | None:
+    """The run's record, read from the store (opened beside a running coordinator); ``then`` may
+    act on it while the store is open."""
     from .store import Store
 
     store = Store(config.store, recover=False, busy_timeout_s=config.busy_timeout_s)
     try:
         record = fuse_run.read(store, key)
-        if record is not None and record.state == "running":
-            fuse_run.finish(store, key, "failed", reason=reason)
-    finally:
-        store.close()
-
-
-def _record(config: CoordinatorConfig, key: str) -> fuse_run.RunRecord | None:
-    from .store import Store
-
-    store = Store(config.store, recover=False, busy_timeout_s=config.busy_timeout_s)
-    try:
-        return fuse_run.read(store, key)
+        then(store, record)
+        return record
     finally:
         store.close()

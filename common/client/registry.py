@@ -91,31 +91,28 @@ class RegistryClient:
     def tasks(self) -> list[TaskRecord]:
         return [serde.task_from_pb(t) for t in self.call("ListTasks", pb.ListTasksRequest()).tasks]
 
-    def blocks(self, task_id: str = "", site: str = "", modality: str = "", include_withdrawn: bool = False) -> list[BlockRecord]:
-        out: list[BlockRecord] = []
+    def _pages(self, method: str, request: Callable[[str], Any], field: str) -> Iterator[Any]:
+        """Every item of a paged list call, page by page (a registry of thousands of blocks or
+        versions does not fit in one message)."""
         token = ""
-        while True:  # page by page (a registry of thousands of blocks does not fit in one message)
-            req = pb.ListBlocksRequest(task_id=task_id, site=site, modality=modality, include_withdrawn=include_withdrawn,
-                                       page_token=token)
-            reply = self.call("ListBlocks", req)
-            out += [serde.block_from_pb(b) for b in reply.blocks]
+        while True:
+            reply = self.call(method, request(token))
+            yield from getattr(reply, field)
             token = reply.next_page_token
             if not token:
-                return out
+                return
+
+    def blocks(self, task_id: str = "", site: str = "", modality: str = "", include_withdrawn: bool = False) -> list[BlockRecord]:
+        return [serde.block_from_pb(b) for b in self._pages("ListBlocks", lambda token: pb.ListBlocksRequest(
+            task_id=task_id, site=site, modality=modality, include_withdrawn=include_withdrawn, page_token=token), "blocks")]
 
     def sites(self) -> list[SiteRecord]:
         return [serde.site_from_pb(s) for s in self.call("ListSites", pb.ListSitesRequest()).sites]
 
     def models(self, task_id: str = "") -> list[ModelRecord]:
-        """Every version (of ``task_id``), newest first, page by page."""
-        out: list[ModelRecord] = []
-        token = ""
-        while True:
-            reply = self.call("ListModels", pb.ListModelsRequest(task_id=task_id, page_token=token))
-            out += [serde.model_from_pb(m) for m in reply.models]
-            token = reply.next_page_token
-            if not token:
-                return out
+        """Every version (of ``task_id``), newest first."""
+        return [serde.model_from_pb(m) for m in self._pages(
+            "ListModels", lambda token: pb.ListModelsRequest(task_id=task_id, page_token=token), "models")]
 
     def model(self, model_id: str) -> ModelRecord:
         return serde.model_from_pb(self.call("GetModel", pb.GetModelRequest(model_id=model_id)))

@@ -123,21 +123,18 @@ def test_bad_kits_and_callers_are_refused_with_one_line(consortium: Consortium, 
     assert code == 2 and "is not a folder" in err and len(err.strip().splitlines()) == 1
     code, _, err = admin("status", "--kit", str(consortium.kit("hosp-a")))  # a site kit has no admin.toml
     assert code == 2 and "admin.toml: not found" in err
-    # a site's certificate in an admin kit's clothes
-    fake = tmp_path / "fake-admin"
-    fake.mkdir()
-    for f in ("tls.crt", "tls.key", "ca.crt"):
-        (fake / f).write_bytes((consortium.kit("hosp-a") / f).read_bytes())
-    (fake / "admin.toml").write_text(f'admin = "hosp-a"\ncoordinator = "{address}"\n')
-    code, _, err = admin("status", "--kit", str(fake))
+    def dressed_as_admin(source: str) -> str:
+        """The TLS files of another kit, with an admin.toml."""
+        kit = tmp_path / f"{source}-as-admin"
+        kit.mkdir()
+        for f in ("tls.crt", "tls.key", "ca.crt"):
+            (kit / f).write_bytes((consortium.kit(source) / f).read_bytes())
+        (kit / "admin.toml").write_text(f'admin = "ops"\ncoordinator = "{address}"\n')
+        return str(kit)
+
+    code, _, err = admin("status", "--kit", dressed_as_admin("hosp-a"))  # a site's certificate
     assert code == 1 and "PERMISSION_DENIED" in err and "is a site" in err
-    # another CA's certificate: refused in the TLS handshake
-    rogue = tmp_path / "rogue-admin"
-    rogue.mkdir()
-    for f in ("tls.crt", "tls.key", "ca.crt"):
-        (rogue / f).write_bytes((consortium.kit("rogue") / f).read_bytes())
-    (rogue / "admin.toml").write_text(f'admin = "ops"\ncoordinator = "{address}"\n')
-    code, _, err = admin("status", "--kit", str(rogue))
+    code, _, err = admin("status", "--kit", dressed_as_admin("rogue"))  # another CA's: refused in the TLS handshake
     assert code == 1 and "UNAVAILABLE" in err and "no TLS session" in err
     # a revoked admin
     enroll_admin(consortium.ca, "ops-gone", tmp_path / "gone", coordinator=address)
