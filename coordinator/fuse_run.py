@@ -33,6 +33,7 @@ class RunSettings:
     model_id: str = ""  # the version the run starts from
     coordinator_config: str = ""  # the coordinator.toml whose store the ServerApp opens
     node_sites: str = ""  # "<node id>=<site>,...": who registered each node key
+    partitions: str = ""  # simulation engine: the JSON file naming the site of each partition id (no node keys there)
     run_key: str = ""  # the run's record in the store
     min_sites: int = 1
     expect_paired: int = 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -79,20 +80,32 @@ class Builder:
 
     def __init__(self, cfg: SiteConfig, client: RegistryClient, task: TaskRecord) -> None:
         self.cfg, self.client, self.task = cfg, client, task
+        self.blocks: dict[str, Any] = {}  # block id -> the block, rebuilt once per job (a job's candidates share blocks)
+        self.versions: dict[str, tuple[Any, Any]] = {}  # model id -> (model, record), loaded once per job
 
     def block(self, block_id: str) -> Any:
+        if block_id in self.blocks:
+            return self.blocks[block_id]
         folder = self.cfg.state / "verified-blocks" / block_id
         if not (folder / "signer.crt").is_file():
             self.client.pull_block(block_id, folder)  # hashes, CA-issued signer, signature checked
-        block, manifest = load_block(folder)
+        try:
+            block, manifest = load_block(folder)
+        except (IntegrityError, OSError):  # a copy the machine lost part of (not synced): fetched again
+            shutil.rmtree(folder, ignore_errors=True)
+            self.client.pull_block(block_id, folder)
+            block, manifest = load_block(folder)
         if manifest.weights_sha256 != block_id or manifest.task_id != self.task.task_id:
             raise Unverifiable(f"block {block_id[:12]} is not a block of task {self.task.task_id}")
-        return block.eval()
+        self.blocks[block_id] = block.eval()
+        return self.blocks[block_id]
 
     def version(self, model_id: str) -> tuple[Any, Any]:
         from .fuse_client import model_folder
 
-        return load_model_folder(model_folder(self.cfg, model_id))  # every check of `site pull`
+        if model_id not in self.versions:  # a round's candidates and its parent share the version
+            self.versions[model_id] = load_model_folder(model_folder(self.cfg, model_id))  # every check of `site pull`
+        return self.versions[model_id]
 
     def build(self, job: EvaluationJob, c: Candidate) -> Scorable:
         if c.is_recipe:

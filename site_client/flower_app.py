@@ -1,10 +1,13 @@
 """The Flower ClientApp of a site (run by its SuperNode for every message): it only wraps the
-handlers of :mod:`site_client.fuse_client`. The node config names the site's site.toml."""
+handlers of :mod:`site_client.fuse_client`. The node config names the site's site.toml (on
+Flower's simulation engine, the run's partition file does)."""
 
 from __future__ import annotations
 
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
+
+from common.processes import give_back_memory
 
 from . import fuse_client
 
@@ -13,9 +16,13 @@ app = ClientApp()
 
 @app.query("describe")
 def describe(msg: Message, context: Context) -> Message:
-    return Message(fuse_client.describe(dict(context.node_config)), reply_to=msg)
+    return Message(fuse_client.describe(fuse_client.node_settings(context.node_config, context.run_config)), reply_to=msg)
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    return Message(fuse_client.train(msg.content, dict(context.node_config)), reply_to=msg)
+    try:
+        return Message(fuse_client.train(msg.content, fuse_client.node_settings(context.node_config, context.run_config)),
+                       reply_to=msg)
+    finally:  # on Flower's simulation engine this process serves the next site's round: the model's memory goes back
+        give_back_memory()

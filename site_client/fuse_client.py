@@ -7,8 +7,9 @@ leave the site; a failure is reported by its kind only (:class:`SiteFailure`).""
 from __future__ import annotations
 
 import functools
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,6 +49,17 @@ def guarded(handler: F) -> F:
     return run  # type: ignore[return-value]
 
 
+def node_settings(node_config: Mapping[str, Any], run_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The node config a handler reads: a SuperNode's own (``--node-config site-config=...``), or
+    on Flower's simulation engine, whose nodes carry only ``partition-id``, the site.toml that the
+    run's partition file (run config ``partitions``) names for that partition."""
+    out = dict(node_config)
+    if "site-config" not in out and "partition-id" in out and run_config.get("partitions"):
+        entries = json.loads(Path(str(run_config["partitions"])).read_text())
+        out["site-config"] = entries[int(out["partition-id"])]["config"]
+    return out
+
+
 def site_config(node_config: dict[str, Any]) -> SiteConfig:
     path = node_config.get("site-config")
     if not isinstance(path, str) or not path:
@@ -69,7 +81,7 @@ def model_folder(cfg: SiteConfig, model_id: str) -> Path:
         from common.client import RegistryClient
 
         with RegistryClient(cfg.coordinator, cfg.tls, insecure=cfg.insecure) as client:
-            client.pull_model(model_id, folder)
+            client.pull_model(model_id, folder, verified=cfg.state / "verified-blocks")  # blocks it checked before: linked
     return folder
 
 

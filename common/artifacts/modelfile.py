@@ -131,8 +131,8 @@ def load_model_folder(folder: str | os.PathLike[str]) -> tuple[LegoMerge | LegoF
         fused = LegoFuse(blocks, mode=record.parameters.get("mode", "stack"),  # type: ignore[arg-type]
                          head_merge=record.parameters.get("head_merge", "spherical"),
                          head_weights=recipe_weights(record.parameters, len(blocks)))
-        frozen = {k: v.clone() for k, v in fused.state_dict().items()
-                  if k not in {name for name, _ in fused.named_parameters()}}
+        trained = {name for name, _ in fused.named_parameters()}  # once: a set per key was quadratic in the blocks
+        frozen = {k: v.clone() for k, v in fused.state_dict().items() if k not in trained}
         try:
             fused.load_state_dict(st_load(data), strict=True)
         except RuntimeError as exc:

@@ -12,7 +12,7 @@ import typer
 
 from common.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, fail
 
-app = typer.Typer(help="A whole consortium on this machine: coordinator, SuperLink and one site daemon per site.")
+app = typer.Typer(help="A whole consortium on this machine (or a Ray cluster): coordinator, SuperLink and the sites.")
 
 
 @app.callback(invoke_without_command=True)
@@ -26,7 +26,17 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
                                               help="Repeat the whole run for seeds 0..N-1 (the split, the assignment of patients, "
                                                    "training) and report means and standard deviations over them."),
              parallel: int = typer.Option(8, "--parallel", min=1, max=500,
-                                          help="At most this many sites train at once (each is a process of ~0.5 GB).")) -> None:
+                                          help="At most this many sites train at once (each is a process of ~0.5 GB; "
+                                               "processes engine)."),
+             engine: str = typer.Option("processes", "--engine",
+                                        help="processes: every site is its own daemon process (SuperNode, ClientApps), "
+                                             "the most faithful for a handful of sites. ray: the sites' training and "
+                                             "evaluation are Ray tasks and LegoFuse runs on Flower's simulation engine, "
+                                             "for hundreds of sites or a Ray cluster."),
+             ray_address: str | None = typer.Option(None, "--ray-address",
+                                                    help="HOST:PORT of a running Ray cluster's head to attach to (ray "
+                                                         "engine); without it the run starts and stops a local Ray "
+                                                         "instance.")) -> None:
     """Run a simulated multi-site study end to end with the real system (processes on loopback,
     mutual TLS, SQLite, Flower) and write report.md, report.json and plots. Every model is compared
     on the same test patients; every choice is made on the sites' validation patients only."""
@@ -37,9 +47,14 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
     from .fleet import SimulationError
     from .render import summarize, summary_table, write_report, write_summary
     from .report import build_report
+    from .run import ENGINES
     from .run import simulate as run_consortium
     from .scenario import load_scenario, partition, scale_scenario
 
+    if engine not in ENGINES:
+        raise fail(f"--engine {engine!r} is not one of {', '.join(ENGINES)}", EXIT_BAD_INPUT)
+    if ray_address is not None and engine != "ray":
+        raise fail("--ray-address is for --engine ray", EXIT_BAD_INPUT)
     try:
         scn = scale_scenario(sites or 10, quick=quick) if scenario == "scale" else load_scenario(scenario, sites)
     except ConfigError as exc:
@@ -69,7 +84,7 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
             part = partition(one)
             try:
                 loaded = time.monotonic() - t
-                run = run_consortium(one, part, where, say, parallel)
+                run = run_consortium(one, part, where, say, parallel, engine=engine, ray_address=ray_address)
                 say("measuring every model on the held-out test patients" + (", with centralized references, the FedAvg "
                                                                              "baseline and the pooled reference"
                                                                              if one.spec.compare else ""))

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.processes import peak_rss
+from common.processes import descendants, peak_rss, pss, rss
 
 MMLEGO = [sys.executable, "-c", "from common.cli import run; run()"]
 
@@ -43,6 +43,8 @@ class Member:
 class Fleet:
     logs: Path
     members: dict[str, Member] = field(default_factory=dict)
+    total_peak: int = 0  # the most resident memory of all the run's processes (and this one) at one sample
+    total_pss_peak: int = 0  # the same counting each shared page once (proportional set sizes)
 
     def start(self, name: str, command: list[str], env: dict[str, str] | None = None, may_exit: bool = False) -> Member:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -70,9 +72,15 @@ class Fleet:
                                       f"its log {m.log} ends:\n{tail(m.log)}")
 
     def sample(self) -> None:
+        pids = {os.getpid()}
         for m in self.members.values():
             if m.proc.poll() is None:
                 m.peak = max(m.peak, peak_rss(m.proc.pid))
+                pids.add(m.proc.pid)
+        for pid in list(pids - {os.getpid()}):
+            pids.update(descendants(pid))
+        self.total_peak = max(self.total_peak, sum(rss(p) for p in pids))
+        self.total_pss_peak = max(self.total_pss_peak, sum(pss(p) for p in pids))
 
     def stop_all(self, grace_s: float = 20.0) -> None:
         """SIGTERM every process group (newest first), wait, then SIGKILL what is left."""

@@ -98,9 +98,15 @@ def write_report(report: dict[str, Any], out: Path) -> list[Path]:
     lines = [f"# mmlego simulate: {report['scenario']} (seed {report['seed']})", "", report["description"], ""]
     if report["synthetic"]:
         lines += ["**Synthetic data** (generated with a known signal per modality; not a clinical result).", ""]
-    lines += ["## Sites", "", "| site | modalities | paired | training patients | validation patients |", "|---|---|---|---|---|"]
+    where = report.get("placement") or {}  # ray engine: the Ray node of each site's block training
+    node_col = (" Ray node |", "---|") if where else ("", "")
+    lines += ["## Sites", "", f"| site | modalities | paired | training patients | validation patients |{node_col[0]}",
+              f"|---|---|---|---|---|{node_col[1]}"]
     lines += [f"| {s['name']} | {', '.join(s['modalities'])} | {'yes' if s['paired'] else 'no'} | {s['patients']} | "
-              f"{s['validation_patients']} |" for s in report["sites"]]
+              f"{s['validation_patients']} |" + (f" {where.get(s['name'], '?')} |" if where else "") for s in report["sites"]]
+    if where:
+        lines += ["", f"Engine: ray. Each site's block training ran as one Ray task; Ray nodes used: "
+                      f"{', '.join(sorted(set(where.values())))}."]
     lines += ["", f"Held-out test set: {report['test_patients']} patients no site trains on or chooses with. Every choice "
               "(the merge recipe, the LegoFuse round, the recommended version, the best block) was made on the sites' own "
               "validation patients, through federated evaluation (pair counts only).", ""]

@@ -293,7 +293,8 @@ def build_report(run: RunResult, scn: Scenario, part: Partition, extra_phases: d
                           patience=scn.spec.patience_rounds)
     report: dict[str, Any] = {
         "scenario": scn.name, "description": scn.spec.description, "synthetic": part.synthetic, "metric": spec.metric_name,
-        "task": run.task.task_id, "seed": scn.spec.seed,
+        "task": run.task.task_id, "seed": scn.spec.seed, "engine": run.engine,
+        "placement": dict(run.placement),  # ray engine: site -> the Ray node that trained its block(s)
         "sites": [{"name": s.name, "modalities": s.modalities, "paired": s.paired, **_held(part.sites[s.name])}
                   for s in scn.spec.sites],
         "test_patients": len(test), "val_patients": sum(len(p) for p in part.val),

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -58,6 +59,8 @@ class RunResult:
     recommended: Recommendation | None = None
     fuse_note: str = ""  # why no fused version was stored, when none was
     fuse_detail: dict[str, Any] = field(default_factory=dict)  # the fuse run's record: rounds run (history), curve
+    engine: str = "processes"
+    placement: dict[str, str] = field(default_factory=dict)  # ray engine: site -> the Ray node that trained its block(s)
 
 
 def task_record(scn: Scenario, part: Partition) -> TaskRecord:
@@ -96,13 +99,13 @@ def block_training(scn: Scenario) -> BlockTraining:
 
 
 def site_toml(name: str, modalities: list[str], paired: bool, coordinator: str, task: str, superlink: str, port: int,
-              scn: Scenario) -> str:
+              scn: Scenario, evaluation: bool = True) -> str:
     """A simulated site's site.toml (the one writer, common.sitetoml): its kit's files, the
     scenario's [train] settings and minimum cell size, and a short evaluation poll."""
     f = SiteFile(site=name, modalities=modalities, paired=paired, coordinator=coordinator, task=task,
                  flower=FlowerSection(superlink=superlink, port=port), train=block_training(scn),
                  privacy=SitePrivacy(min_cell_size=scn.spec.min_cell_size, block_epsilon=scn.spec.block_epsilon),
-                 evaluation=EvaluationSection(poll_s=2.0))
+                 evaluation=EvaluationSection(enabled=evaluation, poll_s=2.0))
     return render(f, f"simulated site {name} (mmlego simulate, scenario {scn.name})")
 
 
@@ -171,9 +174,10 @@ class Services:
     task: TaskRecord
     site_dirs: dict[str, Path]
     fuse: bool  # a paired site exists and the scenario asks for rounds
+    simulation: bool = False  # the ray engine: LegoFuse rounds on Flower's simulation engine (no SuperNodes)
 
 
-def setup(scn: Scenario, part: Partition, out: Path, relay: Relay | None) -> Services:
+def setup(scn: Scenario, part: Partition, out: Path, relay: Relay | None, simulation: bool = False) -> Services:
     """CA, coordinator credentials and configuration, the task, every site's kit and data folder."""
     ca = CertificateAuthority.init(out / "ca")
     address = f"127.0.0.1:{free_port()}"
@@ -186,7 +190,8 @@ def setup(scn: Scenario, part: Partition, out: Path, relay: Relay | None) -> Ser
     text = render_config(address, "server.crt", "server.key", "ca.crt", "../ca/crl.pem", store="store",
                          evaluation_deadline_s=scn.spec.eval_deadline_s)
     text += (f'\n[flower]\nsuperlink = "{superlink}"\nhome = "flower"\nround_timeout_s = 600.0\n'
-             f'discovery_timeout_s = 300.0\nmin_sites = 1\nexpect_sites = {len(paired)}\nrun_timeout_s = 3600.0\n')
+             f'discovery_timeout_s = 300.0\nmin_sites = 1\nexpect_sites = {len(paired)}\nrun_timeout_s = 3600.0\n'
+             f'simulation = {"true" if simulation else "false"}\n')
     config_path.write_text(text)
     task = task_record(scn, part)
     fuse = bool(paired) and scn.spec.rounds > 0
@@ -197,14 +202,15 @@ def setup(scn: Scenario, part: Partition, out: Path, relay: Relay | None) -> Ser
         folder = enroll_site(ca, s.name, s.modalities, out / "sites" / s.name, paired=s.paired, coordinator=site_address)
         export_site_folder(part.sites[s.name], folder / "data")
         (folder / "site.toml").write_text(site_toml(s.name, s.modalities, s.paired, site_address, task.task_id,
-                                                    site_superlink, free_port(), scn))
+                                                    site_superlink, free_port(), scn, s.evaluation))
         site_dirs[s.name] = folder
     return Services(address, TLSFiles(admin_dir / "tls.crt", admin_dir / "tls.key", admin_dir / "ca.crt"), config_path, task,
-                    site_dirs, fuse)
+                    site_dirs, fuse, simulation)
 
 
-def start_services(scn: Scenario, svc: Services, fleet: Fleet, say: Say) -> None:
-    """The coordinator (and the task), and with paired sites the SuperLink and their node keys."""
+def start_services(scn: Scenario, svc: Services, fleet: Fleet, say: Say, env: dict[str, str] | None = None) -> None:
+    """The coordinator (and the task), and with paired sites the SuperLink and their node keys
+    (on the simulation engine: the partition file naming the paired sites; ``env`` names the Ray cluster)."""
     fleet.start("coordinator", [*MMLEGO, "coordinator", "serve", "--config", str(svc.config_path)])
     fleet.wait_for_text("coordinator", "listening on", 120)
     with RegistryClient(svc.address, svc.admin_tls) as admin:
@@ -212,11 +218,27 @@ def start_services(scn: Scenario, svc: Services, fleet: Fleet, say: Say) -> None
     say(f"coordinator listening on {svc.address} (mutual TLS, SQLite store); task {svc.task.task_id} created")
     if not svc.fuse:
         return
-    from ..flower import register_node
+    from ..flower import register_node, register_partitions
 
     paired = [s for s in scn.spec.sites if s.paired]
-    fleet.start("superlink", [*MMLEGO, "coordinator", "superlink", "--config", str(svc.config_path)])
+    fleet.start("superlink", [*MMLEGO, "coordinator", "superlink", "--config", str(svc.config_path)], env=env)
     cfg = load_config(svc.config_path)
+    if svc.simulation:
+        register_partitions(cfg, {s.name: svc.site_dirs[s.name] / "site.toml" for s in paired})
+        host, _, port = cfg.flower.superlink.rpartition(":")
+        deadline = time.monotonic() + 120
+        while True:  # listening: `flwr run` can start a run
+            fleet.check()
+            try:
+                socket.create_connection((host, int(port)), timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SimulationError(f"the SuperLink did not listen on {cfg.flower.superlink} within 120 s") from None
+                time.sleep(0.5)
+        say(f"Flower SuperLink on {cfg.flower.superlink} (TLS, simulation engine on the Ray cluster): the ClientApps of "
+            f"{', '.join(s.name for s in paired)} run as Ray actors")
+        return
     deadline = time.monotonic() + 120
     for s in paired:
         while True:
@@ -273,10 +295,42 @@ def train_and_push(scn: Scenario, svc: Services, fleet: Fleet, progress: Progres
 T = TypeVar("T")
 
 
-def with_evaluators(scn: Scenario, svc: Services, fleet: Fleet, parallel: int, action: Callable[[], T]) -> T:
-    """Run an operator's ``action`` (a merge, a fuse run) in a thread; meanwhile start ``mmlego site
-    evaluate`` for every site without a running daemon that an open evaluation job waits for (at
-    most ``parallel`` at once, twice per site and job at most), as a hospital's scheduled job would."""
+class Evaluators(Protocol):
+    """Who answers the evaluation jobs of sites that keep no daemon running, and how they are started."""
+
+    sites: list[str]  # the sites this starts evaluators for
+
+    def busy(self) -> set[str]: ...  # sites with an evaluator running now
+
+    def start(self, site: str) -> None: ...
+
+    def check(self) -> None: ...  # raise if a process of the run stopped
+
+
+class ProcessEvaluators:
+    """``mmlego site evaluate`` processes, as a hospital's scheduled job would run them, for the
+    sites whose daemon exited after pushing (a paired site's daemon keeps answering)."""
+
+    def __init__(self, scn: Scenario, svc: Services, fleet: Fleet) -> None:
+        self.svc, self.fleet, self.n = svc, fleet, 0
+        self.sites = [s.name for s in scn.spec.sites if not s.paired]
+
+    def busy(self) -> set[str]:
+        return {m.name.split()[1] for m in self.fleet.members.values() if m.name.startswith("evaluate ") and m.proc.poll() is None}
+
+    def start(self, site: str) -> None:
+        self.n += 1
+        self.fleet.start(f"evaluate {site} {self.n}", [*MMLEGO, "site", "evaluate", "--wait", "30", "--config",
+                                                      str(self.svc.site_dirs[site] / "site.toml")], env=site_env(), may_exit=True)
+
+    def check(self) -> None:
+        self.fleet.check()
+
+
+def with_evaluators(svc: Services, evaluators: Evaluators, parallel: int, action: Callable[[], T]) -> T:
+    """Run an operator's ``action`` (a merge, a fuse run) in a thread; meanwhile start an evaluator
+    for every site of ``evaluators`` that an open evaluation job waits for (at most ``parallel`` at
+    once, twice per site and job at most)."""
     outcome: dict[str, Any] = {}
 
     def work() -> None:
@@ -287,24 +341,19 @@ def with_evaluators(scn: Scenario, svc: Services, fleet: Fleet, parallel: int, a
 
     worker = threading.Thread(target=work, daemon=True)
     worker.start()
-    once = [s.name for s in scn.spec.sites if not s.paired]
     tries: dict[tuple[str, str], int] = {}
-    n = 0
     with RegistryClient(svc.address, svc.admin_tls) as admin:
         while worker.is_alive():
-            fleet.check()
-            running = [m for m in fleet.members.values() if m.name.startswith("evaluate ") and m.proc.poll() is None]
-            busy = {m.name.split()[1] for m in running}
-            for st in admin.evaluations(svc.task.task_id, open_only=True) if once else []:
+            evaluators.check()
+            busy = evaluators.busy()
+            for st in admin.evaluations(svc.task.task_id, open_only=True) if evaluators.sites else []:
                 answered = set(st.reported) | set(st.declined)
-                for site in once:
+                for site in evaluators.sites:
                     key = (site, st.job.job_id)
                     if site in answered or site in busy or tries.get(key, 0) >= 2 or len(busy) >= parallel:
                         continue
                     tries[key] = tries.get(key, 0) + 1
-                    n += 1
-                    fleet.start(f"evaluate {site} {n}", [*MMLEGO, "site", "evaluate", "--wait", "30", "--config",
-                                                        str(svc.site_dirs[site] / "site.toml")], env=site_env(), may_exit=True)
+                    evaluators.start(site)
                     busy.add(site)
             worker.join(0.5)
     if "error" in outcome:
@@ -325,12 +374,13 @@ class Operated:
     fuse_detail: dict[str, Any] = field(default_factory=dict)  # the fuse run's record: rounds run, curve
 
 
-def operate(scn: Scenario, svc: Services, fleet: Fleet, out: Path, say: Say, parallel: int, phases: dict[str, float]) -> Operated:
+def operate(scn: Scenario, svc: Services, evaluators: Evaluators, out: Path, say: Say, parallel: int,
+            phases: dict[str, float]) -> Operated:
     """Merge (recipe auto: the sites' validation chooses), LegoFuse rounds from it (kept only if a
     round beats it on consortium validation), the recommendation, and pulling every version."""
     t = time.monotonic()
     with RegistryClient(svc.address, svc.admin_tls) as admin:
-        merged = with_evaluators(scn, svc, fleet, parallel,
+        merged = with_evaluators(svc, evaluators, parallel,
                                  lambda: admin.merge(svc.task.task_id, recipe="auto", deadline_s=scn.spec.eval_deadline_s))
         blocks = admin.blocks(svc.task.task_id)
     validation = merged.card.get("validation", {})
@@ -351,7 +401,7 @@ def operate(scn: Scenario, svc: Services, fleet: Fleet, out: Path, say: Say, par
         say(f"LegoFuse: at most {fuse_cfg.rounds} rounds x {fuse_cfg.epochs} epochs on {', '.join(paired)} (Flower); every "
             "site scores each round's model against the merge")
         try:
-            result = with_evaluators(scn, svc, fleet, parallel, lambda: run_fuse(
+            result = with_evaluators(svc, evaluators, parallel, lambda: run_fuse(
                 cfg, svc.config_path, merged.model_id, fuse_cfg, len(paired), progress=lambda line: say("    " + line),
                 deadline_s=scn.spec.eval_deadline_s))
             fuse_detail = result.detail
@@ -378,34 +428,115 @@ def operate(scn: Scenario, svc: Services, fleet: Fleet, out: Path, say: Say, par
     return Operated(merged, fused, note, recommended, blocks, model_dirs, fuse_detail)
 
 
+ENGINES = ("processes", "ray")
+
+
+class Engine(Protocol):
+    """Where the sites' work runs: each phase of :func:`simulate` asks the engine for its part."""
+
+    name: str
+    placement: dict[str, str]  # site -> where its block(s) were trained, when the engine knows
+
+    @property
+    def parallel(self) -> int: ...  # sites' evaluators at once
+
+    def start(self) -> str | None: ...  # what it started (a phase name), or None
+
+    def superlink_env(self) -> dict[str, str] | None: ...  # the SuperLink's environment
+
+    def train_and_push(self, svc: Services, progress: Progress, timeout_s: float) -> None: ...
+
+    def evaluators(self, svc: Services) -> Evaluators: ...
+
+    def disconnect(self) -> None: ...  # before the run's processes are stopped
+
+    def cleanup(self) -> None: ...  # after
+
+
+class ProcessesEngine:
+    """Every site its own daemon process (and SuperNode, ClientApp processes): at most
+    ``parallel`` training at once."""
+
+    name = "processes"
+
+    def __init__(self, scn: Scenario, fleet: Fleet, say: Say, parallel: int) -> None:
+        self.scn, self.fleet, self.say, self.parallel = scn, fleet, say, parallel
+        self.placement: dict[str, str] = {}
+
+    def start(self) -> str | None:
+        return None
+
+    def superlink_env(self) -> dict[str, str] | None:
+        return None
+
+    def train_and_push(self, svc: Services, progress: Progress, timeout_s: float) -> None:
+        train_and_push(self.scn, svc, self.fleet, progress, self.say, self.parallel, timeout_s)
+
+    def evaluators(self, svc: Services) -> Evaluators:
+        return ProcessEvaluators(self.scn, svc, self.fleet)
+
+    def disconnect(self) -> None:
+        pass
+
+    def cleanup(self) -> None:
+        pass
+
+
+def make_engine(name: str, scn: Scenario, fleet: Fleet, say: Say, parallel: int, ray_address: str | None) -> Engine:
+    if name == "ray":
+        from .rayengine import RayEngine
+
+        return RayEngine(fleet, ray_address, say)
+    if name == "processes":
+        return ProcessesEngine(scn, fleet, say, parallel)
+    raise ConfigError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
+
+
 def simulate(scn: Scenario, part: Partition, out: Path, say: Say, parallel: int = 8, push_timeout_s: float = 3600.0,
-             relay: Relay | None = None) -> RunResult:
-    """Run the consortium of ``scn`` on ``part`` in ``out`` with at most ``parallel`` sites
-    training at once; every process is stopped on return or error."""
+             relay: Relay | None = None, engine: str = "processes", ray_address: str | None = None) -> RunResult:
+    """Run the consortium of ``scn`` on ``part`` in ``out``; every process the run started is
+    stopped on return or error. ``engine`` "processes": every site is its own daemon process (at
+    most ``parallel`` training at once); "ray": the sites' work runs as Ray tasks and LegoFuse on
+    Flower's simulation engine (:mod:`.rayengine`), on a local Ray instance or the cluster at
+    ``ray_address``."""
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
     out.mkdir(parents=True, exist_ok=True)
     if any(out.iterdir()):
         raise SimulationError(f"{out} is not empty; give a new --out folder")
     phases: dict[str, float] = {}
     t0 = time.monotonic()
-    svc = setup(scn, part, out, relay)
+    svc = setup(scn, part, out, relay, simulation=engine == "ray")
     phases["setup (CA, kits, site data)"] = time.monotonic() - t0
     say(f"run folder {out}: CA, coordinator credentials, {len(svc.site_dirs)} site kits and data folders written")
     fleet = Fleet(out / "logs")
+    progress = Progress({s.name: fleet.logs / f"site-{s.name}.log" for s in scn.spec.sites}, say, t0)
+    sites = make_engine(engine, scn, fleet, say, parallel, ray_address)
     try:
         t = time.monotonic()
-        start_services(scn, svc, fleet, say)
+        started = sites.start()
+        if started:
+            phases[started] = time.monotonic() - t
+        t = time.monotonic()
+        start_services(scn, svc, fleet, say, env=sites.superlink_env())
         phases["start coordinator and SuperLink"] = time.monotonic() - t
         t = time.monotonic()
-        progress = Progress({s.name: fleet.logs / f"site-{s.name}.log" for s in scn.spec.sites}, say, t0)
-        train_and_push(scn, svc, fleet, progress, say, parallel, push_timeout_s)
+        sites.train_and_push(svc, progress, push_timeout_s)
         phases["sites train and push blocks"] = time.monotonic() - t
-        done = operate(scn, svc, fleet, out, say, parallel, phases)
+        done = operate(scn, svc, sites.evaluators(svc), out, say, sites.parallel, phases)
         progress.poll()
         fleet.sample()
         peaks = {m.name: m.peak for m in fleet.members.values() if not m.name.startswith("evaluate ")}
-        peaks["site evaluate (max)"] = max((m.peak for m in fleet.members.values() if m.name.startswith("evaluate ")), default=0)
+        evaluate = [m.peak for m in fleet.members.values() if m.name.startswith("evaluate ")]
+        if evaluate:
+            peaks["site evaluate (max)"] = max(evaluate)
+        peaks["total (all the run's processes at once)"] = fleet.total_peak
+        peaks["total, shared pages counted once (PSS)"] = fleet.total_pss_peak
     finally:
+        sites.disconnect()
         fleet.stop_all()
+        sites.cleanup()
     say("every process stopped")
     return RunResult(out, svc.task, done.merged, done.fused, done.model_dirs, done.blocks, svc.site_dirs, phases, peaks,
-                     progress.events, done.recommended, done.fuse_note, done.fuse_detail)
+                     progress.events, done.recommended, done.fuse_note, done.fuse_detail, engine=engine,
+                     placement=dict(sites.placement))

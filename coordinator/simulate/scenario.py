@@ -18,6 +18,7 @@ splits the training patients that no ``group`` took, in proportion. Built-in sce
 
 from __future__ import annotations
 
+import random
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,6 +43,7 @@ class SiteEntry(Strict):
     group: str | None = None  # the patients of this group (study) of the dataset
     share: float | None = Field(default=None, gt=0)  # a share of the training patients no group took
     data: str | None = None  # the site's own data folder (data.toml), relative to the scenario file
+    evaluation: bool = True  # the site answers evaluation jobs ([evaluation] enabled); false: it declines them
 
     @model_validator(mode="after")
     def _one_source(self) -> SiteEntry:
@@ -163,17 +165,30 @@ def builtin_names() -> list[str]:
     return [*sorted(p.stem for p in BUILTIN_DIR.glob("*.toml")), "scale"]
 
 
+SCALE_SCORERS = 50  # sites of the scale scenario that answer evaluation jobs; the others have evaluation switched off
+# paired sites of the scale scenario, at most: LegoFuse fine-tunes every block of the merge, so a
+# round's message to a site and its reply each carry all blocks' weights (165 MB at 500 sites)
+SCALE_PAIRED = 10
+
+
 def scale_scenario(sites: int, patients_per_site: int = 120, quick: bool = False) -> Scenario:
     """``sites`` synthetic hospitals: alternately omics-only and clinical-only, and every tenth
-    (at least one) holds both (paired)."""
+    (at least one, at most :data:`SCALE_PAIRED`) holds both (paired). At most :data:`SCALE_SCORERS` of them, drawn with a fixed
+    seed, score candidates and rounds on their validation patients (every site scores up to that
+    many); the others decline evaluation jobs, as hospitals that switched it off do. Each scoring
+    site rebuilds every candidate from all the blocks, so scoring by all of a few hundred sites
+    grows with the square of the consortium."""
     if sites < 2:
         raise ConfigError("the scale scenario needs --sites 2 or more")
+    scorers = set(random.Random(0).sample(range(sites), min(sites, SCALE_SCORERS)))
     entries = []
     for i in range(sites):
-        mods = ["omics", "clinical"] if i % 10 == 9 or (sites < 10 and i == sites - 1) else [("omics", "clinical")[i % 2]]
-        entries.append(SiteEntry(name=f"site-{i + 1:03d}", modalities=mods, share=1.0))
+        paired = (i % 10 == 9 and i // 10 < SCALE_PAIRED) or (sites < 10 and i == sites - 1)
+        mods = ["omics", "clinical"] if paired else [("omics", "clinical")[i % 2]]
+        entries.append(SiteEntry(name=f"site-{i + 1:03d}", modalities=mods, share=1.0, evaluation=i in scorers))
     n = max(200, int(sites * patients_per_site / 0.7))
-    spec = ScenarioFile(name=f"scale-{sites}", description=f"{sites} hospitals on synthetic data (scale run)",
+    spec = ScenarioFile(name=f"scale-{sites}", description=f"{sites} hospitals on synthetic data (scale run; "
+                                                           f"{len(scorers)} of them score evaluation jobs)",
                         synthetic=SyntheticSection(patients=n), rounds=1, epochs=1, block_epochs=3 if quick else 10,
                         patience=3, latent_rows=8, latent_dim=16, compare=False, sites=entries)
     return Scenario(spec, None)

@@ -1,6 +1,7 @@
-"""`mmlego simulate` end to end as a user runs it (a quick scenario: real coordinator, SuperLink
+"""`mmlego simulate` end to end as a user runs it (quick scenarios: real coordinator, SuperLink
 and site daemon processes on loopback), its report checked for internal consistency; Ctrl-C in
-the middle of a run stops every process it started; a process that dies is named with its log."""
+the middle of a run stops every process it started; a process that dies is named with its log.
+A quick scenario over two seeds, and the same scenario on both engines: tests/simulate/test_ray_engine.py."""
 
 from __future__ import annotations
 
@@ -34,42 +35,6 @@ def processes_mentioning(text: str) -> list[int]:
         if text in cmdline and "Z" not in state.split()[1]:
             found.append(int(proc.name))
     return found
-
-
-def test_a_quick_scenario_over_two_seeds_runs_end_to_end_and_judges_every_model_on_the_same_patients(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    done = subprocess.run([*MMLEGO, "simulate", "--scenario", "ovarian-4", "--quick", "--seeds", "2", "--out", str(out)],
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for line in ("hosp-16        training genes", "pushed clinical", "LegoMerge: model version ovarian-4-v1", "round 1 of 2",
-                 "recommended version: ovarian-4-v", "every process stopped", "| kind | model | test patients |"):
-        assert line in done.stdout, line
-    summary = json.loads((out / "report.json").read_text())
-    kinds = {r["kind"]: r for r in summary["summary"]}
-    assert set(kinds) == {"best-block", "ensemble", "merge-uniform", "merge", "fuse", "recommended", "baseline", "pooled"}
-    assert all(r["seeds"] == [0, 1] and len(r["values"]) == 2 and 0 < r["mean"] < 1 for r in kinds.values())
-    assert len({r["patients"] for r in kinds.values()}) == 1  # every model on the same test patients
-    assert {s["site"] for s in summary["per_site"]} == {"hosp-16", "hosp-4", "hosp-9", "hosp-13"}
-    assert all("own-block" in {x["kind"] for x in s["rows"]} for s in summary["per_site"])
-    for seed in (0, 1):
-        report = json.loads((out / f"seed-{seed}" / "report.json").read_text())
-        sites = {"hosp-16", "hosp-4", "hosp-9", "hosp-13"}
-        assert report["seed"] == seed and {b["site"] for b in report["blocks"]} == sites
-        v = report["merge"]["validation"]
-        assert v["evaluated"] and set(v["scored_by"]) | set(v["declined_by"]) == sites and v["silent"] == []
-        assert v["chosen"] in {c["candidate"] for c in v["candidates"]}
-        assert v["scored_by"] and all(report["communication"][s]["evaluation_down"] > 0 for s in v["scored_by"])
-        assert report["centralized"]["merge_exact"] is True  # the published recipe is the centralized one, bit for bit
-        assert report["recommended"]["model"].startswith("ovarian-4-v")
-        fuse = report["fuse"]
-        assert ("model" in fuse) != ("not_stored" in fuse)  # a kept round, or the reason none was kept
-        assert report["communication"]["hosp-13"]["mmlego_rounds"] >= 1 and report["communication"]["hosp-16"]["mmlego_rounds"] == 0
-        assert report["baseline"]["sites"] == ["hosp-13"] and all(report["checks"].values())
-        assert {"sites train and push blocks", "merge (sites score the candidates)"} <= set(report["phases_s"])
-        for name in ("report.md", "test_metrics.png", "communication.png"):
-            assert (out / f"seed-{seed}" / name).stat().st_size > 0
-    assert "| merge-uniform |" in (out / "report.md").read_text()
-    assert processes_mentioning(str(out)) == []
 
 
 def test_a_scenario_of_site_data_folders_with_different_modalities_runs(tmp_path: Path) -> None:
