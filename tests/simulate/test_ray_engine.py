@@ -23,7 +23,7 @@ from safetensors.numpy import load_file
 
 from coordinator.launch import free_port
 from site_client.fuse_client import node_settings
-from tests.simulate.test_simulate_run import MMLEGO, processes_mentioning
+from tests.simulate.test_simulate_run import MMLEGO, gone, interrupted, processes_mentioning
 
 RAY = str(Path(sys.executable).parent / "ray")
 RAY_TEMP = "mmlego-ray-"  # the prefix of the temp folder of a Ray instance that a run starts
@@ -37,13 +37,6 @@ def tensors(path: Path) -> dict[str, str]:
 def blocks(run: Path) -> dict[str, dict[str, str]]:
     """Every site's block folders (content-addressed names) -> the sha256 of each tensor."""
     return {f"{f.parent.parent.parent.name}/{f.parent.name}": tensors(f) for f in sorted(run.glob("sites/*/blocks/*/weights.safetensors"))}
-
-
-def gone(text: str, within_s: float = 20.0) -> list[int]:
-    deadline = time.monotonic() + within_s
-    while processes_mentioning(text) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return processes_mentioning(text)
 
 
 @pytest.fixture(scope="module")
@@ -197,24 +190,7 @@ def test_a_ray_worker_that_dies_ends_the_run_naming_the_site(tmp_path: Path) -> 
 
 def test_ctrl_c_stops_the_ray_instance_of_the_run(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = subprocess.Popen([*MMLEGO, "simulate", "--scenario", "nki70-3", "--quick", "--engine", "ray", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        lines = []
-        deadline = time.monotonic() + 240
-        assert proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if "submitted as Ray tasks" in line or not line:
-                break
-        assert processes_mentioning(RAY_TEMP), "".join(lines)  # the run's Ray instance is up
-        proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130 and "interrupted; every process of the run was stopped" in rest, rest[-2000:]
+    interrupted(["--scenario", "nki70-3", "--quick", "--engine", "ray"], out, "submitted as Ray tasks", RAY_TEMP)
     assert gone(str(out)) == [] and gone(RAY_TEMP) == [] and gone(RAY_WORKER) == []
 
 

@@ -94,30 +94,44 @@ def test_the_slide_scenario_runs_end_to_end_on_per_slide_files(tmp_path: Path) -
     assert not (out / "sites" / "hosp-genes" / "data" / "slides").exists()
 
 
-def test_ctrl_c_stops_every_process_of_the_run(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    proc = subprocess.Popen([*MMLEGO, "simulate", "--scenario", "nki70-3", "--quick", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def interrupted(args: list[str], out: Path, marker: str, running: str) -> str:
+    """Start ``mmlego simulate ARGS --out OUT``, send it SIGINT (Ctrl-C) once a line with
+    ``marker`` appears (processes mentioning ``running`` must be up then); returns the rest of
+    its output, checked for exit status 130 and the one line saying everything was stopped."""
+    proc = subprocess.Popen([*MMLEGO, "simulate", *args, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     try:
         lines = []
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 240
         assert proc.stdout is not None
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
             lines.append(line)
-            if " training " in line or not line:  # a site is training: the run is in full swing
+            if marker in line or not line:
                 break
-        assert processes_mentioning(str(out)), "".join(lines)  # the coordinator, SuperLink and daemons are running
+        assert processes_mentioning(running), "".join(lines)
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130 and "interrupted; every process of the run was stopped" in rest, rest[-2000:]
-    deadline = time.monotonic() + 10
-    while processes_mentioning(str(out)) and time.monotonic() < deadline:
+    return rest
+
+
+def gone(text: str, within_s: float = 20.0) -> list[int]:
+    """The processes mentioning ``text`` that are still there after up to ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
+    while processes_mentioning(text) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert processes_mentioning(str(out)) == []
+    return processes_mentioning(text)
+
+
+def test_ctrl_c_stops_every_process_of_the_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    # a site is training: the coordinator, SuperLink and daemons are running
+    interrupted(["--scenario", "nki70-3", "--quick"], out, " training ", str(out))
+    assert gone(str(out), 10) == []
 
 
 def test_a_process_that_dies_is_named_with_the_end_of_its_log(tmp_path: Path) -> None:
