@@ -70,25 +70,28 @@ def main(grid: Grid, context: Context) -> None:
     _progress_log()
     rc = context.run_config
     settings, cfg = fuse_run.RunSettings.from_run_config(rc), FuseConfig.from_run_config(rc)
-    registry = Registry.open(load_config(Path(settings.coordinator_config)), recover=False)
+    config = load_config(Path(settings.coordinator_config))
+    registry = Registry.open(config, recover=False)
     try:
-        run(registry, grid, settings, cfg)
+        run(registry, grid, settings, cfg, simulation=config.flower.simulation)
     finally:
         registry.close()
 
 
-def run(registry: Registry, grid: Grid, settings: fuse_run.RunSettings, cfg: FuseConfig) -> None:
-    """One fuse run; its outcome goes to the run's record (``settings.run_key``)."""
+def run(registry: Registry, grid: Grid, settings: fuse_run.RunSettings, cfg: FuseConfig, simulation: bool = False) -> None:
+    """One fuse run; its outcome goes to the run's record (``settings.run_key``). ``simulation``
+    (the coordinator's ``[flower] simulation``): nodes are admitted by the partition file, not by
+    registered node keys; a deployment ignores a partition file in the run config."""
     store = registry.store
     fuse_run.begin(store, settings.run_key, settings.model_id)
     try:
         parent, start = starting_model(registry, settings.model_id, cfg)
         transport = GridTransport(grid)
         registered = parse_node_sites(settings.node_sites)  # from `mmlego coordinator flower-register`
-        simulated = simulated_sites(settings.partitions)
+        simulated = simulated_sites(settings.partitions) if simulation else set()
 
         def vet(claims: list[NodeInfo]) -> list[NodeInfo]:
-            if settings.partitions:  # the simulation engine: no node keys; its nodes are the sites of the partition file
+            if simulation:  # the simulation engine: no node keys; its nodes are the sites of the partition file
                 return enrolled(registry, [n for n in claims if n.site in simulated])
             for n in claims:
                 if registered.get(n.node_id) != n.site:
