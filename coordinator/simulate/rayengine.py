@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from common.processes import call
 from common.tomlconfig import ConfigError
 
 from .fleet import Fleet, SimulationError
@@ -67,43 +68,10 @@ def reachable(address: str, timeout_s: float = 5.0) -> None:
                               "--head` running there?") from None
 
 
-# ---- what runs on the cluster's workers ---------------------------------------------------------
-def _done() -> str:
-    """The end of a task: the memory it freed goes back to the system (a worker lives on for the
-    next site's task); returns the Ray node it ran on."""
-    import ray
-
-    from common.processes import give_back_memory
-
-    give_back_memory()
-    return str(ray.get_runtime_context().get_node_id())
-
-
-def train_site(site_toml: str, log: str) -> dict[str, Any]:
-    """A site's block(s): the daemon's train-sign-push steps (``site run --once``), its JSON lines
-    appended to ``log``; returns the daemon's exit status and the Ray node it ran on."""
-    import torch
-
-    from site_client.config import load_site_config
-    from site_client.daemon import Daemon
-
-    torch.set_num_threads(1)
-    with open(log, "a") as out:
-        code = Daemon(load_site_config(Path(site_toml)), threading.Event(), out=out, once=True).run()
-    return {"code": code, "node": _done()}
-
-
-def evaluate_site(site_toml: str, log: str) -> dict[str, Any]:
-    """A site answers its open evaluation jobs (the daemon's evaluation step)."""
-    import torch
-
-    from site_client.config import load_site_config
-    from site_client.daemon import Daemon
-
-    torch.set_num_threads(1)
-    with open(log, "a") as out:
-        Daemon(load_site_config(Path(site_toml)), threading.Event(), out=out).evaluate()
-    return {"node": _done()}
+# what runs on the cluster's workers is the site's code (site_client.raytasks), named as Flower's
+# app names its ClientApp: the coordinator does not import the site's side
+TRAIN = "site_client.raytasks:train_site"
+EVALUATE = "site_client.raytasks:evaluate_site"
 
 
 class RayEngine:
@@ -201,8 +169,8 @@ class RayEngine:
         """One task per site, as many at once as the cluster has CPUs; returns when all pushed."""
         self.logs = logs = progress.logs
         sites = {name: folder / "site.toml" for name, folder in svc.site_dirs.items()}
-        remote = self.ray.remote(num_cpus=1, max_retries=0)(train_site)
-        running = {remote.remote(str(toml), str(logs[site])): site for site, toml in sites.items()}
+        remote = self.ray.remote(call).options(num_cpus=1, max_retries=0, name="train_site")
+        running = {remote.remote(TRAIN, str(toml), str(logs[site])): site for site, toml in sites.items()}
         self.say(f"{len(sites)} sites' block training submitted as Ray tasks ({self.cpus} at a time)")
         deadline = time.monotonic() + timeout_s
         while running:
@@ -231,7 +199,7 @@ class RayEvaluators:
         self.engine, self.site_dirs = engine, site_dirs
         self.sites = sorted(site_dirs)
         self.running: dict[str, Any] = {}  # site -> its evaluation task
-        self.remote = engine.ray.remote(num_cpus=0, max_retries=0, scheduling_strategy="SPREAD")(evaluate_site)
+        self.remote = engine.ray.remote(call).options(num_cpus=0, max_retries=0, scheduling_strategy="SPREAD", name="evaluate_site")
 
     def busy(self) -> set[str]:
         ray = self.engine.ray
@@ -245,7 +213,7 @@ class RayEvaluators:
         return set(self.running)
 
     def start(self, site: str) -> None:
-        self.running[site] = self.remote.remote(str(self.site_dirs[site] / "site.toml"), str(self.engine.logs[site]))
+        self.running[site] = self.remote.remote(EVALUATE, str(self.site_dirs[site] / "site.toml"), str(self.engine.logs[site]))
 
     def check(self) -> None:
         self.engine.fleet.check()
