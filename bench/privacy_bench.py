@@ -71,7 +71,8 @@ def one(dataset: str, epsilon: float, split: int, settings_json: str = "{}") -> 
             noise_multiplier(budget, n_train, settings.batch_size, settings.epochs)
             calibration = time.perf_counter() - t0
         t0 = time.perf_counter()
-        block, stats, dp = train_modality(site, m, task, settings, min_cell=5, private=budget)
+        trained = train_modality(site, m, task, settings, min_cell=5, private=budget)  # a validation split, as in section 9
+        block, stats, dp = trained.block, trained.stats, trained.privacy
         seconds = time.perf_counter() - t0
         model = SingleModality(block, m).eval()
         train_rows, _ = site_split(site, settings.val_fraction, settings.seed)

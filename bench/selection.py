@@ -1,13 +1,19 @@
 """How the merge is chosen, measured in one process: for each scenario and seed, every site's blocks
-trained exactly as the site daemon trains them, the candidates scored at every site's validation
-patients exactly as the site reports them (pair counts, jackknife variances, minimum cell size),
-combined as the coordinator combines them; then the test metric of what each rule would publish.
+trained exactly as the site daemon trains them (cross-fitted with the scenario's folds, or with a
+validation split at --folds 0), the candidates scored on every site's patients exactly as the
+site reports them (out of fold through its fold copies, or on its validation split; pair counts,
+jackknife variances, minimum cell size), combined as the coordinator combines them; then the
+test metric (within-site, on every hospital's own test fold) of what each rule would publish.
+
+The same blocks as ``mmlego simulate`` on the same scenario and seed: the same partition, the same
+[train] settings and seeds, one thread (the centralized check of simulate's report retrains a site
+bit for bit the same way).
 
 Rules: the lower-bound rule of `coordinator merge --recipe auto` for several z; the same family
 plus a second job weighting blocks by their own consortium validation metric; and the prototype
 to beat, a greedy forward selection over the blocks (with replacement, a block kept when the
 consortium validation metric rises by more than 0.002, up to 6 steps). Development seeds choose
-the rule; the reported seeds only show it.
+the rule; the reported seeds only show it. Seeds 100-107 re-split the same patients as 0-4.
 
     .venv/bin/python bench/selection.py --seeds 100 101 102 103 104 105 106 107 --out docs/results/selection-dev.json
     .venv/bin/python bench/selection.py --seeds 0 1 2 3 4 --out docs/results/selection.json
@@ -16,6 +22,7 @@ the rule; the reported seeds only show it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import statistics
@@ -27,16 +34,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.artifacts.foldcopies import FoldCopies
 from common.artifacts.modelfile import recipe_model, weights_parameter
 from common.data.dataset import MultimodalDataset, concat_datasets
+from common.data.splits import site_folds, site_split
 from common.evaluation import consortium
 from common.evaluation.candidates import Candidate
-from common.evaluation.scoring import covered, score_models
+from common.evaluation.scoring import Part, covered, fold_parts, score_models
 from common.evaluation.selection import BlockInfo, choose, first_candidates, publishable, quality_candidates
 from common.lego import LegoBlock
-from common.tasks import TaskSpec, metric
+from common.tasks import TaskSpec
 from common.train import predict_scores
 from common.train.siteblock import train_modality
+from coordinator.simulate.references import within
 from coordinator.simulate.run import block_training, task_record
 from coordinator.simulate.scenario import load_scenario, partition
 
@@ -45,35 +55,59 @@ ZS = (0.0, 0.5, 1.0, 1.5, 2.0)
 
 
 class Sites:
-    """Every site's blocks and validation patients of one scenario and seed."""
+    """Every site's blocks (and fold copies) and the patients it scores, of one scenario and seed."""
 
-    def __init__(self, scenario: str, seed: int) -> None:
+    def __init__(self, scenario: str, seed: int, folds: int | None = None) -> None:
         scn = load_scenario(scenario).with_seed(seed)
+        if folds is not None:
+            scn = dataclasses.replace(scn, spec=scn.spec.model_copy(update={"folds": folds}))
+        self.scn = scn
         self.part = partition(scn)
         self.task = task_record(scn, self.part)
         self.spec: TaskSpec = self.task.spec
         self.min_cell = scn.spec.min_cell_size
+        self.folds = scn.spec.folds
         settings = block_training(scn)
         self.infos: list[BlockInfo] = []
         self.blocks: dict[str, LegoBlock] = {}
+        self.copies: dict[str, FoldCopies] = {}  # block id -> its site's fold copies of it
+        self.seconds = 0.0  # block training, all sites
         for s in scn.spec.sites:
             data = self.part.sites[s.name]
             for m in s.modalities:
-                block, stats, _ = train_modality(data, m, self.task, settings, min_cell=self.min_cell)
+                t0 = time.perf_counter()
+                trained = train_modality(data, m, self.task, settings, min_cell=self.min_cell, folds=self.folds)
+                self.seconds += time.perf_counter() - t0
                 bid = hashlib.sha256(f"{scenario}/{seed}/{s.name}/{m}".encode()).hexdigest()
-                self.infos.append(BlockInfo(bid, s.name, m, int(stats["n_train"]) if "n_train" in stats else None))
-                self.blocks[bid] = block
-        self.val = {name: d.subset(np.flatnonzero(d.holdout)) for name, d in self.part.sites.items() if d.holdout is not None}
-        self.test: MultimodalDataset = concat_datasets(self.part.test, union=True)
+                self.infos.append(BlockInfo(bid, s.name, m, int(trained.stats["n_train"]) if "n_train" in trained.stats else None))
+                self.blocks[bid] = trained.block
+                if trained.folds is not None:
+                    self.copies[bid] = trained.folds
+        self.scored: dict[str, MultimodalDataset] = {}  # site -> the patients it scores
+        self.fold_of: dict[str, np.ndarray | None] = {}
+        for name, d in self.part.sites.items():
+            if self.folds:
+                self.scored[name], self.fold_of[name] = d, site_folds(d, self.folds, scn.spec.seed)
+            else:
+                self.scored[name], self.fold_of[name] = d.subset(site_split(d, scn.spec.val_fraction, scn.spec.seed)[1]), None
+        self.site_of = {b.block_id: b.site for b in self.infos}
+        self.test = concat_datasets([_labelled(self.part.test[self.part.test_of[s.name]], s.name) for s in scn.spec.sites],
+                                    union=True)
 
-    def model(self, c: Candidate) -> torch.nn.Module:
+    def model(self, c: Candidate, blocks: list[LegoBlock] | None = None) -> Any:
         params = {"latent_merge": c.latent_merge, "head_merge": c.head_merge, **weights_parameter(c.weights)}
-        return recipe_model(c.kind, [self.blocks[i] for i in c.block_ids], params)
+        return recipe_model(c.kind, blocks or [self.blocks[i] for i in c.block_ids], params)
+
+    def parts(self, c: Candidate, site: str) -> list[Part]:
+        """``c`` as ``site`` scores it: its own blocks replaced by their fold copies, fold by fold."""
+        own = {k: self.copies[i] for k, i in enumerate(c.block_ids) if self.site_of[i] == site and i in self.copies}
+        return fold_parts(lambda bs: self.model(c, bs), [self.blocks[i] for i in c.block_ids], own, self.fold_of[site],
+                          len(self.scored[site]))
 
     def job(self, candidates: list[Candidate]) -> dict[str, Any]:
         """Consortium results of a job, as the coordinator computes them."""
-        models = [(m, m.modalities) for m in (self.model(c) for c in candidates)]
-        per_site = {s: score_models(models, v, self.spec, self.min_cell) for s, v in self.val.items()}
+        per_site = {s: score_models([self.parts(c, s) for c in candidates], v, self.spec, self.min_cell)
+                    for s, v in self.scored.items()}
         reference = {s: sc[0] for s, sc in per_site.items() if sc[0] is not None}
         out = {}
         for k, c in enumerate(candidates):
@@ -83,11 +117,18 @@ class Sites:
         return out
 
     def test_metric(self, c: Candidate) -> float:
+        """Within-site, on the test patients the candidate can score."""
         model = self.model(c)
         rows = np.flatnonzero(covered(self.test, model.modalities))
         part = self.test.subset(rows).select_modalities([m for m in model.modalities if m in self.test.modalities])
         with torch.no_grad():
-            return metric(self.spec, predict_scores(model, part, self.spec, amp=False), part.targets())
+            return within(self.spec, part, predict_scores(model, part, self.spec, amp=False), np.asarray(part.groups))
+
+
+def _labelled(d: MultimodalDataset, site: str) -> MultimodalDataset:
+    out = d.subset(np.arange(len(d)))
+    out.groups = np.full(len(out), site)
+    return out
 
 
 def greedy(sites: Sites, steps: int = 6, min_gain: float = 0.002) -> Candidate:
@@ -118,8 +159,8 @@ def greedy(sites: Sites, steps: int = 6, min_gain: float = 0.002) -> Candidate:
                      tuple(float(max(1, counts[i])) for i in used))
 
 
-def one(scenario: str, seed: int) -> dict[str, Any]:
-    sites = Sites(scenario, seed)
+def one(scenario: str, seed: int, folds: int | None = None) -> dict[str, Any]:
+    sites = Sites(scenario, seed, folds)
     first = first_candidates(sites.infos)
     results = sites.job(first)
     publish = [c for c in first if publishable(c, sites.infos)]
@@ -150,13 +191,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--scenarios", nargs="+", default=list(SCENARIOS))
     ap.add_argument("--out", type=Path, default=Path("docs/results/selection.json"))
+    ap.add_argument("--folds", type=int, default=None, help="the sites' cross-fitting (default: the scenario's; 0: a split)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.monotonic()
     runs = []
     for scenario in args.scenarios:
         for seed in args.seeds:
-            runs.append(one(scenario, seed))
+            runs.append(one(scenario, seed, args.folds))
             print(json.dumps({k: runs[-1][k] for k in ("scenario", "seed", "picked")}), flush=True)
     means: dict[str, dict[str, float]] = {}
     for scenario in args.scenarios:

@@ -229,7 +229,8 @@ def chunk_to_pb(c: Chunk) -> pb.UploadChunk:
 def candidate_to_pb(c: Candidate) -> epb.Candidate:
     return epb.Candidate(candidate_id=c.candidate_id, kind=c.kind, label=c.label, block_ids=list(c.block_ids),
                          weights=list(c.weights), latent_merge=c.latent_merge, head_merge=c.head_merge, model_id=c.model_id,
-                         weights_sha256=c.weights_sha256, weights_size=c.weights_size, fuse_mode=c.fuse_mode, layout=c.layout)
+                         weights_sha256=c.weights_sha256, weights_size=c.weights_size, fuse_mode=c.fuse_mode, layout=c.layout,
+                         folds=c.folds)
 
 
 def candidate_from_pb(msg: epb.Candidate) -> Candidate:
@@ -237,7 +238,7 @@ def candidate_from_pb(msg: epb.Candidate) -> Candidate:
     c = Candidate(candidate_id=msg.candidate_id, kind=msg.kind, label=msg.label, block_ids=tuple(msg.block_ids),
                   weights=tuple(msg.weights), latent_merge=msg.latent_merge or "harmonic", head_merge=msg.head_merge or "spherical",
                   model_id=msg.model_id, weights_sha256=msg.weights_sha256, weights_size=msg.weights_size,
-                  fuse_mode=msg.fuse_mode, layout=msg.layout)
+                  fuse_mode=msg.fuse_mode, layout=msg.layout, folds=msg.folds)
     problem = c.problem()
     if problem:
         raise ValueError(problem)

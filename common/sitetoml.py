@@ -6,7 +6,7 @@ schema accepts and names every setting with what it does."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .tomlconfig import Strict
 from .train.siteblock import BlockTraining, SitePrivacy
@@ -30,14 +30,24 @@ class FlowerSection(Strict):
 
 
 class EvaluationSection(Strict):
-    """Federated evaluation: the site scores candidates on its validation patients (aggregate
-    counts only). Every distinct candidate scored counts against ``max_eval_queries`` per task,
-    because scores asked for without limit leak labels."""
+    """Federated evaluation: the site scores candidates on its patients (aggregate counts only):
+    with ``folds`` = K >= 2 on every patient, each through fold copies of the site's own blocks
+    that never saw it (cross-fitting); with 0 on a validation split. Every distinct candidate
+    scored counts against ``max_eval_queries`` per task, because scores asked for without limit
+    leak labels."""
 
     enabled: bool = True
+    folds: int = Field(default=5, ge=0)  # K-fold cross-fitting of blocks and scores; 0: a validation split ([train] val_fraction)
     max_eval_queries: int = Field(default=200, ge=0)  # distinct candidates this site scores per task, at most
     poll_s: float = Field(default=10.0, gt=0)  # how often the daemon asks for evaluation jobs
     score_fused: bool = True  # also score fused models (their trainable weights cannot be checked against signed blocks)
+
+    @field_validator("folds")
+    @classmethod
+    def _folds(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("folds = 1 cannot cross-fit: use 0 (a validation split) or 2 or more")
+        return v
 
 
 class SiteFile(Strict):
@@ -80,11 +90,12 @@ NOTES = {
     "privacy.block_delta": "DP delta of a block; 0: 1 / (10 x its training patients)",
     "privacy.max_grad_norm": "DP-SGD: each patient's gradient is clipped to this norm",
     "privacy.block_lr": "DP-SGD's learning rate (used instead of [train] lr)",
-    "evaluation.enabled": "score model versions and candidates on the site's validation patients",
+    "evaluation.enabled": "score model versions and candidates on the site's patients (pair counts only)",
+    "evaluation.folds": "K-fold cross-fitting: blocks' epochs and every score on all patients, out of fold; 0: a validation split",
     "evaluation.max_eval_queries": "distinct candidates scored per task at most (repeated scores leak labels)",
     "evaluation.poll_s": "how often the daemon asks the coordinator for evaluation jobs",
     "evaluation.score_fused": "also score fused models, whose trained weights cannot be checked against signed blocks",
-    "train.val_fraction": "validation patients drawn at random when the data has no split column",
+    "train.val_fraction": "with [evaluation] folds = 0: validation patients drawn at random when the data has no split column",
 }
 
 

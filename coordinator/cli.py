@@ -265,7 +265,10 @@ def fuse(model: str = typer.Option(..., "--model", help="The merge or ensemble v
          expect_paired: int = typer.Option(0, min=0, help="Paired sites to wait for (default: min_sites)."),
          deadline: float = typer.Option(0.0, min=0.0, help="Seconds the sites get to score each round (0: [evaluation] deadline_s)."),
          unvalidated: bool = typer.Option(False, "--unvalidated", help="Do not ask the sites to score rounds: run every round "
-                                          "and store the last, marked as not measured.")) -> None:
+                                          "and store the last, marked as not measured."),
+         folds: int | None = typer.Option(None, min=0, help="Fold runs beside the full run, so that the sites score every "
+                                          "round out of fold (default: as many as the parent's blocks were cross-fitted "
+                                          "with; 0: none).")) -> None:
     """Run LegoFuse rounds on the sites with paired data; after every round the sites score the
     global model against the parent, the best round is kept, and it is stored only if it beats the
     parent on consortium validation (by more than [evaluation] z standard errors)."""
@@ -282,7 +285,8 @@ def fuse(model: str = typer.Option(..., "--model", help="The merge or ensemble v
         finally:
             registry.close()
     try:
-        fuse_cfg = FuseConfig(mode=mode, rounds=rounds, epochs=epochs, lr=lr, proximal_mu=proximal_mu, patience=patience)
+        fuse_cfg = FuseConfig(mode=mode, rounds=rounds, epochs=epochs, lr=lr, proximal_mu=proximal_mu, patience=patience,
+                              folds=-1 if folds is None else folds)
     except ValueError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     try:

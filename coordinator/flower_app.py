@@ -85,7 +85,7 @@ def run(registry: Registry, grid: Grid, settings: fuse_run.RunSettings, cfg: Fus
     store = registry.store
     fuse_run.begin(store, settings.run_key, settings.model_id)
     try:
-        parent, start = starting_model(registry, settings.model_id, cfg)
+        parent, start, cfg = starting_model(registry, settings.model_id, cfg)
         transport = GridTransport(grid)
         registered = parse_node_sites(settings.node_sites)  # from `mmlego coordinator flower-register`
         simulated = simulated_sites(settings.partitions) if simulation else set()

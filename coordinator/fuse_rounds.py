@@ -22,7 +22,7 @@ from flwr.supercore.differential_privacy import compute_stdv
 from flwr.supercore.privacy_accounting import GaussianPrivacyEvent, NeighboringRelation, SamplingMethod
 
 from common.fuse import FuseConfig
-from common.fuse.wire import FLAT, layout, pack, trainable_names, unpack
+from common.fuse.wire import layout, pack_runs, run_key, trainable_names, unpack_runs
 
 log = logging.getLogger("mmlego.coordinator")
 
@@ -121,41 +121,44 @@ class Privacy:
 UNIT_WEIGHT = "unit-weight"  # DP averages the sites uniformly (the noise is calibrated to that)
 
 
-def check_reply(content: RecordDict, state: dict[str, torch.Tensor], keys: list[str]) -> str | None:
+def check_reply(content: RecordDict, states: list[dict[str, torch.Tensor]], keys: list[str]) -> str | None:
     """Why a site's train reply cannot be aggregated (not the packed trainable tensors of this
-    model, non-finite values, a bad example count), or None."""
+    model, one array per run, non-finite values, a bad example count), or None."""
     try:
         count = float(content["metrics"]["num-examples"])  # type: ignore[index, arg-type]
         float(content["metrics"]["train_loss"])  # type: ignore[index, arg-type]
         arrays = content["arrays"]
         if not isinstance(arrays, ArrayRecord):
             return "malformed reply (arrays is not an ArrayRecord)"
-        if set(arrays) != {FLAT}:
-            return f"malformed reply (arrays {sorted(arrays)[:4]}; expected only {FLAT!r})"
-        unpack(arrays, state, keys)
+        want = [run_key(i) for i in range(len(states))]
+        if set(arrays) != set(want):
+            return f"malformed reply (arrays {sorted(arrays)[:4]}; expected {want[:4]})"
+        unpack_runs(arrays, states[0], keys, len(states))
     except (KeyError, TypeError, ValueError) as exc:
         return f"malformed reply ({exc})"
     if not math.isfinite(count) or count < 1:
         return f"reply has num-examples {count}"
-    if not np.isfinite(arrays[FLAT].numpy()).all():
+    if not all(np.isfinite(arrays[k].numpy()).all() for k in want):
         return "the reply's tensors have non-finite values"
     return None
 
 
-def aggregate(round_: int, state: dict[str, torch.Tensor], replies: dict[int, RecordDict], keys: list[str],
-              cfg: FuseConfig, privacy: Privacy | None) -> dict[str, torch.Tensor]:
+def aggregate(round_: int, states: list[dict[str, torch.Tensor]], replies: dict[int, RecordDict], keys: list[str],
+              cfg: FuseConfig, privacy: Privacy | None) -> list[dict[str, torch.Tensor]]:
     """One round's aggregate by a Flower strategy (``FedAvg``/``FedProx`` weighted by examples,
-    or the DP wrapper) of the packed trainable tensors ``keys``; the rest keep ``state``'s values
-    (sites cannot change frozen parts)."""
+    or the DP wrapper) of the packed trainable tensors ``keys`` of every run (the full run and
+    the fold runs, each averaged with itself; the DP wrapper clips a site's update of all runs
+    together); the rest keep their values (sites cannot change frozen parts)."""
+    runs = [run_key(i) for i in range(len(states))]
     if privacy is not None:
         strategy = privacy.strategy(len(replies))
-        strategy.current_arrays = pack(state, keys)
+        strategy.current_arrays = pack_runs(states, keys)
     else:
         strategy = FedProx(proximal_mu=cfg.proximal_mu) if cfg.proximal_mu > 0 else FedAvg()
     msgs = []
     for node, content in replies.items():
         metrics = MetricRecord({"num-examples": float(content["metrics"]["num-examples"]), UNIT_WEIGHT: 1.0})  # type: ignore[index, arg-type]
-        body = RecordDict({"arrays": ArrayRecord({FLAT: content["arrays"][FLAT]}), "metrics": metrics})  # type: ignore[index]
+        body = RecordDict({"arrays": ArrayRecord({k: content["arrays"][k] for k in runs}), "metrics": metrics})  # type: ignore[index]
         meta = Metadata(run_id=0, message_id="", src_node_id=node, dst_node_id=0, reply_to_message_id="",
                         group_id=f"round-{round_}", created_at=time.time(), ttl=DEFAULT_TTL, message_type="train")
         # Flower's strategies aggregate reply Messages; the content may come from a transport
@@ -167,12 +170,13 @@ def aggregate(round_: int, state: dict[str, torch.Tensor], replies: dict[int, Re
         raise FuseError(f"round {round_}: aggregation failed: {type(exc).__name__}: {exc}") from exc
     if result is None:
         raise FuseError(f"round {round_}: the strategy produced no aggregate")
-    return unpack(ArrayRecord({FLAT: Array(np.asarray(result[FLAT].numpy(), dtype=np.float32))}), state, keys)
+    flat = ArrayRecord({k: Array(np.asarray(result[k].numpy(), dtype=np.float32)) for k in runs})
+    return unpack_runs(flat, states[0], keys, len(states))
 
 
 @dataclass
 class FuseOutcome:
-    state: dict[str, torch.Tensor]  # the kept round's global weights (the last round's without a judge)
+    state: dict[str, torch.Tensor]  # the kept round's global weights of the full run (the last round's without a judge)
     history: list[dict[str, Any]]
     participants: list[str]
     privacy: dict[str, str] | None = None
@@ -180,7 +184,8 @@ class FuseOutcome:
     verdicts: dict[int, Any] = field(default_factory=dict)  # round -> what the judge found
 
 
-Judge = Callable[[int, dict[str, torch.Tensor]], Any]  # (round, global state) -> a verdict with ``.diff``, or None
+# (round, every run's global state: the full run first, then the fold runs) -> a verdict with ``.diff``, or None
+Judge = Callable[[int, list[dict[str, torch.Tensor]]], Any]
 
 
 def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Module, cfg: FuseConfig, model_id: str,
@@ -190,7 +195,10 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
     the sites that answered by its deadline if at least ``min_sites`` did, else the run fails
     naming who was missing. A reply that cannot be aggregated counts as a failed site; a site that
     did not answer at all is not asked again in this run (a dead node would cost every later round
-    its whole deadline). Only the trainable tensors travel and are aggregated.
+    its whole deadline). Only the trainable tensors travel and are aggregated. With
+    ``cfg.folds`` = F > 0, F fold runs travel beside the full run, each starting from the same
+    weights; fold run k is trained by every site without its own fold k, so each site can score
+    every round on all its patients out of fold (docs/EVALUATION.md).
 
     With a ``judge`` (the sites' consortium validation of each round's global model against the
     parent), the run keeps the best round's weights and stops after ``cfg.patience`` rounds
@@ -203,6 +211,7 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
     active = dict(by_id)
     counts_seen: dict[int, int] = {}
     state = {k: v.detach().cpu().clone() for k, v in start.state_dict().items()}
+    states = [state] * (1 + cfg.fold_runs)  # every run starts from the same weights
     keys = trainable_names(start)
     accountant = privacy.accountant(len(nodes)) if privacy is not None else None
     noise_std: list[float] = []
@@ -211,7 +220,7 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
     verdicts: dict[int, Any] = {}
     best_round, best_state, since = 0, state, 0
     for r in range(1, cfg.rounds + 1):
-        arrays = pack(state, keys)
+        arrays = pack_runs(states, keys)
         settings = ConfigRecord({**cfg.to_dict(), "model-id": model_id, "round": r, "layout": layout(state, keys)})
 
         def content(_: int, arrays: ArrayRecord = arrays, settings: ConfigRecord = settings) -> RecordDict:
@@ -225,7 +234,7 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
         ok: dict[int, RecordDict] = {}
         failed: dict[str, str] = {}
         for n, rep in replies.items():
-            problem = rep if isinstance(rep, str) else check_reply(rep, state, keys)
+            problem = rep if isinstance(rep, str) else check_reply(rep, states, keys)
             if problem is None:
                 count = int(float(rep["metrics"]["num-examples"]))  # type: ignore[index, arg-type]
                 if counts_seen.setdefault(n, count) != count:  # FedAvg weights are the sites' own counts: they may not drift
@@ -246,7 +255,8 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
                             f"no answer within {round_timeout_s:.0f} s: {silent or 'none'}); min_sites is {min_sites}")
         counts = [float(rep["metrics"]["num-examples"]) for rep in ok.values()]  # type: ignore[index, arg-type]
         losses = [float(rep["metrics"]["train_loss"]) for rep in ok.values()]  # type: ignore[index, arg-type]
-        state = aggregate(r, state, ok, keys, cfg, privacy)
+        states = aggregate(r, states, ok, keys, cfg, privacy)
+        state = states[0]
         if privacy is not None:
             noise_std.append(compute_stdv(privacy.noise_multiplier, privacy.clipping_norm, len(ok)))
             if accountant is not None:
@@ -261,7 +271,7 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
         if judge is None:
             on_round(history)
             continue
-        verdict = judge(r, state)
+        verdict = judge(r, states)
         if verdict is None:
             raise FuseError(f"round {r}: no site reported validation scores of the round's model (each declined or was "
                             "silent: too few validation patients or events, evaluation switched off, or not running); a "

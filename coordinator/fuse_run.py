@@ -19,7 +19,7 @@ from common.evaluation import CandidateScore, compare
 from common.evaluation.candidates import Candidate
 from common.fuse import FuseConfig
 from common.fuse.federated import from_run_config, to_run_config
-from common.fuse.wire import FLAT, layout, pack, trainable_names
+from common.fuse.wire import layout, pack_runs, run_key, trainable_names
 from common.records import FuseRound, FuseRun, ModelRecord, TaskRecord, utc_now
 
 from .registry import Registry
@@ -142,7 +142,8 @@ class Verdict:
 
 class RoundJudge:
     """Opens one evaluation job per round (the parent version as reference, the round's model as
-    a ``fuse-round`` candidate carrying its trainable tensors) and waits for the sites."""
+    a ``fuse-round`` candidate carrying its trainable tensors: the full run's, then each fold
+    run's) and waits for the sites."""
 
     def __init__(self, registry: Registry, task: TaskRecord, parent: ModelRecord, start: torch.nn.Module, mode: str,
                  deadline_s: float, stop: Callable[[], bool] = lambda: False) -> None:
@@ -152,14 +153,15 @@ class RoundJudge:
         self.wait_s = registry.evaluations.deadline(deadline_s)
         self.stop = stop
 
-    def __call__(self, round_: int, state: dict[str, torch.Tensor]) -> Verdict | None:
+    def __call__(self, round_: int, states: list[dict[str, torch.Tensor]]) -> Verdict | None:
         ev = self.registry.evaluations
-        data = pack(state, self.keys)[FLAT].numpy().astype("float32").tobytes()
+        record = pack_runs(states, self.keys)  # the full run, then the fold runs: end to end in one blob
+        data = b"".join(record[run_key(i)].numpy().astype("float32").tobytes() for i in range(len(states)))
         cid = f"round-{round_}"
         candidates = [Candidate("parent", "version", f"parent {self.parent.model_id}", model_id=self.parent.model_id),
                       Candidate(cid, "fuse-round", f"round {round_}", model_id=self.parent.model_id,
                                 weights_sha256=hashlib.sha256(data).hexdigest(), weights_size=len(data), fuse_mode=self.mode,
-                                layout=self.layout)]
+                                layout=self.layout, folds=len(states) - 1)]
         job = ev.open(self.task, "fuse", candidates, self.wait_s, blobs={cid: data}, actor="flower-serverapp")
         ev.wait(job.job_id, ev.expected(self.task), self.wait_s, self.stop)
         results, scores = ev.results(job), ev.scores(job.job_id)

@@ -4,6 +4,7 @@ blocks) and the fused result stored as a new immutable model version with its ca
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -23,18 +24,26 @@ from .registry import Registry
 log = logging.getLogger("mmlego.coordinator")
 
 
-def starting_model(registry: Registry, parent_id: str, cfg: FuseConfig) -> tuple[ModelRecord, LegoFuse]:
-    """The merge version ``parent_id`` and the LegoFuse of its blocks (in the version's order)."""
+def starting_model(registry: Registry, parent_id: str, cfg: FuseConfig) -> tuple[ModelRecord, LegoFuse, FuseConfig]:
+    """The merge version ``parent_id``, the LegoFuse of its blocks (in the version's order), and
+    ``cfg`` with its fold runs resolved: ``folds`` -1 takes the folds the blocks were
+    cross-fitted with (their manifests' ``folds``; 0 for blocks with a validation split)."""
     parent = registry.model(parent_id)
     if parent.recipe not in ("merge", "ensemble"):
         raise precondition(f"model {parent_id!r} is a {parent.recipe} version; LegoFuse rounds start from a merge or an "
                            "ensemble version")
-    blocks = []
+    blocks, folds = [], set()
     for block_id in parent.block_ids:
         record = registry.block(block_id)
         manifest = manifest_from_bytes(record.manifest)
         blocks.append(build_block(manifest, parse_weights(registry.store.blobs.read(block_id), manifest)))
-    return parent, fused_model(blocks, cfg.mode, parent.parameters)
+        folds.add(int(manifest.train_stats.get("folds", 0)))
+    if cfg.folds < 0:
+        if len(folds) > 1:
+            raise precondition(f"the blocks of {parent_id} were cross-fitted with different folds {sorted(folds)}: say how "
+                               "many fold runs the rounds carry (--folds)")
+        cfg = replace(cfg, folds=folds.pop())
+    return parent, fused_model(blocks, cfg.mode, parent.parameters), cfg
 
 
 def store_fused(registry: Registry, parent: ModelRecord, outcome: FuseOutcome, cfg: FuseConfig, actor: str,

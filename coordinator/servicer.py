@@ -60,7 +60,7 @@ def fuse_start(registry: Registry, request: pb.FuseRequest) -> FuseStart:
     try:
         cfg = FuseConfig(mode=request.mode or registry.task(parent.task_id).fuse_mode, rounds=request.rounds or d.rounds,
                          epochs=request.epochs or d.epochs, lr=request.lr or d.lr, proximal_mu=request.proximal_mu,
-                         patience=request.patience or d.patience)
+                         patience=request.patience or d.patience, folds=-1 if request.folds == 0 else max(0, request.folds))
     except ValueError as exc:
         raise invalid(str(exc)) from None
     deadline = 0.0 if request.unvalidated or not registry.evaluating else registry.evaluations.deadline(request.deadline_s)

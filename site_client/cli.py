@@ -62,7 +62,8 @@ def train(config: Path = CONFIG, task: str = typer.Option("", help="Task id (def
     with _client(cfg) as client:
         record = _call(client.task, task_id)
     for tb in _call(train_site, cfg, record, dataset):
-        typer.echo(f"trained block {tb.modality}: validation {record.spec.metric_name} {tb.val_metric:.3f} -> {tb.folder}")
+        how = "out-of-fold" if cfg.evaluation.folds else "validation"
+        typer.echo(f"trained block {tb.modality}: {how} {record.spec.metric_name} {tb.val_metric:.3f} -> {tb.folder}")
 
 
 @app.command("push")

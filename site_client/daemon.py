@@ -19,6 +19,7 @@ import grpc
 
 from common.client import CallError, RegistryClient, Retry
 from common.data.sitefolder import load_site_folder
+from common.data.splits import FoldError
 from common.flowerenv import flower_env
 from common.processes import stop_process
 from common.train import Interrupted
@@ -153,6 +154,9 @@ class Daemon:
                 self.serve()
         except Interrupted:
             self.event("training-interrupted", hint="no block was written for the unfinished modality; it trains again on the next start")
+        except FoldError as exc:  # a setting the site's data cannot support: the operator's to change
+            self.event("failed", "error", error=str(exc))
+            return 2
         except (CallError, ValueError, OSError) as exc:
             self.event("failed", "error", error=str(exc))
             return 1

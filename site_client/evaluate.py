@@ -1,6 +1,9 @@
 """A site's part in federated evaluation: fetch the jobs it has not answered, rebuild every
-candidate from what it can check itself, score them on its validation patients and send pair
-counts only.
+candidate from what it can check itself, score them on its patients and send pair counts only.
+With cross-fitting (``[evaluation] folds`` = K) every patient is scored, a patient of fold k
+through the candidate rebuilt from the site's fold-k block copies (and, for a LegoFuse round, the
+fold run that no site trained on its fold k), so no model that saw the patient scores it; with
+K = 0 the site scores its validation split.
 
 What the site checks before it scores: a recipe names accepted blocks it downloads and verifies
 (hashes, the signer's certificate from the consortium CA, the signature); a version is pulled with
@@ -9,8 +12,8 @@ tensors must equal its verified blocks'); a LegoFuse round's model is the LegoFu
 version's blocks with only the trainable tensors taken from the coordinator (their sha256 and
 layout must match what the job names). What it limits: at most ``max_eval_queries`` distinct
 candidates per task, each against its job's reference (a ledger in its state folder survives
-restarts; a job that would go over is declined whole), and no count below its minimum cell size (a candidate that covers too few of its
-validation patients is left out; with none left, the job is declined)."""
+restarts; a job that would go over is declined whole), and no count below its minimum cell size
+(a candidate that covers too few of its patients is left out; with none left, the job is declined)."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,15 +29,17 @@ import grpc
 import numpy as np
 
 from common.artifacts import IntegrityError, SignatureError, load_block
+from common.artifacts.foldcopies import FoldCopies, fold_folder, load_fold_copies
 from common.artifacts.modelfile import load_model_folder, recipe_model, weights_parameter
 from common.client import CallError, RegistryClient
 from common.data.dataset import MultimodalDataset
-from common.data.splits import site_split
+from common.data.splits import FoldError, site_folds, site_split
 from common.evaluation.candidates import Candidate, EvaluationJob, SiteReport
-from common.evaluation.scoring import Scorable, covered, enough, score_models
+from common.evaluation.pairs import events_of
+from common.evaluation.scoring import Part, Scorable, covered, enough, score_models
 from common.fileio import atomic_write
 from common.fuse import fused_model
-from common.fuse.wire import layout, trainable_names, unpack
+from common.fuse.wire import FLAT, layout, split_runs, trainable_names, unpack
 from common.records import TaskRecord
 
 from .config import SiteConfig
@@ -76,12 +81,23 @@ class Ledger:
 
 
 class Builder:
-    """Rebuilds candidates from verified parts, caching blocks and versions in the state folder."""
+    """Rebuilds candidates from verified parts, caching blocks and versions in the state folder.
+    With ``folds`` (cross-fitting) it rebuilds a candidate once per fold: the site's own blocks
+    replaced by their copies of that fold, a LegoFuse round's weights by that fold's run."""
 
-    def __init__(self, cfg: SiteConfig, client: RegistryClient, task: TaskRecord) -> None:
-        self.cfg, self.client, self.task = cfg, client, task
+    def __init__(self, cfg: SiteConfig, client: RegistryClient, task: TaskRecord, patients: MultimodalDataset,
+                 fold_of: np.ndarray | None = None) -> None:
+        self.cfg, self.client, self.task, self.patients = cfg, client, task, patients
+        self.fold_of = fold_of  # cross-fitting: the fold of every patient scored
         self.blocks: dict[str, Any] = {}  # block id -> the block, rebuilt once per job (a job's candidates share blocks)
+        self.sites: dict[str, str] = {}  # block id -> the site that signed it
         self.versions: dict[str, tuple[Any, Any]] = {}  # model id -> (model, record), loaded once per job
+        self.copies: dict[str, FoldCopies] = {}  # own block id -> its fold copies
+        self.runs: dict[str, list[np.ndarray]] = {}  # fuse-round candidate id -> each run's packed tensors
+
+    @property
+    def folds(self) -> int:
+        return self.cfg.evaluation.folds if self.fold_of is not None else 0
 
     def block(self, block_id: str) -> Any:
         if block_id in self.blocks:
@@ -97,7 +113,7 @@ class Builder:
             block, manifest = load_block(folder)
         if manifest.weights_sha256 != block_id or manifest.task_id != self.task.task_id:
             raise Unverifiable(f"block {block_id[:12]} is not a block of task {self.task.task_id}")
-        self.blocks[block_id] = block.eval()
+        self.blocks[block_id], self.sites[block_id] = block.eval(), manifest.site
         return self.blocks[block_id]
 
     def version(self, model_id: str) -> tuple[Any, Any]:
@@ -107,55 +123,146 @@ class Builder:
             self.versions[model_id] = load_model_folder(model_folder(self.cfg, model_id))  # every check of `site pull`
         return self.versions[model_id]
 
-    def build(self, job: EvaluationJob, c: Candidate) -> Scorable:
+    def own_copies(self, block_ids: Sequence[str]) -> dict[str, FoldCopies]:
+        """The fold copies of this site's own blocks among ``block_ids`` (its signature on them is
+        verified with the block); a block of its own without them cannot be scored out of fold."""
+        out = {}
+        for i in block_ids:
+            self.block(i)
+            if self.sites[i] != self.cfg.site:
+                continue
+            if i not in self.copies:
+                try:
+                    copies = load_fold_copies(fold_folder(self.cfg.state, i))
+                except (FileNotFoundError, ValueError, IntegrityError) as exc:
+                    raise Unverifiable(f"this site's block {i[:12]} has no usable fold copies ({exc}); it cannot be scored "
+                                       "out of fold (train the site's blocks again with [evaluation] folds)") from None
+                if copies.folds != self.folds:
+                    raise Unverifiable(f"this site's block {i[:12]} was cross-fitted with {copies.folds} folds, the site now "
+                                       f"uses {self.folds}")
+                changed = [p for p, k in zip(self.patients.ids, self.fold_of.tolist(), strict=True)  # type: ignore[union-attr]
+                           if copies.fold_of.get(p, k) != k]
+                if changed:
+                    raise FoldsChanged(f"{len(changed)} patients are in other folds than when block {i[:12]} was trained")
+                self.copies[i] = copies
+            out[i] = self.copies[i]
+        return out
+
+    def parts(self, job: EvaluationJob, c: Candidate) -> list[Part]:
+        """The candidate as scored: one model for every patient, or (cross-fitting) one per fold."""
+        if self.fold_of is None:
+            return [(np.arange(len(self.patients)), self.build(job, c, {}, None))]
+        ids = c.block_ids if c.is_recipe else self.version(c.model_id)[1].block_ids
+        own = self.own_copies(ids)
+        if not own and c.kind != "fuse-round":  # nothing of this site's in it: the same model for every fold
+            return [(np.arange(len(self.patients)), self.build(job, c, {}, None))]
+        return [(np.flatnonzero(self.fold_of == k), self.build(job, c, {i: f.blocks[k] for i, f in own.items()}, k))
+                for k in range(self.folds)]
+
+    def build(self, job: EvaluationJob, c: Candidate, swap: dict[str, Any], fold: int | None) -> Scorable:
+        """``c`` rebuilt with the blocks of ``swap`` (block id -> a fold copy) in place of the
+        released ones; ``fold``: the fold whose patients it will score (cross-fitting)."""
         if c.is_recipe:
-            blocks = [self.block(i) for i in c.block_ids]
+            blocks = [swap.get(i) or self.block(i) for i in c.block_ids]
             params = {"latent_merge": c.latent_merge, "head_merge": c.head_merge, **weights_parameter(c.weights)}
             model = recipe_model(c.kind, blocks, params)
             return model, model.modalities
         if c.model_id and not c.model_id.startswith(self.task.task_id + "-v"):
             raise Unverifiable(f"{c.model_id} is not a version of task {self.task.task_id}")
         model, record = self.version(c.model_id)
-        if c.kind == "version":
-            if record.recipe == "fuse" and not self.cfg.evaluation.score_fused:
-                raise Unverifiable("scoring fused models is switched off ([evaluation] score_fused = false)")
-            return model, model.modalities
+        if c.kind == "version" and record.recipe != "fuse":
+            if not swap:
+                return model, model.modalities
+            rebuilt = recipe_model(record.recipe, [swap.get(i) or b for i, b in zip(record.block_ids, model.block_list,
+                                                                                      strict=True)], record.parameters)
+            return rebuilt, rebuilt.modalities
         if not self.cfg.evaluation.score_fused:
             raise Unverifiable("scoring fused models is switched off ([evaluation] score_fused = false)")
+        if c.kind == "version":  # a stored fused version: its full run's weights only
+            trained_here = self.cfg.paired and int(record.parameters.get("folds", "0") or 0) == self.folds
+            if fold is not None and trained_here:
+                raise Unverifiable("this site trained that fused version on all its patients: it cannot score it out of fold")
+            if not swap:
+                return model, model.modalities
+            return self._fused([self.block(i) for i in record.block_ids], record.block_ids, record.parameters,
+                               record.parameters.get("mode", "stack"), model.state_dict(), swap)
         if record.recipe not in ("merge", "ensemble"):
             raise Unverifiable(f"a LegoFuse round starts from a merge or ensemble version, not a {record.recipe}")
+        runs = self._runs(job, c, record, model)
+        run = 1 + fold if fold is not None and c.folds == self.folds else 0  # fold k's patients: the run that never saw them
+        return self._fused(list(model.block_list), record.block_ids, record.parameters, c.fuse_mode, runs[run], swap)
+
+    def _runs(self, job: EvaluationJob, c: Candidate, record: Any, model: Any) -> list[dict[str, Any]]:
+        """Every run's global weights of a LegoFuse round (fetched once): the full run, then the fold runs."""
         fused = fused_model(model.block_list, c.fuse_mode, record.parameters)
         state = {k: v.detach().cpu() for k, v in fused.state_dict().items()}
         names = trainable_names(fused)
         if layout(state, names) != c.layout:
             raise Unverifiable("the round's tensor layout is not that of the LegoFuse of its version's blocks")
+        if c.candidate_id not in self.runs:
+            data = self.client.download_candidate(job.job_id, c.candidate_id, c.weights_sha256)
+            self.runs[c.candidate_id] = split_runs(data, 1 + c.folds)
         from flwr.app import Array, ArrayRecord
 
-        from common.fuse.wire import FLAT
+        return [unpack(ArrayRecord({FLAT: Array(flat)}), state, names) for flat in self.runs[c.candidate_id]]
 
-        data = self.client.download_candidate(job.job_id, c.candidate_id, c.weights_sha256)
-        flat = np.frombuffer(data, dtype=np.float32)
-        fused.load_state_dict(unpack(ArrayRecord({FLAT: Array(flat.copy())}), state, names), strict=True)
+    def _fused(self, blocks: list[Any], ids: Sequence[str], params: dict[str, str], mode: str, weights: dict[str, Any],
+               swap: dict[str, Any]) -> Scorable:
+        """The LegoFuse of ``blocks`` holding ``weights``; with fold copies in ``swap``, the
+        weights' change from the released blocks' LegoFuse added to the LegoFuse of the blocks
+        with the copies in place (so the site's own released blocks, which saw the patient, play
+        no part: docs/EVALUATION.md)."""
+        fused = fused_model(blocks, mode, params)
+        if swap:
+            start = {k: v.detach().clone() for k, v in fused.state_dict().items()}
+            fused = fused_model([swap.get(i) or b for i, b in zip(ids, blocks, strict=True)], mode, params)
+            mine = fused.state_dict()
+            trained = set(trainable_names(fused))
+            weights = {k: mine[k] + (weights[k] - start[k]) if k in trained else mine[k] for k in mine}
+        fused.load_state_dict(weights, strict=True)
         return fused.eval(), fused.modalities
 
 
+class FoldsChanged(Exception):
+    """The site's patients are not in the folds its blocks were cross-fitted on (its data changed)."""
+
+
 def validation(cfg: SiteConfig, data: MultimodalDataset) -> MultimodalDataset:
-    """The site's validation patients: the same ones its blocks stopped early on."""
+    """The site's validation patients (``[evaluation] folds`` = 0): the ones its blocks stopped early on."""
     _, val = site_split(data, cfg.train.val_fraction, cfg.train.seed)
     return data.subset(val)
 
 
 def answer(cfg: SiteConfig, client: RegistryClient, job: EvaluationJob, data: MultimodalDataset, ledger: Ledger,
            task: TaskRecord) -> SiteReport:
-    """This site's report on ``job`` (scores, or a decline with the reason's kind only)."""
+    """This site's report on ``job`` (scores, or a decline with the reason's kind only). With
+    cross-fitting every patient is scored, each through the candidate rebuilt from the site's
+    fold copies that never saw it; otherwise the validation patients."""
     if not cfg.evaluation.enabled:
         return SiteReport(job.job_id, declined="disabled")
     if data.task != task.spec.kind:
         return SiteReport(job.job_id, declined="wrong-task-kind")
-    val = validation(cfg, data)
-    if not enough(val, task.spec, covered(val, list(task.modalities)), cfg.min_cell_size):
-        log.info("evaluation %s: fewer than %d validation patients or events here; declined", job.job_id, cfg.min_cell_size)
+    patients = data if cfg.evaluation.folds else validation(cfg, data)
+    if not enough(patients, task.spec, covered(patients, list(task.modalities)), cfg.min_cell_size):
+        log.info("evaluation %s: fewer than %d patients or events here; declined", job.job_id, cfg.min_cell_size)
         return SiteReport(job.job_id, declined="too-few-patients")
+    fold_of = None
+    if cfg.evaluation.folds:
+        try:
+            fold_of = site_folds(data, cfg.evaluation.folds, cfg.train.seed)
+        except FoldError as exc:
+            log.warning("evaluation %s: %s; declined", job.job_id, exc,
+                        extra={"event": "evaluation-refused", "job_id": job.job_id, "reason": "folds"})
+            return SiteReport(job.job_id, declined="folds")
+        held = covered(data, list(task.modalities))
+        empty = [k for k in range(cfg.evaluation.folds)
+                 if events_of(task.spec.kind, data.targets(), task.spec.n_classes, held & (fold_of == k)) == 0]
+        if empty:
+            log.warning("evaluation %s: fold(s) %s of the site's patients hold no event (or no patient of a class) among "
+                        "those the task's modalities cover: the folds cannot each be scored; declined", job.job_id,
+                        ", ".join(map(str, empty)),
+                        extra={"event": "evaluation-refused", "job_id": job.job_id, "reason": "fold-without-event"})
+            return SiteReport(job.job_id, declined="fold-without-event")
     asked = booked(job)
     new = set(asked.values()) - ledger.used(task.task_id)
     if len(ledger.used(task.task_id)) + len(new) > cfg.evaluation.max_eval_queries:
@@ -163,17 +270,21 @@ def answer(cfg: SiteConfig, client: RegistryClient, job: EvaluationJob, data: Mu
                     job.job_id, len(new), cfg.evaluation.max_eval_queries, task.task_id,
                     extra={"event": "evaluation-refused", "job_id": job.job_id, "reason": "query-budget"})
         return SiteReport(job.job_id, declined="query-budget")
-    builder = Builder(cfg, client, task)
-    models: list[Scorable | None] = []
+    builder = Builder(cfg, client, task, patients, fold_of)
+    models: list[list[Part] | None] = []
     for c in job.candidates:
         try:
-            models.append(builder.build(job, c))
+            models.append(builder.parts(job, c))
+        except FoldsChanged as exc:
+            log.warning("evaluation %s: %s: the site's data changed since it trained; declined (train its blocks again)",
+                        job.job_id, exc, extra={"event": "evaluation-refused", "job_id": job.job_id, "reason": "folds-changed"})
+            return SiteReport(job.job_id, declined="folds-changed")
         except (Unverifiable, IntegrityError, SignatureError, CallError, ValueError) as exc:
             # what the site cannot rebuild and check itself, it does not score (the others it does)
             log.warning("evaluation %s: candidate %s not scored: %s: %s", job.job_id, c.candidate_id, type(exc).__name__, exc,
                         extra={"event": "evaluation-refused", "job_id": job.job_id, "reason": type(exc).__name__})
             models.append(None)
-    scores = score_models(models, val, task.spec, cfg.min_cell_size)
+    scores = score_models(models, patients, task.spec, cfg.min_cell_size)
     kept = {c.candidate_id: s for c, s in zip(job.candidates, scores, strict=True) if s is not None}
     if not kept:
         return SiteReport(job.job_id, declined="too-few-patients")

@@ -1,8 +1,9 @@
 """A site's part in LegoFuse rounds, as plain handlers (the Flower ClientApp in
 :mod:`site_client.flower_app` only wraps them): say who the site is, and run one round of local
-fine-tuning on the site's paired training patients (never its validation patients, on which it
-scores the rounds' models). Only weights, the patient count and the mean loss
-leave the site; a failure is reported by its kind only (:class:`SiteFailure`)."""
+fine-tuning on the site's paired patients: with cross-fitting, the full run on all of them and
+each fold run without one fold (the site scores rounds out of fold); otherwise on its training
+patients (never the validation patients it scores on). Only weights, the patient count and the
+mean loss leave the site; a failure is reported by its kind only (:class:`SiteFailure`)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 from flwr.app import ConfigRecord, RecordDict
 
 from common.artifacts.modelfile import load_model_folder
+from common.data.dataset import MultimodalDataset
 from common.data.sitefolder import load_site_folder
-from common.data.splits import site_split
+from common.data.splits import site_folds, site_split
 from common.fuse import FuseConfig, fused_model, paired_only
 from common.fuse.wire import site_round
 from common.lego import LegoEnsemble, LegoMerge
@@ -85,6 +88,26 @@ def model_folder(cfg: SiteConfig, model_id: str) -> Path:
     return folder
 
 
+def round_data(cfg: SiteConfig, everyone: MultimodalDataset, modalities: list[str],
+               fold_runs: int) -> tuple[MultimodalDataset, list[MultimodalDataset]]:
+    """The paired patients a round trains on: the full run's, and fold run k's (those outside
+    the site's fold k). Cross-fitting sites (``[evaluation] folds`` = K) train the full run on
+    every patient and fold run k without fold k, so that they score every round out of fold;
+    a run with another number of fold runs they do not take part in. Sites with a validation
+    split (K = 0) train every run on their training patients, never on those they score on."""
+    folds = cfg.evaluation.folds
+    if folds == 0:
+        rows, _ = site_split(everyone, cfg.train.val_fraction, cfg.train.seed)
+        data = paired_only(everyone.subset(rows), modalities)
+        return data, [data] * fold_runs
+    if fold_runs != folds:
+        raise SiteFailure(f"the run has {fold_runs} fold runs; site {cfg.site!r} cross-fits with [evaluation] folds = "
+                          f"{folds} and cannot score it out of fold: it does not take part")
+    fold_of = site_folds(everyone, folds, cfg.train.seed)
+    return (paired_only(everyone, modalities),
+            [paired_only(everyone.subset(np.flatnonzero(fold_of != k)), modalities) for k in range(folds)])
+
+
 @guarded
 def train(content: RecordDict, node_config: dict[str, Any]) -> RecordDict:
     """One round: the global trainable weights into the LegoFuse of the model's blocks, ``epochs``
@@ -98,15 +121,13 @@ def train(content: RecordDict, node_config: dict[str, Any]) -> RecordDict:
     if not isinstance(merged, (LegoMerge, LegoEnsemble)):
         raise ValueError(f"fuse rounds start from a merge or ensemble version; {model_id} is a {record.recipe}")
     model = fused_model(merged.block_list, fuse.mode, record.parameters)
-    everyone = load_site_folder(cfg.data)
-    rows, _ = site_split(everyone, cfg.train.val_fraction, cfg.train.seed)  # never the validation patients it scores on
-    data = paired_only(everyone.subset(rows), model.modalities)
+    data, fold_data = round_data(cfg, load_site_folder(cfg.data), model.modalities, fuse.fold_runs)
     if len(data) < cfg.min_cell_size:  # the patient count goes back with the weights
         log.warning("%d paired patients, fewer than the minimum cell size %d ([privacy] min_cell_size): not taking part",
                     len(data), cfg.min_cell_size)
         raise SiteFailure(f"site {cfg.site!r} has fewer paired patients than its minimum cell size ({cfg.min_cell_size}); "
                           "it does not take part")
-    reply = site_round(model, content, data, fuse, round_, device=cfg.train.device)
+    reply = site_round(model, content, data, fuse, round_, device=cfg.train.device, fold_data=fold_data)
     log.info("fuse round %d of %s at %s: %d paired patients, loss %.4f", round_, model_id, cfg.site, len(data),
              reply["metrics"]["train_loss"])  # type: ignore[index]
     return reply

@@ -1,6 +1,7 @@
 """Training a site's blocks: one per enrolled modality found in its data folder, fitted to the
-task the coordinator defines (latent shape, Fourier mode, outputs, shared initialisation), with
-the site's own validation split for early stopping. Only aggregates leave with the block."""
+task the coordinator defines (latent shape, Fourier mode, outputs, shared initialisation),
+cross-fitted over all the site's patients (``[evaluation] folds``; the fold copies are kept in
+the state folder) or early-stopped on its own validation split. Only aggregates leave with the block."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.artifacts import BlockManifest, load_signing_key, save_block
+from common.artifacts.foldcopies import ASSIGNMENT, fold_folder, save_fold_copies
 from common.data.dataset import MultimodalDataset
 from common.records import TaskRecord
 from common.train.siteblock import train_modality
@@ -47,16 +49,29 @@ def train_site(cfg: SiteConfig, task: TaskRecord, data: MultimodalDataset, only:
             log.warning("the data folder has no modality %r; no block for it", modality)
             continue
         log.info("training block %s on %s", modality, cfg.site)
-        block, stats, dp = train_modality(data, modality, task, cfg.train, stop, cfg.min_cell_size, cfg.privacy.budget())
+        trained = train_modality(data, modality, task, cfg.train, stop, cfg.min_cell_size, cfg.privacy.budget(),
+                                 folds=cfg.evaluation.folds)
         tmp = cfg.blocks / f".{modality}.partial"
-        manifest = save_block(block, tmp, site=cfg.site, task_id=task.task_id, train_stats=stats, signing_key=key, dp=dp)
+        manifest = save_block(trained.block, tmp, site=cfg.site, task_id=task.task_id, train_stats=trained.stats,
+                              signing_key=key, dp=trained.privacy)
+        if trained.folds is not None:  # kept in the state folder, never beside the block that is pushed
+            save_fold_copies(fold_folder(cfg.state, manifest.weights_sha256), trained.folds)
         folder = cfg.blocks / f"{task.task_id}-{modality}-{manifest.weights_sha256[:12]}"
         if folder.exists():
             shutil.rmtree(tmp)
         else:
             tmp.rename(folder)
-        out.append(TrainedBlock(modality, folder, manifest, stats["val_metric"]))
+        out.append(TrainedBlock(modality, folder, manifest, trained.val_metric))
     return out
+
+
+def matches(cfg: SiteConfig, manifest: BlockManifest) -> bool:
+    """A block trained as the site's settings now ask: with ``[evaluation] folds`` its fold copies
+    are in the state folder (a block trained otherwise is trained again)."""
+    folds = int(manifest.train_stats.get("folds", 0))
+    if folds != cfg.evaluation.folds:
+        return False
+    return folds == 0 or (fold_folder(cfg.state, manifest.weights_sha256) / ASSIGNMENT).is_file()
 
 
 def current_blocks(cfg: SiteConfig, task_id: str) -> dict[str, Path]:
@@ -69,7 +84,7 @@ def current_blocks(cfg: SiteConfig, task_id: str) -> dict[str, Path]:
             m = read_block_files(folder).manifest
         except (OSError, ValueError):
             continue  # a half-written or foreign folder is not a block
-        if m.task_id == task_id and m.site == cfg.site:
+        if m.task_id == task_id and m.site == cfg.site and matches(cfg, m):
             stamp = folder.stat().st_mtime
             if m.modality not in out or stamp > out[m.modality][0]:
                 out[m.modality] = (stamp, folder)

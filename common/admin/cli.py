@@ -147,7 +147,10 @@ def fuse(model: str = typer.Option(..., "--model", help="The merge or ensemble v
          expect_paired: int = typer.Option(0, min=0, help="Paired sites to wait for (default: the coordinator's min_sites)."),
          deadline: float = typer.Option(0.0, min=0.0, help="Seconds the sites get to score each round (0: [evaluation] deadline_s)."),
          unvalidated: bool = typer.Option(False, "--unvalidated", help="Do not ask the sites to score rounds: run every round "
-                                          "and store the last, marked as not measured.")) -> None:
+                                          "and store the last, marked as not measured."),
+         folds: int | None = typer.Option(None, min=0, help="Fold runs beside the full run, so that the sites score every "
+                                          "round out of fold (default: as many as the parent's blocks were cross-fitted "
+                                          "with; 0: none).")) -> None:
     """Run LegoFuse rounds on the sites with paired data, following the run as it goes (its lines
     on stderr); the best round is stored only if it beats the parent on consortium validation.
     Ctrl-C stops following, not the run: `mmlego admin fuse-runs` shows how it ends."""
@@ -156,7 +159,8 @@ def fuse(model: str = typer.Option(..., "--model", help="The merge or ensemble v
     from .client import NotStored
 
     request = pb.FuseRequest(model_id=model, rounds=rounds, epochs=epochs, patience=patience, deadline_s=deadline, mode=mode,
-                             lr=lr, proximal_mu=proximal_mu, expect_paired=expect_paired, unvalidated=unvalidated)
+                             lr=lr, proximal_mu=proximal_mu, expect_paired=expect_paired, unvalidated=unvalidated,
+                             folds=0 if folds is None else folds or -1)
     seen: list[dict[str, Any]] = []
     outcome: dict[str, Any] = {"model": None, "parent": model}
     with connect(kit, coordinator) as c:

@@ -100,7 +100,7 @@ def chosen_merge(blocks: Sequence[LegoBlock], val: MultimodalDataset, task: Task
 
     from ..artifacts.modelfile import recipe_model, weights_parameter
     from ..evaluation import consortium
-    from ..evaluation.scoring import score_models
+    from ..evaluation.scoring import score_models, whole
     from ..evaluation.selection import BlockInfo, choose, first_candidates, publishable
 
     infos = [BlockInfo(hashlib.sha256(f"{i}:{b.modality}".encode()).hexdigest(), "validation", b.modality) for i, b in enumerate(blocks)]
@@ -108,7 +108,7 @@ def chosen_merge(blocks: Sequence[LegoBlock], val: MultimodalDataset, task: Task
     candidates = [c for c in first_candidates(infos) if publishable(c, infos)]
     models = [recipe_model(c.kind, [by_id[i] for i in c.block_ids], {"latent_merge": c.latent_merge, "head_merge": c.head_merge,
                                                                      **weights_parameter(c.weights)}) for c in candidates]
-    scores = score_models([(m, m.modalities) for m in models], val, task, min_cell=1)
+    scores = score_models([whole(val, (m, m.modalities)) for m in models], val, task, min_cell=1)
     reference = {"validation": scores[0]} if scores[0] is not None else None
     results = {c.candidate_id: consortium({"validation": s}, reference) for c, s in zip(candidates, scores, strict=True)
                if s is not None}

@@ -60,6 +60,42 @@ def site_split(data: MultimodalDataset, val_fraction: float, seed: int) -> tuple
     return split.train, np.sort(np.concatenate([split.val, split.test]))
 
 
+class FoldError(ValueError):
+    """A fold count the site's patients cannot support (named after the setting that asked for it)."""
+
+
+def strata_of(data: MultimodalDataset) -> np.ndarray:
+    """What splits are stratified by: the event indicator (survival) or the class."""
+    return np.asarray(data.event if data.task == "survival" else data.label).astype(np.int64)
+
+
+def site_folds(data: MultimodalDataset, folds: int, seed: int, setting: str = "[evaluation] folds") -> np.ndarray:
+    """(n,) the fold 0..folds-1 of each of the site's patients: a seeded K-fold partition of
+    *all* of them, stratified by event / class (each stratum dealt round-robin after a seeded
+    shuffle, so every fold holds an event and a censored patient, or every class, whenever the
+    smallest of them has at least ``folds`` patients). Patient-level, like :func:`site_split`:
+    a patient is in the same fold for every modality. Raises :class:`FoldError` naming
+    ``setting`` when ``folds`` is below 2 or above the smallest class."""
+    if folds < 2:
+        raise FoldError(f"{setting} = {folds}: cross-fitting needs at least 2 folds (0 switches it off)")
+    strata = strata_of(data)
+    values, counts = np.unique(strata, return_counts=True)
+    if data.task == "survival" and values.size < 2:
+        counts = np.append(counts, 0)  # no event, or no censored patient: the smallest class is empty
+    if int(counts.min()) < folds:
+        what = "events or censored patients" if data.task == "survival" else "patients of a class"
+        raise FoldError(f"{setting} = {folds} is more folds than this site's smallest class ({int(counts.min())} {what} "
+                        f"among {len(data)} patients); set fewer folds (or 0 for a validation split)")
+    rng = np.random.default_rng(seed)
+    out = np.empty(len(data), dtype=np.int64)
+    start = 0
+    for value in values:  # round-robin per stratum, each stratum starting where the last left off
+        idx = rng.permutation(np.flatnonzero(strata == value))
+        out[idx] = (start + np.arange(idx.size)) % folds
+        start = (start + idx.size) % folds
+    return out
+
+
 @dataclass(frozen=True)
 class Standardizer:
     """Per-feature mean/std of each modality, fitted on training rows that have the modality

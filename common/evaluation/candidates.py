@@ -20,6 +20,7 @@ from .scores import CandidateScore
 KINDS = ("merge", "ensemble", "version", "fuse-round")
 PURPOSES = ("merge", "fuse", "versions")
 HEX = set("0123456789abcdef")
+MAX_FOLDS = 50  # fold runs of a fuse-round candidate, at most
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Candidate:
     weights_size: int = 0
     fuse_mode: str = ""  # fuse-round: "stack" or "weave"
     layout: str = ""  # fuse-round: digest of the tensors' names, shapes and dtypes
+    folds: int = 0  # fuse-round: fold runs whose weights follow the full run's (sites score out of fold with them)
 
     @property
     def is_recipe(self) -> bool:
@@ -63,6 +65,9 @@ class Candidate:
         if self.kind == "fuse-round" and (len(self.weights_sha256) != 64 or self.fuse_mode not in ("stack", "weave")
                                           or self.weights_size <= 0 or not self.layout):
             return f"candidate {self.candidate_id!r}: a fuse-round candidate needs its weights' sha256 and size, mode and layout"
+        if self.folds < 0 or self.folds == 1 or self.folds > MAX_FOLDS or (self.folds and self.kind != "fuse-round") \
+                or self.weights_size % (4 * (1 + self.folds)):
+            return f"candidate {self.candidate_id!r}: folds {self.folds} cannot be (a fuse-round's fold runs: 0 or 2..{MAX_FOLDS})"
         return None
 
 

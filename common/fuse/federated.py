@@ -36,15 +36,25 @@ class FuseConfig:
     proximal_mu: float = 0.0  # > 0: FedProx
     seed: int = 0
     patience: int = 2  # stop after this many rounds without a better consortium validation metric
+    # fold runs trained beside the full run, fold run k without any site's fold k (the sites score
+    # each round out of fold with them); -1: as many as the parent's blocks were cross-fitted with
+    folds: int = -1
 
     def __post_init__(self) -> None:
         if self.mode not in FUSE_MODES:
             raise ValueError(f"fuse mode must be one of {', '.join(FUSE_MODES)}, got {self.mode!r}")
+        if self.folds < -1 or self.folds == 1:
+            raise ValueError(f"folds must be -1 (those of the parent's blocks), 0 (no fold runs) or 2 or more, got {self.folds}")
         for name in ("rounds", "epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (math.isfinite(self.lr) and self.lr > 0 and math.isfinite(self.proximal_mu) and self.proximal_mu >= 0):
             raise ValueError(f"lr must be a finite number > 0 and proximal_mu one >= 0, got {self.lr} and {self.proximal_mu}")
+
+    @property
+    def fold_runs(self) -> int:
+        """Fold runs beside the full run (-1, not yet resolved, counts as none)."""
+        return max(0, self.folds)
 
     @property
     def strategy(self) -> str:
@@ -106,12 +116,14 @@ def fused_model(blocks: Sequence[LegoBlock], mode: str, parameters: dict[str, st
 
 
 def paired_only(data: MultimodalDataset, modalities: Sequence[str]) -> MultimodalDataset:
-    """The patients that have every one of ``modalities`` (a site's paired data)."""
-    missing = [m for m in modalities if m not in data.modalities]
-    if missing:
-        raise ValueError(f"the site data has no {missing}; paired data needs every modality of the model: {list(modalities)}")
-    both = np.all(np.stack([data.modalities[m].present.numpy() for m in modalities], axis=1), axis=1)
-    return data.subset(np.flatnonzero(both)).select_modalities(list(modalities))
+    """A site's paired data for a model of ``modalities``: the patients that have every one of
+    those modalities the site holds. A modality of the model the site does not hold is absent for
+    all of them (the model masks it), so a site with two of three modalities trains on its pairs."""
+    held = [m for m in modalities if m in data.modalities]
+    if not held:
+        raise ValueError(f"the site data has none of the model's modalities {list(modalities)}")
+    both = np.all(np.stack([data.modalities[m].present.numpy() for m in held], axis=1), axis=1)
+    return data.subset(np.flatnonzero(both)).select_modalities(held)
 
 
 def local_round(model: LegoFuse, state: dict[str, torch.Tensor], data: MultimodalDataset, spec: TaskSpec, cfg: FuseConfig,

@@ -31,22 +31,36 @@ def layout(state: dict[str, torch.Tensor], names: Sequence[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def run_key(i: int) -> str:
+    """The array of run ``i`` in a round message: 0 is the full run, 1..F the fold runs."""
+    return FLAT if i == 0 else f"{FLAT}-fold-{i - 1}"
+
+
 def pack(state: dict[str, torch.Tensor], names: Sequence[str]) -> ArrayRecord:
-    for n in names:
-        if state[n].dtype != torch.float32:
-            raise ValueError(f"tensor {n} is {state[n].dtype}; rounds carry float32 tensors only")
-    flat = np.concatenate([state[n].detach().cpu().numpy().ravel() for n in names]) if names else np.zeros(0, np.float32)
-    return ArrayRecord({FLAT: Array(flat)})
+    return pack_runs([state], names)
 
 
-def unpack(record: ArrayRecord, state: dict[str, torch.Tensor], names: Sequence[str]) -> dict[str, torch.Tensor]:
-    """``state`` with the tensors ``names`` taken from the packed ``record``; ValueError if it does not fit."""
-    if FLAT not in record:
-        raise ValueError(f"the round message has no {FLAT!r} array")
-    flat = record[FLAT].numpy()
+def pack_runs(states: Sequence[dict[str, torch.Tensor]], names: Sequence[str]) -> ArrayRecord:
+    """The trainable tensors of every run (the full run, then the fold runs), one flat array each."""
+    out = {}
+    for i, state in enumerate(states):
+        for n in names:
+            if state[n].dtype != torch.float32:
+                raise ValueError(f"tensor {n} is {state[n].dtype}; rounds carry float32 tensors only")
+        flat = np.concatenate([state[n].detach().cpu().numpy().ravel() for n in names]) if names else np.zeros(0, np.float32)
+        out[run_key(i)] = Array(flat)
+    return ArrayRecord(out)
+
+
+def unpack(record: ArrayRecord, state: dict[str, torch.Tensor], names: Sequence[str], key: str = FLAT) -> dict[str, torch.Tensor]:
+    """``state`` with the tensors ``names`` taken from the packed array ``key`` of ``record``;
+    ValueError if it does not fit."""
+    if key not in record:
+        raise ValueError(f"the round message has no {key!r} array")
+    flat = record[key].numpy()
     want = sum(state[n].numel() for n in names)
     if flat.dtype != np.float32 or flat.ndim != 1 or flat.size != want:
-        raise ValueError(f"the {FLAT!r} array is {flat.dtype}{list(flat.shape)}; expected float32[{want}]")
+        raise ValueError(f"the {key!r} array is {flat.dtype}{list(flat.shape)}; expected float32[{want}]")
     out = dict(state)
     at = 0
     for n in names:
@@ -56,17 +70,42 @@ def unpack(record: ArrayRecord, state: dict[str, torch.Tensor], names: Sequence[
     return out
 
 
+def unpack_runs(record: ArrayRecord, state: dict[str, torch.Tensor], names: Sequence[str], runs: int) -> list[dict[str, torch.Tensor]]:
+    """Every run's state from a round message that must hold exactly ``runs`` arrays."""
+    want = {run_key(i) for i in range(runs)}
+    if set(record) != want:
+        raise ValueError(f"the round message holds arrays {sorted(record)[:4]}; expected {sorted(want)[:4]}")
+    return [unpack(record, state, names, run_key(i)) for i in range(runs)]
+
+
+def split_runs(data: bytes, runs: int) -> list[np.ndarray]:
+    """A fuse-round candidate's weights (the runs' flat arrays end to end) as one float32 array per run."""
+    flat = np.frombuffer(data, dtype=np.float32)
+    if runs < 1 or flat.size % runs:
+        raise ValueError(f"{flat.size} floats do not split into {runs} runs")
+    return [part.copy() for part in np.split(flat, runs)]
+
+
 def site_round(model: Any, content: RecordDict, data: MultimodalDataset, cfg: FuseConfig, round_: int,
-               device: str = "cpu") -> RecordDict:
+               device: str = "cpu", fold_data: Sequence[MultimodalDataset] = ()) -> RecordDict:
     """A site's part of round ``round_``: the global trainable tensors into its own copy of the
-    model, ``cfg.epochs`` epochs on ``data``, the new trainable tensors and aggregates back."""
+    model, ``cfg.epochs`` epochs on ``data``, the new trainable tensors and aggregates back. With
+    fold runs (``cfg.folds``), run k also trains, from its own global tensors, on ``fold_data[k]``
+    (the site's patients outside its fold k); only the full run's patient count is sent."""
+    if len(fold_data) != cfg.fold_runs:
+        raise ValueError(f"the run has {cfg.fold_runs} fold runs; the site prepared data for {len(fold_data)}")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     names = trainable_names(model)
     expected = str(content["config"]["layout"])  # type: ignore[index]
     if layout(state, names) != expected:
         raise ValueError("the round's tensor layout differs from this site's model of the same version; "
                          "the coordinator and the site run different mmlego code")
-    start = unpack(content["arrays"], state, names)  # type: ignore[arg-type]
-    new_state, metrics = local_round(model, start, data, model.task, cfg, round_, device)
-    return RecordDict({"arrays": pack(new_state, names),
-                       "metrics": MetricRecord({"num-examples": len(data), "train_loss": float(metrics["train_loss"])})})
+    starts = unpack_runs(content["arrays"], state, names, 1 + cfg.fold_runs)  # type: ignore[arg-type]
+    new_states, loss = [], 0.0
+    for i, (start, part) in enumerate(zip(starts, [data, *fold_data], strict=True)):
+        new_state, metrics = local_round(model, start, part, model.task, cfg, round_, device)
+        new_states.append(new_state)
+        if i == 0:
+            loss = float(metrics["train_loss"])
+    return RecordDict({"arrays": pack_runs(new_states, names),
+                       "metrics": MetricRecord({"num-examples": len(data), "train_loss": loss})})

@@ -94,6 +94,10 @@ class SingleModality(nn.Module):
         self.model = model
         self.modality = modality
 
+    @property
+    def modalities(self) -> list[str]:
+        return [self.modality]
+
     def forward(self, inputs: Inputs) -> torch.Tensor:
         if self.modality not in inputs:
             raise KeyError(f"batch has no modality {self.modality!r}; it has {sorted(inputs)}")

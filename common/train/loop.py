@@ -82,17 +82,18 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
 @torch.no_grad()
 def predict_logits(model: nn.Module, data: MultimodalDataset, batch_size: int = 256,
                    device: torch.device | None = None, amp: bool = True, reader: BatchReader | None = None,
-                   workers: int = 0) -> torch.Tensor:
-    """Logits for every patient of ``data``, in order. Bags are read whole (or their fixed
-    evaluation subset), at most :data:`EVAL_ELEMENTS` instance features a batch."""
+                   workers: int = 0, rows: np.ndarray | None = None) -> torch.Tensor:
+    """Logits for every patient of ``data`` (or its ``rows``), in order. Bags are read whole (or
+    their fixed evaluation subset), at most :data:`EVAL_ELEMENTS` instance features a batch."""
     device = device or next(model.parameters()).device
     was = model.training
     model.eval()
     out = []
     own = reader is None
     reader = reader or BatchReader(data, device, workers)
+    plan = evaluation_batches(data, batch_size) if rows is None else [rows[b] for b in evaluation_batches(data.subset(rows), batch_size)]
     try:
-        for _, inputs in reader(evaluation_batches(data, batch_size)):
+        for _, inputs in reader(plan):
             with _autocast(device, amp):
                 out.append(model(inputs).float().cpu())
     finally:
@@ -136,6 +137,8 @@ class TrainRun:
     penalty: Penalty | None = None  # added to every batch's loss (FedProx's proximal term)
     private: PrivateRun | None = None  # DP-SGD: Poisson batches, per-sample clipping and noise (common.train.dp)
     epochs_done: int = 0
+    rows: np.ndarray | None = None  # train on these rows of the data only (a fold run); None: every row
+    own_reader: bool = True  # close the reader with the run (False: it is shared by several runs)
 
     def step(self, inputs: dict[str, ModalityInput], targets: dict[str, torch.Tensor]) -> float:
         """One optimizer step on a batch; returns the batch's task loss."""
@@ -157,7 +160,10 @@ class TrainRun:
         self.epochs_done += 1
         sampling = Sampling(train=True, seed=self.config.seed, epoch=self.epochs_done)
         total = 0.0
-        plan = self.private.batches() if self.private is not None else shuffled(len(data), self.config.batch_size, self.gen)
+        n = len(data) if self.rows is None else len(self.rows)
+        plan = self.private.batches() if self.private is not None else shuffled(n, self.config.batch_size, self.gen)
+        if self.rows is not None:
+            plan = [self.rows[b] for b in plan]  # positions among the run's rows -> rows of the data
         for rows, inputs in self.reader(plan, sampling):
             if stop is not None and stop():
                 raise Interrupted("training stopped on request")
@@ -167,16 +173,18 @@ class TrainRun:
         return total
 
     def close(self) -> None:
-        self.reader.close()
+        if self.own_reader:
+            self.reader.close()
         if self.private is not None:
             self.private.close()
 
 
 def prepare(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, config: TrainConfig,
-            proximal_mu: float = 0.0) -> TrainRun:
+            proximal_mu: float = 0.0, reader: BatchReader | None = None, rows: np.ndarray | None = None) -> TrainRun:
     """Seed, move ``model`` to the configured device, and build the optimizer (Adam), the loss
-    scaler (fp16 only), the shuffling generator and the batch reader of ``data``.
-    ``proximal_mu`` > 0 adds FedProx's mu/2 ||w - w_start||^2 to every batch's loss."""
+    scaler (fp16 only), the shuffling generator and the batch reader of ``data`` (or use
+    ``reader``, shared with other runs and closed by its owner). ``rows``: train on those rows of
+    ``data`` only. ``proximal_mu`` > 0 adds FedProx's mu/2 ||w - w_start||^2 to every batch's loss."""
     device = resolve_device(config.device)
     model.to(device)
     torch.manual_seed(config.seed)
@@ -192,7 +200,9 @@ def prepare(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, config: T
             sq = [(p - s).pow(2).sum() for p, s in zip(model.parameters(), start, strict=True)]
             return 0.5 * proximal_mu * torch.stack(sq).sum()
 
-    return TrainRun(model, spec, config, device, opt, scaler, gen, BatchReader(data, device, config.workers), penalty)
+    own = reader is None
+    reader = reader if reader is not None else BatchReader(data, device, config.workers)
+    return TrainRun(model, spec, config, device, opt, scaler, gen, reader, penalty, rows=rows, own_reader=own)
 
 
 def train_epochs(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, config: TrainConfig,
@@ -277,3 +287,104 @@ def _fit(run: TrainRun, train: MultimodalDataset, val: MultimodalDataset, val_re
     model.load_state_dict(best_state)
     log.info("%s: best epoch %d of %d, val %s %.4f", label, best_epoch, epoch, spec.metric_name, best[0])
     return FitResult(best_epoch, float(best[0]), epoch, busy, seen / busy if busy > 0 else 0.0, str(device), history)
+
+
+@dataclass
+class FoldFit:
+    """K fold copies trained in lockstep: the epoch count chosen on their out-of-fold metric."""
+
+    best_epoch: int  # epochs of the chosen weights (each copy holds its weights of that epoch)
+    best_metric: float  # the out-of-fold metric over every patient at that epoch
+    epochs_run: int
+    train_seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)  # epoch, out-of-fold metric and loss
+    privacy: list[DPAccount] = field(default_factory=list)  # DP-SGD runs: the budget each copy spent
+
+
+def fit_folds(models: list[nn.Module], data: MultimodalDataset, fold_of: np.ndarray, spec: TaskSpec,
+              config: TrainConfig = TrainConfig(), label: str = "folds", stop: Callable[[], bool] | None = None,
+              private: DPBudget | None = None) -> FoldFit:
+    """Cross-fitting: model k trains on the rows of ``data`` whose fold (``fold_of``, (n,)) is not
+    k, one epoch each in turn; after every epoch each predicts its held-out fold, and the metric
+    of those out-of-fold predictions over every row (ties: lower loss) chooses the epoch count,
+    with early stopping after ``config.patience`` epochs without a better one. Every model is
+    left holding its weights of the chosen epoch. The runs share one batch reader (bags read by
+    one set of workers, not K)."""
+    device = resolve_device(config.device)
+    held = [np.flatnonzero(fold_of == k) for k in range(len(models))]
+    if any(h.size == 0 for h in held) or len(fold_of) != len(data):
+        raise ValueError(f"{label}: every one of the {len(models)} folds needs patients of its own")
+    runs: list[TrainRun] = []
+    with BatchReader(data, device, config.workers) as reader:
+        try:
+            for k, model in enumerate(models):
+                run = prepare(model, data, spec, config, reader=reader, rows=np.flatnonzero(fold_of != k))
+                if private is not None:
+                    assert run.rows is not None
+                    run.model, run.optimizer, run.private = make_private(run.model, run.optimizer, len(run.rows),
+                                                                        config.batch_size, config.epochs, private)
+                runs.append(run)
+            res = _fit_folds(runs, data, held, reader, device, label, stop)
+            return res if private is None else replace(res, privacy=[r.private.account() for r in runs if r.private])
+        finally:
+            for run in runs:
+                run.close()
+
+
+def _fit_folds(runs: list[TrainRun], data: MultimodalDataset, held: list[np.ndarray], reader: BatchReader, device: torch.device,
+               label: str, stop: Callable[[], bool] | None) -> FoldFit:
+    spec, config = runs[0].spec, runs[0].config
+    targets = batch_targets(data, spec, np.arange(len(data)), torch.device("cpu"))
+
+    def snapshot() -> list[dict[str, torch.Tensor]]:
+        return [{k: v.detach().clone() for k, v in r.model.state_dict().items()} for r in runs]  # real copies
+
+    best: tuple[float, float] = (-np.inf, -np.inf)
+    best_state, best_epoch, stale, busy = snapshot(), 0, 0, 0.0
+    history: list[dict[str, float]] = []
+    epoch = 0
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.perf_counter()
+        for run in runs:
+            run.epoch(data, stop)
+        busy += time.perf_counter() - t0
+        parts = [predict_logits(r.model, data, device=device, amp=config.amp, reader=reader, rows=h)
+                 for r, h in zip(runs, held, strict=True)]
+        oof = torch.empty(len(data), parts[0].shape[1])  # (n, outputs): each row predicted by the copy that never saw it
+        for h, part in zip(held, parts, strict=True):
+            oof[torch.as_tensor(h)] = part
+        m = metric(spec, scores(spec, oof).numpy(), data.targets())
+        loss = float(task_loss(spec, oof, targets))
+        history.append({"epoch": epoch, "oof_metric": m, "oof_loss": loss})
+        if (m, -loss) > best:
+            best, best_state, best_epoch, stale = (m, -loss), snapshot(), epoch, 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    for run, state in zip(runs, best_state, strict=True):
+        run.model.load_state_dict(state)
+    log.info("%s: %d fold copies, best epoch %d of %d, out-of-fold %s %.4f", label, len(runs), best_epoch, epoch,
+             spec.metric_name, best[0])
+    return FoldFit(best_epoch, float(best[0]), epoch, busy, history)
+
+
+def train_fixed(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, config: TrainConfig,
+                stop: Callable[[], bool] | None = None, private: DPBudget | None = None) -> FitResult:
+    """Exactly ``config.epochs`` epochs on every row of ``data``, no validation (a cross-fitted
+    block's final training, its epoch count chosen out of fold); ``private``: DP-SGD planned for
+    those epochs, the result carrying the epsilon spent."""
+    run = prepare(model, data, spec, config)
+    try:
+        if private is not None:
+            run.model, run.optimizer, run.private = make_private(run.model, run.optimizer, len(data), config.batch_size,
+                                                                config.epochs, private)
+        t0 = time.perf_counter()
+        for _ in range(config.epochs):
+            run.epoch(data, stop)
+        busy = time.perf_counter() - t0
+        seen = len(data) * config.epochs
+        return FitResult(config.epochs, float("nan"), config.epochs, busy, seen / busy if busy > 0 else 0.0, str(run.device),
+                         privacy=run.private.account() if run.private is not None else None)
+    finally:
+        run.close()

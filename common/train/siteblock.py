@@ -1,26 +1,30 @@
 """How a site trains its block for a task (shared by the site client and the simulator's
 centralized reference, which must train bit for bit the same block): the ``[train]`` settings
-of site.toml, the site's own validation split for early stopping, its input standardisation and
-class weights. Only aggregates leave with the block."""
+of site.toml, cross-fitting over all the site's patients (``[evaluation] folds``) or its own
+validation split for early stopping, its input standardisation and class weights. Only
+aggregates leave with the block; fold copies stay at the site."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 from pydantic import Field
 
+from ..artifacts.foldcopies import FoldCopies
 from ..data.bags import BagData
 from ..data.dataset import MultimodalDataset
-from ..data.splits import Standardizer, site_split
+from ..data.splits import FoldError, Standardizer, site_folds, site_split
+from ..evaluation.scoring import enough
 from ..lego import EncoderConfig, LegoBlock, SingleModality
 from ..records import TaskRecord
 from ..tasks import TaskSpec, inverse_frequency_weights
 from ..tomlconfig import Strict
 from .dp import DPAccount, DPBudget, DPError, PrivateBlock, noise_multiplier
-from .loop import TrainConfig, fit
+from .loop import FitResult, TrainConfig, fit, fit_folds, train_fixed
 
 log = logging.getLogger("mmlego.site")
 MIN_CELL = 5  # the default minimum cell size: no count below it leaves a site
@@ -79,31 +83,106 @@ def local_spec(task: TaskRecord, train: MultimodalDataset, min_cell: int = 1) ->
     return task.spec
 
 
+@dataclass
+class SiteBlock:
+    """A trained block, the aggregates that travel with it, and what stays at the site."""
+
+    block: LegoBlock
+    stats: dict[str, float]
+    privacy: DPAccount | None = None
+    folds: FoldCopies | None = None  # cross-fitted blocks only
+    val_metric: float = float("nan")  # the site's own figure (out of fold, or on its validation split), published or not
+    best_epoch: int = 0  # the epochs of the released weights: chosen out of fold, or the best on the validation split
+
+
 def train_modality(data: MultimodalDataset, modality: str, task: TaskRecord, t: BlockTraining,
                    stop: Callable[[], bool] | None = None, min_cell: int = MIN_CELL,
-                   private: DPBudget | None = None) -> tuple[LegoBlock, dict[str, float], DPAccount | None]:
-    """Train one block on the site's patients that have ``modality``; returns it, aggregate
-    stats and, with ``private``, its DP accounting. Nothing that travels with the block reveals a
-    count below ``min_cell`` (the site's minimum cell size): fewer training patients than that is
-    refused, smaller counts are left out of the stats, and class weights treat a smaller class as
-    if it had ``min_cell`` patients. With ``private`` the block is trained with DP-SGD
-    (:mod:`common.train.dp`): its input scaling comes from the task's public ranges, it has no
-    class weights, and the events count is withheld."""
+                   private: DPBudget | None = None, folds: int = 0) -> SiteBlock:
+    """Train one block on the site's patients that have ``modality``. ``folds`` = 0: early
+    stopping on the site's validation split (the block never sees those patients). ``folds`` =
+    K >= 2 (cross-fitting): K fold copies trained in lockstep on K-1 folds each choose the epoch
+    count by their out-of-fold metric over *every* patient, then the block is trained on all of
+    them for that many epochs (:mod:`common.train.loop` ``fit_folds``, ``train_fixed``).
+
+    Nothing that travels with the block reveals a count below ``min_cell`` (the site's minimum
+    cell size): fewer training patients than that is refused, smaller counts are left out of the
+    stats, the validation metric is published only when its patients, events and censored
+    patients (or its smallest class) reach ``min_cell``, and class weights treat a smaller class
+    as if it had ``min_cell`` patients. With ``private`` the block (and each fold copy) is
+    trained with DP-SGD (:mod:`common.train.dp`): its input scaling comes from the task's public
+    ranges, it has no class weights, and the events count is withheld."""
+    if folds:
+        return _cross_fitted(data, modality, task, t, stop, min_cell, private, folds)
     has = data.modalities[modality].present.numpy()
     rows, val_rows = site_split(data, t.val_fraction, t.seed)
     train = data.subset(rows[has[rows]]).select_modalities([modality])
     val = data.subset(val_rows[has[val_rows]]).select_modalities([modality])
     if len(val) == 0:
         raise ValueError(f"modality {modality!r}: none of the site's validation patients has it; early stopping needs some")
-    if len(train) < min_cell:
-        raise ValueError(f"modality {modality!r} has {len(train)} training patients at this site; at least {min_cell} "
+    _check(data, modality, task, t, len(train), min_cell, private, t.epochs)
+    spec = local_spec(task, train, min_cell) if private is None else task.spec
+    block, model = _fresh(data, modality, task, t, spec, train, min_cell, private)
+    res = fit(model, train, val, spec, _config(t, private), label=f"block:{modality}", stop=stop, private=private)
+    stats = {"n_train": float(len(train)), "n_val": float(len(val)), "val_metric": float(res.best_metric),
+             "epochs": float(res.epochs_run)}
+    return SiteBlock(block.cpu().eval(), _published(stats, train, val, spec, modality, min_cell, private), res.privacy,
+                     val_metric=res.best_metric, best_epoch=res.best_epoch)
+
+
+def _cross_fitted(data: MultimodalDataset, modality: str, task: TaskRecord, t: BlockTraining, stop: Callable[[], bool] | None,
+                  min_cell: int, private: DPBudget | None, folds: int) -> SiteBlock:
+    fold_all = site_folds(data, folds, t.seed)  # every patient of the site, stratified: the same folds for every modality
+    has = np.flatnonzero(data.modalities[modality].present.numpy())
+    mine = data.subset(has).select_modalities([modality])
+    fold_of = fold_all[has]
+    if np.unique(fold_of).size < folds:
+        raise FoldError(f"[evaluation] folds = {folds}: the {len(mine)} patients with modality {modality!r} do not fill "
+                        f"{folds} folds; set fewer folds")
+    smallest = min(int((fold_of != k).sum()) for k in range(folds))
+    _check(data, modality, task, t, smallest, min_cell, private, t.epochs)
+    spec = local_spec(task, mine, min_cell) if private is None else task.spec
+    copies = [_fresh(data, modality, task, t, spec, mine.subset(np.flatnonzero(fold_of != k)), min_cell, private)
+              for k in range(folds)]
+    config = _config(t, private)
+    ff = fit_folds([m for _, m in copies], mine, fold_of, spec, config, label=f"block:{modality} folds", stop=stop,
+                   private=private)
+    block, res = train_for(data, modality, task, t, ff.best_epoch, min_cell, private, stop, spec)
+    log.info("block:%s: trained on all %d patients for the %d epochs chosen out of fold", modality, len(mine), ff.best_epoch)
+    stats = {"n_train": float(len(mine)), "folds": float(folds), "val_metric": ff.best_metric, "epochs": float(ff.best_epoch)}
+    kept = FoldCopies(dict(zip(data.ids, fold_all.tolist(), strict=True)), [b.cpu().eval() for b, _ in copies])
+    return SiteBlock(block, _published(stats, mine, mine, spec, modality, min_cell, private), res.privacy, kept,
+                     ff.best_metric, ff.best_epoch)
+
+
+def train_for(data: MultimodalDataset, modality: str, task: TaskRecord, t: BlockTraining, epochs: int,
+              min_cell: int = MIN_CELL, private: DPBudget | None = None, stop: Callable[[], bool] | None = None,
+              spec: TaskSpec | None = None) -> tuple[LegoBlock, FitResult]:
+    """A block trained on every patient of ``data`` that has ``modality`` for exactly ``epochs``
+    epochs (no validation): a cross-fitted block's last step, or a central refit."""
+    mine = data.subset(np.flatnonzero(data.modalities[modality].present.numpy())).select_modalities([modality])
+    spec = spec or (local_spec(task, mine, min_cell) if private is None else task.spec)
+    block, model = _fresh(data, modality, task, t, spec, mine, min_cell, private)
+    res = train_fixed(model, mine, spec, replace(_config(t, private), epochs=epochs), stop=stop, private=private)
+    return block.cpu().eval(), res
+
+
+def _check(data: MultimodalDataset, modality: str, task: TaskRecord, t: BlockTraining, n_train: int, min_cell: int,
+           private: DPBudget | None, epochs: int) -> None:
+    """Refuse, before anything is trained, too few training patients or a DP budget or data that cannot work."""
+    if n_train < min_cell:
+        raise ValueError(f"modality {modality!r} has {n_train} training patients at this site; at least {min_cell} "
                          "(the site's [privacy] min_cell_size) are needed to train a block")
-    if private is not None:  # a budget or data that cannot work is named before anything is trained
+    if private is not None:
         if isinstance(data.modalities[modality], BagData):
             raise DPError(f"modality {modality!r} is read from per-slide files: DP training of slide blocks is not supported "
                           "yet (DP-SGD needs each patient's bag padded in memory); unset [privacy] block_epsilon for it")
-        noise_multiplier(private, len(train), t.batch_size, t.epochs)
-    spec = local_spec(task, train, min_cell) if private is None else task.spec
+        noise_multiplier(private, n_train, t.batch_size, epochs)
+
+
+def _fresh(data: MultimodalDataset, modality: str, task: TaskRecord, t: BlockTraining, spec: TaskSpec,
+           train: MultimodalDataset, min_cell: int, private: DPBudget | None) -> tuple[LegoBlock, torch.nn.Module]:
+    """A new block from the task's shared initialisation (the same for the block and its fold
+    copies), its input scaling fitted on ``train`` (DP: from public ranges), and the module that trains it."""
     mod = data.modalities[modality]
     enc = EncoderConfig(kind="tabular" if mod.kind == "tabular" else "bag", in_features=mod.n_features,
                         token_dim=t.token_dim, n_tokens=t.n_tokens)
@@ -114,18 +193,30 @@ def train_modality(data: MultimodalDataset, modality: str, task: TaskRecord, t: 
     else:
         mean, std = public_scaling(task, modality, list(mod.features))
     block.set_input_scaling(mean, std)
-    tc = TrainConfig(epochs=t.epochs, patience=t.patience, batch_size=t.batch_size, lr=t.lr if private is None else private.lr,
-                     seed=t.seed, device=t.device, workers=t.loader_workers, amp=private is None)
     model: torch.nn.Module = SingleModality(block, modality) if private is None else PrivateBlock(block, modality)
-    res = fit(model, train, val, spec, tc, label=f"block:{modality}", stop=stop, private=private)
-    stats = {"n_train": float(len(train)), "n_val": float(len(val)), "val_metric": float(res.best_metric),
-             "epochs": float(res.epochs_run)}
+    return block, model
+
+
+def _config(t: BlockTraining, private: DPBudget | None) -> TrainConfig:
+    return TrainConfig(epochs=t.epochs, patience=t.patience, batch_size=t.batch_size, lr=t.lr if private is None else private.lr,
+                       seed=t.seed, device=t.device, workers=t.loader_workers, amp=private is None)
+
+
+def _published(stats: dict[str, float], train: MultimodalDataset, val: MultimodalDataset, spec: TaskSpec, modality: str,
+               min_cell: int, private: DPBudget | None) -> dict[str, float]:
+    """``stats`` as they may travel: counts below ``min_cell`` withheld, and the validation metric
+    only when the patients it was measured on pass the minimum cell size (the same rule as a
+    site's evaluation report: it would reveal what the site refuses to send there)."""
     if train.event is not None and private is None:
-        stats["n_events_train"] = float(train.event.sum())  # type: ignore[union-attr]
+        stats["n_events_train"] = float(train.event.sum())
     for key in [k for k in COUNTS if k in stats and stats[k] < min_cell]:
         log.info("%s of %s is below the minimum cell size %d; not reported with the block", key, modality, min_cell)
         del stats[key]
-    return block.cpu().eval(), stats, res.privacy
+    if not enough(val, spec, np.ones(len(val), dtype=bool), min_cell):
+        log.info("the validation metric of %s rests on fewer than %d patients, events or censored patients; not reported "
+                 "with the block", modality, min_cell)
+        del stats["val_metric"]
+    return stats
 
 
 def public_scaling(task: TaskRecord, modality: str, features: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,8 +23,9 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
              out: Path | None = typer.Option(None, "--out", help="New folder for the run and its report (default: runs/SCENARIO-TIME)."),
              sites: int | None = typer.Option(None, "--sites", min=2, max=500, help="Number of sites (scale scenario only)."),
              seeds: int | None = typer.Option(None, "--seeds", min=1, max=50,
-                                              help="Repeat the whole run for seeds 0..N-1 (the split, the assignment of patients, "
-                                                   "training) and report means and standard deviations over them."),
+                                              help="Repeat the whole run for seeds 0..N-1 (seed s tests on fold s % test_folds "
+                                                   "of every hospital, so seeds 0-4 test every patient once) and report "
+                                                   "means, standard deviations and paired intervals combined over them."),
              parallel: int = typer.Option(8, "--parallel", min=1, max=500,
                                           help="At most this many sites train at once (each is a process of ~0.5 GB; "
                                                "processes engine)."),
@@ -39,7 +40,8 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
                                                          "instance.")) -> None:
     """Run a simulated multi-site study end to end with the real system (processes on loopback,
     mutual TLS, SQLite, Flower) and write report.md, report.json and plots. Every model is compared
-    on the same test patients; every choice is made on the sites' validation patients only."""
+    on the same test patients, by paired differences with 95 % intervals; every choice is made on
+    the sites' own patients only (out of fold, or a validation split)."""
     from common.client import CallError
     from common.tomlconfig import ConfigError
 
@@ -74,7 +76,9 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
         raise KeyboardInterrupt
 
     runs = [(scn, folder)] if seeds is None else [(scn.with_seed(k), folder / f"seed-{k}") for k in range(seeds)]
-    reports, files = [], []
+    reports: list[dict[str, Any]] = []
+    measured: list[Any] = []
+    files: list[Path] = []
     # Ctrl-C and SIGTERM both stop the run (SIGINT explicitly: a shell's background job starts with it ignored)
     previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -85,15 +89,18 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
             try:
                 loaded = time.monotonic() - t
                 run = run_consortium(one, part, where, say, parallel, engine=engine, ray_address=ray_address)
-                say("measuring every model on the held-out test patients" + (", with centralized references, the FedAvg "
-                                                                             "baseline and the pooled reference"
+                say("measuring every model on the held-out test patients" + (", with the references: each hospital alone, "
+                                                                             "FedAvg over every site and over the paired "
+                                                                             "sites, and the central ceiling"
                                                                              if one.spec.compare else ""))
-                reports.append(build_report(run, one, part, {"load data and split": loaded}))
+                report, scores = build_report(run, one, part, {"load data and split": loaded})
+                reports.append(report)
+                measured.append(scores)
             finally:
                 part.close()
-            files = write_report(reports[-1], where)
+            files = write_report(reports[-1], where, measured[-1])
         if seeds is not None:
-            files = write_summary(summarize(reports), folder)
+            files = write_summary(summarize(reports, measured), folder)
     except KeyboardInterrupt:
         raise fail("interrupted; every process of the run was stopped", EXIT_INTERRUPTED) from None
     except (ConfigError, SimulationError) as exc:
@@ -107,7 +114,7 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
             signal.signal(sig, handler)
     if reports[0].get("summary"):
         typer.echo("")
-        typer.echo("\n".join(summary_table(summarize(reports))))
+        typer.echo("\n".join(summary_table(summarize(reports, measured))))
         typer.echo("")
     failed = sorted({f"seed {r['seed']}: {name}" for r in reports for name, ok in r["checks"].items() if not ok})
     typer.echo(f"done in {time.monotonic() - t0:.0f} s; report: {files[1]} (also {', '.join(f.name for f in files if f != files[1])})")

@@ -1,6 +1,7 @@
-"""Writing what ``mmlego simulate`` measured: report.json, report.md and plots for one run, and
-the summary over several seeds (``--seeds N``): every kind of model's mean and standard
-deviation over the seeds, each seed measured on the same test patients for every model."""
+"""Writing what ``mmlego simulate`` measured: report.json, report.md, plots and the test scores
+for one run, and the summary over several seeds (``--seeds N``): every kind's mean and standard
+deviation over the seeds and, beside them, paired differences to the recommended version with 95 %
+intervals combined over the seeds (each seed's test patients resampled within each hospital)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from .report import KINDS
+from common.evaluation.paired import TestSet
+
+from .report import KINDS, REFERENCES, Measured, comparisons
+
+SCORES = "test-scores.npz"
 
 
 def _mb(n: float) -> str:
@@ -23,76 +28,147 @@ def _f(x: Any, digits: int = 3) -> str:
     return f"{x:.{digits}f}" if isinstance(x, int | float) and math.isfinite(x) else "-"
 
 
+def _interval(c: dict[str, Any] | None) -> str:
+    if c is None or c.get("diff") is None:
+        return "-"
+    return f"{c['diff']:+.3f} [{_f(c.get('low'))}, {_f(c.get('high'))}]"
+
+
+# ---- test scores on disk ---------------------------------------------------------------------------
+def save_measured(m: Measured, out: Path) -> Path:
+    """The test scores every comparison of a run rests on (numpy arrays, no pickle)."""
+    arrays: dict[str, np.ndarray] = {}
+    for name, test in [("summary", m.summary), *((f"site:{s}", t) for s, t in m.per_site.items())]:
+        if test is None:
+            continue
+        arrays[f"{name}|site"] = np.asarray(test.site).astype(str)
+        arrays[f"{name}|meta"] = np.asarray([test.kind, str(test.n_classes)])
+        arrays.update({f"{name}|target|{k}": np.asarray(v) for k, v in test.targets.items()})
+        arrays.update({f"{name}|score|{k}": np.asarray(v) for k, v in test.scores.items()})
+    np.savez_compressed(out / SCORES, **arrays)  # type: ignore[arg-type]
+    return out / SCORES
+
+
+def load_measured(path: Path) -> Measured:
+    with np.load(path, allow_pickle=False) as z:
+        names = sorted({k.split("|")[0] for k in z.files})
+        tests = {}
+        for name in names:
+            kind, n_classes = (str(x) for x in z[f"{name}|meta"])
+            pick = {k.split("|", 2)[2]: z[k] for k in z.files if k.startswith(f"{name}|target|")}
+            scores = {k.split("|", 2)[2]: z[k] for k in z.files if k.startswith(f"{name}|score|")}
+            tests[name] = TestSet(kind, int(n_classes), z[f"{name}|site"], pick, scores)
+    return Measured(tests.get("summary"), {n.split(":", 1)[1]: t for n, t in tests.items() if n.startswith("site:")})
+
+
 # ---- over seeds ----------------------------------------------------------------------------------
-def summarize(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and standard deviation over seeds of every kind's test metric (each seed: every model
-    on that seed's same test patients), and the same per site beside its own best block."""
+def summarize(reports: list[dict[str, Any]], measured: list[Measured]) -> dict[str, Any]:
+    """Mean and standard deviation over seeds of every kind's within-site test metric, and
+    ``recommended`` minus every other kind with 95 % intervals combined over the seeds (the
+    summary and each hospital's own test patients)."""
     rows = []
     for kind in KINDS:
         got = [(r["seed"], x) for r in reports for x in r.get("summary", []) if x["kind"] == kind]
         if not got:
             continue
-        values = [x["mean"] for _, x in got]
+        values = [x["value"] for _, x in got]
         rows.append({"model": _model_name(kind, [x["model"] for _, x in got]), "kind": kind,
-                     "patients": statistics.mean(x["patients"] for _, x in got), "mean": statistics.mean(values),
+                     "patients": sum(x["patients"] for _, x in got), "mean": statistics.mean(values),
                      "std": statistics.stdev(values) if len(values) > 1 else 0.0, "seeds": [s for s, _ in got],
                      "values": values, "picked": [x["model"] for _, x in got]})
-    sites: dict[str, dict[str, list[float]]] = {}
-    patients: dict[str, list[int]] = {}
-    for r in reports:
-        for site in r.get("per_site", []):
-            patients.setdefault(site["site"], []).append(site["patients"])
-            for x in site["rows"]:
-                sites.setdefault(site["site"], {}).setdefault(x["kind"], []).append(x["value"])
-    per_site = [{"site": name, "patients": statistics.mean(patients[name]),
-                 "rows": [{"kind": k, "mean": statistics.mean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
-                           "seeds": len(v)} for k, v in kinds.items()]} for name, kinds in sites.items()]
-    return {"scenario": reports[0]["scenario"], "metric": reports[0]["metric"], "seeds": [r["seed"] for r in reports],
-            "summary": rows, "per_site": per_site}
+    tests = [m.summary for m in measured if m.summary is not None]
+    per_site = []
+    for name in dict.fromkeys(s["site"] for r in reports for s in r.get("per_site", [])):
+        by_kind: dict[str, list[float]] = {}
+        patients = 0
+        for r in reports:
+            for s in r.get("per_site", []):
+                if s["site"] == name:
+                    patients += s["patients"]
+                    for x in s["rows"]:
+                        by_kind.setdefault(x["kind"], []).append(x["value"])
+        site_tests = [m.per_site[name] for m in measured if name in m.per_site]
+        per_site.append({"site": name, "patients": patients,
+                         "rows": [{"kind": k, "mean": statistics.mean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
+                                   "seeds": len(v)} for k, v in by_kind.items()],
+                         "comparisons": comparisons(site_tests) if site_tests else []})
+    runs = [{"seed": r["seed"], "merge": r["merge"]["validation"].get("chosen"),
+             "scored_by": r["validation"].get("scored_by", []), "declined_by": r["validation"].get("declined_by", []),
+             "fuse": r["fuse"].get("model") or "not stored: " + r["fuse"].get("not_stored", "")[:200],
+             "recommended": r["recommended"].get("model"), "validation": r["validation"]} for r in reports]
+    return {"scenario": reports[0]["scenario"], "metric": reports[0]["metric"], "metric_scope": reports[0].get("metric_scope"),
+            "folds": reports[0].get("folds"), "seeds": [r["seed"] for r in reports], "summary": rows,
+            "comparisons": comparisons(tests) if tests else [], "per_site": per_site, "runs": runs}
 
 
 def _model_name(kind: str, names: list[str]) -> str:
     generic = {"best-block": "the block the consortium picks on validation", "ensemble": "mean of every block's prediction",
                "merge-uniform": "LegoMerge of every block, equal weights", "merge": "the version `merge --recipe auto` published",
                "fuse": "early-stopped LegoFuse (its parent when no round was kept)",
-               "recommended": "the coordinator's recommended version", "baseline": "FedAvg from scratch on the paired sites",
-               "pooled": "LegoFuse trained centrally on every training patient (no consortium can)"}
+               "recommended": "the coordinator's recommended version",
+               "local": "each hospital's own best model (its own cross-validation)",
+               "baseline": "FedAvg from scratch over every site", "baseline-paired": "FedAvg from scratch over the paired sites",
+               "ceiling": "the best central family on pooled validation", "ceiling-fuse": "pooled LegoFuse (central)",
+               "ceiling-ensemble": "pooled ensemble of per-modality blocks (central)",
+               "ceiling-e2e": "the architecture trained end to end (central)",
+               "ceiling-classical": "elastic-net Cox / penalised logistic regression (central)"}
     return generic.get(kind, names[0])
 
 
 def summary_table(summary: dict[str, Any]) -> list[str]:
+    """The headline tables: every kind on the same test patients (mean over seeds, and recommended
+    minus it with its paired interval), then each hospital's own view: recommended against what it
+    has alone (``local``), and every kind on its own patients."""
     m = summary["metric"]
-    lines = [f"| kind | model | test patients | {m} mean | std | seeds |", "|---|---|---|---|---|---|"]
+    by = {c["b"]: c for c in summary.get("comparisons", [])}
+    lines = [f"| kind | model | test patients | {m} mean | std | seeds | recommended minus it [95 % interval] |",
+             "|---|---|---|---|---|---|---|"]
     for r in summary["summary"]:
-        lines.append(f"| {r['kind']} | {r['model']} | {r['patients']:.0f} | {_f(r['mean'])} | {_f(r['std'])} | {len(r['seeds'])} |")
-    kinds = [k for k in KINDS if any(x["kind"] == k for s in summary["per_site"] for x in s["rows"])]
-    if summary["per_site"]:
-        lines += ["", f"Per site (its own test patients, through its modalities; {m} mean over seeds):", "",
-                  "| site | test patients | its own best block | " + " | ".join(kinds) + " |",
-                  "|---|---|---|" + "---|" * len(kinds)]
-        for s in summary["per_site"]:
-            by = {x["kind"]: x["mean"] for x in s["rows"]}
-            lines.append(f"| {s['site']} | {s['patients']:.0f} | {_f(by.get('own-block'))} | "
-                         + " | ".join(_f(by.get(k)) for k in kinds) + " |")
+        lines.append(f"| {r['kind']} | {r['model']} | {r['patients']:.0f} | {_f(r['mean'])} | {_f(r['std'])} | {len(r['seeds'])} | "
+                     f"{'-' if r['kind'] == 'recommended' else _interval(by.get(r['kind']))} |")
+    sites = summary.get("per_site", [])
+    if not sites:
+        return lines
+    lines += ["", f"The gain from joining: each hospital's own test patients, through its own modalities ({m}; recommended "
+                  "minus local with its paired 95 % interval):", "",
+              "| site | test patients | local (alone) | recommended | recommended minus local |", "|---|---|---|---|---|"]
+    for s in sites:
+        v = {x["kind"]: x["mean"] for x in s["rows"]}
+        c = next((c for c in s.get("comparisons", []) if c["b"] == "local"), None)
+        lines.append(f"| {s['site']} | {s['patients']:.0f} | {_f(v.get('local'))} | {_f(v.get('recommended'))} | {_interval(c)} |")
+    kinds = [k for k in KINDS if any(x["kind"] == k for s in sites for x in s["rows"])]
+    lines += ["", f"Every kind on each hospital's own test patients ({m}, mean over seeds):", "",
+              "| site | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+    for s in sites:
+        v = {x["kind"]: x["mean"] for x in s["rows"]}
+        lines.append(f"| {s['site']} | " + " | ".join(_f(v.get(k)) for k in kinds) + " |")
     return lines
 
 
 def write_summary(summary: dict[str, Any], out: Path) -> list[Path]:
     (out / "report.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
     lines = [f"# mmlego simulate: {summary['scenario']}, seeds {summary['seeds']}", "",
-             "Every model of a seed is measured on the same test patients; the table gives the mean and standard deviation "
-             "over the seeds. Choices were made on validation patients only (the sites' own).", ""]
+             f"Every model of a seed is measured on the same test patients ({summary.get('metric_scope') or 'within-site'}); "
+             "the seeds' test sets are disjoint folds of every hospital's patients. Choices were made on the sites' own "
+             "patients only (out of fold, or a validation split). Intervals: paired bootstrap over the test patients, "
+             "within each hospital, combined over the seeds.", ""]
     lines += summary_table(summary)
+    lines += ["", "What the consortium chose, seed by seed:", "", "| seed | merge | scored by | declined by | fuse | recommended |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {r['seed']} | {r['merge']} | {', '.join(r['scored_by']) or '-'} | {', '.join(r['declined_by']) or '-'} | "
+              f"{r['fuse'][:80]} | {r['recommended']} |" for r in summary.get("runs", [])]
     lines += ["", "Each seed's own report: " + ", ".join(f"[seed {s}](seed-{s}/report.md)" for s in summary["seeds"]), ""]
     (out / "report.md").write_text("\n".join(lines))
     return [out / "report.json", out / "report.md"]
 
 
 # ---- one run -------------------------------------------------------------------------------------
-def write_report(report: dict[str, Any], out: Path) -> list[Path]:
-    """report.json, report.md and the plots; returns the files written."""
+def write_report(report: dict[str, Any], out: Path, measured: Measured | None = None) -> list[Path]:
+    """report.json, report.md, the plots and the test scores; returns the files written."""
     files = [out / "report.json", out / "report.md"]
     (out / "report.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    if measured is not None:
+        files.append(save_measured(measured, out))
     files += plots(report, out)
     m = report["metric"]
     lines = [f"# mmlego simulate: {report['scenario']} (seed {report['seed']})", "", report["description"], ""]
@@ -100,49 +176,47 @@ def write_report(report: dict[str, Any], out: Path) -> list[Path]:
         lines += ["**Synthetic data** (generated with a known signal per modality; not a clinical result).", ""]
     where = report.get("placement") or {}  # ray engine: the Ray node of each site's block training
     node_col = (" Ray node |", "---|") if where else ("", "")
-    lines += ["## Sites", "", f"| site | modalities | paired | training patients | validation patients |{node_col[0]}",
-              f"|---|---|---|---|---|{node_col[1]}"]
+    lines += ["## Sites", "", f"| site | modalities | paired | patients it holds | events | its test patients |{node_col[0]}",
+              f"|---|---|---|---|---|---|{node_col[1]}"]
     lines += [f"| {s['name']} | {', '.join(s['modalities'])} | {'yes' if s['paired'] else 'no'} | {s['patients']} | "
-              f"{s['validation_patients']} |" + (f" {where.get(s['name'], '?')} |" if where else "") for s in report["sites"]]
+              f"{s['events'] if s.get('events') is not None else '-'} | {s['test_patients']} |"
+              + (f" {where.get(s['name'], '?')} |" if where else "") for s in report["sites"]]
     if where:
         lines += ["", f"Engine: ray. Each site's block training ran as one Ray task; Ray nodes used: "
                       f"{', '.join(sorted(set(where.values())))}."]
-    lines += ["", f"Held-out test set: {report['test_patients']} patients no site trains on or chooses with. Every choice "
-              "(the merge recipe, the LegoFuse round, the recommended version, the best block) was made on the sites' own "
-              "validation patients, through federated evaluation (pair counts only).", ""]
+    lines += ["", f"Held-out test set: {report['test_patients']} patients (test fold {report.get('test_fold', '?')} of every "
+              "hospital) that no site trains on or chooses with. Every choice (the blocks' epochs, the merge recipe, the "
+              f"LegoFuse round, the recommended version, the best block) rested on the sites' own patients: "
+              f"{report['validation']['how']}, through federated evaluation (pair counts only).", ""]
     if "summary" in report:
-        lines += [f"## Test {m}: every model on the same patients", ""]
-        lines += summary_table({"metric": m, "summary": report["summary"],
-                                "per_site": [{"site": s["site"], "patients": s["patients"],
+        lines += [f"## Test {m} (within-site): every model on the same patients", ""]
+        lines += summary_table({"metric": m, "summary": report["summary"], "comparisons": report.get("comparisons", []),
+                                "per_site": [{"site": s["site"], "patients": s["patients"], "comparisons": s["comparisons"],
                                               "rows": [{"kind": x["kind"], "mean": x["value"]} for x in s["rows"]]}
                                              for s in report.get("per_site", [])]})
         lines += [""]
     lines += _validation_lines(report)
-    lines += ["## Blocks (test, on the test patients with the block's modality)", "",
-              "| block | training patients | test | DP epsilon |", "|---|---|---|---|"]
-    lines += [f"| {b['site']} / {b['modality']} | {b['n_train']} | {_f(b['test'])} | "
+    lines += _reference_lines(report)
+    lines += ["## Blocks (test: alone, on the test patients with the block's modality)", "",
+              "| block | patients | validation (published) | test | DP epsilon |", "|---|---|---|---|---|"]
+    lines += [f"| {b['site']} / {b['modality']} | {b['n_train']} | {_f(b.get('val_metric'))} | {_f(b['test'])} | "
               f"{_f(b['dp_epsilon']) if b.get('dp_epsilon') is not None else 'no DP'} |" for b in report["blocks"]]
     cen = report.get("centralized")
     dp = any(b.get("dp_epsilon") is not None for b in report["blocks"])
     if cen:
         same = ("not comparable (DP blocks: the noise is secret, a retrain draws other noise)" if dp else
-                "identical bit for bit" if cen["merge_exact"] else "DIFFERENT")
-        lines += ["", f"Centralized references: the published merge rebuilt here from blocks trained again in one process is "
-                      f"{same}; LegoFuse's kept rounds run centrally: {_f(cen['fuse_test'])}."]
-    base = report["baseline"]
-    if "curve" in base:
-        target = _f(base["target_val"]) if base["target_val"] is not None else "none"
-        lines += [f"FedAvg from scratch on the paired sites ({', '.join(base['sites'])}): {base['rounds']} rounds, "
-                  f"{'reached' if base['reached_target'] else 'did not reach'} LegoFuse's validation {m} ({target})."]
-    else:
-        lines += [f"FedAvg baseline: {base.get('skipped')}."]
+                "identical bit for bit" if cen["blocks_exact"] else "DIFFERENT")
+        lines += ["", f"Central check: {cen['site']}'s blocks trained again in this process from its data folder are {same} to "
+                      f"the blocks it pushed; LegoFuse's kept rounds run centrally: {_f(cen['fuse_test'])}."]
+    base_kinds = [k for k in ("baseline", "baseline-paired") if k in report.get("baselines", {})]
     lines += ["", "## Communication (payload bytes per site, MB)", "",
-              "| site | MM-Lego sent | MM-Lego received | of which evaluation (sent / received) | fuse rounds | baseline sent | "
-              "baseline received | baseline rounds |", "|---|---|---|---|---|---|---|---|"]
+              "| site | MM-Lego sent | MM-Lego received | of which evaluation (sent / received) | fuse rounds | "
+              + " | ".join(f"{k} sent / received (rounds)" for k in base_kinds) + " |",
+              "|---|---|---|---|---|" + "---|" * len(base_kinds)]
     for site, c in report["communication"].items():
         lines.append(f"| {site} | {_mb(c['mmlego_up'])} | {_mb(c['mmlego_down'])} | {_mb(c['evaluation_up'])} / "
-                     f"{_mb(c['evaluation_down'])} | {c['mmlego_rounds']} | {_mb(c['baseline_up'])} | {_mb(c['baseline_down'])} | "
-                     f"{c['baseline_rounds']} |")
+                     f"{_mb(c['evaluation_down'])} | {c['mmlego_rounds']} | "
+                     + " | ".join(f"{_mb(c[f'{k}_up'])} / {_mb(c[f'{k}_down'])} ({c[f'{k}_rounds']})" for k in base_kinds) + " |")
     lines += ["", "## Wall time per phase (s)", "", "| phase | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in report["phases_s"].items()]
     lines += ["", "## Peak memory (resident, MB)", "", "| process | peak |", "|---|---|"]
@@ -155,34 +229,62 @@ def write_report(report: dict[str, Any], out: Path) -> list[Path]:
 
 def _validation_lines(report: dict[str, Any]) -> list[str]:
     """The merge's candidates as the sites scored them, and LegoFuse's validation curve."""
+    val = report["validation"]
     v = report["merge"].get("validation", {})
-    lines = ["## Consortium validation (what the choices rest on)", ""]
+    lines = ["## Consortium validation (what the choices rest on)", "",
+             f"How sites validate: {val['how']}. Patients each site holds: "
+             + ", ".join(f"{k} {n}" for k, n in val["site_patients"].items()) + ".", ""]
     if not v.get("evaluated"):
         lines += [f"The merge was not measured: {v.get('reason', '')}.", ""]
     else:
         lines += [f"Merge {report['merge']['model']}: scored by {', '.join(v.get('scored_by', [])) or 'no site'}; declined by "
                   f"{', '.join(v.get('declined_by', [])) or 'none'}. Chosen: **{v['chosen']}**: {v['reason']}.", "",
-                  "| candidate | validation | standard error | vs uniform | standard error | sites |", "|---|---|---|---|---|---|"]
+                  "| candidate | validation | standard error | vs uniform | standard error | patients |", "|---|---|---|---|---|---|"]
         for r in v.get("candidates", []):
             lines.append(f"| {r['label']} | {_f(r.get('value'), 4)} | {_f(r.get('se'), 4)} | {_f(r.get('diff'), 4)} | "
-                         f"{_f(r.get('se_diff'), 4)} | {len(r.get('sites', []))} |")
+                         f"{_f(r.get('se_diff'), 4)} | {r.get('patients', '-')} |")
         lines.append("")
     fuse = report["fuse"]
     if "not_stored" in fuse:
         lines += [f"LegoFuse: no fused version stored: {fuse['not_stored']}", ""]
-        curve = fuse.get("curve", [])
     else:
-        curve = fuse.get("validation", {}).get("curve", [])
         lines += [f"LegoFuse {fuse['model']}: {fuse.get('validation', {}).get('reason', '')}.", ""]
+    curve = val.get("fuse_rounds", [])
     if curve:
         lines += ["| round | validation | parent | difference | standard error |", "|---|---|---|---|---|"]
         lines += [f"| {i + 1} | {_f(c.get('value'), 4)} | {_f(c.get('parent'), 4)} | {_f(c.get('diff'), 4)} | "
-                  f"{_f(c.get('se_diff'), 4)} |" for i, c in enumerate(curve) if c]
+                  f"{_f(c.get('se_diff'), 4)} |" for i, c in enumerate(curve)]
         lines.append("")
     rec = report.get("recommended", {})
     if rec:
         lines += [f"Recommended version: **{rec['model']}** ({rec['reason']}).", ""]
     return lines
+
+
+def _reference_lines(report: dict[str, Any]) -> list[str]:
+    """How each reference was chosen (validation figures only)."""
+    refs = report.get("references") or {}
+    if not refs:
+        return []
+    lines = ["## References (chosen on validation or out-of-fold evidence)", ""]
+    for kind in REFERENCES:
+        r = refs.get(kind)
+        if r is None:
+            continue
+        extra = ""
+        if "rounds_chosen" in r:
+            extra = f"; {r['rounds_chosen']} rounds chosen on the sites' validation splits ({_f(r.get('val'))}) of at most {r['budget']}"
+        elif "chosen" in r and isinstance(r.get("val"), dict):
+            extra = "; pooled validation: " + ", ".join(f"{k} {_f(x)}" for k, x in r["val"].items())
+        elif "val" in r:
+            extra = f"; pooled validation {_f(r['val'])}"
+        lines.append(f"- **{kind}**: {r['name']}{extra}.")
+    for s in report.get("per_site", []):
+        info = s.get("local") or {}
+        if info.get("evidence"):
+            lines.append(f"- local at {s['site']}: {info['chosen']} ({info['how']}: "
+                         + ", ".join(f"{k} {_f(x)}" for k, x in info["evidence"].items()) + ")")
+    return [*lines, ""]
 
 
 def plots(report: dict[str, Any], out: Path) -> list[Path]:
@@ -195,30 +297,29 @@ def plots(report: dict[str, Any], out: Path) -> list[Path]:
     m = report["metric"]
     rows = report.get("summary") or []
     if rows:
-        fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 4))
-        values = [r["mean"] for r in rows]
-        ax.bar(range(len(rows)), values, color=["#9aa5b1" if r["kind"] in ("best-block", "pooled", "baseline") else "#1f77b4"
-                                                for r in rows])
-        ax.set_xticks(range(len(rows)), [r["kind"] for r in rows], fontsize=8, rotation=20)
-        ax.set_ylabel(f"test {m}")
-        ax.set_ylim(max(0.0, min(values) - 0.1), min(1.0, max(values) + 0.05))
-        ax.set_title(f"{report['scenario']} (seed {report['seed']}): {rows[0]['patients']} test patients"
-                     + (" (synthetic data)" if report["synthetic"] else ""))
-        for i, v in enumerate(values):
-            ax.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
+        by = {c["b"]: c for c in report.get("comparisons", [])}
+        fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(rows)), 4))
+        diffs = [by[r["kind"]]["diff"] if r["kind"] in by else 0.0 for r in rows]
+        lows = [d - by[r["kind"]]["low"] if r["kind"] in by else 0.0 for r, d in zip(rows, diffs, strict=True)]
+        highs = [by[r["kind"]]["high"] - d if r["kind"] in by else 0.0 for r, d in zip(rows, diffs, strict=True)]
+        ax.errorbar(range(len(rows)), diffs, yerr=[lows, highs], fmt="o", color="#1f77b4")
+        ax.axhline(0, color="#888", lw=0.8)
+        ax.set_xticks(range(len(rows)), [r["kind"] for r in rows], fontsize=8, rotation=30)
+        ax.set_ylabel(f"recommended minus kind, test {m}")
+        ax.set_title(f"{report['scenario']} (seed {report['seed']}): {rows[0]['patients']} test patients, 95 % paired intervals"
+                     + (" (synthetic data)" if report["synthetic"] else ""), fontsize=9)
         fig.tight_layout()
-        files.append(out / "test_metrics.png")
+        files.append(out / "comparisons.png")
         fig.savefig(files[-1], dpi=110)
         plt.close(fig)
-    if "curve" in report["baseline"]:
-        base = report["baseline"]
+    base = report.get("baselines", {}).get("baseline")
+    if base and base.get("curve"):
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot([c["round"] for c in base["curve"]], [c["val"] for c in base["curve"]], "o-", color="#d62728",
-                label="FedAvg from scratch (paired sites)")
-        if base["target_val"] is not None:
-            ax.axhline(base["target_val"], color="#2ca02c", ls="--", label="LegoFuse (kept round)")
+                label="FedAvg from scratch over every site")
+        ax.axvline(base["rounds_chosen"], color="#2ca02c", ls="--", label="rounds chosen")
         ax.set_xlabel("round")
-        ax.set_ylabel(f"validation {m}")
+        ax.set_ylabel(f"validation {m} (within-site)")
         ax.legend()
         fig.tight_layout()
         files.append(out / "baseline_rounds.png")
@@ -229,7 +330,9 @@ def plots(report: dict[str, Any], out: Path) -> list[Path]:
     x = np.arange(len(sites))
     comm = report["communication"]
     ax.bar(x - 0.2, [(comm[s]["mmlego_up"] + comm[s]["mmlego_down"]) / 1e6 for s in sites], 0.4, label="MM-Lego")
-    ax.bar(x + 0.2, [(comm[s]["baseline_up"] + comm[s]["baseline_down"]) / 1e6 for s in sites], 0.4, label="FedAvg from scratch")
+    if "baseline" in report.get("baselines", {}):
+        ax.bar(x + 0.2, [(comm[s]["baseline_up"] + comm[s]["baseline_down"]) / 1e6 for s in sites], 0.4,
+               label="FedAvg from scratch (every site)")
     ax.set_xticks(x, sites, fontsize=8, rotation=45 if len(sites) > 8 else 0)
     ax.set_ylabel("MB sent + received")
     ax.legend()

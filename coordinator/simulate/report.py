@@ -1,223 +1,212 @@
-"""What a simulated run measured, judged honestly: every model on the *same* held-out test
-patients (those every compared model can score), chosen on validation only.
+"""What a simulated run measured, judged with power: every model on the *same* held-out test
+patients (each hospital's own test fold), with the within-site c-index / AUC (patients are
+compared only within their hospital, as the sites' validation metric does), chosen on validation
+or out-of-fold evidence only, and every comparison a paired difference with a 95 % interval.
 
-The models (kinds): ``best-block`` (the block the consortium would pick: the best consortium
-validation metric of the blocks scored alone, never the test metric), ``ensemble`` and
-``merge-uniform`` (of every block), ``merge`` (the version ``coordinator merge --recipe auto``
+The federated kinds: ``best-block`` (the block the consortium picks on validation), ``ensemble``
+and ``merge-uniform`` (of every block), ``merge`` (the version ``coordinator merge --recipe auto``
 published), ``fuse`` (the early-stopped LegoFuse version, or its parent when no round was kept),
-``recommended`` (the coordinator's recommended version), ``baseline`` (FedAvg from scratch on the
-paired sites) and, for built-in scenarios, ``pooled`` (the same LegoFuse architecture trained
-centrally on every training patient with all of that patient's modalities: what no consortium
-can do). ``per_site``: the same models on each site's own test patients (seen through its
-modalities), beside that site's own best block. Beside them: the centralized references that
-check the federated result bit for bit, communication, wall time and memory."""
+``recommended`` (the coordinator's recommended version). The references (:mod:`.references`):
+``local`` (each hospital alone), ``baseline`` (FedAvg from scratch over every site),
+``baseline-paired`` (the same over the paired sites), ``ceiling`` and its families (central
+analysts on the pooled patients). ``summary``: every kind on the test patients of every hospital
+(with every modality the dataset has); ``per_site``: each hospital's own test patients through its
+own modalities, where ``recommended`` against ``local`` is the gain from joining. Beside them:
+the consortium's validation evidence, a retraining check, communication, wall time and memory."""
 
 from __future__ import annotations
 
-import copy
 import math
 import sqlite3
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from common.artifacts import BlockManifest
-from common.artifacts.modelfile import load_model_folder, merge_model, recipe_model
+from common.artifacts import BlockManifest, weights_bytes
+from common.artifacts.hashing import sha256_bytes
+from common.artifacts.modelfile import load_model_folder, merge_model
 from common.data.dataset import MultimodalDataset, concat_datasets
 from common.data.sitefolder import load_site_folder
-from common.data.splits import site_split
+from common.evaluation.paired import TestSet, compare_models, within_site_metric
 from common.evaluation.scoring import covered
 from common.fuse import FuseConfig, centralized_fuse, fused_model, paired_only
 from common.fuse.wire import trainable_names
 from common.lego import LegoBlock, LegoEnsemble, LegoFuse, SingleModality
 from common.serde import job_from_bytes, manifest_from_bytes
-from common.tasks import TaskSpec, metric
-from common.train import TrainConfig, fit, predict_scores
+from common.tasks import TaskSpec
 from common.train.dp import DPBudget
 from common.train.siteblock import train_modality
 
-from ..fuse_rounds import NodeInfo, run_rounds
-from .inprocess import LocalSites
-from .run import RunResult, block_training
+from . import references as refs
+from .references import Entry, module_entry
+from .run import RunResult, block_training, fuse_config
 from .scenario import Partition, Scenario
 
 FUSE_TOLERANCE = 0.02  # federated LegoFuse vs centralized, test metric
-KINDS = ("best-block", "ensemble", "merge-uniform", "merge", "fuse", "recommended", "baseline", "pooled")
+FEDERATED = ("best-block", "ensemble", "merge-uniform", "merge", "fuse", "recommended")
+REFERENCES = ("local", "baseline", "baseline-paired", "ceiling", "ceiling-fuse", "ceiling-ensemble", "ceiling-e2e",
+              "ceiling-classical")
+KINDS = FEDERATED + REFERENCES
+REPLICATES = 2000  # bootstrap replicates of every paired interval
 
 
 @dataclass
-class Candidate:
-    """A model the report measures: its kind, a name for people, the modalities it reads."""
+class Measured:
+    """What a report's comparisons rest on: the test scores of every kind, for the summary and
+    per site (kept beside report.json so that seeds can be combined)."""
 
-    kind: str
-    name: str
-    model: torch.nn.Module
-    modalities: list[str]
-
-
-@dataclass(frozen=True)
-class Row:
-    """One model's test metric on a set of patients."""
-
-    kind: str
-    model: str
-    patients: int
-    value: float
-
-
-def measure(model: torch.nn.Module, modalities: list[str], data: MultimodalDataset, rows: np.ndarray, spec: TaskSpec) -> float:
-    """The metric of ``model`` on ``data``'s patients ``rows`` (it reads only ``modalities``)."""
-    part = data.subset(rows)
-    part = part.select_modalities([m for m in modalities if m in part.modalities])
-    with torch.no_grad():
-        return metric(spec, predict_scores(model, part, spec, amp=False), part.targets())
-
-
-def scorable(c: Candidate, data: MultimodalDataset) -> np.ndarray:
-    return covered(data, c.modalities)
-
-
-def rows_of(candidates: list[Candidate], data: MultimodalDataset, spec: TaskSpec) -> list[Row]:
-    """Every candidate on the patients of ``data`` that all of them can score."""
-    common = np.ones(len(data), dtype=bool)
-    for c in candidates:
-        common &= scorable(c, data)
-    idx = np.flatnonzero(common)
-    if idx.size == 0:
-        return []
-    return [Row(c.kind, c.name, int(idx.size), measure(c.model, c.modalities, data, idx, spec)) for c in candidates]
+    summary: TestSet | None = None
+    per_site: dict[str, TestSet] = field(default_factory=dict)
 
 
 def round_bytes(model: torch.nn.Module) -> int:
-    """What one round message carries: the trainable tensors, packed (common.fuse.wire)."""
+    """What one round message carries per run: the trainable tensors, packed (common.fuse.wire)."""
     state = model.state_dict()
     return sum(state[n].numel() * state[n].element_size() for n in trainable_names(model))
 
 
-def training_rows(data: MultimodalDataset, scn: Scenario) -> MultimodalDataset:
-    """A site's training patients (never its validation patients)."""
-    rows, _ = site_split(data, block_training(scn).val_fraction, scn.spec.seed)
-    return data.subset(rows)
-
-
-# ---- the models ----------------------------------------------------------------------------------
-def best_block(run: RunResult, blocks: list[LegoBlock], ids: list[str]) -> tuple[int, str]:
+# ---- the federated models --------------------------------------------------------------------------
+def best_block(run: RunResult, ids: list[str]) -> tuple[int, str]:
     """The block the consortium would pick: the best consortium validation metric among the blocks
     scored alone in the merge's evaluation; when no site could score them, the best validation
-    metric each site reported with its own block (its manifest)."""
+    metric the sites published with their blocks (out of fold, where counts allow it)."""
     validation = run.merged.card.get("validation", {})
-    alone = {}
-    for row in validation.get("candidates", []):
-        if row["candidate"].startswith("alone-") and row.get("value") is not None:
-            alone[row["candidate"]] = row["value"]
+    alone = {r["candidate"]: r["value"] for r in validation.get("candidates", [])
+             if r["candidate"].startswith("alone-") and r.get("value") is not None}
     by_id = {b.block_id: b for b in run.blocks}
     labels = [f"{by_id[i].site}/{by_id[i].modality}" for i in ids]
     if alone:
-        cands = [c for c in validation["candidates"] if c["candidate"] in alone]
-        best = max(cands, key=lambda c: alone[c["candidate"]])
-        i = int(best["candidate"].split("-")[1])
-        return i, f"{labels[i]} alone (best consortium validation {alone[best['candidate']]:.3f})"
+        best = max(alone, key=lambda c: alone[c])
+        i = int(best.split("-")[1])
+        return i, f"{labels[i]} alone (best consortium validation {alone[best]:.3f})"
     stats = [manifest_from_bytes(by_id[i].manifest).train_stats.get("val_metric", -1.0) for i in ids]
     i = int(np.argmax(stats))
-    return i, f"{labels[i]} alone (no consortium validation; best of the sites' own block validation, {stats[i]:.3f})"
+    return i, (f"{labels[i]} alone (no consortium validation; the best validation the sites published with their blocks, "
+               f"{stats[i]:.3f})" if stats[i] >= 0 else f"{labels[i]} alone (nothing validated: the first block)")
 
 
-def pooled_reference(scn: Scenario, part: Partition, run: RunResult) -> Candidate | None:
-    """LegoFuse of blocks trained centrally on every training patient (all modalities), then
-    fine-tuned on them with early stopping on the validation patients: the upper bound."""
-    if part.train_pool is None:
-        return None
-    spec = run.task.spec
-    train = part.train_pool.select_modalities(list(run.task.modalities))
-    val = part.val[0].select_modalities(list(run.task.modalities))
-    train.holdout, val.holdout = np.zeros(len(train), dtype=bool), np.ones(len(val), dtype=bool)
-    pool = concat_datasets([train, val])
-    settings = block_training(scn)
-    blocks = [train_modality(pool, m, run.task, settings)[0] for m in run.task.modalities]
-    model = LegoFuse(blocks, mode=scn.spec.fuse_mode)  # type: ignore[arg-type]
-    both = paired_only(train, model.modalities)
-    cfg = TrainConfig(epochs=max(1, scn.spec.rounds) * scn.spec.epochs, patience=scn.spec.patience_rounds, lr=5e-4,
-                      seed=scn.spec.seed, device="cpu", amp=False, select_initial=True)
-    fit(model, both, paired_only(val, model.modalities), spec, cfg, label="pooled")
-    return Candidate("pooled", "LegoFuse trained centrally on every training patient (no consortium can)", model.eval(),
-                     list(model.modalities))
+def federated(run: RunResult, spec: TaskSpec, merged: Any, blocks: list[LegoBlock], ids: list[str]) -> list[Entry]:
+    mods = [b.modality for b in blocks]
+    fused = load_model_folder(run.model_dirs[run.fused.model_id])[0] if run.fused is not None else None
+    recommended = load_model_folder(run.model_dirs[run.recommended.model.model_id])[0] if run.recommended else merged
+    i, name = best_block(run, ids)
+    fuse_name = (f"{run.fused.model_id}: LegoFuse, round {run.fused.card.get('fuse', {}).get('kept_round')} kept"
+                 if run.fused is not None else f"no round kept: {run.merged.model_id} (the parent)")
+    chosen = run.merged.card.get("validation", {}).get("chosen", run.merged.recipe)
+    return [module_entry("best-block", name, SingleModality(blocks[i], blocks[i].modality), [blocks[i].modality], spec),
+            module_entry("ensemble", f"ensemble of {len(blocks)} blocks", LegoEnsemble(blocks), mods, spec),
+            module_entry("merge-uniform", f"uniform LegoMerge of {len(blocks)} blocks", merge_model(blocks, {}), mods, spec),
+            module_entry("merge", f"{run.merged.model_id}: {chosen}", merged, mods, spec),
+            module_entry("fuse", fuse_name, fused if fused is not None else merged, mods, spec),
+            module_entry("recommended", run.recommended.model.model_id if run.recommended else run.merged.model_id,
+                         recommended, mods, spec)]
 
 
-def fedavg_baseline(scn: Scenario, run: RunResult, part: Partition, blocks: list[LegoBlock], target_val: float | None,
-                    fuse_cfg: FuseConfig) -> tuple[dict[str, Any], LegoFuse | None]:
-    """A multimodal model of the same architecture trained from scratch (the task's shared
-    initialisation, untrained encoders) by FedAvg on the paired sites' training patients only,
-    round by round until its validation metric reaches LegoFuse's or ``baseline_max_rounds``."""
-    paired = [s for s in scn.spec.sites if s.paired]
-    if not paired:
-        return {"skipped": "no site holds paired data"}, None
-    fresh = []
-    for b in blocks:
-        torch.manual_seed(scn.spec.seed * 1000 + sum(map(ord, b.config.modality)))
-        new = LegoBlock(b.config)
-        new.scaling.load_state_dict(b.scaling.state_dict())  # the same input standardisation as the sites'
-        fresh.append(new)
-    start = fused_model(fresh, fuse_cfg.mode, run.merged.parameters)
-    data = [paired_only(training_rows(load_site_folder(run.site_dirs[s.name] / "data"), scn), start.modalities) for s in paired]
-    nodes = [NodeInfo(i, s.name, tuple(s.modalities), True) for i, s in enumerate(paired)]
-    val = concat_datasets(part.val, union=True)
-    curve, reached = [], False
-    for r in range(1, scn.spec.baseline_max_rounds + 1):
-        cfg = FuseConfig(mode=fuse_cfg.mode, rounds=1, epochs=fuse_cfg.epochs, lr=fuse_cfg.lr, seed=scn.spec.seed * 100 + r)
-        sites = LocalSites(lambda: copy.deepcopy(start), data, cfg)
-        start.load_state_dict(run_rounds(sites, nodes, start, cfg, "baseline", 3600, len(nodes)).state)
-        v = measure(start.eval(), list(start.modalities), val, np.flatnonzero(covered(val, start.modalities)), run.task.spec)
-        curve.append({"round": r, "val": v})
-        if target_val is not None and v >= target_val:
-            reached = True
-            break
-    return ({"rounds": len(curve), "reached_target": reached, "target_val": target_val, "curve": curve,
-             "model_bytes": round_bytes(start), "sites": [s.name for s in paired]}, start.eval())
+# ---- measuring on the test patients ------------------------------------------------------------------------
+def test_set(entries: list[Entry], locals_: dict[str, Entry], data: MultimodalDataset, sites: np.ndarray,
+             spec: TaskSpec) -> tuple[TestSet | None, np.ndarray]:
+    """Every entry (and ``local``: each patient by its own hospital's model) scored on the
+    patients of ``data`` that all of them can score; and those patients' rows."""
+    common = np.ones(len(data), dtype=bool)
+    for e in entries:
+        common &= covered(data, e.modalities)
+    for site, e in locals_.items():
+        mine = sites == site
+        common &= ~mine | covered(data, e.modalities)
+    if locals_:
+        common &= np.isin(sites, list(locals_))
+    rows = np.flatnonzero(common)
+    if rows.size < 2:
+        return None, rows
+    part = data.subset(rows)
+    scores = {e.kind: np.asarray(e.predict(part)) for e in entries}
+    if locals_:
+        parts = {}
+        for site, e in locals_.items():
+            mine = np.flatnonzero(sites[rows] == site)
+            if mine.size:
+                parts[site] = (mine, np.asarray(e.predict(part.subset(mine))))
+        first = next(iter(parts.values()))[1]
+        local = np.zeros((rows.size, *first.shape[1:]))
+        for mine, s in parts.values():
+            local[mine] = s
+        scores["local"] = local
+    n_classes = spec.n_classes if spec.kind == "classification" else 0
+    return TestSet(spec.kind, n_classes, sites[rows], part.targets(), scores), rows
 
 
+def rows_of(test: TestSet, names: dict[str, str]) -> list[dict[str, Any]]:
+    """One row per kind: its within-site metric on the test set's patients."""
+    return [{"kind": k, "model": names.get(k, k), "patients": test.patients, "value": within_site_metric(test, k)}
+            for k in KINDS if k in test.scores]
+
+
+def comparisons(tests: list[TestSet], replicates: int = REPLICATES) -> list[dict[str, Any]]:
+    """``recommended`` against every other kind: paired differences and 95 % bootstrap intervals."""
+    kinds = [k for k in KINDS if k != "recommended" and any(k in t.scores for t in tests)]
+    return [c.to_dict() for c in compare_models(tests, "recommended", kinds, replicates=replicates)]
+
+
+# ---- checks against a central retraining ----------------------------------------------------------------
 @dataclass
 class Reference:
-    """The centralized references computed in this process from the same site data."""
+    """What the simulator retrained in its own process from the same site data."""
 
-    blocks: list[LegoBlock]
-    merge_exact: bool
-    merge_max_abs_diff: float
-    fuse_test: float | None
+    site: str  # whose blocks were trained again
+    blocks_exact: bool  # equal to the blocks that site pushed, bit for bit
+    fuse_test: float | None  # LegoFuse's kept rounds run centrally, test metric (None: no round kept)
 
 
-def centralized(run: RunResult, scn: Scenario, test: MultimodalDataset, rows: np.ndarray, federated: torch.nn.Module,
-                order: list[tuple[str, str]], fuse_cfg: FuseConfig, kept_round: int) -> Reference:
-    """Every block trained again here exactly as its site did (the site's data folder, the
-    [train] settings its site.toml was written with, one thread), made into the published recipe;
-    then LegoFuse's kept rounds on the paired sites' training patients pooled."""
+def centralized(run: RunResult, scn: Scenario, part: Partition, test: TestSet | None, summary_data: MultimodalDataset,
+                blocks: list[LegoBlock], ids: list[str], kept_round: int, merged_params: dict[str, str]) -> Reference:
+    """The blocks of the hospital with the fewest patients trained again here exactly as it did
+    (its data folder, its [train] and [evaluation] settings, one thread): they must be its pushed
+    blocks bit for bit; and LegoFuse's kept rounds run centrally on the paired sites' patients."""
+    by_id = {b.block_id: b for b in run.blocks}
+    site = min(scn.spec.sites, key=lambda s: len(part.sites[s.name])).name
     settings = block_training(scn)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        blocks = []
-        for site, modality in order:
-            block, _, _ = train_modality(load_site_folder(run.site_dirs[site] / "data"), modality, run.task, settings,
-                                         min_cell=scn.spec.min_cell_size, private=dp_budget(scn))
-            blocks.append(block)
-        mine = recipe_model(run.merged.recipe, blocks, run.merged.parameters)
-        part = test.subset(rows)
-        a = predict_scores(federated, part, run.task.spec, amp=False)
-        b = predict_scores(mine, part, run.task.spec, amp=False)
+        data = load_site_folder(run.site_dirs[site] / "data")
+        exact = True
+        for i in ids:
+            if by_id[i].site != site:
+                continue
+            again = train_modality(data, by_id[i].modality, run.task, settings, min_cell=scn.spec.min_cell_size,
+                                   private=dp_budget(scn), folds=scn.spec.folds)
+            exact &= sha256_bytes(weights_bytes(again.block)) == i
         fuse_test = None
         paired = [s for s in scn.spec.sites if s.paired]
-        if run.fused is not None and paired and kept_round > 0:
-            model = fused_model(blocks, fuse_cfg.mode, run.merged.parameters)
-            pooled = concat_datasets([paired_only(training_rows(load_site_folder(run.site_dirs[s.name] / "data"), scn),
-                                                  model.modalities) for s in paired])
-            centralized_fuse(model, pooled, model.task, FuseConfig(mode=fuse_cfg.mode, rounds=kept_round,
-                                                                   epochs=fuse_cfg.epochs, seed=fuse_cfg.seed))
-            fuse_test = measure(model.eval(), list(model.modalities), test, rows, run.task.spec)
+        if run.fused is not None and paired and kept_round > 0 and test is not None:
+            cfg = fuse_config(scn)
+            model = fused_model(blocks, cfg.mode, merged_params)
+            pooled = concat_datasets([paired_only(_fuse_rows(run, scn, s.name), model.modalities) for s in paired])
+            centralized_fuse(model, pooled, model.task, FuseConfig(mode=cfg.mode, rounds=kept_round, epochs=cfg.epochs,
+                                                                   seed=cfg.seed, batch_size=cfg.batch_size, folds=0))
+            fuse_test = within_site_metric(_with(test, "central", module_entry("c", "", model, model.modalities,
+                                                                               run.task.spec).predict(summary_data)), "central")
     finally:
         torch.set_num_threads(threads)
-    return Reference(blocks, bool(np.array_equal(a, b)), float(np.max(np.abs(a - b))) if a.size else 0.0, fuse_test)
+    return Reference(site, exact, fuse_test)
+
+
+def _with(test: TestSet, kind: str, scores: np.ndarray) -> TestSet:
+    return TestSet(test.kind, test.n_classes, test.site, test.targets, {**test.scores, kind: scores})
+
+
+def _fuse_rows(run: RunResult, scn: Scenario, site: str) -> MultimodalDataset:
+    """The patients a paired site trains LegoFuse's full run on: all of them when cross-fitting,
+    else its training patients."""
+    from common.data.splits import site_split
+
+    data = load_site_folder(run.site_dirs[site] / "data")
+    if scn.spec.folds:
+        return data
+    return data.subset(site_split(data, scn.spec.val_fraction, scn.spec.seed)[0])
 
 
 # ---- communication -------------------------------------------------------------------------------
@@ -238,32 +227,34 @@ def _evaluation_bytes(run: RunResult, site: str) -> tuple[int, int]:
     return sent, received
 
 
-def communication(run: RunResult, scn: Scenario, fused_state_bytes: int, baseline: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def communication(run: RunResult, scn: Scenario, round_state_bytes: int, baselines: dict[str, dict[str, Any]]
+                  ) -> dict[str, dict[str, Any]]:
     """Payload bytes per site (tensors, manifests, signatures, scores; not gRPC/HTTP/TLS framing):
-    MM-Lego = the blocks a site pushed, the trainable weights of every fuse round both ways (and
-    the merge version a paired site pulls for them), and federated evaluation (scores sent; blocks,
-    versions and round weights fetched); the baseline = its trainable weights both ways every round."""
+    MM-Lego = the blocks a site pushed, the trainable weights of every fuse round both ways (the
+    full run and its fold runs) and federated evaluation (scores sent; blocks, versions and round
+    weights fetched); each FedAvg baseline = its trainable weights both ways every round it ran
+    (choosing the round count, then training again)."""
     out: dict[str, dict[str, Any]] = {}
     rounds = run.fuse_detail.get("history", [])  # every round run, kept or not
+    runs = 1 + fuse_config(scn).fold_runs
     for s in scn.spec.sites:
         up = sum(b.size + len(b.manifest) + len(b.signature) for b in run.blocks if b.site == s.name)
         took = sum(s.name in r.get("sites", []) for r in rounds)
         asked = sum(s.name in r.get("sites", []) + r.get("failed", []) + r.get("no_answer", []) for r in rounds)
         ev_up, ev_down = _evaluation_bytes(run, s.name)
-        row = {"mmlego_up": up + took * fused_state_bytes + ev_up, "mmlego_down": asked * fused_state_bytes + ev_down,
+        row = {"mmlego_up": up + took * runs * round_state_bytes + ev_up, "mmlego_down": asked * runs * round_state_bytes + ev_down,
                "mmlego_rounds": took, "evaluation_up": ev_up, "evaluation_down": ev_down}
-        if s.name in baseline.get("sites", []):
-            n = baseline["rounds"] * baseline["model_bytes"]
-            row.update({"baseline_up": n, "baseline_down": n, "baseline_rounds": baseline["rounds"]})
-        else:
-            row.update({"baseline_up": 0, "baseline_down": 0, "baseline_rounds": 0})
+        for kind, info in baselines.items():
+            n = info["rounds_run"] * info["model_bytes"] if s.name in info.get("sites", []) else 0
+            row.update({f"{kind}_up": n, f"{kind}_down": n, f"{kind}_rounds": info["rounds_run"] if n else 0})
         out[s.name] = row
     return out
 
 
 # ---- the report ----------------------------------------------------------------------------------
-def build_report(run: RunResult, scn: Scenario, part: Partition, extra_phases: dict[str, float] | None = None) -> dict[str, Any]:
-    """Every figure of the run, as one JSON-able dict."""
+def build_report(run: RunResult, scn: Scenario, part: Partition,
+                 extra_phases: dict[str, float] | None = None) -> tuple[dict[str, Any], Measured]:
+    """Every figure of the run, as one JSON-able dict, and the test scores its comparisons rest on."""
     spec = run.task.spec
     merged, _ = load_model_folder(run.model_dirs[run.merged.model_id])
     if isinstance(merged, LegoFuse):
@@ -271,115 +262,145 @@ def build_report(run: RunResult, scn: Scenario, part: Partition, extra_phases: d
     blocks = list(merged.block_list)
     ids = list(run.merged.block_ids)
     by_id = {b.block_id: b for b in run.blocks}
-    order = [(by_id[i].site, by_id[i].modality) for i in ids]
-    test = concat_datasets(part.test, union=True)
     phases = dict(run.phases)
-
-    fused_model_ = load_model_folder(run.model_dirs[run.fused.model_id])[0] if run.fused is not None else None
-    recommended, _ = load_model_folder(run.model_dirs[run.recommended.model.model_id]) if run.recommended else (merged, None)
-    best_i, best_name = best_block(run, blocks, ids)
-    fuse_name = (f"{run.fused.model_id}: LegoFuse, round {run.fused.card.get('fuse', {}).get('kept_round')} kept"
-                 if run.fused is not None else f"no round kept: {run.merged.model_id} (the parent)")
-    models = [Candidate("best-block", best_name, SingleModality(blocks[best_i], blocks[best_i].modality), [blocks[best_i].modality]),
-              Candidate("ensemble", f"ensemble of {len(blocks)} blocks", LegoEnsemble(blocks).eval(), [b.modality for b in blocks]),
-              Candidate("merge-uniform", f"uniform LegoMerge of {len(blocks)} blocks", merge_model(blocks, {}),
-                        [b.modality for b in blocks]),
-              Candidate("merge", f"{run.merged.model_id}: {run.merged.card.get('validation', {}).get('chosen', run.merged.recipe)}",
-                        merged, [b.modality for b in blocks]),
-              Candidate("fuse", fuse_name, fused_model_ if fused_model_ is not None else merged, [b.modality for b in blocks]),
-              Candidate("recommended", run.recommended.model.model_id if run.recommended else run.merged.model_id, recommended,
-                        [b.modality for b in blocks])]
-    fuse_cfg = FuseConfig(mode=scn.spec.fuse_mode, rounds=max(1, scn.spec.rounds), epochs=scn.spec.epochs, seed=scn.spec.seed,
-                          patience=scn.spec.patience_rounds)
+    test = concat_datasets([_labelled(part.test[part.test_of[s.name]], s.name) for s in scn.spec.sites], union=True)
+    test = test.select_modalities([m for m in run.task.modalities if m in test.modalities])
+    sites = np.asarray(test.groups)
+    entries = federated(run, spec, merged, blocks, ids)
     report: dict[str, Any] = {
         "scenario": scn.name, "description": scn.spec.description, "synthetic": part.synthetic, "metric": spec.metric_name,
-        "task": run.task.task_id, "seed": scn.spec.seed, "engine": run.engine,
+        "metric_scope": "within-site (patients are compared only within their hospital)",
+        "task": run.task.task_id, "seed": scn.spec.seed, "engine": run.engine, "folds": scn.spec.folds,
+        "test_fold": f"{scn.spec.seed % scn.spec.test_folds + 1} of {scn.spec.test_folds}",
         "placement": dict(run.placement),  # ray engine: site -> the Ray node that trained its block(s)
-        "sites": [{"name": s.name, "modalities": s.modalities, "paired": s.paired, **_held(part.sites[s.name])}
-                  for s in scn.spec.sites],
-        "test_patients": len(test), "val_patients": sum(len(p) for p in part.val),
+        "sites": [_site_row(s, part) for s in scn.spec.sites],
+        "test_patients": len(test),
         "blocks": [{"site": by_id[i].site, "modality": by_id[i].modality, "block": i[:12],
                     "n_train": int(manifest_from_bytes(by_id[i].manifest).train_stats.get("n_train", 0)),
+                    "val_metric": manifest_from_bytes(by_id[i].manifest).train_stats.get("val_metric"),
                     "dp_epsilon": dp_epsilon(manifest_from_bytes(by_id[i].manifest)),
-                    "test": measure(SingleModality(b, b.modality), [b.modality], test,
-                                    np.flatnonzero(covered(test, [b.modality])), spec)} for i, b in zip(ids, blocks, strict=True)],
+                    "test": _block_test(b, test, sites, spec)} for i, b in zip(ids, blocks, strict=True)],
         "merge": {"model": run.merged.model_id, "recipe": run.merged.recipe, "validation": run.merged.card.get("validation", {})},
         "fuse": ({"model": run.fused.model_id, "card": run.fused.card.get("fuse", {}),
                   "validation": run.fused.card.get("validation", {})} if run.fused is not None else
                  {"not_stored": run.fuse_note, "curve": run.fuse_detail.get("curve", [])}),
         "recommended": ({"model": run.recommended.model.model_id, "metric": _finite(run.recommended.metric),
                          "reason": run.recommended.reason} if run.recommended else {}),
+        "validation": validation_summary(run, scn, part),
         "rounds": scn.spec.rounds, "epochs": scn.spec.epochs,
     }
-    baseline: dict[str, Any] = {"skipped": "the scenario does not compare (compare = false)"}
+    measured = Measured()
+    baselines: dict[str, dict[str, Any]] = {}
     if scn.spec.compare:
+        entries, locals_, baselines = _references(run, scn, part, blocks, ids, entries, phases)
+        names = {e.kind: e.name for e in entries}
+        names["local"] = "each hospital's own best model (its own cross-validation)"
+        summary, common = test_set(entries, locals_, test, sites, spec)
+        if summary is not None:
+            measured.summary = summary
+            report["summary"] = [{**r, "mean": r["value"], "std": 0.0, "seeds": [scn.spec.seed]} for r in rows_of(summary, names)]
+            report["comparisons"] = comparisons([summary])
+        report["per_site"] = []
+        for s in scn.spec.sites:
+            view = _labelled(part.test[part.test_of[s.name]], s.name).select_modalities(
+                [m for m in s.modalities if m in run.task.modalities])
+            usable = [e for e in entries if set(e.modalities) & set(view.modalities)
+                      and (e.kind != "best-block" or e.modalities[0] in view.modalities)]
+            mine = {s.name: locals_[s.name]} if s.name in locals_ else {}
+            one, _ = test_set(usable, mine, view, np.full(len(view), s.name), spec)
+            if one is None:
+                continue
+            measured.per_site[s.name] = one
+            report["per_site"].append({"site": s.name, "modalities": s.modalities, "patients": one.patients,
+                                       "rows": rows_of(one, names), "comparisons": comparisons([one]),
+                                       "local": locals_[s.name].info if s.name in locals_ else {}})
+        report["references"] = {e.kind: {"name": e.name, **_jsonable(e.info)} for e in entries if e.kind in REFERENCES}
         t = time.monotonic()
-        common = np.ones(len(test), dtype=bool)
-        for c in models:
-            common &= scorable(c, test)
-        rows = np.flatnonzero(common)
         kept = int(run.fused.card.get("fuse", {}).get("kept_round", 0)) if run.fused is not None else 0
-        ref = centralized(run, scn, test, rows, merged, order, fuse_cfg, kept)
-        report["centralized"] = {"merge_exact": ref.merge_exact, "merge_max_abs_diff": ref.merge_max_abs_diff,
-                                 "fuse_test": ref.fuse_test}
-        phases["centralized references (in process)"] = time.monotonic() - t
-        t = time.monotonic()
-        fuse_val = run.fused.metrics.get("val_metric") if run.fused is not None else None
-        baseline, base_model = fedavg_baseline(scn, run, part, blocks, fuse_val, fuse_cfg)
-        if base_model is not None:
-            models.append(Candidate("baseline", "FedAvg from scratch on the paired sites", base_model, list(base_model.modalities)))
-        phases["FedAvg baseline (in process)"] = time.monotonic() - t
-        t = time.monotonic()
-        pooled = pooled_reference(scn, part, run)
-        if pooled is not None:
-            models.append(pooled)
-            phases["pooled reference (in process)"] = time.monotonic() - t
-        report["summary"] = [{"model": r.model, "kind": r.kind, "patients": r.patients, "mean": r.value, "std": 0.0,
-                              "seeds": [scn.spec.seed]} for r in rows_of(models, test, spec)]
-        report["per_site"] = per_site(run, scn, part, models, blocks, ids, test)
-    report["baseline"] = baseline
-    report["communication"] = communication(run, scn, round_bytes(fused_model(blocks, fuse_cfg.mode, run.merged.parameters)),
-                                            baseline)
+        ref = centralized(run, scn, part, measured.summary, test.subset(common), blocks, ids, kept, run.merged.parameters)
+        report["centralized"] = {"site": ref.site, "blocks_exact": ref.blocks_exact, "fuse_test": ref.fuse_test}
+        phases["centralized check (in process)"] = time.monotonic() - t
+    report["baselines"] = {k: _jsonable(v) for k, v in baselines.items()}
+    cfg = fuse_config(scn)
+    report["communication"] = communication(run, scn, round_bytes(fused_model(blocks, cfg.mode, run.merged.parameters)), baselines)
     phases.update(extra_phases or {})
     report["phases_s"] = {k: round(v, 2) for k, v in phases.items()}
     report["peak_rss_mb"] = {k: round(v / 2**20, 1) for k, v in run.peaks.items()}
     report["checks"] = checks(report, scn)
-    return report
+    return report, measured
 
 
-def _held(d: MultimodalDataset) -> dict[str, int]:
-    val = int(d.holdout.sum()) if d.holdout is not None else 0
-    return {"patients": len(d) - val, "validation_patients": val}
+def _references(run: RunResult, scn: Scenario, part: Partition, blocks: list[LegoBlock], ids: list[str], entries: list[Entry],
+                phases: dict[str, float]) -> tuple[list[Entry], dict[str, Entry], dict[str, dict[str, Any]]]:
+    by_id = {b.block_id: b for b in run.blocks}
+    t = time.monotonic()
+    own: dict[str, list[tuple[str, LegoBlock]]] = {}
+    for i, b in zip(ids, blocks, strict=True):
+        own.setdefault(by_id[i].site, []).append((i, b))
+    locals_ = {site: c.entry for site, c in refs.local_models(scn, run.task, run.site_dirs, own).items()}
+    phases["local references (each hospital alone, in process)"] = time.monotonic() - t
+    template = [blocks[[b.modality for b in blocks].index(m)] for m in run.task.modalities if m in [b.modality for b in blocks]]
+    baselines: dict[str, dict[str, Any]] = {}
+    out = list(entries)
+    for kind, who in (("baseline", scn.spec.sites), ("baseline-paired", [s for s in scn.spec.sites if s.paired])):
+        if not who:
+            continue
+        t = time.monotonic()
+        e = refs.fedavg(scn, run.task, {s.name: load_site_folder(run.site_dirs[s.name] / "data") for s in who}, kind, template)
+        out.append(e)
+        probe = fused_model(template, scn.spec.fuse_mode)
+        baselines[kind] = {**e.info, "rounds_run": len(e.info["curve"]) + e.info["rounds_chosen"], "model_bytes": round_bytes(probe)}
+        phases[f"{kind}: FedAvg from scratch (in process)"] = time.monotonic() - t
+    t = time.monotonic()
+    out += refs.ceiling(scn, run.task, part)
+    phases["ceiling: central families (in process)"] = time.monotonic() - t
+    return out, locals_, baselines
+
+
+def _labelled(d: MultimodalDataset, site: str) -> MultimodalDataset:
+    out = d.subset(np.arange(len(d)))
+    out.groups, out.holdout = np.full(len(out), site), None
+    return out
+
+
+def _block_test(b: LegoBlock, test: MultimodalDataset, sites: np.ndarray, spec: TaskSpec) -> float:
+    """A block alone on the test patients that have its modality (within-site)."""
+    rows = np.flatnonzero(covered(test, [b.modality]))
+    part = test.subset(rows)
+    scores = module_entry("b", "", SingleModality(b, b.modality), [b.modality], spec).predict(part)
+    return refs.within(spec, part, scores, sites[rows])
+
+
+def _site_row(s: Any, part: Partition) -> dict[str, Any]:
+    d = part.sites[s.name]
+    events = int(np.asarray(d.event).sum()) if d.task == "survival" else None
+    return {"name": s.name, "modalities": s.modalities, "paired": s.paired, "patients": len(d), "events": events,
+            "test_patients": len(part.test[part.test_of[s.name]])}
+
+
+def validation_summary(run: RunResult, scn: Scenario, part: Partition) -> dict[str, Any]:
+    """What the choices rested on: every merge candidate's consortium validation value and
+    standard error, who scored or declined (with the patients each site holds), the LegoFuse
+    rounds' validation, and how sites validate (out of fold over all their patients, or a split)."""
+    v = run.merged.card.get("validation", {})
+    fuse = run.fused.card.get("validation", {}) if run.fused is not None else {}
+    curve = fuse.get("curve") or run.fuse_detail.get("curve", [])
+    return {"how": f"{scn.spec.folds}-fold cross-fitting over every patient" if scn.spec.folds
+            else f"a {scn.spec.val_fraction:.0%} validation split of each site",
+            "candidates": [{k: r.get(k) for k in ("candidate", "label", "value", "se", "diff", "se_diff", "patients", "events")}
+                           for r in v.get("candidates", [])],
+            "chosen": v.get("chosen"), "scored_by": v.get("scored_by", []), "declined_by": v.get("declined_by", []),
+            "silent": v.get("silent", []),
+            "site_patients": {s.name: len(part.sites[s.name]) for s in scn.spec.sites},
+            "fuse_rounds": [{k: c.get(k) for k in ("value", "parent", "diff", "se_diff")} for c in curve if c]}
 
 
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def per_site(run: RunResult, scn: Scenario, part: Partition, models: list[Candidate], blocks: list[LegoBlock], ids: list[str],
-             test: MultimodalDataset) -> list[dict[str, Any]]:
-    """Each site: the models on its own test patients (its held-out part of its own folder; the
-    pooled test set seen through its modalities in a built-in scenario), beside its own best block
-    (the one with the best validation metric it reported itself)."""
-    by_id = {b.block_id: b for b in run.blocks}
-    out = []
-    for s in scn.spec.sites:
-        own = part.test[part.test_of[s.name]] if s.name in part.test_of else test
-        view = own.select_modalities([m for m in s.modalities if m in own.modalities])
-        mine = [i for i, b in enumerate(ids) if by_id[b].site == s.name]
-        if not mine:
-            continue
-        stats = [manifest_from_bytes(by_id[ids[i]].manifest).train_stats.get("val_metric", -1.0) for i in mine]
-        j = mine[int(np.argmax(stats))]
-        own_best = Candidate("own-block", f"{s.name}/{blocks[j].modality} alone (its own best block)",
-                             SingleModality(blocks[j], blocks[j].modality), [blocks[j].modality])
-        usable = [own_best] + [c for c in models if set(c.modalities) & set(view.modalities) and
-                               (c.kind != "best-block" or c.modalities[0] in view.modalities)]
-        rows = rows_of(usable, view, run.task.spec)
-        if rows:
-            out.append({"site": s.name, "modalities": s.modalities, "patients": rows[0].patients,
-                        "rows": [asdict(r) for r in rows]})
-    return out
+def _jsonable(info: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in info.items() if isinstance(v, str | int | float | list | dict | type(None))}
 
 
 def dp_budget(scn: Scenario) -> DPBudget | None:
@@ -399,11 +420,14 @@ def checks(report: dict[str, Any], scn: Scenario) -> dict[str, bool]:
            and all(math.isfinite(r["mean"]) for r in report.get("summary", []))}
     if "summary" in report:
         out["the summary compares every model on the same patients"] = len({r["patients"] for r in report["summary"]}) == 1
+        out["every comparison's interval holds its difference"] = all(
+            c["low"] <= c["diff"] <= c["high"] for c in report.get("comparisons", []) if c["low"] is not None)
     if scn.spec.block_epsilon is not None:
         out[f"every block spent at most epsilon {scn.spec.block_epsilon:g}"] = all(
             b["dp_epsilon"] is not None and b["dp_epsilon"] <= scn.spec.block_epsilon for b in report["blocks"])
     if "centralized" in report and scn.spec.block_epsilon is None:  # DP noise is secret: a retrain cannot match
-        out["federated merge == centralized merge (bit for bit)"] = bool(report["centralized"]["merge_exact"])
+        out[f"{report['centralized']['site']}'s blocks trained again here == its pushed blocks (bit for bit)"] = bool(
+            report["centralized"]["blocks_exact"])
         fuse = next((r for r in report.get("summary", []) if r["kind"] == "fuse"), None)
         if report["centralized"]["fuse_test"] is not None and fuse is not None:
             gap = abs(fuse["mean"] - report["centralized"]["fuse_test"])

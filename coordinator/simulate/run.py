@@ -64,17 +64,16 @@ class RunResult:
 
 
 def task_record(scn: Scenario, part: Partition) -> TaskRecord:
-    """The task the operator creates. Survival bins come from the sites' training patients'
-    follow-up (in a real consortium the operator fixes them; here they are computed from the
-    sites' data), rounded to two decimals as an operator would write them: a quantile can be one
-    patient's exact event time, and the task travels in every block's manifest."""
+    """The task the operator creates. Survival bins come from the sites' patients' follow-up (in
+    a real consortium the operator fixes them; here they are computed from the sites' data, never
+    their test patients), rounded to two decimals as an operator would write them: a quantile can
+    be one patient's exact event time, and the task travels in every block's manifest."""
     spec = scn.spec
     datasets = list(part.sites.values())
     kind = datasets[0].task
     if kind == "survival":
-        train = [d.subset(np.flatnonzero(~d.holdout)) if d.holdout is not None else d for d in datasets]
-        time_ = np.concatenate([np.asarray(d.time) for d in train])
-        event = np.concatenate([np.asarray(d.event) for d in train])
+        time_ = np.concatenate([np.asarray(d.time) for d in datasets])
+        event = np.concatenate([np.asarray(d.event) for d in datasets])
         edges = sorted({round(e, 2) for e in survival_bins(time_, event, spec.n_bins)})
         if len(edges) != spec.n_bins - 1:
             raise ConfigError(f"scenario {spec.name}: the training patients' event times do not give {spec.n_bins} distinct "
@@ -95,7 +94,14 @@ def task_record(scn: Scenario, part: Partition) -> TaskRecord:
 
 def block_training(scn: Scenario) -> BlockTraining:
     """Every site's [train] settings (the centralized reference trains with the same ones)."""
-    return BlockTraining(epochs=scn.spec.block_epochs, patience=scn.spec.patience, seed=scn.spec.seed, device="cpu")
+    return BlockTraining(epochs=scn.spec.block_epochs, patience=scn.spec.patience, seed=scn.spec.seed, device="cpu",
+                         batch_size=scn.spec.batch_size, val_fraction=scn.spec.val_fraction)
+
+
+def fuse_config(scn: Scenario) -> FuseConfig:
+    """The operator's LegoFuse settings: the scenario's rounds and epochs, a fold run per fold of the sites."""
+    return FuseConfig(mode=scn.spec.fuse_mode, rounds=max(1, scn.spec.rounds), epochs=scn.spec.epochs, seed=scn.spec.seed,
+                      patience=scn.spec.patience_rounds, batch_size=scn.spec.batch_size, folds=scn.spec.folds)
 
 
 def site_toml(name: str, modalities: list[str], paired: bool, coordinator: str, task: str, superlink: str, port: int,
@@ -105,7 +111,7 @@ def site_toml(name: str, modalities: list[str], paired: bool, coordinator: str, 
     f = SiteFile(site=name, modalities=modalities, paired=paired, coordinator=coordinator, task=task,
                  flower=FlowerSection(superlink=superlink, port=port), train=block_training(scn),
                  privacy=SitePrivacy(min_cell_size=scn.spec.min_cell_size, block_epsilon=scn.spec.block_epsilon),
-                 evaluation=EvaluationSection(enabled=evaluation, poll_s=2.0))
+                 evaluation=EvaluationSection(enabled=evaluation, poll_s=2.0, folds=scn.spec.folds))
     return render(f, f"simulated site {name} (mmlego simulate, scenario {scn.name})")
 
 
@@ -395,8 +401,7 @@ def operate(scn: Scenario, svc: Services, evaluators: Evaluators, out: Path, say
 
         t = time.monotonic()
         cfg = load_config(svc.config_path)
-        fuse_cfg = FuseConfig(mode=scn.spec.fuse_mode, rounds=scn.spec.rounds, epochs=scn.spec.epochs, seed=scn.spec.seed,
-                              patience=scn.spec.patience_rounds)
+        fuse_cfg = fuse_config(scn)
         paired = [s.name for s in scn.spec.sites if s.paired]
         say(f"LegoFuse: at most {fuse_cfg.rounds} rounds x {fuse_cfg.epochs} epochs on {', '.join(paired)} (Flower); every "
             "site scores each round's model against the merge")

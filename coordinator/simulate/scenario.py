@@ -1,26 +1,30 @@
 """Scenario files of ``mmlego simulate``: which data, which hospital holds which modality, who
 holds paired data, how much the hospitals' patients overlap, rounds, epochs and seeds; and the
-split of the data into the hospitals' training patients, a validation set and a held-out test set
-that no hospital trains on.
+split of every hospital's patients into those it holds (it trains, cross-fits and validates on
+them) and its own held-out test patients, which no hospital trains on or chooses with.
 
     name = "nki70-3"
     dataset = "nki70"                 # a built-in dataset; or give every site its own `data` folder
-    seed = 0                          # the test/validation split and the assignment of patients
-    overlap = 0.0                     # fraction of training patients that every site holds (its modalities)
+    seed = 0                          # which test fold (seed % test_folds) and the training seeds
+    test_folds = 5                    # seeds 0-4 test every patient once, on disjoint test sets
+    folds = 5                         # the sites' cross-fitting ([evaluation] folds; 0: a validation split)
+    overlap = 0.0                     # fraction of patients that every site holds (its modalities; never tested)
     rounds = 2   epochs = 1           # LegoFuse rounds and local epochs per round (0 rounds: no fuse)
-    block_epochs = 30                 # at most, per site block (early stopping on the site's own validation part)
+    block_epochs = 30                 # at most, per site block (the epoch count is chosen out of fold)
     [[sites]]
     name = "hosp-a"   modalities = ["genes"]   share = 1.0     # or group = "study16", or data = "folder"
 
 A site with more than one modality holds them for the same patients (paired data). ``share``
-splits the training patients that no ``group`` took, in proportion. Built-in scenarios live in
-``scenarios/``; ``scale`` is made for ``--sites N`` with synthetic data."""
+splits the patients that no ``group`` took, in proportion. Who holds which patient depends on
+``seed // test_folds`` only, so the seeds of one block of ``test_folds`` share the hospitals and
+differ in the fold each hospital holds out. Built-in scenarios live in ``scenarios/``; ``scale``
+is made for ``--sites N`` with synthetic data."""
 
 from __future__ import annotations
 
 import random
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +33,7 @@ import torch
 from pydantic import Field, model_validator
 
 from common.data.dataset import ModalityData, MultimodalDataset, concat_datasets
-from common.data.splits import random_split
+from common.data.splits import FoldError, site_folds, strata_of
 from common.pki.identity import check_name
 from common.tomlconfig import ConfigError, Strict, read_toml
 
@@ -92,18 +96,21 @@ class ScenarioFile(Strict):
     slides: SlidesSection | None = None
     seed: int = 0
     overlap: float = Field(default=0.0, ge=0, lt=1)
-    test_fraction: float = Field(default=0.15, gt=0, lt=0.5)
-    val_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    # each hospital's patients fall into this many test folds; seed s tests on fold s % test_folds,
+    # so seeds 0..test_folds-1 test every patient once (their test sets are disjoint)
+    test_folds: int = Field(default=5, ge=3, le=20)
+    folds: int = Field(default=5, ge=0)  # every site's [evaluation] folds (cross-fitting); 0: a validation split
+    val_fraction: float = Field(default=0.15, gt=0, lt=0.5)  # every site's [train] val_fraction (used with folds = 0)
     rounds: int = Field(default=6, ge=0)  # LegoFuse rounds at most (the best round on consortium validation is kept)
     patience_rounds: int = Field(default=2, ge=1)  # LegoFuse stops after this many rounds without a better validation metric
     epochs: int = Field(default=1, ge=1)
     block_epochs: int = Field(default=30, ge=1)
     patience: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=32, ge=1)  # every site's [train] batch_size (blocks, LegoFuse rounds, references)
     fuse_mode: Literal["stack", "weave"] = "stack"
     latent_rows: int = Field(default=16, ge=1)
     latent_dim: int = Field(default=64, ge=1)
     n_bins: int = Field(default=4, ge=2)
-    baseline_max_rounds: int = Field(default=40, ge=1)  # the FedAvg-from-scratch baseline stops here at the latest
     compare: bool = True  # centralized runs and baselines in the report (off for scale runs)
     min_cell_size: int = Field(default=5, ge=1)  # every site's [privacy] min_cell_size
     block_epsilon: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # set: every site trains DP blocks at this epsilon
@@ -122,6 +129,8 @@ class ScenarioFile(Strict):
         if sources != 1 or (any(own) and not all(own)):
             raise ValueError("name one dataset: `dataset` (built-in), `[synthetic]`, `[slides]` (a synthetic slide cohort), a "
                              "`data` folder for every site, or `export` (a built-in dataset written into every site's `data` folder)")
+        if self.folds == 1:
+            raise ValueError("folds = 1 cannot cross-fit: use 0 (a validation split) or 2 or more")
         if self.block_epsilon is not None and (self.slides is not None or (all(own) and self.export is None)):
             raise ValueError("block_epsilon needs public ranges of every feature and data held in memory: a built-in `dataset`, "
                              "`export` or `[synthetic]` (not `[slides]`: DP training of slide blocks is not supported yet; not "
@@ -156,7 +165,7 @@ class Scenario:
                                                "max_instances": min(slides.max_instances, 1500),
                                                "train_instances": min(slides.train_instances or 256, 256)})
         s = self.spec.model_copy(update={"block_epochs": min(self.spec.block_epochs, 4), "patience": 2,
-                                         "latent_rows": 8, "latent_dim": 16, "baseline_max_rounds": 3,
+                                         "latent_rows": 8, "latent_dim": 16,
                                          "rounds": min(self.spec.rounds, 2), "patience_rounds": 1, "slides": slides})
         return replace(self, spec=s)
 
@@ -211,18 +220,16 @@ def load_scenario(name_or_file: str, sites: int | None = None) -> Scenario:
 # ---- the data -------------------------------------------------------------------------------------------
 @dataclass
 class Partition:
-    """Who holds what: each site's patients (its modalities only): its training patients and its
-    share of the validation patients, marked as such (``holdout``: never trained on; the site
-    stops its blocks early on them and scores model versions on them); the validation set as a
-    whole (the in-process baseline stops on it); and the test parts (every model is measured on
-    them, never trained or chosen on)."""
+    """Who holds what: each site's patients (its modalities only), which it trains, cross-fits and
+    validates on; and each site's own held-out test patients (``test[test_of[site]]``), which
+    every model is measured on and none is trained or chosen on. A built-in dataset's test
+    patients keep every modality the dataset has (the report also looks at them through each
+    site's own modalities)."""
 
     sites: dict[str, MultimodalDataset]
-    val: list[MultimodalDataset]
     test: list[MultimodalDataset]
-    train_pool: MultimodalDataset | None  # all training patients with every modality (None with per-site folders)
+    test_of: dict[str, int]  # site -> index of its own test part
     synthetic: bool
-    test_of: dict[str, int] = field(default_factory=dict)  # site -> index of its own test part (folder scenarios)
     scratch: Path | None = None  # files the data is read from (a synthetic slide cohort); removed by close()
 
     def close(self) -> None:
@@ -230,6 +237,16 @@ class Partition:
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
             self.scratch = None
+
+    def pooled(self) -> MultimodalDataset:
+        """Every site's patients in one set, each with the modalities its site holds (the others
+        absent), ``groups`` naming the site: what a central analyst pooling the consortium's data has."""
+        parts = []
+        for name, d in self.sites.items():
+            d = d.subset(np.arange(len(d)))
+            d.groups, d.holdout = np.full(len(d), name), None
+            parts.append(d)
+        return concat_datasets(parts, union=True)
 
 
 def synthetic_data(cfg: SyntheticSection, seed: int) -> MultimodalDataset:
@@ -250,23 +267,35 @@ def synthetic_data(cfg: SyntheticSection, seed: int) -> MultimodalDataset:
                              meta={"source": "synthetic (mmlego simulate)"})
 
 
-def _strata(data: MultimodalDataset) -> np.ndarray:
-    return np.asarray(data.event if data.task == "survival" else data.label)
+def cohort_seed(spec: ScenarioFile) -> int:
+    """What decides who holds which patient and the test folds: seeds of one block of
+    ``test_folds`` share it (their test sets are the folds of the same hospitals)."""
+    return spec.seed // spec.test_folds
+
+
+def test_rows(data: MultimodalDataset, spec: ScenarioFile, who: str) -> np.ndarray:
+    """(n,) bool: the patients of ``data`` (one hospital's) that this seed holds out for testing:
+    fold ``seed % test_folds`` of a stratified split seeded by :func:`cohort_seed`."""
+    try:
+        folds = site_folds(data, spec.test_folds, 1000 + cohort_seed(spec), setting="test_folds")
+    except FoldError as exc:
+        raise ConfigError(f"scenario {spec.name}: {who}: {exc}") from None
+    return folds == spec.seed % spec.test_folds
 
 
 def partition(scn: Scenario, pool: MultimodalDataset | None = None) -> Partition:
-    """Split the scenario's data: test and validation first (stratified, seeded), then the training
-    patients to the sites (by group, then by share); ``overlap`` of them are held by every site."""
+    """Deal the scenario's patients to the sites (by group, then by share; ``overlap`` of them to
+    every site), then hold out each site's test fold of this seed (stratified). Sites keep their
+    own modalities; test parts keep the dataset's."""
     spec = scn.spec
-    fractions = (1 - spec.test_fraction - spec.val_fraction, spec.val_fraction, spec.test_fraction)
     if spec.export is not None:
-        return _exported(scn, fractions)
+        return _exported(scn)
     if spec.sites[0].data is not None:
-        return _own_folders(scn, fractions)
+        return _own_folders(scn)
     scratch = None
     if pool is None:
         if spec.synthetic is not None:
-            pool = synthetic_data(spec.synthetic, spec.seed)
+            pool = synthetic_data(spec.synthetic, cohort_seed(spec))  # the same cohort for the seeds that share hospitals
         elif spec.slides is not None:
             pool, scratch = slide_cohort(spec.slides)
         else:
@@ -277,20 +306,23 @@ def partition(scn: Scenario, pool: MultimodalDataset | None = None) -> Partition
     missing = sorted(wanted - set(pool.modalities))
     if missing:
         raise ConfigError(f"scenario {spec.name}: dataset {pool.name} has no modality {missing[0]} (it has {sorted(pool.modalities)})")
-    split = random_split(len(pool), spec.seed, fractions=fractions, stratify=_strata(pool))
-    train, val = pool.subset(split.train), pool.subset(split.val)
-    rng = np.random.default_rng(spec.seed + 1)
-    rows = _assign(scn, train, rng, overlap=spec.overlap)
-    val_rows = _assign(scn, val, np.random.default_rng(spec.seed + 2), overlap=0.0)
-    sites = {}
+    task_mods = sorted(wanted)
+    rng = np.random.default_rng(cohort_seed(spec) + 1)
+    shared = rng.permutation(len(pool))[: round(spec.overlap * len(pool))]  # held by every site, tested by none
+    rows = _assign(scn, pool, rng, np.setdiff1d(np.arange(len(pool)), shared))
+    sites: dict[str, MultimodalDataset] = {}
+    test: list[MultimodalDataset] = []
+    test_of: dict[str, int] = {}
     for s in spec.sites:
-        if rows[s.name].size < 10:
-            raise ConfigError(f"scenario {spec.name}: site {s.name} gets {rows[s.name].size} training patients; it needs at least 10")
-        own, held = train.subset(rows[s.name]), val.subset(val_rows[s.name])
-        own.holdout, held.holdout = np.zeros(len(own), dtype=bool), np.ones(len(held), dtype=bool)
-        sites[s.name] = concat_datasets([own, held]).select_modalities(s.modalities)
-    return Partition(sites, [val], [pool.subset(split.test)], train, synthetic=spec.synthetic is not None or scratch is not None,
-                     scratch=scratch)
+        own = pool.subset(rows[s.name])
+        held = test_rows(own, spec, f"site {s.name}")
+        dev = np.concatenate([rows[s.name][~held], shared])
+        if dev.size < 10:
+            raise ConfigError(f"scenario {spec.name}: site {s.name} gets {dev.size} patients besides its test ones; it needs at least 10")
+        sites[s.name] = pool.subset(np.sort(dev)).select_modalities(s.modalities)
+        test_of[s.name] = len(test)
+        test.append(own.subset(np.flatnonzero(held)).select_modalities(task_mods))
+    return Partition(sites, test, test_of, synthetic=spec.synthetic is not None or scratch is not None, scratch=scratch)
 
 
 def slide_cohort(cfg: SlidesSection) -> tuple[MultimodalDataset, Path]:
@@ -313,25 +345,25 @@ def slide_cohort(cfg: SlidesSection) -> tuple[MultimodalDataset, Path]:
         raise
 
 
-def _assign(scn: Scenario, part: MultimodalDataset, rng: np.random.Generator, overlap: float) -> dict[str, np.ndarray]:
-    """Rows of ``part`` for every site: its group's patients, then shares of the rest in
-    proportion; a fraction ``overlap`` of all rows goes to every site besides."""
+def _assign(scn: Scenario, part: MultimodalDataset, rng: np.random.Generator, among: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows of ``part`` (only those in ``among``) for every site: its group's patients, then
+    shares of the rest in proportion, stratum by stratum."""
     spec = scn.spec
     rows: dict[str, np.ndarray] = {}
-    taken = np.zeros(len(part), dtype=bool)
+    taken = np.ones(len(part), dtype=bool)
+    taken[among] = False
     for s in spec.sites:
         if s.group is not None:
             if part.groups is None or s.group not in set(part.groups):
                 have = sorted(set(part.groups)) if part.groups is not None else []
                 raise ConfigError(f"scenario {spec.name}: site {s.name}: no group {s.group!r} in {part.name} (groups: {have})")
-            rows[s.name] = np.flatnonzero(part.groups == s.group)
+            rows[s.name] = np.intersect1d(np.flatnonzero(part.groups == s.group), among)
             taken[rows[s.name]] = True
-    shared = rng.permutation(len(part))[: round(overlap * len(part))]
-    free = np.setdiff1d(np.flatnonzero(~taken), shared)
+    free = np.flatnonzero(~taken)
     sharers = [s for s in spec.sites if s.share is not None]
     if sharers:
         cuts = np.cumsum([s.share for s in sharers]) / sum(s.share for s in sharers)  # type: ignore[misc]
-        strata = _strata(part)[free]
+        strata = strata_of(part)[free]
         dealt: dict[str, list[np.ndarray]] = {s.name: [] for s in sharers}
         for value in np.unique(strata):  # stratum by stratum, so that every site gets its share of events / classes
             rows_v = rng.permutation(free[strata == value])
@@ -340,10 +372,10 @@ def _assign(scn: Scenario, part: MultimodalDataset, rng: np.random.Generator, ov
                 dealt[s.name].append(rows_v[a:b])
         for name, parts in dealt.items():
             rows[name] = np.concatenate(parts)
-    return {name: np.unique(np.concatenate([np.asarray(r, dtype=int), shared])) for name, r in rows.items()}
+    return {name: np.unique(np.asarray(r, dtype=int)) for name, r in rows.items()}
 
 
-def _exported(scn: Scenario, fractions: tuple[float, float, float]) -> Partition:
+def _exported(scn: Scenario) -> Partition:
     """Write every site's data folder from the built-in dataset (its group's patients, or its
     share of the rest, with its modalities only) into a scratch folder, then read them back as a
     scenario of site data folders does."""
@@ -356,21 +388,19 @@ def _exported(scn: Scenario, fractions: tuple[float, float, float]) -> Partition
     missing = sorted({m for s in scn.spec.sites for m in s.modalities} - set(pool.modalities))
     if missing:
         raise ConfigError(f"scenario {scn.name}: dataset {pool.name} has no modality {missing[0]} (it has {sorted(pool.modalities)})")
-    rows = _assign(scn, pool, np.random.default_rng(scn.spec.seed + 3), overlap=0.0)
+    rows = _assign(scn, pool, np.random.default_rng(cohort_seed(scn.spec) + 3), np.arange(len(pool)))
     with tempfile.TemporaryDirectory(prefix="mmlego-scenario-") as tmp:
         for s in scn.spec.sites:
             export_site_folder(pool.subset(rows[s.name]).select_modalities(s.modalities), Path(tmp) / str(s.data))
-        return _own_folders(scn, fractions, Path(tmp))
+        return _own_folders(scn, Path(tmp))
 
 
-def _own_folders(scn: Scenario, fractions: tuple[float, float, float], base: Path | None = None) -> Partition:
-    """Every site's own data folder, split with the scenario's seed into its training patients,
-    its validation patients (kept at the site, marked) and its held-out test part."""
+def _own_folders(scn: Scenario, base: Path | None = None) -> Partition:
+    """Every site's own data folder, its test fold of this seed held out (it keeps the rest)."""
     from common.data.sitefolder import load_site_folder
 
     base = base or (scn.source.parent if scn.source is not None else Path.cwd())
     sites: dict[str, MultimodalDataset] = {}
-    val: list[MultimodalDataset] = []
     test: list[MultimodalDataset] = []
     test_of: dict[str, int] = {}
     for s in scn.spec.sites:
@@ -379,11 +409,9 @@ def _own_folders(scn: Scenario, fractions: tuple[float, float, float], base: Pat
         if missing:
             raise ConfigError(f"scenario {scn.name}: site {s.name}'s data folder has no modality {missing[0]}")
         data = data.select_modalities(s.modalities)
-        split = random_split(len(data), scn.spec.seed, fractions=fractions, stratify=_strata(data))
-        kept = data.subset(np.concatenate([split.train, split.val]))
-        kept.holdout = np.concatenate([np.zeros(split.train.size, dtype=bool), np.ones(split.val.size, dtype=bool)])
-        sites[s.name] = kept
-        val.append(data.subset(split.val))
+        data.holdout = None  # the site validates by cross-fitting (or its own split), not on the folder's split column
+        held = test_rows(data, scn.spec, f"site {s.name}")
+        sites[s.name] = data.subset(np.flatnonzero(~held))
         test_of[s.name] = len(test)
-        test.append(data.subset(split.test))
-    return Partition(sites, val, test, None, synthetic=False, test_of=test_of)
+        test.append(data.subset(np.flatnonzero(held)))
+    return Partition(sites, test, test_of, synthetic=False)

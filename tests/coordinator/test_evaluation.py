@@ -54,7 +54,7 @@ def site(consortium: Consortium, name: str, address: str, tmp_path: Path, n: int
     export_site_folder(paired_data(n, seed), tmp_path / f"data-{name}")
     toml = Path(site_node(consortium, name, address, tmp_path / f"data-{name}", tmp_path / f"home-{name}")["site-config"])
     cfg = load_site_config(toml)
-    return replace(cfg, task="t1", evaluation=SiteEvaluation(**evaluation)) if evaluation else replace(cfg, task="t1")
+    return replace(cfg, task="t1", evaluation=SiteEvaluation(**{"folds": 0, **evaluation})) if evaluation else replace(cfg, task="t1")
 
 
 def push_blocks(consortium: Consortium, address: str, tmp_path: Path) -> None:
@@ -226,7 +226,7 @@ def test_the_sites_score_a_lego_fuse_round_against_its_parent(consortium: Consor
         push_blocks(consortium, address, tmp_path)
         reg = running.registry
         parent = reg.merge("t1", evaluate=False)
-        parent_rec, start = starting_model(reg, parent.model_id, FuseConfig())
+        parent_rec, start, _ = starting_model(reg, parent.model_id, FuseConfig())
         sites = [site(consortium, "hosp-b", address, tmp_path, seed=3),
                  site(consortium, "hosp-c", address, tmp_path, seed=4, score_fused=False)]
         with RegistryClient(address, consortium.tls("hosp-a")) as a:
@@ -238,7 +238,7 @@ def test_the_sites_score_a_lego_fuse_round_against_its_parent(consortium: Consor
         try:
             judge = RoundJudge(reg, reg.task("t1"), parent_rec, start, "stack", 8.0)
             state = {k: v.detach().clone() for k, v in start.state_dict().items()}
-            verdict = judge(1, state)
+            verdict = judge(1, [state])
         finally:
             done.set()
             worker.join(30)

@@ -20,7 +20,7 @@ from common.data.export import export_site_folder
 from common.data.sitefolder import load_site_folder
 from common.data.splits import site_split
 from common.fuse import FuseConfig, centralized_fuse, paired_only
-from common.fuse.wire import pack
+from common.fuse.wire import pack, pack_runs
 from common.lego import LegoFuse
 from coordinator.config import CoordinatorConfig
 from coordinator.fuse_rounds import FuseError, NodeInfo, discover, run_rounds
@@ -75,7 +75,9 @@ def paired_data(n: int, seed: int) -> MultimodalDataset:
 
 
 def site_node(consortium: Consortium, site: str, address: str, data: Path, home: Path, superlink: str = "127.0.0.1:9093",
-              kit: str | None = None) -> dict[str, str]:
+              kit: str | None = None, folds: int = 0) -> dict[str, str]:
+    """A paired site's node config (its site.toml); ``folds`` 0: a validation split, as the blocks
+    these tests sign by hand were not cross-fitted."""
     home.mkdir(parents=True)
     kit_dir = consortium.kit(kit or site)
     modalities = '"genes", "clinical"' if site in ("hosp-b", "hosp-c") else '"genes"'
@@ -83,7 +85,8 @@ def site_node(consortium: Consortium, site: str, address: str, data: Path, home:
         f'site = "{site}"\nmodalities = [{modalities}]\npaired = true\ncoordinator = "{address}"\ndata = "{data}"\n'
         f'[tls]\ncert = "{kit_dir / "tls.crt"}"\nkey = "{kit_dir / "tls.key"}"\nca = "{kit_dir / "ca.crt"}"\n'
         f'[signing]\nkey = "{kit_dir / "signing.key"}"\n[train]\ndevice = "cpu"\n'
-        f'[flower]\nnode_key = "{kit_dir / "flower-node.key"}"\nsuperlink = "{superlink}"\nport = {free_port()}\n')
+        f'[flower]\nnode_key = "{kit_dir / "flower-node.key"}"\nsuperlink = "{superlink}"\nport = {free_port()}\n'
+        f'[evaluation]\nfolds = {folds}\n')
     return {"site-config": str(home / "site.toml")}
 
 
@@ -106,7 +109,7 @@ def test_fedavg_over_one_paired_site_equals_centralized_fine_tuning(consortium: 
     export_site_folder(paired_data(40, 0), tmp_path / "data-b")
     node = site_node(consortium, "hosp-b", address, tmp_path / "data-b", tmp_path / "b")
     cfg = FuseConfig(mode="weave", rounds=2, epochs=2, lr=1e-3, batch_size=8)
-    parent, start = starting_model(registry, model_id, cfg)
+    parent, start, cfg = starting_model(registry, model_id, cfg)
     nodes = discover(InProcessTransport({7: node}), deadline_s=5, want_paired=1)
     assert nodes == [NodeInfo(7, "hosp-b", ("genes", "clinical"), True)]
     outcome = run_rounds(InProcessTransport({7: node}), nodes, start, cfg, model_id, round_timeout_s=60, min_sites=1)
@@ -145,7 +148,7 @@ def test_a_silent_site_is_left_behind_by_the_deadline_or_the_run_fails_below_min
     nodes_cfg = {1: site_node(consortium, "hosp-b", address, tmp_path / "d1", tmp_path / "n1"),
                  2: site_node(consortium, "hosp-a", address, tmp_path / "d2", tmp_path / "n2")}
     cfg = FuseConfig(rounds=2, epochs=1)
-    _, start = starting_model(registry, model_id, cfg)
+    _, start, cfg = starting_model(registry, model_id, cfg)
     nodes = discover(InProcessTransport(nodes_cfg), deadline_s=5, want_paired=2)
     assert [n.site for n in nodes] == ["hosp-a", "hosp-b"]
     transport = InProcessTransport(nodes_cfg, silent=[2])
@@ -184,9 +187,24 @@ def test_flower_fedavg_weights_sites_by_examples_and_keeps_frozen_tensors() -> N
 
     start = {"w": torch.zeros(4), "buf": torch.ones(3)}
     sites = [{"w": torch.full((4,), 1.0), "buf": torch.full((3,), 9.0)}, {"w": torch.full((4,), 4.0), "buf": torch.ones(3)}]
-    out = aggregate(1, start, _replies(sites, [30, 10]), ["w"], FuseConfig(), None)
+    (out,) = aggregate(1, [start], _replies(sites, [30, 10]), ["w"], FuseConfig(), None)
     assert torch.allclose(out["w"], torch.full((4,), 1.75)) and out["w"].dtype == torch.float32  # (30*1 + 10*4) / 40
     assert torch.equal(out["buf"], torch.ones(3))  # not trainable: a site cannot change it
+
+
+def test_fold_runs_are_averaged_each_with_itself_and_a_reply_without_them_is_refused() -> None:
+    from coordinator.fuse_rounds import aggregate, check_reply
+
+    start = {"w": torch.zeros(4), "buf": torch.ones(3)}
+    site_runs = [[{"w": torch.full((4,), float(s + 10 * r)), "buf": torch.ones(3)} for r in range(3)] for s in (1, 4)]
+    replies = {i + 1: RecordDict({"arrays": pack_runs(runs, ["w"]), "metrics": MetricRecord({"num-examples": c, "train_loss": 0.5})})
+               for i, (runs, c) in enumerate(zip(site_runs, [30, 10], strict=True))}
+    out = aggregate(1, [start] * 3, replies, ["w"], FuseConfig(), None)
+    for r in range(3):  # run r: (30 * (1 + 10r) + 10 * (4 + 10r)) / 40
+        assert torch.allclose(out[r]["w"], torch.full((4,), 1.75 + 10 * r))
+    assert check_reply(replies[1], [start] * 3, ["w"]) is None
+    assert "expected" in str(check_reply(_replies([start], [30])[1], [start] * 3, ["w"]))  # the full run only: refused
+    assert "expected" in str(check_reply(replies[1], [start], ["w"]))  # fold runs nobody asked for: refused
 
 
 def test_private_aggregation_clips_every_update_and_adds_the_stated_noise() -> None:
@@ -195,11 +213,11 @@ def test_private_aggregation_clips_every_update_and_adds_the_stated_noise() -> N
     start = {"w": torch.zeros(2000), "buf": torch.ones(3)}
     far = [{"w": torch.full((2000,), 5.0), "buf": torch.ones(3)}, {"w": torch.full((2000,), -1.0), "buf": torch.ones(3)}]
     replies = _replies(far, [50, 10])  # DP averages uniformly: the counts must not matter
-    out = aggregate(1, start, replies, ["w"], FuseConfig(), Privacy(noise_multiplier=0.0, clipping_norm=1.0))
+    (out,) = aggregate(1, [start], replies, ["w"], FuseConfig(), Privacy(noise_multiplier=0.0, clipping_norm=1.0))
     per_site = [torch.full((2000,), 5.0) / torch.full((2000,), 5.0).norm(), torch.full((2000,), -1.0) / torch.full((2000,), -1.0).norm()]
     assert torch.allclose(out["w"], (per_site[0] + per_site[1]) / 2, atol=1e-6)  # clipped to norm 1, uniform mean
     assert torch.equal(out["buf"], torch.ones(3))
-    noisy = aggregate(1, start, _replies(far, [50, 10]), ["w"], FuseConfig(), Privacy(noise_multiplier=2.0, clipping_norm=1.0))
+    (noisy,) = aggregate(1, [start], _replies(far, [50, 10]), ["w"], FuseConfig(), Privacy(noise_multiplier=2.0, clipping_norm=1.0))
     std = float((noisy["w"] - out["w"]).std())
     assert abs(std - 2.0 * 1.0 / 2) < 0.1  # std = multiplier * norm / sites
     with pytest.raises(ValueError, match="clipping_norm > 0"):
@@ -231,19 +249,19 @@ def _reply(arrays: dict[str, np.ndarray], count: int = 5) -> RecordDict:
     ({"trainable": np.zeros(5, np.float32)}, "expected float32[4]"),
     ({"trainable": np.full(4, np.nan, np.float32)}, "non-finite"),
     ({"trainable": np.zeros(4, np.float64)}, "expected float32[4]"),
-    ({"trainable": np.zeros(4, np.float32), "buf": np.full(3, 9.0, np.float32)}, "expected only 'trainable'"),
+    ({"trainable": np.zeros(4, np.float32), "buf": np.full(3, 9.0, np.float32)}, "expected ['trainable']"),
 ])
 def test_a_reply_that_cannot_be_aggregated_is_named(arrays: dict[str, np.ndarray], why: str) -> None:
     from coordinator.fuse_rounds import check_reply
 
     start = {"w": torch.zeros(4), "buf": torch.ones(3)}
-    assert check_reply(_replies([start], [5])[1], start, ["w"]) is None
-    problem = check_reply(_reply(arrays), start, ["w"])
+    assert check_reply(_replies([start], [5])[1], [start], ["w"]) is None
+    problem = check_reply(_reply(arrays), [start], ["w"])
     assert problem is not None and why in problem
-    assert "num-examples" in str(check_reply(_replies([start], [0])[1], start, ["w"]))
+    assert "num-examples" in str(check_reply(_replies([start], [0])[1], [start], ["w"]))
     other = RecordDict({"arrays": ArrayRecord({"w": Array(np.zeros(4, np.float32))}),  # one array per tensor: not this protocol
                         "metrics": MetricRecord({"num-examples": 5, "train_loss": 0.1})})
-    assert "expected only 'trainable'" in str(check_reply(other, start, ["w"]))
+    assert "expected ['trainable']" in str(check_reply(other, [start], ["w"]))
 
 
 class _Scripted:
@@ -307,7 +325,7 @@ def test_a_site_with_fewer_paired_patients_than_its_cell_size_does_not_take_part
     with open(node["site-config"], "a") as f:
         f.write("[privacy]\nmin_cell_size = 13\n")
     cfg = FuseConfig(rounds=1, epochs=1, batch_size=8)
-    _, start = starting_model(registry, model_id, cfg)
+    _, start, cfg = starting_model(registry, model_id, cfg)
     nodes = [NodeInfo(7, "hosp-b", ("genes", "clinical"), True)]
     with pytest.raises(FuseError, match=r"fewer paired patients than its minimum cell size \(13\)") as refused:
         run_rounds(InProcessTransport({7: node}), nodes, start, cfg, model_id, round_timeout_s=60, min_sites=1)
@@ -341,9 +359,9 @@ def test_early_stopping_keeps_the_best_round_and_stops_after_patience_rounds_wit
     curve = {1: 0.01, 2: 0.03, 3: 0.02, 4: 0.025, 5: 0.5}  # round 5 would be best, but patience 2 stops after round 4
     seen: list[int] = []
 
-    def judge(r: int, state: dict[str, torch.Tensor]) -> _Verdict:
+    def judge(r: int, states: list[dict[str, torch.Tensor]]) -> _Verdict:
         seen.append(r)
-        assert float(state["weight"].flatten()[0]) == r  # the judge sees the round's global model
+        assert len(states) == 1 and float(states[0]["weight"].flatten()[0]) == r  # the judge sees the round's global model
         return _Verdict(curve[r])
 
     out = run_rounds(_Counting(), nodes, start, FuseConfig(rounds=5, patience=2), "m", 30, min_sites=1, judge=judge)

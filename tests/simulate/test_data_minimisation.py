@@ -7,9 +7,9 @@ patient and event counts of at least that size, Flower replies with the packed t
 weights, the site's description and two aggregates. Then no patient's id, feature values or
 outcome may appear anywhere in those bytes; a planted row shows the scan would have found one.
 
-The scenario keeps 35 % of NKI-70's patients for validation (15 % by default), so that each
-hospital holds at least 5 validation events and censored patients and its evaluation reports
-carry scores, not only declines.
+The sites cross-fit (5 folds, the default): each hospital scores candidates on all of its ~38
+patients (13 events), so its evaluation reports carry scores, not only declines; the fold copies
+of its blocks stay in its state folder, and none of their bytes may appear in what it sent.
 
 NKI-70's patient ids are small integers ("7"), which occur everywhere by chance; the test gives
 every patient a tagged id ("pt7-1f0c...") before the sites' data folders are written, so that a
@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from cryptography.hazmat.primitives import serialization
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.proto import message_pb2, recorddict_pb2
@@ -44,7 +43,7 @@ from common.data.dataset import MultimodalDataset
 from common.data.sitefolder import load_site_folder
 from common.data.splits import site_split
 from common.fuse import fused_model, paired_only
-from common.fuse.wire import FLAT, trainable_names
+from common.fuse.wire import run_key, trainable_names
 from common.lego import BlockConfig, LegoEnsemble, LegoMerge
 from common.pb.mmlego.v1 import evaluation_pb2 as epb
 from common.pb.mmlego.v1 import registry_pb2 as pb
@@ -81,11 +80,12 @@ SITE_REQUESTS: dict[str, set[str]] = {
     "PendingEvaluationsRequest": {"task_id"}, "DownloadCandidateRequest": {"job_id", "candidate_id", "offset"},
     "GetRecommendedRequest": {"task_id"},
 }
-DECLINES = {"too-few-patients", "query-budget", "disabled", "wrong-task-kind", "error"}  # the kinds a site may give, never text
+DECLINES = {"too-few-patients", "query-budget", "disabled", "wrong-task-kind", "error", "folds", "fold-without-event",
+            "folds-changed"}  # the kinds a site may give, never text
 SCORE_FIELDS = {"candidate_id", "strata", "patients", "events", "var_metric", "var_diff"}
 MANIFEST_FIELDS = {"task_id", "site", "modality", "config_json", "tensors", "train_stats", "code_version", "created_at",
                    "weights_sha256", "weights_size"}
-NOT_COUNTS = {"val_metric", "epochs"}  # train_stats that are not patient counts: the validation metric, epochs run
+NOT_COUNTS = {"val_metric", "epochs", "folds"}  # train_stats that are not patient counts: validation metric, epochs, folds
 # every Fleet API request of a SuperNode and the fields it may carry
 FLEET_REQUESTS: dict[str, set[str]] = {
     "RegisterNodeFleetRequest": {"public_key"}, "ActivateNodeRequest": {"public_key", "heartbeat_interval"},
@@ -139,17 +139,31 @@ class Seen:
 
 
 def training(cfg: SiteConfig) -> MultimodalDataset:
-    """A site's training patients, as its ClientApp selects them."""
+    """The patients a site's ClientApp trains LegoFuse's full run on: all of them when it
+    cross-fits, else its training patients."""
     data = load_site_folder(cfg.data)
+    if cfg.evaluation.folds:
+        return data
     return data.subset(site_split(data, cfg.train.val_fraction, cfg.train.seed)[0])
 
 
 def tag_patients(part: Partition) -> Partition:
-    """Every site's patients with ids that cannot match by chance (same patients, same values)."""
+    """Every site's patients with ids that cannot match by chance (same patients, same values),
+    and in every site's clinical data a planted rare category: the first one-hot column held by
+    3 patients only (a site holds ~38 patients, too many to have one by chance), so that the
+    input-scaling check below has a count to hide."""
     sites = {}
     for name, data in part.sites.items():
         ids = [f"pt{p}-{hashlib.sha256(f'{name}/{p}'.encode()).hexdigest()[:10]}" for p in data.ids]
-        sites[name] = dataclasses.replace(data, ids=ids)
+        mods = dict(data.modalities)
+        if "clinical" in mods:
+            clinical = mods["clinical"]
+            j = next(i for i, f in enumerate(clinical.features) if "=" in f)  # a one-hot column
+            x = clinical.x.clone()
+            x[:, j] = 0.0
+            x[:3, j] = 1.0
+            mods["clinical"] = dataclasses.replace(clinical, x=x)
+        sites[name] = dataclasses.replace(data, ids=ids, modalities=mods)
     return dataclasses.replace(part, sites=sites)
 
 
@@ -205,7 +219,6 @@ def decode(seen: Seen) -> None:
 @pytest.fixture(scope="module")
 def seen(tmp_path_factory: pytest.TempPathFactory) -> Seen:
     scn = load_scenario("nki70-3").quick()
-    scn = dataclasses.replace(scn, spec=scn.spec.model_copy(update={"val_fraction": 0.35}))
     part = tag_patients(partition(scn))
     out = tmp_path_factory.mktemp("minimisation") / "run"
     lines: list[str] = []
@@ -437,9 +450,10 @@ def test_flower_traffic_is_packed_weights_the_site_description_and_aggregates(se
             assert kind == "train" and set(content) == {"arrays", "metrics"}, (kind, sorted(content))
             arrays, metrics = content["arrays"], content["metrics"]
             assert isinstance(arrays, ArrayRecord) and isinstance(metrics, MetricRecord)
-            assert list(arrays) == [FLAT]
-            flat = arrays[FLAT].numpy()
-            assert flat.dtype == np.float32 and flat.shape == (trainable,) and np.isfinite(flat).all()
+            assert list(arrays) == [run_key(i) for i in range(1 + cfg.evaluation.folds)]  # the full run, then a run per fold
+            for key in arrays:
+                flat = arrays[key].numpy()
+                assert flat.dtype == np.float32 and flat.shape == (trainable,) and np.isfinite(flat).all()
             assert set(metrics) == {"num-examples", "train_loss"}
             n, loss = metrics["num-examples"], metrics["train_loss"]
             assert isinstance(n, int) and n == patients[site] and n >= seen.min_cell[site], (site, n)
@@ -615,8 +629,8 @@ def test_block_input_scaling_reveals_no_count_below_the_minimum_cell(seen: Seen)
             continue
         site_data = seen.part.sites[up.site]
         data = site_data.modalities[m.modality]
-        assert site_data.holdout is not None
-        rows = data.x[data.present & torch.from_numpy(~site_data.holdout)].numpy()  # its training patients
+        assert site_data.holdout is None and seen.configs[up.site].evaluation.folds  # cross-fitted: trained on all of them
+        rows = data.x[data.present].numpy()  # its training patients
         binary = [j for j in range(rows.shape[1]) if set(np.unique(rows[:, j]).tolist()) <= {0.0, 1.0}]
         mean = st_load(bytes(up.weights))["scaling.mean"]
         cell = seen.min_cell[up.site]
@@ -629,3 +643,34 @@ def test_block_input_scaling_reveals_no_count_below_the_minimum_cell(seen: Seen)
                 small.append((up.site, m.modality, data.features[j], count, int(n)))
     assert checked and rare_at_site, (checked, rare_at_site)  # the check has binary features, some with a rare category
     assert small == [], f"(site, modality, feature, patients, n_train) readable from the weights: {small}"
+
+
+# ---- fold copies stay at the site ------------------------------------------------------------------
+
+
+def test_no_fold_copy_of_a_block_appears_in_anything_a_site_sent(seen: Seen) -> None:
+    """Each cross-fitted block's fold copies (its site's state folder) are never uploaded: neither
+    their weights files nor any of their tensors' bytes appear in any haystack; a fold copy's
+    tensor planted in the largest one is found."""
+    needles: dict[bytes, str] = {}
+    released = {f.name.rsplit("-", 1)[1]: st_load((f / "weights.safetensors").read_bytes())
+                for site in seen.configs for f in (seen.out / "sites" / site / "blocks").iterdir()}
+    for site in seen.configs:
+        for weights in sorted((seen.out / "sites" / site / "folds").glob("*/fold-*/weights.safetensors")):
+            raw = weights.read_bytes()
+            (n,) = struct.unpack("<Q", raw[:8])
+            label = f"{site} {weights.parent.parent.name[:12]} {weights.parent.name}"
+            needles[raw[8 + n:8 + n + 4096]] = f"{label} (file)"  # its tensors' bytes (the header is the block's too)
+            mine = released[weights.parent.parent.name[:12]]
+            for name, tensor in st_load(raw).items():
+                data = np.ascontiguousarray(tensor).tobytes()
+                if len(data) >= 64 and not np.array_equal(tensor, mine[name]):  # a tensor only the fold copy has
+                    needles[data[:64]] = f"{label} {name}"
+    copies = {v.rsplit(" ", 1)[0] for v in needles.values() if v.endswith("(file)")}
+    assert len(copies) == sum(5 * len(c.modalities) for c in seen.configs.values()), copies  # 5 per block
+    hay = haystacks(seen)
+    hits = [(name, at, c) for name, data in hay for at, c in find_needles(data, needles)]
+    assert hits == [], f"fold copies in what sites sent: {hits[:10]}"
+    name, biggest = max(hay, key=lambda h: len(h[1]))
+    planted = biggest[:len(biggest) // 2] + next(iter(needles)) + biggest[len(biggest) // 2:]
+    assert find_needles(planted, needles), f"a fold copy planted in {name} was not found"

@@ -59,25 +59,32 @@ def test_the_ray_engine_runs_a_scenario_over_two_seeds_and_stops_its_ray_instanc
         assert line in stdout, line
     summary = json.loads((ray_run / "report.json").read_text())
     kinds = {r["kind"]: r for r in summary["summary"]}
-    assert set(kinds) == {"best-block", "ensemble", "merge-uniform", "merge", "fuse", "recommended", "baseline", "pooled"}
+    assert set(kinds) == {"best-block", "ensemble", "merge-uniform", "merge", "fuse", "recommended", "local", "baseline",
+                          "baseline-paired", "ceiling", "ceiling-fuse", "ceiling-ensemble", "ceiling-e2e", "ceiling-classical"}
     assert all(r["seeds"] == [0, 1] and len(r["values"]) == 2 and 0 < r["mean"] < 1 for r in kinds.values())
     assert len({r["patients"] for r in kinds.values()}) == 1  # every model on the same test patients
+    compared = {c["b"]: c for c in summary["comparisons"]}  # recommended minus every other kind, over both seeds
+    assert set(compared) == set(kinds) - {"recommended"} and all(c["seeds"] == 2 and c["low"] <= c["diff"] <= c["high"]
+                                                                 for c in compared.values())
     assert {s["site"] for s in summary["per_site"]} == {"hosp-16", "hosp-4", "hosp-9", "hosp-13"}
-    assert all("own-block" in {x["kind"] for x in s["rows"]} for s in summary["per_site"])
+    assert all("local" in {x["kind"] for x in s["rows"]} and any(c["b"] == "local" for c in s["comparisons"])
+               for s in summary["per_site"])
     for seed in (0, 1):
         report = json.loads((ray_run / f"seed-{seed}" / "report.json").read_text())
         sites = {"hosp-16", "hosp-4", "hosp-9", "hosp-13"}
         assert report["engine"] == "ray" and set(report["placement"]) == sites and set(report["placement"].values()) == {"head"}
         v = report["merge"]["validation"]
         assert v["evaluated"] and set(v["scored_by"]) | set(v["declined_by"]) == sites and v["silent"] == []
-        assert report["centralized"]["merge_exact"] is True
+        assert report["centralized"]["blocks_exact"] is True
         assert v["chosen"] in {c["candidate"] for c in v["candidates"]}
         assert v["scored_by"] and all(report["communication"][s]["evaluation_down"] > 0 for s in v["scored_by"])
         assert report["recommended"]["model"].startswith("ovarian-4-v")
         assert ("model" in report["fuse"]) != ("not_stored" in report["fuse"])  # a kept round, or the reason none was kept
         assert report["communication"]["hosp-13"]["mmlego_rounds"] >= 1 and report["communication"]["hosp-16"]["mmlego_rounds"] == 0
-        assert report["baseline"]["sites"] == ["hosp-13"] and all(report["checks"].values())
-        for name in ("report.md", "test_metrics.png", "communication.png"):
+        assert report["baselines"]["baseline-paired"]["sites"] == ["hosp-13"] and all(report["checks"].values())
+        assert report["baselines"]["baseline"]["sites"] == sorted(sites)
+        assert set(report["validation"]["site_patients"]) == sites and report["validation"]["how"].startswith("5-fold")
+        for name in ("report.md", "comparisons.png", "communication.png", "test-scores.npz"):
             assert (ray_run / f"seed-{seed}" / name).stat().st_size > 0
         peaks = report["peak_rss_mb"]
         assert "ray head" in peaks and peaks["total (all the run's processes at once)"] > peaks["coordinator"]

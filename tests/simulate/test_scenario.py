@@ -1,7 +1,7 @@
-"""Scenario files and how a scenario splits the data: the test patients are never a site's, the
-validation patients are shared out to the sites marked as such (never trained on), groups and
-shares go where the file says, overlap means shared patients, and a bad file gets one message
-naming what is wrong."""
+"""Scenario files and how a scenario splits the data: every hospital holds out its own test fold
+of the seed (never trained on, never chosen with), the seeds of one block of ``test_folds`` test
+disjoint patients that together are every patient, groups and shares go where the file says,
+overlap means shared patients (never tested), and a bad file gets one message naming what is wrong."""
 
 from __future__ import annotations
 
@@ -19,25 +19,30 @@ def ids(data: object) -> set[str]:
 
 
 @pytest.mark.parametrize("name", ["ovarian-4", "nki70-3", "pbc-3"])
-def test_builtin_scenarios_hold_out_patients_no_site_trains_on(name: str) -> None:
+def test_every_hospital_holds_out_its_own_test_patients_and_seeds_test_every_patient_once(name: str) -> None:
     scn = load_scenario(name)
-    part = partition(scn)
-    test, val = ids(part.test[0]), ids(part.val[0])
-    assert not test & val
-    held_by_sites: set[str] = set()
-    for site in scn.spec.sites:
-        data = part.sites[site.name]
-        assert data.holdout is not None and data.holdout.any() and not data.holdout.all()
-        training = {p for p, h in zip(data.ids, data.holdout, strict=True) if not h}
-        validation = {p for p, h in zip(data.ids, data.holdout, strict=True) if h}
-        assert not ids(data) & test, f"{site.name} holds test patients"
-        assert not training & val and validation <= val, f"{site.name} trains on validation patients"
-        assert not validation & held_by_sites, "a validation patient went to two sites"
-        held_by_sites |= validation
-        assert sorted(data.modalities) == sorted(site.modalities)
-    assert held_by_sites == val  # every validation patient is some site's
+    tested: list[set[str]] = []
+    for seed in range(scn.spec.test_folds):
+        part = partition(scn.with_seed(seed))
+        held: set[str] = set()
+        for site in scn.spec.sites:
+            data, test = part.sites[site.name], part.test[part.test_of[site.name]]
+            assert ids(test) and not ids(data) & ids(test), f"{site.name} holds its own test patients"
+            assert not ids(data) & held, "a patient went to two sites"
+            held |= ids(data) | ids(test)
+            assert sorted(data.modalities) == sorted(site.modalities) and data.holdout is None
+            assert sorted(test.modalities) == sorted({m for s in scn.spec.sites for m in s.modalities})  # every modality
+        every = set().union(*(ids(t) for t in part.test))
+        assert not any(every & earlier for earlier in tested), f"seed {seed} tests patients an earlier seed tested"
+        tested.append(every)
+        if seed == 0:
+            first = {s: ids(d) | ids(part.test[part.test_of[s]]) for s, d in part.sites.items()}
+    assert set().union(*tested) == held  # seeds 0-4: every patient tested once
+    again = partition(scn.with_seed(scn.spec.test_folds))  # the next block of seeds deals the patients anew
+    dealt = {s: ids(d) | ids(again.test[again.test_of[s]]) for s, d in again.sites.items()}
+    assert (dealt != first) == (name != "ovarian-4")  # ovarian's hospitals are its studies, whatever the seed
     assert sum(s.paired for s in scn.spec.sites) == 1 and len(scn.spec.sites) == int(name[-1])
-    assert "ovarian-4" in builtin_names() and "scale" in builtin_names()
+    assert "ovarian-4" in builtin_names() and "support2-5" in builtin_names() and "scale" in builtin_names()
 
 
 def test_ovarian_sites_are_the_four_studies() -> None:
@@ -49,16 +54,28 @@ def test_ovarian_sites_are_the_four_studies() -> None:
     assert sizes["hosp-16"] > sizes["hosp-13"] > sizes["hosp-4"] > sizes["hosp-9"]  # 510 / 260 / 84 / 58 patients before the split
 
 
-def test_overlap_is_a_pool_of_patients_every_site_holds(tmp_path: Path) -> None:
+def test_the_large_scenario_is_five_hospitals_of_support2_with_different_case_mix() -> None:
+    scn = load_scenario("support2-5")
+    part = partition(scn)
+    sizes = {s: len(d) + len(part.test[part.test_of[s]]) for s, d in part.sites.items()}
+    assert sum(sizes.values()) == 9105 and min(sizes.values()) >= 500 and max(sizes.values()) >= 3000
+    rates = {s: float(np.mean(d.event)) for s, d in part.sites.items()}  # type: ignore[arg-type]
+    assert max(rates.values()) - min(rates.values()) > 0.2  # case mix: oncology and coma die far more often
+    coverage = {s: sorted(d.modalities) for s, d in part.sites.items()}
+    assert len({tuple(c) for c in coverage.values()}) >= 4
+
+
+def test_overlap_is_a_pool_of_patients_every_site_holds_and_none_tests(tmp_path: Path) -> None:
     text = Path(load_scenario("nki70-3").source).read_text()  # type: ignore[arg-type]
     for overlap in (0.0, 0.3):
         f = tmp_path / f"o{overlap}.toml"
         f.write_text(text.replace('dataset = "nki70"', f'dataset = "nki70"\noverlap = {overlap}'))
         part = partition(load_scenario(str(f)))
-        sets = [{p for p, h in zip(d.ids, d.holdout, strict=True) if not h} for d in part.sites.values()]
+        sets = [ids(d) for d in part.sites.values()]
         common = sets[0] & sets[1] & sets[2]
-        assert len(common) == round(overlap * len(part.train_pool))  # type: ignore[arg-type]
+        assert len(common) == round(overlap * 144)
         assert not (sets[0] & sets[1]) - common  # beyond the shared pool, sites hold different patients
+        assert not common & set().union(*(ids(t) for t in part.test))
 
 
 @pytest.mark.parametrize("change,message", [
@@ -106,10 +123,16 @@ def test_a_scenario_of_site_data_folders_holds_out_part_of_every_site(tmp_path: 
     (tmp_path / "s.toml").write_text('name = "own"\n[[sites]]\nname = "hosp-a"\nmodalities = ["genes"]\ndata = "a"\n'
                                      '[[sites]]\nname = "hosp-b"\nmodalities = ["genes", "clinical"]\ndata = "b"\n')
     part = partition(load_scenario(str(tmp_path / "s.toml")))
-    assert part.train_pool is None and len(part.test) == len(part.val) == 2
+    assert len(part.test) == 2
     for i, site in enumerate(("hosp-a", "hosp-b")):
         data = part.sites[site]
         assert ids(part.test[i]) and not ids(data) & ids(part.test[i]) and part.test_of[site] == i
-        assert {p for p, h in zip(data.ids, data.holdout, strict=True) if h} == ids(part.val[i])  # its own validation part
-        assert len(data) + len(part.test[i]) == 72
+        assert len(data) + len(part.test[i]) == 72 and 12 <= len(part.test[i]) <= 16  # a fifth of its patients
     assert sorted(part.sites["hosp-b"].modalities) == ["clinical", "genes"]
+
+
+def test_cross_fitting_needs_two_folds_or_none(tmp_path: Path) -> None:
+    f = tmp_path / "one.toml"
+    f.write_text(Path(load_scenario("nki70-3").source).read_text().replace("seed = 0", "seed = 0\nfolds = 1"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="folds = 1 cannot cross-fit"):
+        load_scenario(str(f))

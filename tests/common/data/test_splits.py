@@ -56,3 +56,25 @@ def test_a_sites_split_is_its_split_column_or_a_stratified_draw_over_all_its_pat
     data.holdout = np.zeros(n, dtype=bool)
     with pytest.raises(ValueError, match="0 validation and 60 training patients"):
         site_split(data, 0.2, seed=1)
+
+
+def test_site_folds_are_seeded_stratified_and_cover_every_patient() -> None:
+    from common.data.splits import FoldError, site_folds
+
+    n = 103
+    event = np.zeros(n, dtype=bool)
+    event[::4] = True  # 26 events
+    data = MultimodalDataset("t", "survival", [str(i) for i in range(n)],
+                             {"a": ModalityData("tabular", torch.zeros(n, 1), torch.ones(n, dtype=torch.bool), ["f"])},
+                             time=np.arange(n, dtype=float) + 1, event=event)
+    folds = site_folds(data, 5, seed=2)
+    assert np.array_equal(folds, site_folds(data, 5, seed=2)) and not np.array_equal(folds, site_folds(data, 5, seed=3))
+    assert sorted(set(folds.tolist())) == [0, 1, 2, 3, 4]
+    sizes = np.bincount(folds)
+    assert sizes.max() - sizes.min() <= 1  # balanced
+    per_fold_events = np.bincount(folds[event], minlength=5)
+    assert per_fold_events.min() >= 5 and per_fold_events.max() - per_fold_events.min() <= 1  # stratified
+    with pytest.raises(FoldError, match="folds = 27 is more folds than this site's smallest class"):
+        site_folds(data, 27, seed=0)
+    with pytest.raises(FoldError, match=r"test_folds = 1: cross-fitting needs at least 2 folds"):
+        site_folds(data, 1, seed=0, setting="test_folds")

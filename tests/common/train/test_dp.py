@@ -74,7 +74,8 @@ def test_a_dp_block_is_accounted_and_scaled_by_public_ranges_only(tmp_path) -> N
     data = synthetic_site_data(n=120, seed=2)
     features = list(data.modalities["genes"].features)
     task = task_with_ranges(features)
-    block, stats, dp = train_modality(data, "genes", task, QUICK, min_cell=5, private=DPBudget(3.0))
+    trained = train_modality(data, "genes", task, QUICK, min_cell=5, private=DPBudget(3.0))
+    block, stats, dp = trained.block, trained.stats, trained.privacy
     assert dp is not None and 0 < dp.epsilon <= 3.0 and dp.target_epsilon == 3.0 and dp.accountant == "rdp"
     assert dp.steps > 0 and dp.noise_multiplier > 0 and dp.max_grad_norm == 0.1
     n = int(stats["n_train"])
@@ -92,10 +93,12 @@ def test_a_dp_block_is_accounted_and_scaled_by_public_ranges_only(tmp_path) -> N
 def test_dp_classification_blocks_have_no_class_weights() -> None:
     data = synthetic_site_data(n=120, seed=3, task="classification")
     spec = TaskSpec("classification", n_classes=2)
-    block, _, dp = train_modality(data, "genes", task_with_ranges(list(data.modalities["genes"].features), spec), QUICK,
-                                  min_cell=5, private=DPBudget(8.0))
+    private = train_modality(data, "genes", task_with_ranges(list(data.modalities["genes"].features), spec), QUICK,
+                             min_cell=5, private=DPBudget(8.0))
+    block, dp = private.block, private.privacy
     assert dp is not None and not block.config.task.class_weights
-    plain, _, none = train_modality(data, "genes", task_with_ranges(list(data.modalities["genes"].features), spec), QUICK, min_cell=5)
+    unnoised = train_modality(data, "genes", task_with_ranges(list(data.modalities["genes"].features), spec), QUICK, min_cell=5)
+    plain, none = unnoised.block, unnoised.privacy
     assert none is None and plain.config.task.class_weights  # without DP the site's class weights are used
 
 
@@ -183,3 +186,13 @@ def test_slides_read_from_files_are_refused_for_dp_with_a_message(tmp_path) -> N
                       public_ranges={"slides": PublicRanges((-4.0, 4.0))})
     with pytest.raises(DPError, match="DP training of slide blocks is not supported yet"):
         train_modality(data, "slides", task, QUICK, min_cell=1, private=DPBudget(3.0))
+
+
+def test_a_cross_fitted_dp_block_trains_private_fold_copies_and_spends_at_most_its_budget() -> None:
+    data = synthetic_site_data(n=120, seed=2)
+    task = task_with_ranges(list(data.modalities["genes"].features))
+    trained = train_modality(data, "genes", task, QUICK, min_cell=5, private=DPBudget(3.0), folds=3)
+    assert trained.privacy is not None and 0 < trained.privacy.epsilon <= 3.0
+    assert trained.folds is not None and trained.folds.folds == 3 and trained.stats["folds"] == 3
+    assert "n_events_train" not in trained.stats  # withheld for DP blocks, as without folds
+    assert not any(hasattr(p, "grad_sample") and p.grad_sample is not None for b in trained.folds.blocks for p in b.parameters())

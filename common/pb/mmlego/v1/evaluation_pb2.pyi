@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Candidate(_message.Message):
-    __slots__ = ("candidate_id", "kind", "label", "block_ids", "weights", "latent_merge", "head_merge", "model_id", "weights_sha256", "weights_size", "fuse_mode", "layout")
+    __slots__ = ("candidate_id", "kind", "label", "block_ids", "weights", "latent_merge", "head_merge", "model_id", "weights_sha256", "weights_size", "fuse_mode", "layout", "folds")
     CANDIDATE_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,7 @@ class Candidate(_message.Message):
     WEIGHTS_SIZE_FIELD_NUMBER: _ClassVar[int]
     FUSE_MODE_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    FOLDS_FIELD_NUMBER: _ClassVar[int]
     candidate_id: str
     kind: str
     label: str
@@ -36,7 +37,8 @@ class Candidate(_message.Message):
     weights_size: int
     fuse_mode: str
     layout: str
-    def __init__(self, candidate_id: _Optional[str] = ..., kind: _Optional[str] = ..., label: _Optional[str] = ..., block_ids: _Optional[_Iterable[str]] = ..., weights: _Optional[_Iterable[float]] = ..., latent_merge: _Optional[str] = ..., head_merge: _Optional[str] = ..., model_id: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., weights_size: _Optional[int] = ..., fuse_mode: _Optional[str] = ..., layout: _Optional[str] = ...) -> None: ...
+    folds: int
+    def __init__(self, candidate_id: _Optional[str] = ..., kind: _Optional[str] = ..., label: _Optional[str] = ..., block_ids: _Optional[_Iterable[str]] = ..., weights: _Optional[_Iterable[float]] = ..., latent_merge: _Optional[str] = ..., head_merge: _Optional[str] = ..., model_id: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., weights_size: _Optional[int] = ..., fuse_mode: _Optional[str] = ..., layout: _Optional[str] = ..., folds: _Optional[int] = ...) -> None: ...
 
 class EvaluationJob(_message.Message):
     __slots__ = ("job_id", "task_id", "purpose", "candidates", "created_at", "deadline")

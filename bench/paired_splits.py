@@ -1,0 +1,68 @@
+"""Paired differences between two methods of a benchmark file whose rows hold one test metric per
+split (``mmlego bench``'s docs/results/bench.json: ``rows[].folds``; the privacy benchmark's
+docs/results/privacy.json: ``rows[].splits``): the mean of the per-split differences and its 95 %
+interval (Student's t over the splits). The splits re-split the same patients, so the interval
+shows how much the difference moves from one split (and training run) to the next; it is not a
+resampling of new patients.
+
+    .venv/bin/python bench/paired_splits.py docs/results/bench.json legomerge ensemble
+    .venv/bin/python bench/paired_splits.py docs/results/bench.json --all        # every comparison docs/RESULTS.md cites
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+# The comparisons docs/RESULTS.md section 1 states a winner or loser for: (a, b) as method names.
+CITED = (("legomerge", "block"), ("legomerge", "ensemble"), ("merge-chosen", "legomerge"), ("merge-chosen", "ensemble"),
+         ("legofuse-stack", "late-concat"), ("legofuse-stack", "early-fusion"), ("legomerge", "classical"),
+         ("legofuse-stack", "classical"))
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def values(rows: list[dict[str, Any]], dataset: str, method: str) -> list[float] | None:
+    """The per-split values of ``method`` (``block``: the better block on the mean, as the table's best block)."""
+    mine = [r for r in rows if r["dataset"] == dataset and (r["method"] == method or
+                                                             (method == "block" and r["method"].startswith("block:")))]
+    if not mine:
+        return None
+    best = max(mine, key=lambda r: r["mean"])
+    return [float(x) for x in best.get("folds") or best.get("splits")]
+
+
+def paired(a: list[float], b: list[float]) -> dict[str, float]:
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    mean = statistics.mean(d)
+    if len(d) < 2:
+        return {"diff": mean, "low": math.nan, "high": math.nan, "splits": len(d)}
+    half = T975.get(len(d) - 1, 1.96) * statistics.stdev(d) / math.sqrt(len(d))
+    return {"diff": round(mean, 4), "low": round(mean - half, 4), "high": round(mean + half, 4), "splits": len(d)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("file", type=Path)
+    ap.add_argument("a", nargs="?")
+    ap.add_argument("b", nargs="?")
+    ap.add_argument("--all", action="store_true", help="every comparison docs/RESULTS.md section 1 cites")
+    args = ap.parse_args()
+    rows = json.loads(args.file.read_text())["rows"]
+    pairs = CITED if args.all else [(args.a, args.b)]
+    out = []
+    for a, b in pairs:
+        for dataset in dict.fromkeys(r["dataset"] for r in rows):
+            va, vb = values(rows, dataset, a), values(rows, dataset, b)
+            if va is None or vb is None:
+                continue
+            out.append({"a": a, "b": b, "dataset": dataset, **paired(va, vb)})
+            print(f"{dataset:<8} {a} - {b}: {out[-1]['diff']:+.4f} [{out[-1]['low']:+.4f}, {out[-1]['high']:+.4f}] "
+                  f"({out[-1]['splits']} splits)")
+
+
+if __name__ == "__main__":
+    main()

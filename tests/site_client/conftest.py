@@ -1,0 +1,3 @@
+"""The consortium (CA, kits) and coordinator fixtures of tests/coordinator, for the site's tests."""
+
+from tests.coordinator.conftest import consortium, coordinator  # noqa: F401  (fixtures)

@@ -1,0 +1,159 @@
+"""Cross-fitting at a site, over real mutual TLS on loopback: the site trains its blocks with fold
+copies (kept in its state folder, never pushed), and scores a candidate on *every* one of its
+patients, each through the candidate rebuilt from the fold copies that never saw it; a block of
+its own without fold copies is not scored; a LegoFuse round carries one fold run per fold and
+the site scores each patient through the run that never trained on its fold."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from common.artifacts.foldcopies import fold_folder, load_fold_copies
+from common.artifacts.modelfile import recipe_model
+from common.client import RegistryClient
+from common.data.sitefolder import load_site_folder
+from common.data.splits import site_folds
+from common.evaluation.candidates import Candidate
+from common.evaluation.scoring import score_models
+from common.fuse import FuseConfig, fused_model
+from common.fuse.wire import trainable_names
+from common.lego import LegoBlock
+from common.pki import enroll_site
+from common.sitetoml import EvaluationSection as SiteEvaluation
+from common.train.siteblock import BlockTraining
+from coordinator.fuse_run import RoundJudge
+from coordinator.fusing import starting_model
+from site_client.evaluate import evaluate_pending
+from site_client.train import current_blocks, train_site
+from tests.coordinator.conftest import Consortium
+from tests.coordinator.test_evaluation import answer_until, evaluating, site
+
+QUICK = BlockTraining(epochs=3, patience=3, token_dim=8, n_tokens=2, depth=1, device="cpu", loader_workers=0)
+
+
+def cross_fitted_site(consortium: Consortium, name: str, address: str, tmp_path: Path, folds: int = 3) -> Any:
+    """A paired site (genes and clinical) that trained and pushed its blocks with ``folds`` fold copies."""
+    if not consortium.kit(name).exists():
+        enroll_site(consortium.ca, name, ["genes", "clinical"], consortium.kit(name), paired=True)
+    cfg = site(consortium, name, address, tmp_path, n=90, seed=5)
+    cfg = replace(cfg, train=QUICK, evaluation=SiteEvaluation(folds=folds), modalities=("genes", "clinical"))
+    with RegistryClient(address, consortium.tls(name)) as client:
+        for trained in train_site(cfg, client.task("t1"), load_site_folder(cfg.data)):
+            client.push(trained.folder)
+    return cfg
+
+
+def test_a_site_scores_every_patient_through_the_fold_copies_that_never_saw_it(consortium: Consortium, tmp_path: Path) -> None:
+    with evaluating(consortium, tmp_path, deadline_s=30) as (address, running):
+        cfg = cross_fitted_site(consortium, "hosp-x", address, tmp_path)
+        reg = running.registry
+        blocks = {b.modality: b.block_id for b in reg.blocks("t1")}
+        for block_id in blocks.values():  # kept at the site, beside nothing that is pushed
+            assert load_fold_copies(fold_folder(cfg.state, block_id)).folds == 3
+            assert not list(Path(current_blocks(cfg, "t1")["genes"]).glob("fold-*"))
+        ids = (blocks["genes"], blocks["clinical"])
+        job = reg.evaluations.open(reg.task("t1"), "merge", [Candidate("u", "merge", "uniform", ids),
+                                                             Candidate("g", "merge", "genes alone", (blocks["genes"],))], 30)
+        data = load_site_folder(cfg.data)
+        with RegistryClient(address, consortium.tls("hosp-x")) as client:
+            (answer,) = evaluate_pending(cfg, client, data)
+        assert answer.job_id == job.job_id and answer.scored == 2
+        got = reg.evaluations.scores(job.job_id)["u"]["hosp-x"]
+        assert got.patients == len(data) == 90  # every patient, no validation split
+
+        # by hand: patients of fold k through the merge of the fold-k copies
+        fold_of = site_folds(data, 3, cfg.train.seed)
+        copies = {m: load_fold_copies(fold_folder(cfg.state, i)) for m, i in blocks.items()}
+        parts = []
+        for k in range(3):
+            merged = recipe_model("merge", [copies["genes"].blocks[k], copies["clinical"].blocks[k]], {})
+            parts.append((np.flatnonzero(fold_of == k), (merged, merged.modalities)))
+        (want,) = score_models([parts], data, reg.task("t1").spec, cfg.min_cell_size)
+        assert want is not None and got.strata == want.strata and got.var_metric == pytest.approx(want.var_metric)
+
+        # a block of its own without fold copies cannot be scored out of fold: left out, the rest is scored
+        import shutil
+
+        shutil.rmtree(fold_folder(cfg.state, blocks["genes"]))
+        again = reg.evaluations.open(reg.task("t1"), "merge", [Candidate("c", "merge", "clinical alone", (blocks["clinical"],)),
+                                                               Candidate("u2", "ensemble", "ensemble", ids)], 30)
+        with RegistryClient(address, consortium.tls("hosp-x")) as client:
+            (answer,) = evaluate_pending(cfg, client, data)
+        assert answer.scored == 1 and set(reg.evaluations.scores(again.job_id)) == {"c"}
+
+
+def test_a_round_carries_a_fold_run_per_fold_and_each_patient_is_scored_by_the_run_that_never_saw_its_fold(
+        consortium: Consortium, tmp_path: Path) -> None:
+    with evaluating(consortium, tmp_path, deadline_s=30) as (address, running):
+        cfg = cross_fitted_site(consortium, "hosp-x", address, tmp_path)
+        reg = running.registry
+        parent = reg.merge("t1", evaluate=False)
+        parent_rec, start, fuse_cfg = starting_model(reg, parent.model_id, FuseConfig())
+        assert fuse_cfg.folds == 3  # from the blocks' manifests
+        names = trainable_names(start)
+        state = {k: v.detach().clone() for k, v in start.state_dict().items()}
+        runs = [state] + [{k: (v + 0.01 * (i + 1) if k in names else v) for k, v in state.items()} for i in range(3)]
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: answer_until([cfg], consortium, address, done))
+        worker.start()
+        try:
+            verdict = RoundJudge(reg, reg.task("t1"), parent_rec, start, "stack", 20.0)(1, runs)
+        finally:
+            done.set()
+            worker.join(30)
+        assert verdict is not None and verdict.sites == ("hosp-x",)
+        job = reg.evaluations.statuses("t1")[0].job
+        assert job.candidates[1].folds == 3 and job.candidates[1].weights_size == 4 * 4 * sum(state[n].numel() for n in names)
+        got = verdict.scores["hosp-x"]
+
+        data = load_site_folder(cfg.data)
+        fold_of = site_folds(data, 3, cfg.train.seed)
+        copies = [load_fold_copies(fold_folder(cfg.state, i)) for i in parent_rec.block_ids]
+        released = [b for b in start_blocks(reg, parent_rec.block_ids)]
+        parts = []
+        for k in range(3):  # fold run k's change, on the LegoFuse of the fold-k copies
+            swapped = fused_model([c.blocks[k] for c in copies], "stack")
+            mine = swapped.state_dict()
+            mine = {n: mine[n] + (runs[1 + k][n] - state[n]) if n in names else mine[n] for n in mine}
+            swapped.load_state_dict(mine)
+            parts.append((np.flatnonzero(fold_of == k), (swapped.eval(), swapped.modalities)))
+        (want,) = score_models([parts], data, reg.task("t1").spec, cfg.min_cell_size)
+        assert want is not None and got.strata == want.strata
+        assert len(released) == 2
+
+
+def start_blocks(reg: Any, ids: tuple[str, ...]) -> list[LegoBlock]:
+    from common.artifacts import build_block, parse_weights
+    from common.serde import manifest_from_bytes
+
+    out = []
+    for i in ids:
+        m = manifest_from_bytes(reg.block(i).manifest)
+        out.append(build_block(m, parse_weights(reg.store.blobs.read(i), m)))
+    return out
+
+
+def test_a_cross_fitting_site_trains_a_fold_run_per_fold_on_the_patients_outside_it(consortium: Consortium,
+                                                                                     tmp_path: Path) -> None:
+    from site_client.fuse_client import SiteFailure, round_data
+
+    with evaluating(consortium, tmp_path, deadline_s=5) as (address, _):
+        cfg = cross_fitted_site(consortium, "hosp-x", address, tmp_path)
+        data = load_site_folder(cfg.data)
+        full, folds = round_data(cfg, data, ["genes", "clinical"], 3)
+        fold_of = site_folds(data, 3, cfg.train.seed)
+        assert len(full) == 90 and [len(f) for f in folds] == [int((fold_of != k).sum()) for k in range(3)]
+        assert all(not set(f.ids) & {p for p, k2 in zip(data.ids, fold_of, strict=True) if k2 == k} for k, f in enumerate(folds))
+        with pytest.raises(SiteFailure, match="cross-fits with \\[evaluation\\] folds = 3"):
+            round_data(cfg, data, ["genes", "clinical"], 0)
+        split = replace(cfg, evaluation=SiteEvaluation(folds=0))
+        train, same = round_data(split, data, ["genes", "clinical"], 3)
+        assert len(train) < 90 and all(s is train for s in same)  # a validation split: every run on its training patients
+        assert torch.is_tensor(full.modalities["genes"].x)
