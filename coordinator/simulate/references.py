@@ -30,7 +30,8 @@ import torch
 from common.artifacts.foldcopies import FoldCopies, fold_folder, load_fold_copies
 from common.artifacts.modelfile import recipe_model
 from common.bench.baselines import Classical
-from common.data.dataset import MultimodalDataset
+from common.data.bags import BagData
+from common.data.dataset import MultimodalDataset, concat_datasets
 from common.data.sitefolder import load_site_folder
 from common.data.splits import Standardizer, random_split, site_folds, site_split, strata_of
 from common.evaluation.paired import TestSet, within_site_metric
@@ -79,6 +80,51 @@ def within(spec: TaskSpec, data: MultimodalDataset, scores: np.ndarray, sites: n
     """The within-site metric of ``scores`` on ``data`` (patients compared only within their site)."""
     n_classes = spec.n_classes if spec.kind == "classification" else 0
     return within_site_metric(TestSet(spec.kind, n_classes, sites, data.targets(), {"m": scores}), "m")
+
+
+@dataclass
+class SiteScaling:
+    """Each hospital's own input standardisation, as each does locally before its data is pooled or
+    trained on by FedAvg (so that a hospital's assay scale or case mix does not shift every
+    feature for the pooled model: the blocks have their site's scaling built in). A (hospital,
+    modality) it does not hold falls back to the pooled statistics. Bags keep their own scaling."""
+
+    by_site: dict[str, Standardizer]
+    pooled: Standardizer
+
+    @classmethod
+    def fit(cls, parts: dict[str, MultimodalDataset], min_cell: int, seed: int) -> SiteScaling:
+        def dense(d: MultimodalDataset) -> MultimodalDataset:
+            return d.select_modalities([m for m, mod in d.modalities.items() if not isinstance(mod, BagData)])
+
+        pooled = Standardizer.fit(dense(_pooled(parts, sorted({m for d in parts.values() for m in d.modalities}))), min_cell,
+                                  seed)
+        return cls({s: Standardizer.fit(dense(d), min_cell, seed) for s, d in parts.items()}, pooled)
+
+    def apply(self, data: MultimodalDataset) -> MultimodalDataset:
+        """``data`` (``groups``: each patient's hospital) standardised hospital by hospital."""
+        assert data.groups is not None, "each patient's hospital is needed to standardise it"
+        groups = np.asarray(data.groups)
+        mods: dict[str, Any] = {}
+        for name, mod in data.modalities.items():
+            if isinstance(mod, BagData) or name not in self.pooled.stats:
+                mods[name] = mod
+                continue
+            x = mod.x.clone()
+            for site in np.unique(groups):
+                rows = torch.from_numpy(groups == site)
+                own = self.by_site.get(str(site))
+                mean, std = own.stats[name] if own is not None and name in own.stats else self.pooled.stats[name]
+                x[rows] = (x[rows] - mean) / std
+            keep = mod.present.view(-1, *([1] * (x.dim() - 1)))
+            if mod.mask is not None:
+                keep = keep & mod.mask.unsqueeze(-1)
+            mods[name] = replace(mod, x=torch.where(keep, x, torch.zeros_like(x)))
+        return replace(data, modalities=mods)
+
+    def entry(self, e: Entry) -> Entry:
+        """``e`` predicting from hospital-standardised inputs."""
+        return Entry(e.kind, e.name, e.modalities, lambda d: e.predict(self.apply(d)), e.info)
 
 
 def _config(scn: Scenario, epochs: int, lr: float, patience: int | None = None) -> TrainConfig:
@@ -191,12 +237,14 @@ def fedavg(scn: Scenario, task: TaskRecord, parts: dict[str, MultimodalDataset],
     patience); then it is trained again from the start on all their patients for that many rounds."""
     spec = task.spec
     settings = BlockTraining(epochs=scn.spec.block_epochs, batch_size=scn.spec.batch_size, seed=scn.spec.seed)
+    scaling = SiteScaling.fit(parts, scn.spec.min_cell_size, scn.spec.seed)  # each site standardises its own data
+    parts = {s: scaling.apply(_labelled(d, s)) for s, d in parts.items()}
     pooled = Standardizer.fit(_pooled(parts, [b.modality for b in template]), scn.spec.min_cell_size, scn.spec.seed)
     fresh = []
     for b in template:
         torch.manual_seed(scn.spec.seed * 1000 + sum(map(ord, b.config.modality)))
         new = LegoBlock(b.config)
-        new.set_input_scaling(*pooled.stats[b.modality])
+        new.set_input_scaling(*pooled.stats[b.modality])  # ~identity on standardised tables; a bag's own scale
         fresh.append(new)
     mods = [b.modality for b in template]
     budget = scn.spec.block_epochs + max(1, scn.spec.rounds) * scn.spec.epochs
@@ -232,8 +280,8 @@ def fedavg(scn: Scenario, task: TaskRecord, parts: dict[str, MultimodalDataset],
     model, _ = rounds([parts[s] for s in names], int(chosen["round"]), watch=False)
     info = {"sites": names, "rounds_chosen": int(chosen["round"]), "val": chosen["val"], "curve": curve, "budget": budget}
     label = "every site" if kind == "baseline" else "the paired sites"
-    return module_entry(kind, f"FedAvg from scratch over {label} ({int(chosen['round'])} rounds, chosen on validation)", model,
-                        mods, spec, info)
+    return scaling.entry(module_entry(kind, f"FedAvg from scratch over {label} ({int(chosen['round'])} rounds, chosen on "
+                                            "validation)", model, mods, spec, info))
 
 
 def _copier(model: torch.nn.Module) -> Callable[[], torch.nn.Module]:
@@ -242,14 +290,14 @@ def _copier(model: torch.nn.Module) -> Callable[[], torch.nn.Module]:
 
 def _pooled(parts: dict[str, MultimodalDataset], mods: Sequence[str]) -> MultimodalDataset:
     """The sites' patients in one set (every one of ``mods``, absent where a site lacks it), ``groups`` = site."""
-    from common.data.dataset import concat_datasets
+    return concat_datasets([_labelled(d, name) for name, d in parts.items()], union=True).select_modalities(list(mods))
 
-    out = []
-    for name, d in parts.items():
-        d = d.subset(np.arange(len(d)))
-        d.groups, d.holdout = np.full(len(d), name), None
-        out.append(d)
-    return concat_datasets(out, union=True).select_modalities(list(mods))
+
+def _labelled(d: MultimodalDataset, site: str) -> MultimodalDataset:
+    """``d`` with ``groups`` naming its hospital (and no split column)."""
+    out = d.subset(np.arange(len(d)))
+    out.groups, out.holdout = np.full(len(out), site), None
+    return out
 
 
 # ---- the ceiling: central analysts on the pooled data ---------------------------------------------------
@@ -258,7 +306,8 @@ def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
     the best within-site metric on the pooled validation split."""
     spec = task.spec
     mods = list(task.modalities)
-    pool = part.pooled().select_modalities(mods)
+    scaling = SiteScaling.fit(part.sites, scn.spec.min_cell_size, scn.spec.seed)  # each hospital standardises before pooling
+    pool = scaling.apply(part.pooled().select_modalities(mods))
     sites = np.asarray(pool.groups)
     split = random_split(len(pool), scn.spec.seed, fractions=(0.8, 0.1, 0.1),
                          stratify=np.asarray([f"{s}:{e}" for s, e in zip(sites, strata_of(pool), strict=True)]))
@@ -312,7 +361,7 @@ def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
     best = max(out, key=lambda e: val_of[e.kind])
     out.append(Entry("ceiling", f"{best.kind}: the best central family on the pooled validation split", best.modalities,
                      best.predict, {"chosen": best.kind, "val": val_of}))
-    return out
+    return [scaling.entry(e) for e in out]
 
 
 def _training(scn: Scenario) -> BlockTraining:

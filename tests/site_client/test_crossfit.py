@@ -157,3 +157,39 @@ def test_a_cross_fitting_site_trains_a_fold_run_per_fold_on_the_patients_outside
         train, same = round_data(split, data, ["genes", "clinical"], 3)
         assert len(train) < 90 and all(s is train for s in same)  # a validation split: every run on its training patients
         assert torch.is_tensor(full.modalities["genes"].x)
+
+
+def test_a_site_whose_folds_cannot_each_hold_an_event_declines_and_says_why(caplog: pytest.LogCaptureFixture,
+                                                                             tmp_path: Path) -> None:
+    import logging
+
+    from common.evaluation.candidates import EvaluationJob
+    from site_client.evaluate import Ledger, answer
+    from tests.coordinator.conftest import TASK
+    from tests.coordinator.test_fuse_rounds import paired_data
+
+    data = paired_data(60, 1)
+    assert data.event is not None
+    from site_client.config import SiteConfig
+
+    # what answer() reads before it would build anything: no coordinator is called
+    cfg = SiteConfig(path=tmp_path / "site.toml", site="hosp-q", modalities=("genes", "clinical"), paired=True,
+                     coordinator="127.0.0.1:1", insecure=False, data=tmp_path, task="t1", blocks=tmp_path / "b",
+                     state=tmp_path, tls=None, signing_key=tmp_path / "k", train=QUICK, flower=None,  # type: ignore[arg-type]
+                     node_key=tmp_path / "n", min_cell_size=1, evaluation=SiteEvaluation(folds=5))
+    job = EvaluationJob("t1-e1", "t1", "merge", (Candidate("u", "merge", "uniform", ("ab" * 32,)),))
+    few = data.subset(np.arange(60))
+    few.event[:] = False  # type: ignore[index]
+    few.event[:4] = True  # type: ignore[index]
+    with caplog.at_level(logging.WARNING, logger="mmlego.site"):
+        report = answer(cfg, None, job, few, Ledger(cfg), TASK)  # type: ignore[arg-type]
+    assert report.declined == "folds" and not report.scores
+    assert "[evaluation] folds = 5 is more folds than this site's smallest class (4 events" in caplog.text
+    fold_of = site_folds(data, 5, cfg.train.seed)
+    held = data.subset(np.arange(60))
+    for m in held.modalities.values():  # every patient with an event outside fold 0 lacks the task's modalities
+        m.present[(fold_of != 0) & held.event] = False  # type: ignore[operator]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mmlego.site"):
+        report = answer(cfg, None, job, held, Ledger(cfg), TASK)  # type: ignore[arg-type]
+    assert report.declined == "fold-without-event" and "fold(s) 1, 2, 3, 4 of the site's patients hold no event" in caplog.text
