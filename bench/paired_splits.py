@@ -7,6 +7,8 @@ resampling of new patients.
 
     .venv/bin/python bench/paired_splits.py docs/results/bench.json legomerge ensemble
     .venv/bin/python bench/paired_splits.py docs/results/bench.json --all        # every comparison docs/RESULTS.md cites
+    .venv/bin/python bench/paired_splits.py docs/results/privacy.json --privacy  # each DP block minus its non-DP block
+    .venv/bin/python bench/paired_splits.py docs/results/fuse.json --fuse        # R x E fine-tuning minus the merge it starts from
 """
 
 from __future__ import annotations
@@ -44,14 +46,52 @@ def paired(a: list[float], b: list[float]) -> dict[str, float]:
     return {"diff": round(mean, 4), "low": round(mean - half, 4), "high": round(mean + half, 4), "splits": len(d)}
 
 
+def privacy(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each block at each epsilon minus the same block without DP, paired by split (``runs``)."""
+    by: dict[tuple[str, str, float], dict[int, float]] = {}
+    for r in doc["runs"]:
+        if r.get("settings"):
+            continue
+        by.setdefault((r["dataset"], r["modality"], float(r["epsilon"])), {})[int(r["split"])] = float(r["test"])
+    out = []
+    for (dataset, modality, eps), got in sorted(by.items()):
+        if math.isinf(eps):
+            continue
+        plain = by.get((dataset, modality, math.inf), {})
+        common = sorted(set(got) & set(plain))
+        out.append({"dataset": dataset, "modality": modality, "epsilon": eps,
+                    **paired([got[k] for k in common], [plain[k] for k in common])})
+        print(f"{dataset:<8} {modality:<9} eps {eps:g} - no DP: {out[-1]['diff']:+.4f} "
+              f"[{out[-1]['low']:+.4f}, {out[-1]['high']:+.4f}] ({out[-1]['splits']} splits)")
+    return out
+
+
+def fuse(doc: dict[str, Any]) -> None:
+    """Centralized fine-tuning (R x E epochs) minus the LegoMerge it starts from, per dataset, paired by split."""
+    rows = [r for r in doc["rows"] if r["method"] == "centralized"]
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        mine = [r for r in rows if r["dataset"] == dataset]
+        d = paired([r["test"] for r in mine], [r["merge_test"] for r in mine])
+        print(f"{dataset:<8} fine-tuned - merge: {d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] ({d['splits']} splits)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("file", type=Path)
     ap.add_argument("a", nargs="?")
     ap.add_argument("b", nargs="?")
     ap.add_argument("--all", action="store_true", help="every comparison docs/RESULTS.md section 1 cites")
+    ap.add_argument("--privacy", action="store_true", help="a privacy benchmark file: every DP block minus its non-DP block")
+    ap.add_argument("--fuse", action="store_true", help="the fuse benchmark file: fine-tuning minus the merge it starts from")
     args = ap.parse_args()
-    rows = json.loads(args.file.read_text())["rows"]
+    doc = json.loads(args.file.read_text())
+    if args.fuse:
+        fuse(doc)
+        return
+    if args.privacy:
+        privacy(doc)
+        return
+    rows = doc["rows"]
     pairs = CITED if args.all else [(args.a, args.b)]
     out = []
     for a, b in pairs:

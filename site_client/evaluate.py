@@ -93,7 +93,7 @@ class Builder:
         self.sites: dict[str, str] = {}  # block id -> the site that signed it
         self.versions: dict[str, tuple[Any, Any]] = {}  # model id -> (model, record), loaded once per job
         self.copies: dict[str, FoldCopies] = {}  # own block id -> its fold copies
-        self.runs: dict[str, list[np.ndarray]] = {}  # fuse-round candidate id -> each run's packed tensors
+        self.runs: dict[str, list[dict[str, Any]]] = {}  # fuse-round candidate id -> each run's state, full run first
 
     @property
     def folds(self) -> int:
@@ -180,7 +180,7 @@ class Builder:
             raise Unverifiable("scoring fused models is switched off ([evaluation] score_fused = false)")
         if c.kind == "version":  # a stored fused version: its full run's weights only
             trained_here = self.cfg.paired and int(record.parameters.get("folds", "0") or 0) == self.folds
-            if fold is not None and trained_here:
+            if self.fold_of is not None and trained_here:
                 raise Unverifiable("this site trained that fused version on all its patients: it cannot score it out of fold")
             if not swap:
                 return model, model.modalities
@@ -194,17 +194,18 @@ class Builder:
 
     def _runs(self, job: EvaluationJob, c: Candidate, record: Any, model: Any) -> list[dict[str, Any]]:
         """Every run's global weights of a LegoFuse round (fetched once): the full run, then the fold runs."""
-        fused = fused_model(model.block_list, c.fuse_mode, record.parameters)
-        state = {k: v.detach().cpu() for k, v in fused.state_dict().items()}
-        names = trainable_names(fused)
-        if layout(state, names) != c.layout:
-            raise Unverifiable("the round's tensor layout is not that of the LegoFuse of its version's blocks")
         if c.candidate_id not in self.runs:
-            data = self.client.download_candidate(job.job_id, c.candidate_id, c.weights_sha256)
-            self.runs[c.candidate_id] = split_runs(data, 1 + c.folds)
-        from flwr.app import Array, ArrayRecord
+            fused = fused_model(model.block_list, c.fuse_mode, record.parameters)
+            state = {k: v.detach().cpu() for k, v in fused.state_dict().items()}
+            names = trainable_names(fused)
+            if layout(state, names) != c.layout:
+                raise Unverifiable("the round's tensor layout is not that of the LegoFuse of its version's blocks")
+            from flwr.app import Array, ArrayRecord
 
-        return [unpack(ArrayRecord({FLAT: Array(flat)}), state, names) for flat in self.runs[c.candidate_id]]
+            data = self.client.download_candidate(job.job_id, c.candidate_id, c.weights_sha256)
+            self.runs[c.candidate_id] = [unpack(ArrayRecord({FLAT: Array(flat)}), state, names)
+                                         for flat in split_runs(data, 1 + c.folds)]
+        return self.runs[c.candidate_id]
 
     def _fused(self, blocks: list[Any], ids: Sequence[str], params: dict[str, str], mode: str, weights: dict[str, Any],
                swap: dict[str, Any]) -> Scorable:

@@ -260,11 +260,17 @@ def start_services(scn: Scenario, svc: Services, fleet: Fleet, say: Say, env: di
         f"{', '.join(s.name for s in paired)} registered")
 
 
+def stays(scn: Scenario, parallel: int) -> bool:
+    """Whether every site's daemon stays up for the whole run (each is a process of ~0.5 GB)."""
+    return len(scn.spec.sites) <= parallel
+
+
 def train_and_push(scn: Scenario, svc: Services, fleet: Fleet, progress: Progress, say: Say, parallel: int,
                    push_timeout_s: float) -> None:
     """Every site's daemon, at most ``parallel`` training at once; returns when every block is pushed.
-    A paired site's daemon stays (SuperNode, evaluation); the others exit after pushing
-    (``--once``) and are started again as ``site evaluate`` when a job waits for them."""
+    A paired site's daemon stays (SuperNode, evaluation); so do the others when every site fits in
+    ``parallel`` (they answer evaluation jobs by themselves); in a larger run they exit after
+    pushing (``--once``) and are started again as ``site evaluate`` when a job waits for them."""
     logs = progress.logs
     waiting = sorted(scn.spec.sites, key=lambda s: not s.paired)  # paired sites first: their SuperNodes start early
     say(f"{len(waiting)} site daemons to run, at most {parallel} training at a time; each trains its block(s) "
@@ -280,8 +286,9 @@ def train_and_push(scn: Scenario, svc: Services, fleet: Fleet, progress: Progres
         busy = sum(1 for name in logs if f"site {name}" in fleet.members and name not in done)
         while waiting and busy < parallel:
             s = waiting.pop(0)
-            command = [*MMLEGO, "site", "run", "--config", str(svc.site_dirs[s.name] / "site.toml")] + ([] if s.paired else ["--once"])
-            fleet.start(f"site {s.name}", command, env=site_env(), may_exit=not s.paired)
+            once = not s.paired and not stays(scn, parallel)
+            command = [*MMLEGO, "site", "run", "--config", str(svc.site_dirs[s.name] / "site.toml")] + (["--once"] if once else [])
+            fleet.start(f"site {s.name}", command, env=site_env(), may_exit=once)
             busy += 1
         if len(done) == len(scn.spec.sites):
             return
@@ -315,11 +322,11 @@ class Evaluators(Protocol):
 
 class ProcessEvaluators:
     """``mmlego site evaluate`` processes, as a hospital's scheduled job would run them, for the
-    sites whose daemon exited after pushing (a paired site's daemon keeps answering)."""
+    sites whose daemon exited after pushing (a daemon that stays keeps answering)."""
 
-    def __init__(self, scn: Scenario, svc: Services, fleet: Fleet) -> None:
+    def __init__(self, scn: Scenario, svc: Services, fleet: Fleet, parallel: int) -> None:
         self.svc, self.fleet, self.n = svc, fleet, 0
-        self.sites = [s.name for s in scn.spec.sites if not s.paired]
+        self.sites = [] if stays(scn, parallel) else [s.name for s in scn.spec.sites if not s.paired]
 
     def busy(self) -> set[str]:
         return {m.name.split()[1] for m in self.fleet.members.values() if m.name.startswith("evaluate ") and m.proc.poll() is None}
@@ -478,7 +485,7 @@ class ProcessesEngine:
         train_and_push(self.scn, svc, self.fleet, progress, self.say, self.parallel, timeout_s)
 
     def evaluators(self, svc: Services) -> Evaluators:
-        return ProcessEvaluators(self.scn, svc, self.fleet)
+        return ProcessEvaluators(self.scn, svc, self.fleet, self.parallel)
 
     def disconnect(self) -> None:
         pass
