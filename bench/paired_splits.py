@@ -24,7 +24,6 @@ from typing import Any
 CITED = (("legomerge", "block"), ("legomerge", "ensemble"), ("merge-chosen", "legomerge"), ("merge-chosen", "ensemble"),
          ("legofuse-stack", "late-concat"), ("legofuse-stack", "early-fusion"), ("legomerge", "classical"),
          ("legofuse-stack", "classical"))
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 def values(rows: list[dict[str, Any]], dataset: str, method: str) -> list[float] | None:
@@ -42,7 +41,9 @@ def paired(a: list[float], b: list[float]) -> dict[str, float]:
     mean = statistics.mean(d)
     if len(d) < 2:
         return {"diff": mean, "low": math.nan, "high": math.nan, "splits": len(d)}
-    half = T975.get(len(d) - 1, 1.96) * statistics.stdev(d) / math.sqrt(len(d))
+    from scipy.stats import t
+
+    half = float(t.ppf(0.975, len(d) - 1)) * statistics.stdev(d) / math.sqrt(len(d))
     return {"diff": round(mean, 4), "low": round(mean - half, 4), "high": round(mean + half, 4), "splits": len(d)}
 
 

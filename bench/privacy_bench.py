@@ -94,7 +94,7 @@ def one(dataset: str, epsilon: float, split: int, settings_json: str = "{}") -> 
         values = mod.x[mod.mask] if getattr(mod, "mask", None) is not None else mod.x[mod.present]
         lo, hi = zip(*[task.public_ranges[m].interval(f) or (-math.inf, math.inf) for f in mod.features], strict=True)
         outside_range = float(((values < torch.tensor(lo)) | (values > torch.tensor(hi))).float().mean())
-        out.append({"settings": extra, "val": float(stats["val_metric"]), "dataset": dataset, "modality": m,
+        out.append({"settings": extra, "val": float(trained.val_metric), "dataset": dataset, "modality": m,
                     "epsilon": epsilon if math.isfinite(epsilon) else "inf", "split": split,
                     "test": float(test_metric), "mia_auc": mia, "members": len(lin), "non_members": len(lout),
                     "epochs": int(stats["epochs"]), "seconds": round(seconds, 2), "calibration_s": round(calibration, 2),

@@ -23,7 +23,9 @@ def f(x: float | None, digits: int = 3) -> str:
 
 
 def interval(c: dict[str, Any] | None) -> str:
-    return "-" if c is None else f"{c['diff']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
+    if c is None or None in (c["diff"], c["low"], c["high"]):
+        return "-"
+    return f"{c['diff']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
 
 
 def summary(name: str, s: dict[str, Any]) -> list[str]:
@@ -67,16 +69,18 @@ def uniform_se(s: dict[str, Any]) -> list[float | None]:
 
 
 def se_table(cross: dict[str, Any], split: dict[str, Any]) -> list[str]:
-    out = ["| scenario | seed | uniform merge's validation SE, 5-fold cross-fitting | with a 15 % split | ratio |",
+    out = ["| scenario | seed | uniform merge's validation SE, cross-fitting | with a validation split | ratio |",
            "|---|---|---|---|---|"]
     for name in split["scenarios"]:
         if name not in cross["scenarios"]:
             continue
-        a, b = uniform_se(cross["scenarios"][name]), uniform_se(split["scenarios"][name])
-        for seed, (x, y) in enumerate(zip(a, b, strict=True)):
+        a = dict(zip(cross["scenarios"][name]["seeds"], uniform_se(cross["scenarios"][name]), strict=True))
+        b = dict(zip(split["scenarios"][name]["seeds"], uniform_se(split["scenarios"][name]), strict=True))
+        for seed in sorted(set(a) & set(b)):  # the same seeds: the same patients, the same test folds
+            x, y = a[seed], b[seed]
             ratio = f"{y / x:.1f}x" if x and y else "-"
             out.append(f"| {name} | {seed} | {f(x, 4)} | {'declined by every site' if y is None else f(y, 4)} | {ratio} |")
-        known = [(x, y) for x, y in zip(a, b, strict=True) if x and y]
+        known = [(a[k], b[k]) for k in sorted(set(a) & set(b)) if a[k] and b[k]]
         if known:
             out.append(f"| {name} | mean | {statistics.mean(x for x, _ in known):.4f} | "
                        f"{statistics.mean(y for _, y in known):.4f} | "

@@ -100,10 +100,12 @@ def targets(scenarios: dict[str, Any]) -> dict[str, Any]:
         runs = scenarios["nki70-3"]["runs"]
         out["nki70-3: every hospital scores in every seed"] = all(not r["declined_by"] and len(r["scored_by"]) == 3 for r in runs)
     if LARGE in scenarios:
-        widths = {c["b"]: (round(c["diff"] - c["low"], 4), round(c["high"] - c["diff"], 4))
-                  for c in scenarios[LARGE]["comparisons"]}
+        comps = scenarios[LARGE]["comparisons"]
+        widths = {c["b"]: (round(c["diff"] - c["low"], 4), round(c["high"] - c["diff"], 4)) for c in comps
+                  if None not in (c["diff"], c["low"], c["high"])}
         out[f"{LARGE}: half-widths of recommended minus every kind"] = widths
-        out[f"{LARGE}: every interval at most 0.01 wide on each side"] = all(max(w) <= 0.01 for w in widths.values())
+        out[f"{LARGE}: every interval at most 0.01 wide on each side"] = len(widths) == len(comps) and all(
+            max(w) <= 0.01 for w in widths.values())
     out["standard error of the uniform merge's consortium validation, seed by seed"] = {
         s: uniform_se(v) for s, v in scenarios.items()}
     out["checks failed"] = {s: [c for r in v["runs"] for c in r["checks_failed"]] for s, v in scenarios.items()}

@@ -85,7 +85,8 @@ def run(registry: Registry, grid: Grid, settings: fuse_run.RunSettings, cfg: Fus
     store = registry.store
     fuse_run.begin(store, settings.run_key, settings.model_id)
     try:
-        parent, start, cfg = starting_model(registry, settings.model_id, cfg)
+        validated = registry.evaluating and not settings.unvalidated
+        parent, start, cfg = starting_model(registry, settings.model_id, cfg, judged=validated)
         transport = GridTransport(grid)
         registered = parse_node_sites(settings.node_sites)  # from `mmlego coordinator flower-register`
         simulated = simulated_sites(settings.partitions) if simulation else set()
@@ -104,7 +105,6 @@ def run(registry: Registry, grid: Grid, settings: fuse_run.RunSettings, cfg: Fus
         log.info("fuse %s: nodes %s; paired %s", parent.model_id, [n.site for n in nodes], [n.site for n in paired])
         privacy = (Privacy(settings.dp_noise_multiplier, settings.dp_clipping_norm, settings.dp_delta)
                    if settings.dp_clipping_norm > 0 else None)
-        validated = registry.evaluating and not settings.unvalidated
         judge = fuse_run.RoundJudge(registry, registry.task(parent.task_id), parent, start, cfg.mode,
                                     settings.eval_deadline) if validated else None
         outcome = run_rounds(transport, paired, start, cfg, parent.model_id, settings.round_timeout, settings.min_sites,

@@ -24,10 +24,12 @@ from .registry import Registry
 log = logging.getLogger("mmlego.coordinator")
 
 
-def starting_model(registry: Registry, parent_id: str, cfg: FuseConfig) -> tuple[ModelRecord, LegoFuse, FuseConfig]:
+def starting_model(registry: Registry, parent_id: str, cfg: FuseConfig, judged: bool = True) -> tuple[ModelRecord, LegoFuse,
+                                                                                                     FuseConfig]:
     """The merge version ``parent_id``, the LegoFuse of its blocks (in the version's order), and
-    ``cfg`` with its fold runs resolved: ``folds`` -1 takes the folds the blocks were
-    cross-fitted with (their manifests' ``folds``; 0 for blocks with a validation split)."""
+    ``cfg`` with its fold runs resolved: ``folds`` -1 takes the folds the blocks were cross-fitted
+    with (their manifests' ``folds``, the largest where they differ; 0 for blocks with a
+    validation split), and a run nobody judges (``judged`` False) carries none."""
     parent = registry.model(parent_id)
     if parent.recipe not in ("merge", "ensemble"):
         raise precondition(f"model {parent_id!r} is a {parent.recipe} version; LegoFuse rounds start from a merge or an "
@@ -38,11 +40,13 @@ def starting_model(registry: Registry, parent_id: str, cfg: FuseConfig) -> tuple
         manifest = manifest_from_bytes(record.manifest)
         blocks.append(build_block(manifest, parse_weights(registry.store.blobs.read(block_id), manifest)))
         folds.add(int(manifest.train_stats.get("folds", 0)))
-    if cfg.folds < 0:
+    if not judged:
+        cfg = replace(cfg, folds=0)  # fold runs serve out-of-fold scores of the rounds only
+    elif cfg.folds < 0:
         if len(folds) > 1:
-            raise precondition(f"the blocks of {parent_id} were cross-fitted with different folds {sorted(folds)}: say how "
-                               "many fold runs the rounds carry (--folds)")
-        cfg = replace(cfg, folds=folds.pop())
+            log.warning("the blocks of %s were cross-fitted with different folds %s: the rounds carry %d fold runs (a site "
+                        "cross-fitting with another number does not take part)", parent_id, sorted(folds), max(folds))
+        cfg = replace(cfg, folds=max(folds))
     return parent, fused_model(blocks, cfg.mode, parent.parameters), cfg
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ class Builder:
         self.fold_of = fold_of  # cross-fitting: the fold of every patient scored
         self.blocks: dict[str, Any] = {}  # block id -> the block, rebuilt once per job (a job's candidates share blocks)
         self.sites: dict[str, str] = {}  # block id -> the site that signed it
+        self.block_folds: dict[str, int] = {}  # block id -> the folds it was cross-fitted with (0: a validation split)
         self.versions: dict[str, tuple[Any, Any]] = {}  # model id -> (model, record), loaded once per job
         self.copies: dict[str, FoldCopies] = {}  # own block id -> its fold copies
         self.runs: dict[str, list[dict[str, Any]]] = {}  # fuse-round candidate id -> each run's state, full run first
@@ -114,6 +116,7 @@ class Builder:
         if manifest.weights_sha256 != block_id or manifest.task_id != self.task.task_id:
             raise Unverifiable(f"block {block_id[:12]} is not a block of task {self.task.task_id}")
         self.blocks[block_id], self.sites[block_id] = block.eval(), manifest.site
+        self.block_folds[block_id] = int(manifest.train_stats.get("folds", 0))
         return self.blocks[block_id]
 
     def version(self, model_id: str) -> tuple[Any, Any]:
@@ -122,6 +125,15 @@ class Builder:
         if model_id not in self.versions:  # a round's candidates and its parent share the version
             self.versions[model_id] = load_model_folder(model_folder(self.cfg, model_id))  # every check of `site pull`
         return self.versions[model_id]
+
+    def not_cross_fitted(self, block_ids: Sequence[str]) -> None:
+        """A site with a validation split (``folds`` = 0) cannot score a block of its own that was
+        cross-fitted (trained on every one of its patients, its validation patients among them)."""
+        for i in block_ids:
+            self.block(i)
+            if self.sites[i] == self.cfg.site and self.block_folds[i]:
+                raise Unverifiable(f"this site's block {i[:12]} was cross-fitted on all its patients; with [evaluation] folds "
+                                   "= 0 it cannot be scored on the validation split")
 
     def own_copies(self, block_ids: Sequence[str]) -> dict[str, FoldCopies]:
         """The fold copies of this site's own blocks among ``block_ids`` (its signature on them is
@@ -150,9 +162,12 @@ class Builder:
 
     def parts(self, job: EvaluationJob, c: Candidate) -> list[Part]:
         """The candidate as scored: one model for every patient, or (cross-fitting) one per fold."""
-        if self.fold_of is None:
-            return [(np.arange(len(self.patients)), self.build(job, c, {}, None))]
+        if c.model_id and not re.fullmatch(re.escape(self.task.task_id) + r"-v[0-9]+", c.model_id):
+            raise Unverifiable(f"{c.model_id[:80]} is not a version of task {self.task.task_id}")
         ids = c.block_ids if c.is_recipe else self.version(c.model_id)[1].block_ids
+        if self.fold_of is None:
+            self.not_cross_fitted(ids)
+            return [(np.arange(len(self.patients)), self.build(job, c, {}, None))]
         own = self.own_copies(ids)
         if not own and c.kind != "fuse-round":  # nothing of this site's in it: the same model for every fold
             return [(np.arange(len(self.patients)), self.build(job, c, {}, None))]
@@ -167,8 +182,6 @@ class Builder:
             params = {"latent_merge": c.latent_merge, "head_merge": c.head_merge, **weights_parameter(c.weights)}
             model = recipe_model(c.kind, blocks, params)
             return model, model.modalities
-        if c.model_id and not c.model_id.startswith(self.task.task_id + "-v"):
-            raise Unverifiable(f"{c.model_id} is not a version of task {self.task.task_id}")
         model, record = self.version(c.model_id)
         if c.kind == "version" and record.recipe != "fuse":
             if not swap:
@@ -179,9 +192,11 @@ class Builder:
         if not self.cfg.evaluation.score_fused:
             raise Unverifiable("scoring fused models is switched off ([evaluation] score_fused = false)")
         if c.kind == "version":  # a stored fused version: its full run's weights only
-            trained_here = self.cfg.paired and int(record.parameters.get("folds", "0") or 0) == self.folds
-            if self.fold_of is not None and trained_here:
-                raise Unverifiable("this site trained that fused version on all its patients: it cannot score it out of fold")
+            took_part = self.cfg.site in record.card.get("fuse", {}).get("participants", [])
+            # a participant trained its full run on all its patients (cross-fitting), or on its training split (folds = 0,
+            # certain only when the run had no fold runs: a cross-fitting site does not take part in such a run)
+            if took_part and (self.fold_of is not None or int(record.parameters.get("folds", "0") or 0) > 0):
+                raise Unverifiable("this site trained that fused version's full run on the patients it would score it on")
             if not swap:
                 return model, model.modalities
             return self._fused([self.block(i) for i in record.block_ids], record.block_ids, record.parameters,
@@ -224,6 +239,17 @@ class Builder:
         return fused.eval(), fused.modalities
 
 
+def empty_folds(data: MultimodalDataset, task: TaskRecord, fold_of: np.ndarray, folds: int) -> list[int]:
+    """The folds that hold, among the patients the task's modalities cover, no event (survival) or
+    not every class those patients have (classification): their patients cannot be scored."""
+    held = covered(data, list(task.modalities))
+    if task.spec.kind == "survival":
+        return [k for k in range(folds) if events_of("survival", data.targets(), 0, held & (fold_of == k)) == 0]
+    labels = np.asarray(data.targets()["label"])
+    classes = set(labels[held].tolist())
+    return [k for k in range(folds) if set(labels[held & (fold_of == k)].tolist()) != classes]
+
+
 class FoldsChanged(Exception):
     """The site's patients are not in the folds its blocks were cross-fitted on (its data changed)."""
 
@@ -255,9 +281,7 @@ def answer(cfg: SiteConfig, client: RegistryClient, job: EvaluationJob, data: Mu
             log.warning("evaluation %s: %s; declined", job.job_id, exc,
                         extra={"event": "evaluation-refused", "job_id": job.job_id, "reason": "folds"})
             return SiteReport(job.job_id, declined="folds")
-        held = covered(data, list(task.modalities))
-        empty = [k for k in range(cfg.evaluation.folds)
-                 if events_of(task.spec.kind, data.targets(), task.spec.n_classes, held & (fold_of == k)) == 0]
+        empty = empty_folds(data, task, fold_of, cfg.evaluation.folds)
         if empty:
             log.warning("evaluation %s: fold(s) %s of the site's patients hold no event (or no patient of a class) among "
                         "those the task's modalities cover: the folds cannot each be scored; declined", job.job_id,

@@ -101,8 +101,12 @@ def site_round(model: Any, content: RecordDict, data: MultimodalDataset, cfg: Fu
         raise ValueError("the round's tensor layout differs from this site's model of the same version; "
                          "the coordinator and the site run different mmlego code")
     starts = unpack_runs(content["arrays"], state, names, 1 + cfg.fold_runs)  # type: ignore[arg-type]
-    new_states, loss = [], 0.0
+    new_states: list[dict[str, torch.Tensor]] = []
+    loss = 0.0
     for i, (start, part) in enumerate(zip(starts, [data, *fold_data], strict=True)):
+        if i > 0 and part is data and all(torch.equal(start[n], starts[0][n]) for n in names):
+            new_states.append(new_states[0])  # the same data from the same weights: the full run's result (a site without folds)
+            continue
         new_state, metrics = local_round(model, start, part, model.task, cfg, round_, device)
         new_states.append(new_state)
         if i == 0:

@@ -110,7 +110,8 @@ def train_modality(data: MultimodalDataset, modality: str, task: TaskRecord, t: 
     patients (or its smallest class) reach ``min_cell``, and class weights treat a smaller class
     as if it had ``min_cell`` patients. With ``private`` the block (and each fold copy) is
     trained with DP-SGD (:mod:`common.train.dp`): its input scaling comes from the task's public
-    ranges, it has no class weights, and the events count is withheld."""
+    ranges, it has no class weights, and the events count is withheld; cross-fitted, it trains for
+    the planned epochs (no choice on its own patients' labels) and publishes no validation metric."""
     if folds:
         return _cross_fitted(data, modality, task, t, stop, min_cell, private, folds)
     has = data.modalities[modality].present.numpy()
@@ -141,17 +142,36 @@ def _cross_fitted(data: MultimodalDataset, modality: str, task: TaskRecord, t: B
     smallest = min(int((fold_of != k).sum()) for k in range(folds))
     _check(data, modality, task, t, smallest, min_cell, private, t.epochs)
     spec = local_spec(task, mine, min_cell) if private is None else task.spec
+    assignment = dict(zip(data.ids, fold_all.tolist(), strict=True))
+    if private is not None:
+        return _cross_fitted_private(data, mine, fold_all, modality, task, t, stop, min_cell, private, assignment)
     copies = [_fresh(data, modality, task, t, spec, mine.subset(np.flatnonzero(fold_of != k)), min_cell, private)
               for k in range(folds)]
-    config = _config(t, private)
-    ff = fit_folds([m for _, m in copies], mine, fold_of, spec, config, label=f"block:{modality} folds", stop=stop,
-                   private=private)
+    ff = fit_folds([m for _, m in copies], mine, fold_of, spec, _config(t, private), label=f"block:{modality} folds", stop=stop)
     block, res = train_for(data, modality, task, t, ff.best_epoch, min_cell, private, stop, spec)
     log.info("block:%s: trained on all %d patients for the %d epochs chosen out of fold", modality, len(mine), ff.best_epoch)
     stats = {"n_train": float(len(mine)), "folds": float(folds), "val_metric": ff.best_metric, "epochs": float(ff.best_epoch)}
-    kept = FoldCopies(dict(zip(data.ids, fold_all.tolist(), strict=True)), [b.cpu().eval() for b, _ in copies])
+    kept = FoldCopies(assignment, [b.cpu().eval() for b, _ in copies])
     return SiteBlock(block, _published(stats, mine, mine, spec, modality, min_cell, private), res.privacy, kept,
                      ff.best_metric, ff.best_epoch)
+
+
+def _cross_fitted_private(data: MultimodalDataset, mine: MultimodalDataset, fold_all: np.ndarray, modality: str,
+                          task: TaskRecord, t: BlockTraining, stop: Callable[[], bool] | None, min_cell: int, private: DPBudget,
+                          assignment: dict[str, int]) -> SiteBlock:
+    """Cross-fitting of a DP block: nothing is chosen on the labels of the patients it trains on
+    (that choice would fall outside its epsilon). The block and each fold copy train for exactly
+    the planned ``[train] epochs`` with DP-SGD calibrated for them; the out-of-fold metric stays
+    at the site (not on the manifest); the copies serve the site's out-of-fold scores."""
+    folds = int(fold_all.max()) + 1
+    copies = [train_for(data.subset(np.flatnonzero(fold_all != k)), modality, task, t, t.epochs, min_cell, private, stop,
+                        task.spec)[0] for k in range(folds)]
+    block, res = train_for(data, modality, task, t, t.epochs, min_cell, private, stop, task.spec)
+    log.info("block:%s: DP, trained on all %d patients for the planned %d epochs (nothing chosen on their labels)", modality,
+             len(mine), t.epochs)
+    stats = {"n_train": float(len(mine)), "folds": float(folds), "epochs": float(t.epochs)}
+    return SiteBlock(block, _published(stats, mine, mine, task.spec, modality, min_cell, private), res.privacy,
+                     FoldCopies(assignment, copies), float("nan"), t.epochs)
 
 
 def train_for(data: MultimodalDataset, modality: str, task: TaskRecord, t: BlockTraining, epochs: int,
@@ -212,7 +232,7 @@ def _published(stats: dict[str, float], train: MultimodalDataset, val: Multimoda
     for key in [k for k in COUNTS if k in stats and stats[k] < min_cell]:
         log.info("%s of %s is below the minimum cell size %d; not reported with the block", key, modality, min_cell)
         del stats[key]
-    if not enough(val, spec, np.ones(len(val), dtype=bool), min_cell):
+    if "val_metric" in stats and not enough(val, spec, np.ones(len(val), dtype=bool), min_cell):
         log.info("the validation metric of %s rests on fewer than %d patients, events or censored patients; not reported "
                  "with the block", modality, min_cell)
         del stats["val_metric"]

@@ -76,7 +76,13 @@ def summarize(reports: list[dict[str, Any]], measured: list[Measured]) -> dict[s
                      "patients": sum(x["patients"] for _, x in got), "mean": statistics.mean(values),
                      "std": statistics.stdev(values) if len(values) > 1 else 0.0, "seeds": [s for s, _ in got],
                      "values": values, "picked": [x["model"] for _, x in got]})
-    tests = [m.summary for m in measured if m.summary is not None]
+    # seeds of one block of test_folds test disjoint patients; a later block re-deals them, so combining it would count
+    # patients twice as if they were new: intervals combine the first block's seeds only
+    def cohort(r: dict[str, Any]) -> int:
+        return int(r["seed"] // r["test_folds"]) if r.get("test_folds") else 0
+
+    block = [m for r, m in zip(reports, measured, strict=True) if cohort(r) == cohort(reports[0])]
+    tests = [m.summary for m in block if m.summary is not None]
     per_site = []
     for name in dict.fromkeys(s["site"] for r in reports for s in r.get("per_site", [])):
         by_kind: dict[str, list[float]] = {}
@@ -87,7 +93,7 @@ def summarize(reports: list[dict[str, Any]], measured: list[Measured]) -> dict[s
                     patients += s["patients"]
                     for x in s["rows"]:
                         by_kind.setdefault(x["kind"], []).append(x["value"])
-        site_tests = [m.per_site[name] for m in measured if name in m.per_site]
+        site_tests = [m.per_site[name] for m in block if name in m.per_site]
         per_site.append({"site": name, "patients": patients,
                          "rows": [{"kind": k, "mean": statistics.mean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
                                    "seeds": len(v)} for k, v in by_kind.items()],
@@ -98,7 +104,8 @@ def summarize(reports: list[dict[str, Any]], measured: list[Measured]) -> dict[s
              "recommended": r["recommended"].get("model"), "validation": r["validation"]} for r in reports]
     return {"scenario": reports[0]["scenario"], "metric": reports[0]["metric"], "metric_scope": reports[0].get("metric_scope"),
             "folds": reports[0].get("folds"), "seeds": [r["seed"] for r in reports], "summary": rows,
-            "comparisons": comparisons(tests) if tests else [], "per_site": per_site, "runs": runs}
+            "comparisons": comparisons(tests) if tests else [], "comparison_seeds": len(tests), "per_site": per_site,
+            "runs": runs}
 
 
 def _model_name(kind: str, names: list[str]) -> str:
@@ -299,6 +306,7 @@ def plots(report: dict[str, Any], out: Path) -> list[Path]:
     if rows:
         by = {c["b"]: c for c in report.get("comparisons", [])}
         fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(rows)), 4))
+        by = {k: c for k, c in by.items() if None not in (c["diff"], c["low"], c["high"])}
         diffs = [by[r["kind"]]["diff"] if r["kind"] in by else 0.0 for r in rows]
         lows = [d - by[r["kind"]]["low"] if r["kind"] in by else 0.0 for r, d in zip(rows, diffs, strict=True)]
         highs = [by[r["kind"]]["high"] - d if r["kind"] in by else 0.0 for r, d in zip(rows, diffs, strict=True)]

@@ -271,7 +271,7 @@ def build_report(run: RunResult, scn: Scenario, part: Partition,
         "scenario": scn.name, "description": scn.spec.description, "synthetic": part.synthetic, "metric": spec.metric_name,
         "metric_scope": "within-site (patients are compared only within their hospital)",
         "task": run.task.task_id, "seed": scn.spec.seed, "engine": run.engine, "folds": scn.spec.folds,
-        "test_fold": f"{scn.spec.seed % scn.spec.test_folds + 1} of {scn.spec.test_folds}",
+        "test_fold": f"{scn.spec.seed % scn.spec.test_folds + 1} of {scn.spec.test_folds}", "test_folds": scn.spec.test_folds,
         "placement": dict(run.placement),  # ray engine: site -> the Ray node that trained its block(s)
         "sites": [_site_row(s, part) for s in scn.spec.sites],
         "test_patients": len(test),

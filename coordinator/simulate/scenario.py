@@ -131,6 +131,9 @@ class ScenarioFile(Strict):
                              "`data` folder for every site, or `export` (a built-in dataset written into every site's `data` folder)")
         if self.folds == 1:
             raise ValueError("folds = 1 cannot cross-fit: use 0 (a validation split) or 2 or more")
+        if self.overlap > 0 and self.folds:
+            raise ValueError("overlap > 0 needs folds = 0: a patient every site trains on cannot be scored out of fold "
+                             "(the sites' validation splits then leave the shared patients out)")
         if self.block_epsilon is not None and (self.slides is not None or (all(own) and self.export is None)):
             raise ValueError("block_epsilon needs public ranges of every feature and data held in memory: a built-in `dataset`, "
                              "`export` or `[synthetic]` (not `[slides]`: DP training of slide blocks is not supported yet; not "
@@ -199,7 +202,8 @@ def scale_scenario(sites: int, patients_per_site: int = 120, quick: bool = False
     spec = ScenarioFile(name=f"scale-{sites}", description=f"{sites} hospitals on synthetic data (scale run; "
                                                            f"{len(scorers)} of them score evaluation jobs)",
                         synthetic=SyntheticSection(patients=n), rounds=1, epochs=1, block_epochs=3 if quick else 10,
-                        patience=3, latent_rows=8, latent_dim=16, compare=False, sites=entries)
+                        patience=3, latent_rows=8, latent_dim=16, compare=False, sites=entries,
+                        folds=0)  # a scale run measures time and memory: a validation split, as in docs/RESULTS.md section 11
     return Scenario(spec, None)
 
 
@@ -241,9 +245,11 @@ class Partition:
     def pooled(self) -> MultimodalDataset:
         """Every site's patients in one set, each with the modalities its site holds (the others
         absent), ``groups`` naming the site: what a central analyst pooling the consortium's data has."""
-        parts = []
+        parts: list[MultimodalDataset] = []
+        seen: set[str] = set()
         for name, d in self.sites.items():
-            d = d.subset(np.arange(len(d)))
+            d = d.subset(np.flatnonzero(~np.isin(d.ids, list(seen))))  # a patient several sites hold (overlap) once
+            seen.update(d.ids)
             d.groups, d.holdout = np.full(len(d), name), None
             parts.append(d)
         return concat_datasets(parts, union=True)
@@ -320,9 +326,24 @@ def partition(scn: Scenario, pool: MultimodalDataset | None = None) -> Partition
         if dev.size < 10:
             raise ConfigError(f"scenario {spec.name}: site {s.name} gets {dev.size} patients besides its test ones; it needs at least 10")
         sites[s.name] = pool.subset(np.sort(dev)).select_modalities(s.modalities)
+        if shared.size:  # every site trains on the shared patients: its validation patients come from its own only
+            sites[s.name].holdout = _validation(sites[s.name], np.isin(sites[s.name].ids, pool.subset(shared).ids), spec)
         test_of[s.name] = len(test)
         test.append(own.subset(np.flatnonzero(held)).select_modalities(task_mods))
     return Partition(sites, test, test_of, synthetic=spec.synthetic is not None or scratch is not None, scratch=scratch)
+
+
+def _validation(data: MultimodalDataset, shared: np.ndarray, spec: ScenarioFile) -> np.ndarray:
+    """(n,) the site's validation patients (its ``split`` column) when some of its patients are
+    every site's: a seeded, stratified ``val_fraction`` of its own patients, never a shared one."""
+    own = np.flatnonzero(~shared)
+    strata = strata_of(data)[own]
+    rng = np.random.default_rng(spec.seed + 7)
+    out = np.zeros(len(data), dtype=bool)
+    for value in np.unique(strata):
+        rows = rng.permutation(own[strata == value])
+        out[rows[: max(1, round(spec.val_fraction * rows.size))]] = True
+    return out
 
 
 def slide_cohort(cfg: SlidesSection) -> tuple[MultimodalDataset, Path]:

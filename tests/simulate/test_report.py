@@ -34,7 +34,11 @@ def test_test_scores_survive_their_file_and_seeds_combine_into_one_interval(tmp_
                 "per_site": [{"site": "hosp-a", "patients": 60, "rows": [], "comparisons": []}],
                 "merge": {"validation": {}}, "validation": {}, "fuse": {}, "recommended": {}}
                for s, m in zip((0, 1), measured, strict=True)]
-    summary = summarize(reports, measured)
+    for r in reports:
+        r["test_folds"] = 5
+    later = {**reports[0], "seed": 5}  # seed 5 deals the patients anew: its test patients overlap seeds 0-4's
+    summary = summarize([*reports, later], [*measured, measured[0]])
+    assert summary["comparison_seeds"] == 2 and summary["seeds"] == [0, 1, 5]  # intervals combine disjoint test sets only
     combined = {c["b"]: c for c in summary["comparisons"]}
     direct = {c.b: c for c in compare_models([m.summary for m in measured if m.summary is not None], "recommended",
                                              ["ensemble", "local"], replicates=2000)}

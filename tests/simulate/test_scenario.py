@@ -65,17 +65,26 @@ def test_the_large_scenario_is_five_hospitals_of_support2_with_different_case_mi
     assert len({tuple(c) for c in coverage.values()}) >= 4
 
 
-def test_overlap_is_a_pool_of_patients_every_site_holds_and_none_tests(tmp_path: Path) -> None:
+def test_overlap_is_a_pool_of_patients_every_site_holds_and_none_tests_or_validates(tmp_path: Path) -> None:
     text = Path(load_scenario("nki70-3").source).read_text()  # type: ignore[arg-type]
     for overlap in (0.0, 0.3):
         f = tmp_path / f"o{overlap}.toml"
-        f.write_text(text.replace('dataset = "nki70"', f'dataset = "nki70"\noverlap = {overlap}'))
+        f.write_text(text.replace('dataset = "nki70"', f'dataset = "nki70"\noverlap = {overlap}\nfolds = 0'))
         part = partition(load_scenario(str(f)))
         sets = [ids(d) for d in part.sites.values()]
         common = sets[0] & sets[1] & sets[2]
         assert len(common) == round(overlap * 144)
         assert not (sets[0] & sets[1]) - common  # beyond the shared pool, sites hold different patients
         assert not common & set().union(*(ids(t) for t in part.test))
+        for d in part.sites.values():  # a shared patient is every site's training patient, never its validation patient
+            assert (d.holdout is None) == (overlap == 0)
+            if d.holdout is not None:
+                assert d.holdout.any() and not {p for p, h in zip(d.ids, d.holdout, strict=True) if h} & common
+        assert len(part.pooled()) == len(set().union(*sets))  # the central analyst has each patient once
+    f = tmp_path / "cross.toml"
+    f.write_text(text.replace('dataset = "nki70"', 'dataset = "nki70"\noverlap = 0.2'))
+    with pytest.raises(ConfigError, match="overlap > 0 needs folds = 0"):
+        load_scenario(str(f))
 
 
 @pytest.mark.parametrize("change,message", [

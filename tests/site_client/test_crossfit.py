@@ -88,6 +88,13 @@ def test_a_site_scores_every_patient_through_the_fold_copies_that_never_saw_it(c
             (answer,) = evaluate_pending(cfg, client, data)
         assert answer.scored == 1 and set(reg.evaluations.scores(again.job_id)) == {"c"}
 
+        # back to a validation split: its cross-fitted blocks trained on those patients too, so they are not scored
+        split = replace(cfg, evaluation=SiteEvaluation(folds=0))
+        third = reg.evaluations.open(reg.task("t1"), "merge", [Candidate("c2", "merge", "clinical", (blocks["clinical"],))], 30)
+        with RegistryClient(address, consortium.tls("hosp-x")) as client:
+            (answer,) = evaluate_pending(split, client, data)
+        assert answer.job_id == third.job_id and answer.declined == "too-few-patients" and answer.scored == 0
+
 
 def test_a_round_carries_a_fold_run_per_fold_and_each_patient_is_scored_by_the_run_that_never_saw_its_fold(
         consortium: Consortium, tmp_path: Path) -> None:
@@ -193,3 +200,17 @@ def test_a_site_whose_folds_cannot_each_hold_an_event_declines_and_says_why(capl
     with caplog.at_level(logging.WARNING, logger="mmlego.site"):
         report = answer(cfg, None, job, held, Ledger(cfg), TASK)  # type: ignore[arg-type]
     assert report.declined == "fold-without-event" and "fold(s) 1, 2, 3, 4 of the site's patients hold no event" in caplog.text
+
+
+def test_a_classification_fold_without_every_class_is_named() -> None:
+    from common.records import TaskRecord
+    from common.tasks import TaskSpec
+    from site_client.evaluate import empty_folds
+    from tests.coordinator.test_fuse_rounds import paired_data
+
+    data = paired_data(30, 2)
+    labelled = type(data)("t", "classification", data.ids, data.modalities, label=np.arange(30) % 3, n_classes=3)
+    task = TaskRecord("c", TaskSpec("classification", n_classes=3), 4, 8, "2d", 0, ("genes", "clinical"), "")
+    fold_of = np.arange(30) % 3  # fold k holds class k only
+    assert empty_folds(labelled, task, fold_of, 3) == [0, 1, 2]
+    assert empty_folds(labelled, task, np.arange(30) // 10 % 3, 3) == []  # every fold holds every class

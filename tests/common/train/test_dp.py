@@ -195,4 +195,5 @@ def test_a_cross_fitted_dp_block_trains_private_fold_copies_and_spends_at_most_i
     assert trained.privacy is not None and 0 < trained.privacy.epsilon <= 3.0
     assert trained.folds is not None and trained.folds.folds == 3 and trained.stats["folds"] == 3
     assert "n_events_train" not in trained.stats  # withheld for DP blocks, as without folds
+    assert "val_metric" not in trained.stats and trained.stats["epochs"] == QUICK.epochs  # nothing chosen on its patients' labels
     assert not any(hasattr(p, "grad_sample") and p.grad_sample is not None for b in trained.folds.blocks for p in b.parameters())
