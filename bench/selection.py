@@ -27,6 +27,7 @@ import hashlib
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ import torch
 from common.artifacts.foldcopies import FoldCopies
 from common.artifacts.modelfile import recipe_model, weights_parameter
 from common.data.dataset import MultimodalDataset, concat_datasets
+from common.data.export import export_site_folder
+from common.data.sitefolder import load_site_folder
 from common.data.splits import site_folds, site_split
 from common.evaluation import consortium
 from common.evaluation.candidates import Candidate
@@ -63,6 +66,12 @@ class Sites:
             scn = dataclasses.replace(scn, spec=scn.spec.model_copy(update={"folds": folds}))
         self.scn = scn
         self.part = partition(scn)
+        # Each site's data as its daemon reads it: written to a site folder and loaded back, as
+        # simulate does (in memory a sequence is padded to the cohort's longest series, on disk to
+        # the site's: other tensor shapes draw other random numbers, so other blocks).
+        self._folder = tempfile.TemporaryDirectory(prefix="mmlego-selection-")
+        self.data = {name: load_site_folder(export_site_folder(d, Path(self._folder.name) / name))
+                     for name, d in self.part.sites.items()}
         self.task = task_record(scn, self.part)
         self.spec: TaskSpec = self.task.spec
         self.min_cell = scn.spec.min_cell_size
@@ -73,7 +82,7 @@ class Sites:
         self.copies: dict[str, FoldCopies] = {}  # block id -> its site's fold copies of it
         self.seconds = 0.0  # block training, all sites
         for s in scn.spec.sites:
-            data = self.part.sites[s.name]
+            data = self.data[s.name]
             for m in s.modalities:
                 t0 = time.perf_counter()
                 trained = train_modality(data, m, self.task, settings, min_cell=self.min_cell, folds=self.folds)
@@ -85,7 +94,7 @@ class Sites:
                     self.copies[bid] = trained.folds
         self.scored: dict[str, MultimodalDataset] = {}  # site -> the patients it scores
         self.fold_of: dict[str, np.ndarray | None] = {}
-        for name, d in self.part.sites.items():
+        for name, d in self.data.items():
             if self.folds:
                 self.scored[name], self.fold_of[name] = d, site_folds(d, self.folds, scn.spec.seed)
             else:

@@ -67,21 +67,30 @@ def scenario_file(name: str, overrides: dict[str, Any], folder: Path) -> str:
     return str(path)
 
 
-def run(scenario: str, seeds: int, folder: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+def run(scenario: str, seeds: int, folder: Path, overrides: dict[str, Any], collect: bool = False) -> dict[str, Any]:
+    """One scenario's seeds run (or, with ``collect``, read back from a kept run of the same command)."""
     out = folder / scenario
     t0 = time.monotonic()
+    if collect:
+        if not (out / "report.json").is_file():
+            raise SystemExit(f"--collect: {out / 'report.json'} is missing (keep a run with --keep first)")
+        return _collected(out, 0.0)
     done = subprocess.run([sys.executable, "-c", "from common.cli import run; run()", "simulate", "--scenario",
                            scenario_file(scenario, overrides, folder), "--seeds", str(seeds), "--out", str(out)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{scenario} failed:\n{done.stdout[-4000:]}\n{done.stderr[-3000:]}")
+    return _collected(out, time.monotonic() - t0)
+
+
+def _collected(out: Path, wall_s: float) -> dict[str, Any]:
     summary = json.loads((out / "report.json").read_text())
     for r in summary["runs"]:
         seed_report = json.loads((out / f"seed-{r['seed']}" / "report.json").read_text())
         r["wall_s"] = round(sum(seed_report["phases_s"].values()), 1)
         r["checks_failed"] = [k for k, ok in seed_report["checks"].items() if not ok]
     return {**{k: summary[k] for k in ("summary", "comparisons", "per_site", "seeds", "runs", "folds", "metric")},
-            "wall_s": round(time.monotonic() - t0, 1)}
+            "wall_s": round(wall_s or sum(r["wall_s"] for r in summary["runs"]), 1)}
 
 
 def uniform_se(result: dict[str, Any]) -> list[float | None]:
@@ -119,8 +128,12 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="scenario keys to override (TOML values)")
     ap.add_argument("--out", type=Path, default=Path("docs/results/simulate.json"))
     ap.add_argument("--keep", type=Path, default=None, help="keep the runs in this folder (default: a temporary one)")
+    ap.add_argument("--collect", action="store_true",
+                    help="read the scenarios from the --keep folder of an earlier run instead of running them")
     ap.add_argument("--merge", action="store_true", help="add the scenarios to an existing --out file (replacing same names)")
     args = ap.parse_args()
+    if args.collect and args.keep is None:
+        ap.error("--collect reads the runs kept by an earlier --keep FOLDER: give --keep")
     overrides = {k: tomllib.loads(f"v = {v}")["v"] for k, v in (item.split("=", 1) for item in args.set)}
     doc: dict[str, Any] = json.loads(args.out.read_text()) if args.merge and args.out.exists() else {"scenarios": {}}
     t0 = time.monotonic()
@@ -128,8 +141,9 @@ def main() -> None:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         for s in args.scenarios:
-            doc["scenarios"][s] = run(s, args.seeds, folder, overrides)
-            doc["scenarios"][s]["command"] = "python bench/simulate_seeds.py " + " ".join(sys.argv[1:])
+            doc["scenarios"][s] = run(s, args.seeds, folder, overrides, args.collect)
+            doc["scenarios"][s]["command"] = (f"python bench/simulate_seeds.py --seeds {args.seeds} --scenarios {s}"
+                                              + (" --set " + " ".join(args.set) if args.set else ""))
             print(s, json.dumps({r["kind"]: round(r["mean"], 4) for r in doc["scenarios"][s]["summary"]}), flush=True)
     doc.update({"machine": f"{platform.system()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
                 "date": dt.date.today().isoformat(), "overrides": overrides,

@@ -239,8 +239,10 @@ def test_ctrl_c_stops_following_a_fuse_run_not_the_run(consortium: Consortium, t
     from tests.coordinator.conftest import TASK
 
     cfg = consortium.config(store=tmp_path / "store")
+    release = threading.Event()  # the run goes on until the follower has been stopped (however slow the machine)
 
     def end() -> str:
+        release.wait(120)
         raise NotStored("no round beat the parent t1-v1")
 
     with serve(cfg, fuse_runner=FakeRun(cfg, end)) as running:
@@ -261,6 +263,7 @@ def test_ctrl_c_stops_following_a_fuse_run_not_the_run(consortium: Consortium, t
             _, err = follow.communicate(timeout=30)
         finally:
             follow.kill()
+            release.set()
         assert follow.returncode == 130 and "stopped following the fuse run; it goes on" in err, err
         deadline = time.monotonic() + 30
         while (run := json.loads(admin("fuse-runs", "--json", *k)[1])[0])["state"] == "running" and time.monotonic() < deadline:
