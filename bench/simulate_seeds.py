@@ -9,6 +9,8 @@ the targets of issue 24 checked.
         --out docs/results/simulate-split.json      # the same seeds with a 15 % validation split (no cross-fitting)
 
 ``--set KEY=VALUE`` overrides scenario keys (a copy of the scenario file is written and run).
+``--keep DIR`` keeps the runs; ``--collect --keep DIR`` reads kept runs back instead of running them,
+and ``--merge`` adds scenarios to an existing file (a long study can run a few scenarios at a time).
 """
 
 from __future__ import annotations
