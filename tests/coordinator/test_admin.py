@@ -253,8 +253,13 @@ def test_ctrl_c_stops_following_a_fuse_run_not_the_run(consortium: Consortium, t
             c.push(signed_block(consortium, "hosp-a", tmp_path / "a", seed=3))
         k = kit_args(consortium, address)
         assert admin("merge", "--task", "t1", *k)[0] == 0
-        follow = subprocess.Popen([sys.executable, "-c", "from common.cli import run; run()", "admin", "fuse", "--model", "t1-v1",
-                                   *k], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # As from a terminal: SIGINT unblocked and at Python's default in the follower, whatever an
+        # earlier test left in this process (a blocked mask and an ignored signal are inherited).
+        inherited = f"SIGINT blocked here: {signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])}"
+        follow = subprocess.Popen([sys.executable, "-c", "import signal; signal.pthread_sigmask(signal.SIG_UNBLOCK, "
+                                   "[signal.SIGINT]); signal.signal(signal.SIGINT, signal.default_int_handler); "
+                                   "from common.cli import run; run()", "admin", "fuse", "--model", "t1-v1", *k],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 60
             while not json.loads(admin("fuse-runs", "--json", *k)[1]) and time.monotonic() < deadline:
@@ -264,7 +269,7 @@ def test_ctrl_c_stops_following_a_fuse_run_not_the_run(consortium: Consortium, t
         finally:
             follow.kill()
             release.set()
-        assert follow.returncode == 130 and "stopped following the fuse run; it goes on" in err, err
+        assert follow.returncode == 130 and "stopped following the fuse run; it goes on" in err, f"{inherited}\n{err}"
         deadline = time.monotonic() + 30
         while (run := json.loads(admin("fuse-runs", "--json", *k)[1])[0])["state"] == "running" and time.monotonic() < deadline:
             time.sleep(0.3)
