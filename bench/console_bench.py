@@ -36,8 +36,13 @@ from coordinator.config import render_config
 from coordinator.launch import CoordinatorProcess, free_port
 from coordinator.store import Store
 
-TASK = TaskRecord("bench", TaskSpec("survival", n_bins=4, bin_edges=(1.0, 2.0, 3.0)), latent_rows=8, latent_dim=16,
-                  modalities=("genes", "clinical"))
+TASK = TaskRecord(
+    "bench",
+    TaskSpec("survival", n_bins=4, bin_edges=(1.0, 2.0, 3.0)),
+    latent_rows=8,
+    latent_dim=16,
+    modalities=("genes", "clinical"),
+)
 PAGES = ("/", "/blocks", "/versions", "/fuse", "/versions/bench-v1")
 
 
@@ -46,14 +51,25 @@ def percentile(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
 
 
-def consortium(root: Path, sites: int, versions: int, runs: int) -> tuple[CoordinatorProcess, Path, str]:
+def consortium(
+    root: Path, sites: int, versions: int, runs: int
+) -> tuple[CoordinatorProcess, Path, str]:
     ca = CertificateAuthority.init(root / "ca")
     server_credentials(ca, "coordinator", ["127.0.0.1"], root / "server")
     port = free_port()
     config = root / "coordinator.toml"
     s = root / "server"
-    config.write_text(render_config(f"127.0.0.1:{port}", str(s / "server.crt"), str(s / "server.key"), str(s / "ca.crt"),
-                                    str(root / "ca" / "crl.pem"), store=str(root / "store"), evaluation_deadline_s=0))
+    config.write_text(
+        render_config(
+            f"127.0.0.1:{port}",
+            str(s / "server.crt"),
+            str(s / "server.key"),
+            str(s / "ca.crt"),
+            str(root / "ca" / "crl.pem"),
+            store=str(root / "store"),
+            evaluation_deadline_s=0,
+        )
+    )
     coord = CoordinatorProcess(config, root / "coordinator.log")
     coord.start()
     address = f"127.0.0.1:{port}"
@@ -64,14 +80,28 @@ def consortium(root: Path, sites: int, versions: int, runs: int) -> tuple[Coordi
     for i in range(sites):
         name = f"hosp-{i:03d}"
         kit = enroll_site(ca, name, ["genes", "clinical"], root / "kits" / name, paired=i % 4 == 0)
-        with RegistryClient(address, TLSFiles(kit / "tls.crt", kit / "tls.key", kit / "ca.crt")) as client:
+        with RegistryClient(
+            address, TLSFiles(kit / "tls.crt", kit / "tls.key", kit / "ca.crt")
+        ) as client:
             for j, modality in enumerate(("genes", "clinical")):
                 torch.manual_seed(i * 2 + j)
-                block = LegoBlock(TASK.block_config(modality, EncoderConfig(kind="tabular", in_features=16, token_dim=16,
-                                                                            n_tokens=3, hidden=32)))
+                block = LegoBlock(
+                    TASK.block_config(
+                        modality,
+                        EncoderConfig(
+                            kind="tabular", in_features=16, token_dim=16, n_tokens=3, hidden=32
+                        ),
+                    )
+                )
                 out = root / "blocks" / f"{name}-{modality}"
-                save_block(block, out, site=name, task_id=TASK.task_id, signing_key=load_signing_key(kit / "signing.key"),
-                           train_stats={"n_train": 100.0 + i, "n_val": 20.0, "val_metric": 0.6})
+                save_block(
+                    block,
+                    out,
+                    site=name,
+                    task_id=TASK.task_id,
+                    signing_key=load_signing_key(kit / "signing.key"),
+                    train_stats={"n_train": 100.0 + i, "n_val": 20.0, "val_metric": 0.6},
+                )
                 client.push(out, Retry(attempts=3))
     with AdminClient(ops) as admin:
         for _ in range(versions):
@@ -81,10 +111,22 @@ def consortium(root: Path, sites: int, versions: int, runs: int) -> tuple[Coordi
         for r in range(runs):  # records as the ServerApp writes them (the console reads only these)
             key = f"bench-run-{r}"
             fuse_run.begin(store, key, "bench-v1")
-            history = [{"round": k, "sites": [f"hosp-{i:03d}" for i in range(0, sites, 4)], "num-examples": 1000,
-                        "train_loss": 1.0 / k, "failed": [], "no_answer": [], "seconds": 5.0,
-                        "validation": {"value": 0.6, "parent": 0.6, "diff": 0.0, "se_diff": 0.01}} for k in range(1, 7)]
-            fuse_run.finish(store, key, "not-stored", reason="no round beat the parent", history=history)
+            history = [
+                {
+                    "round": k,
+                    "sites": [f"hosp-{i:03d}" for i in range(0, sites, 4)],
+                    "num-examples": 1000,
+                    "train_loss": 1.0 / k,
+                    "failed": [],
+                    "no_answer": [],
+                    "seconds": 5.0,
+                    "validation": {"value": 0.6, "parent": 0.6, "diff": 0.0, "se_diff": 0.01},
+                }
+                for k in range(1, 7)
+            ]
+            fuse_run.finish(
+                store, key, "not-stored", reason="no round beat the parent", history=history
+            )
     finally:
         store.close()
     return coord, root / "ops", address
@@ -96,25 +138,41 @@ def measure(sites: int, versions: int, runs: int, repeats: int) -> dict[str, Any
         coord, ops, _ = consortium(Path(tmp), sites, versions, runs)
         build_s = time.perf_counter() - t0
         try:
-            row: dict[str, Any] = {"sites": sites, "blocks": 2 * sites, "versions": versions, "fuse_runs": runs,
-                                   "build_s": round(build_s, 1), "pages": {}}
-            with AdminClient(AdminKit.load(ops)) as client, make_console(client, listen="127.0.0.1:0") as console:
+            row: dict[str, Any] = {
+                "sites": sites,
+                "blocks": 2 * sites,
+                "versions": versions,
+                "fuse_runs": runs,
+                "build_s": round(build_s, 1),
+                "pages": {},
+            }
+            with (
+                AdminClient(AdminKit.load(ops)) as client,
+                make_console(client, listen="127.0.0.1:0") as console,
+            ):
                 times = []
                 for _ in range(repeats):
                     t = time.perf_counter()
                     client.status()
                     times.append(time.perf_counter() - t)
-                row["get_status_ms"] = {"median": round(1e3 * statistics.median(times), 1),
-                                        "p95": round(1e3 * percentile(times, 95), 1)}
+                row["get_status_ms"] = {
+                    "median": round(1e3 * statistics.median(times), 1),
+                    "p95": round(1e3 * percentile(times, 95), 1),
+                }
                 for page in PAGES:
                     times, size = [], 0
                     for _ in range(repeats):
                         t = time.perf_counter()
-                        with urllib.request.urlopen(console.url.rstrip("/") + page, timeout=60) as r:
+                        with urllib.request.urlopen(
+                            console.url.rstrip("/") + page, timeout=60
+                        ) as r:
                             size = len(r.read())
                         times.append(time.perf_counter() - t)
-                    row["pages"][page] = {"median_ms": round(1e3 * statistics.median(times), 1),
-                                          "p95_ms": round(1e3 * percentile(times, 95), 1), "kb": round(size / 1e3, 1)}
+                    row["pages"][page] = {
+                        "median_ms": round(1e3 * statistics.median(times), 1),
+                        "p95_ms": round(1e3 * percentile(times, 95), 1),
+                        "kb": round(size / 1e3, 1),
+                    }
             row["coordinator_peak_rss_mb"] = round(coord.peak_rss_bytes() / 1e6)
         finally:
             coord.stop()
@@ -131,8 +189,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     rows = [measure(n, args.versions, args.runs, args.repeats) for n in args.sites]
-    result = {"command": "python " + " ".join(sys.argv), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "rows": rows}
+    result = {
+        "command": "python " + " ".join(sys.argv),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "rows": rows,
+    }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1) + "\n")

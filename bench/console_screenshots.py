@@ -24,7 +24,12 @@ PAGES = {"overview": "", "blocks": "blocks", "versions": "versions", "fuse": "fu
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sim", type=Path, required=True, help="The --out folder of a finished `mmlego simulate` run.")
+    ap.add_argument(
+        "--sim",
+        type=Path,
+        required=True,
+        help="The --out folder of a finished `mmlego simulate` run.",
+    )
     ap.add_argument("--out", type=Path, required=True, help="Folder for the PNG files.")
     ap.add_argument("--withdraw", default="", help="Withdraw this site in the copy first.")
     ap.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
@@ -45,12 +50,31 @@ def main() -> None:
         with serve(replace(config, port=0, path=None)) as running:
             address = f"127.0.0.1:{running.port}"
             if args.withdraw:
-                subprocess.run([sys.executable, "-c", "from common.cli import run; run()", "admin", "withdraw", args.withdraw,
-                                "--reason", "left the consortium", "--kit", str(copy / "operator"), "--coordinator", address],
-                               check=True)
-            with AdminClient(AdminKit.load(copy / "operator", address)) as client, \
-                    make_console(client, listen="127.0.0.1:0") as console, sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=args.chromium, headless=True, args=["--no-sandbox"])
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-c",
+                        "from common.cli import run; run()",
+                        "admin",
+                        "withdraw",
+                        args.withdraw,
+                        "--reason",
+                        "left the consortium",
+                        "--kit",
+                        str(copy / "operator"),
+                        "--coordinator",
+                        address,
+                    ],
+                    check=True,
+                )
+            with (
+                AdminClient(AdminKit.load(copy / "operator", address)) as client,
+                make_console(client, listen="127.0.0.1:0") as console,
+                sync_playwright() as p,
+            ):
+                browser = p.chromium.launch(
+                    executable_path=args.chromium, headless=True, args=["--no-sandbox"]
+                )
                 page = browser.new_page(viewport={"width": 1280, "height": 860})
                 args.out.mkdir(parents=True, exist_ok=True)
                 latest = client.models()[0].model_id

@@ -41,12 +41,24 @@ def one(dataset: str, seed: int, ks: list[int], cfg: FuseConfig) -> list[dict[st
         return fused_model(merged.block_list, cfg.mode)
 
     def score(model: torch.nn.Module) -> float:
-        return metric(task, predict_scores(model, test_paired, task, amp=False), test_paired.targets())
+        return metric(
+            task, predict_scores(model, test_paired, task, amp=False), test_paired.targets()
+        )
 
     central = factory()
     centralized_fuse(central, paired, task, cfg)
-    rows = [{"dataset": dataset, "seed": seed, "sites": 1, "method": "centralized", "test": score(central),
-             "n_paired_train": len(paired), "n_test": len(test_paired), "merge_test": score(merged)}]
+    rows = [
+        {
+            "dataset": dataset,
+            "seed": seed,
+            "sites": 1,
+            "method": "centralized",
+            "test": score(central),
+            "n_paired_train": len(paired),
+            "n_test": len(test_paired),
+            "merge_test": score(merged),
+        }
+    ]
     rng = np.random.default_rng(seed)
     for k in ks:
         order = rng.permutation(len(paired))
@@ -55,8 +67,17 @@ def one(dataset: str, seed: int, ks: list[int], cfg: FuseConfig) -> list[dict[st
         nodes = [NodeInfo(i, f"site-{i}", tuple(mods), True) for i in range(k)]
         outcome = run_rounds(LocalSites(factory, parts, cfg), nodes, start, cfg, "bench", 1e9, k)
         start.load_state_dict(outcome.state)
-        rows.append({"dataset": dataset, "seed": seed, "sites": k, "method": "fedavg", "test": score(start.eval()),
-                     "n_paired_train": len(paired), "n_test": len(test_paired)})
+        rows.append(
+            {
+                "dataset": dataset,
+                "seed": seed,
+                "sites": k,
+                "method": "fedavg",
+                "test": score(start.eval()),
+                "n_paired_train": len(paired),
+                "n_test": len(test_paired),
+            }
+        )
     return rows
 
 
@@ -80,18 +101,37 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
     summary = {}
     for ds in args.datasets.split(","):
-        central = {r["seed"]: r["test"] for r in rows if r["dataset"] == ds and r["method"] == "centralized"}
+        central = {
+            r["seed"]: r["test"]
+            for r in rows
+            if r["dataset"] == ds and r["method"] == "centralized"
+        }
         for k in ks:
-            diffs = [r["test"] - central[r["seed"]] for r in rows if r["dataset"] == ds and r["sites"] == k]
-            summary[f"{ds}/K={k}"] = {"mean_diff": float(np.mean(diffs)), "max_abs_diff": float(np.max(np.abs(diffs))),
-                                      "centralized_mean": float(np.mean(list(central.values())))}
-    result = {"command": "python bench/fuse_bench.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "out"),
-              "fuse": cfg.to_dict(), "wall_s": time.perf_counter() - t0, "rows": rows, "summary": summary}
+            diffs = [
+                r["test"] - central[r["seed"]]
+                for r in rows
+                if r["dataset"] == ds and r["sites"] == k
+            ]
+            summary[f"{ds}/K={k}"] = {
+                "mean_diff": float(np.mean(diffs)),
+                "max_abs_diff": float(np.max(np.abs(diffs))),
+                "centralized_mean": float(np.mean(list(central.values()))),
+            }
+    result = {
+        "command": "python bench/fuse_bench.py "
+        + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "out"),
+        "fuse": cfg.to_dict(),
+        "wall_s": time.perf_counter() - t0,
+        "rows": rows,
+        "summary": summary,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     for key, v in summary.items():
-        print(f"{key}: fedavg - centralized = {v['mean_diff']:+.3f} (max |diff| {v['max_abs_diff']:.3f}); "
-              f"centralized {v['centralized_mean']:.3f}")
+        print(
+            f"{key}: fedavg - centralized = {v['mean_diff']:+.3f} (max |diff| {v['max_abs_diff']:.3f}); "
+            f"centralized {v['centralized_mean']:.3f}"
+        )
     print(f"wrote {args.out} ({result['wall_s']:.0f} s)")
 
 

@@ -54,7 +54,13 @@ def soak(b: Bench, seconds: float, clients: int, soak_mb: float, scratch: Path) 
                 t0 = time.perf_counter()
                 try:
                     if op == "upload":
-                        folder = write_block(scratch / f"w{i}", b.root / "kits" / site, site, soak_mb, seed=10_000 + 1000 * i + n)
+                        folder = write_block(
+                            scratch / f"w{i}",
+                            b.root / "kits" / site,
+                            site,
+                            soak_mb,
+                            seed=10_000 + 1000 * i + n,
+                        )
                         n += 1
                         c.push(folder, Retry(attempts=1))
                         shutil.rmtree(folder)
@@ -79,11 +85,25 @@ def soak(b: Bench, seconds: float, clients: int, soak_mb: float, scratch: Path) 
         time.sleep(5)
     first = [m for t, m in memory if t <= 60]
     last = [m for t, m in memory if t >= seconds - 60]
-    out = {"seconds": seconds, "clients": clients, "upload_block_mb": soak_mb, "errors": len(errors), "error_samples": errors[:5],
-           "ops": {op: {"n": len(v), "p50_s": round(percentile(v, 50), 4), "p99_s": round(percentile(v, 99), 4)}
-                   for op, v in sorted(lat.items())},
-           "rss_mb_first_minute_max": max(first) if first else None, "rss_mb_last_minute_max": max(last) if last else None,
-           "rss_mb_max": max(m for _, m in memory), "memory": memory}
+    out = {
+        "seconds": seconds,
+        "clients": clients,
+        "upload_block_mb": soak_mb,
+        "errors": len(errors),
+        "error_samples": errors[:5],
+        "ops": {
+            op: {
+                "n": len(v),
+                "p50_s": round(percentile(v, 50), 4),
+                "p99_s": round(percentile(v, 99), 4),
+            }
+            for op, v in sorted(lat.items())
+        },
+        "rss_mb_first_minute_max": max(first) if first else None,
+        "rss_mb_last_minute_max": max(last) if last else None,
+        "rss_mb_max": max(m for _, m in memory),
+        "memory": memory,
+    }
     print(json.dumps({k: v for k, v in out.items() if k != "memory"}), flush=True)
     return out
 
@@ -91,7 +111,12 @@ def soak(b: Bench, seconds: float, clients: int, soak_mb: float, scratch: Path) 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sites", type=int, default=200)
-    ap.add_argument("--mb", type=float, default=1.0, help="block size of the concurrent uploads and the soak's uploads")
+    ap.add_argument(
+        "--mb",
+        type=float,
+        default=1.0,
+        help="block size of the concurrent uploads and the soak's uploads",
+    )
     ap.add_argument("--soak-s", type=float, default=600)
     ap.add_argument("--soak-mb", type=float, default=0.25, help="block size of the soak's uploads")
     ap.add_argument("--clients", type=int, default=32, help="concurrent clients during the soak")
@@ -108,8 +133,14 @@ def main() -> None:
             sk = soak(b, args.soak_s, args.clients, args.soak_mb, root)
         finally:
             b.close()
-    result = {"command": " ".join(["python", *sys.argv]), "machine": machine(), "wall_s": round(time.perf_counter() - t0, 1),
-              "concurrent": conc, "soak": sk, "mb": MB}
+    result = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": machine(),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "concurrent": conc,
+        "soak": sk,
+        "mb": MB,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out} ({result['wall_s']:.0f} s)")

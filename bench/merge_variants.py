@@ -42,12 +42,18 @@ def study(dataset: str, splits: int, variants: list[str]) -> dict[str, float]:
         _, train, val, _test = prepare_split(data, seed)
         task = task_for(train, BASE.n_bins)
         for name in variants:
-            blocks = [train_block(train, val, m, task, BLOCK_VARIANTS[name], seed)[0] for m in data.modalities]
-            acc.setdefault(f"{name}/ensemble", []).append(metric(task, ensemble_scores(task, blocks, val), val.targets()))
+            blocks = [
+                train_block(train, val, m, task, BLOCK_VARIANTS[name], seed)[0]
+                for m in data.modalities
+            ]
+            acc.setdefault(f"{name}/ensemble", []).append(
+                metric(task, ensemble_scores(task, blocks, val), val.targets())
+            )
             for lm, hm in MERGES if name == "default" else MERGES[:1]:
                 merged = LegoMerge(blocks, latent_merge=lm, head_merge=hm).eval()
                 acc.setdefault(f"{name}/legomerge-{lm}-{hm}", []).append(
-                    metric(task, predict_scores(merged, val, task), val.targets()))
+                    metric(task, predict_scores(merged, val, task), val.targets())
+                )
     return {k: round(float(np.mean(v)), 4) for k, v in acc.items()}
 
 

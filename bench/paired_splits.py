@@ -21,15 +21,26 @@ from pathlib import Path
 from typing import Any
 
 # The comparisons docs/RESULTS.md section 1 states a winner or loser for: (a, b) as method names.
-CITED = (("legomerge", "block"), ("legomerge", "ensemble"), ("merge-chosen", "legomerge"), ("merge-chosen", "ensemble"),
-         ("legofuse-stack", "late-concat"), ("legofuse-stack", "early-fusion"), ("legomerge", "classical"),
-         ("legofuse-stack", "classical"))
+CITED = (
+    ("legomerge", "block"),
+    ("legomerge", "ensemble"),
+    ("merge-chosen", "legomerge"),
+    ("merge-chosen", "ensemble"),
+    ("legofuse-stack", "late-concat"),
+    ("legofuse-stack", "early-fusion"),
+    ("legomerge", "classical"),
+    ("legofuse-stack", "classical"),
+)
 
 
 def values(rows: list[dict[str, Any]], dataset: str, method: str) -> list[float] | None:
     """The per-split values of ``method`` (``block``: the better block on the mean, as the table's best block)."""
-    mine = [r for r in rows if r["dataset"] == dataset and (r["method"] == method or
-                                                             (method == "block" and r["method"].startswith("block:")))]
+    mine = [
+        r
+        for r in rows
+        if r["dataset"] == dataset
+        and (r["method"] == method or (method == "block" and r["method"].startswith("block:")))
+    ]
     if not mine:
         return None
     best = max(mine, key=lambda r: r["mean"])
@@ -44,7 +55,12 @@ def paired(a: list[float], b: list[float]) -> dict[str, float]:
     from scipy.stats import t
 
     half = float(t.ppf(0.975, len(d) - 1)) * statistics.stdev(d) / math.sqrt(len(d))
-    return {"diff": round(mean, 4), "low": round(mean - half, 4), "high": round(mean + half, 4), "splits": len(d)}
+    return {
+        "diff": round(mean, 4),
+        "low": round(mean - half, 4),
+        "high": round(mean + half, 4),
+        "splits": len(d),
+    }
 
 
 def privacy(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -53,17 +69,27 @@ def privacy(doc: dict[str, Any]) -> list[dict[str, Any]]:
     for r in doc["runs"]:
         if r.get("settings"):
             continue
-        by.setdefault((r["dataset"], r["modality"], float(r["epsilon"])), {})[int(r["split"])] = float(r["test"])
+        by.setdefault((r["dataset"], r["modality"], float(r["epsilon"])), {})[int(r["split"])] = (
+            float(r["test"])
+        )
     out = []
     for (dataset, modality, eps), got in sorted(by.items()):
         if math.isinf(eps):
             continue
         plain = by.get((dataset, modality, math.inf), {})
         common = sorted(set(got) & set(plain))
-        out.append({"dataset": dataset, "modality": modality, "epsilon": eps,
-                    **paired([got[k] for k in common], [plain[k] for k in common])})
-        print(f"{dataset:<8} {modality:<9} eps {eps:g} - no DP: {out[-1]['diff']:+.4f} "
-              f"[{out[-1]['low']:+.4f}, {out[-1]['high']:+.4f}] ({out[-1]['splits']} splits)")
+        out.append(
+            {
+                "dataset": dataset,
+                "modality": modality,
+                "epsilon": eps,
+                **paired([got[k] for k in common], [plain[k] for k in common]),
+            }
+        )
+        print(
+            f"{dataset:<8} {modality:<9} eps {eps:g} - no DP: {out[-1]['diff']:+.4f} "
+            f"[{out[-1]['low']:+.4f}, {out[-1]['high']:+.4f}] ({out[-1]['splits']} splits)"
+        )
     return out
 
 
@@ -73,7 +99,9 @@ def fuse(doc: dict[str, Any]) -> None:
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         mine = [r for r in rows if r["dataset"] == dataset]
         d = paired([r["test"] for r in mine], [r["merge_test"] for r in mine])
-        print(f"{dataset:<8} fine-tuned - merge: {d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] ({d['splits']} splits)")
+        print(
+            f"{dataset:<8} fine-tuned - merge: {d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] ({d['splits']} splits)"
+        )
 
 
 def main() -> None:
@@ -81,9 +109,19 @@ def main() -> None:
     ap.add_argument("file", type=Path)
     ap.add_argument("a", nargs="?")
     ap.add_argument("b", nargs="?")
-    ap.add_argument("--all", action="store_true", help="every comparison docs/RESULTS.md section 1 cites")
-    ap.add_argument("--privacy", action="store_true", help="a privacy benchmark file: every DP block minus its non-DP block")
-    ap.add_argument("--fuse", action="store_true", help="the fuse benchmark file: fine-tuning minus the merge it starts from")
+    ap.add_argument(
+        "--all", action="store_true", help="every comparison docs/RESULTS.md section 1 cites"
+    )
+    ap.add_argument(
+        "--privacy",
+        action="store_true",
+        help="a privacy benchmark file: every DP block minus its non-DP block",
+    )
+    ap.add_argument(
+        "--fuse",
+        action="store_true",
+        help="the fuse benchmark file: fine-tuning minus the merge it starts from",
+    )
     args = ap.parse_args()
     doc = json.loads(args.file.read_text())
     if args.fuse:
@@ -101,8 +139,10 @@ def main() -> None:
             if va is None or vb is None:
                 continue
             out.append({"a": a, "b": b, "dataset": dataset, **paired(va, vb)})
-            print(f"{dataset:<8} {a} - {b}: {out[-1]['diff']:+.4f} [{out[-1]['low']:+.4f}, {out[-1]['high']:+.4f}] "
-                  f"({out[-1]['splits']} splits)")
+            print(
+                f"{dataset:<8} {a} - {b}: {out[-1]['diff']:+.4f} [{out[-1]['low']:+.4f}, {out[-1]['high']:+.4f}] "
+                f"({out[-1]['splits']} splits)"
+            )
 
 
 if __name__ == "__main__":

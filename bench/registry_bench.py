@@ -40,7 +40,9 @@ from coordinator.config import render_config
 from coordinator.launch import CoordinatorProcess, free_port
 
 MB = 1 << 20
-TASK = TaskRecord("bench", TaskSpec("survival", n_bins=4, bin_edges=(1.0, 2.0, 3.0)), modalities=("genes",))
+TASK = TaskRecord(
+    "bench", TaskSpec("survival", n_bins=4, bin_edges=(1.0, 2.0, 3.0)), modalities=("genes",)
+)
 
 
 def features_for(mb: float) -> int:
@@ -48,12 +50,20 @@ def features_for(mb: float) -> int:
     return max(8, int(mb * MB / (4 * 130)))
 
 
-def write_block(root: Path, site_kit: Path, site: str, mb: float, seed: int, task: TaskRecord = TASK) -> Path:
+def write_block(
+    root: Path, site_kit: Path, site: str, mb: float, seed: int, task: TaskRecord = TASK
+) -> Path:
     torch.manual_seed(seed)
     enc = EncoderConfig(kind="tabular", in_features=features_for(mb), token_dim=64, n_tokens=4)
     block = LegoBlock(task.block_config("genes", enc))
     out = root / f"{site}-{task.task_id}-{seed}"
-    save_block(block, out, site=site, task_id=task.task_id, signing_key=load_signing_key(site_kit / "signing.key"))
+    save_block(
+        block,
+        out,
+        site=site,
+        task_id=task.task_id,
+        signing_key=load_signing_key(site_kit / "signing.key"),
+    )
     return out
 
 
@@ -101,7 +111,10 @@ def tls_send(port: int, kit: TLSFiles, path: Path, durable: bool = False) -> flo
     ctx.load_cert_chain(kit.cert, kit.key)
     size = path.stat().st_size
     t0 = time.perf_counter()
-    with socket.create_connection(("127.0.0.1", port)) as raw, ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port)) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
         tls.sendall(size.to_bytes(8, "little") + (b"1" if durable else b"0"))
         with open(path, "rb") as f:
             while buf := f.read(MB):
@@ -114,7 +127,10 @@ def tls_stop(port: int, kit: TLSFiles) -> None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(kit.ca)
     ctx.load_cert_chain(kit.cert, kit.key)
-    with socket.create_connection(("127.0.0.1", port)) as raw, ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port)) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
         tls.sendall((0).to_bytes(8, "little") + b"0")
 
 
@@ -130,10 +146,16 @@ class Bench:
             enroll_site(self.ca, s, ["genes"], root / "kits" / s)
         self.port = free_port()
         s = root / "server"
-        (root / "coordinator.toml").write_text(render_config(f"127.0.0.1:{self.port}", str(s / "server.crt"),
-                                                             str(s / "server.key"), str(s / "ca.crt"), None,
-                                                             store=str(root / "store")).replace("workers = 64",
-                                                                                                f"workers = {workers}"))
+        (root / "coordinator.toml").write_text(
+            render_config(
+                f"127.0.0.1:{self.port}",
+                str(s / "server.crt"),
+                str(s / "server.key"),
+                str(s / "ca.crt"),
+                None,
+                store=str(root / "store"),
+            ).replace("workers = 64", f"workers = {workers}")
+        )
         self.proc = CoordinatorProcess(root / "coordinator.toml", root / "coordinator.log")
         self.proc.start()
         self.address = f"127.0.0.1:{self.port}"
@@ -161,7 +183,9 @@ class Bench:
 def throughput(b: Bench, sizes: list[int], reps: int, scratch: Path) -> list[dict[str, Any]]:
     port = free_port()
     ready = mp.get_context("fork").Event()
-    receiver = mp.get_context("fork").Process(target=tls_receiver, args=(port, str(b.root / "server"), ready), daemon=True)
+    receiver = mp.get_context("fork").Process(
+        target=tls_receiver, args=(port, str(b.root / "server"), ready), daemon=True
+    )
     receiver.start()
     ready.wait(30)
     rows = []
@@ -178,13 +202,25 @@ def throughput(b: Bench, sizes: list[int], reps: int, scratch: Path) -> list[dic
                     _, present = c.push(folder, Retry(attempts=1))
                     grpc_s = time.perf_counter() - t0
                 assert not present
-                rows.append({"size_mb": round(size / MB, 1), "rep": r, "mmlego_s": grpc_s, "plain_tls_s": plain,
-                             "plain_tls_fsync_s": durable, "mmlego_mb_s": size / MB / grpc_s, "plain_tls_mb_s": size / MB / plain,
-                             "plain_tls_fsync_mb_s": size / MB / durable, "ratio": plain / grpc_s,
-                             "ratio_to_durable": durable / grpc_s})
-                print(f"  {size / MB:7.1f} MB  mmlego {size / MB / grpc_s:7.1f} MB/s  plain TLS {size / MB / plain:7.1f} MB/s"
-                      f"  (+fsync'd file {size / MB / durable:7.1f} MB/s)  ratio {plain / grpc_s:.2f} ({durable / grpc_s:.2f})",
-                      flush=True)
+                rows.append(
+                    {
+                        "size_mb": round(size / MB, 1),
+                        "rep": r,
+                        "mmlego_s": grpc_s,
+                        "plain_tls_s": plain,
+                        "plain_tls_fsync_s": durable,
+                        "mmlego_mb_s": size / MB / grpc_s,
+                        "plain_tls_mb_s": size / MB / plain,
+                        "plain_tls_fsync_mb_s": size / MB / durable,
+                        "ratio": plain / grpc_s,
+                        "ratio_to_durable": durable / grpc_s,
+                    }
+                )
+                print(
+                    f"  {size / MB:7.1f} MB  mmlego {size / MB / grpc_s:7.1f} MB/s  plain TLS {size / MB / plain:7.1f} MB/s"
+                    f"  (+fsync'd file {size / MB / durable:7.1f} MB/s)  ratio {plain / grpc_s:.2f} ({durable / grpc_s:.2f})",
+                    flush=True,
+                )
                 shutil.rmtree(folder)
     finally:
         tls_stop(port, b.tls(site))
@@ -194,7 +230,10 @@ def throughput(b: Bench, sizes: list[int], reps: int, scratch: Path) -> list[dic
 
 def concurrent(b: Bench, n: int, mb: float, scratch: Path) -> dict[str, Any]:
     idle = b.restart()
-    folders = {s: write_block(scratch, b.root / "kits" / s, s, mb, seed=i) for i, s in enumerate(b.sites[:n])}
+    folders = {
+        s: write_block(scratch, b.root / "kits" / s, s, mb, seed=i)
+        for i, s in enumerate(b.sites[:n])
+    }
     latencies: dict[str, float] = {}
     errors: list[str] = []
     start = threading.Barrier(n)
@@ -222,10 +261,21 @@ def concurrent(b: Bench, n: int, mb: float, scratch: Path) -> dict[str, Any]:
     with b.client("ops") as admin:
         stored = len(admin.blocks("bench"))
     lat = list(latencies.values())
-    out = {"uploads": n, "block_mb": round((next(iter(folders.values())) / "weights.safetensors").stat().st_size / MB, 2),
-           "accepted": len(lat), "errors": errors[:5], "wall_s": wall, "p50_s": percentile(lat, 50) if lat else None,
-           "p99_s": percentile(lat, 99) if lat else None, "max_s": max(lat) if lat else None,
-           "blocks_listed": stored, "coordinator_idle_rss_mb": idle, "coordinator_peak_rss_mb": b.proc.peak_rss_bytes() / MB}
+    out = {
+        "uploads": n,
+        "block_mb": round(
+            (next(iter(folders.values())) / "weights.safetensors").stat().st_size / MB, 2
+        ),
+        "accepted": len(lat),
+        "errors": errors[:5],
+        "wall_s": wall,
+        "p50_s": percentile(lat, 50) if lat else None,
+        "p99_s": percentile(lat, 99) if lat else None,
+        "max_s": max(lat) if lat else None,
+        "blocks_listed": stored,
+        "coordinator_idle_rss_mb": idle,
+        "coordinator_peak_rss_mb": b.proc.peak_rss_bytes() / MB,
+    }
     print(f"  {n} concurrent uploads: {out}", flush=True)
     for f in folders.values():
         shutil.rmtree(f)
@@ -240,7 +290,9 @@ def merges(b: Bench, counts: list[int], reps: int, scratch: Path) -> list[dict[s
         with b.client("ops") as admin:
             admin.create_task(task)
         for i, site in enumerate(b.sites[:n]):
-            folder = write_block(scratch, b.root / "kits" / site, site, 0.5, seed=10_000 + i, task=task)
+            folder = write_block(
+                scratch, b.root / "kits" / site, site, 0.5, seed=10_000 + i, task=task
+            )
             with b.client(site) as c:
                 c.push(folder, Retry(attempts=1))
             shutil.rmtree(folder)
@@ -252,28 +304,57 @@ def merges(b: Bench, counts: list[int], reps: int, scratch: Path) -> list[dict[s
                 times.append(time.perf_counter() - t0)
                 assert len(m.block_ids) == n
         size = m.card["blocks"][0]["size"]
-        rows.append({"blocks": n, "block_mb": round(size / MB, 2), "median_s": statistics.median(times), "max_s": max(times),
-                     "reps": reps})
-        print(f"  merge of {n} blocks ({size / MB:.2f} MB each): median {statistics.median(times):.3f} s", flush=True)
+        rows.append(
+            {
+                "blocks": n,
+                "block_mb": round(size / MB, 2),
+                "median_s": statistics.median(times),
+                "max_s": max(times),
+                "reps": reps,
+            }
+        )
+        print(
+            f"  merge of {n} blocks ({size / MB:.2f} MB each): median {statistics.median(times):.3f} s",
+            flush=True,
+        )
     return rows
 
 
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "grpcio": grpc.__version__, "platform": platform.platform()}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "grpcio": grpc.__version__,
+        "platform": platform.platform(),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("docs/results/registry.json"))
-    ap.add_argument("--sizes", default="1,100,500", help="block sizes in MB for the throughput test")
+    ap.add_argument(
+        "--sizes", default="1,100,500", help="block sizes in MB for the throughput test"
+    )
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--concurrent", type=int, default=100)
     ap.add_argument("--concurrent-mb", type=float, default=5.0)
     ap.add_argument("--merge-blocks", default="2,10,50")
-    ap.add_argument("--workers", type=int, default=64, help="the coordinator's RPC workers (coordinator.toml default)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=64,
+        help="the coordinator's RPC workers (coordinator.toml default)",
+    )
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     counts = [int(x) for x in args.merge_blocks.split(",")]
@@ -290,9 +371,15 @@ def main() -> None:
             mg = merges(b, counts, args.reps, root)
         finally:
             b.close()
-    result = {"command": "python bench/registry_bench.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                                                                       if k != "out"),
-              "machine": machine(), "wall_s": time.perf_counter() - t0, "throughput": tp, "concurrent": conc, "merge": mg}
+    result = {
+        "command": "python bench/registry_bench.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
+        "machine": machine(),
+        "wall_s": time.perf_counter() - t0,
+        "throughput": tp,
+        "concurrent": conc,
+        "merge": mg,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out} ({result['wall_s']:.0f} s)")

@@ -14,8 +14,22 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-ORDER = ("best-block", "ensemble", "merge-uniform", "merge", "fuse", "recommended", "local", "baseline", "baseline-paired",
-         "ceiling", "ceiling-fuse", "ceiling-ensemble", "ceiling-e2e", "ceiling-classical")
+ORDER = (
+    "best-block",
+    "ensemble",
+    "merge-uniform",
+    "merge",
+    "fuse",
+    "recommended",
+    "local",
+    "baseline",
+    "baseline-paired",
+    "ceiling",
+    "ceiling-fuse",
+    "ceiling-ensemble",
+    "ceiling-e2e",
+    "ceiling-classical",
+)
 
 
 def f(x: float | None, digits: int = 3) -> str:
@@ -32,21 +46,32 @@ def summary(name: str, s: dict[str, Any]) -> list[str]:
     by = {c["b"]: c for c in s["comparisons"]}
     rows = {r["kind"]: r for r in s["summary"]}
     patients = next(iter(rows.values()))["patients"] if rows else 0
-    out = [f"**{name}** ({patients:.0f} test patients over {len(s['seeds'])} seeds; {s['metric']}, within-site):", "",
-           "| kind | mean +- std over seeds | recommended minus it [95 % interval] |", "|---|---|---|"]
+    out = [
+        f"**{name}** ({patients:.0f} test patients over {len(s['seeds'])} seeds; {s['metric']}, within-site):",
+        "",
+        "| kind | mean +- std over seeds | recommended minus it [95 % interval] |",
+        "|---|---|---|",
+    ]
     for k in ORDER:
         if k in rows:
             r = rows[k]
-            out.append(f"| {k} | {f(r['mean'])} +- {f(r['std'])} | {'-' if k == 'recommended' else interval(by.get(k))} |")
+            out.append(
+                f"| {k} | {f(r['mean'])} +- {f(r['std'])} | {'-' if k == 'recommended' else interval(by.get(k))} |"
+            )
     return [*out, ""]
 
 
 def joining(name: str, s: dict[str, Any]) -> list[str]:
-    out = [f"| {name} | site | test patients | local | recommended | recommended minus local |", "|---|---|---|---|---|---|"]
+    out = [
+        f"| {name} | site | test patients | local | recommended | recommended minus local |",
+        "|---|---|---|---|---|---|",
+    ]
     for site in s["per_site"]:
         v = {r["kind"]: r["mean"] for r in site["rows"]}
         c = next((c for c in site["comparisons"] if c["b"] == "local"), None)
-        out.append(f"| | {site['site']} | {site['patients']:.0f} | {f(v.get('local'))} | {f(v.get('recommended'))} | {interval(c)} |")
+        out.append(
+            f"| | {site['site']} | {site['patients']:.0f} | {f(v.get('local'))} | {f(v.get('recommended'))} | {interval(c)} |"
+        )
     return [*out, ""]
 
 
@@ -56,8 +81,11 @@ def chosen(name: str, s: dict[str, Any]) -> str:
     fused = sum(not str(r["fuse"]).startswith("not stored") for r in runs)
     declined = sorted({d for r in runs for d in r["declined_by"]})
     scored = min(len(r["scored_by"]) for r in runs)
-    return (f"- {name}: merge chosen {merges}; a fused version kept in {fused} of {len(runs)} runs; at least {scored} "
-            f"hospitals scored every merge" + (f"; declined: {', '.join(declined)}" if declined else "; none declined"))
+    return (
+        f"- {name}: merge chosen {merges}; a fused version kept in {fused} of {len(runs)} runs; at least {scored} "
+        f"hospitals scored every merge"
+        + (f"; declined: {', '.join(declined)}" if declined else "; none declined")
+    )
 
 
 def uniform_se(s: dict[str, Any]) -> list[float | None]:
@@ -69,22 +97,38 @@ def uniform_se(s: dict[str, Any]) -> list[float | None]:
 
 
 def se_table(cross: dict[str, Any], split: dict[str, Any]) -> list[str]:
-    out = ["| scenario | seed | uniform merge's validation SE, cross-fitting | with a validation split | ratio |",
-           "|---|---|---|---|---|"]
+    out = [
+        "| scenario | seed | uniform merge's validation SE, cross-fitting | with a validation split | ratio |",
+        "|---|---|---|---|---|",
+    ]
     for name in split["scenarios"]:
         if name not in cross["scenarios"]:
             continue
-        a = dict(zip(cross["scenarios"][name]["seeds"], uniform_se(cross["scenarios"][name]), strict=True))
-        b = dict(zip(split["scenarios"][name]["seeds"], uniform_se(split["scenarios"][name]), strict=True))
-        for seed in sorted(set(a) & set(b)):  # the same seeds: the same patients, the same test folds
+        a = dict(
+            zip(
+                cross["scenarios"][name]["seeds"], uniform_se(cross["scenarios"][name]), strict=True
+            )
+        )
+        b = dict(
+            zip(
+                split["scenarios"][name]["seeds"], uniform_se(split["scenarios"][name]), strict=True
+            )
+        )
+        for seed in sorted(
+            set(a) & set(b)
+        ):  # the same seeds: the same patients, the same test folds
             x, y = a[seed], b[seed]
             ratio = f"{y / x:.1f}x" if x and y else "-"
-            out.append(f"| {name} | {seed} | {f(x, 4)} | {'declined by every site' if y is None else f(y, 4)} | {ratio} |")
+            out.append(
+                f"| {name} | {seed} | {f(x, 4)} | {'declined by every site' if y is None else f(y, 4)} | {ratio} |"
+            )
         known = [(a[k], b[k]) for k in sorted(set(a) & set(b)) if a[k] and b[k]]
         if known:
-            out.append(f"| {name} | mean | {statistics.mean(x for x, _ in known):.4f} | "
-                       f"{statistics.mean(y for _, y in known):.4f} | "
-                       f"{statistics.mean(y for _, y in known) / statistics.mean(x for x, _ in known):.1f}x |")
+            out.append(
+                f"| {name} | mean | {statistics.mean(x for x, _ in known):.4f} | "
+                f"{statistics.mean(y for _, y in known):.4f} | "
+                f"{statistics.mean(y for _, y in known) / statistics.mean(x for x, _ in known):.1f}x |"
+            )
     return [*out, ""]
 
 

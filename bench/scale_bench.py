@@ -32,21 +32,50 @@ PSS = "total, shared pages counted once (PSS)"
 def one(n: int, engine: str, folder: Path) -> dict[str, Any]:
     out = folder / f"scale-{engine}-{n}"
     t0 = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", "from common.cli import run; run()", "simulate", "--scenario", "scale",
-                           "--sites", str(n), "--engine", engine, "--out", str(out)], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from common.cli import run; run()",
+            "simulate",
+            "--scenario",
+            "scale",
+            "--sites",
+            str(n),
+            "--engine",
+            engine,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     wall = time.monotonic() - t0
     if done.returncode != 0:
         raise SystemExit(f"N={n} ({engine}) failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     report = json.loads((out / "report.json").read_text())
     peaks = report["peak_rss_mb"]
     v = report["merge"]["validation"]
-    return {"sites": n, "engine": engine, "wall_s": round(wall, 1), "peak_rss_mb_total": peaks[TOTAL],
-            "peak_pss_mb_total": peaks.get(PSS), "phases_s": report["phases_s"], "coordinator_peak_mb": peaks["coordinator"],
-            "largest_processes_mb": dict(sorted(((k, p) for k, p in peaks.items() if k not in (TOTAL, PSS)),
-                                                key=lambda kv: -kv[1])[:5]),
-            "merge_candidates": len(v.get("candidates", [])), "merge_chosen": v.get("chosen"),
-            "merge_scored_by": len(v.get("scored_by", [])), "merge_declined_by": len(v.get("declined_by", [])),
-            "fuse": report["fuse"].get("model") or "not stored", "checks": report["checks"]}
+    return {
+        "sites": n,
+        "engine": engine,
+        "wall_s": round(wall, 1),
+        "peak_rss_mb_total": peaks[TOTAL],
+        "peak_pss_mb_total": peaks.get(PSS),
+        "phases_s": report["phases_s"],
+        "coordinator_peak_mb": peaks["coordinator"],
+        "largest_processes_mb": dict(
+            sorted(
+                ((k, p) for k, p in peaks.items() if k not in (TOTAL, PSS)), key=lambda kv: -kv[1]
+            )[:5]
+        ),
+        "merge_candidates": len(v.get("candidates", [])),
+        "merge_chosen": v.get("chosen"),
+        "merge_scored_by": len(v.get("scored_by", [])),
+        "merge_declined_by": len(v.get("declined_by", [])),
+        "fuse": report["fuse"].get("model") or "not stored",
+        "checks": report["checks"],
+    }
 
 
 def main() -> None:
@@ -60,15 +89,28 @@ def main() -> None:
         for n in sorted(args.sites):
             row = one(n, args.engine, Path(tmp))
             prev = rows[-1] if rows else None
-            row["per_site_s"] = round((row["wall_s"] - prev["wall_s"]) / (n - prev["sites"]) if prev else row["wall_s"] / n, 3)
+            row["per_site_s"] = round(
+                (row["wall_s"] - prev["wall_s"]) / (n - prev["sites"])
+                if prev
+                else row["wall_s"] / n,
+                3,
+            )
             rows.append(row)
             print(json.dumps(row), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": f"{platform.processor() or platform.machine()}, {platform.system()}, "
-                                               f"{os.cpu_count()} CPUs",
-                                    "command": " ".join(sys.argv),
-                                    "per_site_s": "wall time added per site since the previous row (first row: wall / sites)",
-                                    "rows": rows}, indent=1) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "machine": f"{platform.processor() or platform.machine()}, {platform.system()}, "
+                f"{os.cpu_count()} CPUs",
+                "command": " ".join(sys.argv),
+                "per_site_s": "wall time added per site since the previous row (first row: wall / sites)",
+                "rows": rows,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -44,7 +44,13 @@ from common.data.splits import site_folds, site_split
 from common.evaluation import consortium
 from common.evaluation.candidates import Candidate
 from common.evaluation.scoring import Part, covered, fold_parts, score_models
-from common.evaluation.selection import BlockInfo, choose, first_candidates, publishable, quality_candidates
+from common.evaluation.selection import (
+    BlockInfo,
+    choose,
+    first_candidates,
+    publishable,
+    quality_candidates,
+)
 from common.lego import LegoBlock
 from common.tasks import TaskSpec
 from common.train import predict_scores
@@ -70,8 +76,10 @@ class Sites:
         # simulate does (in memory a sequence is padded to the cohort's longest series, on disk to
         # the site's: other tensor shapes draw other random numbers, so other blocks).
         self._folder = tempfile.TemporaryDirectory(prefix="mmlego-selection-")
-        self.data = {name: load_site_folder(export_site_folder(d, Path(self._folder.name) / name))
-                     for name, d in self.part.sites.items()}
+        self.data = {
+            name: load_site_folder(export_site_folder(d, Path(self._folder.name) / name))
+            for name, d in self.part.sites.items()
+        }
         self.task = task_record(scn, self.part)
         self.spec: TaskSpec = self.task.spec
         self.min_cell = scn.spec.min_cell_size
@@ -85,10 +93,19 @@ class Sites:
             data = self.data[s.name]
             for m in s.modalities:
                 t0 = time.perf_counter()
-                trained = train_modality(data, m, self.task, settings, min_cell=self.min_cell, folds=self.folds)
+                trained = train_modality(
+                    data, m, self.task, settings, min_cell=self.min_cell, folds=self.folds
+                )
                 self.seconds += time.perf_counter() - t0
                 bid = hashlib.sha256(f"{scenario}/{seed}/{s.name}/{m}".encode()).hexdigest()
-                self.infos.append(BlockInfo(bid, s.name, m, int(trained.stats["n_train"]) if "n_train" in trained.stats else None))
+                self.infos.append(
+                    BlockInfo(
+                        bid,
+                        s.name,
+                        m,
+                        int(trained.stats["n_train"]) if "n_train" in trained.stats else None,
+                    )
+                )
                 self.blocks[bid] = trained.block
                 if trained.folds is not None:
                     self.copies[bid] = trained.folds
@@ -98,25 +115,45 @@ class Sites:
             if self.folds:
                 self.scored[name], self.fold_of[name] = d, site_folds(d, self.folds, scn.spec.seed)
             else:
-                self.scored[name], self.fold_of[name] = d.subset(site_split(d, scn.spec.val_fraction, scn.spec.seed)[1]), None
+                self.scored[name], self.fold_of[name] = (
+                    d.subset(site_split(d, scn.spec.val_fraction, scn.spec.seed)[1]),
+                    None,
+                )
         self.site_of = {b.block_id: b.site for b in self.infos}
-        self.test = concat_datasets([_labelled(self.part.test[self.part.test_of[s.name]], s.name) for s in scn.spec.sites],
-                                    union=True)
+        self.test = concat_datasets(
+            [_labelled(self.part.test[self.part.test_of[s.name]], s.name) for s in scn.spec.sites],
+            union=True,
+        )
 
     def model(self, c: Candidate, blocks: list[LegoBlock] | None = None) -> Any:
-        params = {"latent_merge": c.latent_merge, "head_merge": c.head_merge, **weights_parameter(c.weights)}
+        params = {
+            "latent_merge": c.latent_merge,
+            "head_merge": c.head_merge,
+            **weights_parameter(c.weights),
+        }
         return recipe_model(c.kind, blocks or [self.blocks[i] for i in c.block_ids], params)
 
     def parts(self, c: Candidate, site: str) -> list[Part]:
         """``c`` as ``site`` scores it: its own blocks replaced by their fold copies, fold by fold."""
-        own = {k: self.copies[i] for k, i in enumerate(c.block_ids) if self.site_of[i] == site and i in self.copies}
-        return fold_parts(lambda bs: self.model(c, bs), [self.blocks[i] for i in c.block_ids], own, self.fold_of[site],
-                          len(self.scored[site]))
+        own = {
+            k: self.copies[i]
+            for k, i in enumerate(c.block_ids)
+            if self.site_of[i] == site and i in self.copies
+        }
+        return fold_parts(
+            lambda bs: self.model(c, bs),
+            [self.blocks[i] for i in c.block_ids],
+            own,
+            self.fold_of[site],
+            len(self.scored[site]),
+        )
 
     def job(self, candidates: list[Candidate]) -> dict[str, Any]:
         """Consortium results of a job, as the coordinator computes them."""
-        per_site = {s: score_models([self.parts(c, s) for c in candidates], v, self.spec, self.min_cell)
-                    for s, v in self.scored.items()}
+        per_site = {
+            s: score_models([self.parts(c, s) for c in candidates], v, self.spec, self.min_cell)
+            for s, v in self.scored.items()
+        }
         reference = {s: sc[0] for s, sc in per_site.items() if sc[0] is not None}
         out = {}
         for k, c in enumerate(candidates):
@@ -129,9 +166,16 @@ class Sites:
         """Within-site, on the test patients the candidate can score."""
         model = self.model(c)
         rows = np.flatnonzero(covered(self.test, model.modalities))
-        part = self.test.subset(rows).select_modalities([m for m in model.modalities if m in self.test.modalities])
+        part = self.test.subset(rows).select_modalities(
+            [m for m in model.modalities if m in self.test.modalities]
+        )
         with torch.no_grad():
-            return within(self.spec, part, predict_scores(model, part, self.spec, amp=False), np.asarray(part.groups))
+            return within(
+                self.spec,
+                part,
+                predict_scores(model, part, self.spec, amp=False),
+                np.asarray(part.groups),
+            )
 
 
 def _labelled(d: MultimodalDataset, site: str) -> MultimodalDataset:
@@ -150,12 +194,18 @@ def greedy(sites: Sites, steps: int = 6, min_gain: float = 0.002) -> Candidate:
         c = dict(counts)
         c[extra] += 1
         used = [i for i in ids if c[i] > 0]
-        return Candidate(f"greedy+{extra[:8]}", "merge", "greedy", tuple(used), tuple(float(c[i]) for i in used))
+        return Candidate(
+            f"greedy+{extra[:8]}", "merge", "greedy", tuple(used), tuple(float(c[i]) for i in used)
+        )
 
     for _ in range(steps):
         trials = [weighted(i) for i in ids]
         results = sites.job(trials)
-        scored = [(results[t.candidate_id].value, t, i) for t, i in zip(trials, ids, strict=True) if t.candidate_id in results]
+        scored = [
+            (results[t.candidate_id].value, t, i)
+            for t, i in zip(trials, ids, strict=True)
+            if t.candidate_id in results
+        ]
         if not scored:
             break
         value, _, pick = max(scored, key=lambda x: x[0])
@@ -164,8 +214,13 @@ def greedy(sites: Sites, steps: int = 6, min_gain: float = 0.002) -> Candidate:
         counts[pick] += 1
         best_value = value
     used = [i for i in ids if counts[i] > 0] or ids
-    return Candidate("greedy", "merge", "greedy forward selection", tuple(used),
-                     tuple(float(max(1, counts[i])) for i in used))
+    return Candidate(
+        "greedy",
+        "merge",
+        "greedy forward selection",
+        tuple(used),
+        tuple(float(max(1, counts[i])) for i in used),
+    )
 
 
 def one(scenario: str, seed: int, folds: int | None = None) -> dict[str, Any]:
@@ -173,19 +228,30 @@ def one(scenario: str, seed: int, folds: int | None = None) -> dict[str, Any]:
     first = first_candidates(sites.infos)
     results = sites.job(first)
     publish = [c for c in first if publishable(c, sites.infos)]
-    out: dict[str, Any] = {"scenario": scenario, "seed": seed, "reporting_sites": sorted(
-        {s for r in results.values() for s in r.sites}), "test": {}, "picked": {}}
+    out: dict[str, Any] = {
+        "scenario": scenario,
+        "seed": seed,
+        "reporting_sites": sorted({s for r in results.values() for s in r.sites}),
+        "test": {},
+        "picked": {},
+    }
     out["test"].update({c.candidate_id: sites.test_metric(c) for c in publish})
     for z in ZS:
         pick = choose(publish, results, z).candidate
         out["picked"][f"z={z:g}"] = pick.candidate_id
         out["test"][f"rule z={z:g}"] = out["test"][pick.candidate_id]
-    alone = {c.block_ids[0]: results[c.candidate_id] for c in first if c.candidate_id.startswith("alone-") and c.candidate_id in results}
+    alone = {
+        c.block_ids[0]: results[c.candidate_id]
+        for c in first
+        if c.candidate_id.startswith("alone-") and c.candidate_id in results
+    }
     second = quality_candidates(sites.infos, alone)
     if second:
         more = sites.job(second)
         both = {**results, **{k: v for k, v in more.items() if k != "uniform"}}
-        pick2 = choose(publish + [c for c in second if c.candidate_id != "uniform"], both, 1.0).candidate
+        pick2 = choose(
+            publish + [c for c in second if c.candidate_id != "uniform"], both, 1.0
+        ).candidate
         out["picked"]["two jobs z=1"] = pick2.candidate_id
         out["test"]["two jobs z=1"] = sites.test_metric(pick2)
     else:
@@ -200,7 +266,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--scenarios", nargs="+", default=list(SCENARIOS))
     ap.add_argument("--out", type=Path, default=Path("docs/results/selection.json"))
-    ap.add_argument("--folds", type=int, default=None, help="the sites' cross-fitting (default: the scenario's; 0: a split)")
+    ap.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        help="the sites' cross-fitting (default: the scenario's; 0: a split)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.monotonic()
@@ -215,10 +286,25 @@ def main() -> None:
         keys = [k for k in mine[0]["test"] if all(k in r["test"] for r in mine)]
         means[scenario] = {k: round(statistics.mean(r["test"][k] for r in mine), 4) for k in keys}
         base = means[scenario]["uniform"]
-        print(scenario, json.dumps({k: round(v - base, 4) for k, v in means[scenario].items()}), flush=True)
+        print(
+            scenario,
+            json.dumps({k: round(v - base, 4) for k, v in means[scenario].items()}),
+            flush=True,
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"command": "python bench/selection.py " + " ".join(sys.argv[1:]), "seeds": args.seeds,
-                                    "wall_s": round(time.monotonic() - t0, 1), "means": means, "runs": runs}, indent=1) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "command": "python bench/selection.py " + " ".join(sys.argv[1:]),
+                "seeds": args.seeds,
+                "wall_s": round(time.monotonic() - t0, 1),
+                "means": means,
+                "runs": runs,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

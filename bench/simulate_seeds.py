@@ -46,8 +46,12 @@ def _value(v: Any) -> str:
 
 def to_toml(doc: dict[str, Any]) -> str:
     """A scenario dict as TOML (flat keys, tables, arrays of tables: what scenario files use)."""
-    lines = [f"{k} = {_value(v)}" for k, v in doc.items() if not isinstance(v, dict | list) or
-             (isinstance(v, list) and not (v and isinstance(v[0], dict)))]
+    lines = [
+        f"{k} = {_value(v)}"
+        for k, v in doc.items()
+        if not isinstance(v, dict | list)
+        or (isinstance(v, list) and not (v and isinstance(v[0], dict)))
+    ]
     for k, v in doc.items():
         if isinstance(v, dict):
             lines += ["", f"[{k}]"] + [f"{kk} = {_value(vv)}" for kk, vv in v.items()]
@@ -69,17 +73,34 @@ def scenario_file(name: str, overrides: dict[str, Any], folder: Path) -> str:
     return str(path)
 
 
-def run(scenario: str, seeds: int, folder: Path, overrides: dict[str, Any], collect: bool = False) -> dict[str, Any]:
+def run(
+    scenario: str, seeds: int, folder: Path, overrides: dict[str, Any], collect: bool = False
+) -> dict[str, Any]:
     """One scenario's seeds run (or, with ``collect``, read back from a kept run of the same command)."""
     out = folder / scenario
     t0 = time.monotonic()
     if collect:
         if not (out / "report.json").is_file():
-            raise SystemExit(f"--collect: {out / 'report.json'} is missing (keep a run with --keep first)")
+            raise SystemExit(
+                f"--collect: {out / 'report.json'} is missing (keep a run with --keep first)"
+            )
         return _collected(out, 0.0)
-    done = subprocess.run([sys.executable, "-c", "from common.cli import run; run()", "simulate", "--scenario",
-                           scenario_file(scenario, overrides, folder), "--seeds", str(seeds), "--out", str(out)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from common.cli import run; run()",
+            "simulate",
+            "--scenario",
+            scenario_file(scenario, overrides, folder),
+            "--seeds",
+            str(seeds),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise SystemExit(f"{scenario} failed:\n{done.stdout[-4000:]}\n{done.stderr[-3000:]}")
     return _collected(out, time.monotonic() - t0)
@@ -91,8 +112,13 @@ def _collected(out: Path, wall_s: float) -> dict[str, Any]:
         seed_report = json.loads((out / f"seed-{r['seed']}" / "report.json").read_text())
         r["wall_s"] = round(sum(seed_report["phases_s"].values()), 1)
         r["checks_failed"] = [k for k, ok in seed_report["checks"].items() if not ok]
-    return {**{k: summary[k] for k in ("summary", "comparisons", "per_site", "seeds", "runs", "folds", "metric")},
-            "wall_s": round(wall_s or sum(r["wall_s"] for r in summary["runs"]), 1)}
+    return {
+        **{
+            k: summary[k]
+            for k in ("summary", "comparisons", "per_site", "seeds", "runs", "folds", "metric")
+        },
+        "wall_s": round(wall_s or sum(r["wall_s"] for r in summary["runs"]), 1),
+    }
 
 
 def uniform_se(result: dict[str, Any]) -> list[float | None]:
@@ -109,17 +135,26 @@ def targets(scenarios: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "nki70-3" in scenarios:
         runs = scenarios["nki70-3"]["runs"]
-        out["nki70-3: every hospital scores in every seed"] = all(not r["declined_by"] and len(r["scored_by"]) == 3 for r in runs)
+        out["nki70-3: every hospital scores in every seed"] = all(
+            not r["declined_by"] and len(r["scored_by"]) == 3 for r in runs
+        )
     if LARGE in scenarios:
         comps = scenarios[LARGE]["comparisons"]
-        widths = {c["b"]: (round(c["diff"] - c["low"], 4), round(c["high"] - c["diff"], 4)) for c in comps
-                  if None not in (c["diff"], c["low"], c["high"])}
+        widths = {
+            c["b"]: (round(c["diff"] - c["low"], 4), round(c["high"] - c["diff"], 4))
+            for c in comps
+            if None not in (c["diff"], c["low"], c["high"])
+        }
         out[f"{LARGE}: half-widths of recommended minus every kind"] = widths
-        out[f"{LARGE}: every interval at most 0.01 wide on each side"] = len(widths) == len(comps) and all(
-            max(w) <= 0.01 for w in widths.values())
+        out[f"{LARGE}: every interval at most 0.01 wide on each side"] = len(widths) == len(
+            comps
+        ) and all(max(w) <= 0.01 for w in widths.values())
     out["standard error of the uniform merge's consortium validation, seed by seed"] = {
-        s: uniform_se(v) for s, v in scenarios.items()}
-    out["checks failed"] = {s: [c for r in v["runs"] for c in r["checks_failed"]] for s, v in scenarios.items()}
+        s: uniform_se(v) for s, v in scenarios.items()
+    }
+    out["checks failed"] = {
+        s: [c for r in v["runs"] for c in r["checks_failed"]] for s, v in scenarios.items()
+    }
     return out
 
 
@@ -127,38 +162,80 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--scenarios", nargs="+", default=list(SCENARIOS))
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="scenario keys to override (TOML values)")
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="scenario keys to override (TOML values)",
+    )
     ap.add_argument("--out", type=Path, default=Path("docs/results/simulate.json"))
-    ap.add_argument("--keep", type=Path, default=None, help="keep the runs in this folder (default: a temporary one)")
-    ap.add_argument("--collect", action="store_true",
-                    help="read the scenarios from the --keep folder of an earlier run instead of running them")
-    ap.add_argument("--merge", action="store_true", help="add the scenarios to an existing --out file (replacing same names)")
+    ap.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="keep the runs in this folder (default: a temporary one)",
+    )
+    ap.add_argument(
+        "--collect",
+        action="store_true",
+        help="read the scenarios from the --keep folder of an earlier run instead of running them",
+    )
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="add the scenarios to an existing --out file (replacing same names)",
+    )
     args = ap.parse_args()
     if args.collect and args.keep is None:
         ap.error("--collect reads the runs kept by an earlier --keep FOLDER: give --keep")
-    overrides = {k: tomllib.loads(f"v = {v}")["v"] for k, v in (item.split("=", 1) for item in args.set)}
-    doc: dict[str, Any] = json.loads(args.out.read_text()) if args.merge and args.out.exists() else {"scenarios": {}}
+    overrides = {
+        k: tomllib.loads(f"v = {v}")["v"] for k, v in (item.split("=", 1) for item in args.set)
+    }
+    doc: dict[str, Any] = (
+        json.loads(args.out.read_text()) if args.merge and args.out.exists() else {"scenarios": {}}
+    )
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         for s in args.scenarios:
             doc["scenarios"][s] = run(s, args.seeds, folder, overrides, args.collect)
-            doc["scenarios"][s]["command"] = (f"python bench/simulate_seeds.py --seeds {args.seeds} --scenarios {s}"
-                                              + (" --set " + " ".join(args.set) if args.set else ""))
-            print(s, json.dumps({r["kind"]: round(r["mean"], 4) for r in doc["scenarios"][s]["summary"]}), flush=True)
-    doc.update({"machine": f"{platform.system()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
-                "date": dt.date.today().isoformat(), "overrides": overrides,
-                "wall_s": round(time.monotonic() - t0, 1) + (doc.get("wall_s", 0.0) if args.merge else 0.0)})
+            doc["scenarios"][s]["command"] = (
+                f"python bench/simulate_seeds.py --seeds {args.seeds} --scenarios {s}"
+                + (" --set " + " ".join(args.set) if args.set else "")
+            )
+            print(
+                s,
+                json.dumps(
+                    {r["kind"]: round(r["mean"], 4) for r in doc["scenarios"][s]["summary"]}
+                ),
+                flush=True,
+            )
+    doc.update(
+        {
+            "machine": f"{platform.system()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
+            "date": dt.date.today().isoformat(),
+            "overrides": overrides,
+            "wall_s": round(time.monotonic() - t0, 1)
+            + (doc.get("wall_s", 0.0) if args.merge else 0.0),
+        }
+    )
     doc["targets"] = targets(doc["scenarios"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in doc["targets"].items() if not isinstance(v, dict)}, indent=1))
+    print(
+        json.dumps({k: v for k, v in doc["targets"].items() if not isinstance(v, dict)}, indent=1)
+    )
     se = doc["targets"]["standard error of the uniform merge's consortium validation, seed by seed"]
     for s, values in se.items():
         known = [v for v in values if v is not None]
-        print(s, "uniform merge validation SE:", [None if v is None else round(v, 4) for v in values],
-              f"mean {statistics.mean(known):.4f}" if known else "")
+        print(
+            s,
+            "uniform merge validation SE:",
+            [None if v is None else round(v, 4) for v in values],
+            f"mean {statistics.mean(known):.4f}" if known else "",
+        )
 
 
 if __name__ == "__main__":

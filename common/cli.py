@@ -17,8 +17,13 @@ from .version import code_version
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_MISSING_DEPENDENCY, EXIT_INTERRUPTED = 1, 2, 3, 130
 
-app = typer.Typer(name="mmlego", help="Multimodal Lego (MM-Lego) across hospitals.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    name="mmlego",
+    help="Multimodal Lego (MM-Lego) across hospitals.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
 
 def fail(message: str, code: int) -> typer.Exit:
@@ -27,9 +32,15 @@ def fail(message: str, code: int) -> typer.Exit:
 
 
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
-         log_format: str = typer.Option("text", "--log-format", envvar="MMLEGO_LOG_FORMAT",
-                                        help="text, or json: one JSON object per log line (for log collectors).")) -> None:
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+    log_format: str = typer.Option(
+        "text",
+        "--log-format",
+        envvar="MMLEGO_LOG_FORMAT",
+        help="text, or json: one JSON object per log line (for log collectors).",
+    ),
+) -> None:
     from .logs import configure
 
     try:
@@ -61,10 +72,15 @@ def _dataset_names(text: str, folders: bool = False) -> list[str]:
     from .data.sitefolder import CONFIG_NAME
 
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in BUILTIN and not (folders and (Path(n) / CONFIG_NAME).is_file())]
+    unknown = [
+        n for n in names if n not in BUILTIN and not (folders and (Path(n) / CONFIG_NAME).is_file())
+    ]
     if not names or unknown:
         also = " or a site data folder (a path holding data.toml)" if folders else ""
-        raise fail(f"unknown dataset {unknown[0] if unknown else text!r}; known: {', '.join(BUILTIN)}{also}", EXIT_BAD_INPUT)
+        raise fail(
+            f"unknown dataset {unknown[0] if unknown else text!r}; known: {', '.join(BUILTIN)}{also}",
+            EXIT_BAD_INPUT,
+        )
     return names
 
 
@@ -82,14 +98,18 @@ def demo(
     if fourier not in ("2d", "1d"):
         raise fail(f"--fourier must be 2d or 1d, got {fourier!r}", EXIT_BAD_INPUT)
     data = _load_dataset(dataset)
-    typer.echo(f"{data.name}: {len(data)} patients, modalities {', '.join(data.modalities)}; "
-               f"{splits} random 70/15/15 splits, a block trained per modality")
+    typer.echo(
+        f"{data.name}: {len(data)} patients, modalities {', '.join(data.modalities)}; "
+        f"{splits} random 70/15/15 splits, a block trained per modality"
+    )
     run_demo(dataset, splits, epochs, fourier, typer.echo)
 
 
-datasets_app = typer.Typer(help="Built-in real datasets (list, export as site data folders), a synthetic slide cohort, "
-                                "and a check of any site data folder.",
-                           no_args_is_help=True)
+datasets_app = typer.Typer(
+    help="Built-in real datasets (list, export as site data folders), a synthetic slide cohort, "
+    "and a check of any site data folder.",
+    no_args_is_help=True,
+)
 app.add_typer(datasets_app, name="datasets")
 
 
@@ -104,21 +124,34 @@ def datasets_list() -> None:
         try:
             d = entry.loader()
         except DatasetUnavailable as exc:
-            typer.echo(f"{name:<13} not available ({str(exc).split('install it: ')[-1]})  {entry.description}")
+            typer.echo(
+                f"{name:<13} not available ({str(exc).split('install it: ')[-1]})  {entry.description}"
+            )
             continue
         counts: Any = np.bincount(d.label) if d.label is not None else []
-        target = (f"{int(d.event.sum())} events" if d.event is not None
-                  else f"{d.n_classes} classes ({' '.join(map(str, counts))})")
-        mods = " | ".join(f"{m} ({v.kind}, {v.n_features} features)" for m, v in d.modalities.items())
-        typer.echo(f"{name:<13} n={len(d):<5} {target:<22} {d.task:<14} {mods}; from {entry.package} ({entry.licence})")
+        target = (
+            f"{int(d.event.sum())} events"
+            if d.event is not None
+            else f"{d.n_classes} classes ({' '.join(map(str, counts))})"
+        )
+        mods = " | ".join(
+            f"{m} ({v.kind}, {v.n_features} features)" for m, v in d.modalities.items()
+        )
+        typer.echo(
+            f"{name:<13} n={len(d):<5} {target:<22} {d.task:<14} {mods}; from {entry.package} ({entry.licence})"
+        )
 
 
 @datasets_app.command("export")
 def datasets_export(
     name: str = typer.Argument(..., help="Built-in dataset name."),
     out: Path = typer.Option(..., "--out", help="Folder to write (created)."),
-    split_by: str | None = typer.Option(None, "--split-by", help="Write one site folder per value of this column "
-                                        "(the dataset's group column, e.g. 'study' for ovarian)."),
+    split_by: str | None = typer.Option(
+        None,
+        "--split-by",
+        help="Write one site folder per value of this column "
+        "(the dataset's group column, e.g. 'study' for ovarian).",
+    ),
 ) -> None:
     """Write a built-in dataset in the site-folder format (data.toml + CSV files)."""
     from .data.export import export_by_group, export_site_folder
@@ -127,8 +160,11 @@ def datasets_export(
     if split_by is not None:
         group = data.meta.get("group")
         if group is None or split_by not in (group, "group"):
-            raise fail(f"dataset {name!r} cannot be split by {split_by!r}; "
-                       f"{'its group column is ' + repr(group) if group else 'it has no group column'}", EXIT_BAD_INPUT)
+            raise fail(
+                f"dataset {name!r} cannot be split by {split_by!r}; "
+                f"{'its group column is ' + repr(group) if group else 'it has no group column'}",
+                EXIT_BAD_INPUT,
+            )
         for folder in export_by_group(data, out):
             typer.echo(f"wrote {folder}")
         return
@@ -138,11 +174,23 @@ def datasets_export(
 @datasets_app.command("slides")
 def datasets_slides(
     out: Path = typer.Option(..., "--out", help="Folder to write (created; must be empty)."),
-    slides: int = typer.Option(200, "--slides", min=2, max=100_000, help="Slides (a few patients have two)."),
-    features: int = typer.Option(1024, "--features", min=1, max=8192, help="Features per instance (1024: UNI, ResNet50-trunc)."),
-    median_instances: int = typer.Option(6000, "--median-instances", min=1, help="Median instances (patches) per slide."),
+    slides: int = typer.Option(
+        200, "--slides", min=2, max=100_000, help="Slides (a few patients have two)."
+    ),
+    features: int = typer.Option(
+        1024,
+        "--features",
+        min=1,
+        max=8192,
+        help="Features per instance (1024: UNI, ResNet50-trunc).",
+    ),
+    median_instances: int = typer.Option(
+        6000, "--median-instances", min=1, help="Median instances (patches) per slide."
+    ),
     max_instances: int = typer.Option(25000, "--max-instances", min=1, help="Largest slide."),
-    genes: int = typer.Option(32, "--genes", min=0, help="Features of a genes table beside the slides (0: none)."),
+    genes: int = typer.Option(
+        32, "--genes", min=0, help="Features of a genes table beside the slides (0: none)."
+    ),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Write a SYNTHETIC whole-slide-image cohort (per-slide HDF5 feature files as CLAM / TRIDENT
@@ -151,10 +199,18 @@ def datasets_slides(
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise fail(f"{out} is not an empty folder; give a new --out", EXIT_BAD_INPUT)
-    cohort = SlideCohort(slides=slides, features=features, median_instances=median_instances,
-                         max_instances=max(max_instances, median_instances), min_instances=min(100, median_instances),
-                         genes=genes, seed=seed)
-    typer.echo(f"wrote {write_slide_cohort(out, cohort)} (synthetic: {cohort.patients} patients, {slides} slides)")
+    cohort = SlideCohort(
+        slides=slides,
+        features=features,
+        median_instances=median_instances,
+        max_instances=max(max_instances, median_instances),
+        min_instances=min(100, median_instances),
+        genes=genes,
+        seed=seed,
+    )
+    typer.echo(
+        f"wrote {write_slide_cohort(out, cohort)} (synthetic: {cohort.patients} patients, {slides} slides)"
+    )
 
 
 def _cap(n: int) -> str:
@@ -162,7 +218,9 @@ def _cap(n: int) -> str:
 
 
 @datasets_app.command("check")
-def datasets_check(folder: Path = typer.Argument(..., help="A site data folder (with data.toml).")) -> None:
+def datasets_check(
+    folder: Path = typer.Argument(..., help="A site data folder (with data.toml)."),
+) -> None:
     """Validate a site data folder and summarise it; a problem is reported with file, column, row
     (or slide). Bags of per-slide files are checked from the files' headers: no feature value is read."""
     import numpy as np
@@ -175,36 +233,59 @@ def datasets_check(folder: Path = typer.Argument(..., help="A site data folder (
         data = load_site_folder(folder)
     except DataError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
-    target = f"{int(data.event.sum())} events" if data.event is not None else f"{data.n_classes} classes"
+    target = (
+        f"{int(data.event.sum())} events" if data.event is not None else f"{data.n_classes} classes"
+    )
     typer.echo(f"{data.name}: {len(data)} patients, {data.task}, {target}")
     if data.holdout is not None:
-        typer.echo(f"  split column: {int(data.holdout.sum())} validation patients (never trained on; the site scores model "
-                   f"versions on them), {int((~data.holdout).sum())} training patients")
+        typer.echo(
+            f"  split column: {int(data.holdout.sum())} validation patients (never trained on; the site scores model "
+            f"versions on them), {int((~data.holdout).sum())} training patients"
+        )
     for m, mod in data.modalities.items():
         if isinstance(mod, BagData):
             sizes = mod.sizes()[mod.sizes() > 0]
             slides = sum(len(b) for b in mod.bags)
             dtypes = sorted({s.dtype for b in mod.bags for s in b})
-            typer.echo(f"  {m}: bag of {mod.n_features} features ({', '.join(dtypes)}), {slides} slides of {sizes.size} patients; "
-                       f"instances per bag min {sizes.min()}, median {int(np.median(sizes))}, max {sizes.max()} "
-                       f"({int(sizes.sum())} in all); training reads {_cap(mod.max_instances)} instances of a bag each epoch "
-                       f"(a fresh random subset), evaluation {_cap(mod.eval_max_instances)}")
+            typer.echo(
+                f"  {m}: bag of {mod.n_features} features ({', '.join(dtypes)}), {slides} slides of {sizes.size} patients; "
+                f"instances per bag min {sizes.min()}, median {int(np.median(sizes))}, max {sizes.max()} "
+                f"({int(sizes.sum())} in all); training reads {_cap(mod.max_instances)} instances of a bag each epoch "
+                f"(a fresh random subset), evaluation {_cap(mod.eval_max_instances)}"
+            )
             continue
         steps = f", up to {mod.x.shape[1]} steps" if mod.kind == "sequence" else ""
-        typer.echo(f"  {m}: {mod.kind}, {mod.n_features} features{steps}, present for {int(mod.present.sum())} patients")
+        typer.echo(
+            f"  {m}: {mod.kind}, {mod.n_features} features{steps}, present for {int(mod.present.sum())} patients"
+        )
 
 
 @app.command()
 def bench(
-    datasets: str = typer.Option(",".join(("nki70", "gse7390", "ovarian", "pbc", "mfeat")), "--datasets",
-                                 help="Comma-separated built-in datasets or site data folders (e.g. a bag folder of slides)."),
-    folds: int = typer.Option(5, "--folds", min=1, max=50, help="Repeated random 70/15/15 splits (seeds 0..N-1)."),
+    datasets: str = typer.Option(
+        ",".join(("nki70", "gse7390", "ovarian", "pbc", "mfeat")),
+        "--datasets",
+        help="Comma-separated built-in datasets or site data folders (e.g. a bag folder of slides).",
+    ),
+    folds: int = typer.Option(
+        5, "--folds", min=1, max=50, help="Repeated random 70/15/15 splits (seeds 0..N-1)."
+    ),
     quick: bool = typer.Option(False, "--quick", help="One split and a few epochs (for CI)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
-    workers: int = typer.Option(2, "--workers", min=1, max=64, help="Parallel processes (each gets its share of the cores)."),
-    ablations: bool = typer.Option(False, "--ablations", help="Also LegoMerge without shared init and with the 1-D Fourier mode."),
-    no_figure6: bool = typer.Option(False, "--no-figure6", help="Skip the patient-overlap experiment (Figure 6)."),
-    out: Path = typer.Option(..., "--out", help="Folder for results.json, results.md and the plots."),
+    workers: int = typer.Option(
+        2, "--workers", min=1, max=64, help="Parallel processes (each gets its share of the cores)."
+    ),
+    ablations: bool = typer.Option(
+        False,
+        "--ablations",
+        help="Also LegoMerge without shared init and with the 1-D Fourier mode.",
+    ),
+    no_figure6: bool = typer.Option(
+        False, "--no-figure6", help="Skip the patient-overlap experiment (Figure 6)."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder for results.json, results.md and the plots."
+    ),
 ) -> None:
     """The paper's Table 2 and Figure 6 on the built-in real datasets (or your own site data folders)."""
     from .bench import BenchConfig, benchmark
@@ -226,15 +307,23 @@ def bench(
         resolve_device(device)
     except (ValueError, RuntimeError) as exc:
         raise fail(f"--device: {exc}", EXIT_BAD_INPUT) from None
-    cfg = BenchConfig.make(names, folds, quick=quick, device=device, ablations=ablations, figure6=not no_figure6)
-    doc = benchmark(cfg, out, workers=workers, device=device, quick=quick, show_progress=sys.stderr.isatty())
+    cfg = BenchConfig.make(
+        names, folds, quick=quick, device=device, ablations=ablations, figure6=not no_figure6
+    )
+    doc = benchmark(
+        cfg, out, workers=workers, device=device, quick=quick, show_progress=sys.stderr.isatty()
+    )
     typer.echo((out / "results.md").read_text())
-    typer.echo(f"wrote {out / 'results.json'}, {out / 'results.md'} and {len(doc['meta']['plots'])} plots "
-               f"in {doc['meta']['wall_seconds']:.0f} s")
+    typer.echo(
+        f"wrote {out / 'results.json'}, {out / 'results.md'} and {len(doc['meta']['plots'])} plots "
+        f"in {doc['meta']['wall_seconds']:.0f} s"
+    )
 
 
-ca_app = typer.Typer(help="The consortium certificate authority: create it, enrol sites and operators, revoke.",
-                      no_args_is_help=True)
+ca_app = typer.Typer(
+    help="The consortium certificate authority: create it, enrol sites and operators, revoke.",
+    no_args_is_help=True,
+)
 app.add_typer(ca_app, name="ca")
 CA_DIR = typer.Option(Path("ca"), "--dir", help="The CA folder.")
 
@@ -258,45 +347,84 @@ def _pki_call(fn: Any, *args: Any, **kw: Any) -> Any:
 
 
 @ca_app.command("init")
-def ca_init(folder: Path = CA_DIR, name: str = typer.Option("mmlego consortium CA", help="The CA's common name."),
-            days: int = typer.Option(3650, min=1, help="Validity of the CA certificate.")) -> None:
+def ca_init(
+    folder: Path = CA_DIR,
+    name: str = typer.Option("mmlego consortium CA", help="The CA's common name."),
+    days: int = typer.Option(3650, min=1, help="Validity of the CA certificate."),
+) -> None:
     """Create a new consortium CA (refuses to overwrite one)."""
     from .pki import CertificateAuthority
 
     _pki_call(CertificateAuthority.init, folder, name=name, days=days)
-    typer.echo(f"created CA in {folder} (keep {folder / 'ca.key'} offline; hand out {folder / 'ca.crt'})")
+    typer.echo(
+        f"created CA in {folder} (keep {folder / 'ca.key'} offline; hand out {folder / 'ca.crt'})"
+    )
 
 
 @ca_app.command("enroll")
-def ca_enroll(site: str = typer.Argument(..., help="Site name (lower-case letters, digits, . _ -)."),
-              modality: list[str] = typer.Option(..., "--modality", help="A modality the site may upload; repeat for more."),
-              paired: bool = typer.Option(False, "--paired", help="The site holds paired data (takes part in LegoFuse rounds)."),
-              out: Path = typer.Option(..., "--out", help="New folder for the site kit."),
-              coordinator: str = typer.Option("127.0.0.1:50051", help="Registry address written into site.toml."),
-              superlink: str = typer.Option("127.0.0.1:9093", help="Flower SuperLink address written into site.toml."),
-              days: int = typer.Option(365, min=1), folder: Path = CA_DIR) -> None:
+def ca_enroll(
+    site: str = typer.Argument(..., help="Site name (lower-case letters, digits, . _ -)."),
+    modality: list[str] = typer.Option(
+        ..., "--modality", help="A modality the site may upload; repeat for more."
+    ),
+    paired: bool = typer.Option(
+        False, "--paired", help="The site holds paired data (takes part in LegoFuse rounds)."
+    ),
+    out: Path = typer.Option(..., "--out", help="New folder for the site kit."),
+    coordinator: str = typer.Option(
+        "127.0.0.1:50051", help="Registry address written into site.toml."
+    ),
+    superlink: str = typer.Option(
+        "127.0.0.1:9093", help="Flower SuperLink address written into site.toml."
+    ),
+    days: int = typer.Option(365, min=1),
+    folder: Path = CA_DIR,
+) -> None:
     """Issue a site kit: TLS certificate and key, CA certificate, signing key, Flower node key, site.toml."""
     from .pki import enroll_site
 
-    kit = _pki_call(enroll_site, _ca(folder), site, modality, out, paired=paired, coordinator=coordinator, days=days,
-                    superlink=superlink)
-    typer.echo(f"wrote site kit for {site!r} ({', '.join(modality)}{', paired' if paired else ''}) to {kit}")
+    kit = _pki_call(
+        enroll_site,
+        _ca(folder),
+        site,
+        modality,
+        out,
+        paired=paired,
+        coordinator=coordinator,
+        days=days,
+        superlink=superlink,
+    )
+    typer.echo(
+        f"wrote site kit for {site!r} ({', '.join(modality)}{', paired' if paired else ''}) to {kit}"
+    )
 
 
 @ca_app.command("enroll-admin")
-def ca_enroll_admin(name: str = typer.Argument(..., help="Operator name."), out: Path = typer.Option(..., "--out"),
-                    coordinator: str = typer.Option("127.0.0.1:50051"), days: int = typer.Option(365, min=1),
-                    folder: Path = CA_DIR) -> None:
+def ca_enroll_admin(
+    name: str = typer.Argument(..., help="Operator name."),
+    out: Path = typer.Option(..., "--out"),
+    coordinator: str = typer.Option("127.0.0.1:50051"),
+    days: int = typer.Option(365, min=1),
+    folder: Path = CA_DIR,
+) -> None:
     """Issue an operator (admin) kit."""
     from .pki import enroll_admin
 
-    typer.echo(f"wrote admin kit for {name!r} to {_pki_call(enroll_admin, _ca(folder), name, out, coordinator=coordinator, days=days)}")
+    typer.echo(
+        f"wrote admin kit for {name!r} to {_pki_call(enroll_admin, _ca(folder), name, out, coordinator=coordinator, days=days)}"
+    )
 
 
 @ca_app.command("server-cert")
-def ca_server_cert(name: str = typer.Argument("coordinator"), host: list[str] = typer.Option(..., "--host",
-                   help="DNS name or IP address clients connect to; repeat for more."),
-                   out: Path = typer.Option(..., "--out"), days: int = typer.Option(365, min=1), folder: Path = CA_DIR) -> None:
+def ca_server_cert(
+    name: str = typer.Argument("coordinator"),
+    host: list[str] = typer.Option(
+        ..., "--host", help="DNS name or IP address clients connect to; repeat for more."
+    ),
+    out: Path = typer.Option(..., "--out"),
+    days: int = typer.Option(365, min=1),
+    folder: Path = CA_DIR,
+) -> None:
     """Issue the TLS server certificate of the coordinator (or a Flower SuperLink)."""
     from .pki import server_credentials
 
@@ -305,18 +433,27 @@ def ca_server_cert(name: str = typer.Argument("coordinator"), host: list[str] = 
 
 
 @ca_app.command("renew")
-def ca_renew(kit: Path = typer.Option(..., "--kit", help="The site or admin kit folder whose TLS certificate to rotate."),
-             days: int = typer.Option(365, min=1), folder: Path = CA_DIR) -> None:
+def ca_renew(
+    kit: Path = typer.Option(
+        ..., "--kit", help="The site or admin kit folder whose TLS certificate to rotate."
+    ),
+    days: int = typer.Option(365, min=1),
+    folder: Path = CA_DIR,
+) -> None:
     """Rotate a kit's TLS certificate: new key and certificate, same identity; the old one is revoked."""
     from .pki import renew_kit
 
     old, new = _pki_call(renew_kit, _ca(folder), kit, days=days)
-    typer.echo(f"rotated the TLS certificate in {kit}: serial {old} revoked, {new} issued; {folder / 'crl.pem'} updated "
-               "(restart the site's daemon to use it)")
+    typer.echo(
+        f"rotated the TLS certificate in {kit}: serial {old} revoked, {new} issued; {folder / 'crl.pem'} updated "
+        "(restart the site's daemon to use it)"
+    )
 
 
 @ca_app.command("revoke")
-def ca_revoke(who: str = typer.Argument(..., help="Name or serial number."), folder: Path = CA_DIR) -> None:
+def ca_revoke(
+    who: str = typer.Argument(..., help="Name or serial number."), folder: Path = CA_DIR
+) -> None:
     """Revoke a certificate and rewrite the revocation list (crl.pem)."""
     for e in _pki_call(_ca(folder).revoke, who):
         typer.echo(f"revoked {e.role} {e.name!r} (serial {e.serial}); {folder / 'crl.pem'} updated")
@@ -327,7 +464,11 @@ def ca_list(folder: Path = CA_DIR) -> None:
     """Every certificate the CA issued, with its state."""
     for e in _ca(folder).issued():
         state = f"revoked {e.revoked_at}" if e.revoked_at else f"valid until {e.not_after}"
-        extra = f" modalities={','.join(e.modalities)}{' paired' if e.paired else ''}" if e.role == "site" else ""
+        extra = (
+            f" modalities={','.join(e.modalities)}{' paired' if e.paired else ''}"
+            if e.role == "site"
+            else ""
+        )
         typer.echo(f"{e.role:<6} {e.name:<20} serial={e.serial} {state}{extra}")
 
 

@@ -18,9 +18,17 @@ class JsonFormatter(logging.Formatter):
     the exception text if there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {"time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
-                               "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
-        out.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
+        out: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        out.update(
+            {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+        )
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)

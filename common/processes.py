@@ -55,7 +55,7 @@ def descendants(pid: int) -> list[int]:
             text = stat.read_text()
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
-        fields = text[text.rfind(")") + 2:].split()  # after "pid (comm) ": state, ppid, ...
+        fields = text[text.rfind(")") + 2 :].split()  # after "pid (comm) ": state, ppid, ...
         parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
     out, todo = [], [pid]
     while todo:

@@ -31,9 +31,13 @@ class PublicRanges:
     features: dict[str, Interval] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name, (lo, hi) in ([("all", self.all)] if self.all else []) + list(self.features.items()):
+        for name, (lo, hi) in ([("all", self.all)] if self.all else []) + list(
+            self.features.items()
+        ):
             if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-                raise ValueError(f"public range of {name!r} must be two finite numbers, low < high; got [{lo}, {hi}]")
+                raise ValueError(
+                    f"public range of {name!r} must be two finite numbers, low < high; got [{lo}, {hi}]"
+                )
 
     def interval(self, feature: str) -> Interval | None:
         if feature in self.features:
@@ -48,8 +52,10 @@ class PublicRanges:
         for f in features:
             iv = self.interval(f)
             if iv is None:
-                raise ValueError(f"the task's public ranges of modality {modality!r} give no range for feature {f!r}; "
-                                 f"add it to [public_ranges.{modality}] features, or set all = [low, high]")
+                raise ValueError(
+                    f"the task's public ranges of modality {modality!r} give no range for feature {f!r}; "
+                    f"add it to [public_ranges.{modality}] features, or set all = [low, high]"
+                )
             means.append((iv[0] + iv[1]) / 2)
             stds.append((iv[1] - iv[0]) / 4)
         return means, stds
@@ -70,7 +76,9 @@ class TaskRecord:
     created_at: str = ""
     fuse_mode: str = "stack"  # how LegoFuse runs fuse the blocks: "stack" or "weave"
     max_block_epsilon: float = 0.0  # > 0: only DP blocks at this epsilon or less are accepted
-    public_ranges: dict[str, PublicRanges] = field(default_factory=dict)  # per modality, for DP blocks' input scaling
+    public_ranges: dict[str, PublicRanges] = field(
+        default_factory=dict
+    )  # per modality, for DP blocks' input scaling
 
     def __post_init__(self) -> None:
         check_name("task", self.task_id)
@@ -79,39 +87,74 @@ class TaskRecord:
         if not self.modalities:
             raise ValueError(f"task {self.task_id!r} names no modalities")
         if self.latent_rows < 1 or self.latent_dim < 1:
-            raise ValueError(f"task {self.task_id!r}: latent shape must be positive, got {self.latent_rows}x{self.latent_dim}")
+            raise ValueError(
+                f"task {self.task_id!r}: latent shape must be positive, got {self.latent_rows}x{self.latent_dim}"
+            )
         if self.fourier not in ("1d", "2d"):
-            raise ValueError(f"task {self.task_id!r}: fourier must be '1d' or '2d', got {self.fourier!r}")
+            raise ValueError(
+                f"task {self.task_id!r}: fourier must be '1d' or '2d', got {self.fourier!r}"
+            )
         if self.fuse_mode not in ("stack", "weave"):
-            raise ValueError(f"task {self.task_id!r}: fuse_mode must be 'stack' or 'weave', got {self.fuse_mode!r}")
+            raise ValueError(
+                f"task {self.task_id!r}: fuse_mode must be 'stack' or 'weave', got {self.fuse_mode!r}"
+            )
         if not (math.isfinite(self.max_block_epsilon) and self.max_block_epsilon >= 0):
-            raise ValueError(f"task {self.task_id!r}: max_block_epsilon must be a finite number >= 0 (0: no limit), "
-                             f"got {self.max_block_epsilon}")
+            raise ValueError(
+                f"task {self.task_id!r}: max_block_epsilon must be a finite number >= 0 (0: no limit), "
+                f"got {self.max_block_epsilon}"
+            )
         for m in self.public_ranges:
             if m not in self.modalities:
-                raise ValueError(f"task {self.task_id!r}: public_ranges names modality {m!r}, not one of {list(self.modalities)}")
+                raise ValueError(
+                    f"task {self.task_id!r}: public_ranges names modality {m!r}, not one of {list(self.modalities)}"
+                )
         if self.spec.kind == "survival" and len(self.spec.bin_edges) != self.spec.n_bins - 1:
-            raise ValueError(f"task {self.task_id!r}: survival needs {self.spec.n_bins - 1} bin edges, got {len(self.spec.bin_edges)}")
+            raise ValueError(
+                f"task {self.task_id!r}: survival needs {self.spec.n_bins - 1} bin edges, got {len(self.spec.bin_edges)}"
+            )
 
     def check_block(self, config: BlockConfig) -> None:
         """Raise ``ValueError`` naming the first way a block does not fit this task."""
         problems = [
-            ("modality", config.modality in self.modalities, config.modality, f"one of {list(self.modalities)}"),
-            ("latent shape", config.latent_shape == (self.latent_rows, self.latent_dim), list(config.latent_shape),
-             [self.latent_rows, self.latent_dim]),
+            (
+                "modality",
+                config.modality in self.modalities,
+                config.modality,
+                f"one of {list(self.modalities)}",
+            ),
+            (
+                "latent shape",
+                config.latent_shape == (self.latent_rows, self.latent_dim),
+                list(config.latent_shape),
+                [self.latent_rows, self.latent_dim],
+            ),
             ("fourier mode", config.fourier == self.fourier, config.fourier, self.fourier),
-            ("task outputs", config.task.merge_key() == self.spec.merge_key(), config.task.merge_key(), self.spec.merge_key()),
+            (
+                "task outputs",
+                config.task.merge_key() == self.spec.merge_key(),
+                config.task.merge_key(),
+                self.spec.merge_key(),
+            ),
             ("init seed", config.init_seed == self.init_seed, config.init_seed, self.init_seed),
         ]
         for what, ok, got, want in problems:
             if not ok:
-                raise ValueError(f"block does not fit task {self.task_id!r}: {what} is {got}, the task needs {want}")
+                raise ValueError(
+                    f"block does not fit task {self.task_id!r}: {what} is {got}, the task needs {want}"
+                )
 
     def block_config(self, modality: str, encoder: Any, **overrides: Any) -> BlockConfig:
         """A block config for ``modality`` that fits this task (sites start from this)."""
-        return BlockConfig(modality=modality, encoder=encoder, task=self.spec, latent_rows=self.latent_rows,
-                           latent_dim=self.latent_dim, fourier=self.fourier, init_seed=self.init_seed,  # type: ignore[arg-type]
-                           **overrides)
+        return BlockConfig(
+            modality=modality,
+            encoder=encoder,
+            task=self.spec,
+            latent_rows=self.latent_rows,
+            latent_dim=self.latent_dim,
+            fourier=self.fourier,  # type: ignore[arg-type]
+            init_seed=self.init_seed,
+            **overrides,
+        )
 
 
 @dataclass(frozen=True)
@@ -157,7 +200,9 @@ class SiteRecord:
     block_count: int = 0
     withdrawn_reason: str = ""
     first_seen: str = ""  # UTC, ISO 8601: the site's first accepted call
-    last_seen: str = ""  # the latest one the registry recorded (at most a minute old while it calls)
+    last_seen: str = (
+        ""  # the latest one the registry recorded (at most a minute old while it calls)
+    )
 
 
 @dataclass(frozen=True)

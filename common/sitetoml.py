@@ -37,8 +37,12 @@ class EvaluationSection(Strict):
     leak labels."""
 
     enabled: bool = True
-    folds: int = Field(default=5, ge=0)  # K-fold cross-fitting of blocks and scores; 0: a validation split ([train] val_fraction)
-    max_eval_queries: int = Field(default=200, ge=0)  # distinct candidates this site scores per task, at most
+    folds: int = Field(
+        default=5, ge=0
+    )  # K-fold cross-fitting of blocks and scores; 0: a validation split ([train] val_fraction)
+    max_eval_queries: int = Field(
+        default=200, ge=0
+    )  # distinct candidates this site scores per task, at most
     poll_s: float = Field(default=10.0, gt=0)  # how often the daemon asks for evaluation jobs
     score_fused: bool = True  # also score fused models (their trainable weights cannot be checked against signed blocks)
 
@@ -59,7 +63,9 @@ class SiteFile(Strict):
     data: str = "data"
     task: str = ""
     blocks: str = "blocks"  # where trained, signed blocks are written
-    state: str = "."  # where the site writes the rest: its Flower home, pulled model versions (writable)
+    state: str = (
+        "."  # where the site writes the rest: its Flower home, pulled model versions (writable)
+    )
     tls: TLSSection = Field(default_factory=TLSSection)
     signing: SigningSection = Field(default_factory=SigningSection)
     flower: FlowerSection = Field(default_factory=FlowerSection)
@@ -109,6 +115,10 @@ def render(f: SiteFile, header: str = "") -> str:
             lines.append(f"{k} = {_value(v)}" + (f"  # {NOTES[k]}" if k in NOTES else ""))
     for name, values in sections.items():
         lines += ["", f"[{name}]"]
-        lines += [("# " if v is None else "") + f"{k} = {_value(v) if v is not None else ''}".rstrip()
-                  + (f"  # {NOTES[f'{name}.{k}']}" if f"{name}.{k}" in NOTES else "") for k, v in values.items()]
+        lines += [
+            ("# " if v is None else "")
+            + f"{k} = {_value(v) if v is not None else ''}".rstrip()
+            + (f"  # {NOTES[f'{name}.{k}']}" if f"{name}.{k}" in NOTES else "")
+            for k, v in values.items()
+        ]
     return "\n".join(lines) + "\n"

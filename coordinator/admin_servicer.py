@@ -31,24 +31,32 @@ MAX_RUNS = 500
 
 
 class AdminServicer(apb_grpc.AdminServicer):
-    def __init__(self, registry: Registry, metrics: Metrics, fuse_runner: FuseRunner | None = None) -> None:
+    def __init__(
+        self, registry: Registry, metrics: Metrics, fuse_runner: FuseRunner | None = None
+    ) -> None:
         self.registry = registry
         self.metrics = metrics
         self.fuse_runner = fuse_runner
 
     @translated
-    def GetStatus(self, request: apb.GetStatusRequest, context: grpc.ServicerContext) -> apb.ConsortiumStatus:
+    def GetStatus(
+        self, request: apb.GetStatusRequest, context: grpc.ServicerContext
+    ) -> apb.ConsortiumStatus:
         return serde.consortium_to_pb(status(self.registry))
 
     @translated
-    def ListFuseRuns(self, request: apb.ListFuseRunsRequest, context: grpc.ServicerContext) -> apb.ListFuseRunsResponse:
+    def ListFuseRuns(
+        self, request: apb.ListFuseRunsRequest, context: grpc.ServicerContext
+    ) -> apb.ListFuseRunsResponse:
         if not 0 <= request.limit <= MAX_RUNS:
             raise invalid(f"limit must be 0 (the default, 50) to {MAX_RUNS}, got {request.limit}")
         runs = fuse_run.runs(self.registry.store, request.task_id, request.limit or 50)
         return apb.ListFuseRunsResponse(runs=[serde.fuse_run_to_pb(r) for r in runs])
 
     @streamed
-    def RunFuse(self, request: pb.FuseRequest, context: grpc.ServicerContext) -> Iterator[apb.FuseEvent]:
+    def RunFuse(
+        self, request: pb.FuseRequest, context: grpc.ServicerContext
+    ) -> Iterator[apb.FuseEvent]:
         """The run goes on in a thread of its own; this call relays its lines and its rounds (read
         from the run's record) until it ends. A caller that goes away stops the relaying only."""
         if self.fuse_runner is None:

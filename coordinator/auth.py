@@ -27,33 +27,70 @@ CALLER: contextvars.ContextVar[Identity] = contextvars.ContextVar("mmlego_caller
 SITE, ADMIN = frozenset({"site"}), frozenset({"admin"})
 ANYONE = frozenset({"site", "admin"})
 ROLES_BY_METHOD: dict[str, frozenset[str]] = {
-    "UploadBlock": SITE, "GetUploadStatus": SITE,
-    "CreateTask": ADMIN, "Merge": ADMIN, "Fuse": ADMIN, "WithdrawSite": ADMIN,
-    "DownloadBlock": ANYONE, "DownloadModel": ANYONE, "ListTasks": ANYONE, "GetTask": ANYONE, "ListBlocks": ANYONE,
-    "GetBlock": ANYONE, "ListSites": ANYONE, "ListModels": ANYONE, "GetModel": ANYONE,
+    "UploadBlock": SITE,
+    "GetUploadStatus": SITE,
+    "CreateTask": ADMIN,
+    "Merge": ADMIN,
+    "Fuse": ADMIN,
+    "WithdrawSite": ADMIN,
+    "DownloadBlock": ANYONE,
+    "DownloadModel": ANYONE,
+    "ListTasks": ANYONE,
+    "GetTask": ANYONE,
+    "ListBlocks": ANYONE,
+    "GetBlock": ANYONE,
+    "ListSites": ANYONE,
+    "ListModels": ANYONE,
+    "GetModel": ANYONE,
     # the Evaluation service
-    "PendingEvaluations": SITE, "DownloadCandidate": SITE, "ReportEvaluation": SITE,
-    "ListEvaluations": ADMIN, "Evaluate": ADMIN, "GetRecommended": ANYONE,
+    "PendingEvaluations": SITE,
+    "DownloadCandidate": SITE,
+    "ReportEvaluation": SITE,
+    "ListEvaluations": ADMIN,
+    "Evaluate": ADMIN,
+    "GetRecommended": ANYONE,
     # the Admin service
-    "GetStatus": ADMIN, "ListFuseRuns": ADMIN, "RunFuse": ADMIN,
+    "GetStatus": ADMIN,
+    "ListFuseRuns": ADMIN,
+    "RunFuse": ADMIN,
 }
-REGISTRY_SERVICE, EVALUATION_SERVICE, ADMIN_SERVICE = "mmlego.v1.BlockRegistry", "mmlego.v1.Evaluation", "mmlego.v1.Admin"
-EVALUATION_METHODS = frozenset({"PendingEvaluations", "DownloadCandidate", "ReportEvaluation", "ListEvaluations", "Evaluate",
-                                "GetRecommended"})
+REGISTRY_SERVICE, EVALUATION_SERVICE, ADMIN_SERVICE = (
+    "mmlego.v1.BlockRegistry",
+    "mmlego.v1.Evaluation",
+    "mmlego.v1.Admin",
+)
+EVALUATION_METHODS = frozenset(
+    {
+        "PendingEvaluations",
+        "DownloadCandidate",
+        "ReportEvaluation",
+        "ListEvaluations",
+        "Evaluate",
+        "GetRecommended",
+    }
+)
 ADMIN_METHODS = frozenset({"GetStatus", "ListFuseRuns", "RunFuse"})
 SERVICE = f"/{REGISTRY_SERVICE}/"
 
 
 def method_path(name: str) -> str:
     """The gRPC path of one of our methods, e.g. ``/mmlego.v1.Evaluation/ReportEvaluation``."""
-    service = EVALUATION_SERVICE if name in EVALUATION_METHODS else ADMIN_SERVICE if name in ADMIN_METHODS else REGISTRY_SERVICE
+    service = (
+        EVALUATION_SERVICE
+        if name in EVALUATION_METHODS
+        else ADMIN_SERVICE
+        if name in ADMIN_METHODS
+        else REGISTRY_SERVICE
+    )
     return f"/{service}/{name}"
 
 
 def method_name(path: str) -> str | None:
     """The method of a path of one of our services; None for another service (health checks)."""
     service, _, name = path.strip("/").partition("/")
-    return name if service in (REGISTRY_SERVICE, EVALUATION_SERVICE, ADMIN_SERVICE) and name else None
+    return (
+        name if service in (REGISTRY_SERVICE, EVALUATION_SERVICE, ADMIN_SERVICE) and name else None
+    )
 
 
 def caller() -> Identity:
@@ -86,7 +123,9 @@ class Authenticator:
         try:
             revoked = revoked_serials(self.crl_path.read_bytes(), self.ca)
         except ValueError as exc:
-            log.error("revocation list %s not usable (%s); keeping the last one read", self.crl_path, exc)
+            log.error(
+                "revocation list %s not usable (%s); keeping the last one read", self.crl_path, exc
+            )
             return
         self._revoked, self._crl_stamp = revoked, stamp
         log.info("revocation list loaded: %d revoked certificate(s)", len(revoked))
@@ -102,9 +141,14 @@ class Authenticator:
                     cert.verify_directly_issued_by(self.ca)
                     ident = identity_from_cert(cert)
                 except (ValueError, TypeError) as exc:
-                    raise RegistryError(Kind.UNAUTHENTICATED, f"client certificate not accepted: {exc}") from None
+                    raise RegistryError(
+                        Kind.UNAUTHENTICATED, f"client certificate not accepted: {exc}"
+                    ) from None
                 except Exception as exc:  # InvalidSignature and friends
-                    raise RegistryError(Kind.UNAUTHENTICATED, "client certificate is not issued by the consortium CA") from exc
+                    raise RegistryError(
+                        Kind.UNAUTHENTICATED,
+                        "client certificate is not issued by the consortium CA",
+                    ) from exc
                 hit = (cert, ident)
                 if len(self._cache) > 10_000:
                     self._cache.clear()  # bounded: certificates are few, but callers are not trusted
@@ -113,11 +157,17 @@ class Authenticator:
             revoked = cert.serial_number in self._revoked
         now = dt.datetime.now(dt.UTC)
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-            raise RegistryError(Kind.UNAUTHENTICATED, f"certificate of {ident.name!r} is not valid now "
-                                f"(valid {cert.not_valid_before_utc:%Y-%m-%d %H:%M} to {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)")
+            raise RegistryError(
+                Kind.UNAUTHENTICATED,
+                f"certificate of {ident.name!r} is not valid now "
+                f"(valid {cert.not_valid_before_utc:%Y-%m-%d %H:%M} to {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)",
+            )
         if revoked:
-            raise RegistryError(Kind.UNAUTHENTICATED, f"certificate of {ident.name!r} (serial {cert.serial_number}) was revoked; "
-                                "ask the consortium operator for a new kit")
+            raise RegistryError(
+                Kind.UNAUTHENTICATED,
+                f"certificate of {ident.name!r} (serial {cert.serial_number}) was revoked; "
+                "ask the consortium operator for a new kit",
+            )
         return ident
 
     @staticmethod
@@ -133,7 +183,10 @@ class Authenticator:
     def identify(self, context: grpc.ServicerContext, insecure: bool) -> Identity:
         pem = self.peer_certificate(context, insecure)
         if not pem:
-            raise RegistryError(Kind.UNAUTHENTICATED, "no client certificate: connect with your kit's tls.crt and tls.key")
+            raise RegistryError(
+                Kind.UNAUTHENTICATED,
+                "no client certificate: connect with your kit's tls.crt and tls.key",
+            )
         return self.identify_pem(pem)
 
 
@@ -141,14 +194,23 @@ class AuthInterceptor(grpc.ServerInterceptor):
     """Authenticates every call of our services and checks the caller's role; the identity is
     available to the servicer through :func:`caller`. Health checks need no identity."""
 
-    def __init__(self, auth: Authenticator, insecure: bool, on_refused: Callable[[str, RegistryError], None],
-                 on_caller: Callable[[Identity], None] | None = None) -> None:
+    def __init__(
+        self,
+        auth: Authenticator,
+        insecure: bool,
+        on_refused: Callable[[str, RegistryError], None],
+        on_caller: Callable[[Identity], None] | None = None,
+    ) -> None:
         self.auth = auth
         self.insecure = insecure
         self.on_refused = on_refused
-        self.on_caller = on_caller  # told of every authenticated caller (the registry records sites)
+        self.on_caller = (
+            on_caller  # told of every authenticated caller (the registry records sites)
+        )
 
-    def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
+    ) -> Any:
         handler = continuation(details)
         name = method_name(details.method)  # type: ignore[attr-defined]
         if handler is None or name is None:
@@ -159,8 +221,11 @@ class AuthInterceptor(grpc.ServerInterceptor):
             try:
                 ident = self.auth.identify(context, self.insecure)
                 if ident.role not in roles:
-                    raise RegistryError(Kind.FORBIDDEN, f"{name} is for {' or '.join(sorted(roles)) or 'nobody'}; "
-                                        f"{ident.name!r} is a {ident.role}")
+                    raise RegistryError(
+                        Kind.FORBIDDEN,
+                        f"{name} is for {' or '.join(sorted(roles)) or 'nobody'}; "
+                        f"{ident.name!r} is a {ident.role}",
+                    )
             except RegistryError as err:
                 self.on_refused(name, err)
                 context.abort(_STATUS[err.kind], err.message)
@@ -168,12 +233,18 @@ class AuthInterceptor(grpc.ServerInterceptor):
             if self.on_caller is not None:
                 self.on_caller(ident)
 
-        def wrap(fn: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
+        def wrap(
+            fn: Callable[[Any, grpc.ServicerContext], Any],
+        ) -> Callable[[Any, grpc.ServicerContext], Any]:
             def inner(request: Any, context: grpc.ServicerContext) -> Any:
                 check(context)
                 if isinstance(request, Undecodable):
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: the request is not a valid message ({request.error})")
+                    context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"{name}: the request is not a valid message ({request.error})",
+                    )
                 return fn(request, context)
+
             return inner
 
         decode = handler.request_deserializer
@@ -184,10 +255,17 @@ class AuthInterceptor(grpc.ServerInterceptor):
             except Exception as exc:  # DecodeError: the servicer refuses it with INVALID_ARGUMENT
                 return Undecodable(str(exc))
 
-        kind = ("stream" if handler.request_streaming else "unary") + "_" + ("stream" if handler.response_streaming else "unary")
+        kind = (
+            ("stream" if handler.request_streaming else "unary")
+            + "_"
+            + ("stream" if handler.response_streaming else "unary")
+        )
         make = getattr(grpc, f"{kind}_rpc_method_handler")
-        return make(wrap(getattr(handler, kind)), request_deserializer=lenient if decode else None,
-                    response_serializer=handler.response_serializer)
+        return make(
+            wrap(getattr(handler, kind)),
+            request_deserializer=lenient if decode else None,
+            response_serializer=handler.response_serializer,
+        )
 
 
 class Undecodable:
@@ -198,11 +276,16 @@ class Undecodable:
 
 
 _STATUS = {
-    Kind.INVALID: grpc.StatusCode.INVALID_ARGUMENT, Kind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
-    Kind.FORBIDDEN: grpc.StatusCode.PERMISSION_DENIED, Kind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    Kind.EXISTS: grpc.StatusCode.ALREADY_EXISTS, Kind.PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
-    Kind.EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED, Kind.DATA_LOSS: grpc.StatusCode.DATA_LOSS,
-    Kind.ABORTED: grpc.StatusCode.ABORTED, Kind.UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
+    Kind.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    Kind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    Kind.FORBIDDEN: grpc.StatusCode.PERMISSION_DENIED,
+    Kind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Kind.EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    Kind.PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    Kind.EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Kind.DATA_LOSS: grpc.StatusCode.DATA_LOSS,
+    Kind.ABORTED: grpc.StatusCode.ABORTED,
+    Kind.UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
 }
 
 

@@ -12,11 +12,17 @@ import typer
 from common.admin import render
 from common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail
 
-app = typer.Typer(help="The coordinator: the block registry (gRPC, mutual TLS), LegoMerge and model versions.",
-                  no_args_is_help=True)
-task_app = typer.Typer(help="Tasks: what every block of a federation is trained for.", no_args_is_help=True)
+app = typer.Typer(
+    help="The coordinator: the block registry (gRPC, mutual TLS), LegoMerge and model versions.",
+    no_args_is_help=True,
+)
+task_app = typer.Typer(
+    help="Tasks: what every block of a federation is trained for.", no_args_is_help=True
+)
 app.add_typer(task_app, name="task")
-CONFIG = typer.Option(Path("coordinator.toml"), "--config", "-c", help="The coordinator's configuration file.")
+CONFIG = typer.Option(
+    Path("coordinator.toml"), "--config", "-c", help="The coordinator's configuration file."
+)
 
 
 def _config(path: Path, insecure: bool | None = None) -> Any:
@@ -41,18 +47,34 @@ def _domain(fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
     except RegistryError as exc:
-        raise fail(exc.message, EXIT_BAD_INPUT if exc.kind.name in ("INVALID", "NOT_FOUND", "EXISTS") else EXIT_FAILED) from None
+        raise fail(
+            exc.message,
+            EXIT_BAD_INPUT if exc.kind.name in ("INVALID", "NOT_FOUND", "EXISTS") else EXIT_FAILED,
+        ) from None
 
 
 @app.command("init")
-def init(out: Path = typer.Option(..., "--out", help="New folder for the coordinator's configuration and credentials."),
-         ca: Path = typer.Option(Path("ca"), "--ca", help="The consortium CA folder."),
-         host: list[str] = typer.Option(["127.0.0.1"], "--host", help="Name or address sites connect to; repeat for more."),
-         port: int = typer.Option(50051, min=0, max=65535),
-         listen: str = typer.Option("", help="host:port the registry binds (default: the first --host and --port; "
-                                    "0.0.0.0:50051 on a server)."),
-         superlink: str = typer.Option("", help="host:port of the Flower SuperLink beside the coordinator (writes [flower])."),
-         metrics: str = typer.Option("", help="host:port of /metrics and /healthz (plain HTTP; default: off).")) -> None:
+def init(
+    out: Path = typer.Option(
+        ..., "--out", help="New folder for the coordinator's configuration and credentials."
+    ),
+    ca: Path = typer.Option(Path("ca"), "--ca", help="The consortium CA folder."),
+    host: list[str] = typer.Option(
+        ["127.0.0.1"], "--host", help="Name or address sites connect to; repeat for more."
+    ),
+    port: int = typer.Option(50051, min=0, max=65535),
+    listen: str = typer.Option(
+        "",
+        help="host:port the registry binds (default: the first --host and --port; "
+        "0.0.0.0:50051 on a server).",
+    ),
+    superlink: str = typer.Option(
+        "", help="host:port of the Flower SuperLink beside the coordinator (writes [flower])."
+    ),
+    metrics: str = typer.Option(
+        "", help="host:port of /metrics and /healthz (plain HTTP; default: off)."
+    ),
+) -> None:
     """Write server credentials, a ready coordinator.toml and a copy of the CA's revocation list (crl.pem)."""
     from common.pki import CAError, CertificateAuthority, server_credentials
 
@@ -71,15 +93,30 @@ def init(out: Path = typer.Option(..., "--out", help="New folder for the coordin
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     # The revocation list travels to the coordinator's host as a copy: the CA folder (with ca.key) never does.
     shutil.copyfile(ca / "crl.pem", out / "crl.pem")
-    (out / "coordinator.toml").write_text(render_config(listen or f"{host[0]}:{port}", "server.crt", "server.key", "ca.crt",
-                                                        "crl.pem", metrics=metrics, superlink=superlink))
-    typer.echo(f"wrote {out / 'coordinator.toml'} (copy {ca / 'crl.pem'} to {out / 'crl.pem'} after every revocation); "
-               f"start with: mmlego coordinator serve --config {out / 'coordinator.toml'}")
+    (out / "coordinator.toml").write_text(
+        render_config(
+            listen or f"{host[0]}:{port}",
+            "server.crt",
+            "server.key",
+            "ca.crt",
+            "crl.pem",
+            metrics=metrics,
+            superlink=superlink,
+        )
+    )
+    typer.echo(
+        f"wrote {out / 'coordinator.toml'} (copy {ca / 'crl.pem'} to {out / 'crl.pem'} after every revocation); "
+        f"start with: mmlego coordinator serve --config {out / 'coordinator.toml'}"
+    )
 
 
 @app.command("serve")
-def serve(config: Path = CONFIG, insecure: bool = typer.Option(
-        False, "--insecure", help="Plaintext, no TLS: only on a loopback address, for debugging.")) -> None:
+def serve(
+    config: Path = CONFIG,
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Plaintext, no TLS: only on a loopback address, for debugging."
+    ),
+) -> None:
     """Run the registry until SIGTERM or Ctrl-C."""
     from .server import serve_forever
 
@@ -91,8 +128,10 @@ def serve(config: Path = CONFIG, insecure: bool = typer.Option(
 
 
 @task_app.command("create")
-def task_create(file: Path = typer.Argument(..., help="task.toml: id, kind, outputs, latent, modalities."),
-                config: Path = CONFIG) -> None:
+def task_create(
+    file: Path = typer.Argument(..., help="task.toml: id, kind, outputs, latent, modalities."),
+    config: Path = CONFIG,
+) -> None:
     """Define a task (immutable once created)."""
     from common.tasks.taskfile import read_task_file
 
@@ -120,25 +159,53 @@ def task_list(config: Path = CONFIG) -> None:
 
 
 @app.command("merge")
-def merge(task: str = typer.Option(..., "--task", help="The task whose latest blocks to merge."), config: Path = CONFIG,
-          recipe: str = typer.Option("uniform", help="uniform, ensemble, or auto: the candidate the sites' validation supports."),
-          deadline: float | None = typer.Option(None, min=0.0, help="Seconds to wait for the sites' scores (default: "
-                                                "[evaluation] deadline_s); 0 publishes without asking them."),
-          latent_merge: str = typer.Option("harmonic"), head_merge: str = typer.Option("spherical")) -> None:
+def merge(
+    task: str = typer.Option(..., "--task", help="The task whose latest blocks to merge."),
+    config: Path = CONFIG,
+    recipe: str = typer.Option(
+        "uniform", help="uniform, ensemble, or auto: the candidate the sites' validation supports."
+    ),
+    deadline: float | None = typer.Option(
+        None,
+        min=0.0,
+        help="Seconds to wait for the sites' scores (default: "
+        "[evaluation] deadline_s); 0 publishes without asking them.",
+    ),
+    latent_merge: str = typer.Option("harmonic"),
+    head_merge: str = typer.Option("spherical"),
+) -> None:
     """Build a new model version from the latest accepted block of every (site, modality): the
     sites score the candidates on their validation patients first, and the card shows what they found."""
     reg = _registry(config)
     try:
-        m = _domain(reg.merge, task, latent_merge, head_merge, "operator", recipe, deadline or 0.0, lambda: False, deadline != 0)
+        m = _domain(
+            reg.merge,
+            task,
+            latent_merge,
+            head_merge,
+            "operator",
+            recipe,
+            deadline or 0.0,
+            lambda: False,
+            deadline != 0,
+        )
     finally:
         reg.close()
-    typer.echo(render.created_version_line(m, f"card: {reg.store.models_dir / m.model_id / 'card.md'}"))
+    typer.echo(
+        render.created_version_line(m, f"card: {reg.store.models_dir / m.model_id / 'card.md'}")
+    )
 
 
 @app.command("evaluate")
-def evaluate(model: list[str] = typer.Option(..., "--model", help="A model version to score; repeat for more (one task)."),
-             config: Path = CONFIG,
-             deadline: float = typer.Option(0.0, min=0.0, help="Seconds to wait (0: [evaluation] deadline_s).")) -> None:
+def evaluate(
+    model: list[str] = typer.Option(
+        ..., "--model", help="A model version to score; repeat for more (one task)."
+    ),
+    config: Path = CONFIG,
+    deadline: float = typer.Option(
+        0.0, min=0.0, help="Seconds to wait (0: [evaluation] deadline_s)."
+    ),
+) -> None:
     """Ask the sites to score stored versions now (e.g. after new sites joined); their scores are
     kept with the versions and the task's recommended version follows them."""
     reg = _registry(config)
@@ -151,8 +218,11 @@ def evaluate(model: list[str] = typer.Option(..., "--model", help="A model versi
 
 
 @app.command("evaluations")
-def evaluations(config: Path = CONFIG, task: str = typer.Option("", help="Only this task."),
-                as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text.")) -> None:
+def evaluations(
+    config: Path = CONFIG,
+    task: str = typer.Option("", help="Only this task."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
     """Evaluation jobs (newest first): what was asked, and which sites received, scored or declined it."""
     import json
 
@@ -166,8 +236,11 @@ def evaluations(config: Path = CONFIG, task: str = typer.Option("", help="Only t
 
 
 @app.command("withdraw")
-def withdraw(site: str = typer.Argument(...), reason: str = typer.Option(..., help="Why (kept in the audit log)."),
-             config: Path = CONFIG) -> None:
+def withdraw(
+    site: str = typer.Argument(...),
+    reason: str = typer.Option(..., help="Why (kept in the audit log)."),
+    config: Path = CONFIG,
+) -> None:
     """Remove a site's blocks from future merges (its data stays stored for audit)."""
     reg = _registry(config)
     try:
@@ -178,7 +251,10 @@ def withdraw(site: str = typer.Argument(...), reason: str = typer.Option(..., he
 
 
 @app.command("status")
-def status(config: Path = CONFIG, as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text.")) -> None:
+def status(
+    config: Path = CONFIG,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
     """Summarise the store: tasks, sites, blocks and model versions (read beside a running coordinator)."""
     import json
 
@@ -193,7 +269,9 @@ def status(config: Path = CONFIG, as_json: bool = typer.Option(False, "--json", 
 
 
 @app.command("backup")
-def backup(config: Path = CONFIG, out: Path = typer.Option(..., "--out", help="New folder for the backup.")) -> None:
+def backup(
+    config: Path = CONFIG, out: Path = typer.Option(..., "--out", help="New folder for the backup.")
+) -> None:
     """Back up the store while the coordinator serves: a consistent database snapshot, every blob
     it references (hash-checked), the Flower node registrations, and a manifest of hashes."""
     from .operations import BackupError
@@ -203,11 +281,16 @@ def backup(config: Path = CONFIG, out: Path = typer.Option(..., "--out", help="N
         m = run_backup(_config(config), out)
     except BackupError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
-    typer.echo(f"backup written to {out}: {len(m['files'])} files, {m['blobs']} blobs, schema {m['schema']}")
+    typer.echo(
+        f"backup written to {out}: {len(m['files'])} files, {m['blobs']} blobs, schema {m['schema']}"
+    )
 
 
 @app.command("restore")
-def restore(config: Path = CONFIG, source: Path = typer.Option(..., "--from", help="A folder written by `coordinator backup`.")) -> None:
+def restore(
+    config: Path = CONFIG,
+    source: Path = typer.Option(..., "--from", help="A folder written by `coordinator backup`."),
+) -> None:
     """Restore a backup into the (stopped) coordinator's empty store folder; every file is checked
     against the backup's manifest first, and every block re-hashed after."""
     from .operations import BackupError
@@ -217,8 +300,10 @@ def restore(config: Path = CONFIG, source: Path = typer.Option(..., "--from", he
         r = run_restore(_config(config), source)
     except BackupError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
-    typer.echo(f"restored the backup of {r['created_at']}: {r['tasks']} tasks, {r['versions']} model versions, "
-               f"{r['blobs_verified']} blocks re-hashed")
+    typer.echo(
+        f"restored the backup of {r['created_at']}: {r['tasks']} tasks, {r['versions']} model versions, "
+        f"{r['blobs_verified']} blocks re-hashed"
+    )
 
 
 @app.command("superlink")
@@ -236,13 +321,17 @@ def superlink(config: Path = CONFIG) -> None:
     command = superlink_command(cfg, home / "superlink.db")
     typer.echo(f"starting the Flower SuperLink on {cfg.flower.superlink}")
     sys.stdout.flush()
-    os.execve(command[0], command, flower_env(home))  # the SuperLink replaces this process: signals reach it
+    os.execve(
+        command[0], command, flower_env(home)
+    )  # the SuperLink replaces this process: signals reach it
 
 
 @app.command("flower-register")
-def flower_register(site: str = typer.Argument(..., help="The enrolled site."),
-                    key: Path = typer.Option(..., "--key", help="The site kit's flower-node.pub."),
-                    config: Path = CONFIG) -> None:
+def flower_register(
+    site: str = typer.Argument(..., help="The enrolled site."),
+    key: Path = typer.Option(..., "--key", help="The site kit's flower-node.pub."),
+    config: Path = CONFIG,
+) -> None:
     """Let a site's SuperNode join LegoFuse rounds: register its node key, bound to the site's name."""
     from .flower import register_node
     from .fuse_rounds import FuseError
@@ -256,19 +345,39 @@ def flower_register(site: str = typer.Argument(..., help="The enrolled site."),
 
 
 @app.command("fuse")
-def fuse(model: str = typer.Option(..., "--model", help="The merge or ensemble version to fine-tune."), config: Path = CONFIG,
-         rounds: int = typer.Option(6, min=1, help="The most rounds; the best round on consortium validation is kept."),
-         patience: int = typer.Option(2, min=1, help="Stop after this many rounds without a better validation metric."),
-         epochs: int = typer.Option(1, min=1),
-         mode: str = typer.Option("", help="stack or weave (default: the task's fuse_mode)"), lr: float = typer.Option(5e-4, min=0.0),
-         proximal_mu: float = typer.Option(0.0, min=0.0, help="> 0: FedProx"),
-         expect_paired: int = typer.Option(0, min=0, help="Paired sites to wait for (default: min_sites)."),
-         deadline: float = typer.Option(0.0, min=0.0, help="Seconds the sites get to score each round (0: [evaluation] deadline_s)."),
-         unvalidated: bool = typer.Option(False, "--unvalidated", help="Do not ask the sites to score rounds: run every round "
-                                          "and store the last, marked as not measured."),
-         folds: int | None = typer.Option(None, min=0, help="Fold runs beside the full run, so that the sites score every "
-                                          "round out of fold (default: as many as the parent's blocks were cross-fitted "
-                                          "with; 0: none).")) -> None:
+def fuse(
+    model: str = typer.Option(..., "--model", help="The merge or ensemble version to fine-tune."),
+    config: Path = CONFIG,
+    rounds: int = typer.Option(
+        6, min=1, help="The most rounds; the best round on consortium validation is kept."
+    ),
+    patience: int = typer.Option(
+        2, min=1, help="Stop after this many rounds without a better validation metric."
+    ),
+    epochs: int = typer.Option(1, min=1),
+    mode: str = typer.Option("", help="stack or weave (default: the task's fuse_mode)"),
+    lr: float = typer.Option(5e-4, min=0.0),
+    proximal_mu: float = typer.Option(0.0, min=0.0, help="> 0: FedProx"),
+    expect_paired: int = typer.Option(
+        0, min=0, help="Paired sites to wait for (default: min_sites)."
+    ),
+    deadline: float = typer.Option(
+        0.0, min=0.0, help="Seconds the sites get to score each round (0: [evaluation] deadline_s)."
+    ),
+    unvalidated: bool = typer.Option(
+        False,
+        "--unvalidated",
+        help="Do not ask the sites to score rounds: run every round "
+        "and store the last, marked as not measured.",
+    ),
+    folds: int | None = typer.Option(
+        None,
+        min=0,
+        help="Fold runs beside the full run, so that the sites score every "
+        "round out of fold (default: as many as the parent's blocks were cross-fitted "
+        "with; 0: none).",
+    ),
+) -> None:
     """Run LegoFuse rounds on the sites with paired data; after every round the sites score the
     global model against the parent, the best round is kept, and it is stored only if it beats the
     parent on consortium validation (by more than [evaluation] z standard errors)."""
@@ -285,13 +394,28 @@ def fuse(model: str = typer.Option(..., "--model", help="The merge or ensemble v
         finally:
             registry.close()
     try:
-        fuse_cfg = FuseConfig(mode=mode, rounds=rounds, epochs=epochs, lr=lr, proximal_mu=proximal_mu, patience=patience,
-                              folds=-1 if folds is None else folds)
+        fuse_cfg = FuseConfig(
+            mode=mode,
+            rounds=rounds,
+            epochs=epochs,
+            lr=lr,
+            proximal_mu=proximal_mu,
+            patience=patience,
+            folds=-1 if folds is None else folds,
+        )
     except ValueError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     try:
-        result = run_fuse(cfg, config, model, fuse_cfg, expect_paired or None, progress=lambda line: typer.echo(line, err=True),
-                          deadline_s=deadline, unvalidated=unvalidated)
+        result = run_fuse(
+            cfg,
+            config,
+            model,
+            fuse_cfg,
+            expect_paired or None,
+            progress=lambda line: typer.echo(line, err=True),
+            deadline_s=deadline,
+            unvalidated=unvalidated,
+        )
     except FuseError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
     if result.model_id is None:

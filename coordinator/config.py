@@ -15,7 +15,9 @@ from common.tomlconfig import read_toml
 class ServerSection(_Strict):
     listen: str = "127.0.0.1:50051"  # host:port; port 0 picks a free one
     insecure: bool = False  # plaintext; allowed only on a loopback address
-    workers: int = Field(default=64, ge=1, le=1024)  # concurrent RPCs served (an upload holds one for its duration)
+    workers: int = Field(
+        default=64, ge=1, le=1024
+    )  # concurrent RPCs served (an upload holds one for its duration)
 
 
 class TLSSection(_Strict):
@@ -29,22 +31,40 @@ class StoreSection(_Strict):
     path: str = "store"
     max_block_mb: float = Field(default=1024, gt=0)  # largest accepted block
     max_open_uploads_per_site: int = Field(default=8, ge=1)
-    upload_ttl_hours: float = Field(default=24, gt=0)  # unfinished uploads older than this are removed on start
+    upload_ttl_hours: float = Field(
+        default=24, gt=0
+    )  # unfinished uploads older than this are removed on start
     verify_on_start: bool = True  # re-hash every stored blob on start
-    busy_timeout_s: float = Field(default=30.0, gt=0)  # a database locked longer than this: the call is refused (UNAVAILABLE)
+    busy_timeout_s: float = Field(
+        default=30.0, gt=0
+    )  # a database locked longer than this: the call is refused (UNAVAILABLE)
 
 
 class FlowerSection(_Strict):
     superlink: str = "127.0.0.1:9093"  # the SuperLink beside the coordinator (its one HTTP port)
     home: str = "flower"  # FLWR_HOME of the coordinator's Flower processes and CLI
-    round_timeout_s: float = Field(default=600.0, gt=0)  # a round goes on without sites that did not answer by then
-    discovery_timeout_s: float = Field(default=60.0, gt=0)  # how long to wait for paired sites to connect
-    min_sites: int = Field(default=1, ge=1)  # fewer paired sites answering a round and the run fails
-    expect_sites: int = Field(default=0, ge=0)  # paired sites discovery waits for (0: min_sites), up to its timeout
+    round_timeout_s: float = Field(
+        default=600.0, gt=0
+    )  # a round goes on without sites that did not answer by then
+    discovery_timeout_s: float = Field(
+        default=60.0, gt=0
+    )  # how long to wait for paired sites to connect
+    min_sites: int = Field(
+        default=1, ge=1
+    )  # fewer paired sites answering a round and the run fails
+    expect_sites: int = Field(
+        default=0, ge=0
+    )  # paired sites discovery waits for (0: min_sites), up to its timeout
     run_timeout_s: float = Field(default=3600.0, gt=0)  # a whole fuse run
-    dp_clipping_norm: float = Field(default=0.0, ge=0)  # > 0: central DP (server-side fixed clipping) in fuse rounds
-    dp_noise_multiplier: float = Field(default=0.0, ge=0)  # Gaussian noise std = multiplier * clipping norm / sites
-    dp_delta: float = Field(default=1e-5, gt=0, lt=1)  # the delta at which the card reports the epsilon spent
+    dp_clipping_norm: float = Field(
+        default=0.0, ge=0
+    )  # > 0: central DP (server-side fixed clipping) in fuse rounds
+    dp_noise_multiplier: float = Field(
+        default=0.0, ge=0
+    )  # Gaussian noise std = multiplier * clipping norm / sites
+    dp_delta: float = Field(
+        default=1e-5, gt=0, lt=1
+    )  # the delta at which the card reports the epsilon spent
     # true: the SuperLink runs Flower's simulation engine (Ray) instead of waiting for SuperNodes: the
     # ClientApps of the sites in the store's flower-partitions.json run as Ray actors (mmlego simulate --engine ray)
     simulation: bool = False
@@ -53,8 +73,12 @@ class FlowerSection(_Strict):
 class EvaluationSection(_Strict):
     """Federated evaluation: sites score candidates and versions on their validation patients."""
 
-    deadline_s: float = Field(default=600.0, ge=0)  # the longest a merge, a fuse round or an evaluation waits for sites
-    z: float = Field(default=1.0, ge=0)  # a candidate replaces the uniform merge only with a gain above z standard errors
+    deadline_s: float = Field(
+        default=600.0, ge=0
+    )  # the longest a merge, a fuse round or an evaluation waits for sites
+    z: float = Field(
+        default=1.0, ge=0
+    )  # a candidate replaces the uniform merge only with a gain above z standard errors
 
 
 class MetricsSection(_Strict):
@@ -132,33 +156,65 @@ def load_config(path: str | Path, insecure: bool | None = None) -> CoordinatorCo
             raise ValueError(f"{p}: metrics.listen: {exc}") from None
     plain = f.server.insecure if insecure is None else insecure
     if plain and not is_loopback(host):
-        raise ValueError(f"{p}: plaintext (insecure) serving is allowed only on a loopback address, not {host!r}")
+        raise ValueError(
+            f"{p}: plaintext (insecure) serving is allowed only on a loopback address, not {host!r}"
+        )
     base = p.resolve().parent
 
     def at(x: str) -> Path:
         return (base / x).resolve()
 
-    return CoordinatorConfig(host=host, port=port, insecure=plain, workers=f.server.workers, cert=at(f.tls.cert),
-                             key=at(f.tls.key), ca=at(f.tls.ca), crl=at(f.tls.crl) if f.tls.crl else None,
-                             store=at(f.store.path), max_block_bytes=int(f.store.max_block_mb * (1 << 20)),
-                             max_open_uploads_per_site=f.store.max_open_uploads_per_site,
-                             upload_ttl_s=f.store.upload_ttl_hours * 3600, verify_on_start=f.store.verify_on_start,
-                             busy_timeout_s=f.store.busy_timeout_s, flower=f.flower, flower_home=at(f.flower.home), path=p.resolve(),
-                             metrics_listen=f.metrics.listen, evaluation=f.evaluation)
+    return CoordinatorConfig(
+        host=host,
+        port=port,
+        insecure=plain,
+        workers=f.server.workers,
+        cert=at(f.tls.cert),
+        key=at(f.tls.key),
+        ca=at(f.tls.ca),
+        crl=at(f.tls.crl) if f.tls.crl else None,
+        store=at(f.store.path),
+        max_block_bytes=int(f.store.max_block_mb * (1 << 20)),
+        max_open_uploads_per_site=f.store.max_open_uploads_per_site,
+        upload_ttl_s=f.store.upload_ttl_hours * 3600,
+        verify_on_start=f.store.verify_on_start,
+        busy_timeout_s=f.store.busy_timeout_s,
+        flower=f.flower,
+        flower_home=at(f.flower.home),
+        path=p.resolve(),
+        metrics_listen=f.metrics.listen,
+        evaluation=f.evaluation,
+    )
 
 
-def render_config(listen: str, cert: str, key: str, ca: str, crl: str | None, store: str = "store", metrics: str = "",
-                  superlink: str = "", evaluation_deadline_s: float = 600.0) -> str:
+def render_config(
+    listen: str,
+    cert: str,
+    key: str,
+    ca: str,
+    crl: str | None,
+    store: str = "store",
+    metrics: str = "",
+    superlink: str = "",
+    evaluation_deadline_s: float = 600.0,
+) -> str:
     """A coordinator.toml with these settings (paths relative to the file's folder); a [flower]
     section when ``superlink`` is given."""
-    crl_line = f'crl = "{crl}"\n' if crl else "# crl = \"../ca/crl.pem\"  # the CA's revocation list\n"
-    return (f'# mmlego coordinator configuration; paths are relative to this file.\n[server]\nlisten = "{listen}"\n'
-            f'insecure = false\nworkers = 64\n\n[tls]\ncert = "{cert}"\nkey = "{key}"\nca = "{ca}"\n{crl_line}\n'
-            f'[store]\npath = "{store}"\nmax_block_mb = 1024\nmax_open_uploads_per_site = 8\nupload_ttl_hours = 24\n'
-            'verify_on_start = true\nbusy_timeout_s = 30\n\n'
-            f'[evaluation]\ndeadline_s = {evaluation_deadline_s:g}  # longest wait for the sites\' scores of a merge, a fuse '
-            'round or an evaluation (0: off)\n'
-            'z = 1.0  # a candidate replaces the uniform merge only with a gain above z standard errors\n\n'
-            f'[metrics]\nlisten = "{metrics}"  # e.g. "127.0.0.1:9464": /metrics (Prometheus) and /healthz over plain HTTP; "" = off\n'
-            + (f'\n[flower]\nsuperlink = "{superlink}"  # the Flower SuperLink (`mmlego coordinator superlink`)\nhome = "flower"\n'
-               if superlink else ""))
+    crl_line = (
+        f'crl = "{crl}"\n' if crl else '# crl = "../ca/crl.pem"  # the CA\'s revocation list\n'
+    )
+    return (
+        f'# mmlego coordinator configuration; paths are relative to this file.\n[server]\nlisten = "{listen}"\n'
+        f'insecure = false\nworkers = 64\n\n[tls]\ncert = "{cert}"\nkey = "{key}"\nca = "{ca}"\n{crl_line}\n'
+        f'[store]\npath = "{store}"\nmax_block_mb = 1024\nmax_open_uploads_per_site = 8\nupload_ttl_hours = 24\n'
+        "verify_on_start = true\nbusy_timeout_s = 30\n\n"
+        f"[evaluation]\ndeadline_s = {evaluation_deadline_s:g}  # longest wait for the sites' scores of a merge, a fuse "
+        "round or an evaluation (0: off)\n"
+        "z = 1.0  # a candidate replaces the uniform merge only with a gain above z standard errors\n\n"
+        f'[metrics]\nlisten = "{metrics}"  # e.g. "127.0.0.1:9464": /metrics (Prometheus) and /healthz over plain HTTP; "" = off\n'
+        + (
+            f'\n[flower]\nsuperlink = "{superlink}"  # the Flower SuperLink (`mmlego coordinator superlink`)\nhome = "flower"\n'
+            if superlink
+            else ""
+        )
+    )

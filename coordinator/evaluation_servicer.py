@@ -26,24 +26,30 @@ class EvaluationServicer(epb_grpc.EvaluationServicer):
 
     # ---- sites ------------------------------------------------------------------------------
     @translated
-    def PendingEvaluations(self, request: epb.PendingEvaluationsRequest,
-                           context: grpc.ServicerContext) -> epb.PendingEvaluationsResponse:
+    def PendingEvaluations(
+        self, request: epb.PendingEvaluationsRequest, context: grpc.ServicerContext
+    ) -> epb.PendingEvaluationsResponse:
         if request.task_id:
             self.registry.task(request.task_id)  # NOT_FOUND for an unknown task
         jobs = self.registry.evaluations.pending(caller(), request.task_id)
         return epb.PendingEvaluationsResponse(jobs=[serde.job_to_pb(j) for j in jobs])
 
     @streamed
-    def DownloadCandidate(self, request: epb.DownloadCandidateRequest,
-                          context: grpc.ServicerContext) -> Iterator[pb.DownloadChunk]:
-        sha = self.registry.evaluations.candidate_blob(caller(), request.job_id, request.candidate_id)
+    def DownloadCandidate(
+        self, request: epb.DownloadCandidateRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.DownloadChunk]:
+        sha = self.registry.evaluations.candidate_blob(
+            caller(), request.job_id, request.candidate_id
+        )
         for offset, data in self.registry.read_chunks(sha, request.offset):
             if not context.is_active():
                 return
             yield pb.DownloadChunk(data=data, offset=offset)
 
     @translated
-    def ReportEvaluation(self, request: epb.EvaluationReport, context: grpc.ServicerContext) -> epb.EvaluationReceipt:
+    def ReportEvaluation(
+        self, request: epb.EvaluationReport, context: grpc.ServicerContext
+    ) -> epb.EvaluationReceipt:
         try:
             report = serde.report_from_pb(request)
         except ValueError as exc:
@@ -55,18 +61,31 @@ class EvaluationServicer(epb_grpc.EvaluationServicer):
 
     # ---- operators --------------------------------------------------------------------------
     @translated
-    def ListEvaluations(self, request: epb.ListEvaluationsRequest, context: grpc.ServicerContext) -> epb.ListEvaluationsResponse:
+    def ListEvaluations(
+        self, request: epb.ListEvaluationsRequest, context: grpc.ServicerContext
+    ) -> epb.ListEvaluationsResponse:
         statuses = self.registry.evaluations.statuses(request.task_id, request.open_only)
         return epb.ListEvaluationsResponse(evaluations=[serde.status_to_pb(s) for s in statuses])
 
     @translated
-    def Evaluate(self, request: epb.EvaluateRequest, context: grpc.ServicerContext) -> epb.EvaluationResult:
+    def Evaluate(
+        self, request: epb.EvaluateRequest, context: grpc.ServicerContext
+    ) -> epb.EvaluationResult:
         wait = call_deadline(self.registry, request.deadline_s, context)
-        status, results = self.registry.evaluate(list(request.model_ids), wait, caller().name, stop=lambda: not context.is_active())
-        return epb.EvaluationResult(status=serde.status_to_pb(status),
-                                    results=[serde.result_to_pb(c, results[c.candidate_id]) for c in status.job.candidates
-                                             if c.candidate_id in results])
+        status, results = self.registry.evaluate(
+            list(request.model_ids), wait, caller().name, stop=lambda: not context.is_active()
+        )
+        return epb.EvaluationResult(
+            status=serde.status_to_pb(status),
+            results=[
+                serde.result_to_pb(c, results[c.candidate_id])
+                for c in status.job.candidates
+                if c.candidate_id in results
+            ],
+        )
 
     @translated
-    def GetRecommended(self, request: epb.GetRecommendedRequest, context: grpc.ServicerContext) -> epb.Recommendation:
+    def GetRecommended(
+        self, request: epb.GetRecommendedRequest, context: grpc.ServicerContext
+    ) -> epb.Recommendation:
         return serde.recommendation_to_pb(self.registry.recommended(request.task_id))

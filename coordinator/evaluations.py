@@ -22,7 +22,9 @@ from .errors import Kind, RegistryError, invalid, not_found, precondition
 from .store import Store
 
 log = logging.getLogger("mmlego.coordinator")
-DECLINE = re.compile(r"^[a-z][a-z0-9-]{0,63}$")  # a reason's kind, never free text (it could quote data)
+DECLINE = re.compile(
+    r"^[a-z][a-z0-9-]{0,63}$"
+)  # a reason's kind, never free text (it could quote data)
 
 
 POLL_S = 0.5  # how often a waiting job looks for new reports
@@ -59,45 +61,91 @@ class Evaluations:
             for block_id in c.block_ids:
                 b = self.store.db.block(block_id)
                 if b is None or b.state != "accepted" or b.task_id != task.task_id:
-                    raise precondition(f"candidate {c.candidate_id!r}: block {block_id[:12]} is not an accepted block of "
-                                       f"task {task.task_id!r}")
+                    raise precondition(
+                        f"candidate {c.candidate_id!r}: block {block_id[:12]} is not an accepted block of "
+                        f"task {task.task_id!r}"
+                    )
             if c.model_id:
                 raw = self.store.db.model_message(c.model_id)
                 if raw is None or not c.model_id.startswith(task.task_id + "-v"):
-                    raise not_found(f"candidate {c.candidate_id!r}: no model version {c.model_id[:80]!r} of task {task.task_id!r}")
+                    raise not_found(
+                        f"candidate {c.candidate_id!r}: no model version {c.model_id[:80]!r} of task {task.task_id!r}"
+                    )
 
-    def open(self, task: TaskRecord, purpose: str, candidates: Sequence[Candidate], deadline_s: float,
-             blobs: Mapping[str, bytes] | None = None, actor: str = "operator") -> EvaluationJob:
+    def open(
+        self,
+        task: TaskRecord,
+        purpose: str,
+        candidates: Sequence[Candidate],
+        deadline_s: float,
+        blobs: Mapping[str, bytes] | None = None,
+        actor: str = "operator",
+    ) -> EvaluationJob:
         """Store a new open job (and the weights its fuse-round candidates carry: candidate id ->
         bytes); sites receive it when they next ask."""
         if purpose not in PURPOSES:
             raise invalid(f"unknown evaluation purpose {purpose!r}")
         self.check_candidates(task, candidates)
         blobs = dict(blobs or {})
-        shas = {cid: self.store.blobs.put_bytes(data) for cid, data in blobs.items()}  # durable before visible
+        shas = {
+            cid: self.store.blobs.put_bytes(data) for cid, data in blobs.items()
+        }  # durable before visible
         for c in candidates:
             if c.kind == "fuse-round" and shas.get(c.candidate_id) != c.weights_sha256:
-                raise invalid(f"candidate {c.candidate_id!r}: its weights are not the bytes it names")
+                raise invalid(
+                    f"candidate {c.candidate_id!r}: its weights are not the bytes it names"
+                )
         created = utc_now()
         deadline = time.time() + deadline_s
         with self.store.db.tx() as conn:
-            n = conn.execute("SELECT COUNT(*) FROM evaluations WHERE task_id = ?", (task.task_id,)).fetchone()[0]
-            job = EvaluationJob(f"{task.task_id}-e{n + 1}", task.task_id, purpose, tuple(candidates), created,
-                                _deadline_iso(deadline))
-            conn.execute("INSERT INTO evaluations(job_id, task_id, purpose, message, created_at, deadline, state) "
-                      "VALUES(?,?,?,?,?,?, 'open')", (job.job_id, task.task_id, purpose, job_to_bytes(job), created, deadline))
+            n = conn.execute(
+                "SELECT COUNT(*) FROM evaluations WHERE task_id = ?", (task.task_id,)
+            ).fetchone()[0]
+            job = EvaluationJob(
+                f"{task.task_id}-e{n + 1}",
+                task.task_id,
+                purpose,
+                tuple(candidates),
+                created,
+                _deadline_iso(deadline),
+            )
+            conn.execute(
+                "INSERT INTO evaluations(job_id, task_id, purpose, message, created_at, deadline, state) "
+                "VALUES(?,?,?,?,?,?, 'open')",
+                (job.job_id, task.task_id, purpose, job_to_bytes(job), created, deadline),
+            )
             for cid, sha in shas.items():
-                if not self.store.blobs.has(sha):  # a coordinator starting beside this process swept it as an orphan
+                if not self.store.blobs.has(
+                    sha
+                ):  # a coordinator starting beside this process swept it as an orphan
                     self.store.blobs.put_bytes(blobs[cid])
-                conn.execute("INSERT INTO eval_blobs(sha256, job_id, candidate_id) VALUES(?,?,?)", (sha, job.job_id, cid))
-            self.store.db.event(conn, actor, "evaluation-opened", job_id=job.job_id, purpose=purpose, candidates=len(candidates))
-        log.info("evaluation %s opened: %d candidates (%s), deadline in %.0f s", job.job_id, len(candidates), purpose, deadline_s,
-                 extra={"event": "evaluation-opened", "job_id": job.job_id, "task": task.task_id})
+                conn.execute(
+                    "INSERT INTO eval_blobs(sha256, job_id, candidate_id) VALUES(?,?,?)",
+                    (sha, job.job_id, cid),
+                )
+            self.store.db.event(
+                conn,
+                actor,
+                "evaluation-opened",
+                job_id=job.job_id,
+                purpose=purpose,
+                candidates=len(candidates),
+            )
+        log.info(
+            "evaluation %s opened: %d candidates (%s), deadline in %.0f s",
+            job.job_id,
+            len(candidates),
+            purpose,
+            deadline_s,
+            extra={"event": "evaluation-opened", "job_id": job.job_id, "task": task.task_id},
+        )
         return job
 
     # ---- sites ------------------------------------------------------------------------------
     def job(self, job_id: str) -> tuple[EvaluationJob, str, float]:
-        rows = self.store.db.query("SELECT message, state, deadline FROM evaluations WHERE job_id = ?", (job_id,))
+        rows = self.store.db.query(
+            "SELECT message, state, deadline FROM evaluations WHERE job_id = ?", (job_id,)
+        )
         if not rows:
             raise not_found(f"no evaluation job {job_id[:80]!r}")
         return job_from_bytes(bytes(rows[0][0])), str(rows[0][1]), float(rows[0][2])
@@ -105,13 +153,17 @@ class Evaluations:
     def may_answer(self, site: Identity, task: TaskRecord) -> bool:
         """A site counts for a task while it is not withdrawn and holds one of its modalities."""
         record = self.store.db.site(site.name)
-        return (record is None or not record.withdrawn) and bool(set(site.modalities) & set(task.modalities))
+        return (record is None or not record.withdrawn) and bool(
+            set(site.modalities) & set(task.modalities)
+        )
 
     def pending(self, site: Identity, task_id: str = "") -> list[EvaluationJob]:
         """The open jobs ``site`` has not answered (of ``task_id``, or all tasks it may answer
         for), oldest first; each is recorded as delivered to it."""
-        sql = ("SELECT job_id, message, task_id FROM evaluations e WHERE state = 'open' AND deadline > ? "
-               "AND NOT EXISTS (SELECT 1 FROM eval_reports r WHERE r.job_id = e.job_id AND r.site = ?)")
+        sql = (
+            "SELECT job_id, message, task_id FROM evaluations e WHERE state = 'open' AND deadline > ? "
+            "AND NOT EXISTS (SELECT 1 FROM eval_reports r WHERE r.job_id = e.job_id AND r.site = ?)"
+        )
         args: list[object] = [time.time(), site.name]
         if task_id:
             sql += " AND task_id = ?"
@@ -128,20 +180,32 @@ class Evaluations:
             now = utc_now()
             with self.store.db.tx() as c:
                 for job_id, _ in rows:
-                    c.execute("INSERT OR IGNORE INTO eval_deliveries(job_id, site, at) VALUES(?,?,?)", (job_id, site.name, now))
+                    c.execute(
+                        "INSERT OR IGNORE INTO eval_deliveries(job_id, site, at) VALUES(?,?,?)",
+                        (job_id, site.name, now),
+                    )
         return [job_from_bytes(bytes(m)) for _, m in rows]
 
     def delivered(self, job_id: str, site: str) -> bool:
-        return bool(self.store.db.query("SELECT 1 FROM eval_deliveries WHERE job_id = ? AND site = ?", (job_id, site)))
+        return bool(
+            self.store.db.query(
+                "SELECT 1 FROM eval_deliveries WHERE job_id = ? AND site = ?", (job_id, site)
+            )
+        )
 
     def candidate_blob(self, site: Identity, job_id: str, candidate_id: str) -> str:
         """The sha256 of the weights a candidate carries, for a site the job was delivered to."""
         job, _, _ = self.job(job_id)
         cand = job.candidate(candidate_id)
         if cand is None or cand.kind != "fuse-round":
-            raise not_found(f"job {job_id} has no candidate {candidate_id[:80]!r} with weights of its own")
+            raise not_found(
+                f"job {job_id} has no candidate {candidate_id[:80]!r} with weights of its own"
+            )
         if not self.delivered(job_id, site.name):
-            raise RegistryError(Kind.FORBIDDEN, f"job {job_id} was not delivered to {site.name}; list it with PendingEvaluations")
+            raise RegistryError(
+                Kind.FORBIDDEN,
+                f"job {job_id} was not delivered to {site.name}; list it with PendingEvaluations",
+            )
         return cand.weights_sha256
 
     def report(self, site: Identity, report: SiteReport, task: TaskRecord) -> int:
@@ -150,10 +214,14 @@ class Evaluations:
         second report, counts that cannot be, a reason that is not a short kind."""
         job, _, _ = self.job(report.job_id)
         if not self.may_answer(site, task):
-            raise precondition(f"{site.name} is withdrawn or enrolled for none of task {task.task_id}'s modalities; "
-                               "its scores do not count")
+            raise precondition(
+                f"{site.name} is withdrawn or enrolled for none of task {task.task_id}'s modalities; "
+                "its scores do not count"
+            )
         if report.declined and not DECLINE.match(report.declined):
-            raise invalid("declined must be a reason's kind (lower-case letters, digits, '-'; at most 64), not free text")
+            raise invalid(
+                "declined must be a reason's kind (lower-case letters, digits, '-'; at most 64), not free text"
+            )
         strata = n_strata(task.spec.kind, task.spec.n_classes)
         for cid, score in report.scores.items():
             if job.candidate(cid) is None:
@@ -162,40 +230,87 @@ class Evaluations:
             if problem:
                 raise invalid(f"the score of candidate {cid[:80]!r} cannot be: {problem}")
         now = utc_now()
-        with self.store.db.tx() as c:  # checked under the write lock: a job closing meanwhile keeps no late report
-            state, deadline = c.execute("SELECT state, deadline FROM evaluations WHERE job_id = ?", (job.job_id,)).fetchone()
+        with (
+            self.store.db.tx() as c
+        ):  # checked under the write lock: a job closing meanwhile keeps no late report
+            state, deadline = c.execute(
+                "SELECT state, deadline FROM evaluations WHERE job_id = ?", (job.job_id,)
+            ).fetchone()
             if state != "open" or float(deadline) <= time.time():
-                raise precondition(f"evaluation {job.job_id} is closed (its deadline passed); the report was not kept")
-            if not c.execute("SELECT 1 FROM eval_deliveries WHERE job_id = ? AND site = ?", (job.job_id, site.name)).fetchone():
-                raise precondition(f"evaluation {job.job_id} was never delivered to {site.name}; a site reports only on jobs "
-                                   "it received through PendingEvaluations")
-            if c.execute("SELECT 1 FROM eval_reports WHERE job_id = ? AND site = ?", (job.job_id, site.name)).fetchone():
-                raise precondition(f"{site.name} already answered evaluation {job.job_id}; one report per site and job")
-            c.execute("INSERT INTO eval_reports(job_id, site, at, declined) VALUES(?,?,?,?)",
-                      (job.job_id, site.name, now, report.declined))
+                raise precondition(
+                    f"evaluation {job.job_id} is closed (its deadline passed); the report was not kept"
+                )
+            if not c.execute(
+                "SELECT 1 FROM eval_deliveries WHERE job_id = ? AND site = ?",
+                (job.job_id, site.name),
+            ).fetchone():
+                raise precondition(
+                    f"evaluation {job.job_id} was never delivered to {site.name}; a site reports only on jobs "
+                    "it received through PendingEvaluations"
+                )
+            if c.execute(
+                "SELECT 1 FROM eval_reports WHERE job_id = ? AND site = ?", (job.job_id, site.name)
+            ).fetchone():
+                raise precondition(
+                    f"{site.name} already answered evaluation {job.job_id}; one report per site and job"
+                )
+            c.execute(
+                "INSERT INTO eval_reports(job_id, site, at, declined) VALUES(?,?,?,?)",
+                (job.job_id, site.name, now, report.declined),
+            )
             for cid, score in report.scores.items():
-                c.execute("INSERT INTO eval_scores(job_id, site, candidate_id, message) VALUES(?,?,?,?)",
-                          (job.job_id, site.name, cid, score_to_bytes(cid, score)))
-            self.store.db.event(c, site.name, "evaluation-report", job_id=job.job_id, scores=len(report.scores),
-                                declined=report.declined)
-        log.info("evaluation %s: %s %s", job.job_id, site.name,
-                 f"declined ({report.declined})" if report.declined else f"scored {len(report.scores)} candidates",
-                 extra={"event": "evaluation-report", "job_id": job.job_id, "site": site.name})
+                c.execute(
+                    "INSERT INTO eval_scores(job_id, site, candidate_id, message) VALUES(?,?,?,?)",
+                    (job.job_id, site.name, cid, score_to_bytes(cid, score)),
+                )
+            self.store.db.event(
+                c,
+                site.name,
+                "evaluation-report",
+                job_id=job.job_id,
+                scores=len(report.scores),
+                declined=report.declined,
+            )
+        log.info(
+            "evaluation %s: %s %s",
+            job.job_id,
+            site.name,
+            f"declined ({report.declined})"
+            if report.declined
+            else f"scored {len(report.scores)} candidates",
+            extra={"event": "evaluation-report", "job_id": job.job_id, "site": site.name},
+        )
         return len(report.scores)
 
     # ---- waiting and results ----------------------------------------------------------------
     def expected(self, task: TaskRecord) -> set[str]:
         """Sites that should answer: known to the registry, not withdrawn, enrolled for a modality of the task."""
-        return {s.name for s in self.store.db.sites() if not s.withdrawn and set(s.modalities) & set(task.modalities)}
+        return {
+            s.name
+            for s in self.store.db.sites()
+            if not s.withdrawn and set(s.modalities) & set(task.modalities)
+        }
 
     def status(self, job_id: str) -> JobStatus:
         job, state, deadline = self.job(job_id)
         if state == "open" and deadline <= time.time():
             state = "closed"
-        delivered = tuple(r[0] for r in self.store.db.query(
-            "SELECT site FROM eval_deliveries WHERE job_id = ? ORDER BY site", (job_id,)))
-        answers = self.store.db.query("SELECT site, declined FROM eval_reports WHERE job_id = ? ORDER BY site", (job_id,))
-        return JobStatus(job, state, delivered, tuple(s for s, d in answers if not d), tuple(s for s, d in answers if d))
+        delivered = tuple(
+            r[0]
+            for r in self.store.db.query(
+                "SELECT site FROM eval_deliveries WHERE job_id = ? ORDER BY site", (job_id,)
+            )
+        )
+        answers = self.store.db.query(
+            "SELECT site, declined FROM eval_reports WHERE job_id = ? ORDER BY site", (job_id,)
+        )
+        return JobStatus(
+            job,
+            state,
+            delivered,
+            tuple(s for s, d in answers if not d),
+            tuple(s for s, d in answers if d),
+        )
 
     def statuses(self, task_id: str = "", open_only: bool = False) -> list[JobStatus]:
         """The newest 200 jobs (of ``task_id``; only those still open)."""
@@ -206,10 +321,20 @@ class Evaluations:
         if open_only:
             where.append("state = 'open' AND deadline > ?")
             args.append(time.time())  # type: ignore[arg-type]
-        sql = "SELECT job_id FROM evaluations" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq DESC LIMIT 200"
+        sql = (
+            "SELECT job_id FROM evaluations"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY seq DESC LIMIT 200"
+        )
         return [self.status(r[0]) for r in self.store.db.query(sql, tuple(args))]
 
-    def wait(self, job_id: str, expected: set[str], deadline_s: float, stop: Callable[[], bool] = lambda: False) -> JobStatus:
+    def wait(
+        self,
+        job_id: str,
+        expected: set[str],
+        deadline_s: float,
+        stop: Callable[[], bool] = lambda: False,
+    ) -> JobStatus:
         """Wait until every ``expected`` site answered, the deadline passed or ``stop()``; then close the job."""
         end = time.monotonic() + deadline_s
         while True:
@@ -221,16 +346,23 @@ class Evaluations:
             c.execute("UPDATE evaluations SET state = 'closed' WHERE job_id = ?", (job_id,))
         st = self.status(job_id)
         silent = sorted(expected - set(st.reported) - set(st.declined))
-        log.info("evaluation %s closed: scored by %s; declined by %s; silent: %s", job_id, list(st.reported) or "none",
-                 list(st.declined) or "none", silent or "none",
-                 extra={"event": "evaluation-closed", "job_id": job_id, "silent": silent})
+        log.info(
+            "evaluation %s closed: scored by %s; declined by %s; silent: %s",
+            job_id,
+            list(st.reported) or "none",
+            list(st.declined) or "none",
+            silent or "none",
+            extra={"event": "evaluation-closed", "job_id": job_id, "silent": silent},
+        )
         return st
 
     def scores(self, job_id: str) -> dict[str, dict[str, CandidateScore]]:
         """candidate id -> site -> score (sites withdrawn since do not count)."""
         out: dict[str, dict[str, CandidateScore]] = {}
-        sql = ("SELECT e.site, e.candidate_id, e.message FROM eval_scores e JOIN sites s ON s.name = e.site "
-               "WHERE e.job_id = ? AND s.withdrawn = 0")
+        sql = (
+            "SELECT e.site, e.candidate_id, e.message FROM eval_scores e JOIN sites s ON s.name = e.site "
+            "WHERE e.job_id = ? AND s.withdrawn = 0"
+        )
         for site, cid, raw in self.store.db.query(sql, (job_id,)):
             out.setdefault(cid, {})[site] = score_from_bytes(bytes(raw))
         return out
@@ -239,4 +371,6 @@ class Evaluations:
         """candidate id -> its consortium result, with the difference to the job's reference."""
         by_candidate = self.scores(job.job_id)
         reference = by_candidate.get(job.candidates[0].candidate_id)
-        return {cid: consortium(by_site, reference) for cid, by_site in by_candidate.items() if by_site}
+        return {
+            cid: consortium(by_site, reference) for cid, by_site in by_candidate.items() if by_site
+        }

@@ -51,7 +51,9 @@ clientapp = "site_client.flower_app:app"
 [tool.flwr.app.config]
 """
 NODES_FILE = "flower-nodes.json"
-PARTITIONS_FILE = "flower-partitions.json"  # simulation engine: partition id -> site (name, site.toml)
+PARTITIONS_FILE = (
+    "flower-partitions.json"  # simulation engine: partition id -> site (name, site.toml)
+)
 
 
 def superlink_command(config: CoordinatorConfig, database: Path) -> list[str]:
@@ -60,22 +62,49 @@ def superlink_command(config: CoordinatorConfig, database: Path) -> list[str]:
     ``RAY_ADDRESS`` names, with no SuperNodes at all."""
     host, _, port = config.flower.superlink.rpartition(":")
     nodes = "--simulation" if config.flower.simulation else "--enable-supernode-auth"
-    return [flower_tool("flower-superlink"), "--ssl-ca-certfile", str(config.ca), "--ssl-certfile", str(config.cert),
-            "--ssl-keyfile", str(config.key), nodes, "--host", host, "--port", port,
-            "--disable-runtime-dependency-installation", "--database", str(database)]
+    return [
+        flower_tool("flower-superlink"),
+        "--ssl-ca-certfile",
+        str(config.ca),
+        "--ssl-certfile",
+        str(config.cert),
+        "--ssl-keyfile",
+        str(config.key),
+        nodes,
+        "--host",
+        host,
+        "--port",
+        port,
+        "--disable-runtime-dependency-installation",
+        "--database",
+        str(database),
+    ]
 
 
 def cli_home(config: CoordinatorConfig) -> Path:
     """FLWR_HOME of the coordinator's ``flwr`` commands, naming its SuperLink (TLS, our CA)."""
     home = config.flower_home / "cli"
     home.mkdir(parents=True, exist_ok=True)
-    atomic_write(home / "config.toml", (f'[superlink]\ndefault = "coordinator"\n\n[superlink.coordinator]\n'
-                                        f'address = "{config.flower.superlink}"\nroot-certificates = "{config.ca}"\n').encode())
+    atomic_write(
+        home / "config.toml",
+        (
+            f'[superlink]\ndefault = "coordinator"\n\n[superlink.coordinator]\n'
+            f'address = "{config.flower.superlink}"\nroot-certificates = "{config.ca}"\n'
+        ).encode(),
+    )
     return home
 
 
-def flwr(config: CoordinatorConfig, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([flower_tool("flwr"), *args], env=flower_env(cli_home(config)), capture_output=True, text=True, timeout=timeout)
+def flwr(
+    config: CoordinatorConfig, *args: str, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [flower_tool("flwr"), *args],
+        env=flower_env(cli_home(config)),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def node_sites(config: CoordinatorConfig) -> dict[int, str]:
@@ -87,14 +116,29 @@ def register_node(config: CoordinatorConfig, site: str, public_key: Path) -> int
     """Register a site's Flower node key (from its enrolment kit) with the SuperLink; returns the node id."""
     if not public_key.is_file():
         raise FileNotFoundError(f"{public_key} not found (the kit's flower-node.pub)")
-    done = flwr(config, "supernode", "register", str(public_key), "coordinator", "--name", site, "--format", "json")
+    done = flwr(
+        config,
+        "supernode",
+        "register",
+        str(public_key),
+        "coordinator",
+        "--name",
+        site,
+        "--format",
+        "json",
+    )
     try:
         node_id = int(json.loads(done.stdout)["node-id"])
     except (ValueError, KeyError, TypeError):
-        raise FuseError(f"the SuperLink did not register {site}'s node key: {(done.stdout + done.stderr).strip()[-500:]}") from None
+        raise FuseError(
+            f"the SuperLink did not register {site}'s node key: {(done.stdout + done.stderr).strip()[-500:]}"
+        ) from None
     nodes = node_sites(config)
     nodes[node_id] = site
-    atomic_write(config.store / NODES_FILE, json.dumps({str(k): v for k, v in sorted(nodes.items())}, indent=1).encode())
+    atomic_write(
+        config.store / NODES_FILE,
+        json.dumps({str(k): v for k, v in sorted(nodes.items())}, indent=1).encode(),
+    )
     return node_id
 
 
@@ -103,7 +147,9 @@ def register_partitions(config: CoordinatorConfig, sites: Mapping[str, Path]) ->
     the list; each ClientApp reads its site's site.toml from here (simulated nodes carry no node
     config of their own) and the ServerApp lets in exactly these sites. Returns the file."""
     path = config.store / PARTITIONS_FILE
-    entries = [{"site": name, "config": str(Path(toml).resolve())} for name, toml in sorted(sites.items())]
+    entries = [
+        {"site": name, "config": str(Path(toml).resolve())} for name, toml in sorted(sites.items())
+    ]
     atomic_write(path, json.dumps(entries, indent=1).encode())
     return path
 
@@ -126,10 +172,14 @@ def run_config(values: Mapping[str, str | int | float]) -> str:
     return " ".join(parts)
 
 
-def streamed(command: list[str], env: dict[str, str], timeout: float, line: Callable[[str], None]) -> str:
+def streamed(
+    command: list[str], env: dict[str, str], timeout: float, line: Callable[[str], None]
+) -> str:
     """Run ``command``, hand every output line (colour codes removed) to ``line`` as it comes,
     and return the whole output; killed (``TimeoutExpired``) after ``timeout`` seconds."""
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
     lines: list[str] = []
 
     def read() -> None:
@@ -184,9 +234,17 @@ def app_toml() -> str:
     return APP_HEAD + app_config()
 
 
-def fuse(config: CoordinatorConfig, config_path: Path, model_id: str, cfg: FuseConfig, expect_paired: int | None = None,
-         progress: Callable[[str], None] = lambda _: None, deadline_s: float = 0.0, unvalidated: bool = False,
-         run_key: str = "") -> FuseResult:
+def fuse(
+    config: CoordinatorConfig,
+    config_path: Path,
+    model_id: str,
+    cfg: FuseConfig,
+    expect_paired: int | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+    deadline_s: float = 0.0,
+    unvalidated: bool = False,
+    run_key: str = "",
+) -> FuseResult:
     """Start a LegoFuse run on the SuperLink and wait for it; returns what it stored, or that it
     kept no round (read from the run's record in the store). ``progress`` gets the run's own log
     lines (discovery, rounds, validation) as they happen; ``run_key`` names the run's record (the
@@ -197,26 +255,57 @@ def fuse(config: CoordinatorConfig, config_path: Path, model_id: str, cfg: FuseC
     nodes = node_sites(config)
     simulated = partitions(config) if config.flower.simulation else []
     if config.flower.simulation and not simulated:
-        raise FuseError(f"[flower] simulation is on but {config.store / PARTITIONS_FILE} names no site "
-                        "(mmlego simulate --engine ray writes it)")
+        raise FuseError(
+            f"[flower] simulation is on but {config.store / PARTITIONS_FILE} names no site "
+            "(mmlego simulate --engine ray writes it)"
+        )
     key = run_key or uuid.uuid4().hex
-    settings = RunSettings(model_id=model_id, coordinator_config=str(config_path.resolve()),
-                           node_sites=",".join(f"{k}={v}" for k, v in sorted(nodes.items())), run_key=key,
-                           partitions=str(config.store / PARTITIONS_FILE) if simulated else "",
-                           min_sites=config.flower.min_sites,
-                           expect_paired=expect_paired or config.flower.expect_sites or config.flower.min_sites,
-                           round_timeout=config.flower.round_timeout_s, discovery_timeout=config.flower.discovery_timeout_s,
-                           dp_clipping_norm=config.flower.dp_clipping_norm, dp_noise_multiplier=config.flower.dp_noise_multiplier,
-                           dp_delta=config.flower.dp_delta, eval_deadline=deadline_s, unvalidated=int(unvalidated))
-    worst = config.flower.discovery_timeout_s + cfg.rounds * (config.flower.round_timeout_s + (
-        0.0 if unvalidated or config.evaluation.deadline_s == 0 else deadline_s or config.evaluation.deadline_s))
+    settings = RunSettings(
+        model_id=model_id,
+        coordinator_config=str(config_path.resolve()),
+        node_sites=",".join(f"{k}={v}" for k, v in sorted(nodes.items())),
+        run_key=key,
+        partitions=str(config.store / PARTITIONS_FILE) if simulated else "",
+        min_sites=config.flower.min_sites,
+        expect_paired=expect_paired or config.flower.expect_sites or config.flower.min_sites,
+        round_timeout=config.flower.round_timeout_s,
+        discovery_timeout=config.flower.discovery_timeout_s,
+        dp_clipping_norm=config.flower.dp_clipping_norm,
+        dp_noise_multiplier=config.flower.dp_noise_multiplier,
+        dp_delta=config.flower.dp_delta,
+        eval_deadline=deadline_s,
+        unvalidated=int(unvalidated),
+    )
+    worst = config.flower.discovery_timeout_s + cfg.rounds * (
+        config.flower.round_timeout_s
+        + (
+            0.0
+            if unvalidated or config.evaluation.deadline_s == 0
+            else deadline_s or config.evaluation.deadline_s
+        )
+    )
     if worst > config.flower.run_timeout_s:
-        progress(f"mmlego: note: if every site waits to its deadlines, {cfg.rounds} rounds take up to {worst:.0f} s, more than "
-                 f"[flower] run_timeout_s = {config.flower.run_timeout_s:.0f} s; the run is stopped then (nothing stored)")
+        progress(
+            f"mmlego: note: if every site waits to its deadlines, {cfg.rounds} rounds take up to {worst:.0f} s, more than "
+            f"[flower] run_timeout_s = {config.flower.run_timeout_s:.0f} s; the run is stopped then (nothing stored)"
+        )
     values = {**settings.to_run_config(), **cfg.to_run_config()}
-    command = [flower_tool("flwr"), "run", str(app), "coordinator", "--run-config", run_config(values), "--stream"]
-    if simulated:  # one simulated node per site, each ClientApp actor holding one of the Ray cluster's CPUs
-        command += ["--federation-config", f"num-supernodes={len(simulated)} client-resources-num-cpus=1"]
+    command = [
+        flower_tool("flwr"),
+        "run",
+        str(app),
+        "coordinator",
+        "--run-config",
+        run_config(values),
+        "--stream",
+    ]
+    if (
+        simulated
+    ):  # one simulated node per site, each ClientApp actor holding one of the Ray cluster's CPUs
+        command += [
+            "--federation-config",
+            f"num-supernodes={len(simulated)} client-resources-num-cpus=1",
+        ]
 
     def relay(text: str) -> None:
         if "mmlego" in text:
@@ -224,33 +313,50 @@ def fuse(config: CoordinatorConfig, config_path: Path, model_id: str, cfg: FuseC
 
     for attempt in range(START_TRIES):
         try:
-            out = streamed(command, flower_env(cli_home(config)), config.flower.run_timeout_s, relay)
+            out = streamed(
+                command, flower_env(cli_home(config)), config.flower.run_timeout_s, relay
+            )
         except subprocess.TimeoutExpired:
             stopped = stop_runs(config)
-            reason = (f"the fuse run did not finish within {config.flower.run_timeout_s:.0f} s"
-                      f"{'; stopped it on the SuperLink' if stopped else ''}")
+            reason = (
+                f"the fuse run did not finish within {config.flower.run_timeout_s:.0f} s"
+                f"{'; stopped it on the SuperLink' if stopped else ''}"
+            )
             _give_up(config, key, reason)
             raise FuseError(reason) from None
-        if "Connection to the SuperLink is unavailable" not in out or "Successfully started run" in out \
-                or attempt + 1 == START_TRIES:
+        if (
+            "Connection to the SuperLink is unavailable" not in out
+            or "Successfully started run" in out
+            or attempt + 1 == START_TRIES
+        ):
             break
-        progress(f"mmlego: the SuperLink at {config.flower.superlink} did not answer; trying again in {2 ** attempt} s")
-        time.sleep(2 ** attempt)  # no run was started: starting again is safe (a SuperLink still starting, or busy)
+        progress(
+            f"mmlego: the SuperLink at {config.flower.superlink} did not answer; trying again in {2**attempt} s"
+        )
+        time.sleep(
+            2**attempt
+        )  # no run was started: starting again is safe (a SuperLink still starting, or busy)
     record = _record(config, key)
     if record is not None and record.state == "stored":
         return FuseResult(record.model_id, "", record.detail)
     if record is not None and record.state == "not-stored":
-        return FuseResult(None, str(record.detail.get("reason", "no round was kept")), record.detail)
+        return FuseResult(
+            None, str(record.detail.get("reason", "no round was kept")), record.detail
+        )
     if record is not None and record.state == "failed":
         raise FuseError(str(record.detail.get("reason", "the run failed")))
     if "Connection to the SuperLink is unavailable" in out:
         where = config.flower.superlink
         if "Successfully started run" in out:
-            raise FuseError(f"lost the connection to the SuperLink at {where} during the run. If only the SuperLink "
-                            "went down, the run's ServerApp may still finish (and store its version) once it is back; if "
-                            "the coordinator's machine went down, nothing was stored. Restart `mmlego coordinator "
-                            "superlink` and check the task's model versions before running the fuse again")
-        raise FuseError(f"the SuperLink at {where} is not reachable; is `mmlego coordinator superlink` running?")
+            raise FuseError(
+                f"lost the connection to the SuperLink at {where} during the run. If only the SuperLink "
+                "went down, the run's ServerApp may still finish (and store its version) once it is back; if "
+                "the coordinator's machine went down, nothing was stored. Restart `mmlego coordinator "
+                "superlink` and check the task's model versions before running the fuse again"
+            )
+        raise FuseError(
+            f"the SuperLink at {where} is not reachable; is `mmlego coordinator superlink` running?"
+        )
     tail = out.strip()[-1500:]
     raise FuseError(f"the fuse run ended without a model version; its output ends: {tail}")
 
@@ -265,8 +371,11 @@ def _give_up(config: CoordinatorConfig, key: str, reason: str) -> None:
     _record(config, key, fail_if_running)
 
 
-def _record(config: CoordinatorConfig, key: str,
-            then: Callable[[Any, fuse_run.RunRecord | None], None] = lambda *_: None) -> fuse_run.RunRecord | None:
+def _record(
+    config: CoordinatorConfig,
+    key: str,
+    then: Callable[[Any, fuse_run.RunRecord | None], None] = lambda *_: None,
+) -> fuse_run.RunRecord | None:
     """The run's record, read from the store (opened beside a running coordinator); ``then`` may
     act on it while the store is open."""
     from .store import Store

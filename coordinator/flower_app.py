@@ -36,7 +36,9 @@ def enrolled(registry: Registry, nodes: list[NodeInfo]) -> list[NodeInfo]:
     for n in nodes:
         site = registry.store.db.site(n.site)
         if site is None or site.withdrawn:
-            log.warning("node %s (%s) is not an active site of this registry; left out", n.node_id, n.site)
+            log.warning(
+                "node %s (%s) is not an active site of this registry; left out", n.node_id, n.site
+            )
             continue
         out.append(NodeInfo(n.node_id, n.site, site.modalities, site.paired))
     return out
@@ -58,7 +60,9 @@ def simulated_sites(partitions: str) -> set[str]:
 
 
 def _progress_log() -> None:
-    if not log.handlers and not logging.getLogger().handlers:  # the run's output (`flwr run --stream`) shows the rounds
+    if (
+        not log.handlers and not logging.getLogger().handlers
+    ):  # the run's output (`flwr run --stream`) shows the rounds
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s mmlego: %(message)s"))
         log.addHandler(handler)
@@ -78,7 +82,13 @@ def main(grid: Grid, context: Context) -> None:
         registry.close()
 
 
-def run(registry: Registry, grid: Grid, settings: fuse_run.RunSettings, cfg: FuseConfig, simulation: bool = False) -> None:
+def run(
+    registry: Registry,
+    grid: Grid,
+    settings: fuse_run.RunSettings,
+    cfg: FuseConfig,
+    simulation: bool = False,
+) -> None:
     """One fuse run; its outcome goes to the run's record (``settings.run_key``). ``simulation``
     (the coordinator's ``[flower] simulation``): nodes are admitted by the partition file, not by
     registered node keys; a deployment ignores a partition file in the run config."""
@@ -88,51 +98,127 @@ def run(registry: Registry, grid: Grid, settings: fuse_run.RunSettings, cfg: Fus
         validated = registry.evaluating and not settings.unvalidated
         parent, start, cfg = starting_model(registry, settings.model_id, cfg, judged=validated)
         transport = GridTransport(grid)
-        registered = parse_node_sites(settings.node_sites)  # from `mmlego coordinator flower-register`
+        registered = parse_node_sites(
+            settings.node_sites
+        )  # from `mmlego coordinator flower-register`
         simulated = simulated_sites(settings.partitions) if simulation else set()
 
         def vet(claims: list[NodeInfo]) -> list[NodeInfo]:
-            if simulation:  # the simulation engine: no node keys; its nodes are the sites of the partition file
+            if (
+                simulation
+            ):  # the simulation engine: no node keys; its nodes are the sites of the partition file
                 return enrolled(registry, [n for n in claims if n.site in simulated])
             for n in claims:
                 if registered.get(n.node_id) != n.site:
-                    log.warning("node %s says it is %s but its key is registered as %s; left out", n.node_id, n.site,
-                                registered.get(n.node_id, "nobody"))
+                    log.warning(
+                        "node %s says it is %s but its key is registered as %s; left out",
+                        n.node_id,
+                        n.site,
+                        registered.get(n.node_id, "nobody"),
+                    )
             return enrolled(registry, [n for n in claims if registered.get(n.node_id) == n.site])
 
         nodes = discover(transport, settings.discovery_timeout, settings.expect_paired, vet=vet)
         paired = [n for n in nodes if n.paired]
-        log.info("fuse %s: nodes %s; paired %s", parent.model_id, [n.site for n in nodes], [n.site for n in paired])
-        privacy = (Privacy(settings.dp_noise_multiplier, settings.dp_clipping_norm, settings.dp_delta)
-                   if settings.dp_clipping_norm > 0 else None)
-        judge = fuse_run.RoundJudge(registry, registry.task(parent.task_id), parent, start, cfg.mode,
-                                    settings.eval_deadline) if validated else None
-        outcome = run_rounds(transport, paired, start, cfg, parent.model_id, settings.round_timeout, settings.min_sites,
-                             privacy, judge, on_round=lambda history: fuse_run.progress(store, settings.run_key, history))
+        log.info(
+            "fuse %s: nodes %s; paired %s",
+            parent.model_id,
+            [n.site for n in nodes],
+            [n.site for n in paired],
+        )
+        privacy = (
+            Privacy(settings.dp_noise_multiplier, settings.dp_clipping_norm, settings.dp_delta)
+            if settings.dp_clipping_norm > 0
+            else None
+        )
+        judge = (
+            fuse_run.RoundJudge(
+                registry,
+                registry.task(parent.task_id),
+                parent,
+                start,
+                cfg.mode,
+                settings.eval_deadline,
+            )
+            if validated
+            else None
+        )
+        outcome = run_rounds(
+            transport,
+            paired,
+            start,
+            cfg,
+            parent.model_id,
+            settings.round_timeout,
+            settings.min_sites,
+            privacy,
+            judge,
+            on_round=lambda history: fuse_run.progress(store, settings.run_key, history),
+        )
         curve = [h.get("validation") for h in outcome.history]
         if judge is not None:
             best, z = outcome.verdicts[outcome.best_round], registry.evaluation.z
-            log.info("fuse %s: best round %d: %+.4f over the parent (standard error %.4f)", parent.model_id, outcome.best_round,
-                     best.diff, best.se_diff)
+            log.info(
+                "fuse %s: best round %d: %+.4f over the parent (standard error %.4f)",
+                parent.model_id,
+                outcome.best_round,
+                best.diff,
+                best.se_diff,
+            )
             if not best.bound(z) > 0:  # a NaN standard error proves nothing either
-                reason = (f"no round beat the parent {parent.model_id} on consortium validation by more than {z:g} standard "
-                          f"errors (best: round {outcome.best_round}, {best.diff:+.4f}, standard error {best.se_diff:.4f}); "
-                          "no fused version was stored")
-                fuse_run.finish(store, settings.run_key, "not-stored", reason=reason, curve=curve, rounds=len(outcome.history),
-                                history=outcome.history)
+                reason = (
+                    f"no round beat the parent {parent.model_id} on consortium validation by more than {z:g} standard "
+                    f"errors (best: round {outcome.best_round}, {best.diff:+.4f}, standard error {best.se_diff:.4f}); "
+                    "no fused version was stored"
+                )
+                fuse_run.finish(
+                    store,
+                    settings.run_key,
+                    "not-stored",
+                    reason=reason,
+                    curve=curve,
+                    rounds=len(outcome.history),
+                    history=outcome.history,
+                )
                 print(f"mmlego fuse: not stored: {reason}", flush=True)
                 return
-            validation = {"evaluated": True, "kept_round": outcome.best_round, "z": z, "curve": curve,
-                          "reason": f"round {outcome.best_round}: {best.diff:+.4f} over the parent (standard error "
-                                    f"{best.se_diff:.4f}), the best of {len(outcome.history)} rounds",
-                          "per_site": best.summary()["per_site"]}
+            validation = {
+                "evaluated": True,
+                "kept_round": outcome.best_round,
+                "z": z,
+                "curve": curve,
+                "reason": f"round {outcome.best_round}: {best.diff:+.4f} over the parent (standard error "
+                f"{best.se_diff:.4f}), the best of {len(outcome.history)} rounds",
+                "per_site": best.summary()["per_site"],
+            }
         else:
-            why = "--unvalidated" if settings.unvalidated else "federated evaluation is off ([evaluation] deadline_s = 0)"
-            validation = {"evaluated": False, "reason": f"not measured: {why}; the last of {len(outcome.history)} rounds"}
-        record = store_fused(registry, parent, outcome, cfg, actor="flower-serverapp", privacy=outcome.privacy,
-                             validation=validation)
-        fuse_run.finish(store, settings.run_key, "stored", record.model_id, curve=curve, rounds=len(outcome.history),
-                        history=outcome.history)
+            why = (
+                "--unvalidated"
+                if settings.unvalidated
+                else "federated evaluation is off ([evaluation] deadline_s = 0)"
+            )
+            validation = {
+                "evaluated": False,
+                "reason": f"not measured: {why}; the last of {len(outcome.history)} rounds",
+            }
+        record = store_fused(
+            registry,
+            parent,
+            outcome,
+            cfg,
+            actor="flower-serverapp",
+            privacy=outcome.privacy,
+            validation=validation,
+        )
+        fuse_run.finish(
+            store,
+            settings.run_key,
+            "stored",
+            record.model_id,
+            curve=curve,
+            rounds=len(outcome.history),
+            history=outcome.history,
+        )
         print(f"mmlego fuse: stored {record.model_id}", flush=True)
     except (FuseError, RegistryError) as exc:
         reason = exc.message if isinstance(exc, RegistryError) else str(exc)
@@ -140,5 +226,10 @@ def run(registry: Registry, grid: Grid, settings: fuse_run.RunSettings, cfg: Fus
         print(f"mmlego fuse: failed: {reason}", flush=True)
         raise
     except BaseException as exc:  # a crash is recorded too, so the operator is not left guessing
-        fuse_run.finish(store, settings.run_key, "failed", reason=f"{type(exc).__name__} in the ServerApp (its log has more)")
+        fuse_run.finish(
+            store,
+            settings.run_key,
+            "failed",
+            reason=f"{type(exc).__name__} in the ServerApp (its log has more)",
+        )
         raise

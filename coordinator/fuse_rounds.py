@@ -14,12 +14,25 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from flwr.app import DEFAULT_TTL, Array, ArrayRecord, ConfigRecord, Message, Metadata, MetricRecord, RecordDict
+from flwr.app import (
+    DEFAULT_TTL,
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Message,
+    Metadata,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import PrivacyConfig, RdpAccountant
 from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, FedProx
 from flwr.supercore.differential_privacy import compute_stdv
-from flwr.supercore.privacy_accounting import GaussianPrivacyEvent, NeighboringRelation, SamplingMethod
+from flwr.supercore.privacy_accounting import (
+    GaussianPrivacyEvent,
+    NeighboringRelation,
+    SamplingMethod,
+)
 
 from common.fuse import FuseConfig
 from common.fuse.wire import layout, pack_runs, run_key, trainable_names, unpack_runs
@@ -38,8 +51,14 @@ class NotStored(FuseError):
 class Transport(Protocol):
     def node_ids(self) -> list[int]: ...
 
-    def ask(self, node_ids: Iterable[int], message_type: str, content: Callable[[int], RecordDict], group: str,
-            timeout_s: float) -> dict[int, RecordDict | str]:
+    def ask(
+        self,
+        node_ids: Iterable[int],
+        message_type: str,
+        content: Callable[[int], RecordDict],
+        group: str,
+        timeout_s: float,
+    ) -> dict[int, RecordDict | str]:
         """Send one message per node and collect the replies that arrive within ``timeout_s``:
         node -> reply content, or an error text; nodes that did not answer are absent."""
         ...
@@ -53,8 +72,13 @@ class NodeInfo:
     paired: bool
 
 
-def discover(transport: Transport, deadline_s: float, want_paired: int, poll_s: float = 1.0,
-             vet: Callable[[list[NodeInfo]], list[NodeInfo]] | None = None) -> list[NodeInfo]:
+def discover(
+    transport: Transport,
+    deadline_s: float,
+    want_paired: int,
+    poll_s: float = 1.0,
+    vet: Callable[[list[NodeInfo]], list[NodeInfo]] | None = None,
+) -> list[NodeInfo]:
     """Ask every connected node who it is, until ``want_paired`` paired sites answered or the
     deadline. ``vet`` replaces what nodes say by what is known of them (and drops impostors)
     before they are counted."""
@@ -64,12 +88,19 @@ def discover(transport: Transport, deadline_s: float, want_paired: int, poll_s: 
         new = [n for n in transport.node_ids() if n not in known]
         if new:
             left = max(0.1, end - time.monotonic())
-            for node, reply in transport.ask(new, "query.describe", lambda _: RecordDict(), "describe", min(left, 30.0)).items():
+            for node, reply in transport.ask(
+                new, "query.describe", lambda _: RecordDict(), "describe", min(left, 30.0)
+            ).items():
                 if isinstance(reply, str):
                     log.warning("node %s did not describe itself: %s", node, reply)
                     continue
                 info = reply["site"]
-                known[node] = NodeInfo(node, str(info["site"]), tuple(info["modalities"]), bool(info["paired"]))  # type: ignore[index, arg-type]
+                known[node] = NodeInfo(
+                    node,
+                    str(info["site"]),
+                    tuple(info["modalities"]),  # type: ignore[arg-type]
+                    bool(info["paired"]),
+                )
         nodes = sorted(known.values(), key=lambda n: n.site)
         if vet is not None:
             nodes = vet(nodes)
@@ -93,35 +124,57 @@ class Privacy:
 
     def __post_init__(self) -> None:
         if self.noise_multiplier < 0 or self.clipping_norm <= 0:
-            raise ValueError("differential privacy needs noise_multiplier >= 0 and clipping_norm > 0")
+            raise ValueError(
+                "differential privacy needs noise_multiplier >= 0 and clipping_norm > 0"
+            )
         if not 0 < self.delta < 1:
             raise ValueError("differential privacy needs 0 < delta < 1")
 
     def strategy(self, sites: int) -> Any:
-        return DifferentialPrivacyServerSideFixedClipping(FedAvg(weighted_by_key=UNIT_WEIGHT), self.noise_multiplier,
-                                                          self.clipping_norm, sites)
+        return DifferentialPrivacyServerSideFixedClipping(
+            FedAvg(weighted_by_key=UNIT_WEIGHT), self.noise_multiplier, self.clipping_norm, sites
+        )
 
     def accountant(self, population: int) -> Any:
         if self.noise_multiplier <= 0:
             return None  # no noise: no finite guarantee to account
-        return RdpAccountant(PrivacyConfig(target_delta=self.delta, population_size=max(1, population),
-                                           neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
-                                           sampling_method=SamplingMethod.NO_AMPLIFICATION))
+        return RdpAccountant(
+            PrivacyConfig(
+                target_delta=self.delta,
+                population_size=max(1, population),
+                neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+                sampling_method=SamplingMethod.NO_AMPLIFICATION,
+            )
+        )
 
     def card(self, accountant: Any, noise_std: list[float]) -> dict[str, str]:
-        spent = accountant.get_privacy_spent() if accountant is not None and accountant.num_releases else None
-        return {"mechanism": "central DP, server-side fixed clipping (flwr DifferentialPrivacyServerSideFixedClipping + FedAvg)",
-                "noise_multiplier": str(self.noise_multiplier), "clipping_norm": str(self.clipping_norm),
-                "noise_std_per_round": ", ".join(f"{s:.6g}" for s in noise_std),
-                "aggregation": "uniform mean of clipped updates of the trainable tensors",
-                "epsilon": f"{spent.epsilon:.4f}" if spent else "inf (no noise)" if self.noise_multiplier <= 0 else "n/a",
-                "delta": str(self.delta), "accounting": "site-level RDP, no sampling amplification (flwr RdpAccountant)"}
+        spent = (
+            accountant.get_privacy_spent()
+            if accountant is not None and accountant.num_releases
+            else None
+        )
+        return {
+            "mechanism": "central DP, server-side fixed clipping (flwr DifferentialPrivacyServerSideFixedClipping + FedAvg)",
+            "noise_multiplier": str(self.noise_multiplier),
+            "clipping_norm": str(self.clipping_norm),
+            "noise_std_per_round": ", ".join(f"{s:.6g}" for s in noise_std),
+            "aggregation": "uniform mean of clipped updates of the trainable tensors",
+            "epsilon": f"{spent.epsilon:.4f}"
+            if spent
+            else "inf (no noise)"
+            if self.noise_multiplier <= 0
+            else "n/a",
+            "delta": str(self.delta),
+            "accounting": "site-level RDP, no sampling amplification (flwr RdpAccountant)",
+        }
 
 
 UNIT_WEIGHT = "unit-weight"  # DP averages the sites uniformly (the noise is calibrated to that)
 
 
-def check_reply(content: RecordDict, states: list[dict[str, torch.Tensor]], keys: list[str]) -> str | None:
+def check_reply(
+    content: RecordDict, states: list[dict[str, torch.Tensor]], keys: list[str]
+) -> str | None:
     """Why a site's train reply cannot be aggregated (not the packed trainable tensors of this
     model, one array per run, non-finite values, a bad example count), or None."""
     try:
@@ -143,8 +196,14 @@ def check_reply(content: RecordDict, states: list[dict[str, torch.Tensor]], keys
     return None
 
 
-def aggregate(round_: int, states: list[dict[str, torch.Tensor]], replies: dict[int, RecordDict], keys: list[str],
-              cfg: FuseConfig, privacy: Privacy | None) -> list[dict[str, torch.Tensor]]:
+def aggregate(
+    round_: int,
+    states: list[dict[str, torch.Tensor]],
+    replies: dict[int, RecordDict],
+    keys: list[str],
+    cfg: FuseConfig,
+    privacy: Privacy | None,
+) -> list[dict[str, torch.Tensor]]:
     """One round's aggregate by a Flower strategy (``FedAvg``/``FedProx`` weighted by examples,
     or the DP wrapper) of the packed trainable tensors ``keys`` of every run (the full run and
     the fold runs, each averaged with itself; the DP wrapper clips a site's update of all runs
@@ -157,16 +216,31 @@ def aggregate(round_: int, states: list[dict[str, torch.Tensor]], replies: dict[
         strategy = FedProx(proximal_mu=cfg.proximal_mu) if cfg.proximal_mu > 0 else FedAvg()
     msgs = []
     for node, content in replies.items():
-        metrics = MetricRecord({"num-examples": float(content["metrics"]["num-examples"]), UNIT_WEIGHT: 1.0})  # type: ignore[index, arg-type]
-        body = RecordDict({"arrays": ArrayRecord({k: content["arrays"][k] for k in runs}), "metrics": metrics})  # type: ignore[index]
-        meta = Metadata(run_id=0, message_id="", src_node_id=node, dst_node_id=0, reply_to_message_id="",
-                        group_id=f"round-{round_}", created_at=time.time(), ttl=DEFAULT_TTL, message_type="train")
+        metrics = MetricRecord(
+            {"num-examples": float(content["metrics"]["num-examples"]), UNIT_WEIGHT: 1.0}  # type: ignore[index, arg-type]
+        )
+        body = RecordDict(
+            {"arrays": ArrayRecord({k: content["arrays"][k] for k in runs}), "metrics": metrics}
+        )  # type: ignore[index]
+        meta = Metadata(
+            run_id=0,
+            message_id="",
+            src_node_id=node,
+            dst_node_id=0,
+            reply_to_message_id="",
+            group_id=f"round-{round_}",
+            created_at=time.time(),
+            ttl=DEFAULT_TTL,
+            message_type="train",
+        )
         # Flower's strategies aggregate reply Messages; the content may come from a transport
         # other than the Grid (tests, benchmarks), so each is wrapped with metadata of its own.
         msgs.append(Message(content=body, metadata=meta))  # type: ignore[call-overload]
     try:
         result, _ = strategy.aggregate_train(round_, msgs)
-    except Exception as exc:  # the replies were checked; anything left is named, not a crash of the run
+    except (
+        Exception
+    ) as exc:  # the replies were checked; anything left is named, not a crash of the run
         raise FuseError(f"round {round_}: aggregation failed: {type(exc).__name__}: {exc}") from exc
     if result is None:
         raise FuseError(f"round {round_}: the strategy produced no aggregate")
@@ -176,7 +250,9 @@ def aggregate(round_: int, states: list[dict[str, torch.Tensor]], replies: dict[
 
 @dataclass
 class FuseOutcome:
-    state: dict[str, torch.Tensor]  # the kept round's global weights of the full run (the last round's without a judge)
+    state: dict[
+        str, torch.Tensor
+    ]  # the kept round's global weights of the full run (the last round's without a judge)
     history: list[dict[str, Any]]
     participants: list[str]
     privacy: dict[str, str] | None = None
@@ -188,9 +264,18 @@ class FuseOutcome:
 Judge = Callable[[int, list[dict[str, torch.Tensor]]], Any]
 
 
-def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Module, cfg: FuseConfig, model_id: str,
-               round_timeout_s: float, min_sites: int, privacy: Privacy | None = None,
-               judge: Judge | None = None, on_round: Callable[[list[dict[str, Any]]], None] = lambda _: None) -> FuseOutcome:
+def run_rounds(
+    transport: Transport,
+    nodes: list[NodeInfo],
+    start: torch.nn.Module,
+    cfg: FuseConfig,
+    model_id: str,
+    round_timeout_s: float,
+    min_sites: int,
+    privacy: Privacy | None = None,
+    judge: Judge | None = None,
+    on_round: Callable[[list[dict[str, Any]]], None] = lambda _: None,
+) -> FuseOutcome:
     """Up to R rounds of FedAvg over ``nodes`` from the weights of ``start``; a round goes on with
     the sites that answered by its deadline if at least ``min_sites`` did, else the run fails
     naming who was missing. A reply that cannot be aggregated counts as a failed site; a site that
@@ -205,8 +290,10 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
     without a better one; a round the judge cannot measure (None) ends the run with FuseError.
     ``on_round`` gets the history after every round (and its verdict)."""
     if len(nodes) < min_sites:
-        raise FuseError(f"{len(nodes)} paired site(s) available ({', '.join(n.site for n in nodes) or 'none'}); "
-                        f"min_sites is {min_sites}")
+        raise FuseError(
+            f"{len(nodes)} paired site(s) available ({', '.join(n.site for n in nodes) or 'none'}); "
+            f"min_sites is {min_sites}"
+        )
     by_id = {n.node_id: n for n in nodes}
     active = dict(by_id)
     counts_seen: dict[int, int] = {}
@@ -221,15 +308,21 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
     best_round, best_state, since = 0, state, 0
     for r in range(1, cfg.rounds + 1):
         arrays = pack_runs(states, keys)
-        settings = ConfigRecord({**cfg.to_dict(), "model-id": model_id, "round": r, "layout": layout(state, keys)})
+        settings = ConfigRecord(
+            {**cfg.to_dict(), "model-id": model_id, "round": r, "layout": layout(state, keys)}
+        )
 
-        def content(_: int, arrays: ArrayRecord = arrays, settings: ConfigRecord = settings) -> RecordDict:
+        def content(
+            _: int, arrays: ArrayRecord = arrays, settings: ConfigRecord = settings
+        ) -> RecordDict:
             return RecordDict({"arrays": arrays, "config": settings})
 
         t0 = time.monotonic()
         if len(active) < min_sites:
-            raise FuseError(f"round {r}: {len(active)} paired site(s) left ({', '.join(n.site for n in active.values()) or 'none'}; "
-                            f"the others stopped answering); min_sites is {min_sites}")
+            raise FuseError(
+                f"round {r}: {len(active)} paired site(s) left ({', '.join(n.site for n in active.values()) or 'none'}; "
+                f"the others stopped answering); min_sites is {min_sites}"
+            )
         replies = transport.ask(list(active), "train", content, f"round-{r}", round_timeout_s)
         ok: dict[int, RecordDict] = {}
         failed: dict[str, str] = {}
@@ -237,8 +330,12 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
             problem = rep if isinstance(rep, str) else check_reply(rep, states, keys)
             if problem is None:
                 count = int(float(rep["metrics"]["num-examples"]))  # type: ignore[index, arg-type]
-                if counts_seen.setdefault(n, count) != count:  # FedAvg weights are the sites' own counts: they may not drift
-                    problem = f"reported {count} patients after {counts_seen[n]} in an earlier round"
+                if (
+                    counts_seen.setdefault(n, count) != count
+                ):  # FedAvg weights are the sites' own counts: they may not drift
+                    problem = (
+                        f"reported {count} patients after {counts_seen[n]} in an earlier round"
+                    )
             if problem is None:
                 ok[n] = rep  # type: ignore[assignment]
             else:
@@ -247,12 +344,16 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
         for site, err in failed.items():
             log.warning("round %d: site %s failed: %s", r, site, err)
         if silent:
-            log.warning("round %d: no answer from %s within %.0f s", r, ", ".join(silent), round_timeout_s)
+            log.warning(
+                "round %d: no answer from %s within %.0f s", r, ", ".join(silent), round_timeout_s
+            )
         if len(ok) < min_sites:
             asked = len(ok) + len(failed) + len(silent)
             why = "; ".join(f"{site}: {err}" for site, err in sorted(failed.items())) or "none"
-            raise FuseError(f"round {r}: {len(ok)} of {asked} paired sites answered (failed: {why}; "
-                            f"no answer within {round_timeout_s:.0f} s: {silent or 'none'}); min_sites is {min_sites}")
+            raise FuseError(
+                f"round {r}: {len(ok)} of {asked} paired sites answered (failed: {why}; "
+                f"no answer within {round_timeout_s:.0f} s: {silent or 'none'}); min_sites is {min_sites}"
+            )
         counts = [float(rep["metrics"]["num-examples"]) for rep in ok.values()]  # type: ignore[index, arg-type]
         losses = [float(rep["metrics"]["train_loss"]) for rep in ok.values()]  # type: ignore[index, arg-type]
         states = aggregate(r, states, ok, keys, cfg, privacy)
@@ -260,23 +361,42 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
         if privacy is not None:
             noise_std.append(compute_stdv(privacy.noise_multiplier, privacy.clipping_norm, len(ok)))
             if accountant is not None:
-                accountant.compose(GaussianPrivacyEvent(privacy.noise_multiplier, len(ok), len(nodes)))
+                accountant.compose(
+                    GaussianPrivacyEvent(privacy.noise_multiplier, len(ok), len(nodes))
+                )
         sites = sorted(by_id[n].site for n in ok)
         participants.update(sites)
-        history.append({"round": r, "sites": sites, "num-examples": int(sum(counts)),
-                        "train_loss": sum(c * x for c, x in zip(counts, losses, strict=True)) / sum(counts),
-                        "failed": sorted(failed), "errors": failed, "no_answer": silent, "seconds": round(time.monotonic() - t0, 2)})
-        log.info("round %d of %d: %d sites, %d patients, loss %.4f", r, cfg.rounds, len(ok), int(sum(counts)),
-                 history[-1]["train_loss"])
+        history.append(
+            {
+                "round": r,
+                "sites": sites,
+                "num-examples": int(sum(counts)),
+                "train_loss": sum(c * x for c, x in zip(counts, losses, strict=True)) / sum(counts),
+                "failed": sorted(failed),
+                "errors": failed,
+                "no_answer": silent,
+                "seconds": round(time.monotonic() - t0, 2),
+            }
+        )
+        log.info(
+            "round %d of %d: %d sites, %d patients, loss %.4f",
+            r,
+            cfg.rounds,
+            len(ok),
+            int(sum(counts)),
+            history[-1]["train_loss"],
+        )
         if judge is None:
             on_round(history)
             continue
         verdict = judge(r, states)
         if verdict is None:
-            raise FuseError(f"round {r}: no site reported validation scores of the round's model (each declined or was "
-                            "silent: too few validation patients or events, evaluation switched off, or not running); a "
-                            "LegoFuse round can only be kept on consortium validation, so nothing is stored. Run it with "
-                            "--unvalidated to store the last of a fixed number of rounds unmeasured")
+            raise FuseError(
+                f"round {r}: no site reported validation scores of the round's model (each declined or was "
+                "silent: too few validation patients or events, evaluation switched off, or not running); a "
+                "LegoFuse round can only be kept on consortium validation, so nothing is stored. Run it with "
+                "--unvalidated to store the last of a fixed number of rounds unmeasured"
+            )
         verdicts[r] = verdict
         history[-1]["validation"] = verdict.summary()
         on_round(history)
@@ -285,7 +405,12 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
         else:
             since += 1
             if since >= cfg.patience:
-                log.info("round %d: %d rounds without a better validation metric than round %d; stopping", r, since, best_round)
+                log.info(
+                    "round %d: %d rounds without a better validation metric than round %d; stopping",
+                    r,
+                    since,
+                    best_round,
+                )
                 break
     card = privacy.card(accountant, noise_std) if privacy is not None else None
     if judge is not None:
@@ -294,7 +419,11 @@ def run_rounds(transport: Transport, nodes: list[NodeInfo], start: torch.nn.Modu
 
 
 # The SuperLink's own error replies for a node that disconnected or lost the message.
-NODE_GONE = {ErrorCode.NODE_UNAVAILABLE, ErrorCode.MESSAGE_UNAVAILABLE, ErrorCode.REPLY_MESSAGE_UNAVAILABLE}
+NODE_GONE = {
+    ErrorCode.NODE_UNAVAILABLE,
+    ErrorCode.MESSAGE_UNAVAILABLE,
+    ErrorCode.REPLY_MESSAGE_UNAVAILABLE,
+}
 
 
 class GridTransport:
@@ -306,9 +435,18 @@ class GridTransport:
     def node_ids(self) -> list[int]:
         return list(self.grid.get_node_ids())
 
-    def ask(self, node_ids: Iterable[int], message_type: str, content: Callable[[int], RecordDict], group: str,
-            timeout_s: float) -> dict[int, RecordDict | str]:
-        msgs = [Message(content(n), dst_node_id=n, message_type=message_type, group_id=group) for n in node_ids]
+    def ask(
+        self,
+        node_ids: Iterable[int],
+        message_type: str,
+        content: Callable[[int], RecordDict],
+        group: str,
+        timeout_s: float,
+    ) -> dict[int, RecordDict | str]:
+        msgs = [
+            Message(content(n), dst_node_id=n, message_type=message_type, group_id=group)
+            for n in node_ids
+        ]
         replies = list(self.grid.send_and_receive(msgs, timeout=timeout_s))
         # Replies are matched to what was sent, not to their source: the SuperLink answers for a
         # node it lost (an error reply from itself).
@@ -317,10 +455,19 @@ class GridTransport:
         for reply in replies:
             node = sent.get(reply.metadata.reply_to_message_id)
             if node is None:
-                log.warning("a reply to no message of this round (from node %s) is ignored", reply.metadata.src_node_id)
+                log.warning(
+                    "a reply to no message of this round (from node %s) is ignored",
+                    reply.metadata.src_node_id,
+                )
                 continue
             if reply.has_error() and reply.error.code in NODE_GONE:
-                log.warning("node %s is gone (%s): counted as not answering", node, reply.error.reason)
+                log.warning(
+                    "node %s is gone (%s): counted as not answering", node, reply.error.reason
+                )
                 continue
-            out[int(node)] = f"error {reply.error.code}: {reply.error.reason}" if reply.has_error() else reply.content
+            out[int(node)] = (
+                f"error {reply.error.code}: {reply.error.reason}"
+                if reply.has_error()
+                else reply.content
+            )
         return out

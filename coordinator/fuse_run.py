@@ -42,7 +42,9 @@ class RunSettings:
     dp_clipping_norm: float = 0.0
     dp_noise_multiplier: float = 0.0
     dp_delta: float = 1e-5
-    eval_deadline: float = 0.0  # seconds the sites get to score each round (0: [evaluation] deadline_s)
+    eval_deadline: float = (
+        0.0  # seconds the sites get to score each round (0: [evaluation] deadline_s)
+    )
     unvalidated: int = 0  # 1: no scoring; all rounds run and the last is stored, marked unmeasured
 
     @classmethod
@@ -85,12 +87,18 @@ def finish(store: Store, key: str, state: str, model_id: str = "", **detail: Any
         before = read(store, key)
         if before is not None and "history" in before.detail:
             detail["history"] = before.detail["history"]
-    store.db.update_fuse_run(key, json.dumps(detail, sort_keys=True, default=str), state, model_id, utc_now())
+    store.db.update_fuse_run(
+        key, json.dumps(detail, sort_keys=True, default=str), state, model_id, utc_now()
+    )
 
 
 def read(store: Store, key: str) -> RunRecord | None:
     row = store.db.fuse_run(key)
-    return None if row is None else RunRecord(key, row["state"], row["model_id"], json.loads(row["detail"] or "{}"))
+    return (
+        None
+        if row is None
+        else RunRecord(key, row["state"], row["model_id"], json.loads(row["detail"] or "{}"))
+    )
 
 
 def runs(store: Store, task_id: str = "", limit: int = 50) -> list[FuseRun]:
@@ -103,16 +111,42 @@ def as_fuse_run(row: Mapping[str, Any]) -> FuseRun:
     rounds = []
     for h in detail.get("history", []):
         v = h.get("validation") or {}
-        sites, failed, silent = tuple(h.get("sites", [])), tuple(h.get("failed", [])), tuple(h.get("no_answer", []))
+        sites, failed, silent = (
+            tuple(h.get("sites", [])),
+            tuple(h.get("failed", [])),
+            tuple(h.get("no_answer", [])),
+        )
 
         def num(x: Any) -> float:
             return math.nan if x is None else float(x)
 
-        rounds.append(FuseRound(int(h["round"]), len(sites) + len(failed) + len(silent), sites, failed, silent,
-                                int(h.get("num-examples", 0)), num(h.get("train_loss")), float(h.get("seconds", 0.0)),
-                                num(v.get("value")), num(v.get("parent")), num(v.get("diff")), num(v.get("se_diff"))))
-    return FuseRun(row["run_key"], row["task_id"], row["parent_id"], row["started_at"], row["state"], row["finished_at"],
-                   row["model_id"], str(detail.get("reason", "")), tuple(rounds))
+        rounds.append(
+            FuseRound(
+                int(h["round"]),
+                len(sites) + len(failed) + len(silent),
+                sites,
+                failed,
+                silent,
+                int(h.get("num-examples", 0)),
+                num(h.get("train_loss")),
+                float(h.get("seconds", 0.0)),
+                num(v.get("value")),
+                num(v.get("parent")),
+                num(v.get("diff")),
+                num(v.get("se_diff")),
+            )
+        )
+    return FuseRun(
+        row["run_key"],
+        row["task_id"],
+        row["parent_id"],
+        row["started_at"],
+        row["state"],
+        row["finished_at"],
+        row["model_id"],
+        str(detail.get("reason", "")),
+        tuple(rounds),
+    )
 
 
 # ---- judging rounds --------------------------------------------------------------------------------
@@ -135,9 +169,15 @@ class Verdict:
         def r(x: float) -> float | None:
             return None if math.isnan(x) else round(x, 6)
 
-        return {"job_id": self.job_id, "value": r(self.value), "parent": r(self.parent), "diff": r(self.diff),
-                "se_diff": r(self.se_diff), "sites": list(self.sites),
-                "per_site": {s: round(sc.metric, 6) for s, sc in sorted(self.scores.items())}}
+        return {
+            "job_id": self.job_id,
+            "value": r(self.value),
+            "parent": r(self.parent),
+            "diff": r(self.diff),
+            "se_diff": r(self.se_diff),
+            "sites": list(self.sites),
+            "per_site": {s: round(sc.metric, 6) for s, sc in sorted(self.scores.items())},
+        }
 
 
 class RoundJudge:
@@ -145,29 +185,64 @@ class RoundJudge:
     a ``fuse-round`` candidate carrying its trainable tensors: the full run's, then each fold
     run's) and waits for the sites."""
 
-    def __init__(self, registry: Registry, task: TaskRecord, parent: ModelRecord, start: torch.nn.Module, mode: str,
-                 deadline_s: float, stop: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        task: TaskRecord,
+        parent: ModelRecord,
+        start: torch.nn.Module,
+        mode: str,
+        deadline_s: float,
+        stop: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.registry, self.task, self.parent, self.mode = registry, task, parent, mode
         self.keys = trainable_names(start)
-        self.layout = layout({k: v.detach().cpu() for k, v in start.state_dict().items()}, self.keys)
+        self.layout = layout(
+            {k: v.detach().cpu() for k, v in start.state_dict().items()}, self.keys
+        )
         self.wait_s = registry.evaluations.deadline(deadline_s)
         self.stop = stop
 
     def __call__(self, round_: int, states: list[dict[str, torch.Tensor]]) -> Verdict | None:
         ev = self.registry.evaluations
-        record = pack_runs(states, self.keys)  # the full run, then the fold runs: end to end in one blob
-        data = b"".join(record[run_key(i)].numpy().astype("float32").tobytes() for i in range(len(states)))
+        record = pack_runs(
+            states, self.keys
+        )  # the full run, then the fold runs: end to end in one blob
+        data = b"".join(
+            record[run_key(i)].numpy().astype("float32").tobytes() for i in range(len(states))
+        )
         cid = f"round-{round_}"
-        candidates = [Candidate("parent", "version", f"parent {self.parent.model_id}", model_id=self.parent.model_id),
-                      Candidate(cid, "fuse-round", f"round {round_}", model_id=self.parent.model_id,
-                                weights_sha256=hashlib.sha256(data).hexdigest(), weights_size=len(data), fuse_mode=self.mode,
-                                layout=self.layout, folds=len(states) - 1)]
-        job = ev.open(self.task, "fuse", candidates, self.wait_s, blobs={cid: data}, actor="flower-serverapp")
+        candidates = [
+            Candidate(
+                "parent", "version", f"parent {self.parent.model_id}", model_id=self.parent.model_id
+            ),
+            Candidate(
+                cid,
+                "fuse-round",
+                f"round {round_}",
+                model_id=self.parent.model_id,
+                weights_sha256=hashlib.sha256(data).hexdigest(),
+                weights_size=len(data),
+                fuse_mode=self.mode,
+                layout=self.layout,
+                folds=len(states) - 1,
+            ),
+        ]
+        job = ev.open(
+            self.task, "fuse", candidates, self.wait_s, blobs={cid: data}, actor="flower-serverapp"
+        )
         ev.wait(job.job_id, ev.expected(self.task), self.wait_s, self.stop)
         results, scores = ev.results(job), ev.scores(job.job_id)
         mine = results.get(cid)
         if mine is None or not math.isfinite(mine.diff):
             return None
         value, parent, common = compare(scores[cid], scores["parent"])
-        return Verdict(job.job_id, value, parent, value - parent, mine.se_diff, common,
-                       {s: scores[cid][s] for s in common})
+        return Verdict(
+            job.job_id,
+            value,
+            parent,
+            value - parent,
+            mine.se_diff,
+            common,
+            {s: scores[cid][s] for s in common},
+        )

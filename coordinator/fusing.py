@@ -24,57 +24,115 @@ from .registry import Registry
 log = logging.getLogger("mmlego.coordinator")
 
 
-def starting_model(registry: Registry, parent_id: str, cfg: FuseConfig, judged: bool = True) -> tuple[ModelRecord, LegoFuse,
-                                                                                                     FuseConfig]:
+def starting_model(
+    registry: Registry, parent_id: str, cfg: FuseConfig, judged: bool = True
+) -> tuple[ModelRecord, LegoFuse, FuseConfig]:
     """The merge version ``parent_id``, the LegoFuse of its blocks (in the version's order), and
     ``cfg`` with its fold runs resolved: ``folds`` -1 takes the folds the blocks were cross-fitted
     with (their manifests' ``folds``, the largest where they differ; 0 for blocks with a
     validation split), and a run nobody judges (``judged`` False) carries none."""
     parent = registry.model(parent_id)
     if parent.recipe not in ("merge", "ensemble"):
-        raise precondition(f"model {parent_id!r} is a {parent.recipe} version; LegoFuse rounds start from a merge or an "
-                           "ensemble version")
+        raise precondition(
+            f"model {parent_id!r} is a {parent.recipe} version; LegoFuse rounds start from a merge or an "
+            "ensemble version"
+        )
     blocks, folds = [], set()
     for block_id in parent.block_ids:
         record = registry.block(block_id)
         manifest = manifest_from_bytes(record.manifest)
-        blocks.append(build_block(manifest, parse_weights(registry.store.blobs.read(block_id), manifest)))
+        blocks.append(
+            build_block(manifest, parse_weights(registry.store.blobs.read(block_id), manifest))
+        )
         folds.add(int(manifest.train_stats.get("folds", 0)))
     if not judged:
         cfg = replace(cfg, folds=0)  # fold runs serve out-of-fold scores of the rounds only
     elif cfg.folds < 0:
         if len(folds) > 1:
-            log.warning("the blocks of %s were cross-fitted with different folds %s: the rounds carry %d fold runs (a site "
-                        "cross-fitting with another number does not take part)", parent_id, sorted(folds), max(folds))
+            log.warning(
+                "the blocks of %s were cross-fitted with different folds %s: the rounds carry %d fold runs (a site "
+                "cross-fitting with another number does not take part)",
+                parent_id,
+                sorted(folds),
+                max(folds),
+            )
         cfg = replace(cfg, folds=max(folds))
     return parent, fused_model(blocks, cfg.mode, parent.parameters), cfg
 
 
-def store_fused(registry: Registry, parent: ModelRecord, outcome: FuseOutcome, cfg: FuseConfig, actor: str,
-                privacy: dict[str, str] | None = None, validation: dict[str, Any] | None = None) -> ModelRecord:
+def store_fused(
+    registry: Registry,
+    parent: ModelRecord,
+    outcome: FuseOutcome,
+    cfg: FuseConfig,
+    actor: str,
+    privacy: dict[str, str] | None = None,
+    validation: dict[str, Any] | None = None,
+) -> ModelRecord:
     """The kept round's weights as a new model version whose card records parent, rounds,
     participants, per-round metrics and validation, strategy and privacy settings; the sites'
     scores of the kept round go with it (for the recommendation)."""
     weights = st_save({k: v.detach().to("cpu").contiguous() for k, v in outcome.state.items()})
-    params = {**{k: str(v) for k, v in cfg.to_dict().items()}, "strategy": cfg.strategy,
-              "head_merge": parent.parameters.get("head_merge", "spherical"),
-              **({"weights": parent.parameters["weights"]} if "weights" in parent.parameters else {})}
-    kept = outcome.history[outcome.best_round - 1] if outcome.best_round else (outcome.history[-1] if outcome.history else {})
-    metrics = {"train_loss": float(kept.get("train_loss", float("nan"))), "num-examples": float(kept.get("num-examples", 0))}
+    params = {
+        **{k: str(v) for k, v in cfg.to_dict().items()},
+        "strategy": cfg.strategy,
+        "head_merge": parent.parameters.get("head_merge", "spherical"),
+        **({"weights": parent.parameters["weights"]} if "weights" in parent.parameters else {}),
+    }
+    kept = (
+        outcome.history[outcome.best_round - 1]
+        if outcome.best_round
+        else (outcome.history[-1] if outcome.history else {})
+    )
+    metrics = {
+        "train_loss": float(kept.get("train_loss", float("nan"))),
+        "num-examples": float(kept.get("num-examples", 0)),
+    }
     verdict = outcome.verdicts.get(outcome.best_round)
     if verdict is not None:
-        metrics.update({"val_metric": float(verdict.value), "val_parent": float(verdict.parent), "val_diff": float(verdict.diff),
-                        "val_se_diff": float(verdict.se_diff)})
-    extra = {"task": parent.card.get("task", {}), "blocks": parent.card.get("blocks", []),
-             "fuse": {"participants": outcome.participants, "rounds": outcome.history, "strategy": cfg.strategy,
-                      "kept_round": outcome.best_round or len(outcome.history), "privacy": privacy or {"mechanism": "none"}},
-             "validation": validation or {"evaluated": False, "reason": "not measured"}}
-    record = insert_version(registry.store, parent.task_id, "fuse", parent.block_ids, params, weights, extra, actor,
-                            parent_id=parent.model_id, metrics=metrics, scores=verdict.scores if verdict is not None else None,
-                            job_id=verdict.job_id if verdict is not None else "",
-                            candidate_id=f"round-{outcome.best_round}" if verdict is not None else "")
-    log.info("stored fused version %s (parent %s, round %d of %d kept, sites %s)", record.model_id, parent.model_id,
-             outcome.best_round or len(outcome.history), len(outcome.history), ", ".join(outcome.participants))
+        metrics.update(
+            {
+                "val_metric": float(verdict.value),
+                "val_parent": float(verdict.parent),
+                "val_diff": float(verdict.diff),
+                "val_se_diff": float(verdict.se_diff),
+            }
+        )
+    extra = {
+        "task": parent.card.get("task", {}),
+        "blocks": parent.card.get("blocks", []),
+        "fuse": {
+            "participants": outcome.participants,
+            "rounds": outcome.history,
+            "strategy": cfg.strategy,
+            "kept_round": outcome.best_round or len(outcome.history),
+            "privacy": privacy or {"mechanism": "none"},
+        },
+        "validation": validation or {"evaluated": False, "reason": "not measured"},
+    }
+    record = insert_version(
+        registry.store,
+        parent.task_id,
+        "fuse",
+        parent.block_ids,
+        params,
+        weights,
+        extra,
+        actor,
+        parent_id=parent.model_id,
+        metrics=metrics,
+        scores=verdict.scores if verdict is not None else None,
+        job_id=verdict.job_id if verdict is not None else "",
+        candidate_id=f"round-{outcome.best_round}" if verdict is not None else "",
+    )
+    log.info(
+        "stored fused version %s (parent %s, round %d of %d kept, sites %s)",
+        record.model_id,
+        parent.model_id,
+        outcome.best_round or len(outcome.history),
+        len(outcome.history),
+        ", ".join(outcome.participants),
+    )
     return record
 
 

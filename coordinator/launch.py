@@ -28,13 +28,26 @@ class CoordinatorProcess:
     def start(self) -> None:
         seen = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-c", "from common.cli import run; run()", "coordinator", "serve",
-                                          "--config", str(self.config)], stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "from common.cli import run; run()",
+                    "coordinator",
+                    "serve",
+                    "--config",
+                    str(self.config),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + self.start_timeout_s
         while b"listening on" not in self.log.read_bytes()[seen:]:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"the coordinator did not start; its log ends:\n{self.log.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"the coordinator did not start; its log ends:\n{self.log.read_text()[-2000:]}"
+                )
             time.sleep(0.1)
 
     @property

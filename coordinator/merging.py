@@ -36,34 +36,62 @@ RECIPES = ("uniform", "ensemble", "auto")
 
 
 def _signer(b: BlockRecord) -> dict[str, Any]:
-    ident = identity_from_cert(x509.load_pem_x509_certificate(b.signer_certificate)) if b.signer_certificate else None
-    return {"site": b.site, "certificate_serial": str(ident.serial) if ident else "",
-            "signing_key_sha256": hashlib.sha256(ident.signing_key).hexdigest() if ident else ""}
+    ident = (
+        identity_from_cert(x509.load_pem_x509_certificate(b.signer_certificate))
+        if b.signer_certificate
+        else None
+    )
+    return {
+        "site": b.site,
+        "certificate_serial": str(ident.serial) if ident else "",
+        "signing_key_sha256": hashlib.sha256(ident.signing_key).hexdigest() if ident else "",
+    }
 
 
 def head_tensors(store: Store, block_id: str) -> dict[str, torch.Tensor]:
     """A stored block's head (``head.*``, prefix removed), after re-checking the blob's hash."""
     path = store.blobs.path(block_id)
     if not path.is_file() or sha256_file(path) != block_id:
-        raise RegistryError(Kind.DATA_LOSS, f"stored block {block_id[:12]} is missing or damaged on the coordinator's disk; "
-                            "the operator must restore it from backup or withdraw it")
+        raise RegistryError(
+            Kind.DATA_LOSS,
+            f"stored block {block_id[:12]} is missing or damaged on the coordinator's disk; "
+            "the operator must restore it from backup or withdraw it",
+        )
     with safe_open(str(path), framework="pt") as st:  # type: ignore[no-untyped-call]
-        return {k[len("head."):]: st.get_tensor(k) for k in st.keys() if k.startswith("head.")}
+        return {k[len("head.") :]: st.get_tensor(k) for k in st.keys() if k.startswith("head.")}
 
 
 def task_card(t: TaskRecord) -> dict[str, Any]:
-    return {"kind": t.spec.kind, "n_bins": t.spec.n_bins, "bin_edges": list(t.spec.bin_edges), "n_classes": t.spec.n_classes,
-            "latent_rows": t.latent_rows, "latent_dim": t.latent_dim, "fourier": t.fourier, "init_seed": t.init_seed,
-            "modalities": list(t.modalities)}
+    return {
+        "kind": t.spec.kind,
+        "n_bins": t.spec.n_bins,
+        "bin_edges": list(t.spec.bin_edges),
+        "n_classes": t.spec.n_classes,
+        "latent_rows": t.latent_rows,
+        "latent_dim": t.latent_dim,
+        "fourier": t.fourier,
+        "init_seed": t.init_seed,
+        "modalities": list(t.modalities),
+    }
 
 
 def block_entries(records: list[BlockRecord]) -> list[dict[str, Any]]:
     out = []
     for r in records:
         manifest = manifest_from_bytes(r.manifest)
-        out.append({"block_id": r.block_id, "site": r.site, "modality": r.modality, "size": r.size,
-                    "accepted_at": r.accepted_at, "signer": _signer(r), "train_stats": dict(manifest.train_stats),
-                    "code_version": manifest.code_version, "dp": asdict(manifest.dp) if manifest.dp is not None else None})
+        out.append(
+            {
+                "block_id": r.block_id,
+                "site": r.site,
+                "modality": r.modality,
+                "size": r.size,
+                "accepted_at": r.accepted_at,
+                "signer": _signer(r),
+                "train_stats": dict(manifest.train_stats),
+                "code_version": manifest.code_version,
+                "dp": asdict(manifest.dp) if manifest.dp is not None else None,
+            }
+        )
     return out
 
 
@@ -75,18 +103,29 @@ def block_infos(records: list[BlockRecord]) -> list[BlockInfo]:
     return out
 
 
-def recipe_candidates(recipe: str, infos: list[BlockInfo], latent_merge: str, head_merge: str) -> list[Candidate]:
+def recipe_candidates(
+    recipe: str, infos: list[BlockInfo], latent_merge: str, head_merge: str
+) -> list[Candidate]:
     ids = tuple(b.block_id for b in infos)
     if recipe == "uniform":
         return [Candidate("uniform", "merge", "uniform merge", ids, (), latent_merge, head_merge)]
     if recipe == "ensemble":
         return [Candidate("ensemble", "ensemble", "ensemble", ids)]
-    return [Candidate(c.candidate_id, c.kind, c.label, c.block_ids, c.weights, latent_merge, head_merge)
-            for c in first_candidates(infos)]
+    return [
+        Candidate(c.candidate_id, c.kind, c.label, c.block_ids, c.weights, latent_merge, head_merge)
+        for c in first_candidates(infos)
+    ]
 
 
-def validation_card(job: EvaluationJob | None, results: Mapping[str, Consortium], scores: Mapping[str, Mapping[str, CandidateScore]],
-                    chosen: Candidate, reason: str, status: Any = None, expected: set[str] | None = None) -> dict[str, Any]:
+def validation_card(
+    job: EvaluationJob | None,
+    results: Mapping[str, Consortium],
+    scores: Mapping[str, Mapping[str, CandidateScore]],
+    chosen: Candidate,
+    reason: str,
+    status: Any = None,
+    expected: set[str] | None = None,
+) -> dict[str, Any]:
     """What the sites found, for the card: every candidate's consortium metric (with its standard
     error and its difference to the reference), the chosen one site by site, and why."""
     if job is None:
@@ -94,21 +133,55 @@ def validation_card(job: EvaluationJob | None, results: Mapping[str, Consortium]
     rows = []
     for c in job.candidates:
         r = results.get(c.candidate_id)
-        rows.append({"candidate": c.candidate_id, "label": c.label, "kind": c.kind, "weights": list(c.weights),
-                     **(r.to_dict() if r is not None else {"value": None})})
-    per_site = {site: {"value": round(s.metric, 6), "patients": s.patients, "events": s.events}
-                for site, s in sorted(scores.get(chosen.candidate_id, {}).items())}
-    out = {"evaluated": True, "job_id": job.job_id, "reference": job.candidates[0].candidate_id, "candidates": rows,
-           "chosen": chosen.candidate_id, "reason": reason, "per_site": per_site}
+        rows.append(
+            {
+                "candidate": c.candidate_id,
+                "label": c.label,
+                "kind": c.kind,
+                "weights": list(c.weights),
+                **(r.to_dict() if r is not None else {"value": None}),
+            }
+        )
+    per_site = {
+        site: {"value": round(s.metric, 6), "patients": s.patients, "events": s.events}
+        for site, s in sorted(scores.get(chosen.candidate_id, {}).items())
+    }
+    out = {
+        "evaluated": True,
+        "job_id": job.job_id,
+        "reference": job.candidates[0].candidate_id,
+        "candidates": rows,
+        "chosen": chosen.candidate_id,
+        "reason": reason,
+        "per_site": per_site,
+    }
     if status is not None:
-        out.update({"scored_by": list(status.reported), "declined_by": list(status.declined),
-                    "silent": sorted((expected or set(status.delivered)) - set(status.reported) - set(status.declined))})
+        out.update(
+            {
+                "scored_by": list(status.reported),
+                "declined_by": list(status.declined),
+                "silent": sorted(
+                    (expected or set(status.delivered))
+                    - set(status.reported)
+                    - set(status.declined)
+                ),
+            }
+        )
     return out
 
 
-def merge_task(store: Store, task_id: str, latent_merge: str = "", head_merge: str = "", actor: str = "operator",
-               recipe: str = "uniform", evaluations: Evaluations | None = None, deadline_s: float = 0.0,
-               z: float = 1.0, stop: Callable[[], bool] = lambda: False) -> ModelRecord:
+def merge_task(
+    store: Store,
+    task_id: str,
+    latent_merge: str = "",
+    head_merge: str = "",
+    actor: str = "operator",
+    recipe: str = "uniform",
+    evaluations: Evaluations | None = None,
+    deadline_s: float = 0.0,
+    z: float = 1.0,
+    stop: Callable[[], bool] = lambda: False,
+) -> ModelRecord:
     """Build, measure and store a new version of ``task_id``. ``evaluations`` None (or a zero
     deadline with no configured one) publishes without asking the sites."""
     task = store.task(task_id)
@@ -124,7 +197,9 @@ def merge_task(store: Store, task_id: str, latent_merge: str = "", head_merge: s
             raise invalid(str(exc)) from None
     records = store.db.latest_blocks(task_id)
     if not records:
-        raise precondition(f"task {task_id!r} has no accepted blocks of sites that are not withdrawn; nothing to merge")
+        raise precondition(
+            f"task {task_id!r} has no accepted blocks of sites that are not withdrawn; nothing to merge"
+        )
     infos = block_infos(records)
     candidates = recipe_candidates(recipe, infos, params["latent_merge"], params["head_merge"])
     job, results, scores, status, expected = None, {}, {}, None, set()
@@ -137,20 +212,53 @@ def merge_task(store: Store, task_id: str, latent_merge: str = "", head_merge: s
     if recipe == "auto":
         choice = choose([c for c in candidates if publishable(c, infos)], results, z)
     else:
-        choice = Choice(candidates[0], f"{candidates[0].label}: the recipe asked for" +
-                        ("" if job is None or results else "; no site reported scores"))
+        choice = Choice(
+            candidates[0],
+            f"{candidates[0].label}: the recipe asked for"
+            + ("" if job is None or results else "; no site reported scores"),
+        )
     chosen = choice.candidate
     validation = validation_card(job, results, scores, chosen, choice.reason, status, expected)
-    record = store_recipe(store, task, records, chosen, params, actor, validation, scores.get(chosen.candidate_id, {}),
-                          job.job_id if job is not None else "")
-    log.info("merged %d blocks of %s into %s (%s)", len(records), task_id, record.model_id, choice.reason,
-             extra={"event": "merged", "task": task_id, "model_id": record.model_id, "blocks": len(records), "actor": actor,
-                    "recipe": chosen.candidate_id})
+    record = store_recipe(
+        store,
+        task,
+        records,
+        chosen,
+        params,
+        actor,
+        validation,
+        scores.get(chosen.candidate_id, {}),
+        job.job_id if job is not None else "",
+    )
+    log.info(
+        "merged %d blocks of %s into %s (%s)",
+        len(records),
+        task_id,
+        record.model_id,
+        choice.reason,
+        extra={
+            "event": "merged",
+            "task": task_id,
+            "model_id": record.model_id,
+            "blocks": len(records),
+            "actor": actor,
+            "recipe": chosen.candidate_id,
+        },
+    )
     return record
 
 
-def store_recipe(store: Store, task: TaskRecord, records: list[BlockRecord], chosen: Candidate, params: dict[str, str],
-                 actor: str, validation: dict[str, Any], scores: Mapping[str, CandidateScore], job_id: str) -> ModelRecord:
+def store_recipe(
+    store: Store,
+    task: TaskRecord,
+    records: list[BlockRecord],
+    chosen: Candidate,
+    params: dict[str, str],
+    actor: str,
+    validation: dict[str, Any],
+    scores: Mapping[str, CandidateScore],
+    job_id: str,
+) -> ModelRecord:
     """The chosen merge or ensemble as a version: its own weights are the merged head (merge) or
     its per-block weights (ensemble); the blocks travel by id."""
     by_id = {r.block_id: r for r in records}
@@ -161,16 +269,32 @@ def store_recipe(store: Store, task: TaskRecord, records: list[BlockRecord], cho
     else:
         p = {**weights_parameter(chosen.weights), "candidate": chosen.candidate_id}
         for r in used:
-            head_tensors(store, r.block_id)  # the blobs are re-checked for a merge; the same for an ensemble
+            head_tensors(
+                store, r.block_id
+            )  # the blobs are re-checked for a merge; the same for an ensemble
         weights = ensemble_weights(p, len(used))
     extra = {"task": task_card(task), "blocks": block_entries(used), "validation": validation}
     metrics = _metrics(validation, chosen.candidate_id)
-    return insert_version(store, task.task_id, chosen.kind, tuple(r.block_id for r in used), p, weights, extra, actor,
-                          metrics=metrics, scores=scores, job_id=job_id, candidate_id=chosen.candidate_id)
+    return insert_version(
+        store,
+        task.task_id,
+        chosen.kind,
+        tuple(r.block_id for r in used),
+        p,
+        weights,
+        extra,
+        actor,
+        metrics=metrics,
+        scores=scores,
+        job_id=job_id,
+        candidate_id=chosen.candidate_id,
+    )
 
 
 def _metrics(validation: dict[str, Any], candidate_id: str) -> dict[str, float]:
-    row = next((r for r in validation.get("candidates", []) if r["candidate"] == candidate_id), None)
+    row = next(
+        (r for r in validation.get("candidates", []) if r["candidate"] == candidate_id), None
+    )
     if row is None or row.get("value") is None:
         return {}
     out = {"val_metric": float(row["value"]), "val_patients": float(row["patients"])}
@@ -179,30 +303,75 @@ def _metrics(validation: dict[str, Any], candidate_id: str) -> dict[str, float]:
     return out
 
 
-def insert_version(store: Store, task_id: str, recipe: str, block_ids: tuple[str, ...], params: dict[str, str], weights: bytes,
-                   card_extra: dict[str, Any], actor: str, parent_id: str = "", metrics: dict[str, float] | None = None,
-                   scores: Mapping[str, CandidateScore] | None = None, job_id: str = "", candidate_id: str = "") -> ModelRecord:
+def insert_version(
+    store: Store,
+    task_id: str,
+    recipe: str,
+    block_ids: tuple[str, ...],
+    params: dict[str, str],
+    weights: bytes,
+    card_extra: dict[str, Any],
+    actor: str,
+    parent_id: str = "",
+    metrics: dict[str, float] | None = None,
+    scores: Mapping[str, CandidateScore] | None = None,
+    job_id: str = "",
+    candidate_id: str = "",
+) -> ModelRecord:
     """Store ``weights`` as a blob and a new immutable model version of ``task_id`` (id
     ``<task>-v<n>``) with its model card (also written as card.json / card.md for operators) and
     the sites' scores of it (kept for the recommendation)."""
     sha = store.blobs.put_bytes(weights)  # 1. the blob is durable under its hash
     created = utc_now()
-    with store.db.tx() as c:  # 2. then the version becomes visible (a crash between: recovery removes the orphan blob)
-        if not store.blobs.has(sha):  # a coordinator starting beside this process (a fuse run) swept it as an orphan
+    with (
+        store.db.tx() as c
+    ):  # 2. then the version becomes visible (a crash between: recovery removes the orphan blob)
+        if not store.blobs.has(
+            sha
+        ):  # a coordinator starting beside this process (a fuse run) swept it as an orphan
             store.blobs.put_bytes(weights)
         n = c.execute("SELECT COUNT(*) FROM models WHERE task_id = ?", (task_id,)).fetchone()[0]
         model_id = f"{task_id}-v{n + 1}"
-        card = {"model_id": model_id, "task_id": task_id, "recipe": recipe, "parameters": params, "parent_id": parent_id,
-                "created_at": created, "created_by": actor, "code_version": code_version(), "weights_sha256": sha,
-                "metrics": dict(metrics or {}), **card_extra}
-        record = ModelRecord(model_id=model_id, task_id=task_id, block_ids=block_ids, recipe=recipe, parameters=params,
-                             weights_sha256=sha, weights_size=len(weights), card=card, created_at=created,
-                             code_version=code_version(), parent_id=parent_id, metrics=dict(metrics or {}))
-        c.execute("INSERT INTO models(model_id, task_id, message, weights_sha256, created_at) VALUES(?,?,?,?,?)",
-                  (model_id, task_id, model_to_bytes(record), sha, created))
+        card = {
+            "model_id": model_id,
+            "task_id": task_id,
+            "recipe": recipe,
+            "parameters": params,
+            "parent_id": parent_id,
+            "created_at": created,
+            "created_by": actor,
+            "code_version": code_version(),
+            "weights_sha256": sha,
+            "metrics": dict(metrics or {}),
+            **card_extra,
+        }
+        record = ModelRecord(
+            model_id=model_id,
+            task_id=task_id,
+            block_ids=block_ids,
+            recipe=recipe,
+            parameters=params,
+            weights_sha256=sha,
+            weights_size=len(weights),
+            card=card,
+            created_at=created,
+            code_version=code_version(),
+            parent_id=parent_id,
+            metrics=dict(metrics or {}),
+        )
+        c.execute(
+            "INSERT INTO models(model_id, task_id, message, weights_sha256, created_at) VALUES(?,?,?,?,?)",
+            (model_id, task_id, model_to_bytes(record), sha, created),
+        )
         for site, score in (scores or {}).items():
-            c.execute("INSERT INTO model_scores(model_id, site, job_id, candidate_id, message) VALUES(?,?,?,?,?)",
-                      (model_id, site, job_id, candidate_id, score_to_bytes(candidate_id, score)))
-        store.db.event(c, actor, recipe, model_id=model_id, blocks=len(block_ids), parent_id=parent_id)
-    write_card(store.models_dir / model_id, card)  # 3. a crash before this: recovery writes them from the record
+            c.execute(
+                "INSERT INTO model_scores(model_id, site, job_id, candidate_id, message) VALUES(?,?,?,?,?)",
+                (model_id, site, job_id, candidate_id, score_to_bytes(candidate_id, score)),
+            )
+        store.db.event(
+            c, actor, recipe, model_id=model_id, blocks=len(block_ids), parent_id=parent_id
+        )
+    write_card(
+        store.models_dir / model_id, card
+    )  # 3. a crash before this: recovery writes them from the record
     return record

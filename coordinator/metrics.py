@@ -38,7 +38,9 @@ class StoreCollector(Collector):
         tasks = GaugeMetricFamily("mmlego_tasks", "Tasks defined")
         tasks.add_metric([], q("SELECT COUNT(*) FROM tasks")[0][0])
         yield tasks
-        sites = GaugeMetricFamily("mmlego_sites", "Sites the registry knows, by state", labels=["state"])
+        sites = GaugeMetricFamily(
+            "mmlego_sites", "Sites the registry knows, by state", labels=["state"]
+        )
         for withdrawn, n in q("SELECT withdrawn, COUNT(*) FROM sites GROUP BY withdrawn"):
             sites.add_metric(["withdrawn" if withdrawn else "active"], n)
         yield sites
@@ -49,7 +51,9 @@ class StoreCollector(Collector):
         uploads = GaugeMetricFamily("mmlego_open_uploads", "Unfinished (resumable) uploads")
         uploads.add_metric([], q("SELECT COUNT(*) FROM uploads")[0][0])
         yield uploads
-        versions = GaugeMetricFamily("mmlego_model_versions", "Model versions, by recipe", labels=["recipe"])
+        versions = GaugeMetricFamily(
+            "mmlego_model_versions", "Model versions, by recipe", labels=["recipe"]
+        )
         rounds = 0
         counts: dict[str, int] = {}
         for (raw,) in q("SELECT message FROM models"):
@@ -59,17 +63,27 @@ class StoreCollector(Collector):
         for recipe, n in sorted(counts.items()):
             versions.add_metric([recipe], n)
         yield versions
-        done = CounterMetricFamily("mmlego_fuse_rounds", "LegoFuse rounds behind the stored fused versions")
+        done = CounterMetricFamily(
+            "mmlego_fuse_rounds", "LegoFuse rounds behind the stored fused versions"
+        )
         done.add_metric([], rounds)
         yield done
-        jobs = GaugeMetricFamily("mmlego_evaluations", "Evaluation jobs, by state", labels=["state"])
+        jobs = GaugeMetricFamily(
+            "mmlego_evaluations", "Evaluation jobs, by state", labels=["state"]
+        )
         for state, n in q("SELECT state, COUNT(*) FROM evaluations GROUP BY state"):
             jobs.add_metric([state], n)
         yield jobs
-        size = GaugeMetricFamily("mmlego_store_bytes", "Bytes on disk, by part of the store", labels=["part"])
+        size = GaugeMetricFamily(
+            "mmlego_store_bytes", "Bytes on disk, by part of the store", labels=["part"]
+        )
         size.add_metric(["blobs"], sum(p.stat().st_size for _, p in self.store.blobs.all_blobs()))
-        size.add_metric(["database"], sum(f.stat().st_size for f in self.store.root.glob("registry.sqlite*")))
-        size.add_metric(["uploads"], sum(f.stat().st_size for f in self.store.blobs.partials.iterdir()))
+        size.add_metric(
+            ["database"], sum(f.stat().st_size for f in self.store.root.glob("registry.sqlite*"))
+        )
+        size.add_metric(
+            ["uploads"], sum(f.stat().st_size for f in self.store.blobs.partials.iterdir())
+        )
         yield size
 
 
@@ -78,16 +92,40 @@ class Metrics:
 
     def __init__(self, store: Store) -> None:
         self.prometheus = CollectorRegistry()
-        self.rpc_seconds = Histogram("mmlego_rpc_duration_seconds", "Time to answer a call, by method and status code",
-                                     ["method", "code"], buckets=LATENCY_BUCKETS, registry=self.prometheus)
-        self.rejections = Counter("mmlego_rejections", "Calls refused, by method and reason (the status)",
-                                  ["method", "reason"], registry=self.prometheus)
-        self.uploads = Counter("mmlego_uploads", "Block uploads completed, by result", ["result"], registry=self.prometheus)
-        self.merges = Counter("mmlego_merges", "Merge versions built by this process", registry=self.prometheus)
-        self.fuse_runs = Counter("mmlego_fuse_runs", "LegoFuse runs started through the Fuse call, by result", ["result"],
-                                 registry=self.prometheus)
-        self.evaluation_reports = Counter("mmlego_evaluation_reports", "Site reports kept, scored or declined", ["result"],
-                                          registry=self.prometheus)
+        self.rpc_seconds = Histogram(
+            "mmlego_rpc_duration_seconds",
+            "Time to answer a call, by method and status code",
+            ["method", "code"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.prometheus,
+        )
+        self.rejections = Counter(
+            "mmlego_rejections",
+            "Calls refused, by method and reason (the status)",
+            ["method", "reason"],
+            registry=self.prometheus,
+        )
+        self.uploads = Counter(
+            "mmlego_uploads",
+            "Block uploads completed, by result",
+            ["result"],
+            registry=self.prometheus,
+        )
+        self.merges = Counter(
+            "mmlego_merges", "Merge versions built by this process", registry=self.prometheus
+        )
+        self.fuse_runs = Counter(
+            "mmlego_fuse_runs",
+            "LegoFuse runs started through the Fuse call, by result",
+            ["result"],
+            registry=self.prometheus,
+        )
+        self.evaluation_reports = Counter(
+            "mmlego_evaluation_reports",
+            "Site reports kept, scored or declined",
+            ["result"],
+            registry=self.prometheus,
+        )
         self.prometheus.register(StoreCollector(store))
 
     def refused(self, method: str, reason: str) -> None:
@@ -108,7 +146,9 @@ def http_app(metrics: Metrics, healthy: Callable[[], str | None]) -> Callable[..
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
             problem = healthy()
-            start_response("503 Service Unavailable" if problem else "200 OK", [("Content-Type", "text/plain")])
+            start_response(
+                "503 Service Unavailable" if problem else "200 OK", [("Content-Type", "text/plain")]
+            )
             return [(problem or "ok").encode()]
         if path == "/metrics":
             return prometheus(environ, start_response)  # type: ignore[no-any-return]

@@ -42,25 +42,61 @@ def status(registry: Registry) -> dict[str, Any]:
         blocks = registry.blocks(t.task_id)
         versions = [m for m in every if m.task_id == t.task_id]
         rec = _recommended(registry, t.task_id) if versions else None
-        tasks.append({"task": t.task_id, "kind": t.spec.kind, "modalities": list(t.modalities), "fuse_mode": t.fuse_mode,
-                      "max_block_epsilon": t.max_block_epsilon or None,
-                      "blocks": len(blocks), "latest_blocks": len(store.db.latest_blocks(t.task_id)),
-                      "versions": len(versions), "latest_version": versions[0].model_id if versions else "",
-                      "recommended": rec.model.model_id if rec else "",
-                      "recommended_metric": rec.metric if rec and rec.metric == rec.metric else None,
-                      "recommended_reason": rec.reason if rec else ""})
-    sites = [{"site": s.name, "modalities": list(s.modalities), "paired": s.paired,
-              "state": "withdrawn" if s.withdrawn else "active", "blocks": s.block_count, "last_seen": s.last_seen,
-              **({"withdrawn_reason": s.withdrawn_reason} if s.withdrawn else {})} for s in registry.sites()]
-    models = [{"model": m.model_id, "task": m.task_id, "recipe": m.recipe, "parent": m.parent_id, "blocks": len(m.block_ids),
-               "created_at": m.created_at, "rounds": len(m.card.get("fuse", {}).get("rounds", [])),
-               "val_metric": m.metrics.get("val_metric"),
-               "sites": sorted({b.get("site", "") for b in m.card.get("blocks", [])})} for m in every]
+        tasks.append(
+            {
+                "task": t.task_id,
+                "kind": t.spec.kind,
+                "modalities": list(t.modalities),
+                "fuse_mode": t.fuse_mode,
+                "max_block_epsilon": t.max_block_epsilon or None,
+                "blocks": len(blocks),
+                "latest_blocks": len(store.db.latest_blocks(t.task_id)),
+                "versions": len(versions),
+                "latest_version": versions[0].model_id if versions else "",
+                "recommended": rec.model.model_id if rec else "",
+                "recommended_metric": rec.metric if rec and rec.metric == rec.metric else None,
+                "recommended_reason": rec.reason if rec else "",
+            }
+        )
+    sites = [
+        {
+            "site": s.name,
+            "modalities": list(s.modalities),
+            "paired": s.paired,
+            "state": "withdrawn" if s.withdrawn else "active",
+            "blocks": s.block_count,
+            "last_seen": s.last_seen,
+            **({"withdrawn_reason": s.withdrawn_reason} if s.withdrawn else {}),
+        }
+        for s in registry.sites()
+    ]
+    models = [
+        {
+            "model": m.model_id,
+            "task": m.task_id,
+            "recipe": m.recipe,
+            "parent": m.parent_id,
+            "blocks": len(m.block_ids),
+            "created_at": m.created_at,
+            "rounds": len(m.card.get("fuse", {}).get("rounds", [])),
+            "val_metric": m.metrics.get("val_metric"),
+            "sites": sorted({b.get("site", "") for b in m.card.get("blocks", [])}),
+        }
+        for m in every
+    ]
     corrupt = [r[0] for r in store.db.query("SELECT block_id FROM blocks WHERE state = 'corrupt'")]
     blob_bytes = sum(p.stat().st_size for _, p in store.blobs.all_blobs())
-    return {"store": str(store.root), "schema": SCHEMA_VERSION, "code_version": code_version(), "blob_bytes": blob_bytes,
-            "open_uploads": len(store.db.open_uploads()), "corrupt_blocks": corrupt,
-            "tasks": tasks, "sites": sites, "models": models}
+    return {
+        "store": str(store.root),
+        "schema": SCHEMA_VERSION,
+        "code_version": code_version(),
+        "blob_bytes": blob_bytes,
+        "open_uploads": len(store.db.open_uploads()),
+        "corrupt_blocks": corrupt,
+        "tasks": tasks,
+        "sites": sites,
+        "models": models,
+    }
 
 
 def _recommended(registry: Registry, task_id: str) -> Any:
@@ -100,17 +136,23 @@ def backup(config: CoordinatorConfig, out: Path) -> dict[str, Any]:
     con = sqlite3.connect(tmp / "registry.sqlite")
     files: dict[str, dict[str, Any]] = {}
     try:
-        referenced = store.db.referenced_blobs(con)  # what the snapshot names, not what the live store names now
+        referenced = store.db.referenced_blobs(
+            con
+        )  # what the snapshot names, not what the live store names now
         for sha in sorted(referenced):
             dest = tmp / "blobs" / sha[:2] / sha
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(store.blobs.path(sha), dest)
             if sha256_file(dest) != sha:
-                raise BackupError(f"stored blob {sha[:12]} is damaged on the coordinator's disk (its hash differs); "
-                                  "the backup was not written")
+                raise BackupError(
+                    f"stored blob {sha[:12]} is damaged on the coordinator's disk (its hash differs); "
+                    "the backup was not written"
+                )
             files[str(dest.relative_to(tmp))] = {"bytes": dest.stat().st_size, "sha256": sha}
     except FileNotFoundError as exc:
-        raise BackupError(f"a blob the store references is missing: {exc.filename}; the backup was not written") from None
+        raise BackupError(
+            f"a blob the store references is missing: {exc.filename}; the backup was not written"
+        ) from None
     finally:
         con.close()
         store.close()
@@ -122,8 +164,13 @@ def backup(config: CoordinatorConfig, out: Path) -> dict[str, Any]:
     for p in sorted(tmp.glob("*")):  # the files beside the blobs (hashed above)
         if p.is_file():
             files[p.name] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-    manifest = {"created_at": utc_now(), "code_version": code_version(), "schema": SCHEMA_VERSION, "blobs": len(referenced),
-                "files": files}
+    manifest = {
+        "created_at": utc_now(),
+        "code_version": code_version(),
+        "schema": SCHEMA_VERSION,
+        "blobs": len(referenced),
+        "files": files,
+    }
     atomic_write(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
     if out.exists():
         out.rmdir()
@@ -144,15 +191,23 @@ def check_backup(folder: Path) -> dict[str, Any]:
         schema = int(manifest.get("schema", -1))
     except (TypeError, ValueError):
         schema = -1
-    if not 1 <= schema <= SCHEMA_VERSION:  # an older schema is migrated when the restored store is opened
-        raise BackupError(f"the backup has store schema {manifest.get('schema')}; this mmlego reads schemas 1 to {SCHEMA_VERSION}")
+    if (
+        not 1 <= schema <= SCHEMA_VERSION
+    ):  # an older schema is migrated when the restored store is opened
+        raise BackupError(
+            f"the backup has store schema {manifest.get('schema')}; this mmlego reads schemas 1 to {SCHEMA_VERSION}"
+        )
     present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} - {MANIFEST}
     if present != set(files):
         extra, missing = sorted(present - set(files)), sorted(set(files) - present)
-        raise BackupError(f"the backup in {folder} is incomplete or altered: missing {missing[:5]}, unexpected {extra[:5]}")
+        raise BackupError(
+            f"the backup in {folder} is incomplete or altered: missing {missing[:5]}, unexpected {extra[:5]}"
+        )
     for name, meta in files.items():
         if sha256_file(folder / name) != meta["sha256"]:
-            raise BackupError(f"{folder / name} differs from the backup's manifest (damaged or altered); not restored")
+            raise BackupError(
+                f"{folder / name} differs from the backup's manifest (damaged or altered); not restored"
+            )
     return manifest  # type: ignore[no-any-return]
 
 
@@ -163,7 +218,9 @@ def restore(config: CoordinatorConfig, folder: Path) -> dict[str, Any]:
     of every block."""
     manifest = check_backup(folder)
     if config.store.exists() and any(config.store.iterdir()):
-        raise BackupError(f"the store folder {config.store} is not empty; stop the coordinator and move it aside first")
+        raise BackupError(
+            f"the store folder {config.store} is not empty; stop the coordinator and move it aside first"
+        )
     tmp = config.store.with_name(config.store.name + ".restoring")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -185,10 +242,17 @@ def restore(config: CoordinatorConfig, folder: Path) -> dict[str, Any]:
         rec = store.recovery
         assert rec is not None
         if rec.corrupt_blocks:
-            raise BackupError(f"after the restore {len(rec.corrupt_blocks)} blocks failed their hash check")
+            raise BackupError(
+                f"after the restore {len(rec.corrupt_blocks)} blocks failed their hash check"
+            )
         tasks = len(store.db.task_messages())
         versions = len(store.db.model_messages())
     finally:
         store.close()
-    return {"tasks": tasks, "versions": versions, "blobs": manifest["blobs"], "blobs_verified": rec.blobs_verified,
-            "created_at": manifest["created_at"]}
+    return {
+        "tasks": tasks,
+        "versions": versions,
+        "blobs": manifest["blobs"],
+        "blobs_verified": rec.blobs_verified,
+        "created_at": manifest["created_at"],
+    }

@@ -29,8 +29,11 @@ log = logging.getLogger("mmlego.coordinator")
 
 def version_scores(store: Store, model_id: str) -> dict[str, CandidateScore]:
     """The sites' scores of a version (sites withdrawn since do not count)."""
-    rows = store.db.query("SELECT m.site, m.message FROM model_scores m JOIN sites s ON s.name = m.site "
-                          "WHERE m.model_id = ? AND s.withdrawn = 0", (model_id,))
+    rows = store.db.query(
+        "SELECT m.site, m.message FROM model_scores m JOIN sites s ON s.name = m.site "
+        "WHERE m.model_id = ? AND s.withdrawn = 0",
+        (model_id,),
+    )
     return {site: score_from_bytes(bytes(raw)) for site, raw in rows}
 
 
@@ -38,11 +41,19 @@ def recommend(store: Store, task_id: str) -> Recommendation:
     if store.task(task_id) is None:
         raise not_found(f"task {task_id!r} does not exist")
     accepted = store.db.accepted_block_ids(task_id)
-    raw = list(reversed(store.db.model_messages(task_id)))  # oldest first; a card is read only for the version chosen
+    raw = list(
+        reversed(store.db.model_messages(task_id))
+    )  # oldest first; a card is read only for the version chosen
     outlines = [(i, *model_outline(m)) for i, m in enumerate(raw)]
-    versions = [(i, mid, recipe) for i, mid, recipe, blocks in outlines if all(b in accepted for b in blocks)]
+    versions = [
+        (i, mid, recipe)
+        for i, mid, recipe, blocks in outlines
+        if all(b in accepted for b in blocks)
+    ]
     if not versions:
-        raise not_found(f"task {task_id!r} has no model version of blocks that are all still accepted")
+        raise not_found(
+            f"task {task_id!r} has no model version of blocks that are all still accepted"
+        )
     best: int | None = None
     best_scores: dict[str, CandidateScore] = {}
     for i, model_id, _ in versions:
@@ -56,20 +67,39 @@ def recommend(store: Store, task_id: str) -> Recommendation:
         if math.isfinite(mine) and math.isfinite(theirs) and mine > theirs:
             best, best_scores = i, scores
     if best is None:
-        newest = next((i for i, _, recipe in reversed(versions) if recipe == "merge"), versions[-1][0])
+        newest = next(
+            (i for i, _, recipe in reversed(versions) if recipe == "merge"), versions[-1][0]
+        )
         merge = model_from_bytes(raw[newest])
-        return Recommendation(task_id, merge, float("nan"), f"no version has consortium validation scores yet (no site "
-                              f"scored any); {merge.model_id} is the newest merge version")
+        return Recommendation(
+            task_id,
+            merge,
+            float("nan"),
+            f"no version has consortium validation scores yet (no site "
+            f"scored any); {merge.model_id} is the newest merge version",
+        )
     chosen = model_from_bytes(raw[best])
     value = stratified_metric([best_scores[s] for s in sorted(best_scores)])
     sites = tuple(sorted(best_scores))
-    return Recommendation(task_id, chosen, value, f"{chosen.model_id} ({chosen.recipe}) has the best consortium validation metric, "
-                          f"{value:.4f} on {len(sites)} site(s); every other scored version was compared with it on the "
-                          "sites that scored both", sites)
+    return Recommendation(
+        task_id,
+        chosen,
+        value,
+        f"{chosen.model_id} ({chosen.recipe}) has the best consortium validation metric, "
+        f"{value:.4f} on {len(sites)} site(s); every other scored version was compared with it on the "
+        "sites that scored both",
+        sites,
+    )
 
 
-def evaluate_versions(store: Store, evaluations: Evaluations, model_ids: list[str], deadline_s: float, actor: str,
-                      stop: Callable[[], bool] = lambda: False) -> tuple[JobStatus, dict[str, Consortium]]:
+def evaluate_versions(
+    store: Store,
+    evaluations: Evaluations,
+    model_ids: list[str],
+    deadline_s: float,
+    actor: str,
+    stop: Callable[[], bool] = lambda: False,
+) -> tuple[JobStatus, dict[str, Consortium]]:
     """Ask the sites to score stored versions (of one task), wait, and keep each version's scores
     (a site's newer score replaces its older one)."""
     if not model_ids:
@@ -84,10 +114,15 @@ def evaluate_versions(store: Store, evaluations: Evaluations, model_ids: list[st
         records.append(model_from_bytes(raw))
     tasks = {r.task_id for r in records}
     if len(tasks) != 1:
-        raise invalid(f"the versions belong to different tasks {sorted(tasks)}; evaluate one task's versions at a time")
+        raise invalid(
+            f"the versions belong to different tasks {sorted(tasks)}; evaluate one task's versions at a time"
+        )
     task = store.task(records[0].task_id)
     assert task is not None
-    candidates = [Candidate(f"v{i}", "version", r.model_id, model_id=r.model_id) for i, r in enumerate(records)]
+    candidates = [
+        Candidate(f"v{i}", "version", r.model_id, model_id=r.model_id)
+        for i, r in enumerate(records)
+    ]
     wait_s = evaluations.deadline(deadline_s)
     job = evaluations.open(task, "versions", candidates, wait_s, actor=actor)
     status = evaluations.wait(job.job_id, evaluations.expected(task), wait_s, stop)
@@ -95,8 +130,16 @@ def evaluate_versions(store: Store, evaluations: Evaluations, model_ids: list[st
     with store.db.tx() as c:
         for cand, rec in zip(candidates, records, strict=True):
             for site, score in scores.get(cand.candidate_id, {}).items():
-                c.execute("INSERT INTO model_scores(model_id, site, job_id, candidate_id, message) VALUES(?,?,?,?,?) "
-                          "ON CONFLICT(model_id, site) DO UPDATE SET job_id = excluded.job_id, "
-                          "candidate_id = excluded.candidate_id, message = excluded.message",
-                          (rec.model_id, site, job.job_id, cand.candidate_id, score_to_bytes(cand.candidate_id, score)))
+                c.execute(
+                    "INSERT INTO model_scores(model_id, site, job_id, candidate_id, message) VALUES(?,?,?,?,?) "
+                    "ON CONFLICT(model_id, site) DO UPDATE SET job_id = excluded.job_id, "
+                    "candidate_id = excluded.candidate_id, message = excluded.message",
+                    (
+                        rec.model_id,
+                        site,
+                        job.job_id,
+                        cand.candidate_id,
+                        score_to_bytes(cand.candidate_id, score),
+                    ),
+                )
     return status, evaluations.results(job)

@@ -12,7 +12,15 @@ from common.evaluation import Consortium
 from common.evaluation.candidates import JobStatus
 from common.pb.mmlego.v1 import registry_pb2 as pb
 from common.pki import Identity
-from common.records import BlockRecord, Chunk, ModelRecord, Recommendation, SiteRecord, TaskRecord, utc_now
+from common.records import (
+    BlockRecord,
+    Chunk,
+    ModelRecord,
+    Recommendation,
+    SiteRecord,
+    TaskRecord,
+    utc_now,
+)
 from common.serde import model_from_bytes, task_from_pb, task_to_pb
 
 from .config import CoordinatorConfig, EvaluationSection
@@ -27,8 +35,13 @@ log = logging.getLogger("mmlego.coordinator")
 
 
 class Registry:
-    def __init__(self, store: Store, max_block_bytes: int = 1 << 30, max_open_uploads_per_site: int = 8,
-                 evaluation: EvaluationSection | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        max_block_bytes: int = 1 << 30,
+        max_open_uploads_per_site: int = 8,
+        evaluation: EvaluationSection | None = None,
+    ) -> None:
         """``evaluation``: coordinator.toml's [evaluation]; None or a zero deadline publishes
         versions without asking the sites to score them."""
         self.store = store
@@ -38,9 +51,16 @@ class Registry:
 
     @classmethod
     def open(cls, config: CoordinatorConfig, recover: bool = True) -> Registry:
-        store = Store(config.store, config.upload_ttl_s, config.verify_on_start, recover=recover,
-                      busy_timeout_s=config.busy_timeout_s)
-        return cls(store, config.max_block_bytes, config.max_open_uploads_per_site, config.evaluation)
+        store = Store(
+            config.store,
+            config.upload_ttl_s,
+            config.verify_on_start,
+            recover=recover,
+            busy_timeout_s=config.busy_timeout_s,
+        )
+        return cls(
+            store, config.max_block_bytes, config.max_open_uploads_per_site, config.evaluation
+        )
 
     @property
     def evaluating(self) -> bool:
@@ -61,8 +81,14 @@ class Registry:
         raw = task_to_pb(task).SerializeToString(deterministic=True)
         with self.store.db.tx() as c:
             if c.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task.task_id,)).fetchone():
-                raise RegistryError(Kind.EXISTS, f"task {task.task_id!r} already exists; tasks are immutable, choose a new id")
-            c.execute("INSERT INTO tasks(task_id, message, created_at) VALUES(?,?,?)", (task.task_id, raw, task.created_at))
+                raise RegistryError(
+                    Kind.EXISTS,
+                    f"task {task.task_id!r} already exists; tasks are immutable, choose a new id",
+                )
+            c.execute(
+                "INSERT INTO tasks(task_id, message, created_at) VALUES(?,?,?)",
+                (task.task_id, raw, task.created_at),
+            )
             self.store.db.event(c, actor, "task-created", task_id=task.task_id)
         return task
 
@@ -79,7 +105,9 @@ class Registry:
             raise not_found(f"no block {block_id[:80]!r}")
         return b
 
-    def blocks(self, task_id: str = "", site: str = "", modality: str = "", include_withdrawn: bool = False) -> list[BlockRecord]:
+    def blocks(
+        self, task_id: str = "", site: str = "", modality: str = "", include_withdrawn: bool = False
+    ) -> list[BlockRecord]:
         return self.store.db.blocks(task_id, site, modality, include_withdrawn)
 
     def sites(self) -> list[SiteRecord]:
@@ -107,21 +135,50 @@ class Registry:
                 offset += len(buf)
 
     # ---- writes -------------------------------------------------------------------------------
-    def upload(self, who: Identity, signer_cert: bytes, chunks: Iterator[Chunk]) -> tuple[BlockRecord, bool]:
+    def upload(
+        self, who: Identity, signer_cert: bytes, chunks: Iterator[Chunk]
+    ) -> tuple[BlockRecord, bool]:
         return self.uploads.receive(who, signer_cert, chunks)
 
-    def merge(self, task_id: str, latent_merge: str = "", head_merge: str = "", actor: str = "operator", recipe: str = "",
-              deadline_s: float = 0.0, stop: Callable[[], bool] = lambda: False, evaluate: bool = True) -> ModelRecord:
+    def merge(
+        self,
+        task_id: str,
+        latent_merge: str = "",
+        head_merge: str = "",
+        actor: str = "operator",
+        recipe: str = "",
+        deadline_s: float = 0.0,
+        stop: Callable[[], bool] = lambda: False,
+        evaluate: bool = True,
+    ) -> ModelRecord:
         """A new version by ``recipe`` (uniform, ensemble, auto), measured by the sites first when
         evaluation is on and ``evaluate`` (waiting at most ``deadline_s``; 0: the configured deadline)."""
-        return merge_task(self.store, task_id, latent_merge, head_merge, actor, recipe or "uniform",
-                          self.evaluations if self.evaluating and evaluate else None, deadline_s, self.evaluation.z, stop)
+        return merge_task(
+            self.store,
+            task_id,
+            latent_merge,
+            head_merge,
+            actor,
+            recipe or "uniform",
+            self.evaluations if self.evaluating and evaluate else None,
+            deadline_s,
+            self.evaluation.z,
+            stop,
+        )
 
-    def evaluate(self, model_ids: list[str], deadline_s: float = 0.0, actor: str = "operator",
-                 stop: Callable[[], bool] = lambda: False) -> tuple[JobStatus, dict[str, Consortium]]:
+    def evaluate(
+        self,
+        model_ids: list[str],
+        deadline_s: float = 0.0,
+        actor: str = "operator",
+        stop: Callable[[], bool] = lambda: False,
+    ) -> tuple[JobStatus, dict[str, Consortium]]:
         """Ask the sites to score stored versions now; their scores are kept with the versions."""
         if not self.evaluating:
-            raise RegistryError(Kind.PRECONDITION, "federated evaluation is off on this coordinator ([evaluation] deadline_s = 0)")
+            raise RegistryError(
+                Kind.PRECONDITION,
+                "federated evaluation is off on this coordinator ([evaluation] deadline_s = 0)",
+            )
         return evaluate_versions(self.store, self.evaluations, model_ids, deadline_s, actor, stop)
 
     def recommended(self, task_id: str) -> Recommendation:
@@ -132,10 +189,21 @@ class Registry:
         with db.tx() as c:
             if not c.execute("SELECT 1 FROM sites WHERE name = ?", (site,)).fetchone():
                 raise not_found(f"no site {site[:80]!r} has contacted this registry")
-            c.execute("UPDATE sites SET withdrawn = 1, withdrawn_reason = ? WHERE name = ?", (reason, site))
-            c.execute("UPDATE blocks SET state = 'withdrawn' WHERE site = ? AND state = 'accepted'", (site,))
+            c.execute(
+                "UPDATE sites SET withdrawn = 1, withdrawn_reason = ? WHERE name = ?",
+                (reason, site),
+            )
+            c.execute(
+                "UPDATE blocks SET state = 'withdrawn' WHERE site = ? AND state = 'accepted'",
+                (site,),
+            )
             db.event(c, actor, "site-withdrawn", site=site, reason=reason)
-        log.info("withdrew site %s (%s)", site, reason, extra={"event": "site-withdrawn", "site": site, "actor": actor})
+        log.info(
+            "withdrew site %s (%s)",
+            site,
+            reason,
+            extra={"event": "site-withdrawn", "site": site, "actor": actor},
+        )
         rec = db.site(site)
         assert rec is not None
         return rec

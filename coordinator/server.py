@@ -47,11 +47,20 @@ class Running:
 
 
 def _credentials(config: CoordinatorConfig) -> grpc.ServerCredentials:
-    for what, path in (("certificate", config.cert), ("key", config.key), ("CA certificate", config.ca)):
+    for what, path in (
+        ("certificate", config.cert),
+        ("key", config.key),
+        ("CA certificate", config.ca),
+    ):
         if not path.is_file():
-            raise ValueError(f"TLS {what} {path} not found; create server credentials with: mmlego coordinator init")
-    return grpc.ssl_server_credentials([(config.key.read_bytes(), config.cert.read_bytes())],
-                                       root_certificates=config.ca.read_bytes(), require_client_auth=True)
+            raise ValueError(
+                f"TLS {what} {path} not found; create server credentials with: mmlego coordinator init"
+            )
+    return grpc.ssl_server_credentials(
+        [(config.key.read_bytes(), config.cert.read_bytes())],
+        root_certificates=config.ca.read_bytes(),
+        require_client_auth=True,
+    )
 
 
 def warm_up() -> None:
@@ -68,7 +77,9 @@ def serve(config: CoordinatorConfig, fuse_runner: FuseRunner | None = None) -> I
     """Start the coordinator; yields the running server (``port`` is the bound one) and stops it on
     exit. Fuse runs go to the SuperLink of ``[flower]`` unless ``fuse_runner`` is given (tests)."""
     if config.insecure and not is_loopback(config.host):
-        raise ValueError(f"plaintext serving is allowed only on a loopback address, not {config.host!r}")
+        raise ValueError(
+            f"plaintext serving is allowed only on a loopback address, not {config.host!r}"
+        )
     registry = Registry.open(config)
     warm_up()
     auth = Authenticator(config.ca, config.crl)
@@ -76,7 +87,12 @@ def serve(config: CoordinatorConfig, fuse_runner: FuseRunner | None = None) -> I
     metrics = Metrics(registry.store)
 
     def refused(method: str, err: RegistryError) -> None:
-        log.warning("refused %s: %s", method, err.message, extra={"event": "refused", "method": method, "reason": err.kind.value})
+        log.warning(
+            "refused %s: %s",
+            method,
+            err.message,
+            extra={"event": "refused", "method": method, "reason": err.kind.value},
+        )
         metrics.refused(method, err.kind.value)
 
     last_seen: dict[str, float] = {}
@@ -87,28 +103,46 @@ def serve(config: CoordinatorConfig, fuse_runner: FuseRunner | None = None) -> I
         if who.role == "site" and now - last_seen.get(who.name, -1e9) > 60:
             try:
                 registry.seen(who)
-            except sqlite3.OperationalError as exc:  # a locked database must not fail the call itself; retried next call
+            except (
+                sqlite3.OperationalError
+            ) as exc:  # a locked database must not fail the call itself; retried next call
                 log.warning("could not record that %s called: %s", who.name, exc)
                 return
             last_seen[who.name] = now
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
-                         interceptors=[AuthInterceptor(auth, config.insecure, refused, seen)],
-                         options=[("grpc.max_receive_message_length", MAX_MESSAGE),
-                                  ("grpc.max_send_message_length", MAX_MESSAGE)])
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
+        interceptors=[AuthInterceptor(auth, config.insecure, refused, seen)],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+        ],
+    )
+
     def on_superlink(start: FuseStart, progress: Callable[[str], None], run_key: str) -> str:
         from .flower import fuse
         from .fuse_rounds import NotStored
 
         assert config.path is not None
-        result = fuse(config, config.path, start.model_id, start.config, start.expect_paired or None, progress=progress,
-                      deadline_s=start.deadline_s, unvalidated=start.unvalidated, run_key=run_key)
+        result = fuse(
+            config,
+            config.path,
+            start.model_id,
+            start.config,
+            start.expect_paired or None,
+            progress=progress,
+            deadline_s=start.deadline_s,
+            unvalidated=start.unvalidated,
+            run_key=run_key,
+        )
         if result.model_id is None:
             raise NotStored(result.reason)
         return result.model_id
 
     runner = fuse_runner or (on_superlink if config.path is not None else None)
-    pb_grpc.add_BlockRegistryServicer_to_server(BlockRegistryServicer(registry, auth, config.insecure, runner, metrics), server)
+    pb_grpc.add_BlockRegistryServicer_to_server(
+        BlockRegistryServicer(registry, auth, config.insecure, runner, metrics), server
+    )
     epb_grpc.add_EvaluationServicer_to_server(EvaluationServicer(registry, metrics), server)
     apb_grpc.add_AdminServicer_to_server(AdminServicer(registry, metrics, runner), server)
     health_servicer = health.HealthServicer()
@@ -129,7 +163,11 @@ def serve(config: CoordinatorConfig, fuse_runner: FuseRunner | None = None) -> I
     try:
         if config.metrics_listen:
             http, metrics_port = serve_http(config.metrics_listen, http_app(metrics, healthy))
-            log.info("metrics on http://%s:%d/metrics, health on /healthz", http.server_name, metrics_port)
+            log.info(
+                "metrics on http://%s:%d/metrics, health on /healthz",
+                http.server_name,
+                metrics_port,
+            )
         else:
             metrics_port = 0
         if config.insecure:
@@ -143,7 +181,12 @@ def serve(config: CoordinatorConfig, fuse_runner: FuseRunner | None = None) -> I
         for name in ("", SERVICE_NAME, EVALUATION_SERVICE, ADMIN_SERVICE):
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         serving.set()
-        log.info("coordinator listening on %s:%d (%s)", config.host, port, "plaintext" if config.insecure else "mutual TLS")
+        log.info(
+            "coordinator listening on %s:%d (%s)",
+            config.host,
+            port,
+            "plaintext" if config.insecure else "mutual TLS",
+        )
         yield Running(server, port, registry, health_servicer, metrics, metrics_port)
     finally:
         serving.clear()
@@ -158,13 +201,18 @@ def serve(config: CoordinatorConfig, fuse_runner: FuseRunner | None = None) -> I
 def serve_forever(config: CoordinatorConfig) -> None:
     """Run until SIGTERM or SIGINT; prints the bound address once listening."""
     stop = threading.Event()
-    logging.getLogger("mmlego").setLevel(min(logging.INFO, logging.getLogger().getEffectiveLevel()))  # a service logs its events
+    logging.getLogger("mmlego").setLevel(
+        min(logging.INFO, logging.getLogger().getEffectiveLevel())
+    )  # a service logs its events
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     with serve(config) as running:
         print(f"mmlego coordinator listening on {config.host}:{running.port}", flush=True)
         if running.metrics_port:
-            print(f"mmlego coordinator metrics on {config.metrics_listen.rpartition(':')[0]}:{running.metrics_port} "
-                  "(/metrics, /healthz)", flush=True)
+            print(
+                f"mmlego coordinator metrics on {config.metrics_listen.rpartition(':')[0]}:{running.metrics_port} "
+                "(/metrics, /healthz)",
+                flush=True,
+            )
         stop.wait()
     print("mmlego coordinator stopped", flush=True)

@@ -52,27 +52,44 @@ def fuse_start(registry: Registry, request: pb.FuseRequest) -> FuseStart:
     settings default to the task's fuse mode and :class:`FuseConfig`'s defaults."""
     parent = registry.model(request.model_id)
     if parent.recipe not in ("merge", "ensemble"):
-        raise precondition(f"model {parent.model_id!r} is a {parent.recipe} version; LegoFuse rounds start from a merge "
-                           "or an ensemble version")
+        raise precondition(
+            f"model {parent.model_id!r} is a {parent.recipe} version; LegoFuse rounds start from a merge "
+            "or an ensemble version"
+        )
     if request.expect_paired < 0:
         raise invalid(f"expect_paired must be >= 0, got {request.expect_paired}")
     d = FuseConfig()
     try:
-        cfg = FuseConfig(mode=request.mode or registry.task(parent.task_id).fuse_mode, rounds=request.rounds or d.rounds,
-                         epochs=request.epochs or d.epochs, lr=request.lr or d.lr, proximal_mu=request.proximal_mu,
-                         patience=request.patience or d.patience, folds=-1 if request.folds == 0 else max(0, request.folds))
+        cfg = FuseConfig(
+            mode=request.mode or registry.task(parent.task_id).fuse_mode,
+            rounds=request.rounds or d.rounds,
+            epochs=request.epochs or d.epochs,
+            lr=request.lr or d.lr,
+            proximal_mu=request.proximal_mu,
+            patience=request.patience or d.patience,
+            folds=-1 if request.folds == 0 else max(0, request.folds),
+        )
     except ValueError as exc:
         raise invalid(str(exc)) from None
-    deadline = 0.0 if request.unvalidated or not registry.evaluating else registry.evaluations.deadline(request.deadline_s)
+    deadline = (
+        0.0
+        if request.unvalidated or not registry.evaluating
+        else registry.evaluations.deadline(request.deadline_s)
+    )
     return FuseStart(parent.model_id, cfg, deadline, request.expect_paired, request.unvalidated)
 
 
 PAGE_BYTES = 1 << 20  # a ListBlocks reply stays under this (the message limit is 2 MiB)
-CALL_MARGIN_S = 10.0  # a call that waits for the sites answers this long before the caller's own deadline
+CALL_MARGIN_S = (
+    10.0  # a call that waits for the sites answers this long before the caller's own deadline
+)
 
 
 def no_superlink() -> RegistryError:
-    return RegistryError(Kind.UNIMPLEMENTED, "this coordinator has no Flower SuperLink configured for LegoFuse rounds")
+    return RegistryError(
+        Kind.UNIMPLEMENTED,
+        "this coordinator has no Flower SuperLink configured for LegoFuse rounds",
+    )
 
 
 def call_deadline(registry: Registry, asked_s: float, context: grpc.ServicerContext) -> float:
@@ -88,28 +105,42 @@ def call_deadline(registry: Registry, asked_s: float, context: grpc.ServicerCont
 def _abort(context: grpc.ServicerContext, method: str, exc: Exception, metrics: Metrics) -> None:
     """Map ``exc`` to a status and abort (raises). Servicer methods never abort themselves."""
     if isinstance(exc, RegistryError):
-        log.info("%s refused (%s): %s", method, exc.kind.value, exc.message,
-                 extra={"event": "refused", "method": method, "reason": exc.kind.value})
+        log.info(
+            "%s refused (%s): %s",
+            method,
+            exc.kind.value,
+            exc.message,
+            extra={"event": "refused", "method": method, "reason": exc.kind.value},
+        )
         metrics.refused(method, exc.kind.value)
         context.abort(status_of(exc.kind), exc.message)
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
         log.warning("%s: the registry database is locked: %s", method, exc)
-        context.abort(grpc.StatusCode.UNAVAILABLE, "the registry's database is locked (by another process?); nothing was "
-                                                   "stored; try again later")
+        context.abort(
+            grpc.StatusCode.UNAVAILABLE,
+            "the registry's database is locked (by another process?); nothing was "
+            "stored; try again later",
+        )
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         log.error("%s: the store's disk is full: %s", method, exc)
-        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "the coordinator's disk is full; nothing was stored")
+        context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED, "the coordinator's disk is full; nothing was stored"
+        )
     if not context.is_active():
         log.info("%s: the client went away (%s)", method, type(exc).__name__)
         context.abort(grpc.StatusCode.CANCELLED, "the call was cancelled")
     log.exception("%s failed", method)
-    context.abort(grpc.StatusCode.INTERNAL, f"{method} failed inside the coordinator; the operator finds the cause in its log")
+    context.abort(
+        grpc.StatusCode.INTERNAL,
+        f"{method} failed inside the coordinator; the operator finds the cause in its log",
+    )
 
 
 def _timed(metrics: Metrics, method: str, started: float, context: grpc.ServicerContext) -> None:
     code = context.code() or grpc.StatusCode.OK  # set by an abort
-    metrics.rpc_seconds.labels(method, code.name if isinstance(code, grpc.StatusCode) else str(code)).observe(
-        time.perf_counter() - started)
+    metrics.rpc_seconds.labels(
+        method, code.name if isinstance(code, grpc.StatusCode) else str(code)
+    ).observe(time.perf_counter() - started)
 
 
 def translated(fn: F) -> F:
@@ -132,7 +163,9 @@ def streamed(fn: F) -> F:
     """Like :func:`translated` for a server-streaming handler (a generator)."""
 
     @functools.wraps(fn)
-    def inner(self: BlockRegistryServicer, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def inner(
+        self: BlockRegistryServicer, request: Any, context: grpc.ServicerContext
+    ) -> Iterator[Any]:
         started = time.perf_counter()
         try:
             yield from fn(self, request, context)
@@ -168,8 +201,14 @@ def fill_page(page: Any, rows: list[tuple[int, Any]], size: int) -> str:
 
 
 class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
-    def __init__(self, registry: Registry, auth: Authenticator, insecure: bool,
-                 fuse_runner: FuseRunner | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        auth: Authenticator,
+        insecure: bool,
+        fuse_runner: FuseRunner | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.registry = registry
         self.auth = auth
         self.insecure = insecure
@@ -178,29 +217,39 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
 
     # ---- uploads ------------------------------------------------------------------------------
     @translated
-    def UploadBlock(self, request_iterator: Iterator[pb.UploadChunk], context: grpc.ServicerContext) -> pb.UploadResult:
+    def UploadBlock(
+        self, request_iterator: Iterator[pb.UploadChunk], context: grpc.ServicerContext
+    ) -> pb.UploadResult:
         who = caller()
 
         def chunks() -> Iterator[Chunk]:
             for msg in request_iterator:
                 if not isinstance(msg, pb.UploadChunk):
-                    raise invalid(f"an upload message is not a valid UploadChunk ({getattr(msg, 'error', '?')})")
+                    raise invalid(
+                        f"an upload message is not a valid UploadChunk ({getattr(msg, 'error', '?')})"
+                    )
                 c = serde.chunk_from_pb(msg)
                 if c is None:
                     raise invalid("an upload message must carry a header or data")
                 yield c
 
-        block, present = self.registry.upload(who, self.auth.peer_certificate(context, self.insecure), chunks())
+        block, present = self.registry.upload(
+            who, self.auth.peer_certificate(context, self.insecure), chunks()
+        )
         self.metrics.uploads.labels("already_present" if present else "accepted").inc()
         return pb.UploadResult(block=serde.block_to_pb(block), already_present=present)
 
     @translated
-    def GetUploadStatus(self, request: pb.UploadStatusRequest, context: grpc.ServicerContext) -> pb.UploadStatus:
+    def GetUploadStatus(
+        self, request: pb.UploadStatusRequest, context: grpc.ServicerContext
+    ) -> pb.UploadStatus:
         return serde.upload_to_pb(self.registry.uploads.status(caller(), request.upload_id))
 
     # ---- downloads ----------------------------------------------------------------------------
     @streamed
-    def DownloadBlock(self, request: pb.DownloadBlockRequest, context: grpc.ServicerContext) -> Iterator[pb.DownloadChunk]:
+    def DownloadBlock(
+        self, request: pb.DownloadBlockRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.DownloadChunk]:
         block = self.registry.block(request.block_id)
         chunks = self.registry.read_chunks(block.block_id, request.offset)
         yield pb.DownloadChunk(block=serde.block_to_pb(block))
@@ -210,7 +259,9 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
             yield pb.DownloadChunk(data=data, offset=offset)
 
     @streamed
-    def DownloadModel(self, request: pb.DownloadModelRequest, context: grpc.ServicerContext) -> Iterator[pb.DownloadChunk]:
+    def DownloadModel(
+        self, request: pb.DownloadModelRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.DownloadChunk]:
         model = self.registry.model(request.model_id)
         yield pb.DownloadChunk(model=serde.model_to_pb(model))
         for offset, data in self.registry.read_chunks(model.weights_sha256):
@@ -220,7 +271,9 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
 
     # ---- reads --------------------------------------------------------------------------------
     @translated
-    def ListTasks(self, request: pb.ListTasksRequest, context: grpc.ServicerContext) -> pb.ListTasksResponse:
+    def ListTasks(
+        self, request: pb.ListTasksRequest, context: grpc.ServicerContext
+    ) -> pb.ListTasksResponse:
         return pb.ListTasksResponse(tasks=[serde.task_to_pb(t) for t in self.registry.tasks()])
 
     @translated
@@ -228,12 +281,22 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
         return serde.task_to_pb(self.registry.task(request.task_id))
 
     @translated
-    def ListBlocks(self, request: pb.ListBlocksRequest, context: grpc.ServicerContext) -> pb.ListBlocksResponse:
+    def ListBlocks(
+        self, request: pb.ListBlocksRequest, context: grpc.ServicerContext
+    ) -> pb.ListBlocksResponse:
         size, before = page_of(request.page_size, request.page_token)
-        rows = self.registry.store.db.block_page(request.task_id, request.site, request.modality, request.include_withdrawn,
-                                                 before, size + 1)
+        rows = self.registry.store.db.block_page(
+            request.task_id,
+            request.site,
+            request.modality,
+            request.include_withdrawn,
+            before,
+            size + 1,
+        )
         out = pb.ListBlocksResponse()
-        out.next_page_token = fill_page(out.blocks, [(seq, serde.block_to_pb(b)) for seq, b in rows], size)
+        out.next_page_token = fill_page(
+            out.blocks, [(seq, serde.block_to_pb(b)) for seq, b in rows], size
+        )
         return out
 
     @translated
@@ -241,19 +304,27 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
         return serde.block_to_pb(self.registry.block(request.block_id))
 
     @translated
-    def ListSites(self, request: pb.ListSitesRequest, context: grpc.ServicerContext) -> pb.ListSitesResponse:
+    def ListSites(
+        self, request: pb.ListSitesRequest, context: grpc.ServicerContext
+    ) -> pb.ListSitesResponse:
         return pb.ListSitesResponse(sites=[serde.site_to_pb(s) for s in self.registry.sites()])
 
     @translated
-    def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext) -> pb.ListModelsResponse:
+    def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.ServicerContext
+    ) -> pb.ListModelsResponse:
         size, before = page_of(request.page_size, request.page_token)
         rows = self.registry.store.db.model_page(request.task_id, before, size + 1)
         out = pb.ListModelsResponse()
-        out.next_page_token = fill_page(out.models, [(seq, pb.ModelVersion.FromString(m)) for seq, m in rows], size)
+        out.next_page_token = fill_page(
+            out.models, [(seq, pb.ModelVersion.FromString(m)) for seq, m in rows], size
+        )
         return out
 
     @translated
-    def GetModel(self, request: pb.GetModelRequest, context: grpc.ServicerContext) -> pb.ModelVersion:
+    def GetModel(
+        self, request: pb.GetModelRequest, context: grpc.ServicerContext
+    ) -> pb.ModelVersion:
         return serde.model_to_pb(self.registry.model(request.model_id))
 
     # ---- admin --------------------------------------------------------------------------------
@@ -268,8 +339,16 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
     @translated
     def Merge(self, request: pb.MergeRequest, context: grpc.ServicerContext) -> pb.ModelVersion:
         wait = call_deadline(self.registry, request.deadline_s, context)
-        model = self.registry.merge(request.task_id, request.latent_merge, request.head_merge, caller().name, request.recipe,
-                                    wait, stop=lambda: not context.is_active(), evaluate=not request.unmeasured)
+        model = self.registry.merge(
+            request.task_id,
+            request.latent_merge,
+            request.head_merge,
+            caller().name,
+            request.recipe,
+            wait,
+            stop=lambda: not context.is_active(),
+            evaluate=not request.unmeasured,
+        )
         self.metrics.merges.inc()
         return serde.model_to_pb(model)
 
@@ -281,13 +360,19 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
         try:
             model_id = self.fuse_runner(start, lambda _: None, "")
         except FuseError as exc:
-            self.metrics.fuse_runs.labels("not_stored" if isinstance(exc, NotStored) else "failed").inc()
-            raise precondition(f"no fused version stored: {exc}" if isinstance(exc, NotStored) else str(exc)) from None
+            self.metrics.fuse_runs.labels(
+                "not_stored" if isinstance(exc, NotStored) else "failed"
+            ).inc()
+            raise precondition(
+                f"no fused version stored: {exc}" if isinstance(exc, NotStored) else str(exc)
+            ) from None
         self.metrics.fuse_runs.labels("stored").inc()
         return serde.model_to_pb(self.registry.model(model_id))
 
     @translated
-    def WithdrawSite(self, request: pb.WithdrawSiteRequest, context: grpc.ServicerContext) -> pb.Site:
+    def WithdrawSite(
+        self, request: pb.WithdrawSiteRequest, context: grpc.ServicerContext
+    ) -> pb.Site:
         if not request.reason.strip():
             raise invalid("withdrawing a site needs a reason (it goes to the audit log)")
         return serde.site_to_pb(self.registry.withdraw(request.site, request.reason, caller().name))

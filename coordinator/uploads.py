@@ -22,7 +22,15 @@ from common.artifacts import BlockManifest, IntegrityError, SignatureError, chec
 from common.artifacts.streamcheck import StreamCheck
 from common.client.connect import CHUNK_BYTES
 from common.pki import Identity
-from common.records import BlockRecord, Chunk, TaskRecord, UploadData, UploadHeader, UploadProgress, utc_now
+from common.records import (
+    BlockRecord,
+    Chunk,
+    TaskRecord,
+    UploadData,
+    UploadHeader,
+    UploadProgress,
+    utc_now,
+)
 from common.serde import manifest_from_bytes
 
 from .errors import Kind, RegistryError, forbidden, invalid, not_found, precondition
@@ -59,18 +67,24 @@ class Uploads:
     def task(self, task_id: str) -> TaskRecord:
         task = self.store.task(task_id)
         if task is None:
-            raise not_found(f"task {task_id!r} does not exist; ask the operator to create it (mmlego coordinator task create)")
+            raise not_found(
+                f"task {task_id!r} does not exist; ask the operator to create it (mmlego coordinator task create)"
+            )
         return task
 
     def check_header(self, site: Identity, h: UploadHeader) -> BlockManifest:
         if not UPLOAD_ID_RE.match(h.upload_id):
-            raise invalid("upload_id must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
+            raise invalid(
+                "upload_id must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
         if len(h.manifest) > MANIFEST_MAX:
             raise invalid(f"manifest is {len(h.manifest)} bytes; the limit is {MANIFEST_MAX}")
         try:
             verify(h.manifest, h.signature, site.signing_key)
         except SignatureError as exc:
-            raise RegistryError(Kind.UNAUTHENTICATED, f"{exc}; re-sign the block with your kit's signing.key") from None
+            raise RegistryError(
+                Kind.UNAUTHENTICATED, f"{exc}; re-sign the block with your kit's signing.key"
+            ) from None
         try:
             m = manifest_from_bytes(h.manifest)
         except ValueError as exc:
@@ -78,10 +92,14 @@ class Uploads:
         if m.site != site.name:
             raise forbidden(f"the manifest names site {m.site!r}, but the caller is {site.name!r}")
         if m.modality not in site.modalities:
-            raise forbidden(f"site {site.name!r} is enrolled for {list(site.modalities)}, not for modality {m.modality!r}")
+            raise forbidden(
+                f"site {site.name!r} is enrolled for {list(site.modalities)}, not for modality {m.modality!r}"
+            )
         record = self.store.db.site(site.name)
         if record is not None and record.withdrawn:
-            raise precondition(f"site {site.name!r} was withdrawn from the consortium; it may not upload blocks")
+            raise precondition(
+                f"site {site.name!r} was withdrawn from the consortium; it may not upload blocks"
+            )
         task = self.task(m.task_id)
         try:
             task.check_block(m.config)
@@ -90,41 +108,60 @@ class Uploads:
             raise invalid(str(exc)) from None
         if task.max_block_epsilon > 0:
             if m.dp is None:
-                raise precondition(f"task {task.task_id!r} accepts only blocks trained with differential privacy at epsilon "
-                                   f"<= {task.max_block_epsilon:g}; this block has no DP accounting (set [privacy] block_epsilon "
-                                   "in site.toml and train again)")
+                raise precondition(
+                    f"task {task.task_id!r} accepts only blocks trained with differential privacy at epsilon "
+                    f"<= {task.max_block_epsilon:g}; this block has no DP accounting (set [privacy] block_epsilon "
+                    "in site.toml and train again)"
+                )
             if m.dp.epsilon > task.max_block_epsilon:
-                raise precondition(f"task {task.task_id!r} accepts blocks at epsilon <= {task.max_block_epsilon:g}; this block "
-                                   f"spent epsilon {m.dp.epsilon:g} (delta {m.dp.delta:.3g})")
+                raise precondition(
+                    f"task {task.task_id!r} accepts blocks at epsilon <= {task.max_block_epsilon:g}; this block "
+                    f"spent epsilon {m.dp.epsilon:g} (delta {m.dp.delta:.3g})"
+                )
         if m.weights_size > self.max_block_bytes:
-            raise RegistryError(Kind.EXHAUSTED, f"block is {m.weights_size} bytes; this coordinator accepts at most "
-                                f"{self.max_block_bytes} bytes")
+            raise RegistryError(
+                Kind.EXHAUSTED,
+                f"block is {m.weights_size} bytes; this coordinator accepts at most "
+                f"{self.max_block_bytes} bytes",
+            )
         return m
 
     # ---- the stream --------------------------------------------------------------------------
     def status(self, site: Identity, upload_id: str) -> UploadProgress:
         row = self.store.db.upload(site.name, upload_id)
         if row is None:
-            raise not_found(f"no unfinished upload {upload_id!r} of site {site.name!r}; start it from offset 0")
+            raise not_found(
+                f"no unfinished upload {upload_id!r} of site {site.name!r}; start it from offset 0"
+            )
         part = self.store.blobs.partial(row[0])
         return UploadProgress(upload_id, part.stat().st_size if part.is_file() else 0, row[4])
 
-    def receive(self, site: Identity, signer_cert: bytes, chunks: Iterator[Chunk]) -> tuple[BlockRecord, bool]:
+    def receive(
+        self, site: Identity, signer_cert: bytes, chunks: Iterator[Chunk]
+    ) -> tuple[BlockRecord, bool]:
         """Consume one upload stream; returns (block, already_present)."""
         first = next(chunks, None)
         if not isinstance(first, UploadHeader):
-            raise invalid("an upload stream must start with a header (upload_id and signed manifest)")
+            raise invalid(
+                "an upload stream must start with a header (upload_id and signed manifest)"
+            )
         m = self.check_header(site, first)
         existing = self.store.db.block(m.weights_sha256)
         if existing is not None:
             if existing.site != site.name:
-                raise RegistryError(Kind.EXISTS, f"a block with these weights was already uploaded by site {existing.site!r}")
+                raise RegistryError(
+                    Kind.EXISTS,
+                    f"a block with these weights was already uploaded by site {existing.site!r}",
+                )
             if existing.state == "accepted":
                 return existing, True
         key = _key(site.name, first.upload_id)
         with self._lock:
             if key in self._busy:
-                raise RegistryError(Kind.ABORTED, f"upload {first.upload_id!r} is already being received on another stream")
+                raise RegistryError(
+                    Kind.ABORTED,
+                    f"upload {first.upload_id!r} is already being received on another stream",
+                )
             self._busy.add(key)
         try:
             return self._receive(site, signer_cert, first, m, key, chunks)
@@ -137,24 +174,49 @@ class Uploads:
         db, part = self.store.db, self.store.blobs.partial(key)
         row = db.upload(site.name, h.upload_id)
         if row is not None and (row[1] != h.manifest or row[2] != h.signature):
-            raise precondition(f"upload id {h.upload_id!r} was opened with another manifest; use a new upload id")
+            raise precondition(
+                f"upload id {h.upload_id!r} was opened with another manifest; use a new upload id"
+            )
         if row is None:
             if len(db.open_uploads(site.name)) >= self.max_open_per_site:
-                raise RegistryError(Kind.EXHAUSTED, f"site {site.name!r} has {self.max_open_per_site} unfinished uploads; "
-                                    "finish or let them expire first")
+                raise RegistryError(
+                    Kind.EXHAUSTED,
+                    f"site {site.name!r} has {self.max_open_per_site} unfinished uploads; "
+                    "finish or let them expire first",
+                )
             with db.tx() as c:
-                c.execute("INSERT INTO uploads(site, upload_id, key, manifest, signature, block_id, total, started_at) "
-                          "VALUES(?,?,?,?,?,?,?,?)", (site.name, h.upload_id, key, h.manifest, h.signature, m.weights_sha256,
-                                                      m.weights_size, time.time()))
+                c.execute(
+                    "INSERT INTO uploads(site, upload_id, key, manifest, signature, block_id, total, started_at) "
+                    "VALUES(?,?,?,?,?,?,?,?)",
+                    (
+                        site.name,
+                        h.upload_id,
+                        key,
+                        h.manifest,
+                        h.signature,
+                        m.weights_sha256,
+                        m.weights_size,
+                        time.time(),
+                    ),
+                )
             part.unlink(missing_ok=True)
         held = part.stat().st_size if part.is_file() else 0
         if h.offset != held:
-            raise precondition(f"upload {h.upload_id!r}: the coordinator holds {held} bytes; resume from offset {held}, "
-                               f"not {h.offset}")
+            raise precondition(
+                f"upload {h.upload_id!r}: the coordinator holds {held} bytes; resume from offset {held}, "
+                f"not {h.offset}"
+            )
         return held
 
-    def _receive(self, site: Identity, signer_cert: bytes, h: UploadHeader, m: BlockManifest, key: str,
-                 chunks: Iterator[Chunk]) -> tuple[BlockRecord, bool]:
+    def _receive(
+        self,
+        site: Identity,
+        signer_cert: bytes,
+        h: UploadHeader,
+        m: BlockManifest,
+        key: str,
+        chunks: Iterator[Chunk],
+    ) -> tuple[BlockRecord, bool]:
         held = self._open(site, h, m, key)
         part = self.store.blobs.partial(key)
         digest, check = hashlib.sha256(), StreamCheck(m)
@@ -164,7 +226,9 @@ class Uploads:
                 while remaining:
                     buf = f.read(min(remaining, 8 << 20))
                     if not buf:
-                        raise precondition(f"upload {h.upload_id!r}: the partial file shrank; resume from offset 0")
+                        raise precondition(
+                            f"upload {h.upload_id!r}: the partial file shrank; resume from offset 0"
+                        )
                     digest.update(buf)
                     check.feed(buf)
                     remaining -= len(buf)
@@ -175,11 +239,17 @@ class Uploads:
                         if not isinstance(c, UploadData):
                             raise invalid("only the first message of an upload may carry a header")
                         if len(c.data) > CHUNK_BYTES:
-                            raise invalid(f"chunk of {len(c.data)} bytes; the limit is {CHUNK_BYTES}")
+                            raise invalid(
+                                f"chunk of {len(c.data)} bytes; the limit is {CHUNK_BYTES}"
+                            )
                         if c.offset != held:
-                            raise invalid(f"chunk at offset {c.offset}, expected {held}: send chunks in order, without gaps")
+                            raise invalid(
+                                f"chunk at offset {c.offset}, expected {held}: send chunks in order, without gaps"
+                            )
                         if held + len(c.data) > m.weights_size:
-                            raise invalid(f"more bytes than the manifest announced ({m.weights_size})")
+                            raise invalid(
+                                f"more bytes than the manifest announced ({m.weights_size})"
+                            )
                         f.write(c.data)
                         digest.update(c.data)
                         check.feed(c.data)
@@ -192,43 +262,100 @@ class Uploads:
             raise invalid(f"{exc}; the upload was discarded") from None
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
-                raise RegistryError(Kind.EXHAUSTED, "the coordinator's disk is full; try again later") from None
+                raise RegistryError(
+                    Kind.EXHAUSTED, "the coordinator's disk is full; try again later"
+                ) from None
             raise
         if held < m.weights_size:
-            raise precondition(f"upload {h.upload_id!r} is incomplete: {held} of {m.weights_size} bytes received; "
-                               f"resume from offset {held}")
+            raise precondition(
+                f"upload {h.upload_id!r} is incomplete: {held} of {m.weights_size} bytes received; "
+                f"resume from offset {held}"
+            )
         return self._accept(site, signer_cert, h, m, key, part, digest.hexdigest(), check)
 
     def _discard(self, key: str, part: Path) -> None:
         part.unlink(missing_ok=True)
         self.store.db.delete_upload(key)
 
-    def _accept(self, site: Identity, signer_cert: bytes, h: UploadHeader, m: BlockManifest, key: str, part: Path,
-                digest: str, check: StreamCheck) -> tuple[BlockRecord, bool]:
+    def _accept(
+        self,
+        site: Identity,
+        signer_cert: bytes,
+        h: UploadHeader,
+        m: BlockManifest,
+        key: str,
+        part: Path,
+        digest: str,
+        check: StreamCheck,
+    ) -> tuple[BlockRecord, bool]:
         try:
             if digest != m.weights_sha256:
-                raise IntegrityError(f"weights sha256 {digest[:16]}... does not match the signed manifest's "
-                                     f"{m.weights_sha256[:16]}...")
+                raise IntegrityError(
+                    f"weights sha256 {digest[:16]}... does not match the signed manifest's "
+                    f"{m.weights_sha256[:16]}..."
+                )
             check.finish()
             check_safetensors_header(part)
         except IntegrityError as exc:
             self._discard(key, part)
             kind = Kind.DATA_LOSS if "sha256" in str(exc) else Kind.INVALID
-            raise RegistryError(kind, f"{exc}; the upload was discarded, send the block again") from None
+            raise RegistryError(
+                kind, f"{exc}; the upload was discarded, send the block again"
+            ) from None
         self.store.blobs.adopt(part, m.weights_sha256)  # 1. the blob is durable under its hash
-        record = BlockRecord(m.weights_sha256, m.task_id, site.name, m.modality, m.weights_size, utc_now(), "accepted",
-                             h.manifest, h.signature, signer_cert)
+        record = BlockRecord(
+            m.weights_sha256,
+            m.task_id,
+            site.name,
+            m.modality,
+            m.weights_size,
+            utc_now(),
+            "accepted",
+            h.manifest,
+            h.signature,
+            signer_cert,
+        )
         db = self.store.db
         with db.tx() as c:  # 2. then the record becomes visible, atomically with the upload's end
-            c.execute("INSERT INTO blocks(block_id, task_id, site, modality, size, accepted_at, state, manifest, signature, "
-                      "signer_certificate) VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(block_id) DO UPDATE SET state='accepted'",
-                      (record.block_id, record.task_id, record.site, record.modality, record.size, record.accepted_at,
-                       record.state, record.manifest, record.signature, record.signer_certificate))
+            c.execute(
+                "INSERT INTO blocks(block_id, task_id, site, modality, size, accepted_at, state, manifest, signature, "
+                "signer_certificate) VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(block_id) DO UPDATE SET state='accepted'",
+                (
+                    record.block_id,
+                    record.task_id,
+                    record.site,
+                    record.modality,
+                    record.size,
+                    record.accepted_at,
+                    record.state,
+                    record.manifest,
+                    record.signature,
+                    record.signer_certificate,
+                ),
+            )
             c.execute("DELETE FROM uploads WHERE key = ?", (key,))
-            db.event(c, site.name, "block-accepted", block_id=record.block_id, task_id=record.task_id, modality=record.modality,
-                     size=record.size)
+            db.event(
+                c,
+                site.name,
+                "block-accepted",
+                block_id=record.block_id,
+                task_id=record.task_id,
+                modality=record.modality,
+                size=record.size,
+            )
         fsync_dir(self.store.blobs.partials)
-        log.info("accepted block %s from %s (%s, %d bytes)", record.block_id[:12], site.name, record.modality, record.size,
-                 extra={"event": "block-accepted", "site": site.name, "modality": record.modality, "block_id": record.block_id,
-                        "bytes": record.size})
+        log.info(
+            "accepted block %s from %s (%s, %d bytes)",
+            record.block_id[:12],
+            site.name,
+            record.modality,
+            record.size,
+            extra={
+                "event": "block-accepted",
+                "site": site.name,
+                "modality": record.modality,
+                "block_id": record.block_id,
+                "bytes": record.size,
+            },
+        )
         return db.block(record.block_id) or record, False

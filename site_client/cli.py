@@ -9,9 +9,13 @@ import typer
 
 from common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail
 
-app = typer.Typer(help="A hospital site: train blocks on local data, push them, pull and use model versions.",
-                  no_args_is_help=True)
-CONFIG = typer.Option(Path("site.toml"), "--config", "-c", help="The site's site.toml (from its enrolment kit).")
+app = typer.Typer(
+    help="A hospital site: train blocks on local data, push them, pull and use model versions.",
+    no_args_is_help=True,
+)
+CONFIG = typer.Option(
+    Path("site.toml"), "--config", "-c", help="The site's site.toml (from its enrolment kit)."
+)
 
 
 def _config(path: Path) -> Any:
@@ -42,13 +46,23 @@ def _call(fn: Any, *args: Any, **kw: Any) -> Any:
         return fn(*args, **kw)
     except CallError as exc:
         raise fail(f"coordinator: {exc}", EXIT_FAILED) from None
-    except (IntegrityError, SignatureError, DataError, FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (
+        IntegrityError,
+        SignatureError,
+        DataError,
+        FileNotFoundError,
+        FileExistsError,
+        ValueError,
+    ) as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
 
 
 @app.command("train")
-def train(config: Path = CONFIG, task: str = typer.Option("", help="Task id (default: site.toml's task)."),
-          data: Path = typer.Option(None, help="Site data folder (default: site.toml's data).")) -> None:
+def train(
+    config: Path = CONFIG,
+    task: str = typer.Option("", help="Task id (default: site.toml's task)."),
+    data: Path = typer.Option(None, help="Site data folder (default: site.toml's data)."),
+) -> None:
     """Train, sign and write one block per enrolled modality (the task comes from the coordinator)."""
     from common.data.sitefolder import load_site_folder
 
@@ -57,18 +71,27 @@ def train(config: Path = CONFIG, task: str = typer.Option("", help="Task id (def
     cfg = _config(config)
     task_id = task or cfg.task
     if not task_id:
-        raise fail("no task: pass --task or set task = \"...\" in site.toml", EXIT_BAD_INPUT)
-    dataset = _call(load_site_folder, data or cfg.data)  # local problems first, before any network call
+        raise fail('no task: pass --task or set task = "..." in site.toml', EXIT_BAD_INPUT)
+    dataset = _call(
+        load_site_folder, data or cfg.data
+    )  # local problems first, before any network call
     with _client(cfg) as client:
         record = _call(client.task, task_id)
     for tb in _call(train_site, cfg, record, dataset):
         how = "out-of-fold" if cfg.evaluation.folds else "validation"
-        typer.echo(f"trained block {tb.modality}: {how} {record.spec.metric_name} {tb.val_metric:.3f} -> {tb.folder}")
+        typer.echo(
+            f"trained block {tb.modality}: {how} {record.spec.metric_name} {tb.val_metric:.3f} -> {tb.folder}"
+        )
 
 
 @app.command("push")
-def push(block: list[Path] = typer.Argument(..., help="Block folder(s) to upload."), config: Path = CONFIG,
-         attempts: int = typer.Option(8, min=1, help="Tries per block (back-off with jitter between them).")) -> None:
+def push(
+    block: list[Path] = typer.Argument(..., help="Block folder(s) to upload."),
+    config: Path = CONFIG,
+    attempts: int = typer.Option(
+        8, min=1, help="Tries per block (back-off with jitter between them)."
+    ),
+) -> None:
     """Upload signed blocks; interrupted uploads resume where the coordinator stopped."""
     from common.client import Retry
 
@@ -76,15 +99,24 @@ def push(block: list[Path] = typer.Argument(..., help="Block folder(s) to upload
     with _client(cfg) as client:
         for folder in block:
             rec, present = _call(client.push, folder, Retry(attempts=attempts))
-            typer.echo(f"{'already stored' if present else 'accepted'}: block {rec.block_id} ({rec.modality}, {rec.size} bytes)")
+            typer.echo(
+                f"{'already stored' if present else 'accepted'}: block {rec.block_id} ({rec.modality}, {rec.size} bytes)"
+            )
 
 
 @app.command("pull")
-def pull(model: str = typer.Argument("", help="Model version id, e.g. nki70-v1 (or --recommended)."), config: Path = CONFIG,
-         out: Path = typer.Option(..., "--out", help="New folder for the model."),
-         recommended: bool = typer.Option(False, "--recommended", help="The task's recommended version (site.toml's task, "
-                                          "or --task): the best on the consortium's validation patients."),
-         task: str = typer.Option("", help="The task of --recommended (default: site.toml's task).")) -> None:
+def pull(
+    model: str = typer.Argument("", help="Model version id, e.g. nki70-v1 (or --recommended)."),
+    config: Path = CONFIG,
+    out: Path = typer.Option(..., "--out", help="New folder for the model."),
+    recommended: bool = typer.Option(
+        False,
+        "--recommended",
+        help="The task's recommended version (site.toml's task, "
+        "or --task): the best on the consortium's validation patients.",
+    ),
+    task: str = typer.Option("", help="The task of --recommended (default: site.toml's task)."),
+) -> None:
     """Download a model version and its blocks; every hash and signature is checked."""
     cfg = _config(config)
     if recommended == bool(model):
@@ -92,7 +124,10 @@ def pull(model: str = typer.Argument("", help="Model version id, e.g. nki70-v1 (
     with _client(cfg) as client:
         if recommended:
             if not (task or cfg.task):
-                raise fail('--recommended needs a task: pass --task or set task = "..." in site.toml', EXIT_BAD_INPUT)
+                raise fail(
+                    '--recommended needs a task: pass --task or set task = "..." in site.toml',
+                    EXIT_BAD_INPUT,
+                )
             rec_ = _call(client.recommended, task or cfg.task)
             typer.echo(f"recommended: {rec_.model.model_id} ({rec_.reason})")
             model = rec_.model.model_id
@@ -101,8 +136,12 @@ def pull(model: str = typer.Argument("", help="Model version id, e.g. nki70-v1 (
 
 
 @app.command("evaluate")
-def evaluate(config: Path = CONFIG, wait: float = typer.Option(0.0, min=0.0, help="Wait up to this many seconds for a job "
-                                                                "when none is open yet.")) -> None:
+def evaluate(
+    config: Path = CONFIG,
+    wait: float = typer.Option(
+        0.0, min=0.0, help="Wait up to this many seconds for a job when none is open yet."
+    ),
+) -> None:
     """Answer the coordinator's open evaluation jobs once (what the daemon does every [evaluation]
     poll_s): score the candidates on this site's validation patients and send pair counts only."""
     import time
@@ -121,15 +160,22 @@ def evaluate(config: Path = CONFIG, wait: float = typer.Option(0.0, min=0.0, hel
                 break
             time.sleep(min(2.0, max(0.1, end - time.monotonic())))
     for a in answers:
-        typer.echo(f"{a.job_id}: " + (f"declined ({a.declined})" if a.declined else f"scored {a.scored} candidates"))
+        typer.echo(
+            f"{a.job_id}: "
+            + (f"declined ({a.declined})" if a.declined else f"scored {a.scored} candidates")
+        )
     if not answers:
         typer.echo("no open evaluation job for this site")
 
 
 @app.command("predict")
-def predict(model: Path = typer.Option(..., "--model", help="A folder written by `mmlego site pull`."),
-            data: Path = typer.Option(..., "--data", help="A site data folder (data.toml); outcome columns are not needed."),
-            out: Path = typer.Option(..., "--out", help="CSV to write.")) -> None:
+def predict(
+    model: Path = typer.Option(..., "--model", help="A folder written by `mmlego site pull`."),
+    data: Path = typer.Option(
+        ..., "--data", help="A site data folder (data.toml); outcome columns are not needed."
+    ),
+    out: Path = typer.Option(..., "--out", help="CSV to write."),
+) -> None:
     """Predict for every patient that has at least one of the model's modalities."""
     from common.data.sitefolder import load_site_folder
     from common.fileio import atomic_write
@@ -163,8 +209,12 @@ def supernode(config: Path = CONFIG) -> None:
 
 
 @app.command("run")
-def run(config: Path = CONFIG,
-        once: bool = typer.Option(False, "--once", help="Train and push what is missing, then exit (no SuperNode).")) -> None:
+def run(
+    config: Path = CONFIG,
+    once: bool = typer.Option(
+        False, "--once", help="Train and push what is missing, then exit (no SuperNode)."
+    ),
+) -> None:
     """The site daemon: train the block(s) if there is no current one, push them, and on a paired
     site keep a Flower SuperNode running for LegoFuse rounds. SIGTERM / Ctrl-C stop it cleanly.
     Logs are JSON lines on stderr."""
@@ -202,8 +252,10 @@ def status(config: Path = CONFIG) -> None:
     with _client(cfg) as client:
         remote = {b.block_id: b for b in _call(client.blocks, cfg.task, cfg.site, "", True)}
         models = _call(client.models, cfg.task)
-    typer.echo(f"site {cfg.site} ({', '.join(cfg.modalities)}{', paired' if cfg.paired else ''}); task {cfg.task}; "
-               f"coordinator {cfg.coordinator}")
+    typer.echo(
+        f"site {cfg.site} ({', '.join(cfg.modalities)}{', paired' if cfg.paired else ''}); task {cfg.task}; "
+        f"coordinator {cfg.coordinator}"
+    )
     from common.artifacts import read_block_files
 
     for modality, folder in sorted(local.items()):
@@ -214,8 +266,11 @@ def status(config: Path = CONFIG) -> None:
         typer.echo(f"  block {modality:<12} (none trained yet)")
     for m in models[:5]:
         val = m.metrics.get("val_metric")
-        typer.echo(f"  model {m.model_id:<16} {m.recipe:<8} {len(m.block_ids)} blocks  "
-                   + (f"validation {val:.4f}  " if val is not None else "not measured  ") + m.created_at)
+        typer.echo(
+            f"  model {m.model_id:<16} {m.recipe:<8} {len(m.block_ids)} blocks  "
+            + (f"validation {val:.4f}  " if val is not None else "not measured  ")
+            + m.created_at
+        )
     if not models:
         typer.echo("  no model versions yet")
     else:

@@ -38,11 +38,26 @@ def load_site_config(path: str | Path) -> SiteConfig:
     p = Path(path)
     f = read_toml(p, SiteFile)
     base = p.resolve().parent
-    return SiteConfig(path=p, site=f.site, modalities=tuple(f.modalities), paired=f.paired, coordinator=f.coordinator,
-                      insecure=f.insecure, data=base / f.data, task=f.task, blocks=base / f.blocks, state=base / f.state,
-                      tls=TLSFiles(base / f.tls.cert, base / f.tls.key, base / f.tls.ca), signing_key=base / f.signing.key,
-                      train=f.train, flower=f.flower, node_key=base / f.flower.node_key,
-                      min_cell_size=f.privacy.min_cell_size, evaluation=f.evaluation, privacy=f.privacy)
+    return SiteConfig(
+        path=p,
+        site=f.site,
+        modalities=tuple(f.modalities),
+        paired=f.paired,
+        coordinator=f.coordinator,
+        insecure=f.insecure,
+        data=base / f.data,
+        task=f.task,
+        blocks=base / f.blocks,
+        state=base / f.state,
+        tls=TLSFiles(base / f.tls.cert, base / f.tls.key, base / f.tls.ca),
+        signing_key=base / f.signing.key,
+        train=f.train,
+        flower=f.flower,
+        node_key=base / f.flower.node_key,
+        min_cell_size=f.privacy.min_cell_size,
+        evaluation=f.evaluation,
+        privacy=f.privacy,
+    )
 
 
 __all__ = ["ConfigError", "SiteConfig", "load_site_config"]

@@ -34,14 +34,26 @@ UNREGISTERED_NODE = {305, 305 % 256}
 
 
 class Daemon:
-    def __init__(self, cfg: SiteConfig, stop: threading.Event, out: TextIO = sys.stderr,
-                 spawn: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen, once: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: SiteConfig,
+        stop: threading.Event,
+        out: TextIO = sys.stderr,
+        spawn: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
+        once: bool = False,
+    ) -> None:
         self.cfg, self.stop, self.out, self.spawn, self.once = cfg, stop, out, spawn, once
         self.node: subprocess.Popen[bytes] | None = None
         self.node_delay, self.node_retry_at = 1.0, 0.0
 
     def event(self, name: str, level: str = "info", **fields: Any) -> None:
-        line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "level": level, "site": self.cfg.site, "event": name, **fields}
+        line = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "level": level,
+            "site": self.cfg.site,
+            "event": name,
+            **fields,
+        }
         self.out.write(json.dumps(line, default=str) + "\n")
         self.out.flush()
 
@@ -53,10 +65,18 @@ class Daemon:
         delay = 1.0
         while not self.stop.is_set():
             try:
-                with RegistryClient(self.cfg.coordinator, self.cfg.tls, insecure=self.cfg.insecure) as client:
+                with RegistryClient(
+                    self.cfg.coordinator, self.cfg.tls, insecure=self.cfg.insecure
+                ) as client:
                     return client.task(self.cfg.task)
-            except CallError as exc:  # the coordinator not up yet, or the operator has not created the task yet
-                name = "task-not-found" if exc.code == grpc.StatusCode.NOT_FOUND else "registry-unreachable"
+            except (
+                CallError
+            ) as exc:  # the coordinator not up yet, or the operator has not created the task yet
+                name = (
+                    "task-not-found"
+                    if exc.code == grpc.StatusCode.NOT_FOUND
+                    else "registry-unreachable"
+                )
                 self.event(name, "warning", error=str(exc), retry_in_s=delay)
                 if self.wait(delay):
                     return None
@@ -74,16 +94,25 @@ class Daemon:
             self.event("training", modalities=todo)
             data = load_site_folder(self.cfg.data)
             for tb in train_site(self.cfg, task, data, only=todo, stop=self.stop.is_set):
-                self.event("trained", modality=tb.modality, folder=tb.folder.name, val_metric=round(tb.val_metric, 4))
+                self.event(
+                    "trained",
+                    modality=tb.modality,
+                    folder=tb.folder.name,
+                    val_metric=round(tb.val_metric, 4),
+                )
                 have[tb.modality] = tb.folder
         return have
 
     def push(self, blocks: dict[str, Any]) -> None:
-        with RegistryClient(self.cfg.coordinator, self.cfg.tls, insecure=self.cfg.insecure) as client:
+        with RegistryClient(
+            self.cfg.coordinator, self.cfg.tls, insecure=self.cfg.insecure
+        ) as client:
             for modality, folder in sorted(blocks.items()):
                 self.event("pushing", modality=modality, folder=folder.name)
                 record, present = client.push(folder, Retry(attempts=10))
-                self.event("pushed", modality=modality, block_id=record.block_id, already_present=present)
+                self.event(
+                    "pushed", modality=modality, block_id=record.block_id, already_present=present
+                )
 
     def keep_node(self) -> None:
         """Start the SuperNode, or restart it (with back-off) if it exited."""
@@ -93,13 +122,23 @@ class Daemon:
             if time.monotonic() < self.node_retry_at:
                 return
             code = self.node.returncode
-            hint = "its node key is not registered: ask the operator (mmlego coordinator flower-register)" \
-                if code in UNREGISTERED_NODE else "restarting"
-            self.event("supernode-exited", "error" if code in UNREGISTERED_NODE else "warning", code=code, hint=hint)
+            hint = (
+                "its node key is not registered: ask the operator (mmlego coordinator flower-register)"
+                if code in UNREGISTERED_NODE
+                else "restarting"
+            )
+            self.event(
+                "supernode-exited",
+                "error" if code in UNREGISTERED_NODE else "warning",
+                code=code,
+                hint=hint,
+            )
         command = supernode_command(self.cfg)
         self.node = self.spawn(command, env=flower_env(self.cfg.state / "flower"))
         self.node_delay = min(300.0, self.node_delay * 2)
-        self.node_retry_at = time.monotonic() + self.node_delay  # a node that exits at once is restarted after a back-off
+        self.node_retry_at = (
+            time.monotonic() + self.node_delay
+        )  # a node that exits at once is restarted after a back-off
         self.event("supernode-started", superlink=self.cfg.flower.superlink, pid=self.node.pid)
 
     def evaluate(self) -> None:
@@ -113,9 +152,13 @@ class Daemon:
                 self.event("evaluation-scored", job=a.job_id, candidates=a.scored)
 
         try:
-            with RegistryClient(self.cfg.coordinator, self.cfg.tls, insecure=self.cfg.insecure) as client:
+            with RegistryClient(
+                self.cfg.coordinator, self.cfg.tls, insecure=self.cfg.insecure
+            ) as client:
                 evaluate_pending(self.cfg, client, lambda: load_site_folder(self.cfg.data), told)
-        except CallError as exc:  # the coordinator is away or refused the report: tried again at the next poll
+        except (
+            CallError
+        ) as exc:  # the coordinator is away or refused the report: tried again at the next poll
             self.event("evaluation-failed", "warning", error=str(exc))
         except Exception as exc:  # never the end of the daemon (its SuperNode keeps serving rounds); the log has more
             self.event("evaluation-failed", "error", error=f"{type(exc).__name__}: {exc}")
@@ -134,7 +177,9 @@ class Daemon:
                 break
 
     def run(self) -> int:
-        self.event("starting", task=self.cfg.task, paired=self.cfg.paired, coordinator=self.cfg.coordinator)
+        self.event(
+            "starting", task=self.cfg.task, paired=self.cfg.paired, coordinator=self.cfg.coordinator
+        )
         if not self.cfg.task:
             self.event("no-task", "error", hint='set task = "..." in site.toml')
             return 2
@@ -148,13 +193,22 @@ class Daemon:
             if self.stop.is_set():
                 return 0
             if self.once:
-                self.event("done", hint="--once: blocks are pushed; exiting (no SuperNode, no evaluation)")
+                self.event(
+                    "done", hint="--once: blocks are pushed; exiting (no SuperNode, no evaluation)"
+                )
             else:
-                self.event("serving", supernode=self.cfg.paired, evaluation=self.cfg.evaluation.enabled)
+                self.event(
+                    "serving", supernode=self.cfg.paired, evaluation=self.cfg.evaluation.enabled
+                )
                 self.serve()
         except Interrupted:
-            self.event("training-interrupted", hint="no block was written for the unfinished modality; it trains again on the next start")
-        except FoldError as exc:  # a setting the site's data cannot support: the operator's to change
+            self.event(
+                "training-interrupted",
+                hint="no block was written for the unfinished modality; it trains again on the next start",
+            )
+        except (
+            FoldError
+        ) as exc:  # a setting the site's data cannot support: the operator's to change
             self.event("failed", "error", error=str(exc))
             return 2
         except (CallError, ValueError, OSError) as exc:

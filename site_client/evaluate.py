@@ -69,8 +69,10 @@ class Ledger:
         except FileNotFoundError:
             self.data = {}
         except ValueError as exc:
-            raise ValueError(f"{self.path} is not a readable evaluation ledger ({exc}); it must not be lost (it is the "
-                             "query budget's book): restore it from backup") from None
+            raise ValueError(
+                f"{self.path} is not a readable evaluation ledger ({exc}); it must not be lost (it is the "
+                "query budget's book): restore it from backup"
+            ) from None
 
     def used(self, task_id: str) -> set[str]:
         return set(self.data.get(task_id, []))
@@ -86,16 +88,30 @@ class Builder:
     With ``folds`` (cross-fitting) it rebuilds a candidate once per fold: the site's own blocks
     replaced by their copies of that fold, a LegoFuse round's weights by that fold's run."""
 
-    def __init__(self, cfg: SiteConfig, client: RegistryClient, task: TaskRecord, patients: MultimodalDataset,
-                 fold_of: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        cfg: SiteConfig,
+        client: RegistryClient,
+        task: TaskRecord,
+        patients: MultimodalDataset,
+        fold_of: np.ndarray | None = None,
+    ) -> None:
         self.cfg, self.client, self.task, self.patients = cfg, client, task, patients
         self.fold_of = fold_of  # cross-fitting: the fold of every patient scored
-        self.blocks: dict[str, Any] = {}  # block id -> the block, rebuilt once per job (a job's candidates share blocks)
+        self.blocks: dict[
+            str, Any
+        ] = {}  # block id -> the block, rebuilt once per job (a job's candidates share blocks)
         self.sites: dict[str, str] = {}  # block id -> the site that signed it
-        self.block_folds: dict[str, int] = {}  # block id -> the folds it was cross-fitted with (0: a validation split)
-        self.versions: dict[str, tuple[Any, Any]] = {}  # model id -> (model, record), loaded once per job
+        self.block_folds: dict[
+            str, int
+        ] = {}  # block id -> the folds it was cross-fitted with (0: a validation split)
+        self.versions: dict[
+            str, tuple[Any, Any]
+        ] = {}  # model id -> (model, record), loaded once per job
         self.copies: dict[str, FoldCopies] = {}  # own block id -> its fold copies
-        self.runs: dict[str, list[dict[str, Any]]] = {}  # fuse-round candidate id -> each run's state, full run first
+        self.runs: dict[
+            str, list[dict[str, Any]]
+        ] = {}  # fuse-round candidate id -> each run's state, full run first
 
     @property
     def folds(self) -> int:
@@ -109,7 +125,10 @@ class Builder:
             self.client.pull_block(block_id, folder)  # hashes, CA-issued signer, signature checked
         try:
             block, manifest = load_block(folder)
-        except (IntegrityError, OSError):  # a copy the machine lost part of (not synced): fetched again
+        except (
+            IntegrityError,
+            OSError,
+        ):  # a copy the machine lost part of (not synced): fetched again
             shutil.rmtree(folder, ignore_errors=True)
             self.client.pull_block(block_id, folder)
             block, manifest = load_block(folder)
@@ -123,7 +142,9 @@ class Builder:
         from .fuse_client import model_folder
 
         if model_id not in self.versions:  # a round's candidates and its parent share the version
-            self.versions[model_id] = load_model_folder(model_folder(self.cfg, model_id))  # every check of `site pull`
+            self.versions[model_id] = load_model_folder(
+                model_folder(self.cfg, model_id)
+            )  # every check of `site pull`
         return self.versions[model_id]
 
     def not_cross_fitted(self, block_ids: Sequence[str]) -> None:
@@ -132,8 +153,10 @@ class Builder:
         for i in block_ids:
             self.block(i)
             if self.sites[i] == self.cfg.site and self.block_folds[i]:
-                raise Unverifiable(f"this site's block {i[:12]} was cross-fitted on all its patients; with [evaluation] folds "
-                                   "= 0 it cannot be scored on the validation split")
+                raise Unverifiable(
+                    f"this site's block {i[:12]} was cross-fitted on all its patients; with [evaluation] folds "
+                    "= 0 it cannot be scored on the validation split"
+                )
 
     def own_copies(self, block_ids: Sequence[str]) -> dict[str, FoldCopies]:
         """The fold copies of this site's own blocks among ``block_ids`` (its signature on them is
@@ -147,15 +170,24 @@ class Builder:
                 try:
                     copies = load_fold_copies(fold_folder(self.cfg.state, i))
                 except (FileNotFoundError, ValueError, IntegrityError) as exc:
-                    raise Unverifiable(f"this site's block {i[:12]} has no usable fold copies ({exc}); it cannot be scored "
-                                       "out of fold (train the site's blocks again with [evaluation] folds)") from None
+                    raise Unverifiable(
+                        f"this site's block {i[:12]} has no usable fold copies ({exc}); it cannot be scored "
+                        "out of fold (train the site's blocks again with [evaluation] folds)"
+                    ) from None
                 if copies.folds != self.folds:
-                    raise Unverifiable(f"this site's block {i[:12]} was cross-fitted with {copies.folds} folds, the site now "
-                                       f"uses {self.folds}")
-                changed = [p for p, k in zip(self.patients.ids, self.fold_of.tolist(), strict=True)  # type: ignore[union-attr]
-                           if copies.fold_of.get(p, k) != k]
+                    raise Unverifiable(
+                        f"this site's block {i[:12]} was cross-fitted with {copies.folds} folds, the site now "
+                        f"uses {self.folds}"
+                    )
+                changed = [
+                    p
+                    for p, k in zip(self.patients.ids, self.fold_of.tolist(), strict=True)  # type: ignore[union-attr]
+                    if copies.fold_of.get(p, k) != k
+                ]
                 if changed:
-                    raise FoldsChanged(f"{len(changed)} patients are in other folds than when block {i[:12]} was trained")
+                    raise FoldsChanged(
+                        f"{len(changed)} patients are in other folds than when block {i[:12]} was trained"
+                    )
                 self.copies[i] = copies
             out[i] = self.copies[i]
         return out
@@ -169,61 +201,113 @@ class Builder:
             self.not_cross_fitted(ids)
             return [(np.arange(len(self.patients)), self.build(job, c, {}, None))]
         own = self.own_copies(ids)
-        if not own and c.kind != "fuse-round":  # nothing of this site's in it: the same model for every fold
+        if (
+            not own and c.kind != "fuse-round"
+        ):  # nothing of this site's in it: the same model for every fold
             return [(np.arange(len(self.patients)), self.build(job, c, {}, None))]
-        return [(np.flatnonzero(self.fold_of == k), self.build(job, c, {i: f.blocks[k] for i, f in own.items()}, k))
-                for k in range(self.folds)]
+        return [
+            (
+                np.flatnonzero(self.fold_of == k),
+                self.build(job, c, {i: f.blocks[k] for i, f in own.items()}, k),
+            )
+            for k in range(self.folds)
+        ]
 
-    def build(self, job: EvaluationJob, c: Candidate, swap: dict[str, Any], fold: int | None) -> Scorable:
+    def build(
+        self, job: EvaluationJob, c: Candidate, swap: dict[str, Any], fold: int | None
+    ) -> Scorable:
         """``c`` rebuilt with the blocks of ``swap`` (block id -> a fold copy) in place of the
         released ones; ``fold``: the fold whose patients it will score (cross-fitting)."""
         if c.is_recipe:
             blocks = [swap.get(i) or self.block(i) for i in c.block_ids]
-            params = {"latent_merge": c.latent_merge, "head_merge": c.head_merge, **weights_parameter(c.weights)}
+            params = {
+                "latent_merge": c.latent_merge,
+                "head_merge": c.head_merge,
+                **weights_parameter(c.weights),
+            }
             model = recipe_model(c.kind, blocks, params)
             return model, model.modalities
         model, record = self.version(c.model_id)
         if c.kind == "version" and record.recipe != "fuse":
             if not swap:
                 return model, model.modalities
-            rebuilt = recipe_model(record.recipe, [swap.get(i) or b for i, b in zip(record.block_ids, model.block_list,
-                                                                                      strict=True)], record.parameters)
+            rebuilt = recipe_model(
+                record.recipe,
+                [swap.get(i) or b for i, b in zip(record.block_ids, model.block_list, strict=True)],
+                record.parameters,
+            )
             return rebuilt, rebuilt.modalities
         if not self.cfg.evaluation.score_fused:
-            raise Unverifiable("scoring fused models is switched off ([evaluation] score_fused = false)")
+            raise Unverifiable(
+                "scoring fused models is switched off ([evaluation] score_fused = false)"
+            )
         if c.kind == "version":  # a stored fused version: its full run's weights only
             took_part = self.cfg.site in record.card.get("fuse", {}).get("participants", [])
             # a participant trained its full run on all its patients (cross-fitting), or on its training split (folds = 0,
             # certain only when the run had no fold runs: a cross-fitting site does not take part in such a run)
-            if took_part and (self.fold_of is not None or int(record.parameters.get("folds", "0") or 0) > 0):
-                raise Unverifiable("this site trained that fused version's full run on the patients it would score it on")
+            if took_part and (
+                self.fold_of is not None or int(record.parameters.get("folds", "0") or 0) > 0
+            ):
+                raise Unverifiable(
+                    "this site trained that fused version's full run on the patients it would score it on"
+                )
             if not swap:
                 return model, model.modalities
-            return self._fused([self.block(i) for i in record.block_ids], record.block_ids, record.parameters,
-                               record.parameters.get("mode", "stack"), model.state_dict(), swap)
+            return self._fused(
+                [self.block(i) for i in record.block_ids],
+                record.block_ids,
+                record.parameters,
+                record.parameters.get("mode", "stack"),
+                model.state_dict(),
+                swap,
+            )
         if record.recipe not in ("merge", "ensemble"):
-            raise Unverifiable(f"a LegoFuse round starts from a merge or ensemble version, not a {record.recipe}")
+            raise Unverifiable(
+                f"a LegoFuse round starts from a merge or ensemble version, not a {record.recipe}"
+            )
         runs = self._runs(job, c, record, model)
-        run = 1 + fold if fold is not None and c.folds == self.folds else 0  # fold k's patients: the run that never saw them
-        return self._fused(list(model.block_list), record.block_ids, record.parameters, c.fuse_mode, runs[run], swap)
+        run = (
+            1 + fold if fold is not None and c.folds == self.folds else 0
+        )  # fold k's patients: the run that never saw them
+        return self._fused(
+            list(model.block_list),
+            record.block_ids,
+            record.parameters,
+            c.fuse_mode,
+            runs[run],
+            swap,
+        )
 
-    def _runs(self, job: EvaluationJob, c: Candidate, record: Any, model: Any) -> list[dict[str, Any]]:
+    def _runs(
+        self, job: EvaluationJob, c: Candidate, record: Any, model: Any
+    ) -> list[dict[str, Any]]:
         """Every run's global weights of a LegoFuse round (fetched once): the full run, then the fold runs."""
         if c.candidate_id not in self.runs:
             fused = fused_model(model.block_list, c.fuse_mode, record.parameters)
             state = {k: v.detach().cpu() for k, v in fused.state_dict().items()}
             names = trainable_names(fused)
             if layout(state, names) != c.layout:
-                raise Unverifiable("the round's tensor layout is not that of the LegoFuse of its version's blocks")
+                raise Unverifiable(
+                    "the round's tensor layout is not that of the LegoFuse of its version's blocks"
+                )
             from flwr.app import Array, ArrayRecord
 
             data = self.client.download_candidate(job.job_id, c.candidate_id, c.weights_sha256)
-            self.runs[c.candidate_id] = [unpack(ArrayRecord({FLAT: Array(flat)}), state, names)
-                                         for flat in split_runs(data, 1 + c.folds)]
+            self.runs[c.candidate_id] = [
+                unpack(ArrayRecord({FLAT: Array(flat)}), state, names)
+                for flat in split_runs(data, 1 + c.folds)
+            ]
         return self.runs[c.candidate_id]
 
-    def _fused(self, blocks: list[Any], ids: Sequence[str], params: dict[str, str], mode: str, weights: dict[str, Any],
-               swap: dict[str, Any]) -> Scorable:
+    def _fused(
+        self,
+        blocks: list[Any],
+        ids: Sequence[str],
+        params: dict[str, str],
+        mode: str,
+        weights: dict[str, Any],
+        swap: dict[str, Any],
+    ) -> Scorable:
         """The LegoFuse of ``blocks`` holding ``weights``; with fold copies in ``swap``, the
         weights' change from the released blocks' LegoFuse added to the LegoFuse of the blocks
         with the copies in place (so the site's own released blocks, which saw the patient, play
@@ -231,20 +315,30 @@ class Builder:
         fused = fused_model(blocks, mode, params)
         if swap:
             start = {k: v.detach().clone() for k, v in fused.state_dict().items()}
-            fused = fused_model([swap.get(i) or b for i, b in zip(ids, blocks, strict=True)], mode, params)
+            fused = fused_model(
+                [swap.get(i) or b for i, b in zip(ids, blocks, strict=True)], mode, params
+            )
             mine = fused.state_dict()
             trained = set(trainable_names(fused))
-            weights = {k: mine[k] + (weights[k] - start[k]) if k in trained else mine[k] for k in mine}
+            weights = {
+                k: mine[k] + (weights[k] - start[k]) if k in trained else mine[k] for k in mine
+            }
         fused.load_state_dict(weights, strict=True)
         return fused.eval(), fused.modalities
 
 
-def empty_folds(data: MultimodalDataset, task: TaskRecord, fold_of: np.ndarray, folds: int) -> list[int]:
+def empty_folds(
+    data: MultimodalDataset, task: TaskRecord, fold_of: np.ndarray, folds: int
+) -> list[int]:
     """The folds that hold, among the patients the task's modalities cover, no event (survival) or
     not every class those patients have (classification): their patients cannot be scored."""
     held = covered(data, list(task.modalities))
     if task.spec.kind == "survival":
-        return [k for k in range(folds) if events_of("survival", data.targets(), 0, held & (fold_of == k)) == 0]
+        return [
+            k
+            for k in range(folds)
+            if events_of("survival", data.targets(), 0, held & (fold_of == k)) == 0
+        ]
     labels = np.asarray(data.targets()["label"])
     classes = set(labels[held].tolist())
     return [k for k in range(folds) if set(labels[held & (fold_of == k)].tolist()) != classes]
@@ -260,8 +354,14 @@ def validation(cfg: SiteConfig, data: MultimodalDataset) -> MultimodalDataset:
     return data.subset(val)
 
 
-def answer(cfg: SiteConfig, client: RegistryClient, job: EvaluationJob, data: MultimodalDataset, ledger: Ledger,
-           task: TaskRecord) -> SiteReport:
+def answer(
+    cfg: SiteConfig,
+    client: RegistryClient,
+    job: EvaluationJob,
+    data: MultimodalDataset,
+    ledger: Ledger,
+    task: TaskRecord,
+) -> SiteReport:
     """This site's report on ``job`` (scores, or a decline with the reason's kind only). With
     cross-fitting every patient is scored, each through the candidate rebuilt from the site's
     fold copies that never saw it; otherwise the validation patients."""
@@ -271,29 +371,49 @@ def answer(cfg: SiteConfig, client: RegistryClient, job: EvaluationJob, data: Mu
         return SiteReport(job.job_id, declined="wrong-task-kind")
     patients = data if cfg.evaluation.folds else validation(cfg, data)
     if not enough(patients, task.spec, covered(patients, list(task.modalities)), cfg.min_cell_size):
-        log.info("evaluation %s: fewer than %d patients or events here; declined", job.job_id, cfg.min_cell_size)
+        log.info(
+            "evaluation %s: fewer than %d patients or events here; declined",
+            job.job_id,
+            cfg.min_cell_size,
+        )
         return SiteReport(job.job_id, declined="too-few-patients")
     fold_of = None
     if cfg.evaluation.folds:
         try:
             fold_of = site_folds(data, cfg.evaluation.folds, cfg.train.seed)
         except FoldError as exc:
-            log.warning("evaluation %s: %s; declined", job.job_id, exc,
-                        extra={"event": "evaluation-refused", "job_id": job.job_id, "reason": "folds"})
+            log.warning(
+                "evaluation %s: %s; declined",
+                job.job_id,
+                exc,
+                extra={"event": "evaluation-refused", "job_id": job.job_id, "reason": "folds"},
+            )
             return SiteReport(job.job_id, declined="folds")
         empty = empty_folds(data, task, fold_of, cfg.evaluation.folds)
         if empty:
-            log.warning("evaluation %s: fold(s) %s of the site's patients hold no event (or no patient of a class) among "
-                        "those the task's modalities cover: the folds cannot each be scored; declined", job.job_id,
-                        ", ".join(map(str, empty)),
-                        extra={"event": "evaluation-refused", "job_id": job.job_id, "reason": "fold-without-event"})
+            log.warning(
+                "evaluation %s: fold(s) %s of the site's patients hold no event (or no patient of a class) among "
+                "those the task's modalities cover: the folds cannot each be scored; declined",
+                job.job_id,
+                ", ".join(map(str, empty)),
+                extra={
+                    "event": "evaluation-refused",
+                    "job_id": job.job_id,
+                    "reason": "fold-without-event",
+                },
+            )
             return SiteReport(job.job_id, declined="fold-without-event")
     asked = booked(job)
     new = set(asked.values()) - ledger.used(task.task_id)
     if len(ledger.used(task.task_id)) + len(new) > cfg.evaluation.max_eval_queries:
-        log.warning("evaluation %s: %d new candidates would pass this site's query budget of %d for task %s; declined",
-                    job.job_id, len(new), cfg.evaluation.max_eval_queries, task.task_id,
-                    extra={"event": "evaluation-refused", "job_id": job.job_id, "reason": "query-budget"})
+        log.warning(
+            "evaluation %s: %d new candidates would pass this site's query budget of %d for task %s; declined",
+            job.job_id,
+            len(new),
+            cfg.evaluation.max_eval_queries,
+            task.task_id,
+            extra={"event": "evaluation-refused", "job_id": job.job_id, "reason": "query-budget"},
+        )
         return SiteReport(job.job_id, declined="query-budget")
     builder = Builder(cfg, client, task, patients, fold_of)
     models: list[list[Part] | None] = []
@@ -301,13 +421,31 @@ def answer(cfg: SiteConfig, client: RegistryClient, job: EvaluationJob, data: Mu
         try:
             models.append(builder.parts(job, c))
         except FoldsChanged as exc:
-            log.warning("evaluation %s: %s: the site's data changed since it trained; declined (train its blocks again)",
-                        job.job_id, exc, extra={"event": "evaluation-refused", "job_id": job.job_id, "reason": "folds-changed"})
+            log.warning(
+                "evaluation %s: %s: the site's data changed since it trained; declined (train its blocks again)",
+                job.job_id,
+                exc,
+                extra={
+                    "event": "evaluation-refused",
+                    "job_id": job.job_id,
+                    "reason": "folds-changed",
+                },
+            )
             return SiteReport(job.job_id, declined="folds-changed")
         except (Unverifiable, IntegrityError, SignatureError, CallError, ValueError) as exc:
             # what the site cannot rebuild and check itself, it does not score (the others it does)
-            log.warning("evaluation %s: candidate %s not scored: %s: %s", job.job_id, c.candidate_id, type(exc).__name__, exc,
-                        extra={"event": "evaluation-refused", "job_id": job.job_id, "reason": type(exc).__name__})
+            log.warning(
+                "evaluation %s: candidate %s not scored: %s: %s",
+                job.job_id,
+                c.candidate_id,
+                type(exc).__name__,
+                exc,
+                extra={
+                    "event": "evaluation-refused",
+                    "job_id": job.job_id,
+                    "reason": type(exc).__name__,
+                },
+            )
             models.append(None)
     scores = score_models(models, patients, task.spec, cfg.min_cell_size)
     kept = {c.candidate_id: s for c, s in zip(job.candidates, scores, strict=True) if s is not None}
@@ -322,12 +460,20 @@ def booked(job: EvaluationJob) -> dict[str, str]:
     difference to the job's reference, whose variance the report carries too: the same candidate
     against another reference is a new query."""
     ref = job.candidates[0].digest()
-    return {c.candidate_id: c.digest() if i == 0 else hashlib.sha256((ref + c.digest()).encode()).hexdigest()
-            for i, c in enumerate(job.candidates)}
+    return {
+        c.candidate_id: c.digest()
+        if i == 0
+        else hashlib.sha256((ref + c.digest()).encode()).hexdigest()
+        for i, c in enumerate(job.candidates)
+    }
 
 
-def evaluate_pending(cfg: SiteConfig, client: RegistryClient, data: MultimodalDataset | Callable[[], MultimodalDataset],
-                     on_answer: Callable[[Answer], None] = lambda _: None) -> list[Answer]:
+def evaluate_pending(
+    cfg: SiteConfig,
+    client: RegistryClient,
+    data: MultimodalDataset | Callable[[], MultimodalDataset],
+    on_answer: Callable[[Answer], None] = lambda _: None,
+) -> list[Answer]:
     """Answer every open job of the site's task it has not answered yet; returns what it did."""
     jobs = client.pending_evaluations(cfg.task)
     if not jobs:
@@ -343,7 +489,9 @@ def evaluate_pending(cfg: SiteConfig, client: RegistryClient, data: MultimodalDa
             report = answer(cfg, client, job, data, ledger, task)
         except CallError:
             raise  # the coordinator is away: the next poll tries again
-        except Exception:  # a problem of this site (its data, its ledger): logged here, declined by kind only
+        except (
+            Exception
+        ):  # a problem of this site (its data, its ledger): logged here, declined by kind only
             log.exception("evaluation %s: could not answer it", job.job_id)
             report = SiteReport(job.job_id, declined="error")
         try:
@@ -351,8 +499,14 @@ def evaluate_pending(cfg: SiteConfig, client: RegistryClient, data: MultimodalDa
         except CallError as exc:
             if exc.code != grpc.StatusCode.FAILED_PRECONDITION:
                 raise
-            log.warning("evaluation %s: the coordinator did not keep the report: %s", job.job_id, exc.message)
-            out.append(Answer(job.job_id, "not-kept", 0))  # closed meanwhile, say: nothing more to do for it
+            log.warning(
+                "evaluation %s: the coordinator did not keep the report: %s",
+                job.job_id,
+                exc.message,
+            )
+            out.append(
+                Answer(job.job_id, "not-kept", 0)
+            )  # closed meanwhile, say: nothing more to do for it
         else:
             out.append(Answer(job.job_id, report.declined, len(report.scores)))
         on_answer(out[-1])

@@ -13,7 +13,16 @@ def supernode_command(cfg: SiteConfig, port: int | None = None) -> list[str]:
     for what, path in (("Flower node key", cfg.node_key), ("CA certificate", cfg.tls.ca)):
         if not path.is_file():
             raise FileNotFoundError(f"{what} {path} not found (it comes with the enrolment kit)")
-    return [flower_tool("flower-supernode"), "--root-certificates", str(cfg.tls.ca),
-            "--auth-supernode-private-key", str(cfg.node_key), "--superlink", cfg.flower.superlink,
-            "--port", str(cfg.flower.port if port is None else port),
-            "--node-config", f'site-config="{cfg.path.resolve()}"']
+    return [
+        flower_tool("flower-supernode"),
+        "--root-certificates",
+        str(cfg.tls.ca),
+        "--auth-supernode-private-key",
+        str(cfg.node_key),
+        "--superlink",
+        cfg.flower.superlink,
+        "--port",
+        str(cfg.flower.port if port is None else port),
+        "--node-config",
+        f'site-config="{cfg.path.resolve()}"',
+    ]

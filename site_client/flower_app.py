@@ -16,13 +16,20 @@ app = ClientApp()
 
 @app.query("describe")
 def describe(msg: Message, context: Context) -> Message:
-    return Message(fuse_client.describe(fuse_client.node_settings(context.node_config, context.run_config)), reply_to=msg)
+    return Message(
+        fuse_client.describe(fuse_client.node_settings(context.node_config, context.run_config)),
+        reply_to=msg,
+    )
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     try:
-        return Message(fuse_client.train(msg.content, fuse_client.node_settings(context.node_config, context.run_config)),
-                       reply_to=msg)
+        return Message(
+            fuse_client.train(
+                msg.content, fuse_client.node_settings(context.node_config, context.run_config)
+            ),
+            reply_to=msg,
+        )
     finally:  # on Flower's simulation engine this process serves the next site's round: the model's memory goes back
         give_back_memory()

@@ -48,7 +48,10 @@ def guarded(handler: F) -> F:
             raise
         except Exception as exc:
             log.exception("%s failed at this site", handler.__name__)
-            raise SiteFailure(f"{type(exc).__name__} at the site (the details stay in the site's log)") from None
+            raise SiteFailure(
+                f"{type(exc).__name__} at the site (the details stay in the site's log)"
+            ) from None
+
     return run  # type: ignore[return-value]
 
 
@@ -74,7 +77,13 @@ def site_config(node_config: dict[str, Any]) -> SiteConfig:
 def describe(node_config: dict[str, Any]) -> RecordDict:
     """Who this node is: site name, enrolled modalities, paired flag (from the site's kit)."""
     cfg = site_config(node_config)
-    return RecordDict({"site": ConfigRecord({"site": cfg.site, "modalities": list(cfg.modalities), "paired": cfg.paired})})
+    return RecordDict(
+        {
+            "site": ConfigRecord(
+                {"site": cfg.site, "modalities": list(cfg.modalities), "paired": cfg.paired}
+            )
+        }
+    )
 
 
 def model_folder(cfg: SiteConfig, model_id: str) -> Path:
@@ -84,12 +93,15 @@ def model_folder(cfg: SiteConfig, model_id: str) -> Path:
         from common.client import RegistryClient
 
         with RegistryClient(cfg.coordinator, cfg.tls, insecure=cfg.insecure) as client:
-            client.pull_model(model_id, folder, verified=cfg.state / "verified-blocks")  # blocks it checked before: linked
+            client.pull_model(
+                model_id, folder, verified=cfg.state / "verified-blocks"
+            )  # blocks it checked before: linked
     return folder
 
 
-def round_data(cfg: SiteConfig, everyone: MultimodalDataset, modalities: list[str],
-               fold_runs: int) -> tuple[MultimodalDataset, list[MultimodalDataset]]:
+def round_data(
+    cfg: SiteConfig, everyone: MultimodalDataset, modalities: list[str], fold_runs: int
+) -> tuple[MultimodalDataset, list[MultimodalDataset]]:
     """The paired patients a round trains on: the full run's, and fold run k's (those outside
     the site's fold k). Cross-fitting sites (``[evaluation] folds`` = K) train the full run on
     every patient and fold run k without fold k, so that they score every round out of fold;
@@ -101,11 +113,18 @@ def round_data(cfg: SiteConfig, everyone: MultimodalDataset, modalities: list[st
         data = paired_only(everyone.subset(rows), modalities)
         return data, [data] * fold_runs
     if fold_runs != folds:
-        raise SiteFailure(f"the run has {fold_runs} fold runs; site {cfg.site!r} cross-fits with [evaluation] folds = "
-                          f"{folds} and cannot score it out of fold: it does not take part")
+        raise SiteFailure(
+            f"the run has {fold_runs} fold runs; site {cfg.site!r} cross-fits with [evaluation] folds = "
+            f"{folds} and cannot score it out of fold: it does not take part"
+        )
     fold_of = site_folds(everyone, folds, cfg.train.seed)
-    return (paired_only(everyone, modalities),
-            [paired_only(everyone.subset(np.flatnonzero(fold_of != k)), modalities) for k in range(folds)])
+    return (
+        paired_only(everyone, modalities),
+        [
+            paired_only(everyone.subset(np.flatnonzero(fold_of != k)), modalities)
+            for k in range(folds)
+        ],
+    )
 
 
 @guarded
@@ -119,15 +138,30 @@ def train(content: RecordDict, node_config: dict[str, Any]) -> RecordDict:
     fuse = FuseConfig.from_dict(settings)
     merged, record = load_model_folder(model_folder(cfg, model_id))
     if not isinstance(merged, (LegoMerge, LegoEnsemble)):
-        raise ValueError(f"fuse rounds start from a merge or ensemble version; {model_id} is a {record.recipe}")
+        raise ValueError(
+            f"fuse rounds start from a merge or ensemble version; {model_id} is a {record.recipe}"
+        )
     model = fused_model(merged.block_list, fuse.mode, record.parameters)
     data, fold_data = round_data(cfg, load_site_folder(cfg.data), model.modalities, fuse.fold_runs)
     if len(data) < cfg.min_cell_size:  # the patient count goes back with the weights
-        log.warning("%d paired patients, fewer than the minimum cell size %d ([privacy] min_cell_size): not taking part",
-                    len(data), cfg.min_cell_size)
-        raise SiteFailure(f"site {cfg.site!r} has fewer paired patients than its minimum cell size ({cfg.min_cell_size}); "
-                          "it does not take part")
-    reply = site_round(model, content, data, fuse, round_, device=cfg.train.device, fold_data=fold_data)
-    log.info("fuse round %d of %s at %s: %d paired patients, loss %.4f", round_, model_id, cfg.site, len(data),
-             reply["metrics"]["train_loss"])  # type: ignore[index]
+        log.warning(
+            "%d paired patients, fewer than the minimum cell size %d ([privacy] min_cell_size): not taking part",
+            len(data),
+            cfg.min_cell_size,
+        )
+        raise SiteFailure(
+            f"site {cfg.site!r} has fewer paired patients than its minimum cell size ({cfg.min_cell_size}); "
+            "it does not take part"
+        )
+    reply = site_round(
+        model, content, data, fuse, round_, device=cfg.train.device, fold_data=fold_data
+    )
+    log.info(
+        "fuse round %d of %s at %s: %d paired patients, loss %.4f",
+        round_,
+        model_id,
+        cfg.site,
+        len(data),
+        reply["metrics"]["train_loss"],
+    )  # type: ignore[index]
     return reply

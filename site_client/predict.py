@@ -18,10 +18,14 @@ def predict_frame(model_dir: str | Path, data: MultimodalDataset) -> pd.DataFram
     known = set(model.modalities)
     usable = [m for m in data.modalities if m in known]
     if not usable:
-        raise ValueError(f"model {record.model_id!r} reads {sorted(known)}; the data has {sorted(data.modalities)}")
+        raise ValueError(
+            f"model {record.model_id!r} reads {sorted(known)}; the data has {sorted(data.modalities)}"
+        )
     subset = data.select_modalities(usable)
     present = np.stack([subset.modalities[m].present.numpy() for m in usable], axis=1)
-    keep = np.flatnonzero(present.any(axis=1))  # a patient with none of the model's modalities gets no prediction
+    keep = np.flatnonzero(
+        present.any(axis=1)
+    )  # a patient with none of the model's modalities gets no prediction
     subset, present = subset.subset(keep), present[keep]
     spec = model.task
     scores = predict_scores(model, subset, spec, amp=False)

@@ -16,13 +16,17 @@ from .config import load_site_config
 from .daemon import Daemon
 
 
-def _as_daemon(site_toml: str, log: str, once: bool, step: Callable[[Daemon], Any]) -> tuple[Any, str]:
+def _as_daemon(
+    site_toml: str, log: str, once: bool, step: Callable[[Daemon], Any]
+) -> tuple[Any, str]:
     import ray
     import torch
 
     torch.set_num_threads(1)
     with open(log, "a") as out:
-        result = step(Daemon(load_site_config(Path(site_toml)), threading.Event(), out=out, once=once))
+        result = step(
+            Daemon(load_site_config(Path(site_toml)), threading.Event(), out=out, once=once)
+        )
     give_back_memory()
     return result, str(ray.get_runtime_context().get_node_id())
 

@@ -30,31 +30,57 @@ class TrainedBlock:
     val_metric: float
 
 
-def train_site(cfg: SiteConfig, task: TaskRecord, data: MultimodalDataset, only: Sequence[str] | None = None,
-               stop: Callable[[], bool] | None = None) -> list[TrainedBlock]:
+def train_site(
+    cfg: SiteConfig,
+    task: TaskRecord,
+    data: MultimodalDataset,
+    only: Sequence[str] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> list[TrainedBlock]:
     """Train, sign and write a block for every enrolled modality the task accepts and the data has
     (or just those in ``only``). ``stop`` interrupts training
     (:class:`common.train.Interrupted`); nothing of an unfinished block is left behind."""
     key = load_signing_key(cfg.signing_key)
     wanted = [m for m in cfg.modalities if m in task.modalities and (only is None or m in only)]
     if not wanted:
-        raise ValueError(f"task {task.task_id!r} accepts {list(task.modalities)}; site {cfg.site!r} is enrolled for "
-                         f"{list(cfg.modalities)}: nothing to train")
+        raise ValueError(
+            f"task {task.task_id!r} accepts {list(task.modalities)}; site {cfg.site!r} is enrolled for "
+            f"{list(cfg.modalities)}: nothing to train"
+        )
     missing = [m for m in wanted if m not in data.modalities]
     if len(missing) == len(wanted):
-        raise ValueError(f"the site data folder has none of the modalities {wanted} (it has {sorted(data.modalities)})")
+        raise ValueError(
+            f"the site data folder has none of the modalities {wanted} (it has {sorted(data.modalities)})"
+        )
     out = []
     for modality in wanted:
         if modality in missing:
             log.warning("the data folder has no modality %r; no block for it", modality)
             continue
         log.info("training block %s on %s", modality, cfg.site)
-        trained = train_modality(data, modality, task, cfg.train, stop, cfg.min_cell_size, cfg.privacy.budget(),
-                                 folds=cfg.evaluation.folds)
+        trained = train_modality(
+            data,
+            modality,
+            task,
+            cfg.train,
+            stop,
+            cfg.min_cell_size,
+            cfg.privacy.budget(),
+            folds=cfg.evaluation.folds,
+        )
         tmp = cfg.blocks / f".{modality}.partial"
-        manifest = save_block(trained.block, tmp, site=cfg.site, task_id=task.task_id, train_stats=trained.stats,
-                              signing_key=key, dp=trained.privacy)
-        if trained.folds is not None:  # kept in the state folder, never beside the block that is pushed
+        manifest = save_block(
+            trained.block,
+            tmp,
+            site=cfg.site,
+            task_id=task.task_id,
+            train_stats=trained.stats,
+            signing_key=key,
+            dp=trained.privacy,
+        )
+        if (
+            trained.folds is not None
+        ):  # kept in the state folder, never beside the block that is pushed
             save_fold_copies(fold_folder(cfg.state, manifest.weights_sha256), trained.folds)
         folder = cfg.blocks / f"{task.task_id}-{modality}-{manifest.weights_sha256[:12]}"
         if folder.exists():

@@ -25,8 +25,16 @@ from flwr.app import Message
 from flwr.proto.fleet_pb2 import PushMessagesRequest
 from flwr.proto.message_pb2 import ObjectTree, PushObjectRequest
 from flwr.supercore.constant import FLEET_HTTP_PUBLIC_KEY_HEADER
-from flwr.supercore.inflatable.inflatable_object import get_object_body, get_object_type_from_object_content, iterate_object_tree
-from flwr.supercore.inflatable.inflatable_utils import inflatable_class_registry, inflate_object_from_contents, validate_object_content
+from flwr.supercore.inflatable.inflatable_object import (
+    get_object_body,
+    get_object_type_from_object_content,
+    iterate_object_tree,
+)
+from flwr.supercore.inflatable.inflatable_utils import (
+    inflatable_class_registry,
+    inflate_object_from_contents,
+    validate_object_content,
+)
 from flwr.supercore.protobuf.translation import PROTOBUF_REQUEST_TYPES
 from google.protobuf.message import Message as ProtoMessage
 
@@ -49,7 +57,9 @@ class Capture:
     alpn: str | None = None
     sent: bytearray = field(default_factory=bytearray)  # site -> server
     received: bytearray = field(default_factory=bytearray)  # server -> site
-    error: str | None = None  # how the connection ended, when not by a clean close (teardown noise, mostly)
+    error: str | None = (
+        None  # how the connection ended, when not by a clean close (teardown noise, mostly)
+    )
 
 
 class RecordingRelay:
@@ -73,14 +83,18 @@ class RecordingRelay:
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="recording-relay", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="recording-relay", daemon=True
+        )
         self._thread.start()
 
     def __call__(self, kind: str, upstream: str) -> str:
         if kind not in KINDS:
             raise ValueError(f"unknown relay kind {kind!r}; known: {', '.join(KINDS)}")
         host, _, port = upstream.rpartition(":")
-        listening = asyncio.run_coroutine_threadsafe(self._listen(kind, host, int(port)), self._loop)
+        listening = asyncio.run_coroutine_threadsafe(
+            self._listen(kind, host, int(port)), self._loop
+        )
         return f"127.0.0.1:{listening.result(self.timeout_s)}"
 
     def __enter__(self) -> RecordingRelay:
@@ -127,8 +141,13 @@ class RecordingRelay:
             cert = x509.load_der_x509_certificate(der)
             who = identity_from_cert(cert)
             kit = self.out / "sites" / who.name
-            if who.role != "site" or x509.load_pem_x509_certificate((kit / "tls.crt").read_bytes()) != cert:
-                raise ValueError(f"{who.role} {who.name!r} did not present its site kit's certificate")
+            if (
+                who.role != "site"
+                or x509.load_pem_x509_certificate((kit / "tls.crt").read_bytes()) != cert
+            ):
+                raise ValueError(
+                    f"{who.role} {who.name!r} did not present its site kit's certificate"
+                )
             ctx.load_cert_chain(kit / "tls.crt", kit / "tls.key")
             cap.site = who.name
         return ctx
@@ -139,12 +158,24 @@ class RecordingRelay:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-        server = await asyncio.start_server(accepted, "127.0.0.1", 0, ssl=self._server_context(kind),
-                                            ssl_handshake_timeout=self.timeout_s)
+        server = await asyncio.start_server(
+            accepted,
+            "127.0.0.1",
+            0,
+            ssl=self._server_context(kind),
+            ssl_handshake_timeout=self.timeout_s,
+        )
         self._servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 
-    async def _relay(self, kind: str, host: str, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _relay(
+        self,
+        kind: str,
+        host: str,
+        port: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
         cap = Capture(kind)
         with self._lock:
             self.captures.append(cap)
@@ -154,11 +185,15 @@ class RecordingRelay:
             tls = writer.get_extra_info("ssl_object")
             cap.alpn = tls.selected_alpn_protocol()
             ctx = self._client_context(cap, tls)
-            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=ctx, server_hostname=host),
-                                                          self.timeout_s)
+            up_reader, up_writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=ctx, server_hostname=host), self.timeout_s
+            )
             upstream = up_writer
             self._writers.add(up_writer)
-            await asyncio.gather(self._pipe(reader, up_writer, cap, cap.sent), self._pipe(up_reader, writer, cap, cap.received))
+            await asyncio.gather(
+                self._pipe(reader, up_writer, cap, cap.sent),
+                self._pipe(up_reader, writer, cap, cap.received),
+            )
         except (TimeoutError, OSError, ValueError) as exc:
             cap.error = f"{type(exc).__name__}: {exc}"
         finally:
@@ -166,7 +201,9 @@ class RecordingRelay:
                 if w is not None:
                     w.close()
 
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, cap: Capture, sink: bytearray) -> None:
+    async def _pipe(
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, cap: Capture, sink: bytearray
+    ) -> None:
         try:
             while data := await src.read(READ_BYTES):
                 self._keep(sink, data)
@@ -203,11 +240,32 @@ class RecordingRelay:
 # ---- HTTP/2 and gRPC ----------------------------------------------------------------------------
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
+(
+    DATA,
+    HEADERS,
+    PRIORITY,
+    RST_STREAM,
+    SETTINGS,
+    PUSH_PROMISE,
+    PING,
+    GOAWAY,
+    WINDOW_UPDATE,
+    CONTINUATION,
+) = range(10)
 END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
 SETTINGS_HEADER_TABLE_SIZE = 0x1
-FRAME_NAMES = ("DATA", "HEADERS", "PRIORITY", "RST_STREAM", "SETTINGS", "PUSH_PROMISE", "PING", "GOAWAY", "WINDOW_UPDATE",
-               "CONTINUATION")
+FRAME_NAMES = (
+    "DATA",
+    "HEADERS",
+    "PRIORITY",
+    "RST_STREAM",
+    "SETTINGS",
+    "PUSH_PROMISE",
+    "PING",
+    "GOAWAY",
+    "WINDOW_UPDATE",
+    "CONTINUATION",
+)
 
 
 @dataclass(frozen=True)
@@ -222,12 +280,12 @@ def h2_frames(data: bytes) -> tuple[list[Frame], bytes]:
     """The HTTP/2 frames in ``data`` (no preface) and the bytes of an unfinished last frame."""
     frames, at = [], 0
     while len(data) - at >= 9:
-        length = int.from_bytes(data[at:at + 3], "big")
+        length = int.from_bytes(data[at : at + 3], "big")
         end = at + 9 + length
         if end > len(data):
             break
-        stream = int.from_bytes(data[at + 5:at + 9], "big") & 0x7FFFFFFF
-        frames.append(Frame(data[at + 3], data[at + 4], stream, bytes(data[at + 9:end])))
+        stream = int.from_bytes(data[at + 5 : at + 9], "big") & 0x7FFFFFFF
+        frames.append(Frame(data[at + 3], data[at + 4], stream, bytes(data[at + 9 : end])))
         at = end
     return frames, bytes(data[at:])
 
@@ -238,7 +296,7 @@ def _unpad(frame: Frame) -> bytes:
         pad = p[0]
         if pad >= len(p):
             raise ValueError(f"stream {frame.stream}: padding {pad} longer than the frame")
-        p = p[1:len(p) - pad]
+        p = p[1 : len(p) - pad]
     return p
 
 
@@ -267,8 +325,8 @@ def _table_size(received: bytes) -> int:
     for f in h2_frames(received)[0]:
         if f.type == SETTINGS and not f.flags & ACK:
             for i in range(0, len(f.payload) - 5, 6):
-                if int.from_bytes(f.payload[i:i + 2], "big") == SETTINGS_HEADER_TABLE_SIZE:
-                    size = int.from_bytes(f.payload[i + 2:i + 6], "big")
+                if int.from_bytes(f.payload[i : i + 2], "big") == SETTINGS_HEADER_TABLE_SIZE:
+                    size = int.from_bytes(f.payload[i + 2 : i + 6], "big")
     return size
 
 
@@ -276,10 +334,10 @@ def grpc_messages(body: bytes, encoding: str | None) -> tuple[list[bytes], bytes
     """Length-prefixed gRPC messages (decompressed) and the bytes of an unfinished last one."""
     out, at = [], 0
     while len(body) - at >= 5:
-        n = int.from_bytes(body[at + 1:at + 5], "big")
+        n = int.from_bytes(body[at + 1 : at + 5], "big")
         if len(body) - at - 5 < n:
             break
-        msg = bytes(body[at + 5:at + 5 + n])
+        msg = bytes(body[at + 5 : at + 5 + n])
         if body[at] & 1:
             if encoding == "gzip":
                 msg = gzip.decompress(msg)
@@ -298,7 +356,7 @@ def grpc_calls(sent: bytes, received: bytes = b"") -> tuple[list[GrpcCall], dict
     gives the HPACK table size the server allowed."""
     if not sent.startswith(PREFACE):
         raise ValueError("not an HTTP/2 client connection (no connection preface)")
-    frames, rest = h2_frames(sent[len(PREFACE):])
+    frames, rest = h2_frames(sent[len(PREFACE) :])
     size = _table_size(received)
     decoder = hpack.Decoder(max_header_list_size=1 << 20)
     decoder.max_allowed_table_size = size
@@ -311,10 +369,16 @@ def grpc_calls(sent: bytes, received: bytes = b"") -> tuple[list[GrpcCall], dict
         name = FRAME_NAMES[f.type] if f.type < len(FRAME_NAMES) else f"type {f.type}"
         counts[name] = counts.get(name, 0) + 1
         if block is not None and f.type != CONTINUATION:
-            raise ValueError(f"stream {block[0]}: a header block is interrupted by a {f.type} frame")
+            raise ValueError(
+                f"stream {block[0]}: a header block is interrupted by a {f.type} frame"
+            )
         if f.type == HEADERS:
             p = _unpad(f)
-            block = (f.stream, bool(f.flags & END_STREAM), bytearray(p[5:] if f.flags & PRIORITY_FLAG else p))
+            block = (
+                f.stream,
+                bool(f.flags & END_STREAM),
+                bytearray(p[5:] if f.flags & PRIORITY_FLAG else p),
+            )
         elif f.type == CONTINUATION:
             if block is None or block[0] != f.stream:
                 raise ValueError(f"stream {f.stream}: CONTINUATION without HEADERS")
@@ -339,7 +403,9 @@ def grpc_calls(sent: bytes, received: bytes = b"") -> tuple[list[GrpcCall], dict
             calls[stream].ended |= end
             block = None
     for stream, call in calls.items():
-        call.messages, call.rest = grpc_messages(bytes(bodies[stream]), call.header("grpc-encoding"))
+        call.messages, call.rest = grpc_messages(
+            bytes(bodies[stream]), call.header("grpc-encoding")
+        )
     return list(calls.values()), counts, rest
 
 
@@ -376,9 +442,9 @@ def _chunked(data: bytes, at: int) -> tuple[bytes, int] | None:
                     return bytes(body), at
         if len(data) < at + size + 2:
             return None
-        if data[at + size:at + size + 2] != b"\r\n":
+        if data[at + size : at + size + 2] != b"\r\n":
             raise ValueError("chunk not followed by CRLF")
-        body += data[at:at + size]
+        body += data[at : at + size]
         at += size + 2
 
 
@@ -442,7 +508,11 @@ def fleet_calls(requests: Iterable[HttpRequest]) -> list[FleetCall]:
         if r.header("content-type") != "application/protobuf":
             raise ValueError(f"{path}: content-type {r.header('content-type')!r}")
         key = r.header(FLEET_HTTP_PUBLIC_KEY_HEADER)
-        out.append(FleetCall(path, base64.b64decode(key) if key else None, cls.FromString(r.body), len(r.body)))
+        out.append(
+            FleetCall(
+                path, base64.b64decode(key) if key else None, cls.FromString(r.body), len(r.body)
+            )
+        )
     return out
 
 
@@ -454,7 +524,9 @@ def pushed_objects(calls: Iterable[FleetCall]) -> dict[str, bytes]:
         if isinstance(c.request, PushObjectRequest):
             content = c.request.object_content
             if hashlib.sha256(content).hexdigest() != c.request.object_id:
-                raise ValueError(f"pushed object {c.request.object_id[:12]} does not hash to its id")
+                raise ValueError(
+                    f"pushed object {c.request.object_id[:12]} does not hash to its id"
+                )
             validate_object_content(content)
             out[c.request.object_id] = content
     return out
@@ -469,7 +541,9 @@ def object_body(content: bytes) -> bytes:
     return get_object_body(content, inflatable_class_registry[object_type(content)])
 
 
-def pushed_messages(calls: Iterable[FleetCall], objects: Mapping[str, bytes]) -> tuple[list[Message], set[str]]:
+def pushed_messages(
+    calls: Iterable[FleetCall], objects: Mapping[str, bytes]
+) -> tuple[list[Message], set[str]]:
     """Every message a node pushed, inflated by Flower from the pushed objects, and the ids of
     all objects their trees name; ValueError if a tree names an object that was not pushed."""
     messages, named = [], set()
@@ -481,9 +555,13 @@ def pushed_messages(calls: Iterable[FleetCall], objects: Mapping[str, bytes]) ->
             ids = [t.object_id for t in iterate_object_tree(tree)]
             missing = [i[:12] for i in ids if i not in objects]
             if missing:
-                raise ValueError(f"message {tree.object_id[:12]} names objects that were not pushed: {missing}")
+                raise ValueError(
+                    f"message {tree.object_id[:12]} names objects that were not pushed: {missing}"
+                )
             named.update(ids)
-            msg = inflate_object_from_contents(tree.object_id, dict(objects), keep_object_contents=True)
+            msg = inflate_object_from_contents(
+                tree.object_id, dict(objects), keep_object_contents=True
+            )
             assert isinstance(msg, Message)
             messages.append(msg)
     return messages, named
@@ -494,14 +572,18 @@ def pushed_messages(calls: Iterable[FleetCall], objects: Mapping[str, bytes]) ->
 KEY_BYTES = 8
 
 
-def find_needles(haystack: bytes | bytearray, needles: Mapping[bytes, Any]) -> list[tuple[int, Any]]:
+def find_needles(
+    haystack: bytes | bytearray, needles: Mapping[bytes, Any]
+) -> list[tuple[int, Any]]:
     """Every offset of ``haystack`` where one of ``needles`` (each at least 8 bytes) starts, with
     the needle's label. Candidates come from the needles' first 8 bytes, compared as uint64 at
     all 8 alignments at once (numpy); each candidate is then compared in full."""
     by_key: dict[int, list[bytes]] = {}
     for needle in needles:
         if len(needle) < KEY_BYTES:
-            raise ValueError(f"needle {needle!r} is shorter than {KEY_BYTES} bytes; it would match by chance")
+            raise ValueError(
+                f"needle {needle!r} is shorter than {KEY_BYTES} bytes; it would match by chance"
+            )
         by_key.setdefault(int.from_bytes(needle[:KEY_BYTES], "little"), []).append(needle)
     if not by_key:
         return []
@@ -516,7 +598,6 @@ def find_needles(haystack: bytes | bytearray, needles: Mapping[bytes, Any]) -> l
         for i in np.flatnonzero(np.isin(words, keys)):
             at = shift + KEY_BYTES * int(i)
             for needle in by_key[int(words[i])]:
-                if data[at:at + len(needle)] == needle:
+                if data[at : at + len(needle)] == needle:
                     hits.append((at, needles[needle]))
     return sorted(hits, key=lambda h: h[0])
-

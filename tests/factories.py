@@ -12,21 +12,45 @@ from common.tasks import TaskSpec
 SURV = TaskSpec("survival", n_bins=4, bin_edges=(1.0, 2.0, 3.0))
 
 
-def block(modality: str = "a", kind: str = "tabular", in_features: int = 5, fourier: str = "2d",
-          seed: int = 0, init_seed: int | None = 7, depth: int = 2, task: TaskSpec = SURV) -> LegoBlock:
+def block(
+    modality: str = "a",
+    kind: str = "tabular",
+    in_features: int = 5,
+    fourier: str = "2d",
+    seed: int = 0,
+    init_seed: int | None = 7,
+    depth: int = 2,
+    task: TaskSpec = SURV,
+) -> LegoBlock:
     torch.manual_seed(seed)
-    enc = EncoderConfig(kind=kind, in_features=in_features, token_dim=16, n_tokens=3, hidden=32, dropout=0.0)
-    cfg = BlockConfig(modality=modality, encoder=enc, task=task, latent_rows=6, latent_dim=8, depth=depth,
-                      fourier=fourier, dim_head=8, ff_dropout=0.0, init_seed=init_seed)  # type: ignore[arg-type]
+    enc = EncoderConfig(
+        kind=kind, in_features=in_features, token_dim=16, n_tokens=3, hidden=32, dropout=0.0
+    )
+    cfg = BlockConfig(
+        modality=modality,
+        encoder=enc,
+        task=task,
+        latent_rows=6,
+        latent_dim=8,
+        depth=depth,
+        fourier=fourier,
+        dim_head=8,
+        ff_dropout=0.0,
+        init_seed=init_seed,
+    )  # type: ignore[arg-type]
     return LegoBlock(cfg).eval()
 
 
-def tabular(b: int = 5, f: int = 5, seed: int = 1, present: torch.Tensor | None = None) -> ModalityInput:
+def tabular(
+    b: int = 5, f: int = 5, seed: int = 1, present: torch.Tensor | None = None
+) -> ModalityInput:
     g = torch.Generator().manual_seed(seed)
     return ModalityInput(torch.randn(b, f, generator=g), None, present)
 
 
-def bag(b: int = 5, n: int = 7, f: int = 4, seed: int = 2, present: torch.Tensor | None = None) -> ModalityInput:
+def bag(
+    b: int = 5, n: int = 7, f: int = 4, seed: int = 2, present: torch.Tensor | None = None
+) -> ModalityInput:
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, n + 1, (b,), generator=g)
     mask = torch.arange(n)[None, :] < lengths[:, None]

@@ -15,12 +15,20 @@ import typer
 from ..cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, fail
 from . import render
 
-app = typer.Typer(help="Operate the consortium from anywhere with an admin kit (mutual TLS to the coordinator).",
-                  no_args_is_help=True)
-task_app = typer.Typer(help="Tasks: what every block of a federation is trained for.", no_args_is_help=True)
+app = typer.Typer(
+    help="Operate the consortium from anywhere with an admin kit (mutual TLS to the coordinator).",
+    no_args_is_help=True,
+)
+task_app = typer.Typer(
+    help="Tasks: what every block of a federation is trained for.", no_args_is_help=True
+)
 app.add_typer(task_app, name="task")
-KIT = typer.Option(..., "--kit", envvar="MMLEGO_ADMIN_KIT", help="The admin kit folder (mmlego ca enroll-admin).")
-COORDINATOR = typer.Option("", "--coordinator", help="host:port of the coordinator (default: the kit's admin.toml).")
+KIT = typer.Option(
+    ..., "--kit", envvar="MMLEGO_ADMIN_KIT", help="The admin kit folder (mmlego ca enroll-admin)."
+)
+COORDINATOR = typer.Option(
+    "", "--coordinator", help="host:port of the coordinator (default: the kit's admin.toml)."
+)
 JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
 BAD_INPUT_CODES = ("INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS")
 
@@ -40,8 +48,10 @@ def connect(kit: Path, coordinator: str) -> Iterator[Any]:
     try:
         yield client
     except CallError as exc:
-        raise fail(f"the coordinator at {admin_kit.coordinator} refused or failed the call ({exc.code.name}): {exc.message}",
-                   EXIT_BAD_INPUT if exc.code.name in BAD_INPUT_CODES else EXIT_FAILED) from None
+        raise fail(
+            f"the coordinator at {admin_kit.coordinator} refused or failed the call ({exc.code.name}): {exc.message}",
+            EXIT_BAD_INPUT if exc.code.name in BAD_INPUT_CODES else EXIT_FAILED,
+        ) from None
     finally:
         client.close()
 
@@ -58,8 +68,11 @@ def status(kit: Path = KIT, coordinator: str = COORDINATOR, as_json: bool = JSON
 
 
 @task_app.command("create")
-def task_create(file: Path = typer.Argument(..., help="task.toml: id, kind, outputs, latent, modalities."),
-                kit: Path = KIT, coordinator: str = COORDINATOR) -> None:
+def task_create(
+    file: Path = typer.Argument(..., help="task.toml: id, kind, outputs, latent, modalities."),
+    kit: Path = KIT,
+    coordinator: str = COORDINATOR,
+) -> None:
     """Define a task (immutable once created)."""
     from ..tasks.taskfile import read_task_file
 
@@ -91,26 +104,45 @@ def sites(kit: Path = KIT, coordinator: str = COORDINATOR, as_json: bool = JSON)
 
 
 @app.command("blocks")
-def blocks(kit: Path = KIT, coordinator: str = COORDINATOR, as_json: bool = JSON,
-           task: str = typer.Option("", help="Only this task's."), site: str = typer.Option("", help="Only this site's."),
-           modality: str = typer.Option("", help="Only this modality's."),
-           withdrawn: bool = typer.Option(False, "--withdrawn", help="Also the blocks of withdrawn sites.")) -> None:
+def blocks(
+    kit: Path = KIT,
+    coordinator: str = COORDINATOR,
+    as_json: bool = JSON,
+    task: str = typer.Option("", help="Only this task's."),
+    site: str = typer.Option("", help="Only this site's."),
+    modality: str = typer.Option("", help="Only this modality's."),
+    withdrawn: bool = typer.Option(
+        False, "--withdrawn", help="Also the blocks of withdrawn sites."
+    ),
+) -> None:
     """Accepted blocks, newest first: patients, validation metric, size, signer, age."""
     with connect(kit, coordinator) as c:
-        emit(render.block_rows(c.blocks(task, site, modality, withdrawn)), render.render_blocks, as_json)
+        emit(
+            render.block_rows(c.blocks(task, site, modality, withdrawn)),
+            render.render_blocks,
+            as_json,
+        )
 
 
 @app.command("versions")
-def versions(kit: Path = KIT, coordinator: str = COORDINATOR, as_json: bool = JSON,
-             task: str = typer.Option("", help="Only this task's.")) -> None:
+def versions(
+    kit: Path = KIT,
+    coordinator: str = COORDINATOR,
+    as_json: bool = JSON,
+    task: str = typer.Option("", help="Only this task's."),
+) -> None:
     """Model versions, newest first: recipe, lineage, the sites' validation."""
     with connect(kit, coordinator) as c:
         emit(render.version_rows(c.models(task)), render.render_versions, as_json)
 
 
 @app.command("card")
-def card(version: str = typer.Argument(..., help="A model version, e.g. nki70-v3."), kit: Path = KIT,
-         coordinator: str = COORDINATOR, as_json: bool = JSON) -> None:
+def card(
+    version: str = typer.Argument(..., help="A model version, e.g. nki70-v3."),
+    kit: Path = KIT,
+    coordinator: str = COORDINATOR,
+    as_json: bool = JSON,
+) -> None:
     """A model version's card: blocks, signers, recipe, what the sites' validation found."""
     from ..artifacts.modelcard import render_markdown
 
@@ -119,12 +151,23 @@ def card(version: str = typer.Argument(..., help="A model version, e.g. nki70-v3
 
 
 @app.command("merge")
-def merge(task: str = typer.Option(..., "--task", help="The task whose latest blocks to merge."),
-          kit: Path = KIT, coordinator: str = COORDINATOR, as_json: bool = JSON,
-          recipe: str = typer.Option("uniform", help="uniform, ensemble, or auto: the candidate the sites' validation supports."),
-          deadline: float | None = typer.Option(None, min=0.0, help="Seconds to wait for the sites' scores (default: the "
-                                                "coordinator's [evaluation] deadline_s); 0 publishes without asking them."),
-          latent_merge: str = typer.Option("harmonic"), head_merge: str = typer.Option("spherical")) -> None:
+def merge(
+    task: str = typer.Option(..., "--task", help="The task whose latest blocks to merge."),
+    kit: Path = KIT,
+    coordinator: str = COORDINATOR,
+    as_json: bool = JSON,
+    recipe: str = typer.Option(
+        "uniform", help="uniform, ensemble, or auto: the candidate the sites' validation supports."
+    ),
+    deadline: float | None = typer.Option(
+        None,
+        min=0.0,
+        help="Seconds to wait for the sites' scores (default: the "
+        "coordinator's [evaluation] deadline_s); 0 publishes without asking them.",
+    ),
+    latent_merge: str = typer.Option("harmonic"),
+    head_merge: str = typer.Option("spherical"),
+) -> None:
     """Build a new model version from the latest accepted block of every (site, modality): the
     sites score the candidates on their validation patients first, and the card shows what they found."""
     with connect(kit, coordinator) as c:
@@ -136,21 +179,41 @@ def merge(task: str = typer.Option(..., "--task", help="The task whose latest bl
 
 
 @app.command("fuse")
-def fuse(model: str = typer.Option(..., "--model", help="The merge or ensemble version to fine-tune."),
-         kit: Path = KIT, coordinator: str = COORDINATOR, as_json: bool = JSON,
-         rounds: int = typer.Option(6, min=1, help="The most rounds; the best round on consortium validation is kept."),
-         patience: int = typer.Option(2, min=1, help="Stop after this many rounds without a better validation metric."),
-         epochs: int = typer.Option(1, min=1),
-         mode: str = typer.Option("", help="stack or weave (default: the task's fuse_mode)"),
-         lr: float = typer.Option(5e-4, min=0.0, help="Learning rate of the sites' local training."),
-         proximal_mu: float = typer.Option(0.0, min=0.0, help="> 0: FedProx"),
-         expect_paired: int = typer.Option(0, min=0, help="Paired sites to wait for (default: the coordinator's min_sites)."),
-         deadline: float = typer.Option(0.0, min=0.0, help="Seconds the sites get to score each round (0: [evaluation] deadline_s)."),
-         unvalidated: bool = typer.Option(False, "--unvalidated", help="Do not ask the sites to score rounds: run every round "
-                                          "and store the last, marked as not measured."),
-         folds: int | None = typer.Option(None, min=0, help="Fold runs beside the full run, so that the sites score every "
-                                          "round out of fold (default: as many as the parent's blocks were cross-fitted "
-                                          "with; 0: none).")) -> None:
+def fuse(
+    model: str = typer.Option(..., "--model", help="The merge or ensemble version to fine-tune."),
+    kit: Path = KIT,
+    coordinator: str = COORDINATOR,
+    as_json: bool = JSON,
+    rounds: int = typer.Option(
+        6, min=1, help="The most rounds; the best round on consortium validation is kept."
+    ),
+    patience: int = typer.Option(
+        2, min=1, help="Stop after this many rounds without a better validation metric."
+    ),
+    epochs: int = typer.Option(1, min=1),
+    mode: str = typer.Option("", help="stack or weave (default: the task's fuse_mode)"),
+    lr: float = typer.Option(5e-4, min=0.0, help="Learning rate of the sites' local training."),
+    proximal_mu: float = typer.Option(0.0, min=0.0, help="> 0: FedProx"),
+    expect_paired: int = typer.Option(
+        0, min=0, help="Paired sites to wait for (default: the coordinator's min_sites)."
+    ),
+    deadline: float = typer.Option(
+        0.0, min=0.0, help="Seconds the sites get to score each round (0: [evaluation] deadline_s)."
+    ),
+    unvalidated: bool = typer.Option(
+        False,
+        "--unvalidated",
+        help="Do not ask the sites to score rounds: run every round "
+        "and store the last, marked as not measured.",
+    ),
+    folds: int | None = typer.Option(
+        None,
+        min=0,
+        help="Fold runs beside the full run, so that the sites score every "
+        "round out of fold (default: as many as the parent's blocks were cross-fitted "
+        "with; 0: none).",
+    ),
+) -> None:
     """Run LegoFuse rounds on the sites with paired data, following the run as it goes (its lines
     on stderr); the best round is stored only if it beats the parent on consortium validation.
     Ctrl-C stops following, not the run: `mmlego admin fuse-runs` shows how it ends."""
@@ -158,9 +221,19 @@ def fuse(model: str = typer.Option(..., "--model", help="The merge or ensemble v
     from ..records import FuseRound
     from .client import NotStored
 
-    request = pb.FuseRequest(model_id=model, rounds=rounds, epochs=epochs, patience=patience, deadline_s=deadline, mode=mode,
-                             lr=lr, proximal_mu=proximal_mu, expect_paired=expect_paired, unvalidated=unvalidated,
-                             folds=0 if folds is None else folds or -1)
+    request = pb.FuseRequest(
+        model_id=model,
+        rounds=rounds,
+        epochs=epochs,
+        patience=patience,
+        deadline_s=deadline,
+        mode=mode,
+        lr=lr,
+        proximal_mu=proximal_mu,
+        expect_paired=expect_paired,
+        unvalidated=unvalidated,
+        folds=0 if folds is None else folds or -1,
+    )
     seen: list[dict[str, Any]] = []
     outcome: dict[str, Any] = {"model": None, "parent": model}
     with connect(kit, coordinator) as c:
@@ -173,37 +246,58 @@ def fuse(model: str = typer.Option(..., "--model", help="The merge or ensemble v
                     typer.echo(f"mmlego admin: {render.round_line(seen[-1])}", err=True)
                 else:
                     outcome["model"] = event.model_id
-                    text = render.fused_line(event.model_id, model, len(event.card.get("fuse", {}).get("rounds", [])) or len(seen))
+                    text = render.fused_line(
+                        event.model_id,
+                        model,
+                        len(event.card.get("fuse", {}).get("rounds", [])) or len(seen),
+                    )
         except NotStored as exc:
             outcome["reason"] = str(exc)
             text = render.not_fused_line(str(exc))
         except KeyboardInterrupt:
-            raise fail("stopped following the fuse run; it goes on at the coordinator (see: mmlego admin fuse-runs)",
-                       EXIT_INTERRUPTED) from None
+            raise fail(
+                "stopped following the fuse run; it goes on at the coordinator (see: mmlego admin fuse-runs)",
+                EXIT_INTERRUPTED,
+            ) from None
     emit({**outcome, "rounds": seen}, lambda _: text, as_json)
 
 
 @app.command("fuse-runs")
-def fuse_runs(kit: Path = KIT, coordinator: str = COORDINATOR, as_json: bool = JSON,
-              task: str = typer.Option("", help="Only this task's."),
-              limit: int = typer.Option(20, min=1, max=500)) -> None:
+def fuse_runs(
+    kit: Path = KIT,
+    coordinator: str = COORDINATOR,
+    as_json: bool = JSON,
+    task: str = typer.Option("", help="Only this task's."),
+    limit: int = typer.Option(20, min=1, max=500),
+) -> None:
     """LegoFuse runs, newest first, with their rounds (a running one as far as it went)."""
     with connect(kit, coordinator) as c:
         emit(render.fuse_run_rows(c.fuse_runs(task, limit)), render.render_fuse_runs, as_json)
 
 
 @app.command("withdraw")
-def withdraw(site: str = typer.Argument(...), reason: str = typer.Option(..., help="Why (kept in the audit log)."),
-             kit: Path = KIT, coordinator: str = COORDINATOR) -> None:
+def withdraw(
+    site: str = typer.Argument(...),
+    reason: str = typer.Option(..., help="Why (kept in the audit log)."),
+    kit: Path = KIT,
+    coordinator: str = COORDINATOR,
+) -> None:
     """Remove a site's blocks from future merges (its data stays stored for audit)."""
     with connect(kit, coordinator) as c:
         typer.echo(render.withdrew_line(c.withdraw(site, reason)))
 
 
 @app.command("evaluate")
-def evaluate(model: list[str] = typer.Option(..., "--model", help="A model version to score; repeat for more (one task)."),
-             kit: Path = KIT, coordinator: str = COORDINATOR,
-             deadline: float = typer.Option(0.0, min=0.0, help="Seconds to wait (0: [evaluation] deadline_s).")) -> None:
+def evaluate(
+    model: list[str] = typer.Option(
+        ..., "--model", help="A model version to score; repeat for more (one task)."
+    ),
+    kit: Path = KIT,
+    coordinator: str = COORDINATOR,
+    deadline: float = typer.Option(
+        0.0, min=0.0, help="Seconds to wait (0: [evaluation] deadline_s)."
+    ),
+) -> None:
     """Ask the sites to score stored versions now (e.g. after new sites joined); their scores are
     kept with the versions and the task's recommended version follows them."""
     with connect(kit, coordinator) as c:
@@ -212,19 +306,34 @@ def evaluate(model: list[str] = typer.Option(..., "--model", help="A model versi
 
 
 @app.command("evaluations")
-def evaluations(kit: Path = KIT, coordinator: str = COORDINATOR, as_json: bool = JSON,
-                task: str = typer.Option("", help="Only this task.")) -> None:
+def evaluations(
+    kit: Path = KIT,
+    coordinator: str = COORDINATOR,
+    as_json: bool = JSON,
+    task: str = typer.Option("", help="Only this task."),
+) -> None:
     """Evaluation jobs (newest first): what was asked, and which sites received, scored or declined it."""
     with connect(kit, coordinator) as c:
         emit(render.evaluation_rows(c.evaluations(task)), render.render_evaluations, as_json)
 
 
 @app.command("console")
-def console(kit: Path = KIT, coordinator: str = COORDINATOR,
-            listen: str = typer.Option("127.0.0.1:8765", help="host:port the console binds (loopback unless --allow-remote)."),
-            allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow a non-loopback --listen (needs --token)."),
-            token: str = typer.Option("", envvar="MMLEGO_CONSOLE_TOKEN", help="A secret of 16+ characters every browser must "
-                                      "present (log in once with /login?token=...); needed with --allow-remote.")) -> None:
+def console(
+    kit: Path = KIT,
+    coordinator: str = COORDINATOR,
+    listen: str = typer.Option(
+        "127.0.0.1:8765", help="host:port the console binds (loopback unless --allow-remote)."
+    ),
+    allow_remote: bool = typer.Option(
+        False, "--allow-remote", help="Allow a non-loopback --listen (needs --token)."
+    ),
+    token: str = typer.Option(
+        "",
+        envvar="MMLEGO_CONSOLE_TOKEN",
+        help="A secret of 16+ characters every browser must "
+        "present (log in once with /login?token=...); needed with --allow-remote.",
+    ),
+) -> None:
     """A local web console of the consortium (overview, blocks, versions and cards, fuse runs live,
     plots), read from the coordinator with the admin kit, until Ctrl-C."""
     import signal
@@ -240,16 +349,25 @@ def console(kit: Path = KIT, coordinator: str = COORDINATOR,
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     client = AdminClient(admin_kit)
     try:
-        server = make_console(client, listen=listen, allow_remote=allow_remote, token=token,
-                              label=f"{admin_kit.name} → {admin_kit.coordinator}")
-    except ValueError as exc:  # a bad address, a remote one without --allow-remote or a token, a port in use
+        server = make_console(
+            client,
+            listen=listen,
+            allow_remote=allow_remote,
+            token=token,
+            label=f"{admin_kit.name} → {admin_kit.coordinator}",
+        )
+    except (
+        ValueError
+    ) as exc:  # a bad address, a remote one without --allow-remote or a token, a port in use
         client.close()
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     threading.Thread(target=server.serve_forever, name="console", daemon=True).start()
-    typer.echo(f"mmlego admin console on {server.url} (coordinator {admin_kit.coordinator}, as {admin_kit.name}); Ctrl-C stops it")
+    typer.echo(
+        f"mmlego admin console on {server.url} (coordinator {admin_kit.coordinator}, as {admin_kit.name}); Ctrl-C stops it"
+    )
     if token:
         typer.echo(f"log in once per browser: {server.url}login?token=<the token>")
     sys.stdout.flush()

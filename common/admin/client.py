@@ -44,7 +44,9 @@ class AdminKit:
     def load(cls, folder: Path, coordinator: str = "") -> AdminKit:
         """The kit in ``folder``; ``ValueError`` naming what is missing or wrong."""
         if not folder.is_dir():
-            raise ValueError(f"admin kit {folder} is not a folder (make one with: mmlego ca enroll-admin NAME --out {folder})")
+            raise ValueError(
+                f"admin kit {folder} is not a folder (make one with: mmlego ca enroll-admin NAME --out {folder})"
+            )
         raw = read_toml(folder / KIT_FILE, AdminToml)
         tls = TLSFiles(folder / raw.tls.cert, folder / raw.tls.key, folder / raw.tls.ca)
         try:
@@ -67,7 +69,9 @@ class AdminClient(RegistryClient):
             import grpc
 
             try:
-                return getattr(self.admin, method)(request, timeout=timeout or self.timeout_s, metadata=self.metadata)
+                return getattr(self.admin, method)(
+                    request, timeout=timeout or self.timeout_s, metadata=self.metadata
+                )
             except grpc.RpcError as exc:
                 raise CallError.of(exc) from None
         return super().call(method, request, timeout)
@@ -80,7 +84,9 @@ class AdminClient(RegistryClient):
         reply = self.call("ListFuseRuns", apb.ListFuseRunsRequest(task_id=task_id, limit=limit))
         return [serde.fuse_run_from_pb(r) for r in reply.runs]
 
-    def run_fuse(self, request: pb.FuseRequest, timeout_s: float = 4 * 3600.0) -> Iterator[str | FuseRound | ModelRecord]:
+    def run_fuse(
+        self, request: pb.FuseRequest, timeout_s: float = 4 * 3600.0
+    ) -> Iterator[str | FuseRound | ModelRecord]:
         """Start a fuse run and follow it: progress lines (str) and rounds as they end, then the
         stored version (ModelRecord) or, when none was stored, ``NotStored``. CallError on failure."""
         import grpc

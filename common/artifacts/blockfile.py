@@ -24,9 +24,22 @@ from .hashing import sha256_bytes
 from .manifest import BlockManifest, DPAccount
 from .signing import sign
 
-WEIGHTS, MANIFEST, SIGNATURE, MANIFEST_VIEW = "weights.safetensors", "manifest.pb", "manifest.sig", "manifest.json"
-DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64", torch.int64: "I64",
-          torch.int32: "I32", torch.bool: "BOOL", torch.uint8: "U8"}
+WEIGHTS, MANIFEST, SIGNATURE, MANIFEST_VIEW = (
+    "weights.safetensors",
+    "manifest.pb",
+    "manifest.sig",
+    "manifest.json",
+)
+DTYPES = {
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float64: "F64",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.bool: "BOOL",
+    torch.uint8: "U8",
+}
 
 
 class IntegrityError(ValueError):
@@ -56,7 +69,10 @@ def weights_bytes(block: LegoBlock) -> bytes:
 def expected_tensors(config: BlockConfig) -> dict[str, tuple[list[int], str]]:
     """Name -> (shape, dtype) of the weights a block with ``config`` has (built on the meta device;
     remembered per configuration, since a coordinator sees the same few again and again)."""
-    return {k: (list(shape), dtype) for k, (shape, dtype) in _expected(json.dumps(config.to_dict(), sort_keys=True)).items()}
+    return {
+        k: (list(shape), dtype)
+        for k, (shape, dtype) in _expected(json.dumps(config.to_dict(), sort_keys=True)).items()
+    }
 
 
 @functools.lru_cache(maxsize=256)
@@ -64,33 +80,55 @@ def _expected(config_json: str) -> dict[str, tuple[tuple[int, ...], str]]:
     config = BlockConfig.from_dict(json.loads(config_json))
     with torch.device("meta"):
         block = LegoBlock(config.with_(init_seed=None))
-    return {k: (tuple(v.shape), DTYPES.get(v.dtype, str(v.dtype))) for k, v in block.state_dict().items()}
+    return {
+        k: (tuple(v.shape), DTYPES.get(v.dtype, str(v.dtype)))
+        for k, v in block.state_dict().items()
+    }
 
 
 def header(data: bytes) -> dict[str, tuple[list[int], str]]:
     """Name -> (shape, dtype) from a safetensors header (``data`` may be just the file's start)."""
     if len(data) < 8:
-        raise IntegrityError("weights are not a valid safetensors file: shorter than its 8-byte header length")
+        raise IntegrityError(
+            "weights are not a valid safetensors file: shorter than its 8-byte header length"
+        )
     (n,) = struct.unpack("<Q", data[:8])
     if n > 100 << 20 or len(data) < 8 + n:
-        raise IntegrityError(f"weights are not a valid safetensors file: header length {n} is implausible")
+        raise IntegrityError(
+            f"weights are not a valid safetensors file: header length {n} is implausible"
+        )
     try:
-        raw = json.loads(data[8:8 + n])
-        return {k: (list(v["shape"]), str(v["dtype"])) for k, v in raw.items() if k != "__metadata__"}
+        raw = json.loads(data[8 : 8 + n])
+        return {
+            k: (list(v["shape"]), str(v["dtype"])) for k, v in raw.items() if k != "__metadata__"
+        }
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise IntegrityError(f"weights are not a valid safetensors file: bad header ({exc})") from exc
+        raise IntegrityError(
+            f"weights are not a valid safetensors file: bad header ({exc})"
+        ) from exc
 
 
-def check_against(found: dict[str, tuple[list[int], str]], manifest: BlockManifest, what: str = "weights") -> None:
+def check_against(
+    found: dict[str, tuple[list[int], str]], manifest: BlockManifest, what: str = "weights"
+) -> None:
     """Names, shapes and dtypes of ``found`` must equal what the manifest lists."""
     if sorted(found) != sorted(manifest.tensors):
-        extra, missing = sorted(set(found) - set(manifest.tensors)), sorted(set(manifest.tensors) - set(found))
-        raise IntegrityError(f"tensor names of the {what} differ from the manifest: extra {extra[:5]}, missing {missing[:5]}")
+        extra, missing = (
+            sorted(set(found) - set(manifest.tensors)),
+            sorted(set(manifest.tensors) - set(found)),
+        )
+        raise IntegrityError(
+            f"tensor names of the {what} differ from the manifest: extra {extra[:5]}, missing {missing[:5]}"
+        )
     for name, (shape, dtype) in found.items():
         if list(shape) != list(manifest.tensors[name]):
-            raise IntegrityError(f"tensor {name!r} has shape {list(shape)} in the {what}, the manifest says {manifest.tensors[name]}")
+            raise IntegrityError(
+                f"tensor {name!r} has shape {list(shape)} in the {what}, the manifest says {manifest.tensors[name]}"
+            )
         if manifest.dtypes.get(name, dtype) != dtype:
-            raise IntegrityError(f"tensor {name!r} has dtype {dtype} in the {what}, the manifest says {manifest.dtypes[name]}")
+            raise IntegrityError(
+                f"tensor {name!r} has dtype {dtype} in the {what}, the manifest says {manifest.dtypes[name]}"
+            )
 
 
 def check_manifest(manifest: BlockManifest) -> None:
@@ -109,7 +147,9 @@ def parse_weights(data: bytes, manifest: BlockManifest) -> dict[str, torch.Tenso
     tensors; raise :class:`IntegrityError` naming the first mismatch."""
     digest = sha256_bytes(data)
     if digest != manifest.weights_sha256:
-        raise IntegrityError(f"weights sha256 {digest[:16]}... does not match the manifest's {manifest.weights_sha256[:16]}...")
+        raise IntegrityError(
+            f"weights sha256 {digest[:16]}... does not match the manifest's {manifest.weights_sha256[:16]}..."
+        )
     check_against(header(data), manifest)
     try:
         state = st_load(data)
@@ -132,15 +172,27 @@ def build_block(manifest: BlockManifest, state: dict[str, torch.Tensor]) -> Lego
         block = LegoBlock(manifest.config)
     expected = {k: list(v.shape) for k, v in block.state_dict().items()}
     if expected != {k: list(v.shape) for k, v in state.items()}:
-        diff = sorted(k for k in set(expected) | set(state) if expected.get(k) != (list(state[k].shape) if k in state else None))
-        raise IntegrityError(f"weights do not fit the block the manifest describes; differing tensors: {diff[:5]}")
+        diff = sorted(
+            k
+            for k in set(expected) | set(state)
+            if expected.get(k) != (list(state[k].shape) if k in state else None)
+        )
+        raise IntegrityError(
+            f"weights do not fit the block the manifest describes; differing tensors: {diff[:5]}"
+        )
     block.load_state_dict(state, strict=True, assign=True)
     return block
 
 
-def save_block(block: LegoBlock, directory: str | os.PathLike[str], site: str = "", task_id: str = "",
-               train_stats: dict[str, float] | None = None,
-               signing_key: ed25519.Ed25519PrivateKey | None = None, dp: DPAccount | None = None) -> BlockManifest:
+def save_block(
+    block: LegoBlock,
+    directory: str | os.PathLike[str],
+    site: str = "",
+    task_id: str = "",
+    train_stats: dict[str, float] | None = None,
+    signing_key: ed25519.Ed25519PrivateKey | None = None,
+    dp: DPAccount | None = None,
+) -> BlockManifest:
     """Write weights, manifest (and its signature when a key is given) into ``directory``;
     ``dp``: the block's DP accounting, when it was trained with DP-SGD."""
     from ..serde import manifest_to_bytes
@@ -149,9 +201,17 @@ def save_block(block: LegoBlock, directory: str | os.PathLike[str], site: str = 
     out.mkdir(parents=True, exist_ok=True)
     data = weights_bytes(block)
     found = header(data)
-    manifest = BlockManifest(config=block.config, weights_sha256=sha256_bytes(data), weights_size=len(data),
-                             tensors={k: v[0] for k, v in found.items()}, dtypes={k: v[1] for k, v in found.items()},
-                             task_id=task_id, site=site, train_stats=dict(train_stats or {}), dp=dp)
+    manifest = BlockManifest(
+        config=block.config,
+        weights_sha256=sha256_bytes(data),
+        weights_size=len(data),
+        tensors={k: v[0] for k, v in found.items()},
+        dtypes={k: v[1] for k, v in found.items()},
+        task_id=task_id,
+        site=site,
+        train_stats=dict(train_stats or {}),
+        dp=dp,
+    )
     raw = manifest_to_bytes(manifest)
     atomic_write(out / WEIGHTS, data)
     atomic_write(out / MANIFEST, raw)

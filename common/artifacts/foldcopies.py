@@ -41,7 +41,9 @@ def save_fold_copies(folder: Path, copies: FoldCopies) -> None:
     try:
         for k, block in enumerate(copies.blocks):
             save_block(block, tmp / f"fold-{k}")
-        (tmp / ASSIGNMENT).write_text(json.dumps({"folds": copies.folds, "fold_of": copies.fold_of}, sort_keys=True))
+        (tmp / ASSIGNMENT).write_text(
+            json.dumps({"folds": copies.folds, "fold_of": copies.fold_of}, sort_keys=True)
+        )
         if folder.exists():
             shutil.rmtree(folder)
         tmp.rename(folder)
@@ -57,5 +59,7 @@ def load_fold_copies(folder: Path) -> FoldCopies:
     k = int(raw["folds"])
     fold_of = {str(p): int(f) for p, f in raw["fold_of"].items()}
     if k < 2 or any(not 0 <= f < k for f in fold_of.values()):
-        raise ValueError(f"{folder / ASSIGNMENT}: folds {k} and the patients' folds do not fit together")
+        raise ValueError(
+            f"{folder / ASSIGNMENT}: folds {k} and the patients' folds do not fit together"
+        )
     return FoldCopies(fold_of, [load_block(folder / f"fold-{i}")[0].eval() for i in range(k)])

@@ -30,10 +30,28 @@ class DPAccount:
     input_scaling: str = "public ranges of the task"
 
     def __post_init__(self) -> None:
-        finite = all(abs(v) < float("inf") and v == v for v in (self.epsilon, self.delta, self.target_epsilon,
-                                                                  self.noise_multiplier, self.sample_rate, self.max_grad_norm))
-        if not (finite and self.epsilon >= 0 and 0 < self.delta < 1 and self.target_epsilon > 0 and self.noise_multiplier >= 0
-                and 0 < self.sample_rate <= 1 and self.steps >= 0 and self.max_grad_norm > 0 and self.accountant):
+        finite = all(
+            abs(v) < float("inf") and v == v
+            for v in (
+                self.epsilon,
+                self.delta,
+                self.target_epsilon,
+                self.noise_multiplier,
+                self.sample_rate,
+                self.max_grad_norm,
+            )
+        )
+        if not (
+            finite
+            and self.epsilon >= 0
+            and 0 < self.delta < 1
+            and self.target_epsilon > 0
+            and self.noise_multiplier >= 0
+            and 0 < self.sample_rate <= 1
+            and self.steps >= 0
+            and self.max_grad_norm > 0
+            and self.accountant
+        ):
             raise ValueError(f"DP accounting is not valid: {self}")
 
 
@@ -51,7 +69,9 @@ class BlockManifest:
     site: str = ""
     train_stats: dict[str, float] = field(default_factory=dict)
     code_version: str = field(default_factory=code_version)
-    created_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds"))
+    created_at: str = field(
+        default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
+    )
     dp: DPAccount | None = None  # set when trained with differential privacy
 
     @property

@@ -9,23 +9,33 @@ from typing import Any
 def render_markdown(card: dict[str, Any]) -> str:
     """A readable card; every figure comes from ``card``."""
     task = card.get("task", {})
-    lines = [f"# Model {card.get('model_id', '?')}", "",
-             f"- task: `{card.get('task_id', '?')}` ({task.get('kind', '?')}; latent {task.get('latent_rows')}x"
-             f"{task.get('latent_dim')}, fourier {task.get('fourier')})",
-             f"- recipe: **{card.get('recipe', '?')}** " + ", ".join(f"{k}={v}" for k, v in sorted(card.get("parameters", {}).items())),
-             f"- created: {card.get('created_at', '?')} by {card.get('created_by', '?')} with mmlego {card.get('code_version', '?')}",
-             f"- weights sha256: `{card.get('weights_sha256', '?')}`"]
+    lines = [
+        f"# Model {card.get('model_id', '?')}",
+        "",
+        f"- task: `{card.get('task_id', '?')}` ({task.get('kind', '?')}; latent {task.get('latent_rows')}x"
+        f"{task.get('latent_dim')}, fourier {task.get('fourier')})",
+        f"- recipe: **{card.get('recipe', '?')}** "
+        + ", ".join(f"{k}={v}" for k, v in sorted(card.get("parameters", {}).items())),
+        f"- created: {card.get('created_at', '?')} by {card.get('created_by', '?')} with mmlego {card.get('code_version', '?')}",
+        f"- weights sha256: `{card.get('weights_sha256', '?')}`",
+    ]
     if card.get("parent_id"):
         lines.append(f"- parent version: `{card['parent_id']}`")
-    lines += ["", "## Blocks", "",
-              "| site | modality | block (sha256) | bytes | accepted | signer key | n_train | val metric | DP epsilon (delta) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Blocks",
+        "",
+        "| site | modality | block (sha256) | bytes | accepted | signer key | n_train | val metric | DP epsilon (delta) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for b in card.get("blocks", []):
         stats, dp = b.get("train_stats", {}), b.get("dp")
         dp_text = f"{dp['epsilon']:.3g} ({dp['delta']:.2g})" if dp else "no DP"
-        lines.append(f"| {b['site']} | {b['modality']} | `{b['block_id'][:16]}…` | {b['size']} | {b['accepted_at']} | "
-                     f"`{b['signer']['signing_key_sha256'][:16]}…` (cert {b['signer']['certificate_serial']}) | "
-                     f"{stats.get('n_train', '')} | {stats.get('val_metric', '')} | {dp_text} |")
+        lines.append(
+            f"| {b['site']} | {b['modality']} | `{b['block_id'][:16]}…` | {b['size']} | {b['accepted_at']} | "
+            f"`{b['signer']['signing_key_sha256'][:16]}…` (cert {b['signer']['certificate_serial']}) | "
+            f"{stats.get('n_train', '')} | {stats.get('val_metric', '')} | {dp_text} |"
+        )
     lines += _privacy(card)
     metrics = card.get("metrics", {})
     if metrics:
@@ -50,7 +60,13 @@ def privacy(card: dict[str, Any]) -> dict[str, Any]:
     for b in card.get("blocks", []):
         dp = b.get("dp")
         row = out.setdefault(b["site"], {"blocks": [], "epsilon": 0.0, "delta": 0.0})
-        row["blocks"].append({"modality": b["modality"], "epsilon": dp["epsilon"] if dp else None, "delta": dp["delta"] if dp else None})
+        row["blocks"].append(
+            {
+                "modality": b["modality"],
+                "epsilon": dp["epsilon"] if dp else None,
+                "delta": dp["delta"] if dp else None,
+            }
+        )
         if dp is None or row["epsilon"] is None:
             row["epsilon"] = row["delta"] = None
         else:  # a site's blocks share its patients: their epsilons add up
@@ -68,13 +84,29 @@ def _privacy(card: dict[str, Any]) -> list[str]:
     if not any(b.get("dp") for b in blocks):
         return []
     central = (card.get("fuse") or {}).get("privacy") or {}
-    lines = ["", "## Privacy", "", "Differential privacy per patient of each site: its blocks (DP-SGD, Opacus RDP accountant) "
-             + (f"composed with the LegoFuse rounds' central DP (epsilon {central.get('epsilon', 'n/a')}, delta "
-                f"{central.get('delta', 'n/a')}, site-level, so it covers each patient)" if card.get("fuse") else "")
-             + "; epsilons and deltas add (basic composition).", "", "| site | blocks (epsilon) | epsilon | delta |", "|---|---|---|---|"]
+    lines = [
+        "",
+        "## Privacy",
+        "",
+        "Differential privacy per patient of each site: its blocks (DP-SGD, Opacus RDP accountant) "
+        + (
+            f"composed with the LegoFuse rounds' central DP (epsilon {central.get('epsilon', 'n/a')}, delta "
+            f"{central.get('delta', 'n/a')}, site-level, so it covers each patient)"
+            if card.get("fuse")
+            else ""
+        )
+        + "; epsilons and deltas add (basic composition).",
+        "",
+        "| site | blocks (epsilon) | epsilon | delta |",
+        "|---|---|---|---|",
+    ]
     for site, row in sorted(privacy(card).items()):
-        parts = ", ".join(f"{b['modality']} {b['epsilon']:.3g}" if b["epsilon"] is not None else f"{b['modality']} no DP"
-                          for b in row["blocks"])
+        parts = ", ".join(
+            f"{b['modality']} {b['epsilon']:.3g}"
+            if b["epsilon"] is not None
+            else f"{b['modality']} no DP"
+            for b in row["blocks"]
+        )
         eps = f"{row['epsilon']:.3g}" if row["epsilon"] is not None else "no finite guarantee"
         delta = f"{row['delta']:.2g}" if row["delta"] is not None else "-"
         lines.append(f"| {site} | {parts} | {eps} | {delta} |")
@@ -96,34 +128,63 @@ def _validation(v: dict[str, Any] | None) -> list[str]:
         scored = ", ".join(v["scored_by"]) or "no site"
         declined = ", ".join(v.get("declined_by", [])) or "none"
         silent = ", ".join(v.get("silent", [])) or "none"
-        lines.append(f"Scored by {scored}; declined by {declined}; silent: {silent}. Within-site (stratified) metric from "
-                     "pair counts summed over the sites.")
-    lines += ["", f"Chosen: **{v.get('chosen', v.get('kept_round', '?'))}**: {v.get('reason', '')}."]
+        lines.append(
+            f"Scored by {scored}; declined by {declined}; silent: {silent}. Within-site (stratified) metric from "
+            "pair counts summed over the sites."
+        )
+    lines += [
+        "",
+        f"Chosen: **{v.get('chosen', v.get('kept_round', '?'))}**: {v.get('reason', '')}.",
+    ]
     if v.get("candidates"):
-        lines += ["", "| candidate | kind | weights | validation | standard error | vs reference | standard error | sites |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| candidate | kind | weights | validation | standard error | vs reference | standard error | sites |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in v["candidates"]:
-            lines.append(f"| {r['label']} | {r['kind']} | {', '.join(f'{w:g}' for w in r.get('weights', [])) or 'equal'} | "
-                         f"{_num(r.get('value'))} | {_num(r.get('se'))} | {_num(r.get('diff'))} | {_num(r.get('se_diff'))} | "
-                         f"{len(r.get('sites', []))} |")
+            lines.append(
+                f"| {r['label']} | {r['kind']} | {', '.join(f'{w:g}' for w in r.get('weights', [])) or 'equal'} | "
+                f"{_num(r.get('value'))} | {_num(r.get('se'))} | {_num(r.get('diff'))} | {_num(r.get('se_diff'))} | "
+                f"{len(r.get('sites', []))} |"
+            )
     if v.get("curve"):
-        lines += ["", "| round | validation | parent (same sites) | difference | standard error |", "|---|---|---|---|---|"]
-        lines += [f"| {i + 1} | {_num(c.get('value'))} | {_num(c.get('parent'))} | {_num(c.get('diff'))} | "
-                  f"{_num(c.get('se_diff'))} |" for i, c in enumerate(v["curve"]) if c]
+        lines += [
+            "",
+            "| round | validation | parent (same sites) | difference | standard error |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {i + 1} | {_num(c.get('value'))} | {_num(c.get('parent'))} | {_num(c.get('diff'))} | "
+            f"{_num(c.get('se_diff'))} |"
+            for i, c in enumerate(v["curve"])
+            if c
+        ]
     if v.get("per_site"):
         lines += ["", "| site | validation | patients | events |", "|---|---|---|---|"]
         for site, row in sorted(v["per_site"].items()):
             row = row if isinstance(row, dict) else {"value": row}
-            lines.append(f"| {site} | {_num(row.get('value'))} | {row.get('patients', '')} | {row.get('events', '')} |")
+            lines.append(
+                f"| {site} | {_num(row.get('value'))} | {row.get('patients', '')} | {row.get('events', '')} |"
+            )
     return lines
 
 
 def _fuse(f: dict[str, Any] | None) -> list[str]:
     if not f:
         return []
-    lines = ["", "## LegoFuse rounds", "", f"Participants: {', '.join(f.get('participants', []))}; strategy {f.get('strategy')}; "
-             f"round {f.get('kept_round', '?')} kept; privacy: {f.get('privacy', {}).get('mechanism', 'none')}.", "",
-             "| round | sites | patients | train loss |", "|---|---|---|---|"]
-    lines += [f"| {r['round']} | {', '.join(r.get('sites', []))} | {r.get('num-examples', '')} | {_num(r.get('train_loss'))} |"
-              for r in f.get("rounds", [])]
+    lines = [
+        "",
+        "## LegoFuse rounds",
+        "",
+        f"Participants: {', '.join(f.get('participants', []))}; strategy {f.get('strategy')}; "
+        f"round {f.get('kept_round', '?')} kept; privacy: {f.get('privacy', {}).get('mechanism', 'none')}.",
+        "",
+        "| round | sites | patients | train loss |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['round']} | {', '.join(r.get('sites', []))} | {r.get('num-examples', '')} | {_num(r.get('train_loss'))} |"
+        for r in f.get("rounds", [])
+    ]
     return lines

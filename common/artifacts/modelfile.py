@@ -51,12 +51,17 @@ def weights_parameter(weights: Sequence[float]) -> dict[str, str]:
 
 def merge_model(blocks: Sequence[LegoBlock], parameters: dict[str, str]) -> LegoMerge:
     """The LegoMerge a merge version describes (operators and weights from its parameters)."""
-    return LegoMerge(list(blocks), latent_merge=parameters.get("latent_merge", "harmonic"),
-                     head_merge=parameters.get("head_merge", "spherical"),
-                     weights=recipe_weights(parameters, len(blocks))).eval()
+    return LegoMerge(
+        list(blocks),
+        latent_merge=parameters.get("latent_merge", "harmonic"),
+        head_merge=parameters.get("head_merge", "spherical"),
+        weights=recipe_weights(parameters, len(blocks)),
+    ).eval()
 
 
-def recipe_model(kind: str, blocks: Sequence[LegoBlock], parameters: dict[str, str]) -> LegoMerge | LegoEnsemble:
+def recipe_model(
+    kind: str, blocks: Sequence[LegoBlock], parameters: dict[str, str]
+) -> LegoMerge | LegoEnsemble:
     """A merge or an ensemble of ``blocks`` as its recipe describes; ValueError for another kind."""
     if kind == "merge":
         return merge_model(blocks, parameters)
@@ -70,7 +75,9 @@ def version_weights(model: LegoMerge) -> bytes:
     return _head_bytes(model.head.state_dict())
 
 
-def merged_head_weights(heads: Sequence[dict[str, torch.Tensor]], parameters: dict[str, str]) -> bytes:
+def merged_head_weights(
+    heads: Sequence[dict[str, torch.Tensor]], parameters: dict[str, str]
+) -> bytes:
     """The same bytes as :func:`version_weights` of the merge, from the blocks' head tensors only
     (``head.*`` of each block's weights, prefix removed): a merge service need not rebuild blocks."""
     weights = recipe_weights(parameters, len(heads))
@@ -85,7 +92,9 @@ def ensemble_weights(parameters: dict[str, str], n_blocks: int) -> bytes:
 
 
 def _head_bytes(state: dict[str, torch.Tensor]) -> bytes:
-    return st_save({f"head.{k}": v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()})
+    return st_save(
+        {f"head.{k}": v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
+    )
 
 
 def check_version_weights(model: LegoMerge, data: bytes, sha256: str) -> None:
@@ -106,7 +115,9 @@ def write_model_folder(out: Path, record_bytes: bytes, record: ModelRecord, weig
     atomic_write(out / MODEL_RECORD, record_bytes)  # last: its presence marks a complete folder
 
 
-def load_model_folder(folder: str | os.PathLike[str]) -> tuple[LegoMerge | LegoFuse | LegoEnsemble, ModelRecord]:
+def load_model_folder(
+    folder: str | os.PathLike[str],
+) -> tuple[LegoMerge | LegoFuse | LegoEnsemble, ModelRecord]:
     """Rebuild a pulled model version from its block folders: a merge (its head checked bit for
     bit against the merge of the blocks), an ensemble (its weights checked against its recipe) or
     a fuse (the fine-tuned weights loaded into the LegoFuse of the blocks)."""
@@ -114,7 +125,9 @@ def load_model_folder(folder: str | os.PathLike[str]) -> tuple[LegoMerge | LegoF
 
     src = Path(folder)
     if not (src / MODEL_RECORD).is_file():
-        raise FileNotFoundError(f"{src} is not a model folder (no {MODEL_RECORD}); get one with: mmlego site pull MODEL --out {src}")
+        raise FileNotFoundError(
+            f"{src} is not a model folder (no {MODEL_RECORD}); get one with: mmlego site pull MODEL --out {src}"
+        )
     record = model_from_bytes((src / MODEL_RECORD).read_bytes())
     if record.recipe not in ("merge", "fuse", "ensemble"):
         raise ValueError(f"model {record.model_id!r} has unknown recipe {record.recipe!r}")
@@ -128,22 +141,33 @@ def load_model_folder(folder: str | os.PathLike[str]) -> tuple[LegoMerge | LegoF
     if record.recipe == "fuse":
         if sha256_bytes(data) != record.weights_sha256:
             raise IntegrityError("model weights do not match the version's sha256")
-        fused = LegoFuse(blocks, mode=record.parameters.get("mode", "stack"),  # type: ignore[arg-type]
-                         head_merge=record.parameters.get("head_merge", "spherical"),
-                         head_weights=recipe_weights(record.parameters, len(blocks)))
-        trained = {name for name, _ in fused.named_parameters()}  # once: a set per key was quadratic in the blocks
+        fused = LegoFuse(
+            blocks,
+            mode=record.parameters.get("mode", "stack"),  # type: ignore[arg-type]
+            head_merge=record.parameters.get("head_merge", "spherical"),
+            head_weights=recipe_weights(record.parameters, len(blocks)),
+        )
+        trained = {
+            name for name, _ in fused.named_parameters()
+        }  # once: a set per key was quadratic in the blocks
         frozen = {k: v.clone() for k, v in fused.state_dict().items() if k not in trained}
         try:
             fused.load_state_dict(st_load(data), strict=True)
         except RuntimeError as exc:
-            raise IntegrityError(f"fused weights do not fit the LegoFuse of the version's blocks: {exc}") from None
+            raise IntegrityError(
+                f"fused weights do not fit the LegoFuse of the version's blocks: {exc}"
+            ) from None
         state = fused.state_dict()
         changed = [k for k, v in frozen.items() if not torch.equal(v, state[k])]
         if changed:  # rounds train the parameters only; the blocks' input scaling must be theirs
-            raise IntegrityError(f"the fused version changed frozen tensors of its blocks ({changed[0]}, ...)")
+            raise IntegrityError(
+                f"the fused version changed frozen tensors of its blocks ({changed[0]}, ...)"
+            )
         return fused.eval(), record
     if record.recipe == "ensemble":
-        if sha256_bytes(data) != record.weights_sha256 or data != ensemble_weights(record.parameters, len(blocks)):
+        if sha256_bytes(data) != record.weights_sha256 or data != ensemble_weights(
+            record.parameters, len(blocks)
+        ):
             raise IntegrityError("the ensemble's weights file does not match its recipe")
         return recipe_model("ensemble", blocks, record.parameters), record
     model = merge_model(blocks, record.parameters)

@@ -39,4 +39,6 @@ def verify(manifest: bytes, signature: bytes, public_key: bytes) -> None:
     try:
         ed25519.Ed25519PublicKey.from_public_bytes(public_key).verify(signature, manifest)
     except InvalidSignature:
-        raise SignatureError("the manifest's signature does not verify against the signer's enrolled key") from None
+        raise SignatureError(
+            "the manifest's signature does not verify against the signer's enrolled key"
+        ) from None

@@ -13,7 +13,18 @@ import numpy as np
 from .blockfile import IntegrityError, check_against
 from .manifest import BlockManifest
 
-ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+ITEMSIZE = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+}
 FLOATS = {"F64": np.float64, "F32": np.float32, "F16": np.float16}
 HEADER_MAX = 100 << 20
 
@@ -24,23 +35,32 @@ class StreamCheck:
         self.total = manifest.weights_size
         self.pos = 0  # bytes consumed
         self.head = bytearray()
-        self.ranges: list[tuple[int, int, str, str]] | None = None  # (start, end, dtype, name), absolute offsets
+        self.ranges: list[tuple[int, int, str, str]] | None = (
+            None  # (start, end, dtype, name), absolute offsets
+        )
         self.current = 0  # index into ranges
         self.carry = b""  # bytes of an element split across two feeds
 
     def _parse_header(self) -> None:
         (n,) = struct.unpack("<Q", bytes(self.head[:8]))
         if n > HEADER_MAX or 8 + n > self.total:
-            raise IntegrityError(f"weights are not a valid safetensors file: header length {n} is implausible")
+            raise IntegrityError(
+                f"weights are not a valid safetensors file: header length {n} is implausible"
+            )
         if len(self.head) < 8 + n:
             return
         try:
-            raw = json.loads(bytes(self.head[8:8 + n]))
+            raw = json.loads(bytes(self.head[8 : 8 + n]))
             entries = {k: v for k, v in raw.items() if k != "__metadata__"}
             found = {k: (list(v["shape"]), str(v["dtype"])) for k, v in entries.items()}
-            spans = sorted((int(v["data_offsets"][0]), int(v["data_offsets"][1]), str(v["dtype"]), k) for k, v in entries.items())
+            spans = sorted(
+                (int(v["data_offsets"][0]), int(v["data_offsets"][1]), str(v["dtype"]), k)
+                for k, v in entries.items()
+            )
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-            raise IntegrityError(f"weights are not a valid safetensors file: bad header ({exc})") from None
+            raise IntegrityError(
+                f"weights are not a valid safetensors file: bad header ({exc})"
+            ) from None
         check_against(found, self.manifest)
         base, expect = 8 + n, 0
         ranges = []
@@ -48,14 +68,18 @@ class StreamCheck:
             if dtype not in ITEMSIZE:
                 raise IntegrityError(f"tensor {name!r} has unsupported dtype {dtype}")
             if start != expect or end - start != math.prod(found[name][0]) * ITEMSIZE[dtype]:
-                raise IntegrityError(f"tensor {name!r}: its bytes [{start}, {end}) do not follow the previous tensor or "
-                                     "do not match its shape")
+                raise IntegrityError(
+                    f"tensor {name!r}: its bytes [{start}, {end}) do not follow the previous tensor or "
+                    "do not match its shape"
+                )
             ranges.append((base + start, base + end, dtype, name))
             expect = end
         if base + expect != self.total:
-            raise IntegrityError(f"the tensors cover {base + expect} bytes, the file has {self.total}")
+            raise IntegrityError(
+                f"the tensors cover {base + expect} bytes, the file has {self.total}"
+            )
         self.ranges = ranges
-        rest = bytes(self.head[8 + n:])
+        rest = bytes(self.head[8 + n :])
         self.pos = 8 + n
         self.head = bytearray()
         if rest:

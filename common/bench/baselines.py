@@ -54,8 +54,12 @@ class LateConcat(nn.Module):
         device = self.head.weight.device
         b = batch_size(inputs)
         present = presence(inputs, self.modalities, b, device)
-        parts = [pooled(self.encoders[m], inputs[m]) * present[:, k : k + 1] if m in inputs
-                 else torch.zeros(b, self.dims[k], device=device) for k, m in enumerate(self.modalities)]
+        parts = [
+            pooled(self.encoders[m], inputs[m]) * present[:, k : k + 1]
+            if m in inputs
+            else torch.zeros(b, self.dims[k], device=device)
+            for k, m in enumerate(self.modalities)
+        ]
         return self.head(torch.cat(parts, dim=1))
 
 
@@ -69,13 +73,22 @@ def early_fusion(configs: Sequence[BlockConfig]) -> LegoFuse:
 
 # ---- classical models on hand-made features ---------------------------------------------------
 
+
 def summary_features(mod: ModalityData | BagData) -> np.ndarray:
     """A modality as a flat table: tabular as is; a fixed-length bag flattened; a variable-length
     sequence summarised per feature by mean, last, min and max over its real steps; bags of
     per-slide files by the mean of their instances (each read once, its evaluation subset)."""
     if isinstance(mod, BagData):
-        return np.stack([mod.read(i).mean(axis=0) if n else np.zeros(mod.n_features, dtype=np.float32)
-                         for i, n in enumerate(mod.sizes())]) if len(mod.bags) else np.zeros((0, mod.n_features))
+        return (
+            np.stack(
+                [
+                    mod.read(i).mean(axis=0) if n else np.zeros(mod.n_features, dtype=np.float32)
+                    for i, n in enumerate(mod.sizes())
+                ]
+            )
+            if len(mod.bags)
+            else np.zeros((0, mod.n_features))
+        )
     x = mod.x.numpy()
     if mod.kind == "tabular":
         out = x
@@ -92,20 +105,36 @@ def summary_features(mod: ModalityData | BagData) -> np.ndarray:
             last = x[np.arange(len(x)), last_idx]
             big = np.where(m, x, np.inf).min(axis=1)
             small = np.where(m, x, -np.inf).max(axis=1)
-            out = np.concatenate([mean, last, np.where(np.isfinite(big), big, 0), np.where(np.isfinite(small), small, 0)], axis=1)
+            out = np.concatenate(
+                [
+                    mean,
+                    last,
+                    np.where(np.isfinite(big), big, 0),
+                    np.where(np.isfinite(small), small, 0),
+                ],
+                axis=1,
+            )
     return np.where(mod.present.numpy()[:, None], out, 0.0)
 
 
-def design_matrix(data: MultimodalDataset, modalities: Sequence[str], indicators: bool = False,
-                  widths: dict[str, int] | None = None) -> np.ndarray:
+def design_matrix(
+    data: MultimodalDataset,
+    modalities: Sequence[str],
+    indicators: bool = False,
+    widths: dict[str, int] | None = None,
+) -> np.ndarray:
     """The modalities' summary features side by side (zeros where a patient lacks one); with
     ``indicators``, one 0/1 column per modality saying whether the patient has it. ``widths``
     (modality -> columns) lets data without a modality at all give zeros of the right width."""
     return _design(data, modalities, indicators, widths)[0]
 
 
-def _design(data: MultimodalDataset, modalities: Sequence[str], indicators: bool,
-            widths: dict[str, int] | None) -> tuple[np.ndarray, dict[str, int]]:
+def _design(
+    data: MultimodalDataset,
+    modalities: Sequence[str],
+    indicators: bool,
+    widths: dict[str, int] | None,
+) -> tuple[np.ndarray, dict[str, int]]:
     cols, found = [], {}
     for m in modalities:
         if m in data.modalities:
@@ -116,7 +145,11 @@ def _design(data: MultimodalDataset, modalities: Sequence[str], indicators: bool
             raise ValueError(f"the data has no modality {m!r}")
         found[m] = cols[-1].shape[1]
         if indicators:
-            has = data.modalities[m].present.numpy() if m in data.modalities else np.zeros(len(data), dtype=bool)
+            has = (
+                data.modalities[m].present.numpy()
+                if m in data.modalities
+                else np.zeros(len(data), dtype=bool)
+            )
             cols.append(has[:, None].astype(np.float64))
     return np.concatenate(cols, axis=1).astype(np.float64), found
 
@@ -178,7 +211,9 @@ class Classical:
             out.model = self._logistic(x, data, self._c)
         return out
 
-    def _path(self, x: np.ndarray, data: MultimodalDataset, alphas: np.ndarray | None = None) -> object:
+    def _path(
+        self, x: np.ndarray, data: MultimodalDataset, alphas: np.ndarray | None = None
+    ) -> object:
         import warnings
 
         from sksurv.linear_model import CoxnetSurvivalAnalysis
@@ -191,11 +226,17 @@ class Classical:
             for ratio in (0.01, 0.05, 0.2):  # a smaller penalty can diverge on small sets
                 try:
                     if alphas is not None:
-                        return CoxnetSurvivalAnalysis(l1_ratio=0.5, alphas=alphas, max_iter=20000).fit(x, y)
-                    return CoxnetSurvivalAnalysis(l1_ratio=0.5, n_alphas=30, alpha_min_ratio=ratio, max_iter=20000).fit(x, y)
+                        return CoxnetSurvivalAnalysis(
+                            l1_ratio=0.5, alphas=alphas, max_iter=20000
+                        ).fit(x, y)
+                    return CoxnetSurvivalAnalysis(
+                        l1_ratio=0.5, n_alphas=30, alpha_min_ratio=ratio, max_iter=20000
+                    ).fit(x, y)
                 except ArithmeticError:
                     if alphas is not None:
-                        alphas = alphas[alphas >= self._alpha]  # drop the smaller penalties that diverged
+                        alphas = alphas[
+                            alphas >= self._alpha
+                        ]  # drop the smaller penalties that diverged
                     continue
         raise RuntimeError("elastic-net Cox did not converge for any penalty")
 

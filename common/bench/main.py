@@ -25,8 +25,14 @@ def machine() -> str:
     return f"{platform.system()} {cpu}, {os.cpu_count()} cores{gpu}; Python {platform.python_version()}, torch {torch.__version__}"
 
 
-def benchmark(cfg: BenchConfig, out: Path, workers: int = 1, device: str = "auto", quick: bool = False,
-              show_progress: bool = True) -> dict[str, Any]:
+def benchmark(
+    cfg: BenchConfig,
+    out: Path,
+    workers: int = 1,
+    device: str = "auto",
+    quick: bool = False,
+    show_progress: bool = True,
+) -> dict[str, Any]:
     """Run every job of ``cfg`` and write the report into ``out``; returns results.json's content."""
     resolve_device(device)  # fail before any work if e.g. CUDA was asked for and is missing
     t0 = time.perf_counter()
@@ -34,12 +40,16 @@ def benchmark(cfg: BenchConfig, out: Path, workers: int = 1, device: str = "auto
     if show_progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(cfg.datasets) * cfg.splits, desc="bench", unit="split", file=sys.stderr)
+        bar = tqdm(
+            total=len(cfg.datasets) * cfg.splits, desc="bench", unit="split", file=sys.stderr
+        )
 
     def progress(r: JobResult) -> None:
         if bar is not None:
             bar.update(1)
-            bar.set_postfix_str(f"{r.dataset} seed {r.seed}: legomerge {r.test.get('legomerge', float('nan')):.3f}")
+            bar.set_postfix_str(
+                f"{r.dataset} seed {r.seed}: legomerge {r.test.get('legomerge', float('nan')):.3f}"
+            )
 
     results = run_bench(cfg, workers=workers, progress=progress)
     if bar is not None:
@@ -54,11 +64,18 @@ def benchmark(cfg: BenchConfig, out: Path, workers: int = 1, device: str = "auto
         "seeds": list(range(cfg.splits)),
         "wall_seconds": time.perf_counter() - t0,
         "datasets": list(cfg.datasets),
-        "config": {"latent": [cfg.experiment.latent_rows, cfg.experiment.latent_dim], "depth": cfg.experiment.depth,
-                   "fourier": cfg.experiment.fourier, "n_tokens": cfg.experiment.n_tokens,
-                   "shared_init": cfg.experiment.shared_init, "train": vars(cfg.experiment.train),
-                   "fuse": vars(cfg.experiment.fuse)},
-        "samples_per_second": {f"{r.dataset}/{k}": v for r in results for k, v in r.samples_per_second.items()},
+        "config": {
+            "latent": [cfg.experiment.latent_rows, cfg.experiment.latent_dim],
+            "depth": cfg.experiment.depth,
+            "fourier": cfg.experiment.fourier,
+            "n_tokens": cfg.experiment.n_tokens,
+            "shared_init": cfg.experiment.shared_init,
+            "train": vars(cfg.experiment.train),
+            "fuse": vars(cfg.experiment.fuse),
+        },
+        "samples_per_second": {
+            f"{r.dataset}/{k}": v for r in results for k, v in r.samples_per_second.items()
+        },
         "seconds_per_method": _mean_of(results, "seconds"),
         "validation_metric_mean": _mean_of(results, "val"),
         "split_sizes": {f"{r.dataset}/seed{r.seed}": r.n for r in results},
@@ -79,7 +96,9 @@ def _mean_of(results: list[JobResult], attr: str) -> dict[str, float]:
 def demo(dataset: str, splits: int, epochs: int, fourier: str, echo: Callable[[str], Any]) -> None:
     """``mmlego demo``: blocks, LegoMerge and LegoFuse on one dataset; prints test metrics."""
     cfg = BenchConfig.make([dataset], splits, methods=CORE_METHODS, figure6=False)
-    exp = replace(cfg.experiment, fourier=fourier, train=replace(cfg.experiment.train, epochs=epochs))
+    exp = replace(
+        cfg.experiment, fourier=fourier, train=replace(cfg.experiment.train, epochs=epochs)
+    )
     cfg = replace(cfg, experiment=exp)
     results = []
     for seed in range(splits):

@@ -12,8 +12,16 @@ import numpy as np
 
 from .runner import OVERLAPS, JobResult
 
-FIXED_ORDER = ("legomerge", "merge-chosen", "legofuse-stack", "legofuse-weave", "ensemble", "late-concat", "early-fusion",
-               "classical")
+FIXED_ORDER = (
+    "legomerge",
+    "merge-chosen",
+    "legofuse-stack",
+    "legofuse-weave",
+    "ensemble",
+    "late-concat",
+    "early-fusion",
+    "classical",
+)
 
 
 def aggregate(results: Sequence[JobResult]) -> list[dict[str, Any]]:
@@ -26,20 +34,39 @@ def aggregate(results: Sequence[JobResult]) -> list[dict[str, Any]]:
             for method in methods:
                 folds = [getattr(r, attr)[method] for r in mine if method in getattr(r, attr)]
                 seeds = [r.seed for r in mine if method in getattr(r, attr)]
-                rows.append({"dataset": ds, "method": method, "metric": metric_name, "mean": float(np.mean(folds)),
-                             "std": float(np.std(folds)), "folds": folds, "seeds": seeds})
+                rows.append(
+                    {
+                        "dataset": ds,
+                        "method": method,
+                        "metric": metric_name,
+                        "mean": float(np.mean(folds)),
+                        "std": float(np.std(folds)),
+                        "folds": folds,
+                        "seeds": seeds,
+                    }
+                )
     return rows
 
 
-def _get(rows: list[dict[str, Any]], ds: str, method: str, metric: str | None = None) -> dict[str, Any] | None:
+def _get(
+    rows: list[dict[str, Any]], ds: str, method: str, metric: str | None = None
+) -> dict[str, Any] | None:
     for r in rows:
-        if r["dataset"] == ds and r["method"] == method and (metric is None or r["metric"] == metric):
+        if (
+            r["dataset"] == ds
+            and r["method"] == method
+            and (metric is None or r["metric"] == metric)
+        ):
             return r
     return None
 
 
 def table_methods(rows: list[dict[str, Any]], ds: str) -> list[str]:
-    main = [r["method"] for r in rows if r["dataset"] == ds and r["metric"] != "accuracy" and not r["method"].startswith("fig6:")]
+    main = [
+        r["method"]
+        for r in rows
+        if r["dataset"] == ds and r["metric"] != "accuracy" and not r["method"].startswith("fig6:")
+    ]
     blocks = [m for m in main if m.startswith("block:") and m.count(":") == 1]
     encoders = [m for m in main if m.startswith("encoder:")]
     rest = [m for m in FIXED_ORDER if m in main]
@@ -49,34 +76,63 @@ def table_methods(rows: list[dict[str, Any]], ds: str) -> list[str]:
 
 def uplift(rows: list[dict[str, Any]], ds: str, method: str = "legomerge") -> float | None:
     main = _get(rows, ds, method)
-    blocks = [r["mean"] for r in rows if r["dataset"] == ds and r["method"].startswith("block:")
-              and r["method"].count(":") == 1 and r["metric"] != "accuracy"]
+    blocks = [
+        r["mean"]
+        for r in rows
+        if r["dataset"] == ds
+        and r["method"].startswith("block:")
+        and r["method"].count(":") == 1
+        and r["metric"] != "accuracy"
+    ]
     return None if main is None or not blocks else main["mean"] - max(blocks)
 
 
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    out = ["# mmlego bench", "", f"Command: `{meta.get('command', '')}`  ", f"Machine: {meta.get('machine', '')}  ",
-           f"Wall time: {meta.get('wall_seconds', 0):.0f} s; splits: {meta.get('splits')} (seeds {meta.get('seeds')}), "
-           "70/15/15, model selection on validation only.", ""]
+    out = [
+        "# mmlego bench",
+        "",
+        f"Command: `{meta.get('command', '')}`  ",
+        f"Machine: {meta.get('machine', '')}  ",
+        f"Wall time: {meta.get('wall_seconds', 0):.0f} s; splits: {meta.get('splits')} (seeds {meta.get('seeds')}), "
+        "70/15/15, model selection on validation only.",
+        "",
+    ]
     for ds in datasets:
         metric = next(r["metric"] for r in rows if r["dataset"] == ds and r["metric"] != "accuracy")
-        out += [f"## {ds} (test {metric}, mean +- std)", "", "| method | " + metric + " | per split |", "|---|---|---|"]
+        out += [
+            f"## {ds} (test {metric}, mean +- std)",
+            "",
+            "| method | " + metric + " | per split |",
+            "|---|---|---|",
+        ]
         for m in table_methods(rows, ds):
             r = _get(rows, ds, m)
             assert r is not None
             acc = _get(rows, ds, m, "accuracy")
             acc_txt = f" (accuracy {acc['mean']:.3f})" if acc else ""
-            out.append(f"| {m} | {r['mean']:.3f} +- {r['std']:.3f}{acc_txt} | {' '.join(f'{v:.3f}' for v in r['folds'])} |")
+            out.append(
+                f"| {m} | {r['mean']:.3f} +- {r['std']:.3f}{acc_txt} | {' '.join(f'{v:.3f}' for v in r['folds'])} |"
+            )
         up = uplift(rows, ds)
         if up is not None:
             out += ["", f"merge uplift vs best block: {up:+.3f}"]
-        fig6 = [(s, _get(rows, ds, f"fig6:legomerge@{s:g}"), _get(rows, ds, f"fig6:ensemble@{s:g}")) for s in OVERLAPS]
+        fig6 = [
+            (s, _get(rows, ds, f"fig6:legomerge@{s:g}"), _get(rows, ds, f"fig6:ensemble@{s:g}"))
+            for s in OVERLAPS
+        ]
         if all(a and b for _, a, b in fig6):
-            out += ["", "Figure 6 (blocks trained on patient sets with symmetric difference s):", "",
-                    "| s | legomerge | ensemble |", "|---|---|---|"]
-            out += [f"| {s:g} | {a['mean']:.3f} +- {a['std']:.3f} | {b['mean']:.3f} +- {b['std']:.3f} |"  # type: ignore[index]
-                    for s, a, b in fig6]
+            out += [
+                "",
+                "Figure 6 (blocks trained on patient sets with symmetric difference s):",
+                "",
+                "| s | legomerge | ensemble |",
+                "|---|---|---|",
+            ]
+            out += [
+                f"| {s:g} | {a['mean']:.3f} +- {a['std']:.3f} | {b['mean']:.3f} +- {b['std']:.3f} |"  # type: ignore[index]
+                for s, a, b in fig6
+            ]
         out.append("")
     return "\n".join(out)
 
@@ -94,15 +150,25 @@ def plots(results: Sequence[JobResult], rows: list[dict[str, Any]], out: Path) -
         methods = table_methods(rows, ds)
         vals = [_get(rows, ds, m) for m in methods]
         fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(methods)), 3.6))
-        colors = ["tab:orange" if m.startswith(("legomerge", "legofuse")) else "tab:blue" for m in methods]
-        ax.bar(range(len(methods)), [v["mean"] for v in vals], yerr=[v["std"] for v in vals], color=colors, capsize=3)  # type: ignore[index]
+        colors = [
+            "tab:orange" if m.startswith(("legomerge", "legofuse")) else "tab:blue" for m in methods
+        ]
+        ax.bar(
+            range(len(methods)),
+            [v["mean"] for v in vals],  # type: ignore[index]
+            yerr=[v["std"] for v in vals],  # type: ignore[index]
+            color=colors,
+            capsize=3,
+        )
         ax.set_xticks(range(len(methods)), methods, rotation=40, ha="right", fontsize=8)
         lo = min(v["mean"] - v["std"] for v in vals)  # type: ignore[index]
         ax.set_ylim(max(0.0, lo - 0.05), 1.0)
         ax.set_ylabel(vals[0]["metric"])  # type: ignore[index]
         ax.set_title(f"{ds}: test metric, mean +- std over splits")
         fig.tight_layout()
-        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(ds).name)  # a site data folder's name, not its path
+        stem = re.sub(
+            r"[^A-Za-z0-9_.-]", "_", Path(ds).name
+        )  # a site data folder's name, not its path
         written.append(out / f"{stem}-bars.png")
         fig.savefig(written[-1], dpi=110)
         plt.close(fig)
@@ -117,7 +183,10 @@ def plots(results: Sequence[JobResult], rows: list[dict[str, Any]], out: Path) -
 def _km_plot(results: Sequence[JobResult], path: Path, plt: Any) -> Path:
     from lifelines import KaplanMeierFitter
 
-    groups: dict[str, tuple[list[float], list[bool]]] = {"low risk": ([], []), "high risk": ([], [])}
+    groups: dict[str, tuple[list[float], list[bool]]] = {
+        "low risk": ([], []),
+        "high risk": ([], []),
+    }
     for r in results:
         risk = np.asarray(r.predictions["legomerge"])
         high = risk > np.median(risk)  # split by each split's own test median
@@ -126,7 +195,9 @@ def _km_plot(results: Sequence[JobResult], path: Path, plt: Any) -> Path:
             groups[name][1].extend(np.asarray(r.targets["event"])[sel].astype(bool).tolist())
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for name, (t, e) in groups.items():
-        KaplanMeierFitter(label=f"{name} (n={len(t)})").fit(t, e).plot_survival_function(ax=ax, ci_show=True)
+        KaplanMeierFitter(label=f"{name} (n={len(t)})").fit(t, e).plot_survival_function(
+            ax=ax, ci_show=True
+        )
     ax.set_title(f"{results[0].dataset}: LegoMerge risk groups (test, pooled)")
     ax.set_xlabel("time")
     fig.tight_layout()
@@ -139,7 +210,11 @@ def _roc_plot(results: Sequence[JobResult], path: Path, plt: Any) -> Path:
     from sklearn.metrics import roc_curve
 
     fig, ax = plt.subplots(figsize=(4.5, 4))
-    names = [m for m in results[0].predictions if m == "legomerge" or (m.startswith("block:") and m.count(":") == 1)]
+    names = [
+        m
+        for m in results[0].predictions
+        if m == "legomerge" or (m.startswith("block:") and m.count(":") == 1)
+    ]
     for name in names:
         y = np.concatenate([np.asarray(r.targets["label"]) for r in results])
         p = np.concatenate([np.asarray(r.predictions[name]) for r in results])

@@ -21,15 +21,27 @@ class TLSFiles:
     def check(self) -> None:
         for what, p in (("certificate", self.cert), ("key", self.key), ("CA certificate", self.ca)):
             if not p.is_file():
-                raise FileNotFoundError(f"TLS {what} {p} not found (it comes with the enrolment kit)")
+                raise FileNotFoundError(
+                    f"TLS {what} {p} not found (it comes with the enrolment kit)"
+                )
 
 
-def open_channel(address: str, tls: TLSFiles, insecure: bool = False) -> tuple[grpc.Channel, tuple[tuple[str, bytes], ...]]:
+def open_channel(
+    address: str, tls: TLSFiles, insecure: bool = False
+) -> tuple[grpc.Channel, tuple[tuple[str, bytes], ...]]:
     """A channel and the metadata to send on every call (plaintext mode only: the certificate)."""
     tls.check()
-    options = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
+    options = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ("grpc.max_send_message_length", MAX_MESSAGE),
+    ]
     if insecure:
-        return grpc.insecure_channel(address, options=options), ((INSECURE_CERT_KEY, tls.cert.read_bytes()),)
-    creds = grpc.ssl_channel_credentials(root_certificates=tls.ca.read_bytes(), private_key=tls.key.read_bytes(),
-                                         certificate_chain=tls.cert.read_bytes())
+        return grpc.insecure_channel(address, options=options), (
+            (INSECURE_CERT_KEY, tls.cert.read_bytes()),
+        )
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=tls.ca.read_bytes(),
+        private_key=tls.key.read_bytes(),
+        certificate_chain=tls.cert.read_bytes(),
+    )
     return grpc.secure_channel(address, creds, options=options), ()

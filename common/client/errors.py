@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import grpc
 
-HANDSHAKE_HINT = ("no TLS session with the coordinator: it may have refused this kit's certificate (not issued by the "
-                  "consortium CA, expired or not yet valid), this kit may not trust the coordinator's certificate, the "
-                  "clocks of this machine and the coordinator may differ by more than a certificate allows (check both), "
-                  "or the coordinator is down or restarting")
+HANDSHAKE_HINT = (
+    "no TLS session with the coordinator: it may have refused this kit's certificate (not issued by the "
+    "consortium CA, expired or not yet valid), this kit may not trust the coordinator's certificate, the "
+    "clocks of this machine and the coordinator may differ by more than a certificate allows (check both), "
+    "or the coordinator is down or restarting"
+)
 
 
 class CallError(Exception):
@@ -23,7 +25,9 @@ class CallError(Exception):
         low = details.lower()
         if code == grpc.StatusCode.UNAVAILABLE and "stream removed" in low:
             details = f"the connection to the coordinator broke during the call (it stopped, or the network failed) ({details})"
-        elif code == grpc.StatusCode.UNAVAILABLE and any(s in low for s in ("handshake", "ssl", "tls", "certificate", "socket closed",
-                                                                          "connection reset")):
+        elif code == grpc.StatusCode.UNAVAILABLE and any(
+            s in low
+            for s in ("handshake", "ssl", "tls", "certificate", "socket closed", "connection reset")
+        ):
             details = f"{HANDSHAKE_HINT} ({details})"
         return cls(code, details)

@@ -31,14 +31,28 @@ from ..pb.mmlego.v1 import evaluation_pb2_grpc as epb_grpc
 from ..pb.mmlego.v1 import registry_pb2 as pb
 from ..pb.mmlego.v1 import registry_pb2_grpc as pb_grpc
 from ..pki import identity_from_cert
-from ..records import BlockRecord, ModelRecord, Recommendation, SiteRecord, TaskRecord, UploadData, UploadHeader
+from ..records import (
+    BlockRecord,
+    ModelRecord,
+    Recommendation,
+    SiteRecord,
+    TaskRecord,
+    UploadData,
+    UploadHeader,
+)
 from .connect import CHUNK_BYTES, TLSFiles, open_channel
 from .errors import CallError
 
 log = logging.getLogger("mmlego.client")
 WAIT_S = 600.0  # what a call that waits for the sites' scores assumes the coordinator's deadline is, when not told
-RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED,
-             grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
+RETRYABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
+}
 
 
 @dataclass(frozen=True)
@@ -50,7 +64,7 @@ class Retry:
     cap_s: float = 30.0
 
     def delay(self, attempt: int, rng: random.Random) -> float:
-        return rng.uniform(0.0, min(self.cap_s, self.base_s * (2 ** attempt)))
+        return rng.uniform(0.0, min(self.cap_s, self.base_s * (2**attempt)))
 
 
 def upload_id_of(manifest: bytes, signature: bytes) -> str:
@@ -60,7 +74,9 @@ def upload_id_of(manifest: bytes, signature: bytes) -> str:
 
 
 class RegistryClient:
-    def __init__(self, address: str, tls: TLSFiles, insecure: bool = False, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, address: str, tls: TLSFiles, insecure: bool = False, timeout_s: float = 30.0
+    ) -> None:
         self.address = address
         self.channel, self.metadata = open_channel(address, tls, insecure)
         self.stub = pb_grpc.BlockRegistryStub(self.channel)
@@ -81,7 +97,9 @@ class RegistryClient:
     def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
         stub = self.evaluation if hasattr(self.evaluation, method) else self.stub
         try:
-            return getattr(stub, method)(request, timeout=timeout or self.timeout_s, metadata=self.metadata)
+            return getattr(stub, method)(
+                request, timeout=timeout or self.timeout_s, metadata=self.metadata
+            )
         except grpc.RpcError as exc:
             raise CallError.of(exc) from None
 
@@ -103,17 +121,37 @@ class RegistryClient:
             if not token:
                 return
 
-    def blocks(self, task_id: str = "", site: str = "", modality: str = "", include_withdrawn: bool = False) -> list[BlockRecord]:
-        return [serde.block_from_pb(b) for b in self._pages("ListBlocks", lambda token: pb.ListBlocksRequest(
-            task_id=task_id, site=site, modality=modality, include_withdrawn=include_withdrawn, page_token=token), "blocks")]
+    def blocks(
+        self, task_id: str = "", site: str = "", modality: str = "", include_withdrawn: bool = False
+    ) -> list[BlockRecord]:
+        return [
+            serde.block_from_pb(b)
+            for b in self._pages(
+                "ListBlocks",
+                lambda token: pb.ListBlocksRequest(
+                    task_id=task_id,
+                    site=site,
+                    modality=modality,
+                    include_withdrawn=include_withdrawn,
+                    page_token=token,
+                ),
+                "blocks",
+            )
+        ]
 
     def sites(self) -> list[SiteRecord]:
         return [serde.site_from_pb(s) for s in self.call("ListSites", pb.ListSitesRequest()).sites]
 
     def models(self, task_id: str = "") -> list[ModelRecord]:
         """Every version (of ``task_id``), newest first."""
-        return [serde.model_from_pb(m) for m in self._pages(
-            "ListModels", lambda token: pb.ListModelsRequest(task_id=task_id, page_token=token), "models")]
+        return [
+            serde.model_from_pb(m)
+            for m in self._pages(
+                "ListModels",
+                lambda token: pb.ListModelsRequest(task_id=task_id, page_token=token),
+                "models",
+            )
+        ]
 
     def model(self, model_id: str) -> ModelRecord:
         return serde.model_from_pb(self.call("GetModel", pb.GetModelRequest(model_id=model_id)))
@@ -122,18 +160,44 @@ class RegistryClient:
     def create_task(self, task: TaskRecord) -> TaskRecord:
         return serde.task_from_pb(self.call("CreateTask", serde.task_to_pb(task)))
 
-    def merge(self, task_id: str, latent_merge: str = "", head_merge: str = "", recipe: str = "",
-              deadline_s: float = 0.0, measure: bool = True) -> ModelRecord:
+    def merge(
+        self,
+        task_id: str,
+        latent_merge: str = "",
+        head_merge: str = "",
+        recipe: str = "",
+        deadline_s: float = 0.0,
+        measure: bool = True,
+    ) -> ModelRecord:
         """A new version by ``recipe`` (uniform, ensemble or auto); the call waits while the sites
         score it (at most ``deadline_s``; 0: the coordinator's default), unless not ``measure``."""
-        req = pb.MergeRequest(task_id=task_id, latent_merge=latent_merge, head_merge=head_merge, recipe=recipe,
-                              deadline_s=deadline_s, unmeasured=not measure)
+        req = pb.MergeRequest(
+            task_id=task_id,
+            latent_merge=latent_merge,
+            head_merge=head_merge,
+            recipe=recipe,
+            deadline_s=deadline_s,
+            unmeasured=not measure,
+        )
         return serde.model_from_pb(self.call("Merge", req, timeout=(deadline_s or WAIT_S) + 120))
 
-    def fuse(self, model_id: str, rounds: int = 0, epochs: int = 0, patience: int = 0, deadline_s: float = 0.0,
-             timeout_s: float = 3600.0) -> ModelRecord:
+    def fuse(
+        self,
+        model_id: str,
+        rounds: int = 0,
+        epochs: int = 0,
+        patience: int = 0,
+        deadline_s: float = 0.0,
+        timeout_s: float = 3600.0,
+    ) -> ModelRecord:
         """Run LegoFuse rounds from a merge version on the paired sites; waits for the new version."""
-        req = pb.FuseRequest(model_id=model_id, rounds=rounds, epochs=epochs, patience=patience, deadline_s=deadline_s)
+        req = pb.FuseRequest(
+            model_id=model_id,
+            rounds=rounds,
+            epochs=epochs,
+            patience=patience,
+            deadline_s=deadline_s,
+        )
         return serde.model_from_pb(self.call("Fuse", req, timeout=timeout_s))
 
     # ---- federated evaluation ------------------------------------------------------------------
@@ -144,10 +208,16 @@ class RegistryClient:
 
     def download_candidate(self, job_id: str, candidate_id: str, sha256: str) -> bytes:
         """A candidate's own weights, checked against the sha256 the job names."""
-        _, data = self._download("DownloadCandidate", epb.DownloadCandidateRequest(job_id=job_id, candidate_id=candidate_id),
-                                 header=False, stub=self.evaluation)
+        _, data = self._download(
+            "DownloadCandidate",
+            epb.DownloadCandidateRequest(job_id=job_id, candidate_id=candidate_id),
+            header=False,
+            stub=self.evaluation,
+        )
         if hashlib.sha256(data).hexdigest() != sha256:
-            raise IntegrityError(f"the weights of candidate {candidate_id} of {job_id} do not match their sha256")
+            raise IntegrityError(
+                f"the weights of candidate {candidate_id} of {job_id} do not match their sha256"
+            )
         return data
 
     def report(self, report: SiteReport) -> int:
@@ -155,39 +225,63 @@ class RegistryClient:
         return int(self.call("ReportEvaluation", serde.report_to_pb(report)).accepted)
 
     def evaluations(self, task_id: str = "", open_only: bool = False) -> list[JobStatus]:
-        reply = self.call("ListEvaluations", epb.ListEvaluationsRequest(task_id=task_id, open_only=open_only))
+        reply = self.call(
+            "ListEvaluations", epb.ListEvaluationsRequest(task_id=task_id, open_only=open_only)
+        )
         return [serde.status_from_pb(s) for s in reply.evaluations]
 
-    def evaluate(self, model_ids: list[str], deadline_s: float = 0.0) -> tuple[JobStatus, dict[str, Consortium]]:
+    def evaluate(
+        self, model_ids: list[str], deadline_s: float = 0.0
+    ) -> tuple[JobStatus, dict[str, Consortium]]:
         """Ask the sites to score stored versions; waits for their reports (at most the deadline)."""
-        reply = self.call("Evaluate", epb.EvaluateRequest(model_ids=model_ids, deadline_s=deadline_s),
-                          timeout=(deadline_s or WAIT_S) + 120)
-        return serde.status_from_pb(reply.status), dict(serde.result_from_pb(r) for r in reply.results)
+        reply = self.call(
+            "Evaluate",
+            epb.EvaluateRequest(model_ids=model_ids, deadline_s=deadline_s),
+            timeout=(deadline_s or WAIT_S) + 120,
+        )
+        return serde.status_from_pb(reply.status), dict(
+            serde.result_from_pb(r) for r in reply.results
+        )
 
     def recommended(self, task_id: str) -> Recommendation:
-        return serde.recommendation_from_pb(self.call("GetRecommended", epb.GetRecommendedRequest(task_id=task_id)))
+        return serde.recommendation_from_pb(
+            self.call("GetRecommended", epb.GetRecommendedRequest(task_id=task_id))
+        )
 
     def withdraw(self, site: str, reason: str) -> SiteRecord:
-        return serde.site_from_pb(self.call("WithdrawSite", pb.WithdrawSiteRequest(site=site, reason=reason)))
+        return serde.site_from_pb(
+            self.call("WithdrawSite", pb.WithdrawSiteRequest(site=site, reason=reason))
+        )
 
     # ---- push --------------------------------------------------------------------------------
     def upload_status(self, upload_id: str) -> int:
         """Bytes the coordinator holds of ``upload_id`` (0 if it holds none)."""
         try:
-            return int(self.call("GetUploadStatus", pb.UploadStatusRequest(upload_id=upload_id)).received_bytes)
+            return int(
+                self.call(
+                    "GetUploadStatus", pb.UploadStatusRequest(upload_id=upload_id)
+                ).received_bytes
+            )
         except CallError as err:
             if err.code == grpc.StatusCode.NOT_FOUND:
                 return 0
             raise
 
-    def push(self, folder: str | Path, retry: Retry = Retry(), limit_bytes: int | None = None,
-             on_attempt: Callable[[int, int], None] | None = None) -> tuple[BlockRecord, bool]:
+    def push(
+        self,
+        folder: str | Path,
+        retry: Retry = Retry(),
+        limit_bytes: int | None = None,
+        on_attempt: Callable[[int, int], None] | None = None,
+    ) -> tuple[BlockRecord, bool]:
         """Upload a signed block folder; returns (record, already_present). Resumes from what the
         coordinator holds after every failure that may be temporary; ``limit_bytes`` stops a
         stream after that many bytes (tests of resumption)."""
         files = read_block_files(folder)
         if files.signature is None:
-            raise SignatureError(f"block folder {folder} is not signed (no {SIGNATURE}); sign it with the site's signing key")
+            raise SignatureError(
+                f"block folder {folder} is not signed (no {SIGNATURE}); sign it with the site's signing key"
+            )
         upload_id = upload_id_of(files.manifest_bytes, files.signature)
         size = files.manifest.weights_size
         last: CallError | None = None
@@ -196,14 +290,26 @@ class RegistryClient:
                 offset = self.upload_status(upload_id)
                 if on_attempt:
                     on_attempt(attempt, offset)
-                stream = self._chunks(files.weights, upload_id, files.manifest_bytes, files.signature, offset, limit_bytes)
-                result = self.stub.UploadBlock(stream, timeout=60 + size / (1 << 20), metadata=self.metadata)
+                stream = self._chunks(
+                    files.weights,
+                    upload_id,
+                    files.manifest_bytes,
+                    files.signature,
+                    offset,
+                    limit_bytes,
+                )
+                result = self.stub.UploadBlock(
+                    stream, timeout=60 + size / (1 << 20), metadata=self.metadata
+                )
                 return serde.block_from_pb(result.block), bool(result.already_present)
             except grpc.RpcError as exc:
                 last = CallError.of(exc)
             except CallError as err:
                 last = err
-            if not (last.code in RETRYABLE or (last.code == grpc.StatusCode.FAILED_PRECONDITION and "resume" in last.message)):
+            if not (
+                last.code in RETRYABLE
+                or (last.code == grpc.StatusCode.FAILED_PRECONDITION and "resume" in last.message)
+            ):
                 raise last
             if limit_bytes is not None:
                 limit_bytes = None  # the simulated cut happens once
@@ -216,8 +322,14 @@ class RegistryClient:
         raise last
 
     @staticmethod
-    def _chunks(path: Path, upload_id: str, manifest: bytes, signature: bytes, offset: int,
-                limit: int | None) -> Iterator[pb.UploadChunk]:
+    def _chunks(
+        path: Path,
+        upload_id: str,
+        manifest: bytes,
+        signature: bytes,
+        offset: int,
+        limit: int | None,
+    ) -> Iterator[pb.UploadChunk]:
         yield serde.chunk_to_pb(UploadHeader(upload_id, manifest, signature, offset))
         sent = 0
         with open(path, "rb") as f:
@@ -230,16 +342,22 @@ class RegistryClient:
                 sent += len(buf)
 
     # ---- pull --------------------------------------------------------------------------------
-    def _download(self, method: str, request: Any, header: bool = True, stub: Any = None) -> tuple[Any, bytes]:
+    def _download(
+        self, method: str, request: Any, header: bool = True, stub: Any = None
+    ) -> tuple[Any, bytes]:
         head, parts, received = None, list[bytes](), 0
         try:
-            for msg in getattr(stub or self.stub, method)(request, timeout=600, metadata=self.metadata):
+            for msg in getattr(stub or self.stub, method)(
+                request, timeout=600, metadata=self.metadata
+            ):
                 part = msg.WhichOneof("part")
                 if part in ("block", "model"):
                     head = getattr(msg, part)
                 elif part == "data":
                     if msg.offset != received:
-                        raise IntegrityError(f"download chunk at offset {msg.offset} is out of order")
+                        raise IntegrityError(
+                            f"download chunk at offset {msg.offset} is out of order"
+                        )
                     parts.append(msg.data)
                     received += len(msg.data)
         except grpc.RpcError as exc:
@@ -260,10 +378,14 @@ class RegistryClient:
             cert.verify_directly_issued_by(self.ca)
             signer = identity_from_cert(cert)
         except Exception as exc:
-            raise SignatureError(f"block {record.block_id[:12]}: signer certificate is not one our CA issued ({exc})") from None
+            raise SignatureError(
+                f"block {record.block_id[:12]}: signer certificate is not one our CA issued ({exc})"
+            ) from None
         if signer.name != manifest.site or manifest.modality not in signer.modalities:
-            raise SignatureError(f"block {record.block_id[:12]}: signed by {signer.name!r}, not enrolled for "
-                                 f"{manifest.site!r}/{manifest.modality!r}")
+            raise SignatureError(
+                f"block {record.block_id[:12]}: signed by {signer.name!r}, not enrolled for "
+                f"{manifest.site!r}/{manifest.modality!r}"
+            )
         verify(record.manifest, record.signature, signer.signing_key)
 
     def pull_block(self, block_id: str, out: Path) -> BlockRecord:
@@ -273,13 +395,19 @@ class RegistryClient:
         out.mkdir(parents=True, exist_ok=True)
         # a copy of what the registry holds, checked again whenever it is loaded: not synced (five
         # fsyncs per block were seconds per evaluation job at a few hundred blocks)
-        for name, content in ((WEIGHTS, data), (MANIFEST, record.manifest), (SIGNATURE, record.signature),
-                              (MANIFEST_VIEW, serde.manifest_from_bytes(record.manifest).to_json().encode()),
-                              ("signer.crt", record.signer_certificate)):  # signer.crt last: it marks the folder complete
+        for name, content in (
+            (WEIGHTS, data),
+            (MANIFEST, record.manifest),
+            (SIGNATURE, record.signature),
+            (MANIFEST_VIEW, serde.manifest_from_bytes(record.manifest).to_json().encode()),
+            ("signer.crt", record.signer_certificate),
+        ):  # signer.crt last: it marks the folder complete
             atomic_write(out / name, content, sync=False)
         return record
 
-    def pull_model(self, model_id: str, out: str | Path, verified: Path | None = None) -> ModelRecord:
+    def pull_model(
+        self, model_id: str, out: str | Path, verified: Path | None = None
+    ) -> ModelRecord:
         """Download a model version and its blocks into ``out`` (written whole or not at all).
         ``verified``: a folder of blocks pulled and checked before (``verified/BLOCK_ID/``, as
         :meth:`pull_block` writes them): those are linked from there instead of downloaded again;

@@ -63,7 +63,9 @@ class BagData:
         for bag in self.bags:
             for s in bag:
                 if s.features != len(self.features):
-                    raise ValueError(f"slide {s.slide_id!r} has {s.features} features, the modality {len(self.features)}")
+                    raise ValueError(
+                        f"slide {s.slide_id!r} has {s.features} features, the modality {len(self.features)}"
+                    )
         self._sizes = np.array([sum(s.instances for s in bag) for bag in self.bags], dtype=np.int64)
 
     @property
@@ -110,7 +112,9 @@ class BagData:
         if out is None:
             out = np.empty((k, self.n_features), dtype=np.float32)
         if out.shape != (k, self.n_features):
-            raise ValueError(f"buffer of shape {out.shape} for {k} instances of {self.n_features} features")
+            raise ValueError(
+                f"buffer of shape {out.shape} for {k} instances of {self.n_features} features"
+            )
         start, at = 0, 0
         for s in self.bags[i]:
             part: np.ndarray | None
@@ -118,23 +122,39 @@ class BagData:
                 part = read_rows(s, None, self.dataset, stored=True)
             else:
                 lo, hi = np.searchsorted(chosen, [start, start + s.instances])
-                part = read_rows(s, chosen[lo:hi] - start, self.dataset, stored=True) if hi > lo else None
+                part = (
+                    read_rows(s, chosen[lo:hi] - start, self.dataset, stored=True)
+                    if hi > lo
+                    else None
+                )
             if part is not None:
-                out[at : at + len(part)] = part if self.scale is None else (part - self.scale[0]) / self.scale[1]
+                out[at : at + len(part)] = (
+                    part if self.scale is None else (part - self.scale[0]) / self.scale[1]
+                )
                 at += len(part)
             start += s.instances
         return out
 
-    def to_input(self, idx: torch.Tensor | np.ndarray | None = None, sampling: Sampling = EVAL) -> ModalityInput:
+    def to_input(
+        self, idx: torch.Tensor | np.ndarray | None = None, sampling: Sampling = EVAL
+    ) -> ModalityInput:
         """The bags of patients ``idx`` (default all) packed end to end: x (N, F), offsets (b + 1,).
         x is float16 when every slide file holds float16 (half the bytes to move; widened where it
         is computed on), else float32; it is written in place into one buffer (no copies)."""
-        rows = np.arange(len(self.bags)) if idx is None else np.asarray(idx, dtype=np.int64).reshape(-1)
+        rows = (
+            np.arange(len(self.bags))
+            if idx is None
+            else np.asarray(idx, dtype=np.int64).reshape(-1)
+        )
         lengths = np.array([self.count(int(i), sampling) for i in rows], dtype=np.int64)
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        half = self.scale is None and all(s.dtype == "float16" for i in rows for s in self.bags[int(i)])
-        x = torch.empty((int(offsets[-1]), self.n_features), dtype=torch.float16 if half else torch.float32)
+        half = self.scale is None and all(
+            s.dtype == "float16" for i in rows for s in self.bags[int(i)]
+        )
+        x = torch.empty(
+            (int(offsets[-1]), self.n_features), dtype=torch.float16 if half else torch.float32
+        )
         if get_worker_info() is not None:
             x.share_memory_()  # a reader process's batch travels to the trainer without a copy
         buffer = x.numpy()
@@ -144,7 +164,9 @@ class BagData:
         return ModalityInput(x, None, torch.from_numpy(lengths > 0), torch.from_numpy(offsets))
 
     def with_scale(self, mean: np.ndarray, std: np.ndarray) -> BagData:
-        return replace(self, scale=(np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32)))
+        return replace(
+            self, scale=(np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32))
+        )
 
     def absent(self, n: int, keys: np.ndarray) -> BagData:
         """The same modality for ``n`` other patients who all lack it."""
@@ -155,11 +177,19 @@ class BagData:
         first = parts[0]
         for p in parts[1:]:
             if p.n_features != first.n_features:
-                raise ValueError(f"bags with {p.n_features} and {first.n_features} features cannot be pooled")
-        return replace(first, bags=[b for p in parts for b in p.bags], keys=np.concatenate([p.keys for p in parts]))
+                raise ValueError(
+                    f"bags with {p.n_features} and {first.n_features} features cannot be pooled"
+                )
+        return replace(
+            first,
+            bags=[b for p in parts for b in p.bags],
+            keys=np.concatenate([p.keys for p in parts]),
+        )
 
 
-def bag_moments(mod: BagData, seed: int = 0, bags: int = 256, per_bag: int = 128) -> tuple[np.ndarray, np.ndarray]:
+def bag_moments(
+    mod: BagData, seed: int = 0, bags: int = 256, per_bag: int = 128
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-bag mean and mean of squares (P, F) each, float64, of a seeded sample: up to ``bags``
     present bags, up to ``per_bag`` instances each (0: every bag / every instance, a full pass).
 

@@ -44,8 +44,12 @@ class ModalityData:
         return self.x.shape[-1]
 
     def subset(self, idx: torch.Tensor) -> ModalityData:
-        return replace(self, x=self.x[idx], present=self.present[idx],
-                       mask=None if self.mask is None else self.mask[idx])
+        return replace(
+            self,
+            x=self.x[idx],
+            present=self.present[idx],
+            mask=None if self.mask is None else self.mask[idx],
+        )
 
     def to_input(self, idx: torch.Tensor | None = None, sampling: Sampling = EVAL) -> ModalityInput:
         sel = self if idx is None else self.subset(idx)
@@ -69,15 +73,24 @@ class MultimodalDataset:
     n_classes: int = 0
     groups: np.ndarray | None = None  # optional site/study label per patient
     meta: dict[str, str] = field(default_factory=dict)
-    holdout: np.ndarray | None = None  # optional bool per patient: a designated validation patient (never trained on)
+    holdout: np.ndarray | None = (
+        None  # optional bool per patient: a designated validation patient (never trained on)
+    )
 
     def __post_init__(self) -> None:
         n = len(self.ids)
         for name, mod in self.modalities.items():
             if mod.present.shape[0] != n:
-                raise ValueError(f"modality {name!r} has {mod.present.shape[0]} rows for {n} patients")
+                raise ValueError(
+                    f"modality {name!r} has {mod.present.shape[0]} rows for {n} patients"
+                )
         if self.task == "survival":
-            if self.time is None or self.event is None or len(self.time) != n or len(self.event) != n:
+            if (
+                self.time is None
+                or self.event is None
+                or len(self.time) != n
+                or len(self.event) != n
+            ):
                 raise ValueError("survival data needs time and event for every patient")
         elif self.label is None or len(self.label) != n:
             raise ValueError("classification data needs a label for every patient")
@@ -92,15 +105,23 @@ class MultimodalDataset:
         def pick(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[ix]
 
-        return replace(self, ids=[self.ids[i] for i in ix],
-                       modalities={k: v.subset(t) for k, v in self.modalities.items()},
-                       time=pick(self.time), event=pick(self.event), label=pick(self.label),
-                       groups=pick(self.groups), holdout=pick(self.holdout))
+        return replace(
+            self,
+            ids=[self.ids[i] for i in ix],
+            modalities={k: v.subset(t) for k, v in self.modalities.items()},
+            time=pick(self.time),
+            event=pick(self.event),
+            label=pick(self.label),
+            groups=pick(self.groups),
+            holdout=pick(self.holdout),
+        )
 
     def select_modalities(self, names: Sequence[str]) -> MultimodalDataset:
         missing = [m for m in names if m not in self.modalities]
         if missing:
-            raise KeyError(f"dataset {self.name!r} has no modality {missing}; it has {sorted(self.modalities)}")
+            raise KeyError(
+                f"dataset {self.name!r} has no modality {missing}; it has {sorted(self.modalities)}"
+            )
         return replace(self, modalities={m: self.modalities[m] for m in names})
 
     def targets(self) -> dict[str, np.ndarray]:
@@ -115,12 +136,16 @@ class MultimodalDataset:
         """True when a modality is read from files batch by batch (bags of per-slide files)."""
         return any(isinstance(m, BagData) for m in self.modalities.values())
 
-    def inputs(self, idx: torch.Tensor | None = None, sampling: Sampling = EVAL) -> dict[str, ModalityInput]:
+    def inputs(
+        self, idx: torch.Tensor | None = None, sampling: Sampling = EVAL
+    ) -> dict[str, ModalityInput]:
         """The batch of patients ``idx`` (default all); ``sampling`` says how bags are read."""
         return {k: v.to_input(idx, sampling) for k, v in self.modalities.items()}
 
 
-def concat_datasets(datasets: Sequence[MultimodalDataset], union: bool = False) -> MultimodalDataset:
+def concat_datasets(
+    datasets: Sequence[MultimodalDataset], union: bool = False
+) -> MultimodalDataset:
     """Patients of several datasets with the same task and modalities, one after the other
     (sequences padded to the longest); the first dataset's name. ``union``: the datasets may hold
     different modalities; a patient of a dataset without one lacks it."""
@@ -132,16 +157,24 @@ def concat_datasets(datasets: Sequence[MultimodalDataset], union: bool = False) 
     names = list(first.modalities)
     if union:
         names = list(dict.fromkeys(m for d in datasets for m in d.modalities))
-        datasets = [_with_modalities(d, {m: next(x.modalities[m] for x in datasets if m in x.modalities) for m in names})
-                    for d in datasets]
+        datasets = [
+            _with_modalities(
+                d, {m: next(x.modalities[m] for x in datasets if m in x.modalities) for m in names}
+            )
+            for d in datasets
+        ]
     for d in datasets[1:]:
         if d.task != first.task or list(d.modalities) != names:
-            raise ValueError(f"cannot pool {d.name!r} ({d.task}, {list(d.modalities)}) with {first.name!r} ({first.task}, {names})")
+            raise ValueError(
+                f"cannot pool {d.name!r} ({d.task}, {list(d.modalities)}) with {first.name!r} ({first.task}, {names})"
+            )
     mods: dict[str, Modality] = {}
     for m in names:
         parts = [d.modalities[m] for d in datasets]
         if len({p.kind for p in parts}) != 1 or len({p.n_features for p in parts}) != 1:
-            raise ValueError(f"modality {m} has different kinds or features in different datasets; they cannot be pooled")
+            raise ValueError(
+                f"modality {m} has different kinds or features in different datasets; they cannot be pooled"
+            )
         if isinstance(parts[0], BagData):
             mods[m] = BagData.concat([p for p in parts if isinstance(p, BagData)])
             continue
@@ -150,23 +183,42 @@ def concat_datasets(datasets: Sequence[MultimodalDataset], union: bool = False) 
             x, mask = torch.cat([p.x for p in dense]), None
         else:
             steps = max(p.x.shape[1] for p in dense)
-            x = torch.cat([torch.nn.functional.pad(p.x, (0, 0, 0, steps - p.x.shape[1])) for p in dense])
-            mask = torch.cat([torch.nn.functional.pad(p.mask, (0, steps - p.x.shape[1])) for p in dense])  # type: ignore[arg-type]
-        mods[m] = ModalityData(dense[0].kind, x, torch.cat([p.present for p in dense]), dense[0].features, mask)
+            x = torch.cat(
+                [torch.nn.functional.pad(p.x, (0, 0, 0, steps - p.x.shape[1])) for p in dense]
+            )
+            mask = torch.cat(
+                [torch.nn.functional.pad(p.mask, (0, steps - p.x.shape[1])) for p in dense]  # type: ignore[arg-type]
+            )
+        mods[m] = ModalityData(
+            dense[0].kind, x, torch.cat([p.present for p in dense]), dense[0].features, mask
+        )
 
     def cat(name: str) -> np.ndarray | None:
         values = [getattr(d, name) for d in datasets]
         if all(v is None for v in values):
             return None
         if name == "holdout":
-            values = [np.zeros(len(d), dtype=bool) if v is None else v for d, v in zip(datasets, values, strict=True)]
+            values = [
+                np.zeros(len(d), dtype=bool) if v is None else v
+                for d, v in zip(datasets, values, strict=True)
+            ]
         if any(v is None for v in values):
             return None
         return np.concatenate(values)
 
-    return MultimodalDataset(first.name, first.task, [i for d in datasets for i in d.ids], mods, time=cat("time"),
-                             event=cat("event"), label=cat("label"), n_classes=max(d.n_classes for d in datasets),
-                             groups=cat("groups"), meta=dict(first.meta), holdout=cat("holdout"))
+    return MultimodalDataset(
+        first.name,
+        first.task,
+        [i for d in datasets for i in d.ids],
+        mods,
+        time=cat("time"),
+        event=cat("event"),
+        label=cat("label"),
+        n_classes=max(d.n_classes for d in datasets),
+        groups=cat("groups"),
+        meta=dict(first.meta),
+        holdout=cat("holdout"),
+    )
 
 
 def _with_modalities(d: MultimodalDataset, like: dict[str, Modality]) -> MultimodalDataset:

@@ -6,8 +6,14 @@ from __future__ import annotations
 class DataError(ValueError):
     """Bad site data. Nothing from a folder that raises this is used."""
 
-    def __init__(self, file: str, problem: str, column: str | None = None, row: int | None = None,
-                 patient: str | None = None) -> None:
+    def __init__(
+        self,
+        file: str,
+        problem: str,
+        column: str | None = None,
+        row: int | None = None,
+        patient: str | None = None,
+    ) -> None:
         where = file
         if column is not None:
             where += f", column {column!r}"

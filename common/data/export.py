@@ -71,8 +71,14 @@ def export_site_folder(data: MultimodalDataset, out: str | Path) -> Path:
             frame.insert(0, "patient_id", [data.ids[i] for i in pid])
             extra = '\norder = "step"'
         frame.to_csv(root / fname, index=False, float_format=FLOAT32_DIGITS)
-        lines += ["", f"[modalities.{_toml_str(name)}]", f"kind = {_toml_str(mod.kind)}", f"file = {_toml_str(fname)}",
-                  'id = "patient_id"', f"columns = {_toml_list(mod.features)}" + extra]
+        lines += [
+            "",
+            f"[modalities.{_toml_str(name)}]",
+            f"kind = {_toml_str(mod.kind)}",
+            f"file = {_toml_str(fname)}",
+            'id = "patient_id"',
+            f"columns = {_toml_list(mod.features)}" + extra,
+        ]
     (root / CONFIG_NAME).write_text("\n".join(lines) + "\n")
     return root
 
@@ -83,14 +89,20 @@ def _export_bags(mod: BagData, ids: list[str], root: Path, name: str, fname: str
     import pandas as pd
 
     if mod.scale is not None:
-        raise ValueError(f"modality {name}: standardised bags cannot be exported (their files hold the raw features)")
+        raise ValueError(
+            f"modality {name}: standardised bags cannot be exported (their files hold the raw features)"
+        )
     slides = [(s, pid) for bag, pid in zip(mod.bags, ids, strict=True) for s in bag]
     suffixes = {Path(s.path).suffix.lower() for s, _ in slides}
     if len(suffixes) > 1:
-        raise ValueError(f"modality {name}: slides stored as {sorted(suffixes)} cannot share one files pattern")
+        raise ValueError(
+            f"modality {name}: slides stored as {sorted(suffixes)} cannot share one files pattern"
+        )
     names = [s.slide_id for s, _ in slides]
     if len(set(names)) != len(names):
-        raise ValueError(f"modality {name}: a slide id occurs twice; slide ids name files and must be unique")
+        raise ValueError(
+            f"modality {name}: a slide id occurs twice; slide ids name files and must be unique"
+        )
     folder = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
     suffix = suffixes.pop() if suffixes else ".h5"
     (root / folder).mkdir(parents=True, exist_ok=True)
@@ -102,10 +114,21 @@ def _export_bags(mod: BagData, ids: list[str], root: Path, name: str, fname: str
             os.link(s.path, target)
         except OSError:
             shutil.copyfile(s.path, target)
-    pd.DataFrame({"slide_id": names, "patient_id": [pid for _, pid in slides]}).to_csv(root / fname, index=False)
-    return ["", f"[modalities.{_toml_str(name)}]", 'kind = "bag"', f"files = {_toml_str(folder + '/{slide_id}' + suffix)}",
-            f"slides = {_toml_str(fname)}", 'slide_id = "slide_id"', 'id = "patient_id"', f"dataset = {_toml_str(mod.dataset)}",
-            f"max_instances = {mod.max_instances}", f"eval_max_instances = {mod.eval_max_instances}"]
+    pd.DataFrame({"slide_id": names, "patient_id": [pid for _, pid in slides]}).to_csv(
+        root / fname, index=False
+    )
+    return [
+        "",
+        f"[modalities.{_toml_str(name)}]",
+        'kind = "bag"',
+        f"files = {_toml_str(folder + '/{slide_id}' + suffix)}",
+        f"slides = {_toml_str(fname)}",
+        'slide_id = "slide_id"',
+        'id = "patient_id"',
+        f"dataset = {_toml_str(mod.dataset)}",
+        f"max_instances = {mod.max_instances}",
+        f"eval_max_instances = {mod.eval_max_instances}",
+    ]
 
 
 def export_by_group(data: MultimodalDataset, out: str | Path) -> list[Path]:
@@ -117,5 +140,7 @@ def export_by_group(data: MultimodalDataset, out: str | Path) -> list[Path]:
         idx = np.flatnonzero(data.groups == g)
         part = data.subset(idx)
         part.name = f"{data.name}-{g}"
-        folders.append(export_site_folder(part, Path(out) / re.sub(r"[^A-Za-z0-9_.-]", "_", str(g))))
+        folders.append(
+            export_site_folder(part, Path(out) / re.sub(r"[^A-Za-z0-9_.-]", "_", str(g)))
+        )
     return folders

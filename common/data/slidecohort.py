@@ -44,7 +44,9 @@ def instance_counts(c: SlideCohort, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.round(n), c.min_instances, c.max_instances).astype(np.int64)
 
 
-def write_slide_cohort(folder: str | Path, c: SlideCohort = SlideCohort(), train_instances: int | None = None) -> Path:
+def write_slide_cohort(
+    folder: str | Path, c: SlideCohort = SlideCohort(), train_instances: int | None = None
+) -> Path:
     """Write the cohort into ``folder`` (created); returns it. Deterministic in ``c.seed``.
     ``train_instances``: the slides entry's ``max_instances`` (default: data.toml's default)."""
     import h5py
@@ -55,7 +57,9 @@ def write_slide_cohort(folder: str | Path, c: SlideCohort = SlideCohort(), train
     rng = np.random.default_rng(c.seed)
     p = c.patients
     ids = [f"SYN-{i:05d}" for i in range(p)]
-    owner = np.concatenate([np.arange(p), np.arange(c.slides - p)])  # the first patients get a second slide
+    owner = np.concatenate(
+        [np.arange(p), np.arange(c.slides - p)]
+    )  # the first patients get a second slide
     counts = instance_counts(c, rng)
     direction = rng.normal(size=c.features).astype(np.float32)
     direction /= np.linalg.norm(direction)
@@ -72,7 +76,9 @@ def write_slide_cohort(folder: str | Path, c: SlideCohort = SlideCohort(), train
         x[hit] += c.signal * float(risk_slides[owner[k]]) * direction + c.tag * tag
         coords = np.stack([np.arange(n) % 200, np.arange(n) // 200], axis=1).astype(np.int32) * 256
         with h5py.File(root / "features" / f"{sid}.h5", "w") as h5:
-            h5.create_dataset("features", data=x.astype(np.float16), chunks=(min(32, n), c.features))
+            h5.create_dataset(
+                "features", data=x.astype(np.float16), chunks=(min(32, n), c.features)
+            )
             h5.create_dataset("coords", data=coords)
     risk = risk_slides.copy()
     tables = {}
@@ -81,23 +87,53 @@ def write_slide_cohort(folder: str | Path, c: SlideCohort = SlideCohort(), train
         w = rng.normal(size=c.genes) / np.sqrt(c.genes)
         risk_genes = g @ w
         risk = risk + risk_genes / max(float(np.std(risk_genes)), 1e-6)
-        tables["genes"] = pd.DataFrame(g, columns=[f"g{j}" for j in range(c.genes)]).assign(patient_id=ids)
+        tables["genes"] = pd.DataFrame(g, columns=[f"g{j}" for j in range(c.genes)]).assign(
+            patient_id=ids
+        )
     t_event = rng.exponential(np.exp(-0.8 * risk))
     t_censor = rng.exponential(np.median(t_event) * 1.5, size=p)
-    labels = pd.DataFrame({"patient_id": ids, "time": np.round(np.minimum(t_event, t_censor) + 1e-3, 4),
-                           "event": (t_event <= t_censor).astype(int)})
+    labels = pd.DataFrame(
+        {
+            "patient_id": ids,
+            "time": np.round(np.minimum(t_event, t_censor) + 1e-3, 4),
+            "event": (t_event <= t_censor).astype(int),
+        }
+    )
     labels.to_csv(root / "labels.csv", index=False)
-    pd.DataFrame({"slide_id": slide_ids, "patient_id": [ids[o] for o in owner]}).to_csv(root / "slides.csv", index=False)
-    lines = [f"# {SYNTHETIC_NOTE}.", f"# generated with {asdict(c)}", 'name = "synthetic-slides"', 'task = "survival"', "",
-             "[labels]", 'file = "labels.csv"', 'id = "patient_id"', 'time = "time"', 'event = "event"', "",
-             "[modalities.slides]", 'kind = "bag"', 'files = "features/{slide_id}.h5"', 'slides = "slides.csv"',
-             'slide_id = "slide_id"', 'id = "patient_id"']
+    pd.DataFrame({"slide_id": slide_ids, "patient_id": [ids[o] for o in owner]}).to_csv(
+        root / "slides.csv", index=False
+    )
+    lines = [
+        f"# {SYNTHETIC_NOTE}.",
+        f"# generated with {asdict(c)}",
+        'name = "synthetic-slides"',
+        'task = "survival"',
+        "",
+        "[labels]",
+        'file = "labels.csv"',
+        'id = "patient_id"',
+        'time = "time"',
+        'event = "event"',
+        "",
+        "[modalities.slides]",
+        'kind = "bag"',
+        'files = "features/{slide_id}.h5"',
+        'slides = "slides.csv"',
+        'slide_id = "slide_id"',
+        'id = "patient_id"',
+    ]
     if train_instances is not None:
         lines.append(f"max_instances = {train_instances}")
     if "genes" in tables:
         cols = ["patient_id", *[f"g{j}" for j in range(c.genes)]]
         tables["genes"][cols].to_csv(root / "genes.csv", index=False, float_format="%.6g")
-        lines += ["", "[modalities.genes]", 'kind = "tabular"', 'file = "genes.csv"', 'id = "patient_id"']
+        lines += [
+            "",
+            "[modalities.genes]",
+            'kind = "tabular"',
+            'file = "genes.csv"',
+            'id = "patient_id"',
+        ]
     (root / "data.toml").write_text("\n".join(lines) + "\n")
     (root / "SYNTHETIC.txt").write_text(SYNTHETIC_NOTE + "\n")
     return root

@@ -21,15 +21,30 @@ SUFFIXES = (".h5", ".hdf5", ".safetensors", ".npy")
 PICKLED = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 # What reading a damaged file raises: h5py raises RuntimeError, KeyError or OSError from HDF5;
 # numpy parses a .npy header with ast and tokenize (SyntaxError, TokenError).
-DAMAGED = (OSError, RuntimeError, ValueError, KeyError, TypeError, EOFError, SyntaxError, tokenize.TokenError)
-CONVERT = ("convert it without pickle, e.g. in Python: `import torch, h5py; h5py.File('x.h5', 'w')"
-           "['features'] = torch.load('x.pt').float().numpy()` (or save it with safetensors / numpy.save)")
+DAMAGED = (
+    OSError,
+    RuntimeError,
+    ValueError,
+    KeyError,
+    TypeError,
+    EOFError,
+    SyntaxError,
+    tokenize.TokenError,
+)
+CONVERT = (
+    "convert it without pickle, e.g. in Python: `import torch, h5py; h5py.File('x.h5', 'w')"
+    "['features'] = torch.load('x.pt').float().numpy()` (or save it with safetensors / numpy.save)"
+)
 SAFETENSORS_DTYPES: dict[str, np.dtype[Any]] = {
-    "F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8"),
+    "F16": np.dtype("<f2"),
+    "F32": np.dtype("<f4"),
+    "F64": np.dtype("<f8"),
     "BF16": np.dtype("<u2"),  # numpy has no bfloat16: read as 16-bit words, widened to float32
 }
 MAX_HEADER = 100 * 1024 * 1024  # a safetensors header above this is not a feature file
-FULL_READ_SHARE = 1 / 16  # reading this share of a slide's rows or more: read it whole, then pick (bench/bag_bench.py)
+FULL_READ_SHARE = (
+    1 / 16
+)  # reading this share of a slide's rows or more: read it whole, then pick (bench/bag_bench.py)
 
 
 @dataclass(frozen=True)
@@ -51,7 +66,11 @@ def _shape2d(shape: tuple[int, ...], path: Path, slide: str) -> tuple[int, int]:
     if len(shape) == 3 and shape[0] == 1:
         shape = shape[1:]
     if len(shape) != 2:
-        raise _fail(path, f"features must be a 2-D array (instances x features), got shape {tuple(shape)}", slide)
+        raise _fail(
+            path,
+            f"features must be a 2-D array (instances x features), got shape {tuple(shape)}",
+            slide,
+        )
     return int(shape[0]), int(shape[1])
 
 
@@ -80,7 +99,9 @@ def _safetensors_header(path: Path, dataset: str, slide: str) -> tuple[tuple[int
     tensors = {k: v for k, v in header.items() if k != "__metadata__"}
     name = dataset if dataset in tensors else (next(iter(tensors)) if len(tensors) == 1 else None)
     if name is None:
-        raise _fail(path, f"no tensor {dataset!r} (has: {', '.join(sorted(tensors)) or 'none'})", slide)
+        raise _fail(
+            path, f"no tensor {dataset!r} (has: {', '.join(sorted(tensors)) or 'none'})", slide
+        )
     entry = tensors[name]
     try:
         shape = tuple(int(s) for s in entry["shape"])
@@ -90,8 +111,13 @@ def _safetensors_header(path: Path, dataset: str, slide: str) -> tuple[tuple[int
         raise _fail(path, f"tensor {name!r} has a malformed header entry", slide) from None
     if dtype not in SAFETENSORS_DTYPES:
         raise _fail(path, f"features must be F16, BF16 or F32, got {dtype}", slide)
-    if min(shape, default=0) < 0 or end - begin != int(np.prod(shape)) * SAFETENSORS_DTYPES[dtype].itemsize:
-        raise _fail(path, f"tensor {name!r}: its byte range does not match its shape {shape}", slide)
+    if (
+        min(shape, default=0) < 0
+        or end - begin != int(np.prod(shape)) * SAFETENSORS_DTYPES[dtype].itemsize
+    ):
+        raise _fail(
+            path, f"tensor {name!r}: its byte range does not match its shape {shape}", slide
+        )
     offset = 8 + size + begin
     if path.stat().st_size < offset + (end - begin):
         raise _fail(path, "the file is shorter than its header says (truncated?)", slide)
@@ -102,42 +128,73 @@ def probe(path: Path, slide: str, dataset: str = "features") -> SlideFile:
     """A slide's shape and dtype from its file's header (no feature values are read)."""
     suffix = path.suffix.lower()
     if suffix in PICKLED:
-        raise _fail(path, f"{suffix} files are pickles and are refused (loading one can run code); {CONVERT}", slide)
+        raise _fail(
+            path,
+            f"{suffix} files are pickles and are refused (loading one can run code); {CONVERT}",
+            slide,
+        )
     if suffix not in SUFFIXES:
-        raise _fail(path, f"unsupported feature file type {suffix or '(none)'}; use {', '.join(SUFFIXES)}", slide)
+        raise _fail(
+            path,
+            f"unsupported feature file type {suffix or '(none)'}; use {', '.join(SUFFIXES)}",
+            slide,
+        )
     if not path.is_file():
         raise _fail(path, "feature file not found", slide)
     if suffix == ".npy":
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
         except DAMAGED as exc:
-            raise _fail(path, f"not a readable .npy array ({(str(exc).splitlines() or [type(exc).__name__])[0]})", slide) from None
+            raise _fail(
+                path,
+                f"not a readable .npy array ({(str(exc).splitlines() or [type(exc).__name__])[0]})",
+                slide,
+            ) from None
         n, f = _shape2d(arr.shape, path, slide)
         return SlideFile(slide, str(path), n, f, _float_dtype(arr.dtype, path, slide))
     if suffix == ".safetensors":
         shape, dtype, _ = _safetensors_header(path, dataset, slide)
         n, f = _shape2d(shape, path, slide)
-        return SlideFile(slide, str(path), n, f, "bfloat16" if dtype == "BF16" else str(SAFETENSORS_DTYPES[dtype]))
+        return SlideFile(
+            slide,
+            str(path),
+            n,
+            f,
+            "bfloat16" if dtype == "BF16" else str(SAFETENSORS_DTYPES[dtype]),
+        )
     import h5py
 
     try:
         with h5py.File(path, "r") as h5:
             if dataset not in h5 or not isinstance(h5[dataset], h5py.Dataset):
-                raise _fail(path, f"no dataset {dataset!r} (has: {', '.join(sorted(h5.keys())) or 'none'})", slide)
+                raise _fail(
+                    path,
+                    f"no dataset {dataset!r} (has: {', '.join(sorted(h5.keys())) or 'none'})",
+                    slide,
+                )
             ds = h5[dataset]
             n, f = _shape2d(ds.shape, path, slide)
             return SlideFile(slide, str(path), n, f, _float_dtype(ds.dtype, path, slide))
     except DataError:
         raise
     except DAMAGED as exc:
-        raise _fail(path, f"not a readable HDF5 file ({(str(exc).splitlines() or [type(exc).__name__])[0]})", slide) from None
+        raise _fail(
+            path,
+            f"not a readable HDF5 file ({(str(exc).splitlines() or [type(exc).__name__])[0]})",
+            slide,
+        ) from None
 
 
 def _bf16_to_f32(raw: np.ndarray) -> np.ndarray:
     return (raw.astype(np.uint32) << 16).view(np.float32)
 
 
-def read_rows(slide: SlideFile, rows: np.ndarray | None = None, dataset: str = "features", stored: bool = False) -> np.ndarray:
+def read_rows(
+    slide: SlideFile,
+    rows: np.ndarray | None = None,
+    dataset: str = "features",
+    stored: bool = False,
+) -> np.ndarray:
     """Rows of a slide (k, F): all of them, or the sorted, unique ``rows``; float32, or with
     ``stored`` float16 where the file holds float16. Raises :class:`DataError` naming the file and
     slide if the file changed or holds a non-finite value."""
@@ -149,10 +206,17 @@ def read_rows(slide: SlideFile, rows: np.ndarray | None = None, dataset: str = "
     except DataError:
         raise
     except DAMAGED as exc:  # a file damaged since it was checked
-        raise _fail(path, f"cannot be read ({(str(exc).splitlines() or [type(exc).__name__])[0]})", slide.slide_id) from None
+        raise _fail(
+            path,
+            f"cannot be read ({(str(exc).splitlines() or [type(exc).__name__])[0]})",
+            slide.slide_id,
+        ) from None
     if out.shape != (slide.instances if whole else k, slide.features):
-        raise _fail(path, f"changed since it was checked: shape {out.shape}, expected ({slide.instances}, {slide.features})",
-                    slide.slide_id)
+        raise _fail(
+            path,
+            f"changed since it was checked: shape {out.shape}, expected ({slide.instances}, {slide.features})",
+            slide.slide_id,
+        )
     if whole and rows is not None:
         out = out[rows]
     finite = np.isfinite(out).all(axis=1)
@@ -172,7 +236,9 @@ def _read(path: Path, slide: SlideFile, rows: np.ndarray | None, dataset: str) -
     if suffix == ".safetensors":
         shape, dtype, offset = _safetensors_header(path, dataset, slide.slide_id)
         n, f = _shape2d(shape, path, slide.slide_id)
-        arr = np.memmap(path, dtype=SAFETENSORS_DTYPES[dtype], mode="r", offset=offset, shape=(n, f))
+        arr = np.memmap(
+            path, dtype=SAFETENSORS_DTYPES[dtype], mode="r", offset=offset, shape=(n, f)
+        )
         part = np.asarray(arr if rows is None else arr[rows])
         return _bf16_to_f32(part) if dtype == "BF16" else _narrow(part)
     import h5py

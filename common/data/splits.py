@@ -18,29 +18,39 @@ class Split:
     test: np.ndarray
 
 
-def random_split(n: int, seed: int, fractions: tuple[float, float, float] = (0.70, 0.15, 0.15),
-                 stratify: np.ndarray | None = None) -> Split:
+def random_split(
+    n: int,
+    seed: int,
+    fractions: tuple[float, float, float] = (0.70, 0.15, 0.15),
+    stratify: np.ndarray | None = None,
+) -> Split:
     """A seeded random split of ``range(n)``; with ``stratify``, each stratum is split alike
     (use the event indicator or the class, so small sets keep events in every part)."""
     if abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) <= 0:
         raise ValueError(f"fractions must be positive and sum to 1, got {fractions}")
     rng = np.random.default_rng(seed)
-    strata = np.zeros(n, dtype=int) if stratify is None else np.unique(np.asarray(stratify), return_inverse=True)[1]
+    strata = (
+        np.zeros(n, dtype=int)
+        if stratify is None
+        else np.unique(np.asarray(stratify), return_inverse=True)[1]
+    )
     parts: list[list[int]] = [[], [], []]
     for s in np.unique(strata):
         idx = rng.permutation(np.flatnonzero(strata == s))
         n_tr = round(fractions[0] * idx.size)
         n_va = round(fractions[1] * idx.size)
         parts[0] += idx[:n_tr].tolist()
-        parts[1] += idx[n_tr:n_tr + n_va].tolist()
-        parts[2] += idx[n_tr + n_va:].tolist()
+        parts[1] += idx[n_tr : n_tr + n_va].tolist()
+        parts[2] += idx[n_tr + n_va :].tolist()
     train, val, test = (np.sort(np.array(p, dtype=np.int64)) for p in parts)
     if min(train.size, val.size, test.size) == 0:
         raise ValueError(f"{n} samples are too few for a {fractions} split")
     return Split(train, val, test)
 
 
-def site_split(data: MultimodalDataset, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def site_split(
+    data: MultimodalDataset, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """A site's own split of its patients: (training rows, validation rows). Validation patients
     are never trained on: every block of the site stops early on them, and the site scores model
     versions on them (federated evaluation). A ``split`` column in the site's data (``holdout``)
@@ -51,8 +61,10 @@ def site_split(data: MultimodalDataset, val_fraction: float, seed: int) -> tuple
         val = np.flatnonzero(data.holdout)
         train = np.flatnonzero(~data.holdout)
         if val.size == 0 or train.size == 0:
-            raise ValueError(f"the data's split column marks {val.size} validation and {train.size} training patients; "
-                             "both are needed")
+            raise ValueError(
+                f"the data's split column marks {val.size} validation and {train.size} training patients; "
+                "both are needed"
+            )
         return train, val
     strata = data.event if data.task == "survival" else data.label
     half = val_fraction / 2
@@ -69,7 +81,9 @@ def strata_of(data: MultimodalDataset) -> np.ndarray:
     return np.asarray(data.event if data.task == "survival" else data.label).astype(np.int64)
 
 
-def site_folds(data: MultimodalDataset, folds: int, seed: int, setting: str = "[evaluation] folds") -> np.ndarray:
+def site_folds(
+    data: MultimodalDataset, folds: int, seed: int, setting: str = "[evaluation] folds"
+) -> np.ndarray:
     """(n,) the fold 0..folds-1 of each of the site's patients: a seeded K-fold partition of
     *all* of them, stratified by event / class (each stratum dealt round-robin after a seeded
     shuffle, so every fold holds an event and a censored patient, or every class, whenever the
@@ -77,15 +91,21 @@ def site_folds(data: MultimodalDataset, folds: int, seed: int, setting: str = "[
     a patient is in the same fold for every modality. Raises :class:`FoldError` naming
     ``setting`` when ``folds`` is below 2 or above the smallest class."""
     if folds < 2:
-        raise FoldError(f"{setting} = {folds}: cross-fitting needs at least 2 folds (0 switches it off)")
+        raise FoldError(
+            f"{setting} = {folds}: cross-fitting needs at least 2 folds (0 switches it off)"
+        )
     strata = strata_of(data)
     values, counts = np.unique(strata, return_counts=True)
     if data.task == "survival" and values.size < 2:
-        counts = np.append(counts, 0)  # no event, or no censored patient: the smallest class is empty
+        counts = np.append(
+            counts, 0
+        )  # no event, or no censored patient: the smallest class is empty
     if int(counts.min()) < folds:
         what = "events or censored patients" if data.task == "survival" else "patients of a class"
-        raise FoldError(f"{setting} = {folds} is more folds than this site's smallest class ({int(counts.min())} {what} "
-                        f"among {len(data)} patients); set fewer folds (or 0 for a validation split)")
+        raise FoldError(
+            f"{setting} = {folds} is more folds than this site's smallest class ({int(counts.min())} {what} "
+            f"among {len(data)} patients); set fewer folds (or 0 for a validation split)"
+        )
     rng = np.random.default_rng(seed)
     out = np.empty(len(data), dtype=np.int64)
     start = 0
@@ -151,8 +171,9 @@ def _standardised(mod: ModalityData, mean: torch.Tensor, std: torch.Tensor) -> M
     return replace(mod, x=torch.where(keep, x, torch.zeros_like(x)))
 
 
-def bag_scaling(mod: BagData, min_cell: int = 1, seed: int = 0, bags: int = 256,
-                per_bag: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+def bag_scaling(
+    mod: BagData, min_cell: int = 1, seed: int = 0, bags: int = 256, per_bag: int = 128
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-feature mean and std of a bag modality's instances, from a seeded sample (up to ``bags``
     bags, ``per_bag`` instances each; 0 = all, a full pass) in which every bag counts once: the
     mean of the bags' means, and the std from the mean of their mean squares. A sample and not a

@@ -33,7 +33,9 @@ class Candidate:
     latent_merge: str = "harmonic"
     head_merge: str = "spherical"
     model_id: str = ""  # version: the version; fuse-round: the version the run started from
-    weights_sha256: str = ""  # fuse-round: the round's packed trainable tensors (fetched by the site)
+    weights_sha256: str = (
+        ""  # fuse-round: the round's packed trainable tensors (fetched by the site)
+    )
     weights_size: int = 0
     fuse_mode: str = ""  # fuse-round: "stack" or "weave"
     layout: str = ""  # fuse-round: digest of the tensors' names, shapes and dtypes
@@ -55,18 +57,31 @@ class Candidate:
         if self.is_recipe:
             if not self.block_ids:
                 return f"candidate {self.candidate_id!r}: a {self.kind} needs at least one block"
-            if len(set(self.block_ids)) != len(self.block_ids) or any(len(b) != 64 or set(b) - HEX for b in self.block_ids):
+            if len(set(self.block_ids)) != len(self.block_ids) or any(
+                len(b) != 64 or set(b) - HEX for b in self.block_ids
+            ):
                 return f"candidate {self.candidate_id!r}: block ids must be distinct sha256 hex digests"
-            if self.weights and (len(self.weights) != len(self.block_ids)
-                                 or not all(math.isfinite(w) and w > 0 for w in self.weights)):
+            if self.weights and (
+                len(self.weights) != len(self.block_ids)
+                or not all(math.isfinite(w) and w > 0 for w in self.weights)
+            ):
                 return f"candidate {self.candidate_id!r}: weights must be {len(self.block_ids)} finite numbers > 0"
         elif not self.model_id:
             return f"candidate {self.candidate_id!r}: a {self.kind} candidate names a model version"
-        if self.kind == "fuse-round" and (len(self.weights_sha256) != 64 or self.fuse_mode not in ("stack", "weave")
-                                          or self.weights_size <= 0 or not self.layout):
+        if self.kind == "fuse-round" and (
+            len(self.weights_sha256) != 64
+            or self.fuse_mode not in ("stack", "weave")
+            or self.weights_size <= 0
+            or not self.layout
+        ):
             return f"candidate {self.candidate_id!r}: a fuse-round candidate needs its weights' sha256 and size, mode and layout"
-        if self.folds < 0 or self.folds == 1 or self.folds > MAX_FOLDS or (self.folds and self.kind != "fuse-round") \
-                or self.weights_size % (4 * (1 + self.folds)):
+        if (
+            self.folds < 0
+            or self.folds == 1
+            or self.folds > MAX_FOLDS
+            or (self.folds and self.kind != "fuse-round")
+            or self.weights_size % (4 * (1 + self.folds))
+        ):
             return f"candidate {self.candidate_id!r}: folds {self.folds} cannot be (a fuse-round's fold runs: 0 or 2..{MAX_FOLDS})"
         return None
 

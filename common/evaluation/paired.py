@@ -45,7 +45,9 @@ class TestSet:
     n_classes: int  # classification: C; survival: ignored
     site: np.ndarray  # (n,) site label of each patient
     targets: dict[str, np.ndarray]  # survival {"time", "event"}; classification {"label"}
-    scores: dict[str, np.ndarray]  # model -> (n,) risk or (n, C) class probabilities; every patient scored
+    scores: dict[
+        str, np.ndarray
+    ]  # model -> (n,) risk or (n, C) class probabilities; every patient scored
 
     @property
     def patients(self) -> int:
@@ -80,8 +82,15 @@ class Comparison:
     seeds: int  # seeds that scored both models
 
     def to_dict(self) -> dict[str, object]:
-        return {"a": self.a, "b": self.b, "diff": _r(self.diff), "low": _r(self.low), "high": _r(self.high),
-                "patients": self.patients, "seeds": self.seeds}
+        return {
+            "a": self.a,
+            "b": self.b,
+            "diff": _r(self.diff),
+            "low": _r(self.low),
+            "high": _r(self.high),
+            "patients": self.patients,
+            "seeds": self.seeds,
+        }
 
 
 def _r(x: float) -> float | None:
@@ -102,14 +111,21 @@ def site_blocks(test: TestSet) -> list[Block]:
         for key, members in groups.items():
             rows = np.frombuffer(key, dtype=np.intp)
             widths = [cols.size for _, cols, _ in members]
-            out.append(Block(idx[rows], idx[np.concatenate([cols for _, cols, _ in members])],
-                             np.hstack([pairs for _, _, pairs in members]), np.array([k for k, _, _ in members]),
-                             np.cumsum([0, *widths[:-1]])))
+            out.append(
+                Block(
+                    idx[rows],
+                    idx[np.concatenate([cols for _, cols, _ in members])],
+                    np.hstack([pairs for _, _, pairs in members]),
+                    np.array([k for k, _, _ in members]),
+                    np.cumsum([0, *widths[:-1]]),
+                )
+            )
     return out
 
 
-def _strata_pairs(kind: str, targets: dict[str, np.ndarray],
-                  n_classes: int) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+def _strata_pairs(
+    kind: str, targets: dict[str, np.ndarray], n_classes: int
+) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
     """(stratum, rows, cols, (r, c) 0/1 comparable) of one site's patients, for every stratum with pairs."""
     firsts: dict[int, list[np.ndarray]] = {}
     seconds: dict[int, list[np.ndarray]] = {}
@@ -143,13 +159,18 @@ def pair_values(test: TestSet, model: str, blocks: Sequence[Block]) -> list[np.n
         ends = [*b.starts[1:], b.cols.size]
         parts = []
         for k, start, end in zip(b.strata, b.starts, ends, strict=True):
-            hi, lo = ranked[k][b.rows][:, None], ranked[k][b.cols[start:end]][None, :]  # (r, 1), (1, c_k)
+            hi, lo = (
+                ranked[k][b.rows][:, None],
+                ranked[k][b.cols[start:end]][None, :],
+            )  # (r, 1), (1, c_k)
             parts.append((hi > lo) + 0.5 * (hi == lo))
         out.append(b.pairs * np.hstack(parts).astype(np.float32))  # (r, c)
     return out
 
 
-def _counts(blocks: Sequence[Block], mats: Sequence[np.ndarray], w: np.ndarray, strata: int) -> np.ndarray:
+def _counts(
+    blocks: Sequence[Block], mats: Sequence[np.ndarray], w: np.ndarray, strata: int
+) -> np.ndarray:
     """Per replicate and stratum, sum over pairs of w_i w_j m_ij: (R, n) multiplicities -> (R, strata).
 
     The float32 products are exact: entries are multiples of 0.5 no larger than the patients drawn."""
@@ -192,13 +213,19 @@ def multiplicities(site: np.ndarray, replicates: int, rng: np.random.Generator) 
     w = np.zeros((replicates, site.shape[0]), dtype=np.float32)  # (R, n)
     for label in np.unique(site):
         idx = np.flatnonzero(site == label)
-        draws = rng.integers(0, idx.size, size=(replicates, idx.size)) + idx.size * np.arange(replicates)[:, None]  # (R, n_s)
-        w[:, idx] = np.bincount(draws.ravel(), minlength=replicates * idx.size).reshape(replicates, idx.size)
+        draws = (
+            rng.integers(0, idx.size, size=(replicates, idx.size))
+            + idx.size * np.arange(replicates)[:, None]
+        )  # (R, n_s)
+        w[:, idx] = np.bincount(draws.ravel(), minlength=replicates * idx.size).reshape(
+            replicates, idx.size
+        )
     return w
 
 
-def _replicate_diffs(test: TestSet, a: str, others: Sequence[str], replicates: int,
-                     rng: np.random.Generator) -> dict[str, tuple[float, np.ndarray]]:
+def _replicate_diffs(
+    test: TestSet, a: str, others: Sequence[str], replicates: int, rng: np.random.Generator
+) -> dict[str, tuple[float, np.ndarray]]:
     """One seed: for each b in ``others``, (metric(a) - metric(b) on all patients, (R,) the same
     difference on each bootstrap draw). The draws are shared by every b."""
     blocks = site_blocks(test)
@@ -221,13 +248,23 @@ def _replicate_diffs(test: TestSet, a: str, others: Sequence[str], replicates: i
     return out
 
 
-def _chunked(blocks: Sequence[Block], mats: Sequence[np.ndarray], w: np.ndarray, strata: int) -> np.ndarray:
+def _chunked(
+    blocks: Sequence[Block], mats: Sequence[np.ndarray], w: np.ndarray, strata: int
+) -> np.ndarray:
     """:func:`_counts` over ``CHUNK`` replicates at a time: (R, n) -> (R, strata)."""
-    return np.concatenate([_counts(blocks, mats, w[s:s + CHUNK], strata) for s in range(0, w.shape[0], CHUNK)])
+    return np.concatenate(
+        [_counts(blocks, mats, w[s : s + CHUNK], strata) for s in range(0, w.shape[0], CHUNK)]
+    )
 
 
-def compare_models(tests: Sequence[TestSet], a: str, others: Sequence[str], replicates: int = 2000,
-                   seed: int = 0, level: float = 0.95) -> list[Comparison]:
+def compare_models(
+    tests: Sequence[TestSet],
+    a: str,
+    others: Sequence[str],
+    replicates: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> list[Comparison]:
     """Model ``a`` against each of ``others`` on the seeds that scored both (a model no seed shares
     with ``a`` is left out): the mean over seeds of the within-site metric difference, and its
     ``level`` percentile interval over ``replicates`` paired draws stratified by site. Seed t's
@@ -237,7 +274,11 @@ def compare_models(tests: Sequence[TestSet], a: str, others: Sequence[str], repl
     per_seed: list[dict[str, tuple[float, np.ndarray]]] = []
     for t, test in enumerate(tests):
         shared = [b for b in others if a in test.scores and b in test.scores]
-        per_seed.append(_replicate_diffs(test, a, shared, replicates, np.random.default_rng([seed, t])) if shared else {})
+        per_seed.append(
+            _replicate_diffs(test, a, shared, replicates, np.random.default_rng([seed, t]))
+            if shared
+            else {}
+        )
     out = []
     for b in others:
         used = [t for t, d in enumerate(per_seed) if b in d]
@@ -246,7 +287,9 @@ def compare_models(tests: Sequence[TestSet], a: str, others: Sequence[str], repl
         diff = float(np.mean([per_seed[t][b][0] for t in used]))
         reps = np.mean([per_seed[t][b][1] for t in used], axis=0)  # (R,)
         low, high = _percentiles(reps, level)
-        out.append(Comparison(a, b, diff, low, high, sum(tests[t].patients for t in used), len(used)))
+        out.append(
+            Comparison(a, b, diff, low, high, sum(tests[t].patients for t in used), len(used))
+        )
     return out
 
 

@@ -28,7 +28,9 @@ def n_strata(kind: str, n_classes: int) -> int:
     return 1 if kind == "survival" else n_classes * (n_classes - 1)
 
 
-def pair_blocks(kind: str, targets: dict[str, np.ndarray], n_classes: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def pair_blocks(
+    kind: str, targets: dict[str, np.ndarray], n_classes: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(stratum, first, second): the comparable pairs in blocks of at most ``ROWS`` x n; ``first``
     is the patient that should rank higher (memory stays O(ROWS x n) for any validation set)."""
     if kind == "survival":
@@ -36,7 +38,9 @@ def pair_blocks(kind: str, targets: dict[str, np.ndarray], n_classes: int) -> It
         e = np.asarray(targets["event"]).astype(bool)
         for start in range(0, t.size, ROWS):
             i = np.arange(start, min(start + ROWS, t.size))
-            ok = e[i, None] & ((t[i, None] < t[None, :]) | ((t[i, None] == t[None, :]) & ~e[None, :]))  # (rows, n)
+            ok = e[i, None] & (
+                (t[i, None] < t[None, :]) | ((t[i, None] == t[None, :]) & ~e[None, :])
+            )  # (rows, n)
             hi, lo = np.nonzero(ok)
             yield 0, i[hi], lo
         return
@@ -49,7 +53,7 @@ def pair_blocks(kind: str, targets: dict[str, np.ndarray], n_classes: int) -> It
             first, second = np.flatnonzero(y == a), np.flatnonzero(y == b)
             rows = max(1, ROWS * 64 // max(1, second.size))
             for start in range(0, first.size, rows):
-                chunk = first[start:start + rows]
+                chunk = first[start : start + rows]
                 yield k, np.repeat(chunk, second.size), np.tile(second, chunk.size)
             k += 1
 
@@ -79,8 +83,14 @@ def events_of(kind: str, targets: dict[str, np.ndarray], n_classes: int, rows: n
     return int(counts[counts > 0].min()) if counts.any() else 0
 
 
-def score_candidates(kind: str, n_classes: int, targets: dict[str, np.ndarray], scores: list[np.ndarray | None],
-                     scored: list[np.ndarray], min_cell: int = 1) -> list[CandidateScore | None]:
+def score_candidates(
+    kind: str,
+    n_classes: int,
+    targets: dict[str, np.ndarray],
+    scores: list[np.ndarray | None],
+    scored: list[np.ndarray],
+    min_cell: int = 1,
+) -> list[CandidateScore | None]:
     """Pair counts and jackknife variances of every candidate on the same patients.
 
     ``scores[k]``: candidate k's risk (n,) or probabilities (n, C), or None; ``scored[k]``: (n,)
@@ -90,7 +100,10 @@ def score_candidates(kind: str, n_classes: int, targets: dict[str, np.ndarray], 
     n, m, s_n = len(scored[0]), len(scores), n_strata(kind, n_classes)
     ranked = [strata_scores(s, n_classes, kind) if s is not None else None for s in scores]
     num, den = np.zeros((m, s_n)), np.zeros((m, s_n))
-    num_p, den_p = np.zeros((m, n, s_n)), np.zeros((m, n, s_n))  # each patient's share: the pairs it is part of
+    num_p, den_p = (
+        np.zeros((m, n, s_n)),
+        np.zeros((m, n, s_n)),
+    )  # each patient's share: the pairs it is part of
     conc, tied = np.zeros((m, s_n), dtype=np.int64), np.zeros((m, s_n), dtype=np.int64)
     for k, first, second in pair_blocks(kind, targets, n_classes):
         for c, (r, ok) in enumerate(zip(ranked, scored, strict=True)):
@@ -102,23 +115,42 @@ def score_candidates(kind: str, n_classes: int, targets: dict[str, np.ndarray], 
             value = (hi > lo) + 0.5 * (hi == lo)
             num[c, k] += value.sum()
             den[c, k] += f.size
-            num_p[c, :, k] += np.bincount(f, weights=value, minlength=n) + np.bincount(g, weights=value, minlength=n)
+            num_p[c, :, k] += np.bincount(f, weights=value, minlength=n) + np.bincount(
+                g, weights=value, minlength=n
+            )
             den_p[c, :, k] += np.bincount(f, minlength=n) + np.bincount(g, minlength=n)
             conc[c, k] += int((hi > lo).sum())
             tied[c, k] += int((hi == lo).sum())
-    loo = _metric(num[:, None, :] - num_p, den[:, None, :] - den_p)  # (m, n): the metric without patient p
+    loo = _metric(
+        num[:, None, :] - num_p, den[:, None, :] - den_p
+    )  # (m, n): the metric without patient p
     out: list[CandidateScore | None] = []
     for c in range(m):
         if ranked[c] is None or den[c].sum() == 0:
             out.append(None)
             continue
         ok = scored[c]
-        counts = tuple(PairCounts(int(conc[c, k]), int(den[c, k]) - int(conc[c, k]) - int(tied[c, k]), int(tied[c, k]))
-                       for k in range(s_n))
+        counts = tuple(
+            PairCounts(
+                int(conc[c, k]), int(den[c, k]) - int(conc[c, k]) - int(tied[c, k]), int(tied[c, k])
+            )
+            for k in range(s_n)
+        )
         shared = ok & scored[0]
-        var_diff = _jackknife((loo[c] - loo[0])[shared]) if den[0].sum() > 0 and shared.sum() >= min_cell else float("nan")
-        out.append(CandidateScore(counts, int(ok.sum()), events_of(kind, targets, n_classes, ok), _jackknife(loo[c][ok]),
-                                  var_diff))
+        var_diff = (
+            _jackknife((loo[c] - loo[0])[shared])
+            if den[0].sum() > 0 and shared.sum() >= min_cell
+            else float("nan")
+        )
+        out.append(
+            CandidateScore(
+                counts,
+                int(ok.sum()),
+                events_of(kind, targets, n_classes, ok),
+                _jackknife(loo[c][ok]),
+                var_diff,
+            )
+        )
     return out
 
 

@@ -73,7 +73,9 @@ class CandidateScore:
             return "no comparable pair"
         if not (math.isfinite(self.var_metric) and 0.0 <= self.var_metric <= 1.0):
             return f"var_metric {self.var_metric} is not a variance of a metric in [0, 1]"
-        if not (math.isnan(self.var_diff) or 0.0 <= self.var_diff <= 1.0):  # NaN: too few patients shared with the reference
+        if not (
+            math.isnan(self.var_diff) or 0.0 <= self.var_diff <= 1.0
+        ):  # NaN: too few patients shared with the reference
             return f"var_diff {self.var_diff} is not a variance of a difference of metrics"
         return None
 
@@ -105,8 +107,15 @@ class Consortium:
     se_diff: float = float("nan")
 
     def to_dict(self) -> dict[str, object]:
-        return {"value": _r(self.value), "se": _r(self.se), "sites": list(self.sites), "patients": self.patients,
-                "events": self.events, "diff": _r(self.diff), "se_diff": _r(self.se_diff)}
+        return {
+            "value": _r(self.value),
+            "se": _r(self.se),
+            "sites": list(self.sites),
+            "patients": self.patients,
+            "events": self.events,
+            "diff": _r(self.diff),
+            "se_diff": _r(self.se_diff),
+        }
 
 
 def _r(x: float) -> float | None:
@@ -126,14 +135,21 @@ def _weighted_se(scores: Sequence[CandidateScore], attr: str) -> float:
     return math.sqrt(var)
 
 
-def consortium(by_site: Mapping[str, CandidateScore], reference: Mapping[str, CandidateScore] | None = None) -> Consortium:
+def consortium(
+    by_site: Mapping[str, CandidateScore], reference: Mapping[str, CandidateScore] | None = None
+) -> Consortium:
     """Combine one candidate's site scores; with ``reference`` (the reference candidate's scores
     from the same job), also the difference on the sites that scored both."""
     sites = tuple(sorted(by_site))
     scores = [by_site[s] for s in sites]
     value = stratified_metric(scores)
-    out = Consortium(value, _weighted_se(scores, "var_metric"), sites, sum(s.patients for s in scores),
-                     sum(s.events for s in scores))
+    out = Consortium(
+        value,
+        _weighted_se(scores, "var_metric"),
+        sites,
+        sum(s.patients for s in scores),
+        sum(s.events for s in scores),
+    )
     if reference is None:
         return out
     common = [s for s in sites if s in reference]
@@ -141,13 +157,21 @@ def consortium(by_site: Mapping[str, CandidateScore], reference: Mapping[str, Ca
         return out
     mine = [by_site[s] for s in common]
     diff = stratified_metric(mine) - stratified_metric([reference[s] for s in common])
-    return Consortium(out.value, out.se, out.sites, out.patients, out.events, diff, _weighted_se(mine, "var_diff"))
+    return Consortium(
+        out.value, out.se, out.sites, out.patients, out.events, diff, _weighted_se(mine, "var_diff")
+    )
 
 
-def compare(a: Mapping[str, CandidateScore], b: Mapping[str, CandidateScore]) -> tuple[float, float, tuple[str, ...]]:
+def compare(
+    a: Mapping[str, CandidateScore], b: Mapping[str, CandidateScore]
+) -> tuple[float, float, tuple[str, ...]]:
     """(metric of a, metric of b, sites) on the sites that scored both: versions measured in
     different jobs are compared on the same patients only."""
     common = tuple(sorted(set(a) & set(b)))
     if not common:
         return float("nan"), float("nan"), ()
-    return stratified_metric([a[s] for s in common]), stratified_metric([b[s] for s in common]), common
+    return (
+        stratified_metric([a[s] for s in common]),
+        stratified_metric([b[s] for s in common]),
+        common,
+    )

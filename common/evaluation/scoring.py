@@ -47,7 +47,9 @@ def whole(data: MultimodalDataset, model: Scorable) -> list[Part]:
     return [(np.arange(len(data)), model)]
 
 
-def predict_parts(parts: Sequence[Part], data: MultimodalDataset, spec: TaskSpec) -> tuple[np.ndarray | None, np.ndarray]:
+def predict_parts(
+    parts: Sequence[Part], data: MultimodalDataset, spec: TaskSpec
+) -> tuple[np.ndarray | None, np.ndarray]:
     """Every patient's score by the part that scores it, and (n,) which patients were scored
     (those of a part's rows with one of its model's modalities). None: nobody."""
     mask = np.zeros(len(data), dtype=bool)
@@ -67,8 +69,9 @@ def predict_parts(parts: Sequence[Part], data: MultimodalDataset, spec: TaskSpec
     return full, mask
 
 
-def score_models(models: Sequence[Sequence[Part] | None], data: MultimodalDataset, spec: TaskSpec,
-                 min_cell: int) -> list[CandidateScore | None]:
+def score_models(
+    models: Sequence[Sequence[Part] | None], data: MultimodalDataset, spec: TaskSpec, min_cell: int
+) -> list[CandidateScore | None]:
     """The report's score of every candidate on ``data`` (None: left out); the first is the
     reference. A candidate is given as parts: each part's model scores its rows of ``data``
     (cross-fitting: a patient of fold k through the candidate rebuilt from the site's fold-k
@@ -89,8 +92,13 @@ def score_models(models: Sequence[Sequence[Part] | None], data: MultimodalDatase
     return score_candidates(spec.kind, spec.n_classes, data.targets(), scores, masks, min_cell)
 
 
-def fold_parts(make: Callable[[list[LegoBlock]], Any], blocks: Sequence[LegoBlock],
-               copies: Mapping[int, FoldCopies], fold_of: np.ndarray | None, n: int) -> list[Part]:
+def fold_parts(
+    make: Callable[[list[LegoBlock]], Any],
+    blocks: Sequence[LegoBlock],
+    copies: Mapping[int, FoldCopies],
+    fold_of: np.ndarray | None,
+    n: int,
+) -> list[Part]:
     """A candidate made from ``blocks`` as a site scores it on its ``n`` patients: one model for
     all of them, or (cross-fitting, ``fold_of`` given) for the patients of fold k the candidate
     made with the site's own blocks (``copies``: position in ``blocks`` -> their fold copies)

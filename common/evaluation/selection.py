@@ -39,7 +39,9 @@ class BlockInfo:
     block_id: str
     site: str
     modality: str
-    n_train: int | None = None  # from the block's manifest (withheld below the site's minimum cell size)
+    n_train: int | None = (
+        None  # from the block's manifest (withheld below the site's minimum cell size)
+    )
 
 
 def _mean_one(w: Sequence[float]) -> tuple[float, ...]:
@@ -56,27 +58,47 @@ def first_candidates(blocks: Sequence[BlockInfo]) -> list[Candidate]:
     """The first job: the uniform merge (reference), the ensemble, the balanced and size-weighted
     variants where they differ from uniform, and every block alone."""
     ids = tuple(b.block_id for b in blocks)
-    out = [Candidate("uniform", "merge", "uniform merge", ids), Candidate("ensemble", "ensemble", "ensemble", ids)]
+    out = [
+        Candidate("uniform", "merge", "uniform merge", ids),
+        Candidate("ensemble", "ensemble", "ensemble", ids),
+    ]
     per_modality = {m: sum(b.modality == m for b in blocks) for m in {b.modality for b in blocks}}
     if len(set(per_modality.values())) > 1:
         balanced = _mean_one([1.0 / per_modality[b.modality] for b in blocks])
-        out += [Candidate("balanced", "merge", "modality-balanced merge", ids, balanced),
-                Candidate("balanced-ensemble", "ensemble", "modality-balanced ensemble", ids, balanced)]
+        out += [
+            Candidate("balanced", "merge", "modality-balanced merge", ids, balanced),
+            Candidate("balanced-ensemble", "ensemble", "modality-balanced ensemble", ids, balanced),
+        ]
     sizes = [b.n_train for b in blocks]
     if all(n is not None and n > 0 for n in sizes) and len(set(sizes)) > 1:
-        out.append(Candidate("size", "merge", "merge weighted by training patients", ids,
-                             shrunk([math.sqrt(float(n)) for n in sizes])))  # type: ignore[arg-type]
+        out.append(
+            Candidate(
+                "size",
+                "merge",
+                "merge weighted by training patients",
+                ids,
+                shrunk([math.sqrt(float(n)) for n in sizes]),  # type: ignore[arg-type]
+            )
+        )
     if len(blocks) > 1:
-        out += [Candidate(f"alone-{i}", "merge", f"{b.site}/{b.modality} alone", (b.block_id,)) for i, b in enumerate(blocks)]
+        out += [
+            Candidate(f"alone-{i}", "merge", f"{b.site}/{b.modality} alone", (b.block_id,))
+            for i, b in enumerate(blocks)
+        ]
     return out
 
 
-def quality_candidates(blocks: Sequence[BlockInfo], alone: Mapping[str, Consortium]) -> list[Candidate]:
+def quality_candidates(
+    blocks: Sequence[BlockInfo], alone: Mapping[str, Consortium]
+) -> list[Candidate]:
     """The second job: merge and ensemble weighted by each block's consortium validation metric
     above chance (``alone``: block id -> the block scored alone), shrunk toward equal weights. A
     block no site could score gets the median weight. Empty when no block is above chance."""
-    edge = {b.block_id: alone[b.block_id].value - 0.5 for b in blocks
-            if b.block_id in alone and math.isfinite(alone[b.block_id].value)}
+    edge = {
+        b.block_id: alone[b.block_id].value - 0.5
+        for b in blocks
+        if b.block_id in alone and math.isfinite(alone[b.block_id].value)
+    }
     if not edge or max(edge.values()) <= 0 or len(blocks) < 2:
         return []
     known = sorted(max(0.0, v) for v in edge.values())
@@ -86,8 +108,11 @@ def quality_candidates(blocks: Sequence[BlockInfo], alone: Mapping[str, Consorti
         return []
     w = shrunk(raw)
     ids = tuple(b.block_id for b in blocks)
-    return [Candidate("uniform", "merge", "uniform merge", ids), Candidate("quality", "merge", "merge weighted by validation", ids, w),
-            Candidate("quality-ensemble", "ensemble", "ensemble weighted by validation", ids, w)]
+    return [
+        Candidate("uniform", "merge", "uniform merge", ids),
+        Candidate("quality", "merge", "merge weighted by validation", ids, w),
+        Candidate("quality-ensemble", "ensemble", "ensemble weighted by validation", ids, w),
+    ]
 
 
 def publishable(c: Candidate, blocks: Sequence[BlockInfo]) -> bool:
@@ -100,10 +125,14 @@ def publishable(c: Candidate, blocks: Sequence[BlockInfo]) -> bool:
 class Choice:
     candidate: Candidate
     reason: str
-    bound: float = float("nan")  # gain - z * se of the chosen candidate (nan: the uniform merge by default)
+    bound: float = float(
+        "nan"
+    )  # gain - z * se of the chosen candidate (nan: the uniform merge by default)
 
 
-def choose(candidates: Sequence[Candidate], results: Mapping[str, Consortium], z: float = Z) -> Choice:
+def choose(
+    candidates: Sequence[Candidate], results: Mapping[str, Consortium], z: float = Z
+) -> Choice:
     """The candidate with the largest ``diff - z * se_diff`` over the reference (the first), if
     that is above zero; else the reference. ``results`` maps candidate id -> its consortium
     result (with ``diff`` against the reference of its job)."""
@@ -111,12 +140,21 @@ def choose(candidates: Sequence[Candidate], results: Mapping[str, Consortium], z
     scored = [(c, results[c.candidate_id]) for c in candidates[1:] if c.candidate_id in results]
     scored = [(c, r) for c, r in scored if math.isfinite(r.diff) and math.isfinite(r.se_diff)]
     if reference.candidate_id not in results or not scored:
-        return Choice(reference, f"{reference.label}: no site reported scores to compare candidates on")
+        return Choice(
+            reference, f"{reference.label}: no site reported scores to compare candidates on"
+        )
     bounds = [(r.diff - z * r.se_diff, c, r) for c, r in scored]
     bound, best, r = max(bounds, key=lambda x: x[0])
     if bound > 0:
-        return Choice(best, f"{best.label}: {r.diff:+.4f} over the {reference.label} on consortium validation, "
-                            f"standard error {r.se_diff:.4f} (a gain of more than {z:g} standard errors)", bound)
+        return Choice(
+            best,
+            f"{best.label}: {r.diff:+.4f} over the {reference.label} on consortium validation, "
+            f"standard error {r.se_diff:.4f} (a gain of more than {z:g} standard errors)",
+            bound,
+        )
     top_c, top_r = max(scored, key=lambda x: x[1].diff)
-    return Choice(reference, f"{reference.label}: no candidate gained more than {z:g} standard errors over it "
-                             f"(largest gain: {top_c.label} {top_r.diff:+.4f}, standard error {top_r.se_diff:.4f})")
+    return Choice(
+        reference,
+        f"{reference.label}: no candidate gained more than {z:g} standard errors over it "
+        f"(largest gain: {top_c.label} {top_r.diff:+.4f}, standard error {top_r.se_diff:.4f})",
+    )

@@ -29,7 +29,9 @@ class FuseConfig:
     """How LegoFuse rounds run; recorded on the fused version's model card."""
 
     mode: str = "stack"  # "stack" or "weave"
-    rounds: int = 6  # R federated rounds at most (the run keeps the best round on consortium validation)
+    rounds: int = (
+        6  # R federated rounds at most (the run keeps the best round on consortium validation)
+    )
     epochs: int = 1  # E local epochs per round
     lr: float = 5e-4
     batch_size: int = 32
@@ -44,12 +46,21 @@ class FuseConfig:
         if self.mode not in FUSE_MODES:
             raise ValueError(f"fuse mode must be one of {', '.join(FUSE_MODES)}, got {self.mode!r}")
         if self.folds < -1 or self.folds == 1:
-            raise ValueError(f"folds must be -1 (those of the parent's blocks), 0 (no fold runs) or 2 or more, got {self.folds}")
+            raise ValueError(
+                f"folds must be -1 (those of the parent's blocks), 0 (no fold runs) or 2 or more, got {self.folds}"
+            )
         for name in ("rounds", "epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not (math.isfinite(self.lr) and self.lr > 0 and math.isfinite(self.proximal_mu) and self.proximal_mu >= 0):
-            raise ValueError(f"lr must be a finite number > 0 and proximal_mu one >= 0, got {self.lr} and {self.proximal_mu}")
+        if not (
+            math.isfinite(self.lr)
+            and self.lr > 0
+            and math.isfinite(self.proximal_mu)
+            and self.proximal_mu >= 0
+        ):
+            raise ValueError(
+                f"lr must be a finite number > 0 and proximal_mu one >= 0, got {self.lr} and {self.proximal_mu}"
+            )
 
     @property
     def fold_runs(self) -> int:
@@ -63,8 +74,14 @@ class FuseConfig:
     def train_config(self, round_: int, device: str = "cpu") -> TrainConfig:
         """Round ``round_``'s local training: the seed depends on the round only, so every site
         (and the centralized run) draws the same way."""
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed * 1000 + round_,
-                           device=device, amp=False)
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            seed=self.seed * 1000 + round_,
+            device=device,
+            amp=False,
+        )
 
     def to_dict(self) -> dict[str, str | int | float]:
         return asdict(self)
@@ -105,14 +122,20 @@ def from_run_config(cls: type[T], rc: Mapping[str, object]) -> T:
     return cls(**values)
 
 
-def fused_model(blocks: Sequence[LegoBlock], mode: str, parameters: dict[str, str] | None = None) -> LegoFuse:
+def fused_model(
+    blocks: Sequence[LegoBlock], mode: str, parameters: dict[str, str] | None = None
+) -> LegoFuse:
     """The LegoFuse a fuse run starts from: the version's blocks, in its order, and its (weighted)
     head merge (an ensemble version: the spherical merge of its blocks' heads, with its weights)."""
     from ..artifacts.modelfile import recipe_weights
 
     params = parameters or {}
-    return LegoFuse(list(blocks), mode=mode, head_merge=params.get("head_merge", "spherical"),  # type: ignore[arg-type]
-                    head_weights=recipe_weights(params, len(blocks)))
+    return LegoFuse(
+        list(blocks),
+        mode=mode,  # type: ignore[arg-type]
+        head_merge=params.get("head_merge", "spherical"),
+        head_weights=recipe_weights(params, len(blocks)),
+    )
 
 
 def paired_only(data: MultimodalDataset, modalities: Sequence[str]) -> MultimodalDataset:
@@ -126,16 +149,24 @@ def paired_only(data: MultimodalDataset, modalities: Sequence[str]) -> Multimoda
     return data.subset(np.flatnonzero(both)).select_modalities(held)
 
 
-def local_round(model: LegoFuse, state: dict[str, torch.Tensor], data: MultimodalDataset, spec: TaskSpec, cfg: FuseConfig,
-                round_: int, device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+def local_round(
+    model: LegoFuse,
+    state: dict[str, torch.Tensor],
+    data: MultimodalDataset,
+    spec: TaskSpec,
+    cfg: FuseConfig,
+    round_: int,
+    device: str = "cpu",
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """What a site does in round ``round_``: load ``state``, train, return its weights and metrics."""
     model.load_state_dict(state, strict=True)
     metrics = train_epochs(model, data, spec, cfg.train_config(round_, device), cfg.proximal_mu)
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, metrics
 
 
-def centralized_fuse(model: LegoFuse, data: MultimodalDataset, spec: TaskSpec, cfg: FuseConfig,
-                     device: str = "cpu") -> list[dict[str, float]]:
+def centralized_fuse(
+    model: LegoFuse, data: MultimodalDataset, spec: TaskSpec, cfg: FuseConfig, device: str = "cpu"
+) -> list[dict[str, float]]:
     """The same R x E epochs in one process on ``data``: what FedAvg over one site must equal."""
     history = []
     for r in range(1, cfg.rounds + 1):

@@ -46,13 +46,21 @@ def pack_runs(states: Sequence[dict[str, torch.Tensor]], names: Sequence[str]) -
     for i, state in enumerate(states):
         for n in names:
             if state[n].dtype != torch.float32:
-                raise ValueError(f"tensor {n} is {state[n].dtype}; rounds carry float32 tensors only")
-        flat = np.concatenate([state[n].detach().cpu().numpy().ravel() for n in names]) if names else np.zeros(0, np.float32)
+                raise ValueError(
+                    f"tensor {n} is {state[n].dtype}; rounds carry float32 tensors only"
+                )
+        flat = (
+            np.concatenate([state[n].detach().cpu().numpy().ravel() for n in names])
+            if names
+            else np.zeros(0, np.float32)
+        )
         out[run_key(i)] = Array(flat)
     return ArrayRecord(out)
 
 
-def unpack(record: ArrayRecord, state: dict[str, torch.Tensor], names: Sequence[str], key: str = FLAT) -> dict[str, torch.Tensor]:
+def unpack(
+    record: ArrayRecord, state: dict[str, torch.Tensor], names: Sequence[str], key: str = FLAT
+) -> dict[str, torch.Tensor]:
     """``state`` with the tensors ``names`` taken from the packed array ``key`` of ``record``;
     ValueError if it does not fit."""
     if key not in record:
@@ -60,21 +68,27 @@ def unpack(record: ArrayRecord, state: dict[str, torch.Tensor], names: Sequence[
     flat = record[key].numpy()
     want = sum(state[n].numel() for n in names)
     if flat.dtype != np.float32 or flat.ndim != 1 or flat.size != want:
-        raise ValueError(f"the {key!r} array is {flat.dtype}{list(flat.shape)}; expected float32[{want}]")
+        raise ValueError(
+            f"the {key!r} array is {flat.dtype}{list(flat.shape)}; expected float32[{want}]"
+        )
     out = dict(state)
     at = 0
     for n in names:
         size = state[n].numel()
-        out[n] = torch.from_numpy(np.array(flat[at:at + size], copy=True)).reshape(state[n].shape)
+        out[n] = torch.from_numpy(np.array(flat[at : at + size], copy=True)).reshape(state[n].shape)
         at += size
     return out
 
 
-def unpack_runs(record: ArrayRecord, state: dict[str, torch.Tensor], names: Sequence[str], runs: int) -> list[dict[str, torch.Tensor]]:
+def unpack_runs(
+    record: ArrayRecord, state: dict[str, torch.Tensor], names: Sequence[str], runs: int
+) -> list[dict[str, torch.Tensor]]:
     """Every run's state from a round message that must hold exactly ``runs`` arrays."""
     want = {run_key(i) for i in range(runs)}
     if set(record) != want:
-        raise ValueError(f"the round message holds arrays {sorted(record)[:4]}; expected {sorted(want)[:4]}")
+        raise ValueError(
+            f"the round message holds arrays {sorted(record)[:4]}; expected {sorted(want)[:4]}"
+        )
     return [unpack(record, state, names, run_key(i)) for i in range(runs)]
 
 
@@ -86,30 +100,47 @@ def split_runs(data: bytes, runs: int) -> list[np.ndarray]:
     return [part.copy() for part in np.split(flat, runs)]
 
 
-def site_round(model: Any, content: RecordDict, data: MultimodalDataset, cfg: FuseConfig, round_: int,
-               device: str = "cpu", fold_data: Sequence[MultimodalDataset] = ()) -> RecordDict:
+def site_round(
+    model: Any,
+    content: RecordDict,
+    data: MultimodalDataset,
+    cfg: FuseConfig,
+    round_: int,
+    device: str = "cpu",
+    fold_data: Sequence[MultimodalDataset] = (),
+) -> RecordDict:
     """A site's part of round ``round_``: the global trainable tensors into its own copy of the
     model, ``cfg.epochs`` epochs on ``data``, the new trainable tensors and aggregates back. With
     fold runs (``cfg.folds``), run k also trains, from its own global tensors, on ``fold_data[k]``
     (the site's patients outside its fold k); only the full run's patient count is sent."""
     if len(fold_data) != cfg.fold_runs:
-        raise ValueError(f"the run has {cfg.fold_runs} fold runs; the site prepared data for {len(fold_data)}")
+        raise ValueError(
+            f"the run has {cfg.fold_runs} fold runs; the site prepared data for {len(fold_data)}"
+        )
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     names = trainable_names(model)
     expected = str(content["config"]["layout"])  # type: ignore[index]
     if layout(state, names) != expected:
-        raise ValueError("the round's tensor layout differs from this site's model of the same version; "
-                         "the coordinator and the site run different mmlego code")
+        raise ValueError(
+            "the round's tensor layout differs from this site's model of the same version; "
+            "the coordinator and the site run different mmlego code"
+        )
     starts = unpack_runs(content["arrays"], state, names, 1 + cfg.fold_runs)  # type: ignore[arg-type]
     new_states: list[dict[str, torch.Tensor]] = []
     loss = 0.0
     for i, (start, part) in enumerate(zip(starts, [data, *fold_data], strict=True)):
         if i > 0 and part is data and all(torch.equal(start[n], starts[0][n]) for n in names):
-            new_states.append(new_states[0])  # the same data from the same weights: the full run's result (a site without folds)
+            new_states.append(
+                new_states[0]
+            )  # the same data from the same weights: the full run's result (a site without folds)
             continue
         new_state, metrics = local_round(model, start, part, model.task, cfg, round_, device)
         new_states.append(new_state)
         if i == 0:
             loss = float(metrics["train_loss"])
-    return RecordDict({"arrays": pack_runs(new_states, names),
-                       "metrics": MetricRecord({"num-examples": len(data), "train_loss": loss})})
+    return RecordDict(
+        {
+            "arrays": pack_runs(new_states, names),
+            "metrics": MetricRecord({"num-examples": len(data), "train_loss": loss}),
+        }
+    )

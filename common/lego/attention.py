@@ -33,12 +33,18 @@ def segment_softmax(scores: torch.Tensor, segment: torch.Tensor, segments: int) 
 class CrossAttention(nn.Module):
     """Multi-head attention: latent rows query the encoder tokens (keys and values)."""
 
-    def __init__(self, query_dim: int, context_dim: int, heads: int = 1, dim_head: int = 64,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        query_dim: int,
+        context_dim: int,
+        heads: int = 1,
+        dim_head: int = 64,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         inner = heads * dim_head
         self.heads = heads
-        self.scale = dim_head ** -0.5
+        self.scale = dim_head**-0.5
         self.to_q = nn.Linear(query_dim, inner, bias=False)
         self.to_kv = nn.Linear(context_dim, 2 * inner, bias=False)
         self.to_out = nn.Linear(inner, query_dim)

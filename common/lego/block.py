@@ -27,7 +27,9 @@ class LatentStep(nn.Module):
         self.norm_ff = nn.LayerNorm(d)
         self.ff = FeedForward(d, config.ff_mult, config.ff_dropout)
 
-    def forward(self, latent: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, latent: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """``latent`` real (b, c, d) spatial -> complex (b, c, d) frequency."""
         freq = to_frequency(latent, self.fourier)
         q = freq.real
@@ -61,20 +63,27 @@ class LegoBlock(nn.Module):
             self.latent.normal_(0.0, 0.02, generator=gen)
         self.head.reset_parameters(gen)
 
-    def encode(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-               offsets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, offsets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Standardise, then run the encoder once: tokens (b, n, D) and their mask (b, n).
         ``x`` is padded (``mask``) or, for bags, packed end to end (``offsets``)."""
-        return run_encoder(self.encoder, self.scaling(x, mask), mask, offsets, self.config.encoder.token_dim)
+        return run_encoder(
+            self.encoder, self.scaling(x, mask), mask, offsets, self.config.encoder.token_dim
+        )
 
     def set_input_scaling(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Store the training rows' per-feature mean and std (constant features: std 1)."""
         self.scaling.set(mean, std)
 
     def initial_latent(self, batch: int) -> torch.Tensor:
-        return self.latent.unsqueeze(0).expand(batch, -1, -1)  # (b, c, d), a view: L0 stays a parameter
+        return self.latent.unsqueeze(0).expand(
+            batch, -1, -1
+        )  # (b, c, d), a view: L0 stays a parameter
 
-    def update(self, tokens: torch.Tensor, mask: torch.Tensor, latent: torch.Tensor | None = None) -> torch.Tensor:
+    def update(
+        self, tokens: torch.Tensor, mask: torch.Tensor, latent: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """S update steps from ``latent`` (default L0); returns the frequency latent (b, c, d).
         The inverse transform runs between steps only (not after the last)."""
         spatial = self.initial_latent(tokens.shape[0]) if latent is None else latent
@@ -85,9 +94,12 @@ class LegoBlock(nn.Module):
                 spatial = to_spatial(freq, self.config.fourier).real
         return freq
 
-    def frequency_latent(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                         offsets: torch.Tensor | None = None) -> torch.Tensor:
+    def frequency_latent(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, offsets: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.update(*self.encode(x, mask, offsets))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, offsets: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, offsets: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.head(self.frequency_latent(x, mask, offsets))

@@ -33,7 +33,9 @@ class BlockConfig:
     def __post_init__(self) -> None:
         check_mode(self.fourier)
         if not self.modality or not self.modality.replace("-", "").replace("_", "").isalnum():
-            raise ValueError(f"modality must be a non-empty name of letters, digits, '-' or '_', got {self.modality!r}")
+            raise ValueError(
+                f"modality must be a non-empty name of letters, digits, '-' or '_', got {self.modality!r}"
+            )
         for name in ("latent_rows", "latent_dim", "depth", "heads", "dim_head", "ff_mult"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

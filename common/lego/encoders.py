@@ -67,7 +67,9 @@ def known_encoders() -> list[str]:
 def build_encoder(config: EncoderConfig) -> nn.Module:
     """Build the encoder that ``config`` describes, or raise naming the known kinds."""
     if config.kind not in _ENCODERS:
-        raise ValueError(f"unknown encoder kind {config.kind!r}; known: {', '.join(known_encoders())}")
+        raise ValueError(
+            f"unknown encoder kind {config.kind!r}; known: {', '.join(known_encoders())}"
+        )
     if config.in_features < 1 or config.token_dim < 1 or config.n_tokens < 1:
         raise ValueError(f"encoder sizes must be positive, got {config}")
     return _ENCODERS[config.kind](config)
@@ -76,14 +78,23 @@ def build_encoder(config: EncoderConfig) -> nn.Module:
 def check_tokens(tokens: torch.Tensor, mask: torch.Tensor, batch: int, token_dim: int) -> None:
     """Assert an encoder's output contract: tokens (b, n, D) float, mask (b, n) bool."""
     if tokens.dim() != 3 or tokens.shape[0] != batch or tokens.shape[2] != token_dim:
-        raise ValueError(f"encoder must return tokens of shape ({batch}, n, {token_dim}), got {tuple(tokens.shape)}")
+        raise ValueError(
+            f"encoder must return tokens of shape ({batch}, n, {token_dim}), got {tuple(tokens.shape)}"
+        )
     if mask.dtype != torch.bool or tuple(mask.shape) != tuple(tokens.shape[:2]):
-        raise ValueError(f"encoder must return a bool mask of shape {tuple(tokens.shape[:2])}, "
-                         f"got {mask.dtype} {tuple(mask.shape)}")
+        raise ValueError(
+            f"encoder must return a bool mask of shape {tuple(tokens.shape[:2])}, "
+            f"got {mask.dtype} {tuple(mask.shape)}"
+        )
 
 
-def run_encoder(encoder: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None,
-                offsets: torch.Tensor | None = None, token_dim: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def run_encoder(
+    encoder: nn.Module,
+    x: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    offsets: torch.Tensor | None = None,
+    token_dim: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``encoder`` on padded (``mask``) or packed (``offsets``) input and check its output.
     Half-precision input is widened to float32 first unless autocast is on (a block's input
     scaling has already widened it; this is for encoders used without one)."""
@@ -98,8 +109,10 @@ def run_encoder(encoder: nn.Module, x: torch.Tensor, mask: torch.Tensor | None =
         except TypeError as exc:
             if "offsets" not in str(exc):
                 raise
-            raise ValueError(f"encoder {type(encoder).__name__} does not take packed bags (offsets=); "
-                             "give it padded bags with a mask") from None
+            raise ValueError(
+                f"encoder {type(encoder).__name__} does not take packed bags (offsets=); "
+                "give it padded bags with a mask"
+            ) from None
         batch = offsets.numel() - 1
     check_tokens(tokens, tmask, batch, token_dim if token_dim is not None else tokens.shape[-1])
     return tokens, tmask
@@ -124,7 +137,9 @@ class TabularEncoder(nn.Module):
                 nn.init.normal_(m.weight, std=1.0 / math.sqrt(m.in_features))
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` (b, F) -> tokens (b, K, D), mask (b, K) all True."""
         if x.dim() != 2:
             raise ValueError(f"tabular encoder expects (batch, features), got {tuple(x.shape)}")
@@ -163,24 +178,33 @@ class BagEncoder(nn.Module):
         self.att_w = nn.Linear(att, config.n_tokens)
         self.to_token = nn.Linear(config.hidden, config.token_dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                offsets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, offsets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded: ``x`` (b, n, F) instances, ``mask`` (b, n) True = real instance. Packed:
         ``x`` (N, F), ``offsets`` (b + 1,), sample i = ``x[offsets[i]:offsets[i + 1]]``.
         Returns tokens (b, K, D) and their mask (b, K): False for an empty bag."""
         if offsets is not None:
             return self._packed(x, offsets)
         if x.dim() != 3:
-            raise ValueError(f"bag encoder expects (batch, instances, features), got {tuple(x.shape)}")
+            raise ValueError(
+                f"bag encoder expects (batch, instances, features), got {tuple(x.shape)}"
+            )
         if mask is None:
             mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        elif x.shape[1] >= self.pack_from and mask.numel() and float(mask.float().mean()) < self.pack_below:
+        elif (
+            x.shape[1] >= self.pack_from
+            and mask.numel()
+            and float(mask.float().mean()) < self.pack_below
+        ):
             counts = mask.sum(dim=1)
             offsets = torch.zeros(counts.numel() + 1, dtype=torch.long, device=x.device)
             torch.cumsum(counts, 0, out=offsets[1:])
             return self._packed(x[mask], offsets)
         h = self.embed(x)  # (b, n, hidden)
-        weights = masked_softmax(self._scores(h), mask[:, :, None], dim=1)  # (b, n, K), over one sample's instances
+        weights = masked_softmax(
+            self._scores(h), mask[:, :, None], dim=1
+        )  # (b, n, K), over one sample's instances
         pooled = torch.einsum("bnk,bnh->bkh", weights, h)  # (b, K, hidden)
         tokens = self.to_token(pooled)
         has_any = mask.any(dim=1, keepdim=True)  # (b, 1): an empty bag gives no valid token
@@ -197,12 +221,23 @@ class BagEncoder(nn.Module):
             raise ValueError(f"packed bags must be (instances, features), got {tuple(x.shape)}")
         b = offsets.numel() - 1
         lengths = offsets[1:] - offsets[:-1]  # (b,)
-        segment = torch.repeat_interleave(torch.arange(b, device=x.device), lengths)  # (N,) sample of each instance
+        segment = torch.repeat_interleave(
+            torch.arange(b, device=x.device), lengths
+        )  # (N,) sample of each instance
         h = self.embed(x)  # (N, hidden)
-        weights = segment_softmax(self._scores(h).float(), segment, b)  # (N, K); sums in float32 even under autocast
+        weights = segment_softmax(
+            self._scores(h).float(), segment, b
+        )  # (N, K); sums in float32 even under autocast
         k, hf = weights.shape[1], h.float()
-        pooled = torch.stack([torch.zeros(b, h.shape[1], device=h.device).index_add(0, segment, weights[:, j : j + 1] * hf)
-                              for j in range(k)], dim=1)  # (b, K, hidden)
+        pooled = torch.stack(
+            [
+                torch.zeros(b, h.shape[1], device=h.device).index_add(
+                    0, segment, weights[:, j : j + 1] * hf
+                )
+                for j in range(k)
+            ],
+            dim=1,
+        )  # (b, K, hidden)
         tokens = self.to_token(pooled)
         return tokens, (lengths > 0).unsqueeze(1).expand(-1, k).contiguous()
 

@@ -24,7 +24,9 @@ class LegoEnsemble(BlockSet):
         present = presence(inputs, self.modalities, b, device)  # (b, M)
         missing = (~present.any(dim=1)).nonzero().flatten()
         if missing.numel():
-            raise ValueError(f"samples {missing.tolist()[:10]} have none of the ensemble's modalities")
+            raise ValueError(
+                f"samples {missing.tolist()[:10]} have none of the ensemble's modalities"
+            )
         survival = self.task.kind == "survival"
         total = torch.zeros(b, self.task.n_outputs, dtype=torch.float64, device=device)
         weight = torch.zeros(b, 1, dtype=torch.float64, device=device)
@@ -33,7 +35,11 @@ class LegoEnsemble(BlockSet):
             if not rows.numel():
                 continue
             logits = block(*inputs[block.modality].rows(rows)).double()
-            pred = torch.exp(torch.cumsum(F.logsigmoid(-logits), dim=1)) if survival else torch.softmax(logits, dim=1)
+            pred = (
+                torch.exp(torch.cumsum(F.logsigmoid(-logits), dim=1))
+                if survival
+                else torch.softmax(logits, dim=1)
+            )
             w = 1.0 if self.weights is None else self.weights[m]
             total[rows] += w * pred
             weight[rows] += w

@@ -26,8 +26,12 @@ class ModalityInput:
     offsets: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        if self.offsets is not None and (self.mask is not None or self.x.dim() != 2 or self.offsets.dim() != 1
-                                         or self.offsets.numel() < 1):
+        if self.offsets is not None and (
+            self.mask is not None
+            or self.x.dim() != 2
+            or self.offsets.dim() != 1
+            or self.offsets.numel() < 1
+        ):
             raise ValueError("packed bags need x (N, F), offsets (b + 1,) and no mask")
 
     @property
@@ -39,14 +43,18 @@ class ModalityInput:
             return torch.ones(self.batch, dtype=torch.bool, device=self.x.device)
         return self.present
 
-    def rows(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def rows(
+        self, idx: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(x, mask, offsets) of samples ``idx``: the arguments of a block or an encoder."""
         if self.offsets is None:
             return self.x[idx], None if self.mask is None else self.mask[idx], None
         starts, lengths = self.offsets[:-1][idx], (self.offsets[1:] - self.offsets[:-1])[idx]
         offsets = torch.zeros(idx.numel() + 1, dtype=self.offsets.dtype, device=self.offsets.device)
         offsets[1:] = torch.cumsum(lengths, 0)
-        pick = torch.repeat_interleave(starts - offsets[:-1], lengths) + torch.arange(int(offsets[-1]), device=self.x.device)
+        pick = torch.repeat_interleave(starts - offsets[:-1], lengths) + torch.arange(
+            int(offsets[-1]), device=self.x.device
+        )
         return self.x[pick], None, offsets
 
     def args(self) -> tuple[torch.Tensor | None, ...]:
@@ -56,17 +64,26 @@ class ModalityInput:
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> ModalityInput:
         """On ``device`` (non-blocking from pinned memory); ``dtype``: ``x``'s (e.g. float16 as
         stored on disk, widened where it is computed on)."""
+
         def mv(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device, non_blocking=True)
 
-        return ModalityInput(self.x.to(device, dtype=dtype, non_blocking=True), mv(self.mask), mv(self.present), mv(self.offsets))
+        return ModalityInput(
+            self.x.to(device, dtype=dtype, non_blocking=True),
+            mv(self.mask),
+            mv(self.present),
+            mv(self.offsets),
+        )
 
     def pin_memory(self) -> ModalityInput:
         """Page-locked copies (a DataLoader's ``pin_memory`` calls this), for non-blocking copies to a GPU."""
+
         def pin(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.pin_memory()
 
-        return ModalityInput(self.x.pin_memory(), pin(self.mask), pin(self.present), pin(self.offsets))
+        return ModalityInput(
+            self.x.pin_memory(), pin(self.mask), pin(self.present), pin(self.offsets)
+        )
 
 
 Inputs = Mapping[str, ModalityInput]
@@ -79,10 +96,14 @@ def batch_size(inputs: Inputs) -> int:
     return next(iter(sizes.values()))
 
 
-def presence(inputs: Inputs, modalities: list[str], batch: int, device: torch.device) -> torch.Tensor:
+def presence(
+    inputs: Inputs, modalities: list[str], batch: int, device: torch.device
+) -> torch.Tensor:
     """(b, M) bool: which of ``modalities`` each sample has (a modality not in ``inputs``: none)."""
-    cols = [inputs[m].presence() if m in inputs else torch.zeros(batch, dtype=torch.bool, device=device)
-            for m in modalities]
+    cols = [
+        inputs[m].presence() if m in inputs else torch.zeros(batch, dtype=torch.bool, device=device)
+        for m in modalities
+    ]
     return torch.stack(cols, dim=1)
 
 

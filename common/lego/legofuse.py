@@ -32,9 +32,14 @@ class LegoFuse(nn.Module):
     block's modality skips that block's steps.
     """
 
-    def __init__(self, blocks: Sequence[LegoBlock], mode: FuseMode = "stack",
-                 order: Sequence[int] | None = None, head_merge: str = "spherical",
-                 head_weights: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        blocks: Sequence[LegoBlock],
+        mode: FuseMode = "stack",
+        order: Sequence[int] | None = None,
+        head_merge: str = "spherical",
+        head_weights: Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
         if mode not in FUSE_MODES:
             raise ValueError(f"unknown fuse mode {mode!r}; known: {', '.join(FUSE_MODES)}")
@@ -58,7 +63,9 @@ class LegoFuse(nn.Module):
                 freqs = [to_frequency(b.latent.detach()[None], self.fourier) for b in blocks]
                 start = to_spatial(LATENT_MERGES.get("harmonic")(freqs, None), self.fourier).real[0]
         self.latent = nn.Parameter(start)  # (c, d), a copy: never a block's own parameter
-        self.head = merged_head(blocks, head_merge, head_weights)  # the merge version's (weighted) head
+        self.head = merged_head(
+            blocks, head_merge, head_weights
+        )  # the merge version's (weighted) head
 
     def schedule(self) -> list[tuple[int, int]]:
         """(block, step) pairs in execution order."""
@@ -75,7 +82,9 @@ class LegoFuse(nn.Module):
         for k, enc in enumerate(self.encoders):
             if present[:, k].any():
                 item = inputs[self.modalities[k]]
-                tokens, mask = run_encoder(enc, self.scalings[k](item.x, item.mask), item.mask, item.offsets)
+                tokens, mask = run_encoder(
+                    enc, self.scalings[k](item.x, item.mask), item.mask, item.offsets
+                )
                 encoded[k] = (tokens, mask & present[:, k : k + 1])
         spatial = self.latent.unsqueeze(0).expand(b, -1, -1)  # (b, c, d)
         freq = to_frequency(spatial, self.fourier)

@@ -22,18 +22,29 @@ def check_compatible(blocks: Sequence[LegoBlock]) -> None:
     ref = blocks[0].config
     for i, b in enumerate(blocks[1:], start=1):
         c = b.config
-        for name, mine, theirs in (("latent shape", c.latent_shape, ref.latent_shape),
-                                   ("fourier mode", c.fourier, ref.fourier), ("task", c.task.merge_key(), ref.task.merge_key())):
+        for name, mine, theirs in (
+            ("latent shape", c.latent_shape, ref.latent_shape),
+            ("fourier mode", c.fourier, ref.fourier),
+            ("task", c.task.merge_key(), ref.task.merge_key()),
+        ):
             if mine != theirs:
-                raise ValueError(f"block {i} ({c.modality}) has {name} {mine}, block 0 ({ref.modality}) has {theirs}")
+                raise ValueError(
+                    f"block {i} ({c.modality}) has {name} {mine}, block 0 ({ref.modality}) has {theirs}"
+                )
 
 
-def merged_head(blocks: Sequence[LegoBlock], method: str = "spherical", weights: Sequence[float] | None = None) -> LegoHead:
+def merged_head(
+    blocks: Sequence[LegoBlock], method: str = "spherical", weights: Sequence[float] | None = None
+) -> LegoHead:
     """A new head whose weights are the (weighted) merge of the blocks' heads."""
     cfg = blocks[0].config
     head = LegoHead(cfg.latent_dim, cfg.task.n_outputs)
     states = [b.head.state_dict() for b in blocks]
-    state = HEAD_MERGES.get(method)(states) if weights is None else HEAD_MERGES.get(method)(states, list(weights))
+    state = (
+        HEAD_MERGES.get(method)(states)
+        if weights is None
+        else HEAD_MERGES.get(method)(states, list(weights))
+    )
     head.load_state_dict(state)
     return head.to(blocks[0].latent.device)
 
@@ -73,8 +84,13 @@ class LegoMerge(BlockSet):
     per block; default equal) weight the latent merge and the head merge alike.
     """
 
-    def __init__(self, blocks: Sequence[LegoBlock], latent_merge: str = "harmonic",
-                 head_merge: str = "spherical", weights: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        blocks: Sequence[LegoBlock],
+        latent_merge: str = "harmonic",
+        head_merge: str = "spherical",
+        weights: Sequence[float] | None = None,
+    ) -> None:
         super().__init__(blocks, weights)
         self.latent_merge = latent_merge
         self.head_merge = head_merge
@@ -91,7 +107,9 @@ class LegoMerge(BlockSet):
             return self.head
         if subset not in self._subset_heads:
             w = None if self.weights is None else [self.weights[i] for i in subset]
-            self._subset_heads[subset] = merged_head([self._block_list[i] for i in subset], self.head_merge, w)
+            self._subset_heads[subset] = merged_head(
+                [self._block_list[i] for i in subset], self.head_merge, w
+            )
         return self._subset_heads[subset]
 
     def block_latents(self, inputs: Inputs) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -111,7 +129,11 @@ class LegoMerge(BlockSet):
 
     def merged_latent(self, inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
         latents, present = self.block_latents(inputs)
-        merged = self._merge(latents, present) if self.weights is None else self._merge(latents, present, self.weights)
+        merged = (
+            self._merge(latents, present)
+            if self.weights is None
+            else self._merge(latents, present, self.weights)
+        )
         return merged, present
 
     def forward(self, inputs: Inputs) -> torch.Tensor:

@@ -20,7 +20,9 @@ class InputScaling(nn.Module):
     def set(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         n = self.mean.shape[0]
         if mean.shape != (n,) or std.shape != (n,):
-            raise ValueError(f"input scaling needs shapes ({n},), got {tuple(mean.shape)} and {tuple(std.shape)}")
+            raise ValueError(
+                f"input scaling needs shapes ({n},), got {tuple(mean.shape)} and {tuple(std.shape)}"
+            )
         if not (std > 0).all():
             raise ValueError("input scaling std must be > 0")
         with torch.no_grad():
@@ -30,7 +32,9 @@ class InputScaling(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` (b, F), (b, n, F) or packed (N, F); padded instances (``mask`` False) stay 0.
         float16 input (slide features as stored) comes out in the statistics' float32."""
-        x = x.to(self.mean.dtype, copy=True).sub_(self.mean).div_(self.std)  # one new tensor, whatever x's dtype
+        x = (
+            x.to(self.mean.dtype, copy=True).sub_(self.mean).div_(self.std)
+        )  # one new tensor, whatever x's dtype
         if mask is not None and x.dim() == 3:
             x = torch.where(mask.unsqueeze(-1), x, torch.zeros_like(x))
         return x

@@ -21,8 +21,10 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 def check_name(kind: str, value: str) -> str:
     """Site, admin and modality names: lower-case letters, digits, '.', '_', '-' (no paths)."""
     if not NAME_RE.match(value):
-        raise ValueError(f"{kind} name {value!r} is not allowed: use 1-63 lower-case letters, digits, '.', '_' or '-', "
-                         "starting with a letter or digit")
+        raise ValueError(
+            f"{kind} name {value!r} is not allowed: use 1-63 lower-case letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
     return value
 
 
@@ -32,7 +34,9 @@ class Identity:
     role: Role
     modalities: tuple[str, ...] = ()
     paired: bool = False
-    signing_key: bytes = field(default=b"", repr=False)  # raw Ed25519 public key (32 bytes), sites only
+    signing_key: bytes = field(
+        default=b"", repr=False
+    )  # raw Ed25519 public key (32 bytes), sites only
     serial: int = 0
 
     def uris(self) -> list[str]:
@@ -40,7 +44,9 @@ class Identity:
         if self.paired:
             out.append(f"{URN}paired")
         if self.signing_key:
-            out.append(f"{URN}ed25519:{base64.urlsafe_b64encode(self.signing_key).decode().rstrip('=')}")
+            out.append(
+                f"{URN}ed25519:{base64.urlsafe_b64encode(self.signing_key).decode().rstrip('=')}"
+            )
         return out
 
     def verifier(self) -> ed25519.Ed25519PublicKey:
@@ -62,7 +68,7 @@ def identity_from_cert(cert: x509.Certificate) -> Identity:
     for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
         if not uri.startswith(URN):
             continue
-        kind, _, value = uri[len(URN):].partition(":")
+        kind, _, value = uri[len(URN) :].partition(":")
         if kind == "role":
             role = value
         elif kind == "modality":

@@ -35,9 +35,16 @@ def _pem_cert(cert: object) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)  # type: ignore[attr-defined]
 
 
-def enroll_site(ca: CertificateAuthority, site: str, modalities: list[str], out: str | os.PathLike[str],
-                paired: bool = False, coordinator: str = "127.0.0.1:50051", days: int = 365,
-                superlink: str = "127.0.0.1:9093") -> Path:
+def enroll_site(
+    ca: CertificateAuthority,
+    site: str,
+    modalities: list[str],
+    out: str | os.PathLike[str],
+    paired: bool = False,
+    coordinator: str = "127.0.0.1:50051",
+    days: int = 365,
+    superlink: str = "127.0.0.1:9093",
+) -> Path:
     check_name("site", site)
     if not modalities:
         raise ValueError("a site needs at least one --modality")
@@ -46,7 +53,9 @@ def enroll_site(ca: CertificateAuthority, site: str, modalities: list[str], out:
     root = Path(out)
     _prepare(root)
     signing = ed25519.Ed25519PrivateKey.generate()
-    raw_pub = signing.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    raw_pub = signing.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
     tls_key = new_key()
     identity = Identity(site, "site", tuple(dict.fromkeys(modalities)), paired, raw_pub)
     cert = ca.issue(identity, tls_key.public_key(), days=days)
@@ -54,24 +63,58 @@ def enroll_site(ca: CertificateAuthority, site: str, modalities: list[str], out:
     write_private(root / "tls.key", key_pem(tls_key))
     write_public(root / "tls.crt", _pem_cert(cert))
     write_public(root / "ca.crt", _pem_cert(ca.cert))
-    write_private(root / "signing.key", signing.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                              serialization.NoEncryption()))
-    write_public(root / "signing.pub", signing.public_key().public_bytes(serialization.Encoding.PEM,
-                                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
-    write_private(root / "flower-node.key", node.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                                               serialization.NoEncryption()))
-    write_public(root / "flower-node.pub", node.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                                                          serialization.PublicFormat.OpenSSH) + b"\n")
+    write_private(
+        root / "signing.key",
+        signing.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    write_public(
+        root / "signing.pub",
+        signing.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    )
+    write_private(
+        root / "flower-node.key",
+        node.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        ),
+    )
+    write_public(
+        root / "flower-node.pub",
+        node.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        + b"\n",
+    )
     from ..sitetoml import FlowerSection, SiteFile, render
 
-    site_file = SiteFile(site=site, modalities=list(identity.modalities), paired=paired, coordinator=coordinator,
-                         flower=FlowerSection(superlink=superlink))
-    write_public(root / "site.toml", render(site_file, f"Site kit for {site}; keys in this folder. Fill in the data folder "
-                                                       "and the task before `mmlego site run`.").encode())
+    site_file = SiteFile(
+        site=site,
+        modalities=list(identity.modalities),
+        paired=paired,
+        coordinator=coordinator,
+        flower=FlowerSection(superlink=superlink),
+    )
+    write_public(
+        root / "site.toml",
+        render(
+            site_file,
+            f"Site kit for {site}; keys in this folder. Fill in the data folder "
+            "and the task before `mmlego site run`.",
+        ).encode(),
+    )
     return root
 
 
-def renew_kit(ca: CertificateAuthority, kit: str | os.PathLike[str], days: int = 365) -> tuple[int, int]:
+def renew_kit(
+    ca: CertificateAuthority, kit: str | os.PathLike[str], days: int = 365
+) -> tuple[int, int]:
     """Rotate the TLS certificate of a site (or admin) kit: a new key and certificate with the same
     identity (name, role, modalities, paired flag, signing key), written over tls.key / tls.crt
     in ``kit``; then the old certificate is revoked (the CRL is rewritten). Returns (old serial,
@@ -86,12 +129,16 @@ def renew_kit(ca: CertificateAuthority, kit: str | os.PathLike[str], days: int =
     try:
         old.verify_directly_issued_by(ca.cert)
     except (ValueError, TypeError, InvalidSignature):
-        raise CAError(f"{root / 'tls.crt'} was not issued by this CA ({ca.cert.subject.rfc4514_string()})") from None
+        raise CAError(
+            f"{root / 'tls.crt'} was not issued by this CA ({ca.cert.subject.rfc4514_string()})"
+        ) from None
     identity = identity_from_cert(old)
     current = ca.active(identity.name)
     if current is None or current.serial != old.serial_number:
-        raise CAError(f"{root / 'tls.crt'} (serial {old.serial_number}) is not {identity.name!r}'s valid certificate at this CA "
-                      "(revoked, expired or already rotated)")
+        raise CAError(
+            f"{root / 'tls.crt'} (serial {old.serial_number}) is not {identity.name!r}'s valid certificate at this CA "
+            "(revoked, expired or already rotated)"
+        )
     key = new_key()
     cert = ca.issue(identity, key.public_key(), days=days, replacing=old.serial_number)
     write_private(root / "tls.key.new", key_pem(key))
@@ -102,8 +149,13 @@ def renew_kit(ca: CertificateAuthority, kit: str | os.PathLike[str], days: int =
     return old.serial_number, cert.serial_number
 
 
-def enroll_admin(ca: CertificateAuthority, name: str, out: str | os.PathLike[str], coordinator: str = "127.0.0.1:50051",
-                 days: int = 365) -> Path:
+def enroll_admin(
+    ca: CertificateAuthority,
+    name: str,
+    out: str | os.PathLike[str],
+    coordinator: str = "127.0.0.1:50051",
+    days: int = 365,
+) -> Path:
     check_name("admin", name)
     root = Path(out)
     _prepare(root)
@@ -112,13 +164,23 @@ def enroll_admin(ca: CertificateAuthority, name: str, out: str | os.PathLike[str
     write_private(root / "tls.key", key_pem(key))
     write_public(root / "tls.crt", _pem_cert(cert))
     write_public(root / "ca.crt", _pem_cert(ca.cert))
-    write_public(root / "admin.toml", (f'# Operator kit for {name}.\nadmin = "{name}"\ncoordinator = "{coordinator}"\n\n'
-                                       '[tls]\ncert = "tls.crt"\nkey = "tls.key"\nca = "ca.crt"\n').encode())
+    write_public(
+        root / "admin.toml",
+        (
+            f'# Operator kit for {name}.\nadmin = "{name}"\ncoordinator = "{coordinator}"\n\n'
+            '[tls]\ncert = "tls.crt"\nkey = "tls.key"\nca = "ca.crt"\n'
+        ).encode(),
+    )
     return root
 
 
-def server_credentials(ca: CertificateAuthority, name: str, hosts: list[str], out: str | os.PathLike[str],
-                       days: int = 365) -> Path:
+def server_credentials(
+    ca: CertificateAuthority,
+    name: str,
+    hosts: list[str],
+    out: str | os.PathLike[str],
+    days: int = 365,
+) -> Path:
     """TLS server key and certificate for the coordinator (or a Flower SuperLink) at ``hosts``."""
     check_name("server", name)
     if not hosts:

@@ -29,8 +29,12 @@ __all__ = [
 ]
 
 
-def task_loss(spec: TaskSpec, logits: torch.Tensor, targets: dict[str, torch.Tensor],
-              reduction: Literal["mean", "none"] = "mean") -> torch.Tensor:
+def task_loss(
+    spec: TaskSpec,
+    logits: torch.Tensor,
+    targets: dict[str, torch.Tensor],
+    reduction: Literal["mean", "none"] = "mean",
+) -> torch.Tensor:
     """The training loss of ``spec`` for a batch; targets hold ``bin``+``event`` or ``label``.
     ``reduction="none"``: one loss per sample (class-weighted, for classification)."""
     if spec.kind == "survival":

@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 
 
-def inverse_frequency_weights(labels: np.ndarray, n_classes: int, min_count: int = 1) -> tuple[float, ...]:
+def inverse_frequency_weights(
+    labels: np.ndarray, n_classes: int, min_count: int = 1
+) -> tuple[float, ...]:
     """Class weights n / (K * n_k), from the training labels; absent classes get weight 0. A class
     with fewer than ``min_count`` patients is weighted as if it had ``min_count`` (the weights travel
     with a block, and must not reveal a count below the site's minimum cell size)."""
@@ -18,8 +20,12 @@ def inverse_frequency_weights(labels: np.ndarray, n_classes: int, min_count: int
     return tuple(float(x) for x in w)
 
 
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: tuple[float, ...] = (),
-                  reduction: str = "mean") -> torch.Tensor:
+def cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    weights: tuple[float, ...] = (),
+    reduction: str = "mean",
+) -> torch.Tensor:
     """Class-weighted cross-entropy: the weighted mean (``reduction="none"``: each sample's weighted loss)."""
     w = torch.tensor(weights, dtype=torch.float32, device=logits.device) if weights else None
     return F.cross_entropy(logits.float(), labels.long(), weight=w, reduction=reduction)
@@ -37,7 +43,9 @@ def auc(labels: np.ndarray, probs: np.ndarray) -> float:
     labels = np.asarray(labels, dtype=int)
     probs = np.asarray(probs, dtype=float)
     if probs.ndim != 2 or probs.shape[0] != labels.shape[0]:
-        raise ValueError(f"probs must be (n, classes) with n = {labels.shape[0]}, got {probs.shape}")
+        raise ValueError(
+            f"probs must be (n, classes) with n = {labels.shape[0]}, got {probs.shape}"
+        )
     if not np.isfinite(probs).all():
         raise ValueError("probabilities contain NaN or infinity")
     classes = np.unique(labels)

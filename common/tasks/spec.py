@@ -30,7 +30,9 @@ class TaskSpec:
             if self.n_bins < 2:
                 raise ValueError(f"survival needs n_bins >= 2, got {self.n_bins}")
             if self.bin_edges and len(self.bin_edges) != self.n_bins - 1:
-                raise ValueError(f"survival needs {self.n_bins - 1} inner bin edges, got {len(self.bin_edges)}")
+                raise ValueError(
+                    f"survival needs {self.n_bins - 1} inner bin edges, got {len(self.bin_edges)}"
+                )
             if any(b <= a for a, b in pairwise(self.bin_edges)):
                 raise ValueError(f"bin edges must increase strictly, got {self.bin_edges}")
             if not 0.0 <= self.alpha <= 1.0:
@@ -39,7 +41,9 @@ class TaskSpec:
             if self.n_classes < 2:
                 raise ValueError(f"classification needs n_classes >= 2, got {self.n_classes}")
             if self.class_weights and len(self.class_weights) != self.n_classes:
-                raise ValueError(f"class_weights needs {self.n_classes} values, got {len(self.class_weights)}")
+                raise ValueError(
+                    f"class_weights needs {self.n_classes} values, got {len(self.class_weights)}"
+                )
 
     @property
     def n_outputs(self) -> int:
@@ -49,7 +53,11 @@ class TaskSpec:
     def merge_key(self) -> tuple[object, ...]:
         """What blocks must share to be merged: the outputs' meaning. Loss settings (``alpha``,
         ``class_weights``) are local to a site's training and may differ."""
-        return (self.kind, self.n_bins, self.bin_edges) if self.kind == "survival" else (self.kind, self.n_classes)
+        return (
+            (self.kind, self.n_bins, self.bin_edges)
+            if self.kind == "survival"
+            else (self.kind, self.n_classes)
+        )
 
     @property
     def metric_name(self) -> str:

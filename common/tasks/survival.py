@@ -15,7 +15,9 @@ def survival_bins(time: np.ndarray, event: np.ndarray, n_bins: int = 4) -> tuple
     event = np.asarray(event).astype(bool)
     observed = time[event]
     if observed.size < n_bins:
-        raise ValueError(f"need at least {n_bins} events to cut {n_bins} time bins, got {observed.size}")
+        raise ValueError(
+            f"need at least {n_bins} events to cut {n_bins} time bins, got {observed.size}"
+        )
     qs = np.quantile(observed, np.linspace(0, 1, n_bins + 1)[1:-1])
     edges = tuple(float(q) for q in qs)
     if any(b <= a for a, b in pairwise(edges)):
@@ -29,8 +31,13 @@ def bin_index(time: np.ndarray | torch.Tensor, edges: tuple[float, ...]) -> torc
     return torch.searchsorted(torch.tensor(edges, dtype=torch.float64), t, right=True)
 
 
-def hazard_nll(logits: torch.Tensor, bins: torch.Tensor, event: torch.Tensor, alpha: float = 0.0,
-               reduction: str = "mean") -> torch.Tensor:
+def hazard_nll(
+    logits: torch.Tensor,
+    bins: torch.Tensor,
+    event: torch.Tensor,
+    alpha: float = 0.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """Discrete-time hazard negative log-likelihood, mean over the batch (``reduction="none"``:
     per sample).
 

@@ -1,15 +1,15 @@
 """task.toml: how an operator defines a task.
 
-    id = "nki70"                  kind = "survival"           n_bins = 4
-    bin_edges = [3.1, 6.2, 9.8]   # survival: the n_bins - 1 inner cut points (time units of the data)
-    n_classes = 2                 # classification
-    modalities = ["genes", "clinical"]
-    latent_rows = 16  latent_dim = 64  fourier = "2d"  init_seed = 0  description = "..."
-    fuse_mode = "stack"           # LegoFuse runs: "stack" or "weave"
-    max_block_epsilon = 8.0       # > 0: only DP blocks at this epsilon or less are accepted
-    [public_ranges.genes]         # public value ranges (assay, units; never a site's data): a DP
-    all = [-2.0, 2.0]             # block's input scaling; one-hot columns "name=level" are [0, 1]
-    features = { age = [18.0, 95.0] }
+id = "nki70"                  kind = "survival"           n_bins = 4
+bin_edges = [3.1, 6.2, 9.8]   # survival: the n_bins - 1 inner cut points (time units of the data)
+n_classes = 2                 # classification
+modalities = ["genes", "clinical"]
+latent_rows = 16  latent_dim = 64  fourier = "2d"  init_seed = 0  description = "..."
+fuse_mode = "stack"           # LegoFuse runs: "stack" or "weave"
+max_block_epsilon = 8.0       # > 0: only DP blocks at this epsilon or less are accepted
+[public_ranges.genes]         # public value ranges (assay, units; never a site's data): a DP
+all = [-2.0, 2.0]             # block's input scaling; one-hot columns "name=level" are [0, 1]
+features = { age = [18.0, 95.0] }
 """
 
 from __future__ import annotations
@@ -49,10 +49,24 @@ class TaskFile(Strict):
 def read_task_file(path: Path) -> TaskRecord:
     f = read_toml(path, TaskFile)
     try:
-        spec = (TaskSpec("survival", n_bins=f.n_bins, bin_edges=tuple(f.bin_edges)) if f.kind == "survival"
-                else TaskSpec("classification", n_classes=f.n_classes))
+        spec = (
+            TaskSpec("survival", n_bins=f.n_bins, bin_edges=tuple(f.bin_edges))
+            if f.kind == "survival"
+            else TaskSpec("classification", n_classes=f.n_classes)
+        )
         ranges = {m: PublicRanges(r.all, dict(r.features)) for m, r in f.public_ranges.items()}
-        return TaskRecord(f.id, spec, f.latent_rows, f.latent_dim, f.fourier, f.init_seed, tuple(f.modalities), f.description,
-                          fuse_mode=f.fuse_mode, max_block_epsilon=f.max_block_epsilon, public_ranges=ranges)
+        return TaskRecord(
+            f.id,
+            spec,
+            f.latent_rows,
+            f.latent_dim,
+            f.fourier,
+            f.init_seed,
+            tuple(f.modalities),
+            f.description,
+            fuse_mode=f.fuse_mode,
+            max_block_epsilon=f.max_block_epsilon,
+            public_ranges=ranges,
+        )
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None

@@ -27,10 +27,12 @@ EVAL_ELEMENTS = 1 << 26  # instances x features of bags in one evaluation batch 
 def shuffled(n: int, size: int, gen: torch.Generator | None) -> list[np.ndarray]:
     """Rows 0..n-1 in mini-batches of ``size``, shuffled by ``gen`` (None: in order)."""
     order = torch.randperm(n, generator=gen).numpy() if gen is not None else np.arange(n)
-    return [order[i:i + size] for i in range(0, n, size)]
+    return [order[i : i + size] for i in range(0, n, size)]
 
 
-def evaluation_batches(data: MultimodalDataset, size: int, elements: int = EVAL_ELEMENTS) -> list[np.ndarray]:
+def evaluation_batches(
+    data: MultimodalDataset, size: int, elements: int = EVAL_ELEMENTS
+) -> list[np.ndarray]:
     """Rows in order, at most ``size`` patients a batch, and for bags at most ``elements``
     instance features a batch (a batch holds one patient at least)."""
     bags = [m for m in data.modalities.values() if isinstance(m, BagData)]
@@ -102,17 +104,27 @@ class BatchReader:
         self._plan = _Plan()
         self._loader: DataLoader[Batch] | None = None
         if self.data.lazy and self.workers > 0:
-            self._loader = DataLoader(_Source(self.data), batch_size=None, sampler=self._plan, num_workers=self.workers,
-                                      collate_fn=_unchanged, pin_memory=self.device.type == "cuda",
-                                      multiprocessing_context=_context(), persistent_workers=True, prefetch_factor=1,
-                                      generator=torch.Generator())  # its own: the workers' seeds never draw from torch's global one
+            self._loader = DataLoader(
+                _Source(self.data),
+                batch_size=None,
+                sampler=self._plan,
+                num_workers=self.workers,
+                collate_fn=_unchanged,
+                pin_memory=self.device.type == "cuda",
+                multiprocessing_context=_context(),
+                persistent_workers=True,
+                prefetch_factor=1,
+                generator=torch.Generator(),
+            )  # its own: the workers' seeds never draw from torch's global one
 
     def __call__(self, batches: Sequence[np.ndarray], sampling: Sampling = EVAL) -> Iterator[Batch]:
         """Each batch's rows and inputs on the device, in the order given."""
         if self._loader is None:
             for rows in batches:
                 inputs = self.data.inputs(torch.as_tensor(rows), sampling)
-                if self.device.type == "cuda" and self.data.lazy:  # a non-blocking copy needs page-locked memory
+                if (
+                    self.device.type == "cuda" and self.data.lazy
+                ):  # a non-blocking copy needs page-locked memory
                     inputs = {k: v.pin_memory() for k, v in inputs.items()}
                 yield rows, {k: v.to(self.device) for k, v in inputs.items()}
             return

@@ -61,9 +61,13 @@ class DPBudget:
         if not (math.isfinite(self.epsilon) and self.epsilon > 0):
             raise DPError(f"[privacy] block_epsilon must be a positive number, got {self.epsilon}")
         if not (0 <= self.delta < 1) or not math.isfinite(self.delta):
-            raise DPError(f"[privacy] block_delta must be at least 0 and below 1 (0: 1 / (10 x training patients)), got {self.delta}")
+            raise DPError(
+                f"[privacy] block_delta must be at least 0 and below 1 (0: 1 / (10 x training patients)), got {self.delta}"
+            )
         if not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
-            raise DPError(f"[privacy] max_grad_norm must be a positive number, got {self.max_grad_norm}")
+            raise DPError(
+                f"[privacy] max_grad_norm must be a positive number, got {self.max_grad_norm}"
+            )
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise DPError(f"[privacy] block_lr must be a positive number, got {self.lr}")
 
@@ -88,8 +92,15 @@ def noise_multiplier(budget: DPBudget, n: int, batch_size: int, epochs: int) -> 
     q, delta = sample_rate(n, batch_size), budget.delta_for(n)
 
     def sigma(e: int) -> float:
-        return float(get_noise_multiplier(target_epsilon=budget.epsilon, target_delta=delta, sample_rate=q,
-                                          steps=steps_per_epoch(q) * e, accountant=ACCOUNTANT))
+        return float(
+            get_noise_multiplier(
+                target_epsilon=budget.epsilon,
+                target_delta=delta,
+                sample_rate=q,
+                steps=steps_per_epoch(q) * e,
+                accountant=ACCOUNTANT,
+            )
+        )
 
     try:
         return sigma(epochs)
@@ -97,10 +108,14 @@ def noise_multiplier(budget: DPBudget, n: int, batch_size: int, epochs: int) -> 
         try:
             sigma(1)
         except ValueError:
-            raise DPError(f"[privacy] block_epsilon = {budget.epsilon} is too small for even one epoch of {n} patients "
-                          f"(batch {batch_size}, delta {delta:.3g}): no noise level reaches it") from None
-        raise DPError(f"[privacy] block_epsilon = {budget.epsilon} is too small for {epochs} epochs of {n} patients; "
-                      "plan fewer [train] epochs or a larger budget") from None
+            raise DPError(
+                f"[privacy] block_epsilon = {budget.epsilon} is too small for even one epoch of {n} patients "
+                f"(batch {batch_size}, delta {delta:.3g}): no noise level reaches it"
+            ) from None
+        raise DPError(
+            f"[privacy] block_epsilon = {budget.epsilon} is too small for {epochs} epochs of {n} patients; "
+            "plan fewer [train] epochs or a larger budget"
+        ) from None
 
 
 def steps_per_epoch(q: float) -> int:
@@ -127,11 +142,18 @@ class PrivateBlock(nn.Module):
 
     def __init__(self, block: LegoBlock, modality: str) -> None:
         super().__init__()
-        self.encoder, self.steps, self.head, self.scaling = block.encoder, block.steps, block.head, block.scaling
+        self.encoder, self.steps, self.head, self.scaling = (
+            block.encoder,
+            block.steps,
+            block.head,
+            block.scaling,
+        )
         self.l0 = _Latent(block.latent)
         self.modality = modality
         self._block = (block,)  # not a submodule: its modules are registered above
-        if hasattr(block.encoder, "pack_below"):  # while training: a packed batch has no per-patient first dimension
+        if hasattr(
+            block.encoder, "pack_below"
+        ):  # while training: a packed batch has no per-patient first dimension
             block.encoder.pack_below = 0.0  # type: ignore[assignment]
 
     def release(self) -> None:
@@ -141,10 +163,14 @@ class PrivateBlock(nn.Module):
     def forward(self, inputs: Inputs) -> torch.Tensor:
         item = inputs[self.modality]
         if item.offsets is not None:
-            raise DPError("DP training needs bags padded in memory; bags read from per-slide files are packed")
+            raise DPError(
+                "DP training needs bags padded in memory; bags read from per-slide files are packed"
+            )
         block = self._block[0]
         tokens, mask = block.encode(item.x, item.mask)
-        ones = torch.ones(tokens.shape[0], 1, 1, dtype=tokens.dtype, device=tokens.device, requires_grad=True)
+        ones = torch.ones(
+            tokens.shape[0], 1, 1, dtype=tokens.dtype, device=tokens.device, requires_grad=True
+        )
         return block.head(block.update(tokens, mask, latent=self.l0(ones)))
 
 
@@ -171,7 +197,12 @@ class PrivateRun:
         from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 
         out = []
-        sampler = UniformWithReplacementSampler(num_samples=self.n, sample_rate=self.q, generator=self.gen, steps=steps_per_epoch(self.q))
+        sampler = UniformWithReplacementSampler(
+            num_samples=self.n,
+            sample_rate=self.q,
+            generator=self.gen,
+            steps=steps_per_epoch(self.q),
+        )
         for rows in sampler:
             if len(rows) == 0:
                 self.accountant.step(noise_multiplier=self.sigma, sample_rate=self.q)
@@ -183,8 +214,15 @@ class PrivateRun:
         delta = self.budget.delta_for(self.n)
         steps = sum(s for _, _, s in self.accountant.history)
         spent = float(self.accountant.get_epsilon(delta=delta)) if steps else 0.0
-        return DPAccount(epsilon=round(spent, 6), delta=delta, target_epsilon=self.budget.epsilon, noise_multiplier=self.sigma,
-                         sample_rate=self.q, steps=int(steps), max_grad_norm=self.budget.max_grad_norm)
+        return DPAccount(
+            epsilon=round(spent, 6),
+            delta=delta,
+            target_epsilon=self.budget.epsilon,
+            noise_multiplier=self.sigma,
+            sample_rate=self.q,
+            steps=int(steps),
+            max_grad_norm=self.budget.max_grad_norm,
+        )
 
     def close(self) -> None:
         self.module._close()  # hooks and per-sample gradients off the block's parameters
@@ -194,11 +232,20 @@ class PrivateRun:
 
 def _expected_warnings() -> None:
     """Opacus's hook on the first layer fires on its output's gradient (the data needs none)."""
-    warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed with respect to module outputs")
+    warnings.filterwarnings(
+        "ignore",
+        message="Full backward hook is firing when gradients are computed with respect to module outputs",
+    )
 
 
-def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, n: int, batch_size: int, epochs: int,
-                 budget: DPBudget) -> tuple[Any, torch.optim.Optimizer, PrivateRun]:
+def make_private(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    n: int,
+    batch_size: int,
+    epochs: int,
+    budget: DPBudget,
+) -> tuple[Any, torch.optim.Optimizer, PrivateRun]:
     """Wrap ``model`` (a :class:`PrivateBlock`) and its optimizer for DP-SGD with Opacus."""
     from opacus import GradSampleModule
     from opacus.accountants import RDPAccountant
@@ -209,14 +256,22 @@ def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, n: int, bat
     gen = torch.Generator().manual_seed(secrets.randbits(63))
     module = GradSampleModule(model, batch_first=True, loss_reduction="mean", strict=False)
     q = sample_rate(n, batch_size)
-    dp_opt = DPOptimizer(optimizer, noise_multiplier=sigma, max_grad_norm=budget.max_grad_norm,
-                         expected_batch_size=max(1, round(q * n)), loss_reduction="mean", generator=gen)
+    dp_opt = DPOptimizer(
+        optimizer,
+        noise_multiplier=sigma,
+        max_grad_norm=budget.max_grad_norm,
+        expected_batch_size=max(1, round(q * n)),
+        loss_reduction="mean",
+        generator=gen,
+    )
     accountant = RDPAccountant()
     dp_opt.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=q))
     return module, dp_opt, PrivateRun(module, accountant, budget, n, batch_size, sigma, gen)
 
 
-def per_sample_gradients(model: nn.Module, loss: Callable[[torch.Tensor], torch.Tensor], inputs: Inputs) -> dict[str, torch.Tensor]:
+def per_sample_gradients(
+    model: nn.Module, loss: Callable[[torch.Tensor], torch.Tensor], inputs: Inputs
+) -> dict[str, torch.Tensor]:
     """Opacus's per-sample gradients of ``loss(model(inputs))`` (a mean over the batch) for every
     trainable tensor of ``model``: name -> (b, *shape). For tests and audits."""
     from opacus import GradSampleModule
@@ -226,6 +281,10 @@ def per_sample_gradients(model: nn.Module, loss: Callable[[torch.Tensor], torch.
     try:
         module.zero_grad(set_to_none=True)
         loss(module(inputs)).backward()
-        return {name: p.grad_sample.detach().clone() for name, p in model.named_parameters() if p.requires_grad}  # type: ignore[attr-defined]
+        return {
+            name: p.grad_sample.detach().clone()  # type: ignore[attr-defined]
+            for name, p in model.named_parameters()
+            if p.requires_grad
+        }
     finally:
         module._close()

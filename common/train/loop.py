@@ -61,13 +61,19 @@ def resolve_device(name: str = "auto") -> torch.device:
     return dev
 
 
-def batch_targets(data: MultimodalDataset, spec: TaskSpec, idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+def batch_targets(
+    data: MultimodalDataset, spec: TaskSpec, idx: np.ndarray, device: torch.device
+) -> dict[str, torch.Tensor]:
     if spec.kind == "survival":
         assert data.time is not None and data.event is not None
         if not spec.bin_edges:
-            raise ValueError("survival task has no bin edges; compute them on the training split first")
-        return {"bin": bin_index(data.time[idx], spec.bin_edges).to(device),
-                "event": torch.as_tensor(data.event[idx], dtype=torch.float32, device=device)}
+            raise ValueError(
+                "survival task has no bin edges; compute them on the training split first"
+            )
+        return {
+            "bin": bin_index(data.time[idx], spec.bin_edges).to(device),
+            "event": torch.as_tensor(data.event[idx], dtype=torch.float32, device=device),
+        }
     assert data.label is not None
     return {"label": torch.as_tensor(data.label[idx], dtype=torch.long, device=device)}
 
@@ -80,9 +86,16 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, data: MultimodalDataset, batch_size: int = 256,
-                   device: torch.device | None = None, amp: bool = True, reader: BatchReader | None = None,
-                   workers: int = 0, rows: np.ndarray | None = None) -> torch.Tensor:
+def predict_logits(
+    model: nn.Module,
+    data: MultimodalDataset,
+    batch_size: int = 256,
+    device: torch.device | None = None,
+    amp: bool = True,
+    reader: BatchReader | None = None,
+    workers: int = 0,
+    rows: np.ndarray | None = None,
+) -> torch.Tensor:
     """Logits for every patient of ``data`` (or its ``rows``), in order. Bags are read whole (or
     their fixed evaluation subset), at most :data:`EVAL_ELEMENTS` instance features a batch."""
     device = device or next(model.parameters()).device
@@ -91,7 +104,11 @@ def predict_logits(model: nn.Module, data: MultimodalDataset, batch_size: int = 
     out = []
     own = reader is None
     reader = reader or BatchReader(data, device, workers)
-    plan = evaluation_batches(data, batch_size) if rows is None else [rows[b] for b in evaluation_batches(data.subset(rows), batch_size)]
+    plan = (
+        evaluation_batches(data, batch_size)
+        if rows is None
+        else [rows[b] for b in evaluation_batches(data.subset(rows), batch_size)]
+    )
     try:
         for _, inputs in reader(plan):
             with _autocast(device, amp):
@@ -103,7 +120,9 @@ def predict_logits(model: nn.Module, data: MultimodalDataset, batch_size: int = 
     return torch.cat(out) if out else torch.zeros(0, 0)
 
 
-def predict_scores(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, **kw: object) -> np.ndarray:
+def predict_scores(
+    model: nn.Module, data: MultimodalDataset, spec: TaskSpec, **kw: object
+) -> np.ndarray:
     """Risk (survival) or class probabilities for every patient of ``data``."""
     return scores(spec, predict_logits(model, data, **kw)).numpy()  # type: ignore[arg-type]
 
@@ -135,9 +154,13 @@ class TrainRun:
     gen: torch.Generator
     reader: BatchReader
     penalty: Penalty | None = None  # added to every batch's loss (FedProx's proximal term)
-    private: PrivateRun | None = None  # DP-SGD: Poisson batches, per-sample clipping and noise (common.train.dp)
+    private: PrivateRun | None = (
+        None  # DP-SGD: Poisson batches, per-sample clipping and noise (common.train.dp)
+    )
     epochs_done: int = 0
-    rows: np.ndarray | None = None  # train on these rows of the data only (a fold run); None: every row
+    rows: np.ndarray | None = (
+        None  # train on these rows of the data only (a fold run); None: every row
+    )
     own_reader: bool = True  # close the reader with the run (False: it is shared by several runs)
 
     def step(self, inputs: dict[str, ModalityInput], targets: dict[str, torch.Tensor]) -> float:
@@ -161,13 +184,21 @@ class TrainRun:
         sampling = Sampling(train=True, seed=self.config.seed, epoch=self.epochs_done)
         total = 0.0
         n = len(data) if self.rows is None else len(self.rows)
-        plan = self.private.batches() if self.private is not None else shuffled(n, self.config.batch_size, self.gen)
+        plan = (
+            self.private.batches()
+            if self.private is not None
+            else shuffled(n, self.config.batch_size, self.gen)
+        )
         if self.rows is not None:
-            plan = [self.rows[b] for b in plan]  # positions among the run's rows -> rows of the data
+            plan = [
+                self.rows[b] for b in plan
+            ]  # positions among the run's rows -> rows of the data
         for rows, inputs in self.reader(plan, sampling):
             if stop is not None and stop():
                 raise Interrupted("training stopped on request")
-            total += self.step(inputs, batch_targets(data, self.spec, rows, self.device)) * len(rows)
+            total += self.step(inputs, batch_targets(data, self.spec, rows, self.device)) * len(
+                rows
+            )
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return total
@@ -179,8 +210,15 @@ class TrainRun:
             self.private.close()
 
 
-def prepare(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, config: TrainConfig,
-            proximal_mu: float = 0.0, reader: BatchReader | None = None, rows: np.ndarray | None = None) -> TrainRun:
+def prepare(
+    model: nn.Module,
+    data: MultimodalDataset,
+    spec: TaskSpec,
+    config: TrainConfig,
+    proximal_mu: float = 0.0,
+    reader: BatchReader | None = None,
+    rows: np.ndarray | None = None,
+) -> TrainRun:
     """Seed, move ``model`` to the configured device, and build the optimizer (Adam), the loss
     scaler (fp16 only), the shuffling generator and the batch reader of ``data`` (or use
     ``reader``, shared with other runs and closed by its owner). ``rows``: train on those rows of
@@ -202,11 +240,18 @@ def prepare(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, config: T
 
     own = reader is None
     reader = reader if reader is not None else BatchReader(data, device, config.workers)
-    return TrainRun(model, spec, config, device, opt, scaler, gen, reader, penalty, rows=rows, own_reader=own)
+    return TrainRun(
+        model, spec, config, device, opt, scaler, gen, reader, penalty, rows=rows, own_reader=own
+    )
 
 
-def train_epochs(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, config: TrainConfig,
-                 proximal_mu: float = 0.0) -> dict[str, float]:
+def train_epochs(
+    model: nn.Module,
+    data: MultimodalDataset,
+    spec: TaskSpec,
+    config: TrainConfig,
+    proximal_mu: float = 0.0,
+) -> dict[str, float]:
     """Exactly ``config.epochs`` epochs of Adam from the model's current weights, no early stopping
     (one LegoFuse round at a site). ``proximal_mu`` > 0 adds FedProx's mu/2 ||w - w_start||^2."""
     run = prepare(model, data, spec, config, proximal_mu)
@@ -214,20 +259,43 @@ def train_epochs(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, conf
         total = sum(run.epoch(data) for _ in range(config.epochs))
     finally:
         run.close()
-    return {"train_loss": total / max(1, len(data) * config.epochs), "num-examples": float(len(data))}
+    return {
+        "train_loss": total / max(1, len(data) * config.epochs),
+        "num-examples": float(len(data)),
+    }
 
 
-def _validate(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, device: torch.device, amp: bool,
-              reader: BatchReader) -> tuple[float, float]:
+def _validate(
+    model: nn.Module,
+    data: MultimodalDataset,
+    spec: TaskSpec,
+    device: torch.device,
+    amp: bool,
+    reader: BatchReader,
+) -> tuple[float, float]:
     logits = predict_logits(model, data, device=device, amp=amp, reader=reader)
     idx = np.arange(len(data))
-    loss = float(task_loss(spec, logits, {k: v.cpu() for k, v in batch_targets(data, spec, idx, torch.device("cpu")).items()}))
+    loss = float(
+        task_loss(
+            spec,
+            logits,
+            {k: v.cpu() for k, v in batch_targets(data, spec, idx, torch.device("cpu")).items()},
+        )
+    )
     return metric(spec, scores(spec, logits).numpy(), data.targets()), loss
 
 
-def fit(model: nn.Module, train: MultimodalDataset, val: MultimodalDataset, spec: TaskSpec,
-        config: TrainConfig = TrainConfig(), progress: bool = False, label: str = "train",
-        stop: Callable[[], bool] | None = None, private: DPBudget | None = None) -> FitResult:
+def fit(
+    model: nn.Module,
+    train: MultimodalDataset,
+    val: MultimodalDataset,
+    spec: TaskSpec,
+    config: TrainConfig = TrainConfig(),
+    progress: bool = False,
+    label: str = "train",
+    stop: Callable[[], bool] | None = None,
+    private: DPBudget | None = None,
+) -> FitResult:
     """Train ``model`` (a function of :data:`Inputs` returning logits) in place and leave it
     holding the weights that were best on ``val`` (by metric, then by lower loss). ``stop`` is
     asked before every batch; when it says yes, :class:`Interrupted` is raised. ``private``:
@@ -236,8 +304,9 @@ def fit(model: nn.Module, train: MultimodalDataset, val: MultimodalDataset, spec
     run = prepare(model, train, spec, config)
     try:
         if private is not None:
-            run.model, run.optimizer, run.private = make_private(run.model, run.optimizer, len(train), config.batch_size,
-                                                                config.epochs, private)
+            run.model, run.optimizer, run.private = make_private(
+                run.model, run.optimizer, len(train), config.batch_size, config.epochs, private
+            )
         with BatchReader(val, run.device, config.workers) as val_reader:
             res = _fit(run, train, val, val_reader, progress, label, stop)
         return res if run.private is None else replace(res, privacy=run.private.account())
@@ -245,8 +314,15 @@ def fit(model: nn.Module, train: MultimodalDataset, val: MultimodalDataset, spec
         run.close()
 
 
-def _fit(run: TrainRun, train: MultimodalDataset, val: MultimodalDataset, val_reader: BatchReader, progress: bool, label: str,
-         stop: Callable[[], bool] | None) -> FitResult:
+def _fit(
+    run: TrainRun,
+    train: MultimodalDataset,
+    val: MultimodalDataset,
+    val_reader: BatchReader,
+    progress: bool,
+    label: str,
+    stop: Callable[[], bool] | None,
+) -> FitResult:
     model, spec, config, device = run.model, run.spec, run.config, run.device
 
     def snapshot() -> dict[str, torch.Tensor]:
@@ -272,7 +348,9 @@ def _fit(run: TrainRun, train: MultimodalDataset, val: MultimodalDataset, val_re
         seen += len(train)
         busy += time.perf_counter() - t0
         m, vloss = _validate(model, val, spec, device, config.amp, val_reader)
-        history.append({"epoch": epoch, "train_loss": total / len(train), "val_metric": m, "val_loss": vloss})
+        history.append(
+            {"epoch": epoch, "train_loss": total / len(train), "val_metric": m, "val_loss": vloss}
+        )
         if (m, -vloss) > best:
             best, best_state, best_epoch, stale = (m, -vloss), snapshot(), epoch, 0
         else:
@@ -285,8 +363,18 @@ def _fit(run: TrainRun, train: MultimodalDataset, val: MultimodalDataset, val_re
     if bar is not None:
         bar.close()
     model.load_state_dict(best_state)
-    log.info("%s: best epoch %d of %d, val %s %.4f", label, best_epoch, epoch, spec.metric_name, best[0])
-    return FitResult(best_epoch, float(best[0]), epoch, busy, seen / busy if busy > 0 else 0.0, str(device), history)
+    log.info(
+        "%s: best epoch %d of %d, val %s %.4f", label, best_epoch, epoch, spec.metric_name, best[0]
+    )
+    return FitResult(
+        best_epoch,
+        float(best[0]),
+        epoch,
+        busy,
+        seen / busy if busy > 0 else 0.0,
+        str(device),
+        history,
+    )
 
 
 @dataclass
@@ -297,13 +385,24 @@ class FoldFit:
     best_metric: float  # the out-of-fold metric over every patient at that epoch
     epochs_run: int
     train_seconds: float
-    history: list[dict[str, float]] = field(default_factory=list)  # epoch, out-of-fold metric and loss
-    privacy: list[DPAccount] = field(default_factory=list)  # DP-SGD runs: the budget each copy spent
+    history: list[dict[str, float]] = field(
+        default_factory=list
+    )  # epoch, out-of-fold metric and loss
+    privacy: list[DPAccount] = field(
+        default_factory=list
+    )  # DP-SGD runs: the budget each copy spent
 
 
-def fit_folds(models: list[nn.Module], data: MultimodalDataset, fold_of: np.ndarray, spec: TaskSpec,
-              config: TrainConfig = TrainConfig(), label: str = "folds", stop: Callable[[], bool] | None = None,
-              private: DPBudget | None = None) -> FoldFit:
+def fit_folds(
+    models: list[nn.Module],
+    data: MultimodalDataset,
+    fold_of: np.ndarray,
+    spec: TaskSpec,
+    config: TrainConfig = TrainConfig(),
+    label: str = "folds",
+    stop: Callable[[], bool] | None = None,
+    private: DPBudget | None = None,
+) -> FoldFit:
     """Cross-fitting: model k trains on the rows of ``data`` whose fold (``fold_of``, (n,)) is not
     k, one epoch each in turn; after every epoch each predicts its held-out fold, and the metric
     of those out-of-fold predictions over every row (ties: lower loss) chooses the epoch count,
@@ -318,26 +417,47 @@ def fit_folds(models: list[nn.Module], data: MultimodalDataset, fold_of: np.ndar
     with BatchReader(data, device, config.workers) as reader:
         try:
             for k, model in enumerate(models):
-                run = prepare(model, data, spec, config, reader=reader, rows=np.flatnonzero(fold_of != k))
+                run = prepare(
+                    model, data, spec, config, reader=reader, rows=np.flatnonzero(fold_of != k)
+                )
                 if private is not None:
                     assert run.rows is not None
-                    run.model, run.optimizer, run.private = make_private(run.model, run.optimizer, len(run.rows),
-                                                                        config.batch_size, config.epochs, private)
+                    run.model, run.optimizer, run.private = make_private(
+                        run.model,
+                        run.optimizer,
+                        len(run.rows),
+                        config.batch_size,
+                        config.epochs,
+                        private,
+                    )
                 runs.append(run)
             res = _fit_folds(runs, data, held, reader, device, label, stop)
-            return res if private is None else replace(res, privacy=[r.private.account() for r in runs if r.private])
+            return (
+                res
+                if private is None
+                else replace(res, privacy=[r.private.account() for r in runs if r.private])
+            )
         finally:
             for run in runs:
                 run.close()
 
 
-def _fit_folds(runs: list[TrainRun], data: MultimodalDataset, held: list[np.ndarray], reader: BatchReader, device: torch.device,
-               label: str, stop: Callable[[], bool] | None) -> FoldFit:
+def _fit_folds(
+    runs: list[TrainRun],
+    data: MultimodalDataset,
+    held: list[np.ndarray],
+    reader: BatchReader,
+    device: torch.device,
+    label: str,
+    stop: Callable[[], bool] | None,
+) -> FoldFit:
     spec, config = runs[0].spec, runs[0].config
     targets = batch_targets(data, spec, np.arange(len(data)), torch.device("cpu"))
 
     def snapshot() -> list[dict[str, torch.Tensor]]:
-        return [{k: v.detach().clone() for k, v in r.model.state_dict().items()} for r in runs]  # real copies
+        return [
+            {k: v.detach().clone() for k, v in r.model.state_dict().items()} for r in runs
+        ]  # real copies
 
     best: tuple[float, float] = (-np.inf, -np.inf)
     best_state, best_epoch, stale, busy = snapshot(), 0, 0, 0.0
@@ -348,9 +468,13 @@ def _fit_folds(runs: list[TrainRun], data: MultimodalDataset, held: list[np.ndar
         for run in runs:
             run.epoch(data, stop)
         busy += time.perf_counter() - t0
-        parts = [predict_logits(r.model, data, device=device, amp=config.amp, reader=reader, rows=h)
-                 for r, h in zip(runs, held, strict=True)]
-        oof = torch.empty(len(data), parts[0].shape[1])  # (n, outputs): each row predicted by the copy that never saw it
+        parts = [
+            predict_logits(r.model, data, device=device, amp=config.amp, reader=reader, rows=h)
+            for r, h in zip(runs, held, strict=True)
+        ]
+        oof = torch.empty(
+            len(data), parts[0].shape[1]
+        )  # (n, outputs): each row predicted by the copy that never saw it
         for h, part in zip(held, parts, strict=True):
             oof[torch.as_tensor(h)] = part
         m = metric(spec, scores(spec, oof).numpy(), data.targets())
@@ -364,27 +488,48 @@ def _fit_folds(runs: list[TrainRun], data: MultimodalDataset, held: list[np.ndar
                 break
     for run, state in zip(runs, best_state, strict=True):
         run.model.load_state_dict(state)
-    log.info("%s: %d fold copies, best epoch %d of %d, out-of-fold %s %.4f", label, len(runs), best_epoch, epoch,
-             spec.metric_name, best[0])
+    log.info(
+        "%s: %d fold copies, best epoch %d of %d, out-of-fold %s %.4f",
+        label,
+        len(runs),
+        best_epoch,
+        epoch,
+        spec.metric_name,
+        best[0],
+    )
     return FoldFit(best_epoch, float(best[0]), epoch, busy, history)
 
 
-def train_fixed(model: nn.Module, data: MultimodalDataset, spec: TaskSpec, config: TrainConfig,
-                stop: Callable[[], bool] | None = None, private: DPBudget | None = None) -> FitResult:
+def train_fixed(
+    model: nn.Module,
+    data: MultimodalDataset,
+    spec: TaskSpec,
+    config: TrainConfig,
+    stop: Callable[[], bool] | None = None,
+    private: DPBudget | None = None,
+) -> FitResult:
     """Exactly ``config.epochs`` epochs on every row of ``data``, no validation (a cross-fitted
     block's final training, its epoch count chosen out of fold); ``private``: DP-SGD planned for
     those epochs, the result carrying the epsilon spent."""
     run = prepare(model, data, spec, config)
     try:
         if private is not None:
-            run.model, run.optimizer, run.private = make_private(run.model, run.optimizer, len(data), config.batch_size,
-                                                                config.epochs, private)
+            run.model, run.optimizer, run.private = make_private(
+                run.model, run.optimizer, len(data), config.batch_size, config.epochs, private
+            )
         t0 = time.perf_counter()
         for _ in range(config.epochs):
             run.epoch(data, stop)
         busy = time.perf_counter() - t0
         seen = len(data) * config.epochs
-        return FitResult(config.epochs, float("nan"), config.epochs, busy, seen / busy if busy > 0 else 0.0, str(run.device),
-                         privacy=run.private.account() if run.private is not None else None)
+        return FitResult(
+            config.epochs,
+            float("nan"),
+            config.epochs,
+            busy,
+            seen / busy if busy > 0 else 0.0,
+            str(run.device),
+            privacy=run.private.account() if run.private is not None else None,
+        )
     finally:
         run.close()

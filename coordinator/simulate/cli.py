@@ -12,32 +12,61 @@ import typer
 
 from common.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, fail
 
-app = typer.Typer(help="A whole consortium on this machine (or a Ray cluster): coordinator, SuperLink and the sites.")
+app = typer.Typer(
+    help="A whole consortium on this machine (or a Ray cluster): coordinator, SuperLink and the sites."
+)
 
 
 @app.callback(invoke_without_command=True)
-def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
-                                          help="A built-in scenario (ovarian-4, nki70-3, pbc-3, ovarian-folders, slides-3, scale) or a "
-                                               "scenario TOML file."),
-             quick: bool = typer.Option(False, "--quick", help="Few epochs and a small latent: a fast end-to-end check."),
-             out: Path | None = typer.Option(None, "--out", help="New folder for the run and its report (default: runs/SCENARIO-TIME)."),
-             sites: int | None = typer.Option(None, "--sites", min=2, max=500, help="Number of sites (scale scenario only)."),
-             seeds: int | None = typer.Option(None, "--seeds", min=1, max=50,
-                                              help="Repeat the whole run for seeds 0..N-1 (seed s tests on fold s % test_folds "
-                                                   "of every hospital, so seeds 0-4 test every patient once) and report "
-                                                   "means, standard deviations and paired intervals combined over them."),
-             parallel: int = typer.Option(8, "--parallel", min=1, max=500,
-                                          help="At most this many sites train at once (each is a process of ~0.5 GB; "
-                                               "processes engine)."),
-             engine: str = typer.Option("processes", "--engine",
-                                        help="processes: every site is its own daemon process (SuperNode, ClientApps), "
-                                             "the most faithful for a handful of sites. ray: the sites' training and "
-                                             "evaluation are Ray tasks and LegoFuse runs on Flower's simulation engine, "
-                                             "for hundreds of sites or a Ray cluster."),
-             ray_address: str | None = typer.Option(None, "--ray-address",
-                                                    help="HOST:PORT of a running Ray cluster's head to attach to (ray "
-                                                         "engine); without it the run starts and stops a local Ray "
-                                                         "instance.")) -> None:
+def simulate(
+    scenario: str = typer.Option(
+        "ovarian-4",
+        "--scenario",
+        help="A built-in scenario (ovarian-4, nki70-3, pbc-3, ovarian-folders, slides-3, scale) or a "
+        "scenario TOML file.",
+    ),
+    quick: bool = typer.Option(
+        False, "--quick", help="Few epochs and a small latent: a fast end-to-end check."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="New folder for the run and its report (default: runs/SCENARIO-TIME)."
+    ),
+    sites: int | None = typer.Option(
+        None, "--sites", min=2, max=500, help="Number of sites (scale scenario only)."
+    ),
+    seeds: int | None = typer.Option(
+        None,
+        "--seeds",
+        min=1,
+        max=50,
+        help="Repeat the whole run for seeds 0..N-1 (seed s tests on fold s % test_folds "
+        "of every hospital, so seeds 0-4 test every patient once) and report "
+        "means, standard deviations and paired intervals combined over them.",
+    ),
+    parallel: int = typer.Option(
+        8,
+        "--parallel",
+        min=1,
+        max=500,
+        help="At most this many sites train at once (each is a process of ~0.5 GB; "
+        "processes engine).",
+    ),
+    engine: str = typer.Option(
+        "processes",
+        "--engine",
+        help="processes: every site is its own daemon process (SuperNode, ClientApps), "
+        "the most faithful for a handful of sites. ray: the sites' training and "
+        "evaluation are Ray tasks and LegoFuse runs on Flower's simulation engine, "
+        "for hundreds of sites or a Ray cluster.",
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        help="HOST:PORT of a running Ray cluster's head to attach to (ray "
+        "engine); without it the run starts and stops a local Ray "
+        "instance.",
+    ),
+) -> None:
     """Run a simulated multi-site study end to end with the real system (processes on loopback,
     mutual TLS, SQLite, Flower) and write report.md, report.json and plots. Every model is compared
     on the same test patients, by paired differences with 95 % intervals; every choice is made on
@@ -58,12 +87,18 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
     if ray_address is not None and engine != "ray":
         raise fail("--ray-address is for --engine ray", EXIT_BAD_INPUT)
     try:
-        scn = scale_scenario(sites or 10, quick=quick) if scenario == "scale" else load_scenario(scenario, sites)
+        scn = (
+            scale_scenario(sites or 10, quick=quick)
+            if scenario == "scale"
+            else load_scenario(scenario, sites)
+        )
     except ConfigError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     if quick and scenario != "scale":
         scn = scn.quick()
-    logging.getLogger("flwr").setLevel(logging.WARNING)  # the in-process baseline aggregates with Flower's FedAvg
+    logging.getLogger("flwr").setLevel(
+        logging.WARNING
+    )  # the in-process baseline aggregates with Flower's FedAvg
     folder = out or Path("runs") / f"{scn.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise fail(f"{folder} is not an empty folder; give a new --out", EXIT_BAD_INPUT)
@@ -75,7 +110,11 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
     def on_term(*_: Any) -> None:
         raise KeyboardInterrupt
 
-    runs = [(scn, folder)] if seeds is None else [(scn.with_seed(k), folder / f"seed-{k}") for k in range(seeds)]
+    runs = (
+        [(scn, folder)]
+        if seeds is None
+        else [(scn.with_seed(k), folder / f"seed-{k}") for k in range(seeds)]
+    )
     reports: list[dict[str, Any]] = []
     measured: list[Any] = []
     files: list[Path] = []
@@ -84,15 +123,25 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
     try:
         for one, where in runs:
             t = time.monotonic()
-            typer.echo(f"scenario {one.name}{' (quick)' if quick else ''}, seed {one.spec.seed}: {one.spec.description}")
+            typer.echo(
+                f"scenario {one.name}{' (quick)' if quick else ''}, seed {one.spec.seed}: {one.spec.description}"
+            )
             part = partition(one)
             try:
                 loaded = time.monotonic() - t
-                run = run_consortium(one, part, where, say, parallel, engine=engine, ray_address=ray_address)
-                say("measuring every model on the held-out test patients" + (", with the references: each hospital alone, "
-                                                                             "FedAvg over every site and over the paired "
-                                                                             "sites, and the central ceiling"
-                                                                             if one.spec.compare else ""))
+                run = run_consortium(
+                    one, part, where, say, parallel, engine=engine, ray_address=ray_address
+                )
+                say(
+                    "measuring every model on the held-out test patients"
+                    + (
+                        ", with the references: each hospital alone, "
+                        "FedAvg over every site and over the paired "
+                        "sites, and the central ceiling"
+                        if one.spec.compare
+                        else ""
+                    )
+                )
                 report, scores = build_report(run, one, part, {"load data and split": loaded})
                 reports.append(report)
                 measured.append(scores)
@@ -104,10 +153,17 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
     except KeyboardInterrupt:
         raise fail("interrupted; every process of the run was stopped", EXIT_INTERRUPTED) from None
     except (ConfigError, SimulationError) as exc:
-        raise fail(str(exc), EXIT_BAD_INPUT if isinstance(exc, ConfigError) else EXIT_FAILED) from None
+        raise fail(
+            str(exc), EXIT_BAD_INPUT if isinstance(exc, ConfigError) else EXIT_FAILED
+        ) from None
     except OSError as exc:  # e.g. the disk is full
         raise fail(f"{exc.filename or folder}: {exc.strerror or exc}", EXIT_FAILED) from None
-    except (FuseError, CallError, RuntimeError, ValueError) as exc:  # a step of the run failed: its own message
+    except (
+        FuseError,
+        CallError,
+        RuntimeError,
+        ValueError,
+    ) as exc:  # a step of the run failed: its own message
         raise fail(f"{type(exc).__name__}: {exc} (logs in {folder})", EXIT_FAILED) from None
     finally:
         for sig, handler in previous.items():
@@ -116,7 +172,11 @@ def simulate(scenario: str = typer.Option("ovarian-4", "--scenario",
         typer.echo("")
         typer.echo("\n".join(summary_table(summarize(reports, measured))))
         typer.echo("")
-    failed = sorted({f"seed {r['seed']}: {name}" for r in reports for name, ok in r["checks"].items() if not ok})
-    typer.echo(f"done in {time.monotonic() - t0:.0f} s; report: {files[1]} (also {', '.join(f.name for f in files if f != files[1])})")
+    failed = sorted(
+        {f"seed {r['seed']}: {name}" for r in reports for name, ok in r["checks"].items() if not ok}
+    )
+    typer.echo(
+        f"done in {time.monotonic() - t0:.0f} s; report: {files[1]} (also {', '.join(f.name for f in files if f != files[1])})"
+    )
     if failed:
         raise fail(f"report checks failed: {'; '.join(failed)}", EXIT_FAILED)

@@ -43,14 +43,24 @@ class Member:
 class Fleet:
     logs: Path
     members: dict[str, Member] = field(default_factory=dict)
-    total_peak: int = 0  # the most resident memory of all the run's processes (and this one) at one sample
+    total_peak: int = (
+        0  # the most resident memory of all the run's processes (and this one) at one sample
+    )
     total_pss_peak: int = 0  # the same counting each shared page once (proportional set sizes)
 
-    def start(self, name: str, command: list[str], env: dict[str, str] | None = None, may_exit: bool = False) -> Member:
+    def start(
+        self,
+        name: str,
+        command: list[str],
+        env: dict[str, str] | None = None,
+        may_exit: bool = False,
+    ) -> Member:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = self.logs / (name.replace(" ", "-") + ".log")
         with open(log, "ab") as out:
-            proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            proc = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         self.members[name] = Member(name, proc, log, may_exit=may_exit)
         return self.members[name]
 
@@ -60,7 +70,9 @@ class Fleet:
         while text not in member.log.read_text(errors="replace"):
             self.check()
             if time.monotonic() > deadline:
-                raise SimulationError(f"{name} did not get ready within {timeout_s:.0f} s; its log ends:\n{tail(member.log)}")
+                raise SimulationError(
+                    f"{name} did not get ready within {timeout_s:.0f} s; its log ends:\n{tail(member.log)}"
+                )
             time.sleep(0.2)
 
     def check(self) -> None:
@@ -68,8 +80,10 @@ class Fleet:
         self.sample()
         for m in self.members.values():
             if m.proc.poll() is not None and not (m.may_exit and m.proc.returncode == 0):
-                raise SimulationError(f"{m.name} (pid {m.proc.pid}) exited with status {m.proc.returncode}; "
-                                      f"its log {m.log} ends:\n{tail(m.log)}")
+                raise SimulationError(
+                    f"{m.name} (pid {m.proc.pid}) exited with status {m.proc.returncode}; "
+                    f"its log {m.log} ends:\n{tail(m.log)}"
+                )
 
     def sample(self) -> None:
         pids = {os.getpid()}
@@ -94,7 +108,9 @@ class Fleet:
                 m.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
-        for m in live:  # only groups that were alive now: an old group id may belong to someone else by now
+        for m in (
+            live
+        ):  # only groups that were alive now: an old group id may belong to someone else by now
             _signal_group(m.proc.pid, signal.SIGKILL)  # also children the leader left behind
             if m.proc.poll() is None:
                 m.proc.wait(10)

@@ -18,17 +18,31 @@ from common.fuse.wire import site_round
 class LocalSites:
     """Node i trains on ``parts[i]`` with a model from ``model_factory`` (the state arrives in the message)."""
 
-    def __init__(self, model_factory: Callable[[], Any], parts: list[MultimodalDataset], cfg: FuseConfig) -> None:
+    def __init__(
+        self, model_factory: Callable[[], Any], parts: list[MultimodalDataset], cfg: FuseConfig
+    ) -> None:
         self.factory, self.parts, self.cfg = model_factory, parts, cfg
 
     def node_ids(self) -> list[int]:
         return list(range(len(self.parts)))
 
-    def ask(self, node_ids: Iterable[int], message_type: str, content: Callable[[int], RecordDict], group: str,
-            timeout_s: float) -> dict[int, RecordDict | str]:
+    def ask(
+        self,
+        node_ids: Iterable[int],
+        message_type: str,
+        content: Callable[[int], RecordDict],
+        group: str,
+        timeout_s: float,
+    ) -> dict[int, RecordDict | str]:
         out: dict[int, RecordDict | str] = {}
         for n in node_ids:
             msg = content(n)
             settings = dict(msg["config"])  # type: ignore[arg-type]
-            out[n] = site_round(self.factory(), msg, self.parts[n], self.cfg, int(settings["round"]))  # type: ignore[arg-type]
+            out[n] = site_round(
+                self.factory(),
+                msg,
+                self.parts[n],
+                self.cfg,
+                int(settings["round"]),  # type: ignore[arg-type]
+            )
         return out

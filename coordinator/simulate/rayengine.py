@@ -42,16 +42,22 @@ Say = Callable[[str], None]
 # one thread per site, as in the processes engine; two malloc arenas per worker (glibc's default of
 # 8 per core keeps freed memory of long-lived workers resident)
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
-OBJECT_STORE_BYTES = 256 * 1024**2  # the run passes file paths and small results through Ray, never data
+OBJECT_STORE_BYTES = (
+    256 * 1024**2
+)  # the run passes file paths and small results through Ray, never data
 
 
 def ray_module() -> Any:
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # Ray's FutureWarning about GPU variables; no GPU here
+    os.environ.setdefault(
+        "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0"
+    )  # Ray's FutureWarning about GPU variables; no GPU here
     try:
         import ray
     except ImportError:
-        raise SimulationError("the ray engine needs Flower's simulation extra (Ray): pip install 'mmlego[simulation]' "
-                              "(make demo / make test install it)") from None
+        raise SimulationError(
+            "the ray engine needs Flower's simulation extra (Ray): pip install 'mmlego[simulation]' "
+            "(make demo / make test install it)"
+        ) from None
     return ray
 
 
@@ -59,13 +65,17 @@ def reachable(address: str, timeout_s: float = 5.0) -> None:
     """A one-line refusal for an address nobody answers on (Ray's own connect waits a long time)."""
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise ConfigError(f"--ray-address {address!r} is not HOST:PORT (the Ray head's GCS port, e.g. 127.0.0.1:6379)")
+        raise ConfigError(
+            f"--ray-address {address!r} is not HOST:PORT (the Ray head's GCS port, e.g. 127.0.0.1:6379)"
+        )
     try:
         with socket.create_connection((host, int(port)), timeout=timeout_s):
             pass
     except OSError as exc:
-        raise SimulationError(f"the Ray cluster at {address} is not reachable ({exc.strerror or exc}); is `ray start "
-                              "--head` running there?") from None
+        raise SimulationError(
+            f"the Ray cluster at {address} is not reachable ({exc.strerror or exc}); is `ray start "
+            "--head` running there?"
+        ) from None
 
 
 # what runs on the cluster's workers is the site's code (site_client.raytasks), named as Flower's
@@ -80,7 +90,9 @@ class RayEngine:
 
     name = "ray"
 
-    def __init__(self, fleet: Fleet, address: str | None, say: Say, cpus: int | None = None) -> None:
+    def __init__(
+        self, fleet: Fleet, address: str | None, say: Say, cpus: int | None = None
+    ) -> None:
         self.fleet, self.say, self.attached = fleet, say, address
         self.cpus = cpus or os.cpu_count() or 1
         self.ray = ray_module()
@@ -108,38 +120,80 @@ class RayEngine:
             ray_bin = Path(sys.executable).parent / "ray"
             # Ray's fixed default ports (client server 10001, dashboard 8265, ...) are moved to free ones:
             # another Ray on this machine, or another run, may hold them
-            ports = [f"--{name}={free_port()}" for name in ("ray-client-server-port", "dashboard-port", "dashboard-agent-listen-port",
-                                                            "dashboard-agent-grpc-port", "runtime-env-agent-port",
-                                                            "metrics-export-port", "node-manager-port", "object-manager-port")]
-            self.fleet.start("ray head", [str(ray_bin), "start", "--head", "--block", "--port", self.address.rpartition(":")[2],
-                                          "--node-ip-address", "127.0.0.1", "--num-cpus", str(self.cpus),
-                                          "--object-store-memory", str(OBJECT_STORE_BYTES), "--node-name", "head",
-                                          "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", self.tmp.name, *ports],
-                             env={**os.environ, **THREADS, "RAY_USAGE_STATS_ENABLED": "0"})  # workers inherit THREADS
+            ports = [
+                f"--{name}={free_port()}"
+                for name in (
+                    "ray-client-server-port",
+                    "dashboard-port",
+                    "dashboard-agent-listen-port",
+                    "dashboard-agent-grpc-port",
+                    "runtime-env-agent-port",
+                    "metrics-export-port",
+                    "node-manager-port",
+                    "object-manager-port",
+                )
+            ]
+            self.fleet.start(
+                "ray head",
+                [
+                    str(ray_bin),
+                    "start",
+                    "--head",
+                    "--block",
+                    "--port",
+                    self.address.rpartition(":")[2],
+                    "--node-ip-address",
+                    "127.0.0.1",
+                    "--num-cpus",
+                    str(self.cpus),
+                    "--object-store-memory",
+                    str(OBJECT_STORE_BYTES),
+                    "--node-name",
+                    "head",
+                    "--include-dashboard=false",
+                    "--disable-usage-stats",
+                    "--temp-dir",
+                    self.tmp.name,
+                    *ports,
+                ],
+                env={**os.environ, **THREADS, "RAY_USAGE_STATS_ENABLED": "0"},
+            )  # workers inherit THREADS
         deadline = time.monotonic() + deadline_s
         while True:
             self.fleet.check()
             ours = signal.getsignal(signal.SIGTERM)
             try:
-                self.ray.init(address=self.address, logging_level="ERROR", log_to_driver=False,
-                              runtime_env={"env_vars": dict(THREADS)})
+                self.ray.init(
+                    address=self.address,
+                    logging_level="ERROR",
+                    log_to_driver=False,
+                    runtime_env={"env_vars": dict(THREADS)},
+                )
                 break
             except (ConnectionError, RuntimeError, ValueError) as exc:  # a head still starting
                 if self.attached or time.monotonic() > deadline:
-                    raise SimulationError(f"could not connect to the Ray cluster at {self.address}: {exc}") from None
+                    raise SimulationError(
+                        f"could not connect to the Ray cluster at {self.address}: {exc}"
+                    ) from None
                 time.sleep(1.0)
             finally:  # ray.init makes SIGTERM exit at once; the run stops its processes first
                 if threading.current_thread() is threading.main_thread():
                     signal.signal(signal.SIGTERM, ours)
         alive = [n for n in self.ray.nodes() if n.get("Alive")]
-        self.nodes = {n["NodeID"]: n.get("NodeName") or n.get("NodeManagerAddress", "?") for n in alive}
+        self.nodes = {
+            n["NodeID"]: n.get("NodeName") or n.get("NodeManagerAddress", "?") for n in alive
+        }
         cpus = int(sum(n.get("Resources", {}).get("CPU", 0) for n in alive))
         if cpus < 1:
-            raise SimulationError(f"the Ray cluster at {self.address} has no CPU for the sites' tasks")
+            raise SimulationError(
+                f"the Ray cluster at {self.address} has no CPU for the sites' tasks"
+            )
         self.cpus = cpus
         how = "attached to" if self.attached else "started"
-        self.say(f"Ray: {how} the cluster at {self.address}: {len(alive)} node(s) ({', '.join(sorted(self.nodes.values()))}), "
-                 f"{cpus} CPUs; a site's block training is one task of one CPU")
+        self.say(
+            f"Ray: {how} the cluster at {self.address}: {len(alive)} node(s) ({', '.join(sorted(self.nodes.values()))}), "
+            f"{cpus} CPUs; a site's block training is one task of one CPU"
+        )
         return "attach to the Ray cluster" if self.attached else "start the Ray cluster"
 
     def disconnect(self) -> None:
@@ -154,7 +208,12 @@ class RayEngine:
 
     def superlink_env(self) -> dict[str, str]:
         """The environment of the SuperLink, whose simulation runs attach to this cluster."""
-        return {**os.environ, "RAY_ADDRESS": self.address, **THREADS, "RAY_USAGE_STATS_ENABLED": "0"}
+        return {
+            **os.environ,
+            "RAY_ADDRESS": self.address,
+            **THREADS,
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
 
     # -- the sites' tasks -----------------------------------------------------------------------
     def _failed(self, site: str, exc: BaseException) -> SimulationError:
@@ -170,8 +229,12 @@ class RayEngine:
         self.logs = logs = progress.logs
         sites = {name: folder / "site.toml" for name, folder in svc.site_dirs.items()}
         remote = self.ray.remote(call).options(num_cpus=1, max_retries=0, name="train_site")
-        running = {remote.remote(TRAIN, str(toml), str(logs[site])): site for site, toml in sites.items()}
-        self.say(f"{len(sites)} sites' block training submitted as Ray tasks ({self.cpus} at a time)")
+        running = {
+            remote.remote(TRAIN, str(toml), str(logs[site])): site for site, toml in sites.items()
+        }
+        self.say(
+            f"{len(sites)} sites' block training submitted as Ray tasks ({self.cpus} at a time)"
+        )
         deadline = time.monotonic() + timeout_s
         while running:
             done, _ = self.ray.wait(list(running), num_returns=len(running), timeout=0.5)
@@ -186,10 +249,14 @@ class RayEngine:
                 progress.poll()
                 why = progress.failure(site)
                 if result["code"] != 0 or why is not None:
-                    raise SimulationError(f"site {site} failed: {why or 'exit status ' + str(result['code'])}")
+                    raise SimulationError(
+                        f"site {site} failed: {why or 'exit status ' + str(result['code'])}"
+                    )
             self.fleet.check()
             if time.monotonic() > deadline:
-                raise SimulationError(f"sites {sorted(running.values())} did not push their blocks within {timeout_s:.0f} s")
+                raise SimulationError(
+                    f"sites {sorted(running.values())} did not push their blocks within {timeout_s:.0f} s"
+                )
 
 
 class RayEvaluators:
@@ -199,12 +266,16 @@ class RayEvaluators:
         self.engine, self.site_dirs = engine, site_dirs
         self.sites = sorted(site_dirs)
         self.running: dict[str, Any] = {}  # site -> its evaluation task
-        self.remote = engine.ray.remote(call).options(num_cpus=0, max_retries=0, scheduling_strategy="SPREAD", name="evaluate_site")
+        self.remote = engine.ray.remote(call).options(
+            num_cpus=0, max_retries=0, scheduling_strategy="SPREAD", name="evaluate_site"
+        )
 
     def busy(self) -> set[str]:
         ray = self.engine.ray
         if self.running:
-            done, _ = ray.wait(list(self.running.values()), num_returns=len(self.running), timeout=0)
+            done, _ = ray.wait(
+                list(self.running.values()), num_returns=len(self.running), timeout=0
+            )
             for site in [s for s, ref in self.running.items() if ref in done]:
                 try:
                     ray.get(self.running.pop(site), timeout=60)
@@ -213,7 +284,9 @@ class RayEvaluators:
         return set(self.running)
 
     def start(self, site: str) -> None:
-        self.running[site] = self.remote.remote(EVALUATE, str(self.site_dirs[site] / "site.toml"), str(self.engine.logs[site]))
+        self.running[site] = self.remote.remote(
+            EVALUATE, str(self.site_dirs[site] / "site.toml"), str(self.engine.logs[site])
+        )
 
     def check(self) -> None:
         self.engine.fleet.check()

@@ -58,7 +58,10 @@ def load_measured(path: Path) -> Measured:
             pick = {k.split("|", 2)[2]: z[k] for k in z.files if k.startswith(f"{name}|target|")}
             scores = {k.split("|", 2)[2]: z[k] for k in z.files if k.startswith(f"{name}|score|")}
             tests[name] = TestSet(kind, int(n_classes), z[f"{name}|site"], pick, scores)
-    return Measured(tests.get("summary"), {n.split(":", 1)[1]: t for n, t in tests.items() if n.startswith("site:")})
+    return Measured(
+        tests.get("summary"),
+        {n.split(":", 1)[1]: t for n, t in tests.items() if n.startswith("site:")},
+    )
 
 
 # ---- over seeds ----------------------------------------------------------------------------------
@@ -72,10 +75,19 @@ def summarize(reports: list[dict[str, Any]], measured: list[Measured]) -> dict[s
         if not got:
             continue
         values = [x["value"] for _, x in got]
-        rows.append({"model": _model_name(kind, [x["model"] for _, x in got]), "kind": kind,
-                     "patients": sum(x["patients"] for _, x in got), "mean": statistics.mean(values),
-                     "std": statistics.stdev(values) if len(values) > 1 else 0.0, "seeds": [s for s, _ in got],
-                     "values": values, "picked": [x["model"] for _, x in got]})
+        rows.append(
+            {
+                "model": _model_name(kind, [x["model"] for _, x in got]),
+                "kind": kind,
+                "patients": sum(x["patients"] for _, x in got),
+                "mean": statistics.mean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "seeds": [s for s, _ in got],
+                "values": values,
+                "picked": [x["model"] for _, x in got],
+            }
+        )
+
     # seeds of one block of test_folds test disjoint patients; a later block re-deals them, so combining it would count
     # patients twice as if they were new: intervals combine the first block's seeds only
     def cohort(r: dict[str, Any]) -> int:
@@ -94,31 +106,66 @@ def summarize(reports: list[dict[str, Any]], measured: list[Measured]) -> dict[s
                     for x in s["rows"]:
                         by_kind.setdefault(x["kind"], []).append(x["value"])
         site_tests = [m.per_site[name] for m in block if name in m.per_site]
-        per_site.append({"site": name, "patients": patients,
-                         "rows": [{"kind": k, "mean": statistics.mean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
-                                   "seeds": len(v)} for k, v in by_kind.items()],
-                         "comparisons": comparisons(site_tests) if site_tests else []})
-    runs = [{"seed": r["seed"], "merge": r["merge"]["validation"].get("chosen"),
-             "scored_by": r["validation"].get("scored_by", []), "declined_by": r["validation"].get("declined_by", []),
-             "fuse": r["fuse"].get("model") or "not stored: " + r["fuse"].get("not_stored", "")[:200],
-             "recommended": r["recommended"].get("model"), "validation": r["validation"]} for r in reports]
-    return {"scenario": reports[0]["scenario"], "metric": reports[0]["metric"], "metric_scope": reports[0].get("metric_scope"),
-            "folds": reports[0].get("folds"), "seeds": [r["seed"] for r in reports], "summary": rows,
-            "comparisons": comparisons(tests) if tests else [], "comparison_seeds": len(tests), "per_site": per_site,
-            "runs": runs}
+        per_site.append(
+            {
+                "site": name,
+                "patients": patients,
+                "rows": [
+                    {
+                        "kind": k,
+                        "mean": statistics.mean(v),
+                        "std": statistics.stdev(v) if len(v) > 1 else 0.0,
+                        "seeds": len(v),
+                    }
+                    for k, v in by_kind.items()
+                ],
+                "comparisons": comparisons(site_tests) if site_tests else [],
+            }
+        )
+    runs = [
+        {
+            "seed": r["seed"],
+            "merge": r["merge"]["validation"].get("chosen"),
+            "scored_by": r["validation"].get("scored_by", []),
+            "declined_by": r["validation"].get("declined_by", []),
+            "fuse": r["fuse"].get("model")
+            or "not stored: " + r["fuse"].get("not_stored", "")[:200],
+            "recommended": r["recommended"].get("model"),
+            "validation": r["validation"],
+        }
+        for r in reports
+    ]
+    return {
+        "scenario": reports[0]["scenario"],
+        "metric": reports[0]["metric"],
+        "metric_scope": reports[0].get("metric_scope"),
+        "folds": reports[0].get("folds"),
+        "seeds": [r["seed"] for r in reports],
+        "summary": rows,
+        "comparisons": comparisons(tests) if tests else [],
+        "comparison_seeds": len(tests),
+        "per_site": per_site,
+        "runs": runs,
+    }
 
 
 def _model_name(kind: str, names: list[str]) -> str:
-    generic = {"best-block": "the block the consortium picks on validation", "ensemble": "mean of every block's prediction",
-               "merge-uniform": "LegoMerge of every block, equal weights", "merge": "the version `merge --recipe auto` published",
-               "fuse": "early-stopped LegoFuse (its parent when no round was kept)",
-               "recommended": "the coordinator's recommended version",
-               "local": "each hospital's own best model (its own cross-validation)",
-               "baseline": "FedAvg from scratch over every site", "baseline-paired": "FedAvg from scratch over the paired sites",
-               "ceiling": "the best central family on pooled validation", "ceiling-fuse": "pooled LegoFuse (central)",
-               "ceiling-ensemble": "pooled ensemble of per-modality blocks (central)",
-               "ceiling-e2e": "the architecture trained end to end (central)",
-               "ceiling-classical": "elastic-net Cox / penalised logistic regression (central)"}
+    generic = {
+        "best-block": "the block the consortium picks on validation",
+        "ensemble": "mean of every block's prediction",
+        "merge-uniform": "LegoMerge of every block, equal weights",
+        "merge": "the version `merge --recipe auto` published",
+        "fuse": "early-stopped LegoFuse (its parent when no round was kept)",
+        "recommended": "the coordinator's recommended version",
+        "local": "each hospital's own best model (its own cross-validation)",
+        "baseline": "FedAvg from scratch over every site",
+        "baseline-paired": "FedAvg from scratch over the paired sites",
+        "ceiling": "the best central family on pooled validation",
+        "ceiling-fuse": "pooled LegoFuse (central)",
+        "ceiling-ensemble": "pooled ensemble of per-modality blocks (central)",
+        "ceiling-e2e": "the architecture trained end to end (central)",
+        "ceiling-classical": "elastic-net Cox / penalised logistic regression (central)",
+    }
     return generic.get(kind, names[0])
 
 
@@ -128,24 +175,40 @@ def summary_table(summary: dict[str, Any]) -> list[str]:
     has alone (``local``), and every kind on its own patients."""
     m = summary["metric"]
     by = {c["b"]: c for c in summary.get("comparisons", [])}
-    lines = [f"| kind | model | test patients | {m} mean | std | seeds | recommended minus it [95 % interval] |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| kind | model | test patients | {m} mean | std | seeds | recommended minus it [95 % interval] |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in summary["summary"]:
-        lines.append(f"| {r['kind']} | {r['model']} | {r['patients']:.0f} | {_f(r['mean'])} | {_f(r['std'])} | {len(r['seeds'])} | "
-                     f"{'-' if r['kind'] == 'recommended' else _interval(by.get(r['kind']))} |")
+        lines.append(
+            f"| {r['kind']} | {r['model']} | {r['patients']:.0f} | {_f(r['mean'])} | {_f(r['std'])} | {len(r['seeds'])} | "
+            f"{'-' if r['kind'] == 'recommended' else _interval(by.get(r['kind']))} |"
+        )
     sites = summary.get("per_site", [])
     if not sites:
         return lines
-    lines += ["", f"The gain from joining: each hospital's own test patients, through its own modalities ({m}; recommended "
-                  "minus local with its paired 95 % interval):", "",
-              "| site | test patients | local (alone) | recommended | recommended minus local |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"The gain from joining: each hospital's own test patients, through its own modalities ({m}; recommended "
+        "minus local with its paired 95 % interval):",
+        "",
+        "| site | test patients | local (alone) | recommended | recommended minus local |",
+        "|---|---|---|---|---|",
+    ]
     for s in sites:
         v = {x["kind"]: x["mean"] for x in s["rows"]}
         c = next((c for c in s.get("comparisons", []) if c["b"] == "local"), None)
-        lines.append(f"| {s['site']} | {s['patients']:.0f} | {_f(v.get('local'))} | {_f(v.get('recommended'))} | {_interval(c)} |")
+        lines.append(
+            f"| {s['site']} | {s['patients']:.0f} | {_f(v.get('local'))} | {_f(v.get('recommended'))} | {_interval(c)} |"
+        )
     kinds = [k for k in KINDS if any(x["kind"] == k for s in sites for x in s["rows"])]
-    lines += ["", f"Every kind on each hospital's own test patients ({m}, mean over seeds):", "",
-              "| site | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+    lines += [
+        "",
+        f"Every kind on each hospital's own test patients ({m}, mean over seeds):",
+        "",
+        "| site | " + " | ".join(kinds) + " |",
+        "|---|" + "---|" * len(kinds),
+    ]
     for s in sites:
         v = {x["kind"]: x["mean"] for x in s["rows"]}
         lines.append(f"| {s['site']} | " + " | ".join(_f(v.get(k)) for k in kinds) + " |")
@@ -154,17 +217,34 @@ def summary_table(summary: dict[str, Any]) -> list[str]:
 
 def write_summary(summary: dict[str, Any], out: Path) -> list[Path]:
     (out / "report.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
-    lines = [f"# mmlego simulate: {summary['scenario']}, seeds {summary['seeds']}", "",
-             f"Every model of a seed is measured on the same test patients ({summary.get('metric_scope') or 'within-site'}); "
-             "the seeds' test sets are disjoint folds of every hospital's patients. Choices were made on the sites' own "
-             "patients only (out of fold, or a validation split). Intervals: paired bootstrap over the test patients, "
-             "within each hospital, combined over the seeds.", ""]
+    lines = [
+        f"# mmlego simulate: {summary['scenario']}, seeds {summary['seeds']}",
+        "",
+        f"Every model of a seed is measured on the same test patients ({summary.get('metric_scope') or 'within-site'}); "
+        "the seeds' test sets are disjoint folds of every hospital's patients. Choices were made on the sites' own "
+        "patients only (out of fold, or a validation split). Intervals: paired bootstrap over the test patients, "
+        "within each hospital, combined over the seeds.",
+        "",
+    ]
     lines += summary_table(summary)
-    lines += ["", "What the consortium chose, seed by seed:", "", "| seed | merge | scored by | declined by | fuse | recommended |",
-              "|---|---|---|---|---|---|"]
-    lines += [f"| {r['seed']} | {r['merge']} | {', '.join(r['scored_by']) or '-'} | {', '.join(r['declined_by']) or '-'} | "
-              f"{r['fuse'][:80]} | {r['recommended']} |" for r in summary.get("runs", [])]
-    lines += ["", "Each seed's own report: " + ", ".join(f"[seed {s}](seed-{s}/report.md)" for s in summary["seeds"]), ""]
+    lines += [
+        "",
+        "What the consortium chose, seed by seed:",
+        "",
+        "| seed | merge | scored by | declined by | fuse | recommended |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['seed']} | {r['merge']} | {', '.join(r['scored_by']) or '-'} | {', '.join(r['declined_by']) or '-'} | "
+        f"{r['fuse'][:80]} | {r['recommended']} |"
+        for r in summary.get("runs", [])
+    ]
+    lines += [
+        "",
+        "Each seed's own report: "
+        + ", ".join(f"[seed {s}](seed-{s}/report.md)" for s in summary["seeds"]),
+        "",
+    ]
     (out / "report.md").write_text("\n".join(lines))
     return [out / "report.json", out / "report.md"]
 
@@ -178,58 +258,124 @@ def write_report(report: dict[str, Any], out: Path, measured: Measured | None = 
         files.append(save_measured(measured, out))
     files += plots(report, out)
     m = report["metric"]
-    lines = [f"# mmlego simulate: {report['scenario']} (seed {report['seed']})", "", report["description"], ""]
+    lines = [
+        f"# mmlego simulate: {report['scenario']} (seed {report['seed']})",
+        "",
+        report["description"],
+        "",
+    ]
     if report["synthetic"]:
-        lines += ["**Synthetic data** (generated with a known signal per modality; not a clinical result).", ""]
+        lines += [
+            "**Synthetic data** (generated with a known signal per modality; not a clinical result).",
+            "",
+        ]
     where = report.get("placement") or {}  # ray engine: the Ray node of each site's block training
     node_col = (" Ray node |", "---|") if where else ("", "")
-    lines += ["## Sites", "", f"| site | modalities | paired | patients it holds | events | its test patients |{node_col[0]}",
-              f"|---|---|---|---|---|---|{node_col[1]}"]
-    lines += [f"| {s['name']} | {', '.join(s['modalities'])} | {'yes' if s['paired'] else 'no'} | {s['patients']} | "
-              f"{s['events'] if s.get('events') is not None else '-'} | {s['test_patients']} |"
-              + (f" {where.get(s['name'], '?')} |" if where else "") for s in report["sites"]]
+    lines += [
+        "## Sites",
+        "",
+        f"| site | modalities | paired | patients it holds | events | its test patients |{node_col[0]}",
+        f"|---|---|---|---|---|---|{node_col[1]}",
+    ]
+    lines += [
+        f"| {s['name']} | {', '.join(s['modalities'])} | {'yes' if s['paired'] else 'no'} | {s['patients']} | "
+        f"{s['events'] if s.get('events') is not None else '-'} | {s['test_patients']} |"
+        + (f" {where.get(s['name'], '?')} |" if where else "")
+        for s in report["sites"]
+    ]
     if where:
-        lines += ["", f"Engine: ray. Each site's block training ran as one Ray task; Ray nodes used: "
-                      f"{', '.join(sorted(set(where.values())))}."]
-    lines += ["", f"Held-out test set: {report['test_patients']} patients (test fold {report.get('test_fold', '?')} of every "
-              "hospital) that no site trains on or chooses with. Every choice (the blocks' epochs, the merge recipe, the "
-              f"LegoFuse round, the recommended version, the best block) rested on the sites' own patients: "
-              f"{report['validation']['how']}, through federated evaluation (pair counts only).", ""]
+        lines += [
+            "",
+            f"Engine: ray. Each site's block training ran as one Ray task; Ray nodes used: "
+            f"{', '.join(sorted(set(where.values())))}.",
+        ]
+    lines += [
+        "",
+        f"Held-out test set: {report['test_patients']} patients (test fold {report.get('test_fold', '?')} of every "
+        "hospital) that no site trains on or chooses with. Every choice (the blocks' epochs, the merge recipe, the "
+        f"LegoFuse round, the recommended version, the best block) rested on the sites' own patients: "
+        f"{report['validation']['how']}, through federated evaluation (pair counts only).",
+        "",
+    ]
     if "summary" in report:
         lines += [f"## Test {m} (within-site): every model on the same patients", ""]
-        lines += summary_table({"metric": m, "summary": report["summary"], "comparisons": report.get("comparisons", []),
-                                "per_site": [{"site": s["site"], "patients": s["patients"], "comparisons": s["comparisons"],
-                                              "rows": [{"kind": x["kind"], "mean": x["value"]} for x in s["rows"]]}
-                                             for s in report.get("per_site", [])]})
+        lines += summary_table(
+            {
+                "metric": m,
+                "summary": report["summary"],
+                "comparisons": report.get("comparisons", []),
+                "per_site": [
+                    {
+                        "site": s["site"],
+                        "patients": s["patients"],
+                        "comparisons": s["comparisons"],
+                        "rows": [{"kind": x["kind"], "mean": x["value"]} for x in s["rows"]],
+                    }
+                    for s in report.get("per_site", [])
+                ],
+            }
+        )
         lines += [""]
     lines += _validation_lines(report)
     lines += _reference_lines(report)
-    lines += ["## Blocks (test: alone, on the test patients with the block's modality)", "",
-              "| block | patients | validation (published) | test | DP epsilon |", "|---|---|---|---|---|"]
-    lines += [f"| {b['site']} / {b['modality']} | {b['n_train']} | {_f(b.get('val_metric'))} | {_f(b['test'])} | "
-              f"{_f(b['dp_epsilon']) if b.get('dp_epsilon') is not None else 'no DP'} |" for b in report["blocks"]]
+    lines += [
+        "## Blocks (test: alone, on the test patients with the block's modality)",
+        "",
+        "| block | patients | validation (published) | test | DP epsilon |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {b['site']} / {b['modality']} | {b['n_train']} | {_f(b.get('val_metric'))} | {_f(b['test'])} | "
+        f"{_f(b['dp_epsilon']) if b.get('dp_epsilon') is not None else 'no DP'} |"
+        for b in report["blocks"]
+    ]
     cen = report.get("centralized")
     dp = any(b.get("dp_epsilon") is not None for b in report["blocks"])
     if cen:
-        same = ("not comparable (DP blocks: the noise is secret, a retrain draws other noise)" if dp else
-                "identical bit for bit" if cen["blocks_exact"] else "DIFFERENT")
-        lines += ["", f"Central check: {cen['site']}'s blocks trained again in this process from its data folder are {same} to "
-                      f"the blocks it pushed; LegoFuse's kept rounds run centrally: {_f(cen['fuse_test'])}."]
+        same = (
+            "not comparable (DP blocks: the noise is secret, a retrain draws other noise)"
+            if dp
+            else "identical bit for bit"
+            if cen["blocks_exact"]
+            else "DIFFERENT"
+        )
+        lines += [
+            "",
+            f"Central check: {cen['site']}'s blocks trained again in this process from its data folder are {same} to "
+            f"the blocks it pushed; LegoFuse's kept rounds run centrally: {_f(cen['fuse_test'])}.",
+        ]
     base_kinds = [k for k in ("baseline", "baseline-paired") if k in report.get("baselines", {})]
-    lines += ["", "## Communication (payload bytes per site, MB)", "",
-              "| site | MM-Lego sent | MM-Lego received | of which evaluation (sent / received) | fuse rounds | "
-              + " | ".join(f"{k} sent / received (rounds)" for k in base_kinds) + " |",
-              "|---|---|---|---|---|" + "---|" * len(base_kinds)]
+    lines += [
+        "",
+        "## Communication (payload bytes per site, MB)",
+        "",
+        "| site | MM-Lego sent | MM-Lego received | of which evaluation (sent / received) | fuse rounds | "
+        + " | ".join(f"{k} sent / received (rounds)" for k in base_kinds)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(base_kinds),
+    ]
     for site, c in report["communication"].items():
-        lines.append(f"| {site} | {_mb(c['mmlego_up'])} | {_mb(c['mmlego_down'])} | {_mb(c['evaluation_up'])} / "
-                     f"{_mb(c['evaluation_down'])} | {c['mmlego_rounds']} | "
-                     + " | ".join(f"{_mb(c[f'{k}_up'])} / {_mb(c[f'{k}_down'])} ({c[f'{k}_rounds']})" for k in base_kinds) + " |")
+        lines.append(
+            f"| {site} | {_mb(c['mmlego_up'])} | {_mb(c['mmlego_down'])} | {_mb(c['evaluation_up'])} / "
+            f"{_mb(c['evaluation_down'])} | {c['mmlego_rounds']} | "
+            + " | ".join(
+                f"{_mb(c[f'{k}_up'])} / {_mb(c[f'{k}_down'])} ({c[f'{k}_rounds']})"
+                for k in base_kinds
+            )
+            + " |"
+        )
     lines += ["", "## Wall time per phase (s)", "", "| phase | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in report["phases_s"].items()]
     lines += ["", "## Peak memory (resident, MB)", "", "| process | peak |", "|---|---|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in report["peak_rss_mb"].items()]
-    lines += ["", "## Checks", ""] + [f"- [{'x' if ok else ' '}] {name}" for name, ok in report["checks"].items()]
-    lines += ["", "Plots: " + ", ".join(f"[{p.name}]({p.name})" for p in files if p.suffix == ".png"), ""]
+    lines += ["", "## Checks", ""] + [
+        f"- [{'x' if ok else ' '}] {name}" for name, ok in report["checks"].items()
+    ]
+    lines += [
+        "",
+        "Plots: " + ", ".join(f"[{p.name}]({p.name})" for p in files if p.suffix == ".png"),
+        "",
+    ]
     (out / "report.md").write_text("\n".join(lines))
     return files
 
@@ -238,18 +384,29 @@ def _validation_lines(report: dict[str, Any]) -> list[str]:
     """The merge's candidates as the sites scored them, and LegoFuse's validation curve."""
     val = report["validation"]
     v = report["merge"].get("validation", {})
-    lines = ["## Consortium validation (what the choices rest on)", "",
-             f"How sites validate: {val['how']}. Patients each site holds: "
-             + ", ".join(f"{k} {n}" for k, n in val["site_patients"].items()) + ".", ""]
+    lines = [
+        "## Consortium validation (what the choices rest on)",
+        "",
+        f"How sites validate: {val['how']}. Patients each site holds: "
+        + ", ".join(f"{k} {n}" for k, n in val["site_patients"].items())
+        + ".",
+        "",
+    ]
     if not v.get("evaluated"):
         lines += [f"The merge was not measured: {v.get('reason', '')}.", ""]
     else:
-        lines += [f"Merge {report['merge']['model']}: scored by {', '.join(v.get('scored_by', [])) or 'no site'}; declined by "
-                  f"{', '.join(v.get('declined_by', [])) or 'none'}. Chosen: **{v['chosen']}**: {v['reason']}.", "",
-                  "| candidate | validation | standard error | vs uniform | standard error | patients |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"Merge {report['merge']['model']}: scored by {', '.join(v.get('scored_by', [])) or 'no site'}; declined by "
+            f"{', '.join(v.get('declined_by', [])) or 'none'}. Chosen: **{v['chosen']}**: {v['reason']}.",
+            "",
+            "| candidate | validation | standard error | vs uniform | standard error | patients |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in v.get("candidates", []):
-            lines.append(f"| {r['label']} | {_f(r.get('value'), 4)} | {_f(r.get('se'), 4)} | {_f(r.get('diff'), 4)} | "
-                         f"{_f(r.get('se_diff'), 4)} | {r.get('patients', '-')} |")
+            lines.append(
+                f"| {r['label']} | {_f(r.get('value'), 4)} | {_f(r.get('se'), 4)} | {_f(r.get('diff'), 4)} | "
+                f"{_f(r.get('se_diff'), 4)} | {r.get('patients', '-')} |"
+            )
         lines.append("")
     fuse = report["fuse"]
     if "not_stored" in fuse:
@@ -258,9 +415,15 @@ def _validation_lines(report: dict[str, Any]) -> list[str]:
         lines += [f"LegoFuse {fuse['model']}: {fuse.get('validation', {}).get('reason', '')}.", ""]
     curve = val.get("fuse_rounds", [])
     if curve:
-        lines += ["| round | validation | parent | difference | standard error |", "|---|---|---|---|---|"]
-        lines += [f"| {i + 1} | {_f(c.get('value'), 4)} | {_f(c.get('parent'), 4)} | {_f(c.get('diff'), 4)} | "
-                  f"{_f(c.get('se_diff'), 4)} |" for i, c in enumerate(curve)]
+        lines += [
+            "| round | validation | parent | difference | standard error |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {i + 1} | {_f(c.get('value'), 4)} | {_f(c.get('parent'), 4)} | {_f(c.get('diff'), 4)} | "
+            f"{_f(c.get('se_diff'), 4)} |"
+            for i, c in enumerate(curve)
+        ]
         lines.append("")
     rec = report.get("recommended", {})
     if rec:
@@ -289,8 +452,11 @@ def _reference_lines(report: dict[str, Any]) -> list[str]:
     for s in report.get("per_site", []):
         info = s.get("local") or {}
         if info.get("evidence"):
-            lines.append(f"- local at {s['site']}: {info['chosen']} ({info['how']}: "
-                         + ", ".join(f"{k} {_f(x)}" for k, x in info["evidence"].items()) + ")")
+            lines.append(
+                f"- local at {s['site']}: {info['chosen']} ({info['how']}: "
+                + ", ".join(f"{k} {_f(x)}" for k, x in info["evidence"].items())
+                + ")"
+            )
     return [*lines, ""]
 
 
@@ -308,14 +474,23 @@ def plots(report: dict[str, Any], out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(rows)), 4))
         by = {k: c for k, c in by.items() if None not in (c["diff"], c["low"], c["high"])}
         diffs = [by[r["kind"]]["diff"] if r["kind"] in by else 0.0 for r in rows]
-        lows = [d - by[r["kind"]]["low"] if r["kind"] in by else 0.0 for r, d in zip(rows, diffs, strict=True)]
-        highs = [by[r["kind"]]["high"] - d if r["kind"] in by else 0.0 for r, d in zip(rows, diffs, strict=True)]
+        lows = [
+            d - by[r["kind"]]["low"] if r["kind"] in by else 0.0
+            for r, d in zip(rows, diffs, strict=True)
+        ]
+        highs = [
+            by[r["kind"]]["high"] - d if r["kind"] in by else 0.0
+            for r, d in zip(rows, diffs, strict=True)
+        ]
         ax.errorbar(range(len(rows)), diffs, yerr=[lows, highs], fmt="o", color="#1f77b4")
         ax.axhline(0, color="#888", lw=0.8)
         ax.set_xticks(range(len(rows)), [r["kind"] for r in rows], fontsize=8, rotation=30)
         ax.set_ylabel(f"recommended minus kind, test {m}")
-        ax.set_title(f"{report['scenario']} (seed {report['seed']}): {rows[0]['patients']} test patients, 95 % paired intervals"
-                     + (" (synthetic data)" if report["synthetic"] else ""), fontsize=9)
+        ax.set_title(
+            f"{report['scenario']} (seed {report['seed']}): {rows[0]['patients']} test patients, 95 % paired intervals"
+            + (" (synthetic data)" if report["synthetic"] else ""),
+            fontsize=9,
+        )
         fig.tight_layout()
         files.append(out / "comparisons.png")
         fig.savefig(files[-1], dpi=110)
@@ -323,8 +498,13 @@ def plots(report: dict[str, Any], out: Path) -> list[Path]:
     base = report.get("baselines", {}).get("baseline")
     if base and base.get("curve"):
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot([c["round"] for c in base["curve"]], [c["val"] for c in base["curve"]], "o-", color="#d62728",
-                label="FedAvg from scratch over every site")
+        ax.plot(
+            [c["round"] for c in base["curve"]],
+            [c["val"] for c in base["curve"]],
+            "o-",
+            color="#d62728",
+            label="FedAvg from scratch over every site",
+        )
         ax.axvline(base["rounds_chosen"], color="#2ca02c", ls="--", label="rounds chosen")
         ax.set_xlabel("round")
         ax.set_ylabel(f"validation {m} (within-site)")
@@ -337,10 +517,19 @@ def plots(report: dict[str, Any], out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(sites)), 4))
     x = np.arange(len(sites))
     comm = report["communication"]
-    ax.bar(x - 0.2, [(comm[s]["mmlego_up"] + comm[s]["mmlego_down"]) / 1e6 for s in sites], 0.4, label="MM-Lego")
+    ax.bar(
+        x - 0.2,
+        [(comm[s]["mmlego_up"] + comm[s]["mmlego_down"]) / 1e6 for s in sites],
+        0.4,
+        label="MM-Lego",
+    )
     if "baseline" in report.get("baselines", {}):
-        ax.bar(x + 0.2, [(comm[s]["baseline_up"] + comm[s]["baseline_down"]) / 1e6 for s in sites], 0.4,
-               label="FedAvg from scratch (every site)")
+        ax.bar(
+            x + 0.2,
+            [(comm[s]["baseline_up"] + comm[s]["baseline_down"]) / 1e6 for s in sites],
+            0.4,
+            label="FedAvg from scratch (every site)",
+        )
     ax.set_xticks(x, sites, fontsize=8, rotation=45 if len(sites) > 8 else 0)
     ax.set_ylabel("MB sent + received")
     ax.legend()

@@ -47,8 +47,16 @@ from .scenario import Partition, Scenario
 
 FUSE_TOLERANCE = 0.02  # federated LegoFuse vs centralized, test metric
 FEDERATED = ("best-block", "ensemble", "merge-uniform", "merge", "fuse", "recommended")
-REFERENCES = ("local", "baseline", "baseline-paired", "ceiling", "ceiling-fuse", "ceiling-ensemble", "ceiling-e2e",
-              "ceiling-classical")
+REFERENCES = (
+    "local",
+    "baseline",
+    "baseline-paired",
+    "ceiling",
+    "ceiling-fuse",
+    "ceiling-ensemble",
+    "ceiling-e2e",
+    "ceiling-classical",
+)
 KINDS = FEDERATED + REFERENCES
 REPLICATES = 2000  # bootstrap replicates of every paired interval
 
@@ -74,40 +82,86 @@ def best_block(run: RunResult, ids: list[str]) -> tuple[int, str]:
     scored alone in the merge's evaluation; when no site could score them, the best validation
     metric the sites published with their blocks (out of fold, where counts allow it)."""
     validation = run.merged.card.get("validation", {})
-    alone = {r["candidate"]: r["value"] for r in validation.get("candidates", [])
-             if r["candidate"].startswith("alone-") and r.get("value") is not None}
+    alone = {
+        r["candidate"]: r["value"]
+        for r in validation.get("candidates", [])
+        if r["candidate"].startswith("alone-") and r.get("value") is not None
+    }
     by_id = {b.block_id: b for b in run.blocks}
     labels = [f"{by_id[i].site}/{by_id[i].modality}" for i in ids]
     if alone:
         best = max(alone, key=lambda c: alone[c])
         i = int(best.split("-")[1])
         return i, f"{labels[i]} alone (best consortium validation {alone[best]:.3f})"
-    stats = [manifest_from_bytes(by_id[i].manifest).train_stats.get("val_metric", -1.0) for i in ids]
+    stats = [
+        manifest_from_bytes(by_id[i].manifest).train_stats.get("val_metric", -1.0) for i in ids
+    ]
     i = int(np.argmax(stats))
-    return i, (f"{labels[i]} alone (no consortium validation; the best validation the sites published with their blocks, "
-               f"{stats[i]:.3f})" if stats[i] >= 0 else f"{labels[i]} alone (nothing validated: the first block)")
+    return i, (
+        f"{labels[i]} alone (no consortium validation; the best validation the sites published with their blocks, "
+        f"{stats[i]:.3f})"
+        if stats[i] >= 0
+        else f"{labels[i]} alone (nothing validated: the first block)"
+    )
 
 
-def federated(run: RunResult, spec: TaskSpec, merged: Any, blocks: list[LegoBlock], ids: list[str]) -> list[Entry]:
+def federated(
+    run: RunResult, spec: TaskSpec, merged: Any, blocks: list[LegoBlock], ids: list[str]
+) -> list[Entry]:
     mods = [b.modality for b in blocks]
-    fused = load_model_folder(run.model_dirs[run.fused.model_id])[0] if run.fused is not None else None
-    recommended = load_model_folder(run.model_dirs[run.recommended.model.model_id])[0] if run.recommended else merged
+    fused = (
+        load_model_folder(run.model_dirs[run.fused.model_id])[0] if run.fused is not None else None
+    )
+    recommended = (
+        load_model_folder(run.model_dirs[run.recommended.model.model_id])[0]
+        if run.recommended
+        else merged
+    )
     i, name = best_block(run, ids)
-    fuse_name = (f"{run.fused.model_id}: LegoFuse, round {run.fused.card.get('fuse', {}).get('kept_round')} kept"
-                 if run.fused is not None else f"no round kept: {run.merged.model_id} (the parent)")
+    fuse_name = (
+        f"{run.fused.model_id}: LegoFuse, round {run.fused.card.get('fuse', {}).get('kept_round')} kept"
+        if run.fused is not None
+        else f"no round kept: {run.merged.model_id} (the parent)"
+    )
     chosen = run.merged.card.get("validation", {}).get("chosen", run.merged.recipe)
-    return [module_entry("best-block", name, SingleModality(blocks[i], blocks[i].modality), [blocks[i].modality], spec),
-            module_entry("ensemble", f"ensemble of {len(blocks)} blocks", LegoEnsemble(blocks), mods, spec),
-            module_entry("merge-uniform", f"uniform LegoMerge of {len(blocks)} blocks", merge_model(blocks, {}), mods, spec),
-            module_entry("merge", f"{run.merged.model_id}: {chosen}", merged, mods, spec),
-            module_entry("fuse", fuse_name, fused if fused is not None else merged, mods, spec),
-            module_entry("recommended", run.recommended.model.model_id if run.recommended else run.merged.model_id,
-                         recommended, mods, spec)]
+    return [
+        module_entry(
+            "best-block",
+            name,
+            SingleModality(blocks[i], blocks[i].modality),
+            [blocks[i].modality],
+            spec,
+        ),
+        module_entry(
+            "ensemble", f"ensemble of {len(blocks)} blocks", LegoEnsemble(blocks), mods, spec
+        ),
+        module_entry(
+            "merge-uniform",
+            f"uniform LegoMerge of {len(blocks)} blocks",
+            merge_model(blocks, {}),
+            mods,
+            spec,
+        ),
+        module_entry("merge", f"{run.merged.model_id}: {chosen}", merged, mods, spec),
+        module_entry("fuse", fuse_name, fused if fused is not None else merged, mods, spec),
+        module_entry(
+            "recommended",
+            run.recommended.model.model_id if run.recommended else run.merged.model_id,
+            recommended,
+            mods,
+            spec,
+        ),
+    ]
 
 
 # ---- measuring on the test patients ------------------------------------------------------------------------
-def test_set(entries: list[Entry], locals_: dict[str, Entry], data: MultimodalDataset, sites: np.ndarray,
-             spec: TaskSpec) -> tuple[TestSet | None, np.ndarray]:
+def test_set(
+    entries: list[Entry],
+    locals_: dict[str, Entry],
+    data: MultimodalDataset,
+    sites: np.ndarray,
+    spec: TaskSpec,
+) -> tuple[TestSet | None, np.ndarray]:
     """Every entry (and ``local``: each patient by its own hospital's model) scored on the
     patients of ``data`` that all of them can score; and those patients' rows."""
     common = np.ones(len(data), dtype=bool)
@@ -140,8 +194,16 @@ def test_set(entries: list[Entry], locals_: dict[str, Entry], data: MultimodalDa
 
 def rows_of(test: TestSet, names: dict[str, str]) -> list[dict[str, Any]]:
     """One row per kind: its within-site metric on the test set's patients."""
-    return [{"kind": k, "model": names.get(k, k), "patients": test.patients, "value": within_site_metric(test, k)}
-            for k in KINDS if k in test.scores]
+    return [
+        {
+            "kind": k,
+            "model": names.get(k, k),
+            "patients": test.patients,
+            "value": within_site_metric(test, k),
+        }
+        for k in KINDS
+        if k in test.scores
+    ]
 
 
 def comparisons(tests: list[TestSet], replicates: int = REPLICATES) -> list[dict[str, Any]]:
@@ -157,11 +219,22 @@ class Reference:
 
     site: str  # whose blocks were trained again
     blocks_exact: bool  # equal to the blocks that site pushed, bit for bit
-    fuse_test: float | None  # LegoFuse's kept rounds run centrally, test metric (None: no round kept)
+    fuse_test: (
+        float | None
+    )  # LegoFuse's kept rounds run centrally, test metric (None: no round kept)
 
 
-def centralized(run: RunResult, scn: Scenario, part: Partition, test: TestSet | None, summary_data: MultimodalDataset,
-                blocks: list[LegoBlock], ids: list[str], kept_round: int, merged_params: dict[str, str]) -> Reference:
+def centralized(
+    run: RunResult,
+    scn: Scenario,
+    part: Partition,
+    test: TestSet | None,
+    summary_data: MultimodalDataset,
+    blocks: list[LegoBlock],
+    ids: list[str],
+    kept_round: int,
+    merged_params: dict[str, str],
+) -> Reference:
     """The blocks of the hospital with the fewest patients trained again here exactly as it did
     (its data folder, its [train] and [evaluation] settings, one thread): they must be its pushed
     blocks bit for bit; and LegoFuse's kept rounds run centrally on the paired sites' patients."""
@@ -176,26 +249,56 @@ def centralized(run: RunResult, scn: Scenario, part: Partition, test: TestSet | 
         for i in ids:
             if by_id[i].site != site:
                 continue
-            again = train_modality(data, by_id[i].modality, run.task, settings, min_cell=scn.spec.min_cell_size,
-                                   private=dp_budget(scn), folds=scn.spec.folds)
+            again = train_modality(
+                data,
+                by_id[i].modality,
+                run.task,
+                settings,
+                min_cell=scn.spec.min_cell_size,
+                private=dp_budget(scn),
+                folds=scn.spec.folds,
+            )
             exact &= sha256_bytes(weights_bytes(again.block)) == i
         fuse_test = None
         paired = [s for s in scn.spec.sites if s.paired]
         if run.fused is not None and paired and kept_round > 0 and test is not None:
             cfg = fuse_config(scn)
             model = fused_model(blocks, cfg.mode, merged_params)
-            pooled = concat_datasets([paired_only(_fuse_rows(run, scn, s.name), model.modalities) for s in paired])
-            centralized_fuse(model, pooled, model.task, FuseConfig(mode=cfg.mode, rounds=kept_round, epochs=cfg.epochs,
-                                                                   seed=cfg.seed, batch_size=cfg.batch_size, folds=0))
-            fuse_test = within_site_metric(_with(test, "central", module_entry("c", "", model, model.modalities,
-                                                                               run.task.spec).predict(summary_data)), "central")
+            pooled = concat_datasets(
+                [paired_only(_fuse_rows(run, scn, s.name), model.modalities) for s in paired]
+            )
+            centralized_fuse(
+                model,
+                pooled,
+                model.task,
+                FuseConfig(
+                    mode=cfg.mode,
+                    rounds=kept_round,
+                    epochs=cfg.epochs,
+                    seed=cfg.seed,
+                    batch_size=cfg.batch_size,
+                    folds=0,
+                ),
+            )
+            fuse_test = within_site_metric(
+                _with(
+                    test,
+                    "central",
+                    module_entry("c", "", model, model.modalities, run.task.spec).predict(
+                        summary_data
+                    ),
+                ),
+                "central",
+            )
     finally:
         torch.set_num_threads(threads)
     return Reference(site, exact, fuse_test)
 
 
 def _with(test: TestSet, kind: str, scores: np.ndarray) -> TestSet:
-    return TestSet(test.kind, test.n_classes, test.site, test.targets, {**test.scores, kind: scores})
+    return TestSet(
+        test.kind, test.n_classes, test.site, test.targets, {**test.scores, kind: scores}
+    )
 
 
 def _fuse_rows(run: RunResult, scn: Scenario, site: str) -> MultimodalDataset:
@@ -216,19 +319,34 @@ def _evaluation_bytes(run: RunResult, site: str) -> tuple[int, int]:
     db = run.out / "coordinator" / "store" / "registry.sqlite"
     sent = received = 0
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-        sent = int(con.execute("SELECT COALESCE(SUM(LENGTH(message)), 0) FROM eval_scores WHERE site = ?", (site,)).fetchone()[0])
-        for (raw,) in con.execute("SELECT e.message FROM evaluations e JOIN eval_reports r ON r.job_id = e.job_id "
-                                  "WHERE r.site = ? AND r.declined = ''", (site,)):
-            received += sum(c.weights_size for c in job_from_bytes(bytes(raw)).candidates if c.kind == "fuse-round")
+        sent = int(
+            con.execute(
+                "SELECT COALESCE(SUM(LENGTH(message)), 0) FROM eval_scores WHERE site = ?", (site,)
+            ).fetchone()[0]
+        )
+        for (raw,) in con.execute(
+            "SELECT e.message FROM evaluations e JOIN eval_reports r ON r.job_id = e.job_id "
+            "WHERE r.site = ? AND r.declined = ''",
+            (site,),
+        ):
+            received += sum(
+                c.weights_size
+                for c in job_from_bytes(bytes(raw)).candidates
+                if c.kind == "fuse-round"
+            )
     state = run.site_dirs[site]
-    for folder in (state / "verified-blocks", state / "models"):  # what it fetched (its own trained blocks are elsewhere)
+    for folder in (
+        state / "verified-blocks",
+        state / "models",
+    ):  # what it fetched (its own trained blocks are elsewhere)
         if folder.is_dir():
             received += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     return sent, received
 
 
-def communication(run: RunResult, scn: Scenario, round_state_bytes: int, baselines: dict[str, dict[str, Any]]
-                  ) -> dict[str, dict[str, Any]]:
+def communication(
+    run: RunResult, scn: Scenario, round_state_bytes: int, baselines: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
     """Payload bytes per site (tensors, manifests, signatures, scores; not gRPC/HTTP/TLS framing):
     MM-Lego = the blocks a site pushed, the trainable weights of every fuse round both ways (the
     full run and its fold runs) and federated evaluation (scores sent; blocks, versions and round
@@ -238,56 +356,113 @@ def communication(run: RunResult, scn: Scenario, round_state_bytes: int, baselin
     rounds = run.fuse_detail.get("history", [])  # every round run, kept or not
     runs = 1 + fuse_config(scn).fold_runs
     for s in scn.spec.sites:
-        up = sum(b.size + len(b.manifest) + len(b.signature) for b in run.blocks if b.site == s.name)
+        up = sum(
+            b.size + len(b.manifest) + len(b.signature) for b in run.blocks if b.site == s.name
+        )
         took = sum(s.name in r.get("sites", []) for r in rounds)
-        asked = sum(s.name in r.get("sites", []) + r.get("failed", []) + r.get("no_answer", []) for r in rounds)
+        asked = sum(
+            s.name in r.get("sites", []) + r.get("failed", []) + r.get("no_answer", [])
+            for r in rounds
+        )
         ev_up, ev_down = _evaluation_bytes(run, s.name)
-        row = {"mmlego_up": up + took * runs * round_state_bytes + ev_up, "mmlego_down": asked * runs * round_state_bytes + ev_down,
-               "mmlego_rounds": took, "evaluation_up": ev_up, "evaluation_down": ev_down}
+        row = {
+            "mmlego_up": up + took * runs * round_state_bytes + ev_up,
+            "mmlego_down": asked * runs * round_state_bytes + ev_down,
+            "mmlego_rounds": took,
+            "evaluation_up": ev_up,
+            "evaluation_down": ev_down,
+        }
         for kind, info in baselines.items():
             n = info["rounds_run"] * info["model_bytes"] if s.name in info.get("sites", []) else 0
-            row.update({f"{kind}_up": n, f"{kind}_down": n, f"{kind}_rounds": info["rounds_run"] if n else 0})
+            row.update(
+                {
+                    f"{kind}_up": n,
+                    f"{kind}_down": n,
+                    f"{kind}_rounds": info["rounds_run"] if n else 0,
+                }
+            )
         out[s.name] = row
     return out
 
 
 # ---- the report ----------------------------------------------------------------------------------
-def build_report(run: RunResult, scn: Scenario, part: Partition,
-                 extra_phases: dict[str, float] | None = None) -> tuple[dict[str, Any], Measured]:
+def build_report(
+    run: RunResult, scn: Scenario, part: Partition, extra_phases: dict[str, float] | None = None
+) -> tuple[dict[str, Any], Measured]:
     """Every figure of the run, as one JSON-able dict, and the test scores its comparisons rest on."""
     spec = run.task.spec
     merged, _ = load_model_folder(run.model_dirs[run.merged.model_id])
     if isinstance(merged, LegoFuse):
-        raise ValueError(f"{run.merged.model_id} is a fused version; the merge of the run was expected")
+        raise ValueError(
+            f"{run.merged.model_id} is a fused version; the merge of the run was expected"
+        )
     blocks = list(merged.block_list)
     ids = list(run.merged.block_ids)
     by_id = {b.block_id: b for b in run.blocks}
     phases = dict(run.phases)
-    test = concat_datasets([_labelled(part.test[part.test_of[s.name]], s.name) for s in scn.spec.sites], union=True)
+    test = concat_datasets(
+        [_labelled(part.test[part.test_of[s.name]], s.name) for s in scn.spec.sites], union=True
+    )
     test = test.select_modalities([m for m in run.task.modalities if m in test.modalities])
     sites = np.asarray(test.groups)
     entries = federated(run, spec, merged, blocks, ids)
     report: dict[str, Any] = {
-        "scenario": scn.name, "description": scn.spec.description, "synthetic": part.synthetic, "metric": spec.metric_name,
+        "scenario": scn.name,
+        "description": scn.spec.description,
+        "synthetic": part.synthetic,
+        "metric": spec.metric_name,
         "metric_scope": "within-site (patients are compared only within their hospital)",
-        "task": run.task.task_id, "seed": scn.spec.seed, "engine": run.engine, "folds": scn.spec.folds,
-        "test_fold": f"{scn.spec.seed % scn.spec.test_folds + 1} of {scn.spec.test_folds}", "test_folds": scn.spec.test_folds,
-        "placement": dict(run.placement),  # ray engine: site -> the Ray node that trained its block(s)
+        "task": run.task.task_id,
+        "seed": scn.spec.seed,
+        "engine": run.engine,
+        "folds": scn.spec.folds,
+        "test_fold": f"{scn.spec.seed % scn.spec.test_folds + 1} of {scn.spec.test_folds}",
+        "test_folds": scn.spec.test_folds,
+        "placement": dict(
+            run.placement
+        ),  # ray engine: site -> the Ray node that trained its block(s)
         "sites": [_site_row(s, part) for s in scn.spec.sites],
         "test_patients": len(test),
-        "blocks": [{"site": by_id[i].site, "modality": by_id[i].modality, "block": i[:12],
-                    "n_train": int(manifest_from_bytes(by_id[i].manifest).train_stats.get("n_train", 0)),
-                    "val_metric": manifest_from_bytes(by_id[i].manifest).train_stats.get("val_metric"),
-                    "dp_epsilon": dp_epsilon(manifest_from_bytes(by_id[i].manifest)),
-                    "test": _block_test(b, test, sites, spec)} for i, b in zip(ids, blocks, strict=True)],
-        "merge": {"model": run.merged.model_id, "recipe": run.merged.recipe, "validation": run.merged.card.get("validation", {})},
-        "fuse": ({"model": run.fused.model_id, "card": run.fused.card.get("fuse", {}),
-                  "validation": run.fused.card.get("validation", {})} if run.fused is not None else
-                 {"not_stored": run.fuse_note, "curve": run.fuse_detail.get("curve", [])}),
-        "recommended": ({"model": run.recommended.model.model_id, "metric": _finite(run.recommended.metric),
-                         "reason": run.recommended.reason} if run.recommended else {}),
+        "blocks": [
+            {
+                "site": by_id[i].site,
+                "modality": by_id[i].modality,
+                "block": i[:12],
+                "n_train": int(
+                    manifest_from_bytes(by_id[i].manifest).train_stats.get("n_train", 0)
+                ),
+                "val_metric": manifest_from_bytes(by_id[i].manifest).train_stats.get("val_metric"),
+                "dp_epsilon": dp_epsilon(manifest_from_bytes(by_id[i].manifest)),
+                "test": _block_test(b, test, sites, spec),
+            }
+            for i, b in zip(ids, blocks, strict=True)
+        ],
+        "merge": {
+            "model": run.merged.model_id,
+            "recipe": run.merged.recipe,
+            "validation": run.merged.card.get("validation", {}),
+        },
+        "fuse": (
+            {
+                "model": run.fused.model_id,
+                "card": run.fused.card.get("fuse", {}),
+                "validation": run.fused.card.get("validation", {}),
+            }
+            if run.fused is not None
+            else {"not_stored": run.fuse_note, "curve": run.fuse_detail.get("curve", [])}
+        ),
+        "recommended": (
+            {
+                "model": run.recommended.model.model_id,
+                "metric": _finite(run.recommended.metric),
+                "reason": run.recommended.reason,
+            }
+            if run.recommended
+            else {}
+        ),
         "validation": validation_summary(run, scn, part),
-        "rounds": scn.spec.rounds, "epochs": scn.spec.epochs,
+        "rounds": scn.spec.rounds,
+        "epochs": scn.spec.epochs,
     }
     measured = Measured()
     baselines: dict[str, dict[str, Any]] = {}
@@ -298,31 +473,66 @@ def build_report(run: RunResult, scn: Scenario, part: Partition,
         summary, common = test_set(entries, locals_, test, sites, spec)
         if summary is not None:
             measured.summary = summary
-            report["summary"] = [{**r, "mean": r["value"], "std": 0.0, "seeds": [scn.spec.seed]} for r in rows_of(summary, names)]
+            report["summary"] = [
+                {**r, "mean": r["value"], "std": 0.0, "seeds": [scn.spec.seed]}
+                for r in rows_of(summary, names)
+            ]
             report["comparisons"] = comparisons([summary])
         report["per_site"] = []
         for s in scn.spec.sites:
             view = _labelled(part.test[part.test_of[s.name]], s.name).select_modalities(
-                [m for m in s.modalities if m in run.task.modalities])
-            usable = [e for e in entries if set(e.modalities) & set(view.modalities)
-                      and (e.kind != "best-block" or e.modalities[0] in view.modalities)]
+                [m for m in s.modalities if m in run.task.modalities]
+            )
+            usable = [
+                e
+                for e in entries
+                if set(e.modalities) & set(view.modalities)
+                and (e.kind != "best-block" or e.modalities[0] in view.modalities)
+            ]
             mine = {s.name: locals_[s.name]} if s.name in locals_ else {}
             one, _ = test_set(usable, mine, view, np.full(len(view), s.name), spec)
             if one is None:
                 continue
             measured.per_site[s.name] = one
-            report["per_site"].append({"site": s.name, "modalities": s.modalities, "patients": one.patients,
-                                       "rows": rows_of(one, names), "comparisons": comparisons([one]),
-                                       "local": locals_[s.name].info if s.name in locals_ else {}})
-        report["references"] = {e.kind: {"name": e.name, **_jsonable(e.info)} for e in entries if e.kind in REFERENCES}
+            report["per_site"].append(
+                {
+                    "site": s.name,
+                    "modalities": s.modalities,
+                    "patients": one.patients,
+                    "rows": rows_of(one, names),
+                    "comparisons": comparisons([one]),
+                    "local": locals_[s.name].info if s.name in locals_ else {},
+                }
+            )
+        report["references"] = {
+            e.kind: {"name": e.name, **_jsonable(e.info)} for e in entries if e.kind in REFERENCES
+        }
         t = time.monotonic()
-        kept = int(run.fused.card.get("fuse", {}).get("kept_round", 0)) if run.fused is not None else 0
-        ref = centralized(run, scn, part, measured.summary, test.subset(common), blocks, ids, kept, run.merged.parameters)
-        report["centralized"] = {"site": ref.site, "blocks_exact": ref.blocks_exact, "fuse_test": ref.fuse_test}
+        kept = (
+            int(run.fused.card.get("fuse", {}).get("kept_round", 0)) if run.fused is not None else 0
+        )
+        ref = centralized(
+            run,
+            scn,
+            part,
+            measured.summary,
+            test.subset(common),
+            blocks,
+            ids,
+            kept,
+            run.merged.parameters,
+        )
+        report["centralized"] = {
+            "site": ref.site,
+            "blocks_exact": ref.blocks_exact,
+            "fuse_test": ref.fuse_test,
+        }
         phases["centralized check (in process)"] = time.monotonic() - t
     report["baselines"] = {k: _jsonable(v) for k, v in baselines.items()}
     cfg = fuse_config(scn)
-    report["communication"] = communication(run, scn, round_bytes(fused_model(blocks, cfg.mode, run.merged.parameters)), baselines)
+    report["communication"] = communication(
+        run, scn, round_bytes(fused_model(blocks, cfg.mode, run.merged.parameters)), baselines
+    )
     phases.update(extra_phases or {})
     report["phases_s"] = {k: round(v, 2) for k, v in phases.items()}
     report["peak_rss_mb"] = {k: round(v / 2**20, 1) for k, v in run.peaks.items()}
@@ -330,26 +540,52 @@ def build_report(run: RunResult, scn: Scenario, part: Partition,
     return report, measured
 
 
-def _references(run: RunResult, scn: Scenario, part: Partition, blocks: list[LegoBlock], ids: list[str], entries: list[Entry],
-                phases: dict[str, float]) -> tuple[list[Entry], dict[str, Entry], dict[str, dict[str, Any]]]:
+def _references(
+    run: RunResult,
+    scn: Scenario,
+    part: Partition,
+    blocks: list[LegoBlock],
+    ids: list[str],
+    entries: list[Entry],
+    phases: dict[str, float],
+) -> tuple[list[Entry], dict[str, Entry], dict[str, dict[str, Any]]]:
     by_id = {b.block_id: b for b in run.blocks}
     t = time.monotonic()
     own: dict[str, list[tuple[str, LegoBlock]]] = {}
     for i, b in zip(ids, blocks, strict=True):
         own.setdefault(by_id[i].site, []).append((i, b))
-    locals_ = {site: c.entry for site, c in refs.local_models(scn, run.task, run.site_dirs, own).items()}
+    locals_ = {
+        site: c.entry for site, c in refs.local_models(scn, run.task, run.site_dirs, own).items()
+    }
     phases["local references (each hospital alone, in process)"] = time.monotonic() - t
-    template = [blocks[[b.modality for b in blocks].index(m)] for m in run.task.modalities if m in [b.modality for b in blocks]]
+    template = [
+        blocks[[b.modality for b in blocks].index(m)]
+        for m in run.task.modalities
+        if m in [b.modality for b in blocks]
+    ]
     baselines: dict[str, dict[str, Any]] = {}
     out = list(entries)
-    for kind, who in (("baseline", scn.spec.sites), ("baseline-paired", [s for s in scn.spec.sites if s.paired])):
+    for kind, who in (
+        ("baseline", scn.spec.sites),
+        ("baseline-paired", [s for s in scn.spec.sites if s.paired]),
+    ):
         if not who:
             continue
         t = time.monotonic()
-        e = refs.fedavg(scn, run.task, {s.name: load_site_folder(run.site_dirs[s.name] / "data") for s in who}, kind, template)
+        e = refs.fedavg(
+            scn,
+            run.task,
+            {s.name: load_site_folder(run.site_dirs[s.name] / "data") for s in who},
+            kind,
+            template,
+        )
         out.append(e)
         probe = fused_model(template, scn.spec.fuse_mode)
-        baselines[kind] = {**e.info, "rounds_run": len(e.info["curve"]) + e.info["rounds_chosen"], "model_bytes": round_bytes(probe)}
+        baselines[kind] = {
+            **e.info,
+            "rounds_run": len(e.info["curve"]) + e.info["rounds_chosen"],
+            "model_bytes": round_bytes(probe),
+        }
         phases[f"{kind}: FedAvg from scratch (in process)"] = time.monotonic() - t
     t = time.monotonic()
     out += refs.ceiling(scn, run.task, part)
@@ -374,8 +610,14 @@ def _block_test(b: LegoBlock, test: MultimodalDataset, sites: np.ndarray, spec: 
 def _site_row(s: Any, part: Partition) -> dict[str, Any]:
     d = part.sites[s.name]
     events = int(np.asarray(d.event).sum()) if d.task == "survival" else None
-    return {"name": s.name, "modalities": s.modalities, "paired": s.paired, "patients": len(d), "events": events,
-            "test_patients": len(part.test[part.test_of[s.name]])}
+    return {
+        "name": s.name,
+        "modalities": s.modalities,
+        "paired": s.paired,
+        "patients": len(d),
+        "events": events,
+        "test_patients": len(part.test[part.test_of[s.name]]),
+    }
 
 
 def validation_summary(run: RunResult, scn: Scenario, part: Partition) -> dict[str, Any]:
@@ -385,14 +627,35 @@ def validation_summary(run: RunResult, scn: Scenario, part: Partition) -> dict[s
     v = run.merged.card.get("validation", {})
     fuse = run.fused.card.get("validation", {}) if run.fused is not None else {}
     curve = fuse.get("curve") or run.fuse_detail.get("curve", [])
-    return {"how": f"{scn.spec.folds}-fold cross-fitting over every patient" if scn.spec.folds
-            else f"a {scn.spec.val_fraction:.0%} validation split of each site",
-            "candidates": [{k: r.get(k) for k in ("candidate", "label", "value", "se", "diff", "se_diff", "patients", "events")}
-                           for r in v.get("candidates", [])],
-            "chosen": v.get("chosen"), "scored_by": v.get("scored_by", []), "declined_by": v.get("declined_by", []),
-            "silent": v.get("silent", []),
-            "site_patients": {s.name: len(part.sites[s.name]) for s in scn.spec.sites},
-            "fuse_rounds": [{k: c.get(k) for k in ("value", "parent", "diff", "se_diff")} for c in curve if c]}
+    return {
+        "how": f"{scn.spec.folds}-fold cross-fitting over every patient"
+        if scn.spec.folds
+        else f"a {scn.spec.val_fraction:.0%} validation split of each site",
+        "candidates": [
+            {
+                k: r.get(k)
+                for k in (
+                    "candidate",
+                    "label",
+                    "value",
+                    "se",
+                    "diff",
+                    "se_diff",
+                    "patients",
+                    "events",
+                )
+            }
+            for r in v.get("candidates", [])
+        ],
+        "chosen": v.get("chosen"),
+        "scored_by": v.get("scored_by", []),
+        "declined_by": v.get("declined_by", []),
+        "silent": v.get("silent", []),
+        "site_patients": {s.name: len(part.sites[s.name]) for s in scn.spec.sites},
+        "fuse_rounds": [
+            {k: c.get(k) for k in ("value", "parent", "diff", "se_diff")} for c in curve if c
+        ],
+    }
 
 
 def _finite(x: float) -> float | None:
@@ -400,7 +663,9 @@ def _finite(x: float) -> float | None:
 
 
 def _jsonable(info: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in info.items() if isinstance(v, str | int | float | list | dict | type(None))}
+    return {
+        k: v for k, v in info.items() if isinstance(v, str | int | float | list | dict | type(None))
+    }
 
 
 def dp_budget(scn: Scenario) -> DPBudget | None:
@@ -414,20 +679,33 @@ def dp_epsilon(m: BlockManifest) -> float | None:
 
 def checks(report: dict[str, Any], scn: Scenario) -> dict[str, bool]:
     """The report's internal consistency: what must hold for the run to be trusted."""
-    out = {"every site has a block": {b["site"] for b in report["blocks"]} == {s.name for s in scn.spec.sites},
-           "every site sent bytes": all(c["mmlego_up"] > 0 for c in report["communication"].values()),
-           "metrics are finite": all(math.isfinite(b["test"]) for b in report["blocks"])
-           and all(math.isfinite(r["mean"]) for r in report.get("summary", []))}
+    out = {
+        "every site has a block": {b["site"] for b in report["blocks"]}
+        == {s.name for s in scn.spec.sites},
+        "every site sent bytes": all(c["mmlego_up"] > 0 for c in report["communication"].values()),
+        "metrics are finite": all(math.isfinite(b["test"]) for b in report["blocks"])
+        and all(math.isfinite(r["mean"]) for r in report.get("summary", [])),
+    }
     if "summary" in report:
-        out["the summary compares every model on the same patients"] = len({r["patients"] for r in report["summary"]}) == 1
+        out["the summary compares every model on the same patients"] = (
+            len({r["patients"] for r in report["summary"]}) == 1
+        )
         out["every comparison's interval holds its difference"] = all(
-            c["low"] <= c["diff"] <= c["high"] for c in report.get("comparisons", []) if c["low"] is not None)
+            c["low"] <= c["diff"] <= c["high"]
+            for c in report.get("comparisons", [])
+            if c["low"] is not None
+        )
     if scn.spec.block_epsilon is not None:
         out[f"every block spent at most epsilon {scn.spec.block_epsilon:g}"] = all(
-            b["dp_epsilon"] is not None and b["dp_epsilon"] <= scn.spec.block_epsilon for b in report["blocks"])
-    if "centralized" in report and scn.spec.block_epsilon is None:  # DP noise is secret: a retrain cannot match
-        out[f"{report['centralized']['site']}'s blocks trained again here == its pushed blocks (bit for bit)"] = bool(
-            report["centralized"]["blocks_exact"])
+            b["dp_epsilon"] is not None and b["dp_epsilon"] <= scn.spec.block_epsilon
+            for b in report["blocks"]
+        )
+    if (
+        "centralized" in report and scn.spec.block_epsilon is None
+    ):  # DP noise is secret: a retrain cannot match
+        out[
+            f"{report['centralized']['site']}'s blocks trained again here == its pushed blocks (bit for bit)"
+        ] = bool(report["centralized"]["blocks_exact"])
         fuse = next((r for r in report.get("summary", []) if r["kind"] == "fuse"), None)
         if report["centralized"]["fuse_test"] is not None and fuse is not None:
             gap = abs(fuse["mean"] - report["centralized"]["fuse_test"])

@@ -58,9 +58,13 @@ class RunResult:
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # site -> daemon events
     recommended: Recommendation | None = None
     fuse_note: str = ""  # why no fused version was stored, when none was
-    fuse_detail: dict[str, Any] = field(default_factory=dict)  # the fuse run's record: rounds run (history), curve
+    fuse_detail: dict[str, Any] = field(
+        default_factory=dict
+    )  # the fuse run's record: rounds run (history), curve
     engine: str = "processes"
-    placement: dict[str, str] = field(default_factory=dict)  # ray engine: site -> the Ray node that trained its block(s)
+    placement: dict[str, str] = field(
+        default_factory=dict
+    )  # ray engine: site -> the Ray node that trained its block(s)
 
 
 def task_record(scn: Scenario, part: Partition) -> TaskRecord:
@@ -76,8 +80,10 @@ def task_record(scn: Scenario, part: Partition) -> TaskRecord:
         event = np.concatenate([np.asarray(d.event) for d in datasets])
         edges = sorted({round(e, 2) for e in survival_bins(time_, event, spec.n_bins)})
         if len(edges) != spec.n_bins - 1:
-            raise ConfigError(f"scenario {spec.name}: the training patients' event times do not give {spec.n_bins} distinct "
-                              "time bins at two decimals")
+            raise ConfigError(
+                f"scenario {spec.name}: the training patients' event times do not give {spec.n_bins} distinct "
+                "time bins at two decimals"
+            )
         ts = TaskSpec("survival", n_bins=spec.n_bins, bin_edges=tuple(edges))
     else:
         ts = TaskSpec("classification", n_classes=max(d.n_classes for d in datasets))
@@ -85,33 +91,84 @@ def task_record(scn: Scenario, part: Partition) -> TaskRecord:
     task_id = "".join(c if c.isalnum() else "-" for c in spec.name.lower())
     ranges = {}
     if spec.block_epsilon is not None:  # DP blocks take their input scaling from public ranges
-        source = spec.dataset or spec.export or ("synthetic" if spec.synthetic is not None else "slides" if spec.slides is not None else "")
+        source = (
+            spec.dataset
+            or spec.export
+            or (
+                "synthetic"
+                if spec.synthetic is not None
+                else "slides"
+                if spec.slides is not None
+                else ""
+            )
+        )
         ranges = public_ranges(source, modalities)
-    return TaskRecord(task_id, ts, spec.latent_rows, spec.latent_dim, "2d", spec.seed, modalities,
-                      f"mmlego simulate: {spec.description or spec.name}", fuse_mode=spec.fuse_mode,
-                      max_block_epsilon=spec.block_epsilon or 0.0, public_ranges=ranges)
+    return TaskRecord(
+        task_id,
+        ts,
+        spec.latent_rows,
+        spec.latent_dim,
+        "2d",
+        spec.seed,
+        modalities,
+        f"mmlego simulate: {spec.description or spec.name}",
+        fuse_mode=spec.fuse_mode,
+        max_block_epsilon=spec.block_epsilon or 0.0,
+        public_ranges=ranges,
+    )
 
 
 def block_training(scn: Scenario) -> BlockTraining:
     """Every site's [train] settings (the centralized reference trains with the same ones)."""
-    return BlockTraining(epochs=scn.spec.block_epochs, patience=scn.spec.patience, seed=scn.spec.seed, device="cpu",
-                         batch_size=scn.spec.batch_size, val_fraction=scn.spec.val_fraction)
+    return BlockTraining(
+        epochs=scn.spec.block_epochs,
+        patience=scn.spec.patience,
+        seed=scn.spec.seed,
+        device="cpu",
+        batch_size=scn.spec.batch_size,
+        val_fraction=scn.spec.val_fraction,
+    )
 
 
 def fuse_config(scn: Scenario) -> FuseConfig:
     """The operator's LegoFuse settings: the scenario's rounds and epochs, a fold run per fold of the sites."""
-    return FuseConfig(mode=scn.spec.fuse_mode, rounds=max(1, scn.spec.rounds), epochs=scn.spec.epochs, seed=scn.spec.seed,
-                      patience=scn.spec.patience_rounds, batch_size=scn.spec.batch_size, folds=scn.spec.folds)
+    return FuseConfig(
+        mode=scn.spec.fuse_mode,
+        rounds=max(1, scn.spec.rounds),
+        epochs=scn.spec.epochs,
+        seed=scn.spec.seed,
+        patience=scn.spec.patience_rounds,
+        batch_size=scn.spec.batch_size,
+        folds=scn.spec.folds,
+    )
 
 
-def site_toml(name: str, modalities: list[str], paired: bool, coordinator: str, task: str, superlink: str, port: int,
-              scn: Scenario, evaluation: bool = True) -> str:
+def site_toml(
+    name: str,
+    modalities: list[str],
+    paired: bool,
+    coordinator: str,
+    task: str,
+    superlink: str,
+    port: int,
+    scn: Scenario,
+    evaluation: bool = True,
+) -> str:
     """A simulated site's site.toml (the one writer, common.sitetoml): its kit's files, the
     scenario's [train] settings and minimum cell size, and a short evaluation poll."""
-    f = SiteFile(site=name, modalities=modalities, paired=paired, coordinator=coordinator, task=task,
-                 flower=FlowerSection(superlink=superlink, port=port), train=block_training(scn),
-                 privacy=SitePrivacy(min_cell_size=scn.spec.min_cell_size, block_epsilon=scn.spec.block_epsilon),
-                 evaluation=EvaluationSection(enabled=evaluation, poll_s=2.0, folds=scn.spec.folds))
+    f = SiteFile(
+        site=name,
+        modalities=modalities,
+        paired=paired,
+        coordinator=coordinator,
+        task=task,
+        flower=FlowerSection(superlink=superlink, port=port),
+        train=block_training(scn),
+        privacy=SitePrivacy(
+            min_cell_size=scn.spec.min_cell_size, block_epsilon=scn.spec.block_epsilon
+        ),
+        evaluation=EvaluationSection(enabled=evaluation, poll_s=2.0, folds=scn.spec.folds),
+    )
     return render(f, f"simulated site {name} (mmlego simulate, scenario {scn.name})")
 
 
@@ -122,10 +179,17 @@ def site_env() -> dict[str, str]:
 
 
 # daemon event -> progress line
-SHOWN = {"training": "training {modalities}", "trained": "trained {modality} (validation {val_metric})",
-         "pushing": "pushing {modality}", "pushed": "pushed {modality}", "block-current": "has a current {modality} block",
-         "supernode-started": "SuperNode started (LegoFuse rounds)", "failed": "FAILED: {error}",
-         "registry-unreachable": "registry unreachable, retrying", "done": "done (blocks pushed; the process exits)"}
+SHOWN = {
+    "training": "training {modalities}",
+    "trained": "trained {modality} (validation {val_metric})",
+    "pushing": "pushing {modality}",
+    "pushed": "pushed {modality}",
+    "block-current": "has a current {modality} block",
+    "supernode-started": "SuperNode started (LegoFuse rounds)",
+    "failed": "FAILED: {error}",
+    "registry-unreachable": "registry unreachable, retrying",
+    "done": "done (blocks pushed; the process exits)",
+}
 
 
 class Progress:
@@ -155,14 +219,20 @@ class Progress:
                 self.events[site].append(event)
                 template = SHOWN.get(event.get("event", ""))
                 if template:
-                    fields = {k: (", ".join(v) if isinstance(v, list) else v) for k, v in event.items()}
-                    self.say(f"[{time.monotonic() - self.t0:7.1f} s] {site:<14} {template.format_map(_Missing(fields))}")
+                    fields = {
+                        k: (", ".join(v) if isinstance(v, list) else v) for k, v in event.items()
+                    }
+                    self.say(
+                        f"[{time.monotonic() - self.t0:7.1f} s] {site:<14} {template.format_map(_Missing(fields))}"
+                    )
 
     def pushed(self, site: str) -> set[str]:
         return {e["modality"] for e in self.events[site] if e.get("event") == "pushed"}
 
     def failure(self, site: str) -> str | None:
-        return next((str(e.get("error")) for e in self.events[site] if e.get("event") == "failed"), None)
+        return next(
+            (str(e.get("error")) for e in self.events[site] if e.get("event") == "failed"), None
+        )
 
 
 class _Missing(dict):  # type: ignore[type-arg]
@@ -180,10 +250,14 @@ class Services:
     task: TaskRecord
     site_dirs: dict[str, Path]
     fuse: bool  # a paired site exists and the scenario asks for rounds
-    simulation: bool = False  # the ray engine: LegoFuse rounds on Flower's simulation engine (no SuperNodes)
+    simulation: bool = (
+        False  # the ray engine: LegoFuse rounds on Flower's simulation engine (no SuperNodes)
+    )
 
 
-def setup(scn: Scenario, part: Partition, out: Path, relay: Relay | None, simulation: bool = False) -> Services:
+def setup(
+    scn: Scenario, part: Partition, out: Path, relay: Relay | None, simulation: bool = False
+) -> Services:
     """CA, coordinator credentials and configuration, the task, every site's kit and data folder."""
     ca = CertificateAuthority.init(out / "ca")
     address = f"127.0.0.1:{free_port()}"
@@ -193,11 +267,20 @@ def setup(scn: Scenario, part: Partition, out: Path, relay: Relay | None, simula
     paired = [s for s in scn.spec.sites if s.paired]
     superlink = f"127.0.0.1:{free_port()}"
     config_path = coord_dir / "coordinator.toml"
-    text = render_config(address, "server.crt", "server.key", "ca.crt", "../ca/crl.pem", store="store",
-                         evaluation_deadline_s=scn.spec.eval_deadline_s)
-    text += (f'\n[flower]\nsuperlink = "{superlink}"\nhome = "flower"\nround_timeout_s = 600.0\n'
-             f'discovery_timeout_s = 300.0\nmin_sites = 1\nexpect_sites = {len(paired)}\nrun_timeout_s = 3600.0\n'
-             f'simulation = {"true" if simulation else "false"}\n')
+    text = render_config(
+        address,
+        "server.crt",
+        "server.key",
+        "ca.crt",
+        "../ca/crl.pem",
+        store="store",
+        evaluation_deadline_s=scn.spec.eval_deadline_s,
+    )
+    text += (
+        f'\n[flower]\nsuperlink = "{superlink}"\nhome = "flower"\nround_timeout_s = 600.0\n'
+        f"discovery_timeout_s = 300.0\nmin_sites = 1\nexpect_sites = {len(paired)}\nrun_timeout_s = 3600.0\n"
+        f"simulation = {'true' if simulation else 'false'}\n"
+    )
     config_path.write_text(text)
     task = task_record(scn, part)
     fuse = bool(paired) and scn.spec.rounds > 0
@@ -205,29 +288,62 @@ def setup(scn: Scenario, part: Partition, out: Path, relay: Relay | None, simula
     site_superlink = relay("superlink", superlink) if relay and fuse else superlink
     site_dirs: dict[str, Path] = {}
     for s in scn.spec.sites:
-        folder = enroll_site(ca, s.name, s.modalities, out / "sites" / s.name, paired=s.paired, coordinator=site_address)
+        folder = enroll_site(
+            ca,
+            s.name,
+            s.modalities,
+            out / "sites" / s.name,
+            paired=s.paired,
+            coordinator=site_address,
+        )
         export_site_folder(part.sites[s.name], folder / "data")
-        (folder / "site.toml").write_text(site_toml(s.name, s.modalities, s.paired, site_address, task.task_id,
-                                                    site_superlink, free_port(), scn, s.evaluation))
+        (folder / "site.toml").write_text(
+            site_toml(
+                s.name,
+                s.modalities,
+                s.paired,
+                site_address,
+                task.task_id,
+                site_superlink,
+                free_port(),
+                scn,
+                s.evaluation,
+            )
+        )
         site_dirs[s.name] = folder
-    return Services(address, TLSFiles(admin_dir / "tls.crt", admin_dir / "tls.key", admin_dir / "ca.crt"), config_path, task,
-                    site_dirs, fuse, simulation)
+    return Services(
+        address,
+        TLSFiles(admin_dir / "tls.crt", admin_dir / "tls.key", admin_dir / "ca.crt"),
+        config_path,
+        task,
+        site_dirs,
+        fuse,
+        simulation,
+    )
 
 
-def start_services(scn: Scenario, svc: Services, fleet: Fleet, say: Say, env: dict[str, str] | None = None) -> None:
+def start_services(
+    scn: Scenario, svc: Services, fleet: Fleet, say: Say, env: dict[str, str] | None = None
+) -> None:
     """The coordinator (and the task), and with paired sites the SuperLink and their node keys
     (on the simulation engine: the partition file naming the paired sites; ``env`` names the Ray cluster)."""
     fleet.start("coordinator", [*MMLEGO, "coordinator", "serve", "--config", str(svc.config_path)])
     fleet.wait_for_text("coordinator", "listening on", 120)
     with RegistryClient(svc.address, svc.admin_tls) as admin:
         admin.create_task(svc.task)
-    say(f"coordinator listening on {svc.address} (mutual TLS, SQLite store); task {svc.task.task_id} created")
+    say(
+        f"coordinator listening on {svc.address} (mutual TLS, SQLite store); task {svc.task.task_id} created"
+    )
     if not svc.fuse:
         return
     from ..flower import register_node, register_partitions
 
     paired = [s for s in scn.spec.sites if s.paired]
-    fleet.start("superlink", [*MMLEGO, "coordinator", "superlink", "--config", str(svc.config_path)], env=env)
+    fleet.start(
+        "superlink",
+        [*MMLEGO, "coordinator", "superlink", "--config", str(svc.config_path)],
+        env=env,
+    )
     cfg = load_config(svc.config_path)
     if svc.simulation:
         register_partitions(cfg, {s.name: svc.site_dirs[s.name] / "site.toml" for s in paired})
@@ -240,10 +356,14 @@ def start_services(scn: Scenario, svc: Services, fleet: Fleet, say: Say, env: di
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise SimulationError(f"the SuperLink did not listen on {cfg.flower.superlink} within 120 s") from None
+                    raise SimulationError(
+                        f"the SuperLink did not listen on {cfg.flower.superlink} within 120 s"
+                    ) from None
                 time.sleep(0.5)
-        say(f"Flower SuperLink on {cfg.flower.superlink} (TLS, simulation engine on the Ray cluster): the ClientApps of "
-            f"{', '.join(s.name for s in paired)} run as Ray actors")
+        say(
+            f"Flower SuperLink on {cfg.flower.superlink} (TLS, simulation engine on the Ray cluster): the ClientApps of "
+            f"{', '.join(s.name for s in paired)} run as Ray actors"
+        )
         return
     deadline = time.monotonic() + 120
     for s in paired:
@@ -254,10 +374,14 @@ def start_services(scn: Scenario, svc: Services, fleet: Fleet, say: Say, env: di
                 break
             except Exception as exc:  # the SuperLink takes a few seconds to listen
                 if time.monotonic() > deadline:
-                    raise SimulationError(f"could not register {s.name}'s Flower node key: {exc}") from None
+                    raise SimulationError(
+                        f"could not register {s.name}'s Flower node key: {exc}"
+                    ) from None
                 time.sleep(1.0)
-    say(f"Flower SuperLink on {cfg.flower.superlink} (TLS, node authentication); node keys of "
-        f"{', '.join(s.name for s in paired)} registered")
+    say(
+        f"Flower SuperLink on {cfg.flower.superlink} (TLS, node authentication); node keys of "
+        f"{', '.join(s.name for s in paired)} registered"
+    )
 
 
 def stays(scn: Scenario, parallel: int) -> bool:
@@ -265,29 +389,48 @@ def stays(scn: Scenario, parallel: int) -> bool:
     return len(scn.spec.sites) <= parallel
 
 
-def train_and_push(scn: Scenario, svc: Services, fleet: Fleet, progress: Progress, say: Say, parallel: int,
-                   push_timeout_s: float) -> None:
+def train_and_push(
+    scn: Scenario,
+    svc: Services,
+    fleet: Fleet,
+    progress: Progress,
+    say: Say,
+    parallel: int,
+    push_timeout_s: float,
+) -> None:
     """Every site's daemon, at most ``parallel`` training at once; returns when every block is pushed.
     A paired site's daemon stays (SuperNode, evaluation); so do the others when every site fits in
     ``parallel`` (they answer evaluation jobs by themselves); in a larger run they exit after
     pushing (``--once``) and are started again as ``site evaluate`` when a job waits for them."""
     logs = progress.logs
-    waiting = sorted(scn.spec.sites, key=lambda s: not s.paired)  # paired sites first: their SuperNodes start early
-    say(f"{len(waiting)} site daemons to run, at most {parallel} training at a time; each trains its block(s) "
-        "on its own data and pushes them")
+    waiting = sorted(
+        scn.spec.sites, key=lambda s: not s.paired
+    )  # paired sites first: their SuperNodes start early
+    say(
+        f"{len(waiting)} site daemons to run, at most {parallel} training at a time; each trains its block(s) "
+        "on its own data and pushes them"
+    )
     deadline = time.monotonic() + push_timeout_s
     while True:
         progress.poll()
         for s in scn.spec.sites:
             why = progress.failure(s.name)
             if why is not None:
-                raise SimulationError(f"site {s.name} failed: {why}; its log ends:\n{tail(logs[s.name])}")
+                raise SimulationError(
+                    f"site {s.name} failed: {why}; its log ends:\n{tail(logs[s.name])}"
+                )
         done = {s.name for s in scn.spec.sites if progress.pushed(s.name) >= set(s.modalities)}
         busy = sum(1 for name in logs if f"site {name}" in fleet.members and name not in done)
         while waiting and busy < parallel:
             s = waiting.pop(0)
             once = not s.paired and not stays(scn, parallel)
-            command = [*MMLEGO, "site", "run", "--config", str(svc.site_dirs[s.name] / "site.toml")] + (["--once"] if once else [])
+            command = [
+                *MMLEGO,
+                "site",
+                "run",
+                "--config",
+                str(svc.site_dirs[s.name] / "site.toml"),
+            ] + (["--once"] if once else [])
             fleet.start(f"site {s.name}", command, env=site_env(), may_exit=once)
             busy += 1
         if len(done) == len(scn.spec.sites):
@@ -297,11 +440,17 @@ def train_and_push(scn: Scenario, svc: Services, fleet: Fleet, progress: Progres
             member = fleet.members.get(f"site {name}")
             if member is not None and member.proc.poll() is not None and name not in done:
                 progress.poll()  # its last lines may say it pushed
-                if progress.pushed(name) < set(next(s.modalities for s in scn.spec.sites if s.name == name)):
-                    raise SimulationError(f"site {name} exited without pushing all its blocks; its log ends:\n"
-                                          f"{tail(member.log)}")
+                if progress.pushed(name) < set(
+                    next(s.modalities for s in scn.spec.sites if s.name == name)
+                ):
+                    raise SimulationError(
+                        f"site {name} exited without pushing all its blocks; its log ends:\n"
+                        f"{tail(member.log)}"
+                    )
         if time.monotonic() > deadline:
-            raise SimulationError(f"sites {sorted(set(logs) - done)} did not push their blocks within {push_timeout_s:.0f} s")
+            raise SimulationError(
+                f"sites {sorted(set(logs) - done)} did not push their blocks within {push_timeout_s:.0f} s"
+            )
         time.sleep(0.3)
 
 
@@ -326,21 +475,41 @@ class ProcessEvaluators:
 
     def __init__(self, scn: Scenario, svc: Services, fleet: Fleet, parallel: int) -> None:
         self.svc, self.fleet, self.n = svc, fleet, 0
-        self.sites = [] if stays(scn, parallel) else [s.name for s in scn.spec.sites if not s.paired]
+        self.sites = (
+            [] if stays(scn, parallel) else [s.name for s in scn.spec.sites if not s.paired]
+        )
 
     def busy(self) -> set[str]:
-        return {m.name.split()[1] for m in self.fleet.members.values() if m.name.startswith("evaluate ") and m.proc.poll() is None}
+        return {
+            m.name.split()[1]
+            for m in self.fleet.members.values()
+            if m.name.startswith("evaluate ") and m.proc.poll() is None
+        }
 
     def start(self, site: str) -> None:
         self.n += 1
-        self.fleet.start(f"evaluate {site} {self.n}", [*MMLEGO, "site", "evaluate", "--wait", "30", "--config",
-                                                      str(self.svc.site_dirs[site] / "site.toml")], env=site_env(), may_exit=True)
+        self.fleet.start(
+            f"evaluate {site} {self.n}",
+            [
+                *MMLEGO,
+                "site",
+                "evaluate",
+                "--wait",
+                "30",
+                "--config",
+                str(self.svc.site_dirs[site] / "site.toml"),
+            ],
+            env=site_env(),
+            may_exit=True,
+        )
 
     def check(self) -> None:
         self.fleet.check()
 
 
-def with_evaluators(svc: Services, evaluators: Evaluators, parallel: int, action: Callable[[], T]) -> T:
+def with_evaluators(
+    svc: Services, evaluators: Evaluators, parallel: int, action: Callable[[], T]
+) -> T:
     """Run an operator's ``action`` (a merge, a fuse run) in a thread; meanwhile start an evaluator
     for every site of ``evaluators`` that an open evaluation job waits for (at most ``parallel`` at
     once, twice per site and job at most)."""
@@ -359,11 +528,18 @@ def with_evaluators(svc: Services, evaluators: Evaluators, parallel: int, action
         while worker.is_alive():
             evaluators.check()
             busy = evaluators.busy()
-            for st in admin.evaluations(svc.task.task_id, open_only=True) if evaluators.sites else []:
+            for st in (
+                admin.evaluations(svc.task.task_id, open_only=True) if evaluators.sites else []
+            ):
                 answered = set(st.reported) | set(st.declined)
                 for site in evaluators.sites:
                     key = (site, st.job.job_id)
-                    if site in answered or site in busy or tries.get(key, 0) >= 2 or len(busy) >= parallel:
+                    if (
+                        site in answered
+                        or site in busy
+                        or tries.get(key, 0) >= 2
+                        or len(busy) >= parallel
+                    ):
                         continue
                     tries[key] = tries.get(key, 0) + 1
                     evaluators.start(site)
@@ -384,21 +560,38 @@ class Operated:
     recommended: Recommendation
     blocks: list[BlockRecord]
     model_dirs: dict[str, Path]
-    fuse_detail: dict[str, Any] = field(default_factory=dict)  # the fuse run's record: rounds run, curve
+    fuse_detail: dict[str, Any] = field(
+        default_factory=dict
+    )  # the fuse run's record: rounds run, curve
 
 
-def operate(scn: Scenario, svc: Services, evaluators: Evaluators, out: Path, say: Say, parallel: int,
-            phases: dict[str, float]) -> Operated:
+def operate(
+    scn: Scenario,
+    svc: Services,
+    evaluators: Evaluators,
+    out: Path,
+    say: Say,
+    parallel: int,
+    phases: dict[str, float],
+) -> Operated:
     """Merge (recipe auto: the sites' validation chooses), LegoFuse rounds from it (kept only if a
     round beats it on consortium validation), the recommendation, and pulling every version."""
     t = time.monotonic()
     with RegistryClient(svc.address, svc.admin_tls) as admin:
-        merged = with_evaluators(svc, evaluators, parallel,
-                                 lambda: admin.merge(svc.task.task_id, recipe="auto", deadline_s=scn.spec.eval_deadline_s))
+        merged = with_evaluators(
+            svc,
+            evaluators,
+            parallel,
+            lambda: admin.merge(
+                svc.task.task_id, recipe="auto", deadline_s=scn.spec.eval_deadline_s
+            ),
+        )
         blocks = admin.blocks(svc.task.task_id)
     validation = merged.card.get("validation", {})
-    say(f"LegoMerge: model version {merged.model_id} from {len(merged.block_ids)} blocks (no training): "
-        f"{merged.recipe} '{validation.get('chosen', '?')}'; {validation.get('reason', 'not measured')}")
+    say(
+        f"LegoMerge: model version {merged.model_id} from {len(merged.block_ids)} blocks (no training): "
+        f"{merged.recipe} '{validation.get('chosen', '?')}'; {validation.get('reason', 'not measured')}"
+    )
     phases["merge (sites score the candidates)"] = time.monotonic() - t
     fused, note = None, "the scenario runs no LegoFuse rounds" if not svc.fuse else ""
     fuse_detail: dict[str, Any] = {}
@@ -410,12 +603,25 @@ def operate(scn: Scenario, svc: Services, evaluators: Evaluators, out: Path, say
         cfg = load_config(svc.config_path)
         fuse_cfg = fuse_config(scn)
         paired = [s.name for s in scn.spec.sites if s.paired]
-        say(f"LegoFuse: at most {fuse_cfg.rounds} rounds x {fuse_cfg.epochs} epochs on {', '.join(paired)} (Flower); every "
-            "site scores each round's model against the merge")
+        say(
+            f"LegoFuse: at most {fuse_cfg.rounds} rounds x {fuse_cfg.epochs} epochs on {', '.join(paired)} (Flower); every "
+            "site scores each round's model against the merge"
+        )
         try:
-            result = with_evaluators(svc, evaluators, parallel, lambda: run_fuse(
-                cfg, svc.config_path, merged.model_id, fuse_cfg, len(paired), progress=lambda line: say("    " + line),
-                deadline_s=scn.spec.eval_deadline_s))
+            result = with_evaluators(
+                svc,
+                evaluators,
+                parallel,
+                lambda: run_fuse(
+                    cfg,
+                    svc.config_path,
+                    merged.model_id,
+                    fuse_cfg,
+                    len(paired),
+                    progress=lambda line: say("    " + line),
+                    deadline_s=scn.spec.eval_deadline_s,
+                ),
+            )
             fuse_detail = result.detail
             if result.model_id is None:
                 note = result.reason
@@ -423,7 +629,9 @@ def operate(scn: Scenario, svc: Services, evaluators: Evaluators, out: Path, say
             else:
                 with RegistryClient(svc.address, svc.admin_tls) as admin:
                     fused = admin.model(result.model_id)
-                say(f"LegoFuse: model version {fused.model_id} (round {fused.card.get('fuse', {}).get('kept_round')} kept)")
+                say(
+                    f"LegoFuse: model version {fused.model_id} (round {fused.card.get('fuse', {}).get('kept_round')} kept)"
+                )
         except FuseError as exc:
             if "no site reported validation scores" not in str(exc):
                 raise
@@ -433,7 +641,11 @@ def operate(scn: Scenario, svc: Services, evaluators: Evaluators, out: Path, say
     model_dirs: dict[str, Path] = {}
     with RegistryClient(svc.address, svc.admin_tls) as admin:
         recommended = admin.recommended(svc.task.task_id)
-        for m in {merged.model_id, recommended.model.model_id, *([fused.model_id] if fused else [])}:
+        for m in {
+            merged.model_id,
+            recommended.model.model_id,
+            *([fused.model_id] if fused else []),
+        }:
             model_dirs[m] = out / "models" / m
             admin.pull_model(m, model_dirs[m])
     say(f"recommended version: {recommended.model.model_id} ({recommended.reason})")
@@ -494,7 +706,9 @@ class ProcessesEngine:
         pass
 
 
-def make_engine(name: str, scn: Scenario, fleet: Fleet, say: Say, parallel: int, ray_address: str | None) -> Engine:
+def make_engine(
+    name: str, scn: Scenario, fleet: Fleet, say: Say, parallel: int, ray_address: str | None
+) -> Engine:
     if name == "ray":
         from .rayengine import RayEngine
 
@@ -504,8 +718,17 @@ def make_engine(name: str, scn: Scenario, fleet: Fleet, say: Say, parallel: int,
     raise ConfigError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
 
 
-def simulate(scn: Scenario, part: Partition, out: Path, say: Say, parallel: int = 8, push_timeout_s: float = 3600.0,
-             relay: Relay | None = None, engine: str = "processes", ray_address: str | None = None) -> RunResult:
+def simulate(
+    scn: Scenario,
+    part: Partition,
+    out: Path,
+    say: Say,
+    parallel: int = 8,
+    push_timeout_s: float = 3600.0,
+    relay: Relay | None = None,
+    engine: str = "processes",
+    ray_address: str | None = None,
+) -> RunResult:
     """Run the consortium of ``scn`` on ``part`` in ``out``; every process the run started is
     stopped on return or error. ``engine`` "processes": every site is its own daemon process (at
     most ``parallel`` training at once); "ray": the sites' work runs as Ray tasks and LegoFuse on
@@ -520,9 +743,13 @@ def simulate(scn: Scenario, part: Partition, out: Path, say: Say, parallel: int 
     t0 = time.monotonic()
     svc = setup(scn, part, out, relay, simulation=engine == "ray")
     phases["setup (CA, kits, site data)"] = time.monotonic() - t0
-    say(f"run folder {out}: CA, coordinator credentials, {len(svc.site_dirs)} site kits and data folders written")
+    say(
+        f"run folder {out}: CA, coordinator credentials, {len(svc.site_dirs)} site kits and data folders written"
+    )
     fleet = Fleet(out / "logs")
-    progress = Progress({s.name: fleet.logs / f"site-{s.name}.log" for s in scn.spec.sites}, say, t0)
+    progress = Progress(
+        {s.name: fleet.logs / f"site-{s.name}.log" for s in scn.spec.sites}, say, t0
+    )
     sites = make_engine(engine, scn, fleet, say, parallel, ray_address)
     try:
         t = time.monotonic()
@@ -538,7 +765,9 @@ def simulate(scn: Scenario, part: Partition, out: Path, say: Say, parallel: int 
         done = operate(scn, svc, sites.evaluators(svc), out, say, sites.parallel, phases)
         progress.poll()
         fleet.sample()
-        peaks = {m.name: m.peak for m in fleet.members.values() if not m.name.startswith("evaluate ")}
+        peaks = {
+            m.name: m.peak for m in fleet.members.values() if not m.name.startswith("evaluate ")
+        }
         evaluate = [m.peak for m in fleet.members.values() if m.name.startswith("evaluate ")]
         if evaluate:
             peaks["site evaluate (max)"] = max(evaluate)
@@ -549,6 +778,20 @@ def simulate(scn: Scenario, part: Partition, out: Path, say: Say, parallel: int 
         fleet.stop_all()
         sites.cleanup()
     say("every process stopped")
-    return RunResult(out, svc.task, done.merged, done.fused, done.model_dirs, done.blocks, svc.site_dirs, phases, peaks,
-                     progress.events, done.recommended, done.fuse_note, done.fuse_detail, engine=engine,
-                     placement=dict(sites.placement))
+    return RunResult(
+        out,
+        svc.task,
+        done.merged,
+        done.fused,
+        done.model_dirs,
+        done.blocks,
+        svc.site_dirs,
+        phases,
+        peaks,
+        progress.events,
+        done.recommended,
+        done.fuse_note,
+        done.fuse_detail,
+        engine=engine,
+        placement=dict(sites.placement),
+    )

@@ -45,9 +45,13 @@ class SiteEntry(Strict):
     name: str
     modalities: list[str] = Field(min_length=1)
     group: str | None = None  # the patients of this group (study) of the dataset
-    share: float | None = Field(default=None, gt=0)  # a share of the training patients no group took
+    share: float | None = Field(
+        default=None, gt=0
+    )  # a share of the training patients no group took
     data: str | None = None  # the site's own data folder (data.toml), relative to the scenario file
-    evaluation: bool = True  # the site answers evaluation jobs ([evaluation] enabled); false: it declines them
+    evaluation: bool = (
+        True  # the site answers evaluation jobs ([evaluation] enabled); false: it declines them
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> SiteEntry:
@@ -57,9 +61,12 @@ class SiteEntry(Strict):
         if len(self.modalities) != len(set(self.modalities)):
             raise ValueError(f"site {self.name}: a modality is listed twice")
         if sum(x is not None for x in (self.group, self.share, self.data)) != 1 and not (
-                self.data is not None and (self.group is None) != (self.share is None)):
-            raise ValueError(f"site {self.name}: give exactly one of group, share or data (or, with `export`, data and "
-                             "one of group or share)")
+            self.data is not None and (self.group is None) != (self.share is None)
+        ):
+            raise ValueError(
+                f"site {self.name}: give exactly one of group, share or data (or, with `export`, data and "
+                "one of group or share)"
+            )
         return self
 
     @property
@@ -85,7 +92,9 @@ class SlidesSection(Strict):
     median_instances: int = Field(default=1000, ge=1)
     max_instances: int = Field(default=5000, ge=1)
     genes: int = Field(default=32, ge=1)
-    train_instances: int = Field(default=2048, ge=0)  # the slides entry's max_instances (per bag, per epoch)
+    train_instances: int = Field(
+        default=2048, ge=0
+    )  # the slides entry's max_instances (per bag, per epoch)
 
 
 class ScenarioFile(Strict):
@@ -99,23 +108,39 @@ class ScenarioFile(Strict):
     # each hospital's patients fall into this many test folds; seed s tests on fold s % test_folds,
     # so seeds 0..test_folds-1 test every patient once (their test sets are disjoint)
     test_folds: int = Field(default=5, ge=3, le=20)
-    folds: int = Field(default=5, ge=0)  # every site's [evaluation] folds (cross-fitting); 0: a validation split
-    val_fraction: float = Field(default=0.15, gt=0, lt=0.5)  # every site's [train] val_fraction (used with folds = 0)
-    rounds: int = Field(default=6, ge=0)  # LegoFuse rounds at most (the best round on consortium validation is kept)
-    patience_rounds: int = Field(default=2, ge=1)  # LegoFuse stops after this many rounds without a better validation metric
+    folds: int = Field(
+        default=5, ge=0
+    )  # every site's [evaluation] folds (cross-fitting); 0: a validation split
+    val_fraction: float = Field(
+        default=0.15, gt=0, lt=0.5
+    )  # every site's [train] val_fraction (used with folds = 0)
+    rounds: int = Field(
+        default=6, ge=0
+    )  # LegoFuse rounds at most (the best round on consortium validation is kept)
+    patience_rounds: int = Field(
+        default=2, ge=1
+    )  # LegoFuse stops after this many rounds without a better validation metric
     epochs: int = Field(default=1, ge=1)
     block_epochs: int = Field(default=30, ge=1)
     patience: int = Field(default=10, ge=1)
-    batch_size: int = Field(default=32, ge=1)  # every site's [train] batch_size (blocks, LegoFuse rounds, references)
+    batch_size: int = Field(
+        default=32, ge=1
+    )  # every site's [train] batch_size (blocks, LegoFuse rounds, references)
     fuse_mode: Literal["stack", "weave"] = "stack"
     latent_rows: int = Field(default=16, ge=1)
     latent_dim: int = Field(default=64, ge=1)
     n_bins: int = Field(default=4, ge=2)
     compare: bool = True  # centralized runs and baselines in the report (off for scale runs)
     min_cell_size: int = Field(default=5, ge=1)  # every site's [privacy] min_cell_size
-    block_epsilon: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # set: every site trains DP blocks at this epsilon
-    eval_deadline_s: float = Field(default=300.0, gt=0)  # how long the coordinator waits for the sites' scores
-    export: str | None = None  # a built-in dataset the sites' own data folders are written from (with `data` and group/share)
+    block_epsilon: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False
+    )  # set: every site trains DP blocks at this epsilon
+    eval_deadline_s: float = Field(
+        default=300.0, gt=0
+    )  # how long the coordinator waits for the sites' scores
+    export: str | None = (
+        None  # a built-in dataset the sites' own data folders are written from (with `data` and group/share)
+    )
     sites: list[SiteEntry] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -124,20 +149,33 @@ class ScenarioFile(Strict):
         if len(names) != len(set(names)):
             raise ValueError("two sites have the same name")
         own = [s.data is not None for s in self.sites]
-        sources = (self.dataset is not None) + (self.synthetic is not None) + (self.slides is not None) + \
-            (all(own) and self.export is None) + (self.export is not None)
+        sources = (
+            (self.dataset is not None)
+            + (self.synthetic is not None)
+            + (self.slides is not None)
+            + (all(own) and self.export is None)
+            + (self.export is not None)
+        )
         if sources != 1 or (any(own) and not all(own)):
-            raise ValueError("name one dataset: `dataset` (built-in), `[synthetic]`, `[slides]` (a synthetic slide cohort), a "
-                             "`data` folder for every site, or `export` (a built-in dataset written into every site's `data` folder)")
+            raise ValueError(
+                "name one dataset: `dataset` (built-in), `[synthetic]`, `[slides]` (a synthetic slide cohort), a "
+                "`data` folder for every site, or `export` (a built-in dataset written into every site's `data` folder)"
+            )
         if self.folds == 1:
             raise ValueError("folds = 1 cannot cross-fit: use 0 (a validation split) or 2 or more")
         if self.overlap > 0 and self.folds:
-            raise ValueError("overlap > 0 needs folds = 0: a patient every site trains on cannot be scored out of fold "
-                             "(the sites' validation splits then leave the shared patients out)")
-        if self.block_epsilon is not None and (self.slides is not None or (all(own) and self.export is None)):
-            raise ValueError("block_epsilon needs public ranges of every feature and data held in memory: a built-in `dataset`, "
-                             "`export` or `[synthetic]` (not `[slides]`: DP training of slide blocks is not supported yet; not "
-                             "site `data` folders: their ranges are not known)")
+            raise ValueError(
+                "overlap > 0 needs folds = 0: a patient every site trains on cannot be scored out of fold "
+                "(the sites' validation splits then leave the shared patients out)"
+            )
+        if self.block_epsilon is not None and (
+            self.slides is not None or (all(own) and self.export is None)
+        ):
+            raise ValueError(
+                "block_epsilon needs public ranges of every feature and data held in memory: a built-in `dataset`, "
+                "`export` or `[synthetic]` (not `[slides]`: DP training of slide blocks is not supported yet; not "
+                "site `data` folders: their ranges are not known)"
+            )
         from common.data.builtin import BUILTIN
 
         for name in (self.dataset, self.export):
@@ -163,13 +201,26 @@ class Scenario:
         """A fast variant for CI and smoke runs: few epochs, a small latent, a short baseline."""
         slides = self.spec.slides
         if slides is not None:  # a smaller cohort: fewer, shorter, narrower slides
-            slides = slides.model_copy(update={"slides": min(slides.slides, 200), "features": min(slides.features, 64),
-                                               "median_instances": min(slides.median_instances, 300),
-                                               "max_instances": min(slides.max_instances, 1500),
-                                               "train_instances": min(slides.train_instances or 256, 256)})
-        s = self.spec.model_copy(update={"block_epochs": min(self.spec.block_epochs, 4), "patience": 2,
-                                         "latent_rows": 8, "latent_dim": 16,
-                                         "rounds": min(self.spec.rounds, 2), "patience_rounds": 1, "slides": slides})
+            slides = slides.model_copy(
+                update={
+                    "slides": min(slides.slides, 200),
+                    "features": min(slides.features, 64),
+                    "median_instances": min(slides.median_instances, 300),
+                    "max_instances": min(slides.max_instances, 1500),
+                    "train_instances": min(slides.train_instances or 256, 256),
+                }
+            )
+        s = self.spec.model_copy(
+            update={
+                "block_epochs": min(self.spec.block_epochs, 4),
+                "patience": 2,
+                "latent_rows": 8,
+                "latent_dim": 16,
+                "rounds": min(self.spec.rounds, 2),
+                "patience_rounds": 1,
+                "slides": slides,
+            }
+        )
         return replace(self, spec=s)
 
 
@@ -197,13 +248,25 @@ def scale_scenario(sites: int, patients_per_site: int = 120, quick: bool = False
     for i in range(sites):
         paired = (i % 10 == 9 and i // 10 < SCALE_PAIRED) or (sites < 10 and i == sites - 1)
         mods = ["omics", "clinical"] if paired else [("omics", "clinical")[i % 2]]
-        entries.append(SiteEntry(name=f"site-{i + 1:03d}", modalities=mods, share=1.0, evaluation=i in scorers))
+        entries.append(
+            SiteEntry(name=f"site-{i + 1:03d}", modalities=mods, share=1.0, evaluation=i in scorers)
+        )
     n = max(200, int(sites * patients_per_site / 0.7))
-    spec = ScenarioFile(name=f"scale-{sites}", description=f"{sites} hospitals on synthetic data (scale run; "
-                                                           f"{len(scorers)} of them score evaluation jobs)",
-                        synthetic=SyntheticSection(patients=n), rounds=1, epochs=1, block_epochs=3 if quick else 10,
-                        patience=3, latent_rows=8, latent_dim=16, compare=False, sites=entries,
-                        folds=0)  # a scale run measures time and memory: a validation split, as in docs/RESULTS.md section 11
+    spec = ScenarioFile(
+        name=f"scale-{sites}",
+        description=f"{sites} hospitals on synthetic data (scale run; "
+        f"{len(scorers)} of them score evaluation jobs)",
+        synthetic=SyntheticSection(patients=n),
+        rounds=1,
+        epochs=1,
+        block_epochs=3 if quick else 10,
+        patience=3,
+        latent_rows=8,
+        latent_dim=16,
+        compare=False,
+        sites=entries,
+        folds=0,
+    )  # a scale run measures time and memory: a validation split, as in docs/RESULTS.md section 11
     return Scenario(spec, None)
 
 
@@ -217,7 +280,9 @@ def load_scenario(name_or_file: str, sites: int | None = None) -> Scenario:
     if not path.suffix and (BUILTIN_DIR / f"{name_or_file}.toml").is_file():
         path = BUILTIN_DIR / f"{name_or_file}.toml"
     elif not path.is_file():
-        raise ConfigError(f"{name_or_file}: no such scenario file or built-in scenario (built-in: {', '.join(builtin_names())})")
+        raise ConfigError(
+            f"{name_or_file}: no such scenario file or built-in scenario (built-in: {', '.join(builtin_names())})"
+        )
     return Scenario(read_toml(path, ScenarioFile), path)
 
 
@@ -234,7 +299,9 @@ class Partition:
     test: list[MultimodalDataset]
     test_of: dict[str, int]  # site -> index of its own test part
     synthetic: bool
-    scratch: Path | None = None  # files the data is read from (a synthetic slide cohort); removed by close()
+    scratch: Path | None = (
+        None  # files the data is read from (a synthetic slide cohort); removed by close()
+    )
 
     def close(self) -> None:
         """Remove the scratch files (after the report: the test parts read slides from them)."""
@@ -248,7 +315,9 @@ class Partition:
         parts: list[MultimodalDataset] = []
         seen: set[str] = set()
         for name, d in self.sites.items():
-            d = d.subset(np.flatnonzero(~np.isin(d.ids, list(seen))))  # a patient several sites hold (overlap) once
+            d = d.subset(
+                np.flatnonzero(~np.isin(d.ids, list(seen)))
+            )  # a patient several sites hold (overlap) once
             seen.update(d.ids)
             d.groups, d.holdout = np.full(len(d), name), None
             parts.append(d)
@@ -264,13 +333,25 @@ def synthetic_data(cfg: SyntheticSection, seed: int) -> MultimodalDataset:
         x = rng.normal(size=(n, f)).astype(np.float32)
         w = rng.normal(size=f) / np.sqrt(f)
         risk += cfg.signal.get(m, 0.0) * (x @ w)
-        mods[m] = ModalityData("tabular", torch.from_numpy(x), torch.ones(n, dtype=torch.bool), [f"{m}_{j}" for j in range(f)])
+        mods[m] = ModalityData(
+            "tabular",
+            torch.from_numpy(x),
+            torch.ones(n, dtype=torch.bool),
+            [f"{m}_{j}" for j in range(f)],
+        )
     t_event = rng.exponential(np.exp(-risk))
     t_censor = rng.exponential(np.median(t_event) * 1.5, size=n)
     time = np.minimum(t_event, t_censor).astype(np.float32) + 1e-3
     event = (t_event <= t_censor).astype(np.int64)
-    return MultimodalDataset("synthetic", "survival", [f"p{i:06d}" for i in range(n)], mods, time=time, event=event,
-                             meta={"source": "synthetic (mmlego simulate)"})
+    return MultimodalDataset(
+        "synthetic",
+        "survival",
+        [f"p{i:06d}" for i in range(n)],
+        mods,
+        time=time,
+        event=event,
+        meta={"source": "synthetic (mmlego simulate)"},
+    )
 
 
 def cohort_seed(spec: ScenarioFile) -> int:
@@ -301,7 +382,9 @@ def partition(scn: Scenario, pool: MultimodalDataset | None = None) -> Partition
     scratch = None
     if pool is None:
         if spec.synthetic is not None:
-            pool = synthetic_data(spec.synthetic, cohort_seed(spec))  # the same cohort for the seeds that share hospitals
+            pool = synthetic_data(
+                spec.synthetic, cohort_seed(spec)
+            )  # the same cohort for the seeds that share hospitals
         elif spec.slides is not None:
             pool, scratch = slide_cohort(spec.slides)
         else:
@@ -311,10 +394,14 @@ def partition(scn: Scenario, pool: MultimodalDataset | None = None) -> Partition
     wanted = {m for s in spec.sites for m in s.modalities}
     missing = sorted(wanted - set(pool.modalities))
     if missing:
-        raise ConfigError(f"scenario {spec.name}: dataset {pool.name} has no modality {missing[0]} (it has {sorted(pool.modalities)})")
+        raise ConfigError(
+            f"scenario {spec.name}: dataset {pool.name} has no modality {missing[0]} (it has {sorted(pool.modalities)})"
+        )
     task_mods = sorted(wanted)
     rng = np.random.default_rng(cohort_seed(spec) + 1)
-    shared = rng.permutation(len(pool))[: round(spec.overlap * len(pool))]  # held by every site, tested by none
+    shared = rng.permutation(len(pool))[
+        : round(spec.overlap * len(pool))
+    ]  # held by every site, tested by none
     rows = _assign(scn, pool, rng, np.setdiff1d(np.arange(len(pool)), shared))
     sites: dict[str, MultimodalDataset] = {}
     test: list[MultimodalDataset] = []
@@ -324,13 +411,23 @@ def partition(scn: Scenario, pool: MultimodalDataset | None = None) -> Partition
         held = test_rows(own, spec, f"site {s.name}")
         dev = np.concatenate([rows[s.name][~held], shared])
         if dev.size < 10:
-            raise ConfigError(f"scenario {spec.name}: site {s.name} gets {dev.size} patients besides its test ones; it needs at least 10")
+            raise ConfigError(
+                f"scenario {spec.name}: site {s.name} gets {dev.size} patients besides its test ones; it needs at least 10"
+            )
         sites[s.name] = pool.subset(np.sort(dev)).select_modalities(s.modalities)
         if shared.size:  # every site trains on the shared patients: its validation patients come from its own only
-            sites[s.name].holdout = _validation(sites[s.name], np.isin(sites[s.name].ids, pool.subset(shared).ids), spec)
+            sites[s.name].holdout = _validation(
+                sites[s.name], np.isin(sites[s.name].ids, pool.subset(shared).ids), spec
+            )
         test_of[s.name] = len(test)
         test.append(own.subset(np.flatnonzero(held)).select_modalities(task_mods))
-    return Partition(sites, test, test_of, synthetic=spec.synthetic is not None or scratch is not None, scratch=scratch)
+    return Partition(
+        sites,
+        test,
+        test_of,
+        synthetic=spec.synthetic is not None or scratch is not None,
+        scratch=scratch,
+    )
 
 
 def _validation(data: MultimodalDataset, shared: np.ndarray, spec: ScenarioFile) -> np.ndarray:
@@ -356,17 +453,26 @@ def slide_cohort(cfg: SlidesSection) -> tuple[MultimodalDataset, Path]:
     from common.data.slidecohort import SlideCohort, write_slide_cohort
 
     scratch = Path(tempfile.mkdtemp(prefix="mmlego-slides-"))
-    cohort = SlideCohort(slides=cfg.slides, features=cfg.features, median_instances=cfg.median_instances,
-                         max_instances=max(cfg.max_instances, cfg.median_instances), min_instances=min(100, cfg.median_instances),
-                         genes=cfg.genes)
+    cohort = SlideCohort(
+        slides=cfg.slides,
+        features=cfg.features,
+        median_instances=cfg.median_instances,
+        max_instances=max(cfg.max_instances, cfg.median_instances),
+        min_instances=min(100, cfg.median_instances),
+        genes=cfg.genes,
+    )
     try:
-        return load_site_folder(write_slide_cohort(scratch / "cohort", cohort, cfg.train_instances)), scratch
+        return load_site_folder(
+            write_slide_cohort(scratch / "cohort", cohort, cfg.train_instances)
+        ), scratch
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
 
 
-def _assign(scn: Scenario, part: MultimodalDataset, rng: np.random.Generator, among: np.ndarray) -> dict[str, np.ndarray]:
+def _assign(
+    scn: Scenario, part: MultimodalDataset, rng: np.random.Generator, among: np.ndarray
+) -> dict[str, np.ndarray]:
     """Rows of ``part`` (only those in ``among``) for every site: its group's patients, then
     shares of the rest in proportion, stratum by stratum."""
     spec = scn.spec
@@ -377,7 +483,9 @@ def _assign(scn: Scenario, part: MultimodalDataset, rng: np.random.Generator, am
         if s.group is not None:
             if part.groups is None or s.group not in set(part.groups):
                 have = sorted(set(part.groups)) if part.groups is not None else []
-                raise ConfigError(f"scenario {spec.name}: site {s.name}: no group {s.group!r} in {part.name} (groups: {have})")
+                raise ConfigError(
+                    f"scenario {spec.name}: site {s.name}: no group {s.group!r} in {part.name} (groups: {have})"
+                )
             rows[s.name] = np.intersect1d(np.flatnonzero(part.groups == s.group), among)
             taken[rows[s.name]] = True
     free = np.flatnonzero(~taken)
@@ -386,7 +494,9 @@ def _assign(scn: Scenario, part: MultimodalDataset, rng: np.random.Generator, am
         cuts = np.cumsum([s.share for s in sharers]) / sum(s.share for s in sharers)  # type: ignore[misc]
         strata = strata_of(part)[free]
         dealt: dict[str, list[np.ndarray]] = {s.name: [] for s in sharers}
-        for value in np.unique(strata):  # stratum by stratum, so that every site gets its share of events / classes
+        for value in np.unique(
+            strata
+        ):  # stratum by stratum, so that every site gets its share of events / classes
             rows_v = rng.permutation(free[strata == value])
             bounds = [0, *np.round(cuts * len(rows_v)).astype(int)]
             for s, a, b in zip(sharers, bounds[:-1], bounds[1:], strict=True):
@@ -408,11 +518,17 @@ def _exported(scn: Scenario) -> Partition:
     pool = load_builtin(str(scn.spec.export))
     missing = sorted({m for s in scn.spec.sites for m in s.modalities} - set(pool.modalities))
     if missing:
-        raise ConfigError(f"scenario {scn.name}: dataset {pool.name} has no modality {missing[0]} (it has {sorted(pool.modalities)})")
-    rows = _assign(scn, pool, np.random.default_rng(cohort_seed(scn.spec) + 3), np.arange(len(pool)))
+        raise ConfigError(
+            f"scenario {scn.name}: dataset {pool.name} has no modality {missing[0]} (it has {sorted(pool.modalities)})"
+        )
+    rows = _assign(
+        scn, pool, np.random.default_rng(cohort_seed(scn.spec) + 3), np.arange(len(pool))
+    )
     with tempfile.TemporaryDirectory(prefix="mmlego-scenario-") as tmp:
         for s in scn.spec.sites:
-            export_site_folder(pool.subset(rows[s.name]).select_modalities(s.modalities), Path(tmp) / str(s.data))
+            export_site_folder(
+                pool.subset(rows[s.name]).select_modalities(s.modalities), Path(tmp) / str(s.data)
+            )
         return _own_folders(scn, Path(tmp))
 
 
@@ -428,7 +544,9 @@ def _own_folders(scn: Scenario, base: Path | None = None) -> Partition:
         data = load_site_folder(base / str(s.data))
         missing = [m for m in s.modalities if m not in data.modalities]
         if missing:
-            raise ConfigError(f"scenario {scn.name}: site {s.name}'s data folder has no modality {missing[0]}")
+            raise ConfigError(
+                f"scenario {scn.name}: site {s.name}'s data folder has no modality {missing[0]}"
+            )
         data = data.select_modalities(s.modalities)
         data.holdout = None  # the site validates by cross-fitting (or its own split), not on the folder's split column
         held = test_rows(data, scn.spec, f"site {s.name}")

@@ -42,15 +42,26 @@ def write_card(folder: Path, card: dict[str, Any]) -> None:
 
 
 class Store:
-    def __init__(self, root: Path, upload_ttl_s: float = 86400.0, verify: bool = True, recover: bool = True,
-                 busy_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        upload_ttl_s: float = 86400.0,
+        verify: bool = True,
+        recover: bool = True,
+        busy_timeout_s: float = 30.0,
+    ) -> None:
         """``recover=False`` for tools that open the store beside a running server (they must not
         touch its unfinished uploads)."""
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.db = Database(root / "registry.sqlite", busy_timeout_s)
         if self.db.migrated_from is not None:
-            log.info("store %s migrated from schema %d to %d", root, self.db.migrated_from, SCHEMA_VERSION)
+            log.info(
+                "store %s migrated from schema %d to %d",
+                root,
+                self.db.migrated_from,
+                SCHEMA_VERSION,
+            )
         self.blobs = BlobStore(root)
         self.models_dir = root / "models"
         self.recovery = self.recover(upload_ttl_s, verify) if recover else None
@@ -97,7 +108,9 @@ class Store:
                 part.unlink()
                 stale += 1
         orphans = 0
-        with self.db.tx() as c:  # under the write lock: a writer beside us (a fuse run) re-checks its blob in its own
+        with (
+            self.db.tx() as c
+        ):  # under the write lock: a writer beside us (a fuse run) re-checks its blob in its own
             referenced = self.db.referenced_blobs(c)
             for sha, path in list(self.blobs.all_blobs()):
                 if sha not in referenced:
@@ -113,7 +126,10 @@ class Store:
                 if not self.blobs.verify(block_id):
                     self.db.mark_corrupt(block_id, "blob missing or its hash differs")
                     corrupt.append(block_id)
-                    log.error("block %s failed its hash check on start; it is excluded from listings and merges", block_id)
+                    log.error(
+                        "block %s failed its hash check on start; it is excluded from listings and merges",
+                        block_id,
+                    )
         rec = Recovery(temps, stale, orphans, checked, tuple(corrupt), cards)
         log.info("store recovery: %s", rec)
         return rec

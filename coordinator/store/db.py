@@ -58,9 +58,13 @@ BLOCK_COLS = "block_id, task_id, site, modality, size, accepted_at, state, manif
 class Database:
     def __init__(self, path: Path, busy_timeout_s: float = 30.0) -> None:
         self.path = path
-        self.migrated_from: int | None = None  # the schema the store had when opened, if it was older
+        self.migrated_from: int | None = (
+            None  # the schema the store had when opened, if it was older
+        )
         self._lock = threading.RLock()
-        self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s)
+        self.conn = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s
+        )
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA foreign_keys=ON")
@@ -70,12 +74,18 @@ class Database:
             row = c.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             found = SCHEMA_VERSION if row is None else int(row[0])
             if not 1 <= found <= SCHEMA_VERSION:
-                raise RuntimeError(f"{path}: store schema {found} is not one this mmlego reads (1 to {SCHEMA_VERSION}); "
-                                   "use the mmlego release that wrote it")
-            for statement in filter(str.strip, SCHEMA_2.split(";")):  # schema 1 -> 2 adds tables only
+                raise RuntimeError(
+                    f"{path}: store schema {found} is not one this mmlego reads (1 to {SCHEMA_VERSION}); "
+                    "use the mmlego release that wrote it"
+                )
+            for statement in filter(
+                str.strip, SCHEMA_2.split(";")
+            ):  # schema 1 -> 2 adds tables only
                 c.execute(statement)
-            c.execute("INSERT INTO meta VALUES('schema', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                      (str(SCHEMA_VERSION),))
+            c.execute(
+                "INSERT INTO meta VALUES('schema', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
             self.migrated_from = found if found != SCHEMA_VERSION else None
 
     def close(self) -> None:
@@ -101,43 +111,69 @@ class Database:
     # ---- audit ----------------------------------------------------------------------------
     @staticmethod
     def event(c: sqlite3.Connection, actor: str, action: str, **detail: Any) -> None:
-        c.execute("INSERT INTO events(at, actor, action, detail) VALUES(?,?,?,?)",
-                  (utc_now(), actor, action, json.dumps(detail, sort_keys=True)))
+        c.execute(
+            "INSERT INTO events(at, actor, action, detail) VALUES(?,?,?,?)",
+            (utc_now(), actor, action, json.dumps(detail, sort_keys=True)),
+        )
 
     # ---- sites ----------------------------------------------------------------------------
     def touch_site(self, name: str, modalities: tuple[str, ...], paired: bool) -> None:
         """Record a site the first time it calls; refresh what its certificate says later."""
         now = utc_now()
         with self.tx() as c:
-            c.execute("INSERT INTO sites(name, modalities, paired, first_seen, last_seen) VALUES(?,?,?,?,?) "
-                      "ON CONFLICT(name) DO UPDATE SET modalities=excluded.modalities, paired=excluded.paired, "
-                      "last_seen=excluded.last_seen", (name, json.dumps(list(modalities)), int(paired), now, now))
+            c.execute(
+                "INSERT INTO sites(name, modalities, paired, first_seen, last_seen) VALUES(?,?,?,?,?) "
+                "ON CONFLICT(name) DO UPDATE SET modalities=excluded.modalities, paired=excluded.paired, "
+                "last_seen=excluded.last_seen",
+                (name, json.dumps(list(modalities)), int(paired), now, now),
+            )
 
     def site(self, name: str) -> SiteRecord | None:
         rows = self.sites(name)
         return rows[0] if rows else None
 
     def sites(self, name: str | None = None) -> list[SiteRecord]:
-        sql = ("SELECT s.name, s.modalities, s.paired, s.withdrawn, s.withdrawn_reason, COALESCE(c.n, 0), s.first_seen, "
-               "s.last_seen FROM sites s LEFT JOIN (SELECT site, COUNT(*) AS n FROM blocks WHERE state != 'corrupt' "
-               "GROUP BY site) c ON c.site = s.name")
-        rows = self.query(sql + (" WHERE s.name = ?" if name else "") + " ORDER BY s.name", (name,) if name else ())
-        return [SiteRecord(r[0], tuple(json.loads(r[1])), bool(r[2]), bool(r[3]), int(r[5]), r[4], r[6], r[7]) for r in rows]
+        sql = (
+            "SELECT s.name, s.modalities, s.paired, s.withdrawn, s.withdrawn_reason, COALESCE(c.n, 0), s.first_seen, "
+            "s.last_seen FROM sites s LEFT JOIN (SELECT site, COUNT(*) AS n FROM blocks WHERE state != 'corrupt' "
+            "GROUP BY site) c ON c.site = s.name"
+        )
+        rows = self.query(
+            sql + (" WHERE s.name = ?" if name else "") + " ORDER BY s.name",
+            (name,) if name else (),
+        )
+        return [
+            SiteRecord(
+                r[0], tuple(json.loads(r[1])), bool(r[2]), bool(r[3]), int(r[5]), r[4], r[6], r[7]
+            )
+            for r in rows
+        ]
 
     # ---- blocks ---------------------------------------------------------------------------
     @staticmethod
     def _block(r: tuple[Any, ...]) -> BlockRecord:
-        return BlockRecord(r[0], r[1], r[2], r[3], int(r[4]), r[5], r[6], bytes(r[7]), bytes(r[8]), bytes(r[9]))
+        return BlockRecord(
+            r[0], r[1], r[2], r[3], int(r[4]), r[5], r[6], bytes(r[7]), bytes(r[8]), bytes(r[9])
+        )
 
     def block(self, block_id: str) -> BlockRecord | None:
         rows = self.query(f"SELECT {BLOCK_COLS} FROM blocks WHERE block_id = ?", (block_id,))
         return self._block(rows[0]) if rows else None
 
-    def blocks(self, task_id: str = "", site: str = "", modality: str = "", include_withdrawn: bool = False) -> list[BlockRecord]:
+    def blocks(
+        self, task_id: str = "", site: str = "", modality: str = "", include_withdrawn: bool = False
+    ) -> list[BlockRecord]:
         return [b for _, b in self.block_page(task_id, site, modality, include_withdrawn)]
 
-    def block_page(self, task_id: str = "", site: str = "", modality: str = "", include_withdrawn: bool = False,
-                   before_seq: int | None = None, limit: int | None = None) -> list[tuple[int, BlockRecord]]:
+    def block_page(
+        self,
+        task_id: str = "",
+        site: str = "",
+        modality: str = "",
+        include_withdrawn: bool = False,
+        before_seq: int | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[int, BlockRecord]]:
         """(seq, block) newest first, only those older than ``before_seq``, at most ``limit``."""
         where, args = ["state != 'corrupt'"], []
         for col, val in (("task_id", task_id), ("site", site), ("modality", modality)):
@@ -158,11 +194,18 @@ class Database:
         rows = self.query(
             f"SELECT {BLOCK_COLS} FROM blocks b WHERE task_id = ? AND state = 'accepted' AND seq = "
             "(SELECT MAX(seq) FROM blocks x WHERE x.task_id = b.task_id AND x.site = b.site AND x.modality = b.modality "
-            "AND x.state = 'accepted') ORDER BY modality, site", (task_id,))
+            "AND x.state = 'accepted') ORDER BY modality, site",
+            (task_id,),
+        )
         return [self._block(r) for r in rows]
 
     def accepted_block_ids(self, task_id: str) -> set[str]:
-        return {r[0] for r in self.query("SELECT block_id FROM blocks WHERE task_id = ? AND state = 'accepted'", (task_id,))}
+        return {
+            r[0]
+            for r in self.query(
+                "SELECT block_id FROM blocks WHERE task_id = ? AND state = 'accepted'", (task_id,)
+            )
+        }
 
     def all_block_ids(self) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self.query("SELECT block_id, state FROM blocks")]
@@ -178,12 +221,18 @@ class Database:
         return bytes(rows[0][0]) if rows else None
 
     def task_messages(self) -> list[bytes]:
-        return [bytes(r[0]) for r in self.query("SELECT message FROM tasks ORDER BY created_at, task_id")]
+        return [
+            bytes(r[0])
+            for r in self.query("SELECT message FROM tasks ORDER BY created_at, task_id")
+        ]
 
     # ---- unfinished uploads ---------------------------------------------------------------
     def upload(self, site: str, upload_id: str) -> tuple[str, bytes, bytes, str, int, float] | None:
-        rows = self.query("SELECT key, manifest, signature, block_id, total, started_at FROM uploads "
-                          "WHERE site = ? AND upload_id = ?", (site, upload_id))
+        rows = self.query(
+            "SELECT key, manifest, signature, block_id, total, started_at FROM uploads "
+            "WHERE site = ? AND upload_id = ?",
+            (site, upload_id),
+        )
         if not rows:
             return None
         r = rows[0]
@@ -191,7 +240,9 @@ class Database:
 
     def open_uploads(self, site: str | None = None) -> list[tuple[str, str, str, float]]:
         """(site, upload_id, key, started_at) of unfinished uploads."""
-        sql = "SELECT site, upload_id, key, started_at FROM uploads" + (" WHERE site = ?" if site else "")
+        sql = "SELECT site, upload_id, key, started_at FROM uploads" + (
+            " WHERE site = ?" if site else ""
+        )
         return [(r[0], r[1], r[2], float(r[3])) for r in self.query(sql, (site,) if site else ())]
 
     def delete_upload(self, key: str) -> None:
@@ -199,17 +250,37 @@ class Database:
             c.execute("DELETE FROM uploads WHERE key = ?", (key,))
 
     # ---- fuse runs ------------------------------------------------------------------------
-    FUSE_RUN_COLS = ("run_key", "task_id", "parent_id", "started_at", "finished_at", "state", "model_id", "detail")
+    FUSE_RUN_COLS = (
+        "run_key",
+        "task_id",
+        "parent_id",
+        "started_at",
+        "finished_at",
+        "state",
+        "model_id",
+        "detail",
+    )
 
     def begin_fuse_run(self, key: str, task_id: str, parent_id: str) -> None:
         with self.tx() as c:
-            c.execute("INSERT INTO fuse_runs(run_key, task_id, parent_id, started_at, state) VALUES(?,?,?,?, 'running')",
-                      (key, task_id, parent_id, utc_now()))
+            c.execute(
+                "INSERT INTO fuse_runs(run_key, task_id, parent_id, started_at, state) VALUES(?,?,?,?, 'running')",
+                (key, task_id, parent_id, utc_now()),
+            )
 
-    def update_fuse_run(self, key: str, detail: str, state: str = "running", model_id: str = "", finished_at: str = "") -> None:
+    def update_fuse_run(
+        self,
+        key: str,
+        detail: str,
+        state: str = "running",
+        model_id: str = "",
+        finished_at: str = "",
+    ) -> None:
         with self.tx() as c:
-            c.execute("UPDATE fuse_runs SET state = ?, model_id = ?, finished_at = ?, detail = ? WHERE run_key = ?",
-                      (state, model_id, finished_at, detail, key))
+            c.execute(
+                "UPDATE fuse_runs SET state = ?, model_id = ?, finished_at = ?, detail = ? WHERE run_key = ?",
+                (state, model_id, finished_at, detail, key),
+            )
 
     def fuse_run(self, key: str) -> dict[str, Any] | None:
         rows = self.fuse_runs(key=key)
@@ -217,9 +288,18 @@ class Database:
 
     def fuse_runs(self, task_id: str = "", limit: int = 50, key: str = "") -> list[dict[str, Any]]:
         """Fuse runs as column -> value, newest first."""
-        where, args = ("run_key = ?", (key,)) if key else ("task_id = ?", (task_id,)) if task_id else ("1", ())
-        rows = self.query(f"SELECT {', '.join(self.FUSE_RUN_COLS)} FROM fuse_runs WHERE {where} "
-                          "ORDER BY started_at DESC, rowid DESC LIMIT ?", (*args, limit))
+        where, args = (
+            ("run_key = ?", (key,))
+            if key
+            else ("task_id = ?", (task_id,))
+            if task_id
+            else ("1", ())
+        )
+        rows = self.query(
+            f"SELECT {', '.join(self.FUSE_RUN_COLS)} FROM fuse_runs WHERE {where} "
+            "ORDER BY started_at DESC, rowid DESC LIMIT ?",
+            (*args, limit),
+        )
         return [dict(zip(self.FUSE_RUN_COLS, r, strict=True)) for r in rows]
 
     # ---- model versions -------------------------------------------------------------------
@@ -230,7 +310,9 @@ class Database:
     def model_messages(self, task_id: str = "") -> list[bytes]:
         return [m for _, m in self.model_page(task_id)]
 
-    def model_page(self, task_id: str = "", before_seq: int | None = None, limit: int | None = None) -> list[tuple[int, bytes]]:
+    def model_page(
+        self, task_id: str = "", before_seq: int | None = None, limit: int | None = None
+    ) -> list[tuple[int, bytes]]:
         """(seq, serialized version) newest first, only those older than ``before_seq``, at most ``limit``."""
         where: list[str] = []
         args: list[object] = []
@@ -240,8 +322,12 @@ class Database:
         if before_seq is not None:
             where.append("seq < ?")
             args.append(before_seq)
-        sql = ("SELECT seq, message FROM models" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq DESC"
-               + (" LIMIT ?" if limit is not None else ""))
+        sql = (
+            "SELECT seq, message FROM models"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY seq DESC"
+            + (" LIMIT ?" if limit is not None else "")
+        )
         rows = self.query(sql, (*args, *([limit] if limit is not None else [])))
         return [(int(r[0]), bytes(r[1])) for r in rows]
 
@@ -249,4 +335,6 @@ class Database:
         """Every blob a block or model record names (through ``conn`` when given: inside a
         transaction, or on a copy of the database)."""
         sql = "SELECT block_id FROM blocks UNION SELECT weights_sha256 FROM models UNION SELECT sha256 FROM eval_blobs"
-        return {r[0] for r in (conn.execute(sql).fetchall() if conn is not None else self.query(sql))}
+        return {
+            r[0] for r in (conn.execute(sql).fetchall() if conn is not None else self.query(sql))
+        }

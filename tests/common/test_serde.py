@@ -7,27 +7,52 @@ import pytest
 from common import serde
 from common.artifacts import BlockManifest
 from common.pb.mmlego.v1 import registry_pb2 as pb
-from common.records import BlockRecord, ModelRecord, SiteRecord, TaskRecord, UploadData, UploadHeader, utc_now
+from common.records import (
+    BlockRecord,
+    ModelRecord,
+    SiteRecord,
+    TaskRecord,
+    UploadData,
+    UploadHeader,
+    utc_now,
+)
 from common.tasks import TaskSpec
 from tests.factories import SURV, block
 
 
 def test_manifest_round_trip_is_exact() -> None:
     b = block()
-    m = BlockManifest(config=b.config, weights_sha256="ab" * 32, weights_size=123, tensors={"x": [2, 3]}, dtypes={"x": "F32"},
-                      task_id="t", site="hosp-a", train_stats={"n_train": 10.0})
+    m = BlockManifest(
+        config=b.config,
+        weights_sha256="ab" * 32,
+        weights_size=123,
+        tensors={"x": [2, 3]},
+        dtypes={"x": "F32"},
+        task_id="t",
+        site="hosp-a",
+        train_stats={"n_train": 10.0},
+    )
     raw = serde.manifest_to_bytes(m)
     assert serde.manifest_from_bytes(raw) == m
-    assert serde.manifest_to_bytes(serde.manifest_from_bytes(raw)) == raw  # deterministic bytes: what is signed stays stable
+    assert (
+        serde.manifest_to_bytes(serde.manifest_from_bytes(raw)) == raw
+    )  # deterministic bytes: what is signed stays stable
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"config_json": "{"}, "config_json"), ({"modality": "other"}, "differs from its config"),
-    ({"weights_sha256": "XYZ"}, "64 lower-case hex"), ({"weights_size": 0}, "positive"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"config_json": "{"}, "config_json"),
+        ({"modality": "other"}, "differs from its config"),
+        ({"weights_sha256": "XYZ"}, "64 lower-case hex"),
+        ({"weights_size": 0}, "positive"),
+    ],
+)
 def test_bad_manifests_are_named(change: dict[str, object], message: str) -> None:
     b = block()
-    good = serde.manifest_to_pb(BlockManifest(config=b.config, weights_sha256="ab" * 32, weights_size=1, tensors={}))
+    good = serde.manifest_to_pb(
+        BlockManifest(config=b.config, weights_sha256="ab" * 32, weights_size=1, tensors={})
+    )
     for k, v in change.items():
         setattr(good, k, v)
     with pytest.raises(ValueError, match=message):
@@ -38,8 +63,12 @@ def test_bad_manifests_are_named(change: dict[str, object], message: str) -> Non
 
 def test_records_round_trip() -> None:
     now = utc_now()
-    for task in (TaskRecord("t1", SURV, 6, 8, "1d", 3, ("a", "b"), "d", now, fuse_mode="weave"),
-                 TaskRecord("t2", TaskSpec("classification", n_classes=3), modalities=("img",), created_at=now)):
+    for task in (
+        TaskRecord("t1", SURV, 6, 8, "1d", 3, ("a", "b"), "d", now, fuse_mode="weave"),
+        TaskRecord(
+            "t2", TaskSpec("classification", n_classes=3), modalities=("img",), created_at=now
+        ),
+    ):
         assert serde.task_from_pb(serde.task_to_pb(task)) == task
     old = serde.task_to_pb(TaskRecord("t3", SURV, modalities=("a",)))
     old.ClearField("fuse_mode")  # a task stored before fuse_mode existed
@@ -48,7 +77,18 @@ def test_records_round_trip() -> None:
         TaskRecord("t4", SURV, modalities=("a",), fuse_mode="glue")
     blk = BlockRecord("ab" * 32, "t1", "hosp-a", "a", 10, now, "accepted", b"m", b"s", b"pem")
     assert serde.block_from_pb(serde.block_to_pb(blk)) == blk
-    model = ModelRecord("t1-v1", "t1", ("ab" * 32,), "merge", {"head_merge": "spherical"}, "cd" * 32, 5, {"k": [1]}, now, "0.1")
+    model = ModelRecord(
+        "t1-v1",
+        "t1",
+        ("ab" * 32,),
+        "merge",
+        {"head_merge": "spherical"},
+        "cd" * 32,
+        5,
+        {"k": [1]},
+        now,
+        "0.1",
+    )
     assert serde.model_from_bytes(serde.model_to_bytes(model)) == model
     site = SiteRecord("hosp-a", ("a",), True, False, 2, "")
     assert serde.site_from_pb(serde.site_to_pb(site)) == site

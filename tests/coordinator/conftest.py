@@ -23,7 +23,15 @@ from coordinator.config import CoordinatorConfig, EvaluationSection
 from coordinator.server import serve
 from tests.factories import SURV, block
 
-TASK = TaskRecord("t1", SURV, latent_rows=6, latent_dim=8, fourier="2d", init_seed=7, modalities=("genes", "clinical"))
+TASK = TaskRecord(
+    "t1",
+    SURV,
+    latent_rows=6,
+    latent_dim=8,
+    fourier="2d",
+    init_seed=7,
+    modalities=("genes", "clinical"),
+)
 NO_RETRY = Retry(attempts=1)
 
 
@@ -43,10 +51,22 @@ class Consortium:
         """A coordinator configuration; federated evaluation off unless ``evaluation`` is given (tests
         of other parts merge without sites scoring)."""
         s = self.root / "server"
-        cfg = CoordinatorConfig(host="127.0.0.1", port=0, insecure=False, workers=16, cert=s / "server.crt",
-                                key=s / "server.key", ca=s / "ca.crt", crl=self.root / "ca" / "crl.pem",
-                                store=self.root / "store", max_block_bytes=64 << 20, max_open_uploads_per_site=8,
-                                upload_ttl_s=3600.0, verify_on_start=True, evaluation=EvaluationSection(deadline_s=0.0))
+        cfg = CoordinatorConfig(
+            host="127.0.0.1",
+            port=0,
+            insecure=False,
+            workers=16,
+            cert=s / "server.crt",
+            key=s / "server.key",
+            ca=s / "ca.crt",
+            crl=self.root / "ca" / "crl.pem",
+            store=self.root / "store",
+            max_block_bytes=64 << 20,
+            max_open_uploads_per_site=8,
+            upload_ttl_s=3600.0,
+            verify_on_start=True,
+            evaluation=EvaluationSection(deadline_s=0.0),
+        )
         return replace(cfg, **changes)  # type: ignore[arg-type]
 
 
@@ -73,13 +93,19 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Consortium:
     # A certificate whose validity ended yesterday.
     key, sign = new_key(), ed25519.Ed25519PrivateKey.generate()
     raw = sign.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    old = ca.issue(Identity("hosp-old", "site", ("genes",), False, raw), key.public_key(), days=1,
-                   not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=3))
+    old = ca.issue(
+        Identity("hosp-old", "site", ("genes",), False, raw),
+        key.public_key(),
+        days=1,
+        not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=3),
+    )
     write_kit(c.kit("hosp-old"), old.public_bytes(pem), key_pem(key), ca_pem)
     # A kit from another consortium's CA, with the same site name as a real one.
     other = CertificateAuthority.init(root / "other-ca")
     enroll_site(other, "hosp-a", ["genes"], c.kit("rogue"))
-    (c.kit("rogue") / "ca.crt").write_bytes(ca_pem)  # it trusts our server, but our CA did not issue it
+    (c.kit("rogue") / "ca.crt").write_bytes(
+        ca_pem
+    )  # it trusts our server, but our CA did not issue it
     return c
 
 
@@ -100,11 +126,24 @@ def coordinator(consortium: Consortium, tmp_path: Path) -> Iterator[tuple[str, C
         yield address, cfg
 
 
-def signed_block(consortium: Consortium, site: str, out: Path, modality: str = "genes", seed: int = 0,
-                 b: LegoBlock | None = None, task_id: str = "t1") -> Path:
+def signed_block(
+    consortium: Consortium,
+    site: str,
+    out: Path,
+    modality: str = "genes",
+    seed: int = 0,
+    b: LegoBlock | None = None,
+    task_id: str = "t1",
+) -> Path:
     b = b or block(modality=modality, seed=seed)
-    save_block(b, out, site=site, task_id=task_id, train_stats={"n_train": 40.0},
-               signing_key=load_signing_key(consortium.kit(site) / "signing.key"))
+    save_block(
+        b,
+        out,
+        site=site,
+        task_id=task_id,
+        train_stats={"n_train": 40.0},
+        signing_key=load_signing_key(consortium.kit(site) / "signing.key"),
+    )
     return out
 
 

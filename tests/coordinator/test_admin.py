@@ -61,16 +61,23 @@ def running(consortium: Consortium, tmp_path: Path) -> Iterator[tuple[str, Coord
         yield address, cfg
 
 
-def test_the_admin_commands_say_what_the_host_commands_say(consortium: Consortium, running: tuple[str, CoordinatorConfig],
-                                                           tmp_path: Path) -> None:
+def test_the_admin_commands_say_what_the_host_commands_say(
+    consortium: Consortium, running: tuple[str, CoordinatorConfig], tmp_path: Path
+) -> None:
     address, cfg = running
     k = kit_args(consortium, address)
     (tmp_path / "task.toml").write_text(TASK_TOML)
     code, out, err = admin("task", "create", str(tmp_path / "task.toml"), *k)
-    assert code == 0 and out.strip() == "created task nki (survival; modalities genes, clinical)", err
-    code, out, _ = admin("task", "create", str(tmp_path / "task.toml"), *k)  # a task is created once
+    assert code == 0 and out.strip() == "created task nki (survival; modalities genes, clinical)", (
+        err
+    )
+    code, out, _ = admin(
+        "task", "create", str(tmp_path / "task.toml"), *k
+    )  # a task is created once
     assert code == 2 and out == ""
-    with AdminClient(AdminKit("hosp-a", address, consortium.tls("hosp-a"))) as c:  # a site pushes with its own kit
+    with AdminClient(
+        AdminKit("hosp-a", address, consortium.tls("hosp-a"))
+    ) as c:  # a site pushes with its own kit
         c.push(signed_block(consortium, "hosp-a", tmp_path / "a", modality="genes"))
     code, out, _ = admin("task", "list", "--json", *k)
     assert code == 0 and sorted(t["task"] for t in json.loads(out)) == ["nki", "t1"]
@@ -80,18 +87,29 @@ def test_the_admin_commands_say_what_the_host_commands_say(consortium: Consortiu
     assert code == 0 and out.strip() == render_status(host_status(cfg)).strip()
 
 
-def test_merge_withdraw_and_reads_over_rpc(consortium: Consortium, running: tuple[str, CoordinatorConfig], tmp_path: Path) -> None:
+def test_merge_withdraw_and_reads_over_rpc(
+    consortium: Consortium, running: tuple[str, CoordinatorConfig], tmp_path: Path
+) -> None:
     address, _ = running
     k = kit_args(consortium, address)
     for site, modality, seed in (("hosp-a", "genes", 1), ("hosp-b", "clinical", 2)):
-        with AdminClient(AdminKit(site, address, consortium.tls(site))) as c:  # each site pushes with its own kit
+        with AdminClient(
+            AdminKit(site, address, consortium.tls(site))
+        ) as c:  # each site pushes with its own kit
             c.push(signed_block(consortium, site, tmp_path / site, modality=modality, seed=seed))
     code, out, err = admin("merge", "--task", "t1", *k)
-    assert code == 0 and out.startswith("created model version t1-v1 (merge, 2 blocks): not measured by the sites"), err
+    assert code == 0 and out.startswith(
+        "created model version t1-v1 (merge, 2 blocks): not measured by the sites"
+    ), err
     assert "mmlego admin card t1-v1" in out
     code, out, _ = admin("versions", "--json", *k)
     (v1,) = json.loads(out)
-    assert v1["model"] == "t1-v1" and v1["sites"] == ["hosp-a", "hosp-b"] and v1["val_metric"] is None and v1["parent"] == ""
+    assert (
+        v1["model"] == "t1-v1"
+        and v1["sites"] == ["hosp-a", "hosp-b"]
+        and v1["val_metric"] is None
+        and v1["parent"] == ""
+    )
     code, out, _ = admin("card", "t1-v1", *k)
     assert code == 0 and out.startswith("# Model t1-v1") and "hosp-b" in out
     code, out, _ = admin("card", "t1-v1", "--json", *k)
@@ -99,7 +117,9 @@ def test_merge_withdraw_and_reads_over_rpc(consortium: Consortium, running: tupl
     code, out, _ = admin("blocks", "--json", *k)
     rows = json.loads(out)
     assert sorted((r["site"], r["modality"], r["patients"], r["signer"]) for r in rows) == [
-        ("hosp-a", "genes", 40, "hosp-a"), ("hosp-b", "clinical", 40, "hosp-b")]
+        ("hosp-a", "genes", 40, "hosp-a"),
+        ("hosp-b", "clinical", 40, "hosp-b"),
+    ]
     code, out, _ = admin("withdraw", "hosp-b", "--reason", "left", *k)
     assert code == 0 and out.strip() == "withdrew site hosp-b; its 1 block(s) leave future merges"
     code, out, _ = admin("sites", "--json", *k)
@@ -109,20 +129,26 @@ def test_merge_withdraw_and_reads_over_rpc(consortium: Consortium, running: tupl
     code, out, _ = admin("sites", *k)
     assert "withdrawn: left" in out
     code, out, _ = admin("blocks", "--json", *k)
-    assert [r["site"] for r in json.loads(out)] == ["hosp-a"]  # a withdrawn site's blocks only with --withdrawn
+    assert [r["site"] for r in json.loads(out)] == [
+        "hosp-a"
+    ]  # a withdrawn site's blocks only with --withdrawn
     code, _, err = admin("card", "t1-v9", *k)
     assert code == 2 and "NOT_FOUND" in err and "t1-v9" in err
     code, out, err = admin("fuse", "--model", "t1-v1", *k)  # this coordinator has no SuperLink
     assert code == 1 and "UNIMPLEMENTED" in err and "SuperLink" in err
 
 
-def test_bad_kits_and_callers_are_refused_with_one_line(consortium: Consortium, running: tuple[str, CoordinatorConfig],
-                                                        tmp_path: Path) -> None:
+def test_bad_kits_and_callers_are_refused_with_one_line(
+    consortium: Consortium, running: tuple[str, CoordinatorConfig], tmp_path: Path
+) -> None:
     address, _ = running
     code, _, err = admin("status", "--kit", str(tmp_path / "nowhere"))
     assert code == 2 and "is not a folder" in err and len(err.strip().splitlines()) == 1
-    code, _, err = admin("status", "--kit", str(consortium.kit("hosp-a")))  # a site kit has no admin.toml
+    code, _, err = admin(
+        "status", "--kit", str(consortium.kit("hosp-a"))
+    )  # a site kit has no admin.toml
     assert code == 2 and "admin.toml: not found" in err
+
     def dressed_as_admin(source: str) -> str:
         """The TLS files of another kit, with an admin.toml."""
         kit = tmp_path / f"{source}-as-admin"
@@ -134,7 +160,9 @@ def test_bad_kits_and_callers_are_refused_with_one_line(consortium: Consortium, 
 
     code, _, err = admin("status", "--kit", dressed_as_admin("hosp-a"))  # a site's certificate
     assert code == 1 and "PERMISSION_DENIED" in err and "is a site" in err
-    code, _, err = admin("status", "--kit", dressed_as_admin("rogue"))  # another CA's: refused in the TLS handshake
+    code, _, err = admin(
+        "status", "--kit", dressed_as_admin("rogue")
+    )  # another CA's: refused in the TLS handshake
     assert code == 1 and "UNAVAILABLE" in err and "no TLS session" in err
     # a revoked admin
     enroll_admin(consortium.ca, "ops-gone", tmp_path / "gone", coordinator=address)
@@ -159,15 +187,34 @@ class FakeRun:
             history = []
             for r in (1, 2):
                 progress(f"INFO mmlego: round {r} of {start.config.rounds}: 2 sites")
-                history.append({"round": r, "sites": ["hosp-b", "hosp-c"], "num-examples": 80, "train_loss": 1.0 / r,
-                                "failed": [], "no_answer": [], "seconds": 0.1,
-                                "validation": {"value": 0.6 + r / 100, "parent": 0.6, "diff": r / 100, "se_diff": 0.01}})
+                history.append(
+                    {
+                        "round": r,
+                        "sites": ["hosp-b", "hosp-c"],
+                        "num-examples": 80,
+                        "train_loss": 1.0 / r,
+                        "failed": [],
+                        "no_answer": [],
+                        "seconds": 0.1,
+                        "validation": {
+                            "value": 0.6 + r / 100,
+                            "parent": 0.6,
+                            "diff": r / 100,
+                            "se_diff": 0.01,
+                        },
+                    }
+                )
                 fuse_run.progress(registry.store, run_key, history)
                 time.sleep(1.2)  # the servicer reads the record once a second
             try:
                 model = self.end()
             except FuseError as exc:
-                fuse_run.finish(registry.store, run_key, "not-stored" if isinstance(exc, NotStored) else "failed", reason=str(exc))
+                fuse_run.finish(
+                    registry.store,
+                    run_key,
+                    "not-stored" if isinstance(exc, NotStored) else "failed",
+                    reason=str(exc),
+                )
                 raise
             fuse_run.finish(registry.store, run_key, "stored", model, history=history)
             return model
@@ -176,7 +223,9 @@ class FakeRun:
 
 
 @pytest.mark.parametrize("ending", ["stored", "not-stored", "failed"])
-def test_admin_fuse_streams_rounds_and_ends_as_the_run_did(consortium: Consortium, tmp_path: Path, ending: str) -> None:
+def test_admin_fuse_streams_rounds_and_ends_as_the_run_did(
+    consortium: Consortium, tmp_path: Path, ending: str
+) -> None:
     from coordinator.server import serve
 
     cfg = consortium.config(store=tmp_path / "store")
@@ -196,31 +245,52 @@ def test_admin_fuse_streams_rounds_and_ends_as_the_run_did(consortium: Consortiu
             c.create_task(TASK)
         for site, modality, seed in (("hosp-a", "genes", 1), ("hosp-b", "clinical", 2)):
             with AdminClient(AdminKit(site, address, consortium.tls(site))) as c:
-                c.push(signed_block(consortium, site, tmp_path / site, modality=modality, seed=seed))
+                c.push(
+                    signed_block(consortium, site, tmp_path / site, modality=modality, seed=seed)
+                )
         k = kit_args(consortium, address)
         assert admin("merge", "--task", "t1", *k)[0] == 0
         code, out, err = admin("fuse", "--model", "t1-v1", "--rounds", "3", *k)
         assert "round 1 of 3" in err and "round 2 of 3" in err  # the run's own lines
-        assert "round 1: 2 of 2 sites answered (hosp-b, hosp-c)" in err and "(+0.0200, standard error 0.0100)" in err
+        assert (
+            "round 1: 2 of 2 sites answered (hosp-b, hosp-c)" in err
+            and "(+0.0200, standard error 0.0100)" in err
+        )
         if ending == "stored":
-            assert code == 0 and out.strip() == "created model version t1-v1 (LegoFuse of t1-v1, 2 rounds run)"
+            assert (
+                code == 0
+                and out.strip() == "created model version t1-v1 (LegoFuse of t1-v1, 2 rounds run)"
+            )
         elif ending == "not-stored":
-            assert code == 0 and out.strip() == "no fused version stored: no round beat the parent t1-v1"
+            assert (
+                code == 0
+                and out.strip() == "no fused version stored: no round beat the parent t1-v1"
+            )
         else:
-            assert code == 1 and "FAILED_PRECONDITION" in err and "0 of 2 paired sites answered" in err
+            assert (
+                code == 1 and "FAILED_PRECONDITION" in err and "0 of 2 paired sites answered" in err
+            )
         code, out, _ = admin("fuse-runs", "--json", *k)
         (run,) = json.loads(out)
-        assert run["state"] == ending and [r["round"] for r in run["rounds"]] == [1, 2]  # a failed run keeps its rounds
-        assert run["rounds"][1]["validation"] == pytest.approx(0.62) and run["rounds"][1]["asked"] == 2
+        assert run["state"] == ending and [r["round"] for r in run["rounds"]] == [
+            1,
+            2,
+        ]  # a failed run keeps its rounds
+        assert (
+            run["rounds"][1]["validation"] == pytest.approx(0.62) and run["rounds"][1]["asked"] == 2
+        )
         code, out, _ = admin("fuse", "--model", "t1-v9", *k)
         assert code == 2
-        code, _, err = admin("fuse", "--model", "t1-v1", "--lr", "nan", *k)  # refused before a run starts
+        code, _, err = admin(
+            "fuse", "--model", "t1-v1", "--lr", "nan", *k
+        )  # refused before a run starts
         assert code == 2 and "INVALID_ARGUMENT" in err and "lr must be a finite number" in err
         assert len(json.loads(admin("fuse-runs", "--json", *k)[1])) == 1
 
 
-def test_the_console_refuses_a_remote_address_without_its_flag_and_token(consortium: Consortium,
-                                                                          running: tuple[str, CoordinatorConfig]) -> None:
+def test_the_console_refuses_a_remote_address_without_its_flag_and_token(
+    consortium: Consortium, running: tuple[str, CoordinatorConfig]
+) -> None:
     k = kit_args(consortium, running[0])
     code, _, err = admin("console", *k, "--listen", "0.0.0.0:0")
     assert code == 2 and "--allow-remote" in err and len(err.strip().splitlines()) == 1
@@ -230,7 +300,9 @@ def test_the_console_refuses_a_remote_address_without_its_flag_and_token(consort
     assert code == 2 and "nowhere" in err
 
 
-def test_ctrl_c_stops_following_a_fuse_run_not_the_run(consortium: Consortium, tmp_path: Path) -> None:
+def test_ctrl_c_stops_following_a_fuse_run_not_the_run(
+    consortium: Consortium, tmp_path: Path
+) -> None:
     import signal
     import subprocess
     import sys
@@ -239,7 +311,9 @@ def test_ctrl_c_stops_following_a_fuse_run_not_the_run(consortium: Consortium, t
     from tests.coordinator.conftest import TASK
 
     cfg = consortium.config(store=tmp_path / "store")
-    release = threading.Event()  # the run goes on until the follower has been stopped (however slow the machine)
+    release = (
+        threading.Event()
+    )  # the run goes on until the follower has been stopped (however slow the machine)
 
     def end() -> str:
         release.wait(120)
@@ -255,22 +329,45 @@ def test_ctrl_c_stops_following_a_fuse_run_not_the_run(consortium: Consortium, t
         assert admin("merge", "--task", "t1", *k)[0] == 0
         # As from a terminal: SIGINT unblocked and at Python's default in the follower, whatever an
         # earlier test left in this process (a blocked mask and an ignored signal are inherited).
-        inherited = f"SIGINT blocked here: {signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])}"
-        follow = subprocess.Popen([sys.executable, "-c", "import signal; signal.pthread_sigmask(signal.SIG_UNBLOCK, "
-                                   "[signal.SIGINT]); signal.signal(signal.SIGINT, signal.default_int_handler); "
-                                   "from common.cli import run; run()", "admin", "fuse", "--model", "t1-v1", *k],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        inherited = (
+            f"SIGINT blocked here: {signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])}"
+        )
+        follow = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import signal; signal.pthread_sigmask(signal.SIG_UNBLOCK, "
+                "[signal.SIGINT]); signal.signal(signal.SIGINT, signal.default_int_handler); "
+                "from common.cli import run; run()",
+                "admin",
+                "fuse",
+                "--model",
+                "t1-v1",
+                *k,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + 60
-            while not json.loads(admin("fuse-runs", "--json", *k)[1]) and time.monotonic() < deadline:
+            while (
+                not json.loads(admin("fuse-runs", "--json", *k)[1]) and time.monotonic() < deadline
+            ):
                 time.sleep(0.2)  # the run has begun
             follow.send_signal(signal.SIGINT)
             _, err = follow.communicate(timeout=30)
         finally:
             follow.kill()
             release.set()
-        assert follow.returncode == 130 and "stopped following the fuse run; it goes on" in err, f"{inherited}\n{err}"
+        assert follow.returncode == 130 and "stopped following the fuse run; it goes on" in err, (
+            f"{inherited}\n{err}"
+        )
         deadline = time.monotonic() + 30
-        while (run := json.loads(admin("fuse-runs", "--json", *k)[1])[0])["state"] == "running" and time.monotonic() < deadline:
+        while (run := json.loads(admin("fuse-runs", "--json", *k)[1])[0])[
+            "state"
+        ] == "running" and time.monotonic() < deadline:
             time.sleep(0.3)
-        assert run["state"] == "not-stored" and len(run["rounds"]) == 2  # the run went on to its end
+        assert (
+            run["state"] == "not-stored" and len(run["rounds"]) == 2
+        )  # the run went on to its end

@@ -42,16 +42,25 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 try:
     import playwright.sync_api as playwright_api
 except ImportError:  # never skipped: the test extra installs it
-    pytest.fail("the Python package playwright is missing: pip install -e '.[test]' (it drives Debian's chromium; "
-                "it needs no browser download)", pytrace=False)
+    pytest.fail(
+        "the Python package playwright is missing: pip install -e '.[test]' (it drives Debian's chromium; "
+        "it needs no browser download)",
+        pytrace=False,
+    )
 SITES = {"hosp-a": ("genes",), "hosp-b": ("clinical",), "hosp-c": ("genes", "clinical")}
 
 
 def chromium() -> str:
-    path = os.environ.get("MMLEGO_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    path = (
+        os.environ.get("MMLEGO_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
     if not path:
-        pytest.fail("chromium is not installed: the console's browser tests need Debian's chromium "
-                    "(apt-get install chromium; `make test` installs it when run as root), or MMLEGO_CHROMIUM=/path/to/chrome")
+        pytest.fail(
+            "chromium is not installed: the console's browser tests need Debian's chromium "
+            "(apt-get install chromium; `make test` installs it when run as root), or MMLEGO_CHROMIUM=/path/to/chrome"
+        )
     return path
 
 
@@ -79,12 +88,27 @@ class SlowRun:
             for r in range(1, start.config.rounds + 1):
                 time.sleep(self.pace)
                 progress(f"INFO mmlego: round {r} of {start.config.rounds}: 2 sites")
-                history.append({"round": r, "sites": ["hosp-b", "hosp-c"], "num-examples": 70, "train_loss": 1.2 - 0.1 * r,
-                                "failed": [], "no_answer": [], "seconds": self.pace,
-                                "validation": {"value": 0.62 + 0.01 * r, "parent": 0.63, "diff": 0.01 * r - 0.01,
-                                               "se_diff": 0.012}})
+                history.append(
+                    {
+                        "round": r,
+                        "sites": ["hosp-b", "hosp-c"],
+                        "num-examples": 70,
+                        "train_loss": 1.2 - 0.1 * r,
+                        "failed": [],
+                        "no_answer": [],
+                        "seconds": self.pace,
+                        "validation": {
+                            "value": 0.62 + 0.01 * r,
+                            "parent": 0.63,
+                            "diff": 0.01 * r - 0.01,
+                            "se_diff": 0.012,
+                        },
+                    }
+                )
                 fuse_run.progress(registry.store, run_key, history)
-            reason = "no round beat the parent on consortium validation by more than 1 standard error"
+            reason = (
+                "no round beat the parent on consortium validation by more than 1 standard error"
+            )
             fuse_run.finish(registry.store, run_key, "not-stored", reason=reason, history=history)
             raise NotStored(reason)
         finally:
@@ -117,11 +141,15 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]
     order = np.random.default_rng(0).permutation(len(data))
     parts = dict(zip(SITES, np.array_split(order, 3), strict=True))
     for site, mods in SITES.items():
-        export_site_folder(data.subset(parts[site]).select_modalities(list(mods)), root / f"data-{site}")
+        export_site_folder(
+            data.subset(parts[site]).select_modalities(list(mods)), root / f"data-{site}"
+        )
     assert data.time is not None and data.event is not None
     edges = survival_bins(data.time, data.event, 4)
-    (root / "task.toml").write_text(f'id = "ovarian"\nkind = "survival"\nn_bins = 4\nbin_edges = {list(edges)}\n'
-                                    'modalities = ["genes", "clinical"]\nlatent_rows = 8\nlatent_dim = 16\n')
+    (root / "task.toml").write_text(
+        f'id = "ovarian"\nkind = "survival"\nn_bins = 4\nbin_edges = {list(edges)}\n'
+        'modalities = ["genes", "clinical"]\nlatent_rows = 8\nlatent_dim = 16\n'
+    )
     mmlego("ca", "init", "--dir", root / "ca")
     mmlego("coordinator", "init", "--out", root / "coord", "--ca", root / "ca", "--port", "0")
     runner = SlowRun()
@@ -129,22 +157,63 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]
     runner.config = config
     with serve(config, fuse_runner=runner) as running:
         address = f"127.0.0.1:{running.port}"
-        mmlego("ca", "enroll-admin", "ops", "--out", root / "ops", "--coordinator", address, "--dir", root / "ca")
+        mmlego(
+            "ca",
+            "enroll-admin",
+            "ops",
+            "--out",
+            root / "ops",
+            "--coordinator",
+            address,
+            "--dir",
+            root / "ca",
+        )
         for site, mods in SITES.items():
             paired = ["--paired"] if len(mods) > 1 or site == "hosp-b" else []
-            mmlego("ca", "enroll", site, *[a for m in mods for a in ("--modality", m)], *paired, "--out", root / site,
-                   "--coordinator", address, "--dir", root / "ca")
-            edit_site_toml(root / site / "site.toml", data=str(root / f"data-{site}"), task="ovarian",
-                           **{"train.epochs": 4, "train.patience": 2})
+            mmlego(
+                "ca",
+                "enroll",
+                site,
+                *[a for m in mods for a in ("--modality", m)],
+                *paired,
+                "--out",
+                root / site,
+                "--coordinator",
+                address,
+                "--dir",
+                root / "ca",
+            )
+            edit_site_toml(
+                root / site / "site.toml",
+                data=str(root / f"data-{site}"),
+                task="ovarian",
+                **{"train.epochs": 4, "train.patience": 2},
+            )
         mmlego("admin", "task", "create", root / "task.toml", "--kit", root / "ops")
-        for site in SITES:  # each site trains its blocks on its own patients and pushes them with its kit
+        for (
+            site
+        ) in SITES:  # each site trains its blocks on its own patients and pushes them with its kit
             mmlego("site", "run", "--once", "--config", root / site / "site.toml")
         # The first merge: the sites score the candidates (as their daemons do) while it waits for them.
         scoring = threading.Thread(target=answer_jobs, args=(root, 90.0), daemon=True)
         scoring.start()
-        mmlego("admin", "merge", "--task", "ovarian", "--recipe", "auto", "--deadline", "90", "--kit", root / "ops")
+        mmlego(
+            "admin",
+            "merge",
+            "--task",
+            "ovarian",
+            "--recipe",
+            "auto",
+            "--deadline",
+            "90",
+            "--kit",
+            root / "ops",
+        )
         scoring.join(30)
-        with AdminClient(AdminKit.load(root / "ops")) as client, make_console(client, listen="127.0.0.1:0") as console:
+        with (
+            AdminClient(AdminKit.load(root / "ops")) as client,
+            make_console(client, listen="127.0.0.1:0") as console,
+        ):
             shots = Path(os.environ.get("MMLEGO_SCREENSHOTS") or root / "screenshots")
             shots.mkdir(parents=True, exist_ok=True)
             yield Consortium(root, address, root / "ops", console.url, shots)
@@ -181,7 +250,9 @@ def cell(page: Any, row: str, key: str) -> str:
     return str(page.locator(f"{row} [data-k='{key}']").first.inner_text()).strip()
 
 
-def test_every_page_renders_and_its_numbers_are_the_status(consortium: Consortium, browser: Any) -> None:
+def test_every_page_renders_and_its_numbers_are_the_status(
+    consortium: Consortium, browser: Any
+) -> None:
     s = consortium.status()
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
@@ -189,21 +260,28 @@ def test_every_page_renders_and_its_numbers_are_the_status(consortium: Consortiu
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(consortium.console)
     assert "Overview" in page.title()
-    counts = {"tasks": len(s["tasks"]), "active_sites": sum(x["state"] == "active" for x in s["sites"]),
-              "withdrawn_sites": sum(x["state"] == "withdrawn" for x in s["sites"]),
-              "blocks": sum(x["blocks"] for x in s["sites"]), "versions": len(s["models"]),
-              "open_uploads": s["open_uploads"], "corrupt_blocks": len(s["corrupt_blocks"])}
+    counts = {
+        "tasks": len(s["tasks"]),
+        "active_sites": sum(x["state"] == "active" for x in s["sites"]),
+        "withdrawn_sites": sum(x["state"] == "withdrawn" for x in s["sites"]),
+        "blocks": sum(x["blocks"] for x in s["sites"]),
+        "versions": len(s["models"]),
+        "open_uploads": s["open_uploads"],
+        "corrupt_blocks": len(s["corrupt_blocks"]),
+    }
     for key, want in counts.items():
         assert page.locator(f"[data-k='count.{key}']").inner_text().strip() == str(want), key
     for t in s["tasks"]:
         row = f"tr[data-task='{t['task']}']"
         for key in ("blocks", "latest_blocks", "versions"):
             assert cell(page, row, key) == str(t[key]), key
-        assert cell(page, row, "recommended") .startswith(t["recommended"])
+        assert cell(page, row, "recommended").startswith(t["recommended"])
     assert {x["site"] for x in s["sites"]} == set(SITES)
     for x in s["sites"]:
         row = f"tr[data-site='{x['site']}']"
-        assert cell(page, row, "state") == x["state"] and cell(page, row, "blocks") == str(x["blocks"])
+        assert cell(page, row, "state") == x["state"] and cell(page, row, "blocks") == str(
+            x["blocks"]
+        )
         assert cell(page, row, "paired") == ("paired" if x["paired"] else "unpaired")
         assert cell(page, row, "modalities") == ", ".join(x["modalities"])
     page.screenshot(path=str(consortium.shots / "overview.png"), full_page=True)
@@ -216,7 +294,9 @@ def test_every_page_renders_and_its_numbers_are_the_status(consortium: Consortiu
     page.goto(consortium.console + "versions")
     for m in s["models"]:
         row = f"tr[data-model='{m['model']}']"
-        assert cell(page, row, "recipe") == m["recipe"] and cell(page, row, "blocks") == str(m["blocks"])
+        assert cell(page, row, "recipe") == m["recipe"] and cell(page, row, "blocks") == str(
+            m["blocks"]
+        )
         want = f"{m['val_metric']:.4f}" if m["val_metric"] is not None else "not measured"
         assert cell(page, row, "val_metric").startswith(want)
     assert s["models"][0]["val_metric"] is not None, "the sites scored the first merge"
@@ -230,7 +310,9 @@ def test_every_page_renders_and_its_numbers_are_the_status(consortium: Consortiu
     assert errors == [], errors
 
 
-def test_a_merge_from_the_cli_and_a_withdrawal_show_up(consortium: Consortium, browser: Any) -> None:
+def test_a_merge_from_the_cli_and_a_withdrawal_show_up(
+    consortium: Consortium, browser: Any
+) -> None:
     page = browser.new_page()
     page.goto(consortium.console + "versions")
     before = page.locator("tr[data-model]").count()
@@ -245,29 +327,45 @@ def test_a_merge_from_the_cli_and_a_withdrawal_show_up(consortium: Consortium, b
     assert cell(page, "tr[data-site='hosp-a']", "state") == "active"
     consortium.admin("withdraw", "hosp-a", "--reason", "left the consortium")
     # live refresh: the open page follows without a reload
-    playwright_api.expect(page.locator("tr[data-site='hosp-a'] [data-k='state']")).to_have_text("withdrawn", timeout=20_000)
+    playwright_api.expect(page.locator("tr[data-site='hosp-a'] [data-k='state']")).to_have_text(
+        "withdrawn", timeout=20_000
+    )
     assert "left the consortium" in page.inner_text("tr[data-site='hosp-a']")
     assert page.locator("[data-k='count.withdrawn_sites']").inner_text().strip() == "1"
     status = consortium.status()
     assert {x["site"]: x["state"] for x in status["sites"]}["hosp-a"] == "withdrawn"
 
 
-def test_a_fuse_run_streams_to_the_cli_and_its_rounds_appear_on_the_open_page(consortium: Consortium, browser: Any) -> None:
+def test_a_fuse_run_streams_to_the_cli_and_its_rounds_appear_on_the_open_page(
+    consortium: Consortium, browser: Any
+) -> None:
     parent = consortium.status()["models"][-1]["model"]  # the first merge
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(consortium.console + "fuse")
     out: dict[str, str] = {}
-    fuse = threading.Thread(target=lambda: out.setdefault("text", consortium.admin("fuse", "--model", parent, "--rounds", "3")))
+    fuse = threading.Thread(
+        target=lambda: out.setdefault(
+            "text", consortium.admin("fuse", "--model", parent, "--rounds", "3")
+        )
+    )
     fuse.start()
     try:
-        page.wait_for_selector("section[data-run] tr[data-round='1']", timeout=30_000)  # no reload: live refresh
-        assert page.locator("section[data-run] [data-k='state']").first.inner_text().strip() == "running"
+        page.wait_for_selector(
+            "section[data-run] tr[data-round='1']", timeout=30_000
+        )  # no reload: live refresh
+        assert (
+            page.locator("section[data-run] [data-k='state']").first.inner_text().strip()
+            == "running"
+        )
         page.wait_for_selector("section[data-run] tr[data-round='3']", timeout=30_000)
     finally:
         fuse.join(60)
     assert out["text"].startswith("no fused version stored: no round beat the parent")
     page.reload()
-    assert page.locator("section[data-run] [data-k='state']").first.inner_text().strip() == "not-stored"
+    assert (
+        page.locator("section[data-run] [data-k='state']").first.inner_text().strip()
+        == "not-stored"
+    )
     assert page.locator("section[data-run] svg").count() == 1
     page.screenshot(path=str(consortium.shots / "fuse.png"), full_page=True)
 

@@ -39,8 +39,12 @@ from tests.coordinator.test_fuse_rounds import paired_data, site_node
 
 
 @contextmanager
-def evaluating(consortium: Consortium, tmp_path: Path, deadline_s: float = 60.0) -> Iterator[tuple[str, Running]]:
-    cfg = consortium.config(store=tmp_path / "store", evaluation=EvaluationSection(deadline_s=deadline_s))
+def evaluating(
+    consortium: Consortium, tmp_path: Path, deadline_s: float = 60.0
+) -> Iterator[tuple[str, Running]]:
+    cfg = consortium.config(
+        store=tmp_path / "store", evaluation=EvaluationSection(deadline_s=deadline_s)
+    )
     with serve(cfg) as running:
         address = f"127.0.0.1:{running.port}"
         with RegistryClient(address, consortium.tls("ops")) as admin:
@@ -48,22 +52,42 @@ def evaluating(consortium: Consortium, tmp_path: Path, deadline_s: float = 60.0)
         yield address, running
 
 
-def site(consortium: Consortium, name: str, address: str, tmp_path: Path, n: int = 160, seed: int = 0,
-         **evaluation: Any) -> SiteConfig:
+def site(
+    consortium: Consortium,
+    name: str,
+    address: str,
+    tmp_path: Path,
+    n: int = 160,
+    seed: int = 0,
+    **evaluation: Any,
+) -> SiteConfig:
     """A site with real data (paired genes + clinical), its own validation patients drawn from it."""
     export_site_folder(paired_data(n, seed), tmp_path / f"data-{name}")
-    toml = Path(site_node(consortium, name, address, tmp_path / f"data-{name}", tmp_path / f"home-{name}")["site-config"])
+    toml = Path(
+        site_node(consortium, name, address, tmp_path / f"data-{name}", tmp_path / f"home-{name}")[
+            "site-config"
+        ]
+    )
     cfg = load_site_config(toml)
-    return replace(cfg, task="t1", evaluation=SiteEvaluation(**{"folds": 0, **evaluation})) if evaluation else replace(cfg, task="t1")
+    return (
+        replace(cfg, task="t1", evaluation=SiteEvaluation(**{"folds": 0, **evaluation}))
+        if evaluation
+        else replace(cfg, task="t1")
+    )
 
 
 def push_blocks(consortium: Consortium, address: str, tmp_path: Path) -> None:
-    with RegistryClient(address, consortium.tls("hosp-a")) as a, RegistryClient(address, consortium.tls("hosp-b")) as b:
+    with (
+        RegistryClient(address, consortium.tls("hosp-a")) as a,
+        RegistryClient(address, consortium.tls("hosp-b")) as b,
+    ):
         a.push(signed_block(consortium, "hosp-a", tmp_path / "ba", modality="genes", seed=1))
         b.push(signed_block(consortium, "hosp-b", tmp_path / "bb", modality="clinical", seed=2))
 
 
-def answer_until(cfgs: list[SiteConfig], consortium: Consortium, address: str, done: threading.Event) -> list[Any]:
+def answer_until(
+    cfgs: list[SiteConfig], consortium: Consortium, address: str, done: threading.Event
+) -> list[Any]:
     """What each site's daemon does: answer pending jobs, until ``done``."""
     answers: list[Any] = []
     while not done.is_set():
@@ -79,14 +103,21 @@ def rows(running: Running, table: str) -> list[tuple[Any, ...]]:
         return list(con.execute(f"SELECT * FROM {table} ORDER BY 1, 2"))
 
 
-def test_merge_auto_is_measured_by_the_sites_and_its_scores_recommend_it(consortium: Consortium, tmp_path: Path) -> None:
+def test_merge_auto_is_measured_by_the_sites_and_its_scores_recommend_it(
+    consortium: Consortium, tmp_path: Path
+) -> None:
     with evaluating(consortium, tmp_path) as (address, running):
         push_blocks(consortium, address, tmp_path)
-        sites = [site(consortium, "hosp-b", address, tmp_path, seed=3), site(consortium, "hosp-c", address, tmp_path, seed=4)]
+        sites = [
+            site(consortium, "hosp-b", address, tmp_path, seed=3),
+            site(consortium, "hosp-c", address, tmp_path, seed=4),
+        ]
         with RegistryClient(address, consortium.tls("hosp-a")) as a:
             a.tasks()  # hosp-a is known and expected too: it declines (it has no data with the task's outcome here)
         done = threading.Event()
-        worker = threading.Thread(target=lambda: out.extend(answer_until(sites, consortium, address, done)))
+        worker = threading.Thread(
+            target=lambda: out.extend(answer_until(sites, consortium, address, done))
+        )
         out: list[Any] = []
         worker.start()
         t0 = time.monotonic()
@@ -98,22 +129,44 @@ def test_merge_auto_is_measured_by_the_sites_and_its_scores_recommend_it(consort
             worker.join(30)
         waited = time.monotonic() - t0
         v = version.card["validation"]
-        assert v["evaluated"] and set(v["scored_by"]) == {"hosp-b", "hosp-c"} and v["silent"] == ["hosp-a"]
-        assert 19 <= waited < 40  # hosp-a never answered: the merge waited for it, not much longer than the deadline
+        assert (
+            v["evaluated"]
+            and set(v["scored_by"]) == {"hosp-b", "hosp-c"}
+            and v["silent"] == ["hosp-a"]
+        )
+        assert (
+            19 <= waited < 40
+        )  # hosp-a never answered: the merge waited for it, not much longer than the deadline
         print(f"\nmerge with a silent site and a 20 s deadline: {waited:.1f} s")
         cands = {r["candidate"]: r for r in v["candidates"]}
-        assert {"uniform", "ensemble", "alone-0", "alone-1"} <= set(cands) and v["chosen"] in ("uniform", "ensemble")
+        assert {"uniform", "ensemble", "alone-0", "alone-1"} <= set(cands) and v["chosen"] in (
+            "uniform",
+            "ensemble",
+        )
         assert cands["uniform"]["value"] is not None and cands["uniform"]["patients"] > 0
-        assert set(v["per_site"]) == {"hosp-b", "hosp-c"} and version.metrics["val_metric"] == cands[v["chosen"]]["value"]
-        assert {(r[0], r[1]) for r in rows(running, "model_scores")} == {(version.model_id, "hosp-b"), (version.model_id, "hosp-c")}
+        assert (
+            set(v["per_site"]) == {"hosp-b", "hosp-c"}
+            and version.metrics["val_metric"] == cands[v["chosen"]]["value"]
+        )
+        assert {(r[0], r[1]) for r in rows(running, "model_scores")} == {
+            (version.model_id, "hosp-b"),
+            (version.model_id, "hosp-c"),
+        }
         with RegistryClient(address, consortium.tls("hosp-b")) as client:
             rec = client.recommended("t1")
-        assert rec.model.model_id == version.model_id and abs(rec.metric - version.metrics["val_metric"]) < 1e-6
-        assert len(Ledger(sites[0]).used("t1")) == len(cands)  # every distinct candidate scored is booked
+        assert (
+            rec.model.model_id == version.model_id
+            and abs(rec.metric - version.metrics["val_metric"]) < 1e-6
+        )
+        assert len(Ledger(sites[0]).used("t1")) == len(
+            cands
+        )  # every distinct candidate scored is booked
 
         # the operator asks the sites to score the stored version again
         done.clear()
-        worker = threading.Thread(target=lambda: out.extend(answer_until(sites, consortium, address, done)))
+        worker = threading.Thread(
+            target=lambda: out.extend(answer_until(sites, consortium, address, done))
+        )
         worker.start()
         try:
             with RegistryClient(address, consortium.tls("ops")) as admin:
@@ -121,21 +174,35 @@ def test_merge_auto_is_measured_by_the_sites_and_its_scores_recommend_it(consort
         finally:
             done.set()
             worker.join(30)
-        assert set(status.reported) == {"hosp-b", "hosp-c"} and results["v0"].value == pytest.approx(rec.metric)
-        assert len(Ledger(sites[0]).used("t1")) == len(cands) + 1  # a stored version is a new candidate
+        assert set(status.reported) == {"hosp-b", "hosp-c"} and results[
+            "v0"
+        ].value == pytest.approx(rec.metric)
+        assert (
+            len(Ledger(sites[0]).used("t1")) == len(cands) + 1
+        )  # a stored version is a new candidate
 
 
-def test_a_site_declines_past_its_query_budget_and_below_its_minimum_cell(consortium: Consortium, tmp_path: Path) -> None:
+def test_a_site_declines_past_its_query_budget_and_below_its_minimum_cell(
+    consortium: Consortium, tmp_path: Path
+) -> None:
     with evaluating(consortium, tmp_path, deadline_s=5) as (address, running):
         push_blocks(consortium, address, tmp_path)
         tight = site(consortium, "hosp-b", address, tmp_path, seed=3, max_eval_queries=3)
-        small = site(consortium, "hosp-c", address, tmp_path, n=30, seed=4)  # 4-5 validation patients: below 5
+        small = site(
+            consortium, "hosp-c", address, tmp_path, n=30, seed=4
+        )  # 4-5 validation patients: below 5
         blocks = [b.block_id for b in running.registry.blocks("t1")]
-        job = running.registry.evaluations.open(running.registry.task("t1"), "merge",
-                                                [Candidate("c0", "merge", "uniform", tuple(blocks)),
-                                                 Candidate("c1", "ensemble", "ensemble", tuple(blocks)),
-                                                 Candidate("c2", "merge", "one", (blocks[0],)),
-                                                 Candidate("c3", "merge", "other", (blocks[1],))], 5)
+        job = running.registry.evaluations.open(
+            running.registry.task("t1"),
+            "merge",
+            [
+                Candidate("c0", "merge", "uniform", tuple(blocks)),
+                Candidate("c1", "ensemble", "ensemble", tuple(blocks)),
+                Candidate("c2", "merge", "one", (blocks[0],)),
+                Candidate("c3", "merge", "other", (blocks[1],)),
+            ],
+            5,
+        )
         for cfg in (tight, small):
             with RegistryClient(address, consortium.tls(cfg.site)) as client:
                 (answer,) = evaluate_pending(cfg, client, load_site_folder(cfg.data))
@@ -146,15 +213,28 @@ def test_a_site_declines_past_its_query_budget_and_below_its_minimum_cell(consor
         assert Ledger(tight).used("t1") == set()  # nothing left the site, nothing was booked
 
 
-def test_reports_that_cannot_be_are_refused_and_nothing_is_kept(consortium: Consortium, tmp_path: Path) -> None:
+def test_reports_that_cannot_be_are_refused_and_nothing_is_kept(
+    consortium: Consortium, tmp_path: Path
+) -> None:
     with evaluating(consortium, tmp_path, deadline_s=30) as (address, running):
         push_blocks(consortium, address, tmp_path)
         blocks = tuple(b.block_id for b in running.registry.blocks("t1"))
         reg = running.registry
-        job = reg.evaluations.open(reg.task("t1"), "merge", [Candidate("c0", "merge", "uniform", blocks),
-                                                             Candidate("c1", "ensemble", "ensemble", blocks)], 30)
+        job = reg.evaluations.open(
+            reg.task("t1"),
+            "merge",
+            [
+                Candidate("c0", "merge", "uniform", blocks),
+                Candidate("c1", "ensemble", "ensemble", blocks),
+            ],
+            30,
+        )
         good = CandidateScore((PairCounts(30, 12, 1),), 12, 6, 0.004, 0.001)
-        with RegistryClient(address, consortium.tls("hosp-b")) as b, RegistryClient(address, consortium.tls("hosp-c")) as c:
+        with (
+            RegistryClient(address, consortium.tls("hosp-b")) as b,
+            RegistryClient(address, consortium.tls("hosp-c")) as c,
+        ):
+
             def code(client: RegistryClient, report: SiteReport) -> grpc.StatusCode:
                 try:
                     client.report(report)
@@ -162,37 +242,59 @@ def test_reports_that_cannot_be_are_refused_and_nothing_is_kept(consortium: Cons
                     return exc.code
                 return grpc.StatusCode.OK
 
-            assert code(b, SiteReport(job.job_id, {"c0": good})) == grpc.StatusCode.FAILED_PRECONDITION  # never delivered
+            assert (
+                code(b, SiteReport(job.job_id, {"c0": good})) == grpc.StatusCode.FAILED_PRECONDITION
+            )  # never delivered
             assert [j.job_id for j in b.pending_evaluations("t1")] == [job.job_id]
             before = (rows(running, "eval_reports"), rows(running, "eval_scores"))
             bad = {
-                "negative count": SiteReport(job.job_id, {"c0": replace(good, strata=(PairCounts(-1, 12, 1),))}),
-                "more pairs than n(n-1)/2": SiteReport(job.job_id, {"c0": replace(good, strata=(PairCounts(300, 0, 0),))}),
-                "wrong number of strata": SiteReport(job.job_id, {"c0": replace(good, strata=(PairCounts(3, 1, 0),) * 2)}),
+                "negative count": SiteReport(
+                    job.job_id, {"c0": replace(good, strata=(PairCounts(-1, 12, 1),))}
+                ),
+                "more pairs than n(n-1)/2": SiteReport(
+                    job.job_id, {"c0": replace(good, strata=(PairCounts(300, 0, 0),))}
+                ),
+                "wrong number of strata": SiteReport(
+                    job.job_id, {"c0": replace(good, strata=(PairCounts(3, 1, 0),) * 2)}
+                ),
                 "unknown candidate": SiteReport(job.job_id, {"c9": good}),
                 "free-text decline": SiteReport(job.job_id, {}, "patient 7 died"),
                 "events above patients": SiteReport(job.job_id, {"c0": replace(good, events=40)}),
-                "a variance out of range": SiteReport(job.job_id, {"c0": replace(good, var_metric=3.0)}),
+                "a variance out of range": SiteReport(
+                    job.job_id, {"c0": replace(good, var_metric=3.0)}
+                ),
             }
             for what, report in bad.items():
                 assert code(b, report) == grpc.StatusCode.INVALID_ARGUMENT, what
             assert code(b, SiteReport("t1-e99", {"c0": good})) == grpc.StatusCode.NOT_FOUND
             assert (rows(running, "eval_reports"), rows(running, "eval_scores")) == before
             assert code(b, SiteReport(job.job_id, {"c0": good, "c1": good})) == grpc.StatusCode.OK
-            assert code(b, SiteReport(job.job_id, {"c0": good})) == grpc.StatusCode.FAILED_PRECONDITION  # twice
+            assert (
+                code(b, SiteReport(job.job_id, {"c0": good})) == grpc.StatusCode.FAILED_PRECONDITION
+            )  # twice
             with pytest.raises(CallError) as err:
                 c.download_candidate(job.job_id, "c0", "ab" * 32)
-            assert err.value.code == grpc.StatusCode.NOT_FOUND  # a recipe carries no weights of its own
+            assert (
+                err.value.code == grpc.StatusCode.NOT_FOUND
+            )  # a recipe carries no weights of its own
             c.pending_evaluations("t1")
-            reg.withdraw("hosp-c", "left", "ops")  # a withdrawn site's scores do not count: refused, and no more jobs
-            assert code(c, SiteReport(job.job_id, {"c0": good})) == grpc.StatusCode.FAILED_PRECONDITION
+            reg.withdraw(
+                "hosp-c", "left", "ops"
+            )  # a withdrawn site's scores do not count: refused, and no more jobs
+            assert (
+                code(c, SiteReport(job.job_id, {"c0": good})) == grpc.StatusCode.FAILED_PRECONDITION
+            )
             assert c.pending_evaluations("t1") == []
             reg.evaluations.wait(job.job_id, set(), 0.0)  # closed
-            assert code(b, SiteReport(job.job_id, {"c1": good})) == grpc.StatusCode.FAILED_PRECONDITION
+            assert (
+                code(b, SiteReport(job.job_id, {"c1": good})) == grpc.StatusCode.FAILED_PRECONDITION
+            )
         assert len(rows(running, "eval_scores")) == 2
 
 
-def test_unknown_recipes_operators_and_weights_are_one_message(consortium: Consortium, tmp_path: Path) -> None:
+def test_unknown_recipes_operators_and_weights_are_one_message(
+    consortium: Consortium, tmp_path: Path
+) -> None:
     from typer.testing import CliRunner
 
     from common.cli import add_plugins, app
@@ -201,39 +303,82 @@ def test_unknown_recipes_operators_and_weights_are_one_message(consortium: Conso
     with evaluating(consortium, tmp_path, deadline_s=5) as (address, _):
         push_blocks(consortium, address, tmp_path)
         with RegistryClient(address, consortium.tls("ops")) as admin:
-            for kw, message in (({"recipe": "best"}, "unknown recipe 'best'; known: uniform, ensemble, auto"),
-                                ({"latent_merge": "nope"}, "unknown latent merge 'nope'; known: arithmetic, harmonic"),
-                                ({"head_merge": "nope"}, "unknown head merge 'nope'; known: linear, spherical")):
+            for kw, message in (
+                ({"recipe": "best"}, "unknown recipe 'best'; known: uniform, ensemble, auto"),
+                (
+                    {"latent_merge": "nope"},
+                    "unknown latent merge 'nope'; known: arithmetic, harmonic",
+                ),
+                ({"head_merge": "nope"}, "unknown head merge 'nope'; known: linear, spherical"),
+            ):
                 with pytest.raises(CallError) as err:
                     admin.merge("t1", **kw)
-                assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and message in err.value.message
+                assert (
+                    err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+                    and message in err.value.message
+                )
             for bad in (float("nan"), -1.0):
                 with pytest.raises(CallError) as err:
                     admin.call("Merge", pb.MergeRequest(task_id="t1", deadline_s=bad), timeout=30)
-                assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and "deadline_s must be >= 0" in err.value.message
+                assert (
+                    err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+                    and "deadline_s must be >= 0" in err.value.message
+                )
     s = consortium.root / "server"
     conf = tmp_path / "c.toml"
-    conf.write_text(render_config("127.0.0.1:0", str(s / "server.crt"), str(s / "server.key"), str(s / "ca.crt"), None,
-                                  store=str(tmp_path / "store")))
+    conf.write_text(
+        render_config(
+            "127.0.0.1:0",
+            str(s / "server.crt"),
+            str(s / "server.key"),
+            str(s / "ca.crt"),
+            None,
+            store=str(tmp_path / "store"),
+        )
+    )
     add_plugins()
-    for args, message in ((["--latent-merge", "nope"], "unknown latent merge 'nope'"), (["--recipe", "x"], "unknown recipe 'x'")):
-        out = CliRunner().invoke(app, ["coordinator", "merge", "--task", "t1", "--config", str(conf), "--deadline", "0", *args])
-        assert out.exit_code == 2 and message in out.output and "Traceback" not in out.output, out.output
+    for args, message in (
+        (["--latent-merge", "nope"], "unknown latent merge 'nope'"),
+        (["--recipe", "x"], "unknown recipe 'x'"),
+    ):
+        out = CliRunner().invoke(
+            app,
+            [
+                "coordinator",
+                "merge",
+                "--task",
+                "t1",
+                "--config",
+                str(conf),
+                "--deadline",
+                "0",
+                *args,
+            ],
+        )
+        assert out.exit_code == 2 and message in out.output and "Traceback" not in out.output, (
+            out.output
+        )
 
 
-def test_the_sites_score_a_lego_fuse_round_against_its_parent(consortium: Consortium, tmp_path: Path) -> None:
+def test_the_sites_score_a_lego_fuse_round_against_its_parent(
+    consortium: Consortium, tmp_path: Path
+) -> None:
     with evaluating(consortium, tmp_path, deadline_s=30) as (address, running):
         push_blocks(consortium, address, tmp_path)
         reg = running.registry
         parent = reg.merge("t1", evaluate=False)
         parent_rec, start, _ = starting_model(reg, parent.model_id, FuseConfig())
-        sites = [site(consortium, "hosp-b", address, tmp_path, seed=3),
-                 site(consortium, "hosp-c", address, tmp_path, seed=4, score_fused=False)]
+        sites = [
+            site(consortium, "hosp-b", address, tmp_path, seed=3),
+            site(consortium, "hosp-c", address, tmp_path, seed=4, score_fused=False),
+        ]
         with RegistryClient(address, consortium.tls("hosp-a")) as a:
             a.tasks()
         done = threading.Event()
         out: list[Any] = []
-        worker = threading.Thread(target=lambda: out.extend(answer_until(sites, consortium, address, done)))
+        worker = threading.Thread(
+            target=lambda: out.extend(answer_until(sites, consortium, address, done))
+        )
         worker.start()
         try:
             judge = RoundJudge(reg, reg.task("t1"), parent_rec, start, "stack", 8.0)
@@ -242,18 +387,29 @@ def test_the_sites_score_a_lego_fuse_round_against_its_parent(consortium: Consor
         finally:
             done.set()
             worker.join(30)
-        assert verdict is not None and verdict.sites == ("hosp-b",)  # hosp-c does not score fused models
+        assert verdict is not None and verdict.sites == (
+            "hosp-b",
+        )  # hosp-c does not score fused models
         assert abs(verdict.value - verdict.parent - verdict.diff) < 1e-12 and verdict.se_diff >= 0
         job = reg.evaluations.statuses("t1")[0].job
         weights = reg.store.blobs.read(job.candidates[1].weights_sha256)
         keys = trainable_names(start)
-        assert weights == pack(state, keys)[FLAT].numpy().tobytes()  # the round's tensors, and only them
-        assert job.candidates[1].layout == layout({k: v for k, v in start.state_dict().items()}, keys)
+        assert (
+            weights == pack(state, keys)[FLAT].numpy().tobytes()
+        )  # the round's tensors, and only them
+        assert job.candidates[1].layout == layout(
+            {k: v for k, v in start.state_dict().items()}, keys
+        )
         assert hashlib.sha256(weights).hexdigest() in {r[0] for r in rows(running, "eval_blobs")}
 
         # a round whose tensors do not fit the LegoFuse of its version's blocks is not scored; the rest of the job is
-        odd = reg.evaluations.open(reg.task("t1"), "fuse", [job.candidates[0], replace(job.candidates[1], layout="not-this")], 10,
-                                   blobs={job.candidates[1].candidate_id: weights})
+        odd = reg.evaluations.open(
+            reg.task("t1"),
+            "fuse",
+            [job.candidates[0], replace(job.candidates[1], layout="not-this")],
+            10,
+            blobs={job.candidates[1].candidate_id: weights},
+        )
         with RegistryClient(address, consortium.tls("hosp-b")) as client:
             (answer,) = evaluate_pending(sites[0], client, load_site_folder(sites[0].data))
         assert answer.job_id == odd.job_id and answer.scored == 1

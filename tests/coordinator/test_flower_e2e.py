@@ -53,25 +53,42 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
             pass
 
 
-def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(consortium: Consortium, tmp_path: Path,
-                                                                        processes: list[subprocess.Popen[bytes]]) -> None:
+def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
+    consortium: Consortium, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
     port, link_port, s = free_port(), free_port(), consortium.root / "server"
     superlink = f"127.0.0.1:{link_port}"
     config = tmp_path / "coordinator.toml"
-    config.write_text(render_config(f"127.0.0.1:{port}", str(s / "server.crt"), str(s / "server.key"), str(s / "ca.crt"), None,
-                                    store=str(tmp_path / "store"), evaluation_deadline_s=0)  # the rounds themselves, unscored
-                      + f'\n[flower]\nsuperlink = "{superlink}"\nhome = "flower"\nround_timeout_s = 90.0\n'
-                        'discovery_timeout_s = 90.0\nmin_sites = 1\nexpect_sites = 2\nrun_timeout_s = 400.0\n'
-                        'dp_clipping_norm = 10.0\ndp_noise_multiplier = 0.01\n')
+    config.write_text(
+        render_config(
+            f"127.0.0.1:{port}",
+            str(s / "server.crt"),
+            str(s / "server.key"),
+            str(s / "ca.crt"),
+            None,
+            store=str(tmp_path / "store"),
+            evaluation_deadline_s=0,
+        )  # the rounds themselves, unscored
+        + f'\n[flower]\nsuperlink = "{superlink}"\nhome = "flower"\nround_timeout_s = 90.0\n'
+        "discovery_timeout_s = 90.0\nmin_sites = 1\nexpect_sites = 2\nrun_timeout_s = 400.0\n"
+        "dp_clipping_norm = 10.0\ndp_noise_multiplier = 0.01\n"
+    )
     coord = CoordinatorProcess(config, tmp_path / "coordinator.log")
     coord.start()
     try:
         address = f"127.0.0.1:{port}"
         with RegistryClient(address, consortium.tls("ops")) as admin:
             admin.create_task(TASK)
-            with RegistryClient(address, consortium.tls("hosp-a")) as a, RegistryClient(address, consortium.tls("hosp-b")) as b:
-                a.push(signed_block(consortium, "hosp-a", tmp_path / "ba", modality="genes", seed=1))
-                b.push(signed_block(consortium, "hosp-b", tmp_path / "bb", modality="clinical", seed=2))
+            with (
+                RegistryClient(address, consortium.tls("hosp-a")) as a,
+                RegistryClient(address, consortium.tls("hosp-b")) as b,
+            ):
+                a.push(
+                    signed_block(consortium, "hosp-a", tmp_path / "ba", modality="genes", seed=1)
+                )
+                b.push(
+                    signed_block(consortium, "hosp-b", tmp_path / "bb", modality="clinical", seed=2)
+                )
             merged = admin.merge("t1")
         with RegistryClient(address, consortium.tls("hosp-c")) as c:
             c.models()  # hosp-c has no block here, but the registry knows it (it fuses with its paired data)
@@ -80,20 +97,44 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(consort
         export_site_folder(paired_data(20, 1), tmp_path / "data-a")
         export_site_folder(paired_data(20, 2), tmp_path / "data-x")
         # hosp-a's site.toml claims paired data, but its certificate does not: it must not take part.
-        nodes = {"b": site_node(consortium, "hosp-b", address, tmp_path / "data-b", tmp_path / "node-b", superlink),
-                 "c": site_node(consortium, "hosp-c", address, tmp_path / "data-c", tmp_path / "node-c", superlink),
-                 "a": site_node(consortium, "hosp-a", address, tmp_path / "data-a", tmp_path / "node-a", superlink),
-                 "x": site_node(consortium, "hosp-b", address, tmp_path / "data-x", tmp_path / "node-x", superlink, kit="rogue")}
+        nodes = {
+            "b": site_node(
+                consortium, "hosp-b", address, tmp_path / "data-b", tmp_path / "node-b", superlink
+            ),
+            "c": site_node(
+                consortium, "hosp-c", address, tmp_path / "data-c", tmp_path / "node-c", superlink
+            ),
+            "a": site_node(
+                consortium, "hosp-a", address, tmp_path / "data-a", tmp_path / "node-a", superlink
+            ),
+            "x": site_node(
+                consortium,
+                "hosp-b",
+                address,
+                tmp_path / "data-x",
+                tmp_path / "node-x",
+                superlink,
+                kit="rogue",
+            ),
+        }
 
         cfg = load_config(config)
-        link = subprocess.Popen([*MMLEGO, "coordinator", "superlink", "--config", str(config)],
-                                stdout=open(tmp_path / "link.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        link = subprocess.Popen(
+            [*MMLEGO, "coordinator", "superlink", "--config", str(config)],
+            stdout=open(tmp_path / "link.log", "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         processes.append(link)
         deadline = time.monotonic() + 60
         while True:  # the SuperLink takes a few seconds to listen
             try:
-                ids = {site: register_node(cfg, f"hosp-{site}", consortium.kit(f"hosp-{site}") / "flower-node.pub")
-                       for site in ("b", "c", "a")}
+                ids = {
+                    site: register_node(
+                        cfg, f"hosp-{site}", consortium.kit(f"hosp-{site}") / "flower-node.pub"
+                    )
+                    for site in ("b", "c", "a")
+                }
                 break
             except Exception:
                 if time.monotonic() > deadline:
@@ -103,15 +144,35 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(consort
         supernodes = {}
         for name, node in nodes.items():
             site_cfg = load_site_config(node["site-config"])
-            supernodes[name] = subprocess.Popen(supernode_command(site_cfg), env=flower_env(tmp_path / f"home-{name}"),
-                                                stdout=open(tmp_path / f"node-{name}.log", "wb"), stderr=subprocess.STDOUT,
-                                                start_new_session=True)
+            supernodes[name] = subprocess.Popen(
+                supernode_command(site_cfg),
+                env=flower_env(tmp_path / f"home-{name}"),
+                stdout=open(tmp_path / f"node-{name}.log", "wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             processes.append(supernodes[name])
 
         fuse_log = open(tmp_path / "fuse.log", "wb")
-        run = subprocess.Popen([*MMLEGO, "coordinator", "fuse", "--model", merged.model_id, "--config", str(config),
-                                "--rounds", "2", "--epochs", "1"], stdout=fuse_log, stderr=subprocess.STDOUT, env=os.environ.copy(),
-                               start_new_session=True)
+        run = subprocess.Popen(
+            [
+                *MMLEGO,
+                "coordinator",
+                "fuse",
+                "--model",
+                merged.model_id,
+                "--config",
+                str(config),
+                "--rounds",
+                "2",
+                "--epochs",
+                "1",
+            ],
+            stdout=fuse_log,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+            start_new_session=True,
+        )
         processes.append(run)
         # Kill hosp-c (its SuperNode and the ClientApp it runs) once it has started a round: it pulls
         # the model version when its first training message arrives.
@@ -130,22 +191,39 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(consort
 
         with RegistryClient(address, consortium.tls("ops")) as admin:
             fused = [m for m in admin.models("t1") if m.recipe == "fuse"]
-        assert len(fused) == 1 and fused[0].model_id in out and fused[0].parent_id == merged.model_id
+        assert (
+            len(fused) == 1 and fused[0].model_id in out and fused[0].parent_id == merged.model_id
+        )
         card = fused[0].card["fuse"]
         rounds = card["rounds"]
         # hosp-c answered no round after it was killed (nearly always round 1; round 2 if it replied first),
         # and is not asked again; hosp-b carried the rounds; hosp-a (unpaired) and the rogue node never took part.
         dead = [r["round"] for r in rounds if r["no_answer"] == ["hosp-c"]]
-        assert len(dead) == 1 and all(r["sites"] == ["hosp-b"] for r in rounds if r["round"] >= dead[0]), rounds
-        assert set(card["participants"]) <= {"hosp-b", "hosp-c"} and "hosp-b" in card["participants"]
-        training = len(site_split(load_site_folder(tmp_path / "data-b"), 0.15, 0)[0])  # its training patients only
-        assert [r["round"] for r in rounds] == [1, 2] and fused[0].metrics["num-examples"] == training < 40
-        assert fused[0].card["validation"]["evaluated"] is False  # evaluation is off here: stored, marked unmeasured
+        assert len(dead) == 1 and all(
+            r["sites"] == ["hosp-b"] for r in rounds if r["round"] >= dead[0]
+        ), rounds
+        assert (
+            set(card["participants"]) <= {"hosp-b", "hosp-c"} and "hosp-b" in card["participants"]
+        )
+        training = len(
+            site_split(load_site_folder(tmp_path / "data-b"), 0.15, 0)[0]
+        )  # its training patients only
+        assert [r["round"] for r in rounds] == [1, 2] and fused[0].metrics[
+            "num-examples"
+        ] == training < 40
+        assert (
+            fused[0].card["validation"]["evaluated"] is False
+        )  # evaluation is off here: stored, marked unmeasured
         privacy = card["privacy"]
         assert "fixed clipping" in privacy["mechanism"] and privacy["clipping_norm"] == "10.0"
-        assert privacy["noise_std_per_round"].split(", ")[-1] == "0.1" and float(privacy["epsilon"]) > 0  # 0.01 * 10 / 1 site
+        assert (
+            privacy["noise_std_per_round"].split(", ")[-1] == "0.1"
+            and float(privacy["epsilon"]) > 0
+        )  # 0.01 * 10 / 1 site
         rogue = supernodes["x"]
-        assert rogue.poll() is not None and rogue.returncode != 0, "a SuperNode with an unregistered key was not refused"
+        assert rogue.poll() is not None and rogue.returncode != 0, (
+            "a SuperNode with an unregistered key was not refused"
+        )
         with RegistryClient(address, consortium.tls("hosp-a")) as site:
             site.pull_model(fused[0].model_id, tmp_path / "pulled")
         listed = json.loads(flwr(cfg, "list", "coordinator", "--format", "json").stdout)["runs"]
@@ -157,14 +235,36 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(consort
         # own: a process-group kill misses it, and it would finish the run once a SuperLink is back).
         # Nothing of that run may be stored; after a restart the surviving site's SuperNode
         # reconnects and a new run completes.
-        second = subprocess.Popen([*MMLEGO, "coordinator", "fuse", "--model", merged.model_id, "--config", str(config),
-                                   "--rounds", "2", "--epochs", "1", "--expect-paired", "1"],
-                                  stdout=open(tmp_path / "fuse2.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        second = subprocess.Popen(
+            [
+                *MMLEGO,
+                "coordinator",
+                "fuse",
+                "--model",
+                merged.model_id,
+                "--config",
+                str(config),
+                "--rounds",
+                "2",
+                "--epochs",
+                "1",
+                "--expect-paired",
+                "1",
+            ],
+            stdout=open(tmp_path / "fuse2.log", "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         processes.append(second)
         deadline = time.monotonic() + 120
-        while "paired ['hosp-b']" not in (tmp_path / "fuse2.log").read_text() and time.monotonic() < deadline:
+        while (
+            "paired ['hosp-b']" not in (tmp_path / "fuse2.log").read_text()
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.1)
-        assert "paired ['hosp-b']" in (tmp_path / "fuse2.log").read_text(), "the second run never reached its rounds"
+        assert "paired ['hosp-b']" in (tmp_path / "fuse2.log").read_text(), (
+            "the second run never reached its rounds"
+        )
         time.sleep(2.0)  # round 1 is under way: hosp-b's ClientApp takes seconds to start and train
         tree = [link.pid, *descendants(link.pid)]
         assert len(tree) >= 3, tree  # the SuperLink, its SuperExec and the run's ServerApp
@@ -174,26 +274,58 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(consort
         t_kill = time.monotonic()
         second.wait(timeout=180)
         out2 = (tmp_path / "fuse2.log").read_text()
-        print(f"fuse run after the kill: exit {second.returncode} after {time.monotonic() - t_kill:.0f} s:", out2[-600:])
+        print(
+            f"fuse run after the kill: exit {second.returncode} after {time.monotonic() - t_kill:.0f} s:",
+            out2[-600:],
+        )
         assert "round 1 of 2" not in out2, "the kill did not land during round 1"
         assert second.returncode == 1 and "lost the connection to the SuperLink" in out2
         assert time.monotonic() - t_kill < 60
         coord.start()  # recovery on start
         check_versions(tmp_path / "store", {})  # no orphan blob, no partial version, every card
         with RegistryClient(address, consortium.tls("ops")) as admin:
-            assert [m.model_id for m in admin.models("t1") if m.recipe == "fuse"] == [fused[0].model_id]
-        restarted = subprocess.Popen([*MMLEGO, "coordinator", "superlink", "--config", str(config)],
-                                     stdout=open(tmp_path / "link2.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+            assert [m.model_id for m in admin.models("t1") if m.recipe == "fuse"] == [
+                fused[0].model_id
+            ]
+        restarted = subprocess.Popen(
+            [*MMLEGO, "coordinator", "superlink", "--config", str(config)],
+            stdout=open(tmp_path / "link2.log", "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         processes.append(restarted)
         deadline = time.monotonic() + 60
-        while flwr(cfg, "list", "coordinator", "--format", "json").returncode != 0:  # listening again
-            assert time.monotonic() < deadline and restarted.poll() is None, (tmp_path / "link2.log").read_text()[-2000:]
+        while (
+            flwr(cfg, "list", "coordinator", "--format", "json").returncode != 0
+        ):  # listening again
+            assert time.monotonic() < deadline and restarted.poll() is None, (
+                tmp_path / "link2.log"
+            ).read_text()[-2000:]
             time.sleep(1)
-        third = subprocess.run([*MMLEGO, "coordinator", "fuse", "--model", merged.model_id, "--config", str(config),
-                                "--rounds", "1", "--epochs", "1", "--expect-paired", "1"], capture_output=True, text=True,
-                               timeout=400)
+        third = subprocess.run(
+            [
+                *MMLEGO,
+                "coordinator",
+                "fuse",
+                "--model",
+                merged.model_id,
+                "--config",
+                str(config),
+                "--rounds",
+                "1",
+                "--epochs",
+                "1",
+                "--expect-paired",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
         assert third.returncode == 0, third.stdout[-2000:] + third.stderr[-3000:]
-        assert supernodes["b"].poll() is None, "hosp-b's SuperNode did not survive the coordinator's restart"
+        assert supernodes["b"].poll() is None, (
+            "hosp-b's SuperNode did not survive the coordinator's restart"
+        )
         with RegistryClient(address, consortium.tls("ops")) as admin:
             fused_now = [m for m in admin.models("t1") if m.recipe == "fuse"]
         assert len(fused_now) == 2 and fused_now[0].card["fuse"]["participants"] == ["hosp-b"]

@@ -44,8 +44,14 @@ class InProcessTransport:
     def node_ids(self) -> list[int]:
         return list(self.nodes)
 
-    def ask(self, node_ids: Iterable[int], message_type: str, content: Callable[[int], RecordDict], group: str,
-            timeout_s: float) -> dict[int, RecordDict | str]:
+    def ask(
+        self,
+        node_ids: Iterable[int],
+        message_type: str,
+        content: Callable[[int], RecordDict],
+        group: str,
+        timeout_s: float,
+    ) -> dict[int, RecordDict | str]:
         out: dict[int, RecordDict | str] = {}
         for n in node_ids:
             self.calls += 1
@@ -69,13 +75,25 @@ def paired_data(n: int, seed: int) -> MultimodalDataset:
     event = rng.random(n) < 0.7
     ones = torch.ones(n, dtype=torch.bool)
     feats = [f"f{i}" for i in range(5)]
-    mods = {"genes": ModalityData("tabular", torch.tensor(g), ones.clone(), feats),
-            "clinical": ModalityData("tabular", torch.tensor(c), ones.clone(), feats)}
-    return MultimodalDataset("synthetic", "survival", [f"p{seed}-{i}" for i in range(n)], mods, time=time, event=event)
+    mods = {
+        "genes": ModalityData("tabular", torch.tensor(g), ones.clone(), feats),
+        "clinical": ModalityData("tabular", torch.tensor(c), ones.clone(), feats),
+    }
+    return MultimodalDataset(
+        "synthetic", "survival", [f"p{seed}-{i}" for i in range(n)], mods, time=time, event=event
+    )
 
 
-def site_node(consortium: Consortium, site: str, address: str, data: Path, home: Path, superlink: str = "127.0.0.1:9093",
-              kit: str | None = None, folds: int = 0) -> dict[str, str]:
+def site_node(
+    consortium: Consortium,
+    site: str,
+    address: str,
+    data: Path,
+    home: Path,
+    superlink: str = "127.0.0.1:9093",
+    kit: str | None = None,
+    folds: int = 0,
+) -> dict[str, str]:
     """A paired site's node config (its site.toml); ``folds`` 0: a validation split, as the blocks
     these tests sign by hand were not cross-fitted."""
     home.mkdir(parents=True)
@@ -86,14 +104,18 @@ def site_node(consortium: Consortium, site: str, address: str, data: Path, home:
         f'[tls]\ncert = "{kit_dir / "tls.crt"}"\nkey = "{kit_dir / "tls.key"}"\nca = "{kit_dir / "ca.crt"}"\n'
         f'[signing]\nkey = "{kit_dir / "signing.key"}"\n[train]\ndevice = "cpu"\n'
         f'[flower]\nnode_key = "{kit_dir / "flower-node.key"}"\nsuperlink = "{superlink}"\nport = {free_port()}\n'
-        f'[evaluation]\nfolds = {folds}\n')
+        f"[evaluation]\nfolds = {folds}\n"
+    )
     return {"site-config": str(home / "site.toml")}
 
 
 @pytest.fixture()
 def merged(consortium: Consortium, coordinator: Coord, tmp_path: Path) -> tuple[str, Registry, str]:
     address, cfg = coordinator
-    with RegistryClient(address, consortium.tls("hosp-a")) as a, RegistryClient(address, consortium.tls("hosp-b")) as b:
+    with (
+        RegistryClient(address, consortium.tls("hosp-a")) as a,
+        RegistryClient(address, consortium.tls("hosp-b")) as b,
+    ):
         a.push(signed_block(consortium, "hosp-a", tmp_path / "ba", modality="genes", seed=1))
         b.push(signed_block(consortium, "hosp-b", tmp_path / "bb", modality="clinical", seed=2))
     with RegistryClient(address, consortium.tls("ops")) as admin:
@@ -103,8 +125,9 @@ def merged(consortium: Consortium, coordinator: Coord, tmp_path: Path) -> tuple[
     registry.close()
 
 
-def test_fedavg_over_one_paired_site_equals_centralized_fine_tuning(consortium: Consortium, merged: tuple[str, Registry, str],
-                                                                    tmp_path: Path) -> None:
+def test_fedavg_over_one_paired_site_equals_centralized_fine_tuning(
+    consortium: Consortium, merged: tuple[str, Registry, str], tmp_path: Path
+) -> None:
     address, registry, model_id = merged
     export_site_folder(paired_data(40, 0), tmp_path / "data-b")
     node = site_node(consortium, "hosp-b", address, tmp_path / "data-b", tmp_path / "b")
@@ -112,11 +135,15 @@ def test_fedavg_over_one_paired_site_equals_centralized_fine_tuning(consortium: 
     parent, start, cfg = starting_model(registry, model_id, cfg)
     nodes = discover(InProcessTransport({7: node}), deadline_s=5, want_paired=1)
     assert nodes == [NodeInfo(7, "hosp-b", ("genes", "clinical"), True)]
-    outcome = run_rounds(InProcessTransport({7: node}), nodes, start, cfg, model_id, round_timeout_s=60, min_sites=1)
+    outcome = run_rounds(
+        InProcessTransport({7: node}), nodes, start, cfg, model_id, round_timeout_s=60, min_sites=1
+    )
 
     central = starting_model(registry, model_id, cfg)[1]
     everyone = load_site_folder(tmp_path / "data-b")
-    rows, _ = site_split(everyone, 0.15, 0)  # a site trains on its training patients only ([train] defaults)
+    rows, _ = site_split(
+        everyone, 0.15, 0
+    )  # a site trains on its training patients only ([train] defaults)
     data = paired_only(everyone.subset(rows), central.modalities)
     history = centralized_fuse(central, data, central.task, cfg)
     expected = state_of(central)
@@ -124,71 +151,114 @@ def test_fedavg_over_one_paired_site_equals_centralized_fine_tuning(consortium: 
     for k, v in expected.items():
         assert torch.allclose(outcome.state[k], v, rtol=0, atol=1e-6), k
     assert not torch.equal(outcome.state["latent"], state_of(start)["latent"])  # it did train
-    assert [h["train_loss"] for h in outcome.history] == pytest.approx([h["train_loss"] for h in history], abs=1e-6)
+    assert [h["train_loss"] for h in outcome.history] == pytest.approx(
+        [h["train_loss"] for h in history], abs=1e-6
+    )
 
     fused = store_fused(registry, parent, outcome, cfg, "ops")
-    assert fused.recipe == "fuse" and fused.parent_id == model_id and fused.card["fuse"]["participants"] == ["hosp-b"]
-    assert [r["round"] for r in fused.card["fuse"]["rounds"]] == [1, 2] and fused.parameters["strategy"] == "fedavg"
+    assert (
+        fused.recipe == "fuse"
+        and fused.parent_id == model_id
+        and fused.card["fuse"]["participants"] == ["hosp-b"]
+    )
+    assert [r["round"] for r in fused.card["fuse"]["rounds"]] == [1, 2] and fused.parameters[
+        "strategy"
+    ] == "fedavg"
     with RegistryClient(address, consortium.tls("hosp-a")) as site:
         site.pull_model(fused.model_id, tmp_path / "pulled")
-    frame = predict_frame(tmp_path / "pulled", load_site_folder(tmp_path / "data-b", outcomes=False))
+    frame = predict_frame(
+        tmp_path / "pulled", load_site_folder(tmp_path / "data-b", outcomes=False)
+    )
     central.eval()
     from common.train import predict_scores
 
     assert isinstance(central, LegoFuse)
     all_paired = paired_only(everyone, central.modalities)
-    assert np.array_equal(frame["risk"].to_numpy(), predict_scores(central, all_paired, central.task, amp=False))
+    assert np.array_equal(
+        frame["risk"].to_numpy(), predict_scores(central, all_paired, central.task, amp=False)
+    )
 
 
 def test_a_silent_site_is_left_behind_by_the_deadline_or_the_run_fails_below_min_sites(
-        consortium: Consortium, merged: tuple[str, Registry, str], tmp_path: Path) -> None:
+    consortium: Consortium, merged: tuple[str, Registry, str], tmp_path: Path
+) -> None:
     address, registry, model_id = merged
     export_site_folder(paired_data(30, 1), tmp_path / "d1")
     export_site_folder(paired_data(30, 2), tmp_path / "d2")
-    nodes_cfg = {1: site_node(consortium, "hosp-b", address, tmp_path / "d1", tmp_path / "n1"),
-                 2: site_node(consortium, "hosp-a", address, tmp_path / "d2", tmp_path / "n2")}
+    nodes_cfg = {
+        1: site_node(consortium, "hosp-b", address, tmp_path / "d1", tmp_path / "n1"),
+        2: site_node(consortium, "hosp-a", address, tmp_path / "d2", tmp_path / "n2"),
+    }
     cfg = FuseConfig(rounds=2, epochs=1)
     _, start, cfg = starting_model(registry, model_id, cfg)
     nodes = discover(InProcessTransport(nodes_cfg), deadline_s=5, want_paired=2)
     assert [n.site for n in nodes] == ["hosp-a", "hosp-b"]
     transport = InProcessTransport(nodes_cfg, silent=[2])
     outcome = run_rounds(transport, nodes, start, cfg, model_id, 30, min_sites=1)
-    assert outcome.participants == ["hosp-b"] and [h["no_answer"] for h in outcome.history] == [["hosp-a"], []]
+    assert outcome.participants == ["hosp-b"] and [h["no_answer"] for h in outcome.history] == [
+        ["hosp-a"],
+        [],
+    ]
     assert transport.calls == 3  # the silent site is not asked again in round 2
-    with pytest.raises(FuseError, match=r"round 1: 1 of 2 paired sites answered.*no answer within 30 s: \['hosp-a'\]"):
-        run_rounds(InProcessTransport(nodes_cfg, silent=[2]), nodes, start, cfg, model_id, 30, min_sites=2)
+    with pytest.raises(
+        FuseError,
+        match=r"round 1: 1 of 2 paired sites answered.*no answer within 30 s: \['hosp-a'\]",
+    ):
+        run_rounds(
+            InProcessTransport(nodes_cfg, silent=[2]), nodes, start, cfg, model_id, 30, min_sites=2
+        )
     broken = dict(nodes_cfg)
     broken[1] = {"site-config": str(tmp_path / "missing.toml")}
-    with pytest.raises(FuseError, match=r"failed: hosp-b: SiteFailure: ConfigError at the site \(the details stay in the site's log\)"):
+    with pytest.raises(
+        FuseError,
+        match=r"failed: hosp-b: SiteFailure: ConfigError at the site \(the details stay in the site's log\)",
+    ):
         run_rounds(InProcessTransport(broken), nodes, start, cfg, model_id, 30, min_sites=2)
     with pytest.raises(FuseError, match="min_sites is 3"):
         run_rounds(InProcessTransport(nodes_cfg), nodes, start, cfg, model_id, 30, min_sites=3)
 
 
-def test_discovery_stops_at_its_deadline(consortium: Consortium, merged: tuple[str, Registry, str], tmp_path: Path) -> None:
+def test_discovery_stops_at_its_deadline(
+    consortium: Consortium, merged: tuple[str, Registry, str], tmp_path: Path
+) -> None:
     address, _, _ = merged
     export_site_folder(paired_data(20, 3), tmp_path / "d")
-    transport = InProcessTransport({1: site_node(consortium, "hosp-b", address, tmp_path / "d", tmp_path / "n")})
+    transport = InProcessTransport(
+        {1: site_node(consortium, "hosp-b", address, tmp_path / "d", tmp_path / "n")}
+    )
     import time
 
     t0 = time.monotonic()
-    nodes = discover(transport, deadline_s=1.0, want_paired=3, poll_s=0.2)  # only one paired site exists
+    nodes = discover(
+        transport, deadline_s=1.0, want_paired=3, poll_s=0.2
+    )  # only one paired site exists
     assert len(nodes) == 1 and 0.9 < time.monotonic() - t0 < 5
 
 
 def _replies(states: list[dict[str, torch.Tensor]], counts: list[int]) -> dict[int, RecordDict]:
-    return {i + 1: RecordDict({"arrays": pack(s, ["w"]),
-                               "metrics": MetricRecord({"num-examples": c, "train_loss": 0.5})})
-            for i, (s, c) in enumerate(zip(states, counts, strict=True))}
+    return {
+        i + 1: RecordDict(
+            {
+                "arrays": pack(s, ["w"]),
+                "metrics": MetricRecord({"num-examples": c, "train_loss": 0.5}),
+            }
+        )
+        for i, (s, c) in enumerate(zip(states, counts, strict=True))
+    }
 
 
 def test_flower_fedavg_weights_sites_by_examples_and_keeps_frozen_tensors() -> None:
     from coordinator.fuse_rounds import aggregate
 
     start = {"w": torch.zeros(4), "buf": torch.ones(3)}
-    sites = [{"w": torch.full((4,), 1.0), "buf": torch.full((3,), 9.0)}, {"w": torch.full((4,), 4.0), "buf": torch.ones(3)}]
+    sites = [
+        {"w": torch.full((4,), 1.0), "buf": torch.full((3,), 9.0)},
+        {"w": torch.full((4,), 4.0), "buf": torch.ones(3)},
+    ]
     (out,) = aggregate(1, [start], _replies(sites, [30, 10]), ["w"], FuseConfig(), None)
-    assert torch.allclose(out["w"], torch.full((4,), 1.75)) and out["w"].dtype == torch.float32  # (30*1 + 10*4) / 40
+    assert (
+        torch.allclose(out["w"], torch.full((4,), 1.75)) and out["w"].dtype == torch.float32
+    )  # (30*1 + 10*4) / 40
     assert torch.equal(out["buf"], torch.ones(3))  # not trainable: a site cannot change it
 
 
@@ -196,28 +266,59 @@ def test_fold_runs_are_averaged_each_with_itself_and_a_reply_without_them_is_ref
     from coordinator.fuse_rounds import aggregate, check_reply
 
     start = {"w": torch.zeros(4), "buf": torch.ones(3)}
-    site_runs = [[{"w": torch.full((4,), float(s + 10 * r)), "buf": torch.ones(3)} for r in range(3)] for s in (1, 4)]
-    replies = {i + 1: RecordDict({"arrays": pack_runs(runs, ["w"]), "metrics": MetricRecord({"num-examples": c, "train_loss": 0.5})})
-               for i, (runs, c) in enumerate(zip(site_runs, [30, 10], strict=True))}
+    site_runs = [
+        [{"w": torch.full((4,), float(s + 10 * r)), "buf": torch.ones(3)} for r in range(3)]
+        for s in (1, 4)
+    ]
+    replies = {
+        i + 1: RecordDict(
+            {
+                "arrays": pack_runs(runs, ["w"]),
+                "metrics": MetricRecord({"num-examples": c, "train_loss": 0.5}),
+            }
+        )
+        for i, (runs, c) in enumerate(zip(site_runs, [30, 10], strict=True))
+    }
     out = aggregate(1, [start] * 3, replies, ["w"], FuseConfig(), None)
     for r in range(3):  # run r: (30 * (1 + 10r) + 10 * (4 + 10r)) / 40
         assert torch.allclose(out[r]["w"], torch.full((4,), 1.75 + 10 * r))
     assert check_reply(replies[1], [start] * 3, ["w"]) is None
-    assert "expected" in str(check_reply(_replies([start], [30])[1], [start] * 3, ["w"]))  # the full run only: refused
-    assert "expected" in str(check_reply(replies[1], [start], ["w"]))  # fold runs nobody asked for: refused
+    assert "expected" in str(
+        check_reply(_replies([start], [30])[1], [start] * 3, ["w"])
+    )  # the full run only: refused
+    assert "expected" in str(
+        check_reply(replies[1], [start], ["w"])
+    )  # fold runs nobody asked for: refused
 
 
 def test_private_aggregation_clips_every_update_and_adds_the_stated_noise() -> None:
     from coordinator.fuse_rounds import Privacy, aggregate
 
     start = {"w": torch.zeros(2000), "buf": torch.ones(3)}
-    far = [{"w": torch.full((2000,), 5.0), "buf": torch.ones(3)}, {"w": torch.full((2000,), -1.0), "buf": torch.ones(3)}]
+    far = [
+        {"w": torch.full((2000,), 5.0), "buf": torch.ones(3)},
+        {"w": torch.full((2000,), -1.0), "buf": torch.ones(3)},
+    ]
     replies = _replies(far, [50, 10])  # DP averages uniformly: the counts must not matter
-    (out,) = aggregate(1, [start], replies, ["w"], FuseConfig(), Privacy(noise_multiplier=0.0, clipping_norm=1.0))
-    per_site = [torch.full((2000,), 5.0) / torch.full((2000,), 5.0).norm(), torch.full((2000,), -1.0) / torch.full((2000,), -1.0).norm()]
-    assert torch.allclose(out["w"], (per_site[0] + per_site[1]) / 2, atol=1e-6)  # clipped to norm 1, uniform mean
+    (out,) = aggregate(
+        1, [start], replies, ["w"], FuseConfig(), Privacy(noise_multiplier=0.0, clipping_norm=1.0)
+    )
+    per_site = [
+        torch.full((2000,), 5.0) / torch.full((2000,), 5.0).norm(),
+        torch.full((2000,), -1.0) / torch.full((2000,), -1.0).norm(),
+    ]
+    assert torch.allclose(
+        out["w"], (per_site[0] + per_site[1]) / 2, atol=1e-6
+    )  # clipped to norm 1, uniform mean
     assert torch.equal(out["buf"], torch.ones(3))
-    (noisy,) = aggregate(1, [start], _replies(far, [50, 10]), ["w"], FuseConfig(), Privacy(noise_multiplier=2.0, clipping_norm=1.0))
+    (noisy,) = aggregate(
+        1,
+        [start],
+        _replies(far, [50, 10]),
+        ["w"],
+        FuseConfig(),
+        Privacy(noise_multiplier=2.0, clipping_norm=1.0),
+    )
     std = float((noisy["w"] - out["w"]).std())
     assert abs(std - 2.0 * 1.0 / 2) < 0.1  # std = multiplier * norm / sites
     with pytest.raises(ValueError, match="clipping_norm > 0"):
@@ -237,21 +338,35 @@ def test_the_privacy_spent_is_accounted_over_the_rounds_released() -> None:
         eps.append(float(card["epsilon"]))
         assert card["delta"] == "1e-05" and card["noise_std_per_round"].count("0.5") == rounds
     assert 0 < eps[0] < eps[1] < eps[2]  # more releases spend more
-    assert Privacy(0.0, 1.0).card(Privacy(0.0, 1.0).accountant(3), [])["epsilon"] == "inf (no noise)"
+    assert (
+        Privacy(0.0, 1.0).card(Privacy(0.0, 1.0).accountant(3), [])["epsilon"] == "inf (no noise)"
+    )
 
 
 def _reply(arrays: dict[str, np.ndarray], count: int = 5) -> RecordDict:
-    return RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
-                       "metrics": MetricRecord({"num-examples": count, "train_loss": 0.1})})
+    return RecordDict(
+        {
+            "arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+            "metrics": MetricRecord({"num-examples": count, "train_loss": 0.1}),
+        }
+    )
 
 
-@pytest.mark.parametrize("arrays,why", [
-    ({"trainable": np.zeros(5, np.float32)}, "expected float32[4]"),
-    ({"trainable": np.full(4, np.nan, np.float32)}, "non-finite"),
-    ({"trainable": np.zeros(4, np.float64)}, "expected float32[4]"),
-    ({"trainable": np.zeros(4, np.float32), "buf": np.full(3, 9.0, np.float32)}, "expected ['trainable']"),
-])
-def test_a_reply_that_cannot_be_aggregated_is_named(arrays: dict[str, np.ndarray], why: str) -> None:
+@pytest.mark.parametrize(
+    "arrays,why",
+    [
+        ({"trainable": np.zeros(5, np.float32)}, "expected float32[4]"),
+        ({"trainable": np.full(4, np.nan, np.float32)}, "non-finite"),
+        ({"trainable": np.zeros(4, np.float64)}, "expected float32[4]"),
+        (
+            {"trainable": np.zeros(4, np.float32), "buf": np.full(3, 9.0, np.float32)},
+            "expected ['trainable']",
+        ),
+    ],
+)
+def test_a_reply_that_cannot_be_aggregated_is_named(
+    arrays: dict[str, np.ndarray], why: str
+) -> None:
     from coordinator.fuse_rounds import check_reply
 
     start = {"w": torch.zeros(4), "buf": torch.ones(3)}
@@ -259,8 +374,14 @@ def test_a_reply_that_cannot_be_aggregated_is_named(arrays: dict[str, np.ndarray
     problem = check_reply(_reply(arrays), [start], ["w"])
     assert problem is not None and why in problem
     assert "num-examples" in str(check_reply(_replies([start], [0])[1], [start], ["w"]))
-    other = RecordDict({"arrays": ArrayRecord({"w": Array(np.zeros(4, np.float32))}),  # one array per tensor: not this protocol
-                        "metrics": MetricRecord({"num-examples": 5, "train_loss": 0.1})})
+    other = RecordDict(
+        {
+            "arrays": ArrayRecord(
+                {"w": Array(np.zeros(4, np.float32))}
+            ),  # one array per tensor: not this protocol
+            "metrics": MetricRecord({"num-examples": 5, "train_loss": 0.1}),
+        }
+    )
     assert "expected ['trainable']" in str(check_reply(other, [start], ["w"]))
 
 
@@ -273,13 +394,21 @@ class _Scripted:
     def node_ids(self) -> list[int]:
         return [1, 2]
 
-    def ask(self, node_ids: Iterable[int], message_type: str, content: Callable[[int], RecordDict], group: str,
-            timeout_s: float) -> dict[int, RecordDict | str]:
+    def ask(
+        self,
+        node_ids: Iterable[int],
+        message_type: str,
+        content: Callable[[int], RecordDict],
+        group: str,
+        timeout_s: float,
+    ) -> dict[int, RecordDict | str]:
         self.round += 1
         size = content(1)["arrays"]["trainable"].numpy().size  # type: ignore[index, union-attr]
         lie = 10 if self.round == 1 else 10000
-        return {1: _reply({"trainable": np.full(size, 50.0, np.float32)}, lie),
-                2: _reply({"trainable": np.zeros(size, np.float32)}, 10)}
+        return {
+            1: _reply({"trainable": np.full(size, 50.0, np.float32)}, lie),
+            2: _reply({"trainable": np.zeros(size, np.float32)}, 10),
+        }
 
 
 def test_a_site_cannot_change_its_patient_count_between_rounds_to_outweigh_the_others() -> None:
@@ -296,29 +425,50 @@ def test_only_the_packed_trainable_tensors_travel_and_a_layout_mismatch_is_refus
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
     names = trainable_names(model)
-    assert names == ["0.weight", "0.bias", "1.weight", "1.bias"]  # buffers (running stats) stay home
+    assert names == [
+        "0.weight",
+        "0.bias",
+        "1.weight",
+        "1.bias",
+    ]  # buffers (running stats) stay home
     state = dict(model.state_dict())
     record = pack(state, names)
     assert list(record) == ["trainable"] and record["trainable"].numpy().size == 6 + 2 + 2 + 2
     back = unpack(record, {k: torch.zeros_like(v) for k, v in state.items()}, names)
-    assert all(torch.equal(back[n], state[n]) for n in names) and torch.equal(back["1.running_mean"], torch.zeros(2))
+    assert all(torch.equal(back[n], state[n]) for n in names) and torch.equal(
+        back["1.running_mean"], torch.zeros(2)
+    )
     other = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
     assert layout(state, names) != layout(dict(other.state_dict()), trainable_names(other))
 
 
-def test_the_serverapp_trusts_certificates_and_key_registrations_not_what_nodes_say(merged: tuple[str, Registry, str]) -> None:
+def test_the_serverapp_trusts_certificates_and_key_registrations_not_what_nodes_say(
+    merged: tuple[str, Registry, str],
+) -> None:
     from coordinator.flower_app import enrolled, parse_node_sites
 
     _, registry, _ = merged
-    claims = [NodeInfo(1, "hosp-a", ("genes", "clinical"), True), NodeInfo(2, "hosp-b", ("clinical",), False),
-              NodeInfo(3, "hosp-z", ("genes",), True)]
-    out = enrolled(registry, claims)  # hosp-a's certificate is not paired, hosp-b's is; hosp-z never called the registry
-    assert [(n.site, n.modalities, n.paired) for n in out] == [("hosp-a", ("genes",), False), ("hosp-b", ("clinical",), True)]
-    assert parse_node_sites("11=hosp-a,22=hosp-b") == {11: "hosp-a", 22: "hosp-b"} and parse_node_sites("") == {}
+    claims = [
+        NodeInfo(1, "hosp-a", ("genes", "clinical"), True),
+        NodeInfo(2, "hosp-b", ("clinical",), False),
+        NodeInfo(3, "hosp-z", ("genes",), True),
+    ]
+    out = enrolled(
+        registry, claims
+    )  # hosp-a's certificate is not paired, hosp-b's is; hosp-z never called the registry
+    assert [(n.site, n.modalities, n.paired) for n in out] == [
+        ("hosp-a", ("genes",), False),
+        ("hosp-b", ("clinical",), True),
+    ]
+    assert (
+        parse_node_sites("11=hosp-a,22=hosp-b") == {11: "hosp-a", 22: "hosp-b"}
+        and parse_node_sites("") == {}
+    )
 
 
 def test_a_site_with_fewer_paired_patients_than_its_cell_size_does_not_take_part(
-        consortium: Consortium, merged: tuple[str, Registry, str], tmp_path: Path) -> None:
+    consortium: Consortium, merged: tuple[str, Registry, str], tmp_path: Path
+) -> None:
     address, registry, model_id = merged
     export_site_folder(paired_data(12, 0), tmp_path / "data-b")
     node = site_node(consortium, "hosp-b", address, tmp_path / "data-b", tmp_path / "b")
@@ -327,8 +477,18 @@ def test_a_site_with_fewer_paired_patients_than_its_cell_size_does_not_take_part
     cfg = FuseConfig(rounds=1, epochs=1, batch_size=8)
     _, start, cfg = starting_model(registry, model_id, cfg)
     nodes = [NodeInfo(7, "hosp-b", ("genes", "clinical"), True)]
-    with pytest.raises(FuseError, match=r"fewer paired patients than its minimum cell size \(13\)") as refused:
-        run_rounds(InProcessTransport({7: node}), nodes, start, cfg, model_id, round_timeout_s=60, min_sites=1)
+    with pytest.raises(
+        FuseError, match=r"fewer paired patients than its minimum cell size \(13\)"
+    ) as refused:
+        run_rounds(
+            InProcessTransport({7: node}),
+            nodes,
+            start,
+            cfg,
+            model_id,
+            round_timeout_s=60,
+            min_sites=1,
+        )
     assert "12" not in str(refused.value)  # the count itself stays at the site
 
 
@@ -338,8 +498,14 @@ class _Counting:
     def node_ids(self) -> list[int]:
         return [1]
 
-    def ask(self, node_ids: Iterable[int], message_type: str, content: Callable[[int], RecordDict], group: str,
-            timeout_s: float) -> dict[int, RecordDict | str]:
+    def ask(
+        self,
+        node_ids: Iterable[int],
+        message_type: str,
+        content: Callable[[int], RecordDict],
+        group: str,
+        timeout_s: float,
+    ) -> dict[int, RecordDict | str]:
         r = int(content(1)["config"]["round"])  # type: ignore[index, arg-type]
         size = content(1)["arrays"]["trainable"].numpy().size  # type: ignore[index, union-attr]
         return {1: _reply({"trainable": np.full(size, float(r), np.float32)}, 10)}
@@ -356,17 +522,45 @@ class _Verdict:
 def test_early_stopping_keeps_the_best_round_and_stops_after_patience_rounds_without_one() -> None:
     start = torch.nn.Linear(2, 1)
     nodes = [NodeInfo(1, "hosp-b", ("genes",), True)]
-    curve = {1: 0.01, 2: 0.03, 3: 0.02, 4: 0.025, 5: 0.5}  # round 5 would be best, but patience 2 stops after round 4
+    curve = {
+        1: 0.01,
+        2: 0.03,
+        3: 0.02,
+        4: 0.025,
+        5: 0.5,
+    }  # round 5 would be best, but patience 2 stops after round 4
     seen: list[int] = []
 
     def judge(r: int, states: list[dict[str, torch.Tensor]]) -> _Verdict:
         seen.append(r)
-        assert len(states) == 1 and float(states[0]["weight"].flatten()[0]) == r  # the judge sees the round's global model
+        assert (
+            len(states) == 1 and float(states[0]["weight"].flatten()[0]) == r
+        )  # the judge sees the round's global model
         return _Verdict(curve[r])
 
-    out = run_rounds(_Counting(), nodes, start, FuseConfig(rounds=5, patience=2), "m", 30, min_sites=1, judge=judge)
+    out = run_rounds(
+        _Counting(),
+        nodes,
+        start,
+        FuseConfig(rounds=5, patience=2),
+        "m",
+        30,
+        min_sites=1,
+        judge=judge,
+    )
     assert seen == [1, 2, 3, 4] and out.best_round == 2 and len(out.history) == 4
-    assert float(out.state["weight"].abs().max()) == 2.0  # round 2's weights are kept, not the last round's
+    assert (
+        float(out.state["weight"].abs().max()) == 2.0
+    )  # round 2's weights are kept, not the last round's
     assert [h["validation"]["diff"] for h in out.history] == [0.01, 0.03, 0.02, 0.025]
     with pytest.raises(FuseError, match="round 1: no site reported validation scores"):
-        run_rounds(_Counting(), nodes, start, FuseConfig(rounds=3), "m", 30, min_sites=1, judge=lambda r, s: None)
+        run_rounds(
+            _Counting(),
+            nodes,
+            start,
+            FuseConfig(rounds=3),
+            "m",
+            30,
+            min_sites=1,
+            judge=lambda r, s: None,
+        )

@@ -34,11 +34,15 @@ def get(url: str) -> tuple[int, str]:
 
 
 def metric(text: str, line_start: str) -> float:
-    (value,) = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start)]
+    (value,) = [
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start)
+    ]
     return value
 
 
-def test_metrics_count_uploads_refusals_and_what_the_store_holds(consortium: Consortium, tmp_path: Path) -> None:
+def test_metrics_count_uploads_refusals_and_what_the_store_holds(
+    consortium: Consortium, tmp_path: Path
+) -> None:
     cfg = replace(consortium.config(store=tmp_path / "store"), metrics_listen="127.0.0.1:0")
     with serve(cfg) as running:
         address, base = f"127.0.0.1:{running.port}", f"http://127.0.0.1:{running.metrics_port}"
@@ -58,12 +62,22 @@ def test_metrics_count_uploads_refusals_and_what_the_store_holds(consortium: Con
         assert code == 200
         assert metric(text, 'mmlego_uploads_total{result="accepted"}') == 1
         assert metric(text, 'mmlego_uploads_total{result="already_present"}') == 1
-        assert metric(text, 'mmlego_rejections_total{method="Merge",reason="permission_denied"}') == 1
+        assert (
+            metric(text, 'mmlego_rejections_total{method="Merge",reason="permission_denied"}') == 1
+        )
         assert metric(text, 'mmlego_rejections_total{method="GetModel",reason="not_found"}') == 1
         assert metric(text, "mmlego_merges_total") == 1
-        assert metric(text, 'mmlego_blocks{state="accepted"}') == 1 and metric(text, "mmlego_tasks") == 1
-        assert metric(text, 'mmlego_model_versions{recipe="merge"}') == 1 and metric(text, "mmlego_fuse_rounds_total") == 0
-        assert metric(text, 'mmlego_rpc_duration_seconds_count{code="OK",method="UploadBlock"}') == 2
+        assert (
+            metric(text, 'mmlego_blocks{state="accepted"}') == 1
+            and metric(text, "mmlego_tasks") == 1
+        )
+        assert (
+            metric(text, 'mmlego_model_versions{recipe="merge"}') == 1
+            and metric(text, "mmlego_fuse_rounds_total") == 0
+        )
+        assert (
+            metric(text, 'mmlego_rpc_duration_seconds_count{code="OK",method="UploadBlock"}') == 2
+        )
         assert metric(text, 'mmlego_store_bytes{part="blobs"}') > 0
         assert get(base + "/nowhere")[0] == 404
         running.registry.store.db.close()  # the database goes away under a running server
@@ -73,9 +87,13 @@ def test_metrics_count_uploads_refusals_and_what_the_store_holds(consortium: Con
         urllib.request.urlopen(base + "/healthz", timeout=2)  # stopped with the server
 
 
-def test_status_backup_while_serving_and_a_checked_restore(consortium: Consortium, tmp_path: Path) -> None:
+def test_status_backup_while_serving_and_a_checked_restore(
+    consortium: Consortium, tmp_path: Path
+) -> None:
     cfg = replace(consortium.config(store=tmp_path / "store"), flower_home=tmp_path / "flower")
-    link_db = cfg.flower_home / "superlink" / "superlink.db"  # the SuperLink's node key registrations
+    link_db = (
+        cfg.flower_home / "superlink" / "superlink.db"
+    )  # the SuperLink's node key registrations
     link_db.parent.mkdir(parents=True)
     with sqlite3.connect(link_db) as con:
         con.execute("CREATE TABLE node(node_id INTEGER, public_key BLOB)")
@@ -84,17 +102,27 @@ def test_status_backup_while_serving_and_a_checked_restore(consortium: Consortiu
         address = f"127.0.0.1:{running.port}"
         with RegistryClient(address, consortium.tls("ops")) as admin:
             admin.create_task(TASK)
-            with RegistryClient(address, consortium.tls("hosp-a")) as a, RegistryClient(address, consortium.tls("hosp-b")) as b:
+            with (
+                RegistryClient(address, consortium.tls("hosp-a")) as a,
+                RegistryClient(address, consortium.tls("hosp-b")) as b,
+            ):
                 a.push(signed_block(consortium, "hosp-a", tmp_path / "a"))
-                b.push(signed_block(consortium, "hosp-b", tmp_path / "b", modality="clinical", seed=3))
+                b.push(
+                    signed_block(consortium, "hosp-b", tmp_path / "b", modality="clinical", seed=3)
+                )
             admin.merge("t1")
             admin.withdraw("hosp-b", "left")
         (cfg.store / NODES_FILE).write_text('{"7": "hosp-b"}')  # which Flower node is which site
         before = status(running.registry)
         m = backup(cfg, tmp_path / "backup")  # while it serves
     assert m["blobs"] == 3 and {"registry.sqlite", NODES_FILE, "superlink.db"} <= set(m["files"])
-    assert [t["task"] for t in before["tasks"]] == ["t1"] and before["models"][0]["model"] == "t1-v1"
-    assert {s["site"]: s["state"] for s in before["sites"]} == {"hosp-a": "active", "hosp-b": "withdrawn"}
+    assert [t["task"] for t in before["tasks"]] == ["t1"] and before["models"][0][
+        "model"
+    ] == "t1-v1"
+    assert {s["site"]: s["state"] for s in before["sites"]} == {
+        "hosp-a": "active",
+        "hosp-b": "withdrawn",
+    }
     text = render_status(before)
     assert "t1-v1" in text and "withdrawn: left" in text
 
@@ -124,14 +152,23 @@ def test_status_backup_while_serving_and_a_checked_restore(consortium: Consortiu
         after = status(registry)
     finally:
         registry.close()
-    assert after["models"] == before["models"] and after["sites"] == before["sites"] and after["tasks"] == before["tasks"]
+    assert (
+        after["models"] == before["models"]
+        and after["sites"] == before["sites"]
+        and after["tasks"] == before["tasks"]
+    )
     assert (cfg.store / NODES_FILE).read_text() == '{"7": "hosp-b"}'
     with sqlite3.connect(link_db) as con:
         assert con.execute("SELECT node_id FROM node").fetchall() == [(7,)]
-    assert json.loads((cfg.store / "models" / "t1-v1" / "card.json").read_text())["model_id"] == "t1-v1"  # cards rewritten
+    assert (
+        json.loads((cfg.store / "models" / "t1-v1" / "card.json").read_text())["model_id"]
+        == "t1-v1"
+    )  # cards rewritten
 
 
-def test_a_rotated_certificate_works_and_the_old_one_is_refused(consortium: Consortium, tmp_path: Path) -> None:
+def test_a_rotated_certificate_works_and_the_old_one_is_refused(
+    consortium: Consortium, tmp_path: Path
+) -> None:
     cfg = consortium.config(store=tmp_path / "store")
     kit = enroll_site(consortium.ca, "hosp-rot", ["genes"], tmp_path / "kit")
     shutil.copytree(kit, tmp_path / "old")
@@ -147,7 +184,10 @@ def test_a_rotated_certificate_works_and_the_old_one_is_refused(consortium: Cons
         assert old != new
         with RegistryClient(address, tls(kit)) as c:
             c.tasks()  # the new certificate, same identity
-        with RegistryClient(address, tls(tmp_path / "old"), timeout_s=10) as c, pytest.raises(CallError) as refused:
+        with (
+            RegistryClient(address, tls(tmp_path / "old"), timeout_s=10) as c,
+            pytest.raises(CallError) as refused,
+        ):
             c.tasks()
         assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED
     with pytest.raises(CAError, match=r"not .*valid certificate"):

@@ -18,17 +18,22 @@ from coordinator.store import Store
 def add_block(store: Store, data: bytes, site: str = "hosp-a") -> str:
     sha = store.blobs.put_bytes(data)
     with store.db.tx() as c:
-        c.execute("INSERT INTO blocks(block_id, task_id, site, modality, size, accepted_at, state, manifest, signature, "
-                  "signer_certificate) VALUES(?,?,?,?,?,?,?,?,?,?)", (sha, "t1", site, "genes", len(data), "now", "accepted",
-                                                                     b"m", b"s", b""))
+        c.execute(
+            "INSERT INTO blocks(block_id, task_id, site, modality, size, accepted_at, state, manifest, signature, "
+            "signer_certificate) VALUES(?,?,?,?,?,?,?,?,?,?)",
+            (sha, "t1", site, "genes", len(data), "now", "accepted", b"m", b"s", b""),
+        )
     return sha
 
 
 def add_upload(store: Store, upload_id: str, started: float, partial: bytes | None) -> Path:
     key = hashlib.sha256(upload_id.encode()).hexdigest()
     with store.db.tx() as c:
-        c.execute("INSERT INTO uploads(site, upload_id, key, manifest, signature, block_id, total, started_at) "
-                  "VALUES(?,?,?,?,?,?,?,?)", ("hosp-a", upload_id, key, b"m", b"s", "ab" * 32, 100, started))
+        c.execute(
+            "INSERT INTO uploads(site, upload_id, key, manifest, signature, block_id, total, started_at) "
+            "VALUES(?,?,?,?,?,?,?,?)",
+            ("hosp-a", upload_id, key, b"m", b"s", "ab" * 32, 100, started),
+        )
     part = store.blobs.partial(key)
     if partial is not None:
         part.write_bytes(partial)
@@ -52,14 +57,29 @@ def test_recovery_cleans_leftovers_and_keeps_what_is_valid(tmp_path: Path) -> No
     store = Store(tmp_path, upload_ttl_s=3600)
     rec = store.recovery
     assert rec is not None
-    assert rec.temporaries_removed == 1 and rec.orphan_blobs_removed == 1 and rec.corrupt_blocks == (bad,)
+    assert (
+        rec.temporaries_removed == 1
+        and rec.orphan_blobs_removed == 1
+        and rec.corrupt_blocks == (bad,)
+    )
     assert rec.stale_uploads_removed == 3 and rec.blobs_verified == 2
-    assert not store.blobs.has(orphan) and live.read_bytes() == b"0123" and not old.exists() and not stray.exists()
+    assert (
+        not store.blobs.has(orphan)
+        and live.read_bytes() == b"0123"
+        and not old.exists()
+        and not stray.exists()
+    )
     assert [o[1] for o in store.db.open_uploads()] == ["live"]
-    assert [b.block_id for b in store.db.blocks()] == [good] and store.db.latest_blocks("t1")[0].block_id == good
+    assert [b.block_id for b in store.db.blocks()] == [good] and store.db.latest_blocks("t1")[
+        0
+    ].block_id == good
     store.close()
     again = Store(tmp_path, upload_ttl_s=3600)  # a second start finds nothing more to do
-    assert again.recovery is not None and again.recovery.corrupt_blocks == () and again.recovery.orphan_blobs_removed == 0
+    assert (
+        again.recovery is not None
+        and again.recovery.corrupt_blocks == ()
+        and again.recovery.orphan_blobs_removed == 0
+    )
     again.close()
 
 
@@ -89,7 +109,9 @@ def test_adopting_a_blob_repairs_a_damaged_copy(tmp_path: Path) -> None:
 
 def test_a_version_whose_card_files_were_not_written_gets_them_on_start(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    record = insert_version(store, "t1", "merge", ("ab" * 32,), {}, b"weights", {"blocks": []}, "ops")
+    record = insert_version(
+        store, "t1", "merge", ("ab" * 32,), {}, b"weights", {"blocks": []}, "ops"
+    )
     card = tmp_path / "models" / record.model_id / "card.json"
     assert json.loads(card.read_text())["model_id"] == record.model_id
     card.unlink()  # a crash between the version's commit and its card files
@@ -97,12 +119,15 @@ def test_a_version_whose_card_files_were_not_written_gets_them_on_start(tmp_path
     store.close()
     store = Store(tmp_path)
     assert store.recovery is not None and store.recovery.cards_restored == 1
-    assert json.loads(card.read_text()) == record.card and (card.parent / "card.md").read_text().startswith("# Model")
+    assert json.loads(card.read_text()) == record.card and (
+        card.parent / "card.md"
+    ).read_text().startswith("# Model")
     store.close()
 
 
-def test_a_coordinator_starting_beside_a_fuse_run_cannot_orphan_its_new_version(tmp_path: Path,
-                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_coordinator_starting_beside_a_fuse_run_cannot_orphan_its_new_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The fuse run (another process) writes its blob, then a restarting coordinator sweeps it as
     an orphan before the run commits the version: the run writes it again under the write lock."""
     store = Store(tmp_path)
@@ -118,24 +143,32 @@ def test_a_coordinator_starting_beside_a_fuse_run_cannot_orphan_its_new_version(
         return sha
 
     monkeypatch.setattr(store.blobs, "put_bytes", put_then_a_coordinator_starts)
-    record = insert_version(store, "t1", "fuse", ("ab" * 32,), {}, b"fused weights", {}, "flower-serverapp")
+    record = insert_version(
+        store, "t1", "fuse", ("ab" * 32,), {}, b"fused weights", {}, "flower-serverapp"
+    )
     assert swept == [1]  # the sweep did remove the blob ...
     assert store.blobs.verify(record.weights_sha256)  # ... and the version has it
     store.close()
 
 
-def test_a_store_of_a_schema_this_version_does_not_know_is_refused_naming_both(tmp_path: Path) -> None:
+def test_a_store_of_a_schema_this_version_does_not_know_is_refused_naming_both(
+    tmp_path: Path,
+) -> None:
     Store(tmp_path).close()
     with sqlite3.connect(tmp_path / "registry.sqlite") as con:
         con.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
-    with pytest.raises(RuntimeError, match=r"store schema 99 is not one this mmlego reads \(1 to 2\)"):
+    with pytest.raises(
+        RuntimeError, match=r"store schema 99 is not one this mmlego reads \(1 to 2\)"
+    ):
         Store(tmp_path)
 
 
 def test_a_schema_1_store_is_migrated_to_schema_2_and_keeps_its_data(tmp_path: Path) -> None:
     from coordinator.store.db import SCHEMA
 
-    with sqlite3.connect(tmp_path / "registry.sqlite") as con:  # what schema 1 wrote (the tables of the first release)
+    with sqlite3.connect(
+        tmp_path / "registry.sqlite"
+    ) as con:  # what schema 1 wrote (the tables of the first release)
         con.executescript(SCHEMA)
         con.execute("INSERT INTO meta VALUES('schema', '1')")
         con.execute("INSERT INTO tasks VALUES('t1', x'00', '2026-01-01')")
@@ -144,7 +177,9 @@ def test_a_schema_1_store_is_migrated_to_schema_2_and_keeps_its_data(tmp_path: P
         assert store.db.migrated_from == 1
         assert store.db.query("SELECT value FROM meta WHERE key = 'schema'") == [("2",)]
         assert store.db.query("SELECT task_id FROM tasks") == [("t1",)]
-        assert store.db.query("SELECT COUNT(*) FROM evaluations") == [(0,)] and store.db.query("SELECT COUNT(*) FROM fuse_runs") == [(0,)]
+        assert store.db.query("SELECT COUNT(*) FROM evaluations") == [(0,)] and store.db.query(
+            "SELECT COUNT(*) FROM fuse_runs"
+        ) == [(0,)]
     finally:
         store.close()
     again = Store(tmp_path)

@@ -22,8 +22,10 @@ PORTS = {"registry": 50051, "superlink": 9093, "metrics": 9464}
 STATE = PurePosixPath("/var/lib/mmlego")
 SECRET_NAME = re.compile(r"(?i)secret|passw|token|private|credential|api_?key|\bkey$|_key\b")
 SECRET_TEXT = re.compile(r"PRIVATE KEY|BEGIN CERTIFICATE|(?i:password\s*[:=])")
-SECRET_PATH = re.compile(r"(?i)(\.key|\.pem|\.p12|\.pfx|\.crt)$|(^|/)(ca|kits?|kit-[^/]*|consortium|store|blobs|\.env)(/|$)"
-                         r"|signing|flower-node")
+SECRET_PATH = re.compile(
+    r"(?i)(\.key|\.pem|\.p12|\.pfx|\.crt)$|(^|/)(ca|kits?|kit-[^/]*|consortium|store|blobs|\.env)(/|$)"
+    r"|signing|flower-node"
+)
 Problems = list[str]
 
 
@@ -94,7 +96,9 @@ def _instructions(text: str) -> list[tuple[str, str]]:
     from dockerfile_parse import DockerfileParser
 
     parser = DockerfileParser(fileobj=io.BytesIO(text.encode()))
-    return [(s["instruction"], s["value"]) for s in parser.structure if s["instruction"] != "COMMENT"]
+    return [
+        (s["instruction"], s["value"]) for s in parser.structure if s["instruction"] != "COMMENT"
+    ]
 
 
 def _arg_defaults(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -110,7 +114,11 @@ def copy_sources(value: str) -> list[str]:
     """Sources of a COPY/ADD from the build context (none for COPY --from=...)."""
     if "--from=" in value:
         return []
-    words = json.loads(value) if value.lstrip().startswith("[") else [w for w in shlex.split(value) if not w.startswith("--")]
+    words = (
+        json.loads(value)
+        if value.lstrip().startswith("[")
+        else [w for w in shlex.split(value) if not w.startswith("--")]
+    )
     return [str(w) for w in words[:-1]]
 
 
@@ -122,7 +130,7 @@ def dockerfile_problems(text: str) -> Problems:
     starts = [i for i, (ins, _) in enumerate(instructions) if ins == "FROM"]
     if len(starts) < 2:
         problems.append("not a multi-stage build")
-    final = instructions[starts[-1]:] if starts else instructions
+    final = instructions[starts[-1] :] if starts else instructions
     users = [v.split(":")[0].strip() for ins, v in final if ins == "USER"]
     if not users or users[-1] in ("root", "0", ""):
         problems.append(f"the final stage runs as {users[-1] if users else 'root (no USER)'}")
@@ -132,25 +140,44 @@ def dockerfile_problems(text: str) -> Problems:
         if ins in ("COPY", "ADD"):
             for src in copy_sources(value):
                 if SECRET_PATH.search(src.rstrip("/")) or src.strip("./") in ("", "*"):
-                    problems.append(f"{ins} {value}: copies {src!r}, which may hold keys, kits or state")
-                elif src.rstrip("/") not in ("pyproject.toml", "README.md", "LICENSE", "common", "coordinator", "site_client"):
+                    problems.append(
+                        f"{ins} {value}: copies {src!r}, which may hold keys, kits or state"
+                    )
+                elif src.rstrip("/") not in (
+                    "pyproject.toml",
+                    "README.md",
+                    "LICENSE",
+                    "common",
+                    "coordinator",
+                    "site_client",
+                ):
                     problems.append(f"{ins} {value}: {src!r} is not part of the package")
         if ins in ("ENV", "ARG", "LABEL"):
-            for name, val in re.findall(r"([A-Za-z_][\w.-]*)=(\"[^\"]*\"|\S*)", value) or [(value, "")]:
+            for name, val in re.findall(r"([A-Za-z_][\w.-]*)=(\"[^\"]*\"|\S*)", value) or [
+                (value, "")
+            ]:
                 if SECRET_NAME.search(name) or SECRET_TEXT.search(val):
                     problems.append(f"{ins} {name}: looks like a secret baked into the image")
         if SECRET_TEXT.search(value):
             problems.append(f"{ins}: holds key or password material")
     entry = [v for ins, v in final if ins == "ENTRYPOINT"]
     if entry != ['["mmlego"]']:
-        problems.append(f"ENTRYPOINT is {entry[-1] if entry else 'missing'}, not [\"mmlego\"]")
+        problems.append(f'ENTRYPOINT is {entry[-1] if entry else "missing"}, not ["mmlego"]')
     defaults = _arg_defaults(instructions)
-    expected = {"BASE_IMAGE": "python:3.11-slim", "VARIANT": "cpu", "TORCH_INDEX_URL": "https://download.pytorch.org/whl/cpu"}
+    expected = {
+        "BASE_IMAGE": "python:3.11-slim",
+        "VARIANT": "cpu",
+        "TORCH_INDEX_URL": "https://download.pytorch.org/whl/cpu",
+    }
     for name, want in expected.items():
         if defaults.get(name) != want:
-            problems.append(f"ARG {name} defaults to {defaults.get(name)!r}, not {want!r} (the CPU build)")
+            problems.append(
+                f"ARG {name} defaults to {defaults.get(name)!r}, not {want!r} (the CPU build)"
+            )
     if not re.fullmatch(r"torch==[\d.]+", defaults.get("TORCH_SPEC", "")):
-        problems.append(f"ARG TORCH_SPEC defaults to {defaults.get('TORCH_SPEC')!r}, not a pinned torch")
+        problems.append(
+            f"ARG TORCH_SPEC defaults to {defaults.get('TORCH_SPEC')!r}, not a pinned torch"
+        )
     exposed = {int(p.split("/")[0]) for ins, v in final if ins == "EXPOSE" for p in v.split()}
     if exposed != set(PORTS.values()):
         problems.append(f"EXPOSE {sorted(exposed)}, not {sorted(PORTS.values())}")
@@ -176,14 +203,18 @@ def _ignore_regex(pattern: str) -> re.Pattern[str]:
             out, i = out + "[^/]", i + 1
         elif pattern[i] == "[":
             end = pattern.index("]", i)
-            out, i = out + pattern[i:end + 1].replace("[!", "[^"), end + 1
+            out, i = out + pattern[i : end + 1].replace("[!", "[^"), end + 1
         else:
             out, i = out + re.escape(pattern[i]), i + 1
     return re.compile(out)
 
 
 def ignore_patterns(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def ignored(patterns: Sequence[str], path: str) -> bool:
@@ -202,8 +233,14 @@ def ignored(patterns: Sequence[str], path: str) -> bool:
 
 def dockerignore_problems(text: str, needed: Iterable[str], private: Iterable[str]) -> Problems:
     patterns = ignore_patterns(text)
-    problems = [f"{p} is left out of the build context, but the image needs it" for p in needed if ignored(patterns, p)]
-    return problems + [f"{p} would be sent to the builder" for p in private if not ignored(patterns, p)]
+    problems = [
+        f"{p} is left out of the build context, but the image needs it"
+        for p in needed
+        if ignored(patterns, p)
+    ]
+    return problems + [
+        f"{p} would be sent to the builder" for p in private if not ignored(patterns, p)
+    ]
 
 
 # ---- compose -------------------------------------------------------------------------------------
@@ -225,7 +262,9 @@ def published(ports: Iterable[Any]) -> dict[int, str]:
     return out
 
 
-def compose_problems(doc: Mapping[str, Any], coordinator: Mapping[str, Any], site: Mapping[str, Any]) -> Problems:
+def compose_problems(
+    doc: Mapping[str, Any], coordinator: Mapping[str, Any], site: Mapping[str, Any]
+) -> Problems:
     """Services, hardening, mounts, commands, ports, health checks and start order of compose.yaml,
     against the coordinator.toml and site.toml it ships."""
     problems: Problems = []
@@ -260,13 +299,17 @@ def compose_problems(doc: Mapping[str, Any], coordinator: Mapping[str, Any], sit
         mounts: dict[str, Mapping[str, Any]] = {}
         for m in svc.get("volumes", []):
             if not isinstance(m, Mapping):
-                problems.append(f"{name}: short volume syntax {m!r} (use the long form with read_only)")
+                problems.append(
+                    f"{name}: short volume syntax {m!r} (use the long form with read_only)"
+                )
                 continue
             mounts[m["target"]] = m
             src = str(m.get("source", ""))
             if m.get("type") == "bind":
                 if not src.startswith(("./", "../")):
-                    problems.append(f"{name}: bind source {src!r} is not relative to the compose file")
+                    problems.append(
+                        f"{name}: bind source {src!r} is not relative to the compose file"
+                    )
                 if not m.get("read_only"):
                     problems.append(f"{name}: {src} is mounted writable")
                 if re.search(r"(^|/)ca(/|$)", src):
@@ -274,51 +317,82 @@ def compose_problems(doc: Mapping[str, Any], coordinator: Mapping[str, Any], sit
             elif m.get("type") == "volume" and src not in named:
                 problems.append(f"{name}: volume {src!r} is not declared")
         config = option(args, "--config")
-        if config is None or not any(PurePosixPath(config).is_relative_to(t) and mounts[t].get("read_only") for t in mounts):
+        if config is None or not any(
+            PurePosixPath(config).is_relative_to(t) and mounts[t].get("read_only") for t in mounts
+        ):
             problems.append(f"{name}: --config {config} is not in a read-only mount")
         if str(STATE) not in mounts or mounts[str(STATE)].get("type") != "volume":
             problems.append(f"{name}: no state volume at {STATE}")
         ports = published(svc.get("ports", []))
         depends = svc.get("depends_on", {})
         if name == "coordinator":
-            if set(ports) != {host_port(coordinator["server"]["listen"])[1], host_port(coordinator["metrics"]["listen"])[1]}:
-                problems.append(f"coordinator publishes {sorted(ports)}, coordinator.toml listens elsewhere")
+            if set(ports) != {
+                host_port(coordinator["server"]["listen"])[1],
+                host_port(coordinator["metrics"]["listen"])[1],
+            }:
+                problems.append(
+                    f"coordinator publishes {sorted(ports)}, coordinator.toml listens elsewhere"
+                )
             if ports.get(PORTS["metrics"]) != "127.0.0.1":
                 problems.append("coordinator: metrics published beyond the host's loopback")
             test = " ".join(svc.get("healthcheck", {}).get("test", []))
             metrics = host_port(coordinator["metrics"]["listen"])[1]
-            if f"http://127.0.0.1:{metrics}/healthz" not in test or not test.startswith("CMD python"):
-                problems.append(f"coordinator: health check {test!r} does not GET /healthz on {metrics} with python")
+            if f"http://127.0.0.1:{metrics}/healthz" not in test or not test.startswith(
+                "CMD python"
+            ):
+                problems.append(
+                    f"coordinator: health check {test!r} does not GET /healthz on {metrics} with python"
+                )
         if name == "superlink":
             if set(ports) != {flower_port} or flower_host != name:
-                problems.append(f"superlink: publishes {sorted(ports)} as {name!r}, coordinator.toml has {flower_host}:{flower_port}")
+                problems.append(
+                    f"superlink: publishes {sorted(ports)} as {name!r}, coordinator.toml has {flower_host}:{flower_port}"
+                )
             if "healthcheck" not in svc:
                 problems.append("superlink: no health check")
         if name in ("coordinator", "superlink"):
             store = PurePosixPath(coordinator["store"]["path"])
             home = PurePosixPath(coordinator["flower"]["home"])
             if not (store.is_relative_to(STATE) and home.is_relative_to(STATE)):
-                problems.append(f"{name}: store {store} or Flower home {home} is outside the state volume")
+                problems.append(
+                    f"{name}: store {store} or Flower home {home} is outside the state volume"
+                )
         if name.startswith("site-"):
             if ports:
                 problems.append(f"{name}: a site publishes ports {sorted(ports)}")
             want = {"coordinator"} | ({"superlink"} if name == "site-b" else set())
-            healthy = {k for k, v in depends.items() if isinstance(v, Mapping) and v.get("condition") == "service_healthy"}
+            healthy = {
+                k
+                for k, v in depends.items()
+                if isinstance(v, Mapping) and v.get("condition") == "service_healthy"
+            }
             if not want <= healthy:
-                problems.append(f"{name}: does not wait for a healthy {', '.join(sorted(want - healthy))}")
+                problems.append(
+                    f"{name}: does not wait for a healthy {', '.join(sorted(want - healthy))}"
+                )
             if "/data" not in mounts or not mounts["/data"].get("read_only"):
                 problems.append(f"{name}: no read-only data folder at /data")
     if {"coordinator", "superlink"} <= set(services):
-        a, b = (sorted((m["source"], m["target"]) for m in services[s].get("volumes", []) if isinstance(m, Mapping))
-                for s in ("coordinator", "superlink"))
+        a, b = (
+            sorted(
+                (m["source"], m["target"])
+                for m in services[s].get("volumes", [])
+                if isinstance(m, Mapping)
+            )
+            for s in ("coordinator", "superlink")
+        )
         if a != b:
-            problems.append("coordinator and superlink do not share the same configuration and state mounts")
+            problems.append(
+                "coordinator and superlink do not share the same configuration and state mounts"
+            )
     reg_host, reg_port = host_port(site["coordinator"])
     if (reg_host, reg_port) != ("coordinator", host_port(coordinator["server"]["listen"])[1]):
         problems.append(f"site.toml dials the registry at {site['coordinator']}")
     if site["flower"]["superlink"] != coordinator["flower"]["superlink"]:
         problems.append(f"site.toml dials the SuperLink at {site['flower']['superlink']}")
-    if site["data"] != "/data" or not all(PurePosixPath(site[k]).is_relative_to(STATE) for k in ("blocks", "state")):
+    if site["data"] != "/data" or not all(
+        PurePosixPath(site[k]).is_relative_to(STATE) for k in ("blocks", "state")
+    ):
         problems.append("site.toml: data is not /data or blocks/state are outside the state volume")
     return problems
 
@@ -353,14 +427,29 @@ def parse_unit(text: str) -> Unit:
     return unit
 
 
-HARDENING = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
-             "PrivateDevices": "yes", "SystemCallArchitectures": "native", "LockPersonality": "yes",
-             "RestrictSUIDSGID": "yes", "ProtectKernelModules": "yes", "ProtectKernelTunables": "yes",
-             "ProtectControlGroups": "yes", "RestrictNamespaces": "yes",
-             # off on purpose: torch's oneDNN writes its kernels into executable memory at run time
-             "MemoryDenyWriteExecute": "no", "KillMode": "control-group", "Restart": "on-failure",
-             "User": "mmlego", "Group": "mmlego", "StateDirectory": "mmlego", "ConfigurationDirectory": "mmlego",
-             "ReadWritePaths": str(STATE)}
+HARDENING = {
+    "NoNewPrivileges": "yes",
+    "ProtectSystem": "strict",
+    "ProtectHome": "yes",
+    "PrivateTmp": "yes",
+    "PrivateDevices": "yes",
+    "SystemCallArchitectures": "native",
+    "LockPersonality": "yes",
+    "RestrictSUIDSGID": "yes",
+    "ProtectKernelModules": "yes",
+    "ProtectKernelTunables": "yes",
+    "ProtectControlGroups": "yes",
+    "RestrictNamespaces": "yes",
+    # off on purpose: torch's oneDNN writes its kernels into executable memory at run time
+    "MemoryDenyWriteExecute": "no",
+    "KillMode": "control-group",
+    "Restart": "on-failure",
+    "User": "mmlego",
+    "Group": "mmlego",
+    "StateDirectory": "mmlego",
+    "ConfigurationDirectory": "mmlego",
+    "ReadWritePaths": str(STATE),
+}
 
 
 def unit_problems(name: str, unit: Unit) -> Problems:
@@ -397,7 +486,9 @@ def unit_problems(name: str, unit: Unit) -> Problems:
     if not {"FLWR_TELEMETRY_ENABLED=0", "FLWR_DISABLE_UPDATE_CHECK=1"} <= set(env):
         problems.append(f"{name}: Flower telemetry / update check not off")
     after = " ".join(unit.get("Unit", {}).get("After", [])).split()
-    if "network-online.target" not in after or "network-online.target" not in " ".join(unit.get("Unit", {}).get("Wants", [])):
+    if "network-online.target" not in after or "network-online.target" not in " ".join(
+        unit.get("Unit", {}).get("Wants", [])
+    ):
         problems.append(f"{name}: not ordered after network-online.target")
     if last("WantedBy", unit.get("Install", {})) != "multi-user.target":
         problems.append(f"{name}: not WantedBy=multi-user.target")
@@ -435,7 +526,9 @@ def k8s_problems(docs: Sequence[Mapping[str, Any]], tmp: Path) -> Problems:
         if d["kind"] != "Namespace" and d["metadata"].get("namespace") != "mmlego":
             problems.append(f"{d['kind']}/{d['metadata']['name']}: not in namespace mmlego")
     if "Secret" in by_kind:
-        problems.append("a Secret is defined in the manifest; it must be created from the files and only referenced")
+        problems.append(
+            "a Secret is defined in the manifest; it must be created from the files and only referenced"
+        )
     if "PRIVATE KEY" in repr(docs):
         problems.append("key material in the manifest")
     sets = by_kind.get("StatefulSet", [])
@@ -445,7 +538,9 @@ def k8s_problems(docs: Sequence[Mapping[str, Any]], tmp: Path) -> Problems:
     spec, pod = sts["spec"], sts["spec"]["template"]["spec"]
     labels = sts["spec"]["template"]["metadata"].get("labels", {})
     if spec.get("replicas") != 1:
-        problems.append(f"StatefulSet replicas {spec.get('replicas')}: the registry's SQLite store allows exactly 1")
+        problems.append(
+            f"StatefulSet replicas {spec.get('replicas')}: the registry's SQLite store allows exactly 1"
+        )
     ctx = pod.get("securityContext", {})
     for key, want in {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001}.items():
         if ctx.get(key) != want:
@@ -471,19 +566,29 @@ def k8s_problems(docs: Sequence[Mapping[str, Any]], tmp: Path) -> Problems:
     flower_host, flower_port = host_port(cfg["flower"]["superlink"])
     if flower_host != f"{sts['metadata']['name']}-0":
         problems.append(f"[flower] superlink host {flower_host!r} is not the pod's own host name")
-    expected_ports = {"registry": host_port(cfg["server"]["listen"])[1], "superlink": flower_port,
-                      "metrics": host_port(cfg["metrics"]["listen"])[1]}
+    expected_ports = {
+        "registry": host_port(cfg["server"]["listen"])[1],
+        "superlink": flower_port,
+        "metrics": host_port(cfg["metrics"]["listen"])[1],
+    }
     for pname, number in expected_ports.items():
         if ports.get(pname) != number:
-            problems.append(f"container port {pname} is {ports.get(pname)}, coordinator.toml says {number}")
+            problems.append(
+                f"container port {pname} is {ports.get(pname)}, coordinator.toml says {number}"
+            )
     for name, c in containers.items():
         args = [str(a) for a in c.get("args", [])]
         if c.get("command") not in (None, ["mmlego"]):
-            problems.append(f"{name}: command {c.get('command')} replaces the image's mmlego entry point")
+            problems.append(
+                f"{name}: command {c.get('command')} replaces the image's mmlego entry point"
+            )
         if (why := cli_problem(args)) is not None:
             problems.append(f"{name}: {why}")
         sc = c.get("securityContext", {})
-        if sc.get("allowPrivilegeEscalation") is not False or sc.get("readOnlyRootFilesystem") is not True:
+        if (
+            sc.get("allowPrivilegeEscalation") is not False
+            or sc.get("readOnlyRootFilesystem") is not True
+        ):
             problems.append(f"{name}: privilege escalation allowed or root file system writable")
         if sc.get("capabilities", {}).get("drop") != ["ALL"] or sc.get("runAsNonRoot") is not True:
             problems.append(f"{name}: capabilities not all dropped or may run as root")
@@ -499,16 +604,23 @@ def k8s_problems(docs: Sequence[Mapping[str, Any]], tmp: Path) -> Problems:
         if mounts.get(str(STATE), {}).get("name") != "state":
             problems.append(f"{name}: the state volume is not at {STATE}")
         config = option(args, "--config") or ""
-        if not any(PurePosixPath(config).is_relative_to(p) and m.get("readOnly") for p, m in mounts.items()):
+        if not any(
+            PurePosixPath(config).is_relative_to(p) and m.get("readOnly") for p, m in mounts.items()
+        ):
             problems.append(f"{name}: --config {config} is not in a read-only mount")
         tls = [p for p, m in mounts.items() if volumes.get(m["name"], {}).get("secret")]
         for key in ("cert", "key", "ca", "crl"):
             if not any(PurePosixPath(cfg["tls"][key]).is_relative_to(p) for p in tls):
-                problems.append(f"{name}: [tls] {key} = {cfg['tls'][key]} is not in the Secret's mount")
+                problems.append(
+                    f"{name}: [tls] {key} = {cfg['tls'][key]} is not in the Secret's mount"
+                )
         if "--config" in args and "serve" in args:
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                 get = c.get(probe, {}).get("httpGet", {})
-                if get.get("path") != "/healthz" or ports.get(get.get("port")) != expected_ports["metrics"]:
+                if (
+                    get.get("path") != "/healthz"
+                    or ports.get(get.get("port")) != expected_ports["metrics"]
+                ):
                     problems.append(f"{name}: {probe} is not GET /healthz on the metrics port")
         elif not c.get("livenessProbe"):
             problems.append(f"{name}: no liveness probe")
@@ -518,7 +630,9 @@ def k8s_problems(docs: Sequence[Mapping[str, Any]], tmp: Path) -> Problems:
     services = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
     governing = services.get(spec.get("serviceName"), {})
     if governing.get("spec", {}).get("clusterIP") != "None":
-        problems.append(f"serviceName {spec.get('serviceName')!r} is not a headless Service of this file")
+        problems.append(
+            f"serviceName {spec.get('serviceName')!r} is not a headless Service of this file"
+        )
     exposed: set[int] = set()
     for sname, svc in services.items():
         if any(svc["spec"].get("selector", {}).get(k) != v for k, v in labels.items()):
@@ -526,12 +640,18 @@ def k8s_problems(docs: Sequence[Mapping[str, Any]], tmp: Path) -> Problems:
         for p in svc["spec"].get("ports", []):
             target = p.get("targetPort", p["port"])
             if ports.get(target) is None or ports[target] != p["port"]:
-                problems.append(f"Service {sname}: port {p['port']} -> {target}, not a container port of that number")
+                problems.append(
+                    f"Service {sname}: port {p['port']} -> {target}, not a container port of that number"
+                )
             exposed.add(p["port"])
         note = svc["metadata"].get("annotations", {})
         if PORTS["metrics"] in {p["port"] for p in svc["spec"].get("ports", [])}:
-            if note.get("prometheus.io/scrape") != "true" or note.get("prometheus.io/port") != str(expected_ports["metrics"]):
-                problems.append(f"Service {sname}: exposes metrics without prometheus.io annotations")
+            if note.get("prometheus.io/scrape") != "true" or note.get("prometheus.io/port") != str(
+                expected_ports["metrics"]
+            ):
+                problems.append(
+                    f"Service {sname}: exposes metrics without prometheus.io annotations"
+                )
             if svc["spec"].get("type", "ClusterIP") != "ClusterIP":
                 problems.append(f"Service {sname}: metrics exposed outside the cluster")
     if exposed != set(expected_ports.values()):
@@ -544,5 +664,7 @@ def k8s_problems(docs: Sequence[Mapping[str, Any]], tmp: Path) -> Problems:
         rules = pspec.get("ingress", [])
         allowed = {p.get("port") for r in rules for p in r.get("ports", [])}
         if any(not r.get("ports") for r in rules) or allowed != set(expected_ports.values()):
-            problems.append(f"NetworkPolicy lets in {sorted(map(str, allowed))}, not exactly the three ports")
+            problems.append(
+                f"NetworkPolicy lets in {sorted(map(str, allowed))}, not exactly the three ports"
+            )
     return problems

@@ -21,8 +21,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 def test_the_local_deploy_runs_every_operations_step(tmp_path: Path) -> None:
-    env = {**os.environ, "MMLEGO": str(Path(sys.executable).parent / "mmlego"), "PYTHON": sys.executable}
-    done = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=1400)
+    env = {
+        **os.environ,
+        "MMLEGO": str(Path(sys.executable).parent / "mmlego"),
+        "PYTHON": sys.executable,
+    }
+    done = subprocess.run(
+        ["bash", str(SCRIPT), str(tmp_path / "run")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1400,
+    )
     why = [line for line in done.stderr.splitlines() if "FAILED" in line or "error" in line]
     assert done.returncode == 0, "\n".join(why) + "\n" + done.stdout[-5000:] + done.stderr[-3000:]
     assert "every step passed" in done.stdout
@@ -31,8 +41,18 @@ def test_the_local_deploy_runs_every_operations_step(tmp_path: Path) -> None:
     after = json.loads((tmp_path / "run" / "status-after.json").read_text())
     models = [m["model"] for m in after["models"]]
     fused = [m["model"] for m in after["models"] if m["recipe"] == "fuse"]
-    assert models == [f"ovarian-v{n}" for n in range(len(models), 0, -1)] and len(models) == 3 + len(fused) and len(fused) <= 1
-    assert all(m["val_metric"] is not None for m in after["models"])  # the hospitals measured every version
+    assert (
+        models == [f"ovarian-v{n}" for n in range(len(models), 0, -1)]
+        and len(models) == 3 + len(fused)
+        and len(fused) <= 1
+    )
+    assert all(
+        m["val_metric"] is not None for m in after["models"]
+    )  # the hospitals measured every version
     assert after["tasks"][0]["recommended"] in models
-    assert {s["site"]: s["state"] for s in after["sites"]} == {"hosp-a": "active", "hosp-b": "withdrawn", "hosp-c": "active"}
+    assert {s["site"]: s["state"] for s in after["sites"]} == {
+        "hosp-a": "active",
+        "hosp-b": "withdrawn",
+        "hosp-c": "active",
+    }
     assert not list((tmp_path / "run" / "run").glob("*.pid")), "a service was left running"

@@ -18,11 +18,13 @@ def commands(lines: list[str], prefix: str) -> list[tuple[tuple[str, ...], froze
         line = line.strip()
         if not line.startswith(prefix):
             continue
-        words = shlex.split(line[len(prefix):].split("#", 1)[0].split("||", 1)[0].split(">", 1)[0])
+        words = shlex.split(line[len(prefix) :].split("#", 1)[0].split("||", 1)[0].split(">", 1)[0])
         if words[:1] == ["--log-format"]:
             words = words[2:]  # a global option and its value
         first = next((i for i, w in enumerate(words) if w.startswith("--")), len(words))
-        path = tuple(w for w in words[:first] if re.fullmatch(r"[a-z][a-z-]*", w))  # commands and names, not paths
+        path = tuple(
+            w for w in words[:first] if re.fullmatch(r"[a-z][a-z-]*", w)
+        )  # commands and names, not paths
         out.append((path, frozenset(w for w in words if w.startswith("--"))))
     return out
 
@@ -39,10 +41,10 @@ def script_commands() -> list[tuple[tuple[str, ...], frozenset[str]]]:
         line = raw.strip()
         for lead in ("start ", "wait_for "):
             if line.startswith(lead) and '"$MM"' in line:
-                line = line[line.index('"$MM"'):]  # the command a helper runs
+                line = line[line.index('"$MM"') :]  # the command a helper runs
         for lead in ("if ",):
             if line.startswith(lead):
-                line = line[len(lead):]
+                line = line[len(lead) :]
         lines.append(line.replace('"$MM"', "mmlego", 1))
     return commands(lines, "mmlego ")
 
@@ -50,16 +52,25 @@ def script_commands() -> list[tuple[tuple[str, ...], frozenset[str]]]:
 def test_every_command_of_the_operations_guide_runs_in_the_local_deploy() -> None:
     documented, run = doc_commands(), script_commands()
     assert len(documented) >= 20 and len(run) >= 20
-    missing = [f"mmlego {' '.join(path)} {' '.join(sorted(opts))}" for path, opts in documented
-               if not any(path == p and opts <= o for p, o in run)]
+    missing = [
+        f"mmlego {' '.join(path)} {' '.join(sorted(opts))}"
+        for path, opts in documented
+        if not any(path == p and opts <= o for p, o in run)
+    ]
     assert missing == [], f"documented but not run by deploy/local/run.sh: {missing}"
 
 
 def test_every_other_documented_line_is_in_the_local_deploy_as_it_is() -> None:
     text = (ROOT / "docs" / "OPERATIONS.md").read_text()
-    lines = [line.strip() for b in re.findall(r"```\n(.*?)```", text, flags=re.S) for line in b.splitlines()]
+    lines = [
+        line.strip()
+        for b in re.findall(r"```\n(.*?)```", text, flags=re.S)
+        for line in b.splitlines()
+    ]
     other = [line for line in lines if line and not line.startswith("mmlego ")]
-    script = {line.strip() for line in (ROOT / "deploy" / "local" / "run.sh").read_text().splitlines()}
+    script = {
+        line.strip() for line in (ROOT / "deploy" / "local" / "run.sh").read_text().splitlines()
+    }
     assert other and [line for line in other if line not in script] == []
 
 

@@ -68,38 +68,113 @@ from tests.capture import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-SERVICES = {s.full_name: (s, module) for module in (pb, epb) for s in module.DESCRIPTOR.services_by_name.values()}
-IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=+/-]{0,199}")  # task/model/block/upload ids, page tokens
+SERVICES = {
+    s.full_name: (s, module)
+    for module in (pb, epb)
+    for s in module.DESCRIPTOR.services_by_name.values()
+}
+IDENT = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9._:=+/-]{0,199}"
+)  # task/model/block/upload ids, page tokens
 HEX64 = re.compile(r"[0-9a-f]{64}")
 # what a site may ask the registry, and the fields each request may carry: identifiers, offsets, page settings
 SITE_REQUESTS: dict[str, set[str]] = {
-    "GetTaskRequest": {"task_id"}, "ListTasksRequest": set(), "UploadStatusRequest": {"upload_id"},
-    "DownloadModelRequest": {"model_id"}, "DownloadBlockRequest": {"block_id", "offset"}, "GetModelRequest": {"model_id"},
-    "ListModelsRequest": {"task_id", "page_size", "page_token"}, "GetBlockRequest": {"block_id"},
-    "ListBlocksRequest": {"task_id", "site", "modality", "include_withdrawn", "page_size", "page_token"},
-    "PendingEvaluationsRequest": {"task_id"}, "DownloadCandidateRequest": {"job_id", "candidate_id", "offset"},
+    "GetTaskRequest": {"task_id"},
+    "ListTasksRequest": set(),
+    "UploadStatusRequest": {"upload_id"},
+    "DownloadModelRequest": {"model_id"},
+    "DownloadBlockRequest": {"block_id", "offset"},
+    "GetModelRequest": {"model_id"},
+    "ListModelsRequest": {"task_id", "page_size", "page_token"},
+    "GetBlockRequest": {"block_id"},
+    "ListBlocksRequest": {
+        "task_id",
+        "site",
+        "modality",
+        "include_withdrawn",
+        "page_size",
+        "page_token",
+    },
+    "PendingEvaluationsRequest": {"task_id"},
+    "DownloadCandidateRequest": {"job_id", "candidate_id", "offset"},
     "GetRecommendedRequest": {"task_id"},
 }
-DECLINES = {"too-few-patients", "query-budget", "disabled", "wrong-task-kind", "error", "folds", "fold-without-event",
-            "folds-changed"}  # the kinds a site may give, never text
+DECLINES = {
+    "too-few-patients",
+    "query-budget",
+    "disabled",
+    "wrong-task-kind",
+    "error",
+    "folds",
+    "fold-without-event",
+    "folds-changed",
+}  # the kinds a site may give, never text
 SCORE_FIELDS = {"candidate_id", "strata", "patients", "events", "var_metric", "var_diff"}
-MANIFEST_FIELDS = {"task_id", "site", "modality", "config_json", "tensors", "train_stats", "code_version", "created_at",
-                   "weights_sha256", "weights_size"}
-NOT_COUNTS = {"val_metric", "epochs", "folds"}  # train_stats that are not patient counts: validation metric, epochs, folds
+MANIFEST_FIELDS = {
+    "task_id",
+    "site",
+    "modality",
+    "config_json",
+    "tensors",
+    "train_stats",
+    "code_version",
+    "created_at",
+    "weights_sha256",
+    "weights_size",
+}
+NOT_COUNTS = {
+    "val_metric",
+    "epochs",
+    "folds",
+}  # train_stats that are not patient counts: validation metric, epochs, folds
 # every Fleet API request of a SuperNode and the fields it may carry
 FLEET_REQUESTS: dict[str, set[str]] = {
-    "RegisterNodeFleetRequest": {"public_key"}, "ActivateNodeRequest": {"public_key", "heartbeat_interval"},
-    "DeactivateNodeRequest": {"node_id"}, "UnregisterNodeFleetRequest": {"node_id"},
-    "SendNodeHeartbeatRequest": {"node", "heartbeat_interval"}, "PullMessagesRequest": {"node", "message_ids"},
-    "PushMessagesRequest": {"node", "messages_list", "message_object_trees", "clientapp_runtime_list"},
-    "GetRunRequest": {"node", "run_id"}, "GetFabRequest": {"node", "hash_str", "run_id"},
+    "RegisterNodeFleetRequest": {"public_key"},
+    "ActivateNodeRequest": {"public_key", "heartbeat_interval"},
+    "DeactivateNodeRequest": {"node_id"},
+    "UnregisterNodeFleetRequest": {"node_id"},
+    "SendNodeHeartbeatRequest": {"node", "heartbeat_interval"},
+    "PullMessagesRequest": {"node", "message_ids"},
+    "PushMessagesRequest": {
+        "node",
+        "messages_list",
+        "message_object_trees",
+        "clientapp_runtime_list",
+    },
+    "GetRunRequest": {"node", "run_id"},
+    "GetFabRequest": {"node", "hash_str", "run_id"},
     "PushObjectRequest": {"node", "run_id", "object_id", "object_content", "session_id"},
-    "PullObjectRequest": {"node", "run_id", "object_id"}, "ConfirmMessageReceivedRequest": {"node", "run_id", "message_object_id"},
+    "PullObjectRequest": {"node", "run_id", "object_id"},
+    "ConfirmMessageReceivedRequest": {"node", "run_id", "message_object_id"},
 }
-METADATA_FIELDS = {"run_id", "message_id", "src_node_id", "dst_node_id", "reply_to_message_id", "group_id", "ttl",
-                   "message_type", "created_at", "src_task_id", "dst_task_id"}
-OBJECT_TYPES = {"Message", "RecordDict", "ArrayRecord", "Array", "ArrayChunk", "ConfigRecord", "MetricRecord"}
-ARRAY_KEYS = {"dtype", "shape", "stype", "arraychunk_ids"}  # an Array object's JSON body; its bytes are in ArrayChunks
+METADATA_FIELDS = {
+    "run_id",
+    "message_id",
+    "src_node_id",
+    "dst_node_id",
+    "reply_to_message_id",
+    "group_id",
+    "ttl",
+    "message_type",
+    "created_at",
+    "src_task_id",
+    "dst_task_id",
+}
+OBJECT_TYPES = {
+    "Message",
+    "RecordDict",
+    "ArrayRecord",
+    "Array",
+    "ArrayChunk",
+    "ConfigRecord",
+    "MetricRecord",
+}
+ARRAY_KEYS = {
+    "dtype",
+    "shape",
+    "stype",
+    "arraychunk_ids",
+}  # an Array object's JSON body; its bytes are in ArrayChunks
 
 
 # ---- the run ------------------------------------------------------------------------------------
@@ -132,9 +207,13 @@ class Seen:
     frames: Counter[str] = field(default_factory=Counter)
     http: list[tuple[str, HttpRequest]] = field(default_factory=list)
     fleet: list[tuple[str, FleetCall]] = field(default_factory=list)
-    objects: dict[str, dict[str, bytes]] = field(default_factory=dict)  # site -> object id -> content
+    objects: dict[str, dict[str, bytes]] = field(
+        default_factory=dict
+    )  # site -> object id -> content
     messages: list[tuple[str, Message]] = field(default_factory=list)
-    named: dict[str, set[str]] = field(default_factory=dict)  # site -> ids of objects its message trees name
+    named: dict[str, set[str]] = field(
+        default_factory=dict
+    )  # site -> ids of objects its message trees name
     capture_site: dict[int, str] = field(default_factory=dict)  # index in captures -> site
 
 
@@ -171,14 +250,21 @@ def node_keys(out: Path, sites: list[str]) -> dict[bytes, str]:
     """DER public key -> site, from the Flower node keys in the site kits."""
     found = {}
     for s in sites:
-        key = serialization.load_ssh_public_key((out / "sites" / s / "flower-node.pub").read_bytes())
-        found[key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)] = s
+        key = serialization.load_ssh_public_key(
+            (out / "sites" / s / "flower-node.pub").read_bytes()
+        )
+        found[
+            key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        ] = s
     return found
 
 
 def der(pem: bytes) -> bytes:
-    return serialization.load_pem_public_key(pem).public_bytes(serialization.Encoding.DER,
-                                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    return serialization.load_pem_public_key(pem).public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def decode(seen: Seen) -> None:
@@ -203,7 +289,9 @@ def decode(seen: Seen) -> None:
                 seen.capture_site[i] = "-"
                 continue
             sites = {keys.get(der(c.node_key)) if c.node_key else None for c in calls}
-            assert len(sites) == 1 and None not in sites, f"Fleet requests not signed by exactly one enrolled node: {sites}"
+            assert len(sites) == 1 and None not in sites, (
+                f"Fleet requests not signed by exactly one enrolled node: {sites}"
+            )
             site = str(sites.pop())
             seen.capture_site[i] = site
             seen.http += [(site, r) for r in requests]
@@ -270,15 +358,22 @@ def check_report(report: epb.EvaluationReport, site: str, min_cell: int, strata:
     only_fields(report, {"job_id", "scores", "declined"}, f"{site}'s EvaluationReport")
     assert IDENT.fullmatch(report.job_id)
     if report.declined:
-        assert report.declined in DECLINES and not report.scores, f"{site} declined with {report.declined[:80]!r}"
+        assert report.declined in DECLINES and not report.scores, (
+            f"{site} declined with {report.declined[:80]!r}"
+        )
         return
     for sc in report.scores:
         only_fields(sc, SCORE_FIELDS, f"{site}'s CandidateScore")
         assert IDENT.fullmatch(sc.candidate_id) and len(sc.strata) == strata
         for p in sc.strata:
             only_fields(p, {"concordant", "discordant", "tied"}, "PairCounts")
-        assert sc.patients >= min_cell and sc.events >= min_cell and sc.patients - sc.events >= min_cell, \
+        assert (
+            sc.patients >= min_cell
+            and sc.events >= min_cell
+            and sc.patients - sc.events >= min_cell
+        ), (
             f"{site}: a score of {sc.patients} patients and {sc.events} events (minimum cell size {min_cell})"
+        )
         assert math.isfinite(sc.var_metric) and math.isfinite(sc.var_diff)
 
 
@@ -290,50 +385,83 @@ def uploads(seen: Seen) -> dict[str, Upload]:
             continue
         chunks = [pb.UploadChunk.FromString(m) for m in call.messages]
         head = chunks[0]
-        assert head.WhichOneof("part") == "header", f"{site}: an upload stream starts with {head.WhichOneof('part')}"
+        assert head.WhichOneof("part") == "header", (
+            f"{site}: an upload stream starts with {head.WhichOneof('part')}"
+        )
         only_fields(head, {"header", "offset"}, "UploadChunk(header)")
         only_fields(head.header, {"upload_id", "manifest"}, "UploadHeader")
         only_fields(head.header.manifest, {"manifest", "signature"}, "SignedManifest")
-        up = found.setdefault(head.header.upload_id, Upload(site, head.header.manifest.manifest, head.header.manifest.signature))
-        assert (up.site, up.manifest, up.signature) == (site, head.header.manifest.manifest, head.header.manifest.signature)
+        up = found.setdefault(
+            head.header.upload_id,
+            Upload(site, head.header.manifest.manifest, head.header.manifest.signature),
+        )
+        assert (up.site, up.manifest, up.signature) == (
+            site,
+            head.header.manifest.manifest,
+            head.header.manifest.signature,
+        )
         up.streams += 1
         at = head.offset
-        assert at <= len(up.weights), f"{site}: an upload resumes at {at} with only {len(up.weights)} bytes sent before"
+        assert at <= len(up.weights), (
+            f"{site}: an upload resumes at {at} with only {len(up.weights)} bytes sent before"
+        )
         for c in chunks[1:]:
-            assert c.WhichOneof("part") == "data" and c.offset == at, f"{site}: upload chunk at {c.offset}, expected {at}"
+            assert c.WhichOneof("part") == "data" and c.offset == at, (
+                f"{site}: upload chunk at {c.offset}, expected {at}"
+            )
             only_fields(c, {"data", "offset"}, "UploadChunk(data)")
-            up.weights[at:at + len(c.data)] = c.data
+            up.weights[at : at + len(c.data)] = c.data
             at += len(c.data)
     return found
 
 
 def block_folder(seen: Seen, site: str, manifest: bytes) -> Path:
-    folders = [f for f in (seen.out / "sites" / site / "blocks").iterdir() if (f / "manifest.pb").read_bytes() == manifest]
+    folders = [
+        f
+        for f in (seen.out / "sites" / site / "blocks").iterdir()
+        if (f / "manifest.pb").read_bytes() == manifest
+    ]
     assert len(folders) == 1, f"{site} uploaded a manifest that is not one of its block folders"
     return folders[0]
 
 
-def check_manifest(m: pb.BlockManifest, site: str, cfg: SiteConfig, task_id: str, weights: bytes, min_cell: int) -> None:
+def check_manifest(
+    m: pb.BlockManifest, site: str, cfg: SiteConfig, task_id: str, weights: bytes, min_cell: int
+) -> None:
     """A manifest is metadata and aggregates: names, shapes, hashes, the architecture's config,
     and patient counts of at least ``min_cell`` (and so is any difference of two of them)."""
     only_fields(m, MANIFEST_FIELDS, f"{site}'s BlockManifest")
     assert (m.site, m.task_id) == (site, task_id) and m.modality in cfg.modalities
-    config = BlockConfig.from_dict(json.loads(m.config_json))  # nothing but the architecture's fields
+    config = BlockConfig.from_dict(
+        json.loads(m.config_json)
+    )  # nothing but the architecture's fields
     assert config.modality == m.modality
     for t in m.tensors:
         only_fields(t, {"name", "shape", "dtype"}, "TensorSpec")
     declared = {t.name: (list(t.shape), t.dtype) for t in m.tensors}
-    assert header(weights) == declared == expected_tensors(config), f"{site}: weights are not exactly the block's tensors"
+    assert header(weights) == declared == expected_tensors(config), (
+        f"{site}: weights are not exactly the block's tensors"
+    )
     (n,) = struct.unpack("<Q", weights[:8])
-    assert "__metadata__" not in json.loads(weights[8:8 + n]), f"{site}: the weights file carries metadata"
-    assert m.weights_size == len(weights) and m.weights_sha256 == hashlib.sha256(weights).hexdigest()
+    assert "__metadata__" not in json.loads(weights[8 : 8 + n]), (
+        f"{site}: the weights file carries metadata"
+    )
+    assert (
+        m.weights_size == len(weights) and m.weights_sha256 == hashlib.sha256(weights).hexdigest()
+    )
     counts = {k: v for k, v in m.train_stats.items() if k.startswith("n_")}
-    assert set(m.train_stats) - set(counts) <= NOT_COUNTS, f"{site}: unknown train_stats {sorted(m.train_stats)}"
+    assert set(m.train_stats) - set(counts) <= NOT_COUNTS, (
+        f"{site}: unknown train_stats {sorted(m.train_stats)}"
+    )
     for k, v in counts.items():
-        assert v == int(v) and v >= min_cell, f"{site} {m.modality}: {k} = {v} is below its minimum cell size {min_cell}"
+        assert v == int(v) and v >= min_cell, (
+            f"{site} {m.modality}: {k} = {v} is below its minimum cell size {min_cell}"
+        )
     if {"n_train", "n_events_train"} <= set(counts):
         censored = counts["n_train"] - counts["n_events_train"]
-        assert censored >= min_cell, f"{site} {m.modality}: n_train - n_events_train = {censored} < {min_cell}"
+        assert censored >= min_cell, (
+            f"{site} {m.modality}: n_train - n_events_train = {censored} < {min_cell}"
+        )
     assert all(math.isfinite(v) for v in m.train_stats.values())
 
 
@@ -362,20 +490,28 @@ def fleet_name(call: FleetCall) -> str:
 # ---- gRPC: what sites ask the registry ----------------------------------------------------------
 
 
-def test_registry_requests_are_signed_block_uploads_identifiers_and_evaluation_counts(seen: Seen) -> None:
+def test_registry_requests_are_signed_block_uploads_identifiers_and_evaluation_counts(
+    seen: Seen,
+) -> None:
     task_id = seen.result.task.task_id
     reports: Counter[str] = Counter()
     for site, call in seen.grpc:
-        assert call.ended and not call.reset and call.rest == b"", f"{site} {call.path}: unfinished stream"
+        assert call.ended and not call.reset and call.rest == b"", (
+            f"{site} {call.path}: unfinished stream"
+        )
         cls = request_type(call.path)
         if cls is pb.UploadChunk:
             continue  # below, as whole uploads
         assert len(call.messages) == 1, f"{site} {call.path}: {len(call.messages)} request messages"
         if cls is epb.EvaluationReport:
-            check_report(epb.EvaluationReport.FromString(call.messages[0]), site, seen.min_cell[site], 1)
+            check_report(
+                epb.EvaluationReport.FromString(call.messages[0]), site, seen.min_cell[site], 1
+            )
             reports[site] += 1
             continue
-        assert cls.DESCRIPTOR.name in SITE_REQUESTS, f"{site} called {call.path}, which is not a site's call"
+        assert cls.DESCRIPTOR.name in SITE_REQUESTS, (
+            f"{site} called {call.path}, which is not a site's call"
+        )
         req = cls.FromString(call.messages[0])
         only_fields(req, SITE_REQUESTS[cls.DESCRIPTOR.name], f"{site} {call.path}")
         identifiers_only(req, f"{site} {call.path}")
@@ -384,15 +520,25 @@ def test_registry_requests_are_signed_block_uploads_identifiers_and_evaluation_c
     for upload_id, up in ups.items():
         weights = bytes(up.weights)
         folder = block_folder(seen, up.site, up.manifest)
-        assert weights == (folder / "weights.safetensors").read_bytes(), f"{up.site} {upload_id}: not the block's weights"
+        assert weights == (folder / "weights.safetensors").read_bytes(), (
+            f"{up.site} {upload_id}: not the block's weights"
+        )
         assert up.signature == (folder / "manifest.sig").read_bytes()
         manifest = pb.BlockManifest.FromString(up.manifest)
-        check_manifest(manifest, up.site, seen.configs[up.site], task_id, weights, seen.min_cell[up.site])
+        check_manifest(
+            manifest, up.site, seen.configs[up.site], task_id, weights, seen.min_cell[up.site]
+        )
     uploaded = {(up.site, pb.BlockManifest.FromString(up.manifest).modality) for up in ups.values()}
-    assert uploaded == {(s, m) for s, c in seen.configs.items() for m in c.modalities}  # every block of every site
+    assert uploaded == {
+        (s, m) for s, c in seen.configs.items() for m in c.modalities
+    }  # every block of every site
     assert set(reports) == set(seen.configs)  # every site answered the evaluation jobs
-    scored = [s for s, call in seen.grpc if call.path.endswith("/ReportEvaluation")
-              and epb.EvaluationReport.FromString(call.messages[0]).scores]
+    scored = [
+        s
+        for s, call in seen.grpc
+        if call.path.endswith("/ReportEvaluation")
+        and epb.EvaluationReport.FromString(call.messages[0]).scores
+    ]
     assert scored, "no site sent scores: the report check above checked only declines"
 
 
@@ -422,9 +568,13 @@ def test_flower_traffic_is_packed_weights_the_site_description_and_aggregates(se
         if isinstance(req, PushMessagesRequest):
             for m in req.messages_list:
                 only_fields(m, {"metadata", "content"}, f"{site} pushed message")
-                assert m.content.ByteSize() == 0, "a pushed message carries content outside its objects"
+                assert m.content.ByteSize() == 0, (
+                    "a pushed message carries content outside its objects"
+                )
                 only_fields(m.metadata, METADATA_FIELDS, f"{site} message metadata")
-    assert all(len(ids) == 1 for ids in nodes.values()), nodes  # one node per site, nothing else in `node`
+    assert all(len(ids) == 1 for ids in nodes.values()), (
+        nodes
+    )  # one node per site, nothing else in `node`
 
     paired = [s for s, c in seen.configs.items() if c.paired]
     merged, record = load_model_folder(seen.result.model_dirs[seen.result.merged.model_id])
@@ -445,22 +595,42 @@ def test_flower_traffic_is_packed_weights_the_site_description_and_aggregates(se
         content = dict(msg.content.items())
         if kind == "query.describe":
             assert set(content) == {"site"} and isinstance(content["site"], ConfigRecord)
-            assert dict(content["site"]) == {"site": site, "modalities": list(cfg.modalities), "paired": cfg.paired}
+            assert dict(content["site"]) == {
+                "site": site,
+                "modalities": list(cfg.modalities),
+                "paired": cfg.paired,
+            }
         else:
-            assert kind == "train" and set(content) == {"arrays", "metrics"}, (kind, sorted(content))
+            assert kind == "train" and set(content) == {"arrays", "metrics"}, (
+                kind,
+                sorted(content),
+            )
             arrays, metrics = content["arrays"], content["metrics"]
             assert isinstance(arrays, ArrayRecord) and isinstance(metrics, MetricRecord)
-            assert list(arrays) == [run_key(i) for i in range(1 + cfg.evaluation.folds)]  # the full run, then a run per fold
+            assert list(arrays) == [
+                run_key(i) for i in range(1 + cfg.evaluation.folds)
+            ]  # the full run, then a run per fold
             for key in arrays:
                 flat = arrays[key].numpy()
-                assert flat.dtype == np.float32 and flat.shape == (trainable,) and np.isfinite(flat).all()
+                assert (
+                    flat.dtype == np.float32
+                    and flat.shape == (trainable,)
+                    and np.isfinite(flat).all()
+                )
             assert set(metrics) == {"num-examples", "train_loss"}
             n, loss = metrics["num-examples"], metrics["train_loss"]
-            assert isinstance(n, int) and n == patients[site] and n >= seen.min_cell[site], (site, n)
+            assert isinstance(n, int) and n == patients[site] and n >= seen.min_cell[site], (
+                site,
+                n,
+            )
             assert isinstance(loss, float) and math.isfinite(loss)
     rounds = len(seen.result.fuse_detail["history"])  # early stopping: every round run, kept or not
     for site in paired:
-        assert rounds >= 1 and replies[(site, "train")] == rounds and replies[(site, "query.describe")] >= 1, replies
+        assert (
+            rounds >= 1
+            and replies[(site, "train")] == rounds
+            and replies[(site, "query.describe")] >= 1
+        ), replies
     assert {s for s, _ in replies} == set(paired)  # unpaired sites run no SuperNode
 
 
@@ -486,10 +656,13 @@ def f64(values: np.ndarray) -> list[bytes]:
     return [widened] if widened == parsed else [widened, parsed]
 
 
-def canaries(site: str, data: MultimodalDataset, needles: dict[bytes, Canary], skipped: Counter[str]) -> None:
+def canaries(
+    site: str, data: MultimodalDataset, needles: dict[bytes, Canary], skipped: Counter[str]
+) -> None:
     """Byte strings of every patient of ``data``: id, outcome as text and float64, and feature values
     as adjacent pairs and whole rows in float32 and float64. Strings that weights or text hold by
     chance (shorter than 8 bytes, pairs of simple values) are counted in ``skipped``."""
+
     def add(b: bytes, patient: str, what: str) -> None:
         if len(b) < 8:
             skipped[what + " (< 8 bytes)"] += 1
@@ -520,7 +693,7 @@ def canaries(site: str, data: MultimodalDataset, needles: dict[bytes, Canary], s
                 for b in f64(row):
                     add(b, pid, "row as float64")
                 for j in range(len(row) - 1):
-                    pair = row[j:j + 2]
+                    pair = row[j : j + 2]
                     if simple(pair[0]) and simple(pair[1]):
                         skipped["feature pair of simple values"] += 1
                         continue
@@ -533,8 +706,12 @@ def all_needles(seen: Seen) -> tuple[dict[bytes, Canary], Counter[str]]:
     needles: dict[bytes, Canary] = {}
     skipped: Counter[str] = Counter()
     for site, cfg in seen.configs.items():
-        canaries(site, seen.part.sites[site], needles, skipped)  # what the simulator handed the site
-        canaries(site, load_site_folder(cfg.data), needles, Counter())  # what the site read from its folder
+        canaries(
+            site, seen.part.sites[site], needles, skipped
+        )  # what the simulator handed the site
+        canaries(
+            site, load_site_folder(cfg.data), needles, Counter()
+        )  # what the site read from its folder
     return needles, skipped
 
 
@@ -542,13 +719,25 @@ def haystacks(seen: Seen) -> list[tuple[str, bytes]]:
     """Everything sites sent, raw and decoded: the TLS plaintext of each connection, decoded
     headers (HPACK hides text), gRPC messages, reassembled uploads, HTTP bodies, pushed objects and
     the arrays Flower rebuilt from them."""
-    out = [(f"{c.kind} connection of {seen.capture_site[i]}", bytes(c.sent)) for i, c in enumerate(seen.captures)]
+    out = [
+        (f"{c.kind} connection of {seen.capture_site[i]}", bytes(c.sent))
+        for i, c in enumerate(seen.captures)
+    ]
     for site, call in seen.grpc:
-        out.append((f"{site} {call.path} headers", "\n".join(f"{k}: {v}" for k, v in call.headers).encode()))
+        out.append(
+            (
+                f"{site} {call.path} headers",
+                "\n".join(f"{k}: {v}" for k, v in call.headers).encode(),
+            )
+        )
         out += [(f"{site} {call.path} message", m) for m in call.messages]
     out += [(f"{up.site} upload {uid}", bytes(up.weights)) for uid, up in uploads(seen).items()]
     out += [(f"{site} {r.method} {r.path}", r.body) for site, r in seen.http]
-    out += [(f"{site} object {oid[:12]}", c) for site, objs in seen.objects.items() for oid, c in objs.items()]
+    out += [
+        (f"{site} object {oid[:12]}", c)
+        for site, objs in seen.objects.items()
+        for oid, c in objs.items()
+    ]
     for site, msg in seen.messages:
         for rec in msg.content.array_records.values():
             out += [(f"{site} array {name}", arr.numpy().tobytes()) for name, arr in rec.items()]
@@ -568,25 +757,37 @@ def test_no_patient_value_appears_in_anything_a_site_sent(seen: Seen) -> None:
     mod = next(iter(data.modalities))
     row = data.modalities[mod].x[0].numpy().astype("<f4").tobytes()
     name, biggest = max(hay, key=lambda h: len(h[1]))
-    planted = biggest[:len(biggest) // 2] + row + biggest[len(biggest) // 2:]
+    planted = biggest[: len(biggest) // 2] + row + biggest[len(biggest) // 2 :]
     found = {c for _, c in find_needles(planted, needles)}
-    assert Canary(victim, data.ids[0], "row as float32") in found, f"a planted row in {name} was not found"
+    assert Canary(victim, data.ids[0], "row as float32") in found, (
+        f"a planted row in {name} was not found"
+    )
     assert any(c.what == "feature pair as float32" and c.patient == data.ids[0] for c in found)
     body = next(r.body for s, r in seen.http if r.path.endswith("/push-object"))
-    assert Canary(victim, data.ids[1], "id") in {c for _, c in find_needles(body + data.ids[1].encode(), needles)}
+    assert Canary(victim, data.ids[1], "id") in {
+        c for _, c in find_needles(body + data.ids[1].encode(), needles)
+    }
 
     kinds = Counter(c.what for c in needles.values())
-    print(f"\ncanary scan: {len(needles)} byte strings of {sum(len(d) for d in seen.part.sites.values())} patients "
-          f"({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}) over {len(hay)} haystacks, "
-          f"{sum(len(d) for _, d in hay) / 1e6:.2f} MB: 0 hits; the planted row and id were found")
-    print(f"not scanned (would match by chance): {', '.join(f'{k} {v}' for k, v in sorted(skipped.items()))}")
+    print(
+        f"\ncanary scan: {len(needles)} byte strings of {sum(len(d) for d in seen.part.sites.values())} patients "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}) over {len(hay)} haystacks, "
+        f"{sum(len(d) for _, d in hay) / 1e6:.2f} MB: 0 hits; the planted row and id were found"
+    )
+    print(
+        f"not scanned (would match by chance): {', '.join(f'{k} {v}' for k, v in sorted(skipped.items()))}"
+    )
 
 
 # ---- the capture saw the run -------------------------------------------------------------------
 
 
-def test_the_capture_saw_every_site_upload_and_the_rounds_and_the_run_passed_as_without_it(seen: Seen) -> None:
-    assert seen.result.fuse_detail.get("history")  # the relayed run reached its rounds (whether a round was kept or not)
+def test_the_capture_saw_every_site_upload_and_the_rounds_and_the_run_passed_as_without_it(
+    seen: Seen,
+) -> None:
+    assert seen.result.fuse_detail.get(
+        "history"
+    )  # the relayed run reached its rounds (whether a round was kept or not)
     ups = uploads(seen)
     assert {up.site for up in ups.values()} == set(seen.configs)
     trains = [s for s, m in seen.messages if m.metadata.message_type == "train"]
@@ -595,22 +796,36 @@ def test_the_capture_saw_every_site_upload_and_the_rounds_and_the_run_passed_as_
     rpcs = Counter(call.path.rsplit("/", 1)[1] for _, call in seen.grpc)
     fleet = Counter(fleet_name(c) for _, c in seen.fleet)
     objects = Counter(object_type(c) for objs in seen.objects.values() for c in objs.values())
-    print(f"\nrelayed run: {seen.seconds:.0f} s, {len(seen.captures)} TLS connections "
-          f"(registry {sum(c.kind == 'registry' for c in seen.captures)}, superlink {sum(c.kind == 'superlink' for c in seen.captures)})")
+    print(
+        f"\nrelayed run: {seen.seconds:.0f} s, {len(seen.captures)} TLS connections "
+        f"(registry {sum(c.kind == 'registry' for c in seen.captures)}, superlink {sum(c.kind == 'superlink' for c in seen.captures)})"
+    )
     for site in seen.configs:
         line = []
         for kind in ("registry", "superlink"):
-            mine = [c for i, c in enumerate(seen.captures) if c.kind == kind and seen.capture_site[i] == site]
+            mine = [
+                c
+                for i, c in enumerate(seen.captures)
+                if c.kind == kind and seen.capture_site[i] == site
+            ]
             if mine:
-                line.append(f"{kind}: {len(mine)} connections, sent {sum(len(c.sent) for c in mine):,} B, "
-                            f"received {sum(len(c.received) for c in mine):,} B")
+                line.append(
+                    f"{kind}: {len(mine)} connections, sent {sum(len(c.sent) for c in mine):,} B, "
+                    f"received {sum(len(c.received) for c in mine):,} B"
+                )
         print(f"  {site:<12} (min cell {seen.min_cell[site]}) " + "; ".join(line))
-    print(f"  gRPC requests: {', '.join(f'{k} {v}' for k, v in rpcs.most_common())}; "
-          f"{len(ups)} uploads, {sum(len(u.weights) for u in ups.values()):,} B of weights")
-    print(f"  HTTP/2 frames from sites: {', '.join(f'{k} {v}' for k, v in seen.frames.most_common())}")
+    print(
+        f"  gRPC requests: {', '.join(f'{k} {v}' for k, v in rpcs.most_common())}; "
+        f"{len(ups)} uploads, {sum(len(u.weights) for u in ups.values()):,} B of weights"
+    )
+    print(
+        f"  HTTP/2 frames from sites: {', '.join(f'{k} {v}' for k, v in seen.frames.most_common())}"
+    )
     print(f"  Fleet requests: {', '.join(f'{k} {v}' for k, v in fleet.most_common())}")
-    print(f"  pushed objects: {', '.join(f'{k} {v}' for k, v in objects.most_common())}; messages: "
-          f"{', '.join(f'{k} {v}' for k, v in Counter(m.metadata.message_type for _, m in seen.messages).most_common())}")
+    print(
+        f"  pushed objects: {', '.join(f'{k} {v}' for k, v in objects.most_common())}; messages: "
+        f"{', '.join(f'{k} {v}' for k, v in Counter(m.metadata.message_type for _, m in seen.messages).most_common())}"
+    )
 
 
 # ---- counts inside the weights ----------------------------------------------------------------
@@ -629,20 +844,31 @@ def test_block_input_scaling_reveals_no_count_below_the_minimum_cell(seen: Seen)
             continue
         site_data = seen.part.sites[up.site]
         data = site_data.modalities[m.modality]
-        assert site_data.holdout is None and seen.configs[up.site].evaluation.folds  # cross-fitted: trained on all of them
+        assert (
+            site_data.holdout is None and seen.configs[up.site].evaluation.folds
+        )  # cross-fitted: trained on all of them
         rows = data.x[data.present].numpy()  # its training patients
-        binary = [j for j in range(rows.shape[1]) if set(np.unique(rows[:, j]).tolist()) <= {0.0, 1.0}]
+        binary = [
+            j for j in range(rows.shape[1]) if set(np.unique(rows[:, j]).tolist()) <= {0.0, 1.0}
+        ]
         mean = st_load(bytes(up.weights))["scaling.mean"]
         cell = seen.min_cell[up.site]
         for j in binary:
             checked += 1
             held = int(rows[:, j].sum())
-            rare_at_site += 0 < held < cell or 0 < len(rows) - held < cell  # something the fold has to hide
+            rare_at_site += (
+                0 < held < cell or 0 < len(rows) - held < cell
+            )  # something the fold has to hide
             count = round(float(mean[j]) * n)
             if 0 < count < cell or 0 < n - count < cell:
                 small.append((up.site, m.modality, data.features[j], count, int(n)))
-    assert checked and rare_at_site, (checked, rare_at_site)  # the check has binary features, some with a rare category
-    assert small == [], f"(site, modality, feature, patients, n_train) readable from the weights: {small}"
+    assert checked and rare_at_site, (
+        checked,
+        rare_at_site,
+    )  # the check has binary features, some with a rare category
+    assert small == [], (
+        f"(site, modality, feature, patients, n_train) readable from the weights: {small}"
+    )
 
 
 # ---- fold copies stay at the site ------------------------------------------------------------------
@@ -653,24 +879,35 @@ def test_no_fold_copy_of_a_block_appears_in_anything_a_site_sent(seen: Seen) -> 
     their weights files nor any of their tensors' bytes appear in any haystack; a fold copy's
     tensor planted in the largest one is found."""
     needles: dict[bytes, str] = {}
-    released = {f.name.rsplit("-", 1)[1]: st_load((f / "weights.safetensors").read_bytes())
-                for site in seen.configs for f in (seen.out / "sites" / site / "blocks").iterdir()}
+    released = {
+        f.name.rsplit("-", 1)[1]: st_load((f / "weights.safetensors").read_bytes())
+        for site in seen.configs
+        for f in (seen.out / "sites" / site / "blocks").iterdir()
+    }
     for site in seen.configs:
-        for weights in sorted((seen.out / "sites" / site / "folds").glob("*/fold-*/weights.safetensors")):
+        for weights in sorted(
+            (seen.out / "sites" / site / "folds").glob("*/fold-*/weights.safetensors")
+        ):
             raw = weights.read_bytes()
             (n,) = struct.unpack("<Q", raw[:8])
             label = f"{site} {weights.parent.parent.name[:12]} {weights.parent.name}"
-            needles[raw[8 + n:8 + n + 4096]] = f"{label} (file)"  # its tensors' bytes (the header is the block's too)
+            needles[raw[8 + n : 8 + n + 4096]] = (
+                f"{label} (file)"  # its tensors' bytes (the header is the block's too)
+            )
             mine = released[weights.parent.parent.name[:12]]
             for name, tensor in st_load(raw).items():
                 data = np.ascontiguousarray(tensor).tobytes()
-                if len(data) >= 64 and not np.array_equal(tensor, mine[name]):  # a tensor only the fold copy has
+                if len(data) >= 64 and not np.array_equal(
+                    tensor, mine[name]
+                ):  # a tensor only the fold copy has
                     needles[data[:64]] = f"{label} {name}"
     copies = {v.rsplit(" ", 1)[0] for v in needles.values() if v.endswith("(file)")}
-    assert len(copies) == sum(5 * len(c.modalities) for c in seen.configs.values()), copies  # 5 per block
+    assert len(copies) == sum(5 * len(c.modalities) for c in seen.configs.values()), (
+        copies
+    )  # 5 per block
     hay = haystacks(seen)
     hits = [(name, at, c) for name, data in hay for at, c in find_needles(data, needles)]
     assert hits == [], f"fold copies in what sites sent: {hits[:10]}"
     name, biggest = max(hay, key=lambda h: len(h[1]))
-    planted = biggest[:len(biggest) // 2] + next(iter(needles)) + biggest[len(biggest) // 2:]
+    planted = biggest[: len(biggest) // 2] + next(iter(needles)) + biggest[len(biggest) // 2 :]
     assert find_needles(planted, needles), f"a fold copy planted in {name} was not found"

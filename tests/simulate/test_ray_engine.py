@@ -27,16 +27,23 @@ from tests.simulate.test_simulate_run import MMLEGO, gone, interrupted, processe
 
 RAY = str(Path(sys.executable).parent / "ray")
 RAY_TEMP = "mmlego-ray-"  # the prefix of the temp folder of a Ray instance that a run starts
-RAY_WORKER = "ray::"  # Ray's workers and actors name themselves so (IDLE, a task's or an actor's name)
+RAY_WORKER = (
+    "ray::"  # Ray's workers and actors name themselves so (IDLE, a task's or an actor's name)
+)
 
 
 def tensors(path: Path) -> dict[str, str]:
-    return {k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in sorted(load_file(str(path)).items())}
+    return {
+        k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in sorted(load_file(str(path)).items())
+    }
 
 
 def blocks(run: Path) -> dict[str, dict[str, str]]:
     """Every site's block folders (content-addressed names) -> the sha256 of each tensor."""
-    return {f"{f.parent.parent.parent.name}/{f.parent.name}": tensors(f) for f in sorted(run.glob("sites/*/blocks/*/weights.safetensors"))}
+    return {
+        f"{f.parent.parent.parent.name}/{f.parent.name}": tensors(f)
+        for f in sorted(run.glob("sites/*/blocks/*/weights.safetensors"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -44,81 +51,183 @@ def ray_run() -> Iterator[Path]:
     """ovarian-4 --quick over two seeds on the ray engine (a local Ray instance started by the run)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ray"
-        done = subprocess.run([*MMLEGO, "simulate", "--scenario", "ovarian-4", "--quick", "--seeds", "2", "--engine", "ray",
-                               "--out", str(out)], capture_output=True, text=True, timeout=900)
+        done = subprocess.run(
+            [
+                *MMLEGO,
+                "simulate",
+                "--scenario",
+                "ovarian-4",
+                "--quick",
+                "--seeds",
+                "2",
+                "--engine",
+                "ray",
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         (out / "stdout.txt").write_text(done.stdout)
         yield out
 
 
-def test_the_ray_engine_runs_a_scenario_over_two_seeds_and_stops_its_ray_instance(ray_run: Path) -> None:
+def test_the_ray_engine_runs_a_scenario_over_two_seeds_and_stops_its_ray_instance(
+    ray_run: Path,
+) -> None:
     stdout = (ray_run / "stdout.txt").read_text()
-    for line in ("Ray: started the cluster at 127.0.0.1:", "4 sites' block training submitted as Ray tasks",
-                 "simulation engine on the Ray cluster", "LegoMerge: model version ovarian-4-v1", "round 1 of 2",
-                 "every process stopped", "| kind | model | test patients |"):
+    for line in (
+        "Ray: started the cluster at 127.0.0.1:",
+        "4 sites' block training submitted as Ray tasks",
+        "simulation engine on the Ray cluster",
+        "LegoMerge: model version ovarian-4-v1",
+        "round 1 of 2",
+        "every process stopped",
+        "| kind | model | test patients |",
+    ):
         assert line in stdout, line
     summary = json.loads((ray_run / "report.json").read_text())
     kinds = {r["kind"]: r for r in summary["summary"]}
-    assert set(kinds) == {"best-block", "ensemble", "merge-uniform", "merge", "fuse", "recommended", "local", "baseline",
-                          "baseline-paired", "ceiling", "ceiling-fuse", "ceiling-ensemble", "ceiling-e2e", "ceiling-classical"}
-    assert all(r["seeds"] == [0, 1] and len(r["values"]) == 2 and 0 < r["mean"] < 1 for r in kinds.values())
-    assert len({r["patients"] for r in kinds.values()}) == 1  # every model on the same test patients
-    compared = {c["b"]: c for c in summary["comparisons"]}  # recommended minus every other kind, over both seeds
-    assert set(compared) == set(kinds) - {"recommended"} and all(c["seeds"] == 2 and c["low"] <= c["diff"] <= c["high"]
-                                                                 for c in compared.values())
+    assert set(kinds) == {
+        "best-block",
+        "ensemble",
+        "merge-uniform",
+        "merge",
+        "fuse",
+        "recommended",
+        "local",
+        "baseline",
+        "baseline-paired",
+        "ceiling",
+        "ceiling-fuse",
+        "ceiling-ensemble",
+        "ceiling-e2e",
+        "ceiling-classical",
+    }
+    assert all(
+        r["seeds"] == [0, 1] and len(r["values"]) == 2 and 0 < r["mean"] < 1 for r in kinds.values()
+    )
+    assert (
+        len({r["patients"] for r in kinds.values()}) == 1
+    )  # every model on the same test patients
+    compared = {
+        c["b"]: c for c in summary["comparisons"]
+    }  # recommended minus every other kind, over both seeds
+    assert set(compared) == set(kinds) - {"recommended"} and all(
+        c["seeds"] == 2 and c["low"] <= c["diff"] <= c["high"] for c in compared.values()
+    )
     assert {s["site"] for s in summary["per_site"]} == {"hosp-16", "hosp-4", "hosp-9", "hosp-13"}
-    assert all("local" in {x["kind"] for x in s["rows"]} and any(c["b"] == "local" for c in s["comparisons"])
-               for s in summary["per_site"])
+    assert all(
+        "local" in {x["kind"] for x in s["rows"]}
+        and any(c["b"] == "local" for c in s["comparisons"])
+        for s in summary["per_site"]
+    )
     for seed in (0, 1):
         report = json.loads((ray_run / f"seed-{seed}" / "report.json").read_text())
         sites = {"hosp-16", "hosp-4", "hosp-9", "hosp-13"}
-        assert report["engine"] == "ray" and set(report["placement"]) == sites and set(report["placement"].values()) == {"head"}
+        assert (
+            report["engine"] == "ray"
+            and set(report["placement"]) == sites
+            and set(report["placement"].values()) == {"head"}
+        )
         v = report["merge"]["validation"]
-        assert v["evaluated"] and set(v["scored_by"]) | set(v["declined_by"]) == sites and v["silent"] == []
+        assert (
+            v["evaluated"]
+            and set(v["scored_by"]) | set(v["declined_by"]) == sites
+            and v["silent"] == []
+        )
         assert report["centralized"]["blocks_exact"] is True
         assert v["chosen"] in {c["candidate"] for c in v["candidates"]}
-        assert v["scored_by"] and all(report["communication"][s]["evaluation_down"] > 0 for s in v["scored_by"])
+        assert v["scored_by"] and all(
+            report["communication"][s]["evaluation_down"] > 0 for s in v["scored_by"]
+        )
         assert report["recommended"]["model"].startswith("ovarian-4-v")
-        assert ("model" in report["fuse"]) != ("not_stored" in report["fuse"])  # a kept round, or the reason none was kept
-        assert report["communication"]["hosp-13"]["mmlego_rounds"] >= 1 and report["communication"]["hosp-16"]["mmlego_rounds"] == 0
-        assert report["baselines"]["baseline-paired"]["sites"] == ["hosp-13"] and all(report["checks"].values())
+        assert ("model" in report["fuse"]) != (
+            "not_stored" in report["fuse"]
+        )  # a kept round, or the reason none was kept
+        assert (
+            report["communication"]["hosp-13"]["mmlego_rounds"] >= 1
+            and report["communication"]["hosp-16"]["mmlego_rounds"] == 0
+        )
+        assert report["baselines"]["baseline-paired"]["sites"] == ["hosp-13"] and all(
+            report["checks"].values()
+        )
         assert report["baselines"]["baseline"]["sites"] == sorted(sites)
-        assert set(report["validation"]["site_patients"]) == sites and report["validation"]["how"].startswith("5-fold")
+        assert set(report["validation"]["site_patients"]) == sites and report["validation"][
+            "how"
+        ].startswith("5-fold")
         for name in ("report.md", "comparisons.png", "communication.png", "test-scores.npz"):
             assert (ray_run / f"seed-{seed}" / name).stat().st_size > 0
         peaks = report["peak_rss_mb"]
-        assert "ray head" in peaks and peaks["total (all the run's processes at once)"] > peaks["coordinator"]
+        assert (
+            "ray head" in peaks
+            and peaks["total (all the run's processes at once)"] > peaks["coordinator"]
+        )
         assert "| Ray node |" in (ray_run / f"seed-{seed}" / "report.md").read_text()
-    assert processes_mentioning(str(ray_run)) == [] and processes_mentioning(RAY_TEMP) == [] and gone(RAY_WORKER) == []
+    assert (
+        processes_mentioning(str(ray_run)) == []
+        and processes_mentioning(RAY_TEMP) == []
+        and gone(RAY_WORKER) == []
+    )
 
 
-def test_both_engines_give_the_same_blocks_and_merge_and_fuse_rounds_within_0_02(ray_run: Path, tmp_path: Path) -> None:
+def test_both_engines_give_the_same_blocks_and_merge_and_fuse_rounds_within_0_02(
+    ray_run: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "processes"
-    done = subprocess.run([*MMLEGO, "simulate", "--scenario", "ovarian-4", "--quick", "--out", str(out)],
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [*MMLEGO, "simulate", "--scenario", "ovarian-4", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for line in ("hosp-16        training genes", "pushed clinical", "SuperNode started", "round 1 of 2", "every process stopped"):
+    for line in (
+        "hosp-16        training genes",
+        "pushed clinical",
+        "SuperNode started",
+        "round 1 of 2",
+        "every process stopped",
+    ):
         assert line in done.stdout, line
     assert processes_mentioning(str(out)) == []
     ray = ray_run / "seed-0"
     mine, theirs = blocks(out), blocks(ray)
-    assert len(mine) == 5 and mine == theirs  # the same block folders (content-addressed), every tensor bit for bit
-    a, b = json.loads((out / "report.json").read_text()), json.loads((ray / "report.json").read_text())
+    assert (
+        len(mine) == 5 and mine == theirs
+    )  # the same block folders (content-addressed), every tensor bit for bit
+    a, b = (
+        json.loads((out / "report.json").read_text()),
+        json.loads((ray / "report.json").read_text()),
+    )
     assert a["engine"] == "processes" and a["placement"] == {}
-    assert a["merge"]["model"] == b["merge"]["model"] and a["merge"]["recipe"] == b["merge"]["recipe"]
+    assert (
+        a["merge"]["model"] == b["merge"]["model"] and a["merge"]["recipe"] == b["merge"]["recipe"]
+    )
     assert a["merge"]["validation"]["chosen"] == b["merge"]["validation"]["chosen"]
-    assert tensors(out / "models" / a["merge"]["model"] / "weights.safetensors") == \
-        tensors(ray / "models" / b["merge"]["model"] / "weights.safetensors")
+    assert tensors(out / "models" / a["merge"]["model"] / "weights.safetensors") == tensors(
+        ray / "models" / b["merge"]["model"] / "weights.safetensors"
+    )
     curve_a, curve_b = fuse_curve(a), fuse_curve(b)  # every LegoFuse round's consortium validation
     assert len(curve_a) == len(curve_b) >= 1
-    assert all(abs(x - y) <= 0.02 for x, y in zip(curve_a, curve_b, strict=True)), (curve_a, curve_b)
+    assert all(abs(x - y) <= 0.02 for x, y in zip(curve_a, curve_b, strict=True)), (
+        curve_a,
+        curve_b,
+    )
     test_a, test_b = ({r["kind"]: r["mean"] for r in rep["summary"]} for rep in (a, b))
-    assert abs(test_a["fuse"] - test_b["fuse"]) <= 0.02  # the fused version (or its parent, when no round was kept) on test
+    assert (
+        abs(test_a["fuse"] - test_b["fuse"]) <= 0.02
+    )  # the fused version (or its parent, when no round was kept) on test
 
 
 def fuse_curve(report: dict) -> list[float]:  # type: ignore[type-arg]
     fuse = report["fuse"]
-    return [float(r["value"]) for r in (fuse["curve"] if "curve" in fuse else fuse["validation"]["curve"])]
+    return [
+        float(r["value"])
+        for r in (fuse["curve"] if "curve" in fuse else fuse["validation"]["curve"])
+    ]
 
 
 @pytest.fixture
@@ -127,19 +236,65 @@ def two_nodes() -> Iterator[str]:
     temp = tempfile.mkdtemp(prefix="mmlt-")  # Ray's socket paths must stay short
     port = free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    common = ["--block", "--num-cpus", "1", "--object-store-memory", str(100 * 1024**2), "--disable-usage-stats"]
-    procs = [subprocess.Popen([RAY, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--node-name",
-                               "head-node", "--include-dashboard=false", f"--ray-client-server-port={free_port()}",
-                               f"--dashboard-port={free_port()}", "--temp-dir", temp, *common],
-                              env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    common = [
+        "--block",
+        "--num-cpus",
+        "1",
+        "--object-store-memory",
+        str(100 * 1024**2),
+        "--disable-usage-stats",
+    ]
+    procs = [
+        subprocess.Popen(
+            [
+                RAY,
+                "start",
+                "--head",
+                "--port",
+                str(port),
+                "--node-ip-address",
+                "127.0.0.1",
+                "--node-name",
+                "head-node",
+                "--include-dashboard=false",
+                f"--ray-client-server-port={free_port()}",
+                f"--dashboard-port={free_port()}",
+                "--temp-dir",
+                temp,
+                *common,
+            ],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     try:
         time.sleep(3)
-        procs.append(subprocess.Popen([RAY, "start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1",
-                                       "--node-name", "worker-node", *common],
-                                      env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    RAY,
+                    "start",
+                    "--address",
+                    f"127.0.0.1:{port}",
+                    "--node-ip-address",
+                    "127.0.0.1",
+                    "--node-name",
+                    "worker-node",
+                    *common,
+                ],
+                env=env,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         deadline = time.monotonic() + 90
         while len(processes_mentioning("raylet/raylet")) < 2:
-            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "the two Ray nodes did not start"
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), (
+                "the two Ray nodes did not start"
+            )
             time.sleep(0.5)
         yield f"127.0.0.1:{port}"
     finally:
@@ -152,37 +307,99 @@ def two_nodes() -> Iterator[str]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_a_run_on_a_two_node_ray_cluster_says_which_node_trained_which_site(two_nodes: str, tmp_path: Path) -> None:
+def test_a_run_on_a_two_node_ray_cluster_says_which_node_trained_which_site(
+    two_nodes: str, tmp_path: Path
+) -> None:
     out = tmp_path / "run"
-    done = subprocess.run([*MMLEGO, "simulate", "--scenario", "nki70-3", "--quick", "--engine", "ray", "--ray-address", two_nodes,
-                           "--out", str(out)], capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            *MMLEGO,
+            "simulate",
+            "--scenario",
+            "nki70-3",
+            "--quick",
+            "--engine",
+            "ray",
+            "--ray-address",
+            two_nodes,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert f"attached to the cluster at {two_nodes}: 2 node(s) (head-node, worker-node), 2 CPUs" in done.stdout
+    assert (
+        f"attached to the cluster at {two_nodes}: 2 node(s) (head-node, worker-node), 2 CPUs"
+        in done.stdout
+    )
     report = json.loads((out / "report.json").read_text())
     assert set(report["placement"]) == {"hosp-omics", "hosp-clinic", "hosp-both"}
-    assert set(report["placement"].values()) == {"head-node", "worker-node"}  # one CPU each: both nodes trained sites
+    assert set(report["placement"].values()) == {
+        "head-node",
+        "worker-node",
+    }  # one CPU each: both nodes trained sites
     text = (out / "report.md").read_text()
     assert all(f"| {node} |" in text for node in ("head-node", "worker-node"))
     assert processes_mentioning(RAY_TEMP) == []  # the run started no Ray instance of its own
-    assert len(processes_mentioning("raylet/raylet")) == 2  # and left the cluster it attached to running
+    assert (
+        len(processes_mentioning("raylet/raylet")) == 2
+    )  # and left the cluster it attached to running
 
 
 def test_an_unreachable_ray_address_is_one_message_and_starts_nothing(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    done = subprocess.run([*MMLEGO, "simulate", "--scenario", "nki70-3", "--quick", "--engine", "ray", "--ray-address",
-                           f"127.0.0.1:{free_port()}", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            *MMLEGO,
+            "simulate",
+            "--scenario",
+            "nki70-3",
+            "--quick",
+            "--engine",
+            "ray",
+            "--ray-address",
+            f"127.0.0.1:{free_port()}",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     assert "is not reachable" in done.stderr and "Traceback" not in done.stdout + done.stderr
-    assert processes_mentioning(str(out)) == [] and processes_mentioning(RAY_TEMP) == [] and processes_mentioning(RAY_WORKER) == []
+    assert (
+        processes_mentioning(str(out)) == []
+        and processes_mentioning(RAY_TEMP) == []
+        and processes_mentioning(RAY_WORKER) == []
+    )
 
 
 def test_a_ray_worker_that_dies_ends_the_run_naming_the_site(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = subprocess.Popen([*MMLEGO, "simulate", "--scenario", "nki70-3", "--quick", "--engine", "ray", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            *MMLEGO,
+            "simulate",
+            "--scenario",
+            "nki70-3",
+            "--quick",
+            "--engine",
+            "ray",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 240
-        while not (victims := processes_mentioning("ray::train_site")):  # a site's training task is running: kill its worker
+        while not (
+            victims := processes_mentioning("ray::train_site")
+        ):  # a site's training task is running: kill its worker
             assert proc.poll() is None and time.monotonic() < deadline, "no training task was seen"
             time.sleep(0.05)
         os.kill(victims[0], signal.SIGKILL)
@@ -197,13 +414,31 @@ def test_a_ray_worker_that_dies_ends_the_run_naming_the_site(tmp_path: Path) -> 
 
 def test_ctrl_c_stops_the_ray_instance_of_the_run(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    interrupted(["--scenario", "nki70-3", "--quick", "--engine", "ray"], out, "submitted as Ray tasks", RAY_TEMP)
+    interrupted(
+        ["--scenario", "nki70-3", "--quick", "--engine", "ray"],
+        out,
+        "submitted as Ray tasks",
+        RAY_TEMP,
+    )
     assert gone(str(out)) == [] and gone(RAY_TEMP) == [] and gone(RAY_WORKER) == []
 
 
 def test_a_simulated_client_app_finds_its_site_through_the_partition_file(tmp_path: Path) -> None:
     parts = tmp_path / "flower-partitions.json"
-    parts.write_text(json.dumps([{"site": "a", "config": "/x/a/site.toml"}, {"site": "b", "config": "/x/b/site.toml"}]))
-    assert node_settings({"partition-id": 1, "num-partitions": 2}, {"partitions": str(parts)})["site-config"] == "/x/b/site.toml"
-    assert node_settings({"site-config": "/own/site.toml"}, {"partitions": str(parts)}) == {"site-config": "/own/site.toml"}
-    assert node_settings({"partition-id": 0}, {}) == {"partition-id": 0}  # no partition file: the handler says what is missing
+    parts.write_text(
+        json.dumps(
+            [{"site": "a", "config": "/x/a/site.toml"}, {"site": "b", "config": "/x/b/site.toml"}]
+        )
+    )
+    assert (
+        node_settings({"partition-id": 1, "num-partitions": 2}, {"partitions": str(parts)})[
+            "site-config"
+        ]
+        == "/x/b/site.toml"
+    )
+    assert node_settings({"site-config": "/own/site.toml"}, {"partitions": str(parts)}) == {
+        "site-config": "/own/site.toml"
+    }
+    assert node_settings({"partition-id": 0}, {}) == {
+        "partition-id": 0
+    }  # no partition file: the handler says what is missing

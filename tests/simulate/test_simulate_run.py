@@ -29,7 +29,11 @@ def processes_mentioning(text: str) -> list[int]:
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = next(line for line in (proc / "status").read_text().splitlines() if line.startswith("State:"))
+            state = next(
+                line
+                for line in (proc / "status").read_text().splitlines()
+                if line.startswith("State:")
+            )
         except (FileNotFoundError, ProcessLookupError, PermissionError, StopIteration):
             continue
         if text in cmdline and "Z" not in state.split()[1]:
@@ -39,18 +43,33 @@ def processes_mentioning(text: str) -> list[int]:
 
 def test_a_scenario_of_site_data_folders_with_different_modalities_runs(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    done = subprocess.run([*MMLEGO, "simulate", "--scenario", "ovarian-folders", "--quick", "--out", str(out)],
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [*MMLEGO, "simulate", "--scenario", "ovarian-folders", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     sites = {s["site"]: s for s in report["per_site"]}
     assert set(sites) == {"hosp-16", "hosp-13", "hosp-4"}
-    assert sites["hosp-4"]["patients"] < sites["hosp-13"]["patients"] < sites["hosp-16"]["patients"]  # its own test part
+    assert (
+        sites["hosp-4"]["patients"] < sites["hosp-13"]["patients"] < sites["hosp-16"]["patients"]
+    )  # its own test part
     best = next(r for r in report["summary"] if r["kind"] == "best-block")
     # every model is compared on the patients the best block can score: those of its modality
-    assert all(r["patients"] == best["patients"] for r in report["summary"]) and best["patients"] < report["test_patients"]
+    assert (
+        all(r["patients"] == best["patients"] for r in report["summary"])
+        and best["patients"] < report["test_patients"]
+    )
     kinds = {r["kind"] for r in report["summary"]}
-    assert {"local", "baseline", "baseline-paired", "ceiling", "ceiling-classical"} <= kinds  # references over folders too
+    assert {
+        "local",
+        "baseline",
+        "baseline-paired",
+        "ceiling",
+        "ceiling-classical",
+    } <= kinds  # references over folders too
     assert {c["b"] for c in report["comparisons"]} == kinds - {"recommended"}
     assert sites["hosp-4"]["rows"] and "local" in {x["kind"] for x in sites["hosp-4"]["rows"]}
     assert all(report["checks"].values())
@@ -61,15 +80,24 @@ def test_a_scenario_with_block_epsilon_trains_every_block_with_dp(tmp_path: Path
     blocks only, report.json's blocks carry the epsilon each spent, the merged version's card
     shows it."""
     scenario = tmp_path / "nki70-dp.toml"
-    scenario.write_text((Path(__file__).parents[2] / "coordinator/simulate/scenarios/nki70-3.toml").read_text()
-                        .replace('name = "nki70-3"', 'name = "nki70-dp"\nblock_epsilon = 3.0'))
+    scenario.write_text(
+        (Path(__file__).parents[2] / "coordinator/simulate/scenarios/nki70-3.toml")
+        .read_text()
+        .replace('name = "nki70-3"', 'name = "nki70-dp"\nblock_epsilon = 3.0')
+    )
     out = tmp_path / "run"
-    done = subprocess.run([*MMLEGO, "simulate", "--scenario", str(scenario), "--quick", "--out", str(out)],
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [*MMLEGO, "simulate", "--scenario", str(scenario), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert len(report["blocks"]) == 4 and all(0 < b["dp_epsilon"] <= 3.0 for b in report["blocks"])
-    assert report["checks"]["every block spent at most epsilon 3"] and all(report["checks"].values())
+    assert report["checks"]["every block spent at most epsilon 3"] and all(
+        report["checks"].values()
+    )
     card = (out / "models" / report["merge"]["model"] / "card.md").read_text()
     assert "## Privacy" in card and "| hosp-both | " in card
     assert "not comparable (DP blocks" in (out / "report.md").read_text()
@@ -81,16 +109,29 @@ def test_the_slide_scenario_runs_end_to_end_on_per_slide_files(tmp_path: Path) -
     cohort is removed; each site's data folder holds its own patients' slide files only."""
     out = tmp_path / "run"
     scratch = set(Path(tempfile.gettempdir()).glob("mmlego-slides-*"))
-    done = subprocess.run([*MMLEGO, "simulate", "--scenario", "slides-3", "--quick", "--out", str(out)],
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [*MMLEGO, "simulate", "--scenario", "slides-3", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["synthetic"] and all(report["checks"].values())
     blocks = {(b["site"], b["modality"]) for b in report["blocks"]}
-    assert blocks == {("hosp-slides", "slides"), ("hosp-genes", "genes"), ("hosp-both", "slides"), ("hosp-both", "genes")}
+    assert blocks == {
+        ("hosp-slides", "slides"),
+        ("hosp-genes", "genes"),
+        ("hosp-both", "slides"),
+        ("hosp-both", "genes"),
+    }
     fuse = report["fuse"]
-    assert fuse.get("model") or len(fuse["curve"]) >= 1  # rounds ran (a fused version is stored only if it beats the merge)
-    assert set(Path(tempfile.gettempdir()).glob("mmlego-slides-*")) == scratch  # the scratch cohort is gone
+    assert (
+        fuse.get("model") or len(fuse["curve"]) >= 1
+    )  # rounds ran (a fused version is stored only if it beats the merge)
+    assert (
+        set(Path(tempfile.gettempdir()).glob("mmlego-slides-*")) == scratch
+    )  # the scratch cohort is gone
     a = {p.name for p in (out / "sites" / "hosp-slides" / "data" / "slides").iterdir()}
     b = {p.name for p in (out / "sites" / "hosp-both" / "data" / "slides").iterdir()}
     assert a and b and not a & b
@@ -101,8 +142,12 @@ def interrupted(args: list[str], out: Path, marker: str, running: str) -> str:
     """Start ``mmlego simulate ARGS --out OUT``, send it SIGINT (Ctrl-C) once a line with
     ``marker`` appears (processes mentioning ``running`` must be up then); returns the rest of
     its output, checked for exit status 130 and the one line saying everything was stopped."""
-    proc = subprocess.Popen([*MMLEGO, "simulate", *args, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        [*MMLEGO, "simulate", *args, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines = []
         deadline = time.monotonic() + 240
@@ -118,7 +163,9 @@ def interrupted(args: list[str], out: Path, marker: str, running: str) -> str:
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130 and "interrupted; every process of the run was stopped" in rest, rest[-2000:]
+    assert proc.returncode == 130 and "interrupted; every process of the run was stopped" in rest, (
+        rest[-2000:]
+    )
     return rest
 
 
@@ -140,10 +187,20 @@ def test_ctrl_c_stops_every_process_of_the_run(tmp_path: Path) -> None:
 def test_a_process_that_dies_is_named_with_the_end_of_its_log(tmp_path: Path) -> None:
     fleet = Fleet(tmp_path / "logs")
     try:
-        fleet.start("site hosp-x", [sys.executable, "-c", "print('loading data'); print('no such file: data.toml'); raise SystemExit(3)"])
+        fleet.start(
+            "site hosp-x",
+            [
+                sys.executable,
+                "-c",
+                "print('loading data'); print('no such file: data.toml'); raise SystemExit(3)",
+            ],
+        )
         fleet.start("coordinator", [sys.executable, "-c", "import time; time.sleep(60)"])
         fleet.members["site hosp-x"].proc.wait(30)
-        with pytest.raises(SimulationError, match=r"(?s)site hosp-x \(pid \d+\) exited with status 3.*no such file: data.toml"):
+        with pytest.raises(
+            SimulationError,
+            match=r"(?s)site hosp-x \(pid \d+\) exited with status 3.*no such file: data.toml",
+        ):
             fleet.check()
     finally:
         fleet.stop_all(grace_s=5)
@@ -151,13 +208,24 @@ def test_a_process_that_dies_is_named_with_the_end_of_its_log(tmp_path: Path) ->
 
 
 def test_bad_command_line_input_gets_one_message_and_exit_status_2(tmp_path: Path) -> None:
-    for args, message in ((["--scenario", "nowhere"], "no such scenario file or built-in scenario"),
-                          (["--scenario", "nki70-3", "--sites", "4"], "--sites goes with --scenario scale")):
-        done = subprocess.run([*MMLEGO, "simulate", *args, "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    for args, message in (
+        (["--scenario", "nowhere"], "no such scenario file or built-in scenario"),
+        (["--scenario", "nki70-3", "--sites", "4"], "--sites goes with --scenario scale"),
+    ):
+        done = subprocess.run(
+            [*MMLEGO, "simulate", *args, "--out", str(tmp_path / "x")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 2 and message in done.stdout + done.stderr
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
-    done = subprocess.run([*MMLEGO, "simulate", "--scenario", "nki70-3", "--quick", "--out", str(tmp_path / "full")],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*MMLEGO, "simulate", "--scenario", "nki70-3", "--quick", "--out", str(tmp_path / "full")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "is not an empty folder" in done.stdout + done.stderr
     assert [p.name for p in (tmp_path / "full").iterdir()] == ["keep.txt"]

@@ -35,22 +35,30 @@ from site_client.train import current_blocks, train_site
 from tests.coordinator.conftest import Consortium
 from tests.coordinator.test_evaluation import answer_until, evaluating, site
 
-QUICK = BlockTraining(epochs=3, patience=3, token_dim=8, n_tokens=2, depth=1, device="cpu", loader_workers=0)
+QUICK = BlockTraining(
+    epochs=3, patience=3, token_dim=8, n_tokens=2, depth=1, device="cpu", loader_workers=0
+)
 
 
-def cross_fitted_site(consortium: Consortium, name: str, address: str, tmp_path: Path, folds: int = 3) -> Any:
+def cross_fitted_site(
+    consortium: Consortium, name: str, address: str, tmp_path: Path, folds: int = 3
+) -> Any:
     """A paired site (genes and clinical) that trained and pushed its blocks with ``folds`` fold copies."""
     if not consortium.kit(name).exists():
         enroll_site(consortium.ca, name, ["genes", "clinical"], consortium.kit(name), paired=True)
     cfg = site(consortium, name, address, tmp_path, n=90, seed=5)
-    cfg = replace(cfg, train=QUICK, evaluation=SiteEvaluation(folds=folds), modalities=("genes", "clinical"))
+    cfg = replace(
+        cfg, train=QUICK, evaluation=SiteEvaluation(folds=folds), modalities=("genes", "clinical")
+    )
     with RegistryClient(address, consortium.tls(name)) as client:
         for trained in train_site(cfg, client.task("t1"), load_site_folder(cfg.data)):
             client.push(trained.folder)
     return cfg
 
 
-def test_a_site_scores_every_patient_through_the_fold_copies_that_never_saw_it(consortium: Consortium, tmp_path: Path) -> None:
+def test_a_site_scores_every_patient_through_the_fold_copies_that_never_saw_it(
+    consortium: Consortium, tmp_path: Path
+) -> None:
     with evaluating(consortium, tmp_path, deadline_s=30) as (address, running):
         cfg = cross_fitted_site(consortium, "hosp-x", address, tmp_path)
         reg = running.registry
@@ -59,8 +67,15 @@ def test_a_site_scores_every_patient_through_the_fold_copies_that_never_saw_it(c
             assert load_fold_copies(fold_folder(cfg.state, block_id)).folds == 3
             assert not list(Path(current_blocks(cfg, "t1")["genes"]).glob("fold-*"))
         ids = (blocks["genes"], blocks["clinical"])
-        job = reg.evaluations.open(reg.task("t1"), "merge", [Candidate("u", "merge", "uniform", ids),
-                                                             Candidate("g", "merge", "genes alone", (blocks["genes"],))], 30)
+        job = reg.evaluations.open(
+            reg.task("t1"),
+            "merge",
+            [
+                Candidate("u", "merge", "uniform", ids),
+                Candidate("g", "merge", "genes alone", (blocks["genes"],)),
+            ],
+            30,
+        )
         data = load_site_folder(cfg.data)
         with RegistryClient(address, consortium.tls("hosp-x")) as client:
             (answer,) = evaluate_pending(cfg, client, data)
@@ -73,31 +88,54 @@ def test_a_site_scores_every_patient_through_the_fold_copies_that_never_saw_it(c
         copies = {m: load_fold_copies(fold_folder(cfg.state, i)) for m, i in blocks.items()}
         parts = []
         for k in range(3):
-            merged = recipe_model("merge", [copies["genes"].blocks[k], copies["clinical"].blocks[k]], {})
+            merged = recipe_model(
+                "merge", [copies["genes"].blocks[k], copies["clinical"].blocks[k]], {}
+            )
             parts.append((np.flatnonzero(fold_of == k), (merged, merged.modalities)))
         (want,) = score_models([parts], data, reg.task("t1").spec, cfg.min_cell_size)
-        assert want is not None and got.strata == want.strata and got.var_metric == pytest.approx(want.var_metric)
+        assert (
+            want is not None
+            and got.strata == want.strata
+            and got.var_metric == pytest.approx(want.var_metric)
+        )
 
         # a block of its own without fold copies cannot be scored out of fold: left out, the rest is scored
         import shutil
 
         shutil.rmtree(fold_folder(cfg.state, blocks["genes"]))
-        again = reg.evaluations.open(reg.task("t1"), "merge", [Candidate("c", "merge", "clinical alone", (blocks["clinical"],)),
-                                                               Candidate("u2", "ensemble", "ensemble", ids)], 30)
+        again = reg.evaluations.open(
+            reg.task("t1"),
+            "merge",
+            [
+                Candidate("c", "merge", "clinical alone", (blocks["clinical"],)),
+                Candidate("u2", "ensemble", "ensemble", ids),
+            ],
+            30,
+        )
         with RegistryClient(address, consortium.tls("hosp-x")) as client:
             (answer,) = evaluate_pending(cfg, client, data)
         assert answer.scored == 1 and set(reg.evaluations.scores(again.job_id)) == {"c"}
 
         # back to a validation split: its cross-fitted blocks trained on those patients too, so they are not scored
         split = replace(cfg, evaluation=SiteEvaluation(folds=0))
-        third = reg.evaluations.open(reg.task("t1"), "merge", [Candidate("c2", "merge", "clinical", (blocks["clinical"],))], 30)
+        third = reg.evaluations.open(
+            reg.task("t1"),
+            "merge",
+            [Candidate("c2", "merge", "clinical", (blocks["clinical"],))],
+            30,
+        )
         with RegistryClient(address, consortium.tls("hosp-x")) as client:
             (answer,) = evaluate_pending(split, client, data)
-        assert answer.job_id == third.job_id and answer.declined == "too-few-patients" and answer.scored == 0
+        assert (
+            answer.job_id == third.job_id
+            and answer.declined == "too-few-patients"
+            and answer.scored == 0
+        )
 
 
 def test_a_round_carries_a_fold_run_per_fold_and_each_patient_is_scored_by_the_run_that_never_saw_its_fold(
-        consortium: Consortium, tmp_path: Path) -> None:
+    consortium: Consortium, tmp_path: Path
+) -> None:
     with evaluating(consortium, tmp_path, deadline_s=30) as (address, running):
         cfg = cross_fitted_site(consortium, "hosp-x", address, tmp_path)
         reg = running.registry
@@ -106,7 +144,10 @@ def test_a_round_carries_a_fold_run_per_fold_and_each_patient_is_scored_by_the_r
         assert fuse_cfg.folds == 3  # from the blocks' manifests
         names = trainable_names(start)
         state = {k: v.detach().clone() for k, v in start.state_dict().items()}
-        runs = [state] + [{k: (v + 0.01 * (i + 1) if k in names else v) for k, v in state.items()} for i in range(3)]
+        runs = [state] + [
+            {k: (v + 0.01 * (i + 1) if k in names else v) for k, v in state.items()}
+            for i in range(3)
+        ]
         done = threading.Event()
         worker = threading.Thread(target=lambda: answer_until([cfg], consortium, address, done))
         worker.start()
@@ -117,7 +158,9 @@ def test_a_round_carries_a_fold_run_per_fold_and_each_patient_is_scored_by_the_r
             worker.join(30)
         assert verdict is not None and verdict.sites == ("hosp-x",)
         job = reg.evaluations.statuses("t1")[0].job
-        assert job.candidates[1].folds == 3 and job.candidates[1].weights_size == 4 * 4 * sum(state[n].numel() for n in names)
+        assert job.candidates[1].folds == 3 and job.candidates[1].weights_size == 4 * 4 * sum(
+            state[n].numel() for n in names
+        )
         got = verdict.scores["hosp-x"]
 
         data = load_site_folder(cfg.data)
@@ -128,7 +171,9 @@ def test_a_round_carries_a_fold_run_per_fold_and_each_patient_is_scored_by_the_r
         for k in range(3):  # fold run k's change, on the LegoFuse of the fold-k copies
             swapped = fused_model([c.blocks[k] for c in copies], "stack")
             mine = swapped.state_dict()
-            mine = {n: mine[n] + (runs[1 + k][n] - state[n]) if n in names else mine[n] for n in mine}
+            mine = {
+                n: mine[n] + (runs[1 + k][n] - state[n]) if n in names else mine[n] for n in mine
+            }
             swapped.load_state_dict(mine)
             parts.append((np.flatnonzero(fold_of == k), (swapped.eval(), swapped.modalities)))
         (want,) = score_models([parts], data, reg.task("t1").spec, cfg.min_cell_size)
@@ -147,8 +192,9 @@ def start_blocks(reg: Any, ids: tuple[str, ...]) -> list[LegoBlock]:
     return out
 
 
-def test_a_cross_fitting_site_trains_a_fold_run_per_fold_on_the_patients_outside_it(consortium: Consortium,
-                                                                                     tmp_path: Path) -> None:
+def test_a_cross_fitting_site_trains_a_fold_run_per_fold_on_the_patients_outside_it(
+    consortium: Consortium, tmp_path: Path
+) -> None:
     from site_client.fuse_client import SiteFailure, round_data
 
     with evaluating(consortium, tmp_path, deadline_s=5) as (address, _):
@@ -156,18 +202,26 @@ def test_a_cross_fitting_site_trains_a_fold_run_per_fold_on_the_patients_outside
         data = load_site_folder(cfg.data)
         full, folds = round_data(cfg, data, ["genes", "clinical"], 3)
         fold_of = site_folds(data, 3, cfg.train.seed)
-        assert len(full) == 90 and [len(f) for f in folds] == [int((fold_of != k).sum()) for k in range(3)]
-        assert all(not set(f.ids) & {p for p, k2 in zip(data.ids, fold_of, strict=True) if k2 == k} for k, f in enumerate(folds))
+        assert len(full) == 90 and [len(f) for f in folds] == [
+            int((fold_of != k).sum()) for k in range(3)
+        ]
+        assert all(
+            not set(f.ids) & {p for p, k2 in zip(data.ids, fold_of, strict=True) if k2 == k}
+            for k, f in enumerate(folds)
+        )
         with pytest.raises(SiteFailure, match="cross-fits with \\[evaluation\\] folds = 3"):
             round_data(cfg, data, ["genes", "clinical"], 0)
         split = replace(cfg, evaluation=SiteEvaluation(folds=0))
         train, same = round_data(split, data, ["genes", "clinical"], 3)
-        assert len(train) < 90 and all(s is train for s in same)  # a validation split: every run on its training patients
+        assert len(train) < 90 and all(
+            s is train for s in same
+        )  # a validation split: every run on its training patients
         assert torch.is_tensor(full.modalities["genes"].x)
 
 
-def test_a_site_whose_folds_cannot_each_hold_an_event_declines_and_says_why(caplog: pytest.LogCaptureFixture,
-                                                                             tmp_path: Path) -> None:
+def test_a_site_whose_folds_cannot_each_hold_an_event_declines_and_says_why(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
     import logging
 
     from common.evaluation.candidates import EvaluationJob
@@ -180,10 +234,25 @@ def test_a_site_whose_folds_cannot_each_hold_an_event_declines_and_says_why(capl
     from site_client.config import SiteConfig
 
     # what answer() reads before it would build anything: no coordinator is called
-    cfg = SiteConfig(path=tmp_path / "site.toml", site="hosp-q", modalities=("genes", "clinical"), paired=True,
-                     coordinator="127.0.0.1:1", insecure=False, data=tmp_path, task="t1", blocks=tmp_path / "b",
-                     state=tmp_path, tls=None, signing_key=tmp_path / "k", train=QUICK, flower=None,  # type: ignore[arg-type]
-                     node_key=tmp_path / "n", min_cell_size=1, evaluation=SiteEvaluation(folds=5))
+    cfg = SiteConfig(
+        path=tmp_path / "site.toml",
+        site="hosp-q",
+        modalities=("genes", "clinical"),
+        paired=True,
+        coordinator="127.0.0.1:1",
+        insecure=False,
+        data=tmp_path,
+        task="t1",
+        blocks=tmp_path / "b",
+        state=tmp_path,
+        tls=None,
+        signing_key=tmp_path / "k",
+        train=QUICK,
+        flower=None,  # type: ignore[arg-type]
+        node_key=tmp_path / "n",
+        min_cell_size=1,
+        evaluation=SiteEvaluation(folds=5),
+    )
     job = EvaluationJob("t1-e1", "t1", "merge", (Candidate("u", "merge", "uniform", ("ab" * 32,)),))
     few = data.subset(np.arange(60))
     few.event[:] = False  # type: ignore[index]
@@ -191,15 +260,23 @@ def test_a_site_whose_folds_cannot_each_hold_an_event_declines_and_says_why(capl
     with caplog.at_level(logging.WARNING, logger="mmlego.site"):
         report = answer(cfg, None, job, few, Ledger(cfg), TASK)  # type: ignore[arg-type]
     assert report.declined == "folds" and not report.scores
-    assert "[evaluation] folds = 5 is more folds than this site's smallest class (4 events" in caplog.text
+    assert (
+        "[evaluation] folds = 5 is more folds than this site's smallest class (4 events"
+        in caplog.text
+    )
     fold_of = site_folds(data, 5, cfg.train.seed)
     held = data.subset(np.arange(60))
-    for m in held.modalities.values():  # every patient with an event outside fold 0 lacks the task's modalities
+    for m in (
+        held.modalities.values()
+    ):  # every patient with an event outside fold 0 lacks the task's modalities
         m.present[(fold_of != 0) & held.event] = False  # type: ignore[operator]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="mmlego.site"):
         report = answer(cfg, None, job, held, Ledger(cfg), TASK)  # type: ignore[arg-type]
-    assert report.declined == "fold-without-event" and "fold(s) 1, 2, 3, 4 of the site's patients hold no event" in caplog.text
+    assert (
+        report.declined == "fold-without-event"
+        and "fold(s) 1, 2, 3, 4 of the site's patients hold no event" in caplog.text
+    )
 
 
 def test_a_classification_fold_without_every_class_is_named() -> None:
@@ -209,8 +286,14 @@ def test_a_classification_fold_without_every_class_is_named() -> None:
     from tests.coordinator.test_fuse_rounds import paired_data
 
     data = paired_data(30, 2)
-    labelled = type(data)("t", "classification", data.ids, data.modalities, label=np.arange(30) % 3, n_classes=3)
-    task = TaskRecord("c", TaskSpec("classification", n_classes=3), 4, 8, "2d", 0, ("genes", "clinical"), "")
+    labelled = type(data)(
+        "t", "classification", data.ids, data.modalities, label=np.arange(30) % 3, n_classes=3
+    )
+    task = TaskRecord(
+        "c", TaskSpec("classification", n_classes=3), 4, 8, "2d", 0, ("genes", "clinical"), ""
+    )
     fold_of = np.arange(30) % 3  # fold k holds class k only
     assert empty_folds(labelled, task, fold_of, 3) == [0, 1, 2]
-    assert empty_folds(labelled, task, np.arange(30) // 10 % 3, 3) == []  # every fold holds every class
+    assert (
+        empty_folds(labelled, task, np.arange(30) // 10 % 3, 3) == []
+    )  # every fold holds every class

@@ -6,5 +6,14 @@ from .server import Console, make_console
 from .source import ConsoleSource
 from .svg import Point, Reference, line_plot
 
-__all__ = ["Console", "ConsoleApp", "ConsoleSource", "Point", "Reference", "Request", "Response", "line_plot",
-           "make_console"]
+__all__ = [
+    "Console",
+    "ConsoleApp",
+    "ConsoleSource",
+    "Point",
+    "Reference",
+    "Request",
+    "Response",
+    "line_plot",
+    "make_console",
+]

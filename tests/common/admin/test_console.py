@@ -39,44 +39,120 @@ SURV = TaskSpec("survival", n_bins=4, bin_edges=(1.0, 2.0, 3.0))
 
 
 # ---- a fake coordinator ----------------------------------------------------------------------------
-def _manifest(task: str, site: str, modality: str, n_train: int, val: float, dp: DPAccount | None = None) -> bytes:
-    enc = EncoderConfig(kind="tabular", in_features=5, token_dim=16, n_tokens=3, hidden=32, dropout=0.0)
-    cfg = BlockConfig(modality=modality, encoder=enc, task=SURV, latent_rows=6, latent_dim=8, init_seed=0)
-    m = BlockManifest(config=cfg, weights_sha256="ab" * 32, tensors={"w": [2, 3]}, weights_size=4096, task_id=task, site=site,
-                      train_stats={"n_train": float(n_train), "n_val": 30.0, "val_metric": val}, dp=dp)
+def _manifest(
+    task: str, site: str, modality: str, n_train: int, val: float, dp: DPAccount | None = None
+) -> bytes:
+    enc = EncoderConfig(
+        kind="tabular", in_features=5, token_dim=16, n_tokens=3, hidden=32, dropout=0.0
+    )
+    cfg = BlockConfig(
+        modality=modality, encoder=enc, task=SURV, latent_rows=6, latent_dim=8, init_seed=0
+    )
+    m = BlockManifest(
+        config=cfg,
+        weights_sha256="ab" * 32,
+        tensors={"w": [2, 3]},
+        weights_size=4096,
+        task_id=task,
+        site=site,
+        train_stats={"n_train": float(n_train), "n_val": 30.0, "val_metric": val},
+        dp=dp,
+    )
     return serde.manifest_to_bytes(m)
 
 
 def _card_block(b: BlockRecord) -> dict[str, Any]:
     m = serde.manifest_from_bytes(b.manifest)
-    return {"block_id": b.block_id, "site": b.site, "modality": b.modality, "size": b.size, "accepted_at": b.accepted_at,
-            "code_version": "0.1.0", "train_stats": m.train_stats, "signer": {"certificate_serial": "1", "signing_key_sha256": "cd" * 32},
-            **({"dp": {"epsilon": m.dp.epsilon, "delta": m.dp.delta}} if m.dp else {})}
+    return {
+        "block_id": b.block_id,
+        "site": b.site,
+        "modality": b.modality,
+        "size": b.size,
+        "accepted_at": b.accepted_at,
+        "code_version": "0.1.0",
+        "train_stats": m.train_stats,
+        "signer": {"certificate_serial": "1", "signing_key_sha256": "cd" * 32},
+        **({"dp": {"epsilon": m.dp.epsilon, "delta": m.dp.delta}} if m.dp else {}),
+    }
 
 
-def _merge_card(model_id: str, task: str, blocks: list[BlockRecord], value: float | None) -> dict[str, Any]:
-    card: dict[str, Any] = {"model_id": model_id, "task_id": task, "recipe": "merge", "created_by": "operator",
-                            "blocks": [_card_block(b) for b in blocks], "task": {"kind": "survival"}}
+def _merge_card(
+    model_id: str, task: str, blocks: list[BlockRecord], value: float | None
+) -> dict[str, Any]:
+    card: dict[str, Any] = {
+        "model_id": model_id,
+        "task_id": task,
+        "recipe": "merge",
+        "created_by": "operator",
+        "blocks": [_card_block(b) for b in blocks],
+        "task": {"kind": "survival"},
+    }
     if value is None:
         card["validation"] = {"evaluated": False, "reason": "federated evaluation is off"}
     else:
         sites = sorted({b.site for b in blocks})
         card["validation"] = {
-            "evaluated": True, "chosen": "size", "reference": "uniform", "scored_by": sites, "declined_by": [], "silent": [],
+            "evaluated": True,
+            "chosen": "size",
+            "reference": "uniform",
+            "scored_by": sites,
+            "declined_by": [],
+            "silent": [],
             "reason": "merge weighted by training patients",
-            "candidates": [{"candidate": "uniform", "label": "uniform merge", "kind": "merge", "value": value - 0.005, "se": 0.04,
-                            "diff": 0.0, "se_diff": 0.0, "sites": sites, "weights": []},
-                           {"candidate": "size", "label": "size-weighted merge", "kind": "merge", "value": value, "se": 0.0415,
-                            "diff": 0.005, "se_diff": 0.0037, "sites": sites, "weights": [1.2, 0.8]}],
-            "per_site": {s: {"value": 0.7 if s == "hosp-a" else 0.61, "patients": 40, "events": 20} for s in sites}}
+            "candidates": [
+                {
+                    "candidate": "uniform",
+                    "label": "uniform merge",
+                    "kind": "merge",
+                    "value": value - 0.005,
+                    "se": 0.04,
+                    "diff": 0.0,
+                    "se_diff": 0.0,
+                    "sites": sites,
+                    "weights": [],
+                },
+                {
+                    "candidate": "size",
+                    "label": "size-weighted merge",
+                    "kind": "merge",
+                    "value": value,
+                    "se": 0.0415,
+                    "diff": 0.005,
+                    "se_diff": 0.0037,
+                    "sites": sites,
+                    "weights": [1.2, 0.8],
+                },
+            ],
+            "per_site": {
+                s: {"value": 0.7 if s == "hosp-a" else 0.61, "patients": 40, "events": 20}
+                for s in sites
+            },
+        }
     return card
 
 
 HISTORY: list[dict[str, Any]] = [
-    {"round": 1, "sites": ["hosp-a", "hosp-b"], "num-examples": 250, "train_loss": 1.25, "failed": [], "no_answer": [],
-     "seconds": 3.5, "validation": {"value": 0.672, "parent": 0.6683, "diff": 0.0037, "se_diff": 0.002}},
-    {"round": 2, "sites": ["hosp-a", "hosp-b"], "num-examples": 250, "train_loss": 1.1, "failed": [], "no_answer": [],
-     "seconds": 3.1, "validation": {"value": 0.6901, "parent": 0.6683, "diff": 0.0218, "se_diff": 0.006}}]
+    {
+        "round": 1,
+        "sites": ["hosp-a", "hosp-b"],
+        "num-examples": 250,
+        "train_loss": 1.25,
+        "failed": [],
+        "no_answer": [],
+        "seconds": 3.5,
+        "validation": {"value": 0.672, "parent": 0.6683, "diff": 0.0037, "se_diff": 0.002},
+    },
+    {
+        "round": 2,
+        "sites": ["hosp-a", "hosp-b"],
+        "num-examples": 250,
+        "train_loss": 1.1,
+        "failed": [],
+        "no_answer": [],
+        "seconds": 3.1,
+        "validation": {"value": 0.6901, "parent": 0.6683, "diff": 0.0218, "se_diff": 0.006},
+    },
+]
 
 
 class FakeCoordinator:
@@ -85,53 +161,224 @@ class FakeCoordinator:
     def __init__(self, signer_pem: bytes) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.fail: Exception | None = None
-        self.task_list = [TaskRecord("ovarian", SURV, latent_rows=6, latent_dim=8, modalities=("clinical", "genes"), created_at=NOW),
-                          TaskRecord("breast", SURV, latent_rows=6, latent_dim=8, modalities=("clinical",), created_at=NOW)]
-        self.site_list = [SiteRecord("hosp-a", ("clinical", "genes"), True, block_count=3, last_seen="2026-12-01T13:55:00+00:00"),
-                          SiteRecord("hosp-b", ("clinical",), False, block_count=2, last_seen="2026-12-01T13:58:00+00:00"),
-                          SiteRecord("hosp-c", ("genes",), False, withdrawn=True, block_count=1, withdrawn_reason=EVIL)]
-        dp = DPAccount(epsilon=2.5, delta=1e-5, target_epsilon=3.0, noise_multiplier=1.1, sample_rate=0.1, steps=100, max_grad_norm=1.0)
+        self.task_list = [
+            TaskRecord(
+                "ovarian",
+                SURV,
+                latent_rows=6,
+                latent_dim=8,
+                modalities=("clinical", "genes"),
+                created_at=NOW,
+            ),
+            TaskRecord(
+                "breast",
+                SURV,
+                latent_rows=6,
+                latent_dim=8,
+                modalities=("clinical",),
+                created_at=NOW,
+            ),
+        ]
+        self.site_list = [
+            SiteRecord(
+                "hosp-a",
+                ("clinical", "genes"),
+                True,
+                block_count=3,
+                last_seen="2026-12-01T13:55:00+00:00",
+            ),
+            SiteRecord(
+                "hosp-b", ("clinical",), False, block_count=2, last_seen="2026-12-01T13:58:00+00:00"
+            ),
+            SiteRecord(
+                "hosp-c", ("genes",), False, withdrawn=True, block_count=1, withdrawn_reason=EVIL
+            ),
+        ]
+        dp = DPAccount(
+            epsilon=2.5,
+            delta=1e-5,
+            target_epsilon=3.0,
+            noise_multiplier=1.1,
+            sample_rate=0.1,
+            steps=100,
+            max_grad_norm=1.0,
+        )
 
-        def block(n: int, task: str, site: str, modality: str, n_train: int, val: float, state: str = "accepted",
-                  dp_: DPAccount | None = None) -> BlockRecord:
-            return BlockRecord(f"{n:02d}" * 32, task, site, modality, 4096 + n, f"2026-12-01T1{n}:00:00+00:00", state,
-                               _manifest(task, site, modality, n_train, val, dp_), b"sig", signer_pem if site == "hosp-a" else b"")
+        def block(
+            n: int,
+            task: str,
+            site: str,
+            modality: str,
+            n_train: int,
+            val: float,
+            state: str = "accepted",
+            dp_: DPAccount | None = None,
+        ) -> BlockRecord:
+            return BlockRecord(
+                f"{n:02d}" * 32,
+                task,
+                site,
+                modality,
+                4096 + n,
+                f"2026-12-01T1{n}:00:00+00:00",
+                state,
+                _manifest(task, site, modality, n_train, val, dp_),
+                b"sig",
+                signer_pem if site == "hosp-a" else b"",
+            )
 
-        self.block_list = [block(1, "ovarian", "hosp-a", "clinical", 120, 0.64), block(2, "ovarian", "hosp-a", "genes", 118, 0.66),
-                           block(3, "ovarian", "hosp-b", "clinical", 130, 0.62, dp_=dp),
-                           block(4, "ovarian", "hosp-c", "genes", 77, 0.58, state="withdrawn"),
-                           block(5, "breast", "hosp-a", "clinical", 200, 0.71), block(6, "breast", "hosp-b", "clinical", 150, 0.69)]
+        self.block_list = [
+            block(1, "ovarian", "hosp-a", "clinical", 120, 0.64),
+            block(2, "ovarian", "hosp-a", "genes", 118, 0.66),
+            block(3, "ovarian", "hosp-b", "clinical", 130, 0.62, dp_=dp),
+            block(4, "ovarian", "hosp-c", "genes", 77, 0.58, state="withdrawn"),
+            block(5, "breast", "hosp-a", "clinical", 200, 0.71),
+            block(6, "breast", "hosp-b", "clinical", 150, 0.69),
+        ]
         ov = self.block_list[:3]
         v3 = _merge_card("ovarian-v3", "ovarian", ov, None)
-        v3.update(recipe="fuse", parent_id="ovarian-v1",
-                  fuse={"participants": ["hosp-a", "hosp-b"], "rounds": HISTORY, "strategy": "fedavg", "kept_round": 2},
-                  validation={"evaluated": True, "kept_round": 2, "curve": [h["validation"] for h in HISTORY],
-                              "reason": "round 2: +0.0218 over the parent", "per_site": {"hosp-a": 0.71, "hosp-b": 0.66}},
-                  metrics={"val_metric": 0.6901, "val_parent": 0.6683, "val_diff": 0.0218, "val_se_diff": 0.006})
+        v3.update(
+            recipe="fuse",
+            parent_id="ovarian-v1",
+            fuse={
+                "participants": ["hosp-a", "hosp-b"],
+                "rounds": HISTORY,
+                "strategy": "fedavg",
+                "kept_round": 2,
+            },
+            validation={
+                "evaluated": True,
+                "kept_round": 2,
+                "curve": [h["validation"] for h in HISTORY],
+                "reason": "round 2: +0.0218 over the parent",
+                "per_site": {"hosp-a": 0.71, "hosp-b": 0.66},
+            },
+            metrics={
+                "val_metric": 0.6901,
+                "val_parent": 0.6683,
+                "val_diff": 0.0218,
+                "val_se_diff": 0.006,
+            },
+        )
         self.model_list = [  # newest first
-            ModelRecord("ovarian-v3", "ovarian", tuple(b.block_id for b in ov), "fuse", {"strategy": "fedavg"}, "ef" * 32, 9000, v3,
-                        "2026-12-01T13:30:00+00:00", "0.1.0", parent_id="ovarian-v1",
-                        metrics={"val_metric": 0.6901, "val_parent": 0.6683, "val_diff": 0.0218, "val_se_diff": 0.006}),
-            ModelRecord("breast-v1", "breast", tuple(b.block_id for b in self.block_list[4:]), "merge", {"latent_merge": "harmonic"},
-                        "ee" * 32, 8000, _merge_card("breast-v1", "breast", self.block_list[4:], 0.7345), "2026-12-01T13:20:00+00:00",
-                        "0.1.0", metrics={"val_metric": 0.7345, "val_se": 0.03, "val_patients": 80.0}),
-            ModelRecord("ovarian-v2", "ovarian", tuple(b.block_id for b in ov), "merge", {"latent_merge": "mean"}, "dd" * 32, 8000,
-                        _merge_card("ovarian-v2", "ovarian", ov, None), "2026-12-01T13:10:00+00:00", "0.1.0"),
-            ModelRecord("ovarian-v1", "ovarian", tuple(b.block_id for b in ov), "merge", {"latent_merge": "harmonic"}, "cc" * 32, 8000,
-                        _merge_card("ovarian-v1", "ovarian", ov, 0.6683), "2026-12-01T13:00:00+00:00", "0.1.0",
-                        metrics={"val_metric": 0.6683, "val_se": 0.0415, "val_patients": 137.0})]
-        rounds = tuple(FuseRound(h["round"], 2, ("hosp-a", "hosp-b"), patients=250, train_loss=h["train_loss"], seconds=h["seconds"],
-                                 value=h["validation"]["value"], parent=0.6683, diff=h["validation"]["diff"],
-                                 se_diff=h["validation"]["se_diff"]) for h in HISTORY)
+            ModelRecord(
+                "ovarian-v3",
+                "ovarian",
+                tuple(b.block_id for b in ov),
+                "fuse",
+                {"strategy": "fedavg"},
+                "ef" * 32,
+                9000,
+                v3,
+                "2026-12-01T13:30:00+00:00",
+                "0.1.0",
+                parent_id="ovarian-v1",
+                metrics={
+                    "val_metric": 0.6901,
+                    "val_parent": 0.6683,
+                    "val_diff": 0.0218,
+                    "val_se_diff": 0.006,
+                },
+            ),
+            ModelRecord(
+                "breast-v1",
+                "breast",
+                tuple(b.block_id for b in self.block_list[4:]),
+                "merge",
+                {"latent_merge": "harmonic"},
+                "ee" * 32,
+                8000,
+                _merge_card("breast-v1", "breast", self.block_list[4:], 0.7345),
+                "2026-12-01T13:20:00+00:00",
+                "0.1.0",
+                metrics={"val_metric": 0.7345, "val_se": 0.03, "val_patients": 80.0},
+            ),
+            ModelRecord(
+                "ovarian-v2",
+                "ovarian",
+                tuple(b.block_id for b in ov),
+                "merge",
+                {"latent_merge": "mean"},
+                "dd" * 32,
+                8000,
+                _merge_card("ovarian-v2", "ovarian", ov, None),
+                "2026-12-01T13:10:00+00:00",
+                "0.1.0",
+            ),
+            ModelRecord(
+                "ovarian-v1",
+                "ovarian",
+                tuple(b.block_id for b in ov),
+                "merge",
+                {"latent_merge": "harmonic"},
+                "cc" * 32,
+                8000,
+                _merge_card("ovarian-v1", "ovarian", ov, 0.6683),
+                "2026-12-01T13:00:00+00:00",
+                "0.1.0",
+                metrics={"val_metric": 0.6683, "val_se": 0.0415, "val_patients": 137.0},
+            ),
+        ]
+        rounds = tuple(
+            FuseRound(
+                h["round"],
+                2,
+                ("hosp-a", "hosp-b"),
+                patients=250,
+                train_loss=h["train_loss"],
+                seconds=h["seconds"],
+                value=h["validation"]["value"],
+                parent=0.6683,
+                diff=h["validation"]["diff"],
+                se_diff=h["validation"]["se_diff"],
+            )
+            for h in HISTORY
+        )
         self.run_list = [  # newest first
-            FuseRun("run-running-0001", "ovarian", "ovarian-v3", "2026-12-01T13:40:00+00:00", "running",
-                    rounds=(FuseRound(1, 3, ("hosp-a", "hosp-b"), failed=("hosp-x",), patients=250, train_loss=1.0, value=0.695,
-                                      parent=0.6901, diff=0.0049, se_diff=0.003),
-                            FuseRound(2, 2, ("hosp-a",), no_answer=("hosp-b",), patients=120, train_loss=0.9))),
-            FuseRun("run-stored-0002", "ovarian", "ovarian-v1", "2026-12-01T13:25:00+00:00", "stored", "2026-12-01T13:30:00+00:00",
-                    "ovarian-v3", rounds=rounds),
-            FuseRun("run-failed-0003", "breast", "breast-v1", "2026-12-01T13:21:00+00:00", "failed", "2026-12-01T13:22:00+00:00",
-                    reason="round 1: 0 of 2 paired sites answered <b>now</b>")]
+            FuseRun(
+                "run-running-0001",
+                "ovarian",
+                "ovarian-v3",
+                "2026-12-01T13:40:00+00:00",
+                "running",
+                rounds=(
+                    FuseRound(
+                        1,
+                        3,
+                        ("hosp-a", "hosp-b"),
+                        failed=("hosp-x",),
+                        patients=250,
+                        train_loss=1.0,
+                        value=0.695,
+                        parent=0.6901,
+                        diff=0.0049,
+                        se_diff=0.003,
+                    ),
+                    FuseRound(
+                        2, 2, ("hosp-a",), no_answer=("hosp-b",), patients=120, train_loss=0.9
+                    ),
+                ),
+            ),
+            FuseRun(
+                "run-stored-0002",
+                "ovarian",
+                "ovarian-v1",
+                "2026-12-01T13:25:00+00:00",
+                "stored",
+                "2026-12-01T13:30:00+00:00",
+                "ovarian-v3",
+                rounds=rounds,
+            ),
+            FuseRun(
+                "run-failed-0003",
+                "breast",
+                "breast-v1",
+                "2026-12-01T13:21:00+00:00",
+                "failed",
+                "2026-12-01T13:22:00+00:00",
+                reason="round 1: 0 of 2 paired sites answered <b>now</b>",
+            ),
+        ]
 
     def _call(self, name: str, *args: Any) -> None:
         self.calls.append((name, args))
@@ -143,22 +390,66 @@ class FakeCoordinator:
         tasks = []
         for t in self.task_list:
             versions = [m for m in self.model_list if m.task_id == t.task_id]
-            best = max((m for m in versions if "val_metric" in m.metrics), key=lambda m: m.metrics["val_metric"], default=None)
-            tasks.append({"task": t.task_id, "kind": t.spec.kind, "modalities": list(t.modalities), "fuse_mode": t.fuse_mode,
-                          "max_block_epsilon": None, "blocks": sum(b.task_id == t.task_id for b in self.block_list),
-                          "latest_blocks": sum(b.task_id == t.task_id and b.state == "accepted" for b in self.block_list),
-                          "versions": len(versions), "latest_version": versions[0].model_id if versions else "",
-                          "recommended": best.model_id if best else "", "recommended_metric": best.metrics["val_metric"] if best else None,
-                          "recommended_reason": "best consortium validation"})
-        sites = [{"site": s.name, "modalities": list(s.modalities), "paired": s.paired, "state": "withdrawn" if s.withdrawn else "active",
-                  "blocks": s.block_count, "last_seen": s.last_seen, **({"withdrawn_reason": s.withdrawn_reason} if s.withdrawn else {})}
-                 for s in self.site_list]
-        models = [{"model": m.model_id, "task": m.task_id, "recipe": m.recipe, "parent": m.parent_id, "blocks": len(m.block_ids),
-                   "created_at": m.created_at, "rounds": len(m.card.get("fuse", {}).get("rounds", [])),
-                   "val_metric": m.metrics.get("val_metric"), "sites": sorted({b["site"] for b in m.card["blocks"]})}
-                  for m in self.model_list]
-        return {"store": "/srv/store", "schema": 7, "code_version": "0.1.0", "blob_bytes": 12_345_678, "open_uploads": 1,
-                "corrupt_blocks": [], "tasks": tasks, "sites": sites, "models": models}
+            best = max(
+                (m for m in versions if "val_metric" in m.metrics),
+                key=lambda m: m.metrics["val_metric"],
+                default=None,
+            )
+            tasks.append(
+                {
+                    "task": t.task_id,
+                    "kind": t.spec.kind,
+                    "modalities": list(t.modalities),
+                    "fuse_mode": t.fuse_mode,
+                    "max_block_epsilon": None,
+                    "blocks": sum(b.task_id == t.task_id for b in self.block_list),
+                    "latest_blocks": sum(
+                        b.task_id == t.task_id and b.state == "accepted" for b in self.block_list
+                    ),
+                    "versions": len(versions),
+                    "latest_version": versions[0].model_id if versions else "",
+                    "recommended": best.model_id if best else "",
+                    "recommended_metric": best.metrics["val_metric"] if best else None,
+                    "recommended_reason": "best consortium validation",
+                }
+            )
+        sites = [
+            {
+                "site": s.name,
+                "modalities": list(s.modalities),
+                "paired": s.paired,
+                "state": "withdrawn" if s.withdrawn else "active",
+                "blocks": s.block_count,
+                "last_seen": s.last_seen,
+                **({"withdrawn_reason": s.withdrawn_reason} if s.withdrawn else {}),
+            }
+            for s in self.site_list
+        ]
+        models = [
+            {
+                "model": m.model_id,
+                "task": m.task_id,
+                "recipe": m.recipe,
+                "parent": m.parent_id,
+                "blocks": len(m.block_ids),
+                "created_at": m.created_at,
+                "rounds": len(m.card.get("fuse", {}).get("rounds", [])),
+                "val_metric": m.metrics.get("val_metric"),
+                "sites": sorted({b["site"] for b in m.card["blocks"]}),
+            }
+            for m in self.model_list
+        ]
+        return {
+            "store": "/srv/store",
+            "schema": 7,
+            "code_version": "0.1.0",
+            "blob_bytes": 12_345_678,
+            "open_uploads": 1,
+            "corrupt_blocks": [],
+            "tasks": tasks,
+            "sites": sites,
+            "models": models,
+        }
 
     def tasks(self) -> list[TaskRecord]:
         self._call("tasks")
@@ -168,10 +459,18 @@ class FakeCoordinator:
         self._call("sites")
         return list(self.site_list)
 
-    def blocks(self, task_id: str = "", site: str = "", modality: str = "", include_withdrawn: bool = False) -> list[BlockRecord]:
+    def blocks(
+        self, task_id: str = "", site: str = "", modality: str = "", include_withdrawn: bool = False
+    ) -> list[BlockRecord]:
         self._call("blocks", task_id, site, modality, include_withdrawn)
-        return [b for b in self.block_list if (not task_id or b.task_id == task_id) and (not site or b.site == site)
-                and (not modality or b.modality == modality) and (include_withdrawn or b.state == "accepted")]
+        return [
+            b
+            for b in self.block_list
+            if (not task_id or b.task_id == task_id)
+            and (not site or b.site == site)
+            and (not modality or b.modality == modality)
+            and (include_withdrawn or b.state == "accepted")
+        ]
 
     def models(self, task_id: str = "") -> list[ModelRecord]:
         self._call("models", task_id)
@@ -193,7 +492,9 @@ class FakeCoordinator:
 @pytest.fixture(scope="module")
 def signer_pem(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     ca = CertificateAuthority.init(tmp_path_factory.mktemp("ca"))
-    cert = ca.issue(Identity("hosp-a", "site", ("clinical", "genes"), True, b"k" * 32), new_key().public_key())
+    cert = ca.issue(
+        Identity("hosp-a", "site", ("clinical", "genes"), True, b"k" * 32), new_key().public_key()
+    )
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -222,11 +523,15 @@ def locked(fake: FakeCoordinator) -> Iterator[Console]:
         yield c
 
 
-def request(c: Console, path: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+def request(
+    c: Console, path: str, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], str]:
     """Status, headers (lower-case names) and body, with http.client (so Host and method are ours to set)."""
     conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=10)
     try:
-        conn.request(method, path, body=b"x" if method in ("POST", "PUT") else None, headers=headers or {})
+        conn.request(
+            method, path, body=b"x" if method in ("POST", "PUT") else None, headers=headers or {}
+        )
         r = conn.getresponse()
         return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode()
     finally:
@@ -299,21 +604,51 @@ def gaps(svg: ET.Element) -> list[ET.Element]:
 
 
 # ---- pages -----------------------------------------------------------------------------------------
-def test_overview_counts_and_rows_come_from_status(console: Console, clean: FakeCoordinator) -> None:
+def test_overview_counts_and_rows_come_from_status(
+    console: Console, clean: FakeCoordinator
+) -> None:
     html = get(console, "/")
     k = hooks(html)
     assert "<title>mmlego console — Overview</title>" in html
-    assert {key: k[("", f"count.{key}")] for key in ("tasks", "active_sites", "withdrawn_sites", "blocks", "versions", "open_uploads",
-                                                      "corrupt_blocks")} == {
-        "tasks": "2", "active_sites": "2", "withdrawn_sites": "1", "blocks": "6", "versions": "4", "open_uploads": "1",
-        "corrupt_blocks": "0"}
+    assert {
+        key: k[("", f"count.{key}")]
+        for key in (
+            "tasks",
+            "active_sites",
+            "withdrawn_sites",
+            "blocks",
+            "versions",
+            "open_uploads",
+            "corrupt_blocks",
+        )
+    } == {
+        "tasks": "2",
+        "active_sites": "2",
+        "withdrawn_sites": "1",
+        "blocks": "6",
+        "versions": "4",
+        "open_uploads": "1",
+        "corrupt_blocks": "0",
+    }
     ov = "data-task=ovarian"
     assert (k[(ov, "blocks")], k[(ov, "latest_blocks")], k[(ov, "versions")]) == ("4", "3", "3")
-    assert (k[(ov, "latest_version")], k[(ov, "recommended")], k[(ov, "recommended_metric")]) == ("ovarian-v3", "ovarian-v3", "0.6901")
+    assert (k[(ov, "latest_version")], k[(ov, "recommended")], k[(ov, "recommended_metric")]) == (
+        "ovarian-v3",
+        "ovarian-v3",
+        "0.6901",
+    )
     assert k[("data-task=breast", "recommended")] == "breast-v1"
-    assert [k[("data-site=hosp-a", x)] for x in ("state", "blocks", "paired", "modalities")] == ["active", "3", "paired",
-                                                                                                 "clinical, genes"]
-    assert [k[("data-site=hosp-c", x)] for x in ("state", "paired", "modalities")] == ["withdrawn", "unpaired", "genes"]
+    assert [k[("data-site=hosp-a", x)] for x in ("state", "blocks", "paired", "modalities")] == [
+        "active",
+        "3",
+        "paired",
+        "clinical, genes",
+    ]
+    assert [k[("data-site=hosp-c", x)] for x in ("state", "paired", "modalities")] == [
+        "withdrawn",
+        "unpaired",
+        "genes",
+    ]
     assert 'title="2026-12-01T13:55:00+00:00"' in html and re.search(r"\d+ (min|h|d) ago", html)
     assert 'data-live="5"' in html and clean.calls == [("status", ())]
 
@@ -342,11 +677,19 @@ def test_blocks_page_shows_every_block_per_site(console: Console, clean: FakeCoo
         assert f'data-block="{b.block_id}"' in html
     assert k[(f"data-block={'04' * 32}", "state")] == "withdrawn"
     assert re.search(rf'<tr data-block="{"04" * 32}" class="withdrawn">', html)
-    assert (k[(f"data-block={'01' * 32}", "patients")], k[(f"data-block={'01' * 32}", "val_metric")]) == ("120", "0.6400")
-    assert k[(f"data-block={'01' * 32}", "signer")] == "hosp-a"  # read from the signer's certificate
+    assert (
+        k[(f"data-block={'01' * 32}", "patients")],
+        k[(f"data-block={'01' * 32}", "val_metric")],
+    ) == ("120", "0.6400")
+    assert (
+        k[(f"data-block={'01' * 32}", "signer")] == "hosp-a"
+    )  # read from the signer's certificate
     assert k[(f"data-block={'03' * 32}", "dp_epsilon")] == "2.5"
     assert ("blocks", "", "", "", True) in [(n, *a) for n, a in clean.calls]
-    assert "patients in the latest blocks: breast/clinical 200, ovarian/clinical 120, ovarian/genes 118" in html
+    assert (
+        "patients in the latest blocks: breast/clinical 200, ovarian/clinical 120, ovarian/genes 118"
+        in html
+    )
     assert "<title>mmlego console — Blocks</title>" in html and "data-live" not in html
 
 
@@ -361,44 +704,73 @@ def test_versions_page_rows_lineage_and_plot(console: Console, clean: FakeCoordi
     html = get(console, "/versions")
     k = hooks(html)
     v1, v2, v3 = "data-model=ovarian-v1", "data-model=ovarian-v2", "data-model=ovarian-v3"
-    assert [k[(v1, x)] for x in ("recipe", "parent", "val_metric", "blocks", "children")] == ["merge", "-", "0.6683", "3", "ovarian-v3"]
+    assert [k[(v1, x)] for x in ("recipe", "parent", "val_metric", "blocks", "children")] == [
+        "merge",
+        "-",
+        "0.6683",
+        "3",
+        "ovarian-v3",
+    ]
     assert k[(v2, "val_metric")] == "not measured"
-    assert [k[(v3, x)] for x in ("recipe", "parent", "val_metric")] == ["fuse", "ovarian-v1", "0.6901"]
+    assert [k[(v3, x)] for x in ("recipe", "parent", "val_metric")] == [
+        "fuse",
+        "ovarian-v1",
+        "0.6901",
+    ]
     assert "hosp-a 0.700" in k[(v1, "per_site")] and "hosp-b 0.660" in k[(v3, "per_site")]
     assert '<a href="/versions/ovarian-v1">ovarian-v1</a>' in html
     plots = {re.sub(r".*— ", "", svg.findtext(f"{NS}title") or ""): svg for svg in svgs(html)}
     assert set(plots) == {"ovarian", "breast"}
-    assert (len(points(plots["ovarian"])), len(gaps(plots["ovarian"]))) == (2, 1)  # v1 and v3 measured; v2 a gap
+    assert (len(points(plots["ovarian"])), len(gaps(plots["ovarian"]))) == (
+        2,
+        1,
+    )  # v1 and v3 measured; v2 a gap
     assert len(points(plots["breast"])) == 1
     tips = [e.findtext(f"{NS}title") for e in points(plots["ovarian"])]
-    assert tips == ["ovarian-v1 (merge): 0.6683 ± 0.0415", "ovarian-v3 (fuse): 0.6901"]  # creation order
+    assert tips == [
+        "ovarian-v1 (merge): 0.6683 ± 0.0415",
+        "ovarian-v3 (fuse): 0.6901",
+    ]  # creation order
     assert 'data-live="5"' in html
 
 
 def test_versions_filter_by_task(console: Console, clean: FakeCoordinator) -> None:
     html = get(console, "/versions?task=breast")
     assert ("models", ("breast",)) in clean.calls
-    assert "data-model=\"breast-v1\"" in html and "ovarian-v1\"" not in html
+    assert 'data-model="breast-v1"' in html and 'ovarian-v1"' not in html
 
 
 def test_version_card_of_a_merge(console: Console, clean: FakeCoordinator) -> None:
     html = get(console, "/versions/ovarian-v1")
     assert "<title>mmlego console — Version ovarian-v1</title>" in html
-    assert re.search(r'<tr data-candidate="size" class="chosen">', html) and 'data-candidate="uniform" class=""' in html
+    assert (
+        re.search(r'<tr data-candidate="size" class="chosen">', html)
+        and 'data-candidate="uniform" class=""' in html
+    )
     k = hooks(html)
-    assert k[("data-site=hosp-a", "value")] == "0.7000" and k[("data-model=ovarian-v1", "val_metric")] == "0.6683"
+    assert (
+        k[("data-site=hosp-a", "value")] == "0.7000"
+        and k[("data-model=ovarian-v1", "val_metric")] == "0.6683"
+    )
     assert '<a href="/versions/ovarian-v3">ovarian-v3</a>' in html  # its child
     assert re.search(r"<pre>[^<]*# Model ovarian-v1", html)
-    assert "consortium validation 0.6683 +- 0.0415 on 2 site(s)" in html  # render.validation_line, as the CLI says it
+    assert (
+        "consortium validation 0.6683 +- 0.0415 on 2 site(s)" in html
+    )  # render.validation_line, as the CLI says it
 
 
 def test_version_card_of_a_fuse(console: Console, clean: FakeCoordinator) -> None:
     html = get(console, "/versions/ovarian-v3")
-    assert re.search(r'<tr data-round="2" class="chosen">', html) and '<tr data-round="1" class="">' in html
+    assert (
+        re.search(r'<tr data-round="2" class="chosen">', html)
+        and '<tr data-round="1" class="">' in html
+    )
     assert "consortium validation 0.6901; round 2: +0.0218 over the parent" in html
     (plot,) = svgs(html)
     assert len(points(plot)) == 2
-    assert [e.get("class") for e in plot.iter(f"{NS}g") if e.get("class") == "reference"] == ["reference"]
+    assert [e.get("class") for e in plot.iter(f"{NS}g") if e.get("class") == "reference"] == [
+        "reference"
+    ]
     assert "parent ovarian-v1: 0.6683" in ET.tostring(plot, encoding="unicode")
     assert "## LegoFuse rounds" in html
 
@@ -406,14 +778,25 @@ def test_version_card_of_a_fuse(console: Console, clean: FakeCoordinator) -> Non
 def test_fuse_runs_page(console: Console, clean: FakeCoordinator) -> None:
     html = get(console, "/fuse")
     k = hooks(html)
-    assert [m for m in re.findall(r'data-run="([^"]+)"', html)] == ["run-running-0001", "run-stored-0002", "run-failed-0003"]
-    assert [k[(f"data-run={r}", "state")] for r in ("run-running-0001", "run-stored-0002", "run-failed-0003")] == [
-        "running", "stored", "failed"]
+    assert [m for m in re.findall(r'data-run="([^"]+)"', html)] == [
+        "run-running-0001",
+        "run-stored-0002",
+        "run-failed-0003",
+    ]
+    assert [
+        k[(f"data-run={r}", "state")]
+        for r in ("run-running-0001", "run-stored-0002", "run-failed-0003")
+    ] == ["running", "stored", "failed"]
     assert k[("data-run=run-stored-0002", "model")] == "ovarian-v3"
     running = "data-run=run-running-0001"
-    assert [k[(f"{running}/data-round=1", x)] for x in ("asked", "answered", "failed", "patients", "validation", "diff")] == [
-        "3", "2", "1", "250", "0.6950", "+0.0049"]
-    assert (k[(f"{running}/data-round=2", "no_answer")], k[(f"{running}/data-round=2", "validation")]) == ("1", "-")
+    assert [
+        k[(f"{running}/data-round=1", x)]
+        for x in ("asked", "answered", "failed", "patients", "validation", "diff")
+    ] == ["3", "2", "1", "250", "0.6950", "+0.0049"]
+    assert (
+        k[(f"{running}/data-round=2", "no_answer")],
+        k[(f"{running}/data-round=2", "validation")],
+    ) == ("1", "-")
     assert k[("data-run=run-stored-0002/data-round=2", "diff")] == "+0.0218"
     assert ("data-round=1", "asked") not in k  # two runs have a round 1
     plots = svgs(html)
@@ -424,7 +807,11 @@ def test_fuse_runs_page(console: Console, clean: FakeCoordinator) -> None:
 
 def test_static_files_and_healthz(console: Console, clean: FakeCoordinator) -> None:
     status, headers, body = request(console, "/static/live.js")
-    assert status == 200 and headers["content-type"].startswith("text/javascript") and "DOMParser" in body
+    assert (
+        status == 200
+        and headers["content-type"].startswith("text/javascript")
+        and "DOMParser" in body
+    )
     status, headers, body = request(console, "/static/style.css")
     assert status == 200 and headers["content-type"].startswith("text/css")
     assert request(console, "/healthz")[::2] == (200, "ok\n") and clean.calls == []
@@ -459,24 +846,42 @@ def test_a_foreign_host_header_is_refused(console: Console, clean: FakeCoordinat
 
 
 def test_security_headers_on_every_response(console: Console, clean: FakeCoordinator) -> None:
-    for path, method, host in (("/", "GET", ""), ("/nope", "GET", ""), ("/", "POST", ""), ("/", "GET", "evil.example"),
-                               ("/static/style.css", "GET", "")):
+    for path, method, host in (
+        ("/", "GET", ""),
+        ("/nope", "GET", ""),
+        ("/", "POST", ""),
+        ("/", "GET", "evil.example"),
+        ("/static/style.css", "GET", ""),
+    ):
         _, h, _ = request(console, path, method, {"Host": host} if host else None)
-        assert h["content-security-policy"] == ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
-                                                "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-        assert (h["x-content-type-options"], h["referrer-policy"], h["cache-control"]) == ("nosniff", "no-referrer", "no-store")
+        assert h["content-security-policy"] == (
+            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
+            "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        )
+        assert (h["x-content-type-options"], h["referrer-policy"], h["cache-control"]) == (
+            "nosniff",
+            "no-referrer",
+            "no-store",
+        )
 
 
 def test_a_refusing_coordinator_gives_a_502_page(console: Console, clean: FakeCoordinator) -> None:
-    clean.fail = CallError(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses <ipv4:10.0.0.1:50051>")
+    clean.fail = CallError(
+        grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses <ipv4:10.0.0.1:50051>"
+    )
     for path in ("/", "/blocks", "/versions", "/versions/ovarian-v1", "/fuse"):
         status, _, html = request(console, path)
         assert status == 502, path
-        assert "failed to connect to all addresses &lt;ipv4:10.0.0.1:50051&gt;" in html and "may be down" in html
+        assert (
+            "failed to connect to all addresses &lt;ipv4:10.0.0.1:50051&gt;" in html
+            and "may be down" in html
+        )
         assert "Traceback" not in html
 
 
-def test_a_bug_gives_a_500_page_without_a_traceback(console: Console, clean: FakeCoordinator) -> None:
+def test_a_bug_gives_a_500_page_without_a_traceback(
+    console: Console, clean: FakeCoordinator
+) -> None:
     clean.fail = RuntimeError("secret internals")
     status, _, html = request(console, "/")
     assert status == 500 and "secret internals" not in html and "Traceback" not in html
@@ -491,7 +896,9 @@ def test_token_is_needed_for_every_page_and_file(locked: Console, clean: FakeCoo
     assert request(locked, "/", headers={"Authorization": f"Bearer {TOKEN}"})[0] == 200
     assert request(locked, "/", headers={"Authorization": f"Bearer {TOKEN}x"})[0] == 401
     assert request(locked, "/", headers={"Cookie": f"other=1; mmlego_console={TOKEN}"})[0] == 200
-    assert request(locked, "/", headers={"Cookie": "mmlego_console=wrong-token-0123456789"})[0] == 401
+    assert (
+        request(locked, "/", headers={"Cookie": "mmlego_console=wrong-token-0123456789"})[0] == 401
+    )
     assert request(locked, "/healthz")[0] == 200
 
 
@@ -520,14 +927,19 @@ def test_listen_addresses(fake: FakeCoordinator) -> None:
     for bad in ("8765", "127.0.0.1", "127.0.0.1:http", "::1:8765", "127.0.0.1:70000", ":8765"):
         with pytest.raises(ValueError, match="is not host:port"):
             make_console(fake, bad)
-    assert parse_listen("[::1]:8765") == ("::1", 8765) and parse_listen("LocalHost:1") == ("localhost", 1)
+    assert parse_listen("[::1]:8765") == ("::1", 8765) and parse_listen("LocalHost:1") == (
+        "localhost",
+        1,
+    )
 
 
 def test_a_remote_console_needs_its_token(fake: FakeCoordinator) -> None:
     with make_console(fake, "0.0.0.0:0", allow_remote=True, token=TOKEN) as c:
         assert request(c, "/")[0] == 401
         assert request(c, "/", headers={"Authorization": f"Bearer {TOKEN}"})[0] == 200
-        assert request(c, "/healthz", headers={"Host": f"192.0.2.7:{c.port}"})[0] == 200  # any address: rebinding needs a name
+        assert (
+            request(c, "/healthz", headers={"Host": f"192.0.2.7:{c.port}"})[0] == 200
+        )  # any address: rebinding needs a name
         assert request(c, "/healthz", headers={"Host": f"evil.example:{c.port}"})[0] == 421
 
 
@@ -563,13 +975,20 @@ def test_shutdown_closes_the_socket(fake: FakeCoordinator) -> None:
 
 # ---- the plot --------------------------------------------------------------------------------------
 def test_line_plot_is_escaped_well_formed_xml() -> None:
-    svg = line_plot([Point("v<1>&", 0.5), Point("v2", None), Point("v3", 0.7, err=0.05, tip='"quoted" & <b>')],
-                    'a <title> & "quotes"\x01', y_label="<y>", x_label="x&", reference=Reference(0.6, "parent <p>"))
+    svg = line_plot(
+        [Point("v<1>&", 0.5), Point("v2", None), Point("v3", 0.7, err=0.05, tip='"quoted" & <b>')],
+        'a <title> & "quotes"\x01',
+        y_label="<y>",
+        x_label="x&",
+        reference=Reference(0.6, "parent <p>"),
+    )
     root = ET.fromstring(svg)
     assert root.findtext(f"{NS}title") == 'a <title> & "quotes"'
     assert [e.findtext(f"{NS}title") for e in points(root)] == ["v<1>&: 0.5000", '"quoted" & <b>']
     assert [e.findtext(f"{NS}title") for e in gaps(root)] == ["v2: not measured"]
-    assert len(list(root.iter(f"{NS}polyline"))) == 0  # the gap leaves no two neighbouring values to join
+    assert (
+        len(list(root.iter(f"{NS}polyline"))) == 0
+    )  # the gap leaves no two neighbouring values to join
     (ref,) = [e for e in root.iter(f"{NS}g") if e.get("class") == "reference"]
     assert ref.findtext(f"{NS}title") == "parent <p>"
 
@@ -592,5 +1011,12 @@ def test_nice_ticks() -> None:
 def test_templates_and_static_are_package_data() -> None:
     here = Path(__file__).parents[3] / "common" / "admin" / "console"
     assert {p.name for p in (here / "static").iterdir()} >= {"style.css", "live.js"}
-    assert {p.name for p in (here / "templates").iterdir()} >= {"base.html", "overview.html", "blocks.html", "versions.html",
-                                                                  "version.html", "fuse.html", "error.html"}
+    assert {p.name for p in (here / "templates").iterdir()} >= {
+        "base.html",
+        "overview.html",
+        "blocks.html",
+        "versions.html",
+        "version.html",
+        "fuse.html",
+        "error.html",
+    }

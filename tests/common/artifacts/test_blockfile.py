@@ -32,12 +32,20 @@ def test_round_trip_is_bit_identical(tmp_path: Path, kind: str, fourier: str) ->
 def test_manifest_records_what_the_issue_asks(tmp_path: Path) -> None:
     save_block(block(), tmp_path, site="hospa", task_id="t1")
     data = json.loads((tmp_path / MANIFEST_VIEW).read_text())
-    assert data["site"] == "hospa" and data["task_id"] == "t1" and data["weights_size"] == (tmp_path / WEIGHTS).stat().st_size
+    assert (
+        data["site"] == "hospa"
+        and data["task_id"] == "t1"
+        and data["weights_size"] == (tmp_path / WEIGHTS).stat().st_size
+    )
     assert data["dtypes"]["latent"] == "F32" and data["tensors"]["scaling.mean"] == [5]
-    assert read_block_files(tmp_path).manifest.to_dict() == data  # the view says what the protobuf says
+    assert (
+        read_block_files(tmp_path).manifest.to_dict() == data
+    )  # the view says what the protobuf says
     assert data["latent_shape"] == [6, 8] and data["fourier"] == "2d"
     assert data["config"]["modality"] == "a" and data["config"]["task"]["kind"] == "survival"
-    assert data["code_version"] and data["weights_sha256"] == sha256_bytes((tmp_path / WEIGHTS).read_bytes())
+    assert data["code_version"] and data["weights_sha256"] == sha256_bytes(
+        (tmp_path / WEIGHTS).read_bytes()
+    )
     assert data["config"]["encoder"]["kind"] == "tabular"
 
 
@@ -55,7 +63,9 @@ def rewrite(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
     data = st_save(state)
     (tmp_path / WEIGHTS).write_bytes(data)
     m = read_block_files(tmp_path).manifest
-    (tmp_path / MANIFEST).write_bytes(manifest_to_bytes(replace(m, weights_sha256=sha256_bytes(data), weights_size=len(data))))
+    (tmp_path / MANIFEST).write_bytes(
+        manifest_to_bytes(replace(m, weights_sha256=sha256_bytes(data), weights_size=len(data)))
+    )
 
 
 def test_nan_weights_are_refused(tmp_path: Path) -> None:
@@ -85,7 +95,9 @@ def test_wrong_shape_and_missing_tensor_are_refused(tmp_path: Path) -> None:
 def test_lying_manifest_is_refused(tmp_path: Path) -> None:
     save_block(block(), tmp_path)
     m = read_block_files(tmp_path).manifest
-    lying = replace(m, config=m.config.with_(latent_rows=9), tensors={**m.tensors, "latent": [9, 8]})
+    lying = replace(
+        m, config=m.config.with_(latent_rows=9), tensors={**m.tensors, "latent": [9, 8]}
+    )
     (tmp_path / MANIFEST).write_bytes(manifest_to_bytes(lying))
     with pytest.raises(IntegrityError):
         load_block(tmp_path)

@@ -42,10 +42,14 @@ def test_any_cutting_of_a_good_file_passes(saved: tuple[object, bytes], cuts: li
 
 
 @settings(max_examples=40, deadline=None)
-@given(cuts=st.lists(st.integers(min_value=0, max_value=1 << 20), max_size=20),
-       value=st.sampled_from([float("nan"), float("inf"), float("-inf")]), row=st.integers(0, 5))
-def test_a_non_finite_value_is_found_however_the_bytes_are_cut(saved: tuple[object, bytes], cuts: list[int], value: float,
-                                                               row: int) -> None:
+@given(
+    cuts=st.lists(st.integers(min_value=0, max_value=1 << 20), max_size=20),
+    value=st.sampled_from([float("nan"), float("inf"), float("-inf")]),
+    row=st.integers(0, 5),
+)
+def test_a_non_finite_value_is_found_however_the_bytes_are_cut(
+    saved: tuple[object, bytes], cuts: list[int], value: float, row: int
+) -> None:
     manifest, _ = saved
     state = {k: v.clone() for k, v in BLOCK.state_dict().items()}
     state["latent"][row, 3] = value
@@ -53,7 +57,9 @@ def test_a_non_finite_value_is_found_however_the_bytes_are_cut(saved: tuple[obje
         feed(manifest, st_save(state), cuts)
 
 
-def test_truncated_padded_and_reordered_files_are_refused(saved: tuple[object, bytes], tmp_path: Path) -> None:
+def test_truncated_padded_and_reordered_files_are_refused(
+    saved: tuple[object, bytes], tmp_path: Path
+) -> None:
     manifest, data = saved
     with pytest.raises(IntegrityError, match="end after"):
         feed(manifest, data[:-4], [])

@@ -31,12 +31,29 @@ def test_overlap_subsets_have_the_asked_symmetric_difference(n: int, s: float, s
 
 def toy(n: int = 6) -> MultimodalDataset:
     g = torch.Generator().manual_seed(0)
-    mods = {"a": ModalityData("tabular", torch.randn(n, 5, generator=g), torch.tensor([True] * (n - 1) + [False]),
-                              [f"f{i}" for i in range(5)]),
-            "b": ModalityData("sequence", torch.randn(n, 7, 4, generator=g), torch.ones(n, dtype=torch.bool),
-                              [f"g{i}" for i in range(4)], bag(b=n).mask)}
-    return MultimodalDataset("toy", "survival", [str(i) for i in range(n)], mods,
-                             time=np.arange(1.0, n + 1), event=np.ones(n, dtype=bool))
+    mods = {
+        "a": ModalityData(
+            "tabular",
+            torch.randn(n, 5, generator=g),
+            torch.tensor([True] * (n - 1) + [False]),
+            [f"f{i}" for i in range(5)],
+        ),
+        "b": ModalityData(
+            "sequence",
+            torch.randn(n, 7, 4, generator=g),
+            torch.ones(n, dtype=torch.bool),
+            [f"g{i}" for i in range(4)],
+            bag(b=n).mask,
+        ),
+    }
+    return MultimodalDataset(
+        "toy",
+        "survival",
+        [str(i) for i in range(n)],
+        mods,
+        time=np.arange(1.0, n + 1),
+        event=np.ones(n, dtype=bool),
+    )
 
 
 def test_ensemble_averages_present_blocks_only() -> None:
@@ -61,7 +78,9 @@ def test_summary_features_of_a_variable_length_sequence() -> None:
 def test_late_concat_zeroes_absent_modalities() -> None:
     torch.manual_seed(0)
     cfg = EncoderConfig("tabular", in_features=5, token_dim=8, n_tokens=2, dropout=0.0)
-    model = LateConcat({"a": cfg, "c": EncoderConfig("tabular", in_features=3, token_dim=8, dropout=0.0)}, 4).eval()
+    model = LateConcat(
+        {"a": cfg, "c": EncoderConfig("tabular", in_features=3, token_dim=8, dropout=0.0)}, 4
+    ).eval()
     present = torch.tensor([True, False, True, False, True])
     with_c = model({"a": tabular(), "c": tabular(f=3, present=present)})
     without = model({"a": tabular()})
@@ -73,8 +92,12 @@ def test_classical_classification_beats_chance_on_a_signal() -> None:
     n = 200
     x = rng.normal(size=(n, 4)).astype(np.float32)
     label = (x[:, 0] > 0).astype(int)
-    mod = ModalityData("tabular", torch.from_numpy(x), torch.ones(n, dtype=torch.bool), list("abcd"))
-    data = MultimodalDataset("t", "classification", [str(i) for i in range(n)], {"m": mod}, label=label, n_classes=2)
+    mod = ModalityData(
+        "tabular", torch.from_numpy(x), torch.ones(n, dtype=torch.bool), list("abcd")
+    )
+    data = MultimodalDataset(
+        "t", "classification", [str(i) for i in range(n)], {"m": mod}, label=label, n_classes=2
+    )
     spec = TaskSpec("classification", n_classes=2)
     model = Classical(spec, ["m"]).fit(data.subset(range(100)), data.subset(range(100, 150)))
     probs = model.scores(data.subset(range(150, 200)))
@@ -84,10 +107,22 @@ def test_classical_classification_beats_chance_on_a_signal() -> None:
 def fake_results() -> list[JobResult]:
     out = []
     for seed, (ga, gb, merge) in enumerate([(0.6, 0.7, 0.75), (0.62, 0.66, 0.7)]):
-        r = JobResult("d", seed, "c-index", test={"block:a": ga, "block:b": gb, "legomerge": merge,
-                                                   "fig6:legomerge@0": 0.6, "fig6:ensemble@0": 0.5,
-                                                   "fig6:legomerge@0.5": 0.6, "fig6:ensemble@0.5": 0.5,
-                                                   "fig6:legomerge@1": 0.6, "fig6:ensemble@1": 0.5})
+        r = JobResult(
+            "d",
+            seed,
+            "c-index",
+            test={
+                "block:a": ga,
+                "block:b": gb,
+                "legomerge": merge,
+                "fig6:legomerge@0": 0.6,
+                "fig6:ensemble@0": 0.5,
+                "fig6:legomerge@0.5": 0.6,
+                "fig6:ensemble@0.5": 0.5,
+                "fig6:legomerge@1": 0.6,
+                "fig6:ensemble@1": 0.5,
+            },
+        )
         r.predictions["legomerge"] = [0.1, 0.5, 0.9, 0.3]
         r.targets = {"time": [1.0, 2.0, 3.0, 4.0], "event": [1, 0, 1, 1]}
         out.append(r)
@@ -101,7 +136,10 @@ def test_report_aggregates_by_hand(tmp_path: Path) -> None:
     assert merge["folds"] == [0.75, 0.7] and merge["seeds"] == [0, 1]
     assert uplift(rows, "d") == pytest.approx(0.725 - 0.68)
     md = markdown(rows, {"command": "mmlego bench", "splits": 2, "seeds": [0, 1]})
-    assert "merge uplift vs best block: +0.045" in md and "| 0.5 | 0.600 +- 0.000 | 0.500 +- 0.000 |" in md
+    assert (
+        "merge uplift vs best block: +0.045" in md
+        and "| 0.5 | 0.600 +- 0.000 | 0.500 +- 0.000 |" in md
+    )
     doc = write_report(fake_results(), {"command": "x"}, tmp_path)
     assert json.loads((tmp_path / "results.json").read_text())["rows"] == doc["rows"]
     assert {"d-bars.png", "d-km.png"} <= {p.name for p in tmp_path.iterdir()}
@@ -112,10 +150,18 @@ def test_ablations_add_their_rows_and_leave_the_uplift_alone() -> None:
 
     from common.bench.runner import BenchConfig, run_job
 
-    cfg = BenchConfig.make(["nki70"], 1, quick=True, methods=("blocks", "legomerge"), figure6=False, ablations=True)
-    cfg = replace(cfg, experiment=replace(cfg.experiment, train=replace(cfg.experiment.train, epochs=1)))
+    cfg = BenchConfig.make(
+        ["nki70"], 1, quick=True, methods=("blocks", "legomerge"), figure6=False, ablations=True
+    )
+    cfg = replace(
+        cfg, experiment=replace(cfg.experiment, train=replace(cfg.experiment.train, epochs=1))
+    )
     r = run_job("nki70", 0, cfg)
-    assert {"legomerge:no-shared-init", "legomerge:fourier-1d", "block:genes:fourier-1d"} <= set(r.test)
+    assert {"legomerge:no-shared-init", "legomerge:fourier-1d", "block:genes:fourier-1d"} <= set(
+        r.test
+    )
     rows = aggregate([r])
     best = max(r.test["block:genes"], r.test["block:clinical"])
-    assert uplift(rows, "nki70") == pytest.approx(r.test["legomerge"] - best)  # ablation blocks not counted
+    assert uplift(rows, "nki70") == pytest.approx(
+        r.test["legomerge"] - best
+    )  # ablation blocks not counted

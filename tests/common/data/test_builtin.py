@@ -7,13 +7,16 @@ from common.data import BUILTIN, load_builtin
 from common.data.builtin.errors import DatasetUnavailable
 
 
-@pytest.mark.parametrize(("name", "n", "target", "modalities"), [
-    ("nki70", 144, 48, {"genes": 70, "clinical": 10}),
-    ("gse7390", 198, 51, {"genes": 76, "clinical": 8}),
-    ("ovarian", 912, 544, {"genes": 158, "clinical": 2}),
-    ("pbc", 205, 2, {"labs": 7, "static": 5}),
-    ("mfeat", 2000, 10, {"image": 22, "features": 292}),
-])
+@pytest.mark.parametrize(
+    ("name", "n", "target", "modalities"),
+    [
+        ("nki70", 144, 48, {"genes": 70, "clinical": 10}),
+        ("gse7390", 198, 51, {"genes": 76, "clinical": 8}),
+        ("ovarian", 912, 544, {"genes": 158, "clinical": 2}),
+        ("pbc", 205, 2, {"labs": 7, "static": 5}),
+        ("mfeat", 2000, 10, {"image": 22, "features": 292}),
+    ],
+)
 def test_shapes(name: str, n: int, target: int, modalities: dict[str, int]) -> None:
     data = load_builtin(name)
     assert len(data) == n

@@ -19,7 +19,23 @@ from tests.factories import mutate_bytes
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "site-data"
 TRIED = {"inputs": 0, "loaded": 0}
-JUNK = ["", "nan", "inf", "-inf", "1e999", "NaN", "x", "'; DROP TABLE", "\x00", "１２", "1,2", '"', "-0", "9" * 400, "../.."]
+JUNK = [
+    "",
+    "nan",
+    "inf",
+    "-inf",
+    "1e999",
+    "NaN",
+    "x",
+    "'; DROP TABLE",
+    "\x00",
+    "１２",
+    "1,2",
+    '"',
+    "-0",
+    "9" * 400,
+    "../..",
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +50,24 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         f.unlink()
         toml = toml.replace(f'"{f.name}"', f'"{f.with_suffix(".parquet").name}"')
     (parquet / "data.toml").write_text(toml)
-    assert len(load_site_folder(csv)) == len(load_site_folder(parquet)) > 0  # both load before they are mutated
+    assert (
+        len(load_site_folder(csv)) == len(load_site_folder(parquet)) > 0
+    )  # both load before they are mutated
     return {"csv": csv, "parquet": parquet}
 
 
 def mutate_cells(path: Path, cells: list[tuple[int, int, str]]) -> None:
-    df = pd.read_csv(path, dtype=str, keep_default_na=False) if path.suffix == ".csv" else pd.read_parquet(path)
+    df = (
+        pd.read_csv(path, dtype=str, keep_default_na=False)
+        if path.suffix == ".csv"
+        else pd.read_parquet(path)
+    )
     for r, c, v in cells:
         if len(df) and len(df.columns):
             col = df.columns[c % len(df.columns)]
-            df[col] = df[col].astype(str)  # a Parquet column becomes text where the loader may expect numbers
+            df[col] = df[col].astype(
+                str
+            )  # a Parquet column becomes text where the loader may expect numbers
             df.iat[r % len(df), c % len(df.columns)] = v
     df.to_csv(path, index=False) if path.suffix == ".csv" else df.to_parquet(path)
 
@@ -57,14 +81,25 @@ def load(folder: Path) -> None:
         assert exc.file.startswith(str(folder)), exc  # names a file of this folder
 
 
-SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-EDITS = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 100_000), st.integers(0, 255)), min_size=1, max_size=5)
+SETTINGS = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+EDITS = st.lists(
+    st.tuples(st.integers(0, 3), st.integers(0, 100_000), st.integers(0, 255)),
+    min_size=1,
+    max_size=5,
+)
 
 
 @SETTINGS
 @given(kind=st.sampled_from(["csv", "parquet"]), which=st.integers(0, 10), edits=EDITS)
-def test_mutated_bytes_of_any_file(folders: dict[str, Path], tmp_path_factory: pytest.TempPathFactory, kind: str, which: int,
-                                   edits: list[tuple[int, int, int]]) -> None:
+def test_mutated_bytes_of_any_file(
+    folders: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+    kind: str,
+    which: int,
+    edits: list[tuple[int, int, int]],
+) -> None:
     folder = tmp_path_factory.mktemp("m") / "site"
     shutil.copytree(folders[kind], folder)
     files = sorted(folder.iterdir())
@@ -74,11 +109,24 @@ def test_mutated_bytes_of_any_file(folders: dict[str, Path], tmp_path_factory: p
 
 
 @SETTINGS
-@given(kind=st.sampled_from(["csv", "parquet"]), which=st.integers(0, 10),
-       cells=st.lists(st.tuples(st.integers(0, 500), st.integers(0, 50), st.sampled_from(JUNK) | st.text(max_size=12)),
-                      min_size=1, max_size=4))
-def test_junk_cells_in_any_table(folders: dict[str, Path], tmp_path_factory: pytest.TempPathFactory, kind: str, which: int,
-                                 cells: list[tuple[int, int, str]]) -> None:
+@given(
+    kind=st.sampled_from(["csv", "parquet"]),
+    which=st.integers(0, 10),
+    cells=st.lists(
+        st.tuples(
+            st.integers(0, 500), st.integers(0, 50), st.sampled_from(JUNK) | st.text(max_size=12)
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_junk_cells_in_any_table(
+    folders: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+    kind: str,
+    which: int,
+    cells: list[tuple[int, int, str]],
+) -> None:
     folder = tmp_path_factory.mktemp("c") / "site"
     shutil.copytree(folders[kind], folder)
     tables = sorted(p for p in folder.iterdir() if p.suffix in (".csv", ".parquet"))
@@ -88,5 +136,9 @@ def test_junk_cells_in_any_table(folders: dict[str, Path], tmp_path_factory: pyt
 
 def test_the_fuzz_tried_enough_inputs() -> None:
     assert TRIED["inputs"] >= 2 * 200, TRIED
-    assert TRIED["loaded"] < TRIED["inputs"] // 2, TRIED  # most mutations must be refused, or the loader checks nothing
-    print(f"\nloader fuzz: {TRIED['inputs']} inputs tried, {TRIED['loaded']} loaded, the rest refused with a DataError")
+    assert TRIED["loaded"] < TRIED["inputs"] // 2, (
+        TRIED
+    )  # most mutations must be refused, or the loader checks nothing
+    print(
+        f"\nloader fuzz: {TRIED['inputs']} inputs tried, {TRIED['loaded']} loaded, the rest refused with a DataError"
+    )

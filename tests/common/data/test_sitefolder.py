@@ -35,7 +35,9 @@ def test_example_folder_loads() -> None:
     raw = pd.read_csv(EXAMPLE / "labs.csv").query("patient_id == 'P000'").sort_values("day")
     n = len(raw)
     assert labs.mask[first].sum() == n
-    np.testing.assert_allclose(labs.x[first, :n].numpy(), raw[["bili", "albumin"]].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        labs.x[first, :n].numpy(), raw[["bili", "albumin"]].to_numpy(), rtol=1e-6
+    )
     assert set(data.groups.tolist()) == {"north", "south"}
 
 
@@ -118,7 +120,9 @@ def test_duplicate_patient(site: Path) -> None:
     df = pd.read_csv(site / "genes.csv", dtype={"patient_id": str})
     df.loc[5, "patient_id"] = df.loc[2, "patient_id"]
     df.to_csv(site / "genes.csv", index=False)
-    expect(site, "genes.csv", "column 'patient_id'", "row 6", "duplicate patient id", "first at row 3")
+    expect(
+        site, "genes.csv", "column 'patient_id'", "row 6", "duplicate patient id", "first at row 3"
+    )
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "abc", ""])
@@ -165,7 +169,11 @@ def test_a_modality_file_with_a_header_only_loads_with_no_patient_present(site: 
     (site / "clinical.csv").write_text("patient_id,age,grade,er\n")
     data = load_site_folder(site)
     clinical = data.modalities["clinical"]
-    assert clinical.features == ["age"] and not clinical.present.any() and data.modalities["genes"].present.any()
+    assert (
+        clinical.features == ["age"]
+        and not clinical.present.any()
+        and data.modalities["genes"].present.any()
+    )
 
 
 def test_classification_labels_checked(site: Path) -> None:
@@ -179,7 +187,9 @@ def test_classification_labels_checked(site: Path) -> None:
     expect(site, "labels.csv", "column 'label'", "row 10", "integer")
 
 
-def test_a_split_column_names_the_validation_patients_and_round_trips(tmp_path: Path, site: Path) -> None:
+def test_a_split_column_names_the_validation_patients_and_round_trips(
+    tmp_path: Path, site: Path
+) -> None:
     data = load_site_folder(EXAMPLE)
     data.holdout = np.arange(len(data)) % 5 == 0
     back = load_site_folder(export_site_folder(data, tmp_path / "split"))
@@ -188,6 +198,13 @@ def test_a_split_column_names_the_validation_patients_and_round_trips(tmp_path: 
     labels["split"] = ["validation" if i % 4 == 0 else "Train" for i in range(len(labels))]
     labels.loc[7, "split"] = "test"
     labels.to_csv(site / "labels.csv", index=False)
-    (site / "data.toml").write_text((site / "data.toml").read_text().replace('group = "hospital"', 'group = "hospital"\nsplit = "split"'))
-    with pytest.raises(DataError, match=r"column 'split', row 8 \(patient 'P007'\): split must be 'train' or 'validation', got 'test'"):
+    (site / "data.toml").write_text(
+        (site / "data.toml")
+        .read_text()
+        .replace('group = "hospital"', 'group = "hospital"\nsplit = "split"')
+    )
+    with pytest.raises(
+        DataError,
+        match=r"column 'split', row 8 \(patient 'P007'\): split must be 'train' or 'validation', got 'test'",
+    ):
         load_site_folder(site)

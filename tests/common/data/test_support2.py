@@ -23,19 +23,62 @@ def test_shape_targets_and_ids(data: MultimodalDataset) -> None:
     assert data.time.dtype == np.float64 and data.event.dtype == np.bool_
     assert 0.67 < data.event.mean() < 0.69
     assert data.ids[0] == "support2-0" and len(set(data.ids)) == len(data)
-    assert data.meta == {"source": "survset (support2)", "licence": "GPL-3", "group": "disease group"}
+    assert data.meta == {
+        "source": "survset (support2)",
+        "licence": "GPL-3",
+        "group": "disease group",
+    }
 
 
 def test_modalities_have_the_expected_features(data: MultimodalDataset) -> None:
     assert tuple(data.modalities) == MODALITIES
     assert data.modalities["physiology"].features == [
-        "meanbp", "wblc", "hrt", "resp", "temp", "pafi", "scoma", "wblc_missing", "pafi_missing"]
+        "meanbp",
+        "wblc",
+        "hrt",
+        "resp",
+        "temp",
+        "pafi",
+        "scoma",
+        "wblc_missing",
+        "pafi_missing",
+    ]
     assert data.modalities["labs"].features == [
-        "alb", "bili", "crea", "sod", "ph", "glucose", "bun", "urine",
-        "alb_missing", "bili_missing", "ph_missing", "glucose_missing", "bun_missing", "urine_missing"]
+        "alb",
+        "bili",
+        "crea",
+        "sod",
+        "ph",
+        "glucose",
+        "bun",
+        "urine",
+        "alb_missing",
+        "bili_missing",
+        "ph_missing",
+        "glucose_missing",
+        "bun_missing",
+        "urine_missing",
+    ]
     history = data.modalities["history"].features
-    assert history[:8] == ["age", "num_co", "edu", "adlp", "adls", "edu_missing", "adlp_missing", "adls_missing"]
-    assert {f.split("=")[0] for f in history[8:]} == {"sex", "race", "income", "diabetes", "dementia", "ca", "dzgroup"}
+    assert history[:8] == [
+        "age",
+        "num_co",
+        "edu",
+        "adlp",
+        "adls",
+        "edu_missing",
+        "adlp_missing",
+        "adls_missing",
+    ]
+    assert {f.split("=")[0] for f in history[8:]} == {
+        "sex",
+        "race",
+        "income",
+        "diabetes",
+        "dementia",
+        "ca",
+        "dzgroup",
+    }
     assert len(history) == 36
 
 
@@ -50,7 +93,12 @@ def test_missing_values_filled_with_normals_and_flagged(data: MultimodalDataset)
     assert missing.sum() == 3372
     assert np.allclose(labs.x[missing, labs.features.index("alb")].numpy(), NORMAL["alb"])
     assert "crea_missing" not in labs.features  # 67 missing: under 1 %, filled without an indicator
-    indicators = {f.removesuffix("_missing") for m in data.modalities.values() for f in m.features if f.endswith("_missing")}
+    indicators = {
+        f.removesuffix("_missing")
+        for m in data.modalities.values()
+        for f in m.features
+        if f.endswith("_missing")
+    }
     assert indicators == INDICATED
 
 
@@ -59,7 +107,9 @@ def test_indicators_are_the_filled_columns_over_one_percent_missing() -> None:
 
     raw = SurvLoader().load_dataset(ds_name="support2")["df"]
     share = {c: raw[f"num_{c}"].isna().mean() for c in NORMAL}
-    assert set(NORMAL) == {c for c, s in share.items() if s > 0}  # every column with a gap has a normal value
+    assert set(NORMAL) == {
+        c for c, s in share.items() if s > 0
+    }  # every column with a gap has a normal value
     assert {c for c, s in share.items() if s > 0.01} == INDICATED
 
 
@@ -72,7 +122,12 @@ def test_no_prognosis_or_outcome_among_the_inputs(data: MultimodalDataset) -> No
 def test_disease_groups_are_the_hospitals(data: MultimodalDataset) -> None:
     names, sizes = np.unique(data.groups, return_counts=True)
     assert dict(zip(names.tolist(), sizes.tolist(), strict=True)) == {
-        "sepsis": 3515, "cardiopulmonary": 2354, "oncology": 2132, "liver": 508, "coma": 596}
+        "sepsis": 3515,
+        "cardiopulmonary": 2354,
+        "oncology": 2132,
+        "liver": 508,
+        "coma": 596,
+    }
 
 
 def test_public_ranges_cover_every_feature(data: MultimodalDataset) -> None:

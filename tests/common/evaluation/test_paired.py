@@ -11,10 +11,18 @@ import pytest
 from sksurv.metrics import concordance_index_censored
 
 from common.evaluation import score_candidates, stratified_metric
-from common.evaluation.paired import TestSet, compare_models, multiplicities, weighted_metric, within_site_metric
+from common.evaluation.paired import (
+    TestSet,
+    compare_models,
+    multiplicities,
+    weighted_metric,
+    within_site_metric,
+)
 
 
-def survival_set(n: int, seed: int, sites: int = 3, ties: bool = True, noise: float = 3.0) -> TestSet:
+def survival_set(
+    n: int, seed: int, sites: int = 3, ties: bool = True, noise: float = 3.0
+) -> TestSet:
     """Risks "good" (follows the hazard), "same" (a copy), "noisy" (good plus strong noise)."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=n)
@@ -49,7 +57,13 @@ def site_counts_metric(test: TestSet, model: str, rows: np.ndarray | None = None
     for label in np.unique(test.site[rows]):
         keep = rows[test.site[rows] == label]
         targets = {k: v[keep] for k, v in test.targets.items()}
-        (s,) = score_candidates(test.kind, test.n_classes, targets, [test.scores[model][keep]], [np.ones(keep.size, dtype=bool)])
+        (s,) = score_candidates(
+            test.kind,
+            test.n_classes,
+            targets,
+            [test.scores[model][keep]],
+            [np.ones(keep.size, dtype=bool)],
+        )
         if s is not None:
             per_site.append(s)
     return stratified_metric(per_site)
@@ -59,7 +73,9 @@ def site_counts_metric(test: TestSet, model: str, rows: np.ndarray | None = None
 def test_within_site_metric_is_the_stratified_metric_of_site_counts(kind: str) -> None:
     test = make(kind, 150, 1)
     for model in test.scores:
-        assert within_site_metric(test, model) == pytest.approx(site_counts_metric(test, model), abs=1e-12)
+        assert within_site_metric(test, model) == pytest.approx(
+            site_counts_metric(test, model), abs=1e-12
+        )
 
 
 def test_one_site_is_sksurvs_cindex() -> None:
@@ -77,7 +93,9 @@ def test_a_replicate_is_the_metric_of_the_duplicated_data(kind: str) -> None:
     assert (w.max(axis=1) >= 2).all()  # every draw repeats some patient
     got = weighted_metric(test, "good", w)
     for r in range(w.shape[0]):
-        rows = np.repeat(np.arange(test.patients), w[r].astype(int))  # the resampled data, copies side by side
+        rows = np.repeat(
+            np.arange(test.patients), w[r].astype(int)
+        )  # the resampled data, copies side by side
         assert got[r] == pytest.approx(site_counts_metric(test, "good", rows), abs=1e-12)
 
 
@@ -93,7 +111,15 @@ def test_a_model_against_itself_is_zero() -> None:
     tests = [survival_set(100, s) for s in range(2)]
     (c,) = compare_models(tests, "good", ["same"], replicates=200)
     assert (c.diff, c.low, c.high) == (0.0, 0.0, 0.0)
-    assert c.to_dict() == {"a": "good", "b": "same", "diff": 0.0, "low": 0.0, "high": 0.0, "patients": 200, "seeds": 2}
+    assert c.to_dict() == {
+        "a": "good",
+        "b": "same",
+        "diff": 0.0,
+        "low": 0.0,
+        "high": 0.0,
+        "patients": 200,
+        "seeds": 2,
+    }
 
 
 def test_a_much_noisier_model_is_worse_and_the_interval_excludes_zero() -> None:
@@ -102,12 +128,16 @@ def test_a_much_noisier_model_is_worse_and_the_interval_excludes_zero() -> None:
     (clf,) = compare_models(tests[1:], "good", ["random"], replicates=500)
     for c in (surv, clf):
         assert 0.0 < c.low < c.diff < c.high
-    assert surv.diff == pytest.approx(within_site_metric(tests[0], "good") - within_site_metric(tests[0], "noisy"), abs=1e-12)
+    assert surv.diff == pytest.approx(
+        within_site_metric(tests[0], "good") - within_site_metric(tests[0], "noisy"), abs=1e-12
+    )
 
 
 def test_intervals_narrow_like_one_over_sqrt_n() -> None:
     def width(n: int) -> float:
-        (c,) = compare_models([survival_set(n, 9, sites=4, noise=1.0)], "good", ["noisy"], replicates=800)
+        (c,) = compare_models(
+            [survival_set(n, 9, sites=4, noise=1.0)], "good", ["noisy"], replicates=800
+        )
         return c.high - c.low
 
     assert 1.4 < width(200) / width(800) < 2.8  # 2 expected
@@ -127,7 +157,12 @@ def test_seeds_without_a_model_are_skipped() -> None:
     del tests[1].scores["noisy"]
     (c,) = compare_models(tests, "good", ["noisy", "absent"], replicates=100)
     assert (c.b, c.seeds, c.patients) == ("noisy", 2, 160)
-    expected = np.mean([within_site_metric(t, "good") - within_site_metric(t, "noisy") for t in (tests[0], tests[2])])
+    expected = np.mean(
+        [
+            within_site_metric(t, "good") - within_site_metric(t, "noisy")
+            for t in (tests[0], tests[2])
+        ]
+    )
     assert c.diff == pytest.approx(expected, abs=1e-12)
     assert compare_models(tests, "missing", ["good"], replicates=100) == []
 

@@ -17,22 +17,43 @@ def bid(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()
 
 
-BLOCKS = [BlockInfo(bid("a"), "hosp-a", "genes", 300), BlockInfo(bid("b"), "hosp-b", "genes", 100),
-          BlockInfo(bid("c"), "hosp-c", "clinical", 50)]
+BLOCKS = [
+    BlockInfo(bid("a"), "hosp-a", "genes", 300),
+    BlockInfo(bid("b"), "hosp-b", "genes", 100),
+    BlockInfo(bid("c"), "hosp-c", "clinical", 50),
+]
 
 
 def test_the_family_is_small_and_only_varies_where_the_blocks_differ() -> None:
     ids = [c.candidate_id for c in first_candidates(BLOCKS)]
-    assert ids == ["uniform", "ensemble", "balanced", "balanced-ensemble", "size", "alone-0", "alone-1", "alone-2"]
+    assert ids == [
+        "uniform",
+        "ensemble",
+        "balanced",
+        "balanced-ensemble",
+        "size",
+        "alone-0",
+        "alone-1",
+        "alone-2",
+    ]
     even = [BlockInfo(bid("a"), "a", "genes", 100), BlockInfo(bid("b"), "b", "clinical", 100)]
-    assert [c.candidate_id for c in first_candidates(even)] == ["uniform", "ensemble", "alone-0", "alone-1"]
+    assert [c.candidate_id for c in first_candidates(even)] == [
+        "uniform",
+        "ensemble",
+        "alone-0",
+        "alone-1",
+    ]
     unknown = [BlockInfo(bid("a"), "a", "genes", None), BlockInfo(bid("b"), "b", "clinical", 100)]
-    assert "size" not in [c.candidate_id for c in first_candidates(unknown)]  # a withheld count: no size weights
+    assert "size" not in [
+        c.candidate_id for c in first_candidates(unknown)
+    ]  # a withheld count: no size weights
     cands = {c.candidate_id: c for c in first_candidates(BLOCKS)}
     assert cands["balanced"].weights == (0.75, 0.75, 1.5)  # genes and clinical count equally
     assert all(publishable(cands[k], BLOCKS) for k in ("uniform", "ensemble", "balanced", "size"))
     assert not publishable(cands["alone-0"], BLOCKS)  # scores the patients of one modality only
-    assert cands["uniform"].problem() is None and len({c.digest() for c in cands.values()}) == len(cands)
+    assert cands["uniform"].problem() is None and len({c.digest() for c in cands.values()}) == len(
+        cands
+    )
 
 
 def test_data_derived_weights_are_shrunk_half_way_to_equal() -> None:
@@ -49,9 +70,17 @@ def test_a_candidate_replaces_uniform_only_beyond_z_standard_errors() -> None:
     cands = [c for c in first_candidates(BLOCKS) if publishable(c, BLOCKS)]
     base = {"uniform": res(0.0, 0.0)}
     small = choose(cands, {**base, "ensemble": res(0.010, 0.012), "size": res(0.004, 0.001)})
-    assert small.candidate.candidate_id == "size" and small.bound == pytest.approx(0.003)  # 0.004 - 1 x 0.001
+    assert small.candidate.candidate_id == "size" and small.bound == pytest.approx(
+        0.003
+    )  # 0.004 - 1 x 0.001
     noisy = choose(cands, {**base, "ensemble": res(0.010, 0.012), "size": res(-0.001, 0.001)})
-    assert noisy.candidate.candidate_id == "uniform" and "largest gain: ensemble +0.0100" in noisy.reason
+    assert (
+        noisy.candidate.candidate_id == "uniform"
+        and "largest gain: ensemble +0.0100" in noisy.reason
+    )
     strict = choose(cands, {**base, "size": res(0.004, 0.001)}, z=5.0)
     assert strict.candidate.candidate_id == "uniform"
-    assert choose(cands, {}).candidate.candidate_id == "uniform" and "no site reported" in choose(cands, {}).reason
+    assert (
+        choose(cands, {}).candidate.candidate_id == "uniform"
+        and "no site reported" in choose(cands, {}).reason
+    )

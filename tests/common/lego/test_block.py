@@ -38,7 +38,9 @@ def test_shared_init_seed_gives_equal_latent_and_head() -> None:
     a = block("a", seed=1, init_seed=11)
     c = block("c", seed=2, init_seed=11, in_features=9)
     assert torch.equal(a.latent, c.latent)
-    assert all(torch.equal(a.head.state_dict()[k], c.head.state_dict()[k]) for k in a.head.state_dict())
+    assert all(
+        torch.equal(a.head.state_dict()[k], c.head.state_dict()[k]) for k in a.head.state_dict()
+    )
     assert not torch.equal(block(seed=1, init_seed=12).latent, a.latent)
 
 

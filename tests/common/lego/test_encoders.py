@@ -5,13 +5,22 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from common.lego import BagEncoder, BlockConfig, EncoderConfig, LegoBlock, TabularEncoder, build_encoder
+from common.lego import (
+    BagEncoder,
+    BlockConfig,
+    EncoderConfig,
+    LegoBlock,
+    TabularEncoder,
+    build_encoder,
+)
 from tests.factories import SURV, bag, packed
 
 
 def bag_encoder() -> BagEncoder:
     torch.manual_seed(0)
-    return BagEncoder(EncoderConfig("bag", in_features=4, token_dim=16, n_tokens=3, hidden=32, dropout=0.0)).eval()
+    return BagEncoder(
+        EncoderConfig("bag", in_features=4, token_dim=16, n_tokens=3, hidden=32, dropout=0.0)
+    ).eval()
 
 
 def test_bag_output_of_a_sample_is_independent_of_the_batch() -> None:
@@ -40,7 +49,9 @@ def test_bag_output_ignores_padding_content_and_length() -> None:
 
 def test_empty_bag_gives_no_valid_token_and_no_nan() -> None:
     enc = bag_encoder()
-    tokens, mask = enc(torch.randn(2, 4, 4), torch.tensor([[True, False, False, False], [False] * 4]))
+    tokens, mask = enc(
+        torch.randn(2, 4, 4), torch.tensor([[True, False, False, False], [False] * 4])
+    )
     assert torch.isfinite(tokens).all()
     assert mask[0].all() and not mask[1].any()
 
@@ -63,23 +74,31 @@ class MeanTokens(nn.Module):
         super().__init__()
         self.proj = nn.Linear(1, 16)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = self.proj(x.unsqueeze(-1))
         return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool)
 
 
 def test_user_module_as_encoder() -> None:
-    cfg = BlockConfig("a", EncoderConfig("user", in_features=5, token_dim=16), SURV, latent_rows=4, latent_dim=8)
+    cfg = BlockConfig(
+        "a", EncoderConfig("user", in_features=5, token_dim=16), SURV, latent_rows=4, latent_dim=8
+    )
     block = LegoBlock(cfg, encoder=MeanTokens())
     assert block(torch.randn(3, 5)).shape == (3, 4)
 
 
 def test_bad_encoder_output_is_reported() -> None:
     class Wrong(nn.Module):
-        def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        def forward(
+            self, x: torch.Tensor, mask: torch.Tensor | None = None
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             return torch.zeros(x.shape[0], 2, 9), torch.ones(x.shape[0], 2, dtype=torch.bool)
 
-    cfg = BlockConfig("a", EncoderConfig("user", in_features=5, token_dim=16), SURV, latent_rows=4, latent_dim=8)
+    cfg = BlockConfig(
+        "a", EncoderConfig("user", in_features=5, token_dim=16), SURV, latent_rows=4, latent_dim=8
+    )
     with pytest.raises(ValueError, match=r"tokens of shape \(3, n, 16\)"):
         LegoBlock(cfg, encoder=Wrong())(torch.randn(3, 5))
 
@@ -129,7 +148,9 @@ def test_a_mostly_padded_batch_is_packed_with_the_same_result() -> None:
     assert_close(auto, forced, rtol=1e-5, atol=1e-5)
     enc.pack_below = 0.5
     enc(torch.randn(4, 40, 4), torch.ones(4, 40, dtype=torch.bool))  # no padding: stays padded
-    enc(sparse.x[:, :20], (torch.arange(20)[None, :] < 2).expand(8, -1))  # short bags (a lab series): stays padded
+    enc(
+        sparse.x[:, :20], (torch.arange(20)[None, :] < 2).expand(8, -1)
+    )  # short bags (a lab series): stays padded
     assert calls == [9]
 
 
@@ -142,16 +163,25 @@ def test_packed_rows_select_whole_bags_and_blocks_take_them() -> None:
     lengths = padded.mask.sum(dim=1)[idx]
     assert offsets.tolist() == [0, *torch.cumsum(lengths, 0).tolist()]
     for j, i in enumerate(idx.tolist()):
-        assert torch.equal(x[offsets[j]:offsets[j + 1]], padded.x[i][padded.mask[i]])
+        assert torch.equal(x[offsets[j] : offsets[j + 1]], padded.x[i][padded.mask[i]])
     torch.manual_seed(1)
-    blk = LegoBlock(BlockConfig("slides", EncoderConfig("bag", in_features=4, token_dim=8, n_tokens=2, dropout=0.0), SURV,
-                                latent_rows=4, latent_dim=8)).eval()
+    blk = LegoBlock(
+        BlockConfig(
+            "slides",
+            EncoderConfig("bag", in_features=4, token_dim=8, n_tokens=2, dropout=0.0),
+            SURV,
+            latent_rows=4,
+            latent_dim=8,
+        )
+    ).eval()
     assert_close(blk(x, None, offsets), blk(padded.x[idx], padded.mask[idx]), rtol=1e-5, atol=1e-5)
 
 
 def test_an_encoder_without_offsets_is_named_when_given_packed_bags() -> None:
     class Plain(nn.Module):
-        def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        def forward(
+            self, x: torch.Tensor, mask: torch.Tensor | None
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             return x[:, None, :], torch.ones(x.shape[0], 1, dtype=torch.bool)
 
     from common.lego.encoders import run_encoder

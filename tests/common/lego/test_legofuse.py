@@ -56,7 +56,9 @@ def test_missing_modality_skips_that_block(mode: str) -> None:
     assert not torch.allclose(full[present], a_only[present], atol=1e-4)
     poisoned = bag(present=present)
     poisoned.x[~present] = 1e6
-    assert torch.allclose(fused({"a": tabular(), "b": poisoned})[~present], a_only[~present], atol=1e-6)
+    assert torch.allclose(
+        fused({"a": tabular(), "b": poisoned})[~present], a_only[~present], atol=1e-6
+    )
 
 
 def test_bad_mode_and_order() -> None:

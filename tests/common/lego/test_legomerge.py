@@ -26,21 +26,29 @@ def test_sample_missing_b_equals_block_a() -> None:
 def test_sample_missing_a_equals_block_b_and_absent_modality_key() -> None:
     a, b = two_blocks()
     inputs = {"b": bag()}
-    assert_close(LegoMerge([a, b])(inputs), b(inputs["b"].x, inputs["b"].mask), rtol=1e-6, atol=1e-6)
+    assert_close(
+        LegoMerge([a, b])(inputs), b(inputs["b"].x, inputs["b"].mask), rtol=1e-6, atol=1e-6
+    )
 
 
 def test_all_present_is_head_of_merged_latent() -> None:
     a, b = two_blocks()
     inputs = {"a": tabular(), "b": bag()}
     model = LegoMerge([a, b])
-    z = merge_latents([a.frequency_latent(inputs["a"].x), b.frequency_latent(inputs["b"].x, inputs["b"].mask)])
+    z = merge_latents(
+        [a.frequency_latent(inputs["a"].x), b.frequency_latent(inputs["b"].x, inputs["b"].mask)]
+    )
     head = merge_heads([a.head.state_dict(), b.head.state_dict()])
     assert all(torch.equal(model.head.state_dict()[k], head[k]) for k in head)
     assert_close(model(inputs), model.head(z), rtol=1e-5, atol=1e-6)
 
 
 def test_three_blocks_use_subset_heads() -> None:
-    a, b, c = block("a", seed=1), block("b", kind="bag", in_features=4, seed=2), block("c", seed=3, in_features=3)
+    a, b, c = (
+        block("a", seed=1),
+        block("b", kind="bag", in_features=4, seed=2),
+        block("c", seed=3, in_features=3),
+    )
     present_c = torch.tensor([True, True, False, False, True])
     inputs = {"a": tabular(), "b": bag(), "c": tabular(f=3, present=present_c)}
     model = LegoMerge([a, b, c])

@@ -13,8 +13,10 @@ from common.lego import merge_heads
 
 def head(seed: int, scale: float = 1.0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return {"linear.weight": torch.randn(4, 10, generator=g, dtype=torch.float64) * scale,
-            "linear.bias": torch.randn(4, generator=g, dtype=torch.float64) * scale}
+    return {
+        "linear.weight": torch.randn(4, 10, generator=g, dtype=torch.float64) * scale,
+        "linear.bias": torch.randn(4, generator=g, dtype=torch.float64) * scale,
+    }
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -51,7 +53,9 @@ def test_single_head_is_returned_unchanged() -> None:
 
 def test_identical_heads_give_that_head() -> None:
     h = head(4)
-    out = merge_heads([h, {k: v.clone() for k, v in h.items()}, {k: v.clone() for k, v in h.items()}])
+    out = merge_heads(
+        [h, {k: v.clone() for k, v in h.items()}, {k: v.clone() for k, v in h.items()}]
+    )
     for k in h:
         assert_close(out[k], h[k])
         assert torch.isfinite(out[k]).all()
@@ -79,7 +83,9 @@ def test_zero_tensors_are_finite() -> None:
 
 def test_third_head_changes_the_result() -> None:
     a, b, c = head(0), head(1), head(2)
-    assert (merge_heads([a, b])["linear.weight"] - merge_heads([a, b, c])["linear.weight"]).abs().max() > 1e-3
+    assert (
+        merge_heads([a, b])["linear.weight"] - merge_heads([a, b, c])["linear.weight"]
+    ).abs().max() > 1e-3
 
 
 @settings(max_examples=50, deadline=None)

@@ -13,8 +13,10 @@ from common.lego import merge_latents
 
 def rand_latent(b: int = 4, c: int = 3, d: int = 5, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.complex(torch.randn(b, c, d, generator=g, dtype=torch.float64),
-                         torch.randn(b, c, d, generator=g, dtype=torch.float64))
+    return torch.complex(
+        torch.randn(b, c, d, generator=g, dtype=torch.float64),
+        torch.randn(b, c, d, generator=g, dtype=torch.float64),
+    )
 
 
 @pytest.mark.parametrize("m", [1, 2, 3, 5])
@@ -33,8 +35,12 @@ def test_by_hand_two_elements() -> None:
 
 
 def test_phase_wraps_around_pi() -> None:
-    a = torch.polar(torch.ones(1, 1, 1, dtype=torch.float64), torch.full((1, 1, 1), 3.1, dtype=torch.float64))
-    b = torch.polar(torch.ones(1, 1, 1, dtype=torch.float64), torch.full((1, 1, 1), -3.1, dtype=torch.float64))
+    a = torch.polar(
+        torch.ones(1, 1, 1, dtype=torch.float64), torch.full((1, 1, 1), 3.1, dtype=torch.float64)
+    )
+    b = torch.polar(
+        torch.ones(1, 1, 1, dtype=torch.float64), torch.full((1, 1, 1), -3.1, dtype=torch.float64)
+    )
     phase = merge_latents([a, b]).angle().abs().item()
     assert abs(phase - math.pi) < 1e-9  # not 0, as an arithmetic mean of the angles would give
 
@@ -63,7 +69,9 @@ def test_third_block_changes_the_result() -> None:
 
 def test_one_present_block_is_copied_exactly() -> None:
     zs = [rand_latent(seed=s) for s in range(3)]
-    present = torch.tensor([[True, False, False], [False, True, True], [True, True, True], [False, False, True]])
+    present = torch.tensor(
+        [[True, False, False], [False, True, True], [True, True, True], [False, False, True]]
+    )
     out = merge_latents(zs, present)
     assert torch.equal(out[0], zs[0][0])  # bitwise
     assert torch.equal(out[3], zs[2][3])

@@ -30,8 +30,14 @@ def trained(modality: str, seed: int, task: TaskSpec = TASK):  # type: ignore[no
 
 def inputs() -> dict[str, ModalityInput]:
     torch.manual_seed(9)
-    return {"a": ModalityInput(torch.randn(6, 5), present=torch.tensor([1, 1, 1, 0, 1, 1], dtype=torch.bool)),
-            "b": ModalityInput(torch.randn(6, 5), present=torch.tensor([1, 0, 1, 1, 1, 1], dtype=torch.bool))}
+    return {
+        "a": ModalityInput(
+            torch.randn(6, 5), present=torch.tensor([1, 1, 1, 0, 1, 1], dtype=torch.bool)
+        ),
+        "b": ModalityInput(
+            torch.randn(6, 5), present=torch.tensor([1, 0, 1, 1, 1, 1], dtype=torch.bool)
+        ),
+    }
 
 
 def test_equal_weights_are_the_plain_merge_and_only_ratios_matter() -> None:
@@ -39,9 +45,15 @@ def test_equal_weights_are_the_plain_merge_and_only_ratios_matter() -> None:
     x = inputs()
     with torch.no_grad():
         plain = LegoMerge(blocks)(x)
-        torch.testing.assert_close(LegoMerge(blocks, weights=[1, 1, 1])(x), plain, rtol=0, atol=1e-6)
-        torch.testing.assert_close(LegoMerge(blocks, weights=[2, 1, 0.5])(x), LegoMerge(blocks, weights=[4, 2, 1])(x),
-                                   rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            LegoMerge(blocks, weights=[1, 1, 1])(x), plain, rtol=0, atol=1e-6
+        )
+        torch.testing.assert_close(
+            LegoMerge(blocks, weights=[2, 1, 0.5])(x),
+            LegoMerge(blocks, weights=[4, 2, 1])(x),
+            rtol=0,
+            atol=1e-5,
+        )
         assert not torch.allclose(LegoMerge(blocks, weights=[2, 1, 0.5])(x), plain, atol=1e-4)
 
 
@@ -52,7 +64,9 @@ def test_a_dominant_weight_pulls_the_latent_merge_to_its_block() -> None:
     torch.testing.assert_close(heavy, z[0], rtol=1e-4, atol=1e-4)
     one = torch.tensor([[True, False], [True, True], [False, True]])
     exact = merge_latents(z, one, weights=[3.0, 1.0])
-    assert torch.equal(exact[0], z[0][0]) and torch.equal(exact[2], z[1][2])  # one present block: its latent exactly
+    assert torch.equal(exact[0], z[0][0]) and torch.equal(
+        exact[2], z[1][2]
+    )  # one present block: its latent exactly
 
 
 def test_weights_must_be_positive_and_one_per_block() -> None:
@@ -79,4 +93,6 @@ def test_the_ensemble_averages_survival_curves_and_probabilities() -> None:
         probs = torch.stack([probabilities(b(x[b.modality].x)) for b in cblocks], 1).double()
         mask = torch.stack([x[b.modality].presence() for b in cblocks], 1).double()[..., None]
         want_p = (probs * mask).sum(1) / mask.sum(1)
-        torch.testing.assert_close(probabilities(LegoEnsemble(cblocks)(x)).double(), want_p, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            probabilities(LegoEnsemble(cblocks)(x)).double(), want_p, rtol=1e-5, atol=1e-6
+        )

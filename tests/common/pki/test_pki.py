@@ -32,7 +32,9 @@ def cert(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(path.read_bytes())
 
 
-def test_init_refuses_to_overwrite_and_load_needs_a_ca(tmp_path: Path, ca: CertificateAuthority) -> None:
+def test_init_refuses_to_overwrite_and_load_needs_a_ca(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
     with pytest.raises(CAError, match="already holds a CA"):
         CertificateAuthority.init(tmp_path / "ca")
     with pytest.raises(CAError, match="not a CA folder"):
@@ -43,13 +45,27 @@ def test_init_refuses_to_overwrite_and_load_needs_a_ca(tmp_path: Path, ca: Certi
 def test_site_kit_binds_identity_and_keys(tmp_path: Path, ca: CertificateAuthority) -> None:
     kit = enroll_site(ca, "hosp-a", ["genes", "clinical"], tmp_path / "kit", paired=True)
     names = sorted(p.name for p in kit.iterdir())
-    assert names == ["ca.crt", "flower-node.key", "flower-node.pub", "signing.key", "signing.pub", "site.toml", "tls.crt", "tls.key"]
+    assert names == [
+        "ca.crt",
+        "flower-node.key",
+        "flower-node.pub",
+        "signing.key",
+        "signing.pub",
+        "site.toml",
+        "tls.crt",
+        "tls.key",
+    ]
     for private in ("tls.key", "signing.key", "flower-node.key"):
         assert stat.S_IMODE((kit / private).stat().st_mode) == 0o600, private
     c = cert(kit / "tls.crt")
     c.verify_directly_issued_by(ca.cert)
     ident = identity_from_cert(c)
-    assert (ident.name, ident.role, ident.modalities, ident.paired) == ("hosp-a", "site", ("genes", "clinical"), True)
+    assert (ident.name, ident.role, ident.modalities, ident.paired) == (
+        "hosp-a",
+        "site",
+        ("genes", "clinical"),
+        True,
+    )
     signing = serialization.load_pem_private_key((kit / "signing.key").read_bytes(), password=None)
     ident.verifier().verify(signing.sign(b"block"), b"block")  # type: ignore[call-arg]
     node = serialization.load_ssh_private_key((kit / "flower-node.key").read_bytes(), password=None)
@@ -67,7 +83,9 @@ def test_names_that_look_like_paths_are_refused(tmp_path: Path, ca: CertificateA
     assert not (tmp_path / "k").exists() and ca.issued() == []
 
 
-def test_one_valid_certificate_per_name_and_revocation(tmp_path: Path, ca: CertificateAuthority) -> None:
+def test_one_valid_certificate_per_name_and_revocation(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
     enroll_site(ca, "hosp-a", ["genes"], tmp_path / "k1")
     with pytest.raises(CAError, match="already has a valid certificate"):
         enroll_site(ca, "hosp-a", ["genes"], tmp_path / "k2")
@@ -95,7 +113,9 @@ def test_kit_folder_must_be_new_or_empty(tmp_path: Path, ca: CertificateAuthorit
     assert (tmp_path / "full" / "x").read_text() == "keep me"
 
 
-def test_real_mutual_tls_handshake_with_issued_credentials(tmp_path: Path, ca: CertificateAuthority) -> None:
+def test_real_mutual_tls_handshake_with_issued_credentials(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
     server = server_credentials(ca, "coordinator", ["127.0.0.1", "localhost"], tmp_path / "srv")
     admin = enroll_admin(ca, "ops", tmp_path / "adm")
     sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -120,8 +140,10 @@ def test_real_mutual_tls_handshake_with_issued_credentials(tmp_path: Path, ca: C
     t = threading.Thread(target=serve, daemon=True)
     t.start()
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
-                cctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            cctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
             assert tls.recv(2) == b"ok"
     finally:
         t.join(timeout=10)

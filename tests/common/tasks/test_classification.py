@@ -42,7 +42,9 @@ def test_multiclass_macro_ovr_matches_sklearn_and_second_implementation() -> Non
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     ours = auc(labels, probs)
     assert ours == pytest.approx(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
-    by_hand = np.mean([mann_whitney_auc(probs[labels == k, k], probs[labels != k, k]) for k in range(4)])
+    by_hand = np.mean(
+        [mann_whitney_auc(probs[labels == k, k], probs[labels != k, k]) for k in range(4)]
+    )
     assert ours == pytest.approx(by_hand)
 
 
@@ -64,7 +66,9 @@ def test_inverse_frequency_weights_and_weighted_ce() -> None:
     assert w == pytest.approx((4 / 6, 2.0))
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
     labels = torch.tensor([0, 1])
-    expected = torch.nn.functional.cross_entropy(logits, labels, weight=torch.tensor(w, dtype=torch.float32))
+    expected = torch.nn.functional.cross_entropy(
+        logits, labels, weight=torch.tensor(w, dtype=torch.float32)
+    )
     assert_close(cross_entropy(logits, labels, w), expected)
 
 

@@ -14,12 +14,15 @@ from common.tasks import bin_index, c_index, hazard_nll, risk_score, survival_bi
 LOG2 = math.log(2)
 
 
-@pytest.mark.parametrize(("bin_", "event", "expected"), [
-    (0, 1, LOG2),  # -log S_-1 - log h_0 = 0 + log 2
-    (1, 1, 2 * LOG2),  # -log S_0 - log h_1
-    (0, 0, LOG2),  # -log S_0
-    (1, 0, 2 * LOG2),  # -log S_1 = -log 0.25
-])
+@pytest.mark.parametrize(
+    ("bin_", "event", "expected"),
+    [
+        (0, 1, LOG2),  # -log S_-1 - log h_0 = 0 + log 2
+        (1, 1, 2 * LOG2),  # -log S_0 - log h_1
+        (0, 0, LOG2),  # -log S_0
+        (1, 0, 2 * LOG2),  # -log S_1 = -log 0.25
+    ],
+)
 def test_nll_by_hand(bin_: int, event: int, expected: float) -> None:
     loss = hazard_nll(torch.zeros(1, 2), torch.tensor([bin_]), torch.tensor([float(event)]))
     assert_close(loss, torch.tensor(expected))
@@ -42,10 +45,14 @@ def test_risk_by_hand() -> None:
     assert high > low
 
 
-@pytest.mark.parametrize(("risk", "expected"), [([4, 3, 1, 2], 1.0), ([4, 1, 3, 2], 0.6), ([4, 2, 2, 1], 0.9)])
+@pytest.mark.parametrize(
+    ("risk", "expected"), [([4, 3, 1, 2], 1.0), ([4, 1, 3, 2], 0.6), ([4, 2, 2, 1], 0.9)]
+)
 def test_c_index_by_hand(risk: list[float], expected: float) -> None:
     # comparable pairs (i has the event, T_i < T_j): (0,1) (0,2) (0,3) (1,2) (1,3)
-    assert c_index(np.array([1.0, 2, 3, 4]), np.array([1, 1, 0, 1]), np.array(risk, dtype=float)) == pytest.approx(expected)
+    assert c_index(
+        np.array([1.0, 2, 3, 4]), np.array([1, 1, 0, 1]), np.array(risk, dtype=float)
+    ) == pytest.approx(expected)
 
 
 def harrell(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
@@ -67,7 +74,9 @@ def test_c_index_matches_pairwise_implementation(n: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     time = rng.permutation(n).astype(float) + 1  # distinct times
     event = rng.random(n) < 0.6
-    event[np.argmin(time)] = True  # the earliest time is an event: there is at least one comparable pair
+    event[np.argmin(time)] = (
+        True  # the earliest time is an event: there is at least one comparable pair
+    )
     risk = rng.integers(0, 5, n).astype(float)  # many ties in the predictions
     assert c_index(time, event, risk) == pytest.approx(harrell(time, event, risk))
 

@@ -19,8 +19,12 @@ def toy(n: int = 60, seed: int = 0) -> MultimodalDataset:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 5)).astype(np.float32)
     label = (x[:, 0] + 0.3 * rng.normal(size=n) > 0).astype(int)
-    mod = ModalityData("tabular", torch.from_numpy(x), torch.ones(n, dtype=torch.bool), [f"f{i}" for i in range(5)])
-    return MultimodalDataset("toy", "classification", [str(i) for i in range(n)], {"a": mod}, label=label, n_classes=2)
+    mod = ModalityData(
+        "tabular", torch.from_numpy(x), torch.ones(n, dtype=torch.bool), [f"f{i}" for i in range(5)]
+    )
+    return MultimodalDataset(
+        "toy", "classification", [str(i) for i in range(n)], {"a": mod}, label=label, n_classes=2
+    )
 
 
 def model() -> SingleModality:
@@ -67,8 +71,19 @@ def slide_folder(tmp_path: Path) -> MultimodalDataset:
     from common.data.sitefolder import load_site_folder
     from common.data.slidecohort import SlideCohort, write_slide_cohort
 
-    folder = write_slide_cohort(tmp_path / "cohort", SlideCohort(slides=60, features=16, median_instances=40, min_instances=10,
-                                                                  max_instances=200, genes=4, seed=2), train_instances=25)
+    folder = write_slide_cohort(
+        tmp_path / "cohort",
+        SlideCohort(
+            slides=60,
+            features=16,
+            median_instances=40,
+            min_instances=10,
+            max_instances=200,
+            genes=4,
+            seed=2,
+        ),
+        train_instances=25,
+    )
     return load_site_folder(folder)
 
 
@@ -87,8 +102,18 @@ def test_bags_read_by_workers_train_exactly_as_in_process(tmp_path: Path) -> Non
     states = []
     for workers in (0, 2):
         torch.manual_seed(0)
-        m = SingleModality(LegoBlock(BlockConfig("slides", EncoderConfig("bag", in_features=16, token_dim=8, n_tokens=2),
-                                                 spec, latent_rows=4, latent_dim=8)), "slides")
+        m = SingleModality(
+            LegoBlock(
+                BlockConfig(
+                    "slides",
+                    EncoderConfig("bag", in_features=16, token_dim=8, n_tokens=2),
+                    spec,
+                    latent_rows=4,
+                    latent_dim=8,
+                )
+            ),
+            "slides",
+        )
         fit(m, train, val, spec, TrainConfig(epochs=3, patience=3, batch_size=8, workers=workers))
         states.append(m.state_dict())
     for k in states[0]:
