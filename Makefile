@@ -37,10 +37,10 @@ demo: $(STAMP)
 	$(BIN)/mmlego simulate
 
 lint: $(STAMP)
-	$(BIN)/ruff check common site_client coordinator tests bench
+	$(BIN)/ruff check common site_client coordinator simulate admin tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy common site_client coordinator
+	$(BIN)/mypy common site_client coordinator simulate admin
 
 # Debian's chromium for the admin console's browser tests: installed when missing where we may (root
 # with apt, as in CI); elsewhere those tests fail with a line saying how to install it.

@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
+from admin.console import make_console
 from common.admin import AdminClient, AdminKit
-from common.admin.console import make_console
 from common.artifacts import load_signing_key, save_block
 from common.client import RegistryClient, Retry, TLSFiles
 from common.lego import EncoderConfig, LegoBlock

@@ -37,8 +37,8 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
+    from admin.console import make_console
     from common.admin import AdminClient, AdminKit
-    from common.admin.console import make_console
     from coordinator.config import load_config
     from coordinator.server import serve
 

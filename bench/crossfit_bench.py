@@ -30,8 +30,8 @@ CASES = (
 CHILD = """
 import json, sys, time, torch
 torch.set_num_threads(1)
-from coordinator.simulate.run import block_training, task_record
-from coordinator.simulate.scenario import load_scenario, partition
+from simulate.run import block_training, task_record
+from simulate.scenario import load_scenario, partition
 scenario, site, modality, folds, quick = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
 scn = load_scenario(scenario)
 scn = scn.quick() if quick else scn

@@ -24,7 +24,7 @@ from common.lego import LegoMerge
 from common.tasks import metric
 from common.train import predict_scores
 from coordinator.fuse_rounds import NodeInfo, run_rounds
-from coordinator.simulate.inprocess import LocalSites
+from simulate.inprocess import LocalSites
 
 
 def one(dataset: str, seed: int, ks: list[int], cfg: FuseConfig) -> list[dict[str, Any]]:

@@ -55,9 +55,9 @@ from common.lego import LegoBlock
 from common.tasks import TaskSpec
 from common.train import predict_scores
 from common.train.siteblock import train_modality
-from coordinator.simulate.references import within
-from coordinator.simulate.run import block_training, task_record
-from coordinator.simulate.scenario import load_scenario, partition
+from simulate.references import within
+from simulate.run import block_training, task_record
+from simulate.scenario import load_scenario, partition
 
 SCENARIOS = ("ovarian-4", "nki70-3", "pbc-3", "ovarian-folders")
 ZS = (0.0, 0.5, 1.0, 1.5, 2.0)

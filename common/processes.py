@@ -76,13 +76,3 @@ def give_back_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
-
-
-def call(target: str, *args: Any) -> Any:
-    """Call the function ``target`` names ("package.module:function") with ``args``: work one side
-    submits to run the other side's code (a Ray task of a site), named as Flower's app config names
-    the ClientApp, so that neither side imports the other."""
-    import importlib
-
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)(*args)

@@ -46,7 +46,7 @@ publisher = "mmlego"
 
 [tool.flwr.app.components]
 serverapp = "coordinator.flower_app:app"
-clientapp = "site_client.flower_app:app"
+clientapp = "common.fuse.clientapp:app"  # the site's ClientApp, by its entry point
 
 [tool.flwr.app.config]
 """

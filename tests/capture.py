@@ -63,7 +63,7 @@ class Capture:
 
 
 class RecordingRelay:
-    """``relay(kind, upstream) -> address``, the hook of :func:`coordinator.simulate.run.simulate`.
+    """``relay(kind, upstream) -> address``, the hook of :func:`simulate.run.simulate`.
 
     Each call opens a listener on 127.0.0.1 that terminates TLS with the coordinator's own server
     certificate (``out/coordinator``) and opens TLS to ``upstream``. For the registry it requires a

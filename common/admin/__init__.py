@@ -1,6 +1,7 @@
-"""Operating a consortium from anywhere with an admin kit: the client, what operators read
-(shared with the coordinator's host commands), the ``mmlego admin`` commands and the web console.
-The client is imported on first use: the CLI starts without gRPC."""
+"""Operating a consortium from anywhere with an admin kit: the admin client and what operators
+read (shared by the coordinator's host commands, ``mmlego admin`` and the console of the
+top-level :mod:`admin` package). The client is imported on first use: the CLI starts without
+gRPC."""
 
 from __future__ import annotations
 

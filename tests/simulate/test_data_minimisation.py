@@ -47,8 +47,8 @@ from common.fuse.wire import run_key, trainable_names
 from common.lego import BlockConfig, LegoEnsemble, LegoMerge
 from common.pb.mmlego.v1 import evaluation_pb2 as epb
 from common.pb.mmlego.v1 import registry_pb2 as pb
-from coordinator.simulate.run import RunResult, simulate
-from coordinator.simulate.scenario import Partition, Scenario, load_scenario, partition
+from simulate.run import RunResult, simulate
+from simulate.scenario import Partition, Scenario, load_scenario, partition
 from site_client.config import SiteConfig, load_site_config
 from tests.capture import (
     Capture,

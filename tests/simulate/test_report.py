@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from common.evaluation.paired import TestSet, compare_models
-from coordinator.simulate.render import load_measured, save_measured, summarize
-from coordinator.simulate.report import Measured, comparisons
+from simulate.render import load_measured, save_measured, summarize
+from simulate.report import Measured, comparisons
 
 
 def made_up(seed: int, n: int = 120) -> TestSet:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from common.tomlconfig import ConfigError
-from coordinator.simulate.scenario import builtin_names, load_scenario, partition, scale_scenario
+from simulate.scenario import builtin_names, load_scenario, partition, scale_scenario
 
 
 def ids(data: object) -> set[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.simulate.fleet import Fleet, SimulationError
+from simulate.fleet import Fleet, SimulationError
 
 MMLEGO = [sys.executable, "-c", "from common.cli import run; run()"]
 
@@ -81,7 +81,7 @@ def test_a_scenario_with_block_epsilon_trains_every_block_with_dp(tmp_path: Path
     shows it."""
     scenario = tmp_path / "nki70-dp.toml"
     scenario.write_text(
-        (Path(__file__).parents[2] / "coordinator/simulate/scenarios/nki70-3.toml")
+        (Path(__file__).parents[2] / "simulate/scenarios/nki70-3.toml")
         .read_text()
         .replace('name = "nki70-3"', 'name = "nki70-dp"\nblock_epsilon = 3.0')
     )

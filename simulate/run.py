@@ -9,7 +9,6 @@ checked) and stops every process."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -17,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -31,13 +30,13 @@ from common.sitetoml import EvaluationSection, FlowerSection, SiteFile, render
 from common.tasks import TaskSpec, survival_bins
 from common.tomlconfig import ConfigError
 from common.train.siteblock import BlockTraining, SitePrivacy
+from coordinator.config import load_config, render_config
+from coordinator.launch import free_port
 
-from ..config import load_config, render_config
-from ..launch import free_port
+from .engine import ENGINES, Engine, Evaluators, Progress, Say, Services
 from .fleet import MMLEGO, Fleet, SimulationError, tail
 from .scenario import Partition, Scenario
 
-Say = Callable[[str], None]
 # (kind, address) -> the address sites are told to use instead: kind is "registry" (the
 # coordinator's gRPC service) or "superlink" (Flower). For tests that sit between the sites and the
 # coordinator (a recording relay); the run's own operator calls go to the coordinator directly.
@@ -178,83 +177,6 @@ def site_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-# daemon event -> progress line
-SHOWN = {
-    "training": "training {modalities}",
-    "trained": "trained {modality} (validation {val_metric})",
-    "pushing": "pushing {modality}",
-    "pushed": "pushed {modality}",
-    "block-current": "has a current {modality} block",
-    "supernode-started": "SuperNode started (LegoFuse rounds)",
-    "failed": "FAILED: {error}",
-    "registry-unreachable": "registry unreachable, retrying",
-    "done": "done (blocks pushed; the process exits)",
-}
-
-
-class Progress:
-    """Reads the sites' JSON-line logs and reports what each site is doing."""
-
-    def __init__(self, logs: dict[str, Path], say: Say, t0: float) -> None:
-        self.logs, self.say, self.t0 = logs, say, t0
-        self.offsets = dict.fromkeys(logs, 0)
-        self.events: dict[str, list[dict[str, Any]]] = {s: [] for s in logs}
-
-    def poll(self) -> None:
-        for site, log in self.logs.items():
-            if not log.exists():
-                continue
-            with open(log, "rb") as f:
-                f.seek(self.offsets[site])
-                chunk = f.read()
-            end = chunk.rfind(b"\n") + 1
-            self.offsets[site] += end
-            for line in chunk[:end].decode(errors="replace").splitlines():
-                if not line.startswith("{"):
-                    continue
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                self.events[site].append(event)
-                template = SHOWN.get(event.get("event", ""))
-                if template:
-                    fields = {
-                        k: (", ".join(v) if isinstance(v, list) else v) for k, v in event.items()
-                    }
-                    self.say(
-                        f"[{time.monotonic() - self.t0:7.1f} s] {site:<14} {template.format_map(_Missing(fields))}"
-                    )
-
-    def pushed(self, site: str) -> set[str]:
-        return {e["modality"] for e in self.events[site] if e.get("event") == "pushed"}
-
-    def failure(self, site: str) -> str | None:
-        return next(
-            (str(e.get("error")) for e in self.events[site] if e.get("event") == "failed"), None
-        )
-
-
-class _Missing(dict):  # type: ignore[type-arg]
-    def __missing__(self, key: str) -> str:
-        return "?"
-
-
-@dataclass
-class Services:
-    """The run's coordinator side and who the sites are."""
-
-    address: str
-    admin_tls: TLSFiles
-    config_path: Path
-    task: TaskRecord
-    site_dirs: dict[str, Path]
-    fuse: bool  # a paired site exists and the scenario asks for rounds
-    simulation: bool = (
-        False  # the ray engine: LegoFuse rounds on Flower's simulation engine (no SuperNodes)
-    )
-
-
 def setup(
     scn: Scenario, part: Partition, out: Path, relay: Relay | None, simulation: bool = False
 ) -> Services:
@@ -336,7 +258,7 @@ def start_services(
     )
     if not svc.fuse:
         return
-    from ..flower import register_node, register_partitions
+    from coordinator.flower import register_node, register_partitions
 
     paired = [s for s in scn.spec.sites if s.paired]
     fleet.start(
@@ -455,18 +377,6 @@ def train_and_push(
 
 
 T = TypeVar("T")
-
-
-class Evaluators(Protocol):
-    """Who answers the evaluation jobs of sites that keep no daemon running, and how they are started."""
-
-    sites: list[str]  # the sites this starts evaluators for
-
-    def busy(self) -> set[str]: ...  # sites with an evaluator running now
-
-    def start(self, site: str) -> None: ...
-
-    def check(self) -> None: ...  # raise if a process of the run stopped
 
 
 class ProcessEvaluators:
@@ -596,8 +506,8 @@ def operate(
     fused, note = None, "the scenario runs no LegoFuse rounds" if not svc.fuse else ""
     fuse_detail: dict[str, Any] = {}
     if svc.fuse:
-        from ..flower import fuse as run_fuse
-        from ..fuse_rounds import FuseError
+        from coordinator.flower import fuse as run_fuse
+        from coordinator.fuse_rounds import FuseError
 
         t = time.monotonic()
         cfg = load_config(svc.config_path)
@@ -650,31 +560,6 @@ def operate(
             admin.pull_model(m, model_dirs[m])
     say(f"recommended version: {recommended.model.model_id} ({recommended.reason})")
     return Operated(merged, fused, note, recommended, blocks, model_dirs, fuse_detail)
-
-
-ENGINES = ("processes", "ray")
-
-
-class Engine(Protocol):
-    """Where the sites' work runs: each phase of :func:`simulate` asks the engine for its part."""
-
-    name: str
-    placement: dict[str, str]  # site -> where its block(s) were trained, when the engine knows
-
-    @property
-    def parallel(self) -> int: ...  # sites' evaluators at once
-
-    def start(self) -> str | None: ...  # what it started (a phase name), or None
-
-    def superlink_env(self) -> dict[str, str] | None: ...  # the SuperLink's environment
-
-    def train_and_push(self, svc: Services, progress: Progress, timeout_s: float) -> None: ...
-
-    def evaluators(self, svc: Services) -> Evaluators: ...
-
-    def disconnect(self) -> None: ...  # before the run's processes are stopped
-
-    def cleanup(self) -> None: ...  # after
 
 
 class ProcessesEngine:

@@ -132,8 +132,8 @@ class Consortium:
 
 @pytest.fixture(scope="module")
 def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]:
+    from admin.console import make_console
     from common.admin import AdminClient, AdminKit
-    from common.admin.console import make_console
 
     chromium()  # before anything is built: without it these tests fail at once, saying how to install it
     root = tmp_path_factory.mktemp("console")

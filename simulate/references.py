@@ -43,8 +43,8 @@ from common.tasks import TaskSpec
 from common.train import TrainConfig, fit, predict_scores
 from common.train.loop import fit_folds, train_fixed
 from common.train.siteblock import BlockTraining, train_for, train_modality
+from coordinator.fuse_rounds import NodeInfo, run_rounds
 
-from ..fuse_rounds import NodeInfo, run_rounds
 from .inprocess import LocalSites
 from .scenario import Partition, Scenario
 

@@ -25,19 +25,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from common.processes import call
 from common.tomlconfig import ConfigError
 
+from .engine import Progress, Say, Services
 from .fleet import Fleet, SimulationError
-
-if TYPE_CHECKING:
-    from .run import Progress, Services
-
-Say = Callable[[str], None]
+from .sitetasks import evaluate_site, train_site
 
 # one thread per site, as in the processes engine; two malloc arenas per worker (glibc's default of
 # 8 per core keeps freed memory of long-lived workers resident)
@@ -78,15 +73,9 @@ def reachable(address: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
-# what runs on the cluster's workers is the site's code (site_client.raytasks), named as Flower's
-# app names its ClientApp: the coordinator does not import the site's side
-TRAIN = "site_client.raytasks:train_site"
-EVALUATE = "site_client.raytasks:evaluate_site"
-
-
 class RayEngine:
     """The run's Ray cluster (started here or attached to) and the sites' tasks on it (an
-    :class:`~coordinator.simulate.run.Engine`)."""
+    :class:`~simulate.engine.Engine`)."""
 
     name = "ray"
 
@@ -112,7 +101,7 @@ class RayEngine:
             reachable(self.attached)
             self.address = self.attached
         else:
-            from ..launch import free_port
+            from coordinator.launch import free_port
 
             # Ray's socket paths must stay short: its temp folder goes under /tmp, not the run folder
             self.tmp = tempfile.TemporaryDirectory(prefix="mmlego-ray-")
@@ -228,10 +217,8 @@ class RayEngine:
         """One task per site, as many at once as the cluster has CPUs; returns when all pushed."""
         self.logs = logs = progress.logs
         sites = {name: folder / "site.toml" for name, folder in svc.site_dirs.items()}
-        remote = self.ray.remote(call).options(num_cpus=1, max_retries=0, name="train_site")
-        running = {
-            remote.remote(TRAIN, str(toml), str(logs[site])): site for site, toml in sites.items()
-        }
+        remote = self.ray.remote(train_site).options(num_cpus=1, max_retries=0, name="train_site")
+        running = {remote.remote(str(toml), str(logs[site])): site for site, toml in sites.items()}
         self.say(
             f"{len(sites)} sites' block training submitted as Ray tasks ({self.cpus} at a time)"
         )
@@ -266,7 +253,7 @@ class RayEvaluators:
         self.engine, self.site_dirs = engine, site_dirs
         self.sites = sorted(site_dirs)
         self.running: dict[str, Any] = {}  # site -> its evaluation task
-        self.remote = engine.ray.remote(call).options(
+        self.remote = engine.ray.remote(evaluate_site).options(
             num_cpus=0, max_retries=0, scheduling_strategy="SPREAD", name="evaluate_site"
         )
 
@@ -285,7 +272,7 @@ class RayEvaluators:
 
     def start(self, site: str) -> None:
         self.running[site] = self.remote.remote(
-            EVALUATE, str(self.site_dirs[site] / "site.toml"), str(self.engine.logs[site])
+            str(self.site_dirs[site] / "site.toml"), str(self.engine.logs[site])
         )
 
     def check(self) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 
 import typer
 
-from ..cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, fail
-from . import render
+from common.admin import render
+from common.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, fail
 
 app = typer.Typer(
     help="Operate the consortium from anywhere with an admin kit (mutual TLS to the coordinator).",
@@ -37,8 +37,8 @@ BAD_INPUT_CODES = ("INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS")
 def connect(kit: Path, coordinator: str) -> Iterator[Any]:
     """An :class:`~common.admin.AdminClient` from the kit; a refused or failed call ends the
     command with one line (exit 2 for what the operator asked wrongly, 1 otherwise)."""
-    from ..client import CallError
-    from .client import AdminClient, AdminKit
+    from common.admin.client import AdminClient, AdminKit
+    from common.client import CallError
 
     try:
         admin_kit = AdminKit.load(kit, coordinator)
@@ -217,9 +217,10 @@ def fuse(
     """Run LegoFuse rounds on the sites with paired data, following the run as it goes (its lines
     on stderr); the best round is stored only if it beats the parent on consortium validation.
     Ctrl-C stops following, not the run: `mmlego admin fuse-runs` shows how it ends."""
+    from common.admin.client import NotStored
+
     from ..pb.mmlego.v1 import registry_pb2 as pb
     from ..records import FuseRound
-    from .client import NotStored
 
     request = pb.FuseRequest(
         model_id=model,
@@ -340,7 +341,8 @@ def console(
     import sys
     import threading
 
-    from .client import AdminClient, AdminKit
+    from common.admin.client import AdminClient, AdminKit
+
     from .console import make_console
 
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ...records import BlockRecord, FuseRun, ModelRecord, SiteRecord, TaskRecord
+from common.records import BlockRecord, FuseRun, ModelRecord, SiteRecord, TaskRecord
 
 
 class ConsoleSource(Protocol):

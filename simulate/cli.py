@@ -73,8 +73,8 @@ def simulate(
     the sites' own patients only (out of fold, or a validation split)."""
     from common.client import CallError
     from common.tomlconfig import ConfigError
+    from coordinator.fuse_rounds import FuseError
 
-    from ..fuse_rounds import FuseError
     from .fleet import SimulationError
     from .render import summarize, summary_table, write_report, write_summary
     from .report import build_report

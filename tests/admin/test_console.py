@@ -19,10 +19,10 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from admin.console import Console, Point, Reference, line_plot, make_console
+from admin.console.security import Guard, parse_listen
+from admin.console.svg import nice_ticks
 from common import serde
-from common.admin.console import Console, Point, Reference, line_plot, make_console
-from common.admin.console.security import Guard, parse_listen
-from common.admin.console.svg import nice_ticks
 from common.artifacts.manifest import BlockManifest, DPAccount
 from common.client import CallError
 from common.lego import BlockConfig, EncoderConfig
@@ -1009,7 +1009,7 @@ def test_nice_ticks() -> None:
 
 
 def test_templates_and_static_are_package_data() -> None:
-    here = Path(__file__).parents[3] / "common" / "admin" / "console"
+    here = Path(__file__).parents[2] / "admin" / "console"
     assert {p.name for p in (here / "static").iterdir()} >= {"style.css", "live.js"}
     assert {p.name for p in (here / "templates").iterdir()} >= {
         "base.html",

@@ -1,5 +1,5 @@
-"""A site's work as tasks on a Ray cluster (``mmlego simulate --engine ray`` submits them by name):
-the daemon's own steps, one thread each, its JSON lines appended to the site's log as a daemon
+"""A site's work as tasks on a Ray cluster (what ``mmlego simulate --engine ray`` submits): the
+site daemon's own steps, one thread each, its JSON lines appended to the site's log as a daemon
 writes them; each returns the Ray node it ran on, after giving freed memory back (a Ray worker
 lives on for the next site's task)."""
 
@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from common.processes import give_back_memory
-
-from .config import load_site_config
-from .daemon import Daemon
+from site_client.config import load_site_config
+from site_client.daemon import Daemon
 
 
 def _as_daemon(

@@ -10,8 +10,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from ...artifacts.modelcard import render_markdown
-from ..render import (
+from common.admin.render import (
     age_seconds,
     block_rows,
     fuse_run_rows,
@@ -19,6 +18,8 @@ from ..render import (
     validation_line,
     version_rows,
 )
+from common.artifacts.modelcard import render_markdown
+
 from .source import ConsoleSource
 from .svg import Point, Reference, line_plot
 

@@ -15,7 +15,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import grpc
 import jinja2
 
-from ...client import CallError
+from common.client import CallError
+
 from . import pages
 from .security import Guard
 from .source import ConsoleSource
