@@ -48,13 +48,14 @@ def view(cohort: Path, slides: int, root: Path) -> Path:
     table.to_csv(folder / "slides.csv", index=False)
     pattern = str((cohort / "features").resolve()) + "/{slide_id}.h5"
     (folder / "data.toml").write_text(
-        'name = "synthetic-slides"\ntask = "survival"\n[labels]\nfile = "labels.csv"\nid = "patient_id"\ntime = "time"\n'
-        f'event = "event"\n[modalities.slides]\nkind = "bag"\nfiles = "{pattern}"\nslides = "slides.csv"\n'
+        'name = "synthetic-slides"\ntask = "survival"\n'
+        '[labels]\nfile = "labels.csv"\nid = "patient_id"\ntime = "time"\nevent = "event"\n'
+        f'[modalities.slides]\nkind = "bag"\nfiles = "{pattern}"\nslides = "slides.csv"\n'
     )
     return folder
 
 
-# ---- measurements, each in its own process ------------------------------------------------------------
+# ---- measurements, each in its own process -------------------------------------------------------
 
 
 def _peaks() -> tuple[float, float]:
@@ -190,7 +191,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         if need > 0.85 * total:
             out["out_of_memory"] = (
                 f"the dense cohort tensor alone needs {n} x {longest} x {f} x 4 B = "
-                f"{n * longest * f * 4 / 1024**3:.1f} GB; with a batch, {need / 1024**3:.1f} GB > 85 % of "
+                f"{n * longest * f * 4 / 1024**3:.1f} GB; with a batch, "
+                f"{need / 1024**3:.1f} GB > 85 % of "
                 f"this machine's {total / 1024**3:.1f} GB"
             )
             return out
@@ -433,7 +435,8 @@ def main() -> None:
     )
     doc = {
         "command": "python bench/bag_bench.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, no GPU; Python {platform.python_version()}",
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, no GPU; "
+        f"Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"),
         "cohort": {"generate_s": generate_s, **SlideCohort(slides=big, genes=0).__dict__},
         "rows": rows,

@@ -6,7 +6,8 @@ per page. ``--withdraw SITE`` withdraws a site in the copy first (with ``mmlego 
 so the overview shows one.
 
     .venv/bin/mmlego simulate --scenario ovarian-4 --out /tmp/sim
-    .venv/bin/python bench/console_screenshots.py --sim /tmp/sim --withdraw hosp-9 --out docs/console
+    .venv/bin/python bench/console_screenshots.py --sim /tmp/sim --withdraw hosp-9 \\
+        --out docs/console
 """
 
 from __future__ import annotations

@@ -32,7 +32,9 @@ import json, sys, time, torch
 torch.set_num_threads(1)
 from simulate.run import block_training, task_record
 from simulate.scenario import load_scenario, partition
-scenario, site, modality, folds, quick = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
+scenario, site, modality, folds, quick = (
+    sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
+)
 scn = load_scenario(scenario)
 scn = scn.quick() if quick else scn
 part = partition(scn)
@@ -40,9 +42,15 @@ try:
     task = task_record(scn, part)
     from common.train.siteblock import train_modality
     t0 = time.perf_counter()
-    out = train_modality(part.sites[site], modality, task, block_training(scn), min_cell=scn.spec.min_cell_size, folds=folds)
+    out = train_modality(
+        part.sites[site], modality, task, block_training(scn),
+        min_cell=scn.spec.min_cell_size, folds=folds,
+    )
     seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "epochs": out.best_epoch, "stats": out.stats, "patients": len(part.sites[site])}))
+    print(json.dumps({
+        "seconds": seconds, "epochs": out.best_epoch, "stats": out.stats,
+        "patients": len(part.sites[site]),
+    }))
 finally:
     part.close()
 """
@@ -94,7 +102,8 @@ def main() -> None:
     doc = {
         "command": "python bench/crossfit_bench.py " + " ".join(sys.argv[1:]),
         "folds": args.folds,
-        "machine": f"{platform.system()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
+        "machine": f"{platform.system()} {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, no GPU",
         "date": dt.date.today().isoformat(),
         "wall_s": round(time.monotonic() - t0, 1),
         "rows": rows,

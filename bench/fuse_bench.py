@@ -129,7 +129,8 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2))
     for key, v in summary.items():
         print(
-            f"{key}: fedavg - centralized = {v['mean_diff']:+.3f} (max |diff| {v['max_abs_diff']:.3f}); "
+            f"{key}: fedavg - centralized = {v['mean_diff']:+.3f} "
+            f"(max |diff| {v['max_abs_diff']:.3f}); "
             f"centralized {v['centralized_mean']:.3f}"
         )
     print(f"wrote {args.out} ({result['wall_s']:.0f} s)")

@@ -6,9 +6,12 @@ shows how much the difference moves from one split (and training run) to the nex
 resampling of new patients.
 
     .venv/bin/python bench/paired_splits.py docs/results/bench.json legomerge ensemble
-    .venv/bin/python bench/paired_splits.py docs/results/bench.json --all        # every comparison docs/RESULTS.md cites
-    .venv/bin/python bench/paired_splits.py docs/results/privacy.json --privacy  # each DP block minus its non-DP block
-    .venv/bin/python bench/paired_splits.py docs/results/fuse.json --fuse        # R x E fine-tuning minus the merge it starts from
+    # every comparison docs/RESULTS.md cites
+    .venv/bin/python bench/paired_splits.py docs/results/bench.json --all
+    # each DP block minus its non-DP block
+    .venv/bin/python bench/paired_splits.py docs/results/privacy.json --privacy
+    # R x E fine-tuning minus the merge it starts from
+    .venv/bin/python bench/paired_splits.py docs/results/fuse.json --fuse
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ CITED = (
 
 
 def values(rows: list[dict[str, Any]], dataset: str, method: str) -> list[float] | None:
-    """The per-split values of ``method`` (``block``: the better block on the mean, as the table's best block)."""
+    """The per-split values of ``method`` (``block``: the better block on the mean, as the table's
+    best block)."""
     mine = [
         r
         for r in rows
@@ -94,13 +98,15 @@ def privacy(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def fuse(doc: dict[str, Any]) -> None:
-    """Centralized fine-tuning (R x E epochs) minus the LegoMerge it starts from, per dataset, paired by split."""
+    """Centralized fine-tuning (R x E epochs) minus the LegoMerge it starts from, per dataset,
+    paired by split."""
     rows = [r for r in doc["rows"] if r["method"] == "centralized"]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         mine = [r for r in rows if r["dataset"] == dataset]
         d = paired([r["test"] for r in mine], [r["merge_test"] for r in mine])
         print(
-            f"{dataset:<8} fine-tuned - merge: {d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] ({d['splits']} splits)"
+            f"{dataset:<8} fine-tuned - merge: {d['diff']:+.4f} "
+            f"[{d['low']:+.4f}, {d['high']:+.4f}] ({d['splits']} splits)"
         )
 
 
@@ -140,7 +146,8 @@ def main() -> None:
                 continue
             out.append({"a": a, "b": b, "dataset": dataset, **paired(va, vb)})
             print(
-                f"{dataset:<8} {a} - {b}: {out[-1]['diff']:+.4f} [{out[-1]['low']:+.4f}, {out[-1]['high']:+.4f}] "
+                f"{dataset:<8} {a} - {b}: {out[-1]['diff']:+.4f} "
+                f"[{out[-1]['low']:+.4f}, {out[-1]['high']:+.4f}] "
                 f"({out[-1]['splits']} splits)"
             )
 

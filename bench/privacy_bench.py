@@ -176,8 +176,9 @@ def main() -> None:
             runs += rows
             for r in rows:
                 print(
-                    f"{r['dataset']:>8} {r['modality']:>8} eps {r['epsilon']!s:>4} split {r['split']}: test {r['test']:.3f} "
-                    f"mia {r['mia_auc']:.3f} spent {r['dp_epsilon_spent']} {r['s_per_epoch']} s/epoch",
+                    f"{r['dataset']:>8} {r['modality']:>8} eps {r['epsilon']!s:>4} "
+                    f"split {r['split']}: test {r['test']:.3f} mia {r['mia_auc']:.3f} "
+                    f"spent {r['dp_epsilon_spent']} {r['s_per_epoch']} s/epoch",
                     file=sys.stderr,
                 )
     rows = []
@@ -230,7 +231,8 @@ def main() -> None:
                 rows.append(row)
     doc = {
         "command": "python bench/privacy_bench.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, no GPU; Python {platform.python_version()}",
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, no GPU; "
+        f"Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"),
         "wall_s": round(time.monotonic() - t0, 1),
         "rows": rows,

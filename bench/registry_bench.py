@@ -46,7 +46,8 @@ TASK = TaskRecord(
 
 
 def features_for(mb: float) -> int:
-    """Tabular input width giving a block of about ``mb`` MiB (encoder: F x 128 weights + 2 F scaling)."""
+    """Tabular input width giving a block of about ``mb`` MiB (encoder: F x 128 weights + 2 F
+    scaling)."""
     return max(8, int(mb * MB / (4 * 130)))
 
 
@@ -170,7 +171,8 @@ class Bench:
         return RegistryClient(self.address, self.tls(who), timeout_s=120)
 
     def restart(self) -> float:
-        """A fresh coordinator process on the same store (so peak memory is per test); returns its idle RSS in MiB."""
+        """A fresh coordinator process on the same store (so peak memory is per test); returns its
+        idle RSS in MiB."""
         self.proc.stop()
         self.proc.start()
         time.sleep(0.5)
@@ -217,8 +219,10 @@ def throughput(b: Bench, sizes: list[int], reps: int, scratch: Path) -> list[dic
                     }
                 )
                 print(
-                    f"  {size / MB:7.1f} MB  mmlego {size / MB / grpc_s:7.1f} MB/s  plain TLS {size / MB / plain:7.1f} MB/s"
-                    f"  (+fsync'd file {size / MB / durable:7.1f} MB/s)  ratio {plain / grpc_s:.2f} ({durable / grpc_s:.2f})",
+                    f"  {size / MB:7.1f} MB  mmlego {size / MB / grpc_s:7.1f} MB/s  "
+                    f"plain TLS {size / MB / plain:7.1f} MB/s"
+                    f"  (+fsync'd file {size / MB / durable:7.1f} MB/s)  "
+                    f"ratio {plain / grpc_s:.2f} ({durable / grpc_s:.2f})",
                     flush=True,
                 )
                 shutil.rmtree(folder)
@@ -314,7 +318,8 @@ def merges(b: Bench, counts: list[int], reps: int, scratch: Path) -> list[dict[s
             }
         )
         print(
-            f"  merge of {n} blocks ({size / MB:.2f} MB each): median {statistics.median(times):.3f} s",
+            f"  merge of {n} blocks ({size / MB:.2f} MB each): "
+            f"median {statistics.median(times):.3f} s",
             flush=True,
         )
     return rows

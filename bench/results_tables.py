@@ -1,9 +1,10 @@
-"""The tables of docs/RESULTS.md section 6, written from the benchmark files (nothing typed by hand):
-every kind's test metric with ``recommended`` minus it and its paired 95 % interval, the gain from
-joining per hospital, what the consortium chose, and the standard error of the uniform merge's
+"""The tables of docs/RESULTS.md section 6, written from the benchmark files (nothing typed by
+hand): every kind's test metric with ``recommended`` minus it and its paired 95 % interval, the gain
+from joining per hospital, what the consortium chose, and the standard error of the uniform merge's
 consortium validation with cross-fitting against a 15 % split on the same seeds.
 
-    .venv/bin/python bench/results_tables.py docs/results/simulate.json docs/results/simulate-split.json
+    .venv/bin/python bench/results_tables.py docs/results/simulate.json \\
+        docs/results/simulate-split.json
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def summary(name: str, s: dict[str, Any]) -> list[str]:
     rows = {r["kind"]: r for r in s["summary"]}
     patients = next(iter(rows.values()))["patients"] if rows else 0
     out = [
-        f"**{name}** ({patients:.0f} test patients over {len(s['seeds'])} seeds; {s['metric']}, within-site):",
+        f"**{name}** ({patients:.0f} test patients over {len(s['seeds'])} seeds; "
+        f"{s['metric']}, within-site):",
         "",
         "| kind | mean +- std over seeds | recommended minus it [95 % interval] |",
         "|---|---|---|",
@@ -56,7 +58,8 @@ def summary(name: str, s: dict[str, Any]) -> list[str]:
         if k in rows:
             r = rows[k]
             out.append(
-                f"| {k} | {f(r['mean'])} +- {f(r['std'])} | {'-' if k == 'recommended' else interval(by.get(k))} |"
+                f"| {k} | {f(r['mean'])} +- {f(r['std'])} | "
+                f"{'-' if k == 'recommended' else interval(by.get(k))} |"
             )
     return [*out, ""]
 
@@ -70,7 +73,8 @@ def joining(name: str, s: dict[str, Any]) -> list[str]:
         v = {r["kind"]: r["mean"] for r in site["rows"]}
         c = next((c for c in site["comparisons"] if c["b"] == "local"), None)
         out.append(
-            f"| | {site['site']} | {site['patients']:.0f} | {f(v.get('local'))} | {f(v.get('recommended'))} | {interval(c)} |"
+            f"| | {site['site']} | {site['patients']:.0f} | {f(v.get('local'))} | "
+            f"{f(v.get('recommended'))} | {interval(c)} |"
         )
     return [*out, ""]
 
@@ -82,8 +86,8 @@ def chosen(name: str, s: dict[str, Any]) -> str:
     declined = sorted({d for r in runs for d in r["declined_by"]})
     scored = min(len(r["scored_by"]) for r in runs)
     return (
-        f"- {name}: merge chosen {merges}; a fused version kept in {fused} of {len(runs)} runs; at least {scored} "
-        f"hospitals scored every merge"
+        f"- {name}: merge chosen {merges}; a fused version kept in {fused} of {len(runs)} runs; "
+        f"at least {scored} hospitals scored every merge"
         + (f"; declined: {', '.join(declined)}" if declined else "; none declined")
     )
 
@@ -98,7 +102,8 @@ def uniform_se(s: dict[str, Any]) -> list[float | None]:
 
 def se_table(cross: dict[str, Any], split: dict[str, Any]) -> list[str]:
     out = [
-        "| scenario | seed | uniform merge's validation SE, cross-fitting | with a validation split | ratio |",
+        "| scenario | seed | uniform merge's validation SE, cross-fitting "
+        "| with a validation split | ratio |",
         "|---|---|---|---|---|",
     ]
     for name in split["scenarios"]:
@@ -120,14 +125,16 @@ def se_table(cross: dict[str, Any], split: dict[str, Any]) -> list[str]:
             x, y = a[seed], b[seed]
             ratio = f"{y / x:.1f}x" if x and y else "-"
             out.append(
-                f"| {name} | {seed} | {f(x, 4)} | {'declined by every site' if y is None else f(y, 4)} | {ratio} |"
+                f"| {name} | {seed} | {f(x, 4)} | "
+                f"{'declined by every site' if y is None else f(y, 4)} | {ratio} |"
             )
         known = [(a[k], b[k]) for k in sorted(set(a) & set(b)) if a[k] and b[k]]
         if known:
             out.append(
                 f"| {name} | mean | {statistics.mean(x for x, _ in known):.4f} | "
                 f"{statistics.mean(y for _, y in known):.4f} | "
-                f"{statistics.mean(y for _, y in known) / statistics.mean(x for x, _ in known):.1f}x |"
+                f"{statistics.mean(y for _, y in known) / statistics.mean(x for x, _ in known):.1f}"
+                "x |"
             )
     return [*out, ""]
 

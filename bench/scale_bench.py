@@ -8,8 +8,10 @@ counts a shared page in every process that maps it, ``peak_pss_mb_total`` once),
 processes, and the marginal cost of a site (wall time added per site
 from the previous row; the first row: wall time / sites).
 
-    .venv/bin/python bench/scale_bench.py --engine processes --sites 10 25 50 --out docs/results/scale.json
-    .venv/bin/python bench/scale_bench.py --engine ray --sites 100 250 500 --out docs/results/scale-ray.json
+    .venv/bin/python bench/scale_bench.py --engine processes --sites 10 25 50 \\
+        --out docs/results/scale.json
+    .venv/bin/python bench/scale_bench.py --engine ray --sites 100 250 500 \\
+        --out docs/results/scale-ray.json
 """
 
 from __future__ import annotations
@@ -104,7 +106,9 @@ def main() -> None:
                 "machine": f"{platform.processor() or platform.machine()}, {platform.system()}, "
                 f"{os.cpu_count()} CPUs",
                 "command": " ".join(sys.argv),
-                "per_site_s": "wall time added per site since the previous row (first row: wall / sites)",
+                "per_site_s": (
+                    "wall time added per site since the previous row (first row: wall / sites)"
+                ),
                 "rows": rows,
             },
             indent=1,

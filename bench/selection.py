@@ -15,7 +15,8 @@ to beat, a greedy forward selection over the blocks (with replacement, a block k
 consortium validation metric rises by more than 0.002, up to 6 steps). Development seeds choose
 the rule; the reported seeds only show it. Seeds 100-107 re-split the same patients as 0-4.
 
-    .venv/bin/python bench/selection.py --seeds 100 101 102 103 104 105 106 107 --out docs/results/selection-dev.json
+    .venv/bin/python bench/selection.py --seeds 100 101 102 103 104 105 106 107 \\
+        --out docs/results/selection-dev.json
     .venv/bin/python bench/selection.py --seeds 0 1 2 3 4 --out docs/results/selection.json
 """
 
@@ -64,7 +65,8 @@ ZS = (0.0, 0.5, 1.0, 1.5, 2.0)
 
 
 class Sites:
-    """Every site's blocks (and fold copies) and the patients it scores, of one scenario and seed."""
+    """Every site's blocks (and fold copies) and the patients it scores, of one scenario and
+    seed."""
 
     def __init__(self, scenario: str, seed: int, folds: int | None = None) -> None:
         scn = load_scenario(scenario).with_seed(seed)
@@ -134,7 +136,8 @@ class Sites:
         return recipe_model(c.kind, blocks or [self.blocks[i] for i in c.block_ids], params)
 
     def parts(self, c: Candidate, site: str) -> list[Part]:
-        """``c`` as ``site`` scores it: its own blocks replaced by their fold copies, fold by fold."""
+        """``c`` as ``site`` scores it: its own blocks replaced by their fold copies, fold by
+        fold."""
         own = {
             k: self.copies[i]
             for k, i in enumerate(c.block_ids)

@@ -5,12 +5,14 @@ own patients), their summaries, paired comparisons and per-site rows collected i
 the targets of issue 24 checked.
 
     .venv/bin/python bench/simulate_seeds.py --seeds 5 --out docs/results/simulate.json
-    .venv/bin/python bench/simulate_seeds.py --seeds 5 --scenarios ovarian-4 pbc-3 --set folds=0 compare=false rounds=0 \\
-        --out docs/results/simulate-split.json      # the same seeds with a 15 % validation split (no cross-fitting)
+    # the same seeds with a 15 % validation split (no cross-fitting)
+    .venv/bin/python bench/simulate_seeds.py --seeds 5 --scenarios ovarian-4 pbc-3 \\
+        --set folds=0 compare=false rounds=0 --out docs/results/simulate-split.json
 
 ``--set KEY=VALUE`` overrides scenario keys (a copy of the scenario file is written and run).
-``--keep DIR`` keeps the runs; ``--collect --keep DIR`` reads kept runs back instead of running them,
-and ``--merge`` adds scenarios to an existing file (a long study can run a few scenarios at a time).
+``--keep DIR`` keeps the runs; ``--collect --keep DIR`` reads kept runs back instead of running
+them, and ``--merge`` adds scenarios to an existing file (a long study can run a few scenarios at a
+time).
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def scenario_file(name: str, overrides: dict[str, Any], folder: Path) -> str:
 def run(
     scenario: str, seeds: int, folder: Path, overrides: dict[str, Any], collect: bool = False
 ) -> dict[str, Any]:
-    """One scenario's seeds run (or, with ``collect``, read back from a kept run of the same command)."""
+    """One scenario's seeds run (or, with ``collect``, read back from a kept run of the same
+    command)."""
     out = folder / scenario
     t0 = time.monotonic()
     if collect:
@@ -214,7 +217,8 @@ def main() -> None:
             )
     doc.update(
         {
-            "machine": f"{platform.system()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
+            "machine": f"{platform.system()} {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} cores, no GPU",
             "date": dt.date.today().isoformat(),
             "overrides": overrides,
             "wall_s": round(time.monotonic() - t0, 1)

@@ -78,7 +78,8 @@ def _dataset_names(text: str, folders: bool = False) -> list[str]:
     if not names or unknown:
         also = " or a site data folder (a path holding data.toml)" if folders else ""
         raise fail(
-            f"unknown dataset {unknown[0] if unknown else text!r}; known: {', '.join(BUILTIN)}{also}",
+            f"unknown dataset {unknown[0] if unknown else text!r}; "
+            f"known: {', '.join(BUILTIN)}{also}",
             EXIT_BAD_INPUT,
         )
     return names
@@ -125,7 +126,8 @@ def datasets_list() -> None:
             d = entry.loader()
         except DatasetUnavailable as exc:
             typer.echo(
-                f"{name:<13} not available ({str(exc).split('install it: ')[-1]})  {entry.description}"
+                f"{name:<13} not available ({str(exc).split('install it: ')[-1]})  "
+                f"{entry.description}"
             )
             continue
         counts: Any = np.bincount(d.label) if d.label is not None else []
@@ -138,7 +140,8 @@ def datasets_list() -> None:
             f"{m} ({v.kind}, {v.n_features} features)" for m, v in d.modalities.items()
         )
         typer.echo(
-            f"{name:<13} n={len(d):<5} {target:<22} {d.task:<14} {mods}; from {entry.package} ({entry.licence})"
+            f"{name:<13} n={len(d):<5} {target:<22} {d.task:<14} {mods}; "
+            f"from {entry.package} ({entry.licence})"
         )
 
 
@@ -194,7 +197,8 @@ def datasets_slides(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Write a SYNTHETIC whole-slide-image cohort (per-slide HDF5 feature files as CLAM / TRIDENT
-    write them, a slides table, survival labels, a genes table): a bag folder to try and benchmark."""
+    write them, a slides table, survival labels, a genes table): a bag folder to try and \
+benchmark."""
     from .data.slidecohort import SlideCohort, write_slide_cohort
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -209,7 +213,8 @@ def datasets_slides(
         seed=seed,
     )
     typer.echo(
-        f"wrote {write_slide_cohort(out, cohort)} (synthetic: {cohort.patients} patients, {slides} slides)"
+        f"wrote {write_slide_cohort(out, cohort)} "
+        f"(synthetic: {cohort.patients} patients, {slides} slides)"
     )
 
 
@@ -222,7 +227,8 @@ def datasets_check(
     folder: Path = typer.Argument(..., help="A site data folder (with data.toml)."),
 ) -> None:
     """Validate a site data folder and summarise it; a problem is reported with file, column, row
-    (or slide). Bags of per-slide files are checked from the files' headers: no feature value is read."""
+    (or slide). Bags of per-slide files are checked from the files' headers: no feature value \
+is read."""
     import numpy as np
 
     from .data.bags import BagData
@@ -239,8 +245,9 @@ def datasets_check(
     typer.echo(f"{data.name}: {len(data)} patients, {data.task}, {target}")
     if data.holdout is not None:
         typer.echo(
-            f"  split column: {int(data.holdout.sum())} validation patients (never trained on; the site scores model "
-            f"versions on them), {int((~data.holdout).sum())} training patients"
+            f"  split column: {int(data.holdout.sum())} validation patients "
+            "(never trained on; the site scores model versions on them), "
+            f"{int((~data.holdout).sum())} training patients"
         )
     for m, mod in data.modalities.items():
         if isinstance(mod, BagData):
@@ -248,15 +255,18 @@ def datasets_check(
             slides = sum(len(b) for b in mod.bags)
             dtypes = sorted({s.dtype for b in mod.bags for s in b})
             typer.echo(
-                f"  {m}: bag of {mod.n_features} features ({', '.join(dtypes)}), {slides} slides of {sizes.size} patients; "
-                f"instances per bag min {sizes.min()}, median {int(np.median(sizes))}, max {sizes.max()} "
-                f"({int(sizes.sum())} in all); training reads {_cap(mod.max_instances)} instances of a bag each epoch "
+                f"  {m}: bag of {mod.n_features} features ({', '.join(dtypes)}), "
+                f"{slides} slides of {sizes.size} patients; "
+                f"instances per bag min {sizes.min()}, median {int(np.median(sizes))}, "
+                f"max {sizes.max()} ({int(sizes.sum())} in all); "
+                f"training reads {_cap(mod.max_instances)} instances of a bag each epoch "
                 f"(a fresh random subset), evaluation {_cap(mod.eval_max_instances)}"
             )
             continue
         steps = f", up to {mod.x.shape[1]} steps" if mod.kind == "sequence" else ""
         typer.echo(
-            f"  {m}: {mod.kind}, {mod.n_features} features{steps}, present for {int(mod.present.sum())} patients"
+            f"  {m}: {mod.kind}, {mod.n_features} features{steps}, "
+            f"present for {int(mod.present.sum())} patients"
         )
 
 
@@ -265,7 +275,9 @@ def bench(
     datasets: str = typer.Option(
         ",".join(("nki70", "gse7390", "ovarian", "pbc", "mfeat")),
         "--datasets",
-        help="Comma-separated built-in datasets or site data folders (e.g. a bag folder of slides).",
+        help=(
+            "Comma-separated built-in datasets or site data folders (e.g. a bag folder of slides)."
+        ),
     ),
     folds: int = typer.Option(
         5, "--folds", min=1, max=50, help="Repeated random 70/15/15 splits (seeds 0..N-1)."
@@ -287,7 +299,8 @@ def bench(
         ..., "--out", help="Folder for results.json, results.md and the plots."
     ),
 ) -> None:
-    """The paper's Table 2 and Figure 6 on the built-in real datasets (or your own site data folders)."""
+    """The paper's Table 2 and Figure 6 on the built-in real datasets (or your own site data \
+folders)."""
     from .bench import BenchConfig, benchmark
     from .data import BUILTIN, DatasetUnavailable
     from .data.errors import DataError
@@ -380,7 +393,8 @@ def ca_enroll(
     days: int = typer.Option(365, min=1),
     folder: Path = CA_DIR,
 ) -> None:
-    """Issue a site kit: TLS certificate and key, CA certificate, signing key, Flower node key, site.toml."""
+    """Issue a site kit: TLS certificate and key, CA certificate, signing key, Flower node key, \
+site.toml."""
     from .pki import enroll_site
 
     kit = _pki_call(
@@ -395,7 +409,8 @@ def ca_enroll(
         superlink=superlink,
     )
     typer.echo(
-        f"wrote site kit for {site!r} ({', '.join(modality)}{', paired' if paired else ''}) to {kit}"
+        f"wrote site kit for {site!r} "
+        f"({', '.join(modality)}{', paired' if paired else ''}) to {kit}"
     )
 
 
@@ -411,7 +426,8 @@ def ca_enroll_admin(
     from .pki import enroll_admin
 
     typer.echo(
-        f"wrote admin kit for {name!r} to {_pki_call(enroll_admin, _ca(folder), name, out, coordinator=coordinator, days=days)}"
+        f"wrote admin kit for {name!r} to "
+        f"{_pki_call(enroll_admin, _ca(folder), name, out, coordinator=coordinator, days=days)}"
     )
 
 
@@ -440,12 +456,14 @@ def ca_renew(
     days: int = typer.Option(365, min=1),
     folder: Path = CA_DIR,
 ) -> None:
-    """Rotate a kit's TLS certificate: new key and certificate, same identity; the old one is revoked."""
+    """Rotate a kit's TLS certificate: new key and certificate, same identity; the old one is \
+revoked."""
     from .pki import renew_kit
 
     old, new = _pki_call(renew_kit, _ca(folder), kit, days=days)
     typer.echo(
-        f"rotated the TLS certificate in {kit}: serial {old} revoked, {new} issued; {folder / 'crl.pem'} updated "
+        f"rotated the TLS certificate in {kit}: serial {old} revoked, {new} issued; "
+        f"{folder / 'crl.pem'} updated "
         "(restart the site's daemon to use it)"
     )
 

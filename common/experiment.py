@@ -88,7 +88,8 @@ def train_block(
     seed: int,
     progress: bool = False,
 ) -> tuple[LegoBlock, float, float]:
-    """Train one block on the patients that have ``modality``; returns (block, val metric, samples/s)."""
+    """Train one block on the patients that have ``modality``; returns (block, val metric,
+    samples/s)."""
     import torch
 
     torch.manual_seed(seed * 1000 + sum(map(ord, modality)))  # encoder init differs per modality

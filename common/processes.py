@@ -1,4 +1,5 @@
-"""Child processes: stopping one (SIGTERM, a grace period, then SIGKILL), its peak memory, its descendants."""
+"""Child processes: stopping one (SIGTERM, a grace period, then SIGKILL), its peak memory, its
+descendants."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def rss(pid: int) -> int:
 
 def pss(pid: int) -> int:
     """Proportional resident memory of a live process now (Linux ``Pss``: each shared page divided
-    among the processes that map it, so that a sum over processes counts it once); 0 when unknown."""
+    among the processes that map it, so that a sum over processes counts it once); 0 when
+    unknown."""
     return _status_kb(pid, "Pss:", "smaps_rollup")
 
 

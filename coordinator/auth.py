@@ -151,7 +151,8 @@ class Authenticator:
                     ) from exc
                 hit = (cert, ident)
                 if len(self._cache) > 10_000:
-                    self._cache.clear()  # bounded: certificates are few, but callers are not trusted
+                    # bounded: certificates are few, but callers are not trusted
+                    self._cache.clear()
                 self._cache[key] = hit
             cert, ident = hit
             revoked = cert.serial_number in self._revoked
@@ -160,7 +161,8 @@ class Authenticator:
             raise RegistryError(
                 Kind.UNAUTHENTICATED,
                 f"certificate of {ident.name!r} is not valid now "
-                f"(valid {cert.not_valid_before_utc:%Y-%m-%d %H:%M} to {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)",
+                f"(valid {cert.not_valid_before_utc:%Y-%m-%d %H:%M} "
+                f"to {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)",
             )
         if revoked:
             raise RegistryError(
@@ -172,7 +174,8 @@ class Authenticator:
 
     @staticmethod
     def peer_certificate(context: grpc.ServicerContext, insecure: bool) -> bytes:
-        """The caller's PEM certificate: from the TLS session, or (plaintext mode only) from metadata."""
+        """The caller's PEM certificate: from the TLS session, or (plaintext mode only) from
+        metadata."""
         pems = context.auth_context().get("x509_pem_cert")
         if not pems and insecure:
             pems = [v for k, v in context.invocation_metadata() if k == INSECURE_CERT_KEY]  # type: ignore[misc]

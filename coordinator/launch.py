@@ -14,7 +14,8 @@ from common.processes import peak_rss, stop_process
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (for a server that must keep its port across restarts)."""
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a server that must keep its port
+    across restarts)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -54,7 +54,8 @@ def _credentials(config: CoordinatorConfig) -> grpc.ServerCredentials:
     ):
         if not path.is_file():
             raise ValueError(
-                f"TLS {what} {path} not found; create server credentials with: mmlego coordinator init"
+                f"TLS {what} {path} not found; "
+                "create server credentials with: mmlego coordinator init"
             )
     return grpc.ssl_server_credentials(
         [(config.key.read_bytes(), config.cert.read_bytes())],
@@ -210,7 +211,8 @@ def serve_forever(config: CoordinatorConfig) -> None:
         print(f"mmlego coordinator listening on {config.host}:{running.port}", flush=True)
         if running.metrics_port:
             print(
-                f"mmlego coordinator metrics on {config.metrics_listen.rpartition(':')[0]}:{running.metrics_port} "
+                "mmlego coordinator metrics on "
+                f"{config.metrics_listen.rpartition(':')[0]}:{running.metrics_port} "
                 "(/metrics, /healthz)",
                 flush=True,
             )

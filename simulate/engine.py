@@ -62,7 +62,8 @@ class Progress:
                         k: (", ".join(v) if isinstance(v, list) else v) for k, v in event.items()
                     }
                     self.say(
-                        f"[{time.monotonic() - self.t0:7.1f} s] {site:<14} {template.format_map(_Missing(fields))}"
+                        f"[{time.monotonic() - self.t0:7.1f} s] {site:<14} "
+                        f"{template.format_map(_Missing(fields))}"
                     )
 
     def pushed(self, site: str) -> set[str]:
@@ -95,7 +96,8 @@ class Services:
 
 
 class Evaluators(Protocol):
-    """Who answers the evaluation jobs of sites that keep no daemon running, and how they are started."""
+    """Who answers the evaluation jobs of sites that keep no daemon running, and how they are
+    started."""
 
     sites: list[str]  # the sites this starts evaluators for
 

@@ -71,7 +71,8 @@ class Fleet:
             self.check()
             if time.monotonic() > deadline:
                 raise SimulationError(
-                    f"{name} did not get ready within {timeout_s:.0f} s; its log ends:\n{tail(member.log)}"
+                    f"{name} did not get ready within {timeout_s:.0f} s; "
+                    f"its log ends:\n{tail(member.log)}"
                 )
             time.sleep(0.2)
 

@@ -50,8 +50,8 @@ def ray_module() -> Any:
         import ray
     except ImportError:
         raise SimulationError(
-            "the ray engine needs Flower's simulation extra (Ray): pip install 'mmlego[simulation]' "
-            "(make demo / make test install it)"
+            "the ray engine needs Flower's simulation extra (Ray): "
+            "pip install 'mmlego[simulation]' (make demo / make test install it)"
         ) from None
     return ray
 
@@ -61,7 +61,8 @@ def reachable(address: str, timeout_s: float = 5.0) -> None:
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(
-            f"--ray-address {address!r} is not HOST:PORT (the Ray head's GCS port, e.g. 127.0.0.1:6379)"
+            f"--ray-address {address!r} is not HOST:PORT "
+            "(the Ray head's GCS port, e.g. 127.0.0.1:6379)"
         )
     try:
         with socket.create_connection((host, int(port)), timeout=timeout_s):
@@ -103,12 +104,13 @@ class RayEngine:
         else:
             from coordinator.launch import free_port
 
-            # Ray's socket paths must stay short: its temp folder goes under /tmp, not the run folder
+            # Ray's socket paths must stay short: its temp folder goes under /tmp, not the run
+            # folder
             self.tmp = tempfile.TemporaryDirectory(prefix="mmlego-ray-")
             self.address = f"127.0.0.1:{free_port()}"
             ray_bin = Path(sys.executable).parent / "ray"
-            # Ray's fixed default ports (client server 10001, dashboard 8265, ...) are moved to free ones:
-            # another Ray on this machine, or another run, may hold them
+            # Ray's fixed default ports (client server 10001, dashboard 8265, ...) are moved to
+            # free ones: another Ray on this machine, or another run, may hold them
             ports = [
                 f"--{name}={free_port()}"
                 for name in (
@@ -180,13 +182,15 @@ class RayEngine:
         self.cpus = cpus
         how = "attached to" if self.attached else "started"
         self.say(
-            f"Ray: {how} the cluster at {self.address}: {len(alive)} node(s) ({', '.join(sorted(self.nodes.values()))}), "
+            f"Ray: {how} the cluster at {self.address}: "
+            f"{len(alive)} node(s) ({', '.join(sorted(self.nodes.values()))}), "
             f"{cpus} CPUs; a site's block training is one task of one CPU"
         )
         return "attach to the Ray cluster" if self.attached else "start the Ray cluster"
 
     def disconnect(self) -> None:
-        """Before the fleet stops the local head (a fleet member): this driver leaves the cluster."""
+        """Before the fleet stops the local head (a fleet member): this driver leaves the
+        cluster."""
         if self.ray.is_initialized():
             self.ray.shutdown()
 
@@ -242,7 +246,8 @@ class RayEngine:
             self.fleet.check()
             if time.monotonic() > deadline:
                 raise SimulationError(
-                    f"sites {sorted(running.values())} did not push their blocks within {timeout_s:.0f} s"
+                    f"sites {sorted(running.values())} did not push their blocks "
+                    f"within {timeout_s:.0f} s"
                 )
 
 

@@ -7,12 +7,17 @@ them) and its own held-out test patients, which no hospital trains on or chooses
     dataset = "nki70"                 # a built-in dataset; or give every site its own `data` folder
     seed = 0                          # which test fold (seed % test_folds) and the training seeds
     test_folds = 5                    # seeds 0-4 test every patient once, on disjoint test sets
-    folds = 5                         # the sites' cross-fitting ([evaluation] folds; 0: a validation split)
-    overlap = 0.0                     # fraction of patients that every site holds (its modalities; never tested)
-    rounds = 2   epochs = 1           # LegoFuse rounds and local epochs per round (0 rounds: no fuse)
-    block_epochs = 30                 # at most, per site block (the epoch count is chosen out of fold)
+    folds = 5                         # the sites' cross-fitting ([evaluation] folds; 0: a
+                                      # validation split)
+    overlap = 0.0                     # fraction of patients that every site holds (its
+                                      # modalities; never tested)
+    rounds = 2   epochs = 1           # LegoFuse rounds and local epochs per round (0 rounds: no
+                                      # fuse)
+    block_epochs = 30                 # at most, per site block (the epoch count is chosen out of
+                                      # fold)
     [[sites]]
-    name = "hosp-a"   modalities = ["genes"]   share = 1.0     # or group = "study16", or data = "folder"
+    name = "hosp-a"   modalities = ["genes"]   share = 1.0     # or group = "study16", or
+                                                               # data = "folder"
 
 A site with more than one modality holds them for the same patients (paired data). ``share``
 splits the patients that no ``group`` took, in proportion. Who holds which patient depends on
@@ -64,8 +69,8 @@ class SiteEntry(Strict):
             self.data is not None and (self.group is None) != (self.share is None)
         ):
             raise ValueError(
-                f"site {self.name}: give exactly one of group, share or data (or, with `export`, data and "
-                "one of group or share)"
+                f"site {self.name}: give exactly one of group, share or data "
+                "(or, with `export`, data and one of group or share)"
             )
         return self
 
@@ -85,7 +90,8 @@ class SyntheticSection(Strict):
 
 class SlidesSection(Strict):
     """A synthetic whole-slide-image cohort (common.data.slidecohort): per-slide HDF5 feature
-    files (modality ``slides``, a bag) and a genes table (modality ``genes``); labelled synthetic."""
+    files (modality ``slides``, a bag) and a genes table (modality ``genes``); labelled
+    synthetic."""
 
     slides: int = Field(default=320, ge=20)
     features: int = Field(default=256, ge=1)
@@ -138,9 +144,8 @@ class ScenarioFile(Strict):
     eval_deadline_s: float = Field(
         default=300.0, gt=0
     )  # how long the coordinator waits for the sites' scores
-    export: str | None = (
-        None  # a built-in dataset the sites' own data folders are written from (with `data` and group/share)
-    )
+    # a built-in dataset the sites' own data folders are written from (with `data` and group/share)
+    export: str | None = None
     sites: list[SiteEntry] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -158,23 +163,26 @@ class ScenarioFile(Strict):
         )
         if sources != 1 or (any(own) and not all(own)):
             raise ValueError(
-                "name one dataset: `dataset` (built-in), `[synthetic]`, `[slides]` (a synthetic slide cohort), a "
-                "`data` folder for every site, or `export` (a built-in dataset written into every site's `data` folder)"
+                "name one dataset: `dataset` (built-in), `[synthetic]`, "
+                "`[slides]` (a synthetic slide cohort), a `data` folder for every site, "
+                "or `export` (a built-in dataset written into every site's `data` folder)"
             )
         if self.folds == 1:
             raise ValueError("folds = 1 cannot cross-fit: use 0 (a validation split) or 2 or more")
         if self.overlap > 0 and self.folds:
             raise ValueError(
-                "overlap > 0 needs folds = 0: a patient every site trains on cannot be scored out of fold "
+                "overlap > 0 needs folds = 0: "
+                "a patient every site trains on cannot be scored out of fold "
                 "(the sites' validation splits then leave the shared patients out)"
             )
         if self.block_epsilon is not None and (
             self.slides is not None or (all(own) and self.export is None)
         ):
             raise ValueError(
-                "block_epsilon needs public ranges of every feature and data held in memory: a built-in `dataset`, "
-                "`export` or `[synthetic]` (not `[slides]`: DP training of slide blocks is not supported yet; not "
-                "site `data` folders: their ranges are not known)"
+                "block_epsilon needs public ranges of every feature and data held in memory: "
+                "a built-in `dataset`, `export` or `[synthetic]` "
+                "(not `[slides]`: DP training of slide blocks is not supported yet; "
+                "not site `data` folders: their ranges are not known)"
             )
         from common.data.builtin import BUILTIN
 
@@ -228,7 +236,8 @@ def builtin_names() -> list[str]:
     return [*sorted(p.stem for p in BUILTIN_DIR.glob("*.toml")), "scale"]
 
 
-SCALE_SCORERS = 50  # sites of the scale scenario that answer evaluation jobs; the others have evaluation switched off
+# sites of the scale scenario that answer evaluation jobs; the others have evaluation switched off
+SCALE_SCORERS = 50
 # paired sites of the scale scenario, at most: LegoFuse fine-tunes every block of the merge, so a
 # round's message to a site and its reply each carry all blocks' weights (165 MB at 500 sites)
 SCALE_PAIRED = 10
@@ -236,11 +245,11 @@ SCALE_PAIRED = 10
 
 def scale_scenario(sites: int, patients_per_site: int = 120, quick: bool = False) -> Scenario:
     """``sites`` synthetic hospitals: alternately omics-only and clinical-only, and every tenth
-    (at least one, at most :data:`SCALE_PAIRED`) holds both (paired). At most :data:`SCALE_SCORERS` of them, drawn with a fixed
-    seed, score candidates and rounds on their validation patients (every site scores up to that
-    many); the others decline evaluation jobs, as hospitals that switched it off do. Each scoring
-    site rebuilds every candidate from all the blocks, so scoring by all of a few hundred sites
-    grows with the square of the consortium."""
+    (at least one, at most :data:`SCALE_PAIRED`) holds both (paired). At most
+    :data:`SCALE_SCORERS` of them, drawn with a fixed seed, score candidates and rounds on their
+    validation patients (every site scores up to that many); the others decline evaluation jobs,
+    as hospitals that switched it off do. Each scoring site rebuilds every candidate from all the
+    blocks, so scoring by all of a few hundred sites grows with the square of the consortium."""
     if sites < 2:
         raise ConfigError("the scale scenario needs --sites 2 or more")
     scorers = set(random.Random(0).sample(range(sites), min(sites, SCALE_SCORERS)))
@@ -281,12 +290,13 @@ def load_scenario(name_or_file: str, sites: int | None = None) -> Scenario:
         path = BUILTIN_DIR / f"{name_or_file}.toml"
     elif not path.is_file():
         raise ConfigError(
-            f"{name_or_file}: no such scenario file or built-in scenario (built-in: {', '.join(builtin_names())})"
+            f"{name_or_file}: no such scenario file or built-in scenario "
+            f"(built-in: {', '.join(builtin_names())})"
         )
     return Scenario(read_toml(path, ScenarioFile), path)
 
 
-# ---- the data -------------------------------------------------------------------------------------------
+# ---- the data ------------------------------------------------------------------------------------
 @dataclass
 class Partition:
     """Who holds what: each site's patients (its modalities only), which it trains, cross-fits and
@@ -311,7 +321,8 @@ class Partition:
 
     def pooled(self) -> MultimodalDataset:
         """Every site's patients in one set, each with the modalities its site holds (the others
-        absent), ``groups`` naming the site: what a central analyst pooling the consortium's data has."""
+        absent), ``groups`` naming the site: what a central analyst pooling the consortium's data
+        has."""
         parts: list[MultimodalDataset] = []
         seen: set[str] = set()
         for name, d in self.sites.items():
@@ -395,7 +406,8 @@ def partition(scn: Scenario, pool: MultimodalDataset | None = None) -> Partition
     missing = sorted(wanted - set(pool.modalities))
     if missing:
         raise ConfigError(
-            f"scenario {spec.name}: dataset {pool.name} has no modality {missing[0]} (it has {sorted(pool.modalities)})"
+            f"scenario {spec.name}: dataset {pool.name} has no modality {missing[0]} "
+            f"(it has {sorted(pool.modalities)})"
         )
     task_mods = sorted(wanted)
     rng = np.random.default_rng(cohort_seed(spec) + 1)
@@ -412,10 +424,12 @@ def partition(scn: Scenario, pool: MultimodalDataset | None = None) -> Partition
         dev = np.concatenate([rows[s.name][~held], shared])
         if dev.size < 10:
             raise ConfigError(
-                f"scenario {spec.name}: site {s.name} gets {dev.size} patients besides its test ones; it needs at least 10"
+                f"scenario {spec.name}: site {s.name} gets {dev.size} patients besides its test "
+                "ones; it needs at least 10"
             )
         sites[s.name] = pool.subset(np.sort(dev)).select_modalities(s.modalities)
-        if shared.size:  # every site trains on the shared patients: its validation patients come from its own only
+        # every site trains on the shared patients: its validation patients come from its own only
+        if shared.size:
             sites[s.name].holdout = _validation(
                 sites[s.name], np.isin(sites[s.name].ids, pool.subset(shared).ids), spec
             )
@@ -484,7 +498,8 @@ def _assign(
             if part.groups is None or s.group not in set(part.groups):
                 have = sorted(set(part.groups)) if part.groups is not None else []
                 raise ConfigError(
-                    f"scenario {spec.name}: site {s.name}: no group {s.group!r} in {part.name} (groups: {have})"
+                    f"scenario {spec.name}: site {s.name}: no group {s.group!r} in {part.name} "
+                    f"(groups: {have})"
                 )
             rows[s.name] = np.intersect1d(np.flatnonzero(part.groups == s.group), among)
             taken[rows[s.name]] = True
@@ -519,7 +534,8 @@ def _exported(scn: Scenario) -> Partition:
     missing = sorted({m for s in scn.spec.sites for m in s.modalities} - set(pool.modalities))
     if missing:
         raise ConfigError(
-            f"scenario {scn.name}: dataset {pool.name} has no modality {missing[0]} (it has {sorted(pool.modalities)})"
+            f"scenario {scn.name}: dataset {pool.name} has no modality {missing[0]} "
+            f"(it has {sorted(pool.modalities)})"
         )
     rows = _assign(
         scn, pool, np.random.default_rng(cohort_seed(scn.spec) + 3), np.arange(len(pool))
@@ -548,7 +564,8 @@ def _own_folders(scn: Scenario, base: Path | None = None) -> Partition:
                 f"scenario {scn.name}: site {s.name}'s data folder has no modality {missing[0]}"
             )
         data = data.select_modalities(s.modalities)
-        data.holdout = None  # the site validates by cross-fitting (or its own split), not on the folder's split column
+        # the site validates by cross-fitting (or its own split), not on the folder's split column
+        data.holdout = None
         held = test_rows(data, scn.spec, f"site {s.name}")
         sites[s.name] = data.subset(np.flatnonzero(~held))
         test_of[s.name] = len(test)

@@ -31,7 +31,8 @@ def _as_daemon(
 
 
 def train_site(site_toml: str, log: str) -> dict[str, Any]:
-    """A site's block(s): train, sign, push (``site run --once``); the daemon's exit status and the node."""
+    """A site's block(s): train, sign, push (``site run --once``); the daemon's exit status and
+    the node."""
     code, node = _as_daemon(site_toml, log, True, Daemon.run)
     return {"code": code, "node": node}
 

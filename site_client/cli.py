@@ -63,7 +63,8 @@ def train(
     task: str = typer.Option("", help="Task id (default: site.toml's task)."),
     data: Path = typer.Option(None, help="Site data folder (default: site.toml's data)."),
 ) -> None:
-    """Train, sign and write one block per enrolled modality (the task comes from the coordinator)."""
+    """Train, sign and write one block per enrolled modality (the task comes from the \
+coordinator)."""
     from common.data.sitefolder import load_site_folder
 
     from .train import train_site
@@ -80,7 +81,8 @@ def train(
     for tb in _call(train_site, cfg, record, dataset):
         how = "out-of-fold" if cfg.evaluation.folds else "validation"
         typer.echo(
-            f"trained block {tb.modality}: {how} {record.spec.metric_name} {tb.val_metric:.3f} -> {tb.folder}"
+            f"trained block {tb.modality}: {how} {record.spec.metric_name} {tb.val_metric:.3f} "
+            f"-> {tb.folder}"
         )
 
 
@@ -100,7 +102,8 @@ def push(
         for folder in block:
             rec, present = _call(client.push, folder, Retry(attempts=attempts))
             typer.echo(
-                f"{'already stored' if present else 'accepted'}: block {rec.block_id} ({rec.modality}, {rec.size} bytes)"
+                f"{'already stored' if present else 'accepted'}: block {rec.block_id} "
+                f"({rec.modality}, {rec.size} bytes)"
             )
 
 
@@ -253,7 +256,8 @@ def status(config: Path = CONFIG) -> None:
         remote = {b.block_id: b for b in _call(client.blocks, cfg.task, cfg.site, "", True)}
         models = _call(client.models, cfg.task)
     typer.echo(
-        f"site {cfg.site} ({', '.join(cfg.modalities)}{', paired' if cfg.paired else ''}); task {cfg.task}; "
+        f"site {cfg.site} ({', '.join(cfg.modalities)}{', paired' if cfg.paired else ''}); "
+        f"task {cfg.task}; "
         f"coordinator {cfg.coordinator}"
     )
     from common.artifacts import read_block_files

@@ -123,7 +123,8 @@ class Daemon:
                 return
             code = self.node.returncode
             hint = (
-                "its node key is not registered: ask the operator (mmlego coordinator flower-register)"
+                "its node key is not registered: "
+                "ask the operator (mmlego coordinator flower-register)"
                 if code in UNREGISTERED_NODE
                 else "restarting"
             )
@@ -156,11 +157,11 @@ class Daemon:
                 self.cfg.coordinator, self.cfg.tls, insecure=self.cfg.insecure
             ) as client:
                 evaluate_pending(self.cfg, client, lambda: load_site_folder(self.cfg.data), told)
-        except (
-            CallError
-        ) as exc:  # the coordinator is away or refused the report: tried again at the next poll
+        except CallError as exc:
+            # the coordinator is away or refused the report: tried again at the next poll
             self.event("evaluation-failed", "warning", error=str(exc))
-        except Exception as exc:  # never the end of the daemon (its SuperNode keeps serving rounds); the log has more
+        except Exception as exc:
+            # never the end of the daemon (its SuperNode keeps serving rounds); the log has more
             self.event("evaluation-failed", "error", error=f"{type(exc).__name__}: {exc}")
 
     def serve(self) -> None:
@@ -204,7 +205,10 @@ class Daemon:
         except Interrupted:
             self.event(
                 "training-interrupted",
-                hint="no block was written for the unfinished modality; it trains again on the next start",
+                hint=(
+                    "no block was written for the unfinished modality; "
+                    "it trains again on the next start"
+                ),
             )
         except (
             FoldError

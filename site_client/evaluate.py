@@ -13,7 +13,8 @@ version's blocks with only the trainable tensors taken from the coordinator (the
 layout must match what the job names). What it limits: at most ``max_eval_queries`` distinct
 candidates per task, each against its job's reference (a ledger in its state folder survives
 restarts; a job that would go over is declined whole), and no count below its minimum cell size
-(a candidate that covers too few of its patients is left out; with none left, the job is declined)."""
+(a candidate that covers too few of its patients is left out; with none left, the job is
+declined)."""
 
 from __future__ import annotations
 
@@ -70,8 +71,8 @@ class Ledger:
             self.data = {}
         except ValueError as exc:
             raise ValueError(
-                f"{self.path} is not a readable evaluation ledger ({exc}); it must not be lost (it is the "
-                "query budget's book): restore it from backup"
+                f"{self.path} is not a readable evaluation ledger ({exc}); "
+                "it must not be lost (it is the query budget's book): restore it from backup"
             ) from None
 
     def used(self, task_id: str) -> set[str]:
@@ -154,8 +155,8 @@ class Builder:
             self.block(i)
             if self.sites[i] == self.cfg.site and self.block_folds[i]:
                 raise Unverifiable(
-                    f"this site's block {i[:12]} was cross-fitted on all its patients; with [evaluation] folds "
-                    "= 0 it cannot be scored on the validation split"
+                    f"this site's block {i[:12]} was cross-fitted on all its patients; "
+                    "with [evaluation] folds = 0 it cannot be scored on the validation split"
                 )
 
     def own_copies(self, block_ids: Sequence[str]) -> dict[str, FoldCopies]:
@@ -171,13 +172,14 @@ class Builder:
                     copies = load_fold_copies(fold_folder(self.cfg.state, i))
                 except (FileNotFoundError, ValueError, IntegrityError) as exc:
                     raise Unverifiable(
-                        f"this site's block {i[:12]} has no usable fold copies ({exc}); it cannot be scored "
-                        "out of fold (train the site's blocks again with [evaluation] folds)"
+                        f"this site's block {i[:12]} has no usable fold copies ({exc}); "
+                        "it cannot be scored out of fold "
+                        "(train the site's blocks again with [evaluation] folds)"
                     ) from None
                 if copies.folds != self.folds:
                     raise Unverifiable(
-                        f"this site's block {i[:12]} was cross-fitted with {copies.folds} folds, the site now "
-                        f"uses {self.folds}"
+                        f"this site's block {i[:12]} was cross-fitted with {copies.folds} folds, "
+                        f"the site now uses {self.folds}"
                     )
                 changed = [
                     p
@@ -186,7 +188,8 @@ class Builder:
                 ]
                 if changed:
                     raise FoldsChanged(
-                        f"{len(changed)} patients are in other folds than when block {i[:12]} was trained"
+                        f"{len(changed)} patients are in other folds "
+                        f"than when block {i[:12]} was trained"
                     )
                 self.copies[i] = copies
             out[i] = self.copies[i]
@@ -243,13 +246,15 @@ class Builder:
             )
         if c.kind == "version":  # a stored fused version: its full run's weights only
             took_part = self.cfg.site in record.card.get("fuse", {}).get("participants", [])
-            # a participant trained its full run on all its patients (cross-fitting), or on its training split (folds = 0,
-            # certain only when the run had no fold runs: a cross-fitting site does not take part in such a run)
+            # a participant trained its full run on all its patients (cross-fitting), or on its
+            # training split (folds = 0, certain only when the run had no fold runs: a
+            # cross-fitting site does not take part in such a run)
             if took_part and (
                 self.fold_of is not None or int(record.parameters.get("folds", "0") or 0) > 0
             ):
                 raise Unverifiable(
-                    "this site trained that fused version's full run on the patients it would score it on"
+                    "this site trained that fused version's full run "
+                    "on the patients it would score it on"
                 )
             if not swap:
                 return model, model.modalities
@@ -281,7 +286,8 @@ class Builder:
     def _runs(
         self, job: EvaluationJob, c: Candidate, record: Any, model: Any
     ) -> list[dict[str, Any]]:
-        """Every run's global weights of a LegoFuse round (fetched once): the full run, then the fold runs."""
+        """Every run's global weights of a LegoFuse round (fetched once): the full run, then the
+        fold runs."""
         if c.candidate_id not in self.runs:
             fused = fused_model(model.block_list, c.fuse_mode, record.parameters)
             state = {k: v.detach().cpu() for k, v in fused.state_dict().items()}
@@ -345,11 +351,13 @@ def empty_folds(
 
 
 class FoldsChanged(Exception):
-    """The site's patients are not in the folds its blocks were cross-fitted on (its data changed)."""
+    """The site's patients are not in the folds its blocks were cross-fitted on (its data
+    changed)."""
 
 
 def validation(cfg: SiteConfig, data: MultimodalDataset) -> MultimodalDataset:
-    """The site's validation patients (``[evaluation] folds`` = 0): the ones its blocks stopped early on."""
+    """The site's validation patients (``[evaluation] folds`` = 0): the ones its blocks stopped
+    early on."""
     _, val = site_split(data, cfg.train.val_fraction, cfg.train.seed)
     return data.subset(val)
 
@@ -392,8 +400,9 @@ def answer(
         empty = empty_folds(data, task, fold_of, cfg.evaluation.folds)
         if empty:
             log.warning(
-                "evaluation %s: fold(s) %s of the site's patients hold no event (or no patient of a class) among "
-                "those the task's modalities cover: the folds cannot each be scored; declined",
+                "evaluation %s: fold(s) %s of the site's patients hold no event "
+                "(or no patient of a class) among those the task's modalities cover: "
+                "the folds cannot each be scored; declined",
                 job.job_id,
                 ", ".join(map(str, empty)),
                 extra={
@@ -407,7 +416,8 @@ def answer(
     new = set(asked.values()) - ledger.used(task.task_id)
     if len(ledger.used(task.task_id)) + len(new) > cfg.evaluation.max_eval_queries:
         log.warning(
-            "evaluation %s: %d new candidates would pass this site's query budget of %d for task %s; declined",
+            "evaluation %s: %d new candidates would pass this site's query budget of %d "
+            "for task %s; declined",
             job.job_id,
             len(new),
             cfg.evaluation.max_eval_queries,
@@ -422,7 +432,8 @@ def answer(
             models.append(builder.parts(job, c))
         except FoldsChanged as exc:
             log.warning(
-                "evaluation %s: %s: the site's data changed since it trained; declined (train its blocks again)",
+                "evaluation %s: %s: the site's data changed since it trained; "
+                "declined (train its blocks again)",
                 job.job_id,
                 exc,
                 extra={

@@ -13,13 +13,15 @@ from common.train import predict_scores
 
 
 def predict_frame(model_dir: str | Path, data: MultimodalDataset) -> pd.DataFrame:
-    """One row per patient: id, the modalities used, and the risk (survival) or class probabilities."""
+    """One row per patient: id, the modalities used, and the risk (survival) or class
+    probabilities."""
     model, record = load_model_folder(model_dir)
     known = set(model.modalities)
     usable = [m for m in data.modalities if m in known]
     if not usable:
         raise ValueError(
-            f"model {record.model_id!r} reads {sorted(known)}; the data has {sorted(data.modalities)}"
+            f"model {record.model_id!r} reads {sorted(known)}; "
+            f"the data has {sorted(data.modalities)}"
         )
     subset = data.select_modalities(usable)
     present = np.stack([subset.modalities[m].present.numpy() for m in usable], axis=1)

@@ -1,7 +1,8 @@
 """Training a site's blocks: one per enrolled modality found in its data folder, fitted to the
 task the coordinator defines (latent shape, Fourier mode, outputs, shared initialisation),
 cross-fitted over all the site's patients (``[evaluation] folds``; the fold copies are kept in
-the state folder) or early-stopped on its own validation split. Only aggregates leave with the block."""
+the state folder) or early-stopped on its own validation split. Only aggregates leave with the
+block."""
 
 from __future__ import annotations
 
@@ -44,13 +45,14 @@ def train_site(
     wanted = [m for m in cfg.modalities if m in task.modalities and (only is None or m in only)]
     if not wanted:
         raise ValueError(
-            f"task {task.task_id!r} accepts {list(task.modalities)}; site {cfg.site!r} is enrolled for "
-            f"{list(cfg.modalities)}: nothing to train"
+            f"task {task.task_id!r} accepts {list(task.modalities)}; "
+            f"site {cfg.site!r} is enrolled for {list(cfg.modalities)}: nothing to train"
         )
     missing = [m for m in wanted if m not in data.modalities]
     if len(missing) == len(wanted):
         raise ValueError(
-            f"the site data folder has none of the modalities {wanted} (it has {sorted(data.modalities)})"
+            f"the site data folder has none of the modalities {wanted} "
+            f"(it has {sorted(data.modalities)})"
         )
     out = []
     for modality in wanted:
@@ -101,7 +103,8 @@ def matches(cfg: SiteConfig, manifest: BlockManifest) -> bool:
 
 
 def current_blocks(cfg: SiteConfig, task_id: str) -> dict[str, Path]:
-    """The newest readable block folder of every modality of ``task_id`` in the site's block folder."""
+    """The newest readable block folder of every modality of ``task_id`` in the site's block
+    folder."""
     from common.artifacts import read_block_files
 
     out: dict[str, tuple[float, Path]] = {}

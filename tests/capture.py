@@ -44,7 +44,7 @@ KINDS = ("registry", "superlink")  # what simulate()'s relay hook asks for
 READ_BYTES = 1 << 16
 
 
-# ---- the relay ------------------------------------------------------------------------------------
+# ---- the relay -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -449,7 +449,8 @@ def _chunked(data: bytes, at: int) -> tuple[bytes, int] | None:
 
 
 def http1_requests(sent: bytes) -> tuple[list[HttpRequest], bytes]:
-    """The HTTP/1.1 requests a client sent on one connection, and the bytes of an unfinished last one."""
+    """The HTTP/1.1 requests a client sent on one connection, and the bytes of an unfinished last
+    one."""
     out, at = [], 0
     while at < len(sent):
         eoh = sent.find(b"\r\n\r\n", at)

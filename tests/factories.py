@@ -68,7 +68,8 @@ def packed(padded: ModalityInput) -> ModalityInput:
 
 
 def mutate_bytes(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
-    """Fuzzing edits (kind, position, value): 0 flips a byte, 1 inserts bytes, 2 truncates, 3 duplicates or moves a line."""
+    """Fuzzing edits (kind, position, value): 0 flips a byte, 1 inserts bytes, 2 truncates, 3
+    duplicates or moves a line."""
     out = bytearray(data)
     for kind, pos, value in edits:
         at = pos % (len(out) + 1)

@@ -33,9 +33,9 @@ def test_help_and_version() -> None:
 def test_unknown_dataset_is_one_clear_line() -> None:
     out = mmlego("demo", "--dataset", "tcga")
     assert out.returncode == 2
-    assert (
-        out.stderr.strip()
-        == "mmlego: error: unknown dataset 'tcga'; known: nki70, gse7390, ovarian, pbc, pbc-survival, mfeat, support2"
+    assert out.stderr.strip() == (
+        "mmlego: error: unknown dataset 'tcga'; "
+        "known: nki70, gse7390, ovarian, pbc, pbc-survival, mfeat, support2"
     )
 
 

@@ -34,12 +34,17 @@ HINT = (
     "The coordinator may be down, or it refused the call; its log and this console's log have more."
 )
 HINTS = {
-    grpc.StatusCode.UNAVAILABLE: "The coordinator may be down or unreachable from here, or it refused this kit's "
-    "TLS session.",
-    grpc.StatusCode.DEADLINE_EXCEEDED: "The coordinator did not answer in time: it may be down or overloaded.",
+    grpc.StatusCode.UNAVAILABLE: (
+        "The coordinator may be down or unreachable from here, or it refused this kit's "
+        "TLS session."
+    ),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (
+        "The coordinator did not answer in time: it may be down or overloaded."
+    ),
     grpc.StatusCode.UNAUTHENTICATED: "The coordinator did not accept this admin kit's certificate.",
-    grpc.StatusCode.PERMISSION_DENIED: "The coordinator refused this admin kit (is it an admin certificate, and "
-    "not revoked?).",
+    grpc.StatusCode.PERMISSION_DENIED: (
+        "The coordinator refused this admin kit (is it an admin certificate, and not revoked?)."
+    ),
 }
 
 
@@ -90,7 +95,8 @@ def environment() -> jinja2.Environment:
 
 
 def load_static() -> dict[str, tuple[bytes, str]]:
-    """The static files by name, read once (only these names are served: no paths from a request)."""
+    """The static files by name, read once (only these names are served: no paths from a
+    request)."""
     return {
         p.name: (p.read_bytes(), TYPES.get(p.suffix, "application/octet-stream"))
         for p in sorted((HERE / "static").iterdir())
@@ -170,7 +176,7 @@ class ConsoleApp:
             return Response(200, body, kind)
         return self.not_found(f"no page {path}")
 
-    # ---- responses ---------------------------------------------------------------------------------
+    # ---- responses -------------------------------------------------------------------------------
     def page(
         self,
         template: str,
@@ -182,8 +188,8 @@ class ConsoleApp:
         headers: list[tuple[str, str]] | None = None,
         **context: Any,
     ) -> Response:
-        """A page of ``template``: ``live`` > 0 makes it re-fetch itself, ``bare`` leaves out the nav bar,
-        the stylesheet and the script (the login page: they need the token too)."""
+        """A page of ``template``: ``live`` > 0 makes it re-fetch itself, ``bare`` leaves out the
+        nav bar, the stylesheet and the script (the login page: they need the token too)."""
         now = dt.datetime.now(dt.UTC)
         html = self.env.get_template(template).render(
             title=title,

@@ -1,6 +1,6 @@
-"""The console's HTTP server (the standard library's threading server): ``make_console`` checks where
-it may listen and returns a ``Console`` that serves in the foreground or, as a context manager, in a
-background thread (tests)."""
+"""The console's HTTP server (the standard library's threading server): ``make_console`` checks
+where it may listen and returns a ``Console`` that serves in the foreground or, as a context
+manager, in a background thread (tests)."""
 
 from __future__ import annotations
 
@@ -168,8 +168,9 @@ def make_console(
     if not is_loopback(host):
         if not allow_remote:
             raise ValueError(
-                f"the console listens on loopback only (127.0.0.1, ::1 or localhost), not {host!r}; "
-                "to serve other machines pass --allow-remote with a token, and put TLS in front of it"
+                "the console listens on loopback only (127.0.0.1, ::1 or localhost), "
+                f"not {host!r}; to serve other machines pass --allow-remote with a token, "
+                "and put TLS in front of it"
             )
         if not token:
             raise ValueError(

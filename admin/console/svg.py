@@ -37,7 +37,8 @@ def _f(x: float) -> str:
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """About ``count`` round tick values (steps of 1, 2 or 5 times a power of ten) covering [lo, hi]."""
+    """About ``count`` round tick values (steps of 1, 2 or 5 times a power of ten) covering
+    [lo, hi]."""
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
         return [lo]
     raw = (hi - lo) / max(1, count)
@@ -107,26 +108,31 @@ def _axes(f: _Frame, points: Sequence[Point], title: str, y_label: str, x_label:
     for v in nice_ticks(f.lo, f.hi):
         y = _f(f.y(v))
         out.append(
-            f'<g class="tick"><line class="grid" x1="{x0}" y1="{y}" x2="{x1}" y2="{y}" stroke="#eee"/>'
-            f'<text x="{x0 - 6}" y="{y}" text-anchor="end" dominant-baseline="middle">{v:g}</text></g>'
+            f'<g class="tick"><line class="grid" x1="{x0}" y1="{y}" x2="{x1}" y2="{y}" '
+            'stroke="#eee"/>'
+            f'<text x="{x0 - 6}" y="{y}" text-anchor="end" dominant-baseline="middle">'
+            f"{v:g}</text></g>"
         )
     every = max(1, math.ceil(f.n / 10))  # at most about ten labels under the x axis
     for i, p in enumerate(points):
         if i % every == 0 or i == f.n - 1:
             tx, ty = _f(f.x(i)), f.floor + 14
             out.append(
-                f'<text class="xtick" x="{tx}" y="{ty}" text-anchor="end" transform="rotate(-25 {tx} {ty})">'
+                f'<text class="xtick" x="{tx}" y="{ty}" text-anchor="end" '
+                f'transform="rotate(-25 {tx} {ty})">'
                 f"{_t(p.label)}</text>"
             )
     if y_label:
         mid = _f(f.top + f.ph / 2)
         out.append(
-            f'<text class="axis-label" x="14" y="{mid}" text-anchor="middle" transform="rotate(-90 14 {mid})">'
+            f'<text class="axis-label" x="14" y="{mid}" text-anchor="middle" '
+            f'transform="rotate(-90 14 {mid})">'
             f"{_t(y_label)}</text>"
         )
     if x_label:
         out.append(
-            f'<text class="axis-label" x="{_f(x0 + f.pw / 2)}" y="{f.height - 4}" text-anchor="middle">'
+            f'<text class="axis-label" x="{_f(x0 + f.pw / 2)}" y="{f.height - 4}" '
+            'text-anchor="middle">'
             f"{_t(x_label)}</text>"
         )
     return out
@@ -148,7 +154,8 @@ def _series(f: _Frame, points: Sequence[Point], digits: int) -> list[str]:
         x = f.x(i)
         if p.y is None or not math.isfinite(p.y):
             out.append(
-                f'<g class="gap"><path d="M{_f(x - 4)},{f.floor - 4} l8,8 m0,-8 l-8,8" stroke="#9ca3af"/>'
+                f'<g class="gap"><path d="M{_f(x - 4)},{f.floor - 4} l8,8 m0,-8 l-8,8" '
+                'stroke="#9ca3af"/>'
                 f"<title>{_t(p.tip or f'{p.label}: not measured')}</title></g>"
             )
             continue
@@ -175,19 +182,20 @@ def line_plot(
     height: int = 240,
     digits: int = 4,
 ) -> str:
-    """An SVG (a string of well-formed XML with every text escaped) plotting ``points`` left to right
-    at even spacing: a circle with a tooltip per value, lines between neighbouring values, gaps
-    where a value is missing, and an optional dashed reference line."""
+    """An SVG (a string of well-formed XML with every text escaped) plotting ``points`` left to
+    right at even spacing: a circle with a tooltip per value, lines between neighbouring values,
+    gaps where a value is missing, and an optional dashed reference line."""
     f = _Frame(width, height, len(points), *_y_range(points, reference))
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" viewBox="0 0 {width} {height}" width="{width}" '
-        f'height="{height}" role="img">',
+        '<svg xmlns="http://www.w3.org/2000/svg" class="plot" '
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">',
         *_axes(f, points, title, y_label, x_label),
     ]
     if reference is not None and math.isfinite(reference.y):
         y, label = f.y(reference.y), _t(reference.label)
         out.append(
-            f'<g class="reference"><line x1="{f.left}" y1="{_f(y)}" x2="{f.left + f.pw}" y2="{_f(y)}" '
+            f'<g class="reference"><line x1="{f.left}" y1="{_f(y)}" x2="{f.left + f.pw}" '
+            f'y2="{_f(y)}" '
             f'stroke="#b45309" stroke-dasharray="6 4"/><text x="{f.left + f.pw}" y="{_f(y - 5)}" '
             f'text-anchor="end">{label}</text><title>{label}</title></g>'
         )

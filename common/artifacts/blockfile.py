@@ -118,16 +118,19 @@ def check_against(
             sorted(set(manifest.tensors) - set(found)),
         )
         raise IntegrityError(
-            f"tensor names of the {what} differ from the manifest: extra {extra[:5]}, missing {missing[:5]}"
+            f"tensor names of the {what} differ from the manifest: "
+            f"extra {extra[:5]}, missing {missing[:5]}"
         )
     for name, (shape, dtype) in found.items():
         if list(shape) != list(manifest.tensors[name]):
             raise IntegrityError(
-                f"tensor {name!r} has shape {list(shape)} in the {what}, the manifest says {manifest.tensors[name]}"
+                f"tensor {name!r} has shape {list(shape)} in the {what}, "
+                f"the manifest says {manifest.tensors[name]}"
             )
         if manifest.dtypes.get(name, dtype) != dtype:
             raise IntegrityError(
-                f"tensor {name!r} has dtype {dtype} in the {what}, the manifest says {manifest.dtypes[name]}"
+                f"tensor {name!r} has dtype {dtype} in the {what}, "
+                f"the manifest says {manifest.dtypes[name]}"
             )
 
 
@@ -148,7 +151,8 @@ def parse_weights(data: bytes, manifest: BlockManifest) -> dict[str, torch.Tenso
     digest = sha256_bytes(data)
     if digest != manifest.weights_sha256:
         raise IntegrityError(
-            f"weights sha256 {digest[:16]}... does not match the manifest's {manifest.weights_sha256[:16]}..."
+            f"weights sha256 {digest[:16]}... does not match the manifest's "
+            f"{manifest.weights_sha256[:16]}..."
         )
     check_against(header(data), manifest)
     try:

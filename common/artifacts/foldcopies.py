@@ -30,12 +30,14 @@ class FoldCopies:
 
 
 def fold_folder(state: Path, block_id: str) -> Path:
-    """Where the fold copies of the released block ``block_id`` are kept in a site's state folder."""
+    """Where the fold copies of the released block ``block_id`` are kept in a site's state
+    folder."""
     return state / "folds" / block_id
 
 
 def save_fold_copies(folder: Path, copies: FoldCopies) -> None:
-    """Write ``copies`` into ``folder`` (replaced whole: readers see the old copies or the new ones)."""
+    """Write ``copies`` into ``folder`` (replaced whole: readers see the old copies or the new
+    ones)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:

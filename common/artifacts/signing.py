@@ -33,7 +33,8 @@ def sign(manifest: bytes, key: ed25519.Ed25519PrivateKey) -> bytes:
 
 
 def verify(manifest: bytes, signature: bytes, public_key: bytes) -> None:
-    """Raise :class:`SignatureError` unless ``signature`` is the holder of ``public_key``'s over ``manifest``."""
+    """Raise :class:`SignatureError` unless ``signature`` is the holder of ``public_key``'s over
+    ``manifest``."""
     if len(public_key) != 32:
         raise SignatureError("no Ed25519 signing key is enrolled for the signer")
     try:

@@ -69,8 +69,8 @@ class StreamCheck:
                 raise IntegrityError(f"tensor {name!r} has unsupported dtype {dtype}")
             if start != expect or end - start != math.prod(found[name][0]) * ITEMSIZE[dtype]:
                 raise IntegrityError(
-                    f"tensor {name!r}: its bytes [{start}, {end}) do not follow the previous tensor or "
-                    "do not match its shape"
+                    f"tensor {name!r}: its bytes [{start}, {end}) do not follow the previous "
+                    "tensor or do not match its shape"
                 )
             ranges.append((base + start, base + end, dtype, name))
             expect = end

@@ -1,4 +1,5 @@
-"""Comparison models of the benchmark: plain encoders, late concatenation, early fusion, classical."""
+"""Comparison models of the benchmark: plain encoders, late concatenation, early fusion,
+classical."""
 
 from __future__ import annotations
 
@@ -157,7 +158,8 @@ def _design(
 class Classical:
     """``classical``: elastic-net Cox (scikit-survival) for survival, L2 logistic regression
     (scikit-learn) for classification; the penalty is chosen on the validation split. With
-    ``indicators``, a column per modality says whether the patient has it (missing ones are zeros)."""
+    ``indicators``, a column per modality says whether the patient has it (missing ones are
+    zeros)."""
 
     def __init__(self, task: TaskSpec, modalities: Sequence[str], indicators: bool = False) -> None:
         self.task = task

@@ -22,7 +22,10 @@ def machine() -> str:
 
     cpu = platform.processor() or platform.machine()
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
-    return f"{platform.system()} {cpu}, {os.cpu_count()} cores{gpu}; Python {platform.python_version()}, torch {torch.__version__}"
+    return (
+        f"{platform.system()} {cpu}, {os.cpu_count()} cores{gpu}; "
+        f"Python {platform.python_version()}, torch {torch.__version__}"
+    )
 
 
 def benchmark(
@@ -33,7 +36,8 @@ def benchmark(
     quick: bool = False,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Run every job of ``cfg`` and write the report into ``out``; returns results.json's content."""
+    """Run every job of ``cfg`` and write the report into ``out``; returns results.json's
+    content."""
     resolve_device(device)  # fail before any work if e.g. CUDA was asked for and is missing
     t0 = time.perf_counter()
     bar = None

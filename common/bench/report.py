@@ -25,7 +25,8 @@ FIXED_ORDER = (
 
 
 def aggregate(results: Sequence[JobResult]) -> list[dict[str, Any]]:
-    """One row per (dataset, method, metric): mean, std and the per-split values with their seeds."""
+    """One row per (dataset, method, metric): mean, std and the per-split values with their
+    seeds."""
     rows: list[dict[str, Any]] = []
     for ds in dict.fromkeys(r.dataset for r in results):
         mine = [r for r in results if r.dataset == ds]
@@ -94,7 +95,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         f"Command: `{meta.get('command', '')}`  ",
         f"Machine: {meta.get('machine', '')}  ",
-        f"Wall time: {meta.get('wall_seconds', 0):.0f} s; splits: {meta.get('splits')} (seeds {meta.get('seeds')}), "
+        f"Wall time: {meta.get('wall_seconds', 0):.0f} s; "
+        f"splits: {meta.get('splits')} (seeds {meta.get('seeds')}), "
         "70/15/15, model selection on validation only.",
         "",
     ]
@@ -112,7 +114,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             acc = _get(rows, ds, m, "accuracy")
             acc_txt = f" (accuracy {acc['mean']:.3f})" if acc else ""
             out.append(
-                f"| {m} | {r['mean']:.3f} +- {r['std']:.3f}{acc_txt} | {' '.join(f'{v:.3f}' for v in r['folds'])} |"
+                f"| {m} | {r['mean']:.3f} +- {r['std']:.3f}{acc_txt} | "
+                f"{' '.join(f'{v:.3f}' for v in r['folds'])} |"
             )
         up = uplift(rows, ds)
         if up is not None:

@@ -310,7 +310,8 @@ def run_job(dataset: str, seed: int, cfg: BenchConfig, threads: int | None = Non
 def run_bench(
     cfg: BenchConfig, workers: int = 1, progress: Callable[[JobResult], None] | None = None
 ) -> list[JobResult]:
-    """Every (dataset, split) job; in ``workers`` processes when > 1 (each with its share of threads)."""
+    """Every (dataset, split) job; in ``workers`` processes when > 1 (each with its share of
+    threads)."""
     sizes = {d: len(load_dataset(d)) for d in cfg.datasets}
     jobs = [(d, s) for d in cfg.datasets for s in range(cfg.splits)]
     jobs.sort(

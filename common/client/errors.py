@@ -5,10 +5,11 @@ from __future__ import annotations
 import grpc
 
 HANDSHAKE_HINT = (
-    "no TLS session with the coordinator: it may have refused this kit's certificate (not issued by the "
-    "consortium CA, expired or not yet valid), this kit may not trust the coordinator's certificate, the "
-    "clocks of this machine and the coordinator may differ by more than a certificate allows (check both), "
-    "or the coordinator is down or restarting"
+    "no TLS session with the coordinator: it may have refused this kit's certificate "
+    "(not issued by the consortium CA, expired or not yet valid), "
+    "this kit may not trust the coordinator's certificate, "
+    "the clocks of this machine and the coordinator may differ by more than a certificate allows "
+    "(check both), or the coordinator is down or restarting"
 )
 
 
@@ -24,7 +25,10 @@ class CallError(Exception):
         details = exc.details() or ""  # type: ignore[attr-defined]
         low = details.lower()
         if code == grpc.StatusCode.UNAVAILABLE and "stream removed" in low:
-            details = f"the connection to the coordinator broke during the call (it stopped, or the network failed) ({details})"
+            details = (
+                "the connection to the coordinator broke during the call "
+                f"(it stopped, or the network failed) ({details})"
+            )
         elif code == grpc.StatusCode.UNAVAILABLE and any(
             s in low
             for s in ("handshake", "ssl", "tls", "certificate", "socket closed", "connection reset")

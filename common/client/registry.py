@@ -44,7 +44,8 @@ from .connect import CHUNK_BYTES, TLSFiles, open_channel
 from .errors import CallError
 
 log = logging.getLogger("mmlego.client")
-WAIT_S = 600.0  # what a call that waits for the sites' scores assumes the coordinator's deadline is, when not told
+# what a call that waits for the sites' scores assumes the coordinator's deadline is, when not told
+WAIT_S = 600.0
 RETRYABLE = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -190,7 +191,8 @@ class RegistryClient:
         deadline_s: float = 0.0,
         timeout_s: float = 3600.0,
     ) -> ModelRecord:
-        """Run LegoFuse rounds from a merge version on the paired sites; waits for the new version."""
+        """Run LegoFuse rounds from a merge version on the paired sites; waits for the new
+        version."""
         req = pb.FuseRequest(
             model_id=model_id,
             rounds=rounds,
@@ -233,7 +235,8 @@ class RegistryClient:
     def evaluate(
         self, model_ids: list[str], deadline_s: float = 0.0
     ) -> tuple[JobStatus, dict[str, Consortium]]:
-        """Ask the sites to score stored versions; waits for their reports (at most the deadline)."""
+        """Ask the sites to score stored versions; waits for their reports (at most the
+        deadline)."""
         reply = self.call(
             "Evaluate",
             epb.EvaluateRequest(model_ids=model_ids, deadline_s=deadline_s),
@@ -280,7 +283,8 @@ class RegistryClient:
         files = read_block_files(folder)
         if files.signature is None:
             raise SignatureError(
-                f"block folder {folder} is not signed (no {SIGNATURE}); sign it with the site's signing key"
+                f"block folder {folder} is not signed (no {SIGNATURE}); "
+                "sign it with the site's signing key"
             )
         upload_id = upload_id_of(files.manifest_bytes, files.signature)
         size = files.manifest.weights_size

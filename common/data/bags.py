@@ -26,7 +26,8 @@ EVAL_STREAM = 2**31 - 1  # the epoch number of the fixed evaluation subset (neve
 
 @dataclass(frozen=True)
 class Sampling:
-    """How a batch reads its bags: ``train`` draws a fresh subset per ``epoch``; else the fixed one."""
+    """How a batch reads its bags: ``train`` draws a fresh subset per ``epoch``; else the fixed
+    one."""
 
     train: bool = False
     seed: int = 0
@@ -64,7 +65,8 @@ class BagData:
             for s in bag:
                 if s.features != len(self.features):
                     raise ValueError(
-                        f"slide {s.slide_id!r} has {s.features} features, the modality {len(self.features)}"
+                        f"slide {s.slide_id!r} has {s.features} features, "
+                        f"the modality {len(self.features)}"
                     )
         self._sizes = np.array([sum(s.instances for s in bag) for bag in self.bags], dtype=np.int64)
 

@@ -166,14 +166,16 @@ def concat_datasets(
     for d in datasets[1:]:
         if d.task != first.task or list(d.modalities) != names:
             raise ValueError(
-                f"cannot pool {d.name!r} ({d.task}, {list(d.modalities)}) with {first.name!r} ({first.task}, {names})"
+                f"cannot pool {d.name!r} ({d.task}, {list(d.modalities)}) "
+                f"with {first.name!r} ({first.task}, {names})"
             )
     mods: dict[str, Modality] = {}
     for m in names:
         parts = [d.modalities[m] for d in datasets]
         if len({p.kind for p in parts}) != 1 or len({p.n_features for p in parts}) != 1:
             raise ValueError(
-                f"modality {m} has different kinds or features in different datasets; they cannot be pooled"
+                f"modality {m} has different kinds or features in different datasets; "
+                "they cannot be pooled"
             )
         if isinstance(parts[0], BagData):
             mods[m] = BagData.concat([p for p in parts if isinstance(p, BagData)])
@@ -222,7 +224,8 @@ def concat_datasets(
 
 
 def _with_modalities(d: MultimodalDataset, like: dict[str, Modality]) -> MultimodalDataset:
-    """``d`` with every modality of ``like`` in that order; one it lacks is absent for all its patients."""
+    """``d`` with every modality of ``like`` in that order; one it lacks is absent for all its
+    patients."""
     mods: dict[str, Modality] = {}
     for m, ref in like.items():
         if m in d.modalities:

@@ -90,7 +90,8 @@ def _export_bags(mod: BagData, ids: list[str], root: Path, name: str, fname: str
 
     if mod.scale is not None:
         raise ValueError(
-            f"modality {name}: standardised bags cannot be exported (their files hold the raw features)"
+            f"modality {name}: standardised bags cannot be exported "
+            "(their files hold the raw features)"
         )
     slides = [(s, pid) for bag, pid in zip(mod.bags, ids, strict=True) for s in bag]
     suffixes = {Path(s.path).suffix.lower() for s, _ in slides}

@@ -48,7 +48,8 @@ class LabelsSpec(_Strict):
     group: str | None = None  # optional site/study column, kept for multi-site scenarios
     # optional: "train" or "validation" per patient. Validation patients are never trained on: the
     # site's blocks stop early on them and the site scores model versions on them (federated
-    # evaluation). Without it the site draws its validation patients at random ([train] val_fraction).
+    # evaluation). Without it the site draws its validation patients at random
+    # ([train] val_fraction).
     split: str | None = None
 
 
@@ -60,11 +61,11 @@ class ModalitySpec(_Strict):
     categorical: list[str] = Field(default_factory=list)  # tabular: one-hot encoded
     order: str | None = None  # sequence: column that orders a patient's rows
     max_length: int | None = Field(default=None, ge=1)  # sequence: keep the last N rows
-    # bag: one feature file per slide; "{slide_id}" is replaced by each slide's id (relative to the folder)
+    # bag: one feature file per slide; "{slide_id}" is replaced by each slide's id (relative to the
+    # folder)
     files: str | None = None
-    slides: str | None = (
-        None  # bag: a table of slide_id and patient id (default: one slide per patient, named by its id)
-    )
+    # bag: a table of slide_id and patient id (default: one slide per patient, named by its id)
+    slides: str | None = None
     slide_id: str = "slide_id"  # bag: the slides table's slide column
     dataset: str = "features"  # bag: the array's name in an HDF5 or safetensors file
     max_instances: int = Field(
@@ -79,15 +80,18 @@ class ModalitySpec(_Strict):
         if self.kind == "bag":
             if self.files is None:
                 return (
-                    f'[modalities.{name}] is a bag and needs files = "folder/{{slide_id}}.h5" (one file per slide; '
-                    'a long table of instances is kind = "sequence")'
+                    f'[modalities.{name}] is a bag and needs files = "folder/{{slide_id}}.h5" '
+                    '(one file per slide; a long table of instances is kind = "sequence")'
                 )
             if (
                 "{slide_id}" not in self.files
                 or self.files.count("{") != 1
                 or self.files.count("}") != 1
             ):
-                return f"[modalities.{name}] files must contain {{slide_id}} once (and no other braces), got {self.files!r}"
+                return (
+                    f"[modalities.{name}] files must contain {{slide_id}} once "
+                    f"(and no other braces), got {self.files!r}"
+                )
             if (
                 self.file is not None
                 or self.columns is not None
@@ -95,7 +99,10 @@ class ModalitySpec(_Strict):
                 or self.order
                 or self.max_length
             ):
-                return f"[modalities.{name}] is a bag: file, columns, categorical, order and max_length do not apply"
+                return (
+                    f"[modalities.{name}] is a bag: "
+                    "file, columns, categorical, order and max_length do not apply"
+                )
             return None
         if self.file is None:
             return f"[modalities.{name}] needs a file"
@@ -291,7 +298,8 @@ def _sequence(spec: ModalitySpec, folder: Path, index: dict[str, int]) -> Modali
             if order[a] == order[b]:
                 raise DataError(
                     str(path),
-                    f"two rows of one patient share the order value {order[a]:g} (first at row {a + 1})",
+                    f"two rows of one patient share the order value {order[a]:g} "
+                    f"(first at row {a + 1})",
                     column=spec.order,
                     row=b + 1,
                     patient=ids[b],
@@ -387,8 +395,8 @@ def _bag(spec: ModalitySpec, folder: Path, index: dict[str, int]) -> BagData:
         if bag and sum(s.instances for s in bag) == 0:
             raise DataError(
                 bag[0].path,
-                f"patient {ids[i]!r}: an empty bag (its slides have no instances); leave the patient's "
-                "slides out to mark the modality absent",
+                f"patient {ids[i]!r}: an empty bag (its slides have no instances); "
+                "leave the patient's slides out to mark the modality absent",
             )
     assert width is not None
     return BagData(

@@ -81,7 +81,8 @@ def _float_dtype(dtype: np.dtype, path: Path, slide: str) -> str:
 
 
 def _safetensors_header(path: Path, dataset: str, slide: str) -> tuple[tuple[int, ...], str, int]:
-    """(shape, safetensors dtype, byte offset of the data) of tensor ``dataset`` (or the only one)."""
+    """(shape, safetensors dtype, byte offset of the data) of tensor ``dataset`` (or the only
+    one)."""
     with path.open("rb") as f:
         head = f.read(8)
         if len(head) != 8:
@@ -214,7 +215,8 @@ def read_rows(
     if out.shape != (slide.instances if whole else k, slide.features):
         raise _fail(
             path,
-            f"changed since it was checked: shape {out.shape}, expected ({slide.instances}, {slide.features})",
+            f"changed since it was checked: shape {out.shape}, "
+            f"expected ({slide.instances}, {slide.features})",
             slide.slide_id,
         )
     if whole and rows is not None:

@@ -62,8 +62,8 @@ def site_split(
         train = np.flatnonzero(~data.holdout)
         if val.size == 0 or train.size == 0:
             raise ValueError(
-                f"the data's split column marks {val.size} validation and {train.size} training patients; "
-                "both are needed"
+                f"the data's split column marks {val.size} validation and "
+                f"{train.size} training patients; both are needed"
             )
         return train, val
     strata = data.event if data.task == "survival" else data.label
@@ -73,7 +73,8 @@ def site_split(
 
 
 class FoldError(ValueError):
-    """A fold count the site's patients cannot support (named after the setting that asked for it)."""
+    """A fold count the site's patients cannot support (named after the setting that asked for
+    it)."""
 
 
 def strata_of(data: MultimodalDataset) -> np.ndarray:
@@ -103,8 +104,9 @@ def site_folds(
     if int(counts.min()) < folds:
         what = "events or censored patients" if data.task == "survival" else "patients of a class"
         raise FoldError(
-            f"{setting} = {folds} is more folds than this site's smallest class ({int(counts.min())} {what} "
-            f"among {len(data)} patients); set fewer folds (or 0 for a validation split)"
+            f"{setting} = {folds} is more folds than this site's smallest class "
+            f"({int(counts.min())} {what} among {len(data)} patients); "
+            "set fewer folds (or 0 for a validation split)"
         )
     rng = np.random.default_rng(seed)
     out = np.empty(len(data), dtype=np.int64)

@@ -39,7 +39,8 @@ class Candidate:
     weights_size: int = 0
     fuse_mode: str = ""  # fuse-round: "stack" or "weave"
     layout: str = ""  # fuse-round: digest of the tensors' names, shapes and dtypes
-    folds: int = 0  # fuse-round: fold runs whose weights follow the full run's (sites score out of fold with them)
+    # fuse-round: fold runs whose weights follow the full run's (sites score out of fold with them)
+    folds: int = 0
 
     @property
     def is_recipe(self) -> bool:
@@ -53,19 +54,28 @@ class Candidate:
     def problem(self) -> str | None:
         """Why this cannot be a candidate, or None."""
         if self.kind not in KINDS:
-            return f"candidate {self.candidate_id!r}: unknown kind {self.kind!r}; known: {', '.join(KINDS)}"
+            return (
+                f"candidate {self.candidate_id!r}: unknown kind {self.kind!r}; "
+                f"known: {', '.join(KINDS)}"
+            )
         if self.is_recipe:
             if not self.block_ids:
                 return f"candidate {self.candidate_id!r}: a {self.kind} needs at least one block"
             if len(set(self.block_ids)) != len(self.block_ids) or any(
                 len(b) != 64 or set(b) - HEX for b in self.block_ids
             ):
-                return f"candidate {self.candidate_id!r}: block ids must be distinct sha256 hex digests"
+                return (
+                    f"candidate {self.candidate_id!r}: "
+                    "block ids must be distinct sha256 hex digests"
+                )
             if self.weights and (
                 len(self.weights) != len(self.block_ids)
                 or not all(math.isfinite(w) and w > 0 for w in self.weights)
             ):
-                return f"candidate {self.candidate_id!r}: weights must be {len(self.block_ids)} finite numbers > 0"
+                return (
+                    f"candidate {self.candidate_id!r}: "
+                    f"weights must be {len(self.block_ids)} finite numbers > 0"
+                )
         elif not self.model_id:
             return f"candidate {self.candidate_id!r}: a {self.kind} candidate names a model version"
         if self.kind == "fuse-round" and (
@@ -74,7 +84,10 @@ class Candidate:
             or self.weights_size <= 0
             or not self.layout
         ):
-            return f"candidate {self.candidate_id!r}: a fuse-round candidate needs its weights' sha256 and size, mode and layout"
+            return (
+                f"candidate {self.candidate_id!r}: "
+                "a fuse-round candidate needs its weights' sha256 and size, mode and layout"
+            )
         if (
             self.folds < 0
             or self.folds == 1
@@ -82,7 +95,10 @@ class Candidate:
             or (self.folds and self.kind != "fuse-round")
             or self.weights_size % (4 * (1 + self.folds))
         ):
-            return f"candidate {self.candidate_id!r}: folds {self.folds} cannot be (a fuse-round's fold runs: 0 or 2..{MAX_FOLDS})"
+            return (
+                f"candidate {self.candidate_id!r}: folds {self.folds} cannot be "
+                f"(a fuse-round's fold runs: 0 or 2..{MAX_FOLDS})"
+            )
         return None
 
 

@@ -126,7 +126,8 @@ def site_blocks(test: TestSet) -> list[Block]:
 def _strata_pairs(
     kind: str, targets: dict[str, np.ndarray], n_classes: int
 ) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-    """(stratum, rows, cols, (r, c) 0/1 comparable) of one site's patients, for every stratum with pairs."""
+    """(stratum, rows, cols, (r, c) 0/1 comparable) of one site's patients, for every stratum
+    with pairs."""
     firsts: dict[int, list[np.ndarray]] = {}
     seconds: dict[int, list[np.ndarray]] = {}
     for k, first, second in pair_blocks(kind, targets, n_classes):
@@ -145,7 +146,8 @@ def _strata_pairs(
 
 
 def pair_values(test: TestSet, model: str, blocks: Sequence[Block]) -> list[np.ndarray]:
-    """Per block, each comparable pair's value for ``model``: 1 concordant, 0.5 tied, 0 otherwise."""
+    """Per block, each comparable pair's value for ``model``: 1 concordant, 0.5 tied, 0
+    otherwise."""
     scores = np.asarray(test.scores[model], dtype=float)
     n = test.patients
     expected = (n,) if test.kind == "survival" else (n, test.n_classes)
@@ -171,9 +173,11 @@ def pair_values(test: TestSet, model: str, blocks: Sequence[Block]) -> list[np.n
 def _counts(
     blocks: Sequence[Block], mats: Sequence[np.ndarray], w: np.ndarray, strata: int
 ) -> np.ndarray:
-    """Per replicate and stratum, sum over pairs of w_i w_j m_ij: (R, n) multiplicities -> (R, strata).
+    """Per replicate and stratum, sum over pairs of w_i w_j m_ij: (R, n) multiplicities ->
+    (R, strata).
 
-    The float32 products are exact: entries are multiples of 0.5 no larger than the patients drawn."""
+    The float32 products are exact: entries are multiples of 0.5 no larger than the patients
+    drawn."""
     out = np.zeros((w.shape[0], strata))
     for b, m in zip(blocks, mats, strict=True):
         both = (w[:, b.rows] @ m).astype(np.float64) * w[:, b.cols]  # (R, c): w_j sum_i w_i m_ij
@@ -182,7 +186,8 @@ def _counts(
 
 
 def _mean_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """Mean over strata with pairs of num / den: (R, strata) -> (R,); NaN where no stratum has pairs."""
+    """Mean over strata with pairs of num / den: (R, strata) -> (R,); NaN where no stratum has
+    pairs."""
     has = den > 0
     ratio = np.divide(num, den, out=np.zeros_like(num), where=has)
     k = has.sum(axis=1)

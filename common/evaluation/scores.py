@@ -62,7 +62,10 @@ class CandidateScore:
         if len(self.strata) != n_strata:
             return f"{len(self.strata)} strata; this task has {n_strata}"
         if n < 2 or self.events < 0 or self.events > n or n > MAX_PATIENTS:
-            return f"patients {n} and events {self.events} cannot be (at most {MAX_PATIENTS:,} patients)"
+            return (
+                f"patients {n} and events {self.events} cannot be "
+                f"(at most {MAX_PATIENTS:,} patients)"
+            )
         most = n * (n - 1) // 2
         for s in self.strata:
             if min(s.concordant, s.discordant, s.tied) < 0:
@@ -82,7 +85,8 @@ class CandidateScore:
 
 def stratified_metric(scores: Sequence[CandidateScore]) -> float:
     """Counts summed over sites per stratum, then the mean over strata with pairs of
-    (concordant + tied / 2) / comparable: Harrell's c-index, or the (Hand-Till) AUC, within sites."""
+    (concordant + tied / 2) / comparable: Harrell's c-index, or the (Hand-Till) AUC, within
+    sites."""
     if not scores:
         return float("nan")
     ratios = []

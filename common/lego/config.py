@@ -34,7 +34,8 @@ class BlockConfig:
         check_mode(self.fourier)
         if not self.modality or not self.modality.replace("-", "").replace("_", "").isalnum():
             raise ValueError(
-                f"modality must be a non-empty name of letters, digits, '-' or '_', got {self.modality!r}"
+                "modality must be a non-empty name of letters, digits, '-' or '_', "
+                f"got {self.modality!r}"
             )
         for name in ("latent_rows", "latent_dim", "depth", "heads", "dim_head", "ff_mult"):
             if getattr(self, name) < 1:

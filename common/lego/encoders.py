@@ -79,7 +79,8 @@ def check_tokens(tokens: torch.Tensor, mask: torch.Tensor, batch: int, token_dim
     """Assert an encoder's output contract: tokens (b, n, D) float, mask (b, n) bool."""
     if tokens.dim() != 3 or tokens.shape[0] != batch or tokens.shape[2] != token_dim:
         raise ValueError(
-            f"encoder must return tokens of shape ({batch}, n, {token_dim}), got {tuple(tokens.shape)}"
+            f"encoder must return tokens of shape ({batch}, n, {token_dim}), "
+            f"got {tuple(tokens.shape)}"
         )
     if mask.dtype != torch.bool or tuple(mask.shape) != tuple(tokens.shape[:2]):
         raise ValueError(

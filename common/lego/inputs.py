@@ -58,7 +58,8 @@ class ModalityInput:
         return self.x[pick], None, offsets
 
     def args(self) -> tuple[torch.Tensor | None, ...]:
-        """What a unimodal model is called with: (x, mask), or (x, None, offsets) for packed bags."""
+        """What a unimodal model is called with: (x, mask), or (x, None, offsets) for packed
+        bags."""
         return (self.x, self.mask) if self.offsets is None else (self.x, None, self.offsets)
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> ModalityInput:
@@ -76,7 +77,8 @@ class ModalityInput:
         )
 
     def pin_memory(self) -> ModalityInput:
-        """Page-locked copies (a DataLoader's ``pin_memory`` calls this), for non-blocking copies to a GPU."""
+        """Page-locked copies (a DataLoader's ``pin_memory`` calls this), for non-blocking copies
+        to a GPU."""
 
         def pin(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.pin_memory()

@@ -62,7 +62,8 @@ class CertificateAuthority:
         for name in (CA_KEY, CA_CERT, INDEX):
             if not (self.folder / name).is_file():
                 raise CAError(
-                    f"{self.folder} is not a CA folder (no {name}); create one with: mmlego ca init --dir {self.folder}"
+                    f"{self.folder} is not a CA folder (no {name}); "
+                    f"create one with: mmlego ca init --dir {self.folder}"
                 )
         self.key = serialization.load_pem_private_key(
             (self.folder / CA_KEY).read_bytes(), password=None
@@ -146,12 +147,14 @@ class CertificateAuthority:
         not_before: dt.datetime | None = None,
         replacing: int | None = None,
     ) -> x509.Certificate:
-        """Sign a certificate binding ``identity`` to ``public_key``; servers get ``hosts`` as DNS/IP
-        names. A name has one valid certificate, except while certificate ``replacing`` is rotated."""
+        """Sign a certificate binding ``identity`` to ``public_key``; servers get ``hosts`` as
+        DNS/IP names. A name has one valid certificate, except while certificate ``replacing`` is
+        rotated."""
         current = self.active(identity.name)
         if identity.role != "server" and current and current.serial != replacing:
             raise CAError(
-                f"{identity.name!r} already has a valid certificate; revoke it first (mmlego ca revoke {identity.name})"
+                f"{identity.name!r} already has a valid certificate; "
+                f"revoke it first (mmlego ca revoke {identity.name})"
             )
         import ipaddress
 
@@ -219,7 +222,8 @@ class CertificateAuthority:
         return cert
 
     def revoke(self, name_or_serial: str) -> list[IssuedCert]:
-        """Revoke every valid certificate of a name (or the one with that serial); rewrites the CRL."""
+        """Revoke every valid certificate of a name (or the one with that serial); rewrites the
+        CRL."""
         entries = self.issued()
         hits = [
             e

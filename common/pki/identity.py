@@ -22,8 +22,8 @@ def check_name(kind: str, value: str) -> str:
     """Site, admin and modality names: lower-case letters, digits, '.', '_', '-' (no paths)."""
     if not NAME_RE.match(value):
         raise ValueError(
-            f"{kind} name {value!r} is not allowed: use 1-63 lower-case letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
+            f"{kind} name {value!r} is not allowed: "
+            "use 1-63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return value
 

@@ -43,7 +43,8 @@ def task_loss(
 
 
 def scores(spec: TaskSpec, logits: torch.Tensor) -> torch.Tensor:
-    """What a model predicts for a patient: risk (b,) for survival, probabilities (b, K) otherwise."""
+    """What a model predicts for a patient: risk (b,) for survival, probabilities (b, K)
+    otherwise."""
     return risk_score(logits) if spec.kind == "survival" else probabilities(logits)
 
 

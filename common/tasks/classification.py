@@ -11,8 +11,8 @@ def inverse_frequency_weights(
     labels: np.ndarray, n_classes: int, min_count: int = 1
 ) -> tuple[float, ...]:
     """Class weights n / (K * n_k), from the training labels; absent classes get weight 0. A class
-    with fewer than ``min_count`` patients is weighted as if it had ``min_count`` (the weights travel
-    with a block, and must not reveal a count below the site's minimum cell size)."""
+    with fewer than ``min_count`` patients is weighted as if it had ``min_count`` (the weights
+    travel with a block, and must not reveal a count below the site's minimum cell size)."""
     counts = np.bincount(np.asarray(labels, dtype=int), minlength=n_classes).astype(float)
     total = counts.sum()
     counts = np.where(counts > 0, np.maximum(counts, min_count), 0.0)
@@ -26,7 +26,8 @@ def cross_entropy(
     weights: tuple[float, ...] = (),
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """Class-weighted cross-entropy: the weighted mean (``reduction="none"``: each sample's weighted loss)."""
+    """Class-weighted cross-entropy: the weighted mean (``reduction="none"``: each sample's
+    weighted loss)."""
     w = torch.tensor(weights, dtype=torch.float32, device=logits.device) if weights else None
     return F.cross_entropy(logits.float(), labels.long(), weight=w, reduction=reduction)
 

@@ -62,7 +62,8 @@ class DPBudget:
             raise DPError(f"[privacy] block_epsilon must be a positive number, got {self.epsilon}")
         if not (0 <= self.delta < 1) or not math.isfinite(self.delta):
             raise DPError(
-                f"[privacy] block_delta must be at least 0 and below 1 (0: 1 / (10 x training patients)), got {self.delta}"
+                "[privacy] block_delta must be at least 0 and below 1 "
+                f"(0: 1 / (10 x training patients)), got {self.delta}"
             )
         if not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
             raise DPError(
@@ -109,11 +110,13 @@ def noise_multiplier(budget: DPBudget, n: int, batch_size: int, epochs: int) -> 
             sigma(1)
         except ValueError:
             raise DPError(
-                f"[privacy] block_epsilon = {budget.epsilon} is too small for even one epoch of {n} patients "
+                f"[privacy] block_epsilon = {budget.epsilon} is too small for even one epoch "
+                f"of {n} patients "
                 f"(batch {batch_size}, delta {delta:.3g}): no noise level reaches it"
             ) from None
         raise DPError(
-            f"[privacy] block_epsilon = {budget.epsilon} is too small for {epochs} epochs of {n} patients; "
+            f"[privacy] block_epsilon = {budget.epsilon} is too small for {epochs} epochs "
+            f"of {n} patients; "
             "plan fewer [train] epochs or a larger budget"
         ) from None
 
@@ -234,7 +237,10 @@ def _expected_warnings() -> None:
     """Opacus's hook on the first layer fires on its output's gradient (the data needs none)."""
     warnings.filterwarnings(
         "ignore",
-        message="Full backward hook is firing when gradients are computed with respect to module outputs",
+        message=(
+            "Full backward hook is firing when gradients are computed with respect to module "
+            "outputs"
+        ),
     )
 
 

@@ -37,7 +37,9 @@ class TrainConfig:
     device: str = "auto"  # "auto" (CUDA if present), "cpu", "cuda", "cuda:1", ...
     amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 + loss scaling)
     select_initial: bool = False  # also consider the starting weights (for fine-tuning)
-    workers: int = 2  # processes that read bags from per-slide files (0: read in this process); unused for in-memory data
+    # processes that read bags from per-slide files (0: read in this process); unused for
+    # in-memory data
+    workers: int = 2
 
 
 @dataclass
@@ -178,7 +180,8 @@ class TrainRun:
 
     def epoch(self, data: MultimodalDataset, stop: Callable[[], bool] | None = None) -> float:
         """One pass over ``data`` in shuffled mini-batches (bags: this epoch's instances); returns
-        the summed task loss. ``stop`` is asked before every batch and ends with :class:`Interrupted`."""
+        the summed task loss. ``stop`` is asked before every batch and ends with
+        :class:`Interrupted`."""
         self.model.train()
         self.epochs_done += 1
         sampling = Sampling(train=True, seed=self.config.seed, epoch=self.epochs_done)
@@ -222,7 +225,8 @@ def prepare(
     """Seed, move ``model`` to the configured device, and build the optimizer (Adam), the loss
     scaler (fp16 only), the shuffling generator and the batch reader of ``data`` (or use
     ``reader``, shared with other runs and closed by its owner). ``rows``: train on those rows of
-    ``data`` only. ``proximal_mu`` > 0 adds FedProx's mu/2 ||w - w_start||^2 to every batch's loss."""
+    ``data`` only. ``proximal_mu`` > 0 adds FedProx's mu/2 ||w - w_start||^2 to every batch's
+    loss."""
     device = resolve_device(config.device)
     model.to(device)
     torch.manual_seed(config.seed)

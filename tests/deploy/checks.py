@@ -54,7 +54,10 @@ def cli_problem(args: Sequence[str], mention: bool = False) -> str | None:
             return f"mmlego {' '.join(args)}: no command"
         sub = cmd.get_command(ctx, rest[0])
         if sub is None:
-            return f"mmlego {' '.join(args)}: no command {rest[0]!r} (known: {', '.join(cmd.list_commands(ctx))})"
+            return (
+                f"mmlego {' '.join(args)}: no command {rest[0]!r} "
+                f"(known: {', '.join(cmd.list_commands(ctx))})"
+            )
         ctx = click.Context(sub, info_name=rest.pop(0), parent=ctx)
         cmd = sub
     if mention and not rest:
@@ -72,7 +75,8 @@ def option(args: Sequence[str], name: str) -> str | None:
 
 # ---- configuration files -------------------------------------------------------------------------
 def config_problems(text: str, kind: str, tmp: Path) -> Problems:
-    """Validate a coordinator.toml (kind "coordinator") or site.toml ("site") with the real loaders."""
+    """Validate a coordinator.toml (kind "coordinator") or site.toml ("site") with the real
+    loaders."""
     from coordinator.config import load_config
     from site_client.config import load_site_config
 
@@ -123,8 +127,8 @@ def copy_sources(value: str) -> list[str]:
 
 
 def dockerfile_problems(text: str) -> Problems:
-    """A final stage that is not root, only package files copied in, no secrets, mmlego as entry point,
-    CPU defaults for the build arguments and the three ports exposed."""
+    """A final stage that is not root, only package files copied in, no secrets, mmlego as entry
+    point, CPU defaults for the build arguments and the three ports exposed."""
     problems: Problems = []
     instructions = _instructions(text)
     starts = [i for i, (ins, _) in enumerate(instructions) if ins == "FROM"]
@@ -218,8 +222,8 @@ def ignore_patterns(text: str) -> list[str]:
 
 
 def ignored(patterns: Sequence[str], path: str) -> bool:
-    """Whether the build context leaves ``path`` out: the last pattern matching the path or one of its
-    parent folders wins (as Docker's patternmatcher does)."""
+    """Whether the build context leaves ``path`` out: the last pattern matching the path or one of
+    its parent folders wins (as Docker's patternmatcher does)."""
     parts = PurePosixPath(path).parts
     candidates = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
     out = False
@@ -341,12 +345,14 @@ def compose_problems(
                 "CMD python"
             ):
                 problems.append(
-                    f"coordinator: health check {test!r} does not GET /healthz on {metrics} with python"
+                    f"coordinator: health check {test!r} does not GET /healthz on {metrics} "
+                    "with python"
                 )
         if name == "superlink":
             if set(ports) != {flower_port} or flower_host != name:
                 problems.append(
-                    f"superlink: publishes {sorted(ports)} as {name!r}, coordinator.toml has {flower_host}:{flower_port}"
+                    f"superlink: publishes {sorted(ports)} as {name!r}, "
+                    f"coordinator.toml has {flower_host}:{flower_port}"
                 )
             if "healthcheck" not in svc:
                 problems.append("superlink: no health check")
@@ -527,7 +533,8 @@ def k8s_problems(docs: Sequence[Mapping[str, Any]], tmp: Path) -> Problems:
             problems.append(f"{d['kind']}/{d['metadata']['name']}: not in namespace mmlego")
     if "Secret" in by_kind:
         problems.append(
-            "a Secret is defined in the manifest; it must be created from the files and only referenced"
+            "a Secret is defined in the manifest; "
+            "it must be created from the files and only referenced"
         )
     if "PRIVATE KEY" in repr(docs):
         problems.append("key material in the manifest")
@@ -539,7 +546,8 @@ def k8s_problems(docs: Sequence[Mapping[str, Any]], tmp: Path) -> Problems:
     labels = sts["spec"]["template"]["metadata"].get("labels", {})
     if spec.get("replicas") != 1:
         problems.append(
-            f"StatefulSet replicas {spec.get('replicas')}: the registry's SQLite store allows exactly 1"
+            f"StatefulSet replicas {spec.get('replicas')}: "
+            "the registry's SQLite store allows exactly 1"
         )
     ctx = pod.get("securityContext", {})
     for key, want in {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001}.items():
@@ -641,7 +649,8 @@ def k8s_problems(docs: Sequence[Mapping[str, Any]], tmp: Path) -> Problems:
             target = p.get("targetPort", p["port"])
             if ports.get(target) is None or ports[target] != p["port"]:
                 problems.append(
-                    f"Service {sname}: port {p['port']} -> {target}, not a container port of that number"
+                    f"Service {sname}: port {p['port']} -> {target}, "
+                    "not a container port of that number"
                 )
             exposed.add(p["port"])
         note = svc["metadata"].get("annotations", {})

@@ -60,7 +60,8 @@ def documented_commands(text: str) -> list[tuple[list[str], bool]]:
     ]:
         line = line.strip().lstrip("#$").strip()
         m = re.match(
-            r"(?:sudo -u mmlego )?(?:docker compose exec \S+ |kubectl \S.*? -- )?(?:/opt/mmlego/bin/)?mmlego\s+"
+            r"(?:sudo -u mmlego )?(?:docker compose exec \S+ |kubectl \S.*? -- )?"
+            r"(?:/opt/mmlego/bin/)?mmlego\s+"
             r"((?:ca|coordinator|site|simulate|datasets|version)\b[^#`]*)",
             line,
         )
@@ -78,7 +79,9 @@ def test_documented_commands_are_real(path: Path) -> None:
 
 def test_documented_commands_checker_catches() -> None:
     text = (
-        "# mmlego coordinator serv --config x\n#   docker compose exec coordinator mmlego site run \\\n#   --once --bogus\n"
+        "# mmlego coordinator serv --config x\n"
+        "#   docker compose exec coordinator mmlego site run \\\n"
+        "#   --once --bogus\n"
         "see `mmlego ca revoke` and `mmlego ca enroll hosp-a`, or `mmlego site frobnicate`\n"
     )
     assert documented_commands(text) == [
@@ -93,7 +96,7 @@ def test_documented_commands_checker_catches() -> None:
     ] == [True, True, False, True, True]
 
 
-# ---- Dockerfile and build context -----------------------------------------------------------------
+# ---- Dockerfile and build context ----------------------------------------------------------------
 def test_dockerfile() -> None:
     assert checks.dockerfile_problems(DOCKERFILE.read_text()) == []
 

@@ -43,7 +43,8 @@ QUICK = BlockTraining(
 def cross_fitted_site(
     consortium: Consortium, name: str, address: str, tmp_path: Path, folds: int = 3
 ) -> Any:
-    """A paired site (genes and clinical) that trained and pushed its blocks with ``folds`` fold copies."""
+    """A paired site (genes and clinical) that trained and pushed its blocks with ``folds`` fold
+    copies."""
     if not consortium.kit(name).exists():
         enroll_site(consortium.ca, name, ["genes", "clinical"], consortium.kit(name), paired=True)
     cfg = site(consortium, name, address, tmp_path, n=90, seed=5)
@@ -99,7 +100,8 @@ def test_a_site_scores_every_patient_through_the_fold_copies_that_never_saw_it(
             and got.var_metric == pytest.approx(want.var_metric)
         )
 
-        # a block of its own without fold copies cannot be scored out of fold: left out, the rest is scored
+        # a block of its own without fold copies cannot be scored out of fold: left out, the rest
+        # is scored
         import shutil
 
         shutil.rmtree(fold_folder(cfg.state, blocks["genes"]))
@@ -116,7 +118,8 @@ def test_a_site_scores_every_patient_through_the_fold_copies_that_never_saw_it(
             (answer,) = evaluate_pending(cfg, client, data)
         assert answer.scored == 1 and set(reg.evaluations.scores(again.job_id)) == {"c"}
 
-        # back to a validation split: its cross-fitted blocks trained on those patients too, so they are not scored
+        # back to a validation split: its cross-fitted blocks trained on those patients too, so
+        # they are not scored
         split = replace(cfg, evaluation=SiteEvaluation(folds=0))
         third = reg.evaluations.open(
             reg.task("t1"),
@@ -133,7 +136,7 @@ def test_a_site_scores_every_patient_through_the_fold_copies_that_never_saw_it(
         )
 
 
-def test_a_round_carries_a_fold_run_per_fold_and_each_patient_is_scored_by_the_run_that_never_saw_its_fold(
+def test_a_round_carries_a_fold_run_per_fold_each_patient_scored_by_the_run_that_never_saw_its_fold(
     consortium: Consortium, tmp_path: Path
 ) -> None:
     with evaluating(consortium, tmp_path, deadline_s=30) as (address, running):

@@ -72,7 +72,8 @@ def genes_site(
     patients: int,
     train: str,
 ) -> Path:
-    """hosp-a's site.toml (unpaired, task t1) over ``patients`` genes-only patients; ``train``: extra [train] lines."""
+    """hosp-a's site.toml (unpaired, task t1) over ``patients`` genes-only patients; ``train``:
+    extra [train] lines."""
     export_site_folder(paired_data(patients, 5).select_modalities(["genes"]), tmp_path / "data")
     toml = Path(
         site_node(consortium, "hosp-a", address, tmp_path / "data", tmp_path / "kit")["site-config"]

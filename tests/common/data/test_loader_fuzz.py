@@ -136,9 +136,9 @@ def test_junk_cells_in_any_table(
 
 def test_the_fuzz_tried_enough_inputs() -> None:
     assert TRIED["inputs"] >= 2 * 200, TRIED
-    assert TRIED["loaded"] < TRIED["inputs"] // 2, (
-        TRIED
-    )  # most mutations must be refused, or the loader checks nothing
+    # most mutations must be refused, or the loader checks nothing
+    assert TRIED["loaded"] < TRIED["inputs"] // 2, TRIED
     print(
-        f"\nloader fuzz: {TRIED['inputs']} inputs tried, {TRIED['loaded']} loaded, the rest refused with a DataError"
+        f"\nloader fuzz: {TRIED['inputs']} inputs tried, {TRIED['loaded']} loaded, "
+        "the rest refused with a DataError"
     )

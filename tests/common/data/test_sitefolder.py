@@ -75,7 +75,8 @@ def test_export_split_by_study(tmp_path: Path) -> None:
 
 
 def edit(path: Path, old: str, new: str) -> None:
-    """Replace the first line of ``path`` that starts with ``old`` (comments included) by ``new``."""
+    """Replace the first line of ``path`` that starts with ``old`` (comments included) by
+    ``new``."""
     lines = path.read_text().splitlines()
     i = next(i for i, line in enumerate(lines) if line.startswith(old))
     lines[i] = new
@@ -205,6 +206,9 @@ def test_a_split_column_names_the_validation_patients_and_round_trips(
     )
     with pytest.raises(
         DataError,
-        match=r"column 'split', row 8 \(patient 'P007'\): split must be 'train' or 'validation', got 'test'",
+        match=(
+            r"column 'split', row 8 \(patient 'P007'\): "
+            r"split must be 'train' or 'validation', got 'test'"
+        ),
     ):
         load_site_folder(site)

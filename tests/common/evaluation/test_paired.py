@@ -51,7 +51,8 @@ def make(kind: str, n: int, seed: int) -> TestSet:
 
 
 def site_counts_metric(test: TestSet, model: str, rows: np.ndarray | None = None) -> float:
-    """pairs.py's counting, site by site, on the patients ``rows`` (repeats allowed), summed by stratified_metric."""
+    """pairs.py's counting, site by site, on the patients ``rows`` (repeats allowed), summed by
+    stratified_metric."""
     rows = np.arange(test.patients) if rows is None else rows
     per_site = []
     for label in np.unique(test.site[rows]):

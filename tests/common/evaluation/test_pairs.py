@@ -1,7 +1,7 @@
-"""What a site sends for a candidate: Harrell's pair counts equal scikit-survival's, AUC counts equal
-scikit-learn's (Hand and Till for several classes), the jackknife variances are the delete-one
-recomputation done by hand, counts summed over sites give the within-site metric, and a score that
-cannot be is named."""
+"""What a site sends for a candidate: Harrell's pair counts equal scikit-survival's, AUC counts
+equal scikit-learn's (Hand and Till for several classes), the jackknife variances are the
+delete-one recomputation done by hand, counts summed over sites give the within-site metric, and a
+score that cannot be is named."""
 
 from __future__ import annotations
 
@@ -123,9 +123,7 @@ def test_a_candidate_scores_only_the_patients_with_its_modalities() -> None:
     )
 
 
-def test_summed_counts_are_the_pair_weighted_mean_of_site_metrics_and_the_se_combines_site_variances() -> (
-    None
-):
+def test_summed_counts_are_the_pair_weighted_mean_of_site_metrics_se_combines_variances() -> None:
     a = CandidateScore((PairCounts(30, 10, 0),), 20, 8, 0.004, 0.001)
     b = CandidateScore((PairCounts(5, 4, 1),), 8, 5, 0.02, 0.003)
     value = stratified_metric([a, b])

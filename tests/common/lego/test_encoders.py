@@ -105,7 +105,8 @@ def test_bad_encoder_output_is_reported() -> None:
 
 def test_packed_bags_give_the_padded_result_and_gradients() -> None:
     """Ragged attention-MIL (segment softmax and pooling over bags packed end to end) equals the
-    padded path with a mask to 1e-5, tokens and gradients alike; an empty bag gives no valid token."""
+    padded path with a mask to 1e-5, tokens and gradients alike; an empty bag gives no valid
+    token."""
     enc = bag_encoder()
     enc.pack_below = 0.0  # the padded path as written, never packed by the encoder
     padded = bag(b=6, n=9, seed=5)
