@@ -75,7 +75,7 @@ def task_create(
     coordinator: str = COORDINATOR,
 ) -> None:
     """Define a task (immutable once created)."""
-    from ..tasks.taskfile import read_task_file
+    from common.tasks.taskfile import read_task_file
 
     try:
         task = read_task_file(file)
@@ -145,7 +145,7 @@ def card(
     as_json: bool = JSON,
 ) -> None:
     """A model version's card: blocks, signers, recipe, what the sites' validation found."""
-    from ..artifacts.modelcard import render_markdown
+    from common.artifacts.modelcard import render_markdown
 
     with connect(kit, coordinator) as c:
         emit(c.model(version).card, render_markdown, as_json)
@@ -221,8 +221,8 @@ def fuse(
     Ctrl-C stops following, not the run: `mmlego admin fuse-runs` shows how it ends."""
     from common.admin.client import NotStored
 
-    from ..pb.mmlego.v1 import registry_pb2 as pb
-    from ..records import FuseRound
+    from common.pb.mmlego.v1 import registry_pb2 as pb
+    from common.records import FuseRound
 
     request = pb.FuseRequest(
         model_id=model,

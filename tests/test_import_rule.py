@@ -50,6 +50,11 @@ def references(root: Path, file: Path) -> Iterator[Reference]:
             for alias in node.names:
                 yield Reference(str(rel), node.lineno, alias.name, "import")
         elif isinstance(node, ast.ImportFrom):
+            if node.level > len(package):  # above the top-level package: fails when it runs
+                yield Reference(
+                    str(rel), node.lineno, "." * node.level + (node.module or ""), "above"
+                )
+                continue
             if node.level:
                 base = package[: len(package) - (node.level - 1)]
                 target = ".".join([*base, *([node.module] if node.module else [])])
@@ -69,6 +74,9 @@ def violations(root: Path) -> list[str]:
     for pkg in PACKAGES:
         for file in sorted((root / pkg).rglob("*.py")):
             for ref in references(root, file):
+                if ref.how == "above":
+                    found.append(f"{ref.module}:{ref.line}: {ref.target} climbs out of {pkg}")
+                    continue
                 top = ref.target.split(".")[0]
                 if top in PACKAGES and top != pkg and top not in ALLOWED[pkg]:
                     found.append(f"{ref.module}:{ref.line}: {pkg} names {ref.target} ({ref.how})")
@@ -107,9 +115,10 @@ def test_a_planted_violation_fails(tmp_path: Path) -> None:
     assert violations(tmp_path) == []
 
     plant(tmp_path, "common.bad", "from site_client import daemon\n")
-    plant(tmp_path, "coordinator.bad", "from ..site_client.daemon import x\n")
+    plant(tmp_path, "coordinator.bad", "from site_client.daemon import x\n")
     plant(tmp_path, "site_client.bad", 'TARGET = "coordinator.flower_app:app"\n')
     plant(tmp_path, "admin.bad", "import coordinator.flower_app\n")
+    plant(tmp_path, "admin.climbs", "def f():\n    from ..records import x\n")
     # allowed: the simulator names both sides; a file name is not a module reference
     plant(
         tmp_path, "simulate.good", 'import site_client.daemon\nT = "coordinator.flower_app:app"\n'
@@ -120,4 +129,5 @@ def test_a_planted_violation_fails(tmp_path: Path) -> None:
         "site_client/bad.py:1: site_client names coordinator.flower_app (string)",
         "coordinator/bad.py:1: coordinator names site_client.daemon (import)",
         "admin/bad.py:1: admin names coordinator.flower_app (import)",
+        "admin/climbs.py:2: ..records climbs out of admin",
     ]
