@@ -11,29 +11,23 @@ from pathlib import Path
 
 import pytest
 
+from common.records import BlockRecord
 from coordinator.merging import insert_version
-from coordinator.store import Store
+from coordinator.store import OpenUpload, Store
 
 
 def add_block(store: Store, data: bytes, site: str = "hosp-a") -> str:
     sha = store.blobs.put_bytes(data)
-    with store.db.tx() as c:
-        c.execute(
-            "INSERT INTO blocks(block_id, task_id, site, modality, size, accepted_at, state, manifest, signature, "
-            "signer_certificate) VALUES(?,?,?,?,?,?,?,?,?,?)",
-            (sha, "t1", site, "genes", len(data), "now", "accepted", b"m", b"s", b""),
-        )
+    store.blocks.accept(
+        BlockRecord(sha, "t1", site, "genes", len(data), "now", "accepted", b"m", b"s", b""),
+        upload_key="",
+    )
     return sha
 
 
 def add_upload(store: Store, upload_id: str, started: float, partial: bytes | None) -> Path:
     key = hashlib.sha256(upload_id.encode()).hexdigest()
-    with store.db.tx() as c:
-        c.execute(
-            "INSERT INTO uploads(site, upload_id, key, manifest, signature, block_id, total, started_at) "
-            "VALUES(?,?,?,?,?,?,?,?)",
-            ("hosp-a", upload_id, key, b"m", b"s", "ab" * 32, 100, started),
-        )
+    store.uploads.start(OpenUpload("hosp-a", upload_id, key, b"m", b"s", "ab" * 32, 100, started))
     part = store.blobs.partial(key)
     if partial is not None:
         part.write_bytes(partial)
@@ -69,10 +63,9 @@ def test_recovery_cleans_leftovers_and_keeps_what_is_valid(tmp_path: Path) -> No
         and not old.exists()
         and not stray.exists()
     )
-    assert [o[1] for o in store.db.open_uploads()] == ["live"]
-    assert [b.block_id for b in store.db.blocks()] == [good] and store.db.latest_blocks("t1")[
-        0
-    ].block_id == good
+    assert [o.upload_id for o in store.uploads.listing()] == ["live"]
+    assert [b.block_id for b in store.blocks.listing()] == [good]
+    assert [b.block_id for b in store.blocks.latest("t1")] == [good]
     store.close()
     again = Store(tmp_path, upload_ttl_s=3600)  # a second start finds nothing more to do
     assert (
