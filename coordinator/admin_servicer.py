@@ -104,5 +104,4 @@ class AdminServicer(apb_grpc.AdminServicer):
         yield apb.FuseEvent(stored=serde.model_to_pb(self.registry.model(str(outcome["model"]))))
 
     def _run(self, key: str) -> FuseRun | None:
-        row = self.registry.store.db.fuse_run(key)
-        return None if row is None else fuse_run.as_fuse_run(row)
+        return fuse_run.run(self.registry.store, key)

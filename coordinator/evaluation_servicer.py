@@ -54,7 +54,7 @@ class EvaluationServicer(epb_grpc.EvaluationServicer):
             report = serde.report_from_pb(request)
         except ValueError as exc:
             raise invalid(str(exc)) from None
-        job, _, _ = self.registry.evaluations.job(report.job_id)
+        job = self.registry.evaluations.job(report.job_id).job
         kept = self.registry.evaluations.report(caller(), report, self.registry.task(job.task_id))
         self.metrics.evaluation_reports.labels("declined" if report.declined else "scored").inc()
         return epb.EvaluationReceipt(job_id=report.job_id, accepted=kept)

@@ -15,11 +15,10 @@ from common.evaluation import CandidateScore, Consortium, consortium, n_strata
 from common.evaluation.candidates import PURPOSES, Candidate, EvaluationJob, JobStatus, SiteReport
 from common.pki import Identity
 from common.records import TaskRecord, utc_now
-from common.serde import job_from_bytes, job_to_bytes, score_from_bytes, score_to_bytes
 
 from .config import EvaluationSection
 from .errors import Kind, RegistryError, invalid, not_found, precondition
-from .store import Store
+from .store import CarriedWeights, JobRecord, Store
 
 log = logging.getLogger("mmlego.coordinator")
 DECLINE = re.compile(
@@ -41,7 +40,8 @@ class Evaluations:
 
     # ---- opening ----------------------------------------------------------------------------
     def deadline(self, asked_s: float = 0.0) -> float:
-        """Seconds to wait: what was asked, at most the configured deadline (0: the configured one)."""
+        """Seconds to wait: what was asked, at most the configured deadline (0: the configured
+        one)."""
         if asked_s != asked_s or asked_s < 0:  # NaN or negative
             raise invalid(f"deadline_s must be >= 0, got {asked_s}")
         return min(asked_s, self.settings.deadline_s) if asked_s > 0 else self.settings.deadline_s
@@ -59,17 +59,18 @@ class Evaluations:
             if problem:
                 raise invalid(problem)
             for block_id in c.block_ids:
-                b = self.store.db.block(block_id)
+                b = self.store.blocks.get(block_id)
                 if b is None or b.state != "accepted" or b.task_id != task.task_id:
                     raise precondition(
-                        f"candidate {c.candidate_id!r}: block {block_id[:12]} is not an accepted block of "
-                        f"task {task.task_id!r}"
+                        f"candidate {c.candidate_id!r}: block {block_id[:12]} is not an accepted "
+                        f"block of task {task.task_id!r}"
                     )
             if c.model_id:
-                raw = self.store.db.model_message(c.model_id)
+                raw = self.store.models.message(c.model_id)
                 if raw is None or not c.model_id.startswith(task.task_id + "-v"):
                     raise not_found(
-                        f"candidate {c.candidate_id!r}: no model version {c.model_id[:80]!r} of task {task.task_id!r}"
+                        f"candidate {c.candidate_id!r}: no model version {c.model_id[:80]!r} "
+                        f"of task {task.task_id!r}"
                     )
 
     def open(
@@ -97,40 +98,20 @@ class Evaluations:
                 )
         created = utc_now()
         deadline = time.time() + deadline_s
-        with self.store.db.tx() as conn:
-            n = conn.execute(
-                "SELECT COUNT(*) FROM evaluations WHERE task_id = ?", (task.task_id,)
-            ).fetchone()[0]
-            job = EvaluationJob(
-                f"{task.task_id}-e{n + 1}",
+        job = self.store.evaluations.open(
+            task.task_id,
+            deadline,
+            lambda job_id: EvaluationJob(
+                job_id,
                 task.task_id,
                 purpose,
                 tuple(candidates),
                 created,
                 _deadline_iso(deadline),
-            )
-            conn.execute(
-                "INSERT INTO evaluations(job_id, task_id, purpose, message, created_at, deadline, state) "
-                "VALUES(?,?,?,?,?,?, 'open')",
-                (job.job_id, task.task_id, purpose, job_to_bytes(job), created, deadline),
-            )
-            for cid, sha in shas.items():
-                if not self.store.blobs.has(
-                    sha
-                ):  # a coordinator starting beside this process swept it as an orphan
-                    self.store.blobs.put_bytes(blobs[cid])
-                conn.execute(
-                    "INSERT INTO eval_blobs(sha256, job_id, candidate_id) VALUES(?,?,?)",
-                    (sha, job.job_id, cid),
-                )
-            self.store.db.event(
-                conn,
-                actor,
-                "evaluation-opened",
-                job_id=job.job_id,
-                purpose=purpose,
-                candidates=len(candidates),
-            )
+            ),
+            [CarriedWeights(cid, sha, blobs[cid]) for cid, sha in shas.items()],
+            actor,
+        )
         log.info(
             "evaluation %s opened: %d candidates (%s), deadline in %.0f s",
             job.job_id,
@@ -142,17 +123,15 @@ class Evaluations:
         return job
 
     # ---- sites ------------------------------------------------------------------------------
-    def job(self, job_id: str) -> tuple[EvaluationJob, str, float]:
-        rows = self.store.db.query(
-            "SELECT message, state, deadline FROM evaluations WHERE job_id = ?", (job_id,)
-        )
-        if not rows:
+    def job(self, job_id: str) -> JobRecord:
+        record = self.store.evaluations.job(job_id)
+        if record is None:
             raise not_found(f"no evaluation job {job_id[:80]!r}")
-        return job_from_bytes(bytes(rows[0][0])), str(rows[0][1]), float(rows[0][2])
+        return record
 
     def may_answer(self, site: Identity, task: TaskRecord) -> bool:
         """A site counts for a task while it is not withdrawn and holds one of its modalities."""
-        record = self.store.db.site(site.name)
+        record = self.store.sites.get(site.name)
         return (record is None or not record.withdrawn) and bool(
             set(site.modalities) & set(task.modalities)
         )
@@ -160,43 +139,25 @@ class Evaluations:
     def pending(self, site: Identity, task_id: str = "") -> list[EvaluationJob]:
         """The open jobs ``site`` has not answered (of ``task_id``, or all tasks it may answer
         for), oldest first; each is recorded as delivered to it."""
-        sql = (
-            "SELECT job_id, message, task_id FROM evaluations e WHERE state = 'open' AND deadline > ? "
-            "AND NOT EXISTS (SELECT 1 FROM eval_reports r WHERE r.job_id = e.job_id AND r.site = ?)"
-        )
-        args: list[object] = [time.time(), site.name]
-        if task_id:
-            sql += " AND task_id = ?"
-            args.append(task_id)
         tasks: dict[str, bool] = {}
-        rows = []
-        for job_id, message, tid in self.store.db.query(sql + " ORDER BY seq", tuple(args)):
+        jobs = []
+        for record in self.store.evaluations.unanswered(site.name, task_id):
+            tid = record.job.task_id
             if tid not in tasks:
                 task = self.store.task(tid)
                 tasks[tid] = task is not None and self.may_answer(site, task)
             if tasks[tid]:
-                rows.append((job_id, message))
-        if rows:
-            now = utc_now()
-            with self.store.db.tx() as c:
-                for job_id, _ in rows:
-                    c.execute(
-                        "INSERT OR IGNORE INTO eval_deliveries(job_id, site, at) VALUES(?,?,?)",
-                        (job_id, site.name, now),
-                    )
-        return [job_from_bytes(bytes(m)) for _, m in rows]
+                jobs.append(record.job)
+        if jobs:
+            self.store.evaluations.mark_delivered([j.job_id for j in jobs], site.name)
+        return jobs
 
     def delivered(self, job_id: str, site: str) -> bool:
-        return bool(
-            self.store.db.query(
-                "SELECT 1 FROM eval_deliveries WHERE job_id = ? AND site = ?", (job_id, site)
-            )
-        )
+        return self.store.evaluations.delivered(job_id, site)
 
     def candidate_blob(self, site: Identity, job_id: str, candidate_id: str) -> str:
         """The sha256 of the weights a candidate carries, for a site the job was delivered to."""
-        job, _, _ = self.job(job_id)
-        cand = job.candidate(candidate_id)
+        cand = self.job(job_id).job.candidate(candidate_id)
         if cand is None or cand.kind != "fuse-round":
             raise not_found(
                 f"job {job_id} has no candidate {candidate_id[:80]!r} with weights of its own"
@@ -212,15 +173,16 @@ class Evaluations:
         """Check and keep a site's report; returns the number of scores kept. Refused (nothing
         kept): an unknown job or candidate, a closed job, a job never delivered to the site, a
         second report, counts that cannot be, a reason that is not a short kind."""
-        job, _, _ = self.job(report.job_id)
+        job = self.job(report.job_id).job
         if not self.may_answer(site, task):
             raise precondition(
-                f"{site.name} is withdrawn or enrolled for none of task {task.task_id}'s modalities; "
-                "its scores do not count"
+                f"{site.name} is withdrawn or enrolled for none of task {task.task_id}'s "
+                "modalities; its scores do not count"
             )
         if report.declined and not DECLINE.match(report.declined):
             raise invalid(
-                "declined must be a reason's kind (lower-case letters, digits, '-'; at most 64), not free text"
+                "declined must be a reason's kind (lower-case letters, digits, '-'; at most 64), "
+                "not free text"
             )
         strata = n_strata(task.spec.kind, task.spec.n_classes)
         for cid, score in report.scores.items():
@@ -229,47 +191,21 @@ class Evaluations:
             problem = score.problem(strata)
             if problem:
                 raise invalid(f"the score of candidate {cid[:80]!r} cannot be: {problem}")
-        now = utc_now()
-        with (
-            self.store.db.tx() as c
-        ):  # checked under the write lock: a job closing meanwhile keeps no late report
-            state, deadline = c.execute(
-                "SELECT state, deadline FROM evaluations WHERE job_id = ?", (job.job_id,)
-            ).fetchone()
-            if state != "open" or float(deadline) <= time.time():
-                raise precondition(
-                    f"evaluation {job.job_id} is closed (its deadline passed); the report was not kept"
-                )
-            if not c.execute(
-                "SELECT 1 FROM eval_deliveries WHERE job_id = ? AND site = ?",
-                (job.job_id, site.name),
-            ).fetchone():
-                raise precondition(
-                    f"evaluation {job.job_id} was never delivered to {site.name}; a site reports only on jobs "
-                    "it received through PendingEvaluations"
-                )
-            if c.execute(
-                "SELECT 1 FROM eval_reports WHERE job_id = ? AND site = ?", (job.job_id, site.name)
-            ).fetchone():
-                raise precondition(
-                    f"{site.name} already answered evaluation {job.job_id}; one report per site and job"
-                )
-            c.execute(
-                "INSERT INTO eval_reports(job_id, site, at, declined) VALUES(?,?,?,?)",
-                (job.job_id, site.name, now, report.declined),
+        refusal = self.store.evaluations.keep_report(
+            job.job_id, site.name, report.declined, report.scores
+        )
+        if refusal == "closed":
+            raise precondition(
+                f"evaluation {job.job_id} is closed (its deadline passed); the report was not kept"
             )
-            for cid, score in report.scores.items():
-                c.execute(
-                    "INSERT INTO eval_scores(job_id, site, candidate_id, message) VALUES(?,?,?,?)",
-                    (job.job_id, site.name, cid, score_to_bytes(cid, score)),
-                )
-            self.store.db.event(
-                c,
-                site.name,
-                "evaluation-report",
-                job_id=job.job_id,
-                scores=len(report.scores),
-                declined=report.declined,
+        if refusal == "not-delivered":
+            raise precondition(
+                f"evaluation {job.job_id} was never delivered to {site.name}; a site reports only "
+                "on jobs it received through PendingEvaluations"
+            )
+        if refusal == "answered":
+            raise precondition(
+                f"{site.name} already answered evaluation {job.job_id}; one report per site and job"
             )
         log.info(
             "evaluation %s: %s %s",
@@ -284,49 +220,35 @@ class Evaluations:
 
     # ---- waiting and results ----------------------------------------------------------------
     def expected(self, task: TaskRecord) -> set[str]:
-        """Sites that should answer: known to the registry, not withdrawn, enrolled for a modality of the task."""
+        """Sites that should answer: known to the registry, not withdrawn, enrolled for a
+        modality of the task."""
         return {
             s.name
-            for s in self.store.db.sites()
+            for s in self.store.sites.listing()
             if not s.withdrawn and set(s.modalities) & set(task.modalities)
         }
 
     def status(self, job_id: str) -> JobStatus:
-        job, state, deadline = self.job(job_id)
-        if state == "open" and deadline <= time.time():
+        record = self.job(job_id)
+        state = record.state
+        if state == "open" and record.deadline <= time.time():
             state = "closed"
-        delivered = tuple(
-            r[0]
-            for r in self.store.db.query(
-                "SELECT site FROM eval_deliveries WHERE job_id = ? ORDER BY site", (job_id,)
-            )
-        )
-        answers = self.store.db.query(
-            "SELECT site, declined FROM eval_reports WHERE job_id = ? ORDER BY site", (job_id,)
-        )
+        delivered = self.store.evaluations.deliveries(job_id)
+        answers = self.store.evaluations.answers(job_id)
         return JobStatus(
-            job,
+            record.job,
             state,
             delivered,
-            tuple(s for s, d in answers if not d),
-            tuple(s for s, d in answers if d),
+            tuple(a.site for a in answers if not a.declined),
+            tuple(a.site for a in answers if a.declined),
         )
 
     def statuses(self, task_id: str = "", open_only: bool = False) -> list[JobStatus]:
         """The newest 200 jobs (of ``task_id``; only those still open)."""
-        where, args = [], []
-        if task_id:
-            where.append("task_id = ?")
-            args.append(task_id)
-        if open_only:
-            where.append("state = 'open' AND deadline > ?")
-            args.append(time.time())  # type: ignore[arg-type]
-        sql = (
-            "SELECT job_id FROM evaluations"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY seq DESC LIMIT 200"
-        )
-        return [self.status(r[0]) for r in self.store.db.query(sql, tuple(args))]
+        return [
+            self.status(job_id)
+            for job_id in self.store.evaluations.job_ids(task_id, open_only, limit=200)
+        ]
 
     def wait(
         self,
@@ -335,15 +257,15 @@ class Evaluations:
         deadline_s: float,
         stop: Callable[[], bool] = lambda: False,
     ) -> JobStatus:
-        """Wait until every ``expected`` site answered, the deadline passed or ``stop()``; then close the job."""
+        """Wait until every ``expected`` site answered, the deadline passed or ``stop()``; then
+        close the job."""
         end = time.monotonic() + deadline_s
         while True:
             st = self.status(job_id)
             if expected <= set(st.reported) | set(st.declined) or time.monotonic() >= end or stop():
                 break
             time.sleep(POLL_S)
-        with self.store.db.tx() as c:
-            c.execute("UPDATE evaluations SET state = 'closed' WHERE job_id = ?", (job_id,))
+        self.store.evaluations.close(job_id)
         st = self.status(job_id)
         silent = sorted(expected - set(st.reported) - set(st.declined))
         log.info(
@@ -359,12 +281,8 @@ class Evaluations:
     def scores(self, job_id: str) -> dict[str, dict[str, CandidateScore]]:
         """candidate id -> site -> score (sites withdrawn since do not count)."""
         out: dict[str, dict[str, CandidateScore]] = {}
-        sql = (
-            "SELECT e.site, e.candidate_id, e.message FROM eval_scores e JOIN sites s ON s.name = e.site "
-            "WHERE e.job_id = ? AND s.withdrawn = 0"
-        )
-        for site, cid, raw in self.store.db.query(sql, (job_id,)):
-            out.setdefault(cid, {})[site] = score_from_bytes(bytes(raw))
+        for s in self.store.evaluations.scores(job_id):
+            out.setdefault(s.candidate_id, {})[s.site] = s.score
         return out
 
     def results(self, job: EvaluationJob) -> dict[str, Consortium]:

@@ -34,7 +34,7 @@ def enrolled(registry: Registry, nodes: list[NodeInfo]) -> list[NodeInfo]:
     the node says; nodes of sites the registry never saw, or withdrew, are left out."""
     out = []
     for n in nodes:
-        site = registry.store.db.site(n.site)
+        site = registry.site(n.site)
         if site is None or site.withdrawn:
             log.warning(
                 "node %s (%s) is not an active site of this registry; left out", n.node_id, n.site
@@ -53,7 +53,8 @@ def parse_node_sites(text: str) -> dict[int, str]:
 
 
 def simulated_sites(partitions: str) -> set[str]:
-    """The sites of a simulation engine's partition file (``RunSettings.partitions``); none without one."""
+    """The sites of a simulation engine's partition file (``RunSettings.partitions``); none
+    without one."""
     if not partitions:
         return set()
     return {str(e["site"]) for e in json.loads(Path(partitions).read_text())}
@@ -167,8 +168,9 @@ def run(
             )
             if not best.bound(z) > 0:  # a NaN standard error proves nothing either
                 reason = (
-                    f"no round beat the parent {parent.model_id} on consortium validation by more than {z:g} standard "
-                    f"errors (best: round {outcome.best_round}, {best.diff:+.4f}, standard error {best.se_diff:.4f}); "
+                    f"no round beat the parent {parent.model_id} on consortium validation by more "
+                    f"than {z:g} standard errors (best: round {outcome.best_round}, "
+                    f"{best.diff:+.4f}, standard error {best.se_diff:.4f}); "
                     "no fused version was stored"
                 )
                 fuse_run.finish(
@@ -187,8 +189,8 @@ def run(
                 "kept_round": outcome.best_round,
                 "z": z,
                 "curve": curve,
-                "reason": f"round {outcome.best_round}: {best.diff:+.4f} over the parent (standard error "
-                f"{best.se_diff:.4f}), the best of {len(outcome.history)} rounds",
+                "reason": f"round {outcome.best_round}: {best.diff:+.4f} over the parent "
+                f"(standard error {best.se_diff:.4f}), the best of {len(outcome.history)} rounds",
                 "per_site": best.summary()["per_site"],
             }
         else:

@@ -23,7 +23,7 @@ from common.fuse.wire import layout, pack_runs, run_key, trainable_names
 from common.records import FuseRound, FuseRun, ModelRecord, TaskRecord, utc_now
 
 from .registry import Registry
-from .store import Store
+from .store import FuseRunRecord, Store
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,8 @@ class RunSettings:
     model_id: str = ""  # the version the run starts from
     coordinator_config: str = ""  # the coordinator.toml whose store the ServerApp opens
     node_sites: str = ""  # "<node id>=<site>,...": who registered each node key
-    partitions: str = ""  # simulation engine: the JSON file naming the site of each partition id (no node keys there)
+    # simulation engine: the JSON file naming the site of each partition id (no node keys there)
+    partitions: str = ""
     run_key: str = ""  # the run's record in the store
     min_sites: int = 1
     expect_paired: int = 1
@@ -63,7 +64,7 @@ def app_config() -> str:
     return "\n".join(lines) + "\n"
 
 
-# ---- the run's record ------------------------------------------------------------------------------
+# ---- the run's record ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunRecord:
     run_key: str
@@ -73,41 +74,48 @@ class RunRecord:
 
 
 def begin(store: Store, key: str, parent_id: str) -> None:
-    store.db.begin_fuse_run(key, parent_id.rpartition("-v")[0], parent_id)
+    store.fuse_runs.begin(key, parent_id.rpartition("-v")[0], parent_id)
 
 
 def progress(store: Store, key: str, history: list[dict[str, Any]]) -> None:
     """The rounds so far (what the admin console and ``admin fuse`` show while the run goes on)."""
-    store.db.update_fuse_run(key, json.dumps({"history": history}, sort_keys=True, default=str))
+    store.fuse_runs.update(key, json.dumps({"history": history}, sort_keys=True, default=str))
 
 
 def finish(store: Store, key: str, state: str, model_id: str = "", **detail: Any) -> None:
-    """The run's outcome; the rounds recorded so far stay when ``detail`` has none (a failed run)."""
+    """The run's outcome; the rounds recorded so far stay when ``detail`` has none (a failed
+    run)."""
     if "history" not in detail:
         before = read(store, key)
         if before is not None and "history" in before.detail:
             detail["history"] = before.detail["history"]
-    store.db.update_fuse_run(
+    store.fuse_runs.update(
         key, json.dumps(detail, sort_keys=True, default=str), state, model_id, utc_now()
     )
 
 
 def read(store: Store, key: str) -> RunRecord | None:
-    row = store.db.fuse_run(key)
+    row = store.fuse_runs.get(key)
     return (
         None
         if row is None
-        else RunRecord(key, row["state"], row["model_id"], json.loads(row["detail"] or "{}"))
+        else RunRecord(key, row.state, row.model_id, json.loads(row.detail or "{}"))
     )
+
+
+def run(store: Store, key: str) -> FuseRun | None:
+    """The fuse run of ``key`` with its rounds (as far as it went); None if none began."""
+    row = store.fuse_runs.get(key)
+    return None if row is None else as_fuse_run(row)
 
 
 def runs(store: Store, task_id: str = "", limit: int = 50) -> list[FuseRun]:
     """Fuse runs, newest first, with their rounds (as far as they went)."""
-    return [as_fuse_run(row) for row in store.db.fuse_runs(task_id, limit)]
+    return [as_fuse_run(row) for row in store.fuse_runs.listing(task_id, limit)]
 
 
-def as_fuse_run(row: Mapping[str, Any]) -> FuseRun:
-    detail = json.loads(row["detail"] or "{}")
+def as_fuse_run(row: FuseRunRecord) -> FuseRun:
+    detail = json.loads(row.detail or "{}")
     rounds = []
     for h in detail.get("history", []):
         v = h.get("validation") or {}
@@ -137,19 +145,19 @@ def as_fuse_run(row: Mapping[str, Any]) -> FuseRun:
             )
         )
     return FuseRun(
-        row["run_key"],
-        row["task_id"],
-        row["parent_id"],
-        row["started_at"],
-        row["state"],
-        row["finished_at"],
-        row["model_id"],
+        row.run_key,
+        row.task_id,
+        row.parent_id,
+        row.started_at,
+        row.state,
+        row.finished_at,
+        row.model_id,
         str(detail.get("reason", "")),
         tuple(rounds),
     )
 
 
-# ---- judging rounds --------------------------------------------------------------------------------
+# ---- judging rounds ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Verdict:
     """The sites' scores of one round's global model beside the parent's, on the same sites."""

@@ -24,7 +24,7 @@ from common.evaluation.selection import BlockInfo, Choice, choose, first_candida
 from common.lego.merge import HEAD_MERGES, LATENT_MERGES
 from common.pki import identity_from_cert
 from common.records import BlockRecord, ModelRecord, TaskRecord, utc_now
-from common.serde import manifest_from_bytes, model_to_bytes, score_to_bytes
+from common.serde import manifest_from_bytes
 from common.version import code_version
 
 from .errors import Kind, RegistryError, invalid, not_found, precondition
@@ -195,10 +195,11 @@ def merge_task(
             reg.get(name)
         except ValueError as exc:  # the registry names the known operators
             raise invalid(str(exc)) from None
-    records = store.db.latest_blocks(task_id)
+    records = store.blocks.latest(task_id)
     if not records:
         raise precondition(
-            f"task {task_id!r} has no accepted blocks of sites that are not withdrawn; nothing to merge"
+            f"task {task_id!r} has no accepted blocks of sites that are not withdrawn; "
+            "nothing to merge"
         )
     infos = block_infos(records)
     candidates = recipe_candidates(recipe, infos, params["latent_merge"], params["head_merge"])
@@ -323,15 +324,8 @@ def insert_version(
     the sites' scores of it (kept for the recommendation)."""
     sha = store.blobs.put_bytes(weights)  # 1. the blob is durable under its hash
     created = utc_now()
-    with (
-        store.db.tx() as c
-    ):  # 2. then the version becomes visible (a crash between: recovery removes the orphan blob)
-        if not store.blobs.has(
-            sha
-        ):  # a coordinator starting beside this process (a fuse run) swept it as an orphan
-            store.blobs.put_bytes(weights)
-        n = c.execute("SELECT COUNT(*) FROM models WHERE task_id = ?", (task_id,)).fetchone()[0]
-        model_id = f"{task_id}-v{n + 1}"
+
+    def make(model_id: str) -> ModelRecord:
         card = {
             "model_id": model_id,
             "task_id": task_id,
@@ -345,7 +339,7 @@ def insert_version(
             "metrics": dict(metrics or {}),
             **card_extra,
         }
-        record = ModelRecord(
+        return ModelRecord(
             model_id=model_id,
             task_id=task_id,
             block_ids=block_ids,
@@ -359,19 +353,9 @@ def insert_version(
             parent_id=parent_id,
             metrics=dict(metrics or {}),
         )
-        c.execute(
-            "INSERT INTO models(model_id, task_id, message, weights_sha256, created_at) VALUES(?,?,?,?,?)",
-            (model_id, task_id, model_to_bytes(record), sha, created),
-        )
-        for site, score in (scores or {}).items():
-            c.execute(
-                "INSERT INTO model_scores(model_id, site, job_id, candidate_id, message) VALUES(?,?,?,?,?)",
-                (model_id, site, job_id, candidate_id, score_to_bytes(candidate_id, score)),
-            )
-        store.db.event(
-            c, actor, recipe, model_id=model_id, blocks=len(block_ids), parent_id=parent_id
-        )
-    write_card(
-        store.models_dir / model_id, card
-    )  # 3. a crash before this: recovery writes them from the record
+
+    # 2. then the version becomes visible (a crash between: recovery removes the orphan blob)
+    record = store.models.add(task_id, weights, make, actor, scores, job_id, candidate_id)
+    # 3. a crash before this: recovery writes the card files from the record
+    write_card(store.models_dir / record.model_id, record.card)
     return record

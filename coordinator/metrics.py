@@ -19,8 +19,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_a
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from common.serde import model_from_bytes
-
 from .store import Store
 
 log = logging.getLogger("mmlego.coordinator")
@@ -34,33 +32,32 @@ class StoreCollector(Collector):
         self.store = store
 
     def collect(self) -> Iterator[Metric]:
-        q = self.store.db.query
+        counts = self.store.counts()
         tasks = GaugeMetricFamily("mmlego_tasks", "Tasks defined")
-        tasks.add_metric([], q("SELECT COUNT(*) FROM tasks")[0][0])
+        tasks.add_metric([], counts.tasks)
         yield tasks
         sites = GaugeMetricFamily(
             "mmlego_sites", "Sites the registry knows, by state", labels=["state"]
         )
-        for withdrawn, n in q("SELECT withdrawn, COUNT(*) FROM sites GROUP BY withdrawn"):
+        for withdrawn, n in counts.sites.items():
             sites.add_metric(["withdrawn" if withdrawn else "active"], n)
         yield sites
         blocks = GaugeMetricFamily("mmlego_blocks", "Stored blocks, by state", labels=["state"])
-        for state, n in q("SELECT state, COUNT(*) FROM blocks GROUP BY state"):
+        for state, n in counts.blocks.items():
             blocks.add_metric([state], n)
         yield blocks
         uploads = GaugeMetricFamily("mmlego_open_uploads", "Unfinished (resumable) uploads")
-        uploads.add_metric([], q("SELECT COUNT(*) FROM uploads")[0][0])
+        uploads.add_metric([], counts.open_uploads)
         yield uploads
         versions = GaugeMetricFamily(
             "mmlego_model_versions", "Model versions, by recipe", labels=["recipe"]
         )
         rounds = 0
-        counts: dict[str, int] = {}
-        for (raw,) in q("SELECT message FROM models"):
-            record = model_from_bytes(bytes(raw))
-            counts[record.recipe] = counts.get(record.recipe, 0) + 1
+        by_recipe: dict[str, int] = {}
+        for record in self.store.models.listing():
+            by_recipe[record.recipe] = by_recipe.get(record.recipe, 0) + 1
             rounds += len(record.card.get("fuse", {}).get("rounds", []))
-        for recipe, n in sorted(counts.items()):
+        for recipe, n in sorted(by_recipe.items()):
             versions.add_metric([recipe], n)
         yield versions
         done = CounterMetricFamily(
@@ -71,7 +68,7 @@ class StoreCollector(Collector):
         jobs = GaugeMetricFamily(
             "mmlego_evaluations", "Evaluation jobs, by state", labels=["state"]
         )
-        for state, n in q("SELECT state, COUNT(*) FROM evaluations GROUP BY state"):
+        for state, n in counts.evaluations.items():
             jobs.add_metric([state], n)
         yield jobs
         size = GaugeMetricFamily(
@@ -129,7 +126,8 @@ class Metrics:
         self.prometheus.register(StoreCollector(store))
 
     def refused(self, method: str, reason: str) -> None:
-        """Count a refusal; ``reason`` is the error kind ("permission denied" -> permission_denied)."""
+        """Count a refusal; ``reason`` is the error kind ("permission denied" ->
+        permission_denied)."""
         self.rejections.labels(method, reason.replace(" ", "_")).inc()
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,7 @@ from common.version import code_version
 from .config import CoordinatorConfig
 from .flower import NODES_FILE
 from .registry import Registry
-from .store import Store
-from .store.db import SCHEMA_VERSION
+from .store import SCHEMA_VERSION, Store, referenced_in, snapshot
 
 MANIFEST = "backup.json"
 
@@ -50,7 +48,7 @@ def status(registry: Registry) -> dict[str, Any]:
                 "fuse_mode": t.fuse_mode,
                 "max_block_epsilon": t.max_block_epsilon or None,
                 "blocks": len(blocks),
-                "latest_blocks": len(store.db.latest_blocks(t.task_id)),
+                "latest_blocks": len(store.blocks.latest(t.task_id)),
                 "versions": len(versions),
                 "latest_version": versions[0].model_id if versions else "",
                 "recommended": rec.model.model_id if rec else "",
@@ -84,14 +82,14 @@ def status(registry: Registry) -> dict[str, Any]:
         }
         for m in every
     ]
-    corrupt = [r[0] for r in store.db.query("SELECT block_id FROM blocks WHERE state = 'corrupt'")]
+    corrupt = store.blocks.corrupt_ids()
     blob_bytes = sum(p.stat().st_size for _, p in store.blobs.all_blobs())
     return {
         "store": str(store.root),
         "schema": SCHEMA_VERSION,
         "code_version": code_version(),
         "blob_bytes": blob_bytes,
-        "open_uploads": len(store.db.open_uploads()),
+        "open_uploads": store.uploads.count(),
         "corrupt_blocks": corrupt,
         "tasks": tasks,
         "sites": sites,
@@ -108,19 +106,6 @@ def _recommended(registry: Registry, task_id: str) -> Any:
         return None
 
 
-def _snapshot(source: Path, dest: Path) -> None:
-    """A consistent copy of a live SQLite database (the online backup API)."""
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
-    try:
-        dst = sqlite3.connect(dest)
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-    finally:
-        src.close()
-
-
 def backup(config: CoordinatorConfig, out: Path) -> dict[str, Any]:
     """Write a backup of the coordinator's store (it may be serving) to the new folder ``out``."""
     db = config.store / "registry.sqlite"
@@ -131,22 +116,20 @@ def backup(config: CoordinatorConfig, out: Path) -> dict[str, Any]:
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    _snapshot(db, tmp / "registry.sqlite")
+    snapshot(db, tmp / "registry.sqlite")
     store = Store(config.store, recover=False)
-    con = sqlite3.connect(tmp / "registry.sqlite")
     files: dict[str, dict[str, Any]] = {}
     try:
-        referenced = store.db.referenced_blobs(
-            con
-        )  # what the snapshot names, not what the live store names now
+        # what the snapshot names, not what the live store names now
+        referenced = referenced_in(tmp / "registry.sqlite")
         for sha in sorted(referenced):
             dest = tmp / "blobs" / sha[:2] / sha
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(store.blobs.path(sha), dest)
             if sha256_file(dest) != sha:
                 raise BackupError(
-                    f"stored blob {sha[:12]} is damaged on the coordinator's disk (its hash differs); "
-                    "the backup was not written"
+                    f"stored blob {sha[:12]} is damaged on the coordinator's disk (its hash "
+                    "differs); the backup was not written"
                 )
             files[str(dest.relative_to(tmp))] = {"bytes": dest.stat().st_size, "sha256": sha}
     except FileNotFoundError as exc:
@@ -154,13 +137,12 @@ def backup(config: CoordinatorConfig, out: Path) -> dict[str, Any]:
             f"a blob the store references is missing: {exc.filename}; the backup was not written"
         ) from None
     finally:
-        con.close()
         store.close()
     if (config.store / NODES_FILE).is_file():
         shutil.copyfile(config.store / NODES_FILE, tmp / NODES_FILE)
     link_db = config.flower_home / "superlink" / "superlink.db"
     if link_db.is_file():
-        _snapshot(link_db, tmp / "superlink.db")
+        snapshot(link_db, tmp / "superlink.db")
     for p in sorted(tmp.glob("*")):  # the files beside the blobs (hashed above)
         if p.is_file():
             files[p.name] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
@@ -179,7 +161,8 @@ def backup(config: CoordinatorConfig, out: Path) -> dict[str, Any]:
 
 
 def check_backup(folder: Path) -> dict[str, Any]:
-    """The backup's manifest, after every file it lists is found intact (and nothing else is there)."""
+    """The backup's manifest, after every file it lists is found intact (and nothing else is
+    there)."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         files = manifest["files"]
@@ -195,18 +178,21 @@ def check_backup(folder: Path) -> dict[str, Any]:
         not 1 <= schema <= SCHEMA_VERSION
     ):  # an older schema is migrated when the restored store is opened
         raise BackupError(
-            f"the backup has store schema {manifest.get('schema')}; this mmlego reads schemas 1 to {SCHEMA_VERSION}"
+            f"the backup has store schema {manifest.get('schema')}; this mmlego reads schemas "
+            f"1 to {SCHEMA_VERSION}"
         )
     present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} - {MANIFEST}
     if present != set(files):
         extra, missing = sorted(present - set(files)), sorted(set(files) - present)
         raise BackupError(
-            f"the backup in {folder} is incomplete or altered: missing {missing[:5]}, unexpected {extra[:5]}"
+            f"the backup in {folder} is incomplete or altered: missing {missing[:5]}, "
+            f"unexpected {extra[:5]}"
         )
     for name, meta in files.items():
         if sha256_file(folder / name) != meta["sha256"]:
             raise BackupError(
-                f"{folder / name} differs from the backup's manifest (damaged or altered); not restored"
+                f"{folder / name} differs from the backup's manifest (damaged or altered); "
+                "not restored"
             )
     return manifest  # type: ignore[no-any-return]
 
@@ -219,7 +205,8 @@ def restore(config: CoordinatorConfig, folder: Path) -> dict[str, Any]:
     manifest = check_backup(folder)
     if config.store.exists() and any(config.store.iterdir()):
         raise BackupError(
-            f"the store folder {config.store} is not empty; stop the coordinator and move it aside first"
+            f"the store folder {config.store} is not empty; stop the coordinator and move it "
+            "aside first"
         )
     tmp = config.store.with_name(config.store.name + ".restoring")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -245,8 +232,8 @@ def restore(config: CoordinatorConfig, folder: Path) -> dict[str, Any]:
             raise BackupError(
                 f"after the restore {len(rec.corrupt_blocks)} blocks failed their hash check"
             )
-        tasks = len(store.db.task_messages())
-        versions = len(store.db.model_messages())
+        tasks = store.tasks.count()
+        versions = store.models.count()
     finally:
         store.close()
     return {

@@ -18,32 +18,21 @@ from common.evaluation import CandidateScore, compare, stratified_metric
 from common.evaluation.candidates import Candidate, JobStatus
 from common.evaluation.scores import Consortium
 from common.records import Recommendation
-from common.serde import model_from_bytes, model_outline, score_from_bytes, score_to_bytes
+from common.serde import model_from_bytes, model_outline
 
 from .errors import invalid, not_found
 from .evaluations import Evaluations
-from .store import Store
+from .store import Store, VersionScores
 
 log = logging.getLogger("mmlego.coordinator")
-
-
-def version_scores(store: Store, model_id: str) -> dict[str, CandidateScore]:
-    """The sites' scores of a version (sites withdrawn since do not count)."""
-    rows = store.db.query(
-        "SELECT m.site, m.message FROM model_scores m JOIN sites s ON s.name = m.site "
-        "WHERE m.model_id = ? AND s.withdrawn = 0",
-        (model_id,),
-    )
-    return {site: score_from_bytes(bytes(raw)) for site, raw in rows}
 
 
 def recommend(store: Store, task_id: str) -> Recommendation:
     if store.task(task_id) is None:
         raise not_found(f"task {task_id!r} does not exist")
-    accepted = store.db.accepted_block_ids(task_id)
-    raw = list(
-        reversed(store.db.model_messages(task_id))
-    )  # oldest first; a card is read only for the version chosen
+    accepted = store.blocks.accepted_ids(task_id)
+    # oldest first; a card is read only for the version chosen
+    raw = list(reversed(store.models.messages(task_id)))
     outlines = [(i, *model_outline(m)) for i, m in enumerate(raw)]
     versions = [
         (i, mid, recipe)
@@ -57,7 +46,7 @@ def recommend(store: Store, task_id: str) -> Recommendation:
     best: int | None = None
     best_scores: dict[str, CandidateScore] = {}
     for i, model_id, _ in versions:
-        scores = version_scores(store, model_id)
+        scores = store.models.scores(model_id)
         if not scores:
             continue
         if best is None:
@@ -86,8 +75,8 @@ def recommend(store: Store, task_id: str) -> Recommendation:
         chosen,
         value,
         f"{chosen.model_id} ({chosen.recipe}) has the best consortium validation metric, "
-        f"{value:.4f} on {len(sites)} site(s); every other scored version was compared with it on the "
-        "sites that scored both",
+        f"{value:.4f} on {len(sites)} site(s); every other scored version was compared with it "
+        "on the sites that scored both",
         sites,
     )
 
@@ -108,14 +97,15 @@ def evaluate_versions(
         raise invalid("a model version is named twice")
     records = []
     for mid in model_ids:
-        raw = store.db.model_message(mid)
-        if raw is None:
+        record = store.models.get(mid)
+        if record is None:
             raise not_found(f"no model version {mid[:80]!r}")
-        records.append(model_from_bytes(raw))
+        records.append(record)
     tasks = {r.task_id for r in records}
     if len(tasks) != 1:
         raise invalid(
-            f"the versions belong to different tasks {sorted(tasks)}; evaluate one task's versions at a time"
+            f"the versions belong to different tasks {sorted(tasks)}; evaluate one task's "
+            "versions at a time"
         )
     task = store.task(records[0].task_id)
     assert task is not None
@@ -127,19 +117,11 @@ def evaluate_versions(
     job = evaluations.open(task, "versions", candidates, wait_s, actor=actor)
     status = evaluations.wait(job.job_id, evaluations.expected(task), wait_s, stop)
     scores = evaluations.scores(job.job_id)
-    with store.db.tx() as c:
-        for cand, rec in zip(candidates, records, strict=True):
-            for site, score in scores.get(cand.candidate_id, {}).items():
-                c.execute(
-                    "INSERT INTO model_scores(model_id, site, job_id, candidate_id, message) VALUES(?,?,?,?,?) "
-                    "ON CONFLICT(model_id, site) DO UPDATE SET job_id = excluded.job_id, "
-                    "candidate_id = excluded.candidate_id, message = excluded.message",
-                    (
-                        rec.model_id,
-                        site,
-                        job.job_id,
-                        cand.candidate_id,
-                        score_to_bytes(cand.candidate_id, score),
-                    ),
-                )
+    store.models.keep_scores(
+        job.job_id,
+        [
+            VersionScores(rec.model_id, cand.candidate_id, scores.get(cand.candidate_id, {}))
+            for cand, rec in zip(candidates, records, strict=True)
+        ],
+    )
     return status, evaluations.results(job)

@@ -10,7 +10,6 @@ from dataclasses import replace
 from common.client.connect import CHUNK_BYTES
 from common.evaluation import Consortium
 from common.evaluation.candidates import JobStatus
-from common.pb.mmlego.v1 import registry_pb2 as pb
 from common.pki import Identity
 from common.records import (
     BlockRecord,
@@ -21,14 +20,13 @@ from common.records import (
     TaskRecord,
     utc_now,
 )
-from common.serde import model_from_bytes, task_from_pb, task_to_pb
 
 from .config import CoordinatorConfig, EvaluationSection
 from .errors import Kind, RegistryError, invalid, not_found
 from .evaluations import Evaluations
 from .merging import merge_task
 from .recommend import evaluate_versions, recommend
-from .store import Store
+from .store import Paged, Store
 from .uploads import Uploads
 
 log = logging.getLogger("mmlego.coordinator")
@@ -73,34 +71,27 @@ class Registry:
     # ---- callers ------------------------------------------------------------------------------
     def seen(self, who: Identity) -> None:
         if who.role == "site":
-            self.store.db.touch_site(who.name, who.modalities, who.paired)
+            self.store.sites.touch(who.name, who.modalities, who.paired)
 
     # ---- tasks --------------------------------------------------------------------------------
     def create_task(self, task: TaskRecord, actor: str) -> TaskRecord:
         task = replace(task, created_at=utc_now())
-        raw = task_to_pb(task).SerializeToString(deterministic=True)
-        with self.store.db.tx() as c:
-            if c.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task.task_id,)).fetchone():
-                raise RegistryError(
-                    Kind.EXISTS,
-                    f"task {task.task_id!r} already exists; tasks are immutable, choose a new id",
-                )
-            c.execute(
-                "INSERT INTO tasks(task_id, message, created_at) VALUES(?,?,?)",
-                (task.task_id, raw, task.created_at),
+        if not self.store.tasks.create(task, actor):
+            raise RegistryError(
+                Kind.EXISTS,
+                f"task {task.task_id!r} already exists; tasks are immutable, choose a new id",
             )
-            self.store.db.event(c, actor, "task-created", task_id=task.task_id)
         return task
 
     def task(self, task_id: str) -> TaskRecord:
         return self.uploads.task(task_id)
 
     def tasks(self) -> list[TaskRecord]:
-        return [task_from_pb(pb.Task.FromString(m)) for m in self.store.db.task_messages()]
+        return self.store.tasks.listing()
 
     # ---- blocks, sites, models ----------------------------------------------------------------
     def block(self, block_id: str) -> BlockRecord:
-        b = self.store.db.block(block_id)
+        b = self.store.blocks.get(block_id)
         if b is None or b.state == "corrupt":
             raise not_found(f"no block {block_id[:80]!r}")
         return b
@@ -108,19 +99,40 @@ class Registry:
     def blocks(
         self, task_id: str = "", site: str = "", modality: str = "", include_withdrawn: bool = False
     ) -> list[BlockRecord]:
-        return self.store.db.blocks(task_id, site, modality, include_withdrawn)
+        return self.store.blocks.listing(task_id, site, modality, include_withdrawn)
+
+    def block_page(
+        self,
+        task_id: str,
+        site: str,
+        modality: str,
+        include_withdrawn: bool,
+        before_seq: int | None,
+        limit: int,
+    ) -> list[Paged[BlockRecord]]:
+        """Blocks newest first, only those older than ``before_seq``, at most ``limit``."""
+        return self.store.blocks.page(task_id, site, modality, include_withdrawn, before_seq, limit)
 
     def sites(self) -> list[SiteRecord]:
-        return self.store.db.sites()
+        return self.store.sites.listing()
+
+    def site(self, name: str) -> SiteRecord | None:
+        """The site as the registry saw it; None when it never called."""
+        return self.store.sites.get(name)
 
     def model(self, model_id: str) -> ModelRecord:
-        raw = self.store.db.model_message(model_id)
-        if raw is None:
+        record = self.store.models.get(model_id)
+        if record is None:
             raise not_found(f"no model version {model_id[:80]!r}")
-        return model_from_bytes(raw)
+        return record
 
     def models(self, task_id: str = "") -> list[ModelRecord]:
-        return [model_from_bytes(m) for m in self.store.db.model_messages(task_id)]
+        return self.store.models.listing(task_id)
+
+    def model_page(self, task_id: str, before_seq: int | None, limit: int) -> list[Paged[bytes]]:
+        """Serialized versions newest first, only those older than ``before_seq``, at most
+        ``limit`` (a card is decoded only by who reads it)."""
+        return self.store.models.page(task_id, before_seq, limit)
 
     def read_chunks(self, sha: str, offset: int = 0) -> Iterator[tuple[int, bytes]]:
         """(offset, bytes) of a stored blob from ``offset``, in chunks of at most 1 MiB."""
@@ -152,7 +164,8 @@ class Registry:
         evaluate: bool = True,
     ) -> ModelRecord:
         """A new version by ``recipe`` (uniform, ensemble, auto), measured by the sites first when
-        evaluation is on and ``evaluate`` (waiting at most ``deadline_s``; 0: the configured deadline)."""
+        evaluation is on and ``evaluate`` (waiting at most ``deadline_s``; 0: the configured
+        deadline)."""
         return merge_task(
             self.store,
             task_id,
@@ -185,25 +198,13 @@ class Registry:
         return recommend(self.store, task_id)
 
     def withdraw(self, site: str, reason: str, actor: str) -> SiteRecord:
-        db = self.store.db
-        with db.tx() as c:
-            if not c.execute("SELECT 1 FROM sites WHERE name = ?", (site,)).fetchone():
-                raise not_found(f"no site {site[:80]!r} has contacted this registry")
-            c.execute(
-                "UPDATE sites SET withdrawn = 1, withdrawn_reason = ? WHERE name = ?",
-                (reason, site),
-            )
-            c.execute(
-                "UPDATE blocks SET state = 'withdrawn' WHERE site = ? AND state = 'accepted'",
-                (site,),
-            )
-            db.event(c, actor, "site-withdrawn", site=site, reason=reason)
+        rec = self.store.sites.withdraw(site, reason, actor)
+        if rec is None:
+            raise not_found(f"no site {site[:80]!r} has contacted this registry")
         log.info(
             "withdrew site %s (%s)",
             site,
             reason,
             extra={"event": "site-withdrawn", "site": site, "actor": actor},
         )
-        rec = db.site(site)
-        assert rec is not None
         return rec

@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import functools
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from .errors import Kind, RegistryError, invalid, precondition
 from .fuse_rounds import FuseError, NotStored
 from .metrics import Metrics
 from .registry import Registry
+from .store import is_locked
 
 log = logging.getLogger("mmlego.coordinator")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,8 +53,8 @@ def fuse_start(registry: Registry, request: pb.FuseRequest) -> FuseStart:
     parent = registry.model(request.model_id)
     if parent.recipe not in ("merge", "ensemble"):
         raise precondition(
-            f"model {parent.model_id!r} is a {parent.recipe} version; LegoFuse rounds start from a merge "
-            "or an ensemble version"
+            f"model {parent.model_id!r} is a {parent.recipe} version; LegoFuse rounds start from "
+            "a merge or an ensemble version"
         )
     if request.expect_paired < 0:
         raise invalid(f"expect_paired must be >= 0, got {request.expect_paired}")
@@ -114,7 +114,7 @@ def _abort(context: grpc.ServicerContext, method: str, exc: Exception, metrics: 
         )
         metrics.refused(method, exc.kind.value)
         context.abort(status_of(exc.kind), exc.message)
-    if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+    if is_locked(exc):
         log.warning("%s: the registry database is locked: %s", method, exc)
         context.abort(
             grpc.StatusCode.UNAVAILABLE,
@@ -225,9 +225,8 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
         def chunks() -> Iterator[Chunk]:
             for msg in request_iterator:
                 if not isinstance(msg, pb.UploadChunk):
-                    raise invalid(
-                        f"an upload message is not a valid UploadChunk ({getattr(msg, 'error', '?')})"
-                    )
+                    error = getattr(msg, "error", "?")
+                    raise invalid(f"an upload message is not a valid UploadChunk ({error})")
                 c = serde.chunk_from_pb(msg)
                 if c is None:
                     raise invalid("an upload message must carry a header or data")
@@ -285,7 +284,7 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
         self, request: pb.ListBlocksRequest, context: grpc.ServicerContext
     ) -> pb.ListBlocksResponse:
         size, before = page_of(request.page_size, request.page_token)
-        rows = self.registry.store.db.block_page(
+        rows = self.registry.block_page(
             request.task_id,
             request.site,
             request.modality,
@@ -295,7 +294,7 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
         )
         out = pb.ListBlocksResponse()
         out.next_page_token = fill_page(
-            out.blocks, [(seq, serde.block_to_pb(b)) for seq, b in rows], size
+            out.blocks, [(r.seq, serde.block_to_pb(r.item)) for r in rows], size
         )
         return out
 
@@ -314,10 +313,10 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
         self, request: pb.ListModelsRequest, context: grpc.ServicerContext
     ) -> pb.ListModelsResponse:
         size, before = page_of(request.page_size, request.page_token)
-        rows = self.registry.store.db.model_page(request.task_id, before, size + 1)
+        rows = self.registry.model_page(request.task_id, before, size + 1)
         out = pb.ListModelsResponse()
         out.next_page_token = fill_page(
-            out.models, [(seq, pb.ModelVersion.FromString(m)) for seq, m in rows], size
+            out.models, [(r.seq, pb.ModelVersion.FromString(r.item)) for r in rows], size
         )
         return out
 

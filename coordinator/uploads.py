@@ -34,7 +34,7 @@ from common.records import (
 from common.serde import manifest_from_bytes
 
 from .errors import Kind, RegistryError, forbidden, invalid, not_found, precondition
-from .store import Store, fsync_dir
+from .store import OpenUpload, Store, fsync_dir
 
 log = logging.getLogger("mmlego.coordinator")
 
@@ -68,14 +68,16 @@ class Uploads:
         task = self.store.task(task_id)
         if task is None:
             raise not_found(
-                f"task {task_id!r} does not exist; ask the operator to create it (mmlego coordinator task create)"
+                f"task {task_id!r} does not exist; ask the operator to create it "
+                "(mmlego coordinator task create)"
             )
         return task
 
     def check_header(self, site: Identity, h: UploadHeader) -> BlockManifest:
         if not UPLOAD_ID_RE.match(h.upload_id):
             raise invalid(
-                "upload_id must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+                "upload_id must be 1-128 letters, digits, '.', '_' or '-', starting with a letter "
+                "or digit"
             )
         if len(h.manifest) > MANIFEST_MAX:
             raise invalid(f"manifest is {len(h.manifest)} bytes; the limit is {MANIFEST_MAX}")
@@ -93,9 +95,10 @@ class Uploads:
             raise forbidden(f"the manifest names site {m.site!r}, but the caller is {site.name!r}")
         if m.modality not in site.modalities:
             raise forbidden(
-                f"site {site.name!r} is enrolled for {list(site.modalities)}, not for modality {m.modality!r}"
+                f"site {site.name!r} is enrolled for {list(site.modalities)}, not for modality "
+                f"{m.modality!r}"
             )
-        record = self.store.db.site(site.name)
+        record = self.store.sites.get(site.name)
         if record is not None and record.withdrawn:
             raise precondition(
                 f"site {site.name!r} was withdrawn from the consortium; it may not upload blocks"
@@ -109,14 +112,15 @@ class Uploads:
         if task.max_block_epsilon > 0:
             if m.dp is None:
                 raise precondition(
-                    f"task {task.task_id!r} accepts only blocks trained with differential privacy at epsilon "
-                    f"<= {task.max_block_epsilon:g}; this block has no DP accounting (set [privacy] block_epsilon "
-                    "in site.toml and train again)"
+                    f"task {task.task_id!r} accepts only blocks trained with differential privacy "
+                    f"at epsilon <= {task.max_block_epsilon:g}; this block has no DP accounting "
+                    "(set [privacy] block_epsilon in site.toml and train again)"
                 )
             if m.dp.epsilon > task.max_block_epsilon:
                 raise precondition(
-                    f"task {task.task_id!r} accepts blocks at epsilon <= {task.max_block_epsilon:g}; this block "
-                    f"spent epsilon {m.dp.epsilon:g} (delta {m.dp.delta:.3g})"
+                    f"task {task.task_id!r} accepts blocks at epsilon <= "
+                    f"{task.max_block_epsilon:g}; this block spent epsilon {m.dp.epsilon:g} "
+                    f"(delta {m.dp.delta:.3g})"
                 )
         if m.weights_size > self.max_block_bytes:
             raise RegistryError(
@@ -128,13 +132,13 @@ class Uploads:
 
     # ---- the stream --------------------------------------------------------------------------
     def status(self, site: Identity, upload_id: str) -> UploadProgress:
-        row = self.store.db.upload(site.name, upload_id)
+        row = self.store.uploads.get(site.name, upload_id)
         if row is None:
             raise not_found(
                 f"no unfinished upload {upload_id!r} of site {site.name!r}; start it from offset 0"
             )
-        part = self.store.blobs.partial(row[0])
-        return UploadProgress(upload_id, part.stat().st_size if part.is_file() else 0, row[4])
+        part = self.store.blobs.partial(row.key)
+        return UploadProgress(upload_id, part.stat().st_size if part.is_file() else 0, row.total)
 
     def receive(
         self, site: Identity, signer_cert: bytes, chunks: Iterator[Chunk]
@@ -146,7 +150,7 @@ class Uploads:
                 "an upload stream must start with a header (upload_id and signed manifest)"
             )
         m = self.check_header(site, first)
-        existing = self.store.db.block(m.weights_sha256)
+        existing = self.store.blocks.get(m.weights_sha256)
         if existing is not None:
             if existing.site != site.name:
                 raise RegistryError(
@@ -171,40 +175,37 @@ class Uploads:
 
     def _open(self, site: Identity, h: UploadHeader, m: BlockManifest, key: str) -> int:
         """Create or resume the upload record; returns the bytes already held."""
-        db, part = self.store.db, self.store.blobs.partial(key)
-        row = db.upload(site.name, h.upload_id)
-        if row is not None and (row[1] != h.manifest or row[2] != h.signature):
+        uploads, part = self.store.uploads, self.store.blobs.partial(key)
+        row = uploads.get(site.name, h.upload_id)
+        if row is not None and (row.manifest != h.manifest or row.signature != h.signature):
             raise precondition(
                 f"upload id {h.upload_id!r} was opened with another manifest; use a new upload id"
             )
         if row is None:
-            if len(db.open_uploads(site.name)) >= self.max_open_per_site:
+            if uploads.count(site.name) >= self.max_open_per_site:
                 raise RegistryError(
                     Kind.EXHAUSTED,
                     f"site {site.name!r} has {self.max_open_per_site} unfinished uploads; "
                     "finish or let them expire first",
                 )
-            with db.tx() as c:
-                c.execute(
-                    "INSERT INTO uploads(site, upload_id, key, manifest, signature, block_id, total, started_at) "
-                    "VALUES(?,?,?,?,?,?,?,?)",
-                    (
-                        site.name,
-                        h.upload_id,
-                        key,
-                        h.manifest,
-                        h.signature,
-                        m.weights_sha256,
-                        m.weights_size,
-                        time.time(),
-                    ),
+            uploads.start(
+                OpenUpload(
+                    site.name,
+                    h.upload_id,
+                    key,
+                    h.manifest,
+                    h.signature,
+                    m.weights_sha256,
+                    m.weights_size,
+                    time.time(),
                 )
+            )
             part.unlink(missing_ok=True)
         held = part.stat().st_size if part.is_file() else 0
         if h.offset != held:
             raise precondition(
-                f"upload {h.upload_id!r}: the coordinator holds {held} bytes; resume from offset {held}, "
-                f"not {h.offset}"
+                f"upload {h.upload_id!r}: the coordinator holds {held} bytes; resume from offset "
+                f"{held}, not {h.offset}"
             )
         return held
 
@@ -244,7 +245,8 @@ class Uploads:
                             )
                         if c.offset != held:
                             raise invalid(
-                                f"chunk at offset {c.offset}, expected {held}: send chunks in order, without gaps"
+                                f"chunk at offset {c.offset}, expected {held}: send chunks in "
+                                "order, without gaps"
                             )
                         if held + len(c.data) > m.weights_size:
                             raise invalid(
@@ -275,7 +277,7 @@ class Uploads:
 
     def _discard(self, key: str, part: Path) -> None:
         part.unlink(missing_ok=True)
-        self.store.db.delete_upload(key)
+        self.store.uploads.delete(key)
 
     def _accept(
         self,
@@ -315,34 +317,8 @@ class Uploads:
             h.signature,
             signer_cert,
         )
-        db = self.store.db
-        with db.tx() as c:  # 2. then the record becomes visible, atomically with the upload's end
-            c.execute(
-                "INSERT INTO blocks(block_id, task_id, site, modality, size, accepted_at, state, manifest, signature, "
-                "signer_certificate) VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(block_id) DO UPDATE SET state='accepted'",
-                (
-                    record.block_id,
-                    record.task_id,
-                    record.site,
-                    record.modality,
-                    record.size,
-                    record.accepted_at,
-                    record.state,
-                    record.manifest,
-                    record.signature,
-                    record.signer_certificate,
-                ),
-            )
-            c.execute("DELETE FROM uploads WHERE key = ?", (key,))
-            db.event(
-                c,
-                site.name,
-                "block-accepted",
-                block_id=record.block_id,
-                task_id=record.task_id,
-                modality=record.modality,
-                size=record.size,
-            )
+        # 2. then the record becomes visible, atomically with the upload's end
+        self.store.blocks.accept(record, key)
         fsync_dir(self.store.blobs.partials)
         log.info(
             "accepted block %s from %s (%s, %d bytes)",
@@ -358,4 +334,4 @@ class Uploads:
                 "bytes": record.size,
             },
         )
-        return db.block(record.block_id) or record, False
+        return self.store.blocks.get(record.block_id) or record, False

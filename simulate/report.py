@@ -17,7 +17,6 @@ the consortium's validation evidence, a retraining check, communication, wall ti
 from __future__ import annotations
 
 import math
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,10 +34,11 @@ from common.evaluation.scoring import covered
 from common.fuse import FuseConfig, centralized_fuse, fused_model, paired_only
 from common.fuse.wire import trainable_names
 from common.lego import LegoBlock, LegoEnsemble, LegoFuse, SingleModality
-from common.serde import job_from_bytes, manifest_from_bytes
+from common.serde import manifest_from_bytes
 from common.tasks import TaskSpec
 from common.train.dp import DPBudget
 from common.train.siteblock import train_modality
+from coordinator.store import evaluation_traffic
 
 from . import references as refs
 from .references import Entry, module_entry
@@ -76,7 +76,7 @@ def round_bytes(model: torch.nn.Module) -> int:
     return sum(state[n].numel() * state[n].element_size() for n in trainable_names(model))
 
 
-# ---- the federated models --------------------------------------------------------------------------
+# ---- the federated models ------------------------------------------------------------------------
 def best_block(run: RunResult, ids: list[str]) -> tuple[int, str]:
     """The block the consortium would pick: the best consortium validation metric among the blocks
     scored alone in the merge's evaluation; when no site could score them, the best validation
@@ -98,8 +98,8 @@ def best_block(run: RunResult, ids: list[str]) -> tuple[int, str]:
     ]
     i = int(np.argmax(stats))
     return i, (
-        f"{labels[i]} alone (no consortium validation; the best validation the sites published with their blocks, "
-        f"{stats[i]:.3f})"
+        f"{labels[i]} alone (no consortium validation; the best validation the sites published "
+        f"with their blocks, {stats[i]:.3f})"
         if stats[i] >= 0
         else f"{labels[i]} alone (nothing validated: the first block)"
     )
@@ -119,7 +119,8 @@ def federated(
     )
     i, name = best_block(run, ids)
     fuse_name = (
-        f"{run.fused.model_id}: LegoFuse, round {run.fused.card.get('fuse', {}).get('kept_round')} kept"
+        f"{run.fused.model_id}: LegoFuse, round "
+        f"{run.fused.card.get('fuse', {}).get('kept_round')} kept"
         if run.fused is not None
         else f"no round kept: {run.merged.model_id} (the parent)"
     )
@@ -154,7 +155,7 @@ def federated(
     ]
 
 
-# ---- measuring on the test patients ------------------------------------------------------------------------
+# ---- measuring on the test patients --------------------------------------------------------------
 def test_set(
     entries: list[Entry],
     locals_: dict[str, Entry],
@@ -212,7 +213,7 @@ def comparisons(tests: list[TestSet], replicates: int = REPLICATES) -> list[dict
     return [c.to_dict() for c in compare_models(tests, "recommended", kinds, replicates=replicates)]
 
 
-# ---- checks against a central retraining ----------------------------------------------------------------
+# ---- checks against a central retraining ---------------------------------------------------------
 @dataclass
 class Reference:
     """What the simulator retrained in its own process from the same site data."""
@@ -316,24 +317,11 @@ def _fuse_rows(run: RunResult, scn: Scenario, site: str) -> MultimodalDataset:
 def _evaluation_bytes(run: RunResult, site: str) -> tuple[int, int]:
     """(sent, received) for federated evaluation: the reports' scores; the blocks and versions the
     site fetched to rebuild candidates, and the round weights it downloaded."""
-    db = run.out / "coordinator" / "store" / "registry.sqlite"
-    sent = received = 0
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-        sent = int(
-            con.execute(
-                "SELECT COALESCE(SUM(LENGTH(message)), 0) FROM eval_scores WHERE site = ?", (site,)
-            ).fetchone()[0]
-        )
-        for (raw,) in con.execute(
-            "SELECT e.message FROM evaluations e JOIN eval_reports r ON r.job_id = e.job_id "
-            "WHERE r.site = ? AND r.declined = ''",
-            (site,),
-        ):
-            received += sum(
-                c.weights_size
-                for c in job_from_bytes(bytes(raw)).candidates
-                if c.kind == "fuse-round"
-            )
+    traffic = evaluation_traffic(run.out / "coordinator" / "store", site)
+    sent = traffic.score_bytes
+    received = sum(
+        c.weights_size for job in traffic.answered for c in job.candidates if c.kind == "fuse-round"
+    )
     state = run.site_dirs[site]
     for folder in (
         state / "verified-blocks",
@@ -389,7 +377,8 @@ def communication(
 def build_report(
     run: RunResult, scn: Scenario, part: Partition, extra_phases: dict[str, float] | None = None
 ) -> tuple[dict[str, Any], Measured]:
-    """Every figure of the run, as one JSON-able dict, and the test scores its comparisons rest on."""
+    """Every figure of the run, as one JSON-able dict, and the test scores its comparisons rest
+    on."""
     spec = run.task.spec
     merged, _ = load_model_folder(run.model_dirs[run.merged.model_id])
     if isinstance(merged, LegoFuse):
@@ -704,7 +693,8 @@ def checks(report: dict[str, Any], scn: Scenario) -> dict[str, bool]:
         "centralized" in report and scn.spec.block_epsilon is None
     ):  # DP noise is secret: a retrain cannot match
         out[
-            f"{report['centralized']['site']}'s blocks trained again here == its pushed blocks (bit for bit)"
+            f"{report['centralized']['site']}'s blocks trained again here == its pushed blocks "
+            "(bit for bit)"
         ] = bool(report["centralized"]["blocks_exact"])
         fuse = next((r for r in report.get("summary", []) if r["kind"] == "fuse"), None)
         if report["centralized"]["fuse_test"] is not None and fuse is not None:

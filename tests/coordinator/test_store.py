@@ -1,5 +1,6 @@
 """Start-up recovery of the store: what a crash can leave behind is cleaned, resumable uploads
-survive, and a blob whose bytes changed on disk is caught and kept out of listings."""
+survive, and a blob whose bytes changed on disk is caught and kept out of listings; the store's
+records of an evaluation (a report kept once, only from a site the job reached)."""
 
 from __future__ import annotations
 
@@ -11,29 +12,34 @@ from pathlib import Path
 
 import pytest
 
+from common.evaluation import CandidateScore, PairCounts
+from common.evaluation.candidates import Candidate, EvaluationJob
+from common.records import BlockRecord, utc_now
+from common.serde import score_to_bytes
 from coordinator.merging import insert_version
-from coordinator.store import Store
+from coordinator.store import (
+    Answer,
+    CarriedWeights,
+    EvaluationTraffic,
+    JobRecord,
+    OpenUpload,
+    Store,
+    evaluation_traffic,
+)
 
 
 def add_block(store: Store, data: bytes, site: str = "hosp-a") -> str:
     sha = store.blobs.put_bytes(data)
-    with store.db.tx() as c:
-        c.execute(
-            "INSERT INTO blocks(block_id, task_id, site, modality, size, accepted_at, state, manifest, signature, "
-            "signer_certificate) VALUES(?,?,?,?,?,?,?,?,?,?)",
-            (sha, "t1", site, "genes", len(data), "now", "accepted", b"m", b"s", b""),
-        )
+    store.blocks.accept(
+        BlockRecord(sha, "t1", site, "genes", len(data), "now", "accepted", b"m", b"s", b""),
+        upload_key="",
+    )
     return sha
 
 
 def add_upload(store: Store, upload_id: str, started: float, partial: bytes | None) -> Path:
     key = hashlib.sha256(upload_id.encode()).hexdigest()
-    with store.db.tx() as c:
-        c.execute(
-            "INSERT INTO uploads(site, upload_id, key, manifest, signature, block_id, total, started_at) "
-            "VALUES(?,?,?,?,?,?,?,?)",
-            ("hosp-a", upload_id, key, b"m", b"s", "ab" * 32, 100, started),
-        )
+    store.uploads.start(OpenUpload("hosp-a", upload_id, key, b"m", b"s", "ab" * 32, 100, started))
     part = store.blobs.partial(key)
     if partial is not None:
         part.write_bytes(partial)
@@ -69,10 +75,9 @@ def test_recovery_cleans_leftovers_and_keeps_what_is_valid(tmp_path: Path) -> No
         and not old.exists()
         and not stray.exists()
     )
-    assert [o[1] for o in store.db.open_uploads()] == ["live"]
-    assert [b.block_id for b in store.db.blocks()] == [good] and store.db.latest_blocks("t1")[
-        0
-    ].block_id == good
+    assert [o.upload_id for o in store.uploads.listing()] == ["live"]
+    assert [b.block_id for b in store.blocks.listing()] == [good]
+    assert [b.block_id for b in store.blocks.latest("t1")] == [good]
     store.close()
     again = Store(tmp_path, upload_ttl_s=3600)  # a second start finds nothing more to do
     assert (
@@ -185,3 +190,51 @@ def test_a_schema_1_store_is_migrated_to_schema_2_and_keeps_its_data(tmp_path: P
     again = Store(tmp_path)
     assert again.db.migrated_from is None
     again.close()
+
+
+def test_a_report_is_kept_once_and_only_from_a_site_the_job_was_delivered_to(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path)
+    data = b"\0" * 8  # a fuse round's packed weights
+    sha = store.blobs.put_bytes(data)
+    round_1 = Candidate(
+        "round-1",
+        "fuse-round",
+        model_id="t1-v1",
+        weights_sha256=sha,
+        weights_size=len(data),
+        fuse_mode="stack",
+        layout="x",
+    )
+    job = store.evaluations.open(
+        "t1",
+        time.time() + 60,
+        lambda job_id: EvaluationJob(job_id, "t1", "fuse", (round_1,), utc_now(), ""),
+        [CarriedWeights("round-1", sha, data)],
+        "ops",
+    )
+    assert job.job_id == "t1-e1" and store.evaluations.job("t1-e1") == JobRecord(
+        job, "open", pytest.approx(time.time() + 60, abs=5)
+    )
+    score = CandidateScore((PairCounts(30, 12, 1),), 12, 6, 0.004, 0.001)
+    assert store.evaluations.keep_report(job.job_id, "hosp-a", "", {"round-1": score}) == (
+        "not-delivered"
+    )
+    store.evaluations.mark_delivered([job.job_id], "hosp-a")
+    store.evaluations.mark_delivered([job.job_id], "hosp-b")
+    assert store.evaluations.keep_report(job.job_id, "hosp-a", "", {"round-1": score}) is None
+    assert store.evaluations.keep_report(job.job_id, "hosp-a", "", {}) == "answered"
+    assert store.evaluations.keep_report(job.job_id, "hosp-b", "too-few-patients", {}) is None
+    assert store.evaluations.answers(job.job_id) == [
+        Answer("hosp-a"),
+        Answer("hosp-b", "too-few-patients"),
+    ]
+    store.evaluations.close(job.job_id)
+    assert store.evaluations.keep_report(job.job_id, "hosp-c", "", {}) == "closed"
+    store.close()
+
+    # what the simulator's report reads of it, the database opened read-only
+    a, b = evaluation_traffic(tmp_path, "hosp-a"), evaluation_traffic(tmp_path, "hosp-b")
+    assert a == EvaluationTraffic(len(score_to_bytes("round-1", score)), (job,))
+    assert b == EvaluationTraffic(0, ())  # it declined: it downloaded no round's weights
