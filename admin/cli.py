@@ -220,7 +220,6 @@ def fuse(
     on stderr); the best round is stored only if it beats the parent on consortium validation.
     Ctrl-C stops following, not the run: `mmlego admin fuse-runs` shows how it ends."""
     from common.admin.client import NotStored
-
     from common.pb.mmlego.v1 import registry_pb2 as pb
     from common.records import FuseRound
 
