@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from .evaluation_servicer import EvaluationServicer
 from .metrics import Metrics, http_app, serve_http
 from .registry import Registry
 from .servicer import BlockRegistryServicer, FuseRunner, FuseStart
+from .store import OperationalError
 
 log = logging.getLogger("mmlego.coordinator")
 SERVICE_NAME = "mmlego.v1.BlockRegistry"
@@ -54,8 +54,8 @@ def _credentials(config: CoordinatorConfig) -> grpc.ServerCredentials:
     ):
         if not path.is_file():
             raise ValueError(
-                f"TLS {what} {path} not found; "
-                "create server credentials with: mmlego coordinator init"
+                f"TLS {what} {path} not found; create server credentials with: "
+                "mmlego coordinator init"
             )
     return grpc.ssl_server_credentials(
         [(config.key.read_bytes(), config.cert.read_bytes())],
@@ -104,9 +104,8 @@ def serve(config: CoordinatorConfig, fuse_runner: FuseRunner | None = None) -> I
         if who.role == "site" and now - last_seen.get(who.name, -1e9) > 60:
             try:
                 registry.seen(who)
-            except (
-                sqlite3.OperationalError
-            ) as exc:  # a locked database must not fail the call itself; retried next call
+            except OperationalError as exc:
+                # a locked database must not fail the call itself; retried on the next call
                 log.warning("could not record that %s called: %s", who.name, exc)
                 return
             last_seen[who.name] = now
@@ -154,11 +153,8 @@ def serve(config: CoordinatorConfig, fuse_runner: FuseRunner | None = None) -> I
         """None when the registry serves and its database answers; otherwise why not."""
         if not serving.is_set():
             return "not serving"
-        try:
-            registry.store.db.query("SELECT 1")
-        except sqlite3.Error as exc:
-            return f"database: {exc}"
-        return None
+        problem = registry.store.ping()
+        return None if problem is None else f"database: {problem}"
 
     http = None
     try:
@@ -211,9 +207,8 @@ def serve_forever(config: CoordinatorConfig) -> None:
         print(f"mmlego coordinator listening on {config.host}:{running.port}", flush=True)
         if running.metrics_port:
             print(
-                "mmlego coordinator metrics on "
-                f"{config.metrics_listen.rpartition(':')[0]}:{running.metrics_port} "
-                "(/metrics, /healthz)",
+                f"mmlego coordinator metrics on {config.metrics_listen.rpartition(':')[0]}:"
+                f"{running.metrics_port} (/metrics, /healthz)",
                 flush=True,
             )
         stop.wait()
