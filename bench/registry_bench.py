@@ -36,7 +36,13 @@ from common.lego import EncoderConfig, LegoBlock
 from common.pki import CertificateAuthority, enroll_admin, enroll_site, server_credentials
 from common.records import TaskRecord
 from common.tasks import TaskSpec
-from coordinator.config import render_config
+from coordinator.config import (
+    CoordinatorFile,
+    ServerSection,
+    ServerTLSSection,
+    StoreSection,
+    render_config,
+)
 from coordinator.launch import CoordinatorProcess, free_port
 
 MB = 1 << 20
@@ -46,7 +52,8 @@ TASK = TaskRecord(
 
 
 def features_for(mb: float) -> int:
-    """Tabular input width giving a block of about ``mb`` MiB (encoder: F x 128 weights + 2 F scaling)."""
+    """Tabular input width giving a block of about ``mb`` MiB (encoder: F x 128 weights + 2 F
+    scaling)."""
     return max(8, int(mb * MB / (4 * 130)))
 
 
@@ -148,13 +155,14 @@ class Bench:
         s = root / "server"
         (root / "coordinator.toml").write_text(
             render_config(
-                f"127.0.0.1:{self.port}",
-                str(s / "server.crt"),
-                str(s / "server.key"),
-                str(s / "ca.crt"),
-                None,
-                store=str(root / "store"),
-            ).replace("workers = 64", f"workers = {workers}")
+                CoordinatorFile(
+                    server=ServerSection(listen=f"127.0.0.1:{self.port}", workers=workers),
+                    tls=ServerTLSSection(
+                        cert=str(s / "server.crt"), key=str(s / "server.key"), ca=str(s / "ca.crt")
+                    ),
+                    store=StoreSection(path=str(root / "store")),
+                )
+            )
         )
         self.proc = CoordinatorProcess(root / "coordinator.toml", root / "coordinator.log")
         self.proc.start()
@@ -170,7 +178,8 @@ class Bench:
         return RegistryClient(self.address, self.tls(who), timeout_s=120)
 
     def restart(self) -> float:
-        """A fresh coordinator process on the same store (so peak memory is per test); returns its idle RSS in MiB."""
+        """A fresh coordinator process on the same store (so peak memory is per test); returns its
+        idle RSS in MiB."""
         self.proc.stop()
         self.proc.start()
         time.sleep(0.5)
@@ -217,8 +226,10 @@ def throughput(b: Bench, sizes: list[int], reps: int, scratch: Path) -> list[dic
                     }
                 )
                 print(
-                    f"  {size / MB:7.1f} MB  mmlego {size / MB / grpc_s:7.1f} MB/s  plain TLS {size / MB / plain:7.1f} MB/s"
-                    f"  (+fsync'd file {size / MB / durable:7.1f} MB/s)  ratio {plain / grpc_s:.2f} ({durable / grpc_s:.2f})",
+                    f"  {size / MB:7.1f} MB  mmlego {size / MB / grpc_s:7.1f} MB/s"
+                    f"  plain TLS {size / MB / plain:7.1f} MB/s"
+                    f"  (+fsync'd file {size / MB / durable:7.1f} MB/s)"
+                    f"  ratio {plain / grpc_s:.2f} ({durable / grpc_s:.2f})",
                     flush=True,
                 )
                 shutil.rmtree(folder)
@@ -314,7 +325,8 @@ def merges(b: Bench, counts: list[int], reps: int, scratch: Path) -> list[dict[s
             }
         )
         print(
-            f"  merge of {n} blocks ({size / MB:.2f} MB each): median {statistics.median(times):.3f} s",
+            f"  merge of {n} blocks ({size / MB:.2f} MB each): "
+            f"median {statistics.median(times):.3f} s",
             flush=True,
         )
     return rows

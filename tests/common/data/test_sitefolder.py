@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -42,8 +44,8 @@ def test_example_folder_loads() -> None:
 
 
 def test_parquet_tables_load_like_csv(site: Path) -> None:
-    pytest.importorskip("pyarrow")
-    pd.read_csv(site / "genes.csv", dtype={"patient_id": str}).to_parquet(site / "genes.parquet")
+    genes = pd.read_csv(site / "genes.csv", dtype={"patient_id": str})
+    pq.write_table(pa.Table.from_pandas(genes), site / "genes.parquet")  # a hard dependency
     toml = (site / "data.toml").read_text().replace('file = "genes.csv"', 'file = "genes.parquet"')
     (site / "data.toml").write_text(toml)
     a, b = load_site_folder(EXAMPLE), load_site_folder(site)
@@ -75,7 +77,8 @@ def test_export_split_by_study(tmp_path: Path) -> None:
 
 
 def edit(path: Path, old: str, new: str) -> None:
-    """Replace the first line of ``path`` that starts with ``old`` (comments included) by ``new``."""
+    """Replace the first line of ``path`` that starts with ``old`` (comments included) by
+    ``new``."""
     lines = path.read_text().splitlines()
     i = next(i for i, line in enumerate(lines) if line.startswith(old))
     lines[i] = new
@@ -205,6 +208,7 @@ def test_a_split_column_names_the_validation_patients_and_round_trips(
     )
     with pytest.raises(
         DataError,
-        match=r"column 'split', row 8 \(patient 'P007'\): split must be 'train' or 'validation', got 'test'",
+        match=r"column 'split', row 8 \(patient 'P007'\): "
+        r"split must be 'train' or 'validation', got 'test'",
     ):
         load_site_folder(site)
