@@ -32,7 +32,14 @@ from common.pki import CertificateAuthority, enroll_admin, enroll_site, server_c
 from common.records import TaskRecord
 from common.tasks import TaskSpec
 from coordinator import fuse_run
-from coordinator.config import render_config
+from coordinator.config import (
+    CoordinatorFile,
+    EvaluationSection,
+    ServerSection,
+    ServerTLSSection,
+    StoreSection,
+    render_config,
+)
 from coordinator.launch import CoordinatorProcess, free_port
 from coordinator.store import Store
 
@@ -61,13 +68,17 @@ def consortium(
     s = root / "server"
     config.write_text(
         render_config(
-            f"127.0.0.1:{port}",
-            str(s / "server.crt"),
-            str(s / "server.key"),
-            str(s / "ca.crt"),
-            str(root / "ca" / "crl.pem"),
-            store=str(root / "store"),
-            evaluation_deadline_s=0,
+            CoordinatorFile(
+                server=ServerSection(listen=f"127.0.0.1:{port}"),
+                tls=ServerTLSSection(
+                    cert=str(s / "server.crt"),
+                    key=str(s / "server.key"),
+                    ca=str(s / "ca.crt"),
+                    crl=str(root / "ca" / "crl.pem"),
+                ),
+                store=StoreSection(path=str(root / "store")),
+                evaluation=EvaluationSection(deadline_s=0),
+            )
         )
     )
     coord = CoordinatorProcess(config, root / "coordinator.log")

@@ -36,7 +36,13 @@ from common.lego import EncoderConfig, LegoBlock
 from common.pki import CertificateAuthority, enroll_admin, enroll_site, server_credentials
 from common.records import TaskRecord
 from common.tasks import TaskSpec
-from coordinator.config import render_config
+from coordinator.config import (
+    CoordinatorFile,
+    ServerSection,
+    ServerTLSSection,
+    StoreSection,
+    render_config,
+)
 from coordinator.launch import CoordinatorProcess, free_port
 
 MB = 1 << 20
@@ -149,13 +155,14 @@ class Bench:
         s = root / "server"
         (root / "coordinator.toml").write_text(
             render_config(
-                f"127.0.0.1:{self.port}",
-                str(s / "server.crt"),
-                str(s / "server.key"),
-                str(s / "ca.crt"),
-                None,
-                store=str(root / "store"),
-            ).replace("workers = 64", f"workers = {workers}")
+                CoordinatorFile(
+                    server=ServerSection(listen=f"127.0.0.1:{self.port}", workers=workers),
+                    tls=ServerTLSSection(
+                        cert=str(s / "server.crt"), key=str(s / "server.key"), ca=str(s / "ca.crt")
+                    ),
+                    store=StoreSection(path=str(root / "store")),
+                )
+            )
         )
         self.proc = CoordinatorProcess(root / "coordinator.toml", root / "coordinator.log")
         self.proc.start()
@@ -219,10 +226,10 @@ def throughput(b: Bench, sizes: list[int], reps: int, scratch: Path) -> list[dic
                     }
                 )
                 print(
-                    f"  {size / MB:7.1f} MB  mmlego {size / MB / grpc_s:7.1f} MB/s  "
-                    f"plain TLS {size / MB / plain:7.1f} MB/s"
-                    f"  (+fsync'd file {size / MB / durable:7.1f} MB/s)  "
-                    f"ratio {plain / grpc_s:.2f} ({durable / grpc_s:.2f})",
+                    f"  {size / MB:7.1f} MB  mmlego {size / MB / grpc_s:7.1f} MB/s"
+                    f"  plain TLS {size / MB / plain:7.1f} MB/s"
+                    f"  (+fsync'd file {size / MB / durable:7.1f} MB/s)"
+                    f"  ratio {plain / grpc_s:.2f} ({durable / grpc_s:.2f})",
                     flush=True,
                 )
                 shutil.rmtree(folder)

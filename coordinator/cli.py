@@ -69,16 +69,25 @@ def init(
         "0.0.0.0:50051 on a server).",
     ),
     superlink: str = typer.Option(
-        "", help="host:port of the Flower SuperLink beside the coordinator (writes [flower])."
+        "", help="host:port of the Flower SuperLink beside the coordinator ([flower] superlink)."
     ),
     metrics: str = typer.Option(
         "", help="host:port of /metrics and /healthz (plain HTTP; default: off)."
     ),
 ) -> None:
-    """Write server credentials, a ready coordinator.toml and a copy of the CA's revocation list (crl.pem)."""
+    """Write server credentials, a ready coordinator.toml and a copy of the CA's revocation list
+    (crl.pem)."""
     from common.pki import CAError, CertificateAuthority, server_credentials
 
-    from .config import render_config, split_address
+    from .config import (
+        CoordinatorFile,
+        FlowerSection,
+        MetricsSection,
+        ServerSection,
+        ServerTLSSection,
+        render_config,
+        split_address,
+    )
 
     for what, value in (("--listen", listen), ("--superlink", superlink), ("--metrics", metrics)):
         if value:
@@ -91,21 +100,19 @@ def init(
         server_credentials(authority, "coordinator", host, out)
     except (CAError, ValueError, FileExistsError) as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
-    # The revocation list travels to the coordinator's host as a copy: the CA folder (with ca.key) never does.
+    # The revocation list travels to the coordinator's host as a copy: the CA folder (with ca.key)
+    # never does.
     shutil.copyfile(ca / "crl.pem", out / "crl.pem")
-    (out / "coordinator.toml").write_text(
-        render_config(
-            listen or f"{host[0]}:{port}",
-            "server.crt",
-            "server.key",
-            "ca.crt",
-            "crl.pem",
-            metrics=metrics,
-            superlink=superlink,
-        )
+    written = CoordinatorFile(  # the schema's defaults but for what the options name
+        server=ServerSection(listen=listen or f"{host[0]}:{port}"),
+        tls=ServerTLSSection(crl="crl.pem"),
+        metrics=MetricsSection(listen=metrics),
+        flower=FlowerSection(superlink=superlink) if superlink else FlowerSection(),
     )
+    (out / "coordinator.toml").write_text(render_config(written))
     typer.echo(
-        f"wrote {out / 'coordinator.toml'} (copy {ca / 'crl.pem'} to {out / 'crl.pem'} after every revocation); "
+        f"wrote {out / 'coordinator.toml'} "
+        f"(copy {ca / 'crl.pem'} to {out / 'crl.pem'} after every revocation); "
         f"start with: mmlego coordinator serve --config {out / 'coordinator.toml'}"
     )
 
@@ -175,7 +182,8 @@ def merge(
     head_merge: str = typer.Option("spherical"),
 ) -> None:
     """Build a new model version from the latest accepted block of every (site, modality): the
-    sites score the candidates on their validation patients first, and the card shows what they found."""
+    sites score the candidates on their validation patients first, and the card shows what they
+    found."""
     reg = _registry(config)
     try:
         m = _domain(
@@ -223,7 +231,8 @@ def evaluations(
     task: str = typer.Option("", help="Only this task."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
-    """Evaluation jobs (newest first): what was asked, and which sites received, scored or declined it."""
+    """Evaluation jobs (newest first): what was asked, and which sites received, scored or
+    declined it."""
     import json
 
     reg = _registry(config)
@@ -255,7 +264,8 @@ def status(
     config: Path = CONFIG,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
-    """Summarise the store: tasks, sites, blocks and model versions (read beside a running coordinator)."""
+    """Summarise the store: tasks, sites, blocks and model versions (read beside a running
+    coordinator)."""
     import json
 
     from .operations import status as summary
@@ -282,7 +292,8 @@ def backup(
     except BackupError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
     typer.echo(
-        f"backup written to {out}: {len(m['files'])} files, {m['blobs']} blobs, schema {m['schema']}"
+        f"backup written to {out}: {len(m['files'])} files, {m['blobs']} blobs, "
+        f"schema {m['schema']}"
     )
 
 
@@ -301,7 +312,8 @@ def restore(
     except BackupError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
     typer.echo(
-        f"restored the backup of {r['created_at']}: {r['tasks']} tasks, {r['versions']} model versions, "
+        f"restored the backup of {r['created_at']}: {r['tasks']} tasks, "
+        f"{r['versions']} model versions, "
         f"{r['blobs_verified']} blocks re-hashed"
     )
 
@@ -332,7 +344,8 @@ def flower_register(
     key: Path = typer.Option(..., "--key", help="The site kit's flower-node.pub."),
     config: Path = CONFIG,
 ) -> None:
-    """Let a site's SuperNode join LegoFuse rounds: register its node key, bound to the site's name."""
+    """Let a site's SuperNode join LegoFuse rounds: register its node key, bound to the site's
+    name."""
     from .flower import register_node
     from .fuse_rounds import FuseError
 

@@ -1,4 +1,4 @@
-"""coordinator.toml: where the coordinator listens, its TLS material, its store and limits."""
+"""coordinator.toml: its one schema (defaults named once), the writer and the loader."""
 
 from __future__ import annotations
 
@@ -8,97 +8,144 @@ from pathlib import Path
 
 from pydantic import Field
 
-from common.tomlconfig import Strict as _Strict
-from common.tomlconfig import read_toml
+from common.tomlconfig import Strict, TLSSection, read_toml, render_toml
+
+HEADER = "mmlego coordinator configuration; paths are relative to this file."
 
 
-class ServerSection(_Strict):
-    listen: str = "127.0.0.1:50051"  # host:port; port 0 picks a free one
-    insecure: bool = False  # plaintext; allowed only on a loopback address
+class ServerSection(Strict):
+    listen: str = Field(default="127.0.0.1:50051", description="host:port; port 0 picks a free one")
+    insecure: bool = Field(
+        default=False, description="plaintext; allowed only on a loopback address"
+    )
     workers: int = Field(
-        default=64, ge=1, le=1024
-    )  # concurrent RPCs served (an upload holds one for its duration)
+        default=64,
+        ge=1,
+        le=1024,
+        description="concurrent RPCs served (an upload holds one for its duration)",
+    )
 
 
-class TLSSection(_Strict):
+class ServerTLSSection(TLSSection):
+    """The coordinator's [tls]: the server credentials ``mmlego coordinator init`` writes, and the
+    CA's revocation list."""
+
     cert: str = "server.crt"
     key: str = "server.key"
-    ca: str = "ca.crt"
-    crl: str | None = None  # the CA's revocation list; re-read when it changes
+    crl: str | None = Field(
+        default=None,
+        description="a copy of the CA's revocation list; re-read when it changes",
+        examples=["crl.pem"],
+    )
 
 
-class StoreSection(_Strict):
+class StoreSection(Strict):
     path: str = "store"
-    max_block_mb: float = Field(default=1024, gt=0)  # largest accepted block
+    max_block_mb: float = Field(default=1024, gt=0, description="largest accepted block")
     max_open_uploads_per_site: int = Field(default=8, ge=1)
     upload_ttl_hours: float = Field(
-        default=24, gt=0
-    )  # unfinished uploads older than this are removed on start
-    verify_on_start: bool = True  # re-hash every stored blob on start
+        default=24, gt=0, description="unfinished uploads older than this are removed on start"
+    )
+    verify_on_start: bool = Field(default=True, description="re-hash every stored blob on start")
     busy_timeout_s: float = Field(
-        default=30.0, gt=0
-    )  # a database locked longer than this: the call is refused (UNAVAILABLE)
+        default=30.0,
+        gt=0,
+        description="a database locked longer than this: the call is refused (UNAVAILABLE)",
+    )
 
 
-class FlowerSection(_Strict):
-    superlink: str = "127.0.0.1:9093"  # the SuperLink beside the coordinator (its one HTTP port)
-    home: str = "flower"  # FLWR_HOME of the coordinator's Flower processes and CLI
+class FlowerSection(Strict):
+    superlink: str = Field(
+        default="127.0.0.1:9093",
+        description="the Flower SuperLink beside the coordinator (`mmlego coordinator superlink`)",
+    )
+    home: str = Field(
+        default="flower", description="FLWR_HOME of the coordinator's Flower processes and CLI"
+    )
     round_timeout_s: float = Field(
-        default=600.0, gt=0
-    )  # a round goes on without sites that did not answer by then
+        default=600.0,
+        gt=0,
+        description="a round goes on without sites that did not answer by then",
+    )
     discovery_timeout_s: float = Field(
-        default=60.0, gt=0
-    )  # how long to wait for paired sites to connect
+        default=60.0, gt=0, description="how long to wait for paired sites to connect"
+    )
     min_sites: int = Field(
-        default=1, ge=1
-    )  # fewer paired sites answering a round and the run fails
+        default=1, ge=1, description="fewer paired sites answering a round and the run fails"
+    )
     expect_sites: int = Field(
-        default=0, ge=0
-    )  # paired sites discovery waits for (0: min_sites), up to its timeout
-    run_timeout_s: float = Field(default=3600.0, gt=0)  # a whole fuse run
+        default=0,
+        ge=0,
+        description="paired sites discovery waits for (0: min_sites), up to its timeout",
+    )
+    run_timeout_s: float = Field(default=3600.0, gt=0, description="a whole fuse run")
     dp_clipping_norm: float = Field(
-        default=0.0, ge=0
-    )  # > 0: central DP (server-side fixed clipping) in fuse rounds
+        default=0.0,
+        ge=0,
+        description="> 0: central DP (server-side fixed clipping) in fuse rounds",
+    )
     dp_noise_multiplier: float = Field(
-        default=0.0, ge=0
-    )  # Gaussian noise std = multiplier * clipping norm / sites
+        default=0.0, ge=0, description="Gaussian noise std = multiplier * clipping norm / sites"
+    )
     dp_delta: float = Field(
-        default=1e-5, gt=0, lt=1
-    )  # the delta at which the card reports the epsilon spent
-    # true: the SuperLink runs Flower's simulation engine (Ray) instead of waiting for SuperNodes: the
-    # ClientApps of the sites in the store's flower-partitions.json run as Ray actors (mmlego simulate --engine ray)
-    simulation: bool = False
+        default=1e-5,
+        gt=0,
+        lt=1,
+        description="the delta at which the card reports the epsilon spent",
+    )
+    simulation: bool = Field(
+        default=False,
+        description="true: Flower's simulation engine runs the sites' ClientApps as Ray actors, "
+        "no SuperNodes (simulate --engine ray)",
+    )  # the sites named in the store's flower-partitions.json, on the cluster RAY_ADDRESS names
 
 
-class EvaluationSection(_Strict):
+class EvaluationSection(Strict):
     """Federated evaluation: sites score candidates and versions on their validation patients."""
 
     deadline_s: float = Field(
-        default=600.0, ge=0
-    )  # the longest a merge, a fuse round or an evaluation waits for sites
+        default=600.0,
+        ge=0,
+        description="longest wait for the sites' scores of a merge, a fuse round or an "
+        "evaluation (0: off)",
+    )
     z: float = Field(
-        default=1.0, ge=0
-    )  # a candidate replaces the uniform merge only with a gain above z standard errors
+        default=1.0,
+        ge=0,
+        description="a candidate replaces the uniform merge only with a gain above z standard "
+        "errors",
+    )
 
 
-class MetricsSection(_Strict):
-    # host:port of the plaintext HTTP endpoint with /metrics (Prometheus) and /healthz; "" = off.
-    # It shows counts and latencies, never data; bind it to an address only the monitoring can reach.
-    listen: str = ""
+class MetricsSection(Strict):
+    """The plaintext HTTP endpoint with /metrics (Prometheus) and /healthz. It shows counts and
+    latencies, never data; bind it to an address only the monitoring can reach."""
+
+    listen: str = Field(
+        default="",
+        description='e.g. "127.0.0.1:9464": /metrics (Prometheus) and /healthz over plain HTTP; '
+        '"" = off',
+    )
 
 
-class CoordinatorFile(_Strict):
+class CoordinatorFile(Strict):
+    """coordinator.toml: the one schema, its defaults named here and nowhere else."""
+
     server: ServerSection = Field(default_factory=ServerSection)
-    tls: TLSSection = Field(default_factory=TLSSection)
+    tls: ServerTLSSection = Field(default_factory=ServerTLSSection)
     store: StoreSection = Field(default_factory=StoreSection)
     flower: FlowerSection = Field(default_factory=FlowerSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
 
 
+_DEFAULT = CoordinatorFile()
+
+
 @dataclass(frozen=True)
 class CoordinatorConfig:
-    """Resolved configuration: paths are absolute (relative ones are taken from the file's folder)."""
+    """Resolved configuration: paths are absolute (relative ones are taken from the file's
+    folder); the defaults are the schema's."""
 
     host: str
     port: int
@@ -113,11 +160,11 @@ class CoordinatorConfig:
     max_open_uploads_per_site: int
     upload_ttl_s: float
     verify_on_start: bool
-    busy_timeout_s: float = 30.0
+    busy_timeout_s: float = _DEFAULT.store.busy_timeout_s
     flower: FlowerSection = field(default_factory=FlowerSection)
-    flower_home: Path = Path("flower")
+    flower_home: Path = Path(_DEFAULT.flower.home)
     path: Path | None = None  # the file it was read from
-    metrics_listen: str = ""  # host:port of /metrics and /healthz; "" = off
+    metrics_listen: str = _DEFAULT.metrics.listen  # host:port of /metrics and /healthz; "" = off
     evaluation: EvaluationSection = field(default_factory=EvaluationSection)
 
     @property
@@ -187,34 +234,7 @@ def load_config(path: str | Path, insecure: bool | None = None) -> CoordinatorCo
     )
 
 
-def render_config(
-    listen: str,
-    cert: str,
-    key: str,
-    ca: str,
-    crl: str | None,
-    store: str = "store",
-    metrics: str = "",
-    superlink: str = "",
-    evaluation_deadline_s: float = 600.0,
-) -> str:
-    """A coordinator.toml with these settings (paths relative to the file's folder); a [flower]
-    section when ``superlink`` is given."""
-    crl_line = (
-        f'crl = "{crl}"\n' if crl else '# crl = "../ca/crl.pem"  # the CA\'s revocation list\n'
-    )
-    return (
-        f'# mmlego coordinator configuration; paths are relative to this file.\n[server]\nlisten = "{listen}"\n'
-        f'insecure = false\nworkers = 64\n\n[tls]\ncert = "{cert}"\nkey = "{key}"\nca = "{ca}"\n{crl_line}\n'
-        f'[store]\npath = "{store}"\nmax_block_mb = 1024\nmax_open_uploads_per_site = 8\nupload_ttl_hours = 24\n'
-        "verify_on_start = true\nbusy_timeout_s = 30\n\n"
-        f"[evaluation]\ndeadline_s = {evaluation_deadline_s:g}  # longest wait for the sites' scores of a merge, a fuse "
-        "round or an evaluation (0: off)\n"
-        "z = 1.0  # a candidate replaces the uniform merge only with a gain above z standard errors\n\n"
-        f'[metrics]\nlisten = "{metrics}"  # e.g. "127.0.0.1:9464": /metrics (Prometheus) and /healthz over plain HTTP; "" = off\n'
-        + (
-            f'\n[flower]\nsuperlink = "{superlink}"  # the Flower SuperLink (`mmlego coordinator superlink`)\nhome = "flower"\n'
-            if superlink
-            else ""
-        )
-    )
+def render_config(f: CoordinatorFile, header: str = HEADER) -> str:
+    """``f`` as coordinator.toml text: every setting, each with what it does (paths relative to
+    the file's folder); :func:`load_config` reads it back."""
+    return render_toml(f, header)

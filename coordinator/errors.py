@@ -4,6 +4,8 @@ gRPC status code (one translator, in :mod:`coordinator.servicer`)."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class Kind(enum.Enum):
@@ -20,7 +22,8 @@ class Kind(enum.Enum):
 
 
 class RegistryError(Exception):
-    """A request the registry refuses; ``message`` is shown to the caller and must say what to do."""
+    """A request the registry refuses; ``message`` is shown to the caller and must say what to
+    do."""
 
     def __init__(self, kind: Kind, message: str) -> None:
         super().__init__(message)
@@ -30,6 +33,16 @@ class RegistryError(Exception):
 
 def invalid(msg: str) -> RegistryError:
     return RegistryError(Kind.INVALID, msg)
+
+
+@contextmanager
+def as_invalid() -> Iterator[None]:
+    """Inside: a ``ValueError`` (a message that does not parse, a setting out of range) is the
+    caller's mistake and leaves as an INVALID argument with its message (nothing else of it)."""
+    try:
+        yield
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
 
 
 def not_found(msg: str) -> RegistryError:

@@ -13,7 +13,7 @@ from common.pb.mmlego.v1 import evaluation_pb2_grpc as epb_grpc
 from common.pb.mmlego.v1 import registry_pb2 as pb
 
 from .auth import caller
-from .errors import invalid
+from .errors import as_invalid
 from .metrics import Metrics
 from .registry import Registry
 from .servicer import call_deadline, streamed, translated
@@ -50,10 +50,8 @@ class EvaluationServicer(epb_grpc.EvaluationServicer):
     def ReportEvaluation(
         self, request: epb.EvaluationReport, context: grpc.ServicerContext
     ) -> epb.EvaluationReceipt:
-        try:
+        with as_invalid():
             report = serde.report_from_pb(request)
-        except ValueError as exc:
-            raise invalid(str(exc)) from None
         job = self.registry.evaluations.job(report.job_id).job
         kept = self.registry.evaluations.report(caller(), report, self.registry.task(job.task_id))
         self.metrics.evaluation_reports.labels("declined" if report.declined else "scored").inc()

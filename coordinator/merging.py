@@ -27,7 +27,7 @@ from common.records import BlockRecord, ModelRecord, TaskRecord, utc_now
 from common.serde import manifest_from_bytes
 from common.version import code_version
 
-from .errors import Kind, RegistryError, invalid, not_found, precondition
+from .errors import Kind, RegistryError, as_invalid, invalid, not_found, precondition
 from .evaluations import Evaluations
 from .store import Store, write_card
 
@@ -191,10 +191,8 @@ def merge_task(
         raise invalid(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
     params = {"latent_merge": latent_merge or "harmonic", "head_merge": head_merge or "spherical"}
     for reg, name in ((LATENT_MERGES, params["latent_merge"]), (HEAD_MERGES, params["head_merge"])):
-        try:
+        with as_invalid():  # the registry names the known operators
             reg.get(name)
-        except ValueError as exc:  # the registry names the known operators
-            raise invalid(str(exc)) from None
     records = store.blocks.latest(task_id)
     if not records:
         raise precondition(

@@ -21,7 +21,7 @@ from common.pb.mmlego.v1 import registry_pb2_grpc as pb_grpc
 from common.records import Chunk
 
 from .auth import Authenticator, caller, status_of
-from .errors import Kind, RegistryError, invalid, precondition
+from .errors import Kind, RegistryError, as_invalid, invalid, precondition
 from .fuse_rounds import FuseError, NotStored
 from .metrics import Metrics
 from .registry import Registry
@@ -59,7 +59,7 @@ def fuse_start(registry: Registry, request: pb.FuseRequest) -> FuseStart:
     if request.expect_paired < 0:
         raise invalid(f"expect_paired must be >= 0, got {request.expect_paired}")
     d = FuseConfig()
-    try:
+    with as_invalid():
         cfg = FuseConfig(
             mode=request.mode or registry.task(parent.task_id).fuse_mode,
             rounds=request.rounds or d.rounds,
@@ -69,8 +69,6 @@ def fuse_start(registry: Registry, request: pb.FuseRequest) -> FuseStart:
             patience=request.patience or d.patience,
             folds=-1 if request.folds == 0 else max(0, request.folds),
         )
-    except ValueError as exc:
-        raise invalid(str(exc)) from None
     deadline = (
         0.0
         if request.unvalidated or not registry.evaluating
@@ -329,10 +327,8 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
     # ---- admin --------------------------------------------------------------------------------
     @translated
     def CreateTask(self, request: pb.Task, context: grpc.ServicerContext) -> pb.Task:
-        try:
+        with as_invalid():
             task = serde.task_from_pb(request)
-        except ValueError as exc:
-            raise invalid(str(exc)) from None
         return serde.task_to_pb(self.registry.create_task(task, caller().name))
 
     @translated

@@ -33,7 +33,15 @@ from common.records import (
 )
 from common.serde import manifest_from_bytes
 
-from .errors import Kind, RegistryError, forbidden, invalid, not_found, precondition
+from .errors import (
+    Kind,
+    RegistryError,
+    as_invalid,
+    forbidden,
+    invalid,
+    not_found,
+    precondition,
+)
 from .store import OpenUpload, Store, fsync_dir
 
 log = logging.getLogger("mmlego.coordinator")
@@ -87,10 +95,8 @@ class Uploads:
             raise RegistryError(
                 Kind.UNAUTHENTICATED, f"{exc}; re-sign the block with your kit's signing.key"
             ) from None
-        try:
+        with as_invalid():
             m = manifest_from_bytes(h.manifest)
-        except ValueError as exc:
-            raise invalid(str(exc)) from None
         if m.site != site.name:
             raise forbidden(f"the manifest names site {m.site!r}, but the caller is {site.name!r}")
         if m.modality not in site.modalities:
@@ -104,11 +110,9 @@ class Uploads:
                 f"site {site.name!r} was withdrawn from the consortium; it may not upload blocks"
             )
         task = self.task(m.task_id)
-        try:
+        with as_invalid():  # IntegrityError included
             task.check_block(m.config)
             check_manifest(m)
-        except ValueError as exc:  # IntegrityError included
-            raise invalid(str(exc)) from None
         if task.max_block_epsilon > 0:
             if m.dp is None:
                 raise precondition(

@@ -15,21 +15,8 @@ from ..pb.mmlego.v1 import admin_pb2 as apb
 from ..pb.mmlego.v1 import admin_pb2_grpc as apb_grpc
 from ..pb.mmlego.v1 import registry_pb2 as pb
 from ..records import FuseRound, FuseRun, ModelRecord
-from ..tomlconfig import Strict, read_toml
-
-KIT_FILE = "admin.toml"
-
-
-class TLSSection(Strict):
-    cert: str = "tls.crt"
-    key: str = "tls.key"
-    ca: str = "ca.crt"
-
-
-class AdminToml(Strict):
-    admin: str
-    coordinator: str
-    tls: TLSSection = TLSSection()
+from ..tomlconfig import read_toml
+from .kitfile import KIT_FILE, AdminToml
 
 
 @dataclass(frozen=True)
@@ -45,7 +32,8 @@ class AdminKit:
         """The kit in ``folder``; ``ValueError`` naming what is missing or wrong."""
         if not folder.is_dir():
             raise ValueError(
-                f"admin kit {folder} is not a folder (make one with: mmlego ca enroll-admin NAME --out {folder})"
+                f"admin kit {folder} is not a folder "
+                f"(make one with: mmlego ca enroll-admin NAME --out {folder})"
             )
         raw = read_toml(folder / KIT_FILE, AdminToml)
         tls = TLSFiles(folder / raw.tls.cert, folder / raw.tls.key, folder / raw.tls.ca)
@@ -88,7 +76,8 @@ class AdminClient(RegistryClient):
         self, request: pb.FuseRequest, timeout_s: float = 4 * 3600.0
     ) -> Iterator[str | FuseRound | ModelRecord]:
         """Start a fuse run and follow it: progress lines (str) and rounds as they end, then the
-        stored version (ModelRecord) or, when none was stored, ``NotStored``. CallError on failure."""
+        stored version (ModelRecord) or, when none was stored, ``NotStored``. CallError on
+        failure."""
         import grpc
 
         try:
@@ -107,4 +96,5 @@ class AdminClient(RegistryClient):
 
 
 class NotStored(Exception):
-    """A fuse run that ended without storing a version (no round beat the parent); the message says why."""
+    """A fuse run that ended without storing a version (no round beat the parent); the message
+    says why."""

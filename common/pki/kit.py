@@ -5,8 +5,7 @@ Site kit:  tls.crt, tls.key (0600)      mutual-TLS identity for the registry (ro
            signing.key (0600), signing.pub   Ed25519, signs the site's blocks
            flower-node.key (0600), flower-node.pub
                                          ECDSA P-384 in OpenSSH format (Flower node auth)
-           site.toml                     ready configuration (data folder and coordinator to
-                                         fill in)
+           site.toml                     ready configuration (data folder and task to fill in)
 Admin kit: tls.crt, tls.key, ca.crt, admin.toml.
 Server:    server.crt, server.key, ca.crt (the coordinator's TLS server identity).
 """
@@ -138,8 +137,8 @@ def renew_kit(
     current = ca.active(identity.name)
     if current is None or current.serial != old.serial_number:
         raise CAError(
-            f"{root / 'tls.crt'} (serial {old.serial_number}) is not {identity.name!r}'s "
-            "valid certificate at this CA (revoked, expired or already rotated)"
+            f"{root / 'tls.crt'} (serial {old.serial_number}) is not {identity.name!r}'s valid "
+            "certificate at this CA (revoked, expired or already rotated)"
         )
     key = new_key()
     cert = ca.issue(identity, key.public_key(), days=days, replacing=old.serial_number)
@@ -166,13 +165,9 @@ def enroll_admin(
     write_private(root / "tls.key", key_pem(key))
     write_public(root / "tls.crt", _pem_cert(cert))
     write_public(root / "ca.crt", _pem_cert(ca.cert))
-    write_public(
-        root / "admin.toml",
-        (
-            f'# Operator kit for {name}.\nadmin = "{name}"\ncoordinator = "{coordinator}"\n\n'
-            '[tls]\ncert = "tls.crt"\nkey = "tls.key"\nca = "ca.crt"\n'
-        ).encode(),
-    )
+    from ..admin.kitfile import KIT_FILE, AdminToml, render
+
+    write_public(root / KIT_FILE, render(AdminToml(admin=name, coordinator=coordinator)).encode())
     return root
 
 

@@ -35,20 +35,41 @@ class SitePrivacy(Strict):
     """site.toml's [privacy] section."""
 
     # Fewer patients than this behind any count that leaves the site (a block's stats, its class
-    # weights, a fuse round's patient count) and the count is withheld or the site does not take part.
-    min_cell_size: int = Field(default=MIN_CELL, ge=1)
+    # weights, a fuse round's patient count) and the count is withheld or the site does not take
+    # part.
+    min_cell_size: int = Field(
+        default=MIN_CELL,
+        ge=1,
+        description="no count of fewer patients leaves the site (block stats, class weights, fuse "
+        "rounds, evaluation)",
+    )
     # Set: every block is trained with DP-SGD (Opacus) so that it spends at most this epsilon at
     # block_delta over the planned [train] epochs; the manifest records the accounting.
-    block_epsilon: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    block_epsilon: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="set (e.g. 3.0): train blocks with DP-SGD at this epsilon; the task must give "
+        "public ranges",
+    )
     block_delta: float = Field(
-        default=0.0, ge=0, lt=1
-    )  # 0: 1 / (10 x the block's training patients)
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="DP delta of a block; 0: 1 / (10 x its training patients)",
+    )
     max_grad_norm: float = Field(
-        default=0.1, gt=0, allow_inf_nan=False
-    )  # per-patient gradient clipping (DP-SGD)
+        default=0.1,
+        gt=0,
+        allow_inf_nan=False,
+        description="DP-SGD: each patient's gradient is clipped to this norm",
+    )
     block_lr: float = Field(
-        default=3e-3, gt=0, allow_inf_nan=False
-    )  # DP-SGD's learning rate (instead of [train] lr)
+        default=3e-3,
+        gt=0,
+        allow_inf_nan=False,
+        description="DP-SGD's learning rate (used instead of [train] lr)",
+    )
 
     def budget(self) -> DPBudget | None:
         if self.block_epsilon is None:
@@ -66,18 +87,18 @@ class BlockTraining(Strict):
     n_tokens: int = Field(default=4, ge=1)
     token_dim: int = Field(default=64, ge=1)
     depth: int = Field(default=2, ge=1)  # update steps S
-    val_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    val_fraction: float = Field(
+        default=0.15,
+        gt=0,
+        lt=0.5,
+        description="with [evaluation] folds = 0: validation patients drawn at random when the "
+        "data has no split column",
+    )
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1"
     loader_workers: int = Field(
         default=2, ge=0
     )  # processes reading bags from per-slide files (0: in the training process)
-
-    def toml(self) -> str:
-        """The section as site.toml text (every field, so a reader sees what was used)."""
-        return "[train]\n" + "".join(
-            f"{k} = {v!r}\n".replace("'", '"') for k, v in self.model_dump().items()
-        )
 
 
 def local_spec(task: TaskRecord, train: MultimodalDataset, min_cell: int = 1) -> TaskSpec:
@@ -85,13 +106,15 @@ def local_spec(task: TaskRecord, train: MultimodalDataset, min_cell: int = 1) ->
     than ``min_cell`` patients are weighted as if they had ``min_cell``)."""
     if task.spec.kind != train.task:
         raise ValueError(
-            f"task {task.task_id!r} is {task.spec.kind}, but the site data folder holds {train.task} labels"
+            f"task {task.task_id!r} is {task.spec.kind}, "
+            f"but the site data folder holds {train.task} labels"
         )
     if task.spec.kind == "classification":
         assert train.label is not None
         if int(train.label.max()) >= task.spec.n_classes:
             raise ValueError(
-                f"site data has class {int(train.label.max())}, task {task.task_id!r} has {task.spec.n_classes} classes"
+                f"site data has class {int(train.label.max())}, "
+                f"task {task.task_id!r} has {task.spec.n_classes} classes"
             )
         return replace(
             task.spec,
@@ -108,10 +131,10 @@ class SiteBlock:
     stats: dict[str, float]
     privacy: DPAccount | None = None
     folds: FoldCopies | None = None  # cross-fitted blocks only
-    val_metric: float = float(
-        "nan"
-    )  # the site's own figure (out of fold, or on its validation split), published or not
-    best_epoch: int = 0  # the epochs of the released weights: chosen out of fold, or the best on the validation split
+    # the site's own figure (out of fold, or on its validation split), published or not
+    val_metric: float = float("nan")
+    # the epochs of the released weights: chosen out of fold, or the best on the validation split
+    best_epoch: int = 0
 
 
 def train_modality(
@@ -137,7 +160,8 @@ def train_modality(
     as if it had ``min_cell`` patients. With ``private`` the block (and each fold copy) is
     trained with DP-SGD (:mod:`common.train.dp`): its input scaling comes from the task's public
     ranges, it has no class weights, and the events count is withheld; cross-fitted, it trains for
-    the planned epochs (no choice on its own patients' labels) and publishes no validation metric."""
+    the planned epochs (no choice on its own patients' labels) and publishes no validation
+    metric."""
     if folds:
         return _cross_fitted(data, modality, task, t, stop, min_cell, private, folds)
     has = data.modalities[modality].present.numpy()
@@ -146,7 +170,8 @@ def train_modality(
     val = data.subset(val_rows[has[val_rows]]).select_modalities([modality])
     if len(val) == 0:
         raise ValueError(
-            f"modality {modality!r}: none of the site's validation patients has it; early stopping needs some"
+            f"modality {modality!r}: none of the site's validation patients has it; "
+            "early stopping needs some"
         )
     _check(data, modality, task, t, len(train), min_cell, private, t.epochs)
     spec = local_spec(task, train, min_cell) if private is None else task.spec
@@ -194,8 +219,8 @@ def _cross_fitted(
     fold_of = fold_all[has]
     if np.unique(fold_of).size < folds:
         raise FoldError(
-            f"[evaluation] folds = {folds}: the {len(mine)} patients with modality {modality!r} do not fill "
-            f"{folds} folds; set fewer folds"
+            f"[evaluation] folds = {folds}: the {len(mine)} patients with modality {modality!r} "
+            f"do not fill {folds} folds; set fewer folds"
         )
     smallest = min(int((fold_of != k).sum()) for k in range(folds))
     _check(data, modality, task, t, smallest, min_cell, private, t.epochs)
@@ -284,7 +309,8 @@ def _cross_fitted_private(
     ]
     block, res = train_for(data, modality, task, t, t.epochs, min_cell, private, stop, task.spec)
     log.info(
-        "block:%s: DP, trained on all %d patients for the planned %d epochs (nothing chosen on their labels)",
+        "block:%s: DP, trained on all %d patients for the planned %d epochs "
+        "(nothing chosen on their labels)",
         modality,
         len(mine),
         t.epochs,
@@ -334,17 +360,19 @@ def _check(
     private: DPBudget | None,
     epochs: int,
 ) -> None:
-    """Refuse, before anything is trained, too few training patients or a DP budget or data that cannot work."""
+    """Refuse, before anything is trained, too few training patients or a DP budget or data that
+    cannot work."""
     if n_train < min_cell:
         raise ValueError(
-            f"modality {modality!r} has {n_train} training patients at this site; at least {min_cell} "
-            "(the site's [privacy] min_cell_size) are needed to train a block"
+            f"modality {modality!r} has {n_train} training patients at this site; "
+            f"at least {min_cell} (the site's [privacy] min_cell_size) are needed to train a block"
         )
     if private is not None:
         if isinstance(data.modalities[modality], BagData):
             raise DPError(
-                f"modality {modality!r} is read from per-slide files: DP training of slide blocks is not supported "
-                "yet (DP-SGD needs each patient's bag padded in memory); unset [privacy] block_epsilon for it"
+                f"modality {modality!r} is read from per-slide files: DP training of slide blocks "
+                "is not supported yet (DP-SGD needs each patient's bag padded in memory); "
+                "unset [privacy] block_epsilon for it"
             )
         noise_multiplier(private, n_train, t.batch_size, epochs)
 
@@ -360,7 +388,8 @@ def _fresh(
     private: DPBudget | None,
 ) -> tuple[LegoBlock, torch.nn.Module]:
     """A new block from the task's shared initialisation (the same for the block and its fold
-    copies), its input scaling fitted on ``train`` (DP: from public ranges), and the module that trains it."""
+    copies), its input scaling fitted on ``train`` (DP: from public ranges), and the module that
+    trains it."""
     mod = data.modalities[modality]
     enc = EncoderConfig(
         kind="tabular" if mod.kind == "tabular" else "bag",
@@ -418,8 +447,8 @@ def _published(
         del stats[key]
     if "val_metric" in stats and not enough(val, spec, np.ones(len(val), dtype=bool), min_cell):
         log.info(
-            "the validation metric of %s rests on fewer than %d patients, events or censored patients; not reported "
-            "with the block",
+            "the validation metric of %s rests on fewer than %d patients, events or censored "
+            "patients; not reported with the block",
             modality,
             min_cell,
         )
@@ -434,8 +463,9 @@ def public_scaling(
     ranges = task.public_ranges.get(modality)
     if ranges is None:
         raise DPError(
-            f"[privacy] block_epsilon is set, but task {task.task_id!r} has no public ranges for modality "
-            f"{modality!r}: a DP block takes its input scaling from them ([public_ranges.{modality}] in task.toml)"
+            f"[privacy] block_epsilon is set, but task {task.task_id!r} has no public ranges for "
+            f"modality {modality!r}: a DP block takes its input scaling from them "
+            f"([public_ranges.{modality}] in task.toml)"
         )
     try:
         mean, std = ranges.scaling(modality, features)

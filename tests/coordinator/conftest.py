@@ -19,7 +19,15 @@ from common.lego import LegoBlock
 from common.pki import CertificateAuthority, Identity, enroll_admin, enroll_site, server_credentials
 from common.pki.ca import key_pem, new_key
 from common.records import TaskRecord
-from coordinator.config import CoordinatorConfig, EvaluationSection
+from coordinator.config import (
+    CoordinatorConfig,
+    CoordinatorFile,
+    EvaluationSection,
+    ServerSection,
+    ServerTLSSection,
+    StoreSection,
+    render_config,
+)
 from coordinator.server import serve
 from tests.factories import SURV, block
 
@@ -48,8 +56,8 @@ class Consortium:
         return TLSFiles(k / "tls.crt", k / "tls.key", k / "ca.crt")
 
     def config(self, **changes: object) -> CoordinatorConfig:
-        """A coordinator configuration; federated evaluation off unless ``evaluation`` is given (tests
-        of other parts merge without sites scoring)."""
+        """A coordinator configuration; federated evaluation off unless ``evaluation`` is given
+        (tests of other parts merge without sites scoring)."""
         s = self.root / "server"
         cfg = CoordinatorConfig(
             host="127.0.0.1",
@@ -68,6 +76,27 @@ class Consortium:
             evaluation=EvaluationSection(deadline_s=0.0),
         )
         return replace(cfg, **changes)  # type: ignore[arg-type]
+
+    def coordinator_toml(
+        self, path: Path, listen: str, crl: bool = False, **sections: object
+    ) -> Path:
+        """Write a coordinator.toml at ``path`` (through the one writer): this consortium's server
+        credentials (and with ``crl`` the CA's revocation list), the store beside the file, and
+        ``sections`` (e.g. ``evaluation=EvaluationSection(deadline_s=0)``); the rest defaults."""
+        s = self.root / "server"
+        tls = ServerTLSSection(
+            cert=str(s / "server.crt"),
+            key=str(s / "server.key"),
+            ca=str(s / "ca.crt"),
+            crl=str(self.root / "ca" / "crl.pem") if crl else None,
+        )
+        f = CoordinatorFile(
+            server=ServerSection(listen=listen),
+            tls=tls,
+            store=StoreSection(path=str(path.parent / "store")),
+        )
+        path.write_text(render_config(f.model_copy(update=sections)))
+        return path
 
 
 def write_kit(out: Path, cert_pem: bytes, key_pem_bytes: bytes, ca_pem: bytes) -> None:

@@ -1,5 +1,6 @@
 """SIGKILL of a real coordinator process while sites upload and while it merges; after a restart
-no accepted block or version is lost, nothing partial is visible, and every site finishes by resuming."""
+no accepted block or version is lost, nothing partial is visible, and every site finishes by
+resuming."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from common.client.registry import upload_id_of
 from common.lego import EncoderConfig, LegoBlock
 from common.pki import enroll_site
 from common.serde import model_from_bytes
-from coordinator.config import render_config
+from coordinator.config import EvaluationSection
 from coordinator.launch import CoordinatorProcess, free_port
 from tests.coordinator.conftest import TASK, Consortium, signed_block
 from tests.factories import block
@@ -35,17 +36,11 @@ def process(
     consortium: Consortium, tmp_path: Path
 ) -> Iterator[tuple[CoordinatorProcess, str, Path]]:
     port = free_port()
-    server = consortium.root / "server"
-    (tmp_path / "coordinator.toml").write_text(
-        render_config(
-            f"127.0.0.1:{port}",
-            str(server / "server.crt"),
-            str(server / "server.key"),
-            str(server / "ca.crt"),
-            str(consortium.root / "ca" / "crl.pem"),
-            store=str(tmp_path / "store"),
-            evaluation_deadline_s=0,
-        )
+    consortium.coordinator_toml(
+        tmp_path / "coordinator.toml",
+        f"127.0.0.1:{port}",
+        crl=True,
+        evaluation=EvaluationSection(deadline_s=0),
     )
     p = CoordinatorProcess(tmp_path / "coordinator.toml", tmp_path / "coordinator.log")
     try:
@@ -296,7 +291,9 @@ def test_ten_sites_uploading_through_a_coordinator_restart_all_finish_by_resumin
 
     def upload(name: str) -> None:
         kit, folder = sites[name]
-        try:  # the site daemon's own retry policy (back-off with jitter, resume from what the coordinator holds)
+        # the site daemon's own retry policy (back-off with jitter, resume from what the
+        # coordinator holds)
+        try:
             with RegistryClient(
                 address, TLSFiles(kit / "tls.crt", kit / "tls.key", kit / "ca.crt")
             ) as c:
@@ -329,7 +326,8 @@ def test_ten_sites_uploading_through_a_coordinator_restart_all_finish_by_resumin
     assert results == expected, results
     resumed = [name for name, seen in offsets.items() if any(o > 0 for o in seen[1:])]
     print(
-        f"ten sites through a restart: attempts {sorted(len(v) for v in offsets.values())}, resumed mid-file {len(resumed)}"
+        f"ten sites through a restart: attempts {sorted(len(v) for v in offsets.values())}, "
+        f"resumed mid-file {len(resumed)}"
     )
     assert resumed, f"no site resumed from a partial upload: {offsets}"
     assert check_invariants(store, set(expected.values())) == set(expected.values())

@@ -61,7 +61,8 @@ def site(
     seed: int = 0,
     **evaluation: Any,
 ) -> SiteConfig:
-    """A site with real data (paired genes + clinical), its own validation patients drawn from it."""
+    """A site with real data (paired genes + clinical), its own validation patients drawn from
+    it."""
     export_site_folder(paired_data(n, seed), tmp_path / f"data-{name}")
     toml = Path(
         site_node(consortium, name, address, tmp_path / f"data-{name}", tmp_path / f"home-{name}")[
@@ -113,7 +114,9 @@ def test_merge_auto_is_measured_by_the_sites_and_its_scores_recommend_it(
             site(consortium, "hosp-c", address, tmp_path, seed=4),
         ]
         with RegistryClient(address, consortium.tls("hosp-a")) as a:
-            a.tasks()  # hosp-a is known and expected too: it declines (it has no data with the task's outcome here)
+            # hosp-a is known and expected too: it declines (it has no data with the task's
+            # outcome here)
+            a.tasks()
         done = threading.Event()
         worker = threading.Thread(
             target=lambda: out.extend(answer_until(sites, consortium, address, done))
@@ -298,7 +301,6 @@ def test_unknown_recipes_operators_and_weights_are_one_message(
     from typer.testing import CliRunner
 
     from common.cli import add_plugins, app
-    from coordinator.config import render_config
 
     with evaluating(consortium, tmp_path, deadline_s=5) as (address, _):
         push_blocks(consortium, address, tmp_path)
@@ -324,18 +326,7 @@ def test_unknown_recipes_operators_and_weights_are_one_message(
                     err.value.code == grpc.StatusCode.INVALID_ARGUMENT
                     and "deadline_s must be >= 0" in err.value.message
                 )
-    s = consortium.root / "server"
-    conf = tmp_path / "c.toml"
-    conf.write_text(
-        render_config(
-            "127.0.0.1:0",
-            str(s / "server.crt"),
-            str(s / "server.key"),
-            str(s / "ca.crt"),
-            None,
-            store=str(tmp_path / "store"),
-        )
-    )
+    conf = consortium.coordinator_toml(tmp_path / "c.toml", "127.0.0.1:0")
     add_plugins()
     for args, message in (
         (["--latent-merge", "nope"], "unknown latent merge 'nope'"),
@@ -402,7 +393,8 @@ def test_the_sites_score_a_lego_fuse_round_against_its_parent(
         )
         assert hashlib.sha256(weights).hexdigest() in {r[0] for r in rows(running, "eval_blobs")}
 
-        # a round whose tensors do not fit the LegoFuse of its version's blocks is not scored; the rest of the job is
+        # a round whose tensors do not fit the LegoFuse of its version's blocks is not scored; the
+        # rest of the job is
         odd = reg.evaluations.open(
             reg.task("t1"),
             "fuse",

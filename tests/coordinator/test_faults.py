@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 
 from common.client import RegistryClient
-from coordinator.config import render_config
+from coordinator.config import FlowerSection
 from coordinator.launch import free_port
 from coordinator.server import serve
 from tests.coordinator.conftest import NO_RETRY, TASK, Consortium, serving, signed_block, stored
@@ -70,18 +70,8 @@ def _small_disk() -> (
 def test_a_full_disk_during_a_blob_write_is_refused_and_the_coordinator_goes_on(
     consortium: Consortium, tmp_path: Path
 ) -> None:
-    port, s = free_port(), consortium.root / "server"
-    config = tmp_path / "coordinator.toml"
-    config.write_text(
-        render_config(
-            f"127.0.0.1:{port}",
-            str(s / "server.crt"),
-            str(s / "server.key"),
-            str(s / "ca.crt"),
-            None,
-            store=str(tmp_path / "store"),
-        )
-    )
+    port = free_port()
+    config = consortium.coordinator_toml(tmp_path / "coordinator.toml", f"127.0.0.1:{port}")
     log = open(tmp_path / "coordinator.log", "wb")
     proc = subprocess.Popen(
         [
@@ -194,19 +184,11 @@ def test_clocks_off_by_hours_fail_the_handshake_with_a_hint_to_check_them(
 
 
 def test_fuse_with_the_superlink_down_says_so(consortium: Consortium, tmp_path: Path) -> None:
-    s = consortium.root / "server"
-    config = tmp_path / "coordinator.toml"
-    config.write_text(
-        render_config(
-            "127.0.0.1:0",
-            str(s / "server.crt"),
-            str(s / "server.key"),
-            str(s / "ca.crt"),
-            None,
-            store=str(tmp_path / "store"),
-        )
-        + f'\n[flower]\nsuperlink = "127.0.0.1:{free_port()}"\nhome = "flower"\n'
-    )  # nothing listens there
+    config = consortium.coordinator_toml(
+        tmp_path / "coordinator.toml",
+        "127.0.0.1:0",
+        flower=FlowerSection(superlink=f"127.0.0.1:{free_port()}"),  # nothing listens there
+    )
     done = subprocess.run(
         [
             sys.executable,

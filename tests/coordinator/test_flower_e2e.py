@@ -3,7 +3,8 @@ coordinator (registry) process, `mmlego coordinator superlink` (TLS with the coo
 certificate, SuperNode authentication), node keys from the enrolment kits registered and bound to
 site names, SuperNodes of two paired sites and one unpaired site, one SuperNode whose key nobody
 registered, and `mmlego coordinator fuse` (with central DP). One paired site is killed in the
-middle of the run: the round finishes with the other by its deadline and the fused version is stored."""
+middle of the run: the round finishes with the other by its deadline and the fused version is
+stored."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from common.data.sitefolder import load_site_folder
 from common.data.splits import site_split
 from common.flowerenv import flower_env
 from common.processes import descendants, stop_process
-from coordinator.config import load_config, render_config
+from coordinator.config import EvaluationSection, FlowerSection, load_config
 from coordinator.flower import flwr, register_node, stop_runs
 from coordinator.launch import CoordinatorProcess, free_port
 from site_client.config import load_site_config
@@ -56,22 +57,21 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
     consortium: Consortium, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    port, link_port, s = free_port(), free_port(), consortium.root / "server"
+    port, link_port = free_port(), free_port()
     superlink = f"127.0.0.1:{link_port}"
-    config = tmp_path / "coordinator.toml"
-    config.write_text(
-        render_config(
-            f"127.0.0.1:{port}",
-            str(s / "server.crt"),
-            str(s / "server.key"),
-            str(s / "ca.crt"),
-            None,
-            store=str(tmp_path / "store"),
-            evaluation_deadline_s=0,
-        )  # the rounds themselves, unscored
-        + f'\n[flower]\nsuperlink = "{superlink}"\nhome = "flower"\nround_timeout_s = 90.0\n'
-        "discovery_timeout_s = 90.0\nmin_sites = 1\nexpect_sites = 2\nrun_timeout_s = 400.0\n"
-        "dp_clipping_norm = 10.0\ndp_noise_multiplier = 0.01\n"
+    config = consortium.coordinator_toml(
+        tmp_path / "coordinator.toml",
+        f"127.0.0.1:{port}",
+        evaluation=EvaluationSection(deadline_s=0),  # the rounds themselves, unscored
+        flower=FlowerSection(
+            superlink=superlink,
+            round_timeout_s=90.0,
+            discovery_timeout_s=90.0,
+            expect_sites=2,
+            run_timeout_s=400.0,
+            dp_clipping_norm=10.0,
+            dp_noise_multiplier=0.01,
+        ),
     )
     coord = CoordinatorProcess(config, tmp_path / "coordinator.log")
     coord.start()
@@ -91,12 +91,14 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
                 )
             merged = admin.merge("t1")
         with RegistryClient(address, consortium.tls("hosp-c")) as c:
-            c.models()  # hosp-c has no block here, but the registry knows it (it fuses with its paired data)
+            # hosp-c has no block here, but the registry knows it (it fuses with its paired data)
+            c.models()
         export_site_folder(paired_data(40, 0), tmp_path / "data-b")
         export_site_folder(paired_data(400, 3), tmp_path / "data-c")
         export_site_folder(paired_data(20, 1), tmp_path / "data-a")
         export_site_folder(paired_data(20, 2), tmp_path / "data-x")
-        # hosp-a's site.toml claims paired data, but its certificate does not: it must not take part.
+        # hosp-a's site.toml claims paired data, but its certificate does not: it must not take
+        # part.
         nodes = {
             "b": site_node(
                 consortium, "hosp-b", address, tmp_path / "data-b", tmp_path / "node-b", superlink
@@ -174,8 +176,8 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
             start_new_session=True,
         )
         processes.append(run)
-        # Kill hosp-c (its SuperNode and the ClientApp it runs) once it has started a round: it pulls
-        # the model version when its first training message arrives.
+        # Kill hosp-c (its SuperNode and the ClientApp it runs) once it has started a round: it
+        # pulls the model version when its first training message arrives.
         pulled = tmp_path / "node-c" / "models" / merged.model_id / "model.pb"
         deadline = time.monotonic() + 300
         while not pulled.exists() and run.poll() is None and time.monotonic() < deadline:
@@ -196,8 +198,9 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
         )
         card = fused[0].card["fuse"]
         rounds = card["rounds"]
-        # hosp-c answered no round after it was killed (nearly always round 1; round 2 if it replied first),
-        # and is not asked again; hosp-b carried the rounds; hosp-a (unpaired) and the rogue node never took part.
+        # hosp-c answered no round after it was killed (nearly always round 1; round 2 if it
+        # replied first), and is not asked again; hosp-b carried the rounds; hosp-a (unpaired) and
+        # the rogue node never took part.
         dead = [r["round"] for r in rounds if r["no_answer"] == ["hosp-c"]]
         assert len(dead) == 1 and all(
             r["sites"] == ["hosp-b"] for r in rounds if r["round"] >= dead[0]
@@ -232,7 +235,8 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
 
         # The coordinator's machine dies during a round of a second run: SIGKILL of the registry
         # server, the SuperLink and every process below it (the ServerApp runs in a session of its
-        # own: a process-group kill misses it, and it would finish the run once a SuperLink is back).
+        # own: a process-group kill misses it, and it would finish the run once a SuperLink is
+        # back).
         # Nothing of that run may be stored; after a restart the surviving site's SuperNode
         # reconnects and a new run completes.
         second = subprocess.Popen(
@@ -275,7 +279,8 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
         second.wait(timeout=180)
         out2 = (tmp_path / "fuse2.log").read_text()
         print(
-            f"fuse run after the kill: exit {second.returncode} after {time.monotonic() - t_kill:.0f} s:",
+            f"fuse run after the kill: exit {second.returncode} "
+            f"after {time.monotonic() - t_kill:.0f} s:",
             out2[-600:],
         )
         assert "round 1 of 2" not in out2, "the kill did not land during round 1"

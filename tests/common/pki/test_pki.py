@@ -12,6 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from common.admin import AdminKit
+from common.admin.kitfile import AdminToml
 from common.pki import (
     CAError,
     CertificateAuthority,
@@ -21,6 +23,8 @@ from common.pki import (
     revoked_serials,
     server_credentials,
 )
+from common.sitetoml import FlowerSection, SiteFile
+from common.tomlconfig import read_toml
 
 
 @pytest.fixture
@@ -149,3 +153,26 @@ def test_real_mutual_tls_handshake_with_issued_credentials(
         t.join(timeout=10)
         listener.close()
     assert seen["peer"].name == "ops" and seen["peer"].role == "admin"  # type: ignore[attr-defined]
+
+
+def test_a_kit_s_config_files_hold_the_schema_defaults_but_for_who_and_where(
+    ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    site = enroll_site(
+        ca, "hosp-a", ["genes", "clinical"], tmp_path / "site", True, "coord:1", superlink="link:2"
+    )
+    assert read_toml(site / "site.toml", SiteFile) == SiteFile(
+        site="hosp-a",
+        modalities=["genes", "clinical"],
+        paired=True,
+        coordinator="coord:1",
+        flower=FlowerSection(superlink="link:2"),
+    )
+    admin = enroll_admin(ca, "ops", tmp_path / "admin", "coord:1")
+    assert read_toml(admin / "admin.toml", AdminToml) == AdminToml(
+        admin="ops", coordinator="coord:1"
+    )
+    kit = AdminKit.load(admin)
+    assert (
+        kit.name == "ops" and kit.tls.cert == admin / "tls.crt" and kit.tls.ca == admin / "ca.crt"
+    )
