@@ -58,7 +58,7 @@ class StoreCollector(Collector):
         counts: dict[str, int] = {}
         for (raw,) in q("SELECT message FROM models"):
             record = model_from_bytes(bytes(raw))
-            counts[record.recipe] = counts.get(record.recipe, 0) + 1
+            counts[record.recipe.kind] = counts.get(record.recipe.kind, 0) + 1
             rounds += len(record.card.get("fuse", {}).get("rounds", []))
         for recipe, n in sorted(counts.items()):
             versions.add_metric([recipe], n)
@@ -129,7 +129,8 @@ class Metrics:
         self.prometheus.register(StoreCollector(store))
 
     def refused(self, method: str, reason: str) -> None:
-        """Count a refusal; ``reason`` is the error kind ("permission denied" -> permission_denied)."""
+        """Count a refusal; ``reason`` is the error kind ("permission denied" ->
+        permission_denied)."""
         self.rejections.labels(method, reason.replace(" ", "_")).inc()
 
 

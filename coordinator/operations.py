@@ -74,7 +74,7 @@ def status(registry: Registry) -> dict[str, Any]:
         {
             "model": m.model_id,
             "task": m.task_id,
-            "recipe": m.recipe,
+            "recipe": m.recipe.kind,
             "parent": m.parent_id,
             "blocks": len(m.block_ids),
             "created_at": m.created_at,
@@ -145,8 +145,8 @@ def backup(config: CoordinatorConfig, out: Path) -> dict[str, Any]:
             shutil.copyfile(store.blobs.path(sha), dest)
             if sha256_file(dest) != sha:
                 raise BackupError(
-                    f"stored blob {sha[:12]} is damaged on the coordinator's disk (its hash differs); "
-                    "the backup was not written"
+                    f"stored blob {sha[:12]} is damaged on the coordinator's disk (its hash "
+                    "differs); the backup was not written"
                 )
             files[str(dest.relative_to(tmp))] = {"bytes": dest.stat().st_size, "sha256": sha}
     except FileNotFoundError as exc:
@@ -179,7 +179,8 @@ def backup(config: CoordinatorConfig, out: Path) -> dict[str, Any]:
 
 
 def check_backup(folder: Path) -> dict[str, Any]:
-    """The backup's manifest, after every file it lists is found intact (and nothing else is there)."""
+    """The backup's manifest, after every file it lists is found intact (and nothing else is
+    there)."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         files = manifest["files"]
@@ -195,18 +196,21 @@ def check_backup(folder: Path) -> dict[str, Any]:
         not 1 <= schema <= SCHEMA_VERSION
     ):  # an older schema is migrated when the restored store is opened
         raise BackupError(
-            f"the backup has store schema {manifest.get('schema')}; this mmlego reads schemas 1 to {SCHEMA_VERSION}"
+            f"the backup has store schema {manifest.get('schema')}; this mmlego reads schemas 1 "
+            f"to {SCHEMA_VERSION}"
         )
     present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} - {MANIFEST}
     if present != set(files):
         extra, missing = sorted(present - set(files)), sorted(set(files) - present)
         raise BackupError(
-            f"the backup in {folder} is incomplete or altered: missing {missing[:5]}, unexpected {extra[:5]}"
+            f"the backup in {folder} is incomplete or altered: missing {missing[:5]}, unexpected "
+            f"{extra[:5]}"
         )
     for name, meta in files.items():
         if sha256_file(folder / name) != meta["sha256"]:
             raise BackupError(
-                f"{folder / name} differs from the backup's manifest (damaged or altered); not restored"
+                f"{folder / name} differs from the backup's manifest (damaged or altered); not "
+                "restored"
             )
     return manifest  # type: ignore[no-any-return]
 
@@ -219,7 +223,8 @@ def restore(config: CoordinatorConfig, folder: Path) -> dict[str, Any]:
     manifest = check_backup(folder)
     if config.store.exists() and any(config.store.iterdir()):
         raise BackupError(
-            f"the store folder {config.store} is not empty; stop the coordinator and move it aside first"
+            f"the store folder {config.store} is not empty; stop the coordinator and move it "
+            "aside first"
         )
     tmp = config.store.with_name(config.store.name + ".restoring")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from common.evaluation import CandidateScore, compare, stratified_metric
 from common.evaluation.candidates import Candidate, JobStatus
 from common.evaluation.scores import Consortium
+from common.lego.recipe import MergeRecipe
 from common.records import Recommendation
 from common.serde import model_from_bytes, model_outline, score_from_bytes, score_to_bytes
 
@@ -46,9 +47,7 @@ def recommend(store: Store, task_id: str) -> Recommendation:
     )  # oldest first; a card is read only for the version chosen
     outlines = [(i, *model_outline(m)) for i, m in enumerate(raw)]
     versions = [
-        (i, mid, recipe)
-        for i, mid, recipe, blocks in outlines
-        if all(b in accepted for b in blocks)
+        (i, mid, kind) for i, mid, kind, blocks in outlines if all(b in accepted for b in blocks)
     ]
     if not versions:
         raise not_found(
@@ -68,7 +67,7 @@ def recommend(store: Store, task_id: str) -> Recommendation:
             best, best_scores = i, scores
     if best is None:
         newest = next(
-            (i for i, _, recipe in reversed(versions) if recipe == "merge"), versions[-1][0]
+            (i for i, _, kind in reversed(versions) if kind == MergeRecipe.name), versions[-1][0]
         )
         merge = model_from_bytes(raw[newest])
         return Recommendation(
@@ -85,9 +84,9 @@ def recommend(store: Store, task_id: str) -> Recommendation:
         task_id,
         chosen,
         value,
-        f"{chosen.model_id} ({chosen.recipe}) has the best consortium validation metric, "
-        f"{value:.4f} on {len(sites)} site(s); every other scored version was compared with it on the "
-        "sites that scored both",
+        f"{chosen.model_id} ({chosen.recipe.kind}) has the best consortium validation metric, "
+        f"{value:.4f} on {len(sites)} site(s); every other scored version was compared with it on "
+        "the sites that scored both",
         sites,
     )
 
@@ -115,7 +114,8 @@ def evaluate_versions(
     tasks = {r.task_id for r in records}
     if len(tasks) != 1:
         raise invalid(
-            f"the versions belong to different tasks {sorted(tasks)}; evaluate one task's versions at a time"
+            f"the versions belong to different tasks {sorted(tasks)}; evaluate one task's "
+            "versions at a time"
         )
     task = store.task(records[0].task_id)
     assert task is not None
@@ -131,7 +131,8 @@ def evaluate_versions(
         for cand, rec in zip(candidates, records, strict=True):
             for site, score in scores.get(cand.candidate_id, {}).items():
                 c.execute(
-                    "INSERT INTO model_scores(model_id, site, job_id, candidate_id, message) VALUES(?,?,?,?,?) "
+                    "INSERT INTO model_scores(model_id, site, job_id, candidate_id, message) "
+                    "VALUES(?,?,?,?,?) "
                     "ON CONFLICT(model_id, site) DO UPDATE SET job_id = excluded.job_id, "
                     "candidate_id = excluded.candidate_id, message = excluded.message",
                     (

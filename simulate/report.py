@@ -27,7 +27,7 @@ import torch
 
 from common.artifacts import BlockManifest, weights_bytes
 from common.artifacts.hashing import sha256_bytes
-from common.artifacts.modelfile import load_model_folder, merge_model
+from common.artifacts.modelfile import load_model_folder
 from common.data.dataset import MultimodalDataset, concat_datasets
 from common.data.sitefolder import load_site_folder
 from common.evaluation.paired import TestSet, compare_models, within_site_metric
@@ -35,6 +35,7 @@ from common.evaluation.scoring import covered
 from common.fuse import FuseConfig, centralized_fuse, fused_model, paired_only
 from common.fuse.wire import trainable_names
 from common.lego import LegoBlock, LegoEnsemble, LegoFuse, SingleModality
+from common.lego.recipe import MergeRecipe, Recipe
 from common.serde import job_from_bytes, manifest_from_bytes
 from common.tasks import TaskSpec
 from common.train.dp import DPBudget
@@ -76,7 +77,7 @@ def round_bytes(model: torch.nn.Module) -> int:
     return sum(state[n].numel() * state[n].element_size() for n in trainable_names(model))
 
 
-# ---- the federated models --------------------------------------------------------------------------
+# ---- the federated models ------------------------------------------------------------------------
 def best_block(run: RunResult, ids: list[str]) -> tuple[int, str]:
     """The block the consortium would pick: the best consortium validation metric among the blocks
     scored alone in the merge's evaluation; when no site could score them, the best validation
@@ -98,8 +99,8 @@ def best_block(run: RunResult, ids: list[str]) -> tuple[int, str]:
     ]
     i = int(np.argmax(stats))
     return i, (
-        f"{labels[i]} alone (no consortium validation; the best validation the sites published with their blocks, "
-        f"{stats[i]:.3f})"
+        f"{labels[i]} alone (no consortium validation; the best validation the sites published "
+        f"with their blocks, {stats[i]:.3f})"
         if stats[i] >= 0
         else f"{labels[i]} alone (nothing validated: the first block)"
     )
@@ -119,11 +120,12 @@ def federated(
     )
     i, name = best_block(run, ids)
     fuse_name = (
-        f"{run.fused.model_id}: LegoFuse, round {run.fused.card.get('fuse', {}).get('kept_round')} kept"
+        f"{run.fused.model_id}: LegoFuse, round "
+        f"{run.fused.card.get('fuse', {}).get('kept_round')} kept"
         if run.fused is not None
         else f"no round kept: {run.merged.model_id} (the parent)"
     )
-    chosen = run.merged.card.get("validation", {}).get("chosen", run.merged.recipe)
+    chosen = run.merged.card.get("validation", {}).get("chosen", run.merged.recipe.kind)
     return [
         module_entry(
             "best-block",
@@ -138,7 +140,7 @@ def federated(
         module_entry(
             "merge-uniform",
             f"uniform LegoMerge of {len(blocks)} blocks",
-            merge_model(blocks, {}),
+            Recipe(MergeRecipe.name).make(blocks),
             mods,
             spec,
         ),
@@ -154,7 +156,7 @@ def federated(
     ]
 
 
-# ---- measuring on the test patients ------------------------------------------------------------------------
+# ---- measuring on the test patients --------------------------------------------------------------
 def test_set(
     entries: list[Entry],
     locals_: dict[str, Entry],
@@ -212,7 +214,7 @@ def comparisons(tests: list[TestSet], replicates: int = REPLICATES) -> list[dict
     return [c.to_dict() for c in compare_models(tests, "recommended", kinds, replicates=replicates)]
 
 
-# ---- checks against a central retraining ----------------------------------------------------------------
+# ---- checks against a central retraining ---------------------------------------------------------
 @dataclass
 class Reference:
     """What the simulator retrained in its own process from the same site data."""
@@ -233,7 +235,7 @@ def centralized(
     blocks: list[LegoBlock],
     ids: list[str],
     kept_round: int,
-    merged_params: dict[str, str],
+    merged_recipe: Recipe,
 ) -> Reference:
     """The blocks of the hospital with the fewest patients trained again here exactly as it did
     (its data folder, its [train] and [evaluation] settings, one thread): they must be its pushed
@@ -263,7 +265,7 @@ def centralized(
         paired = [s for s in scn.spec.sites if s.paired]
         if run.fused is not None and paired and kept_round > 0 and test is not None:
             cfg = fuse_config(scn)
-            model = fused_model(blocks, cfg.mode, merged_params)
+            model = fused_model(blocks, cfg.mode, merged_recipe)
             pooled = concat_datasets(
                 [paired_only(_fuse_rows(run, scn, s.name), model.modalities) for s in paired]
             )
@@ -389,7 +391,8 @@ def communication(
 def build_report(
     run: RunResult, scn: Scenario, part: Partition, extra_phases: dict[str, float] | None = None
 ) -> tuple[dict[str, Any], Measured]:
-    """Every figure of the run, as one JSON-able dict, and the test scores its comparisons rest on."""
+    """Every figure of the run, as one JSON-able dict, and the test scores its comparisons rest
+    on."""
     spec = run.task.spec
     merged, _ = load_model_folder(run.model_dirs[run.merged.model_id])
     if isinstance(merged, LegoFuse):
@@ -439,7 +442,7 @@ def build_report(
         ],
         "merge": {
             "model": run.merged.model_id,
-            "recipe": run.merged.recipe,
+            "recipe": run.merged.recipe.kind,
             "validation": run.merged.card.get("validation", {}),
         },
         "fuse": (
@@ -520,7 +523,7 @@ def build_report(
             blocks,
             ids,
             kept,
-            run.merged.parameters,
+            run.merged.recipe,
         )
         report["centralized"] = {
             "site": ref.site,
@@ -531,7 +534,7 @@ def build_report(
     report["baselines"] = {k: _jsonable(v) for k, v in baselines.items()}
     cfg = fuse_config(scn)
     report["communication"] = communication(
-        run, scn, round_bytes(fused_model(blocks, cfg.mode, run.merged.parameters)), baselines
+        run, scn, round_bytes(fused_model(blocks, cfg.mode, run.merged.recipe)), baselines
     )
     phases.update(extra_phases or {})
     report["phases_s"] = {k: round(v, 2) for k, v in phases.items()}
@@ -704,7 +707,8 @@ def checks(report: dict[str, Any], scn: Scenario) -> dict[str, bool]:
         "centralized" in report and scn.spec.block_epsilon is None
     ):  # DP noise is secret: a retrain cannot match
         out[
-            f"{report['centralized']['site']}'s blocks trained again here == its pushed blocks (bit for bit)"
+            f"{report['centralized']['site']}'s blocks trained again here == its pushed blocks "
+            "(bit for bit)"
         ] = bool(report["centralized"]["blocks_exact"])
         fuse = next((r for r in report.get("summary", []) if r["kind"] == "fuse"), None)
         if report["centralized"]["fuse_test"] is not None and fuse is not None:

@@ -80,8 +80,8 @@ def task_record(scn: Scenario, part: Partition) -> TaskRecord:
         edges = sorted({round(e, 2) for e in survival_bins(time_, event, spec.n_bins)})
         if len(edges) != spec.n_bins - 1:
             raise ConfigError(
-                f"scenario {spec.name}: the training patients' event times do not give {spec.n_bins} distinct "
-                "time bins at two decimals"
+                f"scenario {spec.name}: the training patients' event times do not give "
+                f"{spec.n_bins} distinct time bins at two decimals"
             )
         ts = TaskSpec("survival", n_bins=spec.n_bins, bin_edges=tuple(edges))
     else:
@@ -130,7 +130,8 @@ def block_training(scn: Scenario) -> BlockTraining:
 
 
 def fuse_config(scn: Scenario) -> FuseConfig:
-    """The operator's LegoFuse settings: the scenario's rounds and epochs, a fold run per fold of the sites."""
+    """The operator's LegoFuse settings: the scenario's rounds and epochs, a fold run per fold of
+    the sites."""
     return FuseConfig(
         mode=scn.spec.fuse_mode,
         rounds=max(1, scn.spec.rounds),
@@ -200,8 +201,8 @@ def setup(
     )
     text += (
         f'\n[flower]\nsuperlink = "{superlink}"\nhome = "flower"\nround_timeout_s = 600.0\n'
-        f"discovery_timeout_s = 300.0\nmin_sites = 1\nexpect_sites = {len(paired)}\nrun_timeout_s = 3600.0\n"
-        f"simulation = {'true' if simulation else 'false'}\n"
+        f"discovery_timeout_s = 300.0\nmin_sites = 1\nexpect_sites = {len(paired)}\n"
+        f"run_timeout_s = 3600.0\nsimulation = {'true' if simulation else 'false'}\n"
     )
     config_path.write_text(text)
     task = task_record(scn, part)
@@ -247,14 +248,16 @@ def setup(
 def start_services(
     scn: Scenario, svc: Services, fleet: Fleet, say: Say, env: dict[str, str] | None = None
 ) -> None:
-    """The coordinator (and the task), and with paired sites the SuperLink and their node keys
-    (on the simulation engine: the partition file naming the paired sites; ``env`` names the Ray cluster)."""
+    """The coordinator (and the task), and with paired sites the SuperLink and their node keys (on
+    the simulation engine: the partition file naming the paired sites; ``env`` names the Ray
+    cluster)."""
     fleet.start("coordinator", [*MMLEGO, "coordinator", "serve", "--config", str(svc.config_path)])
     fleet.wait_for_text("coordinator", "listening on", 120)
     with RegistryClient(svc.address, svc.admin_tls) as admin:
         admin.create_task(svc.task)
     say(
-        f"coordinator listening on {svc.address} (mutual TLS, SQLite store); task {svc.task.task_id} created"
+        f"coordinator listening on {svc.address} (mutual TLS, SQLite store); task "
+        f"{svc.task.task_id} created"
     )
     if not svc.fuse:
         return
@@ -283,8 +286,8 @@ def start_services(
                     ) from None
                 time.sleep(0.5)
         say(
-            f"Flower SuperLink on {cfg.flower.superlink} (TLS, simulation engine on the Ray cluster): the ClientApps of "
-            f"{', '.join(s.name for s in paired)} run as Ray actors"
+            f"Flower SuperLink on {cfg.flower.superlink} (TLS, simulation engine on the Ray "
+            f"cluster): the ClientApps of {', '.join(s.name for s in paired)} run as Ray actors"
         )
         return
     deadline = time.monotonic() + 120
@@ -320,17 +323,18 @@ def train_and_push(
     parallel: int,
     push_timeout_s: float,
 ) -> None:
-    """Every site's daemon, at most ``parallel`` training at once; returns when every block is pushed.
-    A paired site's daemon stays (SuperNode, evaluation); so do the others when every site fits in
-    ``parallel`` (they answer evaluation jobs by themselves); in a larger run they exit after
-    pushing (``--once``) and are started again as ``site evaluate`` when a job waits for them."""
+    """Every site's daemon, at most ``parallel`` training at once; returns when every block is
+    pushed. A paired site's daemon stays (SuperNode, evaluation); so do the others when every site
+    fits in ``parallel`` (they answer evaluation jobs by themselves); in a larger run they exit
+    after pushing (``--once``) and are started again as ``site evaluate`` when a job waits for
+    them."""
     logs = progress.logs
     waiting = sorted(
         scn.spec.sites, key=lambda s: not s.paired
     )  # paired sites first: their SuperNodes start early
     say(
-        f"{len(waiting)} site daemons to run, at most {parallel} training at a time; each trains its block(s) "
-        "on its own data and pushes them"
+        f"{len(waiting)} site daemons to run, at most {parallel} training at a time; each trains "
+        "its block(s) on its own data and pushes them"
     )
     deadline = time.monotonic() + push_timeout_s
     while True:
@@ -371,7 +375,8 @@ def train_and_push(
                     )
         if time.monotonic() > deadline:
             raise SimulationError(
-                f"sites {sorted(set(logs) - done)} did not push their blocks within {push_timeout_s:.0f} s"
+                f"sites {sorted(set(logs) - done)} did not push their blocks within "
+                f"{push_timeout_s:.0f} s"
             )
         time.sleep(0.3)
 
@@ -462,7 +467,8 @@ def with_evaluators(
 
 @dataclass
 class Operated:
-    """What the operator made: the merge version, the fused one (if kept), and the recommendation."""
+    """What the operator made: the merge version, the fused one (if kept), and the
+    recommendation."""
 
     merged: ModelRecord
     fused: ModelRecord | None
@@ -484,8 +490,9 @@ def operate(
     parallel: int,
     phases: dict[str, float],
 ) -> Operated:
-    """Merge (recipe auto: the sites' validation chooses), LegoFuse rounds from it (kept only if a
-    round beats it on consortium validation), the recommendation, and pulling every version."""
+    """Merge (policy auto: the sites' validation chooses the recipe), LegoFuse rounds from it (kept
+    only if a round beats it on consortium validation), the recommendation, and pulling every
+    version."""
     t = time.monotonic()
     with RegistryClient(svc.address, svc.admin_tls) as admin:
         merged = with_evaluators(
@@ -493,14 +500,15 @@ def operate(
             evaluators,
             parallel,
             lambda: admin.merge(
-                svc.task.task_id, recipe="auto", deadline_s=scn.spec.eval_deadline_s
+                svc.task.task_id, policy="auto", deadline_s=scn.spec.eval_deadline_s
             ),
         )
         blocks = admin.blocks(svc.task.task_id)
     validation = merged.card.get("validation", {})
     say(
-        f"LegoMerge: model version {merged.model_id} from {len(merged.block_ids)} blocks (no training): "
-        f"{merged.recipe} '{validation.get('chosen', '?')}'; {validation.get('reason', 'not measured')}"
+        f"LegoMerge: model version {merged.model_id} from {len(merged.block_ids)} blocks (no "
+        f"training): {merged.recipe.kind} '{validation.get('chosen', '?')}'; "
+        f"{validation.get('reason', 'not measured')}"
     )
     phases["merge (sites score the candidates)"] = time.monotonic() - t
     fused, note = None, "the scenario runs no LegoFuse rounds" if not svc.fuse else ""
@@ -514,8 +522,8 @@ def operate(
         fuse_cfg = fuse_config(scn)
         paired = [s.name for s in scn.spec.sites if s.paired]
         say(
-            f"LegoFuse: at most {fuse_cfg.rounds} rounds x {fuse_cfg.epochs} epochs on {', '.join(paired)} (Flower); every "
-            "site scores each round's model against the merge"
+            f"LegoFuse: at most {fuse_cfg.rounds} rounds x {fuse_cfg.epochs} epochs on "
+            f"{', '.join(paired)} (Flower); every site scores each round's model against the merge"
         )
         try:
             result = with_evaluators(
@@ -540,7 +548,8 @@ def operate(
                 with RegistryClient(svc.address, svc.admin_tls) as admin:
                     fused = admin.model(result.model_id)
                 say(
-                    f"LegoFuse: model version {fused.model_id} (round {fused.card.get('fuse', {}).get('kept_round')} kept)"
+                    f"LegoFuse: model version {fused.model_id} (round "
+                    f"{fused.card.get('fuse', {}).get('kept_round')} kept)"
                 )
         except FuseError as exc:
             if "no site reported validation scores" not in str(exc):
@@ -629,7 +638,8 @@ def simulate(
     svc = setup(scn, part, out, relay, simulation=engine == "ray")
     phases["setup (CA, kits, site data)"] = time.monotonic() - t0
     say(
-        f"run folder {out}: CA, coordinator credentials, {len(svc.site_dirs)} site kits and data folders written"
+        f"run folder {out}: CA, coordinator credentials, {len(svc.site_dirs)} site kits and data "
+        "folders written"
     )
     fleet = Fleet(out / "logs")
     progress = Progress(

@@ -19,6 +19,7 @@ from common.admin.render import (
     version_rows,
 )
 from common.artifacts.modelcard import render_markdown
+from common.artifacts.recipefile import write_recipe
 
 from .source import ConsoleSource
 from .svg import Point, Reference, line_plot
@@ -43,7 +44,7 @@ def ago(iso: str, now: dt.datetime | None = None) -> str:
     return human_age(age_seconds(iso, now)) if iso else "never"
 
 
-# ---- overview --------------------------------------------------------------------------------------
+# ---- overview ------------------------------------------------------------------------------------
 def overview(source: ConsoleSource) -> dict[str, Any]:
     s = source.status()
     sites = s["sites"]
@@ -66,7 +67,7 @@ def overview(source: ConsoleSource) -> dict[str, Any]:
     }
 
 
-# ---- blocks ----------------------------------------------------------------------------------------
+# ---- blocks --------------------------------------------------------------------------------------
 def blocks(source: ConsoleSource, task: str = "", site: str = "") -> dict[str, Any]:
     rows = block_rows(source.blocks(task_id=task, site=site, include_withdrawn=True))
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -100,7 +101,7 @@ def _filters(source: ConsoleSource, task: str, site: str | None = None) -> dict[
     return out
 
 
-# ---- versions --------------------------------------------------------------------------------------
+# ---- versions ------------------------------------------------------------------------------------
 def _metric(value: float | None) -> str:
     return "not measured" if value is None else f"{value:.4f}"
 
@@ -142,7 +143,7 @@ def versions_plot(task: str, rows: Iterable[dict[str, Any]]) -> Markup:
     )
 
 
-# ---- one version -----------------------------------------------------------------------------------
+# ---- one version ---------------------------------------------------------------------------------
 def version(source: ConsoleSource, model_id: str) -> dict[str, Any]:
     m = source.model(model_id)
     rows = version_rows(source.models(m.task_id))
@@ -153,6 +154,7 @@ def version(source: ConsoleSource, model_id: str) -> dict[str, Any]:
     rounds = card_rounds(fuse)
     return {
         "m": m,
+        "parameters": write_recipe(m.recipe, m.settings),  # as its model file records them
         "row": row,
         "card": card,
         "metric": _metric(row["val_metric"]),
@@ -261,7 +263,7 @@ def rounds_plot(parent: str, rounds: list[dict[str, Any]]) -> Markup | None:
     )
 
 
-# ---- fuse runs -------------------------------------------------------------------------------------
+# ---- fuse runs -----------------------------------------------------------------------------------
 def fuse(source: ConsoleSource, task: str = "") -> dict[str, Any]:
     rows = fuse_run_rows(source.fuse_runs(task_id=task))
     runs = [{**r, "plot": rounds_plot(r["parent"], r["rounds"])} for r in rows]

@@ -38,17 +38,20 @@ def human_age(seconds: float | None) -> str:
     return f"{seconds:.0f} s ago"
 
 
-# ---- status ----------------------------------------------------------------------------------------
+# ---- status --------------------------------------------------------------------------------------
 def render_status(s: dict[str, Any]) -> str:
     lines = [
-        f"store {s['store']} (schema {s['schema']}, mmlego {s['code_version']}): {s['blob_bytes'] / 1e6:.1f} MB of blobs, "
+        f"store {s['store']} (schema {s['schema']}, mmlego {s['code_version']}): "
+        f"{s['blob_bytes'] / 1e6:.1f} MB of blobs, "
         f"{s['open_uploads']} unfinished uploads, {len(s['corrupt_blocks'])} corrupt blocks",
         "",
         "tasks:",
     ]
     lines += [
-        f"  {t['task']:<20} {t['kind']:<15} modalities {', '.join(t['modalities'])}; {t['blocks']} blocks "
-        f"({t['latest_blocks']} latest of active sites); {t['versions']} versions, latest {t['latest_version'] or '-'}; "
+        f"  {t['task']:<20} {t['kind']:<15} modalities {', '.join(t['modalities'])}; "
+        f"{t['blocks']} blocks "
+        f"({t['latest_blocks']} latest of active sites); {t['versions']} versions, latest "
+        f"{t['latest_version'] or '-'}; "
         f"recommended {t['recommended'] or '-'}"
         + (
             f" (consortium validation {t['recommended_metric']:.4f})"
@@ -59,14 +62,16 @@ def render_status(s: dict[str, Any]) -> str:
     ] or ["  (none)"]
     lines += ["", "sites:"]
     lines += [
-        f"  {x['site']:<20} {x['state']:<10} {'paired' if x['paired'] else 'unpaired':<9} modalities "
+        f"  {x['site']:<20} {x['state']:<10} {'paired' if x['paired'] else 'unpaired':<9} "
+        "modalities "
         f"{', '.join(x['modalities'])}; {x['blocks']} blocks"
         + (f" (withdrawn: {x['withdrawn_reason']})" if x["state"] == "withdrawn" else "")
         for x in s["sites"]
     ] or ["  (none)"]
     lines += ["", "model versions (newest first):"]
     lines += [
-        f"  {m['model']:<20} {m['recipe']:<8} {m['blocks']} blocks of {', '.join(m['sites']) or '-'}"
+        f"  {m['model']:<20} {m['recipe']:<8} {m['blocks']} blocks of "
+        f"{', '.join(m['sites']) or '-'}"
         + (f"; from {m['parent']}, {m['rounds']} rounds" if m["recipe"] == "fuse" else "")
         + (
             f"; validation {m['val_metric']:.4f}"
@@ -79,7 +84,7 @@ def render_status(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# ---- tasks -----------------------------------------------------------------------------------------
+# ---- tasks ---------------------------------------------------------------------------------------
 def task_row(t: TaskRecord) -> dict[str, Any]:
     return {
         "task": t.task_id,
@@ -106,7 +111,7 @@ def created_task_line(t: TaskRecord) -> str:
     return f"created task {t.task_id} ({t.spec.kind}; modalities {', '.join(t.modalities)})"
 
 
-# ---- sites -----------------------------------------------------------------------------------------
+# ---- sites ---------------------------------------------------------------------------------------
 def site_rows(sites: Iterable[SiteRecord], now: dt.datetime | None = None) -> list[dict[str, Any]]:
     return [
         {
@@ -126,7 +131,8 @@ def site_rows(sites: Iterable[SiteRecord], now: dt.datetime | None = None) -> li
 
 def render_sites(rows: list[dict[str, Any]]) -> str:
     out = [
-        f"{r['site']:<20} {r['state']:<10} {'paired' if r['paired'] else 'unpaired':<9} {', '.join(r['modalities']):<24} "
+        f"{r['site']:<20} {r['state']:<10} {'paired' if r['paired'] else 'unpaired':<9} "
+        f"{', '.join(r['modalities']):<24} "
         f"{r['blocks']:>4} blocks  last seen {human_age(r['last_seen_s'])}"
         + (f"  (withdrawn: {r['withdrawn_reason']})" if r["state"] == "withdrawn" else "")
         for r in rows
@@ -138,7 +144,7 @@ def withdrew_line(s: SiteRecord) -> str:
     return f"withdrew site {s.name}; its {s.block_count} block(s) leave future merges"
 
 
-# ---- blocks ----------------------------------------------------------------------------------------
+# ---- blocks --------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=4096)  # a site's blocks share its certificate: parse each once
 def signer_name(pem: bytes) -> str:
     """The name in a block signer's certificate ("" when there is none)."""
@@ -191,9 +197,13 @@ def render_blocks(rows: list[dict[str, Any]]) -> str:
     def f(x: float | None, spec: str = ".4f") -> str:
         return "-" if x is None else format(x, spec)
 
-    head = f"{'block':<14} {'task':<14} {'site':<14} {'modality':<12} {'patients':>8} {'val':>7} {'size':>10}  signer  age"
+    head = (
+        f"{'block':<14} {'task':<14} {'site':<14} {'modality':<12} {'patients':>8} {'val':>7} "
+        f"{'size':>10}  signer  age"
+    )
     out = [
-        f"{r['block'][:12]:<14} {r['task']:<14} {r['site']:<14} {r['modality']:<12} {f(r['patients'], 'd'):>8} "
+        f"{r['block'][:12]:<14} {r['task']:<14} {r['site']:<14} {r['modality']:<12} "
+        f"{f(r['patients'], 'd'):>8} "
         f"{f(r['val_metric']):>7} {r['size']:>10}  {r['signer'] or '-'}  {human_age(r['age_s'])}"
         + ("  (withdrawn)" if r["state"] != "accepted" else "")
         + (f"  DP eps {r['dp_epsilon']:.3g}" if r["dp_epsilon"] else "")
@@ -202,7 +212,7 @@ def render_blocks(rows: list[dict[str, Any]]) -> str:
     return "\n".join([head, *out]) if out else "no blocks"
 
 
-# ---- model versions --------------------------------------------------------------------------------
+# ---- model versions ------------------------------------------------------------------------------
 def version_rows(models: Iterable[ModelRecord]) -> list[dict[str, Any]]:
     """Versions newest first with their lineage (parent and children), recipe, and the sites'
     validation: the consortium metric and each site's, when the sites scored the version."""
@@ -222,7 +232,7 @@ def version_rows(models: Iterable[ModelRecord]) -> list[dict[str, Any]]:
             {
                 "model": m.model_id,
                 "task": m.task_id,
-                "recipe": m.recipe,
+                "recipe": m.recipe.kind,
                 "parent": m.parent_id,
                 "children": sorted(children.get(m.model_id, [])),
                 "blocks": len(m.block_ids),
@@ -252,7 +262,8 @@ def render_versions(rows: list[dict[str, Any]]) -> str:
             else "not measured"
         )
         out.append(
-            f"{r['model']:<22} {r['recipe']:<8} {r['blocks']} blocks of {', '.join(r['sites']) or '-'}; {metric}"
+            f"{r['model']:<22} {r['recipe']:<8} {r['blocks']} blocks of "
+            f"{', '.join(r['sites']) or '-'}; {metric}"
             + (f"; from {r['parent']}" if r["parent"] else "")
             + (f"; parent of {', '.join(r['children'])}" if r["children"] else "")
             + f"; {r['created_at']}"
@@ -276,16 +287,20 @@ def validation_line(card: dict[str, Any]) -> str:
     if row.get("value") is None:
         return f"no site could score it (scored by {', '.join(v.get('scored_by', [])) or 'none'})"
     return (
-        f"consortium validation {row['value']:.4f} +- {row.get('se') or float('nan'):.4f} on {len(row['sites'])} site(s); "
+        f"consortium validation {row['value']:.4f} +- {row.get('se') or float('nan'):.4f} on "
+        f"{len(row['sites'])} site(s); "
         f"{v.get('reason', '')}"
     )
 
 
 def created_version_line(m: ModelRecord, card_hint: str) -> str:
-    return f"created model version {m.model_id} ({m.recipe}, {len(m.block_ids)} blocks): {validation_line(m.card)} ({card_hint})"
+    return (
+        f"created model version {m.model_id} ({m.recipe.kind}, {len(m.block_ids)} blocks): "
+        f"{validation_line(m.card)} ({card_hint})"
+    )
 
 
-# ---- fuse runs -------------------------------------------------------------------------------------
+# ---- fuse runs -----------------------------------------------------------------------------------
 def round_row(x: FuseRound) -> dict[str, Any]:
     return {
         "round": x.round,
@@ -322,15 +337,18 @@ def fuse_run_rows(runs: Iterable[FuseRun]) -> list[dict[str, Any]]:
 
 def round_line(x: dict[str, Any]) -> str:
     verdict = (
-        f"; validation {x['validation']:.4f} vs parent {x['parent_validation']:.4f} ({x['diff']:+.4f}, standard error "
+        f"; validation {x['validation']:.4f} vs parent {x['parent_validation']:.4f} "
+        f"({x['diff']:+.4f}, standard error "
         f"{x['se_diff']:.4f})"
         if x["validation"] is not None
         else ""
     )
     loss = f"{x['train_loss']:.4f}" if x["train_loss"] is not None else "-"
     return (
-        f"round {x['round']}: {len(x['answered'])} of {x['asked']} sites answered ({', '.join(x['answered']) or '-'}), "
-        f"{len(x['failed'])} failed, {len(x['no_answer'])} silent; {x['patients']} patients, loss {loss}{verdict}"
+        f"round {x['round']}: {len(x['answered'])} of {x['asked']} sites answered "
+        f"({', '.join(x['answered']) or '-'}), "
+        f"{len(x['failed'])} failed, {len(x['no_answer'])} silent; {x['patients']} patients, loss "
+        f"{loss}{verdict}"
     )
 
 
@@ -338,7 +356,8 @@ def render_fuse_runs(rows: list[dict[str, Any]]) -> str:
     out = []
     for r in rows:
         out.append(
-            f"{r['run'][:12]}  {r['task']:<14} from {r['parent']:<16} {r['state']:<10} started {r['started_at']}"
+            f"{r['run'][:12]}  {r['task']:<14} from {r['parent']:<16} {r['state']:<10} started "
+            f"{r['started_at']}"
             + (f" -> {r['model']}" if r["model"] else "")
             + (f"  ({r['reason']})" if r["reason"] else "")
         )
@@ -346,7 +365,7 @@ def render_fuse_runs(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out) or "no fuse runs"
 
 
-# ---- evaluations -----------------------------------------------------------------------------------
+# ---- evaluations ---------------------------------------------------------------------------------
 def evaluation_rows(statuses: Iterable[Any]) -> list[dict[str, Any]]:
     """Evaluation jobs (:class:`common.evaluation.candidates.JobStatus`), newest first."""
     return [
@@ -394,7 +413,7 @@ def render_evaluate(status: Any, results: dict[str, Any], recommended: Any) -> s
     return "\n".join(lines)
 
 
-# ---- fuse ------------------------------------------------------------------------------------------
+# ---- fuse ----------------------------------------------------------------------------------------
 def fused_line(model_id: str, parent: str, rounds: object) -> str:
     return f"created model version {model_id} (LegoFuse of {parent}, {rounds} rounds run)"
 

@@ -26,6 +26,7 @@ from common import serde
 from common.artifacts.manifest import BlockManifest, DPAccount
 from common.client import CallError
 from common.lego import BlockConfig, EncoderConfig
+from common.lego.recipe import Recipe
 from common.pki.ca import CertificateAuthority, new_key
 from common.pki.identity import Identity
 from common.records import BlockRecord, FuseRound, FuseRun, ModelRecord, SiteRecord, TaskRecord
@@ -38,7 +39,7 @@ NAN = math.nan
 SURV = TaskSpec("survival", n_bins=4, bin_edges=(1.0, 2.0, 3.0))
 
 
-# ---- a fake coordinator ----------------------------------------------------------------------------
+# ---- a fake coordinator --------------------------------------------------------------------------
 def _manifest(
     task: str, site: str, modality: str, n_train: int, val: float, dp: DPAccount | None = None
 ) -> bytes:
@@ -264,8 +265,7 @@ class FakeCoordinator:
             ModelRecord(
                 "ovarian-v3",
                 "ovarian",
-                tuple(b.block_id for b in ov),
-                "fuse",
+                Recipe("fuse", tuple(b.block_id for b in ov)),
                 {"strategy": "fedavg"},
                 "ef" * 32,
                 9000,
@@ -283,9 +283,10 @@ class FakeCoordinator:
             ModelRecord(
                 "breast-v1",
                 "breast",
-                tuple(b.block_id for b in self.block_list[4:]),
-                "merge",
-                {"latent_merge": "harmonic"},
+                Recipe(
+                    "merge", tuple(b.block_id for b in self.block_list[4:]), latent_merge="harmonic"
+                ),
+                {},
                 "ee" * 32,
                 8000,
                 _merge_card("breast-v1", "breast", self.block_list[4:], 0.7345),
@@ -296,9 +297,8 @@ class FakeCoordinator:
             ModelRecord(
                 "ovarian-v2",
                 "ovarian",
-                tuple(b.block_id for b in ov),
-                "merge",
-                {"latent_merge": "mean"},
+                Recipe("merge", tuple(b.block_id for b in ov), latent_merge="mean"),
+                {},
                 "dd" * 32,
                 8000,
                 _merge_card("ovarian-v2", "ovarian", ov, None),
@@ -308,9 +308,8 @@ class FakeCoordinator:
             ModelRecord(
                 "ovarian-v1",
                 "ovarian",
-                tuple(b.block_id for b in ov),
-                "merge",
-                {"latent_merge": "harmonic"},
+                Recipe("merge", tuple(b.block_id for b in ov), latent_merge="harmonic"),
+                {},
                 "cc" * 32,
                 8000,
                 _merge_card("ovarian-v1", "ovarian", ov, 0.6683),
@@ -429,7 +428,7 @@ class FakeCoordinator:
             {
                 "model": m.model_id,
                 "task": m.task_id,
-                "recipe": m.recipe,
+                "recipe": m.recipe.kind,
                 "parent": m.parent_id,
                 "blocks": len(m.block_ids),
                 "created_at": m.created_at,
@@ -488,7 +487,7 @@ class FakeCoordinator:
         return [r for r in self.run_list if not task_id or r.task_id == task_id][:limit]
 
 
-# ---- fixtures and helpers --------------------------------------------------------------------------
+# ---- fixtures and helpers ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def signer_pem(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     ca = CertificateAuthority.init(tmp_path_factory.mktemp("ca"))
@@ -526,7 +525,8 @@ def locked(fake: FakeCoordinator) -> Iterator[Console]:
 def request(
     c: Console, path: str, method: str = "GET", headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str], str]:
-    """Status, headers (lower-case names) and body, with http.client (so Host and method are ours to set)."""
+    """Status, headers (lower-case names) and body, with http.client (so Host and method are ours to
+    set)."""
     conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=10)
     try:
         conn.request(
@@ -603,7 +603,7 @@ def gaps(svg: ET.Element) -> list[ET.Element]:
     return [e for e in svg.iter(f"{NS}g") if e.get("class") == "gap"]
 
 
-# ---- pages -----------------------------------------------------------------------------------------
+# ---- pages ---------------------------------------------------------------------------------------
 def test_overview_counts_and_rows_come_from_status(
     console: Console, clean: FakeCoordinator
 ) -> None:
@@ -687,8 +687,8 @@ def test_blocks_page_shows_every_block_per_site(console: Console, clean: FakeCoo
     assert k[(f"data-block={'03' * 32}", "dp_epsilon")] == "2.5"
     assert ("blocks", "", "", "", True) in [(n, *a) for n, a in clean.calls]
     assert (
-        "patients in the latest blocks: breast/clinical 200, ovarian/clinical 120, ovarian/genes 118"
-        in html
+        "patients in the latest blocks: breast/clinical 200, ovarian/clinical 120, ovarian/genes "
+        "118" in html
     )
     assert "<title>mmlego console — Blocks</title>" in html and "data-live" not in html
 
@@ -822,7 +822,7 @@ def test_head_has_headers_and_no_body(console: Console, clean: FakeCoordinator) 
     assert (status, body) == (200, "") and int(headers["content-length"]) > 1000
 
 
-# ---- refusals --------------------------------------------------------------------------------------
+# ---- refusals ------------------------------------------------------------------------------------
 def test_unknown_pages_are_404(console: Console, clean: FakeCoordinator) -> None:
     for path in ("/nope", "/static/../server.py", "/static/app.py", "/versions/a/b"):
         assert request(console, path)[0] == 404, path
@@ -887,7 +887,7 @@ def test_a_bug_gives_a_500_page_without_a_traceback(
     assert status == 500 and "secret internals" not in html and "Traceback" not in html
 
 
-# ---- the token -------------------------------------------------------------------------------------
+# ---- the token -----------------------------------------------------------------------------------
 def test_token_is_needed_for_every_page_and_file(locked: Console, clean: FakeCoordinator) -> None:
     for path in ("/", "/static/style.css", "/versions/ovarian-v1"):
         status, headers, html = request(locked, path)
@@ -912,7 +912,7 @@ def test_login_sets_the_cookie(locked: Console, clean: FakeCoordinator) -> None:
     assert err.value.code == 401
 
 
-# ---- where it may listen ---------------------------------------------------------------------------
+# ---- where it may listen -------------------------------------------------------------------------
 def test_listen_addresses(fake: FakeCoordinator) -> None:
     with pytest.raises(ValueError, match="loopback only"):
         make_console(fake, "0.0.0.0:0")
@@ -973,7 +973,7 @@ def test_shutdown_closes_the_socket(fake: FakeCoordinator) -> None:
         http.client.HTTPConnection("127.0.0.1", port, timeout=2).request("GET", "/healthz")
 
 
-# ---- the plot --------------------------------------------------------------------------------------
+# ---- the plot ------------------------------------------------------------------------------------
 def test_line_plot_is_escaped_well_formed_xml() -> None:
     svg = line_plot(
         [Point("v<1>&", 0.5), Point("v2", None), Point("v3", 0.7, err=0.05, tip='"quoted" & <b>')],

@@ -61,7 +61,8 @@ def site(
     seed: int = 0,
     **evaluation: Any,
 ) -> SiteConfig:
-    """A site with real data (paired genes + clinical), its own validation patients drawn from it."""
+    """A site with real data (paired genes + clinical), its own validation patients drawn from
+    it."""
     export_site_folder(paired_data(n, seed), tmp_path / f"data-{name}")
     toml = Path(
         site_node(consortium, name, address, tmp_path / f"data-{name}", tmp_path / f"home-{name}")[
@@ -113,7 +114,9 @@ def test_merge_auto_is_measured_by_the_sites_and_its_scores_recommend_it(
             site(consortium, "hosp-c", address, tmp_path, seed=4),
         ]
         with RegistryClient(address, consortium.tls("hosp-a")) as a:
-            a.tasks()  # hosp-a is known and expected too: it declines (it has no data with the task's outcome here)
+            # hosp-a is known and expected too: it declines (it has no data with the task's outcome
+            # here)
+            a.tasks()
         done = threading.Event()
         worker = threading.Thread(
             target=lambda: out.extend(answer_until(sites, consortium, address, done))
@@ -123,7 +126,7 @@ def test_merge_auto_is_measured_by_the_sites_and_its_scores_recommend_it(
         t0 = time.monotonic()
         try:
             with RegistryClient(address, consortium.tls("ops")) as admin:
-                version = admin.merge("t1", recipe="auto", deadline_s=20)
+                version = admin.merge("t1", policy="auto", deadline_s=20)
         finally:
             done.set()
             worker.join(30)
@@ -304,7 +307,7 @@ def test_unknown_recipes_operators_and_weights_are_one_message(
         push_blocks(consortium, address, tmp_path)
         with RegistryClient(address, consortium.tls("ops")) as admin:
             for kw, message in (
-                ({"recipe": "best"}, "unknown recipe 'best'; known: uniform, ensemble, auto"),
+                ({"policy": "best"}, "unknown recipe 'best'; known: uniform, ensemble, auto"),
                 (
                     {"latent_merge": "nope"},
                     "unknown latent merge 'nope'; known: arithmetic, harmonic",
@@ -402,7 +405,8 @@ def test_the_sites_score_a_lego_fuse_round_against_its_parent(
         )
         assert hashlib.sha256(weights).hexdigest() in {r[0] for r in rows(running, "eval_blobs")}
 
-        # a round whose tensors do not fit the LegoFuse of its version's blocks is not scored; the rest of the job is
+        # a round whose tensors do not fit the LegoFuse of its version's blocks is not scored; the
+        # rest of the job is
         odd = reg.evaluations.open(
             reg.task("t1"),
             "fuse",

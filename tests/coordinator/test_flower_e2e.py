@@ -2,8 +2,8 @@
 coordinator (registry) process, `mmlego coordinator superlink` (TLS with the coordinator's
 certificate, SuperNode authentication), node keys from the enrolment kits registered and bound to
 site names, SuperNodes of two paired sites and one unpaired site, one SuperNode whose key nobody
-registered, and `mmlego coordinator fuse` (with central DP). One paired site is killed in the
-middle of the run: the round finishes with the other by its deadline and the fused version is stored."""
+registered, and `mmlego coordinator fuse` (with central DP). One paired site is killed in the middle
+of the run: the round finishes with the other by its deadline and the fused version is stored."""
 
 from __future__ import annotations
 
@@ -91,12 +91,14 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
                 )
             merged = admin.merge("t1")
         with RegistryClient(address, consortium.tls("hosp-c")) as c:
-            c.models()  # hosp-c has no block here, but the registry knows it (it fuses with its paired data)
+            # hosp-c has no block here, but the registry knows it (it fuses with its paired data)
+            c.models()
         export_site_folder(paired_data(40, 0), tmp_path / "data-b")
         export_site_folder(paired_data(400, 3), tmp_path / "data-c")
         export_site_folder(paired_data(20, 1), tmp_path / "data-a")
         export_site_folder(paired_data(20, 2), tmp_path / "data-x")
-        # hosp-a's site.toml claims paired data, but its certificate does not: it must not take part.
+        # hosp-a's site.toml claims paired data, but its certificate does not: it must not take
+        # part.
         nodes = {
             "b": site_node(
                 consortium, "hosp-b", address, tmp_path / "data-b", tmp_path / "node-b", superlink
@@ -174,8 +176,8 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
             start_new_session=True,
         )
         processes.append(run)
-        # Kill hosp-c (its SuperNode and the ClientApp it runs) once it has started a round: it pulls
-        # the model version when its first training message arrives.
+        # Kill hosp-c (its SuperNode and the ClientApp it runs) once it has started a round: it
+        # pulls the model version when its first training message arrives.
         pulled = tmp_path / "node-c" / "models" / merged.model_id / "model.pb"
         deadline = time.monotonic() + 300
         while not pulled.exists() and run.poll() is None and time.monotonic() < deadline:
@@ -190,14 +192,15 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
         assert time.monotonic() - killed_at < 90 + 60, "the round did not end by its deadline"
 
         with RegistryClient(address, consortium.tls("ops")) as admin:
-            fused = [m for m in admin.models("t1") if m.recipe == "fuse"]
+            fused = [m for m in admin.models("t1") if m.recipe.kind == "fuse"]
         assert (
             len(fused) == 1 and fused[0].model_id in out and fused[0].parent_id == merged.model_id
         )
         card = fused[0].card["fuse"]
         rounds = card["rounds"]
-        # hosp-c answered no round after it was killed (nearly always round 1; round 2 if it replied first),
-        # and is not asked again; hosp-b carried the rounds; hosp-a (unpaired) and the rogue node never took part.
+        # hosp-c answered no round after it was killed (nearly always round 1; round 2 if it replied
+        # first), and is not asked again; hosp-b carried the rounds; hosp-a (unpaired) and the rogue
+        # node never took part.
         dead = [r["round"] for r in rounds if r["no_answer"] == ["hosp-c"]]
         assert len(dead) == 1 and all(
             r["sites"] == ["hosp-b"] for r in rounds if r["round"] >= dead[0]
@@ -232,8 +235,8 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
 
         # The coordinator's machine dies during a round of a second run: SIGKILL of the registry
         # server, the SuperLink and every process below it (the ServerApp runs in a session of its
-        # own: a process-group kill misses it, and it would finish the run once a SuperLink is back).
-        # Nothing of that run may be stored; after a restart the surviving site's SuperNode
+        # own: a process-group kill misses it, and it would finish the run once a SuperLink is
+        # back). Nothing of that run may be stored; after a restart the surviving site's SuperNode
         # reconnects and a new run completes.
         second = subprocess.Popen(
             [
@@ -275,7 +278,8 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
         second.wait(timeout=180)
         out2 = (tmp_path / "fuse2.log").read_text()
         print(
-            f"fuse run after the kill: exit {second.returncode} after {time.monotonic() - t_kill:.0f} s:",
+            f"fuse run after the kill: exit {second.returncode} after "
+            f"{time.monotonic() - t_kill:.0f} s:",
             out2[-600:],
         )
         assert "round 1 of 2" not in out2, "the kill did not land during round 1"
@@ -284,7 +288,7 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
         coord.start()  # recovery on start
         check_versions(tmp_path / "store", {})  # no orphan blob, no partial version, every card
         with RegistryClient(address, consortium.tls("ops")) as admin:
-            assert [m.model_id for m in admin.models("t1") if m.recipe == "fuse"] == [
+            assert [m.model_id for m in admin.models("t1") if m.recipe.kind == "fuse"] == [
                 fused[0].model_id
             ]
         restarted = subprocess.Popen(
@@ -327,7 +331,7 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
             "hosp-b's SuperNode did not survive the coordinator's restart"
         )
         with RegistryClient(address, consortium.tls("ops")) as admin:
-            fused_now = [m for m in admin.models("t1") if m.recipe == "fuse"]
+            fused_now = [m for m in admin.models("t1") if m.recipe.kind == "fuse"]
         assert len(fused_now) == 2 and fused_now[0].card["fuse"]["participants"] == ["hosp-b"]
     finally:
         coord.stop()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from common.lego.recipe import Recipe
 from coordinator.merging import insert_version
 from coordinator.store import Store
 
@@ -19,8 +20,8 @@ def add_block(store: Store, data: bytes, site: str = "hosp-a") -> str:
     sha = store.blobs.put_bytes(data)
     with store.db.tx() as c:
         c.execute(
-            "INSERT INTO blocks(block_id, task_id, site, modality, size, accepted_at, state, manifest, signature, "
-            "signer_certificate) VALUES(?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO blocks(block_id, task_id, site, modality, size, accepted_at, state, "
+            "manifest, signature, signer_certificate) VALUES(?,?,?,?,?,?,?,?,?,?)",
             (sha, "t1", site, "genes", len(data), "now", "accepted", b"m", b"s", b""),
         )
     return sha
@@ -30,8 +31,8 @@ def add_upload(store: Store, upload_id: str, started: float, partial: bytes | No
     key = hashlib.sha256(upload_id.encode()).hexdigest()
     with store.db.tx() as c:
         c.execute(
-            "INSERT INTO uploads(site, upload_id, key, manifest, signature, block_id, total, started_at) "
-            "VALUES(?,?,?,?,?,?,?,?)",
+            "INSERT INTO uploads(site, upload_id, key, manifest, signature, block_id, total, "
+            "started_at) VALUES(?,?,?,?,?,?,?,?)",
             ("hosp-a", upload_id, key, b"m", b"s", "ab" * 32, 100, started),
         )
     part = store.blobs.partial(key)
@@ -109,9 +110,8 @@ def test_adopting_a_blob_repairs_a_damaged_copy(tmp_path: Path) -> None:
 
 def test_a_version_whose_card_files_were_not_written_gets_them_on_start(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    record = insert_version(
-        store, "t1", "merge", ("ab" * 32,), {}, b"weights", {"blocks": []}, "ops"
-    )
+    recipe = Recipe("merge", ("ab" * 32,))
+    record = insert_version(store, "t1", recipe, {}, b"weights", {"blocks": []}, "ops")
     card = tmp_path / "models" / record.model_id / "card.json"
     assert json.loads(card.read_text())["model_id"] == record.model_id
     card.unlink()  # a crash between the version's commit and its card files
@@ -143,9 +143,8 @@ def test_a_coordinator_starting_beside_a_fuse_run_cannot_orphan_its_new_version(
         return sha
 
     monkeypatch.setattr(store.blobs, "put_bytes", put_then_a_coordinator_starts)
-    record = insert_version(
-        store, "t1", "fuse", ("ab" * 32,), {}, b"fused weights", {}, "flower-serverapp"
-    )
+    recipe = Recipe("fuse", ("ab" * 32,))
+    record = insert_version(store, "t1", recipe, {}, b"fused weights", {}, "flower-serverapp")
     assert swept == [1]  # the sweep did remove the blob ...
     assert store.blobs.verify(record.weights_sha256)  # ... and the version has it
     store.close()
