@@ -29,6 +29,8 @@ from .hashing import sha256_bytes
 from .modelcard import render_markdown
 
 MODEL_RECORD = "model.pb"
+
+
 def version_weights(recipe: Recipe, heads: Sequence[dict[str, torch.Tensor]]) -> bytes:
     """A merge's or an ensemble's own weights file (safetensors), from its blocks' head tensors
     only (``head.*`` of each block's weights, prefix removed), in the recipe's order."""
