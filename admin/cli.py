@@ -14,6 +14,7 @@ import typer
 
 from common.admin import render
 from common.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, fail
+from common.recipe_defaults import DEFAULT_HEAD_MERGE, DEFAULT_LATENT_MERGE, DEFAULT_POLICY
 
 app = typer.Typer(
     help="Operate the consortium from anywhere with an admin kit (mutual TLS to the coordinator).",
@@ -157,8 +158,10 @@ def merge(
     kit: Path = KIT,
     coordinator: str = COORDINATOR,
     as_json: bool = JSON,
-    recipe: str = typer.Option(
-        "uniform", help="uniform, ensemble, or auto: the candidate the sites' validation supports."
+    policy: str = typer.Option(
+        DEFAULT_POLICY,
+        "--recipe",
+        help="uniform, ensemble, or auto: the candidate the sites' validation supports.",
     ),
     deadline: float | None = typer.Option(
         None,
@@ -166,14 +169,15 @@ def merge(
         help="Seconds to wait for the sites' scores (default: the "
         "coordinator's [evaluation] deadline_s); 0 publishes without asking them.",
     ),
-    latent_merge: str = typer.Option("harmonic"),
-    head_merge: str = typer.Option("spherical"),
+    latent_merge: str = typer.Option(
+        DEFAULT_LATENT_MERGE, help="The recipe's latent merge operator."
+    ),
+    head_merge: str = typer.Option(DEFAULT_HEAD_MERGE, help="The recipe's head merge operator."),
 ) -> None:
-    """Build a new model version from the latest accepted block of every (site, modality): the
-    sites score the candidates on their validation patients first, and the card shows what they \
-found."""
+    """Build a new model version from the latest accepted block of every (site, modality): the sites
+    score the candidates on their validation patients first, and the card shows what they found."""
     with connect(kit, coordinator) as c:
-        m = c.merge(task, latent_merge, head_merge, recipe, deadline or 0.0, measure=deadline != 0)
+        m = c.merge(task, latent_merge, head_merge, policy, deadline or 0.0, measure=deadline != 0)
     if as_json:
         typer.echo(json.dumps(render.version_rows([m])[0], indent=1))
     else:
@@ -258,8 +262,8 @@ def fuse(
             text = render.not_fused_line(str(exc))
         except KeyboardInterrupt:
             raise fail(
-                "stopped following the fuse run; it goes on at the coordinator "
-                "(see: mmlego admin fuse-runs)",
+                "stopped following the fuse run; it goes on at the coordinator (see: mmlego admin "
+                "fuse-runs)",
                 EXIT_INTERRUPTED,
             ) from None
     emit({**outcome, "rounds": seen}, lambda _: text, as_json)
@@ -315,8 +319,8 @@ def evaluations(
     as_json: bool = JSON,
     task: str = typer.Option("", help="Only this task."),
 ) -> None:
-    """Evaluation jobs (newest first): what was asked, and which sites received, scored or \
-declined it."""
+    """Evaluation jobs (newest first): what was asked, and which sites received, scored or declined
+    it."""
     with connect(kit, coordinator) as c:
         emit(render.evaluation_rows(c.evaluations(task)), render.render_evaluations, as_json)
 
@@ -371,8 +375,8 @@ def console(
         signal.signal(sig, lambda *_: stop.set())
     threading.Thread(target=server.serve_forever, name="console", daemon=True).start()
     typer.echo(
-        f"mmlego admin console on {server.url} (coordinator {admin_kit.coordinator}, "
-        f"as {admin_kit.name}); Ctrl-C stops it"
+        f"mmlego admin console on {server.url} (coordinator {admin_kit.coordinator}, as "
+        f"{admin_kit.name}); Ctrl-C stops it"
     )
     if token:
         typer.echo(f"log in once per browser: {server.url}login?token=<the token>")

@@ -19,6 +19,7 @@ from common.bench.runner import ensemble_scores
 from common.data import load_builtin
 from common.experiment import ExperimentConfig, prepare_split, task_for, train_block
 from common.lego import LegoMerge
+from common.recipe_defaults import DEFAULT_HEAD_MERGE, DEFAULT_LATENT_MERGE
 from common.tasks import metric
 from common.train import TrainConfig, predict_scores
 
@@ -32,7 +33,11 @@ BLOCK_VARIANTS = {
     "lr-3e-4": replace(BASE, train=TrainConfig(lr=3e-4)),
     "patience-20": replace(BASE, train=TrainConfig(patience=20, epochs=80)),
 }
-MERGES = [("harmonic", "spherical"), ("arithmetic", "spherical"), ("harmonic", "linear")]
+MERGES = [  # (latent merge, head merge): the defaults first, then one ablation of each
+    (DEFAULT_LATENT_MERGE, DEFAULT_HEAD_MERGE),
+    ("arithmetic", DEFAULT_HEAD_MERGE),
+    (DEFAULT_LATENT_MERGE, "linear"),
+]
 
 
 def study(dataset: str, splits: int, variants: list[str]) -> dict[str, float]:

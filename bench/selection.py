@@ -1,9 +1,9 @@
-"""How the merge is chosen, measured in one process: for each scenario and seed, every site's blocks
-trained exactly as the site daemon trains them (cross-fitted with the scenario's folds, or with a
-validation split at --folds 0), the candidates scored on every site's patients exactly as the
+r"""How the merge is chosen, measured in one process: for each scenario and seed, every site's
+blocks trained exactly as the site daemon trains them (cross-fitted with the scenario's folds, or
+with a validation split at --folds 0), the candidates scored on every site's patients exactly as the
 site reports them (out of fold through its fold copies, or on its validation split; pair counts,
-jackknife variances, minimum cell size), combined as the coordinator combines them; then the
-test metric (within-site, on every hospital's own test fold) of what each rule would publish.
+jackknife variances, minimum cell size), combined as the coordinator combines them; then the test
+metric (within-site, on every hospital's own test fold) of what each rule would publish.
 
 The same blocks as ``mmlego simulate`` on the same scenario and seed: the same partition, the same
 [train] settings and seeds, one thread (the centralized check of simulate's report retrains a site
@@ -15,7 +15,7 @@ to beat, a greedy forward selection over the blocks (with replacement, a block k
 consortium validation metric rises by more than 0.002, up to 6 steps). Development seeds choose
 the rule; the reported seeds only show it. Seeds 100-107 re-split the same patients as 0-4.
 
-    .venv/bin/python bench/selection.py --seeds 100 101 102 103 104 105 106 107 \\
+    .venv/bin/python bench/selection.py --seeds 100 101 102 103 104 105 106 107 \
         --out docs/results/selection-dev.json
     .venv/bin/python bench/selection.py --seeds 0 1 2 3 4 --out docs/results/selection.json
 """
@@ -37,7 +37,6 @@ import numpy as np
 import torch
 
 from common.artifacts.foldcopies import FoldCopies
-from common.artifacts.modelfile import recipe_model, weights_parameter
 from common.data.dataset import MultimodalDataset, concat_datasets
 from common.data.export import export_site_folder
 from common.data.sitefolder import load_site_folder
@@ -128,12 +127,7 @@ class Sites:
         )
 
     def model(self, c: Candidate, blocks: list[LegoBlock] | None = None) -> Any:
-        params = {
-            "latent_merge": c.latent_merge,
-            "head_merge": c.head_merge,
-            **weights_parameter(c.weights),
-        }
-        return recipe_model(c.kind, blocks or [self.blocks[i] for i in c.block_ids], params)
+        return c.recipe.make(blocks or [self.blocks[i] for i in c.block_ids])
 
     def parts(self, c: Candidate, site: str) -> list[Part]:
         """``c`` as ``site`` scores it: its own blocks replaced by their fold copies, fold by

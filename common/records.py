@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .lego.config import BlockConfig
+from .lego.recipe import Recipe
 from .pki.identity import check_name
 from .tasks.spec import TaskSpec
 
@@ -36,7 +37,8 @@ class PublicRanges:
         ):
             if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
                 raise ValueError(
-                    f"public range of {name!r} must be two finite numbers, low < high; got [{lo}, {hi}]"
+                    f"public range of {name!r} must be two finite numbers, low < high; got [{lo}, "
+                    f"{hi}]"
                 )
 
     def interval(self, feature: str) -> Interval | None:
@@ -47,13 +49,15 @@ class PublicRanges:
         return self.all
 
     def scaling(self, modality: str, features: list[str]) -> tuple[list[float], list[float]]:
-        """Per-feature (mean, std) for ``features``; ``ValueError`` naming a feature with no range."""
+        """Per-feature (mean, std) for ``features``; ``ValueError`` naming a feature with no
+        range."""
         means, stds = [], []
         for f in features:
             iv = self.interval(f)
             if iv is None:
                 raise ValueError(
-                    f"the task's public ranges of modality {modality!r} give no range for feature {f!r}; "
+                    f"the task's public ranges of modality {modality!r} give no range for feature "
+                    f"{f!r}; "
                     f"add it to [public_ranges.{modality}] features, or set all = [low, high]"
                 )
             means.append((iv[0] + iv[1]) / 2)
@@ -88,7 +92,8 @@ class TaskRecord:
             raise ValueError(f"task {self.task_id!r} names no modalities")
         if self.latent_rows < 1 or self.latent_dim < 1:
             raise ValueError(
-                f"task {self.task_id!r}: latent shape must be positive, got {self.latent_rows}x{self.latent_dim}"
+                f"task {self.task_id!r}: latent shape must be positive, got "
+                f"{self.latent_rows}x{self.latent_dim}"
             )
         if self.fourier not in ("1d", "2d"):
             raise ValueError(
@@ -96,21 +101,24 @@ class TaskRecord:
             )
         if self.fuse_mode not in ("stack", "weave"):
             raise ValueError(
-                f"task {self.task_id!r}: fuse_mode must be 'stack' or 'weave', got {self.fuse_mode!r}"
+                f"task {self.task_id!r}: fuse_mode must be 'stack' or 'weave', got "
+                f"{self.fuse_mode!r}"
             )
         if not (math.isfinite(self.max_block_epsilon) and self.max_block_epsilon >= 0):
             raise ValueError(
-                f"task {self.task_id!r}: max_block_epsilon must be a finite number >= 0 (0: no limit), "
-                f"got {self.max_block_epsilon}"
+                f"task {self.task_id!r}: max_block_epsilon must be a finite number >= 0 (0: no "
+                f"limit), got {self.max_block_epsilon}"
             )
         for m in self.public_ranges:
             if m not in self.modalities:
                 raise ValueError(
-                    f"task {self.task_id!r}: public_ranges names modality {m!r}, not one of {list(self.modalities)}"
+                    f"task {self.task_id!r}: public_ranges names modality {m!r}, not one of "
+                    f"{list(self.modalities)}"
                 )
         if self.spec.kind == "survival" and len(self.spec.bin_edges) != self.spec.n_bins - 1:
             raise ValueError(
-                f"task {self.task_id!r}: survival needs {self.spec.n_bins - 1} bin edges, got {len(self.spec.bin_edges)}"
+                f"task {self.task_id!r}: survival needs {self.spec.n_bins - 1} bin edges, got "
+                f"{len(self.spec.bin_edges)}"
             )
 
     def check_block(self, config: BlockConfig) -> None:
@@ -140,7 +148,8 @@ class TaskRecord:
         for what, ok, got, want in problems:
             if not ok:
                 raise ValueError(
-                    f"block does not fit task {self.task_id!r}: {what} is {got}, the task needs {want}"
+                    f"block does not fit task {self.task_id!r}: {what} is {got}, the task needs "
+                    f"{want}"
                 )
 
     def block_config(self, modality: str, encoder: Any, **overrides: Any) -> BlockConfig:
@@ -175,13 +184,14 @@ class BlockRecord:
 
 @dataclass(frozen=True)
 class ModelRecord:
-    """An immutable model version."""
+    """An immutable model version: its recipe (kind, blocks, weights, merge operators) and what
+    else its model file records (``settings``: the merge's chosen candidate; a fuse run's settings).
+    common.artifacts.modelfile writes both into the model file and reads them back."""
 
     model_id: str
     task_id: str
-    block_ids: tuple[str, ...]
-    recipe: str  # "merge" | "fuse"
-    parameters: dict[str, str]
+    recipe: Recipe
+    settings: dict[str, str]
     weights_sha256: str
     weights_size: int
     card: dict[str, Any]
@@ -189,6 +199,11 @@ class ModelRecord:
     code_version: str
     parent_id: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def block_ids(self) -> tuple[str, ...]:
+        """The blocks it is made of, by id, in its recipe's order."""
+        return self.recipe.block_ids
 
 
 @dataclass(frozen=True)

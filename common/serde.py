@@ -11,12 +11,14 @@ from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from .artifacts.manifest import BlockManifest, DPAccount
+from .artifacts.recipefile import read_recipe, write_recipe
 from .evaluation.candidates import Candidate, EvaluationJob, JobStatus, SiteReport
 from .evaluation.scores import CandidateScore, Consortium, PairCounts
 from .lego.config import BlockConfig
 from .pb.mmlego.v1 import admin_pb2 as apb
 from .pb.mmlego.v1 import evaluation_pb2 as epb
 from .pb.mmlego.v1 import registry_pb2 as pb
+from .recipe_defaults import DEFAULT_HEAD_MERGE, DEFAULT_LATENT_MERGE
 from .records import (
     BlockRecord,
     Chunk,
@@ -269,9 +271,9 @@ def model_to_pb(m: ModelRecord) -> pb.ModelVersion:
     return pb.ModelVersion(
         model_id=m.model_id,
         task_id=m.task_id,
-        block_ids=list(m.block_ids),
-        recipe=m.recipe,
-        parameters=dict(m.parameters),
+        block_ids=list(m.recipe.block_ids),
+        recipe=m.recipe.kind,
+        parameters=write_recipe(m.recipe, m.settings),
         parent_id=m.parent_id,
         metrics=dict(m.metrics),
         created_at=_ts(m.created_at),
@@ -287,12 +289,12 @@ def model_from_pb(msg: pb.ModelVersion) -> ModelRecord:
         card = json.loads(msg.card_json) if msg.card_json else {}
     except json.JSONDecodeError as exc:
         raise ValueError(f"model card of {msg.model_id!r} is not valid JSON: {exc}") from exc
+    recipe, settings = read_recipe(msg.recipe, msg.block_ids, msg.parameters)
     return ModelRecord(
         model_id=msg.model_id,
         task_id=msg.task_id,
-        block_ids=tuple(msg.block_ids),
-        recipe=msg.recipe,
-        parameters=dict(msg.parameters),
+        recipe=recipe,
+        settings=settings,
         weights_sha256=msg.weights_sha256,
         weights_size=msg.weights_size,
         card=card,
@@ -308,7 +310,7 @@ def model_to_bytes(m: ModelRecord) -> bytes:
 
 
 def model_outline(data: bytes) -> tuple[str, str, tuple[str, ...]]:
-    """(model id, recipe, block ids) of a serialized version, without reading its card."""
+    """(model id, recipe kind, block ids) of a serialized version, without reading its card."""
     msg = pb.ModelVersion.FromString(data)
     return msg.model_id, msg.recipe, tuple(msg.block_ids)
 
@@ -374,8 +376,8 @@ def candidate_from_pb(msg: epb.Candidate) -> Candidate:
         label=msg.label,
         block_ids=tuple(msg.block_ids),
         weights=tuple(msg.weights),
-        latent_merge=msg.latent_merge or "harmonic",
-        head_merge=msg.head_merge or "spherical",
+        latent_merge=msg.latent_merge or DEFAULT_LATENT_MERGE,
+        head_merge=msg.head_merge or DEFAULT_HEAD_MERGE,
         model_id=msg.model_id,
         weights_sha256=msg.weights_sha256,
         weights_size=msg.weights_size,

@@ -11,6 +11,7 @@ import typer
 
 from common.admin import render
 from common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail
+from common.recipe_defaults import DEFAULT_HEAD_MERGE, DEFAULT_LATENT_MERGE, DEFAULT_POLICY
 
 app = typer.Typer(
     help="The coordinator: the block registry (gRPC, mutual TLS), LegoMerge and model versions.",
@@ -111,9 +112,8 @@ def init(
     )
     (out / "coordinator.toml").write_text(render_config(written))
     typer.echo(
-        f"wrote {out / 'coordinator.toml'} "
-        f"(copy {ca / 'crl.pem'} to {out / 'crl.pem'} after every revocation); "
-        f"start with: mmlego coordinator serve --config {out / 'coordinator.toml'}"
+        f"wrote {out / 'coordinator.toml'} (copy {ca / 'crl.pem'} to {out / 'crl.pem'} after every "
+        f"revocation); start with: mmlego coordinator serve --config {out / 'coordinator.toml'}"
     )
 
 
@@ -169,8 +169,10 @@ def task_list(config: Path = CONFIG) -> None:
 def merge(
     task: str = typer.Option(..., "--task", help="The task whose latest blocks to merge."),
     config: Path = CONFIG,
-    recipe: str = typer.Option(
-        "uniform", help="uniform, ensemble, or auto: the candidate the sites' validation supports."
+    policy: str = typer.Option(
+        DEFAULT_POLICY,
+        "--recipe",
+        help="uniform, ensemble, or auto: the candidate the sites' validation supports.",
     ),
     deadline: float | None = typer.Option(
         None,
@@ -178,12 +180,13 @@ def merge(
         help="Seconds to wait for the sites' scores (default: "
         "[evaluation] deadline_s); 0 publishes without asking them.",
     ),
-    latent_merge: str = typer.Option("harmonic"),
-    head_merge: str = typer.Option("spherical"),
+    latent_merge: str = typer.Option(
+        DEFAULT_LATENT_MERGE, help="The recipe's latent merge operator."
+    ),
+    head_merge: str = typer.Option(DEFAULT_HEAD_MERGE, help="The recipe's head merge operator."),
 ) -> None:
-    """Build a new model version from the latest accepted block of every (site, modality): the
-    sites score the candidates on their validation patients first, and the card shows what they
-    found."""
+    """Build a new model version from the latest accepted block of every (site, modality): the sites
+    score the candidates on their validation patients first, and the card shows what they found."""
     reg = _registry(config)
     try:
         m = _domain(
@@ -192,7 +195,7 @@ def merge(
             latent_merge,
             head_merge,
             "operator",
-            recipe,
+            policy,
             deadline or 0.0,
             lambda: False,
             deadline != 0,
@@ -231,8 +234,8 @@ def evaluations(
     task: str = typer.Option("", help="Only this task."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
-    """Evaluation jobs (newest first): what was asked, and which sites received, scored or
-    declined it."""
+    """Evaluation jobs (newest first): what was asked, and which sites received, scored or declined
+    it."""
     import json
 
     reg = _registry(config)
@@ -292,8 +295,8 @@ def backup(
     except BackupError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
     typer.echo(
-        f"backup written to {out}: {len(m['files'])} files, {m['blobs']} blobs, "
-        f"schema {m['schema']}"
+        f"backup written to {out}: {len(m['files'])} files, {m['blobs']} blobs, schema "
+        f"{m['schema']}"
     )
 
 
@@ -312,9 +315,8 @@ def restore(
     except BackupError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
     typer.echo(
-        f"restored the backup of {r['created_at']}: {r['tasks']} tasks, "
-        f"{r['versions']} model versions, "
-        f"{r['blobs_verified']} blocks re-hashed"
+        f"restored the backup of {r['created_at']}: {r['tasks']} tasks, {r['versions']} model "
+        f"versions, {r['blobs_verified']} blocks re-hashed"
     )
 
 

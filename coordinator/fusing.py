@@ -24,6 +24,15 @@ from .registry import Registry
 log = logging.getLogger("mmlego.coordinator")
 
 
+def check_fuse_start(parent: ModelRecord) -> None:
+    """LegoFuse rounds start from a version made of its blocks alone (a merge or an ensemble)."""
+    if parent.recipe.method.trained:
+        raise precondition(
+            f"model {parent.model_id!r} is a {parent.recipe.kind} version; LegoFuse rounds start "
+            "from a merge or an ensemble version"
+        )
+
+
 def starting_model(
     registry: Registry, parent_id: str, cfg: FuseConfig, judged: bool = True
 ) -> tuple[ModelRecord, LegoFuse, FuseConfig]:
@@ -32,11 +41,7 @@ def starting_model(
     with (their manifests' ``folds``, the largest where they differ; 0 for blocks with a
     validation split), and a run nobody judges (``judged`` False) carries none."""
     parent = registry.model(parent_id)
-    if parent.recipe not in ("merge", "ensemble"):
-        raise precondition(
-            f"model {parent_id!r} is a {parent.recipe} version; LegoFuse rounds start from a merge or an "
-            "ensemble version"
-        )
+    check_fuse_start(parent)
     blocks, folds = [], set()
     for block_id in parent.block_ids:
         record = registry.block(block_id)
@@ -50,14 +55,14 @@ def starting_model(
     elif cfg.folds < 0:
         if len(folds) > 1:
             log.warning(
-                "the blocks of %s were cross-fitted with different folds %s: the rounds carry %d fold runs (a site "
-                "cross-fitting with another number does not take part)",
+                "the blocks of %s were cross-fitted with different folds %s: the rounds carry %d "
+                "fold runs (a site cross-fitting with another number does not take part)",
                 parent_id,
                 sorted(folds),
                 max(folds),
             )
         cfg = replace(cfg, folds=max(folds))
-    return parent, fused_model(blocks, cfg.mode, parent.parameters), cfg
+    return parent, fused_model(blocks, cfg.mode, parent.recipe), cfg
 
 
 def store_fused(
@@ -73,12 +78,7 @@ def store_fused(
     participants, per-round metrics and validation, strategy and privacy settings; the sites'
     scores of the kept round go with it (for the recommendation)."""
     weights = st_save({k: v.detach().to("cpu").contiguous() for k, v in outcome.state.items()})
-    params = {
-        **{k: str(v) for k, v in cfg.to_dict().items()},
-        "strategy": cfg.strategy,
-        "head_merge": parent.parameters.get("head_merge", "spherical"),
-        **({"weights": parent.parameters["weights"]} if "weights" in parent.parameters else {}),
-    }
+    settings = {**{k: str(v) for k, v in cfg.to_dict().items()}, "strategy": cfg.strategy}
     kept = (
         outcome.history[outcome.best_round - 1]
         if outcome.best_round
@@ -113,9 +113,8 @@ def store_fused(
     record = insert_version(
         registry.store,
         parent.task_id,
-        "fuse",
-        parent.block_ids,
-        params,
+        parent.recipe.fused(),
+        settings,
         weights,
         extra,
         actor,

@@ -1,6 +1,7 @@
 """LegoMerge as a service: the latest accepted block of every (site, modality) of a task, made into
-an immutable model version with no training: the uniform merge, the ensemble, or (recipe
-``auto``) the candidate the sites' federated evaluation supports (common.evaluation.selection).
+an immutable model version with no training: the recipe a merge policy chooses (the uniform
+merge, the ensemble, or with ``auto`` the candidate the sites' federated evaluation supports:
+common.evaluation.policy).
 Every version is measured before it is published: the sites score it (up to the deadline) and its
 card shows what they found, site by site."""
 
@@ -17,22 +18,25 @@ from cryptography import x509
 from safetensors import safe_open
 
 from common.artifacts import sha256_file
-from common.artifacts.modelfile import ensemble_weights, merged_head_weights, weights_parameter
+from common.artifacts.modelfile import version_weights
+from common.artifacts.recipefile import write_recipe
 from common.evaluation import CandidateScore, Consortium
 from common.evaluation.candidates import Candidate, EvaluationJob
-from common.evaluation.selection import BlockInfo, Choice, choose, first_candidates, publishable
+from common.evaluation.policy import merge_policy
+from common.evaluation.selection import BlockInfo
 from common.lego.merge import HEAD_MERGES, LATENT_MERGES
+from common.lego.recipe import Recipe
 from common.pki import identity_from_cert
+from common.recipe_defaults import DEFAULT_HEAD_MERGE, DEFAULT_LATENT_MERGE, DEFAULT_POLICY
 from common.records import BlockRecord, ModelRecord, TaskRecord, utc_now
 from common.serde import manifest_from_bytes
 from common.version import code_version
 
-from .errors import Kind, RegistryError, as_invalid, invalid, not_found, precondition
+from .errors import Kind, RegistryError, as_invalid, not_found, precondition
 from .evaluations import Evaluations
 from .store import Store, write_card
 
 log = logging.getLogger("mmlego.coordinator")
-RECIPES = ("uniform", "ensemble", "auto")
 
 
 def _signer(b: BlockRecord) -> dict[str, Any]:
@@ -103,20 +107,6 @@ def block_infos(records: list[BlockRecord]) -> list[BlockInfo]:
     return out
 
 
-def recipe_candidates(
-    recipe: str, infos: list[BlockInfo], latent_merge: str, head_merge: str
-) -> list[Candidate]:
-    ids = tuple(b.block_id for b in infos)
-    if recipe == "uniform":
-        return [Candidate("uniform", "merge", "uniform merge", ids, (), latent_merge, head_merge)]
-    if recipe == "ensemble":
-        return [Candidate("ensemble", "ensemble", "ensemble", ids)]
-    return [
-        Candidate(c.candidate_id, c.kind, c.label, c.block_ids, c.weights, latent_merge, head_merge)
-        for c in first_candidates(infos)
-    ]
-
-
 def validation_card(
     job: EvaluationJob | None,
     results: Mapping[str, Consortium],
@@ -176,31 +166,34 @@ def merge_task(
     latent_merge: str = "",
     head_merge: str = "",
     actor: str = "operator",
-    recipe: str = "uniform",
+    policy: str = DEFAULT_POLICY,
     evaluations: Evaluations | None = None,
     deadline_s: float = 0.0,
     z: float = 1.0,
     stop: Callable[[], bool] = lambda: False,
 ) -> ModelRecord:
-    """Build, measure and store a new version of ``task_id``. ``evaluations`` None (or a zero
-    deadline with no configured one) publishes without asking the sites."""
+    """Build, measure and store a new version of ``task_id``: the recipe that ``policy``
+    (uniform, ensemble, auto) chooses. ``evaluations`` None (or a zero deadline with no
+    configured one) publishes without asking the sites."""
     task = store.task(task_id)
     if task is None:
         raise not_found(f"task {task_id!r} does not exist")
-    if recipe not in RECIPES:
-        raise invalid(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
-    params = {"latent_merge": latent_merge or "harmonic", "head_merge": head_merge or "spherical"}
-    for reg, name in ((LATENT_MERGES, params["latent_merge"]), (HEAD_MERGES, params["head_merge"])):
-        with as_invalid():  # the registry names the known operators
-            reg.get(name)
+    latent_merge, head_merge = (
+        latent_merge or DEFAULT_LATENT_MERGE,
+        head_merge or DEFAULT_HEAD_MERGE,
+    )
+    with as_invalid():  # the policy and the registries name the known ones
+        chooser = merge_policy(policy)
+        LATENT_MERGES.get(latent_merge)
+        HEAD_MERGES.get(head_merge)
     records = store.blocks.latest(task_id)
     if not records:
         raise precondition(
-            f"task {task_id!r} has no accepted blocks of sites that are not withdrawn; "
-            "nothing to merge"
+            f"task {task_id!r} has no accepted blocks of sites that are not withdrawn; nothing to "
+            "merge"
         )
     infos = block_infos(records)
-    candidates = recipe_candidates(recipe, infos, params["latent_merge"], params["head_merge"])
+    candidates = chooser.candidates(infos, latent_merge, head_merge)
     job, results, scores, status, expected = None, {}, {}, None, set()
     if evaluations is not None:
         wait_s = evaluations.deadline(deadline_s)
@@ -208,14 +201,7 @@ def merge_task(
         expected = evaluations.expected(task)
         status = evaluations.wait(job.job_id, expected, wait_s, stop)
         results, scores = evaluations.results(job), evaluations.scores(job.job_id)
-    if recipe == "auto":
-        choice = choose([c for c in candidates if publishable(c, infos)], results, z)
-    else:
-        choice = Choice(
-            candidates[0],
-            f"{candidates[0].label}: the recipe asked for"
-            + ("" if job is None or results else "; no site reported scores"),
-        )
+    choice = chooser.choose(candidates, infos, results, z, job is not None and not results)
     chosen = choice.candidate
     validation = validation_card(job, results, scores, chosen, choice.reason, status, expected)
     record = store_recipe(
@@ -223,7 +209,6 @@ def merge_task(
         task,
         records,
         chosen,
-        params,
         actor,
         validation,
         scores.get(chosen.candidate_id, {}),
@@ -241,7 +226,7 @@ def merge_task(
             "model_id": record.model_id,
             "blocks": len(records),
             "actor": actor,
-            "recipe": chosen.candidate_id,
+            "candidate": chosen.candidate_id,
         },
     )
     return record
@@ -252,34 +237,23 @@ def store_recipe(
     task: TaskRecord,
     records: list[BlockRecord],
     chosen: Candidate,
-    params: dict[str, str],
     actor: str,
     validation: dict[str, Any],
     scores: Mapping[str, CandidateScore],
     job_id: str,
 ) -> ModelRecord:
-    """The chosen merge or ensemble as a version: its own weights are the merged head (merge) or
-    its per-block weights (ensemble); the blocks travel by id."""
+    """The chosen merge or ensemble as a version: its own weights come from its blocks' heads
+    (whose blobs are re-checked here, for either kind); the blocks travel by id."""
     by_id = {r.block_id: r for r in records}
     used = [by_id[i] for i in chosen.block_ids]
-    if chosen.kind == "merge":
-        p = {**params, **weights_parameter(chosen.weights), "candidate": chosen.candidate_id}
-        weights = merged_head_weights([head_tensors(store, r.block_id) for r in used], p)
-    else:
-        p = {**weights_parameter(chosen.weights), "candidate": chosen.candidate_id}
-        for r in used:
-            head_tensors(
-                store, r.block_id
-            )  # the blobs are re-checked for a merge; the same for an ensemble
-        weights = ensemble_weights(p, len(used))
+    weights = version_weights(chosen.recipe, [head_tensors(store, r.block_id) for r in used])
     extra = {"task": task_card(task), "blocks": block_entries(used), "validation": validation}
     metrics = _metrics(validation, chosen.candidate_id)
     return insert_version(
         store,
         task.task_id,
-        chosen.kind,
-        tuple(r.block_id for r in used),
-        p,
+        chosen.recipe,
+        {"candidate": chosen.candidate_id},
         weights,
         extra,
         actor,
@@ -305,9 +279,8 @@ def _metrics(validation: dict[str, Any], candidate_id: str) -> dict[str, float]:
 def insert_version(
     store: Store,
     task_id: str,
-    recipe: str,
-    block_ids: tuple[str, ...],
-    params: dict[str, str],
+    recipe: Recipe,
+    settings: dict[str, str],
     weights: bytes,
     card_extra: dict[str, Any],
     actor: str,
@@ -319,7 +292,9 @@ def insert_version(
 ) -> ModelRecord:
     """Store ``weights`` as a blob and a new immutable model version of ``task_id`` (id
     ``<task>-v<n>``) with its model card (also written as card.json / card.md for operators) and
-    the sites' scores of it (kept for the recommendation)."""
+    the sites' scores of it (kept for the recommendation). The card shows the recipe as the
+    model file records it."""
+    params = write_recipe(recipe, settings)
     sha = store.blobs.put_bytes(weights)  # 1. the blob is durable under its hash
     created = utc_now()
 
@@ -327,7 +302,7 @@ def insert_version(
         card = {
             "model_id": model_id,
             "task_id": task_id,
-            "recipe": recipe,
+            "recipe": recipe.kind,
             "parameters": params,
             "parent_id": parent_id,
             "created_at": created,
@@ -340,9 +315,8 @@ def insert_version(
         return ModelRecord(
             model_id=model_id,
             task_id=task_id,
-            block_ids=block_ids,
             recipe=recipe,
-            parameters=params,
+            settings=dict(settings),
             weights_sha256=sha,
             weights_size=len(weights),
             card=card,

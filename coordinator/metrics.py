@@ -55,7 +55,7 @@ class StoreCollector(Collector):
         rounds = 0
         by_recipe: dict[str, int] = {}
         for record in self.store.models.listing():
-            by_recipe[record.recipe] = by_recipe.get(record.recipe, 0) + 1
+            by_recipe[record.recipe.kind] = by_recipe.get(record.recipe.kind, 0) + 1
             rounds += len(record.card.get("fuse", {}).get("rounds", []))
         for recipe, n in sorted(by_recipe.items()):
             versions.add_metric([recipe], n)

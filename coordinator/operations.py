@@ -72,7 +72,7 @@ def status(registry: Registry) -> dict[str, Any]:
         {
             "model": m.model_id,
             "task": m.task_id,
-            "recipe": m.recipe,
+            "recipe": m.recipe.kind,
             "parent": m.parent_id,
             "blocks": len(m.block_ids),
             "created_at": m.created_at,
@@ -178,21 +178,21 @@ def check_backup(folder: Path) -> dict[str, Any]:
         not 1 <= schema <= SCHEMA_VERSION
     ):  # an older schema is migrated when the restored store is opened
         raise BackupError(
-            f"the backup has store schema {manifest.get('schema')}; this mmlego reads schemas "
-            f"1 to {SCHEMA_VERSION}"
+            f"the backup has store schema {manifest.get('schema')}; this mmlego reads schemas 1 "
+            f"to {SCHEMA_VERSION}"
         )
     present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} - {MANIFEST}
     if present != set(files):
         extra, missing = sorted(present - set(files)), sorted(set(files) - present)
         raise BackupError(
-            f"the backup in {folder} is incomplete or altered: missing {missing[:5]}, "
-            f"unexpected {extra[:5]}"
+            f"the backup in {folder} is incomplete or altered: missing {missing[:5]}, unexpected "
+            f"{extra[:5]}"
         )
     for name, meta in files.items():
         if sha256_file(folder / name) != meta["sha256"]:
             raise BackupError(
-                f"{folder / name} differs from the backup's manifest (damaged or altered); "
-                "not restored"
+                f"{folder / name} differs from the backup's manifest (damaged or altered); not "
+                "restored"
             )
     return manifest  # type: ignore[no-any-return]
 

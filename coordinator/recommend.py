@@ -17,6 +17,7 @@ from collections.abc import Callable
 from common.evaluation import CandidateScore, compare, stratified_metric
 from common.evaluation.candidates import Candidate, JobStatus
 from common.evaluation.scores import Consortium
+from common.lego.recipe import MergeRecipe
 from common.records import Recommendation
 from common.serde import model_from_bytes, model_outline
 
@@ -35,9 +36,7 @@ def recommend(store: Store, task_id: str) -> Recommendation:
     raw = list(reversed(store.models.messages(task_id)))
     outlines = [(i, *model_outline(m)) for i, m in enumerate(raw)]
     versions = [
-        (i, mid, recipe)
-        for i, mid, recipe, blocks in outlines
-        if all(b in accepted for b in blocks)
+        (i, mid, kind) for i, mid, kind, blocks in outlines if all(b in accepted for b in blocks)
     ]
     if not versions:
         raise not_found(
@@ -57,7 +56,7 @@ def recommend(store: Store, task_id: str) -> Recommendation:
             best, best_scores = i, scores
     if best is None:
         newest = next(
-            (i for i, _, recipe in reversed(versions) if recipe == "merge"), versions[-1][0]
+            (i for i, _, kind in reversed(versions) if kind == MergeRecipe.name), versions[-1][0]
         )
         merge = model_from_bytes(raw[newest])
         return Recommendation(
@@ -74,9 +73,9 @@ def recommend(store: Store, task_id: str) -> Recommendation:
         task_id,
         chosen,
         value,
-        f"{chosen.model_id} ({chosen.recipe}) has the best consortium validation metric, "
-        f"{value:.4f} on {len(sites)} site(s); every other scored version was compared with it "
-        "on the sites that scored both",
+        f"{chosen.model_id} ({chosen.recipe.kind}) has the best consortium validation metric, "
+        f"{value:.4f} on {len(sites)} site(s); every other scored version was compared with it on "
+        "the sites that scored both",
         sites,
     )
 

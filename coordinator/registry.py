@@ -11,6 +11,7 @@ from common.client.connect import CHUNK_BYTES
 from common.evaluation import Consortium
 from common.evaluation.candidates import JobStatus
 from common.pki import Identity
+from common.recipe_defaults import DEFAULT_POLICY
 from common.records import (
     BlockRecord,
     Chunk,
@@ -158,21 +159,21 @@ class Registry:
         latent_merge: str = "",
         head_merge: str = "",
         actor: str = "operator",
-        recipe: str = "",
+        policy: str = "",
         deadline_s: float = 0.0,
         stop: Callable[[], bool] = lambda: False,
         evaluate: bool = True,
     ) -> ModelRecord:
-        """A new version by ``recipe`` (uniform, ensemble, auto), measured by the sites first when
-        evaluation is on and ``evaluate`` (waiting at most ``deadline_s``; 0: the configured
-        deadline)."""
+        """A new version: the recipe that ``policy`` chooses (uniform, ensemble, auto; empty:
+        uniform), measured by the sites first when evaluation is on and ``evaluate`` (waiting at
+        most ``deadline_s``; 0: the configured deadline)."""
         return merge_task(
             self.store,
             task_id,
             latent_merge,
             head_merge,
             actor,
-            recipe or "uniform",
+            policy or DEFAULT_POLICY,
             self.evaluations if self.evaluating and evaluate else None,
             deadline_s,
             self.evaluation.z,

@@ -23,6 +23,7 @@ from common.records import Chunk
 from .auth import Authenticator, caller, status_of
 from .errors import Kind, RegistryError, as_invalid, invalid, precondition
 from .fuse_rounds import FuseError, NotStored
+from .fusing import check_fuse_start
 from .metrics import Metrics
 from .registry import Registry
 from .store import is_locked
@@ -51,11 +52,7 @@ def fuse_start(registry: Registry, request: pb.FuseRequest) -> FuseStart:
     """What a FuseRequest asks for, checked: the parent is a merge or ensemble version; the
     settings default to the task's fuse mode and :class:`FuseConfig`'s defaults."""
     parent = registry.model(request.model_id)
-    if parent.recipe not in ("merge", "ensemble"):
-        raise precondition(
-            f"model {parent.model_id!r} is a {parent.recipe} version; LegoFuse rounds start from "
-            "a merge or an ensemble version"
-        )
+    check_fuse_start(parent)
     if request.expect_paired < 0:
         raise invalid(f"expect_paired must be >= 0, got {request.expect_paired}")
     d = FuseConfig()
@@ -339,7 +336,7 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
             request.latent_merge,
             request.head_merge,
             caller().name,
-            request.recipe,
+            request.recipe,  # the wire's name for the merge policy
             wait,
             stop=lambda: not context.is_active(),
             evaluate=not request.unmeasured,

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from common.artifacts.foldcopies import FoldCopies, fold_folder, load_fold_copies
-from common.artifacts.modelfile import recipe_model
 from common.bench.baselines import Classical
 from common.data.bags import BagData
 from common.data.dataset import MultimodalDataset, concat_datasets
@@ -38,6 +37,7 @@ from common.evaluation.paired import TestSet, within_site_metric
 from common.evaluation.scoring import fold_parts, predict_parts
 from common.fuse import FuseConfig, fused_model, paired_only
 from common.lego import LegoBlock, LegoEnsemble, LegoFuse, SingleModality
+from common.lego.recipe import BLOCK_KINDS, Recipe
 from common.records import TaskRecord
 from common.tasks import TaskSpec
 from common.train import TrainConfig, fit, predict_scores
@@ -83,7 +83,8 @@ def module_entry(
 
 
 def within(spec: TaskSpec, data: MultimodalDataset, scores: np.ndarray, sites: np.ndarray) -> float:
-    """The within-site metric of ``scores`` on ``data`` (patients compared only within their site)."""
+    """The within-site metric of ``scores`` on ``data`` (patients compared only within their
+    site)."""
     n_classes = spec.n_classes if spec.kind == "classification" else 0
     return within_site_metric(
         TestSet(spec.kind, n_classes, sites, data.targets(), {"m": scores}), "m"
@@ -158,7 +159,7 @@ def _config(scn: Scenario, epochs: int, lr: float, patience: int | None = None) 
     )
 
 
-# ---- local: each hospital alone ---------------------------------------------------------------------
+# ---- local: each hospital alone ------------------------------------------------------------------
 @dataclass
 class LocalChoice:
     site: str
@@ -204,7 +205,8 @@ def local_model(
     )
 
     def oof(make: Callable[[list[LegoBlock]], torch.nn.Module]) -> np.ndarray:
-        """Scores of the site's patients: each by the model made from the blocks (or fold copies) that never saw it."""
+        """Scores of the site's patients: each by the model made from the blocks (or fold copies)
+        that never saw it."""
         own = dict(enumerate(copies))
         scores, _ = predict_parts(fold_parts(make, blocks, own, fold_of, len(data)), data, spec)
         assert scores is not None
@@ -214,13 +216,13 @@ def local_model(
         return lambda bs: SingleModality(bs[j], bs[j].modality)
 
     def recipe(kind: str) -> Callable[[list[LegoBlock]], torch.nn.Module]:
-        return lambda bs: recipe_model(kind, bs, {})
+        return lambda bs: Recipe(kind).make(bs)
 
     made: dict[str, tuple[torch.nn.Module, list[str], np.ndarray]] = {}
     for j, b in enumerate(blocks):
         made[f"{b.modality} block"] = (alone(j)(blocks), [b.modality], oof(alone(j)))
     if len(blocks) > 1:
-        for kind in ("merge", "ensemble"):
+        for kind in BLOCK_KINDS:
             made[f"{kind} of its blocks"] = (recipe(kind)(blocks), mods, oof(recipe(kind)))
         made["its own LegoFuse"] = _local_fuse(scn, data, blocks, copies, fold_of, rows)
     every = np.zeros(len(data), dtype=bool)
@@ -301,7 +303,7 @@ def _local_fuse(
     return final, mods, scores
 
 
-# ---- FedAvg from scratch ------------------------------------------------------------------------------
+# ---- FedAvg from scratch -------------------------------------------------------------------------
 def fedavg(
     scn: Scenario,
     task: TaskRecord,
@@ -310,11 +312,11 @@ def fedavg(
     template: Sequence[LegoBlock],
 ) -> Entry:
     """The architecture of a fused version (``template``'s modalities and shapes) trained from the
-    task's shared initialisation by FedAvg over the sites ``parts`` (each with its own
-    modalities; a patient's missing ones are masked), one local epoch a round at the blocks'
-    learning rate. The round count (at most block epochs + fuse rounds x epochs) is chosen on the
-    sites' validation splits (within-site metric over them, early stopping with the blocks'
-    patience); then it is trained again from the start on all their patients for that many rounds."""
+    task's shared initialisation by FedAvg over the sites ``parts`` (each with its own modalities; a
+    patient's missing ones are masked), one local epoch a round at the blocks' learning rate. The
+    round count (at most block epochs + fuse rounds x epochs) is chosen on the sites' validation
+    splits (within-site metric over them, early stopping with the blocks' patience); then it is
+    trained again from the start on all their patients for that many rounds."""
     spec = task.spec
     settings = BlockTraining(
         epochs=scn.spec.block_epochs, batch_size=scn.spec.batch_size, seed=scn.spec.seed
@@ -411,7 +413,8 @@ def _copier(model: torch.nn.Module) -> Callable[[], torch.nn.Module]:
 
 
 def _pooled(parts: dict[str, MultimodalDataset], mods: Sequence[str]) -> MultimodalDataset:
-    """The sites' patients in one set (every one of ``mods``, absent where a site lacks it), ``groups`` = site."""
+    """The sites' patients in one set (every one of ``mods``, absent where a site lacks it),
+    ``groups`` = site."""
     return concat_datasets(
         [_labelled(d, name) for name, d in parts.items()], union=True
     ).select_modalities(list(mods))
@@ -424,7 +427,7 @@ def _labelled(d: MultimodalDataset, site: str) -> MultimodalDataset:
     return out
 
 
-# ---- the ceiling: central analysts on the pooled data ---------------------------------------------------
+# ---- the ceiling: central analysts on the pooled data --------------------------------------------
 def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
     """Every central family (each refitted on all pooled patients) and ``ceiling``, the one with
     the best within-site metric on the pooled validation split."""
@@ -450,7 +453,8 @@ def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
     marked = pool.subset(np.arange(len(pool)))
     marked.holdout = is_val  # train_modality stops each block early on these
     settings = _training(scn)
-    # per-modality blocks, early-stopped on the validation split, then trained on everyone for that many epochs
+    # per-modality blocks, early-stopped on the validation split, then trained on everyone for that
+    # many epochs
     early = {m: train_modality(marked, m, task, settings, min_cell=1) for m in mods}
     refit = {
         m: train_for(pool, m, task, settings, max(1, early[m].best_epoch), min_cell=1)[0]
@@ -563,7 +567,8 @@ def _training(scn: Scenario) -> BlockTraining:
 def _from_scratch(
     scn: Scenario, task: TaskRecord, pool: MultimodalDataset, mods: list[str], like: dict[str, Any]
 ) -> LegoFuse:
-    """The fused architecture from the task's shared initialisation, untrained, with the pooled input scaling."""
+    """The fused architecture from the task's shared initialisation, untrained, with the pooled
+    input scaling."""
     blocks = []
     for m in mods:
         torch.manual_seed(scn.spec.seed * 1000 + sum(map(ord, m)) + 7)

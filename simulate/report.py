@@ -26,7 +26,7 @@ import torch
 
 from common.artifacts import BlockManifest, weights_bytes
 from common.artifacts.hashing import sha256_bytes
-from common.artifacts.modelfile import load_model_folder, merge_model
+from common.artifacts.modelfile import load_model_folder
 from common.data.dataset import MultimodalDataset, concat_datasets
 from common.data.sitefolder import load_site_folder
 from common.evaluation.paired import TestSet, compare_models, within_site_metric
@@ -34,6 +34,7 @@ from common.evaluation.scoring import covered
 from common.fuse import FuseConfig, centralized_fuse, fused_model, paired_only
 from common.fuse.wire import trainable_names
 from common.lego import LegoBlock, LegoEnsemble, LegoFuse, SingleModality
+from common.lego.recipe import MergeRecipe, Recipe
 from common.serde import manifest_from_bytes
 from common.tasks import TaskSpec
 from common.train.dp import DPBudget
@@ -124,7 +125,7 @@ def federated(
         if run.fused is not None
         else f"no round kept: {run.merged.model_id} (the parent)"
     )
-    chosen = run.merged.card.get("validation", {}).get("chosen", run.merged.recipe)
+    chosen = run.merged.card.get("validation", {}).get("chosen", run.merged.recipe.kind)
     return [
         module_entry(
             "best-block",
@@ -139,7 +140,7 @@ def federated(
         module_entry(
             "merge-uniform",
             f"uniform LegoMerge of {len(blocks)} blocks",
-            merge_model(blocks, {}),
+            Recipe(MergeRecipe.name).make(blocks),
             mods,
             spec,
         ),
@@ -234,7 +235,7 @@ def centralized(
     blocks: list[LegoBlock],
     ids: list[str],
     kept_round: int,
-    merged_params: dict[str, str],
+    merged_recipe: Recipe,
 ) -> Reference:
     """The blocks of the hospital with the fewest patients trained again here exactly as it did
     (its data folder, its [train] and [evaluation] settings, one thread): they must be its pushed
@@ -264,7 +265,7 @@ def centralized(
         paired = [s for s in scn.spec.sites if s.paired]
         if run.fused is not None and paired and kept_round > 0 and test is not None:
             cfg = fuse_config(scn)
-            model = fused_model(blocks, cfg.mode, merged_params)
+            model = fused_model(blocks, cfg.mode, merged_recipe)
             pooled = concat_datasets(
                 [paired_only(_fuse_rows(run, scn, s.name), model.modalities) for s in paired]
             )
@@ -428,7 +429,7 @@ def build_report(
         ],
         "merge": {
             "model": run.merged.model_id,
-            "recipe": run.merged.recipe,
+            "recipe": run.merged.recipe.kind,
             "validation": run.merged.card.get("validation", {}),
         },
         "fuse": (
@@ -509,7 +510,7 @@ def build_report(
             blocks,
             ids,
             kept,
-            run.merged.parameters,
+            run.merged.recipe,
         )
         report["centralized"] = {
             "site": ref.site,
@@ -520,7 +521,7 @@ def build_report(
     report["baselines"] = {k: _jsonable(v) for k, v in baselines.items()}
     cfg = fuse_config(scn)
     report["communication"] = communication(
-        run, scn, round_bytes(fused_model(blocks, cfg.mode, run.merged.parameters)), baselines
+        run, scn, round_bytes(fused_model(blocks, cfg.mode, run.merged.recipe)), baselines
     )
     phases.update(extra_phases or {})
     report["phases_s"] = {k: round(v, 2) for k, v in phases.items()}

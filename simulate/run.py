@@ -262,16 +262,16 @@ def setup(
 def start_services(
     scn: Scenario, svc: Services, fleet: Fleet, say: Say, env: dict[str, str] | None = None
 ) -> None:
-    """The coordinator (and the task), and with paired sites the SuperLink and their node keys
-    (on the simulation engine: the partition file naming the paired sites; ``env`` names the Ray
+    """The coordinator (and the task), and with paired sites the SuperLink and their node keys (on
+    the simulation engine: the partition file naming the paired sites; ``env`` names the Ray
     cluster)."""
     fleet.start("coordinator", [*MMLEGO, "coordinator", "serve", "--config", str(svc.config_path)])
     fleet.wait_for_text("coordinator", "listening on", 120)
     with RegistryClient(svc.address, svc.admin_tls) as admin:
         admin.create_task(svc.task)
     say(
-        f"coordinator listening on {svc.address} (mutual TLS, SQLite store); "
-        f"task {svc.task.task_id} created"
+        f"coordinator listening on {svc.address} (mutual TLS, SQLite store); task "
+        f"{svc.task.task_id} created"
     )
     if not svc.fuse:
         return
@@ -338,17 +338,17 @@ def train_and_push(
     push_timeout_s: float,
 ) -> None:
     """Every site's daemon, at most ``parallel`` training at once; returns when every block is
-    pushed.
-    A paired site's daemon stays (SuperNode, evaluation); so do the others when every site fits in
-    ``parallel`` (they answer evaluation jobs by themselves); in a larger run they exit after
-    pushing (``--once``) and are started again as ``site evaluate`` when a job waits for them."""
+    pushed. A paired site's daemon stays (SuperNode, evaluation); so do the others when every site
+    fits in ``parallel`` (they answer evaluation jobs by themselves); in a larger run they exit
+    after pushing (``--once``) and are started again as ``site evaluate`` when a job waits for
+    them."""
     logs = progress.logs
     waiting = sorted(
         scn.spec.sites, key=lambda s: not s.paired
     )  # paired sites first: their SuperNodes start early
     say(
-        f"{len(waiting)} site daemons to run, at most {parallel} training at a time; "
-        "each trains its block(s) on its own data and pushes them"
+        f"{len(waiting)} site daemons to run, at most {parallel} training at a time; each trains "
+        "its block(s) on its own data and pushes them"
     )
     deadline = time.monotonic() + push_timeout_s
     while True:
@@ -389,8 +389,8 @@ def train_and_push(
                     )
         if time.monotonic() > deadline:
             raise SimulationError(
-                f"sites {sorted(set(logs) - done)} did not push their blocks "
-                f"within {push_timeout_s:.0f} s"
+                f"sites {sorted(set(logs) - done)} did not push their blocks within "
+                f"{push_timeout_s:.0f} s"
             )
         time.sleep(0.3)
 
@@ -504,8 +504,9 @@ def operate(
     parallel: int,
     phases: dict[str, float],
 ) -> Operated:
-    """Merge (recipe auto: the sites' validation chooses), LegoFuse rounds from it (kept only if a
-    round beats it on consortium validation), the recommendation, and pulling every version."""
+    """Merge (policy auto: the sites' validation chooses the recipe), LegoFuse rounds from it (kept
+    only if a round beats it on consortium validation), the recommendation, and pulling every
+    version."""
     t = time.monotonic()
     with RegistryClient(svc.address, svc.admin_tls) as admin:
         merged = with_evaluators(
@@ -513,14 +514,14 @@ def operate(
             evaluators,
             parallel,
             lambda: admin.merge(
-                svc.task.task_id, recipe="auto", deadline_s=scn.spec.eval_deadline_s
+                svc.task.task_id, policy="auto", deadline_s=scn.spec.eval_deadline_s
             ),
         )
         blocks = admin.blocks(svc.task.task_id)
     validation = merged.card.get("validation", {})
     say(
-        f"LegoMerge: model version {merged.model_id} from {len(merged.block_ids)} blocks "
-        f"(no training): {merged.recipe} '{validation.get('chosen', '?')}'; "
+        f"LegoMerge: model version {merged.model_id} from {len(merged.block_ids)} blocks (no "
+        f"training): {merged.recipe.kind} '{validation.get('chosen', '?')}'; "
         f"{validation.get('reason', 'not measured')}"
     )
     phases["merge (sites score the candidates)"] = time.monotonic() - t
@@ -561,8 +562,8 @@ def operate(
                 with RegistryClient(svc.address, svc.admin_tls) as admin:
                     fused = admin.model(result.model_id)
                 say(
-                    f"LegoFuse: model version {fused.model_id} "
-                    f"(round {fused.card.get('fuse', {}).get('kept_round')} kept)"
+                    f"LegoFuse: model version {fused.model_id} (round "
+                    f"{fused.card.get('fuse', {}).get('kept_round')} kept)"
                 )
         except FuseError as exc:
             if "no site reported validation scores" not in str(exc):
@@ -651,8 +652,8 @@ def simulate(
     svc = setup(scn, part, out, relay, simulation=engine == "ray")
     phases["setup (CA, kits, site data)"] = time.monotonic() - t0
     say(
-        f"run folder {out}: CA, coordinator credentials, {len(svc.site_dirs)} site kits "
-        "and data folders written"
+        f"run folder {out}: CA, coordinator credentials, {len(svc.site_dirs)} site kits and data "
+        "folders written"
     )
     fleet = Fleet(out / "logs")
     progress = Progress(

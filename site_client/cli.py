@@ -63,8 +63,8 @@ def train(
     task: str = typer.Option("", help="Task id (default: site.toml's task)."),
     data: Path = typer.Option(None, help="Site data folder (default: site.toml's data)."),
 ) -> None:
-    """Train, sign and write one block per enrolled modality (the task comes from the \
-coordinator)."""
+    """Train, sign and write one block per enrolled modality (the task comes from the
+    coordinator)."""
     from common.data.sitefolder import load_site_folder
 
     from .train import train_site
@@ -81,8 +81,8 @@ coordinator)."""
     for tb in _call(train_site, cfg, record, dataset):
         how = "out-of-fold" if cfg.evaluation.folds else "validation"
         typer.echo(
-            f"trained block {tb.modality}: {how} {record.spec.metric_name} {tb.val_metric:.3f} "
-            f"-> {tb.folder}"
+            f"trained block {tb.modality}: {how} {record.spec.metric_name} {tb.val_metric:.3f} -> "
+            f"{tb.folder}"
         )
 
 
@@ -135,7 +135,7 @@ def pull(
             typer.echo(f"recommended: {rec_.model.model_id} ({rec_.reason})")
             model = rec_.model.model_id
         rec = _call(client.pull_model, model, out)
-    typer.echo(f"pulled {rec.model_id} ({len(rec.block_ids)} blocks, {rec.recipe}) to {out}")
+    typer.echo(f"pulled {rec.model_id} ({len(rec.block_ids)} blocks, {rec.recipe.kind}) to {out}")
 
 
 @app.command("evaluate")
@@ -256,9 +256,8 @@ def status(config: Path = CONFIG) -> None:
         remote = {b.block_id: b for b in _call(client.blocks, cfg.task, cfg.site, "", True)}
         models = _call(client.models, cfg.task)
     typer.echo(
-        f"site {cfg.site} ({', '.join(cfg.modalities)}{', paired' if cfg.paired else ''}); "
-        f"task {cfg.task}; "
-        f"coordinator {cfg.coordinator}"
+        f"site {cfg.site} ({', '.join(cfg.modalities)}{', paired' if cfg.paired else ''}); task "
+        f"{cfg.task}; coordinator {cfg.coordinator}"
     )
     from common.artifacts import read_block_files
 
@@ -271,7 +270,7 @@ def status(config: Path = CONFIG) -> None:
     for m in models[:5]:
         val = m.metrics.get("val_metric")
         typer.echo(
-            f"  model {m.model_id:<16} {m.recipe:<8} {len(m.block_ids)} blocks  "
+            f"  model {m.model_id:<16} {m.recipe.kind:<8} {len(m.block_ids)} blocks  "
             + (f"validation {val:.4f}  " if val is not None else "not measured  ")
             + m.created_at
         )

@@ -1,20 +1,19 @@
 """A site's part in federated evaluation: fetch the jobs it has not answered, rebuild every
-candidate from what it can check itself, score them on its patients and send pair counts only.
-With cross-fitting (``[evaluation] folds`` = K) every patient is scored, a patient of fold k
-through the candidate rebuilt from the site's fold-k block copies (and, for a LegoFuse round, the
-fold run that no site trained on its fold k), so no model that saw the patient scores it; with
-K = 0 the site scores its validation split.
+candidate from what it can check itself, score them on its patients and send pair counts only. With
+cross-fitting (``[evaluation] folds`` = K) every patient is scored, a patient of fold k through the
+candidate rebuilt from the site's fold-k block copies (and, for a LegoFuse round, the fold run that
+no site trained on its fold k), so no model that saw the patient scores it; with K = 0 the site
+scores its validation split.
 
 What the site checks before it scores: a recipe names accepted blocks it downloads and verifies
 (hashes, the signer's certificate from the consortium CA, the signature); a version is pulled with
 every check of ``site pull`` (a merge's head is recomputed bit for bit; a fused version's frozen
 tensors must equal its verified blocks'); a LegoFuse round's model is the LegoFuse of a verified
-version's blocks with only the trainable tensors taken from the coordinator (their sha256 and
-layout must match what the job names). What it limits: at most ``max_eval_queries`` distinct
-candidates per task, each against its job's reference (a ledger in its state folder survives
-restarts; a job that would go over is declined whole), and no count below its minimum cell size
-(a candidate that covers too few of its patients is left out; with none left, the job is
-declined)."""
+version's blocks with only the trainable tensors taken from the coordinator (their sha256 and layout
+must match what the job names). What it limits: at most ``max_eval_queries`` distinct candidates per
+task, each against its job's reference (a ledger in its state folder survives restarts; a job that
+would go over is declined whole), and no count below its minimum cell size (a candidate that covers
+too few of its patients is left out; with none left, the job is declined)."""
 
 from __future__ import annotations
 
@@ -32,7 +31,7 @@ import numpy as np
 
 from common.artifacts import IntegrityError, SignatureError, load_block
 from common.artifacts.foldcopies import FoldCopies, fold_folder, load_fold_copies
-from common.artifacts.modelfile import load_model_folder, recipe_model, weights_parameter
+from common.artifacts.modelfile import load_model_folder
 from common.client import CallError, RegistryClient
 from common.data.dataset import MultimodalDataset
 from common.data.splits import FoldError, site_folds, site_split
@@ -42,6 +41,7 @@ from common.evaluation.scoring import Part, Scorable, covered, enough, score_mod
 from common.fileio import atomic_write
 from common.fuse import fused_model
 from common.fuse.wire import FLAT, layout, split_runs, trainable_names, unpack
+from common.lego.recipe import Recipe
 from common.records import TaskRecord
 
 from .config import SiteConfig
@@ -71,8 +71,8 @@ class Ledger:
             self.data = {}
         except ValueError as exc:
             raise ValueError(
-                f"{self.path} is not a readable evaluation ledger ({exc}); "
-                "it must not be lost (it is the query budget's book): restore it from backup"
+                f"{self.path} is not a readable evaluation ledger ({exc}); it must not be lost (it "
+                "is the query budget's book): restore it from backup"
             ) from None
 
     def used(self, task_id: str) -> set[str]:
@@ -155,8 +155,8 @@ class Builder:
             self.block(i)
             if self.sites[i] == self.cfg.site and self.block_folds[i]:
                 raise Unverifiable(
-                    f"this site's block {i[:12]} was cross-fitted on all its patients; "
-                    "with [evaluation] folds = 0 it cannot be scored on the validation split"
+                    f"this site's block {i[:12]} was cross-fitted on all its patients; with "
+                    "[evaluation] folds = 0 it cannot be scored on the validation split"
                 )
 
     def own_copies(self, block_ids: Sequence[str]) -> dict[str, FoldCopies]:
@@ -172,9 +172,9 @@ class Builder:
                     copies = load_fold_copies(fold_folder(self.cfg.state, i))
                 except (FileNotFoundError, ValueError, IntegrityError) as exc:
                     raise Unverifiable(
-                        f"this site's block {i[:12]} has no usable fold copies ({exc}); "
-                        "it cannot be scored out of fold "
-                        "(train the site's blocks again with [evaluation] folds)"
+                        f"this site's block {i[:12]} has no usable fold copies ({exc}); it cannot "
+                        "be scored "
+                        "out of fold (train the site's blocks again with [evaluation] folds)"
                     ) from None
                 if copies.folds != self.folds:
                     raise Unverifiable(
@@ -188,8 +188,8 @@ class Builder:
                 ]
                 if changed:
                     raise FoldsChanged(
-                        f"{len(changed)} patients are in other folds "
-                        f"than when block {i[:12]} was trained"
+                        f"{len(changed)} patients are in other folds than when block {i[:12]} was "
+                        "trained"
                     )
                 self.copies[i] = copies
             out[i] = self.copies[i]
@@ -222,22 +222,14 @@ class Builder:
         """``c`` rebuilt with the blocks of ``swap`` (block id -> a fold copy) in place of the
         released ones; ``fold``: the fold whose patients it will score (cross-fitting)."""
         if c.is_recipe:
-            blocks = [swap.get(i) or self.block(i) for i in c.block_ids]
-            params = {
-                "latent_merge": c.latent_merge,
-                "head_merge": c.head_merge,
-                **weights_parameter(c.weights),
-            }
-            model = recipe_model(c.kind, blocks, params)
+            model = c.recipe.make([swap.get(i) or self.block(i) for i in c.block_ids])
             return model, model.modalities
         model, record = self.version(c.model_id)
-        if c.kind == "version" and record.recipe != "fuse":
+        if c.kind == "version" and not record.recipe.method.trained:
             if not swap:
                 return model, model.modalities
-            rebuilt = recipe_model(
-                record.recipe,
-                [swap.get(i) or b for i, b in zip(record.block_ids, model.block_list, strict=True)],
-                record.parameters,
+            rebuilt = record.recipe.make(
+                [swap.get(i) or b for i, b in zip(record.block_ids, model.block_list, strict=True)]
             )
             return rebuilt, rebuilt.modalities
         if not self.cfg.evaluation.score_fused:
@@ -247,28 +239,29 @@ class Builder:
         if c.kind == "version":  # a stored fused version: its full run's weights only
             took_part = self.cfg.site in record.card.get("fuse", {}).get("participants", [])
             # a participant trained its full run on all its patients (cross-fitting), or on its
-            # training split (folds = 0, certain only when the run had no fold runs: a
-            # cross-fitting site does not take part in such a run)
+            # training split (folds = 0, certain only when the run had no fold runs: a cross-fitting
+            # site does not take part in such a run)
             if took_part and (
-                self.fold_of is not None or int(record.parameters.get("folds", "0") or 0) > 0
+                self.fold_of is not None or int(record.settings.get("folds", "0") or 0) > 0
             ):
                 raise Unverifiable(
-                    "this site trained that fused version's full run "
-                    "on the patients it would score it on"
+                    "this site trained that fused version's full run on the patients it would "
+                    "score it on"
                 )
             if not swap:
                 return model, model.modalities
             return self._fused(
                 [self.block(i) for i in record.block_ids],
                 record.block_ids,
-                record.parameters,
-                record.parameters.get("mode", "stack"),
+                record.recipe,
+                record.settings.get("mode", "stack"),
                 model.state_dict(),
                 swap,
             )
-        if record.recipe not in ("merge", "ensemble"):
+        if record.recipe.method.trained:
             raise Unverifiable(
-                f"a LegoFuse round starts from a merge or ensemble version, not a {record.recipe}"
+                "a LegoFuse round starts from a merge or ensemble version, not a "
+                f"{record.recipe.kind}"
             )
         runs = self._runs(job, c, record, model)
         run = (
@@ -277,7 +270,7 @@ class Builder:
         return self._fused(
             list(model.block_list),
             record.block_ids,
-            record.parameters,
+            record.recipe,
             c.fuse_mode,
             runs[run],
             swap,
@@ -289,7 +282,7 @@ class Builder:
         """Every run's global weights of a LegoFuse round (fetched once): the full run, then the
         fold runs."""
         if c.candidate_id not in self.runs:
-            fused = fused_model(model.block_list, c.fuse_mode, record.parameters)
+            fused = fused_model(model.block_list, c.fuse_mode, record.recipe)
             state = {k: v.detach().cpu() for k, v in fused.state_dict().items()}
             names = trainable_names(fused)
             if layout(state, names) != c.layout:
@@ -309,7 +302,7 @@ class Builder:
         self,
         blocks: list[Any],
         ids: Sequence[str],
-        params: dict[str, str],
+        recipe: Recipe,
         mode: str,
         weights: dict[str, Any],
         swap: dict[str, Any],
@@ -318,11 +311,11 @@ class Builder:
         weights' change from the released blocks' LegoFuse added to the LegoFuse of the blocks
         with the copies in place (so the site's own released blocks, which saw the patient, play
         no part: docs/EVALUATION.md)."""
-        fused = fused_model(blocks, mode, params)
+        fused = fused_model(blocks, mode, recipe)
         if swap:
             start = {k: v.detach().clone() for k, v in fused.state_dict().items()}
             fused = fused_model(
-                [swap.get(i) or b for i, b in zip(ids, blocks, strict=True)], mode, params
+                [swap.get(i) or b for i, b in zip(ids, blocks, strict=True)], mode, recipe
             )
             mine = fused.state_dict()
             trained = set(trainable_names(fused))
@@ -400,9 +393,9 @@ def answer(
         empty = empty_folds(data, task, fold_of, cfg.evaluation.folds)
         if empty:
             log.warning(
-                "evaluation %s: fold(s) %s of the site's patients hold no event "
-                "(or no patient of a class) among those the task's modalities cover: "
-                "the folds cannot each be scored; declined",
+                "evaluation %s: fold(s) %s of the site's patients hold no event (or no patient of "
+                "a class) among "
+                "those the task's modalities cover: the folds cannot each be scored; declined",
                 job.job_id,
                 ", ".join(map(str, empty)),
                 extra={
@@ -416,8 +409,8 @@ def answer(
     new = set(asked.values()) - ledger.used(task.task_id)
     if len(ledger.used(task.task_id)) + len(new) > cfg.evaluation.max_eval_queries:
         log.warning(
-            "evaluation %s: %d new candidates would pass this site's query budget of %d "
-            "for task %s; declined",
+            "evaluation %s: %d new candidates would pass this site's query budget of %d for task "
+            "%s; declined",
             job.job_id,
             len(new),
             cfg.evaluation.max_eval_queries,
@@ -432,8 +425,8 @@ def answer(
             models.append(builder.parts(job, c))
         except FoldsChanged as exc:
             log.warning(
-                "evaluation %s: %s: the site's data changed since it trained; "
-                "declined (train its blocks again)",
+                "evaluation %s: %s: the site's data changed since it trained; declined (train its "
+                "blocks again)",
                 job.job_id,
                 exc,
                 extra={

@@ -87,7 +87,8 @@ def describe(node_config: dict[str, Any]) -> RecordDict:
 
 
 def model_folder(cfg: SiteConfig, model_id: str) -> Path:
-    """The model version's folder at this site, pulled from the registry once (hashes and signatures checked)."""
+    """The model version's folder at this site, pulled from the registry once (hashes and signatures
+    checked)."""
     folder = cfg.state / "models" / model_id
     if not (folder / "model.pb").is_file():
         from common.client import RegistryClient
@@ -114,8 +115,8 @@ def round_data(
         return data, [data] * fold_runs
     if fold_runs != folds:
         raise SiteFailure(
-            f"the run has {fold_runs} fold runs; site {cfg.site!r} cross-fits with [evaluation] folds = "
-            f"{folds} and cannot score it out of fold: it does not take part"
+            f"the run has {fold_runs} fold runs; site {cfg.site!r} cross-fits with [evaluation] "
+            f"folds = {folds} and cannot score it out of fold: it does not take part"
         )
     fold_of = site_folds(everyone, folds, cfg.train.seed)
     return (
@@ -139,19 +140,21 @@ def train(content: RecordDict, node_config: dict[str, Any]) -> RecordDict:
     merged, record = load_model_folder(model_folder(cfg, model_id))
     if not isinstance(merged, (LegoMerge, LegoEnsemble)):
         raise ValueError(
-            f"fuse rounds start from a merge or ensemble version; {model_id} is a {record.recipe}"
+            f"fuse rounds start from a merge or ensemble version; {model_id} is a "
+            f"{record.recipe.kind}"
         )
-    model = fused_model(merged.block_list, fuse.mode, record.parameters)
+    model = fused_model(merged.block_list, fuse.mode, record.recipe)
     data, fold_data = round_data(cfg, load_site_folder(cfg.data), model.modalities, fuse.fold_runs)
     if len(data) < cfg.min_cell_size:  # the patient count goes back with the weights
         log.warning(
-            "%d paired patients, fewer than the minimum cell size %d ([privacy] min_cell_size): not taking part",
+            "%d paired patients, fewer than the minimum cell size %d ([privacy] min_cell_size): "
+            "not taking part",
             len(data),
             cfg.min_cell_size,
         )
         raise SiteFailure(
-            f"site {cfg.site!r} has fewer paired patients than its minimum cell size ({cfg.min_cell_size}); "
-            "it does not take part"
+            f"site {cfg.site!r} has fewer paired patients than its minimum cell size "
+            f"({cfg.min_cell_size}); it does not take part"
         )
     reply = site_round(
         model, content, data, fuse, round_, device=cfg.train.device, fold_data=fold_data

@@ -68,8 +68,8 @@ def packed(padded: ModalityInput) -> ModalityInput:
 
 
 def mutate_bytes(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
-    """Fuzzing edits (kind, position, value): 0 flips a byte, 1 inserts bytes, 2 truncates, 3
-    duplicates or moves a line."""
+    """Fuzzing edits (kind, position, value): 0 flips a byte, 1 inserts bytes, 2 truncates,
+    3 duplicates or moves a line."""
     out = bytearray(data)
     for kind, pos, value in edits:
         at = pos % (len(out) + 1)
@@ -100,3 +100,16 @@ def edit_site_toml(path: Path, **changes: object) -> Path:
         (raw.setdefault(section, {}) if section else raw)[name] = value
     path.write_text(render(SiteFile.model_validate(raw)))
     return path
+
+
+def distinct_blocks(modalities: str = "ab") -> list[LegoBlock]:
+    """Compatible blocks whose weights differ (``block`` gives them a shared initialisation)."""
+    out = []
+    for seed, modality in enumerate(modalities):
+        b = block(modality=modality, seed=seed)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for p in b.parameters():
+                p.normal_(0, 0.3)
+        out.append(b)
+    return out

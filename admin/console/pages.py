@@ -19,6 +19,7 @@ from common.admin.render import (
     version_rows,
 )
 from common.artifacts.modelcard import render_markdown
+from common.artifacts.recipefile import write_recipe
 
 from .source import ConsoleSource
 from .svg import Point, Reference, line_plot
@@ -153,6 +154,7 @@ def version(source: ConsoleSource, model_id: str) -> dict[str, Any]:
     rounds = card_rounds(fuse)
     return {
         "m": m,
+        "parameters": write_recipe(m.recipe, m.settings),  # as its model file records them
         "row": row,
         "card": card,
         "metric": _metric(row["val_metric"]),

@@ -49,8 +49,9 @@ def render_status(s: dict[str, Any]) -> str:
     ]
     lines += [
         f"  {t['task']:<20} {t['kind']:<15} modalities {', '.join(t['modalities'])}; "
-        f"{t['blocks']} blocks ({t['latest_blocks']} latest of active sites); "
-        f"{t['versions']} versions, latest {t['latest_version'] or '-'}; "
+        f"{t['blocks']} blocks "
+        f"({t['latest_blocks']} latest of active sites); {t['versions']} versions, latest "
+        f"{t['latest_version'] or '-'}; "
         f"recommended {t['recommended'] or '-'}"
         + (
             f" (consortium validation {t['recommended_metric']:.4f})"
@@ -61,16 +62,16 @@ def render_status(s: dict[str, Any]) -> str:
     ] or ["  (none)"]
     lines += ["", "sites:"]
     lines += [
-        f"  {x['site']:<20} {x['state']:<10} "
-        f"{'paired' if x['paired'] else 'unpaired':<9} modalities "
+        f"  {x['site']:<20} {x['state']:<10} {'paired' if x['paired'] else 'unpaired':<9} "
+        "modalities "
         f"{', '.join(x['modalities'])}; {x['blocks']} blocks"
         + (f" (withdrawn: {x['withdrawn_reason']})" if x["state"] == "withdrawn" else "")
         for x in s["sites"]
     ] or ["  (none)"]
     lines += ["", "model versions (newest first):"]
     lines += [
-        f"  {m['model']:<20} {m['recipe']:<8} "
-        f"{m['blocks']} blocks of {', '.join(m['sites']) or '-'}"
+        f"  {m['model']:<20} {m['recipe']:<8} {m['blocks']} blocks of "
+        f"{', '.join(m['sites']) or '-'}"
         + (f"; from {m['parent']}, {m['rounds']} rounds" if m["recipe"] == "fuse" else "")
         + (
             f"; validation {m['val_metric']:.4f}"
@@ -197,8 +198,8 @@ def render_blocks(rows: list[dict[str, Any]]) -> str:
         return "-" if x is None else format(x, spec)
 
     head = (
-        f"{'block':<14} {'task':<14} {'site':<14} {'modality':<12} "
-        f"{'patients':>8} {'val':>7} {'size':>10}  signer  age"
+        f"{'block':<14} {'task':<14} {'site':<14} {'modality':<12} {'patients':>8} {'val':>7} "
+        f"{'size':>10}  signer  age"
     )
     out = [
         f"{r['block'][:12]:<14} {r['task']:<14} {r['site']:<14} {r['modality']:<12} "
@@ -231,7 +232,7 @@ def version_rows(models: Iterable[ModelRecord]) -> list[dict[str, Any]]:
             {
                 "model": m.model_id,
                 "task": m.task_id,
-                "recipe": m.recipe,
+                "recipe": m.recipe.kind,
                 "parent": m.parent_id,
                 "children": sorted(children.get(m.model_id, [])),
                 "blocks": len(m.block_ids),
@@ -261,8 +262,8 @@ def render_versions(rows: list[dict[str, Any]]) -> str:
             else "not measured"
         )
         out.append(
-            f"{r['model']:<22} {r['recipe']:<8} "
-            f"{r['blocks']} blocks of {', '.join(r['sites']) or '-'}; {metric}"
+            f"{r['model']:<22} {r['recipe']:<8} {r['blocks']} blocks of "
+            f"{', '.join(r['sites']) or '-'}; {metric}"
             + (f"; from {r['parent']}" if r["parent"] else "")
             + (f"; parent of {', '.join(r['children'])}" if r["children"] else "")
             + f"; {r['created_at']}"
@@ -286,15 +287,15 @@ def validation_line(card: dict[str, Any]) -> str:
     if row.get("value") is None:
         return f"no site could score it (scored by {', '.join(v.get('scored_by', [])) or 'none'})"
     return (
-        f"consortium validation {row['value']:.4f} +- {row.get('se') or float('nan'):.4f} "
-        f"on {len(row['sites'])} site(s); "
+        f"consortium validation {row['value']:.4f} +- {row.get('se') or float('nan'):.4f} on "
+        f"{len(row['sites'])} site(s); "
         f"{v.get('reason', '')}"
     )
 
 
 def created_version_line(m: ModelRecord, card_hint: str) -> str:
     return (
-        f"created model version {m.model_id} ({m.recipe}, {len(m.block_ids)} blocks): "
+        f"created model version {m.model_id} ({m.recipe.kind}, {len(m.block_ids)} blocks): "
         f"{validation_line(m.card)} ({card_hint})"
     )
 
@@ -337,7 +338,8 @@ def fuse_run_rows(runs: Iterable[FuseRun]) -> list[dict[str, Any]]:
 def round_line(x: dict[str, Any]) -> str:
     verdict = (
         f"; validation {x['validation']:.4f} vs parent {x['parent_validation']:.4f} "
-        f"({x['diff']:+.4f}, standard error {x['se_diff']:.4f})"
+        f"({x['diff']:+.4f}, standard error "
+        f"{x['se_diff']:.4f})"
         if x["validation"] is not None
         else ""
     )
@@ -345,8 +347,8 @@ def round_line(x: dict[str, Any]) -> str:
     return (
         f"round {x['round']}: {len(x['answered'])} of {x['asked']} sites answered "
         f"({', '.join(x['answered']) or '-'}), "
-        f"{len(x['failed'])} failed, {len(x['no_answer'])} silent; "
-        f"{x['patients']} patients, loss {loss}{verdict}"
+        f"{len(x['failed'])} failed, {len(x['no_answer'])} silent; {x['patients']} patients, loss "
+        f"{loss}{verdict}"
     )
 
 
@@ -354,8 +356,8 @@ def render_fuse_runs(rows: list[dict[str, Any]]) -> str:
     out = []
     for r in rows:
         out.append(
-            f"{r['run'][:12]}  {r['task']:<14} from {r['parent']:<16} {r['state']:<10} "
-            f"started {r['started_at']}"
+            f"{r['run'][:12]}  {r['task']:<14} from {r['parent']:<16} {r['state']:<10} started "
+            f"{r['started_at']}"
             + (f" -> {r['model']}" if r["model"] else "")
             + (f"  ({r['reason']})" if r["reason"] else "")
         )

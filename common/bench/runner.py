@@ -122,7 +122,6 @@ def chosen_merge(
     site: the same candidates and the same rule (common.evaluation.selection)."""
     import hashlib
 
-    from ..artifacts.modelfile import recipe_model, weights_parameter
     from ..evaluation import consortium
     from ..evaluation.scoring import score_models, whole
     from ..evaluation.selection import BlockInfo, choose, first_candidates, publishable
@@ -135,18 +134,7 @@ def chosen_merge(
     ]
     by_id = {info.block_id: b for info, b in zip(infos, blocks, strict=True)}
     candidates = [c for c in first_candidates(infos) if publishable(c, infos)]
-    models = [
-        recipe_model(
-            c.kind,
-            [by_id[i] for i in c.block_ids],
-            {
-                "latent_merge": c.latent_merge,
-                "head_merge": c.head_merge,
-                **weights_parameter(c.weights),
-            },
-        )
-        for c in candidates
-    ]
+    models = [c.recipe.make([by_id[i] for i in c.block_ids]) for c in candidates]
     scores = score_models([whole(val, (m, m.modalities)) for m in models], val, task, min_cell=1)
     reference = {"validation": scores[0]} if scores[0] is not None else None
     results = {

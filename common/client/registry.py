@@ -44,7 +44,7 @@ from .connect import CHUNK_BYTES, TLSFiles, open_channel
 from .errors import CallError
 
 log = logging.getLogger("mmlego.client")
-# what a call that waits for the sites' scores assumes the coordinator's deadline is, when not told
+# What a call that waits for the sites' scores assumes the coordinator's deadline is, when not told.
 WAIT_S = 600.0
 RETRYABLE = {
     grpc.StatusCode.UNAVAILABLE,
@@ -166,17 +166,18 @@ class RegistryClient:
         task_id: str,
         latent_merge: str = "",
         head_merge: str = "",
-        recipe: str = "",
+        policy: str = "",
         deadline_s: float = 0.0,
         measure: bool = True,
     ) -> ModelRecord:
-        """A new version by ``recipe`` (uniform, ensemble or auto); the call waits while the sites
-        score it (at most ``deadline_s``; 0: the coordinator's default), unless not ``measure``."""
+        """A new version: the recipe that ``policy`` chooses (uniform, ensemble or auto); the call
+        waits while the sites score it (at most ``deadline_s``; 0: the coordinator's default),
+        unless not ``measure``."""
         req = pb.MergeRequest(
             task_id=task_id,
             latent_merge=latent_merge,
             head_merge=head_merge,
-            recipe=recipe,
+            recipe=policy,  # the wire's name for the merge policy
             deadline_s=deadline_s,
             unmeasured=not measure,
         )
@@ -283,8 +284,8 @@ class RegistryClient:
         files = read_block_files(folder)
         if files.signature is None:
             raise SignatureError(
-                f"block folder {folder} is not signed (no {SIGNATURE}); "
-                "sign it with the site's signing key"
+                f"block folder {folder} is not signed (no {SIGNATURE}); sign it with the site's "
+                "signing key"
             )
         upload_id = upload_id_of(files.manifest_bytes, files.signature)
         size = files.manifest.weights_size

@@ -15,9 +15,11 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
+from ..lego.recipe import BLOCK_KINDS, Recipe
+from ..recipe_defaults import DEFAULT_HEAD_MERGE, DEFAULT_LATENT_MERGE
 from .scores import CandidateScore
 
-KINDS = ("merge", "ensemble", "version", "fuse-round")
+KINDS = (*BLOCK_KINDS, "version", "fuse-round")  # a recipe over blocks, a version, a fuse round
 PURPOSES = ("merge", "fuse", "versions")
 HEX = set("0123456789abcdef")
 MAX_FOLDS = 50  # fold runs of a fuse-round candidate, at most
@@ -26,12 +28,12 @@ MAX_FOLDS = 50  # fold runs of a fuse-round candidate, at most
 @dataclass(frozen=True)
 class Candidate:
     candidate_id: str  # unique within its job
-    kind: str  # one of KINDS
+    kind: str  # one of KINDS: a recipe kind of BLOCK_KINDS, "version" or "fuse-round"
     label: str = ""  # for people: "uniform", "ensemble", "hosp-a/genes alone", "round 3"
     block_ids: tuple[str, ...] = ()  # merge / ensemble: the blocks, by id
     weights: tuple[float, ...] = ()  # merge / ensemble: one > 0 per block; empty = equal
-    latent_merge: str = "harmonic"
-    head_merge: str = "spherical"
+    latent_merge: str = DEFAULT_LATENT_MERGE
+    head_merge: str = DEFAULT_HEAD_MERGE
     model_id: str = ""  # version: the version; fuse-round: the version the run started from
     weights_sha256: str = (
         ""  # fuse-round: the round's packed trainable tensors (fetched by the site)
@@ -42,9 +44,30 @@ class Candidate:
     # fuse-round: fold runs whose weights follow the full run's (sites score out of fold with them)
     folds: int = 0
 
+    @classmethod
+    def of(cls, candidate_id: str, label: str, recipe: Recipe) -> Candidate:
+        """A recipe over blocks as a candidate (its fields travel flat, as the wire has them)."""
+        return cls(
+            candidate_id,
+            recipe.kind,
+            label,
+            recipe.block_ids,
+            recipe.weights,
+            recipe.latent_merge,
+            recipe.head_merge,
+        )
+
     @property
     def is_recipe(self) -> bool:
-        return self.kind in ("merge", "ensemble")
+        """A recipe over blocks (made of them alone), not a stored version or a fuse round."""
+        return self.kind in BLOCK_KINDS
+
+    @property
+    def recipe(self) -> Recipe:
+        """The recipe a merge or ensemble candidate is; ValueError for another candidate."""
+        if not self.is_recipe:
+            raise ValueError(f"candidate {self.candidate_id!r} is a {self.kind}, not a recipe")
+        return Recipe(self.kind, self.block_ids, self.weights, self.latent_merge, self.head_merge)
 
     def digest(self) -> str:
         """What makes two candidates the same query: everything but the id and the label."""
@@ -55,8 +78,8 @@ class Candidate:
         """Why this cannot be a candidate, or None."""
         if self.kind not in KINDS:
             return (
-                f"candidate {self.candidate_id!r}: unknown kind {self.kind!r}; "
-                f"known: {', '.join(KINDS)}"
+                f"candidate {self.candidate_id!r}: unknown kind {self.kind!r}; known: "
+                f"{', '.join(KINDS)}"
             )
         if self.is_recipe:
             if not self.block_ids:
@@ -65,16 +88,16 @@ class Candidate:
                 len(b) != 64 or set(b) - HEX for b in self.block_ids
             ):
                 return (
-                    f"candidate {self.candidate_id!r}: "
-                    "block ids must be distinct sha256 hex digests"
+                    f"candidate {self.candidate_id!r}: block ids must be distinct sha256 hex "
+                    "digests"
                 )
             if self.weights and (
                 len(self.weights) != len(self.block_ids)
                 or not all(math.isfinite(w) and w > 0 for w in self.weights)
             ):
                 return (
-                    f"candidate {self.candidate_id!r}: "
-                    f"weights must be {len(self.block_ids)} finite numbers > 0"
+                    f"candidate {self.candidate_id!r}: weights must be {len(self.block_ids)} "
+                    "finite numbers > 0"
                 )
         elif not self.model_id:
             return f"candidate {self.candidate_id!r}: a {self.kind} candidate names a model version"
@@ -85,8 +108,8 @@ class Candidate:
             or not self.layout
         ):
             return (
-                f"candidate {self.candidate_id!r}: "
-                "a fuse-round candidate needs its weights' sha256 and size, mode and layout"
+                f"candidate {self.candidate_id!r}: a fuse-round candidate needs its weights' "
+                "sha256 and size, mode and layout"
             )
         if (
             self.folds < 0
@@ -96,8 +119,8 @@ class Candidate:
             or self.weights_size % (4 * (1 + self.folds))
         ):
             return (
-                f"candidate {self.candidate_id!r}: folds {self.folds} cannot be "
-                f"(a fuse-round's fold runs: 0 or 2..{MAX_FOLDS})"
+                f"candidate {self.candidate_id!r}: folds {self.folds} cannot be (a "
+                f"fuse-round's fold runs: 0 or 2..{MAX_FOLDS})"
             )
         return None
 

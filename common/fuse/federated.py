@@ -20,6 +20,7 @@ import torch
 from ..data.dataset import MultimodalDataset
 from ..lego.block import LegoBlock
 from ..lego.legofuse import FUSE_MODES, LegoFuse
+from ..lego.recipe import MergeRecipe, Recipe
 from ..tasks.spec import TaskSpec
 from ..train.loop import TrainConfig, train_epochs
 
@@ -47,7 +48,8 @@ class FuseConfig:
             raise ValueError(f"fuse mode must be one of {', '.join(FUSE_MODES)}, got {self.mode!r}")
         if self.folds < -1 or self.folds == 1:
             raise ValueError(
-                f"folds must be -1 (those of the parent's blocks), 0 (no fold runs) or 2 or more, got {self.folds}"
+                "folds must be -1 (those of the parent's blocks), 0 (no fold runs) or 2 or more, "
+                f"got {self.folds}"
             )
         for name in ("rounds", "epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
@@ -59,7 +61,8 @@ class FuseConfig:
             and self.proximal_mu >= 0
         ):
             raise ValueError(
-                f"lr must be a finite number > 0 and proximal_mu one >= 0, got {self.lr} and {self.proximal_mu}"
+                f"lr must be a finite number > 0 and proximal_mu one >= 0, got {self.lr} and "
+                f"{self.proximal_mu}"
             )
 
     @property
@@ -122,20 +125,13 @@ def from_run_config(cls: type[T], rc: Mapping[str, object]) -> T:
     return cls(**values)
 
 
-def fused_model(
-    blocks: Sequence[LegoBlock], mode: str, parameters: dict[str, str] | None = None
-) -> LegoFuse:
-    """The LegoFuse a fuse run starts from: the version's blocks, in its order, and its (weighted)
-    head merge (an ensemble version: the spherical merge of its blocks' heads, with its weights)."""
-    from ..artifacts.modelfile import recipe_weights
-
-    params = parameters or {}
-    return LegoFuse(
-        list(blocks),
-        mode=mode,  # type: ignore[arg-type]
-        head_merge=params.get("head_merge", "spherical"),
-        head_weights=recipe_weights(params, len(blocks)),
-    )
+def fused_model(blocks: Sequence[LegoBlock], mode: str, recipe: Recipe | None = None) -> LegoFuse:
+    """The LegoFuse a fuse run starts from: the blocks of the version's ``recipe``, in its order,
+    and its (weighted) head merge (an ensemble version: the default head merge of its blocks'
+    heads, with its weights); no recipe: the blocks' equal-weight default head merge."""
+    start = (recipe or Recipe(MergeRecipe.name)).fused().make(blocks, mode)
+    assert isinstance(start, LegoFuse), type(start)
+    return start
 
 
 def paired_only(data: MultimodalDataset, modalities: Sequence[str]) -> MultimodalDataset:
@@ -158,7 +154,8 @@ def local_round(
     round_: int,
     device: str = "cpu",
 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """What a site does in round ``round_``: load ``state``, train, return its weights and metrics."""
+    """What a site does in round ``round_``: load ``state``, train, return its weights and
+    metrics."""
     model.load_state_dict(state, strict=True)
     metrics = train_epochs(model, data, spec, cfg.train_config(round_, device), cfg.proximal_mu)
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, metrics

@@ -1,4 +1,4 @@
-"""The MM-Lego method: encoders, Fourier latent, LegoBlock, LegoMerge, LegoFuse."""
+"""The MM-Lego method: encoders, Fourier latent, LegoBlock, LegoMerge, LegoFuse, recipes."""
 
 from .block import LatentStep, LegoBlock
 from .config import BlockConfig
@@ -17,12 +17,14 @@ from .inputs import Inputs, ModalityInput, SingleModality
 from .legofuse import FUSE_MODES, LegoFuse
 from .legomerge import LegoMerge, check_compatible, merged_head
 from .merge import HEAD_MERGES, LATENT_MERGES, merge_heads, merge_latents, spherical_mean
+from .recipe import RECIPE_KINDS, Recipe
 
 __all__ = [
     "FOURIER_MODES",
     "FUSE_MODES",
     "HEAD_MERGES",
     "LATENT_MERGES",
+    "RECIPE_KINDS",
     "BagEncoder",
     "BlockConfig",
     "EncoderConfig",
@@ -34,6 +36,7 @@ __all__ = [
     "LegoHead",
     "LegoMerge",
     "ModalityInput",
+    "Recipe",
     "SingleModality",
     "TabularEncoder",
     "build_encoder",

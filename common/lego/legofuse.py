@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..recipe_defaults import DEFAULT_HEAD_MERGE, DEFAULT_LATENT_MERGE
 from .block import LegoBlock
 from .encoders import run_encoder
 from .fourier import to_frequency, to_spatial
@@ -37,7 +38,7 @@ class LegoFuse(nn.Module):
         blocks: Sequence[LegoBlock],
         mode: FuseMode = "stack",
         order: Sequence[int] | None = None,
-        head_merge: str = "spherical",
+        head_merge: str = DEFAULT_HEAD_MERGE,
         head_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
@@ -61,7 +62,9 @@ class LegoFuse(nn.Module):
                 start = blocks[order[0]].latent.detach().clone()
             else:
                 freqs = [to_frequency(b.latent.detach()[None], self.fourier) for b in blocks]
-                start = to_spatial(LATENT_MERGES.get("harmonic")(freqs, None), self.fourier).real[0]
+                start = to_spatial(
+                    LATENT_MERGES.get(DEFAULT_LATENT_MERGE)(freqs, None), self.fourier
+                ).real[0]
         self.latent = nn.Parameter(start)  # (c, d), a copy: never a block's own parameter
         self.head = merged_head(
             blocks, head_merge, head_weights

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..recipe_defaults import DEFAULT_HEAD_MERGE, DEFAULT_LATENT_MERGE
 from ..tasks.spec import TaskSpec
 from .block import LegoBlock
 from .head import LegoHead
@@ -29,12 +30,15 @@ def check_compatible(blocks: Sequence[LegoBlock]) -> None:
         ):
             if mine != theirs:
                 raise ValueError(
-                    f"block {i} ({c.modality}) has {name} {mine}, block 0 ({ref.modality}) has {theirs}"
+                    f"block {i} ({c.modality}) has {name} {mine}, block 0 ({ref.modality}) has "
+                    f"{theirs}"
                 )
 
 
 def merged_head(
-    blocks: Sequence[LegoBlock], method: str = "spherical", weights: Sequence[float] | None = None
+    blocks: Sequence[LegoBlock],
+    method: str = DEFAULT_HEAD_MERGE,
+    weights: Sequence[float] | None = None,
 ) -> LegoHead:
     """A new head whose weights are the (weighted) merge of the blocks' heads."""
     cfg = blocks[0].config
@@ -87,8 +91,8 @@ class LegoMerge(BlockSet):
     def __init__(
         self,
         blocks: Sequence[LegoBlock],
-        latent_merge: str = "harmonic",
-        head_merge: str = "spherical",
+        latent_merge: str = DEFAULT_LATENT_MERGE,
+        head_merge: str = DEFAULT_HEAD_MERGE,
         weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__(blocks, weights)

@@ -110,7 +110,7 @@ class Models:
             record_event(
                 c,
                 actor,
-                record.recipe,
+                record.recipe.kind,  # the event is named after the version's recipe kind
                 model_id=record.model_id,
                 blocks=len(record.block_ids),
                 parent_id=record.parent_id,

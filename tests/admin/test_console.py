@@ -26,6 +26,7 @@ from common import serde
 from common.artifacts.manifest import BlockManifest, DPAccount
 from common.client import CallError
 from common.lego import BlockConfig, EncoderConfig
+from common.lego.recipe import Recipe
 from common.pki.ca import CertificateAuthority, new_key
 from common.pki.identity import Identity
 from common.records import BlockRecord, FuseRound, FuseRun, ModelRecord, SiteRecord, TaskRecord
@@ -264,8 +265,7 @@ class FakeCoordinator:
             ModelRecord(
                 "ovarian-v3",
                 "ovarian",
-                tuple(b.block_id for b in ov),
-                "fuse",
+                Recipe("fuse", tuple(b.block_id for b in ov)),
                 {"strategy": "fedavg"},
                 "ef" * 32,
                 9000,
@@ -283,9 +283,10 @@ class FakeCoordinator:
             ModelRecord(
                 "breast-v1",
                 "breast",
-                tuple(b.block_id for b in self.block_list[4:]),
-                "merge",
-                {"latent_merge": "harmonic"},
+                Recipe(
+                    "merge", tuple(b.block_id for b in self.block_list[4:]), latent_merge="harmonic"
+                ),
+                {},
                 "ee" * 32,
                 8000,
                 _merge_card("breast-v1", "breast", self.block_list[4:], 0.7345),
@@ -296,9 +297,8 @@ class FakeCoordinator:
             ModelRecord(
                 "ovarian-v2",
                 "ovarian",
-                tuple(b.block_id for b in ov),
-                "merge",
-                {"latent_merge": "mean"},
+                Recipe("merge", tuple(b.block_id for b in ov), latent_merge="mean"),
+                {},
                 "dd" * 32,
                 8000,
                 _merge_card("ovarian-v2", "ovarian", ov, None),
@@ -308,9 +308,8 @@ class FakeCoordinator:
             ModelRecord(
                 "ovarian-v1",
                 "ovarian",
-                tuple(b.block_id for b in ov),
-                "merge",
-                {"latent_merge": "harmonic"},
+                Recipe("merge", tuple(b.block_id for b in ov), latent_merge="harmonic"),
+                {},
                 "cc" * 32,
                 8000,
                 _merge_card("ovarian-v1", "ovarian", ov, 0.6683),
@@ -429,7 +428,7 @@ class FakeCoordinator:
             {
                 "model": m.model_id,
                 "task": m.task_id,
-                "recipe": m.recipe,
+                "recipe": m.recipe.kind,
                 "parent": m.parent_id,
                 "blocks": len(m.block_ids),
                 "created_at": m.created_at,
@@ -526,8 +525,8 @@ def locked(fake: FakeCoordinator) -> Iterator[Console]:
 def request(
     c: Console, path: str, method: str = "GET", headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str], str]:
-    """Status, headers (lower-case names) and body, with http.client (so Host and method are ours
-    to set)."""
+    """Status, headers (lower-case names) and body, with http.client (so Host and method are ours to
+    set)."""
     conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=10)
     try:
         conn.request(
@@ -688,8 +687,8 @@ def test_blocks_page_shows_every_block_per_site(console: Console, clean: FakeCoo
     assert k[(f"data-block={'03' * 32}", "dp_epsilon")] == "2.5"
     assert ("blocks", "", "", "", True) in [(n, *a) for n, a in clean.calls]
     assert (
-        "patients in the latest blocks: "
-        "breast/clinical 200, ovarian/clinical 120, ovarian/genes 118" in html
+        "patients in the latest blocks: breast/clinical 200, ovarian/clinical 120, ovarian/genes "
+        "118" in html
     )
     assert "<title>mmlego console — Blocks</title>" in html and "data-live" not in html
 

@@ -6,6 +6,7 @@ import pytest
 
 from common import serde
 from common.artifacts import BlockManifest
+from common.lego.recipe import Recipe
 from common.pb.mmlego.v1 import registry_pb2 as pb
 from common.records import (
     BlockRecord,
@@ -80,9 +81,8 @@ def test_records_round_trip() -> None:
     model = ModelRecord(
         "t1-v1",
         "t1",
-        ("ab" * 32,),
-        "merge",
-        {"head_merge": "spherical"},
+        Recipe("merge", ("ab" * 32, "ef" * 32), (1.5, 0.5), "arithmetic", "linear"),
+        {"candidate": "size"},
         "cd" * 32,
         5,
         {"k": [1]},

@@ -114,8 +114,8 @@ def test_merge_auto_is_measured_by_the_sites_and_its_scores_recommend_it(
             site(consortium, "hosp-c", address, tmp_path, seed=4),
         ]
         with RegistryClient(address, consortium.tls("hosp-a")) as a:
-            # hosp-a is known and expected too: it declines (it has no data with the task's
-            # outcome here)
+            # hosp-a is known and expected too: it declines (it has no data with the task's outcome
+            # here)
             a.tasks()
         done = threading.Event()
         worker = threading.Thread(
@@ -126,7 +126,7 @@ def test_merge_auto_is_measured_by_the_sites_and_its_scores_recommend_it(
         t0 = time.monotonic()
         try:
             with RegistryClient(address, consortium.tls("ops")) as admin:
-                version = admin.merge("t1", recipe="auto", deadline_s=20)
+                version = admin.merge("t1", policy="auto", deadline_s=20)
         finally:
             done.set()
             worker.join(30)
@@ -306,7 +306,7 @@ def test_unknown_recipes_operators_and_weights_are_one_message(
         push_blocks(consortium, address, tmp_path)
         with RegistryClient(address, consortium.tls("ops")) as admin:
             for kw, message in (
-                ({"recipe": "best"}, "unknown recipe 'best'; known: uniform, ensemble, auto"),
+                ({"policy": "best"}, "unknown recipe 'best'; known: uniform, ensemble, auto"),
                 (
                     {"latent_merge": "nope"},
                     "unknown latent merge 'nope'; known: arithmetic, harmonic",

@@ -2,9 +2,8 @@
 coordinator (registry) process, `mmlego coordinator superlink` (TLS with the coordinator's
 certificate, SuperNode authentication), node keys from the enrolment kits registered and bound to
 site names, SuperNodes of two paired sites and one unpaired site, one SuperNode whose key nobody
-registered, and `mmlego coordinator fuse` (with central DP). One paired site is killed in the
-middle of the run: the round finishes with the other by its deadline and the fused version is
-stored."""
+registered, and `mmlego coordinator fuse` (with central DP). One paired site is killed in the middle
+of the run: the round finishes with the other by its deadline and the fused version is stored."""
 
 from __future__ import annotations
 
@@ -192,15 +191,15 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
         assert time.monotonic() - killed_at < 90 + 60, "the round did not end by its deadline"
 
         with RegistryClient(address, consortium.tls("ops")) as admin:
-            fused = [m for m in admin.models("t1") if m.recipe == "fuse"]
+            fused = [m for m in admin.models("t1") if m.recipe.kind == "fuse"]
         assert (
             len(fused) == 1 and fused[0].model_id in out and fused[0].parent_id == merged.model_id
         )
         card = fused[0].card["fuse"]
         rounds = card["rounds"]
-        # hosp-c answered no round after it was killed (nearly always round 1; round 2 if it
-        # replied first), and is not asked again; hosp-b carried the rounds; hosp-a (unpaired) and
-        # the rogue node never took part.
+        # hosp-c answered no round after it was killed (nearly always round 1; round 2 if it replied
+        # first), and is not asked again; hosp-b carried the rounds; hosp-a (unpaired) and the rogue
+        # node never took part.
         dead = [r["round"] for r in rounds if r["no_answer"] == ["hosp-c"]]
         assert len(dead) == 1 and all(
             r["sites"] == ["hosp-b"] for r in rounds if r["round"] >= dead[0]
@@ -236,8 +235,7 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
         # The coordinator's machine dies during a round of a second run: SIGKILL of the registry
         # server, the SuperLink and every process below it (the ServerApp runs in a session of its
         # own: a process-group kill misses it, and it would finish the run once a SuperLink is
-        # back).
-        # Nothing of that run may be stored; after a restart the surviving site's SuperNode
+        # back). Nothing of that run may be stored; after a restart the surviving site's SuperNode
         # reconnects and a new run completes.
         second = subprocess.Popen(
             [
@@ -279,8 +277,8 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
         second.wait(timeout=180)
         out2 = (tmp_path / "fuse2.log").read_text()
         print(
-            f"fuse run after the kill: exit {second.returncode} "
-            f"after {time.monotonic() - t_kill:.0f} s:",
+            f"fuse run after the kill: exit {second.returncode} after "
+            f"{time.monotonic() - t_kill:.0f} s:",
             out2[-600:],
         )
         assert "round 1 of 2" not in out2, "the kill did not land during round 1"
@@ -289,7 +287,7 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
         coord.start()  # recovery on start
         check_versions(tmp_path / "store", {})  # no orphan blob, no partial version, every card
         with RegistryClient(address, consortium.tls("ops")) as admin:
-            assert [m.model_id for m in admin.models("t1") if m.recipe == "fuse"] == [
+            assert [m.model_id for m in admin.models("t1") if m.recipe.kind == "fuse"] == [
                 fused[0].model_id
             ]
         restarted = subprocess.Popen(
@@ -332,7 +330,7 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
             "hosp-b's SuperNode did not survive the coordinator's restart"
         )
         with RegistryClient(address, consortium.tls("ops")) as admin:
-            fused_now = [m for m in admin.models("t1") if m.recipe == "fuse"]
+            fused_now = [m for m in admin.models("t1") if m.recipe.kind == "fuse"]
         assert len(fused_now) == 2 and fused_now[0].card["fuse"]["participants"] == ["hosp-b"]
     finally:
         coord.stop()

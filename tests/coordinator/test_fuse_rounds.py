@@ -100,11 +100,13 @@ def site_node(
     kit_dir = consortium.kit(kit or site)
     modalities = '"genes", "clinical"' if site in ("hosp-b", "hosp-c") else '"genes"'
     (home / "site.toml").write_text(
-        f'site = "{site}"\nmodalities = [{modalities}]\npaired = true\ncoordinator = "{address}"\ndata = "{data}"\n'
-        f'[tls]\ncert = "{kit_dir / "tls.crt"}"\nkey = "{kit_dir / "tls.key"}"\nca = "{kit_dir / "ca.crt"}"\n'
+        f'site = "{site}"\nmodalities = [{modalities}]\npaired = true\ncoordinator = '
+        f'"{address}"\ndata = "{data}"\n'
+        f'[tls]\ncert = "{kit_dir / "tls.crt"}"\nkey = "{kit_dir / "tls.key"}"\nca = '
+        f'"{kit_dir / "ca.crt"}"\n'
         f'[signing]\nkey = "{kit_dir / "signing.key"}"\n[train]\ndevice = "cpu"\n'
-        f'[flower]\nnode_key = "{kit_dir / "flower-node.key"}"\nsuperlink = "{superlink}"\nport = {free_port()}\n'
-        f"[evaluation]\nfolds = {folds}\n"
+        f'[flower]\nnode_key = "{kit_dir / "flower-node.key"}"\nsuperlink = "{superlink}"\nport = '
+        f"{free_port()}\n[evaluation]\nfolds = {folds}\n"
     )
     return {"site-config": str(home / "site.toml")}
 
@@ -157,11 +159,11 @@ def test_fedavg_over_one_paired_site_equals_centralized_fine_tuning(
 
     fused = store_fused(registry, parent, outcome, cfg, "ops")
     assert (
-        fused.recipe == "fuse"
+        fused.recipe.kind == "fuse"
         and fused.parent_id == model_id
         and fused.card["fuse"]["participants"] == ["hosp-b"]
     )
-    assert [r["round"] for r in fused.card["fuse"]["rounds"]] == [1, 2] and fused.parameters[
+    assert [r["round"] for r in fused.card["fuse"]["rounds"]] == [1, 2] and fused.settings[
         "strategy"
     ] == "fedavg"
     with RegistryClient(address, consortium.tls("hosp-a")) as site:
@@ -211,7 +213,8 @@ def test_a_silent_site_is_left_behind_by_the_deadline_or_the_run_fails_below_min
     broken[1] = {"site-config": str(tmp_path / "missing.toml")}
     with pytest.raises(
         FuseError,
-        match=r"failed: hosp-b: SiteFailure: ConfigError at the site \(the details stay in the site's log\)",
+        match=r"failed: hosp-b: SiteFailure: ConfigError at the site \(the details stay in the "
+        r"site's log\)",
     ):
         run_rounds(InProcessTransport(broken), nodes, start, cfg, model_id, 30, min_sites=2)
     with pytest.raises(FuseError, match="min_sites is 3"):
@@ -386,7 +389,8 @@ def test_a_reply_that_cannot_be_aggregated_is_named(
 
 
 class _Scripted:
-    """Two nodes: node 2 is honest; node 1 claims 10 patients in round 1 and 10000 later (to outweigh the others)."""
+    """Two nodes: node 2 is honest; node 1 claims 10 patients in round 1 and 10000 later (to
+    outweigh the others)."""
 
     def __init__(self) -> None:
         self.round = 0

@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.artifacts import load_block, load_signing_key, save_block, sha256_file
 from common.artifacts.blockfile import WEIGHTS
-from common.artifacts.modelfile import load_model_folder, merge_model
+from common.artifacts.modelfile import load_model_folder
 from common.client import CallError, RegistryClient, Retry
 from coordinator.config import CoordinatorConfig
 from coordinator.server import serve
@@ -111,10 +111,8 @@ def test_merge_pull_is_bit_identical_and_follows_new_and_withdrawn_sites(
         site_a.pull_model(v2.model_id, tmp_path / "pulled")
         pulled, record = load_model_folder(tmp_path / "pulled")
         assert (tmp_path / "pulled" / "card.md").read_text().startswith(f"# Model {v2.model_id}")
-        local = merge_model([load_block(a)[0].eval(), load_block(b)[0].eval()], record.parameters)
-        local_rev = merge_model(
-            [load_block(b)[0].eval(), load_block(a)[0].eval()], record.parameters
-        )
+        local = record.recipe.make([load_block(a)[0].eval(), load_block(b)[0].eval()])
+        local_rev = record.recipe.make([load_block(b)[0].eval(), load_block(a)[0].eval()])
         assert torch.equal(
             predictions(pulled),
             predictions(local_rev if pulled.modalities[0] == "clinical" else local),

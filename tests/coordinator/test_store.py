@@ -14,6 +14,7 @@ import pytest
 
 from common.evaluation import CandidateScore, PairCounts
 from common.evaluation.candidates import Candidate, EvaluationJob
+from common.lego.recipe import Recipe
 from common.records import BlockRecord, utc_now
 from common.serde import score_to_bytes
 from coordinator.merging import insert_version
@@ -114,9 +115,8 @@ def test_adopting_a_blob_repairs_a_damaged_copy(tmp_path: Path) -> None:
 
 def test_a_version_whose_card_files_were_not_written_gets_them_on_start(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    record = insert_version(
-        store, "t1", "merge", ("ab" * 32,), {}, b"weights", {"blocks": []}, "ops"
-    )
+    recipe = Recipe("merge", ("ab" * 32,))
+    record = insert_version(store, "t1", recipe, {}, b"weights", {"blocks": []}, "ops")
     card = tmp_path / "models" / record.model_id / "card.json"
     assert json.loads(card.read_text())["model_id"] == record.model_id
     card.unlink()  # a crash between the version's commit and its card files
@@ -148,9 +148,8 @@ def test_a_coordinator_starting_beside_a_fuse_run_cannot_orphan_its_new_version(
         return sha
 
     monkeypatch.setattr(store.blobs, "put_bytes", put_then_a_coordinator_starts)
-    record = insert_version(
-        store, "t1", "fuse", ("ab" * 32,), {}, b"fused weights", {}, "flower-serverapp"
-    )
+    recipe = Recipe("fuse", ("ab" * 32,))
+    record = insert_version(store, "t1", recipe, {}, b"fused weights", {}, "flower-serverapp")
     assert swept == [1]  # the sweep did remove the blob ...
     assert store.blobs.verify(record.weights_sha256)  # ... and the version has it
     store.close()

@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from common.artifacts.foldcopies import fold_folder, load_fold_copies
-from common.artifacts.modelfile import recipe_model
 from common.client import RegistryClient
 from common.data.sitefolder import load_site_folder
 from common.data.splits import site_folds
@@ -25,6 +24,7 @@ from common.evaluation.scoring import score_models
 from common.fuse import FuseConfig, fused_model
 from common.fuse.wire import trainable_names
 from common.lego import LegoBlock
+from common.lego.recipe import Recipe
 from common.pki import enroll_site
 from common.sitetoml import EvaluationSection as SiteEvaluation
 from common.train.siteblock import BlockTraining
@@ -89,9 +89,7 @@ def test_a_site_scores_every_patient_through_the_fold_copies_that_never_saw_it(
         copies = {m: load_fold_copies(fold_folder(cfg.state, i)) for m, i in blocks.items()}
         parts = []
         for k in range(3):
-            merged = recipe_model(
-                "merge", [copies["genes"].blocks[k], copies["clinical"].blocks[k]], {}
-            )
+            merged = Recipe("merge").make([copies["genes"].blocks[k], copies["clinical"].blocks[k]])
             parts.append((np.flatnonzero(fold_of == k), (merged, merged.modalities)))
         (want,) = score_models([parts], data, reg.task("t1").spec, cfg.min_cell_size)
         assert (
@@ -100,8 +98,8 @@ def test_a_site_scores_every_patient_through_the_fold_copies_that_never_saw_it(
             and got.var_metric == pytest.approx(want.var_metric)
         )
 
-        # a block of its own without fold copies cannot be scored out of fold: left out, the rest
-        # is scored
+        # a block of its own without fold copies cannot be scored out of fold: left out, the rest is
+        # scored
         import shutil
 
         shutil.rmtree(fold_folder(cfg.state, blocks["genes"]))
@@ -118,8 +116,8 @@ def test_a_site_scores_every_patient_through_the_fold_copies_that_never_saw_it(
             (answer,) = evaluate_pending(cfg, client, data)
         assert answer.scored == 1 and set(reg.evaluations.scores(again.job_id)) == {"c"}
 
-        # back to a validation split: its cross-fitted blocks trained on those patients too, so
-        # they are not scored
+        # back to a validation split: its cross-fitted blocks trained on those patients too, so they
+        # are not scored
         split = replace(cfg, evaluation=SiteEvaluation(folds=0))
         third = reg.evaluations.open(
             reg.task("t1"),
@@ -136,7 +134,7 @@ def test_a_site_scores_every_patient_through_the_fold_copies_that_never_saw_it(
         )
 
 
-def test_a_round_carries_a_fold_run_per_fold_each_patient_scored_by_the_run_that_never_saw_its_fold(
+def test_a_round_carries_a_fold_run_per_fold_each_patient_scored_by_the_run_blind_to_its_fold(
     consortium: Consortium, tmp_path: Path
 ) -> None:
     with evaluating(consortium, tmp_path, deadline_s=30) as (address, running):

@@ -12,11 +12,11 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from common.artifacts import load_block, load_signing_key, save_block
-from common.artifacts.modelfile import merge_model
 from common.cli import EXIT_BAD_INPUT, add_plugins, app
 from common.data import load_builtin
 from common.data.export import export_site_folder
 from common.data.sitefolder import load_site_folder
+from common.lego.recipe import Recipe
 from common.tasks import survival_bins
 from common.train import predict_scores
 from coordinator.config import load_config
@@ -147,8 +147,8 @@ def test_round_trip_on_nki70(tmp_path: Path) -> None:
     preds = pd.read_csv(tmp_path / "preds.csv")
     assert len(preds) == len(test_rows) and set(preds["modalities"]) == {"genes+clinical"}
     # In process, from the sites' own block folders: the same numbers, bit for bit.
-    local = merge_model(
-        [load_block(blocks["b"])[0].eval(), load_block(blocks["a"])[0].eval()], {}
+    local = Recipe("merge").make(
+        [load_block(blocks["b"])[0].eval(), load_block(blocks["a"])[0].eval()]
     )  # clinical, genes
     test = load_site_folder(tmp_path / "data-test")
     expected = predict_scores(local, test, local.block_list[0].config.task, amp=False)

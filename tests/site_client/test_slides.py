@@ -11,11 +11,11 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from common.artifacts import load_block
-from common.artifacts.modelfile import merge_model
 from common.cli import add_plugins, app
 from common.data.export import export_site_folder
 from common.data.sitefolder import load_site_folder
 from common.data.slidecohort import SlideCohort, write_slide_cohort
+from common.lego.recipe import Recipe
 from common.tasks import survival_bins
 from common.train import predict_scores
 from coordinator.config import load_config
@@ -134,8 +134,8 @@ def test_slides_train_push_merge_pull_and_predict(tmp_path: Path) -> None:
     assert len(preds) == len(test_rows) and {
         frozenset(m.split("+")) for m in preds["modalities"]
     } == {frozenset({"genes", "slides"})}
-    local = merge_model(
-        [load_block(blocks["b"])[0].eval(), slides_block.eval()], {}
+    local = Recipe("merge").make(
+        [load_block(blocks["b"])[0].eval(), slides_block.eval()]
     )  # genes, slides: the task's order
     expected = predict_scores(
         local, load_site_folder(tmp_path / "data-test"), local.block_list[0].config.task, amp=False

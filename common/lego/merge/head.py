@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
+from ...recipe_defaults import DEFAULT_HEAD_MERGE
 from .registry import Registry
 
 HeadState = Mapping[str, torch.Tensor]
@@ -25,7 +26,8 @@ def _check_heads(heads: Sequence[HeadState]) -> list[str]:
         for k in keys:
             if h[k].shape != heads[0][k].shape:
                 raise ValueError(
-                    f"head {i} tensor {k!r} has shape {tuple(h[k].shape)}, head 0 has {tuple(heads[0][k].shape)}"
+                    f"head {i} tensor {k!r} has shape {tuple(h[k].shape)}, head 0 has "
+                    f"{tuple(heads[0][k].shape)}"
                 )
     return keys
 
@@ -50,7 +52,8 @@ def spherical_mean(
     )
     if w.shape != (len(tensors),) or (w < 0).any() or not torch.isfinite(w).all() or w.sum() <= 0:
         raise ValueError(
-            f"weights must be {len(tensors)} finite non-negative numbers with a positive sum, got {weights}"
+            f"weights must be {len(tensors)} finite non-negative numbers with a positive sum, got "
+            f"{weights}"
         )
     nonzero = w.nonzero().flatten().tolist()
     if len(nonzero) == 1:
@@ -65,7 +68,7 @@ def spherical_mean(
     return out.reshape(tensors[0].shape).to(tensors[0].dtype)
 
 
-@HEAD_MERGES.register("spherical")
+@HEAD_MERGES.register(DEFAULT_HEAD_MERGE)
 def merge_heads(
     heads: Sequence[HeadState], weights: Sequence[float] | None = None
 ) -> dict[str, torch.Tensor]:

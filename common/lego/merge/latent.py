@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ...recipe_defaults import DEFAULT_LATENT_MERGE
 from .registry import Registry
 
 EPS = 1e-12  # magnitudes below this count as zero in the harmonic mean
@@ -32,7 +33,8 @@ def _stack_checked(
         present = torch.ones(b, m, dtype=torch.bool, device=z.device)
     if present.dtype != torch.bool or tuple(present.shape) != (b, m):
         raise ValueError(
-            f"present must be a bool tensor of shape ({b}, {m}), got {present.dtype} {tuple(present.shape)}"
+            f"present must be a bool tensor of shape ({b}, {m}), got {present.dtype} "
+            f"{tuple(present.shape)}"
         )
     missing = (~present.any(dim=1)).nonzero().flatten()
     if missing.numel():
@@ -47,8 +49,8 @@ def block_weights(weights: Sequence[float] | None, m: int) -> torch.Tensor | Non
     w = torch.tensor([float(x) for x in weights], dtype=torch.float64)
     if w.shape != (m,) or not torch.isfinite(w).all() or (w <= 0).any():
         raise ValueError(
-            f"merge weights must be {m} finite numbers > 0 (leave a block out instead of weighting it 0), "
-            f"got {list(weights)}"
+            f"merge weights must be {m} finite numbers > 0 (leave a block out instead of weighting "
+            f"it 0), got {list(weights)}"
         )
     return w.view(m, 1, 1, 1)
 
@@ -81,7 +83,7 @@ def _circular_merge(
     return torch.where(p.sum(dim=0) == 1, only, merged)
 
 
-@LATENT_MERGES.register("harmonic")
+@LATENT_MERGES.register(DEFAULT_LATENT_MERGE)
 def merge_latents(
     latents: Sequence[torch.Tensor],
     present: torch.Tensor | None = None,
