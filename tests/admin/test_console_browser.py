@@ -1,9 +1,9 @@
 """The admin console in a real browser (Debian's chromium driven by Playwright, headless), against
-a real coordinator on loopback holding blocks that real sites trained on the ovarian cohort and pushed with
-their kits, operated with ``mmlego admin`` from an admin kit: every page renders with and without
-JavaScript, its numbers equal ``mmlego admin status --json``, a merge started from the command
-line shows up on the versions page, a withdrawn site shows as withdrawn, and a fuse run's rounds
-appear on the open page as they end (live refresh). Screenshots of every page are saved
+a real coordinator on loopback holding blocks that real sites trained on the ovarian cohort and
+pushed with their kits, operated with ``mmlego admin`` from an admin kit: every page renders with
+and without JavaScript, its numbers equal ``mmlego admin status --json``, a merge started from the
+command line shows up on the versions page, a withdrawn site shows as withdrawn, and a fuse run's
+rounds appear on the open page as they end (live refresh). Screenshots of every page are saved
 (``MMLEGO_SCREENSHOTS``, default: the test's temporary folder).
 
 Chromium must be installed (``make test`` installs Debian's where it can); without it these tests
@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 from common.cli import add_plugins, app
 from common.data import load_builtin
 from common.data.export import export_site_folder
+from common.fuse.history import RoundRecord, RoundValidation
 from common.tasks import survival_bins
 from coordinator import fuse_run
 from coordinator.config import load_config
@@ -43,8 +44,8 @@ try:
     import playwright.sync_api as playwright_api
 except ImportError:  # never skipped: the test extra installs it
     pytest.fail(
-        "the Python package playwright is missing: pip install -e '.[test]' (it drives Debian's chromium; "
-        "it needs no browser download)",
+        "the Python package playwright is missing: pip install -e '.[test]' (it drives Debian's "
+        "chromium; it needs no browser download)",
         pytrace=False,
     )
 SITES = {"hosp-a": ("genes",), "hosp-b": ("clinical",), "hosp-c": ("genes", "clinical")}
@@ -59,7 +60,8 @@ def chromium() -> str:
     if not path:
         pytest.fail(
             "chromium is not installed: the console's browser tests need Debian's chromium "
-            "(apt-get install chromium; `make test` installs it when run as root), or MMLEGO_CHROMIUM=/path/to/chrome"
+            "(apt-get install chromium; `make test` installs it when run as root), "
+            "or MMLEGO_CHROMIUM=/path/to/chrome"
         )
     return path
 
@@ -84,26 +86,21 @@ class SlowRun:
         registry = Registry.open(self.config, recover=False)
         try:
             fuse_run.begin(registry.store, run_key, start.model_id)
-            history: list[dict[str, Any]] = []
+            history: list[RoundRecord] = []
             for r in range(1, start.config.rounds + 1):
                 time.sleep(self.pace)
                 progress(f"INFO mmlego: round {r} of {start.config.rounds}: 2 sites")
                 history.append(
-                    {
-                        "round": r,
-                        "sites": ["hosp-b", "hosp-c"],
-                        "num-examples": 70,
-                        "train_loss": 1.2 - 0.1 * r,
-                        "failed": [],
-                        "no_answer": [],
-                        "seconds": self.pace,
-                        "validation": {
-                            "value": 0.62 + 0.01 * r,
-                            "parent": 0.63,
-                            "diff": 0.01 * r - 0.01,
-                            "se_diff": 0.012,
-                        },
-                    }
+                    RoundRecord(
+                        round=r,
+                        sites=("hosp-b", "hosp-c"),
+                        num_examples=70,
+                        train_loss=1.2 - 0.1 * r,
+                        seconds=self.pace,
+                        validation=RoundValidation(
+                            value=0.62 + 0.01 * r, parent=0.63, diff=0.01 * r - 0.01, se_diff=0.012
+                        ),
+                    )
                 )
                 fuse_run.progress(registry.store, run_key, history)
             reason = (
@@ -135,7 +132,8 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]
     from admin.console import make_console
     from common.admin import AdminClient, AdminKit
 
-    chromium()  # before anything is built: without it these tests fail at once, saying how to install it
+    # before anything is built: without it these tests fail at once, saying how to install it
+    chromium()
     root = tmp_path_factory.mktemp("console")
     data = load_builtin("ovarian")
     order = np.random.default_rng(0).permutation(len(data))
@@ -194,7 +192,8 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]
             site
         ) in SITES:  # each site trains its blocks on its own patients and pushes them with its kit
             mmlego("site", "run", "--once", "--config", root / site / "site.toml")
-        # The first merge: the sites score the candidates (as their daemons do) while it waits for them.
+        # The first merge: the sites score the candidates (as their daemons do) while it waits for
+        # them.
         scoring = threading.Thread(target=answer_jobs, args=(root, 90.0), daemon=True)
         scoring.start()
         mmlego(
