@@ -21,7 +21,7 @@ import copy
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,14 @@ from common.train.loop import fit_folds, train_fixed
 from common.train.siteblock import BlockTraining, train_for, train_modality
 from coordinator.fuse_rounds import NodeInfo, run_rounds
 
+from .evidence import (
+    CeilingChoice,
+    CeilingInfo,
+    FedAvgInfo,
+    LocalInfo,
+    ReferenceInfo,
+    RoundPoint,
+)
 from .inprocess import LocalSites
 from .scenario import Partition, Scenario
 
@@ -61,7 +69,7 @@ class Entry:
     name: str
     modalities: list[str]
     predict: Callable[[MultimodalDataset], np.ndarray]
-    info: dict[str, Any] = field(default_factory=dict)  # how it was chosen (validation figures)
+    info: ReferenceInfo | None = None  # how a reference was chosen (validation figures)
 
 
 def module_entry(
@@ -70,7 +78,7 @@ def module_entry(
     model: torch.nn.Module,
     modalities: Sequence[str],
     spec: TaskSpec,
-    info: dict[str, Any] | None = None,
+    info: ReferenceInfo | None = None,
 ) -> Entry:
     model = model.eval()
 
@@ -79,11 +87,12 @@ def module_entry(
         with torch.no_grad():
             return predict_scores(model, part, spec, amp=False)
 
-    return Entry(kind, name, list(modalities), predict, info or {})
+    return Entry(kind, name, list(modalities), predict, info)
 
 
 def within(spec: TaskSpec, data: MultimodalDataset, scores: np.ndarray, sites: np.ndarray) -> float:
-    """The within-site metric of ``scores`` on ``data`` (patients compared only within their site)."""
+    """The within-site metric of ``scores`` on ``data`` (patients compared only within their
+    site)."""
     n_classes = spec.n_classes if spec.kind == "classification" else 0
     return within_site_metric(
         TestSet(spec.kind, n_classes, sites, data.targets(), {"m": scores}), "m"
@@ -158,14 +167,12 @@ def _config(scn: Scenario, epochs: int, lr: float, patience: int | None = None) 
     )
 
 
-# ---- local: each hospital alone ---------------------------------------------------------------------
+# ---- local: each hospital alone ------------------------------------------------------------------
 @dataclass
 class LocalChoice:
     site: str
     entry: Entry
-    evidence: dict[
-        str, float
-    ]  # candidate -> its out-of-fold (or validation) metric on the site's patients
+    info: LocalInfo  # every candidate's out-of-fold (or validation) metric on the site's patients
 
 
 def local_models(
@@ -204,7 +211,8 @@ def local_model(
     )
 
     def oof(make: Callable[[list[LegoBlock]], torch.nn.Module]) -> np.ndarray:
-        """Scores of the site's patients: each by the model made from the blocks (or fold copies) that never saw it."""
+        """Scores of the site's patients: each by the model made from the blocks (or fold
+        copies) that never saw it."""
         own = dict(enumerate(copies))
         scores, _ = predict_parts(fold_parts(make, blocks, own, fold_of, len(data)), data, spec)
         assert scores is not None
@@ -239,15 +247,8 @@ def local_model(
     log.info("local %s: %s (%s %.4f)", site, best, how, evidence[best])
     return LocalChoice(
         site,
-        module_entry(
-            "local",
-            f"{site}: {best}",
-            model,
-            reads,
-            spec,
-            {"evidence": evidence, "chosen": best, "how": how},
-        ),
-        evidence,
+        module_entry("local", f"{site}: {best}", model, reads, spec),
+        LocalInfo(evidence, best, how),
     )
 
 
@@ -301,7 +302,7 @@ def _local_fuse(
     return final, mods, scores
 
 
-# ---- FedAvg from scratch ------------------------------------------------------------------------------
+# ---- FedAvg from scratch -------------------------------------------------------------------------
 def fedavg(
     scn: Scenario,
     task: TaskRecord,
@@ -314,7 +315,8 @@ def fedavg(
     modalities; a patient's missing ones are masked), one local epoch a round at the blocks'
     learning rate. The round count (at most block epochs + fuse rounds x epochs) is chosen on the
     sites' validation splits (within-site metric over them, early stopping with the blocks'
-    patience); then it is trained again from the start on all their patients for that many rounds."""
+    patience); then it is trained again from the start on all their patients for that many
+    rounds."""
     spec = task.spec
     settings = BlockTraining(
         epochs=scn.spec.block_epochs, batch_size=scn.spec.batch_size, seed=scn.spec.seed
@@ -343,13 +345,13 @@ def fedavg(
 
     def rounds(
         data: list[MultimodalDataset], count: int, watch: bool
-    ) -> tuple[LegoFuse, list[dict[str, float]]]:
+    ) -> tuple[LegoFuse, list[RoundPoint]]:
         model = fused_model(fresh, scn.spec.fuse_mode)
         nodes = [
             NodeInfo(i, s, tuple(parts[s].modalities), len(parts[s].modalities) > 1)
             for i, s in enumerate(names)
         ]
-        curve: list[dict[str, float]] = []
+        curve: list[RoundPoint] = []
         best, stale = (-math.inf, 0), 0
         for r in range(1, count + 1):
             cfg = FuseConfig(
@@ -371,9 +373,9 @@ def fedavg(
                 spec,
                 val,
                 predict_scores(model.eval(), val.select_modalities(mods), spec, amp=False),
-                val.groups,  # type: ignore[arg-type]
+                np.asarray(val.groups),
             )
-            curve.append({"round": r, "val": v})
+            curve.append(RoundPoint(r, v))
             if v > best[0]:
                 best, stale = (v, r), 0
             else:
@@ -383,21 +385,14 @@ def fedavg(
         return model, curve
 
     _, curve = rounds(train, budget, watch=True)
-    chosen = max(curve, key=lambda c: (c["val"], -c["round"]))
-    model, _ = rounds([parts[s] for s in names], int(chosen["round"]), watch=False)
-    info = {
-        "sites": names,
-        "rounds_chosen": int(chosen["round"]),
-        "val": chosen["val"],
-        "curve": curve,
-        "budget": budget,
-    }
+    chosen = max(curve, key=lambda c: (c.val, -c.round))
+    model, _ = rounds([parts[s] for s in names], chosen.round, watch=False)
+    info = FedAvgInfo(tuple(names), chosen.round, chosen.val, tuple(curve), budget)
     label = "every site" if kind == "baseline" else "the paired sites"
     return scaling.entry(
         module_entry(
             kind,
-            f"FedAvg from scratch over {label} ({int(chosen['round'])} rounds, chosen on "
-            "validation)",
+            f"FedAvg from scratch over {label} ({chosen.round} rounds, chosen on validation)",
             model,
             mods,
             spec,
@@ -411,7 +406,8 @@ def _copier(model: torch.nn.Module) -> Callable[[], torch.nn.Module]:
 
 
 def _pooled(parts: dict[str, MultimodalDataset], mods: Sequence[str]) -> MultimodalDataset:
-    """The sites' patients in one set (every one of ``mods``, absent where a site lacks it), ``groups`` = site."""
+    """The sites' patients in one set (every one of ``mods``, absent where a site lacks it),
+    ``groups`` = site."""
     return concat_datasets(
         [_labelled(d, name) for name, d in parts.items()], union=True
     ).select_modalities(list(mods))
@@ -424,7 +420,7 @@ def _labelled(d: MultimodalDataset, site: str) -> MultimodalDataset:
     return out
 
 
-# ---- the ceiling: central analysts on the pooled data ---------------------------------------------------
+# ---- the ceiling: central analysts on the pooled data --------------------------------------------
 def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
     """Every central family (each refitted on all pooled patients) and ``ceiling``, the one with
     the best within-site metric on the pooled validation split."""
@@ -450,7 +446,8 @@ def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
     marked = pool.subset(np.arange(len(pool)))
     marked.holdout = is_val  # train_modality stops each block early on these
     settings = _training(scn)
-    # per-modality blocks, early-stopped on the validation split, then trained on everyone for that many epochs
+    # per-modality blocks, early-stopped on the validation split, then trained on everyone for
+    # that many epochs
     early = {m: train_modality(marked, m, task, settings, min_cell=1) for m in mods}
     refit = {
         m: train_for(pool, m, task, settings, max(1, early[m].best_epoch), min_cell=1)[0]
@@ -458,6 +455,7 @@ def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
     }
     out: list[Entry] = []
     val_of: dict[str, float] = {}
+    epochs_of: dict[str, int] = {}  # the families trained for a number of epochs chosen on val
 
     def measure(name: str, predict: Callable[[MultimodalDataset], np.ndarray]) -> float:
         val_of[name] = within(spec, val, predict(val), np.asarray(val.groups))
@@ -490,6 +488,7 @@ def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
         train_fixed(
             final, pool, spec, replace(_config(scn, budget, FUSE_LR), epochs=res.best_epoch)
         )
+    epochs_of["ceiling-fuse"] = res.best_epoch
     out.append(
         module_entry(
             "ceiling-fuse",
@@ -497,7 +496,6 @@ def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
             final,
             mods,
             spec,
-            {"epochs": res.best_epoch},
         )
     )
     e2e_budget = scn.spec.block_epochs + budget
@@ -513,6 +511,7 @@ def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
         spec,
         replace(_config(scn, e2e_budget, settings.lr), epochs=max(1, res.best_epoch)),
     )
+    epochs_of["ceiling-e2e"] = res.best_epoch
     out.append(
         module_entry(
             "ceiling-e2e",
@@ -520,7 +519,6 @@ def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
             e2e_final,
             mods,
             spec,
-            {"epochs": res.best_epoch},
         )
     )
     classical = Classical(spec, mods, indicators=True).fit(train, val)
@@ -536,7 +534,7 @@ def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
         )
     )
     for e in out:
-        e.info["val"] = val_of[e.kind]
+        e.info = CeilingInfo(val_of[e.kind], epochs_of.get(e.kind))
     best = max(out, key=lambda e: val_of[e.kind])
     out.append(
         Entry(
@@ -544,7 +542,7 @@ def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
             f"{best.kind}: the best central family on the pooled validation split",
             best.modalities,
             best.predict,
-            {"chosen": best.kind, "val": val_of},
+            CeilingChoice(best.kind, dict(val_of)),
         )
     )
     return [scaling.entry(e) for e in out]
@@ -563,7 +561,8 @@ def _training(scn: Scenario) -> BlockTraining:
 def _from_scratch(
     scn: Scenario, task: TaskRecord, pool: MultimodalDataset, mods: list[str], like: dict[str, Any]
 ) -> LegoFuse:
-    """The fused architecture from the task's shared initialisation, untrained, with the pooled input scaling."""
+    """The fused architecture from the task's shared initialisation, untrained, with the pooled
+    input scaling."""
     blocks = []
     for m in mods:
         torch.manual_seed(scn.spec.seed * 1000 + sum(map(ord, m)) + 7)

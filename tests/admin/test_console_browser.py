@@ -44,8 +44,8 @@ try:
     import playwright.sync_api as playwright_api
 except ImportError:  # never skipped: the test extra installs it
     pytest.fail(
-        "the Python package playwright is missing: pip install -e '.[test]' (it drives Debian's "
-        "chromium; it needs no browser download)",
+        "the Python package playwright is missing: pip install -e '.[test]' "
+        "(it drives Debian's chromium; it needs no browser download)",
         pytrace=False,
     )
 SITES = {"hosp-a": ("genes",), "hosp-b": ("clinical",), "hosp-c": ("genes", "clinical")}
@@ -188,9 +188,8 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]
                 **{"train.epochs": 4, "train.patience": 2},
             )
         mmlego("admin", "task", "create", root / "task.toml", "--kit", root / "ops")
-        for (
-            site
-        ) in SITES:  # each site trains its blocks on its own patients and pushes them with its kit
+        # each site trains its blocks on its own patients and pushes them with its kit
+        for site in SITES:
             mmlego("site", "run", "--once", "--config", root / site / "site.toml")
         # The first merge: the sites score the candidates (as their daemons do) while it waits for
         # them.
