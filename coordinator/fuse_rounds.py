@@ -185,7 +185,7 @@ def read_reply(
     try:
         reply = TrainReply.from_recorddict(content, runs=len(states))
         unpack_runs(reply.arrays, states[0], keys, len(states))
-    except ValueError as exc:  # MessageError included
+    except (KeyError, TypeError, ValueError) as exc:  # MessageError is a ValueError
         return f"malformed reply ({exc})"
     count = float(reply.num_examples)
     if not math.isfinite(count) or count < 1:
