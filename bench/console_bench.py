@@ -27,6 +27,7 @@ from admin.console import make_console
 from common.admin import AdminClient, AdminKit
 from common.artifacts import load_signing_key, save_block
 from common.client import RegistryClient, Retry, TLSFiles
+from common.fuse.history import RoundRecord, RoundValidation
 from common.lego import EncoderConfig, LegoBlock
 from common.pki import CertificateAuthority, enroll_admin, enroll_site, server_credentials
 from common.records import TaskRecord
@@ -123,16 +124,14 @@ def consortium(
             key = f"bench-run-{r}"
             fuse_run.begin(store, key, "bench-v1")
             history = [
-                {
-                    "round": k,
-                    "sites": [f"hosp-{i:03d}" for i in range(0, sites, 4)],
-                    "num-examples": 1000,
-                    "train_loss": 1.0 / k,
-                    "failed": [],
-                    "no_answer": [],
-                    "seconds": 5.0,
-                    "validation": {"value": 0.6, "parent": 0.6, "diff": 0.0, "se_diff": 0.01},
-                }
+                RoundRecord(
+                    round=k,
+                    sites=tuple(f"hosp-{i:03d}" for i in range(0, sites, 4)),
+                    num_examples=1000,
+                    train_loss=1.0 / k,
+                    seconds=5.0,
+                    validation=RoundValidation(value=0.6, parent=0.6, diff=0.0, se_diff=0.01),
+                )
                 for k in range(1, 7)
             ]
             fuse_run.finish(

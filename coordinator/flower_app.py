@@ -17,6 +17,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from common.fuse import FuseConfig
+from common.fuse.history import curve_to_json
 
 from . import fuse_run
 from .config import load_config
@@ -156,7 +157,7 @@ def run(
             judge,
             on_round=lambda history: fuse_run.progress(store, settings.run_key, history),
         )
-        curve = [h.get("validation") for h in outcome.history]
+        curve = curve_to_json(outcome.history)
         if judge is not None:
             best, z = outcome.verdicts[outcome.best_round], registry.evaluation.z
             log.info(
@@ -168,8 +169,8 @@ def run(
             )
             if not best.bound(z) > 0:  # a NaN standard error proves nothing either
                 reason = (
-                    f"no round beat the parent {parent.model_id} on consortium validation by more "
-                    f"than {z:g} standard errors (best: round {outcome.best_round}, "
+                    f"no round beat the parent {parent.model_id} on consortium validation by "
+                    f"more than {z:g} standard errors (best: round {outcome.best_round}, "
                     f"{best.diff:+.4f}, standard error {best.se_diff:.4f}); "
                     "no fused version was stored"
                 )
@@ -191,7 +192,7 @@ def run(
                 "curve": curve,
                 "reason": f"round {outcome.best_round}: {best.diff:+.4f} over the parent "
                 f"(standard error {best.se_diff:.4f}), the best of {len(outcome.history)} rounds",
-                "per_site": best.summary()["per_site"],
+                "per_site": dict(best.summary().per_site),
             }
         else:
             why = (

@@ -9,21 +9,13 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 import torch
-from flwr.app import (
-    DEFAULT_TTL,
-    Array,
-    ArrayRecord,
-    ConfigRecord,
-    Message,
-    Metadata,
-    MetricRecord,
-    RecordDict,
-)
+from flwr.app import DEFAULT_TTL, Message, Metadata, RecordDict
+from flwr.app.message import make_message
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import PrivacyConfig, RdpAccountant
 from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, FedProx
@@ -35,7 +27,15 @@ from flwr.supercore.privacy_accounting import (
 )
 
 from common.fuse import FuseConfig
-from common.fuse.wire import layout, pack_runs, run_key, trainable_names, unpack_runs
+from common.fuse.history import RoundRecord, RoundValidation
+from common.fuse.messages import (
+    DescribeQuery,
+    MessageError,
+    SiteDescription,
+    TrainInstruction,
+    TrainReply,
+)
+from common.fuse.wire import float32_runs, layout, pack_runs, trainable_names, unpack_runs
 
 log = logging.getLogger("mmlego.coordinator")
 
@@ -45,7 +45,8 @@ class FuseError(RuntimeError):
 
 
 class NotStored(FuseError):
-    """A fuse run that completed but kept no round: none beat the parent on consortium validation."""
+    """A fuse run that completed but kept no round: none beat the parent on consortium
+    validation."""
 
 
 class Transport(Protocol):
@@ -89,18 +90,21 @@ def discover(
         if new:
             left = max(0.1, end - time.monotonic())
             for node, reply in transport.ask(
-                new, "query.describe", lambda _: RecordDict(), "describe", min(left, 30.0)
+                new,
+                DescribeQuery.message_type,
+                lambda _: DescribeQuery().to_recorddict(),
+                DescribeQuery.group,
+                min(left, 30.0),
             ).items():
                 if isinstance(reply, str):
                     log.warning("node %s did not describe itself: %s", node, reply)
                     continue
-                info = reply["site"]
-                known[node] = NodeInfo(
-                    node,
-                    str(info["site"]),
-                    tuple(info["modalities"]),  # type: ignore[arg-type]
-                    bool(info["paired"]),
-                )
+                try:
+                    info = SiteDescription.from_recorddict(reply)
+                except MessageError as exc:
+                    log.warning("node %s sent a malformed description: %s", node, exc)
+                    continue
+                known[node] = NodeInfo(node, info.site, info.modalities, info.paired)
         nodes = sorted(known.values(), key=lambda n: n.site)
         if vet is not None:
             nodes = vet(nodes)
@@ -154,7 +158,8 @@ class Privacy:
             else None
         )
         return {
-            "mechanism": "central DP, server-side fixed clipping (flwr DifferentialPrivacyServerSideFixedClipping + FedAvg)",
+            "mechanism": "central DP, server-side fixed clipping "
+            "(flwr DifferentialPrivacyServerSideFixedClipping + FedAvg)",
             "noise_multiplier": str(self.noise_multiplier),
             "clipping_norm": str(self.clipping_norm),
             "noise_std_per_round": ", ".join(f"{s:.6g}" for s in noise_std),
@@ -172,34 +177,28 @@ class Privacy:
 UNIT_WEIGHT = "unit-weight"  # DP averages the sites uniformly (the noise is calibrated to that)
 
 
-def check_reply(
+def read_reply(
     content: RecordDict, states: list[dict[str, torch.Tensor]], keys: list[str]
-) -> str | None:
-    """Why a site's train reply cannot be aggregated (not the packed trainable tensors of this
-    model, one array per run, non-finite values, a bad example count), or None."""
+) -> TrainReply | str:
+    """A site's train reply, decoded, or why it cannot be aggregated (not the packed trainable
+    tensors of this model, one array per run, non-finite values, a bad example count)."""
     try:
-        count = float(content["metrics"]["num-examples"])  # type: ignore[index, arg-type]
-        float(content["metrics"]["train_loss"])  # type: ignore[index, arg-type]
-        arrays = content["arrays"]
-        if not isinstance(arrays, ArrayRecord):
-            return "malformed reply (arrays is not an ArrayRecord)"
-        want = [run_key(i) for i in range(len(states))]
-        if set(arrays) != set(want):
-            return f"malformed reply (arrays {sorted(arrays)[:4]}; expected {want[:4]})"
-        unpack_runs(arrays, states[0], keys, len(states))
-    except (KeyError, TypeError, ValueError) as exc:
+        reply = TrainReply.from_recorddict(content, runs=len(states))
+        unpack_runs(reply.arrays, states[0], keys, len(states))
+    except (KeyError, TypeError, ValueError) as exc:  # MessageError is a ValueError
         return f"malformed reply ({exc})"
+    count = float(reply.num_examples)
     if not math.isfinite(count) or count < 1:
         return f"reply has num-examples {count}"
-    if not all(np.isfinite(arrays[k].numpy()).all() for k in want):
+    if not all(np.isfinite(reply.flat(i)).all() for i in range(reply.runs)):
         return "the reply's tensors have non-finite values"
-    return None
+    return reply
 
 
 def aggregate(
     round_: int,
     states: list[dict[str, torch.Tensor]],
-    replies: dict[int, RecordDict],
+    replies: dict[int, TrainReply],
     keys: list[str],
     cfg: FuseConfig,
     privacy: Privacy | None,
@@ -208,20 +207,13 @@ def aggregate(
     or the DP wrapper) of the packed trainable tensors ``keys`` of every run (the full run and
     the fold runs, each averaged with itself; the DP wrapper clips a site's update of all runs
     together); the rest keep their values (sites cannot change frozen parts)."""
-    runs = [run_key(i) for i in range(len(states))]
     if privacy is not None:
         strategy = privacy.strategy(len(replies))
         strategy.current_arrays = pack_runs(states, keys)
     else:
         strategy = FedProx(proximal_mu=cfg.proximal_mu) if cfg.proximal_mu > 0 else FedAvg()
     msgs = []
-    for node, content in replies.items():
-        metrics = MetricRecord(
-            {"num-examples": float(content["metrics"]["num-examples"]), UNIT_WEIGHT: 1.0}  # type: ignore[index, arg-type]
-        )
-        body = RecordDict(
-            {"arrays": ArrayRecord({k: content["arrays"][k] for k in runs}), "metrics": metrics}
-        )  # type: ignore[index]
+    for node, reply in replies.items():
         meta = Metadata(
             run_id=0,
             message_id="",
@@ -231,11 +223,11 @@ def aggregate(
             group_id=f"round-{round_}",
             created_at=time.time(),
             ttl=DEFAULT_TTL,
-            message_type="train",
+            message_type=TrainInstruction.message_type,
         )
         # Flower's strategies aggregate reply Messages; the content may come from a transport
         # other than the Grid (tests, benchmarks), so each is wrapped with metadata of its own.
-        msgs.append(Message(content=body, metadata=meta))  # type: ignore[call-overload]
+        msgs.append(make_message(meta, reply.strategy_content({UNIT_WEIGHT: 1.0})))
     try:
         result, _ = strategy.aggregate_train(round_, msgs)
     except (
@@ -244,24 +236,31 @@ def aggregate(
         raise FuseError(f"round {round_}: aggregation failed: {type(exc).__name__}: {exc}") from exc
     if result is None:
         raise FuseError(f"round {round_}: the strategy produced no aggregate")
-    flat = ArrayRecord({k: Array(np.asarray(result[k].numpy(), dtype=np.float32)) for k in runs})
-    return unpack_runs(flat, states[0], keys, len(states))
+    return unpack_runs(float32_runs(result, len(states)), states[0], keys, len(states))
+
+
+class Verdict(Protocol):
+    """What a judge finds of a round: how much better than the parent, and its summary."""
+
+    @property
+    def diff(self) -> float: ...
+
+    def summary(self) -> RoundValidation: ...
 
 
 @dataclass
 class FuseOutcome:
-    state: dict[
-        str, torch.Tensor
-    ]  # the kept round's global weights of the full run (the last round's without a judge)
-    history: list[dict[str, Any]]
+    # the kept round's global weights of the full run (the last round's without a judge)
+    state: dict[str, torch.Tensor]
+    history: list[RoundRecord]
     participants: list[str]
     privacy: dict[str, str] | None = None
     best_round: int = 0  # the round kept (0: none was judged)
     verdicts: dict[int, Any] = field(default_factory=dict)  # round -> what the judge found
 
 
-# (round, every run's global state: the full run first, then the fold runs) -> a verdict with ``.diff``, or None
-Judge = Callable[[int, list[dict[str, torch.Tensor]]], Any]
+# (round, every run's global state: the full run first, then the fold runs) -> a verdict, or None
+Judge = Callable[[int, list[dict[str, torch.Tensor]]], Verdict | None]
 
 
 def run_rounds(
@@ -274,7 +273,7 @@ def run_rounds(
     min_sites: int,
     privacy: Privacy | None = None,
     judge: Judge | None = None,
-    on_round: Callable[[list[dict[str, Any]]], None] = lambda _: None,
+    on_round: Callable[[list[RoundRecord]], None] = lambda _: None,
 ) -> FuseOutcome:
     """Up to R rounds of FedAvg over ``nodes`` from the weights of ``start``; a round goes on with
     the sites that answered by its deadline if at least ``min_sites`` did, else the run fails
@@ -291,8 +290,8 @@ def run_rounds(
     ``on_round`` gets the history after every round (and its verdict)."""
     if len(nodes) < min_sites:
         raise FuseError(
-            f"{len(nodes)} paired site(s) available ({', '.join(n.site for n in nodes) or 'none'}); "
-            f"min_sites is {min_sites}"
+            f"{len(nodes)} paired site(s) available "
+            f"({', '.join(n.site for n in nodes) or 'none'}); min_sites is {min_sites}"
         )
     by_id = {n.node_id: n for n in nodes}
     active = dict(by_id)
@@ -302,44 +301,45 @@ def run_rounds(
     keys = trainable_names(start)
     accountant = privacy.accountant(len(nodes)) if privacy is not None else None
     noise_std: list[float] = []
-    history: list[dict[str, Any]] = []
+    history: list[RoundRecord] = []
     participants: set[str] = set()
-    verdicts: dict[int, Any] = {}
+    verdicts: dict[int, Verdict] = {}
     best_round, best_state, since = 0, state, 0
     for r in range(1, cfg.rounds + 1):
-        arrays = pack_runs(states, keys)
-        settings = ConfigRecord(
-            {**cfg.to_dict(), "model-id": model_id, "round": r, "layout": layout(state, keys)}
+        instruction = TrainInstruction(
+            cfg, model_id, r, layout(state, keys), pack_runs(states, keys)
         )
 
-        def content(
-            _: int, arrays: ArrayRecord = arrays, settings: ConfigRecord = settings
-        ) -> RecordDict:
-            return RecordDict({"arrays": arrays, "config": settings})
+        def content(_: int, m: TrainInstruction = instruction) -> RecordDict:
+            return m.to_recorddict()
 
         t0 = time.monotonic()
         if len(active) < min_sites:
             raise FuseError(
-                f"round {r}: {len(active)} paired site(s) left ({', '.join(n.site for n in active.values()) or 'none'}; "
+                f"round {r}: {len(active)} paired site(s) left "
+                f"({', '.join(n.site for n in active.values()) or 'none'}; "
                 f"the others stopped answering); min_sites is {min_sites}"
             )
-        replies = transport.ask(list(active), "train", content, f"round-{r}", round_timeout_s)
-        ok: dict[int, RecordDict] = {}
+        replies = transport.ask(
+            list(active),
+            instruction.message_type,
+            content,
+            instruction.group,
+            round_timeout_s,
+        )
+        ok: dict[int, TrainReply] = {}
         failed: dict[str, str] = {}
         for n, rep in replies.items():
-            problem = rep if isinstance(rep, str) else check_reply(rep, states, keys)
-            if problem is None:
-                count = int(float(rep["metrics"]["num-examples"]))  # type: ignore[index, arg-type]
-                if (
-                    counts_seen.setdefault(n, count) != count
-                ):  # FedAvg weights are the sites' own counts: they may not drift
-                    problem = (
-                        f"reported {count} patients after {counts_seen[n]} in an earlier round"
-                    )
-            if problem is None:
-                ok[n] = rep  # type: ignore[assignment]
+            read = rep if isinstance(rep, str) else read_reply(rep, states, keys)
+            if isinstance(read, TrainReply):
+                count = int(float(read.num_examples))
+                # FedAvg weights are the sites' own counts: they may not drift
+                if counts_seen.setdefault(n, count) != count:
+                    read = f"reported {count} patients after {counts_seen[n]} in an earlier round"
+            if isinstance(read, TrainReply):
+                ok[n] = read
             else:
-                failed[by_id[n].site] = problem
+                failed[by_id[n].site] = read
         silent = [active.pop(n).site for n in list(active) if n not in replies]
         for site, err in failed.items():
             log.warning("round %d: site %s failed: %s", r, site, err)
@@ -352,10 +352,11 @@ def run_rounds(
             why = "; ".join(f"{site}: {err}" for site, err in sorted(failed.items())) or "none"
             raise FuseError(
                 f"round {r}: {len(ok)} of {asked} paired sites answered (failed: {why}; "
-                f"no answer within {round_timeout_s:.0f} s: {silent or 'none'}); min_sites is {min_sites}"
+                f"no answer within {round_timeout_s:.0f} s: {silent or 'none'}); "
+                f"min_sites is {min_sites}"
             )
-        counts = [float(rep["metrics"]["num-examples"]) for rep in ok.values()]  # type: ignore[index, arg-type]
-        losses = [float(rep["metrics"]["train_loss"]) for rep in ok.values()]  # type: ignore[index, arg-type]
+        counts = [float(rep.num_examples) for rep in ok.values()]
+        losses = [rep.train_loss for rep in ok.values()]
         states = aggregate(r, states, ok, keys, cfg, privacy)
         state = states[0]
         if privacy is not None:
@@ -367,16 +368,16 @@ def run_rounds(
         sites = sorted(by_id[n].site for n in ok)
         participants.update(sites)
         history.append(
-            {
-                "round": r,
-                "sites": sites,
-                "num-examples": int(sum(counts)),
-                "train_loss": sum(c * x for c, x in zip(counts, losses, strict=True)) / sum(counts),
-                "failed": sorted(failed),
-                "errors": failed,
-                "no_answer": silent,
-                "seconds": round(time.monotonic() - t0, 2),
-            }
+            RoundRecord(
+                round=r,
+                sites=tuple(sites),
+                num_examples=int(sum(counts)),
+                train_loss=sum(c * x for c, x in zip(counts, losses, strict=True)) / sum(counts),
+                failed=tuple(sorted(failed)),
+                errors=failed,
+                no_answer=tuple(silent),
+                seconds=round(time.monotonic() - t0, 2),
+            )
         )
         log.info(
             "round %d of %d: %d sites, %d patients, loss %.4f",
@@ -384,7 +385,7 @@ def run_rounds(
             cfg.rounds,
             len(ok),
             int(sum(counts)),
-            history[-1]["train_loss"],
+            history[-1].train_loss,
         )
         if judge is None:
             on_round(history)
@@ -392,13 +393,14 @@ def run_rounds(
         verdict = judge(r, states)
         if verdict is None:
             raise FuseError(
-                f"round {r}: no site reported validation scores of the round's model (each declined or was "
-                "silent: too few validation patients or events, evaluation switched off, or not running); a "
-                "LegoFuse round can only be kept on consortium validation, so nothing is stored. Run it with "
-                "--unvalidated to store the last of a fixed number of rounds unmeasured"
+                f"round {r}: no site reported validation scores of the round's model (each "
+                "declined or was silent: too few validation patients or events, evaluation "
+                "switched off, or not running); a LegoFuse round can only be kept on consortium "
+                "validation, so nothing is stored. Run it with --unvalidated to store the last "
+                "of a fixed number of rounds unmeasured"
             )
         verdicts[r] = verdict
-        history[-1]["validation"] = verdict.summary()
+        history[-1] = replace(history[-1], validation=verdict.summary())
         on_round(history)
         if best_round == 0 or verdict.diff > verdicts[best_round].diff:
             best_round, best_state, since = r, {k: v.clone() for k, v in state.items()}, 0
@@ -406,7 +408,8 @@ def run_rounds(
             since += 1
             if since >= cfg.patience:
                 log.info(
-                    "round %d: %d rounds without a better validation metric than round %d; stopping",
+                    "round %d: %d rounds without a better validation metric than round %d; "
+                    "stopping",
                     r,
                     since,
                     best_round,

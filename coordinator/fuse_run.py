@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,8 +19,9 @@ from common.evaluation import CandidateScore, compare
 from common.evaluation.candidates import Candidate
 from common.fuse import FuseConfig
 from common.fuse.federated import from_run_config, to_run_config
+from common.fuse.history import RoundRecord, RoundValidation, history_from_json, history_to_json
 from common.fuse.wire import layout, pack_runs, run_key, trainable_names
-from common.records import FuseRound, FuseRun, ModelRecord, TaskRecord, utc_now
+from common.records import FuseRun, ModelRecord, TaskRecord, utc_now
 
 from .registry import Registry
 from .store import FuseRunRecord, Store
@@ -64,7 +65,7 @@ def app_config() -> str:
     return "\n".join(lines) + "\n"
 
 
-# ---- the run's record ----------------------------------------------------------------------------
+# ---- the run's record ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunRecord:
     run_key: str
@@ -77,18 +78,28 @@ def begin(store: Store, key: str, parent_id: str) -> None:
     store.fuse_runs.begin(key, parent_id.rpartition("-v")[0], parent_id)
 
 
-def progress(store: Store, key: str, history: list[dict[str, Any]]) -> None:
+def progress(store: Store, key: str, history: Sequence[RoundRecord]) -> None:
     """The rounds so far (what the admin console and ``admin fuse`` show while the run goes on)."""
-    store.fuse_runs.update(key, json.dumps({"history": history}, sort_keys=True, default=str))
+    detail = {"history": history_to_json(history)}
+    store.fuse_runs.update(key, json.dumps(detail, sort_keys=True, default=str))
 
 
-def finish(store: Store, key: str, state: str, model_id: str = "", **detail: Any) -> None:
-    """The run's outcome; the rounds recorded so far stay when ``detail`` has none (a failed
+def finish(
+    store: Store,
+    key: str,
+    state: str,
+    model_id: str = "",
+    history: Sequence[RoundRecord] | None = None,
+    **detail: Any,
+) -> None:
+    """The run's outcome; the rounds recorded so far stay when ``history`` is None (a failed
     run)."""
-    if "history" not in detail:
+    if history is not None:
+        detail["history"] = history_to_json(history)
+    else:
         before = read(store, key)
         if before is not None and "history" in before.detail:
-            detail["history"] = before.detail["history"]
+            detail["history"] = before.detail["history"]  # kept as stored
     store.fuse_runs.update(
         key, json.dumps(detail, sort_keys=True, default=str), state, model_id, utc_now()
     )
@@ -116,34 +127,7 @@ def runs(store: Store, task_id: str = "", limit: int = 50) -> list[FuseRun]:
 
 def as_fuse_run(row: FuseRunRecord) -> FuseRun:
     detail = json.loads(row.detail or "{}")
-    rounds = []
-    for h in detail.get("history", []):
-        v = h.get("validation") or {}
-        sites, failed, silent = (
-            tuple(h.get("sites", [])),
-            tuple(h.get("failed", [])),
-            tuple(h.get("no_answer", [])),
-        )
-
-        def num(x: Any) -> float:
-            return math.nan if x is None else float(x)
-
-        rounds.append(
-            FuseRound(
-                int(h["round"]),
-                len(sites) + len(failed) + len(silent),
-                sites,
-                failed,
-                silent,
-                int(h.get("num-examples", 0)),
-                num(h.get("train_loss")),
-                float(h.get("seconds", 0.0)),
-                num(v.get("value")),
-                num(v.get("parent")),
-                num(v.get("diff")),
-                num(v.get("se_diff")),
-            )
-        )
+    rounds = history_from_json(detail.get("history", []))
     return FuseRun(
         row.run_key,
         row.task_id,
@@ -153,11 +137,11 @@ def as_fuse_run(row: FuseRunRecord) -> FuseRun:
         row.finished_at,
         row.model_id,
         str(detail.get("reason", "")),
-        tuple(rounds),
+        tuple(r.fuse_round() for r in rounds),
     )
 
 
-# ---- judging rounds ------------------------------------------------------------------------------
+# ---- judging rounds ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Verdict:
     """The sites' scores of one round's global model beside the parent's, on the same sites."""
@@ -173,19 +157,21 @@ class Verdict:
     def bound(self, z: float) -> float:
         return self.diff - z * self.se_diff
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> RoundValidation:
+        """As the round's history keeps it (rounded to 6 digits)."""
+
         def r(x: float) -> float | None:
             return None if math.isnan(x) else round(x, 6)
 
-        return {
-            "job_id": self.job_id,
-            "value": r(self.value),
-            "parent": r(self.parent),
-            "diff": r(self.diff),
-            "se_diff": r(self.se_diff),
-            "sites": list(self.sites),
-            "per_site": {s: round(sc.metric, 6) for s, sc in sorted(self.scores.items())},
-        }
+        return RoundValidation(
+            self.job_id,
+            r(self.value),
+            r(self.parent),
+            r(self.diff),
+            r(self.se_diff),
+            self.sites,
+            {s: round(sc.metric, 6) for s, sc in sorted(self.scores.items())},
+        )
 
 
 class RoundJudge:

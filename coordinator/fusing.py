@@ -12,6 +12,7 @@ from safetensors.torch import save as st_save
 
 from common.artifacts import build_block, parse_weights
 from common.fuse import FuseConfig, fused_model
+from common.fuse.history import RoundRecord, history_to_json
 from common.lego import LegoFuse
 from common.records import ModelRecord
 from common.serde import manifest_from_bytes
@@ -55,8 +56,8 @@ def starting_model(
     elif cfg.folds < 0:
         if len(folds) > 1:
             log.warning(
-                "the blocks of %s were cross-fitted with different folds %s: the rounds carry %d "
-                "fold runs (a site cross-fitting with another number does not take part)",
+                "the blocks of %s were cross-fitted with different folds %s: the rounds carry "
+                "%d fold runs (a site cross-fitting with another number does not take part)",
                 parent_id,
                 sorted(folds),
                 max(folds),
@@ -82,12 +83,9 @@ def store_fused(
     kept = (
         outcome.history[outcome.best_round - 1]
         if outcome.best_round
-        else (outcome.history[-1] if outcome.history else {})
+        else (outcome.history[-1] if outcome.history else RoundRecord(0))
     )
-    metrics = {
-        "train_loss": float(kept.get("train_loss", float("nan"))),
-        "num-examples": float(kept.get("num-examples", 0)),
-    }
+    metrics = {"train_loss": float(kept.train_loss), "num-examples": float(kept.num_examples)}
     verdict = outcome.verdicts.get(outcome.best_round)
     if verdict is not None:
         metrics.update(
@@ -103,7 +101,7 @@ def store_fused(
         "blocks": parent.card.get("blocks", []),
         "fuse": {
             "participants": outcome.participants,
-            "rounds": outcome.history,
+            "rounds": history_to_json(outcome.history),
             "strategy": cfg.strategy,
             "kept_round": outcome.best_round or len(outcome.history),
             "privacy": privacy or {"mechanism": "none"},

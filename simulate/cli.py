@@ -13,7 +13,8 @@ import typer
 from common.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, fail
 
 app = typer.Typer(
-    help="A whole consortium on this machine (or a Ray cluster): coordinator, SuperLink and the sites."
+    help="A whole consortium on this machine (or a Ray cluster): coordinator, SuperLink and the "
+    "sites."
 )
 
 
@@ -22,8 +23,8 @@ def simulate(
     scenario: str = typer.Option(
         "ovarian-4",
         "--scenario",
-        help="A built-in scenario (ovarian-4, nki70-3, pbc-3, ovarian-folders, slides-3, scale) or a "
-        "scenario TOML file.",
+        help="A built-in scenario (ovarian-4, nki70-3, pbc-3, ovarian-folders, slides-3, scale) "
+        "or a scenario TOML file.",
     ),
     quick: bool = typer.Option(
         False, "--quick", help="Few epochs and a small latent: a fast end-to-end check."
@@ -76,8 +77,9 @@ def simulate(
     from coordinator.fuse_rounds import FuseError
 
     from .fleet import SimulationError
-    from .render import summarize, summary_table, write_report, write_summary
-    from .report import build_report
+    from .render import seeds_table, summarize, write_report, write_summary
+    from .report import Measured, build_report
+    from .reportfile import Report
     from .run import ENGINES
     from .run import simulate as run_consortium
     from .scenario import load_scenario, partition, scale_scenario
@@ -115,16 +117,18 @@ def simulate(
         if seeds is None
         else [(scn.with_seed(k), folder / f"seed-{k}") for k in range(seeds)]
     )
-    reports: list[dict[str, Any]] = []
-    measured: list[Any] = []
+    reports: list[Report] = []
+    measured: list[Measured] = []
     files: list[Path] = []
-    # Ctrl-C and SIGTERM both stop the run (SIGINT explicitly: a shell's background job starts with it ignored)
+    # Ctrl-C and SIGTERM both stop the run (SIGINT explicitly: a shell's background job starts
+    # with it ignored)
     previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         for one, where in runs:
             t = time.monotonic()
             typer.echo(
-                f"scenario {one.name}{' (quick)' if quick else ''}, seed {one.spec.seed}: {one.spec.description}"
+                f"scenario {one.name}{' (quick)' if quick else ''}, seed {one.spec.seed}: "
+                f"{one.spec.description}"
             )
             part = partition(one)
             try:
@@ -168,15 +172,14 @@ def simulate(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if reports[0].get("summary"):
+    if reports[0].summary:
         typer.echo("")
-        typer.echo("\n".join(summary_table(summarize(reports, measured))))
+        typer.echo("\n".join(seeds_table(summarize(reports, measured))))
         typer.echo("")
     failed = sorted(
-        {f"seed {r['seed']}: {name}" for r in reports for name, ok in r["checks"].items() if not ok}
+        {f"seed {r.seed}: {name}" for r in reports for name, ok in r.checks.items() if not ok}
     )
-    typer.echo(
-        f"done in {time.monotonic() - t0:.0f} s; report: {files[1]} (also {', '.join(f.name for f in files if f != files[1])})"
-    )
+    also = ", ".join(f.name for f in files if f != files[1])
+    typer.echo(f"done in {time.monotonic() - t0:.0f} s; report: {files[1]} (also {also})")
     if failed:
         raise fail(f"report checks failed: {'; '.join(failed)}", EXIT_FAILED)

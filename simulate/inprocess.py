@@ -12,11 +12,13 @@ from flwr.app import RecordDict
 
 from common.data.dataset import MultimodalDataset
 from common.fuse import FuseConfig
-from common.fuse.wire import site_round
+from common.fuse.messages import TrainInstruction
+from common.fuse.siteround import site_round
 
 
 class LocalSites:
-    """Node i trains on ``parts[i]`` with a model from ``model_factory`` (the state arrives in the message)."""
+    """Node i trains on ``parts[i]`` with a model from ``model_factory`` (the state arrives in
+    the message)."""
 
     def __init__(
         self, model_factory: Callable[[], Any], parts: list[MultimodalDataset], cfg: FuseConfig
@@ -36,13 +38,7 @@ class LocalSites:
     ) -> dict[int, RecordDict | str]:
         out: dict[int, RecordDict | str] = {}
         for n in node_ids:
-            msg = content(n)
-            settings = dict(msg["config"])  # type: ignore[arg-type]
-            out[n] = site_round(
-                self.factory(),
-                msg,
-                self.parts[n],
-                self.cfg,
-                int(settings["round"]),  # type: ignore[arg-type]
-            )
+            instruction = TrainInstruction.from_recorddict(content(n))
+            reply = site_round(self.factory(), instruction, self.parts[n], self.cfg)
+            out[n] = reply.to_recorddict()
         return out

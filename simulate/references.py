@@ -21,7 +21,7 @@ import copy
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,14 @@ from common.train.loop import fit_folds, train_fixed
 from common.train.siteblock import BlockTraining, train_for, train_modality
 from coordinator.fuse_rounds import NodeInfo, run_rounds
 
+from .evidence import (
+    CeilingChoice,
+    CeilingInfo,
+    FedAvgInfo,
+    LocalInfo,
+    ReferenceInfo,
+    RoundPoint,
+)
 from .inprocess import LocalSites
 from .scenario import Partition, Scenario
 
@@ -61,7 +69,7 @@ class Entry:
     name: str
     modalities: list[str]
     predict: Callable[[MultimodalDataset], np.ndarray]
-    info: dict[str, Any] = field(default_factory=dict)  # how it was chosen (validation figures)
+    info: ReferenceInfo | None = None  # how a reference was chosen (validation figures)
 
 
 def module_entry(
@@ -70,7 +78,7 @@ def module_entry(
     model: torch.nn.Module,
     modalities: Sequence[str],
     spec: TaskSpec,
-    info: dict[str, Any] | None = None,
+    info: ReferenceInfo | None = None,
 ) -> Entry:
     model = model.eval()
 
@@ -79,7 +87,7 @@ def module_entry(
         with torch.no_grad():
             return predict_scores(model, part, spec, amp=False)
 
-    return Entry(kind, name, list(modalities), predict, info or {})
+    return Entry(kind, name, list(modalities), predict, info)
 
 
 def within(spec: TaskSpec, data: MultimodalDataset, scores: np.ndarray, sites: np.ndarray) -> float:
@@ -164,9 +172,7 @@ def _config(scn: Scenario, epochs: int, lr: float, patience: int | None = None) 
 class LocalChoice:
     site: str
     entry: Entry
-    evidence: dict[
-        str, float
-    ]  # candidate -> its out-of-fold (or validation) metric on the site's patients
+    info: LocalInfo  # every candidate's out-of-fold (or validation) metric on the site's patients
 
 
 def local_models(
@@ -205,8 +211,8 @@ def local_model(
     )
 
     def oof(make: Callable[[list[LegoBlock]], torch.nn.Module]) -> np.ndarray:
-        """Scores of the site's patients: each by the model made from the blocks (or fold copies)
-        that never saw it."""
+        """Scores of the site's patients: each by the model made from the blocks (or fold
+        copies) that never saw it."""
         own = dict(enumerate(copies))
         scores, _ = predict_parts(fold_parts(make, blocks, own, fold_of, len(data)), data, spec)
         assert scores is not None
@@ -241,15 +247,8 @@ def local_model(
     log.info("local %s: %s (%s %.4f)", site, best, how, evidence[best])
     return LocalChoice(
         site,
-        module_entry(
-            "local",
-            f"{site}: {best}",
-            model,
-            reads,
-            spec,
-            {"evidence": evidence, "chosen": best, "how": how},
-        ),
-        evidence,
+        module_entry("local", f"{site}: {best}", model, reads, spec),
+        LocalInfo(evidence, best, how),
     )
 
 
@@ -312,11 +311,12 @@ def fedavg(
     template: Sequence[LegoBlock],
 ) -> Entry:
     """The architecture of a fused version (``template``'s modalities and shapes) trained from the
-    task's shared initialisation by FedAvg over the sites ``parts`` (each with its own modalities; a
-    patient's missing ones are masked), one local epoch a round at the blocks' learning rate. The
-    round count (at most block epochs + fuse rounds x epochs) is chosen on the sites' validation
-    splits (within-site metric over them, early stopping with the blocks' patience); then it is
-    trained again from the start on all their patients for that many rounds."""
+    task's shared initialisation by FedAvg over the sites ``parts`` (each with its own
+    modalities; a patient's missing ones are masked), one local epoch a round at the blocks'
+    learning rate. The round count (at most block epochs + fuse rounds x epochs) is chosen on the
+    sites' validation splits (within-site metric over them, early stopping with the blocks'
+    patience); then it is trained again from the start on all their patients for that many
+    rounds."""
     spec = task.spec
     settings = BlockTraining(
         epochs=scn.spec.block_epochs, batch_size=scn.spec.batch_size, seed=scn.spec.seed
@@ -345,13 +345,13 @@ def fedavg(
 
     def rounds(
         data: list[MultimodalDataset], count: int, watch: bool
-    ) -> tuple[LegoFuse, list[dict[str, float]]]:
+    ) -> tuple[LegoFuse, list[RoundPoint]]:
         model = fused_model(fresh, scn.spec.fuse_mode)
         nodes = [
             NodeInfo(i, s, tuple(parts[s].modalities), len(parts[s].modalities) > 1)
             for i, s in enumerate(names)
         ]
-        curve: list[dict[str, float]] = []
+        curve: list[RoundPoint] = []
         best, stale = (-math.inf, 0), 0
         for r in range(1, count + 1):
             cfg = FuseConfig(
@@ -373,9 +373,9 @@ def fedavg(
                 spec,
                 val,
                 predict_scores(model.eval(), val.select_modalities(mods), spec, amp=False),
-                val.groups,  # type: ignore[arg-type]
+                np.asarray(val.groups),
             )
-            curve.append({"round": r, "val": v})
+            curve.append(RoundPoint(r, v))
             if v > best[0]:
                 best, stale = (v, r), 0
             else:
@@ -385,21 +385,14 @@ def fedavg(
         return model, curve
 
     _, curve = rounds(train, budget, watch=True)
-    chosen = max(curve, key=lambda c: (c["val"], -c["round"]))
-    model, _ = rounds([parts[s] for s in names], int(chosen["round"]), watch=False)
-    info = {
-        "sites": names,
-        "rounds_chosen": int(chosen["round"]),
-        "val": chosen["val"],
-        "curve": curve,
-        "budget": budget,
-    }
+    chosen = max(curve, key=lambda c: (c.val, -c.round))
+    model, _ = rounds([parts[s] for s in names], chosen.round, watch=False)
+    info = FedAvgInfo(tuple(names), chosen.round, chosen.val, tuple(curve), budget)
     label = "every site" if kind == "baseline" else "the paired sites"
     return scaling.entry(
         module_entry(
             kind,
-            f"FedAvg from scratch over {label} ({int(chosen['round'])} rounds, chosen on "
-            "validation)",
+            f"FedAvg from scratch over {label} ({chosen.round} rounds, chosen on validation)",
             model,
             mods,
             spec,
@@ -453,8 +446,8 @@ def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
     marked = pool.subset(np.arange(len(pool)))
     marked.holdout = is_val  # train_modality stops each block early on these
     settings = _training(scn)
-    # per-modality blocks, early-stopped on the validation split, then trained on everyone for that
-    # many epochs
+    # per-modality blocks, early-stopped on the validation split, then trained on everyone for
+    # that many epochs
     early = {m: train_modality(marked, m, task, settings, min_cell=1) for m in mods}
     refit = {
         m: train_for(pool, m, task, settings, max(1, early[m].best_epoch), min_cell=1)[0]
@@ -462,6 +455,7 @@ def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
     }
     out: list[Entry] = []
     val_of: dict[str, float] = {}
+    epochs_of: dict[str, int] = {}  # the families trained for a number of epochs chosen on val
 
     def measure(name: str, predict: Callable[[MultimodalDataset], np.ndarray]) -> float:
         val_of[name] = within(spec, val, predict(val), np.asarray(val.groups))
@@ -494,6 +488,7 @@ def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
         train_fixed(
             final, pool, spec, replace(_config(scn, budget, FUSE_LR), epochs=res.best_epoch)
         )
+    epochs_of["ceiling-fuse"] = res.best_epoch
     out.append(
         module_entry(
             "ceiling-fuse",
@@ -501,7 +496,6 @@ def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
             final,
             mods,
             spec,
-            {"epochs": res.best_epoch},
         )
     )
     e2e_budget = scn.spec.block_epochs + budget
@@ -517,6 +511,7 @@ def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
         spec,
         replace(_config(scn, e2e_budget, settings.lr), epochs=max(1, res.best_epoch)),
     )
+    epochs_of["ceiling-e2e"] = res.best_epoch
     out.append(
         module_entry(
             "ceiling-e2e",
@@ -524,7 +519,6 @@ def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
             e2e_final,
             mods,
             spec,
-            {"epochs": res.best_epoch},
         )
     )
     classical = Classical(spec, mods, indicators=True).fit(train, val)
@@ -540,7 +534,7 @@ def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
         )
     )
     for e in out:
-        e.info["val"] = val_of[e.kind]
+        e.info = CeilingInfo(val_of[e.kind], epochs_of.get(e.kind))
     best = max(out, key=lambda e: val_of[e.kind])
     out.append(
         Entry(
@@ -548,7 +542,7 @@ def ceiling(scn: Scenario, task: TaskRecord, part: Partition) -> list[Entry]:
             f"{best.kind}: the best central family on the pooled validation split",
             best.modalities,
             best.predict,
-            {"chosen": best.kind, "val": val_of},
+            CeilingChoice(best.kind, dict(val_of)),
         )
     )
     return [scaling.entry(e) for e in out]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from common.data.sitefolder import load_site_folder
 from common.evaluation.paired import TestSet, compare_models, within_site_metric
 from common.evaluation.scoring import covered
 from common.fuse import FuseConfig, centralized_fuse, fused_model, paired_only
+from common.fuse.history import history_from_json
 from common.fuse.wire import trainable_names
 from common.lego import LegoBlock, LegoEnsemble, LegoFuse, SingleModality
 from common.lego.recipe import MergeRecipe, Recipe
@@ -42,7 +43,35 @@ from common.train.siteblock import train_modality
 from coordinator.store import evaluation_traffic
 
 from . import references as refs
+from .evidence import (
+    BaselineRow,
+    CandidateRow,
+    CurvePoint,
+    FedAvgInfo,
+    LocalInfo,
+    ReferenceRow,
+    ValidationSummary,
+)
+from .measurements import (
+    ComparisonRow,
+    KindRow,
+    SiteResult,
+    SummaryRow,
+)
 from .references import Entry, module_entry
+from .reportfile import (
+    BlockRow,
+    Centralized,
+    CommunicationRow,
+    FuseNotStored,
+    FuseSection,
+    FuseStored,
+    MergeSection,
+    Recommended,
+    Report,
+    SiteRow,
+    Traffic,
+)
 from .run import RunResult, block_training, fuse_config
 from .scenario import Partition, Scenario
 
@@ -194,38 +223,24 @@ def test_set(
     return TestSet(spec.kind, n_classes, sites[rows], part.targets(), scores), rows
 
 
-def rows_of(test: TestSet, names: dict[str, str]) -> list[dict[str, Any]]:
+def rows_of(test: TestSet, names: dict[str, str]) -> list[KindRow]:
     """One row per kind: its within-site metric on the test set's patients."""
     return [
-        {
-            "kind": k,
-            "model": names.get(k, k),
-            "patients": test.patients,
-            "value": within_site_metric(test, k),
-        }
+        KindRow(k, names.get(k, k), test.patients, within_site_metric(test, k))
         for k in KINDS
         if k in test.scores
     ]
 
 
-def comparisons(tests: list[TestSet], replicates: int = REPLICATES) -> list[dict[str, Any]]:
-    """``recommended`` against every other kind: paired differences and 95 % bootstrap intervals."""
+def comparisons(tests: list[TestSet], replicates: int = REPLICATES) -> tuple[ComparisonRow, ...]:
+    """``recommended`` against every other kind: paired differences and 95 % bootstrap
+    intervals."""
     kinds = [k for k in KINDS if k != "recommended" and any(k in t.scores for t in tests)]
-    return [c.to_dict() for c in compare_models(tests, "recommended", kinds, replicates=replicates)]
+    found = compare_models(tests, "recommended", kinds, replicates=replicates)
+    return tuple(ComparisonRow.from_json(c.to_dict()) for c in found)
 
 
 # ---- checks against a central retraining ---------------------------------------------------------
-@dataclass
-class Reference:
-    """What the simulator retrained in its own process from the same site data."""
-
-    site: str  # whose blocks were trained again
-    blocks_exact: bool  # equal to the blocks that site pushed, bit for bit
-    fuse_test: (
-        float | None
-    )  # LegoFuse's kept rounds run centrally, test metric (None: no round kept)
-
-
 def centralized(
     run: RunResult,
     scn: Scenario,
@@ -236,7 +251,7 @@ def centralized(
     ids: list[str],
     kept_round: int,
     merged_recipe: Recipe,
-) -> Reference:
+) -> Centralized:
     """The blocks of the hospital with the fewest patients trained again here exactly as it did
     (its data folder, its [train] and [evaluation] settings, one thread): they must be its pushed
     blocks bit for bit; and LegoFuse's kept rounds run centrally on the paired sites' patients."""
@@ -294,7 +309,7 @@ def centralized(
             )
     finally:
         torch.set_num_threads(threads)
-    return Reference(site, exact, fuse_test)
+    return Centralized(site, exact, fuse_test)
 
 
 def _with(test: TestSet, kind: str, scores: np.ndarray) -> TestSet:
@@ -334,52 +349,44 @@ def _evaluation_bytes(run: RunResult, site: str) -> tuple[int, int]:
 
 
 def communication(
-    run: RunResult, scn: Scenario, round_state_bytes: int, baselines: dict[str, dict[str, Any]]
-) -> dict[str, dict[str, Any]]:
+    run: RunResult, scn: Scenario, round_state_bytes: int, baselines: dict[str, BaselineRow]
+) -> dict[str, CommunicationRow]:
     """Payload bytes per site (tensors, manifests, signatures, scores; not gRPC/HTTP/TLS framing):
     MM-Lego = the blocks a site pushed, the trainable weights of every fuse round both ways (the
     full run and its fold runs) and federated evaluation (scores sent; blocks, versions and round
     weights fetched); each FedAvg baseline = its trainable weights both ways every round it ran
     (choosing the round count, then training again)."""
-    out: dict[str, dict[str, Any]] = {}
-    rounds = run.fuse_detail.get("history", [])  # every round run, kept or not
+    out: dict[str, CommunicationRow] = {}
+    # every round run, kept or not
+    rounds = history_from_json(run.fuse_detail.get("history", []))
     runs = 1 + fuse_config(scn).fold_runs
     for s in scn.spec.sites:
         up = sum(
             b.size + len(b.manifest) + len(b.signature) for b in run.blocks if b.site == s.name
         )
-        took = sum(s.name in r.get("sites", []) for r in rounds)
-        asked = sum(
-            s.name in r.get("sites", []) + r.get("failed", []) + r.get("no_answer", [])
-            for r in rounds
-        )
+        took = sum(s.name in r.sites for r in rounds)
+        asked = sum(s.name in r.asked for r in rounds)
         ev_up, ev_down = _evaluation_bytes(run, s.name)
-        row = {
-            "mmlego_up": up + took * runs * round_state_bytes + ev_up,
-            "mmlego_down": asked * runs * round_state_bytes + ev_down,
-            "mmlego_rounds": took,
-            "evaluation_up": ev_up,
-            "evaluation_down": ev_down,
-        }
-        for kind, info in baselines.items():
-            n = info["rounds_run"] * info["model_bytes"] if s.name in info.get("sites", []) else 0
-            row.update(
-                {
-                    f"{kind}_up": n,
-                    f"{kind}_down": n,
-                    f"{kind}_rounds": info["rounds_run"] if n else 0,
-                }
-            )
-        out[s.name] = row
+        traffic = {}
+        for kind, base in baselines.items():
+            n = base.rounds_run * base.model_bytes if s.name in base.info.sites else 0
+            traffic[kind] = Traffic(n, n, base.rounds_run if n else 0)
+        out[s.name] = CommunicationRow(
+            up + took * runs * round_state_bytes + ev_up,
+            asked * runs * round_state_bytes + ev_down,
+            took,
+            ev_up,
+            ev_down,
+            traffic,
+        )
     return out
 
 
 # ---- the report ----------------------------------------------------------------------------------
 def build_report(
     run: RunResult, scn: Scenario, part: Partition, extra_phases: dict[str, float] | None = None
-) -> tuple[dict[str, Any], Measured]:
-    """Every figure of the run, as one JSON-able dict, and the test scores its comparisons rest
-    on."""
+) -> tuple[Report, Measured]:
+    """Every figure of the run, and the test scores its comparisons rest on."""
     spec = run.task.spec
     merged, _ = load_model_folder(run.model_dirs[run.merged.model_id])
     if isinstance(merged, LegoFuse):
@@ -396,79 +403,65 @@ def build_report(
     test = test.select_modalities([m for m in run.task.modalities if m in test.modalities])
     sites = np.asarray(test.groups)
     entries = federated(run, spec, merged, blocks, ids)
-    report: dict[str, Any] = {
-        "scenario": scn.name,
-        "description": scn.spec.description,
-        "synthetic": part.synthetic,
-        "metric": spec.metric_name,
-        "metric_scope": "within-site (patients are compared only within their hospital)",
-        "task": run.task.task_id,
-        "seed": scn.spec.seed,
-        "engine": run.engine,
-        "folds": scn.spec.folds,
-        "test_fold": f"{scn.spec.seed % scn.spec.test_folds + 1} of {scn.spec.test_folds}",
-        "test_folds": scn.spec.test_folds,
-        "placement": dict(
-            run.placement
-        ),  # ray engine: site -> the Ray node that trained its block(s)
-        "sites": [_site_row(s, part) for s in scn.spec.sites],
-        "test_patients": len(test),
-        "blocks": [
-            {
-                "site": by_id[i].site,
-                "modality": by_id[i].modality,
-                "block": i[:12],
-                "n_train": int(
-                    manifest_from_bytes(by_id[i].manifest).train_stats.get("n_train", 0)
-                ),
-                "val_metric": manifest_from_bytes(by_id[i].manifest).train_stats.get("val_metric"),
-                "dp_epsilon": dp_epsilon(manifest_from_bytes(by_id[i].manifest)),
-                "test": _block_test(b, test, sites, spec),
-            }
-            for i, b in zip(ids, blocks, strict=True)
-        ],
-        "merge": {
-            "model": run.merged.model_id,
-            "recipe": run.merged.recipe.kind,
-            "validation": run.merged.card.get("validation", {}),
-        },
-        "fuse": (
-            {
-                "model": run.fused.model_id,
-                "card": run.fused.card.get("fuse", {}),
-                "validation": run.fused.card.get("validation", {}),
-            }
-            if run.fused is not None
-            else {"not_stored": run.fuse_note, "curve": run.fuse_detail.get("curve", [])}
+    block_rows = []
+    for i, b in zip(ids, blocks, strict=True):
+        manifest = manifest_from_bytes(by_id[i].manifest)
+        block_rows.append(
+            BlockRow(
+                by_id[i].site,
+                by_id[i].modality,
+                i[:12],
+                int(manifest.train_stats.get("n_train", 0)),
+                manifest.train_stats.get("val_metric"),
+                dp_epsilon(manifest),
+                _block_test(b, test, sites, spec),
+            )
+        )
+    rec = run.recommended
+    report = Report(
+        scenario=scn.name,
+        description=scn.spec.description,
+        synthetic=part.synthetic,
+        metric=spec.metric_name,
+        metric_scope="within-site (patients are compared only within their hospital)",
+        task=run.task.task_id,
+        seed=scn.spec.seed,
+        engine=run.engine,
+        folds=scn.spec.folds,
+        test_fold=f"{scn.spec.seed % scn.spec.test_folds + 1} of {scn.spec.test_folds}",
+        test_folds=scn.spec.test_folds,
+        placement=dict(run.placement),
+        sites=tuple(_site_row(s, part) for s in scn.spec.sites),
+        test_patients=len(test),
+        blocks=tuple(block_rows),
+        merge=MergeSection(
+            run.merged.model_id, run.merged.recipe.kind, run.merged.card.get("validation", {})
         ),
-        "recommended": (
-            {
-                "model": run.recommended.model.model_id,
-                "metric": _finite(run.recommended.metric),
-                "reason": run.recommended.reason,
-            }
-            if run.recommended
-            else {}
-        ),
-        "validation": validation_summary(run, scn, part),
-        "rounds": scn.spec.rounds,
-        "epochs": scn.spec.epochs,
-    }
+        fuse=_fuse_section(run),
+        recommended=Recommended(rec.model.model_id, _finite(rec.metric), rec.reason)
+        if rec
+        else None,
+        validation=validation_summary(run, scn, part),
+        rounds=scn.spec.rounds,
+        epochs=scn.spec.epochs,
+    )
     measured = Measured()
-    baselines: dict[str, dict[str, Any]] = {}
+    baselines: dict[str, BaselineRow] = {}
     if scn.spec.compare:
-        entries, locals_, baselines = _references(run, scn, part, blocks, ids, entries, phases)
+        entries, locals_, local_info, baselines = _references(
+            run, scn, part, blocks, ids, entries, phases
+        )
         names = {e.kind: e.name for e in entries}
         names["local"] = "each hospital's own best model (its own cross-validation)"
         summary, common = test_set(entries, locals_, test, sites, spec)
         if summary is not None:
             measured.summary = summary
-            report["summary"] = [
-                {**r, "mean": r["value"], "std": 0.0, "seeds": [scn.spec.seed]}
-                for r in rows_of(summary, names)
-            ]
-            report["comparisons"] = comparisons([summary])
-        report["per_site"] = []
+            report = replace(
+                report,
+                summary=tuple(SummaryRow.of(r, scn.spec.seed) for r in rows_of(summary, names)),
+                comparisons=comparisons([summary]),
+            )
+        per_site = []
         for s in scn.spec.sites:
             view = _labelled(part.test[part.test_of[s.name]], s.name).select_modalities(
                 [m for m in s.modalities if m in run.task.modalities]
@@ -484,19 +477,17 @@ def build_report(
             if one is None:
                 continue
             measured.per_site[s.name] = one
-            report["per_site"].append(
-                {
-                    "site": s.name,
-                    "modalities": s.modalities,
-                    "patients": one.patients,
-                    "rows": rows_of(one, names),
-                    "comparisons": comparisons([one]),
-                    "local": locals_[s.name].info if s.name in locals_ else {},
-                }
+            per_site.append(
+                SiteResult(
+                    s.name,
+                    tuple(s.modalities),
+                    one.patients,
+                    tuple(rows_of(one, names)),
+                    comparisons([one]),
+                    local_info.get(s.name),
+                )
             )
-        report["references"] = {
-            e.kind: {"name": e.name, **_jsonable(e.info)} for e in entries if e.kind in REFERENCES
-        }
+        references = {e.kind: ReferenceRow(e.name, e.info) for e in entries if e.kind in REFERENCES}
         t = time.monotonic()
         kept = (
             int(run.fused.card.get("fuse", {}).get("kept_round", 0)) if run.fused is not None else 0
@@ -512,22 +503,28 @@ def build_report(
             kept,
             run.merged.recipe,
         )
-        report["centralized"] = {
-            "site": ref.site,
-            "blocks_exact": ref.blocks_exact,
-            "fuse_test": ref.fuse_test,
-        }
+        report = replace(report, per_site=tuple(per_site), references=references, centralized=ref)
         phases["centralized check (in process)"] = time.monotonic() - t
-    report["baselines"] = {k: _jsonable(v) for k, v in baselines.items()}
     cfg = fuse_config(scn)
-    report["communication"] = communication(
+    traffic = communication(
         run, scn, round_bytes(fused_model(blocks, cfg.mode, run.merged.recipe)), baselines
     )
     phases.update(extra_phases or {})
-    report["phases_s"] = {k: round(v, 2) for k, v in phases.items()}
-    report["peak_rss_mb"] = {k: round(v / 2**20, 1) for k, v in run.peaks.items()}
-    report["checks"] = checks(report, scn)
-    return report, measured
+    report = replace(
+        report,
+        baselines=baselines,
+        communication=traffic,
+        phases_s={k: round(v, 2) for k, v in phases.items()},
+        peak_rss_mb={k: round(v / 2**20, 1) for k, v in run.peaks.items()},
+    )
+    return replace(report, checks=checks(report, scn)), measured
+
+
+def _fuse_section(run: RunResult) -> FuseSection:
+    if run.fused is not None:
+        card = run.fused.card
+        return FuseStored(run.fused.model_id, card.get("fuse", {}), card.get("validation", {}))
+    return FuseNotStored(run.fuse_note, tuple(run.fuse_detail.get("curve", [])))
 
 
 def _references(
@@ -538,22 +535,21 @@ def _references(
     ids: list[str],
     entries: list[Entry],
     phases: dict[str, float],
-) -> tuple[list[Entry], dict[str, Entry], dict[str, dict[str, Any]]]:
+) -> tuple[list[Entry], dict[str, Entry], dict[str, LocalInfo], dict[str, BaselineRow]]:
     by_id = {b.block_id: b for b in run.blocks}
     t = time.monotonic()
     own: dict[str, list[tuple[str, LegoBlock]]] = {}
     for i, b in zip(ids, blocks, strict=True):
         own.setdefault(by_id[i].site, []).append((i, b))
-    locals_ = {
-        site: c.entry for site, c in refs.local_models(scn, run.task, run.site_dirs, own).items()
-    }
+    chosen = refs.local_models(scn, run.task, run.site_dirs, own)
+    locals_ = {site: c.entry for site, c in chosen.items()}
     phases["local references (each hospital alone, in process)"] = time.monotonic() - t
     template = [
         blocks[[b.modality for b in blocks].index(m)]
         for m in run.task.modalities
         if m in [b.modality for b in blocks]
     ]
-    baselines: dict[str, dict[str, Any]] = {}
+    baselines: dict[str, BaselineRow] = {}
     out = list(entries)
     for kind, who in (
         ("baseline", scn.spec.sites),
@@ -571,16 +567,14 @@ def _references(
         )
         out.append(e)
         probe = fused_model(template, scn.spec.fuse_mode)
-        baselines[kind] = {
-            **e.info,
-            "rounds_run": len(e.info["curve"]) + e.info["rounds_chosen"],
-            "model_bytes": round_bytes(probe),
-        }
+        assert isinstance(e.info, FedAvgInfo), "a FedAvg baseline records how it chose its rounds"
+        rounds_run = len(e.info.curve) + e.info.rounds_chosen
+        baselines[kind] = BaselineRow(e.info, rounds_run, round_bytes(probe))
         phases[f"{kind}: FedAvg from scratch (in process)"] = time.monotonic() - t
     t = time.monotonic()
     out += refs.ceiling(scn, run.task, part)
     phases["ceiling: central families (in process)"] = time.monotonic() - t
-    return out, locals_, baselines
+    return out, locals_, {site: c.info for site, c in chosen.items()}, baselines
 
 
 def _labelled(d: MultimodalDataset, site: str) -> MultimodalDataset:
@@ -597,65 +591,37 @@ def _block_test(b: LegoBlock, test: MultimodalDataset, sites: np.ndarray, spec: 
     return refs.within(spec, part, scores, sites[rows])
 
 
-def _site_row(s: Any, part: Partition) -> dict[str, Any]:
+def _site_row(s: Any, part: Partition) -> SiteRow:
     d = part.sites[s.name]
     events = int(np.asarray(d.event).sum()) if d.task == "survival" else None
-    return {
-        "name": s.name,
-        "modalities": s.modalities,
-        "paired": s.paired,
-        "patients": len(d),
-        "events": events,
-        "test_patients": len(part.test[part.test_of[s.name]]),
-    }
+    tests = len(part.test[part.test_of[s.name]])
+    return SiteRow(s.name, tuple(s.modalities), s.paired, len(d), events, tests)
 
 
-def validation_summary(run: RunResult, scn: Scenario, part: Partition) -> dict[str, Any]:
+def validation_summary(run: RunResult, scn: Scenario, part: Partition) -> ValidationSummary:
     """What the choices rested on: every merge candidate's consortium validation value and
     standard error, who scored or declined (with the patients each site holds), the LegoFuse
-    rounds' validation, and how sites validate (out of fold over all their patients, or a split)."""
+    rounds' validation, and how sites validate (out of fold over all their patients, or a
+    split)."""
     v = run.merged.card.get("validation", {})
     fuse = run.fused.card.get("validation", {}) if run.fused is not None else {}
     curve = fuse.get("curve") or run.fuse_detail.get("curve", [])
-    return {
-        "how": f"{scn.spec.folds}-fold cross-fitting over every patient"
+    return ValidationSummary(
+        how=f"{scn.spec.folds}-fold cross-fitting over every patient"
         if scn.spec.folds
         else f"a {scn.spec.val_fraction:.0%} validation split of each site",
-        "candidates": [
-            {
-                k: r.get(k)
-                for k in (
-                    "candidate",
-                    "label",
-                    "value",
-                    "se",
-                    "diff",
-                    "se_diff",
-                    "patients",
-                    "events",
-                )
-            }
-            for r in v.get("candidates", [])
-        ],
-        "chosen": v.get("chosen"),
-        "scored_by": v.get("scored_by", []),
-        "declined_by": v.get("declined_by", []),
-        "silent": v.get("silent", []),
-        "site_patients": {s.name: len(part.sites[s.name]) for s in scn.spec.sites},
-        "fuse_rounds": [
-            {k: c.get(k) for k in ("value", "parent", "diff", "se_diff")} for c in curve if c
-        ],
-    }
+        candidates=tuple(CandidateRow.from_json(r) for r in v.get("candidates", [])),
+        chosen=v.get("chosen"),
+        scored_by=tuple(v.get("scored_by", [])),
+        declined_by=tuple(v.get("declined_by", [])),
+        silent=tuple(v.get("silent", [])),
+        site_patients={s.name: len(part.sites[s.name]) for s in scn.spec.sites},
+        fuse_rounds=tuple(CurvePoint.from_json(c) for c in curve if c),
+    )
 
 
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
-
-
-def _jsonable(info: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: v for k, v in info.items() if isinstance(v, str | int | float | list | dict | type(None))
-    }
 
 
 def dp_budget(scn: Scenario) -> DPBudget | None:
@@ -667,38 +633,36 @@ def dp_epsilon(m: BlockManifest) -> float | None:
     return m.dp.epsilon if m.dp is not None else None
 
 
-def checks(report: dict[str, Any], scn: Scenario) -> dict[str, bool]:
+def checks(report: Report, scn: Scenario) -> dict[str, bool]:
     """The report's internal consistency: what must hold for the run to be trusted."""
+    summary = report.summary or ()
     out = {
-        "every site has a block": {b["site"] for b in report["blocks"]}
+        "every site has a block": {b.site for b in report.blocks}
         == {s.name for s in scn.spec.sites},
-        "every site sent bytes": all(c["mmlego_up"] > 0 for c in report["communication"].values()),
-        "metrics are finite": all(math.isfinite(b["test"]) for b in report["blocks"])
-        and all(math.isfinite(r["mean"]) for r in report.get("summary", [])),
+        "every site sent bytes": all(c.mmlego_up > 0 for c in report.communication.values()),
+        "metrics are finite": all(math.isfinite(b.test) for b in report.blocks)
+        and all(math.isfinite(r.mean) for r in summary),
     }
-    if "summary" in report:
+    if report.summary is not None:
         out["the summary compares every model on the same patients"] = (
-            len({r["patients"] for r in report["summary"]}) == 1
+            len({r.patients for r in report.summary}) == 1
         )
         out["every comparison's interval holds its difference"] = all(
-            c["low"] <= c["diff"] <= c["high"]
-            for c in report.get("comparisons", [])
-            if c["low"] is not None
+            c.low <= c.diff <= c.high
+            for c in report.comparisons or ()
+            if c.low is not None and c.diff is not None and c.high is not None
         )
     if scn.spec.block_epsilon is not None:
         out[f"every block spent at most epsilon {scn.spec.block_epsilon:g}"] = all(
-            b["dp_epsilon"] is not None and b["dp_epsilon"] <= scn.spec.block_epsilon
-            for b in report["blocks"]
+            b.dp_epsilon is not None and b.dp_epsilon <= scn.spec.block_epsilon
+            for b in report.blocks
         )
-    if (
-        "centralized" in report and scn.spec.block_epsilon is None
-    ):  # DP noise is secret: a retrain cannot match
-        out[
-            f"{report['centralized']['site']}'s blocks trained again here == its pushed blocks "
-            "(bit for bit)"
-        ] = bool(report["centralized"]["blocks_exact"])
-        fuse = next((r for r in report.get("summary", []) if r["kind"] == "fuse"), None)
-        if report["centralized"]["fuse_test"] is not None and fuse is not None:
-            gap = abs(fuse["mean"] - report["centralized"]["fuse_test"])
+    cen = report.centralized
+    if cen is not None and scn.spec.block_epsilon is None:  # DP noise is secret: no retrain matches
+        same = f"{cen.site}'s blocks trained again here == its pushed blocks (bit for bit)"
+        out[same] = bool(cen.blocks_exact)
+        fuse = next((r for r in summary if r.kind == "fuse"), None)
+        if cen.fuse_test is not None and fuse is not None:
+            gap = abs(fuse.mean - cen.fuse_test)
             out[f"federated fuse within {FUSE_TOLERANCE} of centralized"] = gap <= FUSE_TOLERANCE
     return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
+from common.fuse.messages import DescribeQuery
 from common.processes import give_back_memory
 
 from . import fuse_client
@@ -14,7 +15,7 @@ from . import fuse_client
 app = ClientApp()
 
 
-@app.query("describe")
+@app.query(DescribeQuery.action)
 def describe(msg: Message, context: Context) -> Message:
     return Message(
         fuse_client.describe(fuse_client.node_settings(context.node_config, context.run_config)),
@@ -31,5 +32,7 @@ def train(msg: Message, context: Context) -> Message:
             ),
             reply_to=msg,
         )
-    finally:  # on Flower's simulation engine this process serves the next site's round: the model's memory goes back
+    finally:
+        # on Flower's simulation engine this process serves the next site's round: the model's
+        # memory goes back
         give_back_memory()

@@ -12,17 +12,18 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
-from flwr.app import ConfigRecord, RecordDict
+from flwr.app import RecordDict
 
 from common.artifacts.modelfile import load_model_folder
 from common.data.dataset import MultimodalDataset
 from common.data.sitefolder import load_site_folder
 from common.data.splits import site_folds, site_split
-from common.fuse import FuseConfig, fused_model, paired_only
-from common.fuse.wire import site_round
+from common.fuse import fused_model, paired_only
+from common.fuse.messages import SiteDescription, TrainInstruction
+from common.fuse.siteround import site_round
 from common.lego import LegoEnsemble, LegoMerge
 
 from .config import SiteConfig, load_site_config
@@ -52,7 +53,7 @@ def guarded(handler: F) -> F:
                 f"{type(exc).__name__} at the site (the details stay in the site's log)"
             ) from None
 
-    return run  # type: ignore[return-value]
+    return cast(F, run)
 
 
 def node_settings(node_config: Mapping[str, Any], run_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -77,18 +78,12 @@ def site_config(node_config: dict[str, Any]) -> SiteConfig:
 def describe(node_config: dict[str, Any]) -> RecordDict:
     """Who this node is: site name, enrolled modalities, paired flag (from the site's kit)."""
     cfg = site_config(node_config)
-    return RecordDict(
-        {
-            "site": ConfigRecord(
-                {"site": cfg.site, "modalities": list(cfg.modalities), "paired": cfg.paired}
-            )
-        }
-    )
+    return SiteDescription(cfg.site, tuple(cfg.modalities), cfg.paired).to_recorddict()
 
 
 def model_folder(cfg: SiteConfig, model_id: str) -> Path:
-    """The model version's folder at this site, pulled from the registry once (hashes and signatures
-    checked)."""
+    """The model version's folder at this site, pulled from the registry once (hashes and
+    signatures checked)."""
     folder = cfg.state / "models" / model_id
     if not (folder / "model.pb").is_file():
         from common.client import RegistryClient
@@ -115,8 +110,8 @@ def round_data(
         return data, [data] * fold_runs
     if fold_runs != folds:
         raise SiteFailure(
-            f"the run has {fold_runs} fold runs; site {cfg.site!r} cross-fits with [evaluation] "
-            f"folds = {folds} and cannot score it out of fold: it does not take part"
+            f"the run has {fold_runs} fold runs; site {cfg.site!r} cross-fits with "
+            f"[evaluation] folds = {folds} and cannot score it out of fold: it does not take part"
         )
     fold_of = site_folds(everyone, folds, cfg.train.seed)
     return (
@@ -133,10 +128,8 @@ def train(content: RecordDict, node_config: dict[str, Any]) -> RecordDict:
     """One round: the global trainable weights into the LegoFuse of the model's blocks, ``epochs``
     epochs on the paired patients, the new trainable weights and aggregate metrics back."""
     cfg = site_config(node_config)
-    settings: dict[str, Any] = dict(content["config"])  # type: ignore[arg-type]
-    model_id, round_ = str(settings.pop("model-id")), int(settings.pop("round"))
-    settings.pop("layout", None)
-    fuse = FuseConfig.from_dict(settings)
+    instruction = TrainInstruction.from_recorddict(content)
+    model_id, round_, fuse = instruction.model_id, instruction.round, instruction.config
     merged, record = load_model_folder(model_folder(cfg, model_id))
     if not isinstance(merged, (LegoMerge, LegoEnsemble)):
         raise ValueError(
@@ -156,15 +149,13 @@ def train(content: RecordDict, node_config: dict[str, Any]) -> RecordDict:
             f"site {cfg.site!r} has fewer paired patients than its minimum cell size "
             f"({cfg.min_cell_size}); it does not take part"
         )
-    reply = site_round(
-        model, content, data, fuse, round_, device=cfg.train.device, fold_data=fold_data
-    )
+    reply = site_round(model, instruction, data, fuse, device=cfg.train.device, fold_data=fold_data)
     log.info(
         "fuse round %d of %s at %s: %d paired patients, loss %.4f",
         round_,
         model_id,
         cfg.site,
         len(data),
-        reply["metrics"]["train_loss"],
-    )  # type: ignore[index]
-    return reply
+        reply.train_loss,
+    )
+    return reply.to_recorddict()

@@ -2,20 +2,17 @@
 array in a fixed order (the frozen ones, such as the sites' input scaling, both ends already have
 from the model version). One array instead of hundreds matters: Flower moves every array as its
 own objects, and a round with a 10-block model took ~100 s of transfers with one array per tensor.
-A digest of the names, shapes and dtypes travels with it so both ends know they mean the same layout."""
+A digest of the names, shapes and dtypes travels with it so both ends know they mean the same
+layout. The messages that carry them are :mod:`.messages`."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
-
-from ..data.dataset import MultimodalDataset
-from .federated import FuseConfig, local_round
+from flwr.app import Array, ArrayRecord
 
 FLAT = "trainable"  # the one array of a round message
 
@@ -41,7 +38,8 @@ def pack(state: dict[str, torch.Tensor], names: Sequence[str]) -> ArrayRecord:
 
 
 def pack_runs(states: Sequence[dict[str, torch.Tensor]], names: Sequence[str]) -> ArrayRecord:
-    """The trainable tensors of every run (the full run, then the fold runs), one flat array each."""
+    """The trainable tensors of every run (the full run, then the fold runs), one flat array
+    each."""
     out = {}
     for i, state in enumerate(states):
         for n in names:
@@ -92,55 +90,21 @@ def unpack_runs(
     return [unpack(record, state, names, run_key(i)) for i in range(runs)]
 
 
+def float32_runs(record: ArrayRecord, runs: int) -> ArrayRecord:
+    """The ``runs`` packed arrays of ``record`` (an aggregate: a strategy may return another
+    float type) as float32, in run order."""
+    return ArrayRecord(
+        {
+            run_key(i): Array(np.asarray(record[run_key(i)].numpy(), dtype=np.float32))
+            for i in range(runs)
+        }
+    )
+
+
 def split_runs(data: bytes, runs: int) -> list[np.ndarray]:
-    """A fuse-round candidate's weights (the runs' flat arrays end to end) as one float32 array per run."""
+    """A fuse-round candidate's weights (the runs' flat arrays end to end) as one float32 array
+    per run."""
     flat = np.frombuffer(data, dtype=np.float32)
     if runs < 1 or flat.size % runs:
         raise ValueError(f"{flat.size} floats do not split into {runs} runs")
     return [part.copy() for part in np.split(flat, runs)]
-
-
-def site_round(
-    model: Any,
-    content: RecordDict,
-    data: MultimodalDataset,
-    cfg: FuseConfig,
-    round_: int,
-    device: str = "cpu",
-    fold_data: Sequence[MultimodalDataset] = (),
-) -> RecordDict:
-    """A site's part of round ``round_``: the global trainable tensors into its own copy of the
-    model, ``cfg.epochs`` epochs on ``data``, the new trainable tensors and aggregates back. With
-    fold runs (``cfg.folds``), run k also trains, from its own global tensors, on ``fold_data[k]``
-    (the site's patients outside its fold k); only the full run's patient count is sent."""
-    if len(fold_data) != cfg.fold_runs:
-        raise ValueError(
-            f"the run has {cfg.fold_runs} fold runs; the site prepared data for {len(fold_data)}"
-        )
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    names = trainable_names(model)
-    expected = str(content["config"]["layout"])  # type: ignore[index]
-    if layout(state, names) != expected:
-        raise ValueError(
-            "the round's tensor layout differs from this site's model of the same version; "
-            "the coordinator and the site run different mmlego code"
-        )
-    starts = unpack_runs(content["arrays"], state, names, 1 + cfg.fold_runs)  # type: ignore[arg-type]
-    new_states: list[dict[str, torch.Tensor]] = []
-    loss = 0.0
-    for i, (start, part) in enumerate(zip(starts, [data, *fold_data], strict=True)):
-        if i > 0 and part is data and all(torch.equal(start[n], starts[0][n]) for n in names):
-            new_states.append(
-                new_states[0]
-            )  # the same data from the same weights: the full run's result (a site without folds)
-            continue
-        new_state, metrics = local_round(model, start, part, model.task, cfg, round_, device)
-        new_states.append(new_state)
-        if i == 0:
-            loss = float(metrics["train_loss"])
-    return RecordDict(
-        {
-            "arrays": pack_runs(new_states, names),
-            "metrics": MetricRecord({"num-examples": len(data), "train_loss": loss}),
-        }
-    )

@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 from common.cli import add_plugins, app
 from common.data import load_builtin
 from common.data.export import export_site_folder
+from common.fuse.history import RoundRecord, RoundValidation
 from common.tasks import survival_bins
 from coordinator import fuse_run
 from coordinator.config import load_config
@@ -85,26 +86,21 @@ class SlowRun:
         registry = Registry.open(self.config, recover=False)
         try:
             fuse_run.begin(registry.store, run_key, start.model_id)
-            history: list[dict[str, Any]] = []
+            history: list[RoundRecord] = []
             for r in range(1, start.config.rounds + 1):
                 time.sleep(self.pace)
                 progress(f"INFO mmlego: round {r} of {start.config.rounds}: 2 sites")
                 history.append(
-                    {
-                        "round": r,
-                        "sites": ["hosp-b", "hosp-c"],
-                        "num-examples": 70,
-                        "train_loss": 1.2 - 0.1 * r,
-                        "failed": [],
-                        "no_answer": [],
-                        "seconds": self.pace,
-                        "validation": {
-                            "value": 0.62 + 0.01 * r,
-                            "parent": 0.63,
-                            "diff": 0.01 * r - 0.01,
-                            "se_diff": 0.012,
-                        },
-                    }
+                    RoundRecord(
+                        round=r,
+                        sites=("hosp-b", "hosp-c"),
+                        num_examples=70,
+                        train_loss=1.2 - 0.1 * r,
+                        seconds=self.pace,
+                        validation=RoundValidation(
+                            value=0.62 + 0.01 * r, parent=0.63, diff=0.01 * r - 0.01, se_diff=0.012
+                        ),
+                    )
                 )
                 fuse_run.progress(registry.store, run_key, history)
             reason = (

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from common.admin import AdminClient, AdminKit
 from common.admin.render import render_status
 from common.cli import add_plugins, app
+from common.fuse.history import RoundRecord, RoundValidation
 from common.pki import enroll_admin
 from coordinator import fuse_run
 from coordinator.config import CoordinatorConfig
@@ -184,25 +185,20 @@ class FakeRun:
         registry = Registry.open(self.cfg, recover=False)
         try:
             fuse_run.begin(registry.store, run_key, start.model_id)
-            history = []
+            history: list[RoundRecord] = []
             for r in (1, 2):
                 progress(f"INFO mmlego: round {r} of {start.config.rounds}: 2 sites")
                 history.append(
-                    {
-                        "round": r,
-                        "sites": ["hosp-b", "hosp-c"],
-                        "num-examples": 80,
-                        "train_loss": 1.0 / r,
-                        "failed": [],
-                        "no_answer": [],
-                        "seconds": 0.1,
-                        "validation": {
-                            "value": 0.6 + r / 100,
-                            "parent": 0.6,
-                            "diff": r / 100,
-                            "se_diff": 0.01,
-                        },
-                    }
+                    RoundRecord(
+                        round=r,
+                        sites=("hosp-b", "hosp-c"),
+                        num_examples=80,
+                        train_loss=1.0 / r,
+                        seconds=0.1,
+                        validation=RoundValidation(
+                            value=0.6 + r / 100, parent=0.6, diff=r / 100, se_diff=0.01
+                        ),
+                    )
                 )
                 fuse_run.progress(registry.store, run_key, history)
                 time.sleep(1.2)  # the servicer reads the record once a second

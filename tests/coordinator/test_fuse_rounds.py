@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, RecordDict
 from flwr.supercore.privacy_accounting import GaussianPrivacyEvent
 
 from common.client import RegistryClient
@@ -20,6 +20,8 @@ from common.data.export import export_site_folder
 from common.data.sitefolder import load_site_folder
 from common.data.splits import site_split
 from common.fuse import FuseConfig, centralized_fuse, paired_only
+from common.fuse.history import RoundValidation
+from common.fuse.messages import DescribeQuery, TrainInstruction, TrainReply
 from common.fuse.wire import pack, pack_runs
 from common.lego import LegoFuse
 from coordinator.config import CoordinatorConfig
@@ -58,7 +60,7 @@ class InProcessTransport:
             if n in self.silent:
                 continue
             try:
-                if message_type == "query.describe":
+                if message_type == DescribeQuery.message_type:
                     out[n] = fuse_client.describe(self.nodes[n])
                 else:
                     out[n] = fuse_client.train(content(n), self.nodes[n])
@@ -100,13 +102,14 @@ def site_node(
     kit_dir = consortium.kit(kit or site)
     modalities = '"genes", "clinical"' if site in ("hosp-b", "hosp-c") else '"genes"'
     (home / "site.toml").write_text(
-        f'site = "{site}"\nmodalities = [{modalities}]\npaired = true\ncoordinator = '
-        f'"{address}"\ndata = "{data}"\n'
-        f'[tls]\ncert = "{kit_dir / "tls.crt"}"\nkey = "{kit_dir / "tls.key"}"\nca = '
-        f'"{kit_dir / "ca.crt"}"\n'
+        f'site = "{site}"\nmodalities = [{modalities}]\npaired = true\n'
+        f'coordinator = "{address}"\ndata = "{data}"\n'
+        f'[tls]\ncert = "{kit_dir / "tls.crt"}"\nkey = "{kit_dir / "tls.key"}"\n'
+        f'ca = "{kit_dir / "ca.crt"}"\n'
         f'[signing]\nkey = "{kit_dir / "signing.key"}"\n[train]\ndevice = "cpu"\n'
-        f'[flower]\nnode_key = "{kit_dir / "flower-node.key"}"\nsuperlink = "{superlink}"\nport = '
-        f"{free_port()}\n[evaluation]\nfolds = {folds}\n"
+        f'[flower]\nnode_key = "{kit_dir / "flower-node.key"}"\nsuperlink = "{superlink}"\n'
+        f"port = {free_port()}\n"
+        f"[evaluation]\nfolds = {folds}\n"
     )
     return {"site-config": str(home / "site.toml")}
 
@@ -153,7 +156,7 @@ def test_fedavg_over_one_paired_site_equals_centralized_fine_tuning(
     for k, v in expected.items():
         assert torch.allclose(outcome.state[k], v, rtol=0, atol=1e-6), k
     assert not torch.equal(outcome.state["latent"], state_of(start)["latent"])  # it did train
-    assert [h["train_loss"] for h in outcome.history] == pytest.approx(
+    assert [h.train_loss for h in outcome.history] == pytest.approx(
         [h["train_loss"] for h in history], abs=1e-6
     )
 
@@ -197,9 +200,9 @@ def test_a_silent_site_is_left_behind_by_the_deadline_or_the_run_fails_below_min
     assert [n.site for n in nodes] == ["hosp-a", "hosp-b"]
     transport = InProcessTransport(nodes_cfg, silent=[2])
     outcome = run_rounds(transport, nodes, start, cfg, model_id, 30, min_sites=1)
-    assert outcome.participants == ["hosp-b"] and [h["no_answer"] for h in outcome.history] == [
-        ["hosp-a"],
-        [],
+    assert outcome.participants == ["hosp-b"] and [h.no_answer for h in outcome.history] == [
+        ("hosp-a",),
+        (),
     ]
     assert transport.calls == 3  # the silent site is not asked again in round 2
     with pytest.raises(
@@ -213,8 +216,8 @@ def test_a_silent_site_is_left_behind_by_the_deadline_or_the_run_fails_below_min
     broken[1] = {"site-config": str(tmp_path / "missing.toml")}
     with pytest.raises(
         FuseError,
-        match=r"failed: hosp-b: SiteFailure: ConfigError at the site \(the details stay in the "
-        r"site's log\)",
+        match=r"failed: hosp-b: SiteFailure: ConfigError at the site "
+        r"\(the details stay in the site's log\)",
     ):
         run_rounds(InProcessTransport(broken), nodes, start, cfg, model_id, 30, min_sites=2)
     with pytest.raises(FuseError, match="min_sites is 3"):
@@ -238,14 +241,9 @@ def test_discovery_stops_at_its_deadline(
     assert len(nodes) == 1 and 0.9 < time.monotonic() - t0 < 5
 
 
-def _replies(states: list[dict[str, torch.Tensor]], counts: list[int]) -> dict[int, RecordDict]:
+def _replies(states: list[dict[str, torch.Tensor]], counts: list[int]) -> dict[int, TrainReply]:
     return {
-        i + 1: RecordDict(
-            {
-                "arrays": pack(s, ["w"]),
-                "metrics": MetricRecord({"num-examples": c, "train_loss": 0.5}),
-            }
-        )
+        i + 1: TrainReply(pack(s, ["w"]), c, 0.5)
         for i, (s, c) in enumerate(zip(states, counts, strict=True))
     }
 
@@ -266,7 +264,7 @@ def test_flower_fedavg_weights_sites_by_examples_and_keeps_frozen_tensors() -> N
 
 
 def test_fold_runs_are_averaged_each_with_itself_and_a_reply_without_them_is_refused() -> None:
-    from coordinator.fuse_rounds import aggregate, check_reply
+    from coordinator.fuse_rounds import aggregate, read_reply
 
     start = {"w": torch.zeros(4), "buf": torch.ones(3)}
     site_runs = [
@@ -274,24 +272,19 @@ def test_fold_runs_are_averaged_each_with_itself_and_a_reply_without_them_is_ref
         for s in (1, 4)
     ]
     replies = {
-        i + 1: RecordDict(
-            {
-                "arrays": pack_runs(runs, ["w"]),
-                "metrics": MetricRecord({"num-examples": c, "train_loss": 0.5}),
-            }
-        )
+        i + 1: TrainReply(pack_runs(runs, ["w"]), c, 0.5)
         for i, (runs, c) in enumerate(zip(site_runs, [30, 10], strict=True))
     }
     out = aggregate(1, [start] * 3, replies, ["w"], FuseConfig(), None)
     for r in range(3):  # run r: (30 * (1 + 10r) + 10 * (4 + 10r)) / 40
         assert torch.allclose(out[r]["w"], torch.full((4,), 1.75 + 10 * r))
-    assert check_reply(replies[1], [start] * 3, ["w"]) is None
+    content = replies[1].to_recorddict()
+    assert isinstance(read_reply(content, [start] * 3, ["w"]), TrainReply)
+    only_full = _replies([start], [30])[1].to_recorddict()
     assert "expected" in str(
-        check_reply(_replies([start], [30])[1], [start] * 3, ["w"])
+        read_reply(only_full, [start] * 3, ["w"])
     )  # the full run only: refused
-    assert "expected" in str(
-        check_reply(replies[1], [start], ["w"])
-    )  # fold runs nobody asked for: refused
+    assert "expected" in str(read_reply(content, [start], ["w"]))  # fold runs nobody asked for
 
 
 def test_private_aggregation_clips_every_update_and_adds_the_stated_noise() -> None:
@@ -347,12 +340,9 @@ def test_the_privacy_spent_is_accounted_over_the_rounds_released() -> None:
 
 
 def _reply(arrays: dict[str, np.ndarray], count: int = 5) -> RecordDict:
-    return RecordDict(
-        {
-            "arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
-            "metrics": MetricRecord({"num-examples": count, "train_loss": 0.1}),
-        }
-    )
+    return TrainReply(
+        ArrayRecord({k: Array(v) for k, v in arrays.items()}), count, 0.1
+    ).to_recorddict()
 
 
 @pytest.mark.parametrize(
@@ -370,22 +360,18 @@ def _reply(arrays: dict[str, np.ndarray], count: int = 5) -> RecordDict:
 def test_a_reply_that_cannot_be_aggregated_is_named(
     arrays: dict[str, np.ndarray], why: str
 ) -> None:
-    from coordinator.fuse_rounds import check_reply
+    from coordinator.fuse_rounds import read_reply
 
     start = {"w": torch.zeros(4), "buf": torch.ones(3)}
-    assert check_reply(_replies([start], [5])[1], [start], ["w"]) is None
-    problem = check_reply(_reply(arrays), [start], ["w"])
-    assert problem is not None and why in problem
-    assert "num-examples" in str(check_reply(_replies([start], [0])[1], [start], ["w"]))
-    other = RecordDict(
-        {
-            "arrays": ArrayRecord(
-                {"w": Array(np.zeros(4, np.float32))}
-            ),  # one array per tensor: not this protocol
-            "metrics": MetricRecord({"num-examples": 5, "train_loss": 0.1}),
-        }
+    assert isinstance(
+        read_reply(_replies([start], [5])[1].to_recorddict(), [start], ["w"]), TrainReply
     )
-    assert "expected ['trainable']" in str(check_reply(other, [start], ["w"]))
+    problem = read_reply(_reply(arrays), [start], ["w"])
+    assert isinstance(problem, str) and why in problem
+    zero = _replies([start], [0])[1].to_recorddict()
+    assert read_reply(zero, [start], ["w"]) == "reply has num-examples 0.0"
+    other = _reply({"w": np.zeros(4, np.float32)})  # one array per tensor: not this protocol
+    assert "expected ['trainable']" in str(read_reply(other, [start], ["w"]))
 
 
 class _Scripted:
@@ -407,7 +393,7 @@ class _Scripted:
         timeout_s: float,
     ) -> dict[int, RecordDict | str]:
         self.round += 1
-        size = content(1)["arrays"]["trainable"].numpy().size  # type: ignore[index, union-attr]
+        size = TrainInstruction.from_recorddict(content(1)).arrays["trainable"].numpy().size
         lie = 10 if self.round == 1 else 10000
         return {
             1: _reply({"trainable": np.full(size, 50.0, np.float32)}, lie),
@@ -419,8 +405,8 @@ def test_a_site_cannot_change_its_patient_count_between_rounds_to_outweigh_the_o
     start = torch.nn.Linear(2, 1)
     nodes = [NodeInfo(1, "hosp-x", ("genes",), True), NodeInfo(2, "hosp-b", ("genes",), True)]
     out = run_rounds(_Scripted(), nodes, start, FuseConfig(rounds=2), "m", 30, min_sites=1)
-    assert out.history[0]["sites"] == ["hosp-b", "hosp-x"] and out.history[1]["sites"] == ["hosp-b"]
-    assert "reported 10000 patients after 10" in out.history[1]["errors"]["hosp-x"]
+    assert out.history[0].sites == ("hosp-b", "hosp-x") and out.history[1].sites == ("hosp-b",)
+    assert "reported 10000 patients after 10" in out.history[1].errors["hosp-x"]
     assert float(out.state["weight"].abs().max()) == 0.0  # round 2 is hosp-b's zeros alone
 
 
@@ -510,8 +496,8 @@ class _Counting:
         group: str,
         timeout_s: float,
     ) -> dict[int, RecordDict | str]:
-        r = int(content(1)["config"]["round"])  # type: ignore[index, arg-type]
-        size = content(1)["arrays"]["trainable"].numpy().size  # type: ignore[index, union-attr]
+        instruction = TrainInstruction.from_recorddict(content(1))
+        r, size = instruction.round, instruction.arrays["trainable"].numpy().size
         return {1: _reply({"trainable": np.full(size, float(r), np.float32)}, 10)}
 
 
@@ -519,8 +505,8 @@ class _Counting:
 class _Verdict:
     diff: float
 
-    def summary(self) -> dict[str, float]:
-        return {"diff": self.diff}
+    def summary(self) -> RoundValidation:
+        return RoundValidation(diff=self.diff)
 
 
 def test_early_stopping_keeps_the_best_round_and_stops_after_patience_rounds_without_one() -> None:
@@ -556,7 +542,7 @@ def test_early_stopping_keeps_the_best_round_and_stops_after_patience_rounds_wit
     assert (
         float(out.state["weight"].abs().max()) == 2.0
     )  # round 2's weights are kept, not the last round's
-    assert [h["validation"]["diff"] for h in out.history] == [0.01, 0.03, 0.02, 0.025]
+    assert [h.validation.diff for h in out.history if h.validation] == [0.01, 0.03, 0.02, 0.025]
     with pytest.raises(FuseError, match="round 1: no site reported validation scores"):
         run_rounds(
             _Counting(),

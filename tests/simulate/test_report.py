@@ -4,13 +4,18 @@ seeds' test sets together), per hospital too."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from common.evaluation.paired import TestSet, compare_models
+from simulate.measurements import (
+    SiteResult,
+)
 from simulate.render import load_measured, save_measured, summarize
 from simulate.report import Measured, comparisons
+from tests.simulate.test_reportfile import a_report
 
 
 def made_up(seed: int, n: int = 120) -> TestSet:
@@ -39,33 +44,21 @@ def test_test_scores_survive_their_file_and_seeds_combine_into_one_interval(tmp_
         )
         assert np.array_equal(back.summary.site, m.summary.site) and back.summary.kind == "survival"
     reports = [
-        {
-            "seed": s,
-            "scenario": "x",
-            "metric": "c-index",
-            "summary": [],
-            "comparisons": comparisons([m.summary]),
-            "per_site": [{"site": "hosp-a", "patients": 60, "rows": [], "comparisons": []}],
-            "merge": {"validation": {}},
-            "validation": {},
-            "fuse": {},
-            "recommended": {},
-        }
+        replace(
+            a_report(s, fused=False),
+            summary=(),
+            comparisons=comparisons([m.summary]),
+            per_site=(SiteResult("hosp-a", ("genes",), 60, (), (), None),),
+        )
         for s, m in zip((0, 1), measured, strict=True)
+        if m.summary is not None
     ]
-    for r in reports:
-        r["test_folds"] = 5
-    later = {
-        **reports[0],
-        "seed": 5,
-    }  # seed 5 deals the patients anew: its test patients overlap seeds 0-4's
+    # seed 5 deals the patients anew: its test patients overlap seeds 0-4's
+    later = replace(reports[0], seed=5)
     summary = summarize([*reports, later], [*measured, measured[0]])
-    assert summary["comparison_seeds"] == 2 and summary["seeds"] == [
-        0,
-        1,
-        5,
-    ]  # intervals combine disjoint test sets only
-    combined = {c["b"]: c for c in summary["comparisons"]}
+    # intervals combine disjoint test sets only
+    assert summary.comparison_seeds == 2 and summary.seeds == (0, 1, 5)
+    combined = {c.b: c for c in summary.comparisons}
     direct = {
         c.b: c
         for c in compare_models(
@@ -76,19 +69,17 @@ def test_test_scores_survive_their_file_and_seeds_combine_into_one_interval(tmp_
         )
     }
     assert set(combined) == {"ensemble", "local"} and all(
-        c["seeds"] == 2 and c["patients"] == 240 for c in combined.values()
+        c.seeds == 2 and c.patients == 240 for c in combined.values()
     )
     for b, c in combined.items():
-        assert abs(c["diff"] - direct[b].diff) < 1e-6 and abs(c["low"] - direct[b].low) < 1e-6
-    assert (
-        combined["local"]["low"] > 0
-    )  # a much noisier local model loses, resolved by the combined interval
-    one = reports[0]["comparisons"]
-    width = {c["b"]: c["high"] - c["low"] for c in one}
-    assert all(
-        combined[b]["high"] - combined[b]["low"] < width[b] for b in combined
-    )  # two seeds narrow the interval
-    (site,) = summary["per_site"]
-    assert {c["b"] for c in site["comparisons"]} == {"ensemble", "local"} and site["comparisons"][
-        0
-    ]["seeds"] == 2
+        assert c.diff is not None and c.low is not None and c.high is not None
+        assert abs(c.diff - direct[b].diff) < 1e-6 and abs(c.low - direct[b].low) < 1e-6
+    # a much noisier local model loses, resolved by the combined interval
+    assert (combined["local"].low or 0) > 0
+    one = reports[0].comparisons or ()
+    width = {c.b: (c.high or 0) - (c.low or 0) for c in one}
+    # two seeds narrow the interval
+    assert all((c.high or 0) - (c.low or 0) < width[b] for b, c in combined.items())
+    (site,) = summary.per_site
+    assert {c.b for c in site.comparisons} == {"ensemble", "local"}
+    assert site.comparisons[0].seeds == 2
