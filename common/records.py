@@ -215,9 +215,8 @@ class SiteRecord:
     block_count: int = 0
     withdrawn_reason: str = ""
     first_seen: str = ""  # UTC, ISO 8601: the site's first accepted call
-    last_seen: str = (
-        ""  # the latest one the registry recorded (at most a minute old while it calls)
-    )
+    # the latest one the registry recorded (at most a minute old while it calls)
+    last_seen: str = ""
 
 
 @dataclass(frozen=True)

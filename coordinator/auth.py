@@ -207,9 +207,8 @@ class AuthInterceptor(grpc.ServerInterceptor):
         self.auth = auth
         self.insecure = insecure
         self.on_refused = on_refused
-        self.on_caller = (
-            on_caller  # told of every authenticated caller (the registry records sites)
-        )
+        # told of every authenticated caller (the registry records sites)
+        self.on_caller = on_caller
 
     def intercept_service(
         self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails

@@ -54,9 +54,8 @@ clientapp = "common.fuse.clientapp:app"  # the site's ClientApp, by its entry po
 """
 )
 NODES_FILE = "flower-nodes.json"
-PARTITIONS_FILE = (
-    "flower-partitions.json"  # simulation engine: partition id -> site (name, site.toml)
-)
+# simulation engine: partition id -> site (name, site.toml)
+PARTITIONS_FILE = "flower-partitions.json"
 
 
 def superlink_command(config: CoordinatorConfig, database: Path) -> list[str]:

@@ -44,9 +44,8 @@ class RunSettings:
     dp_clipping_norm: float = 0.0
     dp_noise_multiplier: float = 0.0
     dp_delta: float = 1e-5
-    eval_deadline: float = (
-        0.0  # seconds the sites get to score each round (0: [evaluation] deadline_s)
-    )
+    # seconds the sites get to score each round (0: [evaluation] deadline_s)
+    eval_deadline: float = 0.0
     unvalidated: int = 0  # 1: no scoring; all rounds run and the last is stored, marked unmeasured
 
     @classmethod

@@ -75,9 +75,8 @@ def fuse_start(registry: Registry, request: pb.FuseRequest) -> FuseStart:
 
 
 PAGE_BYTES = 1 << 20  # a ListBlocks reply stays under this (the message limit is 2 MiB)
-CALL_MARGIN_S = (
-    10.0  # a call that waits for the sites answers this long before the caller's own deadline
-)
+# a call that waits for the sites answers this long before the caller's own deadline
+CALL_MARGIN_S = 10.0
 
 
 def no_superlink() -> RegistryError:

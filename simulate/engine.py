@@ -90,9 +90,8 @@ class Services:
     task: TaskRecord
     site_dirs: dict[str, Path]
     fuse: bool  # a paired site exists and the scenario asks for rounds
-    simulation: bool = (
-        False  # the ray engine: LegoFuse rounds on Flower's simulation engine (no SuperNodes)
-    )
+    # the ray engine: LegoFuse rounds on Flower's simulation engine (no SuperNodes)
+    simulation: bool = False
 
 
 class Evaluators(Protocol):

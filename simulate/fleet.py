@@ -43,9 +43,8 @@ class Member:
 class Fleet:
     logs: Path
     members: dict[str, Member] = field(default_factory=dict)
-    total_peak: int = (
-        0  # the most resident memory of all the run's processes (and this one) at one sample
-    )
+    # the most resident memory of all the run's processes (and this one) at one sample
+    total_peak: int = 0
     total_pss_peak: int = 0  # the same counting each shared page once (proportional set sizes)
 
     def start(

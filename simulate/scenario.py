@@ -54,9 +54,8 @@ class SiteEntry(Strict):
         default=None, gt=0
     )  # a share of the training patients no group took
     data: str | None = None  # the site's own data folder (data.toml), relative to the scenario file
-    evaluation: bool = (
-        True  # the site answers evaluation jobs ([evaluation] enabled); false: it declines them
-    )
+    # the site answers evaluation jobs ([evaluation] enabled); false: it declines them
+    evaluation: bool = True
 
     @model_validator(mode="after")
     def _one_source(self) -> SiteEntry:
@@ -309,9 +308,8 @@ class Partition:
     test: list[MultimodalDataset]
     test_of: dict[str, int]  # site -> index of its own test part
     synthetic: bool
-    scratch: Path | None = (
-        None  # files the data is read from (a synthetic slide cohort); removed by close()
-    )
+    # files the data is read from (a synthetic slide cohort); removed by close()
+    scratch: Path | None = None
 
     def close(self) -> None:
         """Remove the scratch files (after the report: the test parts read slides from them)."""

@@ -57,9 +57,8 @@ class Capture:
     alpn: str | None = None
     sent: bytearray = field(default_factory=bytearray)  # site -> server
     received: bytearray = field(default_factory=bytearray)  # server -> site
-    error: str | None = (
-        None  # how the connection ended, when not by a clean close (teardown noise, mostly)
-    )
+    # how the connection ended, when not by a clean close (teardown noise, mostly)
+    error: str | None = None
 
 
 class RecordingRelay:

@@ -82,9 +82,8 @@ class Guard:
     port: int
     hosts: frozenset[str]
     token: str = ""
-    any_ip: bool = (
-        False  # listening on every interface: any literal IP address (DNS rebinding needs a name)
-    )
+    # listening on every interface: any literal IP address (DNS rebinding needs a name)
+    any_ip: bool = False
 
     @classmethod
     def of(cls, host: str, port: int, token: str = "") -> Guard:

@@ -59,9 +59,8 @@ class _Handler(BaseHTTPRequestHandler):
         app = cast(_Server, self.server).app
         headers = {k.lower(): v for k, v in self.headers.items()}
         if "content-length" in headers or "transfer-encoding" in headers:
-            self.close_connection = (
-                True  # a GET with a body: not read, so the connection cannot be reused
-            )
+            # a GET with a body: not read, so the connection cannot be reused
+            self.close_connection = True
         hosts = tuple(self.headers.get_all("Host") or ())
         self._send(app.handle(Request(self.command, self.path, headers, hosts)), head)
 

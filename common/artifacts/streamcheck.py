@@ -35,9 +35,8 @@ class StreamCheck:
         self.total = manifest.weights_size
         self.pos = 0  # bytes consumed
         self.head = bytearray()
-        self.ranges: list[tuple[int, int, str, str]] | None = (
-            None  # (start, end, dtype, name), absolute offsets
-        )
+        # (start, end, dtype, name), absolute offsets
+        self.ranges: list[tuple[int, int, str, str]] | None = None
         self.current = 0  # index into ranges
         self.carry = b""  # bytes of an element split across two feeds
 

@@ -73,9 +73,8 @@ class MultimodalDataset:
     n_classes: int = 0
     groups: np.ndarray | None = None  # optional site/study label per patient
     meta: dict[str, str] = field(default_factory=dict)
-    holdout: np.ndarray | None = (
-        None  # optional bool per patient: a designated validation patient (never trained on)
-    )
+    # optional bool per patient: a designated validation patient (never trained on)
+    holdout: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)

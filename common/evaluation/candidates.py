@@ -35,9 +35,8 @@ class Candidate:
     latent_merge: str = DEFAULT_LATENT_MERGE
     head_merge: str = DEFAULT_HEAD_MERGE
     model_id: str = ""  # version: the version; fuse-round: the version the run started from
-    weights_sha256: str = (
-        ""  # fuse-round: the round's packed trainable tensors (fetched by the site)
-    )
+    # fuse-round: the round's packed trainable tensors (fetched by the site)
+    weights_sha256: str = ""
     weights_size: int = 0
     fuse_mode: str = ""  # fuse-round: "stack" or "weave"
     layout: str = ""  # fuse-round: digest of the tensors' names, shapes and dtypes

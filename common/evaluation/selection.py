@@ -39,9 +39,8 @@ class BlockInfo:
     block_id: str
     site: str
     modality: str
-    n_train: int | None = (
-        None  # from the block's manifest (withheld below the site's minimum cell size)
-    )
+    # from the block's manifest (withheld below the site's minimum cell size)
+    n_train: int | None = None
 
 
 def _mean_one(w: Sequence[float]) -> tuple[float, ...]:

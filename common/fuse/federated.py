@@ -30,9 +30,8 @@ class FuseConfig:
     """How LegoFuse rounds run; recorded on the fused version's model card."""
 
     mode: str = "stack"  # "stack" or "weave"
-    rounds: int = (
-        6  # R federated rounds at most (the run keeps the best round on consortium validation)
-    )
+    # R federated rounds at most (the run keeps the best round on consortium validation)
+    rounds: int = 6
     epochs: int = 1  # E local epochs per round
     lr: float = 5e-4
     batch_size: int = 32
@@ -103,7 +102,16 @@ class FuseConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown fuse settings {unknown}; known: {sorted(known)}")
-        return cls(**data)  # type: ignore[arg-type]
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            default = cls.__dataclass_fields__[name].default
+            kind = type(default)
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)  # a whole number sent for a float setting
+            if type(value) is not kind:
+                raise ValueError(f"fuse setting {name} is {value!r}; expected {kind.__name__}")
+            values[name] = value
+        return cls(**values)
 
 
 T = TypeVar("T")

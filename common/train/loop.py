@@ -156,13 +156,11 @@ class TrainRun:
     gen: torch.Generator
     reader: BatchReader
     penalty: Penalty | None = None  # added to every batch's loss (FedProx's proximal term)
-    private: PrivateRun | None = (
-        None  # DP-SGD: Poisson batches, per-sample clipping and noise (common.train.dp)
-    )
+    # DP-SGD: Poisson batches, per-sample clipping and noise (common.train.dp)
+    private: PrivateRun | None = None
     epochs_done: int = 0
-    rows: np.ndarray | None = (
-        None  # train on these rows of the data only (a fold run); None: every row
-    )
+    # train on these rows of the data only (a fold run); None: every row
+    rows: np.ndarray | None = None
     own_reader: bool = True  # close the reader with the run (False: it is shared by several runs)
 
     def step(self, inputs: dict[str, ModalityInput], targets: dict[str, torch.Tensor]) -> float:

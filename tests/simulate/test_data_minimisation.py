@@ -898,9 +898,8 @@ def test_no_fold_copy_of_a_block_appears_in_anything_a_site_sent(seen: Seen) -> 
             raw = weights.read_bytes()
             (n,) = struct.unpack("<Q", raw[:8])
             label = f"{site} {weights.parent.parent.name[:12]} {weights.parent.name}"
-            needles[raw[8 + n : 8 + n + 4096]] = (
-                f"{label} (file)"  # its tensors' bytes (the header is the block's too)
-            )
+            # its tensors' bytes (the header is the block's too)
+            needles[raw[8 + n : 8 + n + 4096]] = f"{label} (file)"
             mine = released[weights.parent.parent.name[:12]]
             for name, tensor in st_load(raw).items():
                 data = np.ascontiguousarray(tensor).tobytes()

@@ -27,9 +27,8 @@ from tests.simulate.test_simulate_run import MMLEGO, gone, interrupted, processe
 
 RAY = str(Path(sys.executable).parent / "ray")
 RAY_TEMP = "mmlego-ray-"  # the prefix of the temp folder of a Ray instance that a run starts
-RAY_WORKER = (
-    "ray::"  # Ray's workers and actors name themselves so (IDLE, a task's or an actor's name)
-)
+# Ray's workers and actors name themselves so (IDLE, a task's or an actor's name)
+RAY_WORKER = "ray::"
 
 
 def tensors(path: Path) -> dict[str, str]:
