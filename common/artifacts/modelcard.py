@@ -12,11 +12,13 @@ def render_markdown(card: dict[str, Any]) -> str:
     lines = [
         f"# Model {card.get('model_id', '?')}",
         "",
-        f"- task: `{card.get('task_id', '?')}` ({task.get('kind', '?')}; latent {task.get('latent_rows')}x"
+        f"- task: `{card.get('task_id', '?')}` ({task.get('kind', '?')}; latent "
+        f"{task.get('latent_rows')}x"
         f"{task.get('latent_dim')}, fourier {task.get('fourier')})",
         f"- recipe: **{card.get('recipe', '?')}** "
         + ", ".join(f"{k}={v}" for k, v in sorted(card.get("parameters", {}).items())),
-        f"- created: {card.get('created_at', '?')} by {card.get('created_by', '?')} with mmlego {card.get('code_version', '?')}",
+        f"- created: {card.get('created_at', '?')} by {card.get('created_by', '?')} with mmlego "
+        f"{card.get('code_version', '?')}",
         f"- weights sha256: `{card.get('weights_sha256', '?')}`",
     ]
     if card.get("parent_id"):
@@ -25,15 +27,18 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
         "## Blocks",
         "",
-        "| site | modality | block (sha256) | bytes | accepted | signer key | n_train | val metric | DP epsilon (delta) |",
+        "| site | modality | block (sha256) | bytes | accepted | signer key | n_train | val "
+        "metric | DP epsilon (delta) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for b in card.get("blocks", []):
         stats, dp = b.get("train_stats", {}), b.get("dp")
         dp_text = f"{dp['epsilon']:.3g} ({dp['delta']:.2g})" if dp else "no DP"
         lines.append(
-            f"| {b['site']} | {b['modality']} | `{b['block_id'][:16]}…` | {b['size']} | {b['accepted_at']} | "
-            f"`{b['signer']['signing_key_sha256'][:16]}…` (cert {b['signer']['certificate_serial']}) | "
+            f"| {b['site']} | {b['modality']} | `{b['block_id'][:16]}…` | {b['size']} | "
+            f"{b['accepted_at']} | "
+            f"`{b['signer']['signing_key_sha256'][:16]}…` (cert "
+            f"{b['signer']['certificate_serial']}) | "
             f"{stats.get('n_train', '')} | {stats.get('val_metric', '')} | {dp_text} |"
         )
     lines += _privacy(card)
@@ -90,7 +95,8 @@ def _privacy(card: dict[str, Any]) -> list[str]:
         "",
         "Differential privacy per patient of each site: its blocks (DP-SGD, Opacus RDP accountant) "
         + (
-            f"composed with the LegoFuse rounds' central DP (epsilon {central.get('epsilon', 'n/a')}, delta "
+            "composed with the LegoFuse rounds' central DP (epsilon "
+            f"{central.get('epsilon', 'n/a')}, delta "
             f"{central.get('delta', 'n/a')}, site-level, so it covers each patient)"
             if card.get("fuse")
             else ""
@@ -129,7 +135,8 @@ def _validation(v: dict[str, Any] | None) -> list[str]:
         declined = ", ".join(v.get("declined_by", [])) or "none"
         silent = ", ".join(v.get("silent", [])) or "none"
         lines.append(
-            f"Scored by {scored}; declined by {declined}; silent: {silent}. Within-site (stratified) metric from "
+            f"Scored by {scored}; declined by {declined}; silent: {silent}. Within-site "
+            "(stratified) metric from "
             "pair counts summed over the sites."
         )
     lines += [
@@ -139,13 +146,16 @@ def _validation(v: dict[str, Any] | None) -> list[str]:
     if v.get("candidates"):
         lines += [
             "",
-            "| candidate | kind | weights | validation | standard error | vs reference | standard error | sites |",
+            "| candidate | kind | weights | validation | standard error | vs reference | standard "
+            "error | sites |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for r in v["candidates"]:
             lines.append(
-                f"| {r['label']} | {r['kind']} | {', '.join(f'{w:g}' for w in r.get('weights', [])) or 'equal'} | "
-                f"{_num(r.get('value'))} | {_num(r.get('se'))} | {_num(r.get('diff'))} | {_num(r.get('se_diff'))} | "
+                f"| {r['label']} | {r['kind']} | "
+                f"{', '.join(f'{w:g}' for w in r.get('weights', [])) or 'equal'} | "
+                f"{_num(r.get('value'))} | {_num(r.get('se'))} | {_num(r.get('diff'))} | "
+                f"{_num(r.get('se_diff'))} | "
                 f"{len(r.get('sites', []))} |"
             )
     if v.get("curve"):
@@ -155,7 +165,8 @@ def _validation(v: dict[str, Any] | None) -> list[str]:
             "|---|---|---|---|---|",
         ]
         lines += [
-            f"| {i + 1} | {_num(c.get('value'))} | {_num(c.get('parent'))} | {_num(c.get('diff'))} | "
+            f"| {i + 1} | {_num(c.get('value'))} | {_num(c.get('parent'))} | "
+            f"{_num(c.get('diff'))} | "
             f"{_num(c.get('se_diff'))} |"
             for i, c in enumerate(v["curve"])
             if c
@@ -165,7 +176,8 @@ def _validation(v: dict[str, Any] | None) -> list[str]:
         for site, row in sorted(v["per_site"].items()):
             row = row if isinstance(row, dict) else {"value": row}
             lines.append(
-                f"| {site} | {_num(row.get('value'))} | {row.get('patients', '')} | {row.get('events', '')} |"
+                f"| {site} | {_num(row.get('value'))} | {row.get('patients', '')} | "
+                f"{row.get('events', '')} |"
             )
     return lines
 
@@ -178,13 +190,15 @@ def _fuse(f: dict[str, Any] | None) -> list[str]:
         "## LegoFuse rounds",
         "",
         f"Participants: {', '.join(f.get('participants', []))}; strategy {f.get('strategy')}; "
-        f"round {f.get('kept_round', '?')} kept; privacy: {f.get('privacy', {}).get('mechanism', 'none')}.",
+        f"round {f.get('kept_round', '?')} kept; privacy: "
+        f"{f.get('privacy', {}).get('mechanism', 'none')}.",
         "",
         "| round | sites | patients | train loss |",
         "|---|---|---|---|",
     ]
     lines += [
-        f"| {r['round']} | {', '.join(r.get('sites', []))} | {r.get('num-examples', '')} | {_num(r.get('train_loss'))} |"
+        f"| {r['round']} | {', '.join(r.get('sites', []))} | {r.get('num-examples', '')} | "
+        f"{_num(r.get('train_loss'))} |"
         for r in f.get("rounds", [])
     ]
     return lines
