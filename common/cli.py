@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from .addresses import LOCAL_REGISTRY, LOCAL_SUPERLINK
 from .version import code_version
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_MISSING_DEPENDENCY, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -385,10 +386,10 @@ def ca_enroll(
     ),
     out: Path = typer.Option(..., "--out", help="New folder for the site kit."),
     coordinator: str = typer.Option(
-        "127.0.0.1:50051", help="Registry address written into site.toml."
+        LOCAL_REGISTRY, help="Registry address written into site.toml."
     ),
     superlink: str = typer.Option(
-        "127.0.0.1:9093", help="Flower SuperLink address written into site.toml."
+        LOCAL_SUPERLINK, help="Flower SuperLink address written into site.toml."
     ),
     days: int = typer.Option(365, min=1),
     folder: Path = CA_DIR,
@@ -418,7 +419,7 @@ site.toml."""
 def ca_enroll_admin(
     name: str = typer.Argument(..., help="Operator name."),
     out: Path = typer.Option(..., "--out"),
-    coordinator: str = typer.Option("127.0.0.1:50051"),
+    coordinator: str = typer.Option(LOCAL_REGISTRY),
     days: int = typer.Option(365, min=1),
     folder: Path = CA_DIR,
 ) -> None:

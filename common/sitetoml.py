@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
+from .addresses import LOCAL_REGISTRY, LOCAL_SUPERLINK
 from .tomlconfig import Strict, TLSSection, render_toml
 from .train.siteblock import BlockTraining, SitePrivacy
 
@@ -20,7 +21,7 @@ class FlowerSection(Strict):
     node_key: str = "flower-node.key"
     node_pub: str = "flower-node.pub"
     superlink: str = Field(
-        default="127.0.0.1:9093",
+        default=LOCAL_SUPERLINK,
         description="the consortium's Flower SuperLink (paired sites)",
     )
     port: int = Field(
@@ -76,7 +77,7 @@ class SiteFile(Strict):
     site: str
     modalities: list[str]
     paired: bool = False
-    coordinator: str = "127.0.0.1:50051"
+    coordinator: str = LOCAL_REGISTRY
     insecure: bool = False  # plaintext to a coordinator on loopback started with --insecure
     data: str = Field(
         default="data", description="the site data folder (data.toml), relative to this file"

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from common.addresses import REGISTRY_PORT
 from common.admin import render
 from common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail
 from common.recipe_defaults import DEFAULT_HEAD_MERGE, DEFAULT_LATENT_MERGE, DEFAULT_POLICY
@@ -63,11 +64,11 @@ def init(
     host: list[str] = typer.Option(
         ["127.0.0.1"], "--host", help="Name or address sites connect to; repeat for more."
     ),
-    port: int = typer.Option(50051, min=0, max=65535),
+    port: int = typer.Option(REGISTRY_PORT, min=0, max=65535),
     listen: str = typer.Option(
         "",
         help="host:port the registry binds (default: the first --host and --port; "
-        "0.0.0.0:50051 on a server).",
+        f"0.0.0.0:{REGISTRY_PORT} on a server).",
     ),
     superlink: str = typer.Option(
         "", help="host:port of the Flower SuperLink beside the coordinator ([flower] superlink)."

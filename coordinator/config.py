@@ -8,13 +8,14 @@ from pathlib import Path
 
 from pydantic import Field
 
+from common.addresses import LOCAL_REGISTRY, LOCAL_SUPERLINK
 from common.tomlconfig import Strict, TLSSection, read_toml, render_toml
 
 HEADER = "mmlego coordinator configuration; paths are relative to this file."
 
 
 class ServerSection(Strict):
-    listen: str = Field(default="127.0.0.1:50051", description="host:port; port 0 picks a free one")
+    listen: str = Field(default=LOCAL_REGISTRY, description="host:port; port 0 picks a free one")
     insecure: bool = Field(
         default=False, description="plaintext; allowed only on a loopback address"
     )
@@ -56,7 +57,7 @@ class StoreSection(Strict):
 
 class FlowerSection(Strict):
     superlink: str = Field(
-        default="127.0.0.1:9093",
+        default=LOCAL_SUPERLINK,
         description="the Flower SuperLink beside the coordinator (`mmlego coordinator superlink`)",
     )
     home: str = Field(

@@ -20,6 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from ..addresses import LOCAL_REGISTRY, LOCAL_SUPERLINK
 from .ca import CAError, CertificateAuthority, key_pem, new_key
 from .files import write_private, write_public
 from .identity import Identity, check_name, identity_from_cert
@@ -42,9 +43,9 @@ def enroll_site(
     modalities: list[str],
     out: str | os.PathLike[str],
     paired: bool = False,
-    coordinator: str = "127.0.0.1:50051",
+    coordinator: str = LOCAL_REGISTRY,
     days: int = 365,
-    superlink: str = "127.0.0.1:9093",
+    superlink: str = LOCAL_SUPERLINK,
 ) -> Path:
     check_name("site", site)
     if not modalities:
@@ -154,7 +155,7 @@ def enroll_admin(
     ca: CertificateAuthority,
     name: str,
     out: str | os.PathLike[str],
-    coordinator: str = "127.0.0.1:50051",
+    coordinator: str = LOCAL_REGISTRY,
     days: int = 365,
 ) -> Path:
     check_name("admin", name)
