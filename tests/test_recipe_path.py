@@ -1,4 +1,4 @@
-"""The path of a merge's recipe from the CLI to the model card, as README.md lists it ("Following
+"""The path of a merge's recipe from the CLI to the model card, as docs/ARCHITECTURE.md lists it ("Following
 a merge's recipe"): each module on it imports only modules further down the list, so following a
 merge never climbs back up to a module it has left."""
 
@@ -8,12 +8,12 @@ import re
 
 from tests.test_import_rule import ROOT, references
 
-SECTION = "### Following a merge's recipe from the CLI to the model card"
+SECTION = "## Following a merge's recipe from the CLI to the model card"
 LAYER = re.compile(r"^\d+\. `([a-z_/]+)\.py`", re.M)
 
 
 def layers() -> list[str]:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
     section = re.split(r"\n#{2,3} ", text[text.index(SECTION) + len(SECTION) :])[0]
     return [m.replace("/", ".") for m in LAYER.findall(section)]
 
@@ -29,7 +29,7 @@ def named(module: str) -> set[str]:
     return out
 
 
-def test_the_readme_lists_the_path_from_the_cli_to_the_card() -> None:
+def test_the_architecture_lists_the_path_from_the_cli_to_the_card() -> None:
     assert layers() == [
         "admin.cli",
         "common.client.registry",
