@@ -49,7 +49,8 @@ def connect(kit: Path, coordinator: str) -> Iterator[Any]:
         yield client
     except CallError as exc:
         raise fail(
-            f"the coordinator at {admin_kit.coordinator} refused or failed the call ({exc.code.name}): {exc.message}",
+            f"the coordinator at {admin_kit.coordinator} refused or failed the call "
+            f"({exc.code.name}): {exc.message}",
             EXIT_BAD_INPUT if exc.code.name in BAD_INPUT_CODES else EXIT_FAILED,
         ) from None
     finally:
@@ -74,7 +75,7 @@ def task_create(
     coordinator: str = COORDINATOR,
 ) -> None:
     """Define a task (immutable once created)."""
-    from ..tasks.taskfile import read_task_file
+    from common.tasks.taskfile import read_task_file
 
     try:
         task = read_task_file(file)
@@ -144,7 +145,7 @@ def card(
     as_json: bool = JSON,
 ) -> None:
     """A model version's card: blocks, signers, recipe, what the sites' validation found."""
-    from ..artifacts.modelcard import render_markdown
+    from common.artifacts.modelcard import render_markdown
 
     with connect(kit, coordinator) as c:
         emit(c.model(version).card, render_markdown, as_json)
@@ -169,7 +170,8 @@ def merge(
     head_merge: str = typer.Option("spherical"),
 ) -> None:
     """Build a new model version from the latest accepted block of every (site, modality): the
-    sites score the candidates on their validation patients first, and the card shows what they found."""
+    sites score the candidates on their validation patients first, and the card shows what they
+    found."""
     with connect(kit, coordinator) as c:
         m = c.merge(task, latent_merge, head_merge, recipe, deadline or 0.0, measure=deadline != 0)
     if as_json:
@@ -218,9 +220,8 @@ def fuse(
     on stderr); the best round is stored only if it beats the parent on consortium validation.
     Ctrl-C stops following, not the run: `mmlego admin fuse-runs` shows how it ends."""
     from common.admin.client import NotStored
-
-    from ..pb.mmlego.v1 import registry_pb2 as pb
-    from ..records import FuseRound
+    from common.pb.mmlego.v1 import registry_pb2 as pb
+    from common.records import FuseRound
 
     request = pb.FuseRequest(
         model_id=model,
@@ -257,7 +258,8 @@ def fuse(
             text = render.not_fused_line(str(exc))
         except KeyboardInterrupt:
             raise fail(
-                "stopped following the fuse run; it goes on at the coordinator (see: mmlego admin fuse-runs)",
+                "stopped following the fuse run; it goes on at the coordinator "
+                "(see: mmlego admin fuse-runs)",
                 EXIT_INTERRUPTED,
             ) from None
     emit({**outcome, "rounds": seen}, lambda _: text, as_json)
@@ -313,7 +315,8 @@ def evaluations(
     as_json: bool = JSON,
     task: str = typer.Option("", help="Only this task."),
 ) -> None:
-    """Evaluation jobs (newest first): what was asked, and which sites received, scored or declined it."""
+    """Evaluation jobs (newest first): what was asked, and which sites received, scored or
+    declined it."""
     with connect(kit, coordinator) as c:
         emit(render.evaluation_rows(c.evaluations(task)), render.render_evaluations, as_json)
 
@@ -368,7 +371,8 @@ def console(
         signal.signal(sig, lambda *_: stop.set())
     threading.Thread(target=server.serve_forever, name="console", daemon=True).start()
     typer.echo(
-        f"mmlego admin console on {server.url} (coordinator {admin_kit.coordinator}, as {admin_kit.name}); Ctrl-C stops it"
+        f"mmlego admin console on {server.url} (coordinator {admin_kit.coordinator}, "
+        f"as {admin_kit.name}); Ctrl-C stops it"
     )
     if token:
         typer.echo(f"log in once per browser: {server.url}login?token=<the token>")
