@@ -38,7 +38,7 @@ from coordinator.server import serve
 from coordinator.servicer import FuseStart
 from tests.factories import edit_site_toml
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.xdist_group("browser")]
 try:
     import playwright.sync_api as playwright_api
 except ImportError:  # never skipped: the test extra installs it
