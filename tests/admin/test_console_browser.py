@@ -1,9 +1,9 @@
 """The admin console in a real browser (Debian's chromium driven by Playwright, headless), against
-a real coordinator on loopback holding blocks that real sites trained on the ovarian cohort and pushed with
-their kits, operated with ``mmlego admin`` from an admin kit: every page renders with and without
-JavaScript, its numbers equal ``mmlego admin status --json``, a merge started from the command
-line shows up on the versions page, a withdrawn site shows as withdrawn, and a fuse run's rounds
-appear on the open page as they end (live refresh). Screenshots of every page are saved
+a real coordinator on loopback holding blocks that real sites trained on the ovarian cohort and
+pushed with their kits, operated with ``mmlego admin`` from an admin kit: every page renders with
+and without JavaScript, its numbers equal ``mmlego admin status --json``, a merge started from the
+command line shows up on the versions page, a withdrawn site shows as withdrawn, and a fuse run's
+rounds appear on the open page as they end (live refresh). Screenshots of every page are saved
 (``MMLEGO_SCREENSHOTS``, default: the test's temporary folder).
 
 Chromium must be installed (``make test`` installs Debian's where it can); without it these tests
@@ -43,8 +43,8 @@ try:
     import playwright.sync_api as playwright_api
 except ImportError:  # never skipped: the test extra installs it
     pytest.fail(
-        "the Python package playwright is missing: pip install -e '.[test]' (it drives Debian's chromium; "
-        "it needs no browser download)",
+        "the Python package playwright is missing: pip install -e '.[test]' "
+        "(it drives Debian's chromium; it needs no browser download)",
         pytrace=False,
     )
 SITES = {"hosp-a": ("genes",), "hosp-b": ("clinical",), "hosp-c": ("genes", "clinical")}
@@ -59,7 +59,8 @@ def chromium() -> str:
     if not path:
         pytest.fail(
             "chromium is not installed: the console's browser tests need Debian's chromium "
-            "(apt-get install chromium; `make test` installs it when run as root), or MMLEGO_CHROMIUM=/path/to/chrome"
+            "(apt-get install chromium; `make test` installs it when run as root), "
+            "or MMLEGO_CHROMIUM=/path/to/chrome"
         )
     return path
 
@@ -135,7 +136,7 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]
     from admin.console import make_console
     from common.admin import AdminClient, AdminKit
 
-    chromium()  # before anything is built: without it these tests fail at once, saying how to install it
+    chromium()  # before anything is built: without it these tests fail at once, saying how
     root = tmp_path_factory.mktemp("console")
     data = load_builtin("ovarian")
     order = np.random.default_rng(0).permutation(len(data))
@@ -194,7 +195,8 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]
             site
         ) in SITES:  # each site trains its blocks on its own patients and pushes them with its kit
             mmlego("site", "run", "--once", "--config", root / site / "site.toml")
-        # The first merge: the sites score the candidates (as their daemons do) while it waits for them.
+        # The first merge: the sites score the candidates (as their daemons do) while it waits
+        # for them.
         scoring = threading.Thread(target=answer_jobs, args=(root, 90.0), daemon=True)
         scoring.start()
         mmlego(

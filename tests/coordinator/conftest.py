@@ -48,8 +48,8 @@ class Consortium:
         return TLSFiles(k / "tls.crt", k / "tls.key", k / "ca.crt")
 
     def config(self, **changes: object) -> CoordinatorConfig:
-        """A coordinator configuration; federated evaluation off unless ``evaluation`` is given (tests
-        of other parts merge without sites scoring)."""
+        """A coordinator configuration; federated evaluation off unless ``evaluation`` is given
+        (tests of other parts merge without sites scoring)."""
         s = self.root / "server"
         cfg = CoordinatorConfig(
             host="127.0.0.1",

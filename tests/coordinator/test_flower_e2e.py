@@ -3,7 +3,8 @@ coordinator (registry) process, `mmlego coordinator superlink` (TLS with the coo
 certificate, SuperNode authentication), node keys from the enrolment kits registered and bound to
 site names, SuperNodes of two paired sites and one unpaired site, one SuperNode whose key nobody
 registered, and `mmlego coordinator fuse` (with central DP). One paired site is killed in the
-middle of the run: the round finishes with the other by its deadline and the fused version is stored."""
+middle of the run: the round finishes with the other by its deadline and the fused version is
+stored."""
 
 from __future__ import annotations
 
@@ -92,12 +93,13 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
                 )
             merged = admin.merge("t1")
         with RegistryClient(address, consortium.tls("hosp-c")) as c:
-            c.models()  # hosp-c has no block here, but the registry knows it (it fuses with its paired data)
+            c.models()  # no block from hosp-c, but the registry knows it (it fuses its paired data)
         export_site_folder(paired_data(40, 0), tmp_path / "data-b")
         export_site_folder(paired_data(400, 3), tmp_path / "data-c")
         export_site_folder(paired_data(20, 1), tmp_path / "data-a")
         export_site_folder(paired_data(20, 2), tmp_path / "data-x")
-        # hosp-a's site.toml claims paired data, but its certificate does not: it must not take part.
+        # hosp-a's site.toml claims paired data, but its certificate does not: it must not take
+        # part.
         nodes = {
             "b": site_node(
                 consortium, "hosp-b", address, tmp_path / "data-b", tmp_path / "node-b", superlink
@@ -175,8 +177,8 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
             start_new_session=True,
         )
         processes.append(run)
-        # Kill hosp-c (its SuperNode and the ClientApp it runs) once it has started a round: it pulls
-        # the model version when its first training message arrives.
+        # Kill hosp-c (its SuperNode and the ClientApp it runs) once it has started a round: it
+        # pulls the model version when its first training message arrives.
         pulled = tmp_path / "node-c" / "models" / merged.model_id / "model.pb"
         deadline = time.monotonic() + 300
         while not pulled.exists() and run.poll() is None and time.monotonic() < deadline:
@@ -197,8 +199,9 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
         )
         card = fused[0].card["fuse"]
         rounds = card["rounds"]
-        # hosp-c answered no round after it was killed (nearly always round 1; round 2 if it replied first),
-        # and is not asked again; hosp-b carried the rounds; hosp-a (unpaired) and the rogue node never took part.
+        # hosp-c answered no round after it was killed (nearly always round 1; round 2 if it
+        # replied first), and is not asked again; hosp-b carried the rounds; hosp-a (unpaired) and
+        # the rogue node never took part.
         dead = [r["round"] for r in rounds if r["no_answer"] == ["hosp-c"]]
         assert len(dead) == 1 and all(
             r["sites"] == ["hosp-b"] for r in rounds if r["round"] >= dead[0]
@@ -232,8 +235,9 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
         assert stop_runs(cfg) == 0  # what a deadline would stop: nothing is running now
 
         # The coordinator's machine dies during a round of a second run: SIGKILL of the registry
-        # server, the SuperLink and every process below it (the ServerApp runs in a session of its
-        # own: a process-group kill misses it, and it would finish the run once a SuperLink is back).
+        # server, the SuperLink and every process below it (the ServerApp runs in a session of
+        # its own: a process-group kill misses it, and it would finish the run once a SuperLink is
+        # back).
         # Nothing of that run may be stored; after a restart the surviving site's SuperNode
         # reconnects and a new run completes.
         second = subprocess.Popen(
@@ -276,7 +280,8 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
         second.wait(timeout=180)
         out2 = (tmp_path / "fuse2.log").read_text()
         print(
-            f"fuse run after the kill: exit {second.returncode} after {time.monotonic() - t_kill:.0f} s:",
+            f"fuse run after the kill: exit {second.returncode} "
+            f"after {time.monotonic() - t_kill:.0f} s:",
             out2[-600:],
         )
         assert "round 1 of 2" not in out2, "the kill did not land during round 1"

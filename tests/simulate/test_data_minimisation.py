@@ -77,7 +77,8 @@ IDENT = re.compile(
     r"[A-Za-z0-9][A-Za-z0-9._:=+/-]{0,199}"
 )  # task/model/block/upload ids, page tokens
 HEX64 = re.compile(r"[0-9a-f]{64}")
-# what a site may ask the registry, and the fields each request may carry: identifiers, offsets, page settings
+# what a site may ask the registry, and the fields each request may carry: identifiers, offsets,
+# page settings
 SITE_REQUESTS: dict[str, set[str]] = {
     "GetTaskRequest": {"task_id"},
     "ListTasksRequest": set(),
@@ -354,7 +355,8 @@ def request_type(path: str) -> type[ProtoMessage]:
 
 
 def check_report(report: epb.EvaluationReport, site: str, min_cell: int, strata: int) -> None:
-    """An evaluation report is pair counts and counts of at least ``min_cell``, or a decline's kind."""
+    """An evaluation report is pair counts and counts of at least ``min_cell``, or a decline's
+    kind."""
     only_fields(report, {"job_id", "scores", "declined"}, f"{site}'s EvaluationReport")
     assert IDENT.fullmatch(report.job_id)
     if report.declined:
@@ -372,7 +374,8 @@ def check_report(report: epb.EvaluationReport, site: str, min_cell: int, strata:
             and sc.events >= min_cell
             and sc.patients - sc.events >= min_cell
         ), (
-            f"{site}: a score of {sc.patients} patients and {sc.events} events (minimum cell size {min_cell})"
+            f"{site}: a score of {sc.patients} patients and {sc.events} events "
+            f"(minimum cell size {min_cell})"
         )
         assert math.isfinite(sc.var_metric) and math.isfinite(sc.var_diff)
 
@@ -659,9 +662,9 @@ def f64(values: np.ndarray) -> list[bytes]:
 def canaries(
     site: str, data: MultimodalDataset, needles: dict[bytes, Canary], skipped: Counter[str]
 ) -> None:
-    """Byte strings of every patient of ``data``: id, outcome as text and float64, and feature values
-    as adjacent pairs and whole rows in float32 and float64. Strings that weights or text hold by
-    chance (shorter than 8 bytes, pairs of simple values) are counted in ``skipped``."""
+    """Byte strings of every patient of ``data``: id, outcome as text and float64, and feature
+    values as adjacent pairs and whole rows in float32 and float64. Strings that weights or text
+    hold by chance (shorter than 8 bytes, pairs of simple values) are counted in ``skipped``."""
 
     def add(b: bytes, patient: str, what: str) -> None:
         if len(b) < 8:
@@ -769,14 +772,14 @@ def test_no_patient_value_appears_in_anything_a_site_sent(seen: Seen) -> None:
     }
 
     kinds = Counter(c.what for c in needles.values())
+    patients = sum(len(d) for d in seen.part.sites.values())
     print(
-        f"\ncanary scan: {len(needles)} byte strings of {sum(len(d) for d in seen.part.sites.values())} patients "
+        f"\ncanary scan: {len(needles)} byte strings of {patients} patients "
         f"({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}) over {len(hay)} haystacks, "
         f"{sum(len(d) for _, d in hay) / 1e6:.2f} MB: 0 hits; the planted row and id were found"
     )
-    print(
-        f"not scanned (would match by chance): {', '.join(f'{k} {v}' for k, v in sorted(skipped.items()))}"
-    )
+    not_scanned = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
+    print(f"not scanned (would match by chance): {not_scanned}")
 
 
 # ---- the capture saw the run -------------------------------------------------------------------
@@ -798,7 +801,8 @@ def test_the_capture_saw_every_site_upload_and_the_rounds_and_the_run_passed_as_
     objects = Counter(object_type(c) for objs in seen.objects.values() for c in objs.values())
     print(
         f"\nrelayed run: {seen.seconds:.0f} s, {len(seen.captures)} TLS connections "
-        f"(registry {sum(c.kind == 'registry' for c in seen.captures)}, superlink {sum(c.kind == 'superlink' for c in seen.captures)})"
+        f"(registry {sum(c.kind == 'registry' for c in seen.captures)}, "
+        f"superlink {sum(c.kind == 'superlink' for c in seen.captures)})"
     )
     for site in seen.configs:
         line = []
@@ -822,9 +826,10 @@ def test_the_capture_saw_every_site_upload_and_the_rounds_and_the_run_passed_as_
         f"  HTTP/2 frames from sites: {', '.join(f'{k} {v}' for k, v in seen.frames.most_common())}"
     )
     print(f"  Fleet requests: {', '.join(f'{k} {v}' for k, v in fleet.most_common())}")
+    messages = Counter(m.metadata.message_type for _, m in seen.messages)
     print(
         f"  pushed objects: {', '.join(f'{k} {v}' for k, v in objects.most_common())}; messages: "
-        f"{', '.join(f'{k} {v}' for k, v in Counter(m.metadata.message_type for _, m in seen.messages).most_common())}"
+        f"{', '.join(f'{k} {v}' for k, v in messages.most_common())}"
     )
 
 
@@ -871,7 +876,7 @@ def test_block_input_scaling_reveals_no_count_below_the_minimum_cell(seen: Seen)
     )
 
 
-# ---- fold copies stay at the site ------------------------------------------------------------------
+# ---- fold copies stay at the site -----------------------------------------------------------
 
 
 def test_no_fold_copy_of_a_block_appears_in_anything_a_site_sent(seen: Seen) -> None:
