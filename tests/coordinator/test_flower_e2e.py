@@ -35,7 +35,7 @@ from tests.coordinator.test_crash import check_versions
 from tests.coordinator.test_fuse_rounds import paired_data, site_node
 
 MMLEGO = [sys.executable, "-c", "from common.cli import run; run()"]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # slower beside other tests
 
 
 @pytest.fixture()

@@ -66,7 +66,7 @@ from tests.capture import (
     pushed_objects,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.xdist_group("capture")]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200), pytest.mark.xdist_group("capture")]
 
 SERVICES = {
     s.full_name: (s, module)

@@ -30,8 +30,9 @@ RAY_TEMP = "mmlego-ray-"  # the prefix of the temp folder of a Ray instance that
 RAY_WORKER = (
     "ray::"  # Ray's workers and actors name themselves so (IDLE, a task's or an actor's name)
 )
-# one Ray test at a time: each checks that no Ray process is left on the machine
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
+# one Ray test at a time: each checks that no Ray process is left on the machine (timeout: beside
+# other tests under xdist a run takes longer)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200), pytest.mark.xdist_group("ray")]
 
 
 def tensors(path: Path) -> dict[str, str]:

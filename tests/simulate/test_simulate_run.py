@@ -42,6 +42,7 @@ def processes_mentioning(text: str) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # beside other tests under xdist
 def test_a_scenario_of_site_data_folders_with_different_modalities_runs(tmp_path: Path) -> None:
     out = tmp_path / "run"
     done = subprocess.run(
@@ -77,6 +78,7 @@ def test_a_scenario_of_site_data_folders_with_different_modalities_runs(tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # beside other tests under xdist
 def test_the_slide_scenario_runs_end_to_end_on_per_slide_files(tmp_path: Path) -> None:
     """slides-3: a hospital with slides only (per-slide HDF5 files, read lazily), one with genes
     only, one with both: blocks trained and pushed, merged, LegoFuse rounds run; the scratch
