@@ -188,7 +188,7 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]
                 root / site / "site.toml",
                 data=str(root / f"data-{site}"),
                 task="ovarian",
-                **{"train.epochs": 4, "train.patience": 2},
+                **{"train.epochs": 4, "train.patience": 2, "evaluation.folds": 0},
             )
         mmlego("admin", "task", "create", root / "task.toml", "--kit", root / "ops")
         for (

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -79,12 +82,13 @@ def test_a_scenario_of_site_data_folders_with_different_modalities_runs(tmp_path
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)  # beside other tests under xdist
-def test_the_slide_scenario_runs_end_to_end_on_per_slide_files(tmp_path: Path) -> None:
+def test_the_slide_scenario_runs_end_to_end_on_per_slide_files(
+    tmp_path: Path, short_tmp: Path
+) -> None:
     """slides-3: a hospital with slides only (per-slide HDF5 files, read lazily), one with genes
     only, one with both: blocks trained and pushed, merged, LegoFuse rounds run; the scratch
     cohort is removed; each site's data folder holds its own patients' slide files only."""
-    out, scratch = tmp_path / "run", tmp_path / "tmp"  # the run's own temporary folder
-    scratch.mkdir()
+    out, scratch = tmp_path / "run", short_tmp  # the run's own temporary folder
     done = subprocess.run(
         [*MMLEGO, "simulate", "--scenario", "slides-3", "--quick", "--out", str(out)],
         capture_output=True,
@@ -111,6 +115,15 @@ def test_the_slide_scenario_runs_end_to_end_on_per_slide_files(tmp_path: Path) -
     b = {p.name for p in (out / "sites" / "hosp-both" / "data" / "slides").iterdir()}
     assert a and b and not a & b
     assert not (out / "sites" / "hosp-genes" / "data" / "slides").exists()
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temporary folder of its own with a short path (the sockets of DataLoader workers are made
+    in the temporary folder, and an AF_UNIX path is at most 107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="mmlt-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def interrupted(args: list[str], out: Path, marker: str, running: str) -> str:
