@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests package of this checkout
 from coordinator.launch import free_port
-from tests.simulate.test_ray_engine import RAY, RAY_TEMP, check_ray_run
+from tests.simulate.test_ray_engine import OVARIAN_4, RAY, RAY_TEMP, check_ray_run
 from tests.simulate.test_simulate_run import MMLEGO, processes_mentioning
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def ray_seeds(folder: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (out / "stdout.txt").write_text(done.stdout)
-    check_ray_run(out, seeds=2)
+    check_ray_run(out, seeds=2, expected=OVARIAN_4)
 
 
 @contextmanager

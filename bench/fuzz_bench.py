@@ -24,7 +24,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests package of this checkout
 from tests.coordinator.conftest import new_consortium
-from tests.coordinator.fuzzing import FAMILIES, fuzz, fuzzed_registry, reports_kept
+from tests.coordinator.fuzzing import FAMILIES, fuzz, fuzzed_registry
+from tests.coordinator.storerows import reports_kept
 
 
 def machine() -> dict[str, Any]:

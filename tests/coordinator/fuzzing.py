@@ -1,12 +1,11 @@
 """The RPC fuzz's machinery, shared by tests/coordinator/test_fuzz.py and bench/fuzz_bench.py: a
 running registry holding something of everything, the four input families (random bytes, mutated
 valid requests, path-like identifiers, upload chunk sequences) as hypothesis strategies, a seeded
-run of one family, and what the registry stores as rows, so that a change names the rows."""
+run of one family, and what changed in the registry's rows (tests/coordinator/storerows.py)."""
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,11 +25,11 @@ from common.evaluation.candidates import Candidate
 from common.pb.mmlego.v1 import admin_pb2 as apb
 from common.pb.mmlego.v1 import evaluation_pb2 as epb
 from common.pb.mmlego.v1 import registry_pb2 as pb
-from common.serde import score_from_bytes
 from coordinator.auth import ROLES_BY_METHOD, method_path
 from coordinator.config import CoordinatorConfig, EvaluationSection
 from coordinator.server import Running, serve
 from tests.coordinator.conftest import TASK, Consortium, signed_block
+from tests.coordinator.storerows import stored_rows, unasked_changes
 from tests.factories import mutate_bytes
 
 OK = grpc.StatusCode.OK
@@ -87,7 +86,6 @@ PATHS = [
     "",
 ]
 FAMILIES = ("random-bytes", "mutated", "path-like", "chunks")
-Rows = dict[str, frozenset[tuple[object, ...]]]
 
 
 @dataclass(frozen=True)
@@ -401,71 +399,3 @@ def fuzz(f: Fuzzed, family: str, examples: int, fuzz_seed: int, strict: bool = T
     tally.seconds = time.perf_counter() - start
     tally.changes = unasked_changes(before, stored_rows(f.cfg), tally.created)
     return tally
-
-
-def _cell(v: object) -> object:
-    """A row's value as a reader takes it in: bytes as their size and hash, long text cut."""
-    if isinstance(v, bytes | memoryview):
-        b = bytes(v)
-        return f"<{len(b)} bytes, sha256 {hashlib.sha256(b).hexdigest()[:16]}>"
-    if isinstance(v, str) and len(v) > 80:
-        return v[:60] + f"...<{len(v)} chars, sha256 {hashlib.sha256(v.encode()).hexdigest()[:16]}>"
-    return v
-
-
-def stored_rows(cfg: CoordinatorConfig) -> Rows:
-    """What the registry holds for others to see, as rows: tasks, sites, blocks, model versions
-    and blob files (unfinished uploads are kept on purpose, for resuming; the audit log grows on
-    purpose; the fuzzing site may answer the open evaluation job once: :func:`reports_kept`)."""
-    out: dict[str, frozenset[tuple[object, ...]]] = {}
-    with sqlite3.connect(cfg.store / "registry.sqlite") as con:
-        for table, sql in (
-            ("tasks", "SELECT * FROM tasks"),
-            ("sites", "SELECT name, modalities, paired, withdrawn FROM sites"),  # not last_seen
-            ("blocks", "SELECT * FROM blocks"),
-            ("models", "SELECT * FROM models"),
-        ):
-            out[table] = frozenset(tuple(_cell(v) for v in r) for r in con.execute(sql))
-    root = cfg.store / "blobs"
-    out["blobs"] = frozenset(
-        (str(p.relative_to(root)), _cell(p.read_bytes()))
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    )
-    return out
-
-
-def unasked_changes(before: Rows, after: Rows, created: set[str]) -> list[str]:
-    """Rows added ('+') or gone ('-') between two snapshots, but for the tasks that valid
-    CreateTask requests among the inputs asked for (exactly those: one row each)."""
-    lines = []
-    for table in before:
-        added, gone = after[table] - before[table], before[table] - after[table]
-        if table == "tasks":
-            asked = {r for r in added if r[0] in created}
-            ids = sorted(str(r[0]) for r in asked)
-            if ids == sorted(created):
-                added -= asked
-            lines += [
-                f"? tasks: {t!r} was created (OK) but is not stored" for t in created - set(ids)
-            ]
-        lines += [f"+ {table}: {r}" for r in sorted(added, key=repr)]
-        lines += [f"- {table}: {r}" for r in sorted(gone, key=repr)]
-    return lines
-
-
-def reports_kept(cfg: CoordinatorConfig) -> list[str]:
-    """Why the evaluation reports kept cannot be: more than one, one from another job or site,
-    or a score that fails the report checks (the fuzzing site may answer job t1-e2 once, since a
-    mutated report can be a valid one)."""
-    with sqlite3.connect(cfg.store / "registry.sqlite") as con:
-        reports = con.execute("SELECT job_id, site FROM eval_reports").fetchall()
-        messages = [bytes(m) for (m,) in con.execute("SELECT message FROM eval_scores")]
-    problems = [f"report {r} kept" for r in reports if r != ("t1-e2", "hosp-a")]
-    if len(reports) > 1:
-        problems.append(f"{len(reports)} reports kept: {reports}")
-    for m in messages:
-        why = score_from_bytes(m).problem(1)
-        if why:
-            problems.append(f"a kept score cannot be: {why}")
-    return problems

@@ -23,11 +23,9 @@ from tests.coordinator.fuzzing import (
     Tally,
     fuzz,
     fuzzed_registry,
-    reports_kept,
-    stored_rows,
-    unasked_changes,
     valid,
 )
+from tests.coordinator.storerows import reports_kept, stored_rows, unasked_changes
 from tests.factories import mutate_bytes
 
 EXAMPLES = 300  # per family

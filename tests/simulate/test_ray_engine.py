@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,26 @@ RAY_WORKER = (
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200), pytest.mark.xdist_group("ray")]
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What a run of a scenario must show: its sites, a paired and an unpaired one, its blocks."""
+
+    scenario: str
+    sites: frozenset[str]
+    paired: str
+    unpaired: str
+    blocks: int
+
+
+NKI70_3 = Expected(
+    "nki70-3", frozenset({"hosp-omics", "hosp-clinic", "hosp-both"}), "hosp-both", "hosp-omics", 4
+)
+OVARIAN_4 = Expected(
+    "ovarian-4", frozenset({"hosp-16", "hosp-4", "hosp-9", "hosp-13"}), "hosp-13", "hosp-16", 5
+)
+SCENARIO = NKI70_3  # the small cohort here; ovarian-4 over two seeds: bench/e2e_long.py ray-seeds
+
+
 def tensors(path: Path) -> dict[str, str]:
     return {
         k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in sorted(load_file(str(path)).items())
@@ -51,8 +73,8 @@ def blocks(run: Path) -> dict[str, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def ray_run() -> Iterator[Path]:
-    """ovarian-4 --quick, one seed through the summary over seeds (``--seeds 1``), on the ray engine
-    (a local Ray instance started by the run); two seeds: bench/e2e_long.py ray-seeds."""
+    """nki70-3 --quick, one seed through the summary over seeds (``--seeds 1``), on the ray engine
+    (a local Ray instance started by the run); ovarian-4 over two seeds: bench/e2e_long.py."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ray"
         done = subprocess.run(
@@ -60,7 +82,7 @@ def ray_run() -> Iterator[Path]:
                 *MMLEGO,
                 "simulate",
                 "--scenario",
-                "ovarian-4",
+                SCENARIO.scenario,
                 "--quick",
                 "--seeds",
                 "1",
@@ -81,17 +103,18 @@ def ray_run() -> Iterator[Path]:
 def test_the_ray_engine_runs_a_scenario_over_seeds_and_stops_its_ray_instance(
     ray_run: Path,
 ) -> None:
-    check_ray_run(ray_run, seeds=1)
+    check_ray_run(ray_run, seeds=1, expected=SCENARIO)
 
 
-def check_ray_run(ray_run: Path, seeds: int) -> None:
-    """The checks of a ``--seeds N --engine ray`` run of ovarian-4 (bench/e2e_long.py: N = 2)."""
+def check_ray_run(ray_run: Path, seeds: int, expected: Expected) -> None:
+    """The checks of a ``--seeds N --engine ray`` run of a scenario (bench/e2e_long.py: ovarian-4,
+    N = 2)."""
     stdout = (ray_run / "stdout.txt").read_text()
     for line in (
         "Ray: started the cluster at 127.0.0.1:",
-        "4 sites' block training submitted as Ray tasks",
+        f"{len(expected.sites)} sites' block training submitted as Ray tasks",
         "simulation engine on the Ray cluster",
-        "LegoMerge: model version ovarian-4-v1",
+        f"LegoMerge: model version {expected.scenario}-v1",
         "round 1 of 2",
         "every process stopped",
         "| kind | model | test patients |",
@@ -128,7 +151,8 @@ def check_ray_run(ray_run: Path, seeds: int) -> None:
     assert set(compared) == set(kinds) - {"recommended"} and all(
         c["seeds"] == seeds and c["low"] <= c["diff"] <= c["high"] for c in compared.values()
     )
-    assert {s["site"] for s in summary["per_site"]} == {"hosp-16", "hosp-4", "hosp-9", "hosp-13"}
+    sites = set(expected.sites)
+    assert {s["site"] for s in summary["per_site"]} == sites
     assert all(
         "local" in {x["kind"] for x in s["rows"]}
         and any(c["b"] == "local" for c in s["comparisons"])
@@ -136,7 +160,6 @@ def check_ray_run(ray_run: Path, seeds: int) -> None:
     )
     for seed in range(seeds):
         report = json.loads((ray_run / f"seed-{seed}" / "report.json").read_text())
-        sites = {"hosp-16", "hosp-4", "hosp-9", "hosp-13"}
         assert (
             report["engine"] == "ray"
             and set(report["placement"]) == sites
@@ -153,15 +176,15 @@ def check_ray_run(ray_run: Path, seeds: int) -> None:
         assert v["scored_by"] and all(
             report["communication"][s]["evaluation_down"] > 0 for s in v["scored_by"]
         )
-        assert report["recommended"]["model"].startswith("ovarian-4-v")
+        assert report["recommended"]["model"].startswith(f"{expected.scenario}-v")
         assert ("model" in report["fuse"]) != (
             "not_stored" in report["fuse"]
         )  # a kept round, or the reason none was kept
         assert (
-            report["communication"]["hosp-13"]["mmlego_rounds"] >= 1
-            and report["communication"]["hosp-16"]["mmlego_rounds"] == 0
+            report["communication"][expected.paired]["mmlego_rounds"] >= 1
+            and report["communication"][expected.unpaired]["mmlego_rounds"] == 0
         )
-        assert report["baselines"]["baseline-paired"]["sites"] == ["hosp-13"] and all(
+        assert report["baselines"]["baseline-paired"]["sites"] == [expected.paired] and all(
             report["checks"].values()
         )
         assert report["baselines"]["baseline"]["sites"] == sorted(sites)
@@ -188,25 +211,20 @@ def test_both_engines_give_the_same_blocks_and_merge_and_fuse_rounds_within_0_02
 ) -> None:
     out = tmp_path / "processes"
     done = subprocess.run(
-        [*MMLEGO, "simulate", "--scenario", "ovarian-4", "--quick", "--out", str(out)],
+        [*MMLEGO, "simulate", "--scenario", SCENARIO.scenario, "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for line in (
-        "hosp-16        training genes",
-        "pushed clinical",
-        "SuperNode started",
-        "round 1 of 2",
-        "every process stopped",
-    ):
+    assert re.search(rf"{SCENARIO.unpaired} +training genes", done.stdout)
+    for line in ("pushed clinical", "SuperNode started", "round 1 of 2", "every process stopped"):
         assert line in done.stdout, line
     assert processes_mentioning(str(out)) == []
     ray = ray_run / "seed-0"
     mine, theirs = blocks(out), blocks(ray)
     assert (
-        len(mine) == 5 and mine == theirs
+        len(mine) == SCENARIO.blocks and mine == theirs
     )  # the same block folders (content-addressed), every tensor bit for bit
     a, b = (
         json.loads((out / "report.json").read_text()),
