@@ -217,7 +217,7 @@ def test_both_engines_give_the_same_blocks_and_merge_and_fuse_rounds_within_0_02
         timeout=900,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert re.search(rf"{SCENARIO.unpaired} +training genes", done.stdout)
+    assert re.search(re.escape(SCENARIO.unpaired) + " +training genes", done.stdout)
     for line in ("pushed clinical", "SuperNode started", "round 1 of 2", "every process stopped"):
         assert line in done.stdout, line
     assert processes_mentioning(str(out)) == []
