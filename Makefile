@@ -51,8 +51,15 @@ browser:
 	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is missing: the console's browser tests will fail (install it: sudo apt-get install chromium)"; fi; }
 
+# The suite on 4 workers (pytest-xdist): tests that share a costly module fixture or must not run
+# beside each other carry an xdist_group; slow tests start first; the 25 slowest are listed at the
+# end. PYTEST_ARGS adds options, e.g. PYTEST_ARGS="--fuzz-seed 7" or PYTEST_ARGS="-n 2". One
+# torch thread per process: 4 workers (and the processes they start) already fill 2 cores.
+PYTEST_ARGS ?=
+test: export OMP_NUM_THREADS = 1
+test: export MKL_NUM_THREADS = 1
 test: $(STAMP) lint typecheck browser
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 4 --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

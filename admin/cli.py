@@ -174,8 +174,9 @@ def merge(
     ),
     head_merge: str = typer.Option(DEFAULT_HEAD_MERGE, help="The recipe's head merge operator."),
 ) -> None:
-    """Build a new model version from the latest accepted block of every (site, modality): the sites
-    score the candidates on their validation patients first, and the card shows what they found."""
+    """Build a new model version from the latest accepted block of every (site, modality): the
+    sites score the candidates on their validation patients first, and the card shows what they
+    found."""
     with connect(kit, coordinator) as c:
         m = c.merge(task, latent_merge, head_merge, policy, deadline or 0.0, measure=deadline != 0)
     if as_json:
@@ -262,8 +263,8 @@ def fuse(
             text = render.not_fused_line(str(exc))
         except KeyboardInterrupt:
             raise fail(
-                "stopped following the fuse run; it goes on at the coordinator (see: mmlego admin "
-                "fuse-runs)",
+                "stopped following the fuse run; it goes on at the coordinator "
+                "(see: mmlego admin fuse-runs)",
                 EXIT_INTERRUPTED,
             ) from None
     emit({**outcome, "rounds": seen}, lambda _: text, as_json)
@@ -319,8 +320,8 @@ def evaluations(
     as_json: bool = JSON,
     task: str = typer.Option("", help="Only this task."),
 ) -> None:
-    """Evaluation jobs (newest first): what was asked, and which sites received, scored or declined
-    it."""
+    """Evaluation jobs (newest first): what was asked, and which sites received, scored or
+    declined it."""
     with connect(kit, coordinator) as c:
         emit(render.evaluation_rows(c.evaluations(task)), render.render_evaluations, as_json)
 
@@ -375,8 +376,8 @@ def console(
         signal.signal(sig, lambda *_: stop.set())
     threading.Thread(target=server.serve_forever, name="console", daemon=True).start()
     typer.echo(
-        f"mmlego admin console on {server.url} (coordinator {admin_kit.coordinator}, as "
-        f"{admin_kit.name}); Ctrl-C stops it"
+        f"mmlego admin console on {server.url} (coordinator {admin_kit.coordinator}, "
+        f"as {admin_kit.name}); Ctrl-C stops it"
     )
     if token:
         typer.echo(f"log in once per browser: {server.url}login?token=<the token>")

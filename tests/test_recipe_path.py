@@ -1,6 +1,6 @@
-"""The path of a merge's recipe from the CLI to the model card, as docs/ARCHITECTURE.md lists it ("Following
-a merge's recipe"): each module on it imports only modules further down the list, so following a
-merge never climbs back up to a module it has left."""
+"""The path of a merge's recipe from the CLI to the model card, as docs/ARCHITECTURE.md lists it
+("Following a merge's recipe"): each module on it imports only modules further down the list, so
+following a merge never climbs back up to a module it has left."""
 
 from __future__ import annotations
 

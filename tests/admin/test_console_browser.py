@@ -39,7 +39,7 @@ from coordinator.server import serve
 from coordinator.servicer import FuseStart
 from tests.factories import edit_site_toml
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.xdist_group("browser")]
 try:
     import playwright.sync_api as playwright_api
 except ImportError:  # never skipped: the test extra installs it
@@ -132,8 +132,7 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]
     from admin.console import make_console
     from common.admin import AdminClient, AdminKit
 
-    # before anything is built: without it these tests fail at once, saying how to install it
-    chromium()
+    chromium()  # before anything is built: without it these tests fail at once, saying how
     root = tmp_path_factory.mktemp("console")
     data = load_builtin("ovarian")
     order = np.random.default_rng(0).permutation(len(data))
@@ -185,14 +184,14 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]
                 root / site / "site.toml",
                 data=str(root / f"data-{site}"),
                 task="ovarian",
-                **{"train.epochs": 4, "train.patience": 2},
+                **{"train.epochs": 4, "train.patience": 2, "evaluation.folds": 0},
             )
         mmlego("admin", "task", "create", root / "task.toml", "--kit", root / "ops")
         # each site trains its blocks on its own patients and pushes them with its kit
         for site in SITES:
             mmlego("site", "run", "--once", "--config", root / site / "site.toml")
-        # The first merge: the sites score the candidates (as their daemons do) while it waits for
-        # them.
+        # The first merge: the sites score the candidates (as their daemons do) while it waits
+        # for them.
         scoring = threading.Thread(target=answer_jobs, args=(root, 90.0), daemon=True)
         scoring.start()
         mmlego(

@@ -108,7 +108,11 @@ def write_kit(out: Path, cert_pem: bytes, key_pem_bytes: bytes, ca_pem: bytes) -
 
 @pytest.fixture(scope="session")
 def consortium(tmp_path_factory: pytest.TempPathFactory) -> Consortium:
-    root = tmp_path_factory.mktemp("consortium")
+    return new_consortium(tmp_path_factory.mktemp("consortium"))
+
+
+def new_consortium(root: Path) -> Consortium:
+    """The consortium of the fixture above, in ``root`` (bench/fuzz_bench.py makes one too)."""
     ca = CertificateAuthority.init(root / "ca")
     server_credentials(ca, "coordinator", ["127.0.0.1"], root / "server")
     c = Consortium(root, ca)

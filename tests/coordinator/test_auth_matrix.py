@@ -171,7 +171,8 @@ def test_every_rpc_refuses_every_caller_it_must(
                 call(address, creds_of(admin, ca), method, rpcs[method])
                 == grpc.StatusCode.PERMISSION_DENIED
             ), method
-    # hosp-b is enrolled for clinical; the block is genes (and hosp-a's): refused before a byte is stored
+    # hosp-b is enrolled for clinical; the block is genes (and hosp-a's): refused before a byte is
+    # stored
     assert call(address, creds_of(site, ca), "UploadBlock", upload) in (
         grpc.StatusCode.PERMISSION_DENIED,
         grpc.StatusCode.UNAUTHENTICATED,
@@ -193,7 +194,8 @@ def test_every_rpc_refuses_every_caller_it_must(
         == grpc.StatusCode.PERMISSION_DENIED
     )
     assert fingerprint(cfg) == before, "a refused call changed the store"
-    # the same calls from the right callers do reach the servicer (so the refusals above are not an accident)
+    # the same calls from the right callers do reach the servicer (so the refusals above are not an
+    # accident)
     assert call(address, creds_of(admin, ca), "ListTasks", rpcs["ListTasks"]) == grpc.StatusCode.OK
     assert (
         call(address, creds_of(consortium.tls("hosp-a"), ca), "UploadBlock", upload)

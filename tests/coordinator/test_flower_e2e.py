@@ -2,8 +2,9 @@
 coordinator (registry) process, `mmlego coordinator superlink` (TLS with the coordinator's
 certificate, SuperNode authentication), node keys from the enrolment kits registered and bound to
 site names, SuperNodes of two paired sites and one unpaired site, one SuperNode whose key nobody
-registered, and `mmlego coordinator fuse` (with central DP). One paired site is killed in the middle
-of the run: the round finishes with the other by its deadline and the fused version is stored."""
+registered, and `mmlego coordinator fuse` (with central DP). One paired site is killed in the
+middle of the run: the round finishes with the other by its deadline and the fused version is
+stored."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from tests.coordinator.test_crash import check_versions
 from tests.coordinator.test_fuse_rounds import paired_data, site_node
 
 MMLEGO = [sys.executable, "-c", "from common.cli import run; run()"]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # slower beside other tests
 
 
 @pytest.fixture()
@@ -90,8 +92,7 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
                 )
             merged = admin.merge("t1")
         with RegistryClient(address, consortium.tls("hosp-c")) as c:
-            # hosp-c has no block here, but the registry knows it (it fuses with its paired data)
-            c.models()
+            c.models()  # no block from hosp-c, but the registry knows it (it fuses its paired data)
         export_site_folder(paired_data(40, 0), tmp_path / "data-b")
         export_site_folder(paired_data(400, 3), tmp_path / "data-c")
         export_site_folder(paired_data(20, 1), tmp_path / "data-a")
@@ -197,9 +198,9 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
         )
         card = fused[0].card["fuse"]
         rounds = card["rounds"]
-        # hosp-c answered no round after it was killed (nearly always round 1; round 2 if it replied
-        # first), and is not asked again; hosp-b carried the rounds; hosp-a (unpaired) and the rogue
-        # node never took part.
+        # hosp-c answered no round after it was killed (nearly always round 1; round 2 if it
+        # replied first), and is not asked again; hosp-b carried the rounds; hosp-a (unpaired) and
+        # the rogue node never took part.
         dead = [r["round"] for r in rounds if r["no_answer"] == ["hosp-c"]]
         assert len(dead) == 1 and all(
             r["sites"] == ["hosp-b"] for r in rounds if r["round"] >= dead[0]
@@ -233,9 +234,10 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
         assert stop_runs(cfg) == 0  # what a deadline would stop: nothing is running now
 
         # The coordinator's machine dies during a round of a second run: SIGKILL of the registry
-        # server, the SuperLink and every process below it (the ServerApp runs in a session of its
-        # own: a process-group kill misses it, and it would finish the run once a SuperLink is
-        # back). Nothing of that run may be stored; after a restart the surviving site's SuperNode
+        # server, the SuperLink and every process below it (the ServerApp runs in a session of
+        # its own: a process-group kill misses it, and it would finish the run once a SuperLink is
+        # back).
+        # Nothing of that run may be stored; after a restart the surviving site's SuperNode
         # reconnects and a new run completes.
         second = subprocess.Popen(
             [
@@ -277,8 +279,8 @@ def test_fuse_rounds_on_real_flower_processes_with_a_site_killed_mid_run(
         second.wait(timeout=180)
         out2 = (tmp_path / "fuse2.log").read_text()
         print(
-            f"fuse run after the kill: exit {second.returncode} after "
-            f"{time.monotonic() - t_kill:.0f} s:",
+            f"fuse run after the kill: exit {second.returncode} "
+            f"after {time.monotonic() - t_kill:.0f} s:",
             out2[-600:],
         )
         assert "round 1 of 2" not in out2, "the kill did not land during round 1"

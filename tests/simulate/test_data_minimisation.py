@@ -66,7 +66,7 @@ from tests.capture import (
     pushed_objects,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200), pytest.mark.xdist_group("capture")]
 
 SERVICES = {
     s.full_name: (s, module)
@@ -374,8 +374,8 @@ def check_report(report: epb.EvaluationReport, site: str, min_cell: int, strata:
             and sc.events >= min_cell
             and sc.patients - sc.events >= min_cell
         ), (
-            f"{site}: a score of {sc.patients} patients and {sc.events} events (minimum cell size "
-            f"{min_cell})"
+            f"{site}: a score of {sc.patients} patients and {sc.events} events "
+            f"(minimum cell size {min_cell})"
         )
         assert math.isfinite(sc.var_metric) and math.isfinite(sc.var_diff)
 
@@ -772,16 +772,14 @@ def test_no_patient_value_appears_in_anything_a_site_sent(seen: Seen) -> None:
     }
 
     kinds = Counter(c.what for c in needles.values())
+    patients = sum(len(d) for d in seen.part.sites.values())
     print(
-        f"\ncanary scan: {len(needles)} byte strings of "
-        f"{sum(len(d) for d in seen.part.sites.values())} patients "
+        f"\ncanary scan: {len(needles)} byte strings of {patients} patients "
         f"({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}) over {len(hay)} haystacks, "
         f"{sum(len(d) for _, d in hay) / 1e6:.2f} MB: 0 hits; the planted row and id were found"
     )
-    print(
-        "not scanned (would match by chance): "
-        f"{', '.join(f'{k} {v}' for k, v in sorted(skipped.items()))}"
-    )
+    not_scanned = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
+    print(f"not scanned (would match by chance): {not_scanned}")
 
 
 # ---- the capture saw the run -------------------------------------------------------------------
@@ -803,8 +801,8 @@ def test_the_capture_saw_every_site_upload_and_the_rounds_and_the_run_passed_as_
     objects = Counter(object_type(c) for objs in seen.objects.values() for c in objs.values())
     print(
         f"\nrelayed run: {seen.seconds:.0f} s, {len(seen.captures)} TLS connections "
-        f"(registry {sum(c.kind == 'registry' for c in seen.captures)}, superlink "
-        f"{sum(c.kind == 'superlink' for c in seen.captures)})"
+        f"(registry {sum(c.kind == 'registry' for c in seen.captures)}, "
+        f"superlink {sum(c.kind == 'superlink' for c in seen.captures)})"
     )
     for site in seen.configs:
         line = []
@@ -828,10 +826,10 @@ def test_the_capture_saw_every_site_upload_and_the_rounds_and_the_run_passed_as_
         f"  HTTP/2 frames from sites: {', '.join(f'{k} {v}' for k, v in seen.frames.most_common())}"
     )
     print(f"  Fleet requests: {', '.join(f'{k} {v}' for k, v in fleet.most_common())}")
-    types = Counter(m.metadata.message_type for _, m in seen.messages)
+    messages = Counter(m.metadata.message_type for _, m in seen.messages)
     print(
         f"  pushed objects: {', '.join(f'{k} {v}' for k, v in objects.most_common())}; messages: "
-        f"{', '.join(f'{k} {v}' for k, v in types.most_common())}"
+        f"{', '.join(f'{k} {v}' for k, v in messages.most_common())}"
     )
 
 
@@ -878,7 +876,7 @@ def test_block_input_scaling_reveals_no_count_below_the_minimum_cell(seen: Seen)
     )
 
 
-# ---- fold copies stay at the site ----------------------------------------------------------------
+# ---- fold copies stay at the site -----------------------------------------------------------
 
 
 def test_no_fold_copy_of_a_block_appears_in_anything_a_site_sent(seen: Seen) -> None:

@@ -1,21 +1,23 @@
 """`mmlego simulate --engine ray`: the sites' work as Ray tasks and LegoFuse on Flower's simulation
 engine. The same scenario and seed give the processes engine's blocks and merge bit for bit (and
-its LegoFuse rounds within 0.02); a run attached to a two-node Ray cluster says which node trained
-which site; an unreachable cluster, a Ray worker that dies and Ctrl-C each end the run with one
-message, a non-zero exit and no Ray process left that the run started."""
+its LegoFuse rounds within 0.02); an unreachable cluster, a Ray worker that dies and Ctrl-C each
+end the run with one message, a non-zero exit and no Ray process left that the run started.
+Two seeds, and a run attached to a two-node Ray cluster that says which node trained which site:
+bench/e2e_long.py ray-seeds ray-cluster."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import shutil
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,29 @@ RAY = str(Path(sys.executable).parent / "ray")
 RAY_TEMP = "mmlego-ray-"  # the prefix of the temp folder of a Ray instance that a run starts
 # Ray's workers and actors name themselves so (IDLE, a task's or an actor's name)
 RAY_WORKER = "ray::"
+# one Ray test at a time: each checks that no Ray process is left on the machine (timeout: beside
+# other tests under xdist a run takes longer)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200), pytest.mark.xdist_group("ray")]
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a run of a scenario must show: its sites, a paired and an unpaired one, its blocks."""
+
+    scenario: str
+    sites: frozenset[str]
+    paired: str
+    unpaired: str
+    blocks: int
+
+
+NKI70_3 = Expected(
+    "nki70-3", frozenset({"hosp-omics", "hosp-clinic", "hosp-both"}), "hosp-both", "hosp-omics", 4
+)
+OVARIAN_4 = Expected(
+    "ovarian-4", frozenset({"hosp-16", "hosp-4", "hosp-9", "hosp-13"}), "hosp-13", "hosp-16", 5
+)
+SCENARIO = NKI70_3  # the small cohort here; ovarian-4 over two seeds: bench/e2e_long.py ray-seeds
 
 
 def tensors(path: Path) -> dict[str, str]:
@@ -47,7 +72,8 @@ def blocks(run: Path) -> dict[str, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def ray_run() -> Iterator[Path]:
-    """ovarian-4 --quick over two seeds on the ray engine (a local Ray instance started by the run)."""
+    """nki70-3 --quick, one seed through the summary over seeds (``--seeds 1``), on the ray engine
+    (a local Ray instance started by the run); ovarian-4 over two seeds: bench/e2e_long.py."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ray"
         done = subprocess.run(
@@ -55,10 +81,10 @@ def ray_run() -> Iterator[Path]:
                 *MMLEGO,
                 "simulate",
                 "--scenario",
-                "ovarian-4",
+                SCENARIO.scenario,
                 "--quick",
                 "--seeds",
-                "2",
+                "1",
                 "--engine",
                 "ray",
                 "--out",
@@ -73,15 +99,21 @@ def ray_run() -> Iterator[Path]:
         yield out
 
 
-def test_the_ray_engine_runs_a_scenario_over_two_seeds_and_stops_its_ray_instance(
+def test_the_ray_engine_runs_a_scenario_over_seeds_and_stops_its_ray_instance(
     ray_run: Path,
 ) -> None:
+    check_ray_run(ray_run, seeds=1, expected=SCENARIO)
+
+
+def check_ray_run(ray_run: Path, seeds: int, expected: Expected) -> None:
+    """The checks of a ``--seeds N --engine ray`` run of a scenario (bench/e2e_long.py: ovarian-4,
+    N = 2)."""
     stdout = (ray_run / "stdout.txt").read_text()
     for line in (
         "Ray: started the cluster at 127.0.0.1:",
-        "4 sites' block training submitted as Ray tasks",
+        f"{len(expected.sites)} sites' block training submitted as Ray tasks",
         "simulation engine on the Ray cluster",
-        "LegoMerge: model version ovarian-4-v1",
+        f"LegoMerge: model version {expected.scenario}-v1",
         "round 1 of 2",
         "every process stopped",
         "| kind | model | test patients |",
@@ -106,26 +138,27 @@ def test_the_ray_engine_runs_a_scenario_over_two_seeds_and_stops_its_ray_instanc
         "ceiling-classical",
     }
     assert all(
-        r["seeds"] == [0, 1] and len(r["values"]) == 2 and 0 < r["mean"] < 1 for r in kinds.values()
+        r["seeds"] == list(range(seeds)) and len(r["values"]) == seeds and 0 < r["mean"] < 1
+        for r in kinds.values()
     )
     assert (
         len({r["patients"] for r in kinds.values()}) == 1
     )  # every model on the same test patients
     compared = {
         c["b"]: c for c in summary["comparisons"]
-    }  # recommended minus every other kind, over both seeds
+    }  # recommended minus every other kind, over every seed
     assert set(compared) == set(kinds) - {"recommended"} and all(
-        c["seeds"] == 2 and c["low"] <= c["diff"] <= c["high"] for c in compared.values()
+        c["seeds"] == seeds and c["low"] <= c["diff"] <= c["high"] for c in compared.values()
     )
-    assert {s["site"] for s in summary["per_site"]} == {"hosp-16", "hosp-4", "hosp-9", "hosp-13"}
+    sites = set(expected.sites)
+    assert {s["site"] for s in summary["per_site"]} == sites
     assert all(
         "local" in {x["kind"] for x in s["rows"]}
         and any(c["b"] == "local" for c in s["comparisons"])
         for s in summary["per_site"]
     )
-    for seed in (0, 1):
+    for seed in range(seeds):
         report = json.loads((ray_run / f"seed-{seed}" / "report.json").read_text())
-        sites = {"hosp-16", "hosp-4", "hosp-9", "hosp-13"}
         assert (
             report["engine"] == "ray"
             and set(report["placement"]) == sites
@@ -142,15 +175,15 @@ def test_the_ray_engine_runs_a_scenario_over_two_seeds_and_stops_its_ray_instanc
         assert v["scored_by"] and all(
             report["communication"][s]["evaluation_down"] > 0 for s in v["scored_by"]
         )
-        assert report["recommended"]["model"].startswith("ovarian-4-v")
+        assert report["recommended"]["model"].startswith(f"{expected.scenario}-v")
         assert ("model" in report["fuse"]) != (
             "not_stored" in report["fuse"]
         )  # a kept round, or the reason none was kept
         assert (
-            report["communication"]["hosp-13"]["mmlego_rounds"] >= 1
-            and report["communication"]["hosp-16"]["mmlego_rounds"] == 0
+            report["communication"][expected.paired]["mmlego_rounds"] >= 1
+            and report["communication"][expected.unpaired]["mmlego_rounds"] == 0
         )
-        assert report["baselines"]["baseline-paired"]["sites"] == ["hosp-13"] and all(
+        assert report["baselines"]["baseline-paired"]["sites"] == [expected.paired] and all(
             report["checks"].values()
         )
         assert report["baselines"]["baseline"]["sites"] == sorted(sites)
@@ -177,25 +210,20 @@ def test_both_engines_give_the_same_blocks_and_merge_and_fuse_rounds_within_0_02
 ) -> None:
     out = tmp_path / "processes"
     done = subprocess.run(
-        [*MMLEGO, "simulate", "--scenario", "ovarian-4", "--quick", "--out", str(out)],
+        [*MMLEGO, "simulate", "--scenario", SCENARIO.scenario, "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for line in (
-        "hosp-16        training genes",
-        "pushed clinical",
-        "SuperNode started",
-        "round 1 of 2",
-        "every process stopped",
-    ):
+    assert re.search(re.escape(SCENARIO.unpaired) + " +training genes", done.stdout)
+    for line in ("pushed clinical", "SuperNode started", "round 1 of 2", "every process stopped"):
         assert line in done.stdout, line
     assert processes_mentioning(str(out)) == []
     ray = ray_run / "seed-0"
     mine, theirs = blocks(out), blocks(ray)
     assert (
-        len(mine) == 5 and mine == theirs
+        len(mine) == SCENARIO.blocks and mine == theirs
     )  # the same block folders (content-addressed), every tensor bit for bit
     a, b = (
         json.loads((out / "report.json").read_text()),
@@ -227,124 +255,6 @@ def fuse_curve(report: dict) -> list[float]:  # type: ignore[type-arg]
         float(r["value"])
         for r in (fuse["curve"] if "curve" in fuse else fuse["validation"]["curve"])
     ]
-
-
-@pytest.fixture
-def two_nodes() -> Iterator[str]:
-    """A Ray cluster of two nodes on this machine: a head and a worker, one CPU and a name each."""
-    temp = tempfile.mkdtemp(prefix="mmlt-")  # Ray's socket paths must stay short
-    port = free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    common = [
-        "--block",
-        "--num-cpus",
-        "1",
-        "--object-store-memory",
-        str(100 * 1024**2),
-        "--disable-usage-stats",
-    ]
-    procs = [
-        subprocess.Popen(
-            [
-                RAY,
-                "start",
-                "--head",
-                "--port",
-                str(port),
-                "--node-ip-address",
-                "127.0.0.1",
-                "--node-name",
-                "head-node",
-                "--include-dashboard=false",
-                f"--ray-client-server-port={free_port()}",
-                f"--dashboard-port={free_port()}",
-                "--temp-dir",
-                temp,
-                *common,
-            ],
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
-    try:
-        time.sleep(3)
-        procs.append(
-            subprocess.Popen(
-                [
-                    RAY,
-                    "start",
-                    "--address",
-                    f"127.0.0.1:{port}",
-                    "--node-ip-address",
-                    "127.0.0.1",
-                    "--node-name",
-                    "worker-node",
-                    *common,
-                ],
-                env=env,
-                start_new_session=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        deadline = time.monotonic() + 90
-        while len(processes_mentioning("raylet/raylet")) < 2:
-            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), (
-                "the two Ray nodes did not start"
-            )
-            time.sleep(0.5)
-        yield f"127.0.0.1:{port}"
-    finally:
-        for p in reversed(procs):
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-                p.wait(30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(p.pid, signal.SIGKILL)
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-def test_a_run_on_a_two_node_ray_cluster_says_which_node_trained_which_site(
-    two_nodes: str, tmp_path: Path
-) -> None:
-    out = tmp_path / "run"
-    done = subprocess.run(
-        [
-            *MMLEGO,
-            "simulate",
-            "--scenario",
-            "nki70-3",
-            "--quick",
-            "--engine",
-            "ray",
-            "--ray-address",
-            two_nodes,
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert (
-        f"attached to the cluster at {two_nodes}: 2 node(s) (head-node, worker-node), 2 CPUs"
-        in done.stdout
-    )
-    report = json.loads((out / "report.json").read_text())
-    assert set(report["placement"]) == {"hosp-omics", "hosp-clinic", "hosp-both"}
-    assert set(report["placement"].values()) == {
-        "head-node",
-        "worker-node",
-    }  # one CPU each: both nodes trained sites
-    text = (out / "report.md").read_text()
-    assert all(f"| {node} |" in text for node in ("head-node", "worker-node"))
-    assert processes_mentioning(RAY_TEMP) == []  # the run started no Ray instance of its own
-    assert (
-        len(processes_mentioning("raylet/raylet")) == 2
-    )  # and left the cluster it attached to running
 
 
 def test_an_unreachable_ray_address_is_one_message_and_starts_nothing(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Scenario files and how a scenario splits the data: every hospital holds out its own test fold
 of the seed (never trained on, never chosen with), the seeds of one block of ``test_folds`` test
 disjoint patients that together are every patient, groups and shares go where the file says,
-overlap means shared patients (never tested), and a bad file gets one message naming what is wrong."""
+overlap means shared patients (never tested), and a bad file gets one message naming what is
+wrong."""
 
 from __future__ import annotations
 

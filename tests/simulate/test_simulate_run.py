@@ -1,17 +1,20 @@
 """`mmlego simulate` end to end as a user runs it (quick scenarios: real coordinator, SuperLink
 and site daemon processes on loopback), its report checked for internal consistency; Ctrl-C in
 the middle of a run stops every process it started; a process that dies is named with its log.
-A quick scenario over two seeds, and the same scenario on both engines: tests/simulate/test_ray_engine.py."""
+The same scenario on both engines: tests/simulate/test_ray_engine.py; a scenario of DP blocks:
+bench/e2e_long.py dp."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,10 +44,20 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # beside other tests under xdist
 def test_a_scenario_of_site_data_folders_with_different_modalities_runs(tmp_path: Path) -> None:
+    """ovarian-folders with a validation split instead of cross-fitting (a sixth of the training;
+    cross-fitted runs: the data-minimisation test, the ray engine's and the slides' runs)."""
+    scenario = tmp_path / "ovarian-folders.toml"
+    scenario.write_text(
+        (Path(__file__).parents[2] / "simulate/scenarios/ovarian-folders.toml")
+        .read_text()
+        .replace('name = "ovarian-folders"', 'name = "ovarian-folders"\nfolds = 0')
+    )
     out = tmp_path / "run"
     done = subprocess.run(
-        [*MMLEGO, "simulate", "--scenario", "ovarian-folders", "--quick", "--out", str(out)],
+        [*MMLEGO, "simulate", "--scenario", str(scenario), "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=900,
@@ -75,45 +88,21 @@ def test_a_scenario_of_site_data_folders_with_different_modalities_runs(tmp_path
     assert all(report["checks"].values())
 
 
-def test_a_scenario_with_block_epsilon_trains_every_block_with_dp(tmp_path: Path) -> None:
-    """block_epsilon: every site trains DP blocks (public ranges of the task), the task takes DP
-    blocks only, report.json's blocks carry the epsilon each spent, the merged version's card
-    shows it."""
-    scenario = tmp_path / "nki70-dp.toml"
-    scenario.write_text(
-        (Path(__file__).parents[2] / "simulate/scenarios/nki70-3.toml")
-        .read_text()
-        .replace('name = "nki70-3"', 'name = "nki70-dp"\nblock_epsilon = 3.0')
-    )
-    out = tmp_path / "run"
-    done = subprocess.run(
-        [*MMLEGO, "simulate", "--scenario", str(scenario), "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    report = json.loads((out / "report.json").read_text())
-    assert len(report["blocks"]) == 4 and all(0 < b["dp_epsilon"] <= 3.0 for b in report["blocks"])
-    assert report["checks"]["every block spent at most epsilon 3"] and all(
-        report["checks"].values()
-    )
-    card = (out / "models" / report["merge"]["model"] / "card.md").read_text()
-    assert "## Privacy" in card and "| hosp-both | " in card
-    assert "not comparable (DP blocks" in (out / "report.md").read_text()
-
-
-def test_the_slide_scenario_runs_end_to_end_on_per_slide_files(tmp_path: Path) -> None:
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # beside other tests under xdist
+def test_the_slide_scenario_runs_end_to_end_on_per_slide_files(
+    tmp_path: Path, short_tmp: Path
+) -> None:
     """slides-3: a hospital with slides only (per-slide HDF5 files, read lazily), one with genes
     only, one with both: blocks trained and pushed, merged, LegoFuse rounds run; the scratch
     cohort is removed; each site's data folder holds its own patients' slide files only."""
-    out = tmp_path / "run"
-    scratch = set(Path(tempfile.gettempdir()).glob("mmlego-slides-*"))
+    out, scratch = tmp_path / "run", short_tmp  # the run's own temporary folder
     done = subprocess.run(
         [*MMLEGO, "simulate", "--scenario", "slides-3", "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=900,
+        env={**os.environ, "TMPDIR": str(scratch)},
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
@@ -129,13 +118,20 @@ def test_the_slide_scenario_runs_end_to_end_on_per_slide_files(tmp_path: Path) -
     assert (
         fuse.get("model") or len(fuse["curve"]) >= 1
     )  # rounds ran (a fused version is stored only if it beats the merge)
-    assert (
-        set(Path(tempfile.gettempdir()).glob("mmlego-slides-*")) == scratch
-    )  # the scratch cohort is gone
+    assert not list(scratch.glob("mmlego-slides-*"))  # the scratch cohort is gone
     a = {p.name for p in (out / "sites" / "hosp-slides" / "data" / "slides").iterdir()}
     b = {p.name for p in (out / "sites" / "hosp-both" / "data" / "slides").iterdir()}
     assert a and b and not a & b
     assert not (out / "sites" / "hosp-genes" / "data" / "slides").exists()
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temporary folder of its own with a short path (the sockets of DataLoader workers are made
+    in the temporary folder, and an AF_UNIX path is at most 107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="mmlt-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def interrupted(args: list[str], out: Path, marker: str, running: str) -> str:
@@ -177,6 +173,7 @@ def gone(text: str, within_s: float = 20.0) -> list[int]:
     return processes_mentioning(text)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_process_of_the_run(tmp_path: Path) -> None:
     out = tmp_path / "run"
     # a site is training: the coordinator, SuperLink and daemons are running
