@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 SCENARIOS = ("ovarian-4", "nki70-3", "pbc-3", "ovarian-folders", "slides-3", "support2-5")
-BUILTIN = Path(__file__).resolve().parents[1] / "coordinator" / "simulate" / "scenarios"
+BUILTIN = Path(__file__).resolve().parents[1] / "simulate" / "scenarios"
 LARGE = "support2-5"
 
 
