@@ -154,6 +154,8 @@ def dockerfile_problems(text: str) -> Problems:
                     "common",
                     "coordinator",
                     "site_client",
+                    "admin",
+                    "simulate",
                 ):
                     problems.append(f"{ins} {value}: {src!r} is not part of the package")
         if ins in ("ENV", "ARG", "LABEL"):

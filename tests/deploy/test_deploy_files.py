@@ -170,7 +170,7 @@ def test_hadolint_catches_a_root_user(tmp_path: Path) -> None:
 
 def package_files() -> list[str]:
     files = ["pyproject.toml", "README.md", "LICENSE"]
-    for pkg in ("common", "coordinator", "site_client"):
+    for pkg in ("common", "coordinator", "site_client", "admin", "simulate"):
         files += [
             p.relative_to(ROOT).as_posix()
             for p in (ROOT / pkg).rglob("*")
