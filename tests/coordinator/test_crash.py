@@ -291,15 +291,16 @@ def test_ten_sites_uploading_through_a_coordinator_restart_all_finish_by_resumin
 
     def upload(name: str) -> None:
         kit, folder = sites[name]
-        # the site daemon's own retry policy (back-off with jitter, resume from what the
-        # coordinator holds)
+        # the site daemon's retry policy (back-off with full jitter, resume from what the
+        # coordinator holds) with more attempts than its default 8: beside other test workers a
+        # restart can outlast 8 quick refusals of an unlucky site's jitter draws
         try:
             with RegistryClient(
                 address, TLSFiles(kit / "tls.crt", kit / "tls.key", kit / "ca.crt")
             ) as c:
                 rec, _ = c.push(
                     folder,
-                    Retry(),
+                    Retry(attempts=14),
                     on_attempt=lambda _attempt, offset: offsets[name].append(offset),
                 )
             results[name] = rec.block_id
