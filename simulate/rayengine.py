@@ -150,6 +150,8 @@ class RayEngine:
                 env={**os.environ, **THREADS, "RAY_USAGE_STATS_ENABLED": "0"},
             )  # workers inherit THREADS
         deadline = time.monotonic() + deadline_s
+        if not self.attached:
+            self._wait_for_gcs(deadline)
         while True:
             self.fleet.check()
             ours = signal.getsignal(signal.SIGTERM)
@@ -187,6 +189,24 @@ class RayEngine:
             f"{cpus} CPUs; a site's block training is one task of one CPU"
         )
         return "attach to the Ray cluster" if self.attached else "start the Ray cluster"
+
+    def _wait_for_gcs(self, deadline: float) -> None:
+        """Until the local head's GCS port answers (or the head exits, or the deadline passes):
+        ``ray.init`` on a port nobody listens on yet retries on its own for minutes, without
+        noticing that the head died."""
+        host, _, port = self.address.rpartition(":")
+        while True:
+            self.fleet.check()
+            try:
+                with socket.create_connection((host, int(port)), timeout=1.0):
+                    return
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    raise SimulationError(
+                        f"the Ray head started here did not open its port {self.address} "
+                        f"in time ({exc.strerror or exc})"
+                    ) from None
+                time.sleep(0.25)
 
     def disconnect(self) -> None:
         """Before the fleet stops the local head (a fleet member): this driver leaves the
