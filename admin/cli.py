@@ -14,6 +14,7 @@ import typer
 
 from common.admin import render
 from common.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, fail
+from common.fuse_sites import DEFAULT_FUSE_SITES
 from common.recipe_defaults import DEFAULT_HEAD_MERGE, DEFAULT_LATENT_MERGE, DEFAULT_POLICY
 
 app = typer.Typer(
@@ -200,9 +201,23 @@ def fuse(
     epochs: int = typer.Option(1, min=1),
     mode: str = typer.Option("", help="stack or weave (default: the task's fuse_mode)"),
     lr: float = typer.Option(5e-4, min=0.0, help="Learning rate of the sites' local training."),
-    proximal_mu: float = typer.Option(0.0, min=0.0, help="> 0: FedProx"),
-    expect_paired: int = typer.Option(
-        0, min=0, help="Paired sites to wait for (default: the coordinator's min_sites)."
+    proximal_mu: float = typer.Option(
+        0.0, min=0.0, help="> 0: FedProx, mu/2 ||w - w_global||^2 in the sites' local training."
+    ),
+    sites: str = typer.Option(
+        DEFAULT_FUSE_SITES,
+        "--sites",
+        help="Who trains: paired (the sites with paired data, on their patients having every "
+        "modality of the model they hold) or all (every site holding one of the model's "
+        "modalities, on its patients having one; its SuperNode must run).",
+    ),
+    expect_sites: int = typer.Option(
+        0,
+        "--expect-sites",
+        "--expect-paired",
+        min=0,
+        help="Sites taking part to wait for before the first round (default: the "
+        "coordinator's [flower] expect_sites, else min_sites).",
     ),
     deadline: float = typer.Option(
         0.0, min=0.0, help="Seconds the sites get to score each round (0: [evaluation] deadline_s)."
@@ -221,12 +236,19 @@ def fuse(
         "with; 0: none).",
     ),
 ) -> None:
-    """Run LegoFuse rounds on the sites with paired data, following the run as it goes (its lines
-    on stderr); the best round is stored only if it beats the parent on consortium validation.
-    Ctrl-C stops following, not the run: `mmlego admin fuse-runs` shows how it ends."""
+    """Run LegoFuse rounds on the sites with paired data (--sites all: on every site holding one of
+    the model's modalities), following the run as it goes (its lines on stderr); the best round is
+    stored only if it beats the parent on consortium validation. Ctrl-C stops following, not the
+    run: `mmlego admin fuse-runs` shows how it ends."""
     from common.admin.client import NotStored
+    from common.fuse_sites import check_fuse_sites
     from common.pb.mmlego.v1 import registry_pb2 as pb
     from common.records import FuseRound
+
+    try:
+        check_fuse_sites(sites)
+    except ValueError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
 
     request = pb.FuseRequest(
         model_id=model,
@@ -237,9 +259,10 @@ def fuse(
         mode=mode,
         lr=lr,
         proximal_mu=proximal_mu,
-        expect_paired=expect_paired,
+        expect_paired=expect_sites,
         unvalidated=unvalidated,
         folds=0 if folds is None else folds or -1,
+        sites=sites,
     )
     seen: list[dict[str, Any]] = []
     outcome: dict[str, Any] = {"model": None, "parent": model}

@@ -22,13 +22,18 @@ class FlowerSection(Strict):
     node_pub: str = "flower-node.pub"
     superlink: str = Field(
         default=LOCAL_SUPERLINK,
-        description="the consortium's Flower SuperLink (paired sites)",
+        description="the consortium's Flower SuperLink (paired sites, and those with supernode)",
     )
     port: int = Field(
         default=9094,
         ge=0,
         le=65535,
         description="this SuperNode's local port (loopback; one per SuperNode on a machine)",
+    )
+    supernode: bool = Field(
+        default=False,
+        description="run a SuperNode without paired data too, to train in LegoFuse runs over "
+        "every site (coordinator fuse --sites all); a paired site always runs one",
     )
 
 

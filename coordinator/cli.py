@@ -12,6 +12,7 @@ import typer
 from common.addresses import REGISTRY_PORT
 from common.admin import render
 from common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail
+from common.fuse_sites import DEFAULT_FUSE_SITES
 from common.recipe_defaults import DEFAULT_HEAD_MERGE, DEFAULT_LATENT_MERGE, DEFAULT_POLICY
 
 app = typer.Typer(
@@ -373,9 +374,23 @@ def fuse(
     epochs: int = typer.Option(1, min=1),
     mode: str = typer.Option("", help="stack or weave (default: the task's fuse_mode)"),
     lr: float = typer.Option(5e-4, min=0.0),
-    proximal_mu: float = typer.Option(0.0, min=0.0, help="> 0: FedProx"),
-    expect_paired: int = typer.Option(
-        0, min=0, help="Paired sites to wait for (default: min_sites)."
+    proximal_mu: float = typer.Option(
+        0.0, min=0.0, help="> 0: FedProx, mu/2 ||w - w_global||^2 in the sites' local training."
+    ),
+    sites: str = typer.Option(
+        DEFAULT_FUSE_SITES,
+        "--sites",
+        help="Who trains: paired (the sites with paired data, on their patients having every "
+        "modality of the model they hold) or all (every site holding one of the model's "
+        "modalities, on its patients having one; its SuperNode must run).",
+    ),
+    expect_sites: int = typer.Option(
+        0,
+        "--expect-sites",
+        "--expect-paired",
+        min=0,
+        help="Sites taking part to wait for before the first round (default: [flower] "
+        "expect_sites, else min_sites).",
     ),
     deadline: float = typer.Option(
         0.0, min=0.0, help="Seconds the sites get to score each round (0: [evaluation] deadline_s)."
@@ -394,14 +409,20 @@ def fuse(
         "with; 0: none).",
     ),
 ) -> None:
-    """Run LegoFuse rounds on the sites with paired data; after every round the sites score the
-    global model against the parent, the best round is kept, and it is stored only if it beats the
-    parent on consortium validation (by more than [evaluation] z standard errors)."""
+    """Run LegoFuse rounds on the sites with paired data (--sites all: on every site holding one of
+    the model's modalities); after every round the sites score the global model against the
+    parent, the best round is kept, and it is stored only if it beats the parent on consortium
+    validation (by more than [evaluation] z standard errors)."""
     from common.fuse import FuseConfig
+    from common.fuse_sites import check_fuse_sites
 
     from .flower import fuse as run_fuse
     from .fuse_rounds import FuseError
 
+    try:
+        check_fuse_sites(sites)
+    except ValueError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
     cfg = _config(config)
     if not mode:  # the task decides
         registry = _registry(config)
@@ -418,6 +439,7 @@ def fuse(
             proximal_mu=proximal_mu,
             patience=patience,
             folds=-1 if folds is None else folds,
+            sites=sites,
         )
     except ValueError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
@@ -427,7 +449,7 @@ def fuse(
             config,
             model,
             fuse_cfg,
-            expect_paired or None,
+            expect_sites or None,
             progress=lambda line: typer.echo(line, err=True),
             deadline_s=deadline,
             unvalidated=unvalidated,

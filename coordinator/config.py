@@ -69,15 +69,21 @@ class FlowerSection(Strict):
         description="a round goes on without sites that did not answer by then",
     )
     discovery_timeout_s: float = Field(
-        default=60.0, gt=0, description="how long to wait for paired sites to connect"
+        default=60.0,
+        gt=0,
+        description="how long to wait for the sites that take part in a fuse run to connect",
     )
     min_sites: int = Field(
-        default=1, ge=1, description="fewer paired sites answering a round and the run fails"
+        default=1,
+        ge=1,
+        description="fewer sites answering a round and the run fails (paired ones, or with "
+        "--sites all any holding one of the model's modalities)",
     )
     expect_sites: int = Field(
         default=0,
         ge=0,
-        description="paired sites discovery waits for (0: min_sites), up to its timeout",
+        description="sites taking part that discovery waits for (paired ones, or with --sites all "
+        "every site holding one of the model's modalities; 0: min_sites), up to its timeout",
     )
     run_timeout_s: float = Field(default=3600.0, gt=0, description="a whole fuse run")
     dp_clipping_norm: float = Field(

@@ -244,14 +244,16 @@ def fuse(
     config_path: Path,
     model_id: str,
     cfg: FuseConfig,
-    expect_paired: int | None = None,
+    expect_sites: int | None = None,
     progress: Callable[[str], None] = lambda _: None,
     deadline_s: float = 0.0,
     unvalidated: bool = False,
     run_key: str = "",
 ) -> FuseResult:
     """Start a LegoFuse run on the SuperLink and wait for it; returns what it stored, or that it
-    kept no round (read from the run's record in the store). ``progress`` gets the run's own log
+    kept no round (read from the run's record in the store). ``expect_sites``: the sites that
+    take part (``cfg.sites``) to wait for before the first round (default: ``[flower]
+    expect_sites``, else ``min_sites``). ``progress`` gets the run's own log
     lines (discovery, rounds, validation) as they happen; ``run_key`` names the run's record (the
     rounds so far are there while it runs). FuseError when the run failed."""
     app = config.flower_home / "app"
@@ -272,7 +274,7 @@ def fuse(
         run_key=key,
         partitions=str(config.store / PARTITIONS_FILE) if simulated else "",
         min_sites=config.flower.min_sites,
-        expect_paired=expect_paired or config.flower.expect_sites or config.flower.min_sites,
+        expect_sites=expect_sites or config.flower.expect_sites or config.flower.min_sites,
         round_timeout=config.flower.round_timeout_s,
         discovery_timeout=config.flower.discovery_timeout_s,
         dp_clipping_norm=config.flower.dp_clipping_norm,

@@ -1,5 +1,6 @@
 """The Flower ServerApp of LegoFuse rounds (started by the SuperLink for ``flwr run``): loads the
-starting version from the registry's store, finds the paired sites, runs the rounds with
+starting version from the registry's store, finds the sites that take part (``FuseConfig.sites``:
+the paired ones, or every site holding one of the model's modalities), runs the rounds with
 deadlines, has the sites score every round's global model against the parent (federated
 evaluation through the registry), keeps the best round, and stores it as a new version only if it
 beats the parent on consortium validation by more than ``[evaluation] z`` standard errors. Its
@@ -22,7 +23,15 @@ from common.fuse.history import curve_to_json
 from . import fuse_run
 from .config import load_config
 from .errors import RegistryError
-from .fuse_rounds import FuseError, GridTransport, NodeInfo, Privacy, discover, run_rounds
+from .fuse_rounds import (
+    FuseError,
+    GridTransport,
+    NodeInfo,
+    Privacy,
+    discover,
+    run_rounds,
+    takes_part,
+)
 from .fusing import starting_model, store_fused
 from .registry import Registry
 
@@ -120,13 +129,17 @@ def run(
                     )
             return enrolled(registry, [n for n in claims if registered.get(n.node_id) == n.site])
 
-        nodes = discover(transport, settings.discovery_timeout, settings.expect_paired, vet=vet)
-        paired = [n for n in nodes if n.paired]
+        counts = takes_part(cfg.sites, start.modalities)
+        nodes = discover(
+            transport, settings.discovery_timeout, settings.expect_sites, vet=vet, counts=counts
+        )
+        taking_part = [n for n in nodes if counts(n)]
         log.info(
-            "fuse %s: nodes %s; paired %s",
+            "fuse %s: nodes %s; %s %s",
             parent.model_id,
             [n.site for n in nodes],
-            [n.site for n in paired],
+            "paired" if cfg.sites == "paired" else "taking part (sites = all)",
+            [n.site for n in taking_part],
         )
         privacy = (
             Privacy(settings.dp_noise_multiplier, settings.dp_clipping_norm, settings.dp_delta)
@@ -147,7 +160,7 @@ def run(
         )
         outcome = run_rounds(
             transport,
-            paired,
+            taking_part,
             start,
             cfg,
             parent.model_id,

@@ -1,5 +1,6 @@
 """The coordinator's side of LegoFuse rounds: find the nodes and which sites they are, keep the
-sites with paired data, and run R rounds of FedAvg (FedProx optional) with a deadline on every
+sites that take part (``FuseConfig.sites``: those with paired data, or every site holding one of
+the model's modalities), and run R rounds of FedAvg (FedProx optional) with a deadline on every
 step. Messages travel through a :class:`Transport` (Flower's Grid in deployment, see
 :class:`GridTransport`), so no step can wait forever."""
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -41,7 +42,7 @@ log = logging.getLogger("mmlego.coordinator")
 
 
 class FuseError(RuntimeError):
-    """A fuse run that cannot go on (too few sites, no paired site, a deadline passed)."""
+    """A fuse run that cannot go on (too few sites, none taking part, a deadline passed)."""
 
 
 class NotStored(FuseError):
@@ -73,16 +74,30 @@ class NodeInfo:
     paired: bool
 
 
+def takes_part(sites: str, modalities: Sequence[str]) -> Callable[[NodeInfo], bool]:
+    """Whether a node's site trains in a run whose ``FuseConfig.sites`` is ``sites``, for a model
+    of ``modalities``: "paired", a site enrolled with paired data (its patients having every
+    modality it holds train); "all", a site enrolled with at least one of the model's modalities
+    (each of its patients having one of them trains)."""
+    if sites == "paired":
+        return lambda n: n.paired
+    if sites == "all":
+        return lambda n: bool(set(n.modalities) & set(modalities))
+    raise ValueError(f"unknown fuse sites {sites!r}")
+
+
 def discover(
     transport: Transport,
     deadline_s: float,
-    want_paired: int,
+    want_sites: int,
     poll_s: float = 1.0,
     vet: Callable[[list[NodeInfo]], list[NodeInfo]] | None = None,
+    counts: Callable[[NodeInfo], bool] = lambda n: n.paired,
 ) -> list[NodeInfo]:
-    """Ask every connected node who it is, until ``want_paired`` paired sites answered or the
-    deadline. ``vet`` replaces what nodes say by what is known of them (and drops impostors)
-    before they are counted."""
+    """Ask every connected node who it is, until ``want_sites`` sites that ``counts`` (by default
+    the paired ones; :func:`takes_part` for a run's rule) answered or the deadline. ``vet``
+    replaces what nodes say by what is known of them (and drops impostors) before they are
+    counted."""
     end = time.monotonic() + deadline_s
     known: dict[int, NodeInfo] = {}
     while True:
@@ -108,7 +123,7 @@ def discover(
         nodes = sorted(known.values(), key=lambda n: n.site)
         if vet is not None:
             nodes = vet(nodes)
-        if sum(n.paired for n in nodes) >= want_paired or time.monotonic() >= end:
+        if sum(counts(n) for n in nodes) >= want_sites or time.monotonic() >= end:
             return nodes
         time.sleep(poll_s)
 
@@ -288,9 +303,10 @@ def run_rounds(
     parent), the run keeps the best round's weights and stops after ``cfg.patience`` rounds
     without a better one; a round the judge cannot measure (None) ends the run with FuseError.
     ``on_round`` gets the history after every round (and its verdict)."""
+    kind = "paired " if cfg.sites == "paired" else ""  # how the messages name the sites
     if len(nodes) < min_sites:
         raise FuseError(
-            f"{len(nodes)} paired site(s) available "
+            f"{len(nodes)} {kind}site(s) available "
             f"({', '.join(n.site for n in nodes) or 'none'}); min_sites is {min_sites}"
         )
     by_id = {n.node_id: n for n in nodes}
@@ -316,7 +332,7 @@ def run_rounds(
         t0 = time.monotonic()
         if len(active) < min_sites:
             raise FuseError(
-                f"round {r}: {len(active)} paired site(s) left "
+                f"round {r}: {len(active)} {kind}site(s) left "
                 f"({', '.join(n.site for n in active.values()) or 'none'}; "
                 f"the others stopped answering); min_sites is {min_sites}"
             )
@@ -351,7 +367,7 @@ def run_rounds(
             asked = len(ok) + len(failed) + len(silent)
             why = "; ".join(f"{site}: {err}" for site, err in sorted(failed.items())) or "none"
             raise FuseError(
-                f"round {r}: {len(ok)} of {asked} paired sites answered (failed: {why}; "
+                f"round {r}: {len(ok)} of {asked} {kind}sites answered (failed: {why}; "
                 f"no answer within {round_timeout_s:.0f} s: {silent or 'none'}); "
                 f"min_sites is {min_sites}"
             )
@@ -372,6 +388,7 @@ def run_rounds(
                 round=r,
                 sites=tuple(sites),
                 num_examples=int(sum(counts)),
+                site_examples={by_id[n].site: counts_seen[n] for n in ok},
                 train_loss=sum(c * x for c, x in zip(counts, losses, strict=True)) / sum(counts),
                 failed=tuple(sorted(failed)),
                 errors=failed,

@@ -38,7 +38,9 @@ class RunSettings:
     partitions: str = ""
     run_key: str = ""  # the run's record in the store
     min_sites: int = 1
-    expect_paired: int = 1
+    # sites to wait for before the first round: paired ones, or with FuseConfig.sites "all" every
+    # site holding one of the model's modalities
+    expect_sites: int = 1
     round_timeout: float = 600.0
     discovery_timeout: float = 60.0
     dp_clipping_norm: float = 0.0

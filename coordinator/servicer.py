@@ -39,7 +39,9 @@ class FuseStart:
     model_id: str
     config: FuseConfig
     deadline_s: float  # seconds the sites get to score each round (0: no scoring asked of them)
-    expect_paired: int = 0  # paired sites to wait for (0: the coordinator's [flower] setting)
+    # sites taking part to wait for (config.sites: paired ones, or all with one of the model's
+    # modalities; 0: the coordinator's [flower] setting)
+    expect_paired: int = 0
     unvalidated: bool = False
 
 
@@ -65,6 +67,7 @@ def fuse_start(registry: Registry, request: pb.FuseRequest) -> FuseStart:
             proximal_mu=request.proximal_mu,
             patience=request.patience or d.patience,
             folds=-1 if request.folds == 0 else max(0, request.folds),
+            sites=request.sites or d.sites,
         )
     deadline = (
         0.0

@@ -219,8 +219,8 @@ def run(
     ),
 ) -> None:
     """The site daemon: train the block(s) if there is no current one, push them, and on a paired
-    site keep a Flower SuperNode running for LegoFuse rounds. SIGTERM / Ctrl-C stop it cleanly.
-    Logs are JSON lines on stderr."""
+    site (or with [flower] supernode = true) keep a Flower SuperNode running for LegoFuse rounds.
+    SIGTERM / Ctrl-C stop it cleanly. Logs are JSON lines on stderr."""
     import signal
     import threading
 

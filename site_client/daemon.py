@@ -1,9 +1,10 @@
 """``mmlego site run``: the site daemon. It trains the site's block(s) for the task if there is
 no current one, pushes them (retry, back-off, resume), then answers the coordinator's evaluation
-jobs (every ``[evaluation] poll_s``), and on a site with paired data keeps a Flower SuperNode
-running for LegoFuse rounds. Restart-safe: the block folders are its state, and
-a push of a block the coordinator holds is a no-op. SIGTERM stops it cleanly. Every log line is a
-JSON object (time, level, site, event, details) an operator can read or ship."""
+jobs (every ``[evaluation] poll_s``), and on a site with paired data (or ``[flower] supernode``,
+for runs over every site) keeps a Flower SuperNode running for LegoFuse rounds. Restart-safe: the
+block folders are its state, and a push of a block the coordinator holds is a no-op. SIGTERM
+stops it cleanly. Every log line is a JSON object (time, level, site, event, details) an operator
+can read or ship."""
 
 from __future__ import annotations
 
@@ -45,6 +46,12 @@ class Daemon:
         self.cfg, self.stop, self.out, self.spawn, self.once = cfg, stop, out, spawn, once
         self.node: subprocess.Popen[bytes] | None = None
         self.node_delay, self.node_retry_at = 1.0, 0.0
+
+    @property
+    def supernode(self) -> bool:
+        """Whether this site keeps a SuperNode for LegoFuse rounds: with paired data always,
+        without when ``[flower] supernode`` asks for it (runs over every site)."""
+        return self.cfg.paired or self.cfg.flower.supernode
 
     def event(self, name: str, level: str = "info", **fields: Any) -> None:
         line = {
@@ -165,11 +172,12 @@ class Daemon:
             self.event("evaluation-failed", "error", error=f"{type(exc).__name__}: {exc}")
 
     def serve(self) -> None:
-        """Until stopped: keep the SuperNode of a paired site running, and answer evaluation jobs
-        (declining them when evaluation is switched off, so that nobody waits for this site)."""
+        """Until stopped: keep the SuperNode of a paired site (or one with ``[flower] supernode``)
+        running, and answer evaluation jobs (declining them when evaluation is switched off, so
+        that nobody waits for this site)."""
         next_poll = time.monotonic()
         while not self.stop.is_set():
-            if self.cfg.paired:
+            if self.supernode:
                 self.keep_node()
             if time.monotonic() >= next_poll:
                 self.evaluate()
@@ -199,7 +207,7 @@ class Daemon:
                 )
             else:
                 self.event(
-                    "serving", supernode=self.cfg.paired, evaluation=self.cfg.evaluation.enabled
+                    "serving", supernode=self.supernode, evaluation=self.cfg.evaluation.enabled
                 )
                 self.serve()
         except Interrupted:

@@ -1,9 +1,11 @@
 """A site's part in LegoFuse rounds, as plain handlers (the Flower ClientApp in
 :mod:`site_client.flower_app` only wraps them): say who the site is, and run one round of local
-fine-tuning on the site's paired patients: with cross-fitting, the full run on all of them and
-each fold run without one fold (the site scores rounds out of fold); otherwise on its training
-patients (never the validation patients it scores on). Only weights, the patient count and the
-mean loss leave the site; a failure is reported by its kind only (:class:`SiteFailure`)."""
+fine-tuning on the site's round patients (the run's ``sites`` rule: with "paired" those having
+every model modality the site holds, with "all" those having one of them): with cross-fitting,
+the full run on all of them and each fold run without one fold (the site scores rounds out of
+fold); otherwise on its training patients (never the validation patients it scores on). Only
+weights, the patient count and the mean loss leave the site; a failure is reported by its kind
+only (:class:`SiteFailure`)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from common.artifacts.modelfile import load_model_folder
 from common.data.dataset import MultimodalDataset
 from common.data.sitefolder import load_site_folder
 from common.data.splits import site_folds, site_split
-from common.fuse import fused_model, paired_only
+from common.fuse import fused_model, round_patients
 from common.fuse.messages import SiteDescription, TrainInstruction
 from common.fuse.siteround import site_round
 from common.lego import LegoEnsemble, LegoMerge
@@ -38,6 +40,8 @@ class SiteFailure(Exception):
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+# the patients a round trains on, as the site's log and refusals name them, by the run's rule
+PATIENTS = {"paired": "paired patients", "all": "patients with a modality of the model"}
 
 
 def guarded(handler: F) -> F:
@@ -96,17 +100,23 @@ def model_folder(cfg: SiteConfig, model_id: str) -> Path:
 
 
 def round_data(
-    cfg: SiteConfig, everyone: MultimodalDataset, modalities: list[str], fold_runs: int
+    cfg: SiteConfig,
+    everyone: MultimodalDataset,
+    modalities: list[str],
+    fold_runs: int,
+    sites: str = "paired",
 ) -> tuple[MultimodalDataset, list[MultimodalDataset]]:
-    """The paired patients a round trains on: the full run's, and fold run k's (those outside
+    """The patients a round trains on (``sites`` "paired": those with every model modality the
+    site holds; "all": those with one of them): the full run's, and fold run k's (those outside
     the site's fold k). Cross-fitting sites (``[evaluation] folds`` = K) train the full run on
-    every patient and fold run k without fold k, so that they score every round out of fold;
+    every such patient and fold run k without fold k, so that they score every round out of fold;
     a run with another number of fold runs they do not take part in. Sites with a validation
-    split (K = 0) train every run on their training patients, never on those they score on."""
+    split (K = 0) train every run on their training patients, never on those they score on. The
+    folds and the split are those of all the site's patients, as its evaluation draws them."""
     folds = cfg.evaluation.folds
     if folds == 0:
         rows, _ = site_split(everyone, cfg.train.val_fraction, cfg.train.seed)
-        data = paired_only(everyone.subset(rows), modalities)
+        data = round_patients(everyone.subset(rows), modalities, sites)
         return data, [data] * fold_runs
     if fold_runs != folds:
         raise SiteFailure(
@@ -115,9 +125,9 @@ def round_data(
         )
     fold_of = site_folds(everyone, folds, cfg.train.seed)
     return (
-        paired_only(everyone, modalities),
+        round_patients(everyone, modalities, sites),
         [
-            paired_only(everyone.subset(np.flatnonzero(fold_of != k)), modalities)
+            round_patients(everyone.subset(np.flatnonzero(fold_of != k)), modalities, sites)
             for k in range(folds)
         ],
     )
@@ -126,7 +136,8 @@ def round_data(
 @guarded
 def train(content: RecordDict, node_config: dict[str, Any]) -> RecordDict:
     """One round: the global trainable weights into the LegoFuse of the model's blocks, ``epochs``
-    epochs on the paired patients, the new trainable weights and aggregate metrics back."""
+    epochs on the round's patients (:func:`round_data`), the new trainable weights and aggregate
+    metrics back."""
     cfg = site_config(node_config)
     instruction = TrainInstruction.from_recorddict(content)
     model_id, round_, fuse = instruction.model_id, instruction.round, instruction.config
@@ -137,25 +148,29 @@ def train(content: RecordDict, node_config: dict[str, Any]) -> RecordDict:
             f"{record.recipe.kind}"
         )
     model = fused_model(merged.block_list, fuse.mode, record.recipe)
-    data, fold_data = round_data(cfg, load_site_folder(cfg.data), model.modalities, fuse.fold_runs)
+    data, fold_data = round_data(
+        cfg, load_site_folder(cfg.data), model.modalities, fuse.fold_runs, fuse.sites
+    )
+    which = PATIENTS[fuse.sites]
     if len(data) < cfg.min_cell_size:  # the patient count goes back with the weights
         log.warning(
-            "%d paired patients, fewer than the minimum cell size %d ([privacy] min_cell_size): "
-            "not taking part",
+            "%d %s, fewer than the minimum cell size %d ([privacy] min_cell_size): not taking part",
             len(data),
+            which,
             cfg.min_cell_size,
         )
         raise SiteFailure(
-            f"site {cfg.site!r} has fewer paired patients than its minimum cell size "
+            f"site {cfg.site!r} has fewer {which} than its minimum cell size "
             f"({cfg.min_cell_size}); it does not take part"
         )
     reply = site_round(model, instruction, data, fuse, device=cfg.train.device, fold_data=fold_data)
     log.info(
-        "fuse round %d of %s at %s: %d paired patients, loss %.4f",
+        "fuse round %d of %s at %s: %d %s, loss %.4f",
         round_,
         model_id,
         cfg.site,
         len(data),
+        which,
         reply.train_loss,
     )
     return reply.to_recorddict()

@@ -1,6 +1,23 @@
 """LegoFuse across sites: the fine-tuning a site runs in one round, FedAvg, and the centralized
 procedure that federated rounds must reproduce."""
 
-from .federated import FuseConfig, centralized_fuse, fused_model, local_round, paired_only
+from ..fuse_sites import FUSE_SITES, check_fuse_sites
+from .federated import (
+    FuseConfig,
+    centralized_fuse,
+    fused_model,
+    local_round,
+    paired_only,
+    round_patients,
+)
 
-__all__ = ["FuseConfig", "centralized_fuse", "fused_model", "local_round", "paired_only"]
+__all__ = [
+    "FUSE_SITES",
+    "FuseConfig",
+    "centralized_fuse",
+    "check_fuse_sites",
+    "fused_model",
+    "local_round",
+    "paired_only",
+    "round_patients",
+]

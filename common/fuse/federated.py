@@ -1,10 +1,15 @@
 """One LegoFuse round at a site and the centralized equivalent.
 
 A round: every selected site loads the global weights, trains ``epochs`` epochs of Adam on its
-paired patients (FedProx: plus mu/2 ||w - w_global||^2), and returns its weights and patient
+round patients (FedProx: plus mu/2 ||w - w_global||^2), and returns its weights and patient
 count; the coordinator averages the weights, weighted by count (Flower's FedAvg, in
 coordinator/fuse_rounds.py). With one site this is
 exactly :func:`centralized_fuse` on that site's data: the same seeds, the same steps.
+
+Which sites and patients a round trains on is ``FuseConfig.sites``: "paired" (the sites with
+paired data, on their patients having every model modality the site holds) or "all" (every site
+holding one of the model's modalities, on every patient having one of them; the model masks the
+modalities a patient lacks, see :class:`..lego.legofuse.LegoFuse`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 import torch
 
 from ..data.dataset import MultimodalDataset
+from ..fuse_sites import DEFAULT_FUSE_SITES, check_fuse_sites
 from ..lego.block import LegoBlock
 from ..lego.legofuse import FUSE_MODES, LegoFuse
 from ..lego.recipe import MergeRecipe, Recipe
@@ -41,10 +47,14 @@ class FuseConfig:
     # fold runs trained beside the full run, fold run k without any site's fold k (the sites score
     # each round out of fold with them); -1: as many as the parent's blocks were cross-fitted with
     folds: int = -1
+    # who trains: "paired" (sites with paired data, their patients with every modality they hold)
+    # or "all" (every site with one of the model's modalities, its patients with one of them)
+    sites: str = DEFAULT_FUSE_SITES
 
     def __post_init__(self) -> None:
         if self.mode not in FUSE_MODES:
             raise ValueError(f"fuse mode must be one of {', '.join(FUSE_MODES)}, got {self.mode!r}")
+        check_fuse_sites(self.sites)
         if self.folds < -1 or self.folds == 1:
             raise ValueError(
                 "folds must be -1 (those of the parent's blocks), 0 (no fold runs) or 2 or more, "
@@ -151,6 +161,22 @@ def paired_only(data: MultimodalDataset, modalities: Sequence[str]) -> Multimoda
         raise ValueError(f"the site data has none of the model's modalities {list(modalities)}")
     both = np.all(np.stack([data.modalities[m].present.numpy() for m in held], axis=1), axis=1)
     return data.subset(np.flatnonzero(both)).select_modalities(held)
+
+
+def round_patients(
+    data: MultimodalDataset, modalities: Sequence[str], sites: str = "paired"
+) -> MultimodalDataset:
+    """The patients of a site's data that a LegoFuse round trains on, with the model's modalities
+    the site holds: ``sites`` "paired", those having every one of them (:func:`paired_only`);
+    "all", those having at least one (each trains the blocks of the modalities it has, the
+    shared latent and the head; the model skips the blocks of the others)."""
+    if check_fuse_sites(sites) == "paired":
+        return paired_only(data, modalities)
+    held = [m for m in modalities if m in data.modalities]
+    if not held:
+        raise ValueError(f"the site data has none of the model's modalities {list(modalities)}")
+    some = np.any(np.stack([data.modalities[m].present.numpy() for m in held], axis=1), axis=1)
+    return data.subset(np.flatnonzero(some)).select_modalities(held)
 
 
 def local_round(

@@ -57,8 +57,9 @@ class RoundValidation:
 
 @dataclass(frozen=True)
 class RoundRecord:
-    """One round: the sites that answered (sorted), their patients and mean training loss, the
-    sites that failed (and why) or did not answer, its wall time, and the verdict when judged."""
+    """One round: the sites that answered (sorted), their patients (in all and per site: what
+    FedAvg weighted them by) and mean training loss, the sites that failed (and why) or did not
+    answer, its wall time, and the verdict when judged."""
 
     round: int
     sites: tuple[str, ...] = ()
@@ -69,12 +70,14 @@ class RoundRecord:
     no_answer: tuple[str, ...] = ()
     seconds: float = 0.0
     validation: RoundValidation | None = None  # None: the round was not judged
+    site_examples: Mapping[str, int] = field(default_factory=dict)  # site -> patients it trained
 
     def to_json(self) -> Json:
         out: Json = {
             "round": self.round,
             "sites": list(self.sites),
             "num-examples": self.num_examples,
+            "site-examples": dict(sorted(self.site_examples.items())),
             "train_loss": self.train_loss,
             "failed": list(self.failed),
             "errors": dict(self.errors),
@@ -99,6 +102,7 @@ class RoundRecord:
             tuple(data.get("no_answer", ())),
             float(data.get("seconds", 0.0)),
             RoundValidation.from_json(validation) if validation else None,
+            {str(k): int(v) for k, v in (data.get("site-examples") or {}).items()},
         )
 
     @property

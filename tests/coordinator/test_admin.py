@@ -17,7 +17,9 @@ from typer.testing import CliRunner
 from common.admin import AdminClient, AdminKit
 from common.admin.render import render_status
 from common.cli import add_plugins, app
+from common.client import CallError
 from common.fuse.history import RoundRecord, RoundValidation
+from common.pb.mmlego.v1 import registry_pb2 as pb
 from common.pki import enroll_admin
 from coordinator import fuse_run
 from coordinator.config import CoordinatorConfig
@@ -180,8 +182,10 @@ class FakeRun:
     def __init__(self, cfg: CoordinatorConfig, end: Callable[[], str]) -> None:
         self.cfg, self.end = cfg, end
         self.started = threading.Event()
+        self.starts: list[FuseStart] = []  # what each run was asked for
 
     def __call__(self, start: FuseStart, progress: Callable[[str], None], run_key: str) -> str:
+        self.starts.append(start)
         registry = Registry.open(self.cfg, recover=False)
         try:
             fuse_run.begin(registry.store, run_key, start.model_id)
@@ -233,7 +237,8 @@ def test_admin_fuse_streams_rounds_and_ends_as_the_run_did(
             raise NotStored("no round beat the parent t1-v1")
         raise FuseError("round 2: 0 of 2 paired sites answered")
 
-    with serve(cfg, fuse_runner=FakeRun(cfg, end)) as running:
+    runner = FakeRun(cfg, end)
+    with serve(cfg, fuse_runner=runner) as running:
         address = f"127.0.0.1:{running.port}"
         with AdminClient(AdminKit.load(consortium.kit("ops"), address)) as c:
             from tests.coordinator.conftest import TASK
@@ -246,8 +251,21 @@ def test_admin_fuse_streams_rounds_and_ends_as_the_run_did(
                 )
         k = kit_args(consortium, address)
         assert admin("merge", "--task", "t1", *k)[0] == 0
-        code, out, err = admin("fuse", "--model", "t1-v1", "--rounds", "3", *k)
+        code, out, err = admin(
+            "fuse",
+            "--model",
+            "t1-v1",
+            "--rounds",
+            "3",
+            "--sites",
+            "all",
+            "--proximal-mu",
+            "0.1",
+            *k,
+        )
         assert "round 1 of 3" in err and "round 2 of 3" in err  # the run's own lines
+        (asked,) = runner.starts
+        assert (asked.config.sites, asked.config.proximal_mu) == ("all", 0.1)
         assert (
             "round 1: 2 of 2 sites answered (hosp-b, hosp-c)" in err
             and "(+0.0200, standard error 0.0100)" in err
@@ -281,7 +299,32 @@ def test_admin_fuse_streams_rounds_and_ends_as_the_run_did(
             "fuse", "--model", "t1-v1", "--lr", "nan", *k
         )  # refused before a run starts
         assert code == 2 and "INVALID_ARGUMENT" in err and "lr must be a finite number" in err
+        with AdminClient(AdminKit.load(consortium.kit("ops"), address)) as c:
+            with pytest.raises(CallError) as refused:  # a client that does not check it first
+                list(c.run_fuse(pb.FuseRequest(model_id="t1-v1", sites="every")))
+        assert refused.value.code.name == "INVALID_ARGUMENT" and SITES_REFUSED in str(refused.value)
         assert len(json.loads(admin("fuse-runs", "--json", *k)[1])) == 1
+        assert len(runner.starts) == 1
+
+
+SITES_REFUSED = "fuse sites must be one of paired, all, got 'every'"
+
+
+def test_an_unknown_fuse_sites_rule_ends_either_cli_with_one_line_naming_the_known_ones(
+    tmp_path: Path,
+) -> None:
+    """Checked before anything else: no coordinator.toml, kit or coordinator is needed."""
+    missing = str(tmp_path / "missing")
+    for command in (
+        ["coordinator", "fuse", "--model", "t1-v1", "--sites", "every", "--config", missing],
+        ["admin", "fuse", "--model", "t1-v1", "--sites", "every", "--kit", missing],
+    ):
+        add_plugins()
+        done = CliRunner().invoke(app, command)
+        assert done.exit_code == 2 and done.stderr.strip() == f"mmlego: error: {SITES_REFUSED}", (
+            command,
+            done.stderr,
+        )
 
 
 def test_the_console_refuses_a_remote_address_without_its_flag_and_token(

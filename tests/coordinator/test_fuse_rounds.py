@@ -1,6 +1,7 @@
 """LegoFuse rounds without Flower processes: the site handlers are called in this process
 (what each SuperNode's ClientApp runs), the coordinator's round loop and FedAvg are the real ones,
-and the registry is a real server. FedAvg over one paired site equals centralized fine-tuning."""
+and the registry is a real server. FedAvg over one paired site equals centralized fine-tuning; a
+run over every site (``sites`` "all") trains an unpaired site too."""
 
 from __future__ import annotations
 
@@ -25,13 +26,14 @@ from common.fuse.messages import DescribeQuery, TrainInstruction, TrainReply
 from common.fuse.wire import pack, pack_runs
 from common.lego import LegoFuse
 from coordinator.config import CoordinatorConfig
-from coordinator.fuse_rounds import FuseError, NodeInfo, discover, run_rounds
+from coordinator.fuse_rounds import FuseError, NodeInfo, discover, run_rounds, takes_part
 from coordinator.fusing import starting_model, state_of, store_fused
 from coordinator.launch import free_port
 from coordinator.registry import Registry
 from site_client import fuse_client
 from site_client.predict import predict_frame
 from tests.coordinator.conftest import Consortium, signed_block
+from tests.factories import edit_site_toml
 
 Coord = tuple[str, CoordinatorConfig]
 
@@ -138,7 +140,7 @@ def test_fedavg_over_one_paired_site_equals_centralized_fine_tuning(
     node = site_node(consortium, "hosp-b", address, tmp_path / "data-b", tmp_path / "b")
     cfg = FuseConfig(mode="weave", rounds=2, epochs=2, lr=1e-3, batch_size=8)
     parent, start, cfg = starting_model(registry, model_id, cfg)
-    nodes = discover(InProcessTransport({7: node}), deadline_s=5, want_paired=1)
+    nodes = discover(InProcessTransport({7: node}), deadline_s=5, want_sites=1)
     assert nodes == [NodeInfo(7, "hosp-b", ("genes", "clinical"), True)]
     outcome = run_rounds(
         InProcessTransport({7: node}), nodes, start, cfg, model_id, round_timeout_s=60, min_sites=1
@@ -184,6 +186,61 @@ def test_fedavg_over_one_paired_site_equals_centralized_fine_tuning(
     )
 
 
+def test_a_run_over_every_site_trains_an_unpaired_site_on_its_single_modality_patients(
+    consortium: Consortium, merged: tuple[str, Registry, str], tmp_path: Path
+) -> None:
+    from coordinator.flower_app import enrolled
+
+    address, registry, model_id = merged
+    some_unpaired = paired_data(30, 1)
+    some_unpaired.modalities["clinical"].present[:8] = False  # 8 of hosp-b's patients: genes only
+    export_site_folder(some_unpaired, tmp_path / "data-b")
+    export_site_folder(paired_data(40, 2).select_modalities(["genes"]), tmp_path / "data-a")
+    nodes_cfg = {
+        1: site_node(consortium, "hosp-b", address, tmp_path / "data-b", tmp_path / "b"),
+        2: site_node(consortium, "hosp-a", address, tmp_path / "data-a", tmp_path / "a"),
+    }
+    edit_site_toml(Path(nodes_cfg[2]["site-config"]), paired=False)  # genes only, as enrolled
+    parent, start, cfg = starting_model(registry, model_id, FuseConfig(rounds=2, sites="all"))
+
+    def vet(claims: list[NodeInfo]) -> list[NodeInfo]:  # as the ServerApp vets them
+        return enrolled(registry, claims)
+
+    # Discovery as the ServerApp runs it: a paired run counts hosp-b only, one over every site
+    # counts hosp-a (enrolled unpaired, with genes) as well.
+    transport = InProcessTransport(nodes_cfg)
+    found = discover(transport, 5, 2, vet=vet, counts=takes_part("all", start.modalities))
+    assert [(n.site, n.paired) for n in found] == [("hosp-a", False), ("hosp-b", True)]
+    assert [n.site for n in found if takes_part("paired", start.modalities)(n)] == ["hosp-b"]
+    outcome = run_rounds(transport, found, start, cfg, model_id, 60, min_sites=2)
+
+    genes = load_site_folder(tmp_path / "data-a")
+    trained_a = len(site_split(genes, 0.15, 0)[0])  # its training patients, each genes only
+    b = load_site_folder(tmp_path / "data-b")
+    rows_b = site_split(b, 0.15, 0)[0]
+    trained_b = len(rows_b)  # every training patient: each has genes, most clinical as well
+    assert trained_b > int(b.modalities["clinical"].present[rows_b].sum())  # more than pairs
+    for r in outcome.history:
+        assert r.sites == ("hosp-a", "hosp-b") and r.failed == () and r.no_answer == ()
+        assert r.site_examples == {"hosp-a": trained_a, "hosp-b": trained_b}
+        assert r.num_examples == trained_a + trained_b
+    assert outcome.participants == ["hosp-a", "hosp-b"]
+    fused = store_fused(registry, parent, outcome, cfg, "ops")
+    card = fused.card["fuse"]
+    assert card["participants"] == ["hosp-a", "hosp-b"] and fused.settings["sites"] == "all"
+    assert card["rounds"][0]["site-examples"] == {"hosp-a": trained_a, "hosp-b": trained_b}
+    # hosp-a alone moves the genes block: FedAvg over it alone changes the genes encoder
+    alone = run_rounds(
+        InProcessTransport({2: nodes_cfg[2]}), found[:1], start, cfg, model_id, 60, min_sites=1
+    )
+    genes_at = start.modalities.index("genes")
+    assert any(
+        not torch.equal(v, state_of(start)[k])
+        for k, v in alone.state.items()
+        if k.startswith(f"encoders.{genes_at}.")
+    )
+
+
 def test_a_silent_site_is_left_behind_by_the_deadline_or_the_run_fails_below_min_sites(
     consortium: Consortium, merged: tuple[str, Registry, str], tmp_path: Path
 ) -> None:
@@ -196,7 +253,7 @@ def test_a_silent_site_is_left_behind_by_the_deadline_or_the_run_fails_below_min
     }
     cfg = FuseConfig(rounds=2, epochs=1)
     _, start, cfg = starting_model(registry, model_id, cfg)
-    nodes = discover(InProcessTransport(nodes_cfg), deadline_s=5, want_paired=2)
+    nodes = discover(InProcessTransport(nodes_cfg), deadline_s=5, want_sites=2)
     assert [n.site for n in nodes] == ["hosp-a", "hosp-b"]
     transport = InProcessTransport(nodes_cfg, silent=[2])
     outcome = run_rounds(transport, nodes, start, cfg, model_id, 30, min_sites=1)
@@ -236,7 +293,7 @@ def test_discovery_stops_at_its_deadline(
 
     t0 = time.monotonic()
     nodes = discover(
-        transport, deadline_s=1.0, want_paired=3, poll_s=0.2
+        transport, deadline_s=1.0, want_sites=3, poll_s=0.2
     )  # only one paired site exists
     assert len(nodes) == 1 and 0.9 < time.monotonic() - t0 < 5
 

@@ -254,3 +254,36 @@ def test_a_task_the_operator_has_not_created_yet_is_named_and_waited_for(
     assert (
         first["event"] == "task-not-found" and "not-yet" in first["error"] and not runner.is_alive()
     )
+
+
+def test_an_unpaired_site_keeps_a_supernode_only_when_its_site_toml_asks_for_one(
+    consortium: Consortium,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A site without paired data trains in LegoFuse runs over every site (``--sites all``) only
+    through a SuperNode, which ``[flower] supernode = true`` keeps running."""
+    node = site_node(consortium, "hosp-a", "127.0.0.1:1", tmp_path / "data", tmp_path / "kit")
+    unpaired = replace(
+        load_site_config(node["site-config"]),
+        paired=False,
+        evaluation=EvaluationSection(enabled=False),
+    )
+    for supernode in (False, True):
+        cfg = replace(unpaired, flower=unpaired.flower.model_copy(update={"supernode": supernode}))
+        started: list[list[str]] = []
+
+        def spawn(
+            command: list[str], env: dict[str, str], started: list[list[str]] = started
+        ) -> subprocess.Popen[bytes]:
+            started.append(command)
+            return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+        stop = threading.Event()
+        daemon = Daemon(cfg, stop, io.StringIO(), spawn)
+        worker = threading.Thread(target=daemon.serve)
+        worker.start()
+        time.sleep(1.5)
+        stop.set()
+        worker.join(10)
+        daemon.shutdown()
+        assert len(started) == int(supernode) and daemon.supernode == supernode

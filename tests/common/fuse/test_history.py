@@ -41,16 +41,20 @@ rounds = st.builds(
     no_answer=st.lists(names, max_size=2).map(tuple),
     seconds=st.floats(0, 1e5),
     validation=st.one_of(st.none(), validations),
+    site_examples=st.dictionaries(names, st.integers(1, 10**5), max_size=4),
 )
 
 
 def test_a_round_is_stored_under_the_keys_its_readers_know() -> None:
     verdict = RoundValidation("t1-e3", 0.61, 0.6, 0.01, 0.005, ("a", "b"), {"a": 0.6, "b": 0.62})
-    judged = RoundRecord(2, ("a", "b"), 80, 0.5, ("c",), {"c": "timeout"}, ("d",), 1.5, verdict)
+    judged = RoundRecord(
+        2, ("a", "b"), 80, 0.5, ("c",), {"c": "timeout"}, ("d",), 1.5, verdict, {"b": 50, "a": 30}
+    )
     assert judged.to_json() == {
         "round": 2,
         "sites": ["a", "b"],
         "num-examples": 80,
+        "site-examples": {"a": 30, "b": 50},
         "train_loss": 0.5,
         "failed": ["c"],
         "errors": {"c": "timeout"},
@@ -87,7 +91,7 @@ def test_an_older_round_takes_the_defaults_and_reports_who_was_asked() -> None:
         "validation": {"value": 0.6, "parent": 0.62, "diff": -0.02, "se_diff": None},
     }
     r = RoundRecord.from_json(old)
-    assert r.errors == {} and r.num_examples == 0 and r.seconds == 0.0
+    assert r.errors == {} and r.num_examples == 0 and r.seconds == 0.0 and r.site_examples == {}
     assert r.validation is not None and r.validation.job_id == "" and r.validation.sites == ()
     shown = r.fuse_round()
     assert (shown.round, shown.asked, shown.answered) == (3, 3, ("a",))

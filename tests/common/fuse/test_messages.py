@@ -197,6 +197,10 @@ def _reply(**metrics: Any) -> RecordDict:
             "config: fuse mode must be one of",
         ),
         (
+            lambda: TrainInstruction.from_recorddict(_instruction(sites="every")),
+            "config: fuse sites must be one of paired, all, got 'every'",
+        ),
+        (
             lambda: TrainInstruction.from_recorddict(_instruction(folds=2)),
             "arrays ['trainable']; expected ['trainable', 'trainable-fold-0', 'trainable-fold-1']",
         ),

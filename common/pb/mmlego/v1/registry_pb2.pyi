@@ -395,7 +395,7 @@ class MergeRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., latent_merge: _Optional[str] = ..., head_merge: _Optional[str] = ..., recipe: _Optional[str] = ..., deadline_s: _Optional[float] = ..., unmeasured: _Optional[bool] = ...) -> None: ...
 
 class FuseRequest(_message.Message):
-    __slots__ = ("model_id", "rounds", "epochs", "patience", "deadline_s", "mode", "lr", "proximal_mu", "expect_paired", "unvalidated", "folds")
+    __slots__ = ("model_id", "rounds", "epochs", "patience", "deadline_s", "mode", "lr", "proximal_mu", "expect_paired", "unvalidated", "folds", "sites")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
@@ -407,6 +407,7 @@ class FuseRequest(_message.Message):
     EXPECT_PAIRED_FIELD_NUMBER: _ClassVar[int]
     UNVALIDATED_FIELD_NUMBER: _ClassVar[int]
     FOLDS_FIELD_NUMBER: _ClassVar[int]
+    SITES_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     rounds: int
     epochs: int
@@ -418,7 +419,8 @@ class FuseRequest(_message.Message):
     expect_paired: int
     unvalidated: bool
     folds: int
-    def __init__(self, model_id: _Optional[str] = ..., rounds: _Optional[int] = ..., epochs: _Optional[int] = ..., patience: _Optional[int] = ..., deadline_s: _Optional[float] = ..., mode: _Optional[str] = ..., lr: _Optional[float] = ..., proximal_mu: _Optional[float] = ..., expect_paired: _Optional[int] = ..., unvalidated: _Optional[bool] = ..., folds: _Optional[int] = ...) -> None: ...
+    sites: str
+    def __init__(self, model_id: _Optional[str] = ..., rounds: _Optional[int] = ..., epochs: _Optional[int] = ..., patience: _Optional[int] = ..., deadline_s: _Optional[float] = ..., mode: _Optional[str] = ..., lr: _Optional[float] = ..., proximal_mu: _Optional[float] = ..., expect_paired: _Optional[int] = ..., unvalidated: _Optional[bool] = ..., folds: _Optional[int] = ..., sites: _Optional[str] = ...) -> None: ...
 
 class WithdrawSiteRequest(_message.Message):
     __slots__ = ("site", "reason")
