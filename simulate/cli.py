@@ -67,6 +67,14 @@ def simulate(
         "engine); without it the run starts and stops a local Ray "
         "instance.",
     ),
+    settings: list[str] = typer.Option(
+        [],
+        "--set",
+        metavar="KEY=VALUE",
+        help="Change a top-level setting of the scenario (after --quick), e.g. --set "
+        "fuse_sites=all (LegoFuse rounds on every site, not only the paired ones), --set "
+        "proximal_mu=0.01 (FedProx), --set rounds=4; repeat for more.",
+    ),
 ) -> None:
     """Run a simulated multi-site study end to end with the real system (processes on loopback,
     mutual TLS, SQLite, Flower) and write report.md, report.json and plots. Every model is compared
@@ -98,6 +106,17 @@ def simulate(
         raise fail(str(exc), EXIT_BAD_INPUT) from None
     if quick and scenario != "scale":
         scn = scn.quick()
+    changes: dict[str, str] = {}
+    for item in settings:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise fail(f"--set {item!r}: expected KEY=VALUE, e.g. fuse_sites=all", EXIT_BAD_INPUT)
+        changes[key.strip()] = value.strip()
+    if changes:
+        try:
+            scn = scn.with_settings(changes)
+        except ConfigError as exc:
+            raise fail(str(exc), EXIT_BAD_INPUT) from None
     logging.getLogger("flwr").setLevel(
         logging.WARNING
     )  # the in-process baseline aggregates with Flower's FedAvg

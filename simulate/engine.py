@@ -89,7 +89,9 @@ class Services:
     config_path: Path
     task: TaskRecord
     site_dirs: dict[str, Path]
-    fuse: bool  # a paired site exists and the scenario asks for rounds
+    # a site trains in LegoFuse rounds (a paired one, or any with fuse_sites "all") and the
+    # scenario asks for rounds
+    fuse: bool
     # the ray engine: LegoFuse rounds on Flower's simulation engine (no SuperNodes)
     simulation: bool = False
 

@@ -31,7 +31,7 @@ from common.data.dataset import MultimodalDataset, concat_datasets
 from common.data.sitefolder import load_site_folder
 from common.evaluation.paired import TestSet, compare_models, within_site_metric
 from common.evaluation.scoring import covered
-from common.fuse import FuseConfig, centralized_fuse, fused_model, paired_only
+from common.fuse import FuseConfig, centralized_fuse, fused_model, round_patients
 from common.fuse.history import history_from_json
 from common.fuse.wire import trainable_names
 from common.lego import LegoBlock, LegoEnsemble, LegoFuse, SingleModality
@@ -254,7 +254,8 @@ def centralized(
 ) -> Centralized:
     """The blocks of the hospital with the fewest patients trained again here exactly as it did
     (its data folder, its [train] and [evaluation] settings, one thread): they must be its pushed
-    blocks bit for bit; and LegoFuse's kept rounds run centrally on the paired sites' patients."""
+    blocks bit for bit; and LegoFuse's kept rounds run centrally on the patients of the sites that
+    trained in them (the paired sites', or with ``fuse_sites`` "all" every site's)."""
     by_id = {b.block_id: b for b in run.blocks}
     site = min(scn.spec.sites, key=lambda s: len(part.sites[s.name])).name
     settings = block_training(scn)
@@ -277,12 +278,16 @@ def centralized(
             )
             exact &= sha256_bytes(weights_bytes(again.block)) == i
         fuse_test = None
-        paired = [s for s in scn.spec.sites if s.paired]
-        if run.fused is not None and paired and kept_round > 0 and test is not None:
+        fusing = scn.fuse_sites()
+        if run.fused is not None and fusing and kept_round > 0 and test is not None:
             cfg = fuse_config(scn)
             model = fused_model(blocks, cfg.mode, merged_recipe)
             pooled = concat_datasets(
-                [paired_only(_fuse_rows(run, scn, s.name), model.modalities) for s in paired]
+                [
+                    round_patients(_fuse_rows(run, scn, s.name), model.modalities, cfg.sites)
+                    for s in fusing
+                ],
+                union=cfg.sites == "all",  # sites holding different modalities
             )
             centralized_fuse(
                 model,
@@ -294,7 +299,9 @@ def centralized(
                     epochs=cfg.epochs,
                     seed=cfg.seed,
                     batch_size=cfg.batch_size,
+                    proximal_mu=cfg.proximal_mu,
                     folds=0,
+                    sites=cfg.sites,
                 ),
             )
             fuse_test = within_site_metric(
@@ -319,8 +326,8 @@ def _with(test: TestSet, kind: str, scores: np.ndarray) -> TestSet:
 
 
 def _fuse_rows(run: RunResult, scn: Scenario, site: str) -> MultimodalDataset:
-    """The patients a paired site trains LegoFuse's full run on: all of them when cross-fitting,
-    else its training patients."""
+    """The patients a site trains LegoFuse's full run on (before the run's ``sites`` rule picks
+    among them): all of them when cross-fitting, else its training patients."""
     from common.data.splits import site_split
 
     data = load_site_folder(run.site_dirs[site] / "data")

@@ -1,9 +1,10 @@
 """``mmlego simulate``: a whole consortium on this machine, as separate processes on loopback.
 
 A consortium CA and enrolment kits are made; the coordinator (gRPC, mutual TLS, SQLite in the run
-folder) and, when a site holds paired data, a Flower SuperLink are started; every site gets its
-data folder and runs the site daemon (`mmlego site run`): it trains its block(s) and pushes them,
-and a paired site keeps a SuperNode running. The simulator then acts as the operator: it waits
+folder) and, when a site trains in LegoFuse rounds (a paired site, or any with ``fuse_sites`` =
+"all"), a Flower SuperLink are started; every site gets its data folder and runs the site daemon
+(`mmlego site run`): it trains its block(s) and pushes them, and a site that trains in LegoFuse
+rounds keeps a SuperNode running. The simulator then acts as the operator: it waits
 for the blocks, merges, runs the LegoFuse rounds, pulls the model versions (hashes and signatures
 checked) and stops every process."""
 
@@ -139,7 +140,7 @@ def block_training(scn: Scenario) -> BlockTraining:
 
 def fuse_config(scn: Scenario) -> FuseConfig:
     """The operator's LegoFuse settings: the scenario's rounds and epochs, a fold run per fold of
-    the sites."""
+    the sites, who trains (``fuse_sites``) and FedProx's ``proximal_mu``."""
     return FuseConfig(
         mode=scn.spec.fuse_mode,
         rounds=max(1, scn.spec.rounds),
@@ -148,6 +149,8 @@ def fuse_config(scn: Scenario) -> FuseConfig:
         patience=scn.spec.patience_rounds,
         batch_size=scn.spec.batch_size,
         folds=scn.spec.folds,
+        proximal_mu=scn.spec.proximal_mu,
+        sites=scn.spec.fuse_sites,
     )
 
 
@@ -161,16 +164,22 @@ def site_toml(
     port: int,
     scn: Scenario,
     evaluation: bool = True,
+    supernode: bool = False,
 ) -> str:
     """A simulated site's site.toml (the one writer, common.sitetoml): its kit's files, the
-    scenario's [train] settings and minimum cell size, and a short evaluation poll."""
+    scenario's [train] settings and minimum cell size, a short evaluation poll, and
+    ``supernode`` for a site without paired data that trains in LegoFuse rounds."""
     f = SiteFile(
         site=name,
         modalities=modalities,
         paired=paired,
         coordinator=coordinator,
         task=task,
-        flower=FlowerSection(superlink=superlink, port=port),
+        flower=(
+            FlowerSection(superlink=superlink, port=port, supernode=True)
+            if supernode
+            else FlowerSection(superlink=superlink, port=port)
+        ),
         train=block_training(scn),
         privacy=SitePrivacy(
             min_cell_size=scn.spec.min_cell_size, block_epsilon=scn.spec.block_epsilon
@@ -181,11 +190,12 @@ def site_toml(
 
 
 def coordinator_toml(
-    address: str, superlink: str, paired: int, scn: Scenario, simulation: bool
+    address: str, superlink: str, fusing: int, scn: Scenario, simulation: bool
 ) -> str:
     """The simulated coordinator's coordinator.toml (the one writer, coordinator.config): the
     schema's defaults but for its addresses, the CA's revocation list beside it, the scenario's
-    evaluation deadline, and discovery that waits for the ``paired`` sites."""
+    evaluation deadline, and discovery that waits for the ``fusing`` sites (those that train in
+    LegoFuse rounds)."""
     f = CoordinatorFile(
         server=ServerSection(listen=address),
         tls=ServerTLSSection(crl="../ca/crl.pem"),
@@ -193,7 +203,7 @@ def coordinator_toml(
         flower=CoordinatorFlower(
             superlink=superlink,
             discovery_timeout_s=300.0,
-            expect_sites=paired,
+            expect_sites=fusing,
             simulation=simulation,
         ),
     )
@@ -215,12 +225,12 @@ def setup(
     coord_dir = out / "coordinator"
     server_credentials(ca, "coordinator", ["127.0.0.1"], coord_dir)
     admin_dir = enroll_admin(ca, "operator", out / "operator", address)
-    paired = [s for s in scn.spec.sites if s.paired]
+    fusing = scn.fuse_sites()
     superlink = f"127.0.0.1:{free_port()}"
     config_path = coord_dir / "coordinator.toml"
-    config_path.write_text(coordinator_toml(address, superlink, len(paired), scn, simulation))
+    config_path.write_text(coordinator_toml(address, superlink, len(fusing), scn, simulation))
     task = task_record(scn, part)
-    fuse = bool(paired) and scn.spec.rounds > 0
+    fuse = bool(fusing) and scn.spec.rounds > 0
     site_address = relay("registry", address) if relay else address
     site_superlink = relay("superlink", superlink) if relay and fuse else superlink
     site_dirs: dict[str, Path] = {}
@@ -245,6 +255,7 @@ def setup(
                 free_port(),
                 scn,
                 s.evaluation,
+                supernode=fuse and not s.paired and s.name in {f.name for f in fusing},
             )
         )
         site_dirs[s.name] = folder
@@ -262,9 +273,9 @@ def setup(
 def start_services(
     scn: Scenario, svc: Services, fleet: Fleet, say: Say, env: dict[str, str] | None = None
 ) -> None:
-    """The coordinator (and the task), and with paired sites the SuperLink and their node keys (on
-    the simulation engine: the partition file naming the paired sites; ``env`` names the Ray
-    cluster)."""
+    """The coordinator (and the task), and with sites that train in LegoFuse rounds the SuperLink
+    and their node keys (on the simulation engine: the partition file naming them; ``env`` names
+    the Ray cluster)."""
     fleet.start("coordinator", [*MMLEGO, "coordinator", "serve", "--config", str(svc.config_path)])
     fleet.wait_for_text("coordinator", "listening on", 120)
     with RegistryClient(svc.address, svc.admin_tls) as admin:
@@ -277,7 +288,7 @@ def start_services(
         return
     from coordinator.flower import register_node, register_partitions
 
-    paired = [s for s in scn.spec.sites if s.paired]
+    fusing = scn.fuse_sites()
     fleet.start(
         "superlink",
         [*MMLEGO, "coordinator", "superlink", "--config", str(svc.config_path)],
@@ -285,7 +296,7 @@ def start_services(
     )
     cfg = load_config(svc.config_path)
     if svc.simulation:
-        register_partitions(cfg, {s.name: svc.site_dirs[s.name] / "site.toml" for s in paired})
+        register_partitions(cfg, {s.name: svc.site_dirs[s.name] / "site.toml" for s in fusing})
         host, _, port = cfg.flower.superlink.rpartition(":")
         deadline = time.monotonic() + 120
         while True:  # listening: `flwr run` can start a run
@@ -301,11 +312,11 @@ def start_services(
                 time.sleep(0.5)
         say(
             f"Flower SuperLink on {cfg.flower.superlink} (TLS, simulation engine on the Ray "
-            f"cluster): the ClientApps of {', '.join(s.name for s in paired)} run as Ray actors"
+            f"cluster): the ClientApps of {', '.join(s.name for s in fusing)} run as Ray actors"
         )
         return
     deadline = time.monotonic() + 120
-    for s in paired:
+    for s in fusing:
         while True:
             fleet.check()
             try:
@@ -319,7 +330,7 @@ def start_services(
                 time.sleep(1.0)
     say(
         f"Flower SuperLink on {cfg.flower.superlink} (TLS, node authentication); node keys of "
-        f"{', '.join(s.name for s in paired)} registered"
+        f"{', '.join(s.name for s in fusing)} registered"
     )
 
 
@@ -338,14 +349,15 @@ def train_and_push(
     push_timeout_s: float,
 ) -> None:
     """Every site's daemon, at most ``parallel`` training at once; returns when every block is
-    pushed. A paired site's daemon stays (SuperNode, evaluation); so do the others when every site
-    fits in ``parallel`` (they answer evaluation jobs by themselves); in a larger run they exit
-    after pushing (``--once``) and are started again as ``site evaluate`` when a job waits for
-    them."""
+    pushed. The daemon of a site that trains in LegoFuse rounds stays (SuperNode, evaluation); so
+    do the others when every site fits in ``parallel`` (they answer evaluation jobs by
+    themselves); in a larger run they exit after pushing (``--once``) and are started again as
+    ``site evaluate`` when a job waits for them."""
     logs = progress.logs
+    fusing = {s.name for s in scn.fuse_sites()} if svc.fuse else set()
     waiting = sorted(
-        scn.spec.sites, key=lambda s: not s.paired
-    )  # paired sites first: their SuperNodes start early
+        scn.spec.sites, key=lambda s: s.name not in fusing
+    )  # the sites of the rounds first: their SuperNodes start early
     say(
         f"{len(waiting)} site daemons to run, at most {parallel} training at a time; each trains "
         "its block(s) on its own data and pushes them"
@@ -363,7 +375,7 @@ def train_and_push(
         busy = sum(1 for name in logs if f"site {name}" in fleet.members and name not in done)
         while waiting and busy < parallel:
             s = waiting.pop(0)
-            once = not s.paired and not stays(scn, parallel)
+            once = s.name not in fusing and not stays(scn, parallel)
             command = [
                 *MMLEGO,
                 "site",
@@ -404,8 +416,9 @@ class ProcessEvaluators:
 
     def __init__(self, scn: Scenario, svc: Services, fleet: Fleet, parallel: int) -> None:
         self.svc, self.fleet, self.n = svc, fleet, 0
+        fusing = {s.name for s in scn.fuse_sites()} if svc.fuse else set()
         self.sites = (
-            [] if stays(scn, parallel) else [s.name for s in scn.spec.sites if not s.paired]
+            [] if stays(scn, parallel) else [s.name for s in scn.spec.sites if s.name not in fusing]
         )
 
     def busy(self) -> set[str]:
@@ -534,10 +547,11 @@ def operate(
         t = time.monotonic()
         cfg = load_config(svc.config_path)
         fuse_cfg = fuse_config(scn)
-        paired = [s.name for s in scn.spec.sites if s.paired]
+        fusing = [s.name for s in scn.fuse_sites()]
         say(
             f"LegoFuse: at most {fuse_cfg.rounds} rounds x {fuse_cfg.epochs} epochs on "
-            f"{', '.join(paired)} (Flower); every site scores each round's model against the merge"
+            f"{', '.join(fusing)} (Flower, sites = {fuse_cfg.sites}); every site scores each "
+            "round's model against the merge"
         )
         try:
             result = with_evaluators(
@@ -549,7 +563,7 @@ def operate(
                     svc.config_path,
                     merged.model_id,
                     fuse_cfg,
-                    len(paired),
+                    len(fusing),
                     progress=lambda line: say("    " + line),
                     deadline_s=scn.spec.eval_deadline_s,
                 ),

@@ -13,6 +13,8 @@ them) and its own held-out test patients, which no hospital trains on or chooses
                                       # modalities; never tested)
     rounds = 2   epochs = 1           # LegoFuse rounds and local epochs per round (0 rounds: no
                                       # fuse)
+    fuse_sites = "paired"             # who trains in them: "paired" or "all" (every site)
+    proximal_mu = 0.0                 # > 0: FedProx in them
     block_epochs = 30                 # at most, per site block (the epoch count is chosen out of
                                       # fold)
     [[sites]]
@@ -23,19 +25,21 @@ A site with more than one modality holds them for the same patients (paired data
 splits the patients that no ``group`` took, in proportion. Who holds which patient depends on
 ``seed // test_folds`` only, so the seeds of one block of ``test_folds`` share the hospitals and
 differ in the fold each hospital holds out. Built-in scenarios live in ``scenarios/``; ``scale``
-is made for ``--sites N`` with synthetic data."""
+is made for ``--sites N`` with synthetic data. ``mmlego simulate --set KEY=VALUE`` changes a
+top-level setting of the scenario it runs (:meth:`Scenario.with_settings`)."""
 
 from __future__ import annotations
 
 import random
 import shutil
+import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from common.data.dataset import ModalityData, MultimodalDataset, concat_datasets
 from common.data.splits import FoldError, site_folds, strata_of
@@ -132,6 +136,10 @@ class ScenarioFile(Strict):
         default=32, ge=1
     )  # every site's [train] batch_size (blocks, LegoFuse rounds, references)
     fuse_mode: Literal["stack", "weave"] = "stack"
+    # who trains in LegoFuse rounds (common.fuse_sites): "paired", the sites holding paired data;
+    # "all", every site (each on its patients having one of the model's modalities)
+    fuse_sites: Literal["paired", "all"] = "paired"
+    proximal_mu: float = Field(default=0.0, ge=0, allow_inf_nan=False)  # > 0: FedProx in them
     latent_rows: int = Field(default=16, ge=1)
     latent_dim: int = Field(default=64, ge=1)
     n_bins: int = Field(default=4, ge=2)
@@ -199,6 +207,38 @@ class Scenario:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def fuse_sites(self) -> list[SiteEntry]:
+        """The sites that train in LegoFuse rounds: those with paired data, or with ``fuse_sites``
+        "all" every site (each holds modalities of the task)."""
+        if self.spec.fuse_sites == "all":
+            return list(self.spec.sites)
+        return [s for s in self.spec.sites if s.paired]
+
+    def with_settings(self, settings: dict[str, str]) -> Scenario:
+        """The same scenario with top-level settings changed (``--set KEY=VALUE``): each value is
+        read as TOML (``3``, ``0.5``, ``true``, ``"all"``), else taken as text (``all``), and the
+        whole scenario is checked again; ConfigError names an unknown key or a bad value."""
+        known = set(ScenarioFile.model_fields) - {"sites", "synthetic", "slides"}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ConfigError(
+                f"--set: unknown scenario setting(s) {', '.join(unknown)}; known: "
+                f"{', '.join(sorted(known))}"
+            )
+        values: dict[str, object] = {}
+        for key, text in settings.items():
+            try:
+                values[key] = tomllib.loads(f"v = {text}")["v"]
+            except tomllib.TOMLDecodeError:
+                values[key] = text
+        try:
+            spec = ScenarioFile.model_validate({**self.spec.model_dump(), **values})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"]) or "(top level)"
+            raise ConfigError(f"--set: {where}: {first['msg']}") from None
+        return replace(self, spec=spec)
 
     def with_seed(self, seed: int) -> Scenario:
         """The same scenario with another seed (the split, who holds which patients, training)."""

@@ -60,3 +60,21 @@ def test_a_simulated_site_differs_from_the_defaults_only_where_the_scenario_says
         ),
         evaluation=SiteEvaluation(poll_s=2.0, folds=scn.spec.folds),
     )
+
+    unpaired = tmp_path / "unpaired.toml"  # a site without pairs that trains in a run over all
+    unpaired.write_text(
+        site_toml(
+            "hosp-b",
+            ["clinical"],
+            False,
+            "127.0.0.1:5000",
+            "t1",
+            "127.0.0.1:5001",
+            5003,
+            scn,
+            supernode=True,
+        )
+    )
+    assert read_toml(unpaired, SiteFile).flower == SiteFlower(
+        superlink="127.0.0.1:5001", port=5003, supernode=True
+    )

@@ -6,6 +6,7 @@ wrong."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +206,24 @@ def test_cross_fitting_needs_two_folds_or_none(tmp_path: Path) -> None:
     )  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="folds = 1 cannot cross-fit"):
         load_scenario(str(f))
+
+
+def test_set_changes_top_level_settings_and_fuse_sites_all_takes_every_site() -> None:
+    scn = load_scenario("ovarian-folders")
+    assert scn.spec.fuse_sites == "paired" and [s.name for s in scn.fuse_sites()] == ["hosp-13"]
+    changed = scn.with_settings({"fuse_sites": "all", "proximal_mu": "0.01", "rounds": "3"})
+    assert (changed.spec.fuse_sites, changed.spec.proximal_mu, changed.spec.rounds) == (
+        "all",
+        0.01,
+        3,
+    )
+    assert [s.name for s in changed.fuse_sites()] == ["hosp-16", "hosp-13", "hosp-4"]
+    assert changed.with_settings({"fuse_sites": '"paired"'}).spec.fuse_sites == "paired"  # TOML
+    for bad, message in (
+        ({"fuse_sites": "every"}, "--set: fuse_sites: Input should be 'paired' or 'all'"),
+        ({"proximal_mu": "-1"}, "--set: proximal_mu: Input should be greater than or equal to 0"),
+        ({"sites": "[]"}, "--set: unknown scenario setting"),
+        ({"folds": "1"}, "folds = 1 cannot cross-fit"),  # the whole scenario is checked again
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            scn.with_settings(bad)

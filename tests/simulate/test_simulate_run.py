@@ -208,6 +208,11 @@ def test_bad_command_line_input_gets_one_message_and_exit_status_2(tmp_path: Pat
     for args, message in (
         (["--scenario", "nowhere"], "no such scenario file or built-in scenario"),
         (["--scenario", "nki70-3", "--sites", "4"], "--sites goes with --scenario scale"),
+        (
+            ["--scenario", "nki70-3", "--set", "fuse_sites=every"],
+            "--set: fuse_sites: Input should be 'paired' or 'all'",
+        ),
+        (["--scenario", "nki70-3", "--set", "fuse_sites"], "expected KEY=VALUE"),
     ):
         done = subprocess.run(
             [*MMLEGO, "simulate", *args, "--out", str(tmp_path / "x")],
