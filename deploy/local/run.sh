@@ -129,7 +129,7 @@ status_check 's["models"][0]["model"] == "ovarian-v2" and s["models"][0]["blocks
 
 step "9. LegoFuse rounds on the site with paired data; a round is kept only if it beats the merge on the hospitals' validation"
 wait_for 120 "hosp-c's SuperNode" grep -q '"event": "supernode-started"' logs/site-hosp-c.log
-"$MM" admin fuse --model ovarian-v2 --kit kits/ops --rounds 2 --epochs 1 --expect-paired 1 2>logs/fuse.err | tee logs/fuse.out
+"$MM" admin fuse --model ovarian-v2 --kit kits/ops --rounds 2 --epochs 1 --expect-sites 1 2>logs/fuse.err | tee logs/fuse.out
 grep -qE "created model version ovarian-v3|no fused version stored" logs/fuse.out || die "the fuse run neither stored nor declined a version"
 grep -q "round 1: 1 of 1 sites answered (hosp-c)" logs/fuse.err || die "admin fuse did not stream the rounds"
 "$MM" admin fuse-runs --task ovarian --kit kits/ops
