@@ -292,3 +292,4 @@ class Recommendation:
     metric: float
     reason: str
     sites: tuple[str, ...] = ()
+    site: str = ""  # asked for this site's patients (empty: the consortium's)

@@ -14,6 +14,7 @@ from .artifacts.manifest import BlockManifest, DPAccount
 from .artifacts.recipefile import read_recipe, write_recipe
 from .evaluation.candidates import Candidate, EvaluationJob, JobStatus, SiteReport
 from .evaluation.scores import CandidateScore, Consortium, PairCounts
+from .evaluation.stacking import StackStats
 from .lego.config import BlockConfig
 from .pb.mmlego.v1 import admin_pb2 as apb
 from .pb.mmlego.v1 import evaluation_pb2 as epb
@@ -399,6 +400,7 @@ def job_to_pb(j: EvaluationJob) -> epb.EvaluationJob:
         candidates=[candidate_to_pb(c) for c in j.candidates],
         created_at=_ts(j.created_at),
         deadline=_ts(j.deadline),
+        stack_points=[epb.StackPoint(weights=list(p)) for p in j.points],
     )
 
 
@@ -406,14 +408,19 @@ def job_from_pb(msg: epb.EvaluationJob) -> EvaluationJob:
     ids = [c.candidate_id for c in msg.candidates]
     if not ids or len(set(ids)) != len(ids):
         raise ValueError(f"evaluation job {msg.job_id!r} needs candidates with distinct ids")
-    return EvaluationJob(
+    job = EvaluationJob(
         msg.job_id,
         msg.task_id,
         msg.purpose,
         tuple(candidate_from_pb(c) for c in msg.candidates),
         _iso(msg.created_at),
         _iso(msg.deadline),
+        tuple(tuple(p.weights) for p in msg.stack_points),
     )
+    problem = job.problem()
+    if problem:
+        raise ValueError(f"evaluation job {msg.job_id!r}: {problem}")
+    return job
 
 
 def job_to_bytes(j: EvaluationJob) -> bytes:
@@ -456,11 +463,44 @@ def score_from_bytes(data: bytes) -> CandidateScore:
     return score_from_pb(epb.CandidateScore.FromString(data))
 
 
+def stack_to_pb(s: StackStats) -> epb.StackStats:
+    return epb.StackStats(
+        point=s.point,
+        fold=s.fold,
+        patients=s.patients,
+        events=s.events,
+        loss=s.loss,
+        gradient=list(s.gradient),
+        hessian=list(s.hessian),
+    )
+
+
+def stack_from_pb(msg: epb.StackStats) -> StackStats:
+    return StackStats(
+        msg.point,
+        msg.fold,
+        msg.patients,
+        msg.events,
+        msg.loss,
+        tuple(msg.gradient),
+        tuple(msg.hessian),
+    )
+
+
+def stack_to_bytes(s: StackStats) -> bytes:
+    return stack_to_pb(s).SerializeToString(deterministic=True)
+
+
+def stack_from_bytes(data: bytes) -> StackStats:
+    return stack_from_pb(epb.StackStats.FromString(data))
+
+
 def report_to_pb(r: SiteReport) -> epb.EvaluationReport:
     return epb.EvaluationReport(
         job_id=r.job_id,
         declined=r.declined,
         scores=[score_to_pb(cid, s) for cid, s in sorted(r.scores.items())],
+        stack=[stack_to_pb(s) for s in r.stack],
     )
 
 
@@ -471,12 +511,17 @@ def report_from_pb(msg: epb.EvaluationReport) -> SiteReport:
         raise ValueError(
             f"the report scores candidate {next(i for i in ids if ids.count(i) > 1)!r} twice"
         )
-    if msg.declined and ids:
+    if msg.declined and (ids or msg.stack):
         raise ValueError("a report either declines or carries scores, not both")
-    if not msg.declined and not ids:
+    if ids and msg.stack:
+        raise ValueError("a report carries candidate scores or a stack job's sums, not both")
+    if not msg.declined and not ids and not msg.stack:
         raise ValueError("a report carries scores or says why it declines")
     return SiteReport(
-        msg.job_id, {s.candidate_id: score_from_pb(s) for s in msg.scores}, msg.declined
+        msg.job_id,
+        {s.candidate_id: score_from_pb(s) for s in msg.scores},
+        msg.declined,
+        tuple(stack_from_pb(s) for s in msg.stack),
     )
 
 
@@ -526,12 +571,13 @@ def recommendation_to_pb(r: Recommendation) -> epb.Recommendation:
         metric=r.metric,
         reason=r.reason,
         sites=list(r.sites),
+        site=r.site,
     )
 
 
 def recommendation_from_pb(msg: epb.Recommendation) -> Recommendation:
     return Recommendation(
-        msg.task_id, model_from_pb(msg.model), msg.metric, msg.reason, tuple(msg.sites)
+        msg.task_id, model_from_pb(msg.model), msg.metric, msg.reason, tuple(msg.sites), msg.site
     )
 
 

@@ -86,4 +86,4 @@ class EvaluationServicer(epb_grpc.EvaluationServicer):
     def GetRecommended(
         self, request: epb.GetRecommendedRequest, context: grpc.ServicerContext
     ) -> epb.Recommendation:
-        return serde.recommendation_to_pb(self.registry.recommended(request.task_id))
+        return serde.recommendation_to_pb(self.registry.recommended(request.task_id, request.site))

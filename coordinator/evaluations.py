@@ -12,7 +12,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from common.evaluation import CandidateScore, Consortium, consortium, n_strata
-from common.evaluation.candidates import PURPOSES, Candidate, EvaluationJob, JobStatus, SiteReport
+from common.evaluation.candidates import (
+    MAX_FOLDS,
+    PURPOSES,
+    Candidate,
+    EvaluationJob,
+    JobStatus,
+    SiteReport,
+)
+from common.evaluation.stacking import StackStats
 from common.pki import Identity
 from common.records import TaskRecord, utc_now
 
@@ -81,12 +89,24 @@ class Evaluations:
         deadline_s: float,
         blobs: Mapping[str, bytes] | None = None,
         actor: str = "operator",
+        points: Sequence[Sequence[float]] = (),
     ) -> EvaluationJob:
         """Store a new open job (and the weights its fuse-round candidates carry: candidate id ->
-        bytes); sites receive it when they next ask."""
+        bytes; a stack job's ``points``); sites receive it when they next ask."""
         if purpose not in PURPOSES:
             raise invalid(f"unknown evaluation purpose {purpose!r}")
         self.check_candidates(task, candidates)
+        problem = EvaluationJob(
+            "",
+            task.task_id,
+            purpose,
+            tuple(candidates),
+            "",
+            "",
+            tuple(tuple(float(w) for w in p) for p in points),
+        ).problem()
+        if problem:
+            raise invalid(problem)
         blobs = dict(blobs or {})
         shas = {
             cid: self.store.blobs.put_bytes(data) for cid, data in blobs.items()
@@ -108,6 +128,7 @@ class Evaluations:
                 tuple(candidates),
                 created,
                 _deadline_iso(deadline),
+                tuple(tuple(float(w) for w in p) for p in points),
             ),
             [CarriedWeights(cid, sha, blobs[cid]) for cid, sha in shas.items()],
             actor,
@@ -185,6 +206,14 @@ class Evaluations:
                 "not free text"
             )
         strata = n_strata(task.spec.kind, task.spec.n_classes)
+        if report.stack and job.purpose != "stack":
+            raise invalid(f"evaluation {job.job_id} is not a stack job; it takes scores")
+        if report.scores and job.purpose == "stack":
+            raise invalid(f"evaluation {job.job_id} is a stack job; it takes sums, not scores")
+        for stats in report.stack:
+            problem = stats.problem(len(job.candidates), len(job.points), MAX_FOLDS)
+            if problem:
+                raise invalid(f"the stack sums cannot be: {problem}")
         for cid, score in report.scores.items():
             if job.candidate(cid) is None:
                 raise invalid(f"{cid[:80]!r} is not a candidate of evaluation {job.job_id}")
@@ -192,7 +221,7 @@ class Evaluations:
             if problem:
                 raise invalid(f"the score of candidate {cid[:80]!r} cannot be: {problem}")
         refusal = self.store.evaluations.keep_report(
-            job.job_id, site.name, report.declined, report.scores
+            job.job_id, site.name, report.declined, report.scores, report.stack
         )
         if refusal == "closed":
             raise precondition(
@@ -213,10 +242,12 @@ class Evaluations:
             site.name,
             f"declined ({report.declined})"
             if report.declined
+            else f"sent {len(report.stack)} stack sums"
+            if report.stack
             else f"scored {len(report.scores)} candidates",
             extra={"event": "evaluation-report", "job_id": job.job_id, "site": site.name},
         )
-        return len(report.scores)
+        return len(report.scores) + len(report.stack)
 
     # ---- waiting and results ----------------------------------------------------------------
     def expected(self, task: TaskRecord) -> set[str]:
@@ -284,6 +315,10 @@ class Evaluations:
         for s in self.store.evaluations.scores(job_id):
             out.setdefault(s.candidate_id, {})[s.site] = s.score
         return out
+
+    def stack(self, job_id: str) -> dict[str, list[StackStats]]:
+        """A stack job's sums: site -> its statistics."""
+        return self.store.evaluations.stack(job_id)
 
     def results(self, job: EvaluationJob) -> dict[str, Consortium]:
         """candidate id -> its consortium result, with the difference to the job's reference."""

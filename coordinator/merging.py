@@ -23,7 +23,7 @@ from common.artifacts.recipefile import write_recipe
 from common.evaluation import CandidateScore, Consortium
 from common.evaluation.candidates import Candidate, EvaluationJob
 from common.evaluation.policy import merge_policy
-from common.evaluation.selection import BlockInfo
+from common.evaluation.selection import BlockInfo, site_choices
 from common.lego.merge import HEAD_MERGES, LATENT_MERGES
 from common.lego.recipe import Recipe
 from common.pki import identity_from_cert
@@ -34,6 +34,7 @@ from common.version import code_version
 
 from .errors import Kind, RegistryError, as_invalid, not_found, precondition
 from .evaluations import Evaluations
+from .stacking import fit_stack
 from .store import Store, write_card
 
 log = logging.getLogger("mmlego.coordinator")
@@ -193,17 +194,34 @@ def merge_task(
             "merge"
         )
     infos = block_infos(records)
-    candidates = chooser.candidates(infos, latent_merge, head_merge)
+    stack = None
+    if evaluations is not None and chooser.stacks:
+        stack = fit_stack(
+            evaluations,
+            task,
+            infos,
+            evaluations.deadline(deadline_s),
+            actor,
+            latent_merge,
+            head_merge,
+            stop,
+        )
+    candidates = chooser.candidates(
+        infos, latent_merge, head_merge, stack.candidates if stack else ()
+    )
     job, results, scores, status, expected = None, {}, {}, None, set()
     if evaluations is not None:
         wait_s = evaluations.deadline(deadline_s)
         job = evaluations.open(task, "merge", candidates, wait_s, actor=actor)
         expected = evaluations.expected(task)
-        status = evaluations.wait(job.job_id, expected, wait_s, stop)
+        silent = stack.silent if stack is not None else set()  # waited for once already
+        status = evaluations.wait(job.job_id, expected - silent, wait_s, stop)
         results, scores = evaluations.results(job), evaluations.scores(job.job_id)
     choice = chooser.choose(candidates, infos, results, z, job is not None and not results)
     chosen = choice.candidate
     validation = validation_card(job, results, scores, chosen, choice.reason, status, expected)
+    if stack is not None:
+        validation["stack"] = stack.card
     record = store_recipe(
         store,
         task,
@@ -214,6 +232,41 @@ def merge_task(
         scores.get(chosen.candidate_id, {}),
         job.job_id if job is not None else "",
     )
+    if job is not None and chooser.per_site:
+        for cand, sites in _by_candidate(site_choices(candidates, scores, chosen, z)).items():
+            mine = validation_card(
+                job,
+                results,
+                scores,
+                cand,
+                f"for {', '.join(sites)}: their own out-of-fold evidence favours {cand.label} "
+                f"over {record.model_id} ({chosen.label}) by more than {z:g} standard errors",
+                status,
+                expected,
+            )
+            site_version = store_recipe(
+                store,
+                task,
+                records,
+                cand,
+                actor,
+                {**mine, "serves": sites, "consortium_version": record.model_id},
+                scores.get(cand.candidate_id, {}),
+                job.job_id,
+            )
+            log.info(
+                "published %s (%s) for %s",
+                site_version.model_id,
+                cand.label,
+                ", ".join(sites),
+                extra={
+                    "event": "merged-for-sites",
+                    "task": task_id,
+                    "model_id": site_version.model_id,
+                    "sites": sites,
+                    "actor": actor,
+                },
+            )
     log.info(
         "merged %d blocks of %s into %s (%s)",
         len(records),
@@ -230,6 +283,13 @@ def merge_task(
         },
     )
     return record
+
+
+def _by_candidate(choices: Mapping[str, Candidate]) -> dict[Candidate, list[str]]:
+    out: dict[Candidate, list[str]] = {}
+    for site, cand in sorted(choices.items()):
+        out.setdefault(cand, []).append(site)
+    return out
 
 
 def store_recipe(

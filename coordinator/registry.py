@@ -195,8 +195,8 @@ class Registry:
             )
         return evaluate_versions(self.store, self.evaluations, model_ids, deadline_s, actor, stop)
 
-    def recommended(self, task_id: str) -> Recommendation:
-        return recommend(self.store, task_id)
+    def recommended(self, task_id: str, site: str = "") -> Recommendation:
+        return recommend(self.store, task_id, site)
 
     def withdraw(self, site: str, reason: str, actor: str) -> SiteRecord:
         rec = self.store.sites.withdraw(site, reason, actor)

@@ -21,7 +21,7 @@ import copy
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -70,6 +70,8 @@ class Entry:
     modalities: list[str]
     predict: Callable[[MultimodalDataset], np.ndarray]
     info: ReferenceInfo | None = None  # how a reference was chosen (validation figures)
+    # a hospital's own version of this kind (the recommendation for its patients), if other
+    per_site: dict[str, Entry] = field(default_factory=dict)
 
 
 def module_entry(

@@ -155,6 +155,19 @@ def federated(
         else f"no round kept: {run.merged.model_id} (the parent)"
     )
     chosen = run.merged.card.get("validation", {}).get("chosen", run.merged.recipe.kind)
+    rec_id = run.recommended.model.model_id if run.recommended else run.merged.model_id
+    own = {
+        site: module_entry(
+            "recommended",
+            r.model.model_id,
+            model,
+            list(model.modalities),
+            spec,
+        )
+        for site, r in sorted(run.site_recommended.items())
+        if r.model.model_id != rec_id
+        for model in [load_model_folder(run.model_dirs[r.model.model_id])[0]]
+    }
     return [
         module_entry(
             "best-block",
@@ -175,12 +188,15 @@ def federated(
         ),
         module_entry("merge", f"{run.merged.model_id}: {chosen}", merged, mods, spec),
         module_entry("fuse", fuse_name, fused if fused is not None else merged, mods, spec),
-        module_entry(
-            "recommended",
-            run.recommended.model.model_id if run.recommended else run.merged.model_id,
-            recommended,
-            mods,
-            spec,
+        replace(
+            module_entry(
+                "recommended",
+                rec_id + "".join(f"; {s}: {e.name}" for s, e in own.items()),
+                recommended,
+                mods,
+                spec,
+            ),
+            per_site=own,
         ),
     ]
 
@@ -198,6 +214,8 @@ def test_set(
     common = np.ones(len(data), dtype=bool)
     for e in entries:
         common &= covered(data, e.modalities)
+        for site, own in e.per_site.items():
+            common &= (sites != site) | covered(data, own.modalities)
     for site, e in locals_.items():
         mine = sites == site
         common &= ~mine | covered(data, e.modalities)
@@ -208,6 +226,11 @@ def test_set(
         return None, rows
     part = data.subset(rows)
     scores = {e.kind: np.asarray(e.predict(part)) for e in entries}
+    for e in entries:  # a hospital's own version of a kind scores its patients
+        for site, own in e.per_site.items():
+            mine = np.flatnonzero(sites[rows] == site)
+            if mine.size:
+                scores[e.kind][mine] = np.asarray(own.predict(part.subset(mine)))
     if locals_:
         parts = {}
         for site, e in locals_.items():
@@ -445,7 +468,16 @@ def build_report(
             run.merged.model_id, run.merged.recipe.kind, run.merged.card.get("validation", {})
         ),
         fuse=_fuse_section(run),
-        recommended=Recommended(rec.model.model_id, _finite(rec.metric), rec.reason)
+        recommended=Recommended(
+            rec.model.model_id,
+            _finite(rec.metric),
+            rec.reason,
+            {
+                site: (r.model.model_id, r.reason)
+                for site, r in sorted(run.site_recommended.items())
+                if r.model.model_id != rec.model.model_id
+            },
+        )
         if rec
         else None,
         validation=validation_summary(run, scn, part),

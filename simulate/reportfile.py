@@ -142,13 +142,23 @@ class Recommended:
     model: str
     metric: float | None
     reason: str
+    # site -> (version, why) where a site's own evidence favours another version for its patients
+    for_sites: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def to_json(self) -> Json:
-        return {"model": self.model, "metric": self.metric, "reason": self.reason}
+        return {
+            "model": self.model,
+            "metric": self.metric,
+            "reason": self.reason,
+            "for_sites": {s: {"model": m, "reason": r} for s, (m, r) in self.for_sites.items()},
+        }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Recommended | None:
-        return cls(d["model"], d["metric"], d["reason"]) if d else None
+        if not d:
+            return None
+        sites = {s: (v["model"], v["reason"]) for s, v in d.get("for_sites", {}).items()}
+        return cls(d["model"], d["metric"], d["reason"], sites)
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,8 @@ class RunResult:
     placement: dict[str, str] = field(
         default_factory=dict
     )  # ray engine: site -> the Ray node that trained its block(s)
+    # site -> the version recommended for its patients (the consortium's unless its own evidence)
+    site_recommended: dict[str, Recommendation] = field(default_factory=dict)
 
 
 def task_record(scn: Scenario, part: Partition) -> TaskRecord:
@@ -506,6 +508,7 @@ class Operated:
     fuse_detail: dict[str, Any] = field(
         default_factory=dict
     )  # the fuse run's record: rounds run, curve
+    site_recommended: dict[str, Recommendation] = field(default_factory=dict)
 
 
 def operate(
@@ -588,15 +591,20 @@ def operate(
     model_dirs: dict[str, Path] = {}
     with RegistryClient(svc.address, svc.admin_tls) as admin:
         recommended = admin.recommended(svc.task.task_id)
+        for_sites = {s.name: admin.recommended(svc.task.task_id, s.name) for s in scn.spec.sites}
         for m in {
             merged.model_id,
             recommended.model.model_id,
             *([fused.model_id] if fused else []),
+            *(r.model.model_id for r in for_sites.values()),
         }:
             model_dirs[m] = out / "models" / m
             admin.pull_model(m, model_dirs[m])
     say(f"recommended version: {recommended.model.model_id} ({recommended.reason})")
-    return Operated(merged, fused, note, recommended, blocks, model_dirs, fuse_detail)
+    for site, r in for_sites.items():
+        if r.model.model_id != recommended.model.model_id:
+            say(f"  for {site}: {r.model.model_id} ({r.reason})")
+    return Operated(merged, fused, note, recommended, blocks, model_dirs, fuse_detail, for_sites)
 
 
 class ProcessesEngine:
@@ -717,4 +725,5 @@ def simulate(
         done.fuse_detail,
         engine=engine,
         placement=dict(sites.placement),
+        site_recommended=done.site_recommended,
     )

@@ -115,8 +115,9 @@ def pull(
     recommended: bool = typer.Option(
         False,
         "--recommended",
-        help="The task's recommended version (site.toml's task, "
-        "or --task): the best on the consortium's validation patients.",
+        help="The version recommended for this site's patients (site.toml's task, or --task): "
+        "the consortium's best on validation, unless this site's own out-of-fold evidence "
+        "favours another.",
     ),
     task: str = typer.Option("", help="The task of --recommended (default: site.toml's task)."),
 ) -> None:
@@ -131,7 +132,7 @@ def pull(
                     '--recommended needs a task: pass --task or set task = "..." in site.toml',
                     EXIT_BAD_INPUT,
                 )
-            rec_ = _call(client.recommended, task or cfg.task)
+            rec_ = _call(client.recommended, task or cfg.task, cfg.site)
             typer.echo(f"recommended: {rec_.model.model_id} ({rec_.reason})")
             model = rec_.model.model_id
         rec = _call(client.pull_model, model, out)

@@ -37,7 +37,15 @@ from common.data.dataset import MultimodalDataset
 from common.data.splits import FoldError, site_folds, site_split
 from common.evaluation.candidates import Candidate, EvaluationJob, SiteReport
 from common.evaluation.pairs import events_of
-from common.evaluation.scoring import Part, Scorable, covered, enough, score_models
+from common.evaluation.scoring import (
+    Part,
+    Scorable,
+    covered,
+    enough,
+    predict_parts,
+    score_models,
+)
+from common.evaluation.stacking import features, site_stats
 from common.fileio import atomic_write
 from common.fuse import fused_model
 from common.fuse.wire import FLAT, layout, split_runs, trainable_names, unpack
@@ -419,6 +427,8 @@ def answer(
         )
         return SiteReport(job.job_id, declined="query-budget")
     builder = Builder(cfg, client, task, patients, fold_of)
+    if job.purpose == "stack":
+        return stack_answer(cfg, job, builder, patients, task, fold_of, ledger, asked)
     models: list[list[Part] | None] = []
     for c in job.candidates:
         try:
@@ -459,10 +469,125 @@ def answer(
     return SiteReport(job.job_id, kept)
 
 
+def stack_answer(
+    cfg: SiteConfig,
+    job: EvaluationJob,
+    builder: Builder,
+    patients: MultimodalDataset,
+    task: TaskRecord,
+    fold_of: np.ndarray | None,
+    ledger: Ledger,
+    asked: dict[str, str],
+) -> SiteReport:
+    """A stack job: every component scores every patient out of fold (through the site's fold
+    copies that never saw it), and the site sends the stacking loss's sums at the job's points,
+    per fold when each fold passes its minimum cell size, else in all (common.evaluation.stacking).
+    A component it cannot rebuild and check declines the whole job: the sums need every one."""
+    cache = StackCache(cfg, task, job, patients, fold_of)
+    cached = cache.load()
+    if cached is not None:
+        x, present = cached
+        return _stack_report(cfg, job, task, patients, fold_of, ledger, asked, x, present)
+    parts = []
+    for c in job.candidates:
+        try:
+            parts.append(builder.parts(job, c))
+        except FoldsChanged:
+            return SiteReport(job.job_id, declined="folds-changed")
+        except (Unverifiable, IntegrityError, SignatureError, CallError, ValueError) as exc:
+            log.warning(
+                "evaluation %s: stack component %s cannot be rebuilt: %s: %s; declined",
+                job.job_id,
+                c.candidate_id,
+                type(exc).__name__,
+                exc,
+                extra={"event": "evaluation-refused", "job_id": job.job_id, "reason": "stack"},
+            )
+            return SiteReport(job.job_id, declined="cannot-verify")
+    predicted = [predict_parts(p, patients, task.spec) for p in parts]
+    x, present = features(
+        task.spec.kind, [s for s, _ in predicted], [m for _, m in predicted], len(patients)
+    )
+    cache.save(x, present)
+    return _stack_report(cfg, job, task, patients, fold_of, ledger, asked, x, present)
+
+
+def _stack_report(
+    cfg: SiteConfig,
+    job: EvaluationJob,
+    task: TaskRecord,
+    patients: MultimodalDataset,
+    fold_of: np.ndarray | None,
+    ledger: Ledger,
+    asked: dict[str, str],
+    x: np.ndarray,
+    present: np.ndarray,
+) -> SiteReport:
+    stats = site_stats(
+        task.spec.kind,
+        x,
+        present,
+        patients.targets(),
+        job.points,
+        fold_of,
+        cfg.evaluation.folds if fold_of is not None else 0,
+        cfg.min_cell_size,
+    )
+    if not stats:
+        return SiteReport(job.job_id, declined="too-few-patients")
+    ledger.add(task.task_id, set(asked.values()))  # booked before they leave
+    return SiteReport(job.job_id, stack=tuple(stats))
+
+
+class StackCache:
+    """The components' out-of-fold predictions of this site's patients, kept in its state folder
+    between the stack jobs of one fit (they ask about other weights of the same components): the
+    latest set only, keyed by the task, the components, the folds and the patients."""
+
+    def __init__(
+        self,
+        cfg: SiteConfig,
+        task: TaskRecord,
+        job: EvaluationJob,
+        patients: MultimodalDataset,
+        fold_of: np.ndarray | None,
+    ) -> None:
+        key = json.dumps(
+            [
+                task.task_id,
+                [c.digest() for c in job.candidates],
+                list(patients.ids),
+                fold_of.tolist() if fold_of is not None else None,
+            ]
+        )
+        self.folder = cfg.state / "stack-cache"
+        self.path = self.folder / f"{hashlib.sha256(key.encode()).hexdigest()}.npz"
+
+    def load(self) -> tuple[np.ndarray, np.ndarray] | None:
+        try:
+            with np.load(self.path, allow_pickle=False) as f:
+                return f["x"], f["present"]
+        except (OSError, KeyError, ValueError):
+            return None
+
+    def save(self, x: np.ndarray, present: np.ndarray) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)  # the latest fit's only
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp.npz")
+        np.savez(tmp, x=x, present=present)
+        tmp.replace(self.path)
+
+
 def booked(job: EvaluationJob) -> dict[str, str]:
     """What each candidate costs the query budget: itself, and (but for the reference) its
     difference to the job's reference, whose variance the report carries too: the same candidate
-    against another reference is a new query."""
+    against another reference is a new query. A stack job is one query: its components and
+    points together."""
+    if job.purpose == "stack":
+        body = json.dumps(
+            [[c.digest() for c in job.candidates], [list(p) for p in job.points]]
+        ).encode()
+        return {"stack": hashlib.sha256(b"stack" + body).hexdigest()}
     ref = job.candidates[0].digest()
     return {
         c.candidate_id: c.digest()

@@ -133,7 +133,8 @@ def chosen_merge(
         for i, b in enumerate(blocks)
     ]
     by_id = {info.block_id: b for info, b in zip(infos, blocks, strict=True)}
-    candidates = [c for c in first_candidates(infos) if publishable(c, infos)]
+    first = first_candidates(infos)
+    candidates = [c for c in first if publishable(c, infos)]
     models = [c.recipe.make([by_id[i] for i in c.block_ids]) for c in candidates]
     scores = score_models([whole(val, (m, m.modalities)) for m in models], val, task, min_cell=1)
     reference = {"validation": scores[0]} if scores[0] is not None else None

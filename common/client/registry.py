@@ -247,9 +247,11 @@ class RegistryClient:
             serde.result_from_pb(r) for r in reply.results
         )
 
-    def recommended(self, task_id: str) -> Recommendation:
+    def recommended(self, task_id: str, site: str = "") -> Recommendation:
+        """The consortium's recommended version, or (``site``) the one for that site's
+        patients."""
         return serde.recommendation_from_pb(
-            self.call("GetRecommended", epb.GetRecommendedRequest(task_id=task_id))
+            self.call("GetRecommended", epb.GetRecommendedRequest(task_id=task_id, site=site))
         )
 
     def withdraw(self, site: str, reason: str) -> SiteRecord:

@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass, field
 from ..lego.recipe import BLOCK_KINDS, Recipe
 from ..recipe_defaults import DEFAULT_HEAD_MERGE, DEFAULT_LATENT_MERGE
 from .scores import CandidateScore
+from .stacking import MAX_COMPONENTS, MAX_POINTS, StackStats
 
 KINDS = (*BLOCK_KINDS, "version", "fuse-round")  # a recipe over blocks, a version, a fuse round
-PURPOSES = ("merge", "fuse", "versions")
+PURPOSES = ("merge", "fuse", "versions", "stack")
 HEX = set("0123456789abcdef")
 MAX_FOLDS = 50  # fold runs of a fuse-round candidate, at most
 
@@ -135,20 +136,47 @@ class EvaluationJob:
     candidates: tuple[Candidate, ...]
     created_at: str = ""
     deadline: str = ""  # when the coordinator stops waiting (ISO time)
+    # purpose "stack": weight vectors (one weight per candidate) at which sites send their sums
+    points: tuple[tuple[float, ...], ...] = ()
 
     def candidate(self, candidate_id: str) -> Candidate | None:
         return next((c for c in self.candidates if c.candidate_id == candidate_id), None)
+
+    def problem(self) -> str | None:
+        """Why the job cannot be (its candidates aside), or None: a stack job's components are
+        recipes over blocks, at most MAX_COMPONENTS, with 1..MAX_POINTS points of one finite
+        weight each; other jobs carry no points."""
+        if self.purpose != "stack":
+            return "only a stack job carries points" if self.points else None
+        if not 1 <= len(self.candidates) <= MAX_COMPONENTS or not all(
+            c.is_recipe for c in self.candidates
+        ):
+            return (
+                f"a stack job has 1 to {MAX_COMPONENTS} candidates, each a recipe over blocks "
+                "(merge or ensemble)"
+            )
+        if not 1 <= len(self.points) <= MAX_POINTS or any(
+            len(p) != len(self.candidates) or not all(math.isfinite(w) for w in p)
+            for p in self.points
+        ):
+            return (
+                f"a stack job has 1 to {MAX_POINTS} points of {len(self.candidates)} finite "
+                "weights each"
+            )
+        return None
 
 
 @dataclass(frozen=True)
 class SiteReport:
     """One site's answer to one job: a score per candidate it could score (others are left out:
-    too few of its validation patients have the modalities), or ``declined`` with the reason's
-    kind (too few validation patients or events, the query budget, evaluation switched off)."""
+    too few of its validation patients have the modalities), its sums at a stack job's points,
+    or ``declined`` with the reason's kind (too few validation patients or events, the query
+    budget, evaluation switched off)."""
 
     job_id: str
     scores: dict[str, CandidateScore] = field(default_factory=dict)  # candidate id -> its score
     declined: str = ""
+    stack: tuple[StackStats, ...] = ()  # a stack job's answer: sums at its points
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,20 @@ class MergePolicy(ABC):
     """Which candidates a merge asks the sites to score, and which one it publishes."""
 
     name: ClassVar[str]
+    # fit stacked weights with the sites first (coordinator.stacking)
+    stacks: ClassVar[bool] = False
+    # also publish, for a site, what its own out-of-fold evidence favours over the choice
+    per_site: ClassVar[bool] = False
 
     @abstractmethod
     def candidates(
-        self, blocks: Sequence[BlockInfo], latent_merge: str, head_merge: str
+        self,
+        blocks: Sequence[BlockInfo],
+        latent_merge: str,
+        head_merge: str,
+        stacked: Sequence[Candidate] = (),
     ) -> list[Candidate]:
-        """The candidates of the merge's job, the reference first."""
+        """The candidates of the merge's job, the reference first (``stacked``: the stack's)."""
 
     def choose(
         self,
@@ -46,7 +54,11 @@ class Uniform(MergePolicy):
     name = DEFAULT_POLICY
 
     def candidates(
-        self, blocks: Sequence[BlockInfo], latent_merge: str, head_merge: str
+        self,
+        blocks: Sequence[BlockInfo],
+        latent_merge: str,
+        head_merge: str,
+        stacked: Sequence[Candidate] = (),
     ) -> list[Candidate]:
         ids = tuple(b.block_id for b in blocks)
         recipe = Recipe(MergeRecipe.name, ids, (), latent_merge, head_merge)
@@ -59,24 +71,35 @@ class Ensemble(MergePolicy):
     name = "ensemble"
 
     def candidates(
-        self, blocks: Sequence[BlockInfo], latent_merge: str, head_merge: str
+        self,
+        blocks: Sequence[BlockInfo],
+        latent_merge: str,
+        head_merge: str,
+        stacked: Sequence[Candidate] = (),
     ) -> list[Candidate]:
         recipe = Recipe(EnsembleRecipe.name, tuple(b.block_id for b in blocks))
         return [Candidate.of("ensemble", "ensemble", recipe)]
 
 
 class Auto(MergePolicy):
-    """The small fixed family of :func:`first_candidates`; the one the sites' validation
-    supports (:func:`choose`) among those over every block, else the uniform merge."""
+    """The bounded family of :func:`first_candidates` with the stacked candidates; the one the
+    sites' out-of-fold evidence supports (:func:`choose`) among those that serve every patient,
+    else the uniform merge."""
 
     name = "auto"
+    stacks = True
+    per_site = True
 
     def candidates(
-        self, blocks: Sequence[BlockInfo], latent_merge: str, head_merge: str
+        self,
+        blocks: Sequence[BlockInfo],
+        latent_merge: str,
+        head_merge: str,
+        stacked: Sequence[Candidate] = (),
     ) -> list[Candidate]:
         return [
             replace(c, latent_merge=latent_merge, head_merge=head_merge)
-            for c in first_candidates(blocks)
+            for c in first_candidates(blocks, stacked)
         ]
 
     def choose(

@@ -15,8 +15,14 @@ and lowered the test metric in two of three scenarios). So the rule is conservat
   of that gain (the sites' jackknife variances of the paired difference, combined): the
   candidate with the largest lower bound ``gain - z * se`` wins if that bound is above zero.
 
-The single blocks are scored too (that is how a consortium picks its best block honestly), but
-are never published by a merge: each covers only the patients of one modality.
+The family is bounded whatever the number of blocks (a few dozen candidates at most), so every
+site can score it within its query budget at hundreds of blocks: stacked candidates (weights
+fitted on out-of-fold predictions, coordinator.stacking) join it, and every block alone only up
+to MAX_ALONE blocks (beyond, each modality's blocks alone). A subset of the blocks is published
+for the whole consortium when it covers every modality and the evidence says so
+(:func:`publishable`); one that covers fewer modalities (a block alone) serves only some sites'
+patients, and is published for a site whose own out-of-fold evidence says so
+(coordinator.merging).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .candidates import Candidate
-from .scores import Consortium
+from .scores import CandidateScore, Consortium
 
 Z = 1.0  # standard errors a gain must exceed before the uniform merge is left
 SHRINK = 0.5  # data-derived weights: w = (1 - SHRINK) * 1 + SHRINK * w / mean(w)
@@ -53,9 +59,16 @@ def shrunk(w: Sequence[float], amount: float = SHRINK) -> tuple[float, ...]:
     return _mean_one([(1 - amount) + amount * x for x in _mean_one(w)])
 
 
-def first_candidates(blocks: Sequence[BlockInfo]) -> list[Candidate]:
-    """The first job: the uniform merge (reference), the ensemble, the balanced and size-weighted
-    variants where they differ from uniform, and every block alone."""
+MAX_ALONE = 12  # up to this many blocks, each is also a candidate alone
+
+
+def first_candidates(
+    blocks: Sequence[BlockInfo], stacked: Sequence[Candidate] = ()
+) -> list[Candidate]:
+    """The merge's job, bounded whatever the number of blocks: the uniform merge (reference), the
+    ensemble, the balanced and size-weighted variants where they differ from uniform, the
+    ``stacked`` candidates (coordinator.stacking), each modality's blocks alone (when there are
+    several modalities), and every block alone (up to MAX_ALONE blocks)."""
     ids = tuple(b.block_id for b in blocks)
     out = [
         Candidate("uniform", "merge", "uniform merge", ids),
@@ -79,7 +92,14 @@ def first_candidates(blocks: Sequence[BlockInfo]) -> list[Candidate]:
                 shrunk([math.sqrt(float(n)) for n in sizes]),  # type: ignore[arg-type]
             )
         )
-    if len(blocks) > 1:
+    out += list(stacked)
+    modalities = sorted(per_modality)
+    if len(modalities) > 1:
+        for m in modalities:
+            mine = tuple(b.block_id for b in blocks if b.modality == m)
+            if len(mine) > 1 or len(blocks) > MAX_ALONE:
+                out.append(Candidate(f"only-{m}", "merge", f"{m} blocks only", mine))
+    if 1 < len(blocks) <= MAX_ALONE:
         out += [
             Candidate(f"alone-{i}", "merge", f"{b.site}/{b.modality} alone", (b.block_id,))
             for i, b in enumerate(blocks)
@@ -115,9 +135,57 @@ def quality_candidates(
 
 
 def publishable(c: Candidate, blocks: Sequence[BlockInfo]) -> bool:
-    """A merge may publish a candidate built from every block (it scores every patient the
-    uniform merge scores); a block alone is scored for comparison only."""
-    return c.is_recipe and set(c.block_ids) == {b.block_id for b in blocks}
+    """A merge may publish a recipe that serves every patient the uniform merge of every block
+    serves: one that covers every modality of the blocks, over all of them or a subset (a
+    modality's blocks left out but one). A subset that covers fewer modalities (one block, one
+    modality's blocks) serves only the patients of those: it is scored for comparison, and may
+    be published for the sites it serves (coordinator.merging, per site)."""
+    if not c.is_recipe:
+        return False
+    modality = {b.block_id: b.modality for b in blocks}
+    if any(i not in modality for i in c.block_ids):
+        return False
+    return {modality[i] for i in c.block_ids} == set(modality.values())
+
+
+def site_bound(mine: CandidateScore, base: CandidateScore, same_job: bool, z: float = Z) -> float:
+    """One site's evidence that ``mine`` beats ``base`` on its own patients: the difference of
+    their metrics less ``z`` standard errors (-inf when it cannot be told). Scored in one job,
+    the standard error of the difference is at most the sum of each one's against the job's
+    reference; scored in different jobs, the two are taken as independent (a larger error for
+    positively correlated models: conservative either way)."""
+    diff = mine.metric - base.metric
+    if same_job:
+        se = math.sqrt(mine.var_diff) + math.sqrt(base.var_diff)
+    else:
+        se = math.sqrt(mine.var_metric + base.var_metric)
+    bound = diff - z * se
+    return bound if math.isfinite(bound) else float("-inf")
+
+
+def site_choices(
+    candidates: Sequence[Candidate],
+    scores: Mapping[str, Mapping[str, CandidateScore]],
+    chosen: Candidate,
+    z: float = Z,
+) -> dict[str, Candidate]:
+    """Per site, the recipe its own out-of-fold evidence favours over the consortium's choice
+    (a gain of more than ``z`` standard errors on all the patients the choice serves there),
+    for the sites where one does; a block alone or a modality's blocks qualify where they serve
+    every one of the site's patients."""
+    out = {}
+    for site, base in scores.get(chosen.candidate_id, {}).items():
+        best, best_bound = None, 0.0
+        for c in candidates:
+            mine = scores.get(c.candidate_id, {}).get(site)
+            if not c.is_recipe or c == chosen or mine is None or mine.patients != base.patients:
+                continue
+            bound = site_bound(mine, base, True, z)
+            if bound > best_bound:
+                best, best_bound = c, bound
+        if best is not None:
+            out[site] = best
+    return out
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,9 @@ TEXT NOT NULL,
     action TEXT NOT NULL, detail TEXT NOT NULL);
 """
 # Schema 2 (federated evaluation): jobs, who received and answered them, the scores, the scores
-# kept with model versions, the weights a candidate carries (a fuse round's), and fuse runs.
+# kept with model versions, the weights a candidate carries (a fuse round's), a stack job's sums
+# (a table added later within schema 2: tables only, created when a store is opened), and fuse
+# runs.
 SCHEMA_2 = """
 CREATE TABLE IF NOT EXISTS evaluations(seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT UNIQUE \
 NOT NULL,
@@ -80,6 +82,9 @@ TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS model_scores(model_id TEXT NOT NULL, site TEXT NOT NULL, job_id TEXT \
 NOT NULL, candidate_id TEXT NOT NULL,
     message BLOB NOT NULL, PRIMARY KEY(model_id, site));
+CREATE TABLE IF NOT EXISTS eval_stack(job_id TEXT NOT NULL, site TEXT NOT NULL, seq INTEGER \
+NOT NULL,
+    message BLOB NOT NULL, PRIMARY KEY(job_id, site, seq));
 CREATE TABLE IF NOT EXISTS fuse_runs(run_key TEXT PRIMARY KEY, task_id TEXT NOT NULL, parent_id \
 TEXT NOT NULL,
     started_at TEXT NOT NULL, finished_at TEXT NOT NULL DEFAULT '', state TEXT NOT NULL, \

@@ -9,8 +9,16 @@ from pathlib import Path
 
 from common.evaluation import CandidateScore
 from common.evaluation.candidates import EvaluationJob
+from common.evaluation.stacking import StackStats
 from common.records import utc_now
-from common.serde import job_from_bytes, job_to_bytes, score_from_bytes, score_to_bytes
+from common.serde import (
+    job_from_bytes,
+    job_to_bytes,
+    score_from_bytes,
+    score_to_bytes,
+    stack_from_bytes,
+    stack_to_bytes,
+)
 
 from .audit import record_event
 from .blobs import BlobStore
@@ -109,7 +117,12 @@ class EvaluationJobs:
         )
 
     def keep_report(
-        self, job_id: str, site: str, declined: str, scores: Mapping[str, CandidateScore]
+        self,
+        job_id: str,
+        site: str,
+        declined: str,
+        scores: Mapping[str, CandidateScore],
+        stack: Sequence[StackStats] = (),
     ) -> Refusal | None:
         """Keep a site's answer, checked under the write lock (a job closing meanwhile keeps no
         late report); the refusal, with nothing written, when it may not be kept."""
@@ -137,8 +150,18 @@ class EvaluationJobs:
                     "INSERT INTO eval_scores(job_id, site, candidate_id, message) VALUES(?,?,?,?)",
                     (job_id, site, cid, score_to_bytes(cid, score)),
                 )
+            for seq, stats in enumerate(stack):
+                c.execute(
+                    "INSERT INTO eval_stack(job_id, site, seq, message) VALUES(?,?,?,?)",
+                    (job_id, site, seq, stack_to_bytes(stats)),
+                )
             record_event(
-                c, site, "evaluation-report", job_id=job_id, scores=len(scores), declined=declined
+                c,
+                site,
+                "evaluation-report",
+                job_id=job_id,
+                scores=len(scores) + len(stack),
+                declined=declined,
             )
         return None
 
@@ -189,15 +212,30 @@ class EvaluationJobs:
             for site, cid, raw in self.db.query(sql, (job_id,))
         ]
 
+    def stack(self, job_id: str) -> dict[str, list[StackStats]]:
+        """A stack job's sums, site -> its statistics (sites withdrawn since do not count)."""
+        sql = (
+            "SELECT e.site, e.message FROM eval_stack e JOIN sites s ON s.name = e.site "
+            "WHERE e.job_id = ? AND s.withdrawn = 0 ORDER BY e.site, e.seq"
+        )
+        out: dict[str, list[StackStats]] = {}
+        for site, raw in self.db.query(sql, (job_id,)):
+            out.setdefault(site, []).append(stack_from_bytes(bytes(raw)))
+        return out
+
 
 def evaluation_traffic(store_root: Path, site: str) -> EvaluationTraffic:
     """What federated evaluation carried for ``site``, read from the store in ``store_root``
     opened read-only (a finished run's)."""
     with read_only(store_root / DB_FILE) as con:
-        score_bytes = int(
-            con.execute(
-                "SELECT COALESCE(SUM(LENGTH(message)), 0) FROM eval_scores WHERE site = ?", (site,)
-            ).fetchone()[0]
+        score_bytes = sum(
+            int(
+                con.execute(
+                    f"SELECT COALESCE(SUM(LENGTH(message)), 0) FROM {table} WHERE site = ?",
+                    (site,),
+                ).fetchone()[0]
+            )
+            for table in ("eval_scores", "eval_stack")
         )
         answered = tuple(
             job_from_bytes(bytes(raw))

@@ -126,6 +126,16 @@ class Models:
         )
         return {site: score_from_bytes(bytes(raw)) for site, raw in rows}
 
+    def scored_in(self, model_id: str) -> dict[str, str]:
+        """Site -> the job its score of the version comes from (sites withdrawn since do not
+        count): two versions scored in one job are compared with the job's paired variances."""
+        rows = self.db.query(
+            "SELECT m.site, m.job_id FROM model_scores m JOIN sites s ON s.name = m.site "
+            "WHERE m.model_id = ? AND s.withdrawn = 0",
+            (model_id,),
+        )
+        return {site: job for site, job in rows}
+
     def keep_scores(self, job_id: str, versions: Sequence[VersionScores]) -> None:
         """Keep the sites' scores of versions from one job, in one transaction (a site's newer
         score of a version replaces its older one)."""

@@ -192,7 +192,8 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]
             mmlego("site", "run", "--once", "--config", root / site / "site.toml")
         # The first merge: the sites score the candidates (as their daemons do) while it waits
         # for them.
-        scoring = threading.Thread(target=answer_jobs, args=(root, 90.0), daemon=True)
+        merged = threading.Event()
+        scoring = threading.Thread(target=answer_jobs, args=(root, merged, 300.0), daemon=True)
         scoring.start()
         mmlego(
             "admin",
@@ -206,6 +207,7 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]
             "--kit",
             root / "ops",
         )
+        merged.set()
         scoring.join(30)
         with (
             AdminClient(AdminKit.load(root / "ops")) as client,
@@ -216,20 +218,20 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]
             yield Consortium(root, address, root / "ops", console.url, shots)
 
 
-def answer_jobs(root: Path, within_s: float) -> None:
-    """Every site answers the evaluation jobs it finds (the daemon's own code), until each has."""
+def answer_jobs(root: Path, done: threading.Event, within_s: float) -> None:
+    """Every site answers the evaluation jobs it finds (the daemon's own code: a merge asks
+    several, its stack jobs then its candidates), until ``done`` or ``within_s``."""
     from common.client import RegistryClient
     from common.data.sitefolder import load_site_folder
     from site_client.config import load_site_config
     from site_client.evaluate import evaluate_pending
 
-    waiting, deadline = set(SITES), time.monotonic() + within_s
-    while waiting and time.monotonic() < deadline:
-        for site in sorted(waiting):
+    deadline = time.monotonic() + within_s
+    while not done.is_set() and time.monotonic() < deadline:
+        for site in SITES:
             cfg = load_site_config(root / site / "site.toml")
             with RegistryClient(cfg.coordinator, cfg.tls) as client:
-                if evaluate_pending(cfg, client, partial(load_site_folder, cfg.data)):
-                    waiting.discard(site)
+                evaluate_pending(cfg, client, partial(load_site_folder, cfg.data))
         time.sleep(0.5)
 
 

@@ -24,13 +24,16 @@ from common.data.export import export_site_folder
 from common.data.sitefolder import load_site_folder
 from common.evaluation import CandidateScore, PairCounts
 from common.evaluation.candidates import Candidate, SiteReport
+from common.evaluation.stacking import StackStats
 from common.fuse import FuseConfig
 from common.fuse.wire import FLAT, layout, pack, trainable_names
 from common.pb.mmlego.v1 import registry_pb2 as pb
 from common.sitetoml import EvaluationSection as SiteEvaluation
 from coordinator.config import EvaluationSection
+from coordinator.errors import RegistryError
 from coordinator.fuse_run import RoundJudge
 from coordinator.fusing import starting_model
+from coordinator.merging import store_recipe
 from coordinator.server import Running, serve
 from site_client.config import SiteConfig, load_site_config
 from site_client.evaluate import Ledger, evaluate_pending
@@ -142,9 +145,16 @@ def test_merge_auto_is_measured_by_the_sites_and_its_scores_recommend_it(
         )  # hosp-a never answered: the merge waited for it, not much longer than the deadline
         print(f"\nmerge with a silent site and a 20 s deadline: {waited:.1f} s")
         cands = {r["candidate"]: r for r in v["candidates"]}
+        # stacked weights were fitted with the sites first (a stack job per Newton step), and
+        # proposed beside the fixed family
+        stack = v["stack"]
+        assert stack["fitted"] and 1 <= len(stack["jobs"]) <= 4
+        assert [f["grouping"] for f in stack["fits"]] == ["blocks"]
         assert {"uniform", "ensemble", "alone-0", "alone-1"} <= set(cands) and v["chosen"] in (
             "uniform",
             "ensemble",
+            "stacked-blocks",
+            "stacked-blocks-ensemble",
         )
         assert cands["uniform"]["value"] is not None and cands["uniform"]["patients"] > 0
         assert (
@@ -161,9 +171,8 @@ def test_merge_auto_is_measured_by_the_sites_and_its_scores_recommend_it(
             rec.model.model_id == version.model_id
             and abs(rec.metric - version.metrics["val_metric"]) < 1e-6
         )
-        assert len(Ledger(sites[0]).used("t1")) == len(
-            cands
-        )  # every distinct candidate scored is booked
+        booked = len(cands) + len(stack["jobs"])  # a stack job is one query
+        assert len(Ledger(sites[0]).used("t1")) == booked  # every distinct candidate scored
 
         # the operator asks the sites to score the stored version again
         done.clear()
@@ -180,9 +189,7 @@ def test_merge_auto_is_measured_by_the_sites_and_its_scores_recommend_it(
         assert set(status.reported) == {"hosp-b", "hosp-c"} and results[
             "v0"
         ].value == pytest.approx(rec.metric)
-        assert (
-            len(Ledger(sites[0]).used("t1")) == len(cands) + 1
-        )  # a stored version is a new candidate
+        assert len(Ledger(sites[0]).used("t1")) == booked + 1  # a stored version is a new one
 
 
 def test_a_site_declines_past_its_query_budget_and_below_its_minimum_cell(
@@ -406,3 +413,112 @@ def test_the_sites_score_a_lego_fuse_round_against_its_parent(
             (answer,) = evaluate_pending(sites[0], client, load_site_folder(sites[0].data))
         assert answer.job_id == odd.job_id and answer.scored == 1
         assert set(reg.evaluations.scores(odd.job_id)) == {"parent"}
+
+
+def test_stack_sums_that_cannot_be_are_refused_and_a_site_sends_them_per_fold(
+    consortium: Consortium, tmp_path: Path
+) -> None:
+    with evaluating(consortium, tmp_path, deadline_s=30) as (address, running):
+        push_blocks(consortium, address, tmp_path)
+        blocks = tuple(b.block_id for b in running.registry.blocks("t1"))
+        reg = running.registry
+        parts = [
+            Candidate("part-0", "merge", "genes", blocks[:1]),
+            Candidate("part-1", "merge", "clinical", blocks[1:]),
+        ]
+        with pytest.raises(RegistryError, match="2 finite weights"):
+            reg.evaluations.open(reg.task("t1"), "stack", parts, 30, points=[(1.0,)])
+        job = reg.evaluations.open(reg.task("t1"), "stack", parts, 30, points=[(1.0, 1.0)])
+        good = StackStats(0, -1, 40, 10, 12.0, (0.1, 0.2), (2.0, 0.5, 0.5, 1.0))
+        with RegistryClient(address, consortium.tls("hosp-c")) as c:
+            c.pending_evaluations("t1")
+            bad = {
+                "asymmetric Hessian": replace(good, hessian=(2.0, 0.5, 0.4, 1.0)),
+                "gradient of one": replace(good, gradient=(0.1,)),
+                "unknown point": replace(good, point=3),
+                "NaN loss": replace(good, loss=float("nan")),
+            }
+            for what, stats in bad.items():
+                with pytest.raises(CallError) as err:
+                    c.report(SiteReport(job.job_id, stack=(stats,)))
+                assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT, what
+            with pytest.raises(CallError) as err:  # a stack job takes sums, not scores
+                c.report(
+                    SiteReport(
+                        job.job_id,
+                        {"part-0": CandidateScore((PairCounts(3, 1, 0),), 12, 6, 0.0, 0.0)},
+                    )
+                )
+            assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert rows(running, "eval_stack") == [] and rows(running, "eval_reports") == []
+        # a cross-fitting site (with no block of its own here) scores every patient with both
+        # components and sends each fold's sums
+        cfg = site(consortium, "hosp-c", address, tmp_path, seed=3, folds=5)
+        with RegistryClient(address, consortium.tls("hosp-c")) as c:
+            (answer,) = evaluate_pending(cfg, c, load_site_folder(cfg.data))
+        assert answer.declined == "" and answer.scored == 0
+        stats = reg.evaluations.stack(job.job_id)["hosp-c"]
+        assert sorted(s.fold for s in stats) == [0, 1, 2, 3, 4]
+        assert sum(s.patients for s in stats) == 160 and all(s.events >= 5 for s in stats)
+        assert len(Ledger(cfg).used("t1")) == 1  # the job is one query
+        # the next step's job (other weights, same components) is answered from the site's cache
+        # of its out-of-fold predictions, with the sums of the new point
+        assert len(list((cfg.state / "stack-cache").glob("*.npz"))) == 1
+        nxt = reg.evaluations.open(reg.task("t1"), "stack", parts, 30, points=[(2.0, 0.5)])
+        with RegistryClient(address, consortium.tls("hosp-c")) as c:
+            (again,) = evaluate_pending(cfg, c, load_site_folder(cfg.data))
+        assert again.job_id == nxt.job_id and again.declined == ""
+        moved = reg.evaluations.stack(nxt.job_id)["hosp-c"]
+        assert [s.patients for s in moved] == [s.patients for s in stats]
+        assert [s.loss for s in moved] != [s.loss for s in stats]
+
+
+def test_a_site_is_recommended_what_its_own_evidence_favours_the_consortium_what_serves_all(
+    consortium: Consortium, tmp_path: Path
+) -> None:
+    with evaluating(consortium, tmp_path) as (address, running):
+        push_blocks(consortium, address, tmp_path)
+        reg = running.registry
+        records = reg.store.blocks.latest("t1")
+        genes = next(r for r in records if r.modality == "genes")
+        both = tuple(r.block_id for r in records)
+        task = reg.task("t1")
+
+        def score(c: int, d: int, patients: int, var_diff: float) -> CandidateScore:
+            return CandidateScore((PairCounts(c, d, 0),), patients, 20, 0.0004, var_diff)
+
+        def version(cand: Candidate, scores: dict[str, CandidateScore], job: str) -> str:
+            return store_recipe(reg.store, task, records, cand, "ops", {}, scores, job).model_id
+
+        # one merge job: the uniform merge of both blocks (its reference), the genes block alone
+        merged = version(
+            Candidate("uniform", "merge", "uniform", both),
+            {"hosp-b": score(600, 400, 80, 0.0), "hosp-c": score(600, 400, 80, 0.0)},
+            "t1-e1",
+        )
+        alone = version(
+            Candidate("alone-0", "merge", "genes alone", (genes.block_id,)),
+            {
+                "hosp-c": score(700, 300, 80, 0.0004),  # +0.10, se 0.02: beyond doubt
+                "hosp-b": score(800, 200, 50, 0.0004),  # better, on fewer of its patients
+            },
+            "t1-e1",
+        )
+        with RegistryClient(address, consortium.tls("hosp-c")) as c:
+            ours = c.recommended("t1")
+            assert ours.model.model_id == merged and ours.site == ""  # serves every modality
+            mine = c.recommended("t1", "hosp-c")
+            assert mine.model.model_id == alone and mine.site == "hosp-c"
+            assert "beats" in mine.reason and mine.sites == ("hosp-c",)
+            other = c.recommended("t1", "hosp-b")
+            assert other.model.model_id == merged and "no version beats it" in other.reason
+            with pytest.raises(CallError) as err:
+                c.recommended("t1", "hosp-zz")
+            assert err.value.code == grpc.StatusCode.NOT_FOUND
+        # a gain within its standard errors leaves the site with the consortium's version
+        close = version(
+            Candidate("alone-9", "ensemble", "genes alone", (genes.block_id,)),
+            {"hosp-b": score(610, 390, 80, 0.0009)},  # +0.01, se 0.03
+            "t1-e1",
+        )
+        assert reg.recommended("t1", "hosp-b").model.model_id == merged != close

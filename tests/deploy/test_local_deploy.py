@@ -41,9 +41,9 @@ def test_the_local_deploy_runs_every_operations_step(tmp_path: Path) -> None:
     after = json.loads((tmp_path / "run" / "status-after.json").read_text())
     models = [m["model"] for m in after["models"]]
     fused = [m["model"] for m in after["models"] if m["recipe"] == "fuse"]
-    assert (
+    assert (  # three merges (and the versions a merge published for a hospital), a fused one
         models == [f"ovarian-v{n}" for n in range(len(models), 0, -1)]
-        and len(models) == 3 + len(fused)
+        and len(models) >= 3 + len(fused)
         and len(fused) <= 1
     )
     assert all(

@@ -111,6 +111,7 @@ DECLINES = {
     "folds-changed",
 }  # the kinds a site may give, never text
 SCORE_FIELDS = {"candidate_id", "strata", "patients", "events", "var_metric", "var_diff"}
+STACK_FIELDS = {"point", "fold", "patients", "events", "loss", "gradient", "hessian"}
 MANIFEST_FIELDS = {
     "task_id",
     "site",
@@ -355,15 +356,27 @@ def request_type(path: str) -> type[ProtoMessage]:
 
 
 def check_report(report: epb.EvaluationReport, site: str, min_cell: int, strata: int) -> None:
-    """An evaluation report is pair counts and counts of at least ``min_cell``, or a decline's
-    kind."""
-    only_fields(report, {"job_id", "scores", "declined"}, f"{site}'s EvaluationReport")
+    """An evaluation report is pair counts and counts of at least ``min_cell``, a stack job's
+    sums over at least ``min_cell`` patients, events and censored patients (one sum per fold or
+    site, never per patient), or a decline's kind."""
+    only_fields(report, {"job_id", "scores", "declined", "stack"}, f"{site}'s EvaluationReport")
     assert IDENT.fullmatch(report.job_id)
     if report.declined:
-        assert report.declined in DECLINES and not report.scores, (
+        assert report.declined in DECLINES and not report.scores and not report.stack, (
             f"{site} declined with {report.declined[:80]!r}"
         )
         return
+    for st in report.stack:
+        assert not report.scores
+        only_fields(st, STACK_FIELDS, f"{site}'s StackStats")
+        g = len(st.gradient)
+        assert 1 <= g <= 16 and len(st.hessian) == g * g and -1 <= st.fold < 50
+        assert (
+            st.patients >= min_cell
+            and st.events >= min_cell
+            and st.patients - st.events >= min_cell
+        ), f"{site}: stack sums over {st.patients} patients and {st.events} events"
+        assert all(math.isfinite(v) for v in (st.loss, *st.gradient, *st.hessian))
     for sc in report.scores:
         only_fields(sc, SCORE_FIELDS, f"{site}'s CandidateScore")
         assert IDENT.fullmatch(sc.candidate_id) and len(sc.strata) == strata

@@ -10,6 +10,7 @@ import hashlib
 import pytest
 
 from common.evaluation import Consortium
+from common.evaluation.candidates import Candidate
 from common.evaluation.selection import BlockInfo, choose, first_candidates, publishable, shrunk
 
 
@@ -32,6 +33,7 @@ def test_the_family_is_small_and_only_varies_where_the_blocks_differ() -> None:
         "balanced",
         "balanced-ensemble",
         "size",
+        "only-genes",
         "alone-0",
         "alone-1",
         "alone-2",
@@ -50,10 +52,25 @@ def test_the_family_is_small_and_only_varies_where_the_blocks_differ() -> None:
     cands = {c.candidate_id: c for c in first_candidates(BLOCKS)}
     assert cands["balanced"].weights == (0.75, 0.75, 1.5)  # genes and clinical count equally
     assert all(publishable(cands[k], BLOCKS) for k in ("uniform", "ensemble", "balanced", "size"))
-    assert not publishable(cands["alone-0"], BLOCKS)  # scores the patients of one modality only
+    assert not publishable(cands["alone-0"], BLOCKS)  # serves the patients of one modality only
+    # a subset that keeps every modality serves every patient: it may be published
+    assert publishable(Candidate("x", "merge", "", (bid("a"), bid("c"))), BLOCKS)
+    assert not publishable(cands["only-genes"], BLOCKS)
     assert cands["uniform"].problem() is None and len({c.digest() for c in cands.values()}) == len(
         cands
     )
+
+
+def test_the_family_stays_bounded_at_hundreds_of_blocks() -> None:
+    many = [
+        BlockInfo(bid(f"s{i}"), f"hosp-{i}", ("genes", "clinical", "slides")[i % 3], 50 + i)
+        for i in range(500)
+    ]
+    stacked = [Candidate("stacked-modalities", "merge", "stacked", tuple(b.block_id for b in many))]
+    ids = [c.candidate_id for c in first_candidates(many, stacked)]
+    assert len(ids) <= 12 and "stacked-modalities" in ids
+    assert {"only-clinical", "only-genes", "only-slides"} <= set(ids)
+    assert not any(i.startswith("alone-") for i in ids)
 
 
 def test_data_derived_weights_are_shrunk_half_way_to_equal() -> None:

@@ -41,20 +41,28 @@ class Candidate(_message.Message):
     def __init__(self, candidate_id: _Optional[str] = ..., kind: _Optional[str] = ..., label: _Optional[str] = ..., block_ids: _Optional[_Iterable[str]] = ..., weights: _Optional[_Iterable[float]] = ..., latent_merge: _Optional[str] = ..., head_merge: _Optional[str] = ..., model_id: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., weights_size: _Optional[int] = ..., fuse_mode: _Optional[str] = ..., layout: _Optional[str] = ..., folds: _Optional[int] = ...) -> None: ...
 
 class EvaluationJob(_message.Message):
-    __slots__ = ("job_id", "task_id", "purpose", "candidates", "created_at", "deadline")
+    __slots__ = ("job_id", "task_id", "purpose", "candidates", "created_at", "deadline", "stack_points")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    STACK_POINTS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     task_id: str
     purpose: str
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     created_at: _timestamp_pb2.Timestamp
     deadline: _timestamp_pb2.Timestamp
-    def __init__(self, job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., purpose: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    stack_points: _containers.RepeatedCompositeFieldContainer[StackPoint]
+    def __init__(self, job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., purpose: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stack_points: _Optional[_Iterable[_Union[StackPoint, _Mapping]]] = ...) -> None: ...
+
+class StackPoint(_message.Message):
+    __slots__ = ("weights",)
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    weights: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, weights: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class PendingEvaluationsRequest(_message.Message):
     __slots__ = ("task_id",)
@@ -104,15 +112,35 @@ class CandidateScore(_message.Message):
     var_diff: float
     def __init__(self, candidate_id: _Optional[str] = ..., strata: _Optional[_Iterable[_Union[PairCounts, _Mapping]]] = ..., patients: _Optional[int] = ..., events: _Optional[int] = ..., var_metric: _Optional[float] = ..., var_diff: _Optional[float] = ...) -> None: ...
 
+class StackStats(_message.Message):
+    __slots__ = ("point", "fold", "patients", "events", "loss", "gradient", "hessian")
+    POINT_FIELD_NUMBER: _ClassVar[int]
+    FOLD_FIELD_NUMBER: _ClassVar[int]
+    PATIENTS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_FIELD_NUMBER: _ClassVar[int]
+    HESSIAN_FIELD_NUMBER: _ClassVar[int]
+    point: int
+    fold: int
+    patients: int
+    events: int
+    loss: float
+    gradient: _containers.RepeatedScalarFieldContainer[float]
+    hessian: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, point: _Optional[int] = ..., fold: _Optional[int] = ..., patients: _Optional[int] = ..., events: _Optional[int] = ..., loss: _Optional[float] = ..., gradient: _Optional[_Iterable[float]] = ..., hessian: _Optional[_Iterable[float]] = ...) -> None: ...
+
 class EvaluationReport(_message.Message):
-    __slots__ = ("job_id", "scores", "declined")
+    __slots__ = ("job_id", "scores", "declined", "stack")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     DECLINED_FIELD_NUMBER: _ClassVar[int]
+    STACK_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     scores: _containers.RepeatedCompositeFieldContainer[CandidateScore]
     declined: str
-    def __init__(self, job_id: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[CandidateScore, _Mapping]]] = ..., declined: _Optional[str] = ...) -> None: ...
+    stack: _containers.RepeatedCompositeFieldContainer[StackStats]
+    def __init__(self, job_id: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[CandidateScore, _Mapping]]] = ..., declined: _Optional[str] = ..., stack: _Optional[_Iterable[_Union[StackStats, _Mapping]]] = ...) -> None: ...
 
 class EvaluationReceipt(_message.Message):
     __slots__ = ("job_id", "accepted")
@@ -187,21 +215,25 @@ class EvaluationResult(_message.Message):
     def __init__(self, status: _Optional[_Union[EvaluationStatus, _Mapping]] = ..., results: _Optional[_Iterable[_Union[CandidateResult, _Mapping]]] = ...) -> None: ...
 
 class GetRecommendedRequest(_message.Message):
-    __slots__ = ("task_id",)
+    __slots__ = ("task_id", "site")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
-    def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+    site: str
+    def __init__(self, task_id: _Optional[str] = ..., site: _Optional[str] = ...) -> None: ...
 
 class Recommendation(_message.Message):
-    __slots__ = ("task_id", "model", "metric", "reason", "sites")
+    __slots__ = ("task_id", "model", "metric", "reason", "sites", "site")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     SITES_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     model: _registry_pb2.ModelVersion
     metric: float
     reason: str
     sites: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, task_id: _Optional[str] = ..., model: _Optional[_Union[_registry_pb2.ModelVersion, _Mapping]] = ..., metric: _Optional[float] = ..., reason: _Optional[str] = ..., sites: _Optional[_Iterable[str]] = ...) -> None: ...
+    site: str
+    def __init__(self, task_id: _Optional[str] = ..., model: _Optional[_Union[_registry_pb2.ModelVersion, _Mapping]] = ..., metric: _Optional[float] = ..., reason: _Optional[str] = ..., sites: _Optional[_Iterable[str]] = ..., site: _Optional[str] = ...) -> None: ...
