@@ -85,10 +85,20 @@ def chosen(name: str, s: dict[str, Any]) -> str:
     fused = sum(not str(r["fuse"]).startswith("not stored") for r in runs)
     declined = sorted({d for r in runs for d in r["declined_by"]})
     scored = min(len(r["scored_by"]) for r in runs)
+    own: dict[str, int] = {}
+    for r in runs:
+        for site in r.get("for_sites", {}):
+            own[site] = own.get(site, 0) + 1
     return (
         f"- {name}: merge chosen {merges}; a fused version kept in {fused} of {len(runs)} runs; "
         f"at least {scored} hospitals scored every merge"
         + (f"; declined: {', '.join(declined)}" if declined else "; none declined")
+        + (
+            "; a hospital's own version recommended: "
+            + ", ".join(f"{s} in {n} of {len(runs)}" for s, n in sorted(own.items()))
+            if own
+            else ""
+        )
     )
 
 

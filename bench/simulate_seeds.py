@@ -115,6 +115,8 @@ def _collected(out: Path, wall_s: float) -> dict[str, Any]:
         seed_report = json.loads((out / f"seed-{r['seed']}" / "report.json").read_text())
         r["wall_s"] = round(sum(seed_report["phases_s"].values()), 1)
         r["checks_failed"] = [k for k, ok in seed_report["checks"].items() if not ok]
+        own = (seed_report.get("recommended") or {}).get("for_sites", {})
+        r.setdefault("for_sites", {s: v["model"] for s, v in own.items()})
     return {
         **{
             k: summary[k]

@@ -149,6 +149,9 @@ def summarize(reports: list[Report], measured: list[Measured]) -> SeedsSummary:
             fuse=_fuse_line(r.fuse),
             recommended=r.recommended.model if r.recommended is not None else None,
             validation=r.validation,
+            for_sites={s: m for s, (m, _) in r.recommended.for_sites.items()}
+            if r.recommended is not None
+            else {},
         )
         for r in reports
     ]

@@ -4,7 +4,7 @@ one place that writes it to JSON and reads it back, key for key and in order."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .evidence import (
@@ -107,6 +107,8 @@ class SeedRun:
     fuse: str  # the fused version, or "not stored: <why>"
     recommended: str | None
     validation: ValidationSummary
+    # site -> the version recommended for its patients, where not the consortium's
+    for_sites: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> Json:
         return {
@@ -116,6 +118,7 @@ class SeedRun:
             "declined_by": list(self.declined_by),
             "fuse": self.fuse,
             "recommended": self.recommended,
+            "for_sites": dict(self.for_sites),
             "validation": self.validation.to_json(),
         }
 
@@ -129,6 +132,7 @@ class SeedRun:
             d["fuse"],
             d["recommended"],
             ValidationSummary.from_json(d["validation"]),
+            dict(d.get("for_sites", {})),
         )
 
 
