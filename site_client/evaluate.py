@@ -542,7 +542,8 @@ def _stack_report(
 class StackCache:
     """The components' out-of-fold predictions of this site's patients, kept in its state folder
     between the stack jobs of one fit (they ask about other weights of the same components): the
-    latest set only, keyed by the task, the components, the folds and the patients."""
+    latest set only, keyed by the task, the components, the folds, the patients and the data
+    folder's files (name, size, modification time: data that changed is scored again)."""
 
     def __init__(
         self,
@@ -558,6 +559,11 @@ class StackCache:
                 [c.digest() for c in job.candidates],
                 list(patients.ids),
                 fold_of.tolist() if fold_of is not None else None,
+                sorted(
+                    (str(f.relative_to(cfg.data)), st.st_size, st.st_mtime_ns)
+                    for f in cfg.data.rglob("*")
+                    if f.is_file() and (st := f.stat())
+                ),
             ]
         )
         self.folder = cfg.state / "stack-cache"
