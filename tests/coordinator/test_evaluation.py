@@ -472,6 +472,15 @@ def test_stack_sums_that_cannot_be_are_refused_and_a_site_sends_them_per_fold(
         moved = reg.evaluations.stack(nxt.job_id)["hosp-c"]
         assert [s.patients for s in moved] == [s.patients for s in stats]
         assert [s.loss for s in moved] != [s.loss for s in stats]
+        # data that changed since (a file rewritten) is scored again, not read from the cache
+        cached = {p.name for p in (cfg.state / "stack-cache").glob("*.npz")}
+        some = next(f for f in sorted(cfg.data.rglob("*")) if f.is_file())
+        os.utime(some, ns=(some.stat().st_atime_ns, some.stat().st_mtime_ns + 10**9))
+        reg.evaluations.open(reg.task("t1"), "stack", parts, 30, points=[(1.0, 2.0)])
+        with RegistryClient(address, consortium.tls("hosp-c")) as c:
+            (third,) = evaluate_pending(cfg, c, load_site_folder(cfg.data))
+        assert third.declined == ""
+        assert {p.name for p in (cfg.state / "stack-cache").glob("*.npz")} != cached
 
 
 def test_a_site_is_recommended_what_its_own_evidence_favours_the_consortium_what_serves_all(
@@ -523,12 +532,3 @@ def test_a_site_is_recommended_what_its_own_evidence_favours_the_consortium_what
             "t1-e1",
         )
         assert reg.recommended("t1", "hosp-b").model.model_id == merged != close
-        # data that changed since (a file rewritten) is scored again, not read from the cache
-        cached = {p.name for p in (cfg.state / "stack-cache").glob("*.npz")}
-        some = next(f for f in sorted(cfg.data.rglob("*")) if f.is_file())
-        os.utime(some, ns=(some.stat().st_atime_ns, some.stat().st_mtime_ns + 10**9))
-        reg.evaluations.open(reg.task("t1"), "stack", parts, 30, points=[(1.0, 2.0)])
-        with RegistryClient(address, consortium.tls("hosp-c")) as c:
-            (third,) = evaluate_pending(cfg, c, load_site_folder(cfg.data))
-        assert third.declined == ""
-        assert {p.name for p in (cfg.state / "stack-cache").glob("*.npz")} != cached
