@@ -59,11 +59,11 @@ site_blocks() { printf 'sum(x["blocks"] for x in s["sites"] if x["site"] == "%s"
 newest() {  # the newest model version's id
   "$MM" admin status --json --kit kits/ops | "$PY" -c "import json, sys; print(json.load(sys.stdin)['models'][0]['model'])"
 }
-merged_version() {  # merged_version COMMAND...: run a merge, show its output, print the version it created
-  local out
-  out="$("$@")" || return 1
-  printf '%s\n' "$out" >&2
-  sed -n 's/^created model version \([^ ]*\) .*/\1/p' <<<"$out" | head -1
+created_version() {  # created_version FILE: the version a merge's output (saved in FILE) created
+  local v
+  v="$(sed -n 's/^created model version \([^ ]*\) .*/\1/p' "$1" | head -1)"
+  [ -n "$v" ] || die "no 'created model version' line in $1"
+  printf '%s\n' "$v"
 }
 version_is() {  # version_is ID: a status_check expression binding v to that version's row
   printf '(v := next((m for m in s["models"] if m["model"] == "%s"), None)) is not None' "$1"
@@ -115,7 +115,8 @@ grep -q '"event": "pushed"' logs/site-hosp-a.log || die "hosp-a's daemon logged 
 step "7. merge (no training; the hospitals score the candidates) and a hospital pulls the recommended version"
 # (a merge may also publish a version for a hospital whose own evidence favours another recipe:
 # the consortium's version is the one the merge names)
-V1="$(merged_version "$MM" admin merge --task ovarian --recipe auto --kit kits/ops)"
+"$MM" admin merge --task ovarian --recipe auto --kit kits/ops | tee logs/merge-1.out
+V1="$(created_version logs/merge-1.out)"
 "$MM" admin card "$V1" --kit kits/ops
 "$MM" site pull --recommended --config kits/hosp-a/site.toml --out pulled/first
 status_check "$(version_is "$V1") and v['blocks'] == 2" || die "$V1 is not the merge of 2 blocks"
@@ -131,7 +132,8 @@ wait_for 120 "the SuperLink to register hosp-c's node key" \
   "$MM" coordinator flower-register hosp-c --key kits/hosp-c/flower-node.pub --config "$CONF"
 start site-hosp-c "$MM" site run --config kits/hosp-c/site.toml
 wait_for 600 "the blocks of hosp-c" status_check "$(site_blocks hosp-c 2)"
-V2="$(merged_version "$MM" admin merge --task ovarian --recipe auto --kit kits/ops)"
+"$MM" admin merge --task ovarian --recipe auto --kit kits/ops | tee logs/merge-2.out
+V2="$(created_version logs/merge-2.out)"
 V2_BLOCKS="$(version_blocks "$V2")"
 for id in $(version_blocks "$V1"); do
   grep -qx "$id" <<<"$V2_BLOCKS" || die "block $id of $V1 is not in $V2 (was it retrained?)"

@@ -280,6 +280,7 @@ def test_a_summary_over_seeds_keeps_its_keys_and_comes_back_from_its_json() -> N
         "declined_by",
         "fuse",
         "recommended",
+        "for_sites",
         "validation",
     ]
     assert list(doc["per_site"][0]["rows"][0]) == ["kind", "mean", "std", "seeds"]
