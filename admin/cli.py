@@ -12,9 +12,9 @@ from typing import Any
 
 import typer
 
+from common import fuse_options
 from common.admin import render
 from common.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, fail
-from common.fuse_sites import DEFAULT_FUSE_SITES
 from common.recipe_defaults import DEFAULT_HEAD_MERGE, DEFAULT_LATENT_MERGE, DEFAULT_POLICY
 
 app = typer.Typer(
@@ -188,53 +188,21 @@ def merge(
 
 @app.command("fuse")
 def fuse(
-    model: str = typer.Option(..., "--model", help="The merge or ensemble version to fine-tune."),
+    model: str = fuse_options.MODEL,
     kit: Path = KIT,
     coordinator: str = COORDINATOR,
     as_json: bool = JSON,
-    rounds: int = typer.Option(
-        6, min=1, help="The most rounds; the best round on consortium validation is kept."
-    ),
-    patience: int = typer.Option(
-        2, min=1, help="Stop after this many rounds without a better validation metric."
-    ),
-    epochs: int = typer.Option(1, min=1),
-    mode: str = typer.Option("", help="stack or weave (default: the task's fuse_mode)"),
-    lr: float = typer.Option(5e-4, min=0.0, help="Learning rate of the sites' local training."),
-    proximal_mu: float = typer.Option(
-        0.0, min=0.0, help="> 0: FedProx, mu/2 ||w - w_global||^2 in the sites' local training."
-    ),
-    sites: str = typer.Option(
-        DEFAULT_FUSE_SITES,
-        "--sites",
-        help="Who trains: paired (the sites with paired data, on their patients having every "
-        "modality of the model they hold) or all (every site holding one of the model's "
-        "modalities, on its patients having one; its SuperNode must run).",
-    ),
-    expect_sites: int = typer.Option(
-        0,
-        "--expect-sites",
-        "--expect-paired",
-        min=0,
-        help="Sites taking part to wait for before the first round (default: the "
-        "coordinator's [flower] expect_sites, else min_sites).",
-    ),
-    deadline: float = typer.Option(
-        0.0, min=0.0, help="Seconds the sites get to score each round (0: [evaluation] deadline_s)."
-    ),
-    unvalidated: bool = typer.Option(
-        False,
-        "--unvalidated",
-        help="Do not ask the sites to score rounds: run every round "
-        "and store the last, marked as not measured.",
-    ),
-    folds: int | None = typer.Option(
-        None,
-        min=0,
-        help="Fold runs beside the full run, so that the sites score every "
-        "round out of fold (default: as many as the parent's blocks were cross-fitted "
-        "with; 0: none).",
-    ),
+    rounds: int = fuse_options.ROUNDS,
+    patience: int = fuse_options.PATIENCE,
+    epochs: int = fuse_options.EPOCHS,
+    mode: str = fuse_options.MODE,
+    lr: float = fuse_options.LR,
+    proximal_mu: float = fuse_options.PROXIMAL_MU,
+    sites: str = fuse_options.SITES,
+    expect_sites: int = fuse_options.EXPECT_SITES,
+    deadline: float = fuse_options.DEADLINE,
+    unvalidated: bool = fuse_options.UNVALIDATED,
+    folds: int | None = fuse_options.FOLDS,
 ) -> None:
     """Run LegoFuse rounds on the sites with paired data (--sites all: on every site holding one of
     the model's modalities), following the run as it goes (its lines on stderr); the best round is

@@ -18,15 +18,14 @@ the docs say so wherever a choice made on them is reported.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 from typing import Any
+
+from common.bench.main import write_result
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -73,7 +72,7 @@ def blocks_of(name: str, seed: int, variants: list[str]) -> list[dict[str, Any]]
                         k: (getattr(base, k) * x if k in FACTORS else x)
                         for k, x in VARIANTS[v].items()
                     }
-                    t0 = time.monotonic()
+                    t0 = time.perf_counter()
                     trained = train_modality(
                         data,
                         m,
@@ -135,20 +134,7 @@ def main() -> None:
         rows = [r for s in args.seeds for r in blocks_of(name, s, variants)]
         doc["scenarios"][name] = {"blocks": rows, "variants": compare(rows, variants)}
         print(name, json.dumps(doc["scenarios"][name]["variants"], indent=1), flush=True)
-    doc.update(
-        {
-            "command": "python bench/block_quality.py --scenarios "
-            + " ".join(args.scenarios)
-            + " --seeds "
-            + " ".join(map(str, args.seeds)),
-            "machine": f"{platform.system()} {platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} cores, no GPU",
-            "date": dt.date.today().isoformat(),
-            "wall_s": round(time.monotonic() - t0, 1),
-        }
-    )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    write_result(args.out, doc, t0)
 
 
 if __name__ == "__main__":

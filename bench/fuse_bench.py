@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.bench.main import write_result
 from common.data import load_builtin
 from common.experiment import ExperimentConfig, prepare_split, task_for, train_block
 from common.fuse import FuseConfig, centralized_fuse, fused_model, paired_only
@@ -117,16 +118,7 @@ def main() -> None:
                 "max_abs_diff": float(np.max(np.abs(diffs))),
                 "centralized_mean": float(np.mean(list(central.values()))),
             }
-    result = {
-        "command": "python bench/fuse_bench.py "
-        + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "out"),
-        "fuse": cfg.to_dict(),
-        "wall_s": time.perf_counter() - t0,
-        "rows": rows,
-        "summary": summary,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    result = write_result(args.out, {"fuse": cfg.to_dict(), "rows": rows, "summary": summary}, t0)
     for key, v in summary.items():
         print(
             f"{key}: fedavg - centralized = {v['mean_diff']:+.3f} "

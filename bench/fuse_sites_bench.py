@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.bench.main import write_result
 from common.data import load_builtin
 from common.data.dataset import MultimodalDataset
 from common.experiment import ExperimentConfig, prepare_split, task_for, train_block
@@ -127,16 +128,7 @@ def main() -> None:
             rows.append(one(ds, seed, args.share, args.unpaired, cfg))
             print(json.dumps(rows[-1]), flush=True)
     summary = summarize(rows, args.datasets.split(","))
-    result = {
-        "command": "python bench/fuse_sites_bench.py "
-        + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "out"),
-        "fuse": cfg.to_dict(),
-        "wall_s": time.perf_counter() - t0,
-        "rows": rows,
-        "summary": summary,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    result = write_result(args.out, {"fuse": cfg.to_dict(), "rows": rows, "summary": summary}, t0)
     for key, v in summary.items():
         print(
             f"{key}: merge {v['merge']:.3f}, paired {v['paired']:.3f}, all {v['all']:.3f}; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -26,6 +27,23 @@ def machine() -> str:
         f"{platform.system()} {cpu}, {os.cpu_count()} cores{gpu}; "
         f"Python {platform.python_version()}, torch {torch.__version__}"
     )
+
+
+def write_result(out: Path, doc: dict[str, Any], t0: float) -> dict[str, Any]:
+    """A benchmark's result file: the command that ran it (this process's arguments), the machine,
+    the date and the seconds since ``t0`` (``time.perf_counter``) ahead of ``doc``; returned."""
+    script = Path(sys.argv[0])
+    command = shlex.join(["python", f"{script.parent.name}/{script.name}", *sys.argv[1:]])
+    doc = {
+        "command": command,
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        **doc,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    return doc
 
 
 def benchmark(
