@@ -76,10 +76,16 @@ def scenario_file(name: str, overrides: dict[str, Any], folder: Path) -> str:
 
 
 def run(
-    scenario: str, seeds: int, folder: Path, overrides: dict[str, Any], collect: bool = False
+    scenario: str,
+    seeds: int,
+    folder: Path,
+    overrides: dict[str, Any],
+    collect: bool = False,
+    references_from: Path | None = None,
 ) -> dict[str, Any]:
     """One scenario's seeds run (or, with ``collect``, read back from a kept run of the same
-    command)."""
+    command); with ``references_from`` (a --keep folder of an earlier run) its references are
+    read from that run's same scenario and seeds instead of trained again."""
     out = folder / scenario
     t0 = time.monotonic()
     if collect:
@@ -100,6 +106,11 @@ def run(
             str(seeds),
             "--out",
             str(out),
+            *(
+                ["--references-from", str(references_from / scenario)]
+                if references_from is not None
+                else []
+            ),
         ],
         capture_output=True,
         text=True,
@@ -246,6 +257,13 @@ def main() -> None:
         action="store_true",
         help="add the scenarios to an existing --out file (replacing same names)",
     )
+    ap.add_argument(
+        "--references-from",
+        type=Path,
+        default=None,
+        help="the --keep folder of an earlier run: its references (each hospital alone, FedAvg, "
+        "the ceiling) are read, after checking they fit, instead of trained again",
+    )
     args = ap.parse_args()
     if args.collect and args.keep is None:
         ap.error("--collect reads the runs kept by an earlier --keep FOLDER: give --keep")
@@ -260,10 +278,13 @@ def main() -> None:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         for s in args.scenarios:
-            doc["scenarios"][s] = run(s, args.seeds, folder, overrides, args.collect)
+            doc["scenarios"][s] = run(
+                s, args.seeds, folder, overrides, args.collect, args.references_from
+            )
             doc["scenarios"][s]["command"] = (
                 f"python bench/simulate_seeds.py --seeds {args.seeds} --scenarios {s}"
                 + (" --set " + " ".join(args.set) if args.set else "")
+                + (f" --references-from {args.references_from}" if args.references_from else "")
             )
             print(
                 s,

@@ -67,6 +67,14 @@ def simulate(
         "engine); without it the run starts and stops a local Ray "
         "instance.",
     ),
+    references_from: Path | None = typer.Option(
+        None,
+        "--references-from",
+        help="An earlier run of the same scenario (with --seeds: the folder holding its seed-K "
+        "folders) whose references (each hospital alone, FedAvg, the central ceiling) are read "
+        "instead of trained again, after checking that they fit this run's test patients "
+        "exactly; for changes to the federated side only.",
+    ),
     settings: list[str] = typer.Option(
         [],
         "--set",
@@ -117,6 +125,19 @@ def simulate(
             scn = scn.with_settings(changes)
         except ConfigError as exc:
             raise fail(str(exc), EXIT_BAD_INPUT) from None
+    if references_from is not None:
+        needed = [
+            references_from / (f"seed-{k}" if seeds is not None else "") / name
+            for k in range(seeds or 1)
+            for name in ("report.json", "test-scores.npz")
+        ]
+        missing = [str(p) for p in needed if not p.is_file()]
+        if missing:
+            raise fail(
+                f"--references-from {references_from}: no earlier run there ({missing[0]} is "
+                "missing)",
+                EXIT_BAD_INPUT,
+            )
     logging.getLogger("flwr").setLevel(
         logging.WARNING
     )  # the in-process baseline aggregates with Flower's FedAvg
@@ -165,7 +186,16 @@ def simulate(
                         else ""
                     )
                 )
-                report, scores = build_report(run, one, part, {"load data and split": loaded})
+                earlier = None
+                if references_from is not None:
+                    earlier = (
+                        references_from
+                        if seeds is None
+                        else references_from / f"seed-{one.spec.seed}"
+                    )
+                report, scores = build_report(
+                    run, one, part, {"load data and split": loaded}, earlier
+                )
                 reports.append(report)
                 measured.append(scores)
             finally:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ from common.train.siteblock import train_modality
 from coordinator.store import evaluation_traffic
 
 from . import references as refs
+from . import reuse
 from .evidence import (
     BaselineRow,
     CandidateRow,
@@ -414,9 +416,15 @@ def communication(
 
 # ---- the report ----------------------------------------------------------------------------------
 def build_report(
-    run: RunResult, scn: Scenario, part: Partition, extra_phases: dict[str, float] | None = None
+    run: RunResult,
+    scn: Scenario,
+    part: Partition,
+    extra_phases: dict[str, float] | None = None,
+    references_from: Path | None = None,
 ) -> tuple[Report, Measured]:
-    """Every figure of the run, and the test scores its comparisons rest on."""
+    """Every figure of the run, and the test scores its comparisons rest on; the references
+    trained here, or with ``references_from`` read from an earlier run of the same scenario and
+    seed once they are checked to fit (:mod:`.reuse`)."""
     spec = run.task.spec
     merged, _ = load_model_folder(run.model_dirs[run.merged.model_id])
     if isinstance(merged, LegoFuse):
@@ -487,12 +495,24 @@ def build_report(
     measured = Measured()
     baselines: dict[str, BaselineRow] = {}
     if scn.spec.compare:
-        entries, locals_, local_info, baselines = _references(
-            run, scn, part, blocks, ids, entries, phases
-        )
+        reused = None
+        if references_from is not None:
+            t = time.monotonic()
+            reused = _reused(run, scn, part, ids, list(test.modalities), references_from)
+            entries = entries + reused.entries
+            locals_, local_info, baselines = reused.locals_, reused.local_info, reused.baselines
+            phases[f"references read from {references_from} (not trained again)"] = (
+                time.monotonic() - t
+            )
+        else:
+            entries, locals_, local_info, baselines = _references(
+                run, scn, part, blocks, ids, entries, phases
+            )
         names = {e.kind: e.name for e in entries}
         names["local"] = "each hospital's own best model (its own cross-validation)"
         summary, common = test_set(entries, locals_, test, sites, spec)
+        if reused is not None:
+            reuse.check(reused, "summary", summary)
         if summary is not None:
             measured.summary = summary
             report = replace(
@@ -502,9 +522,7 @@ def build_report(
             )
         per_site = []
         for s in scn.spec.sites:
-            view = _labelled(part.test[part.test_of[s.name]], s.name).select_modalities(
-                [m for m in s.modalities if m in run.task.modalities]
-            )
+            view = _site_view(run, part, s)
             usable = [
                 e
                 for e in entries
@@ -513,6 +531,8 @@ def build_report(
             ]
             mine = {s.name: locals_[s.name]} if s.name in locals_ else {}
             one, _ = test_set(usable, mine, view, np.full(len(view), s.name), spec)
+            if reused is not None:
+                reuse.check(reused, f"site:{s.name}", one)
             if one is None:
                 continue
             measured.per_site[s.name] = one
@@ -614,6 +634,37 @@ def _references(
     out += refs.ceiling(scn, run.task, part)
     phases["ceiling: central families (in process)"] = time.monotonic() - t
     return out, locals_, {site: c.info for site, c in chosen.items()}, baselines
+
+
+def _reused(
+    run: RunResult,
+    scn: Scenario,
+    part: Partition,
+    ids: list[str],
+    summary_modalities: list[str],
+    folder: Path,
+) -> reuse.Reused:
+    by_id = {b.block_id: b for b in run.blocks}
+    site_blocks: dict[str, list[str]] = {}
+    for i in ids:
+        site_blocks.setdefault(by_id[i].site, []).append(by_id[i].modality)
+    views = {s.name: _site_view(run, part, s) for s in scn.spec.sites}
+    return reuse.load(
+        folder,
+        scn.name,
+        scn.spec.seed,
+        views,
+        summary_modalities,
+        list(run.task.modalities),
+        site_blocks,
+    )
+
+
+def _site_view(run: RunResult, part: Partition, s: Any) -> MultimodalDataset:
+    """A hospital's test patients, labelled with its name, through its own modalities."""
+    return _labelled(part.test[part.test_of[s.name]], s.name).select_modalities(
+        [m for m in s.modalities if m in run.task.modalities]
+    )
 
 
 def _labelled(d: MultimodalDataset, site: str) -> MultimodalDataset:

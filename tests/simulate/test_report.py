@@ -4,15 +4,19 @@ seeds' test sets together), per hospital too."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from common.evaluation.paired import TestSet, compare_models
+from simulate import reuse
 from simulate.measurements import (
     SiteResult,
 )
+from simulate.references import Entry
 from simulate.render import load_measured, save_measured, summarize
 from simulate.report import Measured, comparisons
 from tests.simulate.test_reportfile import a_report
@@ -83,3 +87,45 @@ def test_test_scores_survive_their_file_and_seeds_combine_into_one_interval(tmp_
     (site,) = summary.per_site
     assert {c.b for c in site.comparisons} == {"ensemble", "local"}
     assert site.comparisons[0].seeds == 2
+
+
+def test_references_from_another_run_are_refused_and_reused_scores_are_checked(
+    tmp_path: Path,
+) -> None:
+    """--references-from: a run of another seed is refused before anything is read from it, and a
+    reused score that differs from the earlier run's on the same patients stops the report (the
+    end-to-end reuse: tests/simulate/test_simulate_run.py, the site-folder scenario)."""
+    earlier = made_up(0)
+    (tmp_path / "report.json").write_text(json.dumps(a_report(seed=0).to_json()))
+    save_measured(Measured(earlier, {"hosp-a": made_up(1, 60)}), tmp_path)
+    with pytest.raises(ValueError, match="it ran two-sites seed 0, this run is two-sites seed 1"):
+        reuse.load(tmp_path, "two-sites", 1, {}, ["genes"], ["genes"], {})
+    with pytest.raises(ValueError, match=r"report\.json is missing"):
+        reuse.load(tmp_path / "nowhere", "two-sites", 0, {}, ["genes"], ["genes"], {})
+
+    def never(data: object) -> np.ndarray:
+        raise AssertionError("check reads scores, it does not predict")
+
+    reused = reuse.Reused(
+        tmp_path,
+        [Entry("ensemble", "the ensemble", ["genes"], never)],
+        {},
+        {},
+        {},
+        {"summary": earlier},
+    )
+    reuse.check(reused, "summary", earlier)  # the same scores on the same patients
+    scores = dict(earlier.scores)
+    scores["ensemble"] = scores["ensemble"].copy()
+    scores["ensemble"][7] += 1e-6
+    with pytest.raises(ValueError, match="ensemble on the summary test set differs"):
+        reuse.check(reused, "summary", replace(earlier, scores=scores))
+    fewer = TestSet(
+        "survival",
+        0,
+        earlier.site[1:],
+        {k: v[1:] for k, v in earlier.targets.items()},
+        {k: v[1:] for k, v in earlier.scores.items()},
+    )
+    with pytest.raises(ValueError, match="scores other patients"):
+        reuse.check(reused, "summary", fewer)

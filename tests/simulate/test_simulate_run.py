@@ -87,6 +87,39 @@ def test_a_scenario_of_site_data_folders_with_different_modalities_runs(tmp_path
     assert sites["hosp-4"]["rows"] and "local" in {x["kind"] for x in sites["hosp-4"]["rows"]}
     assert all(report["checks"].values())
 
+    # the federated side again, its references read from the run above instead of trained again
+    again = tmp_path / "again"
+    done = subprocess.run(
+        [
+            *MMLEGO,
+            "simulate",
+            "--scenario",
+            str(scenario),
+            "--quick",
+            "--out",
+            str(again),
+            "--references-from",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    second = json.loads((again / "report.json").read_text())
+    assert any(k.startswith("references read from") for k in second["phases_s"])
+    assert not any("FedAvg from scratch" in k for k in second["phases_s"])
+    references = {"local", "baseline", "baseline-paired", "ceiling", "ceiling-classical"}
+
+    def rows(r: dict) -> dict:
+        return {x["kind"]: x for x in r["summary"] if x["kind"] in references}
+
+    assert rows(second) == rows(report) and set(rows(report)) == references
+    assert second["references"] == report["references"]
+    assert second["baselines"] == report["baselines"]
+    assert [s["local"] for s in second["per_site"]] == [s["local"] for s in report["per_site"]]
+    assert all(second["checks"].values())
+
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)  # beside other tests under xdist
