@@ -29,8 +29,9 @@ SCORES = "test-scores.npz"
 
 @dataclass(frozen=True)
 class Reused:
-    """What an earlier run gives this one: the reference entries (their scores looked up by
-    patient), each hospital's own model, how each was chosen, and the FedAvg rows."""
+    """What an earlier run gives this one: the reference entries (each returns the earlier run's
+    scores of a test set it scored whole, the same patients in the same order), each hospital's
+    own model, how each was chosen, and the FedAvg rows."""
 
     source: Path
     entries: list[Entry]
