@@ -284,7 +284,8 @@ def main() -> None:
             doc["scenarios"][s]["command"] = (
                 f"python bench/simulate_seeds.py --seeds {args.seeds} --scenarios {s}"
                 + (" --set " + " ".join(args.set) if args.set else "")
-                + (f" --references-from {args.references_from}" if args.references_from else "")
+                # DIR: the --keep folder of an earlier run (a path of the machine that ran it)
+                + (" --references-from DIR" if args.references_from else "")
             )
             print(
                 s,

@@ -24,8 +24,6 @@ from common.evaluation.paired import TestSet
 from .evidence import BaselineRow, LocalInfo, ReferenceInfo, ReferenceRow
 from .references import Entry
 
-SCORES = "test-scores.npz"
-
 
 @dataclass(frozen=True)
 class Reused:
@@ -88,7 +86,7 @@ def load(
     ``views`` (site -> its labelled test patients through its own modalities), whose summary test
     set reads ``summary_modalities``, with the task's ``modalities`` and each site's released
     block modalities."""
-    from .render import load_measured
+    from .render import SCORES, load_measured  # render imports the report, which imports this
 
     report_path, scores_path = folder / "report.json", folder / SCORES
     for p in (report_path, scores_path):
