@@ -90,6 +90,7 @@ REFERENCES = (
     "ceiling-classical",
 )
 KINDS = FEDERATED + REFERENCES
+REUSED_PHASE = "references read from an earlier run (not trained again)"  # --references-from
 REPLICATES = 2000  # bootstrap replicates of every paired interval
 
 
@@ -501,9 +502,7 @@ def build_report(
             reused = _reused(run, scn, part, ids, list(test.modalities), references_from)
             entries = entries + reused.entries
             locals_, local_info, baselines = reused.locals_, reused.local_info, reused.baselines
-            phases[f"references read from {references_from} (not trained again)"] = (
-                time.monotonic() - t
-            )
+            phases[REUSED_PHASE] = time.monotonic() - t
         else:
             entries, locals_, local_info, baselines = _references(
                 run, scn, part, blocks, ids, entries, phases
