@@ -17,6 +17,7 @@ from common.evaluation.candidates import Candidate
 from common.evaluation.selection import BlockInfo
 from common.evaluation.stacking import (
     MAX_POINTS,
+    STACK_JOBS,
     Design,
     Grouping,
     block_weights,
@@ -33,7 +34,7 @@ from common.records import TaskRecord
 from .evaluations import Evaluations
 
 log = logging.getLogger("mmlego.coordinator")
-STEPS = 4  # stack jobs (Newton steps) at most
+STEPS = STACK_JOBS  # stack jobs (Newton steps) at most
 TOLERANCE = 1e-3  # a step smaller than this share of the weights' norm ends the fit
 
 

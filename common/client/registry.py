@@ -25,6 +25,7 @@ from ..artifacts.blockfile import MANIFEST, MANIFEST_VIEW, SIGNATURE, WEIGHTS
 from ..artifacts.modelfile import load_model_folder, write_model_folder
 from ..evaluation import Consortium
 from ..evaluation.candidates import EvaluationJob, JobStatus, SiteReport
+from ..evaluation.stacking import STACK_JOBS
 from ..fileio import atomic_write
 from ..pb.mmlego.v1 import evaluation_pb2 as epb
 from ..pb.mmlego.v1 import evaluation_pb2_grpc as epb_grpc
@@ -181,7 +182,11 @@ class RegistryClient:
             deadline_s=deadline_s,
             unmeasured=not measure,
         )
-        return serde.model_from_pb(self.call("Merge", req, timeout=(deadline_s or WAIT_S) + 120))
+        # the sites may take up to the deadline for each stack job and for the scoring job
+        waits = 1 + STACK_JOBS
+        return serde.model_from_pb(
+            self.call("Merge", req, timeout=(deadline_s or WAIT_S) * waits + 120)
+        )
 
     def fuse(
         self,

@@ -29,6 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# stack jobs (Newton steps) a merge opens at most, each waited for up to the evaluation deadline
+# before the merge's scoring job: a caller waiting for a merge allows for all of them
+STACK_JOBS = 4
+
 MAX_COMPONENTS = 16  # weights of one stack, at most (a site holds n x G x G numbers to sum)
 MAX_POINTS = 4  # weight vectors a site is asked about in one job
 SHRINKS = (0.0, 0.25, 0.5, 0.75, 1.0)  # the fraction of the fit kept, tried out of fold
