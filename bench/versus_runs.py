@@ -40,6 +40,9 @@ def main() -> None:
     ap.add_argument("old", type=Path, help="the --keep folder of the older runs")
     ap.add_argument("--scenarios", nargs="+", required=True)
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument(
+        "--first-seed", type=int, default=0, help="the seeds' first (development seeds: 100)"
+    )
     ap.add_argument("--kind", default="recommended")
     ap.add_argument("--out", type=Path, default=Path("docs/results/versus-runs.json"))
     args = ap.parse_args()
@@ -48,10 +51,15 @@ def main() -> None:
     for s in args.scenarios:
         tests = [
             paired(args.new / s / f"seed-{k}", args.old / s / f"seed-{k}", args.kind)
-            for k in range(args.seeds)
+            for k in range(args.first_seed, args.first_seed + args.seeds)
         ]
         (c,) = compare_models(tests, "new", ["old"])
-        rows[s] = {"new minus old": c.diff, "low": c.low, "high": c.high, "seeds": args.seeds}
+        rows[s] = {
+            "new minus old": c.diff,
+            "low": c.low,
+            "high": c.high,
+            "seeds": list(range(args.first_seed, args.first_seed + args.seeds)),
+        }
         print(f"{s}: {args.kind} new minus old {c.diff:+.4f} [{c.low:+.4f}, {c.high:+.4f}]")
     write_result(args.out, {"kind": args.kind, "scenarios": rows}, t0)
 

@@ -252,12 +252,19 @@ class Evaluations:
     # ---- waiting and results ----------------------------------------------------------------
     def expected(self, task: TaskRecord) -> set[str]:
         """Sites that should answer: known to the registry, not withdrawn, enrolled for a
-        modality of the task."""
+        modality of the task, and not switched off (a site whose latest answer to a job of the task
+        declined it because its evaluation is off is not waited for until it answers again; it
+        still receives the jobs when it asks)."""
+        off = self.switched_off(task)
         return {
             s.name
             for s in self.store.sites.listing()
-            if not s.withdrawn and set(s.modalities) & set(task.modalities)
+            if not s.withdrawn and set(s.modalities) & set(task.modalities) and s.name not in off
         }
+
+    def switched_off(self, task: TaskRecord) -> set[str]:
+        """Sites whose latest answer to a job of ``task`` said their evaluation is switched off."""
+        return self.store.evaluations.switched_off(task.task_id)
 
     def status(self, job_id: str) -> JobStatus:
         record = self.job(job_id)

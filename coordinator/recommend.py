@@ -38,8 +38,9 @@ from .store import Store, VersionScores
 log = logging.getLogger("mmlego.coordinator")
 
 
-def recommend(store: Store, task_id: str, site: str = "") -> Recommendation:
-    """The consortium's recommended version; for ``site``, the one for its patients."""
+def recommend(store: Store, task_id: str, site: str = "", z: float = Z) -> Recommendation:
+    """The consortium's recommended version; for ``site``, the one for its patients (another
+    version only where the site's own scores favour it by more than ``z`` standard errors)."""
     if store.task(task_id) is None:
         raise not_found(f"task {task_id!r} does not exist")
     if site and store.sites.get(site) is None:
@@ -102,7 +103,7 @@ def recommend(store: Store, task_id: str, site: str = "") -> Recommendation:
     )
     if not site or site not in best_scores:
         return consortium
-    return _for_site(store, raw, versions, consortium, best_scores[site], site)
+    return _for_site(store, raw, versions, consortium, best_scores[site], site, z)
 
 
 def _modalities(store: Store, known: dict[str, str], blocks: Sequence[str]) -> set[str]:
@@ -122,9 +123,10 @@ def _for_site(
     consortium: Recommendation,
     base: CandidateScore,
     site: str,
+    z: float,
 ) -> Recommendation:
     """The consortium's version, unless the site's own out-of-fold scores favour another that
-    serves all the patients it serves there by more than Z standard errors (common.evaluation.
+    serves all the patients it serves there by more than ``z`` standard errors (common.evaluation.
     selection.site_bound); the best such one, in a tournament from the oldest."""
     best_id, best = consortium.model.model_id, base
     best_job = store.models.scored_in(best_id).get(site, "")
@@ -135,13 +137,13 @@ def _for_site(
         if mine is None or mine.patients != base.patients:
             continue
         job = store.models.scored_in(model_id).get(site, "")
-        if site_bound(mine, best, bool(job) and job == best_job) > 0:
+        if site_bound(mine, best, bool(job) and job == best_job, z) > 0:
             best_id, best, best_job = model_id, mine, job
     if best_id == consortium.model.model_id:
         return replace(
             consortium,
             reason=f"{consortium.reason}; no version beats it on {site}'s own scores by more "
-            f"than {Z:g} standard errors",
+            f"than {z:g} standard errors",
         )
     chosen = next(model_from_bytes(raw[i]) for i, mid, _, _ in versions if mid == best_id)
     return Recommendation(
@@ -150,7 +152,7 @@ def _for_site(
         best.metric,
         f"{best_id} ({chosen.recipe.kind}) for {site}: its out-of-fold metric there, "
         f"{best.metric:.4f} on {best.patients} patients, beats {consortium.model.model_id}'s "
-        f"{base.metric:.4f} by more than {Z:g} standard errors",
+        f"{base.metric:.4f} by more than {z:g} standard errors",
         (site,),
         site,
     )

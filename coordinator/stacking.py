@@ -84,11 +84,11 @@ def fit_stack(
     plan = design([b.modality for b in blocks], [f"{b.site}/{b.modality}" for b in blocks])
     if plan is None:
         return Stack([], {"fitted": False, "reason": "nothing to weigh"})
-    everyone = evaluations.expected(task)
     components = _components(plan, blocks)
     fits = [Fit(g) for g in plan.groupings[:MAX_POINTS]]
     gammas = [g.uniform.astype(float) for g in plan.groupings[:MAX_POINTS]]
-    expected = set(everyone)
+    expected = evaluations.expected(task)
+    silent: set[str] = set()
     jobs: list[str] = []
     last: list[Any] = []
     for _ in range(STEPS):
@@ -96,8 +96,11 @@ def fit_stack(
         job = evaluations.open(task, "stack", components, wait_s, actor=actor, points=points)
         jobs.append(job.job_id)
         status = evaluations.wait(job.job_id, expected, wait_s, stop)
-        # a site silent until the deadline is not waited for again in this merge
-        expected &= set(status.reported) | set(status.declined)
+        # a site silent until the deadline is not waited for again in this merge, nor one that
+        # said its evaluation is switched off
+        answered = set(status.reported) | set(status.declined)
+        silent |= expected - answered
+        expected = (expected & answered) - evaluations.switched_off(task)
         stats = evaluations.stack(job.job_id)
         sums = [summed(stats, p, len(components)) for p in range(len(points))]
         if not stats or any(s.sites == 0 for s in sums):
@@ -115,9 +118,7 @@ def fit_stack(
         if moved < TOLERANCE or stop():
             break
     if not last:
-        return Stack(
-            [], {"fitted": False, "reason": "no site sent sums", "jobs": jobs}, everyone - expected
-        )
+        return Stack([], {"fitted": False, "reason": "no site sent sums", "jobs": jobs}, silent)
     out: list[Candidate] = []
     ids = tuple(b.block_id for b in blocks)
     for f, (at, fit, grouped) in zip(fits, last, strict=True):
@@ -154,9 +155,7 @@ def fit_stack(
             f.folds,
             extra={"event": "stack-fitted", "task": task.task_id, "grouping": name},
         )
-    return Stack(
-        out, {"fitted": True, "jobs": jobs, "fits": [f.card() for f in fits]}, everyone - expected
-    )
+    return Stack(out, {"fitted": True, "jobs": jobs, "fits": [f.card() for f in fits]}, silent)
 
 
 def _components(plan: Design, blocks: Sequence[BlockInfo]) -> list[Candidate]:

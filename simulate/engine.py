@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -94,6 +94,10 @@ class Services:
     fuse: bool
     # the ray engine: LegoFuse rounds on Flower's simulation engine (no SuperNodes)
     simulation: bool = False
+    # sites whose evaluation is switched off: once one has declined a job, the coordinator waits for
+    # it in no later job of the task, so no evaluator is started for it again
+    switched_off: frozenset[str] = frozenset()
+    told: set[str] = field(default_factory=set)  # those of them that declined a job
 
 
 class Evaluators(Protocol):
@@ -107,6 +111,8 @@ class Evaluators(Protocol):
     def start(self, site: str) -> None: ...
 
     def check(self) -> None: ...  # raise if a process of the run stopped
+
+    def wait(self, timeout_s: float) -> None: ...  # until an evaluator ends, at most timeout_s
 
 
 ENGINES = ("processes", "ray")

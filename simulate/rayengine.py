@@ -302,3 +302,9 @@ class RayEvaluators:
 
     def check(self) -> None:
         self.engine.fleet.check()
+
+    def wait(self, timeout_s: float) -> None:
+        if self.running:
+            self.engine.ray.wait(list(self.running.values()), num_returns=1, timeout=timeout_s)
+        else:
+            time.sleep(timeout_s)

@@ -24,6 +24,7 @@ import numpy as np
 from common.client import RegistryClient, TLSFiles
 from common.data.builtin.ranges import public_ranges
 from common.data.export import export_site_folder
+from common.evaluation.candidates import JobStatus
 from common.fuse import FuseConfig
 from common.pki import CertificateAuthority, enroll_admin, enroll_site, server_credentials
 from common.records import BlockRecord, ModelRecord, Recommendation, TaskRecord
@@ -269,6 +270,7 @@ def setup(
         site_dirs,
         fuse,
         simulation,
+        frozenset(s.name for s in scn.spec.sites if not s.evaluation),
     )
 
 
@@ -450,13 +452,54 @@ class ProcessEvaluators:
     def check(self) -> None:
         self.fleet.check()
 
+    def wait(self, timeout_s: float) -> None:
+        end = time.monotonic() + timeout_s
+        running = self.busy()
+        while time.monotonic() < end and self.busy() >= running:
+            time.sleep(0.05)
+
+
+def to_start(
+    svc: Services,
+    sites: list[str],
+    jobs: list[JobStatus],
+    busy: set[str],
+    tries: dict[tuple[str, str], int],
+    parallel: int,
+) -> list[str]:
+    """The sites to start an evaluator for now: those an open job waits for, not running one, at
+    most twice per site and job, up to ``parallel`` running in all; the sites that score first (a
+    hospital that only declines costs little, one that scores may take seconds, and a job waits
+    for both until its deadline), and one whose evaluation is switched off only until it has
+    declined a job (``svc.told``): the coordinator waits for it no more after that."""
+    out: list[str] = []
+    running = set(busy)
+    for st in jobs:
+        answered = set(st.reported) | set(st.declined)
+        svc.told.update(svc.switched_off & set(st.declined))
+        for site in sorted(sites, key=lambda s: s in svc.switched_off):
+            key = (site, st.job.job_id)
+            if (
+                site in answered
+                or site in running
+                or site in svc.told
+                or tries.get(key, 0) >= 2
+                or len(running) >= parallel
+            ):
+                continue
+            tries[key] = tries.get(key, 0) + 1
+            out.append(site)
+            running.add(site)
+    return out
+
 
 def with_evaluators(
     svc: Services, evaluators: Evaluators, parallel: int, action: Callable[[], T]
 ) -> T:
     """Run an operator's ``action`` (a merge, a fuse run) in a thread; meanwhile start an evaluator
     for every site of ``evaluators`` that an open evaluation job waits for (at most ``parallel`` at
-    once, twice per site and job at most)."""
+    once, twice per site and job at most; a site whose evaluation is switched off until it has
+    declined one job, as the coordinator waits for it no more after that)."""
     outcome: dict[str, Any] = {}
 
     def work() -> None:
@@ -472,23 +515,11 @@ def with_evaluators(
         while worker.is_alive():
             evaluators.check()
             busy = evaluators.busy()
-            for st in (
-                admin.evaluations(svc.task.task_id, open_only=True) if evaluators.sites else []
-            ):
-                answered = set(st.reported) | set(st.declined)
-                for site in evaluators.sites:
-                    key = (site, st.job.job_id)
-                    if (
-                        site in answered
-                        or site in busy
-                        or tries.get(key, 0) >= 2
-                        or len(busy) >= parallel
-                    ):
-                        continue
-                    tries[key] = tries.get(key, 0) + 1
-                    evaluators.start(site)
-                    busy.add(site)
-            worker.join(0.5)
+            jobs = admin.evaluations(svc.task.task_id, open_only=True) if evaluators.sites else []
+            for site in to_start(svc, evaluators.sites, jobs, busy, tries, parallel):
+                evaluators.start(site)
+            evaluators.wait(0.5)
+            worker.join(0)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]  # type: ignore[no-any-return]

@@ -35,7 +35,7 @@ from common.artifacts.modelfile import load_model_folder
 from common.client import CallError, RegistryClient
 from common.data.dataset import MultimodalDataset
 from common.data.splits import FoldError, site_folds, site_split
-from common.evaluation.candidates import Candidate, EvaluationJob, SiteReport
+from common.evaluation.candidates import SWITCHED_OFF, Candidate, EvaluationJob, SiteReport
 from common.evaluation.pairs import events_of
 from common.evaluation.scoring import (
     Part,
@@ -49,6 +49,7 @@ from common.evaluation.stacking import features, site_stats
 from common.fileio import atomic_write
 from common.fuse import fused_model
 from common.fuse.wire import FLAT, layout, split_runs, trainable_names, unpack
+from common.lego.block import latent_memo
 from common.lego.recipe import Recipe
 from common.records import TaskRecord
 
@@ -375,7 +376,7 @@ def answer(
     cross-fitting every patient is scored, each through the candidate rebuilt from the site's
     fold copies that never saw it; otherwise the validation patients."""
     if not cfg.evaluation.enabled:
-        return SiteReport(job.job_id, declined="disabled")
+        return SiteReport(job.job_id, declined=SWITCHED_OFF)
     if data.task != task.spec.kind:
         return SiteReport(job.job_id, declined="wrong-task-kind")
     patients = data if cfg.evaluation.folds else validation(cfg, data)
@@ -613,15 +614,19 @@ def evaluate_pending(
     jobs = client.pending_evaluations(cfg.task)
     if not jobs:
         return []
-    if callable(data):
+    if callable(data) and cfg.evaluation.enabled:  # switched off: declined without reading it
         data = data()
     ledger = Ledger(cfg)
     tasks: dict[str, TaskRecord] = {}
     out = []
     for job in jobs:
         try:
-            task = tasks.setdefault(job.task_id, client.task(job.task_id))
-            report = answer(cfg, client, job, data, ledger, task)
+            if callable(data):
+                report = SiteReport(job.job_id, declined=SWITCHED_OFF)
+            else:
+                task = tasks.setdefault(job.task_id, client.task(job.task_id))
+                with latent_memo():  # the job's candidates share their blocks' latents
+                    report = answer(cfg, client, job, data, ledger, task)
         except CallError:
             raise  # the coordinator is away: the next poll tries again
         except (

@@ -22,6 +22,9 @@ from .stacking import MAX_COMPONENTS, MAX_POINTS, StackStats
 
 KINDS = (*BLOCK_KINDS, "version", "fuse-round")  # a recipe over blocks, a version, a fuse round
 PURPOSES = ("merge", "fuse", "versions", "stack")
+# the decline of a site whose evaluation is switched off ([evaluation] enabled = false): until it
+# answers again, the coordinator waits for it in no job of the task
+SWITCHED_OFF = "disabled"
 HEX = set("0123456789abcdef")
 MAX_FOLDS = 50  # fold runs of a fuse-round candidate, at most
 

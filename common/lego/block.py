@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -11,6 +17,29 @@ from .encoders import build_encoder, run_encoder
 from .fourier import FourierMode, to_frequency, to_spatial
 from .head import LegoHead
 from .scaling import InputScaling
+
+Memo = dict[tuple[Any, ...], tuple[nn.Module, torch.Tensor]]
+_MEMO: contextvars.ContextVar[Memo | None] = contextvars.ContextVar("latent_memo", default=None)
+
+
+@contextlib.contextmanager
+def latent_memo() -> Iterator[None]:
+    """Within it, a block in evaluation mode computes its frequency latent of the same CPU input
+    once: candidates rebuilt from the same blocks (the merges and ensembles a site scores in one
+    job) share their blocks' latents. The latents are kept until the context ends."""
+    token = _MEMO.set({})
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
+def _digest(t: torch.Tensor | None) -> tuple[Any, ...] | None:
+    if t is None:
+        return None
+    data = t.detach().contiguous()
+    raw = data.reshape(-1).view(torch.uint8).numpy().tobytes()
+    return (tuple(data.shape), str(data.dtype), hashlib.blake2b(raw).digest())
 
 
 class LatentStep(nn.Module):
@@ -97,7 +126,13 @@ class LegoBlock(nn.Module):
     def frequency_latent(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, offsets: torch.Tensor | None = None
     ) -> torch.Tensor:
-        return self.update(*self.encode(x, mask, offsets))
+        memo = _MEMO.get()
+        if memo is None or self.training or torch.is_grad_enabled() or x.device.type != "cpu":
+            return self.update(*self.encode(x, mask, offsets))
+        key = (id(self), *(_digest(t) for t in (x, mask, offsets)))
+        if key not in memo:  # the block is kept with its latent: its id is not reused meanwhile
+            memo[key] = (self, self.update(*self.encode(x, mask, offsets)))
+        return memo[key][1]
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, offsets: torch.Tensor | None = None

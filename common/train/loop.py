@@ -101,8 +101,11 @@ def predict_logits(
     """Logits for every patient of ``data`` (or its ``rows``), in order. Bags are read whole (or
     their fixed evaluation subset), at most :data:`EVAL_ELEMENTS` instance features a batch."""
     device = device or next(model.parameters()).device
-    was = model.training
-    model.eval()
+    # only the modules in training mode are switched, and back after: a merge of hundreds of blocks
+    # (each loaded in evaluation mode) has tens of thousands, and eval() sets every one
+    training = [m for m in model.modules() if m.training]
+    for m in training:
+        m.training = False
     out = []
     own = reader is None
     reader = reader or BatchReader(data, device, workers)
@@ -118,7 +121,8 @@ def predict_logits(
     finally:
         if own:
             reader.close()
-    model.train(was)
+        for m in training:
+            m.training = True
     return torch.cat(out) if out else torch.zeros(0, 0)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from common.evaluation import CandidateScore
-from common.evaluation.candidates import EvaluationJob
+from common.evaluation.candidates import SWITCHED_OFF, EvaluationJob
 from common.evaluation.stacking import StackStats
 from common.records import utc_now
 from common.serde import (
@@ -180,6 +180,17 @@ class EvaluationJobs:
             "SELECT site, declined FROM eval_reports WHERE job_id = ? ORDER BY site", (job_id,)
         )
         return [Answer(site, declined) for site, declined in rows]
+
+    def switched_off(self, task_id: str) -> set[str]:
+        """The sites whose latest answer to a job of ``task_id`` declined it because evaluation is
+        switched off there (:data:`SWITCHED_OFF`)."""
+        rows = self.db.query(
+            "SELECT r.site, r.declined FROM eval_reports r JOIN evaluations e "
+            "ON e.job_id = r.job_id WHERE e.task_id = ? ORDER BY e.seq",
+            (task_id,),
+        )
+        latest = {site: declined for site, declined in rows}  # later jobs overwrite earlier ones
+        return {site for site, declined in latest.items() if declined == SWITCHED_OFF}
 
     def job_ids(self, task_id: str = "", open_only: bool = False, limit: int = 200) -> list[str]:
         """The newest jobs' ids (of ``task_id``; only those open before their deadline)."""

@@ -223,6 +223,25 @@ def test_a_site_declines_past_its_query_budget_and_below_its_minimum_cell(
         assert rows(running, "eval_scores") == []
         assert Ledger(tight).used("t1") == set()  # nothing left the site, nothing was booked
 
+        # a site whose evaluation is switched off declines, and is waited for no more until it
+        # answers again (it still receives the jobs when it asks)
+        ev, task = running.registry.evaluations, running.registry.task("t1")
+        off = site(consortium, "hosp-a", address, tmp_path, seed=5, enabled=False)
+        assert "hosp-a" in ev.expected(task)
+
+        def unread() -> Any:
+            raise AssertionError("a site with evaluation off reads no data")
+
+        with RegistryClient(address, consortium.tls("hosp-a")) as client:
+            (answer,) = evaluate_pending(off, client, unread)
+            assert answer.declined == "disabled"
+            assert ev.expected(task) == {"hosp-b", "hosp-c"}
+            again = ev.open(task, "merge", job.candidates[:2], 5)
+            on = replace(off, evaluation=off.evaluation.model_copy(update={"enabled": True}))
+            (answer,) = evaluate_pending(on, client, load_site_folder(on.data))
+        assert answer.job_id == again.job_id and answer.scored == 2
+        assert "hosp-a" in ev.expected(task)
+
 
 def test_reports_that_cannot_be_are_refused_and_nothing_is_kept(
     consortium: Consortium, tmp_path: Path

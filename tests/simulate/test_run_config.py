@@ -78,3 +78,43 @@ def test_a_simulated_site_differs_from_the_defaults_only_where_the_scenario_says
     assert read_toml(unpaired, SiteFile).flower == SiteFlower(
         superlink="127.0.0.1:5001", port=5003, supernode=True
     )
+
+
+def test_evaluators_start_scoring_sites_first_and_a_switched_off_site_until_it_declined() -> None:
+    from common.client import TLSFiles
+    from common.evaluation.candidates import Candidate, EvaluationJob, JobStatus
+    from common.records import TaskRecord
+    from simulate.engine import Services
+    from simulate.run import to_start
+
+    svc = Services(
+        "127.0.0.1:1",
+        TLSFiles(Path("c"), Path("k"), Path("ca")),
+        Path("x"),
+        TaskRecord.__new__(TaskRecord),
+        {},
+        False,
+        switched_off=frozenset({"a-off", "b-off"}),
+    )
+    job = EvaluationJob("t-e1", "t", "merge", (Candidate("c0", "merge", "u", ("0" * 64,)),))
+    sites = ["a-off", "b-off", "c-on", "d-on"]
+    tries: dict[tuple[str, str], int] = {}
+    first = to_start(svc, sites, [JobStatus(job, "open")], set(), tries, 2)
+    assert first == ["c-on", "d-on"]  # the scoring sites first, two at a time
+    assert to_start(svc, sites, [JobStatus(job, "open")], {"c-on", "d-on"}, tries, 3) == ["a-off"]
+    answered = JobStatus(job, "open", reported=("c-on", "d-on"), declined=("a-off",))
+    assert to_start(svc, sites, [answered], set(), tries, 2) == ["b-off"]
+    assert svc.told == {"a-off"}
+    # a later job: the switched-off site that declined is not started again; each site twice at most
+    job2 = EvaluationJob("t-e2", "t", "merge", job.candidates)
+    assert to_start(svc, sites, [JobStatus(job2, "open")], set(), tries, 8) == [
+        "c-on",
+        "d-on",
+        "b-off",
+    ]
+    assert to_start(svc, sites, [JobStatus(job2, "open")], set(), tries, 8) == [
+        "c-on",
+        "d-on",
+        "b-off",
+    ]
+    assert to_start(svc, sites, [JobStatus(job2, "open")], set(), tries, 8) == []

@@ -17,9 +17,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from simulate.fleet import Fleet, SimulationError
+from simulate.render import SCORES, load_measured
+from simulate.rescore import KeptRun
 
 MMLEGO = [sys.executable, "-c", "from common.cli import run; run()"]
 
@@ -86,6 +89,14 @@ def test_a_scenario_of_site_data_folders_with_different_modalities_runs(tmp_path
     assert {c["b"] for c in report["comparisons"]} == kinds - {"recommended"}
     assert sites["hosp-4"]["rows"] and "local" in {x["kind"] for x in sites["hosp-4"]["rows"]}
     assert all(report["checks"].values())
+
+    # a kept run's versions scored again after it (development-seed studies): the run's own scores
+    measured = load_measured(out / SCORES)
+    with KeptRun(out, str(scenario)) as kept:
+        assert set(kept.views) == set(measured.per_site)
+        for site, test in measured.per_site.items():
+            again = kept.scores(report["merge"]["model"], site)
+            assert np.allclose(again, test.scores["merge"], rtol=0, atol=1e-6)
 
     # the federated side again, its references read from the run above instead of trained again
     again = tmp_path / "again"

@@ -96,3 +96,39 @@ def test_the_ensemble_averages_survival_curves_and_probabilities() -> None:
         torch.testing.assert_close(
             probabilities(LegoEnsemble(cblocks)(x)).double(), want_p, rtol=1e-5, atol=1e-6
         )
+
+
+def test_within_a_latent_memo_candidates_share_their_blocks_latents_and_predict_the_same() -> None:
+    from common.lego.block import LegoBlock, latent_memo
+
+    blocks = [trained("a", 1), trained("b", 2), trained("a", 3)]
+    x = inputs()
+    candidates = [
+        lambda: LegoMerge(blocks),
+        lambda: LegoMerge(blocks, weights=[2, 1, 0.5]),
+        lambda: LegoEnsemble(blocks),
+    ]
+    with torch.no_grad():
+        alone = [make()(x) for make in candidates]
+    computed: list[int] = []
+    original = LegoBlock.update
+
+    def counting(self, *a):  # type: ignore[no-untyped-def]
+        computed.append(id(self))
+        return original(self, *a)
+
+    LegoBlock.update = counting  # type: ignore[method-assign]
+    try:
+        with torch.no_grad(), latent_memo():
+            shared = [make()(x) for make in candidates]
+        with torch.no_grad(), latent_memo():  # other input: computed again
+            other = {k: ModalityInput(v.x + 1, present=v.present) for k, v in x.items()}
+            LegoMerge(blocks)(other)
+        with latent_memo():  # with gradients (training): never kept
+            LegoMerge(blocks)(x)
+            LegoMerge(blocks)(x)
+    finally:
+        LegoBlock.update = original  # type: ignore[method-assign]
+    for a, b in zip(alone, shared, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert len(computed) == 3 + 3 + 6  # once per block per input, outside gradients
