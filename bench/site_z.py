@@ -22,9 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from common.bench.main import write_result
 from common.evaluation.paired import TestSet, compare_models
 from coordinator.recommend import recommend
+from simulate.references import within
 from simulate.rescore import KeptRun
 
 
@@ -42,7 +45,26 @@ def replay(folder: Path, zs: list[float]) -> tuple[str, TestSet, dict[str, Any]]
             by_site = {s: recommend(run.store, task, s, z).model.model_id for s in run.views}
             chosen[f"z={z:g}"] = by_site
             given[f"{z:g}"] = {s: m for s, m in by_site.items() if m != consortium}
-        detail = {"seed": run.report["seed"], "consortium": consortium, "given": given}
+        # where the rule fired: the version's gain over the consortium's on that hospital's patients
+        fired = {}
+        for z, by_site in given.items():
+            for site, model in by_site.items():
+                view = run.views[site]
+                sites = np.full(len(view), site)
+                gain = within(run.task.spec, view, run.scores(model, site), sites) - within(
+                    run.task.spec, view, run.scores(consortium, site), sites
+                )
+                fired[f"z={z} {site}"] = {
+                    "version": model,
+                    "test gain": gain,
+                    "patients": len(view),
+                }
+        detail = {
+            "seed": run.report["seed"],
+            "consortium": consortium,
+            "given": given,
+            "fired": fired,
+        }
         return run.report["scenario"], run.test_set(chosen), detail
 
 
