@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from common.bench.main import write_result
 from common.evaluation.paired import TestSet, compare_models
 from coordinator.recommend import recommend
@@ -68,10 +66,7 @@ def pair(a: Path, b: Path) -> TestSet:
                 )
             )
     x, y = sets
-    same = np.array_equal(x.site, y.site) and all(
-        np.array_equal(x.targets[k], y.targets[k]) for k in x.targets
-    )
-    if not same:
+    if not x.same_patients(y):
         raise SystemExit(f"{a} and {b} test other patients; no paired comparison")
     scores = {f"all {k}": x.scores[k] for k in KINDS} | {f"paired {k}": y.scores[k] for k in KINDS}
     return TestSet(x.kind, x.n_classes, x.site, x.targets, scores)

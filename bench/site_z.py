@@ -27,7 +27,6 @@ import numpy as np
 from common.bench.main import write_result
 from common.evaluation.paired import TestSet, compare_models
 from coordinator.recommend import recommend
-from simulate.references import within
 from simulate.rescore import KeptRun
 
 
@@ -45,18 +44,25 @@ def replay(folder: Path, zs: list[float]) -> tuple[str, TestSet, dict[str, Any]]
             by_site = {s: recommend(run.store, task, s, z).model.model_id for s in run.views}
             chosen[f"z={z:g}"] = by_site
             given[f"{z:g}"] = {s: m for s, m in by_site.items() if m != consortium}
-        # where the rule fired: the version's gain over the consortium's on that hospital's patients
+        # where the rule fired: the version minus the consortium's on that hospital's patients,
+        # with its paired interval
         fired = {}
         for z, by_site in given.items():
             for site, model in by_site.items():
                 view = run.views[site]
-                sites = np.full(len(view), site)
-                gain = within(run.task.spec, view, run.scores(model, site), sites) - within(
-                    run.task.spec, view, run.scores(consortium, site), sites
+                one = TestSet(
+                    run.task.spec.kind,
+                    run.task.spec.n_classes if run.task.spec.kind == "classification" else 0,
+                    np.full(len(view), site),
+                    {k: np.asarray(v) for k, v in view.targets().items()},
+                    {"own": run.scores(model, site), "consortium": run.scores(consortium, site)},
                 )
+                (c,) = compare_models([one], "own", ["consortium"])
                 fired[f"z={z} {site}"] = {
                     "version": model,
-                    "test gain": gain,
+                    "test gain": c.diff,
+                    "low": c.low,
+                    "high": c.high,
                     "patients": len(view),
                 }
         detail = {

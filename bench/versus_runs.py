@@ -13,8 +13,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
 from common.bench.main import write_result
 from common.evaluation.paired import TestSet, compare_models
 from simulate.render import SCORES, load_measured
@@ -24,10 +22,7 @@ def paired(new: Path, old: Path, kind: str) -> TestSet:
     a, b = load_measured(new / SCORES).summary, load_measured(old / SCORES).summary
     if a is None or b is None:
         raise SystemExit(f"{new} or {old}: no summary test set")
-    same = np.array_equal(np.asarray(a.site), np.asarray(b.site)) and all(
-        np.array_equal(np.asarray(a.targets[k]), np.asarray(b.targets[k])) for k in a.targets
-    )
-    if not same:
+    if not a.same_patients(b):
         raise SystemExit(f"{new} and {old} test other patients; no paired comparison")
     return TestSet(
         a.kind, a.n_classes, a.site, a.targets, {"new": a.scores[kind], "old": b.scores[kind]}

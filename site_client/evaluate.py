@@ -375,8 +375,6 @@ def answer(
     """This site's report on ``job`` (scores, or a decline with the reason's kind only). With
     cross-fitting every patient is scored, each through the candidate rebuilt from the site's
     fold copies that never saw it; otherwise the validation patients."""
-    if not cfg.evaluation.enabled:
-        return SiteReport(job.job_id, declined=SWITCHED_OFF)
     if data.task != task.spec.kind:
         return SiteReport(job.job_id, declined="wrong-task-kind")
     patients = data if cfg.evaluation.folds else validation(cfg, data)
@@ -614,19 +612,20 @@ def evaluate_pending(
     jobs = client.pending_evaluations(cfg.task)
     if not jobs:
         return []
-    if callable(data) and cfg.evaluation.enabled:  # switched off: declined without reading it
-        data = data()
+    dataset = None  # switched off: every job declined, the data never read
+    if cfg.evaluation.enabled:
+        dataset = data() if callable(data) else data
     ledger = Ledger(cfg)
     tasks: dict[str, TaskRecord] = {}
     out = []
     for job in jobs:
         try:
-            if callable(data):
+            if dataset is None:
                 report = SiteReport(job.job_id, declined=SWITCHED_OFF)
             else:
                 task = tasks.setdefault(job.task_id, client.task(job.task_id))
                 with latent_memo():  # the job's candidates share their blocks' latents
-                    report = answer(cfg, client, job, data, ledger, task)
+                    report = answer(cfg, client, job, dataset, ledger, task)
         except CallError:
             raise  # the coordinator is away: the next poll tries again
         except (

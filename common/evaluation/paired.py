@@ -53,6 +53,17 @@ class TestSet:
     def patients(self) -> int:
         return int(np.asarray(self.site).shape[0])
 
+    def same_patients(self, other: TestSet) -> bool:
+        """Whether ``other`` holds the same patients in the same order (hospitals and targets)."""
+        return (
+            self.targets.keys() == other.targets.keys()
+            and np.array_equal(np.asarray(self.site), np.asarray(other.site))
+            and all(
+                np.array_equal(np.asarray(v), np.asarray(other.targets[k]))
+                for k, v in self.targets.items()
+            )
+        )
+
 
 @dataclass(frozen=True)
 class Block:
