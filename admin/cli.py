@@ -15,6 +15,7 @@ import typer
 from common import fuse_options
 from common.admin import render
 from common.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, fail
+from common.evaluation.selection import HIERARCHY_HELP
 from common.recipe_defaults import DEFAULT_HEAD_MERGE, DEFAULT_LATENT_MERGE, DEFAULT_POLICY
 
 app = typer.Typer(
@@ -174,12 +175,21 @@ def merge(
         DEFAULT_LATENT_MERGE, help="The recipe's latent merge operator."
     ),
     head_merge: str = typer.Option(DEFAULT_HEAD_MERGE, help="The recipe's head merge operator."),
+    hierarchy: str = typer.Option("auto", help=HIERARCHY_HELP),
 ) -> None:
     """Build a new model version from the latest accepted block of every (site, modality): the
     sites score the candidates on their validation patients first, and the card shows what they
     found."""
     with connect(kit, coordinator) as c:
-        m = c.merge(task, latent_merge, head_merge, policy, deadline or 0.0, measure=deadline != 0)
+        m = c.merge(
+            task,
+            latent_merge,
+            head_merge,
+            policy,
+            deadline or 0.0,
+            measure=deadline != 0,
+            hierarchy=hierarchy,
+        )
     if as_json:
         typer.echo(json.dumps(render.version_rows([m])[0], indent=1))
     else:

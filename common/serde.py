@@ -366,6 +366,7 @@ def candidate_to_pb(c: Candidate) -> epb.Candidate:
         fuse_mode=c.fuse_mode,
         layout=c.layout,
         folds=c.folds,
+        groups=list(c.groups),
     )
 
 
@@ -385,6 +386,7 @@ def candidate_from_pb(msg: epb.Candidate) -> Candidate:
         fuse_mode=msg.fuse_mode,
         layout=msg.layout,
         folds=msg.folds,
+        groups=tuple(msg.groups),
     )
     problem = c.problem()
     if problem:

@@ -13,6 +13,7 @@ from common import fuse_options
 from common.addresses import REGISTRY_PORT
 from common.admin import render
 from common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail
+from common.evaluation.selection import HIERARCHY_HELP
 from common.recipe_defaults import DEFAULT_HEAD_MERGE, DEFAULT_LATENT_MERGE, DEFAULT_POLICY
 
 app = typer.Typer(
@@ -186,6 +187,7 @@ def merge(
         DEFAULT_LATENT_MERGE, help="The recipe's latent merge operator."
     ),
     head_merge: str = typer.Option(DEFAULT_HEAD_MERGE, help="The recipe's head merge operator."),
+    hierarchy: str = typer.Option("auto", help=HIERARCHY_HELP),
 ) -> None:
     """Build a new model version from the latest accepted block of every (site, modality): the sites
     score the candidates on their validation patients first, and the card shows what they found."""
@@ -201,6 +203,7 @@ def merge(
             deadline or 0.0,
             lambda: False,
             deadline != 0,
+            hierarchy,
         )
     finally:
         reg.close()

@@ -23,7 +23,7 @@ from common.artifacts.recipefile import write_recipe
 from common.evaluation import CandidateScore, Consortium
 from common.evaluation.candidates import Candidate, EvaluationJob
 from common.evaluation.policy import merge_policy
-from common.evaluation.selection import BlockInfo, site_choices
+from common.evaluation.selection import BlockInfo, check_hierarchy, site_choices
 from common.lego.merge import HEAD_MERGES, LATENT_MERGES
 from common.lego.recipe import Recipe
 from common.pki import identity_from_cert
@@ -172,10 +172,12 @@ def merge_task(
     deadline_s: float = 0.0,
     z: float = 1.0,
     stop: Callable[[], bool] = lambda: False,
+    layout: str = "auto",
 ) -> ModelRecord:
     """Build, measure and store a new version of ``task_id``: the recipe that ``policy``
-    (uniform, ensemble, auto) chooses. ``evaluations`` None (or a zero deadline with no
-    configured one) publishes without asking the sites."""
+    (uniform, ensemble, auto) chooses, among flat or hierarchical recipes or both (``layout``:
+    auto, flat, modality). ``evaluations`` None (or a zero deadline with no configured one)
+    publishes without asking the sites."""
     task = store.task(task_id)
     if task is None:
         raise not_found(f"task {task_id!r} does not exist")
@@ -185,6 +187,7 @@ def merge_task(
     )
     with as_invalid():  # the policy and the registries name the known ones
         chooser = merge_policy(policy)
+        layout = check_hierarchy(layout)
         LATENT_MERGES.get(latent_merge)
         HEAD_MERGES.get(head_merge)
     records = store.blocks.latest(task_id)
@@ -205,9 +208,10 @@ def merge_task(
             latent_merge,
             head_merge,
             stop,
+            layout,
         )
     candidates = chooser.candidates(
-        infos, latent_merge, head_merge, stack.candidates if stack else ()
+        infos, latent_merge, head_merge, stack.candidates if stack else (), layout
     )
     job, results, scores, status, expected = None, {}, {}, None, set()
     if evaluations is not None:

@@ -163,9 +163,11 @@ class Registry:
         deadline_s: float = 0.0,
         stop: Callable[[], bool] = lambda: False,
         evaluate: bool = True,
+        layout: str = "",
     ) -> ModelRecord:
         """A new version: the recipe that ``policy`` chooses (uniform, ensemble, auto; empty:
-        uniform), measured by the sites first when evaluation is on and ``evaluate`` (waiting at
+        uniform) among flat or hierarchical recipes (``layout``: auto, flat, modality; empty:
+        auto), measured by the sites first when evaluation is on and ``evaluate`` (waiting at
         most ``deadline_s``; 0: the configured deadline)."""
         return merge_task(
             self.store,
@@ -178,6 +180,7 @@ class Registry:
             deadline_s,
             self.evaluation.z,
             stop,
+            layout or "auto",
         )
 
     def evaluate(

@@ -342,6 +342,7 @@ class BlockRegistryServicer(pb_grpc.BlockRegistryServicer):
             wait,
             stop=lambda: not context.is_active(),
             evaluate=not request.unmeasured,
+            layout=request.hierarchy,
         )
         self.metrics.merges.inc()
         return serde.model_to_pb(model)

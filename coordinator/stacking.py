@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from common.evaluation.candidates import Candidate
-from common.evaluation.selection import BlockInfo
+from common.evaluation.selection import BlockInfo, flat_allowed, hierarchy
 from common.evaluation.stacking import (
     MAX_POINTS,
     STACK_JOBS,
@@ -78,13 +78,17 @@ def fit_stack(
     latent_merge: str,
     head_merge: str,
     stop: Callable[[], bool] = lambda: False,
+    layout: str = "auto",
 ) -> Stack:
     """Fit stacked weights with the sites and propose them as candidates (none when the blocks
     leave nothing to weigh or no site sent sums)."""
     plan = design([b.modality for b in blocks], [f"{b.site}/{b.modality}" for b in blocks])
     if plan is None:
         return Stack([], {"fitted": False, "reason": "nothing to weigh"})
-    components = _components(plan, blocks)
+    flat = flat_allowed(blocks, layout)
+    # hierarchical only (many blocks, or asked for): the stacked recipes are grouped too
+    groups = () if flat else hierarchy(blocks, layout)
+    components = _components(plan, blocks, flat)
     fits = [Fit(g) for g in plan.groupings[:MAX_POINTS]]
     gammas = [g.uniform.astype(float) for g in plan.groupings[:MAX_POINTS]]
     expected = evaluations.expected(task)
@@ -125,7 +129,10 @@ def fit_stack(
         chosen = shrinkage(at, f.grouping.uniform, grouped)
         f.amount, f.losses, f.folds = chosen.amount, chosen.losses, chosen.folds
         final = shrunk(at, fit, f.grouping.uniform, grouped, chosen.amount)
-        f.weights = block_weights(final, f.grouping.to_blocks)
+        # grouped: a modality block weighs the mean of its blocks' weights, so each block carries
+        # its modality's whole weight (flat: the modality's blocks share it)
+        reach = f.grouping.to_blocks if not groups else (f.grouping.to_blocks > 0).astype(float)
+        f.weights = block_weights(final, reach)
         if all(abs(w - 1.0) < 1e-6 for w in f.weights):
             continue  # the uniform weights: the uniform merge and the ensemble are candidates
         name, label = f.grouping.name, f.grouping.label
@@ -138,6 +145,7 @@ def fit_stack(
                 f.weights,
                 latent_merge,
                 head_merge,
+                groups=groups,
             ),
             Candidate(
                 f"stacked-{name}-ensemble",
@@ -145,6 +153,7 @@ def fit_stack(
                 f"stacked ensemble ({label})",
                 ids,
                 f.weights,
+                groups=groups,
             ),
         ]
         log.info(
@@ -158,12 +167,15 @@ def fit_stack(
     return Stack(out, {"fitted": True, "jobs": jobs, "fits": [f.card() for f in fits]}, silent)
 
 
-def _components(plan: Design, blocks: Sequence[BlockInfo]) -> list[Candidate]:
+def _components(plan: Design, blocks: Sequence[BlockInfo], flat: bool) -> list[Candidate]:
     """The stack job's candidates: a block alone (a one-block merge), or a modality's blocks'
-    ensemble."""
+    ensemble (beyond the flat recipes' size, their modality block: one block to run, not many)."""
     out = []
     for cid, label, idx in plan.components:
         ids = tuple(blocks[i].block_id for i in idx)
+        if len(ids) > 1 and not flat:
+            out.append(Candidate(cid, MergeRecipe.name, label, ids, groups=(0,) * len(ids)))
+            continue
         kind = MergeRecipe.name if len(ids) == 1 else EnsembleRecipe.name
         out.append(Candidate(cid, kind, label, ids))
     return out

@@ -432,7 +432,7 @@ def build_report(
         raise ValueError(
             f"{run.merged.model_id} is a fused version; the merge of the run was expected"
         )
-    blocks = list(merged.block_list)
+    blocks = list(merged.members)
     ids = list(run.merged.block_ids)
     by_id = {b.block_id: b for b in run.blocks}
     phases = dict(run.phases)

@@ -561,7 +561,10 @@ def operate(
             evaluators,
             parallel,
             lambda: admin.merge(
-                svc.task.task_id, policy="auto", deadline_s=scn.spec.eval_deadline_s
+                svc.task.task_id,
+                policy="auto",
+                deadline_s=scn.spec.eval_deadline_s,
+                hierarchy=scn.spec.hierarchy,
             ),
         )
         blocks = admin.blocks(svc.task.task_id)

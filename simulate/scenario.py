@@ -14,6 +14,7 @@ them) and its own held-out test patients, which no hospital trains on or chooses
     rounds = 2   epochs = 1           # LegoFuse rounds and local epochs per round (0 rounds: no
                                       # fuse)
     fuse_sites = "paired"             # who trains in them: "paired" or "all" (every site)
+    hierarchy = "auto"                # the merge's recipes: "auto", "flat" or "modality"
     proximal_mu = 0.0                 # > 0: FedProx in them
     block_epochs = 30                 # at most, per site block (the epoch count is chosen out of
                                       # fold)
@@ -139,6 +140,8 @@ class ScenarioFile(Strict):
     # who trains in LegoFuse rounds (common.fuse_sites): "paired", the sites holding paired data;
     # "all", every site (each on its patients having one of the model's modalities)
     fuse_sites: Literal["paired", "all"] = "paired"
+    # which recipes the merge considers (coordinator merge --hierarchy): "auto", "flat", "modality"
+    hierarchy: Literal["auto", "flat", "modality"] = "auto"
     proximal_mu: float = Field(default=0.0, ge=0, allow_inf_nan=False)  # > 0: FedProx in them
     latent_rows: int = Field(default=16, ge=1)
     latent_dim: int = Field(default=64, ge=1)

@@ -29,7 +29,14 @@ from typing import Any
 import grpc
 import numpy as np
 
-from common.artifacts import IntegrityError, SignatureError, load_block
+from common.artifacts import BlockManifest, IntegrityError, SignatureError
+from common.artifacts.blockfile import (
+    WEIGHTS,
+    build_block,
+    load_block_state,
+    parse_weights,
+    read_block_files,
+)
 from common.artifacts.foldcopies import FoldCopies, fold_folder, load_fold_copies
 from common.artifacts.modelfile import load_model_folder
 from common.client import CallError, RegistryClient
@@ -51,9 +58,11 @@ from common.fuse import fused_model
 from common.fuse.wire import FLAT, layout, split_runs, trainable_names, unpack
 from common.lego.block import latent_memo
 from common.lego.recipe import Recipe
+from common.lego.soup import check_soupable, shifted, soup_memo, soup_state
 from common.records import TaskRecord
 
 from .config import SiteConfig
+from .modality_blocks import ModalityBlocks
 
 log = logging.getLogger("mmlego.site")
 
@@ -111,6 +120,10 @@ class Builder:
         self.blocks: dict[
             str, Any
         ] = {}  # block id -> the block, rebuilt once per job (a job's candidates share blocks)
+        self.manifests: dict[str, BlockManifest] = {}  # block id -> its manifest, read once per job
+        self.states: dict[str, tuple[dict[str, Any], BlockManifest]] = {}  # verified, unbuilt
+        self.soups: dict[tuple[Any, ...], Any] = {}  # modality blocks made for this job
+        self.kept = ModalityBlocks(cfg.state / "modality-blocks")
         self.sites: dict[str, str] = {}  # block id -> the site that signed it
         self.block_folds: dict[
             str, int
@@ -127,26 +140,85 @@ class Builder:
     def folds(self) -> int:
         return self.cfg.evaluation.folds if self.fold_of is not None else 0
 
-    def block(self, block_id: str) -> Any:
-        if block_id in self.blocks:
-            return self.blocks[block_id]
+    def manifest(self, block_id: str) -> BlockManifest:
+        """A verified block's manifest (the block is pulled once into the state folder, with
+        every check; its manifest read once per job): who signed it, how it was trained."""
+        if block_id in self.manifests:
+            return self.manifests[block_id]
         folder = self.cfg.state / "verified-blocks" / block_id
         if not (folder / "signer.crt").is_file():
             self.client.pull_block(block_id, folder)  # hashes, CA-issued signer, signature checked
         try:
-            block, manifest = load_block(folder)
-        except (
-            IntegrityError,
-            OSError,
-        ):  # a copy the machine lost part of (not synced): fetched again
+            manifest = read_block_files(folder).manifest
+        except (IntegrityError, OSError):  # a copy the machine lost part of: fetched again
             shutil.rmtree(folder, ignore_errors=True)
             self.client.pull_block(block_id, folder)
-            block, manifest = load_block(folder)
+            manifest = read_block_files(folder).manifest
         if manifest.weights_sha256 != block_id or manifest.task_id != self.task.task_id:
             raise Unverifiable(f"block {block_id[:12]} is not a block of task {self.task.task_id}")
-        self.blocks[block_id], self.sites[block_id] = block.eval(), manifest.site
+        self.manifests[block_id], self.sites[block_id] = manifest, manifest.site
         self.block_folds[block_id] = int(manifest.train_stats.get("folds", 0))
+        return manifest
+
+    def verified(self, block_id: str) -> tuple[dict[str, Any], BlockManifest]:
+        """A block's weights, checked against its manifest, and the manifest; read once per job
+        and not built (a modality block averages many without building them)."""
+        if block_id not in self.states:
+            manifest = self.manifest(block_id)
+            folder = self.cfg.state / "verified-blocks" / block_id
+            try:
+                state = parse_weights((folder / WEIGHTS).read_bytes(), manifest)
+            except (IntegrityError, OSError):  # damaged since it was pulled: fetched again
+                shutil.rmtree(folder, ignore_errors=True)
+                self.client.pull_block(block_id, folder)
+                state, manifest = load_block_state(folder)
+            self.states[block_id] = (state, manifest)
+        return self.states[block_id]
+
+    def block(self, block_id: str) -> Any:
+        if block_id not in self.blocks:
+            state, manifest = self.verified(block_id)
+            self.blocks[block_id] = build_block(manifest, state).eval()
         return self.blocks[block_id]
+
+    def modality_block(
+        self, ids: Sequence[str], share: Sequence[float], swap: dict[str, Any]
+    ) -> Any:
+        """The modality block of the blocks ``ids`` (hierarchical Lego) with ``share``: of the
+        released blocks, made once and kept in the state folder (and for the job), then with the
+        fold copies of ``swap`` in place of the site's own (common.lego.soup.shifted)."""
+        if len(ids) == 1:
+            return swap.get(ids[0]) or self.block(ids[0])
+        mine = tuple((i, id(swap[i])) for i in ids if i in swap)
+        memo = (tuple(ids), tuple(share), mine)
+        if memo in self.soups:
+            return self.soups[memo]
+        if mine:
+            out = self.modality_block(ids, share, {})
+            for pos, i in enumerate(ids):
+                if i in swap:
+                    out = shifted(out, share[pos], self.block(i), swap[i])
+        else:
+            key = self.kept.key(ids, share)
+            first = self.manifest(ids[0])
+            out = self.kept.get(key, first)
+            if out is None:
+                states = [self.verified(i) for i in ids]
+                check_soupable([m.config for _, m in states])
+                merged = soup_state(first.config, [st for st, _ in states], share)
+                self.kept.put(key, merged)
+                out = build_block(first, merged).eval()
+        self.soups[memo] = out
+        return out
+
+    def make(self, recipe: Recipe, ids: Sequence[str], swap: dict[str, Any]) -> Any:
+        """``recipe`` over the blocks ``ids`` with the fold copies of ``swap`` in place of the
+        released ones; a grouped recipe of the modality blocks (no block built but those)."""
+        if not recipe.groups:
+            return recipe.make([swap.get(i) or self.block(i) for i in ids])
+        return recipe.make_of(
+            lambda idx, share: self.modality_block([ids[k] for k in idx], share, swap)
+        )
 
     def version(self, model_id: str) -> tuple[Any, Any]:
         from .fuse_client import model_folder
@@ -161,7 +233,7 @@ class Builder:
         """A site with a validation split (``folds`` = 0) cannot score a block of its own that was
         cross-fitted (trained on every one of its patients, its validation patients among them)."""
         for i in block_ids:
-            self.block(i)
+            self.manifest(i)
             if self.sites[i] == self.cfg.site and self.block_folds[i]:
                 raise Unverifiable(
                     f"this site's block {i[:12]} was cross-fitted on all its patients; with "
@@ -173,7 +245,7 @@ class Builder:
         verified with the block); a block of its own without them cannot be scored out of fold."""
         out = {}
         for i in block_ids:
-            self.block(i)
+            self.manifest(i)
             if self.sites[i] != self.cfg.site:
                 continue
             if i not in self.copies:
@@ -231,15 +303,13 @@ class Builder:
         """``c`` rebuilt with the blocks of ``swap`` (block id -> a fold copy) in place of the
         released ones; ``fold``: the fold whose patients it will score (cross-fitting)."""
         if c.is_recipe:
-            model = c.recipe.make([swap.get(i) or self.block(i) for i in c.block_ids])
+            model = self.make(c.recipe, c.block_ids, swap)
             return model, model.modalities
         model, record = self.version(c.model_id)
         if c.kind == "version" and not record.recipe.method.trained:
             if not swap:
                 return model, model.modalities
-            rebuilt = record.recipe.make(
-                [swap.get(i) or b for i, b in zip(record.block_ids, model.block_list, strict=True)]
-            )
+            rebuilt = self.make(record.recipe, record.block_ids, swap)
             return rebuilt, rebuilt.modalities
         if not self.cfg.evaluation.score_fused:
             raise Unverifiable(
@@ -277,7 +347,7 @@ class Builder:
             1 + fold if fold is not None and c.folds == self.folds else 0
         )  # fold k's patients: the run that never saw them
         return self._fused(
-            list(model.block_list),
+            list(model.members),
             record.block_ids,
             record.recipe,
             c.fuse_mode,
@@ -291,7 +361,7 @@ class Builder:
         """Every run's global weights of a LegoFuse round (fetched once): the full run, then the
         fold runs."""
         if c.candidate_id not in self.runs:
-            fused = fused_model(model.block_list, c.fuse_mode, record.recipe)
+            fused = fused_model(model.members, c.fuse_mode, record.recipe)
             state = {k: v.detach().cpu() for k, v in fused.state_dict().items()}
             names = trainable_names(fused)
             if layout(state, names) != c.layout:
@@ -624,7 +694,8 @@ def evaluate_pending(
                 report = SiteReport(job.job_id, declined=SWITCHED_OFF)
             else:
                 task = tasks.setdefault(job.task_id, client.task(job.task_id))
-                with latent_memo():  # the job's candidates share their blocks' latents
+                # the job's candidates share their modality blocks and their blocks' latents
+                with latent_memo(), soup_memo():
                     report = answer(cfg, client, job, dataset, ledger, task)
         except CallError:
             raise  # the coordinator is away: the next poll tries again

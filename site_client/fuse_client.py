@@ -147,7 +147,7 @@ def train(content: RecordDict, node_config: dict[str, Any]) -> RecordDict:
             f"fuse rounds start from a merge or ensemble version; {model_id} is a "
             f"{record.recipe.kind}"
         )
-    model = fused_model(merged.block_list, fuse.mode, record.recipe)
+    model = fused_model(merged.members, fuse.mode, record.recipe)
     data, fold_data = round_data(
         cfg, load_site_folder(cfg.data), model.modalities, fuse.fold_runs, fuse.sites
     )

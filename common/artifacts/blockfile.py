@@ -244,6 +244,14 @@ def read_block_files(directory: str | os.PathLike[str]) -> BlockFiles:
 
 def load_block(directory: str | os.PathLike[str]) -> tuple[LegoBlock, BlockManifest]:
     """Read, verify and rebuild a block written by :func:`save_block`."""
+    state, manifest = load_block_state(directory)
+    return build_block(manifest, state), manifest
+
+
+def load_block_state(
+    directory: str | os.PathLike[str],
+) -> tuple[dict[str, torch.Tensor], BlockManifest]:
+    """Read and verify a block's weights without building it (a modality block averages many:
+    common.lego.soup); :func:`build_block` makes the block of them."""
     files = read_block_files(directory)
-    state = parse_weights(files.weights.read_bytes(), files.manifest)
-    return build_block(files.manifest, state), files.manifest
+    return parse_weights(files.weights.read_bytes(), files.manifest), files.manifest

@@ -34,7 +34,7 @@ MODEL_RECORD = "model.pb"
 def version_weights(recipe: Recipe, heads: Sequence[dict[str, torch.Tensor]]) -> bytes:
     """A merge's or an ensemble's own weights file (safetensors), from its blocks' head tensors
     only (``head.*`` of each block's weights, prefix removed), in the recipe's order."""
-    return st_save(recipe.method.own_state(recipe, heads))
+    return st_save(recipe.own_state(heads))
 
 
 def write_model_folder(out: Path, record_bytes: bytes, record: ModelRecord, weights: bytes) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from ..lego.recipe import RECIPE_KINDS, Recipe
 
 WEIGHTS_KEY = "weights"  # the parameter that records a recipe's weights (a JSON list of numbers)
+GROUPS_KEY = "groups"  # hierarchical Lego: each block's modality block (a JSON list of integers)
 
 
 def write_recipe(recipe: Recipe, settings: Mapping[str, str]) -> dict[str, str]:
@@ -19,6 +20,7 @@ def write_recipe(recipe: Recipe, settings: Mapping[str, str]) -> dict[str, str]:
         "latent_merge": recipe.latent_merge,
         "head_merge": recipe.head_merge,
         WEIGHTS_KEY: json.dumps([float(w) for w in recipe.weights]) if recipe.weights else "",
+        GROUPS_KEY: json.dumps(list(recipe.groups)) if recipe.groups else "",
     }
     kept = {k: v for k, v in fields.items() if k in _records(recipe.kind) and v}
     if set(kept) & set(settings):
@@ -39,8 +41,19 @@ def read_recipe(
         weights = tuple(float(w) for w in json.loads(text)) if text else ()
     except (ValueError, TypeError) as exc:
         raise ValueError(f"recipe weights {text[:80]!r} are not a JSON list of numbers") from exc
-    recipe = Recipe(kind, tuple(block_ids), weights, **own)
+    text = own.pop(GROUPS_KEY, "")
+    try:
+        groups = tuple(_index(g) for g in json.loads(text)) if text else ()
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"recipe groups {text[:80]!r} are not a JSON list of integers") from exc
+    recipe = Recipe(kind, tuple(block_ids), weights, groups=groups, **own)
     return recipe, {k: v for k, v in parameters.items() if k not in records}
+
+
+def _index(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{value!r} is not an integer")
+    return value
 
 
 def _records(kind: str) -> tuple[str, ...]:

@@ -170,8 +170,10 @@ class RegistryClient:
         policy: str = "",
         deadline_s: float = 0.0,
         measure: bool = True,
+        hierarchy: str = "",
     ) -> ModelRecord:
-        """A new version: the recipe that ``policy`` chooses (uniform, ensemble or auto); the call
+        """A new version: the recipe that ``policy`` chooses (uniform, ensemble or auto) among
+        flat or hierarchical recipes (``hierarchy``: auto, flat, modality; empty: auto); the call
         waits while the sites score it (at most ``deadline_s``; 0: the coordinator's default),
         unless not ``measure``."""
         req = pb.MergeRequest(
@@ -181,6 +183,7 @@ class RegistryClient:
             recipe=policy,  # the wire's name for the merge policy
             deadline_s=deadline_s,
             unmeasured=not measure,
+            hierarchy=hierarchy,
         )
         # the sites may take up to the deadline for each stack job and for the scoring job
         waits = 1 + STACK_JOBS

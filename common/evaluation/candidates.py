@@ -16,6 +16,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from ..lego.recipe import BLOCK_KINDS, Recipe
+from ..lego.soup import check_groups
 from ..recipe_defaults import DEFAULT_HEAD_MERGE, DEFAULT_LATENT_MERGE
 from .scores import CandidateScore
 from .stacking import MAX_COMPONENTS, MAX_POINTS, StackStats
@@ -46,6 +47,8 @@ class Candidate:
     layout: str = ""  # fuse-round: digest of the tensors' names, shapes and dtypes
     # fuse-round: fold runs whose weights follow the full run's (sites score out of fold with them)
     folds: int = 0
+    # merge / ensemble: each block's modality block (hierarchical Lego); empty: flat
+    groups: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, candidate_id: str, label: str, recipe: Recipe) -> Candidate:
@@ -58,6 +61,7 @@ class Candidate:
             recipe.weights,
             recipe.latent_merge,
             recipe.head_merge,
+            groups=recipe.groups,
         )
 
     @property
@@ -70,11 +74,15 @@ class Candidate:
         """The recipe a merge or ensemble candidate is; ValueError for another candidate."""
         if not self.is_recipe:
             raise ValueError(f"candidate {self.candidate_id!r} is a {self.kind}, not a recipe")
-        return Recipe(self.kind, self.block_ids, self.weights, self.latent_merge, self.head_merge)
+        return Recipe(
+            self.kind, self.block_ids, self.weights, self.latent_merge, self.head_merge, self.groups
+        )
 
     def digest(self) -> str:
         """What makes two candidates the same query: everything but the id and the label."""
         body = {k: v for k, v in asdict(self).items() if k not in ("candidate_id", "label")}
+        if not self.groups:  # flat: the digest it had before groups existed
+            del body["groups"]
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     def problem(self) -> str | None:
@@ -102,6 +110,11 @@ class Candidate:
                     f"candidate {self.candidate_id!r}: weights must be {len(self.block_ids)} "
                     "finite numbers > 0"
                 )
+            grouping = check_groups(self.groups, len(self.block_ids)) if self.groups else None
+            if grouping:
+                return f"candidate {self.candidate_id!r}: groups: {grouping}"
+        elif self.groups:
+            return f"candidate {self.candidate_id!r}: only a merge or an ensemble has groups"
         elif not self.model_id:
             return f"candidate {self.candidate_id!r}: a {self.kind} candidate names a model version"
         if self.kind == "fuse-round" and (

@@ -12,7 +12,15 @@ from ..lego.recipe import EnsembleRecipe, MergeRecipe, Recipe
 from ..recipe_defaults import DEFAULT_POLICY
 from .candidates import Candidate
 from .scores import Consortium
-from .selection import BlockInfo, Choice, choose, first_candidates, publishable
+from .selection import (
+    BlockInfo,
+    Choice,
+    choose,
+    first_candidates,
+    flat_allowed,
+    hierarchy,
+    publishable,
+)
 
 
 class MergePolicy(ABC):
@@ -31,8 +39,10 @@ class MergePolicy(ABC):
         latent_merge: str,
         head_merge: str,
         stacked: Sequence[Candidate] = (),
+        layout: str = "auto",
     ) -> list[Candidate]:
-        """The candidates of the merge's job, the reference first (``stacked``: the stack's)."""
+        """The candidates of the merge's job, the reference first (``stacked``: the stack's;
+        ``layout``: flat, hierarchical or both, selection.HIERARCHIES)."""
 
     def choose(
         self,
@@ -59,9 +69,11 @@ class Uniform(MergePolicy):
         latent_merge: str,
         head_merge: str,
         stacked: Sequence[Candidate] = (),
+        layout: str = "auto",
     ) -> list[Candidate]:
         ids = tuple(b.block_id for b in blocks)
-        recipe = Recipe(MergeRecipe.name, ids, (), latent_merge, head_merge)
+        groups = () if flat_allowed(blocks, layout) else hierarchy(blocks, layout)
+        recipe = Recipe(MergeRecipe.name, ids, (), latent_merge, head_merge, groups)
         return [Candidate.of("uniform", "uniform merge", recipe)]
 
 
@@ -76,8 +88,10 @@ class Ensemble(MergePolicy):
         latent_merge: str,
         head_merge: str,
         stacked: Sequence[Candidate] = (),
+        layout: str = "auto",
     ) -> list[Candidate]:
-        recipe = Recipe(EnsembleRecipe.name, tuple(b.block_id for b in blocks))
+        groups = () if flat_allowed(blocks, layout) else hierarchy(blocks, layout)
+        recipe = Recipe(EnsembleRecipe.name, tuple(b.block_id for b in blocks), groups=groups)
         return [Candidate.of("ensemble", "ensemble", recipe)]
 
 
@@ -96,10 +110,11 @@ class Auto(MergePolicy):
         latent_merge: str,
         head_merge: str,
         stacked: Sequence[Candidate] = (),
+        layout: str = "auto",
     ) -> list[Candidate]:
         return [
             replace(c, latent_merge=latent_merge, head_merge=head_merge)
-            for c in first_candidates(blocks, stacked)
+            for c in first_candidates(blocks, stacked, layout)
         ]
 
     def choose(

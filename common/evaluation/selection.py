@@ -6,8 +6,10 @@ and lowered the test metric in two of three scenarios). So the rule is conservat
 
 - a *small, fixed* family of candidates, each built from every block (so each scores the same
   patients as the uniform merge): the uniform merge (the reference), the ensemble, the
-  modality-balanced merge and ensemble (when modalities have different numbers of blocks), and a
-  merge weighted by the blocks' training patients, shrunk half-way toward equal weights. (A second
+  modality-balanced merge and ensemble (when modalities have different numbers of blocks), a
+  merge weighted by the blocks' training patients, shrunk half-way toward equal weights, and the
+  hierarchical merge and ensemble (each modality's blocks averaged into one modality block first;
+  beyond FLAT_UP_TO blocks they replace the flat ones, the modality merge the reference). (A second
   job weighting blocks by their own consortium validation metric, :func:`quality_candidates`, was
   measured by bench/selection.py and is not used by ``coordinator merge``: it added almost nothing
   for a second round of queries.)
@@ -31,6 +33,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ..lego.soup import modality_groups
 from .candidates import Candidate
 from .scores import CandidateScore, Consortium
 
@@ -60,45 +63,106 @@ def shrunk(w: Sequence[float], amount: float = SHRINK) -> tuple[float, ...]:
 
 
 MAX_ALONE = 12  # up to this many blocks, each is also a candidate alone
+# up to this many blocks, the flat recipes are candidates; beyond, only hierarchical ones (each
+# modality's blocks averaged into one modality block first: common.lego.soup), so that what a
+# site rebuilds and runs per candidate depends on the modalities, not on the blocks
+FLAT_UP_TO = 64
+
+
+# which recipes a merge considers: "auto" (both up to FLAT_UP_TO blocks, hierarchical beyond),
+# "flat" (every block a block of the model), "modality" (hierarchical only)
+HIERARCHIES = ("auto", "flat", "modality")
+HIERARCHY_HELP = (
+    "auto (flat and hierarchical recipes up to 64 blocks, hierarchical beyond), flat, or "
+    "modality (each modality's blocks averaged into one modality block first)."
+)
+
+
+def check_hierarchy(name: str) -> str:
+    """``name`` if it is one of HIERARCHIES (empty: auto); ValueError naming them."""
+    if (name or "auto") not in HIERARCHIES:
+        raise ValueError(f"unknown hierarchy {name!r}; known: {', '.join(HIERARCHIES)}")
+    return name or "auto"
+
+
+def hierarchy(blocks: Sequence[BlockInfo], name: str = "auto") -> tuple[int, ...]:
+    """The modality groups of ``blocks`` the hierarchical recipes use (hierarchical Lego), or ()
+    when there are none: no modality has two blocks (nothing to average), or ``name`` is flat."""
+    groups = modality_groups([b.modality for b in blocks])
+    return groups if len(set(groups)) < len(groups) and check_hierarchy(name) != "flat" else ()
+
+
+def flat_allowed(blocks: Sequence[BlockInfo], name: str = "auto") -> bool:
+    """Whether the flat recipes over every block are candidates: asked for, or (auto) few
+    blocks; and whenever there is nothing to average."""
+    if not hierarchy(blocks, name):
+        return True
+    return check_hierarchy(name) == "auto" and len(blocks) <= FLAT_UP_TO
 
 
 def first_candidates(
-    blocks: Sequence[BlockInfo], stacked: Sequence[Candidate] = ()
+    blocks: Sequence[BlockInfo], stacked: Sequence[Candidate] = (), layout: str = "auto"
 ) -> list[Candidate]:
-    """The merge's job, bounded whatever the number of blocks: the uniform merge (reference), the
-    ensemble, the balanced and size-weighted variants where they differ from uniform, the
-    ``stacked`` candidates (coordinator.stacking), each modality's blocks alone (when there are
-    several modalities), and every block alone (up to MAX_ALONE blocks)."""
+    """The merge's job, bounded whatever the number of blocks. Flat (up to FLAT_UP_TO blocks):
+    the uniform merge (the reference), the ensemble, the balanced and size-weighted variants
+    where they differ from uniform. Hierarchical (where a modality has several blocks): the
+    merge and the ensemble of the modality blocks, and their size-weighted variant (the first of
+    them is the reference when the flat ones are left out). Then the ``stacked`` candidates
+    (coordinator.stacking), each modality's blocks alone (when there are several modalities), and
+    every block alone (up to MAX_ALONE blocks). ``layout``: one of HIERARCHIES."""
     ids = tuple(b.block_id for b in blocks)
-    out = [
-        Candidate("uniform", "merge", "uniform merge", ids),
-        Candidate("ensemble", "ensemble", "ensemble", ids),
-    ]
+    groups, flat = hierarchy(blocks, layout), flat_allowed(blocks, layout)
     per_modality = {m: sum(b.modality == m for b in blocks) for m in {b.modality for b in blocks}}
-    if len(set(per_modality.values())) > 1:
-        balanced = _mean_one([1.0 / per_modality[b.modality] for b in blocks])
-        out += [
-            Candidate("balanced", "merge", "modality-balanced merge", ids, balanced),
-            Candidate("balanced-ensemble", "ensemble", "modality-balanced ensemble", ids, balanced),
-        ]
     sizes = [b.n_train for b in blocks]
-    if all(n is not None and n > 0 for n in sizes) and len(set(sizes)) > 1:
-        out.append(
-            Candidate(
-                "size",
-                "merge",
-                "merge weighted by training patients",
-                ids,
-                shrunk([math.sqrt(float(n)) for n in sizes]),  # type: ignore[arg-type]
+    by_size = (
+        shrunk([math.sqrt(float(n)) for n in sizes])  # type: ignore[arg-type]
+        if all(n is not None and n > 0 for n in sizes) and len(set(sizes)) > 1
+        else None
+    )
+    out = []
+    if flat:
+        out += [
+            Candidate("uniform", "merge", "uniform merge", ids),
+            Candidate("ensemble", "ensemble", "ensemble", ids),
+        ]
+        if len(set(per_modality.values())) > 1:
+            balanced = _mean_one([1.0 / per_modality[b.modality] for b in blocks])
+            out += [
+                Candidate("balanced", "merge", "modality-balanced merge", ids, balanced),
+                Candidate(
+                    "balanced-ensemble", "ensemble", "modality-balanced ensemble", ids, balanced
+                ),
+            ]
+        if by_size is not None:
+            out.append(
+                Candidate("size", "merge", "merge weighted by training patients", ids, by_size)
             )
-        )
+    if groups:
+        out += [
+            Candidate("modality", "merge", "merge of modality blocks", ids, groups=groups),
+            Candidate(
+                "modality-ensemble", "ensemble", "ensemble of modality blocks", ids, groups=groups
+            ),
+        ]
+        if by_size is not None:
+            out.append(
+                Candidate(
+                    "modality-size",
+                    "merge",
+                    "merge of modality blocks weighted by training patients",
+                    ids,
+                    by_size,
+                    groups=groups,
+                )
+            )
     out += list(stacked)
     modalities = sorted(per_modality)
     if len(modalities) > 1:
         for m in modalities:
             mine = tuple(b.block_id for b in blocks if b.modality == m)
             if len(mine) > 1 or len(blocks) > MAX_ALONE:
-                out.append(Candidate(f"only-{m}", "merge", f"{m} blocks only", mine))
+                one = () if flat or len(mine) == 1 else (0,) * len(mine)
+                out.append(Candidate(f"only-{m}", "merge", f"{m} blocks only", mine, groups=one))
     if 1 < len(blocks) <= MAX_ALONE:
         out += [
             Candidate(f"alone-{i}", "merge", f"{b.site}/{b.modality} alone", (b.block_id,))

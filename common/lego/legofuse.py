@@ -50,6 +50,7 @@ class LegoFuse(nn.Module):
             raise ValueError(f"order must be a permutation of 0..{len(blocks) - 1}, got {order}")
         self.mode = mode
         self.order = order
+        self.members: list[LegoBlock] = list(blocks)  # with a recipe's groups: the site blocks
         self.modalities = [b.modality for b in blocks]
         self.task = blocks[0].config.task
         self.fourier = blocks[0].config.fourier

@@ -62,6 +62,9 @@ class BlockSet(nn.Module):
         check_compatible(blocks)
         self.blocks = nn.ModuleList(blocks)
         self._block_list: list[LegoBlock] = list(blocks)  # typed view of the same modules
+        # the blocks it was made of: these, or with a recipe's groups the blocks of its modality
+        # blocks (common.lego.soup)
+        self.members: list[LegoBlock] = list(blocks)
         self.weights = None if weights is None else tuple(float(w) for w in weights)
         block_weights(self.weights, len(blocks))  # checked before any work
 

@@ -10,8 +10,8 @@ when a version is loaded.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
@@ -22,8 +22,11 @@ from .ensemble import LegoEnsemble
 from .legofuse import FUSE_MODES, LegoFuse
 from .legomerge import LegoMerge
 from .merge import HEAD_MERGES, Registry
+from .soup import check_groups, group_weights, grouped_heads, members, soup
 
 RecipeModel = LegoMerge | LegoEnsemble | LegoFuse
+# a grouped recipe's modality block of the blocks at these positions, averaged with these shares
+ModalityBlock = Callable[[Sequence[int], Sequence[float]], LegoBlock]
 State = dict[str, torch.Tensor]
 # The operators a recipe names, and what they hold in a recipe whose kind does not use them.
 UNUSED_DEFAULTS = {"latent_merge": DEFAULT_LATENT_MERGE, "head_merge": DEFAULT_HEAD_MERGE}
@@ -35,19 +38,30 @@ class Recipe:
     covers (by id, in order; empty for blocks in memory that have none), their weights, and the
     latent and head merge operators. A kind uses the operators it needs (an ensemble neither, a
     fuse the head merge of its starting head); the others hold their defaults, so two recipes
-    that make the same model are equal, and a recipe equals what its model file records."""
+    that make the same model are equal, and a recipe equals what its model file records.
+
+    ``groups`` (hierarchical Lego, common.lego.soup): one index per block; the blocks of a group
+    (one modality) are first averaged into one modality block (within the group, by their
+    weights), and the kind makes its model of the modality blocks, each weighing the mean of its
+    blocks' weights. Empty: flat, every block a block of the model."""
 
     kind: str
     block_ids: tuple[str, ...] = ()
     weights: tuple[float, ...] = ()  # one > 0 per block; empty: equal
     latent_merge: str = DEFAULT_LATENT_MERGE
     head_merge: str = DEFAULT_HEAD_MERGE
+    groups: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.weights and self.block_ids and len(self.weights) != len(self.block_ids):
             raise ValueError(
                 f"recipe has {len(self.weights)} weights for {len(self.block_ids)} blocks"
             )
+        if self.groups:
+            n = len(self.block_ids) or len(self.weights) or len(self.groups)
+            problem = check_groups(self.groups, n)
+            if problem:
+                raise ValueError(f"recipe groups: {problem}")
         if self.kind in RECIPE_KINDS.names():  # a kind this code does not know: kept as read
             used = RECIPE_KINDS.get(self.kind).records
             for name, default in UNUSED_DEFAULTS.items():
@@ -67,13 +81,51 @@ class Recipe:
     def fused(self) -> Recipe:
         """The recipe of a LegoFuse run that starts from this one: its blocks, weights and head
         merge (the latent merge plays no part in LegoFuse)."""
-        return Recipe(FuseRecipe.name, self.block_ids, self.weights, head_merge=self.head_merge)
+        return Recipe(
+            FuseRecipe.name,
+            self.block_ids,
+            self.weights,
+            head_merge=self.head_merge,
+            groups=self.groups,
+        )
+
+    def over_groups(self, weights: tuple[float, ...] | None) -> Recipe:
+        """The flat recipe the kind applies to the modality blocks (``weights``: theirs)."""
+        return replace(self, block_ids=(), weights=weights or (), groups=())
 
     def make(self, blocks: Sequence[LegoBlock], mode: str = FUSE_MODES[0]) -> RecipeModel:
-        """The model this recipe makes of ``blocks`` (a fuse: untrained, in fuse ``mode``)."""
+        """The model this recipe makes of ``blocks`` (a fuse: untrained, in fuse ``mode``); with
+        groups, of their modality blocks (the model's ``members`` are ``blocks``)."""
         if self.block_ids and len(self.block_ids) != len(blocks):
             raise ValueError(f"recipe covers {len(self.block_ids)} blocks, got {len(blocks)}")
-        return self.method.model(self, blocks, mode)
+        if not self.groups:
+            return self.method.model(self, blocks, mode)
+        model = self.make_of(lambda idx, share: soup([blocks[i] for i in idx], share), mode)
+        model.members = list(blocks)
+        return model
+
+    def make_of(self, modality_block: ModalityBlock, mode: str = FUSE_MODES[0]) -> RecipeModel:
+        """A grouped recipe's model of the modality blocks ``modality_block(positions, shares)``
+        makes (a site that keeps them between jobs: site_client.evaluate); ``members`` stays
+        empty."""
+        if not self.groups:
+            raise ValueError("a flat recipe is made of its blocks")
+        inner, weights = group_weights(self.groups, self.block_weights)
+        soups = [
+            modality_block(idx, share)
+            for idx, share in zip(members(self.groups), inner, strict=True)
+        ]
+        model = self.method.model(self.over_groups(weights), soups, mode)
+        model.members = []
+        return model
+
+    def own_state(self, heads: Sequence[Mapping[str, torch.Tensor]]) -> State:
+        """The version's own weights from its blocks' heads alone (with groups: of the modality
+        blocks' heads, as :meth:`make` makes them)."""
+        if not self.groups:
+            return self.method.own_state(self, heads)
+        soups, weights = grouped_heads(heads, self.groups, self.block_weights)
+        return self.method.own_state(self.over_groups(weights), soups)
 
 
 class RecipeKind(ABC):
@@ -116,7 +168,7 @@ class MergeRecipe(RecipeKind):
 
     name = "merge"
     paper = "MM-Lego, Sec. 3.2"
-    records = ("latent_merge", "head_merge", "weights")
+    records = ("latent_merge", "head_merge", "weights", "groups")
 
     def model(self, recipe: Recipe, blocks: Sequence[LegoBlock], mode: str) -> RecipeModel:
         return LegoMerge(
@@ -142,7 +194,7 @@ class EnsembleRecipe(RecipeKind):
 
     name = "ensemble"
     paper = "a baseline beside MM-Lego (docs/EVALUATION.md)"
-    records = ("weights",)
+    records = ("weights", "groups")
 
     def model(self, recipe: Recipe, blocks: Sequence[LegoBlock], mode: str) -> RecipeModel:
         return LegoEnsemble(list(blocks), recipe.block_weights).eval()
@@ -166,7 +218,7 @@ class FuseRecipe(RecipeKind):
 
     name = "fuse"
     paper = "MM-Lego, Sec. 3.3"
-    records = ("head_merge", "weights")
+    records = ("head_merge", "weights", "groups")
     trained = True
 
     def model(self, recipe: Recipe, blocks: Sequence[LegoBlock], mode: str) -> RecipeModel:

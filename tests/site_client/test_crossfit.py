@@ -25,6 +25,7 @@ from common.fuse import FuseConfig, fused_model
 from common.fuse.wire import trainable_names
 from common.lego import LegoBlock
 from common.lego.recipe import Recipe
+from common.lego.soup import modality_groups
 from common.pki import enroll_site
 from common.sitetoml import EvaluationSection as SiteEvaluation
 from common.train.siteblock import BlockTraining
@@ -41,13 +42,13 @@ QUICK = BlockTraining(
 
 
 def cross_fitted_site(
-    consortium: Consortium, name: str, address: str, tmp_path: Path, folds: int = 3
+    consortium: Consortium, name: str, address: str, tmp_path: Path, folds: int = 3, seed: int = 5
 ) -> Any:
     """A paired site (genes and clinical) that trained and pushed its blocks with ``folds`` fold
-    copies."""
+    copies (``seed``: its patients)."""
     if not consortium.kit(name).exists():
         enroll_site(consortium.ca, name, ["genes", "clinical"], consortium.kit(name), paired=True)
-    cfg = site(consortium, name, address, tmp_path, n=90, seed=5)
+    cfg = site(consortium, name, address, tmp_path, n=90, seed=seed)
     cfg = replace(
         cfg, train=QUICK, evaluation=SiteEvaluation(folds=folds), modalities=("genes", "clinical")
     )
@@ -132,6 +133,82 @@ def test_a_site_scores_every_patient_through_the_fold_copies_that_never_saw_it(
             and answer.declined == "too-few-patients"
             and answer.scored == 0
         )
+
+
+def test_a_grouped_candidate_is_scored_through_modality_blocks_holding_the_fold_copies(
+    consortium: Consortium, tmp_path: Path
+) -> None:
+    """Hierarchical Lego at a site: each modality's blocks (its own and another site's) averaged
+    into one modality block; a patient of fold k is scored through the modality blocks holding
+    the site's fold-k copies in place of its released blocks; the modality blocks of the
+    released blocks are kept in the state folder and serve the next job without being made
+    again."""
+    with evaluating(consortium, tmp_path, deadline_s=30) as (address, running):
+        cfg = cross_fitted_site(consortium, "hosp-x", address, tmp_path)
+        cross_fitted_site(consortium, "hosp-y", address, tmp_path, seed=6)  # same task and start
+        reg = running.registry
+        ids = tuple(b.block_id for b in reg.blocks("t1"))
+        mods = [b.modality for b in reg.blocks("t1")]
+        groups = modality_groups(mods)
+        assert sorted(groups) == [0, 0, 1, 1]
+        job = reg.evaluations.open(
+            reg.task("t1"),
+            "merge",
+            [
+                Candidate("h", "merge", "merge of modality blocks", ids, groups=groups),
+                Candidate("he", "ensemble", "ensemble of modality blocks", ids, groups=groups),
+            ],
+            30,
+        )
+        data = load_site_folder(cfg.data)
+        with RegistryClient(address, consortium.tls("hosp-x")) as client:
+            (answer,) = evaluate_pending(cfg, client, data)
+        assert answer.job_id == job.job_id and answer.scored == 2
+        got = reg.evaluations.scores(job.job_id)["h"]["hosp-x"]
+        kept = sorted((cfg.state / "modality-blocks").iterdir())
+        assert len(kept) == 2  # genes and clinical, of the released blocks
+
+        # by hand: the modality blocks averaged afresh from the fold-k copies and the other site's
+        released = dict(zip(ids, start_blocks(reg, ids), strict=True))
+        fold_of = site_folds(data, 3, cfg.train.seed)
+        mine = {
+            i: load_fold_copies(fold_folder(cfg.state, i))
+            for i in ids
+            if reg.block(i).site == "hosp-x"
+        }
+        parts = []
+        for k in range(3):
+            blocks = [mine[i].blocks[k] if i in mine else released[i] for i in ids]
+            model = Recipe("merge", ids, groups=groups).make(blocks)
+            assert len(model.block_list) == 2
+            parts.append((np.flatnonzero(fold_of == k), (model, model.modalities)))
+        (want,) = score_models([parts], data, reg.task("t1").spec, cfg.min_cell_size)
+        assert want is not None and got.patients == want.patients == 90
+        assert abs(got.metric - want.metric) < 2e-3  # the fold copy swapped in linearly
+
+        # the next job reads the kept modality blocks: the other site's weights are not read again
+        for i in ids:
+            if i not in mine:
+                (cfg.state / "verified-blocks" / i / "weights.safetensors").write_bytes(b"gone")
+        again = reg.evaluations.open(
+            reg.task("t1"),
+            "merge",
+            [
+                Candidate(
+                    "h2",
+                    "merge",
+                    "merge of modality blocks",
+                    ids,
+                    groups=groups,
+                    head_merge="linear",
+                )
+            ],
+            30,
+        )
+        with RegistryClient(address, consortium.tls("hosp-x")) as client:
+            (answer,) = evaluate_pending(cfg, client, data)
+        assert answer.job_id == again.job_id and answer.scored == 1
+        assert sorted((cfg.state / "modality-blocks").iterdir()) == kept
 
 
 def test_a_round_carries_a_fold_run_per_fold_each_patient_scored_by_the_run_blind_to_its_fold(

@@ -11,7 +11,14 @@ import pytest
 
 from common.evaluation import Consortium
 from common.evaluation.candidates import Candidate
-from common.evaluation.selection import BlockInfo, choose, first_candidates, publishable, shrunk
+from common.evaluation.selection import (
+    FLAT_UP_TO,
+    BlockInfo,
+    choose,
+    first_candidates,
+    publishable,
+    shrunk,
+)
 
 
 def bid(name: str) -> str:
@@ -33,6 +40,9 @@ def test_the_family_is_small_and_only_varies_where_the_blocks_differ() -> None:
         "balanced",
         "balanced-ensemble",
         "size",
+        "modality",
+        "modality-ensemble",
+        "modality-size",
         "only-genes",
         "alone-0",
         "alone-1",
@@ -51,7 +61,11 @@ def test_the_family_is_small_and_only_varies_where_the_blocks_differ() -> None:
     ]  # a withheld count: no size weights
     cands = {c.candidate_id: c for c in first_candidates(BLOCKS)}
     assert cands["balanced"].weights == (0.75, 0.75, 1.5)  # genes and clinical count equally
-    assert all(publishable(cands[k], BLOCKS) for k in ("uniform", "ensemble", "balanced", "size"))
+    publish = ("uniform", "ensemble", "balanced", "size", "modality", "modality-ensemble")
+    assert all(publishable(cands[k], BLOCKS) for k in publish)
+    # hierarchical: the two genes blocks make one modality block; flat: none has groups
+    assert cands["modality"].groups == (0, 0, 1) and cands["modality-size"].groups == (0, 0, 1)
+    assert not cands["uniform"].groups and not cands["only-genes"].groups
     assert not publishable(cands["alone-0"], BLOCKS)  # serves the patients of one modality only
     # a subset that keeps every modality serves every patient: it may be published
     assert publishable(Candidate("x", "merge", "", (bid("a"), bid("c"))), BLOCKS)
@@ -67,10 +81,21 @@ def test_the_family_stays_bounded_at_hundreds_of_blocks() -> None:
         for i in range(500)
     ]
     stacked = [Candidate("stacked-modalities", "merge", "stacked", tuple(b.block_id for b in many))]
-    ids = [c.candidate_id for c in first_candidates(many, stacked)]
+    family = first_candidates(many, stacked)
+    ids = [c.candidate_id for c in family]
     assert len(ids) <= 12 and "stacked-modalities" in ids
     assert {"only-clinical", "only-genes", "only-slides"} <= set(ids)
     assert not any(i.startswith("alone-") for i in ids)
+    # beyond FLAT_UP_TO blocks only hierarchical recipes: the reference is the modality merge, and
+    # every recipe a site rebuilds has one block per modality (a modality alone: one block)
+    assert ids[0] == "modality" and "uniform" not in ids and "ensemble" not in ids
+    for c in family:
+        if c.candidate_id != "stacked-modalities":
+            assert c.groups and len(set(c.groups)) == len(
+                {b.modality for b in many if b.block_id in c.block_ids}
+            )
+    at_limit = many[:FLAT_UP_TO]
+    assert [c.candidate_id for c in first_candidates(at_limit)][:2] == ["uniform", "ensemble"]
 
 
 def test_data_derived_weights_are_shrunk_half_way_to_equal() -> None:

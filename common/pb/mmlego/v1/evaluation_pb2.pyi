@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Candidate(_message.Message):
-    __slots__ = ("candidate_id", "kind", "label", "block_ids", "weights", "latent_merge", "head_merge", "model_id", "weights_sha256", "weights_size", "fuse_mode", "layout", "folds")
+    __slots__ = ("candidate_id", "kind", "label", "block_ids", "weights", "latent_merge", "head_merge", "model_id", "weights_sha256", "weights_size", "fuse_mode", "layout", "folds", "groups")
     CANDIDATE_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,7 @@ class Candidate(_message.Message):
     FUSE_MODE_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_FIELD_NUMBER: _ClassVar[int]
     FOLDS_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
     candidate_id: str
     kind: str
     label: str
@@ -38,7 +39,8 @@ class Candidate(_message.Message):
     fuse_mode: str
     layout: str
     folds: int
-    def __init__(self, candidate_id: _Optional[str] = ..., kind: _Optional[str] = ..., label: _Optional[str] = ..., block_ids: _Optional[_Iterable[str]] = ..., weights: _Optional[_Iterable[float]] = ..., latent_merge: _Optional[str] = ..., head_merge: _Optional[str] = ..., model_id: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., weights_size: _Optional[int] = ..., fuse_mode: _Optional[str] = ..., layout: _Optional[str] = ..., folds: _Optional[int] = ...) -> None: ...
+    groups: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, candidate_id: _Optional[str] = ..., kind: _Optional[str] = ..., label: _Optional[str] = ..., block_ids: _Optional[_Iterable[str]] = ..., weights: _Optional[_Iterable[float]] = ..., latent_merge: _Optional[str] = ..., head_merge: _Optional[str] = ..., model_id: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., weights_size: _Optional[int] = ..., fuse_mode: _Optional[str] = ..., layout: _Optional[str] = ..., folds: _Optional[int] = ..., groups: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class EvaluationJob(_message.Message):
     __slots__ = ("job_id", "task_id", "purpose", "candidates", "created_at", "deadline", "stack_points")

@@ -379,20 +379,22 @@ class GetModelRequest(_message.Message):
     def __init__(self, model_id: _Optional[str] = ...) -> None: ...
 
 class MergeRequest(_message.Message):
-    __slots__ = ("task_id", "latent_merge", "head_merge", "recipe", "deadline_s", "unmeasured")
+    __slots__ = ("task_id", "latent_merge", "head_merge", "recipe", "deadline_s", "unmeasured", "hierarchy")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     LATENT_MERGE_FIELD_NUMBER: _ClassVar[int]
     HEAD_MERGE_FIELD_NUMBER: _ClassVar[int]
     RECIPE_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
     UNMEASURED_FIELD_NUMBER: _ClassVar[int]
+    HIERARCHY_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     latent_merge: str
     head_merge: str
     recipe: str
     deadline_s: float
     unmeasured: bool
-    def __init__(self, task_id: _Optional[str] = ..., latent_merge: _Optional[str] = ..., head_merge: _Optional[str] = ..., recipe: _Optional[str] = ..., deadline_s: _Optional[float] = ..., unmeasured: _Optional[bool] = ...) -> None: ...
+    hierarchy: str
+    def __init__(self, task_id: _Optional[str] = ..., latent_merge: _Optional[str] = ..., head_merge: _Optional[str] = ..., recipe: _Optional[str] = ..., deadline_s: _Optional[float] = ..., unmeasured: _Optional[bool] = ..., hierarchy: _Optional[str] = ...) -> None: ...
 
 class FuseRequest(_message.Message):
     __slots__ = ("model_id", "rounds", "epochs", "patience", "deadline_s", "mode", "lr", "proximal_mu", "expect_paired", "unvalidated", "folds", "sites")
