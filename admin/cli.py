@@ -209,6 +209,7 @@ def fuse(
     lr: float = fuse_options.LR,
     proximal_mu: float = fuse_options.PROXIMAL_MU,
     sites: str = fuse_options.SITES,
+    sites_per_round: int = fuse_options.SITES_PER_ROUND,
     expect_sites: int = fuse_options.EXPECT_SITES,
     deadline: float = fuse_options.DEADLINE,
     unvalidated: bool = fuse_options.UNVALIDATED,
@@ -241,6 +242,7 @@ def fuse(
         unvalidated=unvalidated,
         folds=0 if folds is None else folds or -1,
         sites=sites,
+        sites_per_round=sites_per_round,
     )
     seen: list[dict[str, Any]] = []
     outcome: dict[str, Any] = {"model": None, "parent": model}

@@ -25,7 +25,6 @@ from typing import Any
 
 from common.bench.main import write_result
 from common.evaluation.paired import TestSet, compare_models
-from coordinator.recommend import recommend
 from simulate.rescore import KeptRun
 
 KINDS = ("recommended", "fuse")
@@ -53,14 +52,11 @@ def pair(a: Path, b: Path) -> TestSet:
     sets = []
     for folder in (a, b):
         with KeptRun(folder) as run:
-            task = run.task.task_id
             fused = (run.report.get("fuse") or {}).get("model") or run.report["merge"]["model"]
             sets.append(
                 run.test_set(
                     {
-                        "recommended": {
-                            s: recommend(run.store, task, s).model.model_id for s in run.views
-                        },
+                        "recommended": run.recommended(),
                         "fuse": {s: fused for s in run.views},
                     }
                 )

@@ -28,6 +28,12 @@ SITES = typer.Option(
     "modality of the model they hold) or all (every site holding one of the model's "
     "modalities, on its patients having one; its SuperNode must run).",
 )
+SITES_PER_ROUND = typer.Option(
+    0,
+    min=0,
+    help="At most this many of the sites taking part train in each round, in a seeded rotation "
+    "fair over rounds (0: every one).",
+)
 EXPECT_SITES = typer.Option(
     0,
     "--expect-sites",

@@ -403,6 +403,7 @@ def job_to_pb(j: EvaluationJob) -> epb.EvaluationJob:
         created_at=_ts(j.created_at),
         deadline=_ts(j.deadline),
         stack_points=[epb.StackPoint(weights=list(p)) for p in j.points],
+        sites=list(j.sites),
     )
 
 
@@ -418,6 +419,7 @@ def job_from_pb(msg: epb.EvaluationJob) -> EvaluationJob:
         _iso(msg.created_at),
         _iso(msg.deadline),
         tuple(tuple(p.weights) for p in msg.stack_points),
+        tuple(msg.sites),
     )
     problem = job.problem()
     if problem:

@@ -375,6 +375,7 @@ def fuse(
     lr: float = fuse_options.LR,
     proximal_mu: float = fuse_options.PROXIMAL_MU,
     sites: str = fuse_options.SITES,
+    sites_per_round: int = fuse_options.SITES_PER_ROUND,
     expect_sites: int = fuse_options.EXPECT_SITES,
     deadline: float = fuse_options.DEADLINE,
     unvalidated: bool = fuse_options.UNVALIDATED,
@@ -411,6 +412,7 @@ def fuse(
             patience=patience,
             folds=-1 if folds is None else folds,
             sites=sites,
+            sites_per_round=sites_per_round,
         )
     except ValueError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None

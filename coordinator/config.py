@@ -122,6 +122,12 @@ class EvaluationSection(Strict):
         description="a candidate replaces the uniform merge only with a gain above z standard "
         "errors",
     )
+    sites_per_job: int = Field(
+        default=0,
+        ge=0,
+        description="a job asks at most this many sites, stratified by the modalities they hold "
+        "and their size (0: every site)",
+    )
 
 
 class MetricsSection(Strict):

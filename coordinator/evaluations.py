@@ -20,9 +20,11 @@ from common.evaluation.candidates import (
     JobStatus,
     SiteReport,
 )
+from common.evaluation.selection import BlockInfo, panel
 from common.evaluation.stacking import StackStats
 from common.pki import Identity
-from common.records import TaskRecord, utc_now
+from common.records import BlockRecord, TaskRecord, utc_now
+from common.serde import manifest_from_bytes
 
 from .config import EvaluationSection
 from .errors import Kind, RegistryError, invalid, not_found, precondition
@@ -35,6 +37,15 @@ DECLINE = re.compile(
 
 
 POLL_S = 0.5  # how often a waiting job looks for new reports
+
+
+def block_infos(records: Sequence[BlockRecord]) -> list[BlockInfo]:
+    """What the coordinator knows of accepted blocks before anyone scores them."""
+    out = []
+    for r in records:
+        n = manifest_from_bytes(r.manifest).train_stats.get("n_train")
+        out.append(BlockInfo(r.block_id, r.site, r.modality, int(n) if n is not None else None))
+    return out
 
 
 def _deadline_iso(at: float) -> str:
@@ -90,9 +101,12 @@ class Evaluations:
         blobs: Mapping[str, bytes] | None = None,
         actor: str = "operator",
         points: Sequence[Sequence[float]] = (),
+        sites: Sequence[str] | None = None,
     ) -> EvaluationJob:
         """Store a new open job (and the weights its fuse-round candidates carry: candidate id ->
-        bytes; a stack job's ``points``); sites receive it when they next ask."""
+        bytes; a stack job's ``points``); the sites it asks (``sites``; None: the task's
+        :meth:`panel`) receive it when they next ask."""
+        asked = self.panel(task) if sites is None else tuple(sorted(sites))
         if purpose not in PURPOSES:
             raise invalid(f"unknown evaluation purpose {purpose!r}")
         self.check_candidates(task, candidates)
@@ -129,16 +143,18 @@ class Evaluations:
                 created,
                 _deadline_iso(deadline),
                 tuple(tuple(float(w) for w in p) for p in points),
+                asked,
             ),
             [CarriedWeights(cid, sha, blobs[cid]) for cid, sha in shas.items()],
             actor,
         )
         log.info(
-            "evaluation %s opened: %d candidates (%s), deadline in %.0f s",
+            "evaluation %s opened: %d candidates (%s), deadline in %.0f s, %s",
             job.job_id,
             len(candidates),
             purpose,
             deadline_s,
+            f"asking {len(asked)} sites" if asked else "asking every site",
             extra={"event": "evaluation-opened", "job_id": job.job_id, "task": task.task_id},
         )
         return job
@@ -167,7 +183,7 @@ class Evaluations:
             if tid not in tasks:
                 task = self.store.task(tid)
                 tasks[tid] = task is not None and self.may_answer(site, task)
-            if tasks[tid]:
+            if tasks[tid] and record.job.asks(site.name):
                 jobs.append(record.job)
         if jobs:
             self.store.evaluations.mark_delivered([j.job_id for j in jobs], site.name)
@@ -250,17 +266,38 @@ class Evaluations:
         return len(report.scores) + len(report.stack)
 
     # ---- waiting and results ----------------------------------------------------------------
-    def expected(self, task: TaskRecord) -> set[str]:
+    def expected(self, task: TaskRecord, asked: Sequence[str] = ()) -> set[str]:
         """Sites that should answer: known to the registry, not withdrawn, enrolled for a
         modality of the task, and not switched off (a site whose latest answer to a job of the task
         declined it because its evaluation is off is not waited for until it answers again; it
-        still receives the jobs when it asks)."""
+        still receives the jobs when it asks); of ``asked`` only, when given (a job's panel)."""
         off = self.switched_off(task)
         return {
             s.name
             for s in self.store.sites.listing()
-            if not s.withdrawn and set(s.modalities) & set(task.modalities) and s.name not in off
+            if not s.withdrawn
+            and set(s.modalities) & set(task.modalities)
+            and s.name not in off
+            and (not asked or s.name in asked)
         }
+
+    def panel(self, task: TaskRecord) -> tuple[str, ...]:
+        """The sites a job of ``task`` asks: at most ``[evaluation] sites_per_job`` of those
+        expected, stratified by the task's modalities each holds and by its patients (its latest
+        blocks' training patients; common.evaluation.selection.panel); empty: every site."""
+        n = self.settings.sites_per_job
+        if not n:
+            return ()
+        expected = self.expected(task)
+        size: dict[str, int] = {}
+        for b in block_infos(self.store.blocks.latest(task.task_id)):
+            size[b.site] = size.get(b.site, 0) + (b.n_train or 0)
+        held = {
+            s.name: frozenset(set(s.modalities) & set(task.modalities))
+            for s in self.store.sites.listing()
+            if s.name in expected
+        }
+        return panel({s: (m, size.get(s, 0)) for s, m in held.items()}, n)
 
     def switched_off(self, task: TaskRecord) -> set[str]:
         """Sites whose latest answer to a job of ``task`` said their evaluation is switched off."""
@@ -295,8 +332,10 @@ class Evaluations:
         deadline_s: float,
         stop: Callable[[], bool] = lambda: False,
     ) -> JobStatus:
-        """Wait until every ``expected`` site answered, the deadline passed or ``stop()``; then
-        close the job."""
+        """Wait until every ``expected`` site the job asks answered, the deadline passed or
+        ``stop()``; then close the job."""
+        asked = self.job(job_id).job.sites
+        expected = {s for s in expected if not asked or s in asked}
         end = time.monotonic() + deadline_s
         while True:
             st = self.status(job_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -278,6 +279,30 @@ class FuseOutcome:
 Judge = Callable[[int, list[dict[str, torch.Tensor]]], Verdict | None]
 
 
+class Rotation:
+    """Which of the sites taking part train in each round when at most ``k`` may (``k`` 0: all):
+    a permutation of them seeded by ``seed``, walked ``k`` at a time from where the last round
+    stopped, skipping sites no longer answering; over rounds every site trains as often as any
+    other, give or take one round."""
+
+    def __init__(self, nodes: list[NodeInfo], k: int, seed: int) -> None:
+        order = sorted(nodes, key=lambda n: n.site)
+        random.Random(seed).shuffle(order)
+        self.order, self.k, self.cursor = [n.node_id for n in order], k, 0
+
+    def take(self, active: set[int]) -> list[int]:
+        live = [n for n in self.order if n in active]
+        if not self.k or self.k >= len(live):
+            return live
+        out: list[int] = []
+        while len(out) < self.k:
+            n = self.order[self.cursor % len(self.order)]
+            self.cursor += 1
+            if n in active:
+                out.append(n)
+        return out
+
+
 def run_rounds(
     transport: Transport,
     nodes: list[NodeInfo],
@@ -309,8 +334,14 @@ def run_rounds(
             f"{len(nodes)} {kind}site(s) available "
             f"({', '.join(n.site for n in nodes) or 'none'}); min_sites is {min_sites}"
         )
+    if 0 < cfg.sites_per_round < min_sites:
+        raise FuseError(
+            f"sites_per_round {cfg.sites_per_round} is below min_sites {min_sites}: no round "
+            "could go on"
+        )
     by_id = {n.node_id: n for n in nodes}
     active = dict(by_id)
+    rotation = Rotation(nodes, cfg.sites_per_round, cfg.seed)
     counts_seen: dict[int, int] = {}
     state = {k: v.detach().cpu().clone() for k, v in start.state_dict().items()}
     states = [state] * (1 + cfg.fold_runs)  # every run starts from the same weights
@@ -336,8 +367,9 @@ def run_rounds(
                 f"({', '.join(n.site for n in active.values()) or 'none'}; "
                 f"the others stopped answering); min_sites is {min_sites}"
             )
+        chosen = rotation.take(set(active))
         replies = transport.ask(
-            list(active),
+            chosen,
             instruction.message_type,
             content,
             instruction.group,
@@ -356,7 +388,7 @@ def run_rounds(
                 ok[n] = read
             else:
                 failed[by_id[n].site] = read
-        silent = [active.pop(n).site for n in list(active) if n not in replies]
+        silent = [active.pop(n).site for n in chosen if n not in replies]
         for site, err in failed.items():
             log.warning("round %d: site %s failed: %s", r, site, err)
         if silent:

@@ -23,7 +23,7 @@ from common.artifacts.recipefile import write_recipe
 from common.evaluation import CandidateScore, Consortium
 from common.evaluation.candidates import Candidate, EvaluationJob
 from common.evaluation.policy import merge_policy
-from common.evaluation.selection import BlockInfo, check_hierarchy, site_choices
+from common.evaluation.selection import check_hierarchy, site_choices
 from common.lego.merge import HEAD_MERGES, LATENT_MERGES
 from common.lego.recipe import Recipe
 from common.pki import identity_from_cert
@@ -33,7 +33,7 @@ from common.serde import manifest_from_bytes
 from common.version import code_version
 
 from .errors import Kind, RegistryError, as_invalid, not_found, precondition
-from .evaluations import Evaluations
+from .evaluations import Evaluations, block_infos
 from .stacking import fit_stack
 from .store import Store, write_card
 
@@ -97,14 +97,6 @@ def block_entries(records: list[BlockRecord]) -> list[dict[str, Any]]:
                 "dp": asdict(manifest.dp) if manifest.dp is not None else None,
             }
         )
-    return out
-
-
-def block_infos(records: list[BlockRecord]) -> list[BlockInfo]:
-    out = []
-    for r in records:
-        n = manifest_from_bytes(r.manifest).train_stats.get("n_train")
-        out.append(BlockInfo(r.block_id, r.site, r.modality, int(n) if n is not None else None))
     return out
 
 
@@ -197,6 +189,7 @@ def merge_task(
             "merge"
         )
     infos = block_infos(records)
+    asked = evaluations.panel(task) if evaluations is not None else ()  # every job of the merge
     stack = None
     if evaluations is not None and chooser.stacks:
         stack = fit_stack(
@@ -209,6 +202,7 @@ def merge_task(
             head_merge,
             stop,
             layout,
+            asked,
         )
     candidates = chooser.candidates(
         infos, latent_merge, head_merge, stack.candidates if stack else (), layout
@@ -216,8 +210,8 @@ def merge_task(
     job, results, scores, status, expected = None, {}, {}, None, set()
     if evaluations is not None:
         wait_s = evaluations.deadline(deadline_s)
-        job = evaluations.open(task, "merge", candidates, wait_s, actor=actor)
-        expected = evaluations.expected(task)
+        job = evaluations.open(task, "merge", candidates, wait_s, actor=actor, sites=asked)
+        expected = evaluations.expected(task, asked)
         silent = stack.silent if stack is not None else set()  # waited for once already
         status = evaluations.wait(job.job_id, expected - silent, wait_s, stop)
         results, scores = evaluations.results(job), evaluations.scores(job.job_id)

@@ -68,6 +68,7 @@ def fuse_start(registry: Registry, request: pb.FuseRequest) -> FuseStart:
             patience=request.patience or d.patience,
             folds=-1 if request.folds == 0 else max(0, request.folds),
             sites=request.sites or d.sites,
+            sites_per_round=request.sites_per_round,
         )
     deadline = (
         0.0

@@ -79,9 +79,11 @@ def fit_stack(
     head_merge: str,
     stop: Callable[[], bool] = lambda: False,
     layout: str = "auto",
+    asked: Sequence[str] = (),
 ) -> Stack:
-    """Fit stacked weights with the sites and propose them as candidates (none when the blocks
-    leave nothing to weigh or no site sent sums)."""
+    """Fit stacked weights with the sites (those ``asked``: the merge's panel; empty: every site)
+    and propose them as candidates (none when the blocks leave nothing to weigh or no site sent
+    sums)."""
     plan = design([b.modality for b in blocks], [f"{b.site}/{b.modality}" for b in blocks])
     if plan is None:
         return Stack([], {"fitted": False, "reason": "nothing to weigh"})
@@ -91,13 +93,15 @@ def fit_stack(
     components = _components(plan, blocks, flat)
     fits = [Fit(g) for g in plan.groupings[:MAX_POINTS]]
     gammas = [g.uniform.astype(float) for g in plan.groupings[:MAX_POINTS]]
-    expected = evaluations.expected(task)
+    expected = evaluations.expected(task, asked)
     silent: set[str] = set()
     jobs: list[str] = []
     last: list[Any] = []
     for _ in range(STEPS):
         points = [f.grouping.to_components @ gam for f, gam in zip(fits, gammas, strict=True)]
-        job = evaluations.open(task, "stack", components, wait_s, actor=actor, points=points)
+        job = evaluations.open(
+            task, "stack", components, wait_s, actor=actor, points=points, sites=asked
+        )
         jobs.append(job.job_id)
         status = evaluations.wait(job.job_id, expected, wait_s, stop)
         # a site silent until the deadline is not waited for again in this merge, nor one that

@@ -42,6 +42,15 @@ OBJECT_STORE_BYTES = (
 )  # the run passes file paths and small results through Ray, never data
 
 
+# Ray's errors that say a task's worker or node was lost (not that the task raised)
+LOST_WORKER = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "OwnerDiedError")
+
+
+def _why(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return next((line for line in reversed(lines) if line.strip()), type(exc).__name__).strip()
+
+
 def ray_module() -> Any:
     os.environ.setdefault(
         "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0"
@@ -230,9 +239,31 @@ class RayEngine:
 
     # -- the sites' tasks -----------------------------------------------------------------------
     def _failed(self, site: str, exc: BaseException) -> SimulationError:
-        first = str(exc).strip().splitlines()
-        why = next((line for line in reversed(first) if line.strip()), type(exc).__name__)
-        return SimulationError(f"site {site}: its Ray task failed: {why.strip()}")
+        return SimulationError(f"site {site}: its Ray task failed: {_why(exc)}")
+
+    def lost(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the task's worker (or its node) was lost, not that the site's
+        step failed: such a step is run again (training and scoring are idempotent: the same
+        block is pushed again, a job already answered is not asked again)."""
+        errors = self.ray.exceptions
+        kinds = tuple(
+            getattr(errors, name)
+            for name in LOST_WORKER
+            if isinstance(getattr(errors, name, None), type)
+        )
+        return isinstance(exc, kinds)
+
+    def retry(self, site: str, step: str, exc: BaseException, retried: set[str]) -> bool:
+        """True (and a log line) when ``site``'s ``step`` lost its worker for the first time: the
+        caller submits it again; False when it is not a lost worker or it was retried already."""
+        if site in retried or not self.lost(exc):
+            return False
+        retried.add(site)
+        self.say(
+            f"site {site}: the Ray worker running its {step} was lost ({_why(exc)}); "
+            "running it again once on another worker"
+        )
+        return True
 
     def evaluators(self, svc: Services) -> RayEvaluators:
         return RayEvaluators(self, svc.site_dirs)
@@ -243,6 +274,7 @@ class RayEngine:
         sites = {name: folder / "site.toml" for name, folder in svc.site_dirs.items()}
         remote = self.ray.remote(train_site).options(num_cpus=1, max_retries=0, name="train_site")
         running = {remote.remote(str(toml), str(logs[site])): site for site, toml in sites.items()}
+        retried: set[str] = set()
         self.say(
             f"{len(sites)} sites' block training submitted as Ray tasks ({self.cpus} at a time)"
         )
@@ -255,6 +287,9 @@ class RayEngine:
                 try:
                     result = self.ray.get(ref, timeout=60)
                 except Exception as exc:  # the task raised, or its worker died
+                    if self.retry(site, "training", exc, retried):
+                        running[remote.remote(str(sites[site]), str(logs[site]))] = site
+                        continue
                     raise self._failed(site, exc) from None
                 self.placement[site] = self.nodes.get(result["node"], result["node"])
                 progress.poll()
@@ -278,6 +313,7 @@ class RayEvaluators:
         self.engine, self.site_dirs = engine, site_dirs
         self.sites = sorted(site_dirs)
         self.running: dict[str, Any] = {}  # site -> its evaluation task
+        self.retried: set[str] = set()  # sites whose evaluation task lost its worker once
         self.remote = engine.ray.remote(evaluate_site).options(
             num_cpus=0, max_retries=0, scheduling_strategy="SPREAD", name="evaluate_site"
         )
@@ -292,6 +328,9 @@ class RayEvaluators:
                 try:
                     ray.get(self.running.pop(site), timeout=60)
                 except Exception as exc:
+                    if self.engine.retry(site, "evaluation", exc, self.retried):
+                        self.start(site)
+                        continue
                     raise self.engine._failed(site, exc) from None
         return set(self.running)
 

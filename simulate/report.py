@@ -305,7 +305,9 @@ def centralized(
             exact &= sha256_bytes(weights_bytes(again.block)) == i
         fuse_test = None
         fusing = scn.fuse_sites()
-        if run.fused is not None and fusing and kept_round > 0 and test is not None:
+        # the same rounds run centrally: only when every site trained in every round
+        every = scn.spec.fuse_sites_per_round == 0
+        if run.fused is not None and fusing and kept_round > 0 and test is not None and every:
             cfg = fuse_config(scn)
             model = fused_model(blocks, cfg.mode, merged_recipe)
             pooled = concat_datasets(

@@ -14,6 +14,7 @@ than the seed do not change who holds which patient."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,6 +27,7 @@ from common.data.dataset import MultimodalDataset
 from common.evaluation.paired import TestSet
 from common.evaluation.scoring import covered
 from common.records import TaskRecord
+from coordinator.recommend import recommend
 from coordinator.store import Store
 
 from .references import module_entry
@@ -48,7 +50,11 @@ class KeptRun:
         if task is None:
             raise ValueError(f"{folder}: its store has no task {self.report['task']!r}")
         self.task: TaskRecord = task
-        scn = load_scenario(scenario or self.report["scenario"]).with_seed(int(self.report["seed"]))
+        name = scenario or self.report["scenario"]
+        scale = re.fullmatch(r"scale-([0-9]+)", name)  # the scale scenario names its size
+        scn = (load_scenario("scale", int(scale[1])) if scale else load_scenario(name)).with_seed(
+            int(self.report["seed"])
+        )
         self.part: Partition = partition(scn)
         self.views: dict[str, MultimodalDataset] = {}
         for s in scn.spec.sites:
@@ -76,6 +82,10 @@ class KeptRun:
             entry = module_entry("rescore", model_id, model, list(model.modalities), self.task.spec)
             self._scores[key] = np.asarray(entry.predict(self.views[site]))
         return self._scores[key]
+
+    def recommended(self) -> dict[str, str]:
+        """The version recommended to each hospital (site -> model id), as the run left it."""
+        return {s: recommend(self.store, self.task.task_id, s).model.model_id for s in self.views}
 
     def test_set(self, chosen: dict[str, dict[str, str]]) -> TestSet:
         """Every hospital's test patients, one after another, scored by ``chosen``: a name -> the

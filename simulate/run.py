@@ -143,7 +143,8 @@ def block_training(scn: Scenario) -> BlockTraining:
 
 def fuse_config(scn: Scenario) -> FuseConfig:
     """The operator's LegoFuse settings: the scenario's rounds and epochs, a fold run per fold of
-    the sites, who trains (``fuse_sites``) and FedProx's ``proximal_mu``."""
+    the sites, who trains (``fuse_sites``, at most ``fuse_sites_per_round`` a round) and FedProx's
+    ``proximal_mu``."""
     return FuseConfig(
         mode=scn.spec.fuse_mode,
         rounds=max(1, scn.spec.rounds),
@@ -154,6 +155,7 @@ def fuse_config(scn: Scenario) -> FuseConfig:
         folds=scn.spec.folds,
         proximal_mu=scn.spec.proximal_mu,
         sites=scn.spec.fuse_sites,
+        sites_per_round=scn.spec.fuse_sites_per_round,
     )
 
 
@@ -202,7 +204,9 @@ def coordinator_toml(
     f = CoordinatorFile(
         server=ServerSection(listen=address),
         tls=ServerTLSSection(crl="../ca/crl.pem"),
-        evaluation=CoordinatorEvaluation(deadline_s=scn.spec.eval_deadline_s),
+        evaluation=CoordinatorEvaluation(
+            deadline_s=scn.spec.eval_deadline_s, sites_per_job=scn.spec.eval_sites_per_job
+        ),
         flower=CoordinatorFlower(
             superlink=superlink,
             discovery_timeout_s=300.0,

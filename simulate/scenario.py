@@ -14,6 +14,7 @@ them) and its own held-out test patients, which no hospital trains on or chooses
     rounds = 2   epochs = 1           # LegoFuse rounds and local epochs per round (0 rounds: no
                                       # fuse)
     fuse_sites = "paired"             # who trains in them: "paired" or "all" (every site)
+    fuse_sites_per_round = 0          # > 0: at most this many of them train in each round
     hierarchy = "auto"                # the merge's recipes: "auto", "flat" or "modality"
     proximal_mu = 0.0                 # > 0: FedProx in them
     block_epochs = 30                 # at most, per site block (the epoch count is chosen out of
@@ -140,6 +141,7 @@ class ScenarioFile(Strict):
     # who trains in LegoFuse rounds (common.fuse_sites): "paired", the sites holding paired data;
     # "all", every site (each on its patients having one of the model's modalities)
     fuse_sites: Literal["paired", "all"] = "paired"
+    fuse_sites_per_round: int = Field(default=0, ge=0)  # > 0: at most this many train per round
     # which recipes the merge considers (coordinator merge --hierarchy): "auto", "flat", "modality"
     hierarchy: Literal["auto", "flat", "modality"] = "auto"
     proximal_mu: float = Field(default=0.0, ge=0, allow_inf_nan=False)  # > 0: FedProx in them
@@ -151,6 +153,8 @@ class ScenarioFile(Strict):
     block_epsilon: float | None = Field(
         default=None, gt=0, allow_inf_nan=False
     )  # set: every site trains DP blocks at this epsilon
+    # > 0: an evaluation job asks at most this many sites (the coordinator's sites_per_job)
+    eval_sites_per_job: int = Field(default=0, ge=0)
     eval_deadline_s: float = Field(
         default=300.0, gt=0
     )  # how long the coordinator waits for the sites' scores

@@ -154,6 +154,11 @@ class EvaluationJob:
     deadline: str = ""  # when the coordinator stops waiting (ISO time)
     # purpose "stack": weight vectors (one weight per candidate) at which sites send their sums
     points: tuple[tuple[float, ...], ...] = ()
+    # the sites asked (the coordinator's panel, [evaluation] sites_per_job); empty: every site
+    sites: tuple[str, ...] = ()
+
+    def asks(self, site: str) -> bool:
+        return not self.sites or site in self.sites
 
     def candidate(self, candidate_id: str) -> Candidate | None:
         return next((c for c in self.candidates if c.candidate_id == candidate_id), None)

@@ -100,6 +100,35 @@ def flat_allowed(blocks: Sequence[BlockInfo], name: str = "auto") -> bool:
     return check_hierarchy(name) == "auto" and len(blocks) <= FLAT_UP_TO
 
 
+def panel(sites: Mapping[str, tuple[frozenset[str], int]], n: int) -> tuple[str, ...]:
+    """At most ``n`` of ``sites`` (name -> the task's modalities it holds, its patients), sorted:
+    stratified by the modalities held, each stratum's share in proportion to its sites (largest
+    remainders; every stratum one at least while ``n`` allows), the largest sites of a stratum
+    first (ties by name). Empty (every site) when ``n`` is 0 or at least their number."""
+    if not n or n >= len(sites):
+        return ()
+    strata: dict[frozenset[str], list[str]] = {}
+    for name, (mods, _) in sorted(sites.items()):
+        strata.setdefault(mods, []).append(name)
+    for names in strata.values():
+        names.sort(key=lambda s: (-sites[s][1], s))
+    order = sorted(strata, key=lambda m: (-len(strata[m]), sorted(m)))
+    quota = {m: 0 for m in order}
+    for m in order[:n]:  # one per stratum first, the largest strata first
+        quota[m] = 1
+    left = n - sum(quota.values())
+    if left > 0:
+        share = {m: left * len(strata[m]) / len(sites) for m in order}
+        for m in order:
+            quota[m] += int(share[m])
+        rest = n - sum(quota.values())
+        for m in sorted(order, key=lambda m: -(share[m] - int(share[m])))[:rest]:
+            quota[m] += 1
+    chosen = [s for m in order for s in strata[m][: min(quota[m], len(strata[m]))]]
+    spare = [s for m in order for s in strata[m][quota[m] :]]
+    return tuple(sorted(chosen + spare[: n - len(chosen)]))
+
+
 def first_candidates(
     blocks: Sequence[BlockInfo], stacked: Sequence[Candidate] = (), layout: str = "auto"
 ) -> list[Candidate]:

@@ -50,6 +50,9 @@ class FuseConfig:
     # who trains: "paired" (sites with paired data, their patients with every modality they hold)
     # or "all" (every site with one of the model's modalities, its patients with one of them)
     sites: str = DEFAULT_FUSE_SITES
+    # at most this many of the sites taking part train in one round (0: every one): a seeded
+    # rotation, so that over rounds each trains as often as the others, give or take one round
+    sites_per_round: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in FUSE_MODES:
@@ -59,6 +62,10 @@ class FuseConfig:
             raise ValueError(
                 "folds must be -1 (those of the parent's blocks), 0 (no fold runs) or 2 or more, "
                 f"got {self.folds}"
+            )
+        if self.sites_per_round < 0:
+            raise ValueError(
+                f"sites_per_round must be 0 (every site) or >= 1, got {self.sites_per_round}"
             )
         for name in ("rounds", "epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:

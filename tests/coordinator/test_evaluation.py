@@ -243,6 +243,40 @@ def test_a_site_declines_past_its_query_budget_and_below_its_minimum_cell(
         assert "hosp-a" in ev.expected(task)
 
 
+def test_a_job_asks_only_its_panel_and_closes_when_the_panel_answered(
+    consortium: Consortium, tmp_path: Path
+) -> None:
+    """[evaluation] sites_per_job: a job asks at most that many of the expected sites (stratified
+    by the modalities they hold, the largest first); the others do not receive it, and waiting
+    ends as soon as the panel answered, long before the deadline."""
+    with evaluating(consortium, tmp_path, deadline_s=60) as (address, running):
+        push_blocks(consortium, address, tmp_path)
+        a = site(consortium, "hosp-a", address, tmp_path, seed=1)
+        b = site(consortium, "hosp-b", address, tmp_path, seed=2)
+        ev, task = running.registry.evaluations, running.registry.task("t1")
+        ev.settings = ev.settings.model_copy(update={"sites_per_job": 1})
+        asked = ev.panel(task)
+        assert len(asked) == 1 and set(asked) <= ev.expected(task) == {"hosp-a", "hosp-b"}
+        blocks = tuple(b.block_id for b in running.registry.blocks("t1"))
+        job = ev.open(task, "merge", [Candidate("u", "merge", "uniform", blocks)], 60)
+        assert job.sites == asked
+        (chosen,) = asked
+        other = b if chosen == "hosp-a" else a
+        me = a if chosen == "hosp-a" else b
+        with RegistryClient(address, consortium.tls(other.site)) as client:
+            assert client.pending_evaluations("t1") == []  # not asked: not delivered
+        with RegistryClient(address, consortium.tls(me.site)) as client:
+            (answer,) = evaluate_pending(me, client, load_site_folder(me.data))
+        assert answer.job_id == job.job_id
+        t0 = time.monotonic()
+        st = ev.wait(job.job_id, ev.expected(task), 60)
+        assert time.monotonic() - t0 < 5 and set(st.reported) | set(st.declined) == {chosen}
+        # every site again when the setting is 0
+        ev.settings = ev.settings.model_copy(update={"sites_per_job": 0})
+        assert ev.panel(task) == ()
+        assert ev.open(task, "merge", [Candidate("u2", "merge", "uniform", blocks)], 1).sites == ()
+
+
 def test_reports_that_cannot_be_are_refused_and_nothing_is_kept(
     consortium: Consortium, tmp_path: Path
 ) -> None:

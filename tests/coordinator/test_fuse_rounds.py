@@ -5,8 +5,9 @@ run over every site (``sites`` "all") trains an unpaired site too."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -611,3 +612,55 @@ def test_early_stopping_keeps_the_best_round_and_stops_after_patience_rounds_wit
             min_sites=1,
             judge=lambda r, s: None,
         )
+
+
+class _Many:
+    """Honest nodes 1..n whose replies each carry the node's id; records who was asked."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.asked: list[list[int]] = []
+
+    def node_ids(self) -> list[int]:
+        return list(range(1, self.n + 1))
+
+    def ask(
+        self,
+        node_ids: Iterable[int],
+        message_type: str,
+        content: Callable[[int], RecordDict],
+        group: str,
+        timeout_s: float,
+    ) -> dict[int, RecordDict | str]:
+        ids = list(node_ids)
+        self.asked.append(ids)
+        size = TrainInstruction.from_recorddict(content(ids[0])).arrays["trainable"].numpy().size
+        return {i: _reply({"trainable": np.full(size, float(i), np.float32)}, 10) for i in ids}
+
+
+def test_a_round_trains_at_most_sites_per_round_in_a_seeded_rotation_fair_over_rounds() -> None:
+    start = torch.nn.Linear(2, 1)
+    nodes = [NodeInfo(i, f"hosp-{i:02d}", ("genes",), True) for i in range(1, 11)]
+    many = _Many(10)
+    cfg = FuseConfig(rounds=5, sites_per_round=4, seed=3)
+    out = run_rounds(many, nodes, start, cfg, "m", 30, min_sites=2)
+    assert [len(a) for a in many.asked] == [4] * 5
+    assert [len(h.sites) for h in out.history] == [4] * 5
+    times = Counter(i for a in many.asked for i in a)
+    assert set(times) == set(range(1, 11)) and max(times.values()) - min(times.values()) <= 1
+    # the round's global model is the FedAvg of the sites asked in it, not of all
+    last = many.asked[-1]
+    assert float(out.state["weight"].flatten()[0]) == pytest.approx(sum(last) / len(last))
+    again = _Many(10)
+    run_rounds(again, nodes, start, cfg, "m", 30, min_sites=2)
+    assert again.asked == many.asked  # seeded
+    other = _Many(10)
+    run_rounds(other, nodes, start, replace(cfg, seed=4), "m", 30, min_sites=2)
+    assert other.asked != many.asked
+    every = _Many(10)
+    run_rounds(every, nodes, start, replace(cfg, sites_per_round=0, rounds=1), "m", 30, 2)
+    assert sorted(every.asked[0]) == list(range(1, 11))
+    with pytest.raises(FuseError, match="sites_per_round 1 is below min_sites 2"):
+        run_rounds(_Many(10), nodes, start, replace(cfg, sites_per_round=1), "m", 30, 2)
+    with pytest.raises(ValueError, match="sites_per_round must be 0"):
+        FuseConfig(sites_per_round=-1)

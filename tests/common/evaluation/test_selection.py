@@ -6,6 +6,7 @@ to equal."""
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 
 import pytest
 
@@ -16,6 +17,7 @@ from common.evaluation.selection import (
     BlockInfo,
     choose,
     first_candidates,
+    panel,
     publishable,
     shrunk,
 )
@@ -126,3 +128,28 @@ def test_a_candidate_replaces_uniform_only_beyond_z_standard_errors() -> None:
         choose(cands, {}).candidate.candidate_id == "uniform"
         and "no site reported" in choose(cands, {}).reason
     )
+
+
+def test_a_panel_is_stratified_by_modalities_held_the_largest_sites_first() -> None:
+    held = {
+        f"s{i:02d}": (
+            frozenset({"genes", "clinical"})
+            if i % 10 == 9
+            else frozenset({"genes"} if i % 2 else {"clinical"}),
+            100 + i,
+        )
+        for i in range(50)
+    }  # 25 clinical, 20 genes, 5 paired
+    chosen = panel(held, 10)
+    strata = Counter(held[s][0] for s in chosen)
+    assert len(chosen) == 10 and len(strata) == 3  # every stratum has a voice
+    assert strata[frozenset({"clinical"})] >= strata[frozenset({"genes"})] >= 2
+    clinical = sorted(
+        (s for s in held if held[s][0] == frozenset({"clinical"})), key=lambda s: -held[s][1]
+    )
+    assert {s for s in chosen if held[s][0] == frozenset({"clinical"})} == set(
+        clinical[: strata[frozenset({"clinical"})]]
+    )
+    assert panel(held, 10) == chosen == tuple(sorted(chosen))  # the same inputs, the same panel
+    assert panel(held, 0) == () and panel(held, 50) == ()  # every site
+    assert len(panel(held, 2)) == 2 and len(set(panel(held, 49))) == 49

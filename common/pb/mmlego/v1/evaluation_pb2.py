@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from common.pb.mmlego.v1 import registry_pb2 as mmlego_dot_v1_dot_registry__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ammlego/v1/evaluation.proto\x12\tmmlego.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18mmlego/v1/registry.proto\"\x8e\x02\n\tCandidate\x12\x14\n\x0c\x63\x61ndidate_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x11\n\tblock_ids\x18\x04 \x03(\t\x12\x0f\n\x07weights\x18\x05 \x03(\x01\x12\x14\n\x0clatent_merge\x18\x06 \x01(\t\x12\x12\n\nhead_merge\x18\x07 \x01(\t\x12\x10\n\x08model_id\x18\x08 \x01(\t\x12\x16\n\x0eweights_sha256\x18\t \x01(\t\x12\x14\n\x0cweights_size\x18\n \x01(\x03\x12\x11\n\tfuse_mode\x18\x0b \x01(\t\x12\x0e\n\x06layout\x18\x0c \x01(\t\x12\r\n\x05\x66olds\x18\r \x01(\x05\x12\x0e\n\x06groups\x18\x0e \x03(\x05\"\xf6\x01\n\rEvaluationJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12(\n\ncandidates\x18\x04 \x03(\x0b\x32\x14.mmlego.v1.Candidate\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x0cstack_points\x18\x07 \x03(\x0b\x32\x15.mmlego.v1.StackPoint\"\x1d\n\nStackPoint\x12\x0f\n\x07weights\x18\x01 \x03(\x01\",\n\x19PendingEvaluationsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"D\n\x1aPendingEvaluationsResponse\x12&\n\x04jobs\x18\x01 \x03(\x0b\x32\x18.mmlego.v1.EvaluationJob\"P\n\x18\x44ownloadCandidateRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63\x61ndidate_id\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"B\n\nPairCounts\x12\x12\n\nconcordant\x18\x01 \x01(\x03\x12\x12\n\ndiscordant\x18\x02 \x01(\x03\x12\x0c\n\x04tied\x18\x03 \x01(\x03\"\x95\x01\n\x0e\x43\x61ndidateScore\x12\x14\n\x0c\x63\x61ndidate_id\x18\x01 \x01(\t\x12%\n\x06strata\x18\x02 \x03(\x0b\x32\x15.mmlego.v1.PairCounts\x12\x10\n\x08patients\x18\x03 \x01(\x03\x12\x0e\n\x06\x65vents\x18\x04 \x01(\x03\x12\x12\n\nvar_metric\x18\x05 \x01(\x01\x12\x10\n\x08var_diff\x18\x06 \x01(\x01\"|\n\nStackStats\x12\r\n\x05point\x18\x01 \x01(\x05\x12\x0c\n\x04\x66old\x18\x02 \x01(\x05\x12\x10\n\x08patients\x18\x03 \x01(\x03\x12\x0e\n\x06\x65vents\x18\x04 \x01(\x03\x12\x0c\n\x04loss\x18\x05 \x01(\x01\x12\x10\n\x08gradient\x18\x06 \x03(\x01\x12\x0f\n\x07hessian\x18\x07 \x03(\x01\"\x85\x01\n\x10\x45valuationReport\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12)\n\x06scores\x18\x02 \x03(\x0b\x32\x19.mmlego.v1.CandidateScore\x12\x10\n\x08\x64\x65\x63lined\x18\x03 \x01(\t\x12$\n\x05stack\x18\x04 \x03(\x0b\x32\x15.mmlego.v1.StackStats\"5\n\x11\x45valuationReceipt\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\"<\n\x16ListEvaluationsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\topen_only\x18\x02 \x01(\x08\"\x7f\n\x10\x45valuationStatus\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.mmlego.v1.EvaluationJob\x12\r\n\x05state\x18\x02 \x01(\t\x12\x11\n\tdelivered\x18\x03 \x03(\t\x12\x10\n\x08reported\x18\x04 \x03(\t\x12\x10\n\x08\x64\x65\x63lined\x18\x05 \x03(\t\"K\n\x17ListEvaluationsResponse\x12\x30\n\x0b\x65valuations\x18\x01 \x03(\x0b\x32\x1b.mmlego.v1.EvaluationStatus\"8\n\x0f\x45valuateRequest\x12\x11\n\tmodel_ids\x18\x01 \x03(\t\x12\x12\n\ndeadline_s\x18\x02 \x01(\x01\"\x91\x01\n\x0f\x43\x61ndidateResult\x12\x14\n\x0c\x63\x61ndidate_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\n\n\x02se\x18\x04 \x01(\x01\x12\x0c\n\x04\x64iff\x18\x05 \x01(\x01\x12\x0f\n\x07se_diff\x18\x06 \x01(\x01\x12\r\n\x05sites\x18\x07 \x03(\t\x12\x10\n\x08patients\x18\x08 \x01(\x03\"l\n\x10\x45valuationResult\x12+\n\x06status\x18\x01 \x01(\x0b\x32\x1b.mmlego.v1.EvaluationStatus\x12+\n\x07results\x18\x02 \x03(\x0b\x32\x1a.mmlego.v1.CandidateResult\"6\n\x15GetRecommendedRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\"\x86\x01\n\x0eRecommendation\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.mmlego.v1.ModelVersion\x12\x0e\n\x06metric\x18\x03 \x01(\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05sites\x18\x05 \x03(\t\x12\x0c\n\x04site\x18\x06 \x01(\t2\x82\x04\n\nEvaluation\x12\x61\n\x12PendingEvaluations\x12$.mmlego.v1.PendingEvaluationsRequest\x1a%.mmlego.v1.PendingEvaluationsResponse\x12T\n\x11\x44ownloadCandidate\x12#.mmlego.v1.DownloadCandidateRequest\x1a\x18.mmlego.v1.DownloadChunk0\x01\x12M\n\x10ReportEvaluation\x12\x1b.mmlego.v1.EvaluationReport\x1a\x1c.mmlego.v1.EvaluationReceipt\x12X\n\x0fListEvaluations\x12!.mmlego.v1.ListEvaluationsRequest\x1a\".mmlego.v1.ListEvaluationsResponse\x12\x43\n\x08\x45valuate\x12\x1a.mmlego.v1.EvaluateRequest\x1a\x1b.mmlego.v1.EvaluationResult\x12M\n\x0eGetRecommended\x12 .mmlego.v1.GetRecommendedRequest\x1a\x19.mmlego.v1.Recommendationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ammlego/v1/evaluation.proto\x12\tmmlego.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18mmlego/v1/registry.proto\"\x8e\x02\n\tCandidate\x12\x14\n\x0c\x63\x61ndidate_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x11\n\tblock_ids\x18\x04 \x03(\t\x12\x0f\n\x07weights\x18\x05 \x03(\x01\x12\x14\n\x0clatent_merge\x18\x06 \x01(\t\x12\x12\n\nhead_merge\x18\x07 \x01(\t\x12\x10\n\x08model_id\x18\x08 \x01(\t\x12\x16\n\x0eweights_sha256\x18\t \x01(\t\x12\x14\n\x0cweights_size\x18\n \x01(\x03\x12\x11\n\tfuse_mode\x18\x0b \x01(\t\x12\x0e\n\x06layout\x18\x0c \x01(\t\x12\r\n\x05\x66olds\x18\r \x01(\x05\x12\x0e\n\x06groups\x18\x0e \x03(\x05\"\x85\x02\n\rEvaluationJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12(\n\ncandidates\x18\x04 \x03(\x0b\x32\x14.mmlego.v1.Candidate\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x0cstack_points\x18\x07 \x03(\x0b\x32\x15.mmlego.v1.StackPoint\x12\r\n\x05sites\x18\x08 \x03(\t\"\x1d\n\nStackPoint\x12\x0f\n\x07weights\x18\x01 \x03(\x01\",\n\x19PendingEvaluationsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"D\n\x1aPendingEvaluationsResponse\x12&\n\x04jobs\x18\x01 \x03(\x0b\x32\x18.mmlego.v1.EvaluationJob\"P\n\x18\x44ownloadCandidateRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63\x61ndidate_id\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"B\n\nPairCounts\x12\x12\n\nconcordant\x18\x01 \x01(\x03\x12\x12\n\ndiscordant\x18\x02 \x01(\x03\x12\x0c\n\x04tied\x18\x03 \x01(\x03\"\x95\x01\n\x0e\x43\x61ndidateScore\x12\x14\n\x0c\x63\x61ndidate_id\x18\x01 \x01(\t\x12%\n\x06strata\x18\x02 \x03(\x0b\x32\x15.mmlego.v1.PairCounts\x12\x10\n\x08patients\x18\x03 \x01(\x03\x12\x0e\n\x06\x65vents\x18\x04 \x01(\x03\x12\x12\n\nvar_metric\x18\x05 \x01(\x01\x12\x10\n\x08var_diff\x18\x06 \x01(\x01\"|\n\nStackStats\x12\r\n\x05point\x18\x01 \x01(\x05\x12\x0c\n\x04\x66old\x18\x02 \x01(\x05\x12\x10\n\x08patients\x18\x03 \x01(\x03\x12\x0e\n\x06\x65vents\x18\x04 \x01(\x03\x12\x0c\n\x04loss\x18\x05 \x01(\x01\x12\x10\n\x08gradient\x18\x06 \x03(\x01\x12\x0f\n\x07hessian\x18\x07 \x03(\x01\"\x85\x01\n\x10\x45valuationReport\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12)\n\x06scores\x18\x02 \x03(\x0b\x32\x19.mmlego.v1.CandidateScore\x12\x10\n\x08\x64\x65\x63lined\x18\x03 \x01(\t\x12$\n\x05stack\x18\x04 \x03(\x0b\x32\x15.mmlego.v1.StackStats\"5\n\x11\x45valuationReceipt\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\"<\n\x16ListEvaluationsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\topen_only\x18\x02 \x01(\x08\"\x7f\n\x10\x45valuationStatus\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.mmlego.v1.EvaluationJob\x12\r\n\x05state\x18\x02 \x01(\t\x12\x11\n\tdelivered\x18\x03 \x03(\t\x12\x10\n\x08reported\x18\x04 \x03(\t\x12\x10\n\x08\x64\x65\x63lined\x18\x05 \x03(\t\"K\n\x17ListEvaluationsResponse\x12\x30\n\x0b\x65valuations\x18\x01 \x03(\x0b\x32\x1b.mmlego.v1.EvaluationStatus\"8\n\x0f\x45valuateRequest\x12\x11\n\tmodel_ids\x18\x01 \x03(\t\x12\x12\n\ndeadline_s\x18\x02 \x01(\x01\"\x91\x01\n\x0f\x43\x61ndidateResult\x12\x14\n\x0c\x63\x61ndidate_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\n\n\x02se\x18\x04 \x01(\x01\x12\x0c\n\x04\x64iff\x18\x05 \x01(\x01\x12\x0f\n\x07se_diff\x18\x06 \x01(\x01\x12\r\n\x05sites\x18\x07 \x03(\t\x12\x10\n\x08patients\x18\x08 \x01(\x03\"l\n\x10\x45valuationResult\x12+\n\x06status\x18\x01 \x01(\x0b\x32\x1b.mmlego.v1.EvaluationStatus\x12+\n\x07results\x18\x02 \x03(\x0b\x32\x1a.mmlego.v1.CandidateResult\"6\n\x15GetRecommendedRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\"\x86\x01\n\x0eRecommendation\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.mmlego.v1.ModelVersion\x12\x0e\n\x06metric\x18\x03 \x01(\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05sites\x18\x05 \x03(\t\x12\x0c\n\x04site\x18\x06 \x01(\t2\x82\x04\n\nEvaluation\x12\x61\n\x12PendingEvaluations\x12$.mmlego.v1.PendingEvaluationsRequest\x1a%.mmlego.v1.PendingEvaluationsResponse\x12T\n\x11\x44ownloadCandidate\x12#.mmlego.v1.DownloadCandidateRequest\x1a\x18.mmlego.v1.DownloadChunk0\x01\x12M\n\x10ReportEvaluation\x12\x1b.mmlego.v1.EvaluationReport\x1a\x1c.mmlego.v1.EvaluationReceipt\x12X\n\x0fListEvaluations\x12!.mmlego.v1.ListEvaluationsRequest\x1a\".mmlego.v1.ListEvaluationsResponse\x12\x43\n\x08\x45valuate\x12\x1a.mmlego.v1.EvaluateRequest\x1a\x1b.mmlego.v1.EvaluationResult\x12M\n\x0eGetRecommended\x12 .mmlego.v1.GetRecommendedRequest\x1a\x19.mmlego.v1.Recommendationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,41 +36,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CANDIDATE']._serialized_start=101
   _globals['_CANDIDATE']._serialized_end=371
   _globals['_EVALUATIONJOB']._serialized_start=374
-  _globals['_EVALUATIONJOB']._serialized_end=620
-  _globals['_STACKPOINT']._serialized_start=622
-  _globals['_STACKPOINT']._serialized_end=651
-  _globals['_PENDINGEVALUATIONSREQUEST']._serialized_start=653
-  _globals['_PENDINGEVALUATIONSREQUEST']._serialized_end=697
-  _globals['_PENDINGEVALUATIONSRESPONSE']._serialized_start=699
-  _globals['_PENDINGEVALUATIONSRESPONSE']._serialized_end=767
-  _globals['_DOWNLOADCANDIDATEREQUEST']._serialized_start=769
-  _globals['_DOWNLOADCANDIDATEREQUEST']._serialized_end=849
-  _globals['_PAIRCOUNTS']._serialized_start=851
-  _globals['_PAIRCOUNTS']._serialized_end=917
-  _globals['_CANDIDATESCORE']._serialized_start=920
-  _globals['_CANDIDATESCORE']._serialized_end=1069
-  _globals['_STACKSTATS']._serialized_start=1071
-  _globals['_STACKSTATS']._serialized_end=1195
-  _globals['_EVALUATIONREPORT']._serialized_start=1198
-  _globals['_EVALUATIONREPORT']._serialized_end=1331
-  _globals['_EVALUATIONRECEIPT']._serialized_start=1333
-  _globals['_EVALUATIONRECEIPT']._serialized_end=1386
-  _globals['_LISTEVALUATIONSREQUEST']._serialized_start=1388
-  _globals['_LISTEVALUATIONSREQUEST']._serialized_end=1448
-  _globals['_EVALUATIONSTATUS']._serialized_start=1450
-  _globals['_EVALUATIONSTATUS']._serialized_end=1577
-  _globals['_LISTEVALUATIONSRESPONSE']._serialized_start=1579
-  _globals['_LISTEVALUATIONSRESPONSE']._serialized_end=1654
-  _globals['_EVALUATEREQUEST']._serialized_start=1656
-  _globals['_EVALUATEREQUEST']._serialized_end=1712
-  _globals['_CANDIDATERESULT']._serialized_start=1715
-  _globals['_CANDIDATERESULT']._serialized_end=1860
-  _globals['_EVALUATIONRESULT']._serialized_start=1862
-  _globals['_EVALUATIONRESULT']._serialized_end=1970
-  _globals['_GETRECOMMENDEDREQUEST']._serialized_start=1972
-  _globals['_GETRECOMMENDEDREQUEST']._serialized_end=2026
-  _globals['_RECOMMENDATION']._serialized_start=2029
-  _globals['_RECOMMENDATION']._serialized_end=2163
-  _globals['_EVALUATION']._serialized_start=2166
-  _globals['_EVALUATION']._serialized_end=2680
+  _globals['_EVALUATIONJOB']._serialized_end=635
+  _globals['_STACKPOINT']._serialized_start=637
+  _globals['_STACKPOINT']._serialized_end=666
+  _globals['_PENDINGEVALUATIONSREQUEST']._serialized_start=668
+  _globals['_PENDINGEVALUATIONSREQUEST']._serialized_end=712
+  _globals['_PENDINGEVALUATIONSRESPONSE']._serialized_start=714
+  _globals['_PENDINGEVALUATIONSRESPONSE']._serialized_end=782
+  _globals['_DOWNLOADCANDIDATEREQUEST']._serialized_start=784
+  _globals['_DOWNLOADCANDIDATEREQUEST']._serialized_end=864
+  _globals['_PAIRCOUNTS']._serialized_start=866
+  _globals['_PAIRCOUNTS']._serialized_end=932
+  _globals['_CANDIDATESCORE']._serialized_start=935
+  _globals['_CANDIDATESCORE']._serialized_end=1084
+  _globals['_STACKSTATS']._serialized_start=1086
+  _globals['_STACKSTATS']._serialized_end=1210
+  _globals['_EVALUATIONREPORT']._serialized_start=1213
+  _globals['_EVALUATIONREPORT']._serialized_end=1346
+  _globals['_EVALUATIONRECEIPT']._serialized_start=1348
+  _globals['_EVALUATIONRECEIPT']._serialized_end=1401
+  _globals['_LISTEVALUATIONSREQUEST']._serialized_start=1403
+  _globals['_LISTEVALUATIONSREQUEST']._serialized_end=1463
+  _globals['_EVALUATIONSTATUS']._serialized_start=1465
+  _globals['_EVALUATIONSTATUS']._serialized_end=1592
+  _globals['_LISTEVALUATIONSRESPONSE']._serialized_start=1594
+  _globals['_LISTEVALUATIONSRESPONSE']._serialized_end=1669
+  _globals['_EVALUATEREQUEST']._serialized_start=1671
+  _globals['_EVALUATEREQUEST']._serialized_end=1727
+  _globals['_CANDIDATERESULT']._serialized_start=1730
+  _globals['_CANDIDATERESULT']._serialized_end=1875
+  _globals['_EVALUATIONRESULT']._serialized_start=1877
+  _globals['_EVALUATIONRESULT']._serialized_end=1985
+  _globals['_GETRECOMMENDEDREQUEST']._serialized_start=1987
+  _globals['_GETRECOMMENDEDREQUEST']._serialized_end=2041
+  _globals['_RECOMMENDATION']._serialized_start=2044
+  _globals['_RECOMMENDATION']._serialized_end=2178
+  _globals['_EVALUATION']._serialized_start=2181
+  _globals['_EVALUATION']._serialized_end=2695
 # @@protoc_insertion_point(module_scope)

@@ -43,7 +43,7 @@ class Candidate(_message.Message):
     def __init__(self, candidate_id: _Optional[str] = ..., kind: _Optional[str] = ..., label: _Optional[str] = ..., block_ids: _Optional[_Iterable[str]] = ..., weights: _Optional[_Iterable[float]] = ..., latent_merge: _Optional[str] = ..., head_merge: _Optional[str] = ..., model_id: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., weights_size: _Optional[int] = ..., fuse_mode: _Optional[str] = ..., layout: _Optional[str] = ..., folds: _Optional[int] = ..., groups: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class EvaluationJob(_message.Message):
-    __slots__ = ("job_id", "task_id", "purpose", "candidates", "created_at", "deadline", "stack_points")
+    __slots__ = ("job_id", "task_id", "purpose", "candidates", "created_at", "deadline", "stack_points", "sites")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class EvaluationJob(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     STACK_POINTS_FIELD_NUMBER: _ClassVar[int]
+    SITES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     task_id: str
     purpose: str
@@ -58,7 +59,8 @@ class EvaluationJob(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     deadline: _timestamp_pb2.Timestamp
     stack_points: _containers.RepeatedCompositeFieldContainer[StackPoint]
-    def __init__(self, job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., purpose: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stack_points: _Optional[_Iterable[_Union[StackPoint, _Mapping]]] = ...) -> None: ...
+    sites: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., purpose: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stack_points: _Optional[_Iterable[_Union[StackPoint, _Mapping]]] = ..., sites: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StackPoint(_message.Message):
     __slots__ = ("weights",)

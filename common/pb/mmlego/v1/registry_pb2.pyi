@@ -397,7 +397,7 @@ class MergeRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., latent_merge: _Optional[str] = ..., head_merge: _Optional[str] = ..., recipe: _Optional[str] = ..., deadline_s: _Optional[float] = ..., unmeasured: _Optional[bool] = ..., hierarchy: _Optional[str] = ...) -> None: ...
 
 class FuseRequest(_message.Message):
-    __slots__ = ("model_id", "rounds", "epochs", "patience", "deadline_s", "mode", "lr", "proximal_mu", "expect_paired", "unvalidated", "folds", "sites")
+    __slots__ = ("model_id", "rounds", "epochs", "patience", "deadline_s", "mode", "lr", "proximal_mu", "expect_paired", "unvalidated", "folds", "sites", "sites_per_round")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
@@ -410,6 +410,7 @@ class FuseRequest(_message.Message):
     UNVALIDATED_FIELD_NUMBER: _ClassVar[int]
     FOLDS_FIELD_NUMBER: _ClassVar[int]
     SITES_FIELD_NUMBER: _ClassVar[int]
+    SITES_PER_ROUND_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     rounds: int
     epochs: int
@@ -422,7 +423,8 @@ class FuseRequest(_message.Message):
     unvalidated: bool
     folds: int
     sites: str
-    def __init__(self, model_id: _Optional[str] = ..., rounds: _Optional[int] = ..., epochs: _Optional[int] = ..., patience: _Optional[int] = ..., deadline_s: _Optional[float] = ..., mode: _Optional[str] = ..., lr: _Optional[float] = ..., proximal_mu: _Optional[float] = ..., expect_paired: _Optional[int] = ..., unvalidated: _Optional[bool] = ..., folds: _Optional[int] = ..., sites: _Optional[str] = ...) -> None: ...
+    sites_per_round: int
+    def __init__(self, model_id: _Optional[str] = ..., rounds: _Optional[int] = ..., epochs: _Optional[int] = ..., patience: _Optional[int] = ..., deadline_s: _Optional[float] = ..., mode: _Optional[str] = ..., lr: _Optional[float] = ..., proximal_mu: _Optional[float] = ..., expect_paired: _Optional[int] = ..., unvalidated: _Optional[bool] = ..., folds: _Optional[int] = ..., sites: _Optional[str] = ..., sites_per_round: _Optional[int] = ...) -> None: ...
 
 class WithdrawSiteRequest(_message.Message):
     __slots__ = ("site", "reason")
