@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.artifacts import BlockManifest, weights_bytes
+from common.artifacts import BlockManifest, load_block, weights_bytes
 from common.artifacts.hashing import sha256_bytes
 from common.artifacts.modelfile import load_model_folder
 from common.data.dataset import MultimodalDataset, concat_datasets
@@ -434,8 +434,9 @@ def build_report(
         raise ValueError(
             f"{run.merged.model_id} is a fused version; the merge of the run was expected"
         )
-    blocks = list(merged.members)
     ids = list(run.merged.block_ids)
+    folder = run.model_dirs[run.merged.model_id] / "blocks"  # a grouped version built none
+    blocks = list(merged.members) or [load_block(folder / i)[0].eval() for i in ids]
     by_id = {b.block_id: b for b in run.blocks}
     phases = dict(run.phases)
     test = concat_datasets(

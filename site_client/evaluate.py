@@ -38,7 +38,7 @@ from common.artifacts.blockfile import (
     read_block_files,
 )
 from common.artifacts.foldcopies import FoldCopies, fold_folder, load_fold_copies
-from common.artifacts.modelfile import load_model_folder
+from common.artifacts.modelfile import load_model_folder, modality_block
 from common.client import CallError, RegistryClient
 from common.data.dataset import MultimodalDataset
 from common.data.splits import FoldError, site_folds, site_split
@@ -54,11 +54,11 @@ from common.evaluation.scoring import (
 )
 from common.evaluation.stacking import features, site_stats
 from common.fileio import atomic_write
-from common.fuse import fused_model
+from common.fuse import fused_of
 from common.fuse.wire import FLAT, layout, split_runs, trainable_names, unpack
 from common.lego.block import latent_memo
 from common.lego.recipe import Recipe
-from common.lego.soup import check_soupable, shifted, soup_memo, soup_state
+from common.lego.soup import shifted, soup_memo
 from common.records import TaskRecord
 
 from .config import SiteConfig
@@ -203,21 +203,21 @@ class Builder:
             first = self.manifest(ids[0])
             out = self.kept.get(key, first)
             if out is None:
-                states = [self.verified(i) for i in ids]
-                check_soupable([m.config for _, m in states])
-                merged = soup_state(first.config, [st for st, _ in states], share)
-                self.kept.put(key, merged)
-                out = build_block(first, merged).eval()
+                out = modality_block([self.verified(i) for i in ids], share)
+                self.kept.put(key, out.state_dict())
         self.soups[memo] = out
         return out
 
-    def make(self, recipe: Recipe, ids: Sequence[str], swap: dict[str, Any]) -> Any:
+    def make(
+        self, recipe: Recipe, ids: Sequence[str], swap: dict[str, Any], mode: str = "stack"
+    ) -> Any:
         """``recipe`` over the blocks ``ids`` with the fold copies of ``swap`` in place of the
-        released ones; a grouped recipe of the modality blocks (no block built but those)."""
+        released ones (a fuse: in ``mode``); a grouped recipe of the modality blocks (no block
+        built but those)."""
         if not recipe.groups:
-            return recipe.make([swap.get(i) or self.block(i) for i in ids])
+            return recipe.make([swap.get(i) or self.block(i) for i in ids], mode)
         return recipe.make_of(
-            lambda idx, share: self.modality_block([ids[k] for k in idx], share, swap)
+            lambda idx, share: self.modality_block([ids[k] for k in idx], share, swap), mode
         )
 
     def version(self, model_id: str) -> tuple[Any, Any]:
@@ -330,7 +330,6 @@ class Builder:
             if not swap:
                 return model, model.modalities
             return self._fused(
-                [self.block(i) for i in record.block_ids],
                 record.block_ids,
                 record.recipe,
                 record.settings.get("mode", "stack"),
@@ -346,14 +345,7 @@ class Builder:
         run = (
             1 + fold if fold is not None and c.folds == self.folds else 0
         )  # fold k's patients: the run that never saw them
-        return self._fused(
-            list(model.members),
-            record.block_ids,
-            record.recipe,
-            c.fuse_mode,
-            runs[run],
-            swap,
-        )
+        return self._fused(record.block_ids, record.recipe, c.fuse_mode, runs[run], swap, model)
 
     def _runs(
         self, job: EvaluationJob, c: Candidate, record: Any, model: Any
@@ -361,7 +353,7 @@ class Builder:
         """Every run's global weights of a LegoFuse round (fetched once): the full run, then the
         fold runs."""
         if c.candidate_id not in self.runs:
-            fused = fused_model(model.members, c.fuse_mode, record.recipe)
+            fused = fused_of(model, c.fuse_mode, record.recipe)
             state = {k: v.detach().cpu() for k, v in fused.state_dict().items()}
             names = trainable_names(fused)
             if layout(state, names) != c.layout:
@@ -379,23 +371,27 @@ class Builder:
 
     def _fused(
         self,
-        blocks: list[Any],
         ids: Sequence[str],
         recipe: Recipe,
         mode: str,
         weights: dict[str, Any],
         swap: dict[str, Any],
+        made: Any = None,
     ) -> Scorable:
-        """The LegoFuse of ``blocks`` holding ``weights``; with fold copies in ``swap``, the
-        weights' change from the released blocks' LegoFuse added to the LegoFuse of the blocks
-        with the copies in place (so the site's own released blocks, which saw the patient, play
-        no part: docs/EVALUATION.md)."""
-        fused = fused_model(blocks, mode, recipe)
+        """The LegoFuse of the blocks ``ids`` (of ``recipe``; ``made``: the version's model, when
+        loaded already) holding ``weights``; with fold copies in ``swap``, the weights' change
+        from the released blocks' LegoFuse added to the LegoFuse of the blocks with the copies in
+        place (so the site's own released blocks, which saw the patient, play no part:
+        docs/EVALUATION.md)."""
+        fusing = recipe.fused()
+        fused = (
+            fused_of(made, mode, recipe)
+            if made is not None and not recipe.method.trained
+            else self.make(fusing, ids, {}, mode)
+        )
         if swap:
             start = {k: v.detach().clone() for k, v in fused.state_dict().items()}
-            fused = fused_model(
-                [swap.get(i) or b for i, b in zip(ids, blocks, strict=True)], mode, recipe
-            )
+            fused = self.make(fusing, ids, swap, mode)
             mine = fused.state_dict()
             trained = set(trainable_names(fused))
             weights = {

@@ -23,7 +23,7 @@ from common.artifacts.modelfile import load_model_folder
 from common.data.dataset import MultimodalDataset
 from common.data.sitefolder import load_site_folder
 from common.data.splits import site_folds, site_split
-from common.fuse import fused_model, round_patients
+from common.fuse import fused_of, round_patients
 from common.fuse.messages import SiteDescription, TrainInstruction
 from common.fuse.siteround import site_round
 from common.lego import LegoEnsemble, LegoMerge
@@ -147,7 +147,7 @@ def train(content: RecordDict, node_config: dict[str, Any]) -> RecordDict:
             f"fuse rounds start from a merge or ensemble version; {model_id} is a "
             f"{record.recipe.kind}"
         )
-    model = fused_model(merged.members, fuse.mode, record.recipe)
+    model = fused_of(merged, fuse.mode, record.recipe)
     data, fold_data = round_data(
         cfg, load_site_folder(cfg.data), model.modalities, fuse.fold_runs, fuse.sites
     )

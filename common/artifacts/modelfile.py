@@ -21,11 +21,14 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from ..fileio import atomic_write
+from ..lego.block import LegoBlock
 from ..lego.legofuse import FUSE_MODES
 from ..lego.recipe import Recipe, RecipeModel
+from ..lego.soup import check_soupable, soup_state
 from ..records import ModelRecord
-from .blockfile import WEIGHTS, IntegrityError, load_block
+from .blockfile import WEIGHTS, IntegrityError, build_block, load_block_state
 from .hashing import sha256_bytes
+from .manifest import BlockManifest
 from .modelcard import render_markdown
 
 MODEL_RECORD = "model.pb"
@@ -35,6 +38,18 @@ def version_weights(recipe: Recipe, heads: Sequence[dict[str, torch.Tensor]]) ->
     """A merge's or an ensemble's own weights file (safetensors), from its blocks' head tensors
     only (``head.*`` of each block's weights, prefix removed), in the recipe's order."""
     return st_save(recipe.own_state(heads))
+
+
+def modality_block(
+    blocks: Sequence[tuple[dict[str, torch.Tensor], BlockManifest]], share: Sequence[float]
+) -> LegoBlock:
+    """The modality block (common.lego.soup) of verified blocks given as weights and manifest,
+    built once, without building the blocks; one block: that block."""
+    first = blocks[0][1]
+    if len(blocks) == 1:
+        return build_block(first, blocks[0][0]).eval()
+    check_soupable([m.config for _, m in blocks])
+    return build_block(first, soup_state(first.config, [s for s, _ in blocks], share)).eval()
 
 
 def write_model_folder(out: Path, record_bytes: bytes, record: ModelRecord, weights: bytes) -> None:
@@ -60,16 +75,25 @@ def load_model_folder(folder: str | os.PathLike[str]) -> tuple[RecipeModel, Mode
         )
     record = model_from_bytes((src / MODEL_RECORD).read_bytes())
     kind = record.recipe.method  # an unknown kind raises naming the known ones
-    blocks = []
+    states = []
     for block_id in record.block_ids:
-        block, manifest = load_block(src / "blocks" / block_id)
+        state, manifest = load_block_state(src / "blocks" / block_id)
         if manifest.weights_sha256 != block_id:
             raise IntegrityError(f"block folder {block_id[:12]} holds other weights")
-        blocks.append(block.eval())
+        states.append((state, manifest))
     data = (src / WEIGHTS).read_bytes()
     if sha256_bytes(data) != record.weights_sha256:
         raise IntegrityError("model weights do not match the version's sha256")
-    model = record.recipe.make(blocks, record.settings.get("mode", FUSE_MODES[0]))
+    mode = record.settings.get("mode", FUSE_MODES[0])
+    if record.recipe.groups:  # its modality blocks only are built (a site pays for M, not N)
+        try:
+            model = record.recipe.make_of(
+                lambda idx, share: modality_block([states[i] for i in idx], share), mode
+            )
+        except ValueError as exc:
+            raise IntegrityError(str(exc)) from None
+    else:
+        model = record.recipe.make([build_block(m, s).eval() for s, m in states], mode)
     try:
         return kind.restore(model, st_load(data)), record
     except ValueError as exc:

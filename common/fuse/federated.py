@@ -25,7 +25,9 @@ import torch
 from ..data.dataset import MultimodalDataset
 from ..fuse_sites import DEFAULT_FUSE_SITES, check_fuse_sites
 from ..lego.block import LegoBlock
+from ..lego.ensemble import LegoEnsemble
 from ..lego.legofuse import FUSE_MODES, LegoFuse
+from ..lego.legomerge import LegoMerge
 from ..lego.recipe import MergeRecipe, Recipe
 from ..tasks.spec import TaskSpec
 from ..train.loop import TrainConfig, train_epochs
@@ -155,6 +157,14 @@ def fused_model(blocks: Sequence[LegoBlock], mode: str, recipe: Recipe | None = 
     and its (weighted) head merge (an ensemble version: the default head merge of its blocks'
     heads, with its weights); no recipe: the blocks' equal-weight default head merge."""
     start = (recipe or Recipe(MergeRecipe.name)).fused().make(blocks, mode)
+    assert isinstance(start, LegoFuse), type(start)
+    return start
+
+
+def fused_of(model: LegoMerge | LegoEnsemble, mode: str, recipe: Recipe) -> LegoFuse:
+    """The LegoFuse a fuse run starts from, of a version already made (``recipe`` its recipe):
+    its blocks (with groups: its modality blocks, not made again), its weights and head merge."""
+    start = recipe.fused().over_groups(model.weights).make(model.block_list, mode)
     assert isinstance(start, LegoFuse), type(start)
     return start
 

@@ -311,12 +311,11 @@ def test_a_site_whose_ray_worker_dies_is_run_again_once_and_the_run_completes(
     )
     try:
         deadline = time.monotonic() + 240
-        while not (
-            victims := processes_mentioning("ray::train_site")
-        ):  # a site's training task is running: kill its worker
+        while not (mid_training(out) and (victims := processes_mentioning("ray::train_site"))):
             assert proc.poll() is None and time.monotonic() < deadline, "no training task was seen"
-            time.sleep(0.05)
-        os.kill(victims[0], signal.SIGKILL)
+            time.sleep(0.02)
+        for pid in victims:  # a site's task is running in one of them: each site lost is rerun
+            os.kill(pid, signal.SIGKILL)
         rest, _ = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
@@ -326,6 +325,15 @@ def test_a_site_whose_ray_worker_dies_is_run_again_once_and_the_run_completes(
     report = json.loads((out / "report.json").read_text())
     assert len(report["blocks"]) == NKI70_3.blocks and all(report["checks"].values())
     assert gone(str(out)) == [] and gone(RAY_TEMP) == [] and gone(RAY_WORKER) == []
+
+
+def mid_training(run: Path) -> bool:
+    """A site's training task has started (its first log line) and not finished."""
+    for log in run.glob("logs/site-*.log"):
+        text = log.read_text(errors="replace")
+        if '"event": "starting"' in text and '"event": "done"' not in text:
+            return True
+    return False
 
 
 def test_a_step_is_run_again_only_for_a_lost_worker_and_only_once() -> None:

@@ -259,6 +259,59 @@ def test_a_round_carries_a_fold_run_per_fold_each_patient_scored_by_the_run_blin
         assert len(released) == 2
 
 
+def test_a_round_of_a_grouped_version_is_scored_through_modality_blocks_of_fold_copies(
+    consortium: Consortium, tmp_path: Path
+) -> None:
+    """Hierarchical Lego in LegoFuse: a round of a grouped version trains the two modality
+    blocks only, and a site scores a patient of fold k through the LegoFuse of the modality
+    blocks holding its fold-k copies, with the fold run's change."""
+    with evaluating(consortium, tmp_path, deadline_s=30) as (address, running):
+        cfg = cross_fitted_site(consortium, "hosp-x", address, tmp_path)
+        cross_fitted_site(consortium, "hosp-y", address, tmp_path, seed=6)
+        reg = running.registry
+        parent = reg.merge("t1", evaluate=False, layout="modality")
+        assert parent.recipe.groups and len(set(parent.recipe.groups)) == 2
+        parent_rec, start, _ = starting_model(reg, parent.model_id, FuseConfig())
+        assert len(start.encoders) == 2  # M modality blocks, not the 4 site blocks
+        names = trainable_names(start)
+        state = {k: v.detach().clone() for k, v in start.state_dict().items()}
+        runs = [state] + [
+            {k: (v + 0.01 * (i + 1) if k in names else v) for k, v in state.items()}
+            for i in range(3)
+        ]
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: answer_until([cfg], consortium, address, done))
+        worker.start()
+        try:
+            verdict = RoundJudge(reg, reg.task("t1"), parent_rec, start, "stack", 20.0)(1, runs)
+        finally:
+            done.set()
+            worker.join(30)
+        assert verdict is not None and verdict.sites == ("hosp-x",)
+        got = verdict.scores["hosp-x"]
+
+        data = load_site_folder(cfg.data)
+        fold_of = site_folds(data, 3, cfg.train.seed)
+        ids = parent_rec.block_ids
+        released = dict(zip(ids, start_blocks(reg, ids), strict=True))
+        mine = {
+            i: load_fold_copies(fold_folder(cfg.state, i))
+            for i in ids
+            if reg.block(i).site == "hosp-x"
+        }
+        parts = []
+        for k in range(3):
+            blocks = [mine[i].blocks[k] if i in mine else released[i] for i in ids]
+            swapped = parent_rec.recipe.fused().make(blocks, "stack")
+            now = swapped.state_dict()
+            now = {n: now[n] + (runs[1 + k][n] - state[n]) if n in names else now[n] for n in now}
+            swapped.load_state_dict(now)
+            parts.append((np.flatnonzero(fold_of == k), (swapped.eval(), swapped.modalities)))
+        (want,) = score_models([parts], data, reg.task("t1").spec, cfg.min_cell_size)
+        assert want is not None and got.patients == want.patients == 90
+        assert abs(got.metric - want.metric) < 2e-3  # the fold copies swapped in linearly
+
+
 def start_blocks(reg: Any, ids: tuple[str, ...]) -> list[LegoBlock]:
     from common.artifacts import build_block, parse_weights
     from common.serde import manifest_from_bytes

@@ -14,19 +14,26 @@ from common import serde
 from common.artifacts import IntegrityError, save_block, sha256_bytes
 from common.artifacts.modelfile import load_model_folder, version_weights, write_model_folder
 from common.artifacts.recipefile import write_recipe
-from common.fuse import fused_model
-from common.lego import LegoEnsemble, LegoFuse, LegoMerge, ModalityInput
+from common.fuse import fused_model, fused_of
+from common.lego import LegoBlock, LegoEnsemble, LegoFuse, LegoMerge, ModalityInput
 from common.lego.recipe import Recipe
 from common.pb.mmlego.v1 import registry_pb2 as pb
 from tests.common.artifacts.test_recipefile import FUSE_SETTINGS, message
 from tests.factories import distinct_blocks as blocks
 
 
-def _folder(tmp_path: Path, recipe: Recipe, own: bytes, settings: dict[str, str]) -> Path:
-    """A pulled model folder of two blocks: ``recipe`` (blocks filled in) with weights ``own``."""
+def _folder(
+    tmp_path: Path,
+    recipe: Recipe,
+    own: bytes,
+    settings: dict[str, str],
+    of: list[LegoBlock] | None = None,
+) -> Path:
+    """A pulled model folder of two blocks (or ``of``): ``recipe`` (blocks filled in) with
+    weights ``own``."""
     out = tmp_path / "model"
     ids = []
-    for i, b in enumerate(blocks()):
+    for i, b in enumerate(of or blocks()):
         manifest = save_block(b, tmp_path / f"staging-{i}")
         ids.append(manifest.weights_sha256)
         shutil.move(tmp_path / f"staging-{i}", out / "blocks" / manifest.weights_sha256)
@@ -91,3 +98,25 @@ def test_a_folder_whose_weights_are_not_the_recorded_ones_is_refused(tmp_path: P
     (folder / "weights.safetensors").write_bytes(b"other bytes")
     with pytest.raises(IntegrityError, match="do not match the version's sha256"):
         load_model_folder(folder)
+
+
+def test_a_grouped_folder_builds_only_its_modality_blocks_the_same_as_its_recipe(
+    tmp_path: Path,
+) -> None:
+    from tests.common.lego.test_soup import inputs, trained
+
+    bs = [trained("a", seed=1), trained("b", "bag", seed=2, f=4), trained("a", seed=3)]
+    recipe = Recipe("merge", (), (1.0, 2.0, 3.0), groups=(0, 1, 0))
+    heads = [b.head.state_dict() for b in bs]
+    model, record = load_model_folder(
+        _folder(tmp_path, recipe, version_weights(recipe, heads), {}, bs)
+    )
+    assert isinstance(model, LegoMerge) and record.recipe.groups == (0, 1, 0)
+    assert len(model.block_list) == 2 and model.members == []  # the modality blocks only
+    assert torch.equal(model(inputs()), recipe.make(bs)(inputs()))
+    # the LegoFuse a round starts from: of the made modality blocks, bit for bit the coordinator's
+    start, want = fused_of(model, "stack", record.recipe), fused_model(bs, "stack", recipe)
+    assert all(torch.equal(v, want.state_dict()[k]) for k, v in start.state_dict().items())
+    mixed = Recipe("merge", (), (), groups=(0, 0, 1))  # a group of two modalities
+    with pytest.raises(IntegrityError, match="blocks of one modality"):
+        load_model_folder(_folder(tmp_path / "2", mixed, version_weights(recipe, heads), {}, bs))
