@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from common.artifacts import build_block, parse_weights
 from common.artifacts.modelfile import load_model_folder
 from common.data.dataset import MultimodalDataset
 from common.evaluation.paired import TestSet
 from common.evaluation.scoring import covered
 from common.records import TaskRecord
+from common.serde import manifest_from_bytes
 from coordinator.recommend import recommend
 from coordinator.store import Store
 
@@ -73,7 +75,8 @@ class KeptRun:
         self.tmp.cleanup()
 
     def scores(self, model_id: str, site: str) -> np.ndarray:
-        """Version ``model_id``'s scores of ``site``'s test patients (kept once computed)."""
+        """Version ``model_id``'s scores of ``site``'s test patients (kept once computed); a name
+        given to :meth:`add` stands for that model."""
         key = (model_id, site)
         if key not in self._scores:
             if model_id not in self._models:
@@ -82,6 +85,19 @@ class KeptRun:
             entry = module_entry("rescore", model_id, model, list(model.modalities), self.task.spec)
             self._scores[key] = np.asarray(entry.predict(self.views[site]))
         return self._scores[key]
+
+    def add(self, name: str, model: Any) -> None:
+        """A model made after the run (e.g. another recipe over the run's blocks), scored under
+        ``name`` as a stored version is."""
+        self._models[name] = model
+
+    def blocks(self) -> dict[str, Any]:
+        """The run's accepted blocks (block id -> block), from its coordinator's store."""
+        out = {}
+        for r in self.store.blocks.latest(self.task.task_id):
+            m = manifest_from_bytes(r.manifest)
+            out[r.block_id] = build_block(m, parse_weights(self.store.blobs.read(r.block_id), m))
+        return {k: b.eval() for k, b in out.items()}
 
     def recommended(self) -> dict[str, str]:
         """The version recommended to each hospital (site -> model id), as the run left it."""

@@ -8,8 +8,10 @@ and lowered the test metric in two of three scenarios). So the rule is conservat
   patients as the uniform merge): the uniform merge (the reference), the ensemble, the
   modality-balanced merge and ensemble (when modalities have different numbers of blocks), a
   merge weighted by the blocks' training patients, shrunk half-way toward equal weights, and the
-  hierarchical merge and ensemble (each modality's blocks averaged into one modality block first;
-  beyond FLAT_UP_TO blocks they replace the flat ones, the modality merge the reference). (A second
+  bounded recipes: the ensemble and merge of each modality's PER_MODALITY largest blocks, and the
+  hierarchical merge and ensemble (each modality's blocks averaged into one modality block first);
+  beyond FLAT_UP_TO blocks the bounded recipes replace the flat ones, the ensemble of the largest
+  blocks the reference (chosen on development seeds: docs/RESULTS.md section 11b). (A second
   job weighting blocks by their own consortium validation metric, :func:`quality_candidates`, was
   measured by bench/selection.py and is not used by ``coordinator merge``: it added almost nothing
   for a second round of queries.)
@@ -67,14 +69,18 @@ MAX_ALONE = 12  # up to this many blocks, each is also a candidate alone
 # modality's blocks averaged into one modality block first: common.lego.soup), so that what a
 # site rebuilds and runs per candidate depends on the modalities, not on the blocks
 FLAT_UP_TO = 64
+# a bounded alternative to averaging a modality's blocks: the ensemble (and merge) of its largest
+# blocks, at most this many per modality (a site runs M x PER_MODALITY blocks whatever N is)
+PER_MODALITY = 16
 
 
 # which recipes a merge considers: "auto" (both up to FLAT_UP_TO blocks, hierarchical beyond),
 # "flat" (every block a block of the model), "modality" (hierarchical only)
 HIERARCHIES = ("auto", "flat", "modality")
 HIERARCHY_HELP = (
-    "auto (flat and hierarchical recipes up to 64 blocks, hierarchical beyond), flat, or "
-    "modality (each modality's blocks averaged into one modality block first)."
+    "auto (flat and bounded recipes up to 64 blocks, bounded only beyond), flat, or modality "
+    "(bounded only: each modality's blocks averaged into one modality block, or its 16 largest "
+    "blocks)."
 )
 
 
@@ -129,14 +135,36 @@ def panel(sites: Mapping[str, tuple[frozenset[str], int]], n: int) -> tuple[str,
     return tuple(sorted(chosen + spare[: n - len(chosen)]))
 
 
+def largest_candidates(
+    blocks: Sequence[BlockInfo], per_modality: Mapping[str, int]
+) -> list[Candidate]:
+    """The ensemble (first) and the merge of the PER_MODALITY largest blocks of each modality (by
+    training patients; ties by site), when that leaves some block out."""
+    mine = tuple(
+        b.block_id
+        for m in sorted(per_modality)
+        for b in sorted(
+            (b for b in blocks if b.modality == m), key=lambda b: (-(b.n_train or 0), b.site)
+        )[:PER_MODALITY]
+    )
+    if len(mine) == len(blocks):
+        return []
+    label = f"the {PER_MODALITY} largest blocks of each modality"
+    return [
+        Candidate("largest-ensemble", "ensemble", f"ensemble of {label}", mine),
+        Candidate("largest", "merge", f"merge of {label}", mine),
+    ]
+
+
 def first_candidates(
     blocks: Sequence[BlockInfo], stacked: Sequence[Candidate] = (), layout: str = "auto"
 ) -> list[Candidate]:
     """The merge's job, bounded whatever the number of blocks. Flat (up to FLAT_UP_TO blocks):
     the uniform merge (the reference), the ensemble, the balanced and size-weighted variants
-    where they differ from uniform. Hierarchical (where a modality has several blocks): the
-    merge and the ensemble of the modality blocks, and their size-weighted variant (the first of
-    them is the reference when the flat ones are left out). Then the ``stacked`` candidates
+    where they differ from uniform. Bounded (where a modality has several blocks): the ensemble
+    and the merge of the PER_MODALITY largest blocks of each modality (the ensemble is the
+    reference when the flat ones are left out), the merge and the ensemble of the modality blocks
+    (hierarchical Lego), and their size-weighted variant. Then the ``stacked`` candidates
     (coordinator.stacking), each modality's blocks alone (when there are several modalities), and
     every block alone (up to MAX_ALONE blocks). ``layout``: one of HIERARCHIES."""
     ids = tuple(b.block_id for b in blocks)
@@ -166,7 +194,8 @@ def first_candidates(
             out.append(
                 Candidate("size", "merge", "merge weighted by training patients", ids, by_size)
             )
-    if groups:
+    if groups:  # the bounded family: what a site runs depends on M, not on N
+        out += largest_candidates(blocks, per_modality)
         out += [
             Candidate("modality", "merge", "merge of modality blocks", ids, groups=groups),
             Candidate(

@@ -220,20 +220,7 @@ def test_a_round_carries_a_fold_run_per_fold_each_patient_scored_by_the_run_blin
         parent = reg.merge("t1", evaluate=False)
         parent_rec, start, fuse_cfg = starting_model(reg, parent.model_id, FuseConfig())
         assert fuse_cfg.folds == 3  # from the blocks' manifests
-        names = trainable_names(start)
-        state = {k: v.detach().clone() for k, v in start.state_dict().items()}
-        runs = [state] + [
-            {k: (v + 0.01 * (i + 1) if k in names else v) for k, v in state.items()}
-            for i in range(3)
-        ]
-        done = threading.Event()
-        worker = threading.Thread(target=lambda: answer_until([cfg], consortium, address, done))
-        worker.start()
-        try:
-            verdict = RoundJudge(reg, reg.task("t1"), parent_rec, start, "stack", 20.0)(1, runs)
-        finally:
-            done.set()
-            worker.join(30)
+        names, state, runs, verdict = judged_round(consortium, address, cfg, reg, parent_rec, start)
         assert verdict is not None and verdict.sites == ("hosp-x",)
         job = reg.evaluations.statuses("t1")[0].job
         assert job.candidates[1].folds == 3 and job.candidates[1].weights_size == 4 * 4 * sum(
@@ -273,20 +260,7 @@ def test_a_round_of_a_grouped_version_is_scored_through_modality_blocks_of_fold_
         assert parent.recipe.groups and len(set(parent.recipe.groups)) == 2
         parent_rec, start, _ = starting_model(reg, parent.model_id, FuseConfig())
         assert len(start.encoders) == 2  # M modality blocks, not the 4 site blocks
-        names = trainable_names(start)
-        state = {k: v.detach().clone() for k, v in start.state_dict().items()}
-        runs = [state] + [
-            {k: (v + 0.01 * (i + 1) if k in names else v) for k, v in state.items()}
-            for i in range(3)
-        ]
-        done = threading.Event()
-        worker = threading.Thread(target=lambda: answer_until([cfg], consortium, address, done))
-        worker.start()
-        try:
-            verdict = RoundJudge(reg, reg.task("t1"), parent_rec, start, "stack", 20.0)(1, runs)
-        finally:
-            done.set()
-            worker.join(30)
+        names, state, runs, verdict = judged_round(consortium, address, cfg, reg, parent_rec, start)
         assert verdict is not None and verdict.sites == ("hosp-x",)
         got = verdict.scores["hosp-x"]
 
@@ -310,6 +284,28 @@ def test_a_round_of_a_grouped_version_is_scored_through_modality_blocks_of_fold_
         (want,) = score_models([parts], data, reg.task("t1").spec, cfg.min_cell_size)
         assert want is not None and got.patients == want.patients == 90
         assert abs(got.metric - want.metric) < 2e-3  # the fold copies swapped in linearly
+
+
+def judged_round(
+    consortium: Consortium, address: str, cfg: Any, reg: Any, parent_rec: Any, start: Any
+) -> tuple[list[str], dict[str, torch.Tensor], list[dict[str, torch.Tensor]], Any]:
+    """A round's judge with ``cfg``'s site answering: the full run and three fold runs, fold run
+    k moved by 0.01 (k + 1) from the start; the trainable names, the start, the runs, the
+    verdict."""
+    names = trainable_names(start)
+    state = {k: v.detach().clone() for k, v in start.state_dict().items()}
+    runs = [state] + [
+        {k: (v + 0.01 * (i + 1) if k in names else v) for k, v in state.items()} for i in range(3)
+    ]
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: answer_until([cfg], consortium, address, done))
+    worker.start()
+    try:
+        verdict = RoundJudge(reg, reg.task("t1"), parent_rec, start, "stack", 20.0)(1, runs)
+    finally:
+        done.set()
+        worker.join(30)
+    return names, state, runs, verdict
 
 
 def start_blocks(reg: Any, ids: tuple[str, ...]) -> list[LegoBlock]:

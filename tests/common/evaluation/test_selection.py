@@ -14,6 +14,7 @@ from common.evaluation import Consortium
 from common.evaluation.candidates import Candidate
 from common.evaluation.selection import (
     FLAT_UP_TO,
+    PER_MODALITY,
     BlockInfo,
     choose,
     first_candidates,
@@ -88,14 +89,18 @@ def test_the_family_stays_bounded_at_hundreds_of_blocks() -> None:
     assert len(ids) <= 12 and "stacked-modalities" in ids
     assert {"only-clinical", "only-genes", "only-slides"} <= set(ids)
     assert not any(i.startswith("alone-") for i in ids)
-    # beyond FLAT_UP_TO blocks only hierarchical recipes: the reference is the modality merge, and
-    # every recipe a site rebuilds has one block per modality (a modality alone: one block)
-    assert ids[0] == "modality" and "uniform" not in ids and "ensemble" not in ids
-    for c in family:
+    # beyond FLAT_UP_TO blocks only bounded recipes: the reference is the ensemble of each
+    # modality's PER_MODALITY largest blocks; the others have one block per modality (averaged)
+    assert ids[0] == "largest-ensemble" and "uniform" not in ids and "ensemble" not in ids
+    largest = family[0].block_ids
+    assert len(largest) == 3 * PER_MODALITY and family[1].block_ids == largest
+    genes = sorted((b for b in many if b.modality == "genes"), key=lambda b: -(b.n_train or 0))
+    assert {b.block_id for b in genes[:PER_MODALITY]} <= set(largest)  # the largest of each
+    assert not {b.block_id for b in genes[PER_MODALITY:]} & set(largest)
+    for c in family[2:]:
         if c.candidate_id != "stacked-modalities":
-            assert c.groups and len(set(c.groups)) == len(
-                {b.modality for b in many if b.block_id in c.block_ids}
-            )
+            mods = {b.modality for b in many if b.block_id in c.block_ids}
+            assert c.groups and len(set(c.groups)) == len(mods)
     at_limit = many[:FLAT_UP_TO]
     assert [c.candidate_id for c in first_candidates(at_limit)][:2] == ["uniform", "ensemble"]
 
