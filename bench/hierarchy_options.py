@@ -1,8 +1,8 @@
 """How a modality's blocks are best combined before the merge (hierarchical Lego), on development
 seeds: kept `mmlego simulate` runs (seeds 100 and up) of a scenario with several blocks per
 modality, every option made of the run's own accepted blocks afterwards and scored on every
-hospital's test patients (simulate.rescore), each against the flat uniform merge with the paired
-95 % interval over the runs (common.evaluation.paired).
+hospital's test patients (simulate.rescore), each against the flat uniform merge and the flat
+ensemble with the paired 95 % interval over the runs (common.evaluation.paired).
 
 Options: the flat merge and ensemble of every block (what a site pays N blocks for); the merge
 and ensemble of modality blocks that are parameter averages (common.lego.soup, what a site pays M
@@ -27,7 +27,7 @@ from common.lego.soup import modality_groups
 from common.serde import manifest_from_bytes
 from simulate.rescore import KeptRun
 
-REFERENCE = "flat merge"
+REFERENCES = ("flat merge", "flat ensemble")  # every option is compared with both
 
 
 def options(run: KeptRun, subsets: list[int]) -> dict[str, Any]:
@@ -81,15 +81,21 @@ def main() -> None:
             for name, model in made.items():
                 run.add(name, model)
             tests.append(run.test_set({n: {s: n for s in run.views} for n in made}))
-    names = [n for n in tests[0].scores if n != REFERENCE]
-    rows = {}
-    for c in compare_models(tests, REFERENCE, names):
-        # compare_models gives the reference minus each option: report option minus reference
-        rows[c.b] = {"minus flat merge": -c.diff, "low": -c.high, "high": -c.low}
-        print(
-            f"{scenario} seeds {seeds}: {c.b} minus {REFERENCE} {-c.diff:+.4f} "
-            f"[{-c.high:+.4f}, {-c.low:+.4f}]"
-        )
+    rows: dict[str, dict[str, Any]] = {}
+    for reference in REFERENCES:
+        names = [n for n in tests[0].scores if n not in REFERENCES]
+        names += [n for n in REFERENCES if n != reference]
+        for c in compare_models(tests, reference, names):
+            # compare_models gives the reference minus each option: kept as option minus it
+            rows.setdefault(c.b, {})[f"minus {reference}"] = {
+                "diff": -c.diff,
+                "low": -c.high,
+                "high": -c.low,
+            }
+            print(
+                f"{scenario} seeds {seeds}: {c.b} minus {reference} {-c.diff:+.4f} "
+                f"[{-c.high:+.4f}, {-c.low:+.4f}]"
+            )
     write_result(args.out, {"scenario": scenario, "seeds": seeds, "options": rows}, t0)
 
 
