@@ -5,12 +5,14 @@ engine, a local Ray instance started by each run). Reports wall time (whole run 
 the merge chosen with every site scoring the candidates, one LegoFuse round scored by every site),
 the peak resident memory of all the run's processes together (sampled; ``peak_rss_mb_total``
 counts a shared page in every process that maps it, ``peak_pss_mb_total`` once), the largest
-processes, and the marginal cost of a site (wall time added per site
-from the previous row; the first row: wall time / sites).
+processes, the largest peak of one Ray worker (what a participating site's training, scoring or
+LegoFuse client needs), the size of one LegoFuse round message, whether every scoring site answered
+the merge's jobs and the round's, and the marginal cost of a site (wall time added per site from
+the previous row; the first row: wall time / sites).
 
     .venv/bin/python bench/scale_bench.py --engine processes --sites 10 25 50 \\
         --out docs/results/scale.json
-    .venv/bin/python bench/scale_bench.py --engine ray --sites 100 250 500 \\
+    .venv/bin/python bench/scale_bench.py --engine ray --sites 100 250 500 1000 \\
         --out docs/results/scale-ray.json
 """
 
@@ -26,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from simulate.fleet import LARGEST_WORKER
 
 TOTAL = "total (all the run's processes at once)"
 PSS = "total, shared pages counted once (PSS)"
@@ -58,6 +62,7 @@ def one(n: int, engine: str, folder: Path) -> dict[str, Any]:
     report = json.loads((out / "report.json").read_text())
     peaks = report["peak_rss_mb"]
     v = report["merge"]["validation"]
+    fuse_v = report["fuse"].get("validation") or {}
     return {
         "sites": n,
         "engine": engine,
@@ -68,13 +73,18 @@ def one(n: int, engine: str, folder: Path) -> dict[str, Any]:
         "coordinator_peak_mb": peaks["coordinator"],
         "largest_processes_mb": dict(
             sorted(
-                ((k, p) for k, p in peaks.items() if k not in (TOTAL, PSS)), key=lambda kv: -kv[1]
+                ((k, p) for k, p in peaks.items() if k not in (TOTAL, PSS, LARGEST_WORKER)),
+                key=lambda kv: -kv[1],
             )[:5]
         ),
+        "largest_worker_mb": peaks.get(LARGEST_WORKER),
+        "round_message_mb": round(report.get("round_bytes", 0) / 2**20, 3),
+        "scorers": report["description"].split("(")[-1],
         "merge_candidates": len(v.get("candidates", [])),
         "merge_chosen": v.get("chosen"),
         "merge_scored_by": len(v.get("scored_by", [])),
         "merge_declined_by": len(v.get("declined_by", [])),
+        "fuse_scored_by": len(fuse_v.get("scored_by", [])),
         "fuse": report["fuse"].get("model") or "not stored",
         "checks": report["checks"],
     }

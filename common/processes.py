@@ -47,6 +47,15 @@ def pss(pid: int) -> int:
     return _status_kb(pid, "Pss:", "smaps_rollup")
 
 
+def command_name(pid: int) -> str:
+    """A live process's name as the kernel keeps it (``/proc/PID/comm``, at most 15 characters;
+    a Ray worker's reads ``ray::...``); "" when unknown."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return ""
+
+
 def descendants(pid: int) -> list[int]:
     """Every live process below ``pid`` (children, their children, ...), found through /proc on
     Linux; Flower starts some of its processes in sessions of their own, out of reach of a

@@ -33,7 +33,7 @@ def simulate(
         None, "--out", help="New folder for the run and its report (default: runs/SCENARIO-TIME)."
     ),
     sites: int | None = typer.Option(
-        None, "--sites", min=2, max=500, help="Number of sites (scale scenario only)."
+        None, "--sites", min=2, max=1000, help="Number of sites (scale scenario only)."
     ),
     seeds: int | None = typer.Option(
         None,

@@ -13,7 +13,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.processes import descendants, peak_rss, pss, rss
+from common.processes import command_name, descendants, peak_rss, pss, rss
+
+RAY_WORKER = "ray::"  # how a Ray worker process names itself (/proc/PID/comm)
+# the key of the largest Ray worker peak among a run's peaks (the ray engine)
+LARGEST_WORKER = "largest Ray worker (a site's training, scoring or LegoFuse client)"
 
 MMLEGO = [sys.executable, "-c", "from common.cli import run; run()"]
 
@@ -46,6 +50,8 @@ class Fleet:
     # the most resident memory of all the run's processes (and this one) at one sample
     total_peak: int = 0
     total_pss_peak: int = 0  # the same counting each shared page once (proportional set sizes)
+    # the largest peak of one Ray worker process (a site's training, scoring or LegoFuse client)
+    worker_peak: int = 0
 
     def start(
         self,
@@ -93,6 +99,9 @@ class Fleet:
                 pids.add(m.proc.pid)
         for pid in list(pids - {os.getpid()}):
             pids.update(descendants(pid))
+        for pid in pids:
+            if command_name(pid).startswith(RAY_WORKER):
+                self.worker_peak = max(self.worker_peak, peak_rss(pid))
         self.total_peak = max(self.total_peak, sum(rss(p) for p in pids))
         self.total_pss_peak = max(self.total_pss_peak, sum(pss(p) for p in pids))
 

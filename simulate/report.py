@@ -567,18 +567,18 @@ def build_report(
         report = replace(report, per_site=tuple(per_site), references=references, centralized=ref)
         phases["centralized check (in process)"] = time.monotonic() - t
     cfg = fuse_config(scn)
-    traffic = communication(
-        run, scn, round_bytes(fused_model(blocks, cfg.mode, run.merged.recipe)), baselines
-    )
+    per_round = round_bytes(fused_model(blocks, cfg.mode, run.merged.recipe))
+    traffic = communication(run, scn, per_round, baselines)
     phases.update(extra_phases or {})
     report = replace(
         report,
         baselines=baselines,
         communication=traffic,
+        round_bytes=per_round,
         phases_s={k: round(v, 2) for k, v in phases.items()},
         peak_rss_mb={k: round(v / 2**20, 1) for k, v in run.peaks.items()},
     )
-    return replace(report, checks=checks(report, scn)), measured
+    return replace(report, checks=checks(report, scn, {b.site for b in run.blocks})), measured
 
 
 def _fuse_section(run: RunResult) -> FuseSection:
@@ -725,12 +725,14 @@ def dp_epsilon(m: BlockManifest) -> float | None:
     return m.dp.epsilon if m.dp is not None else None
 
 
-def checks(report: Report, scn: Scenario) -> dict[str, bool]:
-    """The report's internal consistency: what must hold for the run to be trusted."""
+def checks(report: Report, scn: Scenario, pushed: set[str]) -> dict[str, bool]:
+    """The report's internal consistency: what must hold for the run to be trusted (``pushed``:
+    the sites with an accepted block; the report's block rows are the merged version's blocks,
+    which may be a subset, e.g. each modality's largest blocks)."""
     summary = report.summary or ()
     out = {
-        "every site has a block": {b.site for b in report.blocks}
-        == {s.name for s in scn.spec.sites},
+        "every site has a block": pushed == {s.name for s in scn.spec.sites}
+        and {b.site for b in report.blocks} <= pushed,
         "every site sent bytes": all(c.mmlego_up > 0 for c in report.communication.values()),
         "metrics are finite": all(math.isfinite(b.test) for b in report.blocks)
         and all(math.isfinite(r.mean) for r in summary),

@@ -261,6 +261,8 @@ class Report:
     phases_s: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)
+    # what one LegoFuse round message carries (the round model's trainable tensors, one way)
+    round_bytes: int = 0
 
     def to_json(self) -> Json:
         out: Json = {
@@ -301,6 +303,7 @@ class Report:
         out["phases_s"] = dict(self.phases_s)
         out["peak_rss_mb"] = dict(self.peak_rss_mb)
         out["checks"] = dict(self.checks)
+        out["round_bytes"] = self.round_bytes
         return out
 
     @classmethod
@@ -339,6 +342,7 @@ class Report:
             phases_s=dict(d["phases_s"]),
             peak_rss_mb=dict(d["peak_rss_mb"]),
             checks=dict(d["checks"]),
+            round_bytes=int(d.get("round_bytes", 0)),  # reports before issue 27 lack it
         )
 
 

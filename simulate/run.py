@@ -44,7 +44,7 @@ from coordinator.config import FlowerSection as CoordinatorFlower
 from coordinator.launch import free_port
 
 from .engine import ENGINES, Engine, Evaluators, Progress, Say, Services
-from .fleet import MMLEGO, Fleet, SimulationError, tail
+from .fleet import LARGEST_WORKER, MMLEGO, Fleet, SimulationError, tail
 from .scenario import Partition, Scenario
 
 # (kind, address) -> the address sites are told to use instead: kind is "registry" (the
@@ -742,6 +742,8 @@ def simulate(
             peaks["site evaluate (max)"] = max(evaluate)
         peaks["total (all the run's processes at once)"] = fleet.total_peak
         peaks["total, shared pages counted once (PSS)"] = fleet.total_pss_peak
+        if fleet.worker_peak:
+            peaks[LARGEST_WORKER] = fleet.worker_peak
     finally:
         sites.disconnect()
         fleet.stop_all()

@@ -284,8 +284,9 @@ def builtin_names() -> list[str]:
 
 # sites of the scale scenario that answer evaluation jobs; the others have evaluation switched off
 SCALE_SCORERS = 50
-# paired sites of the scale scenario, at most: LegoFuse fine-tunes every block of the merge, so a
-# round's message to a site and its reply each carry all blocks' weights (165 MB at 500 sites)
+# paired sites of the scale scenario, at most (the sites a LegoFuse round trains on; a round's
+# message carries the version's trainable weights: every block of a flat version, the modality
+# blocks of a bounded one)
 SCALE_PAIRED = 10
 
 
@@ -294,8 +295,9 @@ def scale_scenario(sites: int, patients_per_site: int = 120, quick: bool = False
     (at least one, at most :data:`SCALE_PAIRED`) holds both (paired). At most
     :data:`SCALE_SCORERS` of them, drawn with a fixed seed, score candidates and rounds on their
     validation patients (every site scores up to that many); the others decline evaluation jobs,
-    as hospitals that switched it off do. Each scoring site rebuilds every candidate from all the
-    blocks, so scoring by all of a few hundred sites grows with the square of the consortium."""
+    as hospitals that switched it off do. Beyond 64 blocks the merge's candidates are the bounded
+    ones (docs/EVALUATION.md section 5): what a scoring site rebuilds depends on the modalities and
+    at most 16 blocks of each, not on the number of sites."""
     if sites < 2:
         raise ConfigError("the scale scenario needs --sites 2 or more")
     scorers = set(random.Random(0).sample(range(sites), min(sites, SCALE_SCORERS)))

@@ -99,6 +99,28 @@ def model_folder(cfg: SiteConfig, model_id: str) -> Path:
     return folder
 
 
+# the versions this process loaded last (folder -> (model.pb's mtime and size, the loaded model and
+# record)): an actor of Flower's simulation engine serves every round of a run, and a round starts
+# from a version it loaded for the round before (a LegoFuse copies its blocks: the loaded version
+# is never trained in place). A deployed ClientApp is a fresh process per message: it loads again.
+_LOADED: dict[Path, tuple[tuple[int, int], Any]] = {}
+_KEEP = 2
+
+
+def loaded_version(folder: Path) -> Any:
+    """``load_model_folder(folder)``, once per version in this process (checked again if its
+    model.pb changed)."""
+    stat = (folder / "model.pb").stat()
+    key = (stat.st_mtime_ns, stat.st_size)
+    hit = _LOADED.pop(folder, None)
+    if hit is None or hit[0] != key:
+        hit = (key, load_model_folder(folder))
+    _LOADED[folder] = hit  # the newest last
+    while len(_LOADED) > _KEEP:
+        del _LOADED[next(iter(_LOADED))]
+    return hit[1]
+
+
 def round_data(
     cfg: SiteConfig,
     everyone: MultimodalDataset,
@@ -141,7 +163,7 @@ def train(content: RecordDict, node_config: dict[str, Any]) -> RecordDict:
     cfg = site_config(node_config)
     instruction = TrainInstruction.from_recorddict(content)
     model_id, round_, fuse = instruction.model_id, instruction.round, instruction.config
-    merged, record = load_model_folder(model_folder(cfg, model_id))
+    merged, record = loaded_version(model_folder(cfg, model_id))
     if not isinstance(merged, (LegoMerge, LegoEnsemble)):
         raise ValueError(
             f"fuse rounds start from a merge or ensemble version; {model_id} is a "

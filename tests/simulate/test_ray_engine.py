@@ -25,13 +25,12 @@ import pytest
 from safetensors.numpy import load_file
 
 from coordinator.launch import free_port
+from simulate.fleet import LARGEST_WORKER, RAY_WORKER
 from site_client.fuse_client import node_settings
 from tests.simulate.test_simulate_run import MMLEGO, gone, interrupted, processes_mentioning
 
 RAY = str(Path(sys.executable).parent / "ray")
 RAY_TEMP = "mmlego-ray-"  # the prefix of the temp folder of a Ray instance that a run starts
-# Ray's workers and actors name themselves so (IDLE, a task's or an actor's name)
-RAY_WORKER = "ray::"
 # one Ray test at a time: each checks that no Ray process is left on the machine (timeout: beside
 # other tests under xdist a run takes longer)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200), pytest.mark.xdist_group("ray")]
@@ -198,6 +197,9 @@ def check_ray_run(ray_run: Path, seeds: int, expected: Expected) -> None:
             "ray head" in peaks
             and peaks["total (all the run's processes at once)"] > peaks["coordinator"]
         )
+        # a site's Ray worker holds torch and a model at least; a round carries the model's weights
+        assert 100 < peaks[LARGEST_WORKER] < peaks["total (all the run's processes at once)"]
+        assert report["round_bytes"] > 0
         assert "| Ray node |" in (ray_run / f"seed-{seed}" / "report.md").read_text()
     assert (
         processes_mentioning(str(ray_run)) == []

@@ -63,7 +63,7 @@ TOP = [
     "epochs",
 ]
 COMPARED = ["summary", "comparisons", "per_site", "references", "centralized"]
-TAIL = ["baselines", "communication", "phases_s", "peak_rss_mb", "checks"]
+TAIL = ["baselines", "communication", "phases_s", "peak_rss_mb", "checks", "round_bytes"]
 
 
 def comparison(b: str, diff: float | None = 0.01) -> ComparisonRow:

@@ -5,6 +5,7 @@ split train every run on their training patients only."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -71,3 +72,27 @@ def test_a_site_with_a_validation_split_trains_every_run_on_its_training_patient
     assert len(every) > len(paired)
     with pytest.raises(ValueError, match="must be one of paired, all"):
         round_data(cfg, data, MODEL, 2, "some")
+
+
+def test_a_version_is_loaded_once_per_process_and_again_when_its_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round starts from the version this process loaded for the round before (Flower's
+    simulation actors serve every round); a changed model.pb is loaded and checked again."""
+    from common.artifacts.modelfile import version_weights
+    from common.lego.recipe import Recipe
+    from site_client import fuse_client
+    from tests.common.artifacts.test_modelfile import _folder, _heads
+
+    recipe = Recipe("merge", (), (3.0, 1.0), "arithmetic", "linear")
+    folder = _folder(tmp_path, recipe, version_weights(recipe, _heads()), {"candidate": "size"})
+    loads: list[Path] = []
+    real = fuse_client.load_model_folder
+    monkeypatch.setattr(fuse_client, "load_model_folder", lambda f: loads.append(f) or real(f))
+    monkeypatch.setattr(fuse_client, "_LOADED", {})
+    first = fuse_client.loaded_version(folder)
+    assert fuse_client.loaded_version(folder) is first and loads == [folder]
+    stat = (folder / "model.pb").stat()
+    os.utime(folder / "model.pb", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    again = fuse_client.loaded_version(folder)
+    assert again is not first and loads == [folder, folder]
