@@ -62,7 +62,10 @@ def one(n: int, engine: str, folder: Path) -> dict[str, Any]:
     report = json.loads((out / "report.json").read_text())
     peaks = report["peak_rss_mb"]
     v = report["merge"]["validation"]
-    fuse_v = report["fuse"].get("validation") or {}
+    # who scored the round: a stored fused version's validation, else the round's curve entry
+    fuse = report["fuse"]
+    curve = [c for c in fuse.get("curve") or fuse.get("card", {}).get("curve") or [] if c]
+    fuse_scorers = curve[-1].get("sites", []) if curve else []
     return {
         "sites": n,
         "engine": engine,
@@ -84,7 +87,7 @@ def one(n: int, engine: str, folder: Path) -> dict[str, Any]:
         "merge_chosen": v.get("chosen"),
         "merge_scored_by": len(v.get("scored_by", [])),
         "merge_declined_by": len(v.get("declined_by", [])),
-        "fuse_scored_by": len(fuse_v.get("scored_by", [])),
+        "fuse_scored_by": len(fuse_scorers),
         "fuse": report["fuse"].get("model") or "not stored",
         "checks": report["checks"],
     }

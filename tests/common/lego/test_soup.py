@@ -15,7 +15,7 @@ from common.evaluation.candidates import Candidate
 from common.lego import LegoFuse, LegoMerge, ModalityInput
 from common.lego.block import LegoBlock
 from common.lego.recipe import Recipe
-from common.lego.soup import check_groups, modality_groups, raw_state, soup, soup_memo
+from common.lego.soup import check_groups, modality_groups, raw_state, shifted, soup, soup_memo
 from common.serde import candidate_from_pb, candidate_to_pb
 from tests.factories import bag, block, tabular
 
@@ -158,3 +158,16 @@ def test_a_jobs_candidates_share_their_modality_blocks() -> None:
         one, two = r.make(bs), Recipe("ensemble", IDS, groups=r.groups).make(bs)
         assert one.block_list[0] is two.block_list[0]
     assert r.make(bs).block_list[0] is not one.block_list[0]
+
+
+def test_a_block_shifted_into_a_modality_block_is_the_average_made_afresh() -> None:
+    """A site's fold copy replaces its released block in a kept modality block linearly: the same
+    weights (to float precision) and outputs as the average of the copy and the other blocks."""
+    a, b, c, copy = (trained(seed=s) for s in (0, 1, 2, 3))
+    share = (0.5, 0.3, 0.2)
+    got = shifted(soup([a, b, c], share), share[1], b, copy)
+    want = soup([a, copy, c], share)
+    for name, w in want.state_dict().items():
+        assert torch.allclose(got.state_dict()[name], w, atol=1e-6), name
+    x = inputs()["a"]
+    assert torch.allclose(got(x.x), want(x.x), atol=1e-5)
