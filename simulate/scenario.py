@@ -296,8 +296,9 @@ def scale_scenario(sites: int, patients_per_site: int = 120, quick: bool = False
     :data:`SCALE_SCORERS` of them, drawn with a fixed seed, score candidates and rounds on their
     validation patients (every site scores up to that many); the others decline evaluation jobs,
     as hospitals that switched it off do. Beyond 64 blocks the merge's candidates are the bounded
-    ones (docs/EVALUATION.md section 5): what a scoring site rebuilds depends on the modalities and
-    at most 16 blocks of each, not on the number of sites."""
+    ones (docs/EVALUATION.md section 5): what a scoring site runs per candidate depends on the
+    modalities and at most 16 blocks of each; it still downloads and verifies every block once
+    per task (the modality blocks average them all)."""
     if sites < 2:
         raise ConfigError("the scale scenario needs --sites 2 or more")
     scorers = set(random.Random(0).sample(range(sites), min(sites, SCALE_SCORERS)))

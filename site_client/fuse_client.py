@@ -27,6 +27,8 @@ from common.fuse import fused_of, round_patients
 from common.fuse.messages import SiteDescription, TrainInstruction
 from common.fuse.siteround import site_round
 from common.lego import LegoEnsemble, LegoMerge
+from common.lego.recipe import RecipeModel
+from common.records import ModelRecord
 
 from .config import SiteConfig, load_site_config
 
@@ -103,11 +105,11 @@ def model_folder(cfg: SiteConfig, model_id: str) -> Path:
 # record)): an actor of Flower's simulation engine serves every round of a run, and a round starts
 # from a version it loaded for the round before (a LegoFuse copies its blocks: the loaded version
 # is never trained in place). A deployed ClientApp is a fresh process per message: it loads again.
-_LOADED: dict[Path, tuple[tuple[int, int], Any]] = {}
+_LOADED: dict[Path, tuple[tuple[int, int], tuple[RecipeModel, ModelRecord]]] = {}
 _KEEP = 2
 
 
-def loaded_version(folder: Path) -> Any:
+def loaded_version(folder: Path) -> tuple[RecipeModel, ModelRecord]:
     """``load_model_folder(folder)``, once per version in this process (checked again if its
     model.pb changed)."""
     stat = (folder / "model.pb").stat()
