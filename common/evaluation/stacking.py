@@ -133,7 +133,9 @@ def _cox(
         return 0.0, np.zeros(g), np.zeros((g, g))
     r0, r1, r2 = s0[idx], s1[idx], s2[idx]
     mean = r1 / r0[:, None]
-    loss = float(np.sum(np.log(r0) + shift - eta[event]))
+    # each event's term is >= 0 (its risk set holds it); rounding takes one whose risk set is itself
+    # alone (the last event to happen) just below 0, which the coordinator would refuse
+    loss = float(np.sum(np.maximum(np.log(r0) + shift - eta[event], 0.0)))
     grad = np.sum(mean - x[event], axis=0)
     hess = np.sum(r2 / r0[:, None, None] - mean[:, :, None] * mean[:, None, :], axis=0)
     return loss, grad, hess
@@ -148,7 +150,7 @@ def _softmax(
     p = np.exp(logits)
     p /= p.sum(axis=1, keepdims=True)
     n = np.arange(len(label))
-    loss = float(-np.sum(np.log(np.clip(p[n, label], 1e-300, None))))
+    loss = float(-np.sum(np.log(np.clip(p[n, label], 1e-300, 1.0))))  # >= 0 despite rounding
     xbar = np.einsum("ngk,nk->ng", x, p)  # E_p[x_g]
     grad = np.sum(xbar - x[n, :, label], axis=0)
     second = np.einsum("ngk,nhk,nk->gh", x, x, p)

@@ -172,3 +172,20 @@ def test_features_leave_absent_components_at_zero() -> None:
     x, present = features("survival", scores, [np.array([True, False, True]), np.zeros(3, bool)], 3)
     assert x.tolist() == [[1.0, 0.0], [0.0, 0.0], [3.0, 0.0]]
     assert present.tolist() == [[True, False], [False, False], [True, False]]
+
+
+def test_a_loss_that_is_zero_does_not_round_below_zero() -> None:
+    """A fold whose only event is the last to happen (its risk set is itself) has a Cox loss of 0,
+    and a patient predicted with certainty a cross-entropy of 0: float rounding took such sums just
+    below zero, which the coordinator refuses (in a fifth of such folds before the fix)."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        x = rng.normal(size=(5, 2)) * 3
+        targets = {"time": np.arange(5.0), "event": np.array([0, 0, 0, 0, 1])}
+        loss, grad, hess = loss_grad_hess("survival", x, targets, np.array([0.7, 1.3]))
+        assert loss >= 0
+        stats = StackStats(0, -1, 5, 1, loss, tuple(grad), tuple(hess.ravel()))
+        assert stats.problem(2, 1, 5) is None
+    logp = np.log(np.array([[[1.0 - 1e-17, 1e-17]] * 2]))  # one patient, two components, certain
+    loss, _, _ = loss_grad_hess("classification", logp, {"label": np.array([0])}, np.ones(2))
+    assert loss >= 0
