@@ -8,7 +8,6 @@ against its recorded sha256 when read: a damaged or partial file is made again."
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from common.artifacts import BlockManifest
+from common.artifacts import BlockManifest, sha256_bytes
 from common.artifacts.blockfile import build_block
 from common.fileio import atomic_write
 from common.lego.block import LegoBlock
@@ -37,7 +36,7 @@ class ModalityBlocks:
     @staticmethod
     def key(block_ids: Sequence[str], share: Sequence[float]) -> str:
         body = json.dumps({"format": FORMAT, "blocks": list(block_ids), "share": list(share)})
-        return hashlib.sha256(body.encode()).hexdigest()
+        return sha256_bytes(body.encode())
 
     def get(self, key: str, manifest: BlockManifest) -> LegoBlock | None:
         """The kept modality block ``key`` (built with the config of its first block's
@@ -45,7 +44,7 @@ class ModalityBlocks:
         where = self.folder / key
         try:
             data = (where / WEIGHTS).read_bytes()
-            if hashlib.sha256(data).hexdigest() != (where / DIGEST).read_text().strip():
+            if sha256_bytes(data) != (where / DIGEST).read_text().strip():
                 raise ValueError("damaged")
             return build_block(manifest, st_load(data)).eval()
         except (OSError, ValueError, SafetensorError, RuntimeError):
@@ -57,4 +56,4 @@ class ModalityBlocks:
         where.mkdir(parents=True, exist_ok=True)
         data = st_save({k: v.contiguous() for k, v in state.items()})
         atomic_write(where / WEIGHTS, data)
-        atomic_write(where / DIGEST, hashlib.sha256(data).hexdigest().encode())  # last: complete
+        atomic_write(where / DIGEST, sha256_bytes(data).encode())  # last: complete
