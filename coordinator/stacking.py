@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from common.evaluation.candidates import Candidate
-from common.evaluation.selection import BlockInfo, flat_allowed, hierarchy
+from common.evaluation.selection import BlockInfo, flat_allowed, hierarchy, soup_blocks
 from common.evaluation.stacking import (
     MAX_POINTS,
     STACK_JOBS,
@@ -84,11 +84,12 @@ def fit_stack(
     """Fit stacked weights with the sites (those ``asked``: the merge's panel; empty: every site)
     and propose them as candidates (none when the blocks leave nothing to weigh or no site sent
     sums)."""
+    flat = flat_allowed(blocks, layout)
+    if not flat:  # hierarchical only (many blocks, or asked for): the stacked recipes are grouped
+        blocks = soup_blocks(blocks)  # over the blocks the modality blocks average
     plan = design([b.modality for b in blocks], [f"{b.site}/{b.modality}" for b in blocks])
     if plan is None:
         return Stack([], {"fitted": False, "reason": "nothing to weigh"})
-    flat = flat_allowed(blocks, layout)
-    # hierarchical only (many blocks, or asked for): the stacked recipes are grouped too
     groups = () if flat else hierarchy(blocks, layout)
     components = _components(plan, blocks, flat)
     fits = [Fit(g) for g in plan.groupings[:MAX_POINTS]]

@@ -72,6 +72,10 @@ FLAT_UP_TO = 64
 # a bounded alternative to averaging a modality's blocks: the ensemble (and merge) of its largest
 # blocks, at most this many per modality (a site runs M x PER_MODALITY blocks whatever N is)
 PER_MODALITY = 16
+# a modality block averages at most this many of its modality's blocks, its largest: beyond, every
+# scoring site would download and verify every block of the consortium to make one (1,010 at
+# 1,000 sites: the merge's first job closed at its deadline; docs/RESULTS.md section 11b)
+SOUP_UP_TO = 64
 
 
 # which recipes a merge considers: "auto" (both up to FLAT_UP_TO blocks, hierarchical beyond),
@@ -135,18 +139,22 @@ def panel(sites: Mapping[str, tuple[frozenset[str], int]], n: int) -> tuple[str,
     return tuple(sorted(chosen + spare[: n - len(chosen)]))
 
 
-def largest_candidates(
-    blocks: Sequence[BlockInfo], per_modality: Mapping[str, int]
-) -> list[Candidate]:
-    """The ensemble (first) and the merge of the PER_MODALITY largest blocks of each modality (by
-    training patients; ties by site), when that leaves some block out."""
-    mine = tuple(
-        b.block_id
-        for m in sorted(per_modality)
+def largest_of(blocks: Sequence[BlockInfo], most: int) -> list[BlockInfo]:
+    """At most ``most`` blocks of each modality of ``blocks``: its largest (by training patients;
+    unknown counts last, ties by site), modality by modality in name order."""
+    return [
+        b
+        for m in sorted({b.modality for b in blocks})
         for b in sorted(
             (b for b in blocks if b.modality == m), key=lambda b: (-(b.n_train or 0), b.site)
-        )[:PER_MODALITY]
-    )
+        )[:most]
+    ]
+
+
+def largest_candidates(blocks: Sequence[BlockInfo]) -> list[Candidate]:
+    """The ensemble (first) and the merge of the PER_MODALITY largest blocks of each modality,
+    when that leaves some block out."""
+    mine = tuple(b.block_id for b in largest_of(blocks, PER_MODALITY))
     if len(mine) == len(blocks):
         return []
     label = f"the {PER_MODALITY} largest blocks of each modality"
@@ -154,6 +162,23 @@ def largest_candidates(
         Candidate("largest-ensemble", "ensemble", f"ensemble of {label}", mine),
         Candidate("largest", "merge", f"merge of {label}", mine),
     ]
+
+
+def soup_blocks(blocks: Sequence[BlockInfo]) -> list[BlockInfo]:
+    """The blocks the modality blocks of a bounded recipe average: every block, or beyond
+    SOUP_UP_TO of one modality its SOUP_UP_TO largest (what a scoring site downloads, verifies and
+    averages stays bounded whatever the number of blocks)."""
+    counts = [sum(b.modality == m for b in blocks) for m in {b.modality for b in blocks}]
+    return list(blocks) if max(counts, default=0) <= SOUP_UP_TO else largest_of(blocks, SOUP_UP_TO)
+
+
+def _by_size(blocks: Sequence[BlockInfo]) -> tuple[float, ...] | None:
+    """Weights by the blocks' training patients (square root, shrunk half-way to equal), or None
+    when a count is unknown or all are equal."""
+    sizes = [b.n_train for b in blocks]
+    if all(n is not None and n > 0 for n in sizes) and len(set(sizes)) > 1:
+        return shrunk([math.sqrt(float(n)) for n in sizes])  # type: ignore[arg-type]
+    return None
 
 
 def first_candidates(
@@ -170,12 +195,6 @@ def first_candidates(
     ids = tuple(b.block_id for b in blocks)
     groups, flat = hierarchy(blocks, layout), flat_allowed(blocks, layout)
     per_modality = {m: sum(b.modality == m for b in blocks) for m in {b.modality for b in blocks}}
-    sizes = [b.n_train for b in blocks]
-    by_size = (
-        shrunk([math.sqrt(float(n)) for n in sizes])  # type: ignore[arg-type]
-        if all(n is not None and n > 0 for n in sizes) and len(set(sizes)) > 1
-        else None
-    )
     out = []
     if flat:
         out += [
@@ -190,34 +209,43 @@ def first_candidates(
                     "balanced-ensemble", "ensemble", "modality-balanced ensemble", ids, balanced
                 ),
             ]
+        by_size = _by_size(blocks)
         if by_size is not None:
             out.append(
                 Candidate("size", "merge", "merge weighted by training patients", ids, by_size)
             )
+    soup = soup_blocks(blocks) if groups else list(blocks)
     if groups:  # the bounded family: what a site runs depends on M, not on N
-        out += largest_candidates(blocks, per_modality)
+        out += largest_candidates(blocks)
+        of = f" (each modality's {SOUP_UP_TO} largest)" if len(soup) < len(blocks) else ""
+        mine, grouped = tuple(b.block_id for b in soup), hierarchy(soup, layout)
         out += [
-            Candidate("modality", "merge", "merge of modality blocks", ids, groups=groups),
+            Candidate("modality", "merge", f"merge of modality blocks{of}", mine, groups=grouped),
             Candidate(
-                "modality-ensemble", "ensemble", "ensemble of modality blocks", ids, groups=groups
+                "modality-ensemble",
+                "ensemble",
+                f"ensemble of modality blocks{of}",
+                mine,
+                groups=grouped,
             ),
         ]
+        by_size = _by_size(soup)
         if by_size is not None:
             out.append(
                 Candidate(
                     "modality-size",
                     "merge",
-                    "merge of modality blocks weighted by training patients",
-                    ids,
+                    f"merge of modality blocks{of} weighted by training patients",
+                    mine,
                     by_size,
-                    groups=groups,
+                    groups=grouped,
                 )
             )
     out += list(stacked)
     modalities = sorted(per_modality)
     if len(modalities) > 1:
         for m in modalities:
-            mine = tuple(b.block_id for b in blocks if b.modality == m)
+            mine = tuple(b.block_id for b in (blocks if flat else soup) if b.modality == m)
             if len(mine) > 1 or len(blocks) > MAX_ALONE:
                 one = () if flat or len(mine) == 1 else (0,) * len(mine)
                 out.append(Candidate(f"only-{m}", "merge", f"{m} blocks only", mine, groups=one))

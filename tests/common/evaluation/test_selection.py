@@ -15,6 +15,7 @@ from common.evaluation.candidates import Candidate
 from common.evaluation.selection import (
     FLAT_UP_TO,
     PER_MODALITY,
+    SOUP_UP_TO,
     BlockInfo,
     choose,
     first_candidates,
@@ -101,8 +102,21 @@ def test_the_family_stays_bounded_at_hundreds_of_blocks() -> None:
         if c.candidate_id != "stacked-modalities":
             mods = {b.modality for b in many if b.block_id in c.block_ids}
             assert c.groups and len(set(c.groups)) == len(mods)
+    # a modality block averages each modality's SOUP_UP_TO largest blocks: what a scoring site
+    # downloads for the whole family (the stacked candidate aside) is bounded too
+    soup = {c.candidate_id: c for c in family}["modality"].block_ids
+    assert len(soup) == 3 * SOUP_UP_TO and set(largest) <= set(soup)
+    assert {b.block_id for b in genes[:SOUP_UP_TO]} <= set(soup)
+    assert not {b.block_id for b in genes[SOUP_UP_TO:]} & set(soup)
+    fetched = {i for c in family if c.candidate_id != "stacked-modalities" for i in c.block_ids}
+    assert fetched == set(soup)
     at_limit = many[:FLAT_UP_TO]
     assert [c.candidate_id for c in first_candidates(at_limit)][:2] == ["uniform", "ensemble"]
+    # up to SOUP_UP_TO blocks of every modality, the modality blocks average them all
+    few = many[: 3 * SOUP_UP_TO]
+    assert {c.candidate_id: c for c in first_candidates(few)}["modality"].block_ids == tuple(
+        b.block_id for b in few
+    )
 
 
 def test_data_derived_weights_are_shrunk_half_way_to_equal() -> None:
