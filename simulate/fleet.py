@@ -5,6 +5,7 @@ stopped at the end, on Ctrl-C and on failure."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -18,6 +19,11 @@ from common.processes import command_name, descendants, peak_rss, pss, rss
 RAY_WORKER = "ray::"  # how a Ray worker process names itself (/proc/PID/comm)
 # the key of the largest Ray worker peak among a run's peaks (the ray engine)
 LARGEST_WORKER = "largest Ray worker (a site's training, scoring or LegoFuse client)"
+
+# a whole sample (every process's PSS from /proc/PID/smaps_rollup, which the kernel counts page by
+# page) at most this often while a run is checked: at 1,000 sites, sampling on every check of the
+# evaluators' loop took most of the simulator's time, beside the sites' work on two cores
+SAMPLE_EVERY_S = 2.0
 
 MMLEGO = [sys.executable, "-c", "from common.cli import run; run()"]
 
@@ -52,6 +58,7 @@ class Fleet:
     total_pss_peak: int = 0  # the same counting each shared page once (proportional set sizes)
     # the largest peak of one Ray worker process (a site's training, scoring or LegoFuse client)
     worker_peak: int = 0
+    sampled_at: float = -math.inf  # time.monotonic() of the last whole sample
 
     def start(
         self,
@@ -82,8 +89,9 @@ class Fleet:
             time.sleep(0.2)
 
     def check(self) -> None:
-        """Raise naming the first member that stopped unexpectedly, with the end of its log."""
-        self.sample()
+        """Raise naming the first member that stopped unexpectedly, with the end of its log (and
+        sample memory: the whole run at most every SAMPLE_EVERY_S)."""
+        self.sample(SAMPLE_EVERY_S)
         for m in self.members.values():
             if m.proc.poll() is not None and not (m.may_exit and m.proc.returncode == 0):
                 raise SimulationError(
@@ -91,12 +99,17 @@ class Fleet:
                     f"its log {m.log} ends:\n{tail(m.log)}"
                 )
 
-    def sample(self) -> None:
+    def sample(self, every_s: float = 0.0) -> None:
+        """Each member's peak; then, unless the last whole sample is under ``every_s`` old, the
+        largest Ray worker's peak and the run's total (RSS and PSS summed over every process)."""
         pids = {os.getpid()}
         for m in self.members.values():
             if m.proc.poll() is None:
                 m.peak = max(m.peak, peak_rss(m.proc.pid))
                 pids.add(m.proc.pid)
+        if time.monotonic() - self.sampled_at < every_s:
+            return
+        self.sampled_at = time.monotonic()
         for pid in list(pids - {os.getpid()}):
             pids.update(descendants(pid))
         for pid in pids:

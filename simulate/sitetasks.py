@@ -26,7 +26,7 @@ def _as_daemon(
         result = step(
             Daemon(load_site_config(Path(site_toml)), threading.Event(), out=out, once=once)
         )
-    give_back_memory()
+    give_back_memory(lazily=True)  # when the worker grew (a step that declined a job did not)
     return result, str(ray.get_runtime_context().get_node_id())
 
 

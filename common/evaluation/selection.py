@@ -9,12 +9,12 @@ and lowered the test metric in two of three scenarios). So the rule is conservat
   modality-balanced merge and ensemble (when modalities have different numbers of blocks), a
   merge weighted by the blocks' training patients, shrunk half-way toward equal weights, and the
   bounded recipes: the ensemble and merge of each modality's PER_MODALITY largest blocks, and the
-  hierarchical merge and ensemble (each modality's blocks averaged into one modality block first);
-  beyond FLAT_UP_TO blocks the bounded recipes replace the flat ones, the ensemble of the largest
-  blocks the reference (chosen on development seeds: docs/RESULTS.md section 11b). (A second
-  job weighting blocks by their own consortium validation metric, :func:`quality_candidates`, was
-  measured by bench/selection.py and is not used by ``coordinator merge``: it added almost nothing
-  for a second round of queries.)
+  hierarchical merge and ensemble (each modality's blocks, its SOUP_UP_TO largest at most,
+  averaged into one modality block first); beyond FLAT_UP_TO blocks the bounded recipes replace
+  the flat ones, the ensemble of the largest blocks the reference (chosen on development seeds:
+  docs/RESULTS.md section 11b). (A second job weighting blocks by their own consortium
+  validation metric, :func:`quality_candidates`, was measured by bench/selection.py and is not
+  used by ``coordinator merge``: it added almost nothing for a second round of queries.)
 - a candidate replaces the uniform merge only when its gain over it exceeds ``z`` standard errors
   of that gain (the sites' jackknife variances of the paired difference, combined): the
   candidate with the largest lower bound ``gain - z * se`` wins if that bound is above zero.
