@@ -297,7 +297,7 @@ def scale_scenario(sites: int, patients_per_site: int = 120, quick: bool = False
     validation patients (every site scores up to that many); the others decline evaluation jobs,
     as hospitals that switched it off do. Beyond 64 blocks the merge's candidates are the bounded
     ones (docs/EVALUATION.md section 5): what a scoring site runs per candidate depends on the
-    modalities and at most 16 blocks of each, and it downloads and verifies at most 64 blocks
+    modalities and at most 32 blocks of each, and it downloads and verifies at most 64 blocks
     of each modality (a modality block averages its modality's 64 largest at most)."""
     if sites < 2:
         raise ConfigError("the scale scenario needs --sites 2 or more")

@@ -70,8 +70,10 @@ MAX_ALONE = 12  # up to this many blocks, each is also a candidate alone
 # site rebuilds and runs per candidate depends on the modalities, not on the blocks
 FLAT_UP_TO = 64
 # a bounded alternative to averaging a modality's blocks: the ensemble (and merge) of its largest
-# blocks, at most this many per modality (a site runs M x PER_MODALITY blocks whatever N is)
-PER_MODALITY = 16
+# blocks, at most this many per modality (a site runs M x PER_MODALITY blocks whatever N is; on
+# development seeds the ensemble gained with every block it kept, 4, 8, 16 per modality up to all
+# of a 50-site consortium's 25-30: docs/RESULTS.md section 11b)
+PER_MODALITY = 32
 # a modality block averages at most this many of its modality's blocks, its largest: beyond, every
 # scoring site would download and verify every block of the consortium to make one (1,010 at
 # 1,000 sites: the merge's first job closed at its deadline; docs/RESULTS.md section 11b)
@@ -83,7 +85,7 @@ SOUP_UP_TO = 64
 HIERARCHIES = ("auto", "flat", "modality")
 HIERARCHY_HELP = (
     "auto (flat and bounded recipes up to 64 blocks, bounded only beyond), flat, or modality "
-    "(bounded only: each modality's blocks averaged into one modality block, or its 16 largest "
+    "(bounded only: each modality's blocks averaged into one modality block, or its 32 largest "
     "blocks)."
 )
 
@@ -151,13 +153,18 @@ def largest_of(blocks: Sequence[BlockInfo], most: int) -> list[BlockInfo]:
     ]
 
 
-def largest_candidates(blocks: Sequence[BlockInfo]) -> list[Candidate]:
-    """The ensemble (first) and the merge of the PER_MODALITY largest blocks of each modality,
-    when that leaves some block out."""
+def largest_candidates(blocks: Sequence[BlockInfo], flat: bool = False) -> list[Candidate]:
+    """The ensemble (first) and the merge of the PER_MODALITY largest blocks of each modality;
+    none when they are every block and the flat recipes (``flat``) hold them already."""
     mine = tuple(b.block_id for b in largest_of(blocks, PER_MODALITY))
-    if len(mine) == len(blocks):
+    every = len(mine) == len(blocks)
+    if every and flat:
         return []
-    label = f"the {PER_MODALITY} largest blocks of each modality"
+    label = (
+        f"every block ({PER_MODALITY} or fewer of each modality)"
+        if every
+        else f"the {PER_MODALITY} largest blocks of each modality"
+    )
     return [
         Candidate("largest-ensemble", "ensemble", f"ensemble of {label}", mine),
         Candidate("largest", "merge", f"merge of {label}", mine),
@@ -216,7 +223,7 @@ def first_candidates(
             )
     soup = soup_blocks(blocks) if groups else list(blocks)
     if groups:  # the bounded family: what a site runs depends on M, not on N
-        out += largest_candidates(blocks)
+        out += largest_candidates(blocks, flat)
         of = f" (each modality's {SOUP_UP_TO} largest)" if len(soup) < len(blocks) else ""
         mine, grouped = tuple(b.block_id for b in soup), hierarchy(soup, layout)
         out += [

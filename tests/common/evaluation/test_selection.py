@@ -112,6 +112,14 @@ def test_the_family_stays_bounded_at_hundreds_of_blocks() -> None:
     assert fetched == set(soup)
     at_limit = many[:FLAT_UP_TO]
     assert [c.candidate_id for c in first_candidates(at_limit)][:2] == ["uniform", "ensemble"]
+    # bounded only (asked for) with PER_MODALITY or fewer of each modality: the reference is the
+    # ensemble of every block; with the flat recipes beside it, it is theirs and not repeated
+    small = many[:60]
+    bounded = first_candidates(small, layout="modality")
+    assert bounded[0].candidate_id == "largest-ensemble" and set(bounded[0].block_ids) == {
+        b.block_id for b in small
+    }
+    assert "largest-ensemble" not in [c.candidate_id for c in first_candidates(small)]
     # up to SOUP_UP_TO blocks of every modality, the modality blocks average them all
     few = many[: 3 * SOUP_UP_TO]
     assert {c.candidate_id: c for c in first_candidates(few)}["modality"].block_ids == tuple(
