@@ -3,12 +3,12 @@
 or ``ray`` (the sites' training and evaluation as Ray tasks, LegoFuse on Flower's simulation
 engine, a local Ray instance started by each run). Reports wall time (whole run and per phase,
 the merge chosen with every site scoring the candidates, one LegoFuse round scored by every site),
-the peak resident memory of all the run's processes together (sampled; ``peak_rss_mb_total``
-counts a shared page in every process that maps it, ``peak_pss_mb_total`` once), the largest
-processes, the largest peak of one Ray worker (what a participating site's training, scoring or
-LegoFuse client needs), the size of one LegoFuse round message, whether every scoring site answered
-the merge's jobs and the round's, and the marginal cost of a site (wall time added per site from
-the previous row; the first row: wall time / sites).
+the peak resident memory of all the run's processes together (sampled every 2 s at most;
+``peak_rss_mb_total`` counts a shared page in every process that maps it, ``peak_pss_mb_total``
+once), the largest processes, the largest peak of one Ray worker (what a participating site's
+training, scoring or LegoFuse client needs), the size of one LegoFuse round message, whether every
+scoring site answered the merge's jobs and the round's, and the marginal cost of a site (wall
+time added per site from the previous row; the first row: wall time / sites).
 
     .venv/bin/python bench/scale_bench.py --engine processes --sites 10 25 50 \\
         --out docs/results/scale.json
