@@ -85,8 +85,8 @@ SOUP_UP_TO = 64
 HIERARCHIES = ("auto", "flat", "modality")
 HIERARCHY_HELP = (
     "auto (flat and bounded recipes up to 64 blocks, bounded only beyond), flat, or modality "
-    "(bounded only: each modality's blocks averaged into one modality block, or its 32 largest "
-    "blocks)."
+    "(bounded only: each modality's blocks, its 64 largest at most, averaged into one modality "
+    "block, or its 32 largest blocks)."
 )
 
 
