@@ -71,8 +71,8 @@ MAX_ALONE = 12  # up to this many blocks, each is also a candidate alone
 FLAT_UP_TO = 64
 # a bounded alternative to averaging a modality's blocks: the ensemble (and merge) of its largest
 # blocks, at most this many per modality (a site runs M x PER_MODALITY blocks whatever N is; on
-# development seeds the ensemble gained with every block it kept, 4, 8, 16 per modality up to all
-# of a 50-site consortium's 25-30: docs/RESULTS.md section 11b)
+# development seeds the ensemble's lead over the flat merge grew with the blocks it kept, 4, 8, 16
+# per modality up to all of a 50-site consortium's 25-30: docs/RESULTS.md section 11b)
 PER_MODALITY = 32
 # a modality block averages at most this many of its modality's blocks, its largest: beyond, every
 # scoring site would download and verify every block of the consortium to make one (1,010 at
